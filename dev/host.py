@@ -1,0 +1,200 @@
+"""A local Functions host: indexes `function_app.app` as the worker does and serves it.
+
+HTTP functions answer on http://localhost:{port}/api/{route} with their declared methods; timer
+functions fire on their NCRONTAB schedules (`%SETTING%` resolved from the environment). Like Core
+Tools, it does not enforce function keys locally.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import azure.functions as func
+from azure.functions.timer import TimerRequest
+
+from dev import ncrontab
+
+log = logging.getLogger("dev.host")
+
+
+@dataclass
+class HttpFunction:
+    name: str
+    route: str
+    pattern: re.Pattern[str]
+    methods: set[str]
+    auth_level: str
+    call: Callable[..., Any]
+
+
+@dataclass
+class TimerFunction:
+    name: str
+    schedule: str
+    run_on_startup: bool
+    call: Callable[..., Any]
+
+
+def _route_pattern(route: str) -> re.Pattern[str]:
+    regex = re.sub(r"\{(\w+)(?::[^}]*)?\}", r"(?P<\1>[^/]+)", route.strip("/"))
+    return re.compile(f"^/api/{regex}/?$")
+
+
+def resolve_setting(value: str) -> str:
+    match = re.fullmatch(r"%(\w+)%", value)
+    if not match:
+        return value
+    setting = os.environ.get(match.group(1))
+    if not setting:
+        raise KeyError(f"the app setting {match.group(1)} is not set")
+    return setting
+
+
+def index(functions: Iterable[Any]) -> tuple[list[HttpFunction], list[TimerFunction]]:
+    """Sort the app's indexed functions (`app.get_functions()`, which may be called only once) by trigger."""
+    http: list[HttpFunction] = []
+    timers: list[TimerFunction] = []
+    for function in functions:
+        name = str(function.get_function_name())
+        bindings = json.loads(function.get_function_json())["bindings"]
+        data = next(b for b in bindings if b["direction"].upper() == "IN" and b["type"].endswith("Trigger"))
+        if data["type"] == "httpTrigger":
+            http.append(
+                HttpFunction(
+                    name,
+                    "/api/" + (data.get("route") or name),
+                    _route_pattern(data.get("route") or name),
+                    {m.upper() for m in data.get("methods") or ["GET", "POST"]},
+                    str(data.get("authLevel")),
+                    function.get_user_function(),
+                )
+            )
+        elif data["type"] == "timerTrigger":
+            timers.append(
+                TimerFunction(
+                    name,
+                    resolve_setting(data["schedule"]),
+                    bool(data.get("runOnStartup")),
+                    function.get_user_function(),
+                )
+            )
+    return http, timers
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: LocalHost
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        matched = [(f, m) for f in self.server.http for m in [f.pattern.match(parts.path)] if m]
+        if not matched:
+            return self._send(
+                404,
+                {"Content-Type": "application/problem+json"},
+                b'{"status":404,"code":"not_found","title":"No such route"}',
+            )
+        allowed = [(f, m) for f, m in matched if self.command in f.methods]
+        if not allowed:
+            methods = ", ".join(sorted(set().union(*(f.methods for f, _ in matched))))
+            return self._send(
+                405,
+                {"Allow": methods, "Content-Type": "application/problem+json"},
+                b'{"status":405,"code":"method_not_allowed","title":"Method not allowed"}',
+            )
+        function, match = allowed[0]
+        request = func.HttpRequest(
+            method=self.command,
+            url=f"http://{self.headers.get('Host', 'localhost')}{self.path}",
+            headers=dict(self.headers.items()),
+            params=dict(parse_qsl(parts.query, keep_blank_values=True)),
+            route_params=match.groupdict(),
+            body=body,
+        )
+        try:
+            response = function.call(request)
+        except Exception as exc:  # the worker answers 500 too
+            log.error("Function %s raised %s", function.name, type(exc).__name__)
+            return self._send(500, {"Content-Type": "text/plain"}, b"Internal Server Error")
+        headers = dict(response.headers.items())
+        if "content-type" not in {k.lower() for k in headers} and response.get_body():
+            headers["Content-Type"] = f"{response.mimetype}; charset={response.charset}"
+        log.info("%s %s -> %s (%s)", self.command, parts.path, response.status_code, function.name)
+        self._send(response.status_code, headers, response.get_body())
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            if name.lower() != "content-length":
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+    def log_message(self, format: str, *args: object) -> None:  # the query may carry an OAuth code
+        return
+
+
+class LocalHost(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, functions: Iterable[Any], host: str = "127.0.0.1", port: int = 7071) -> None:
+        self.http, self.timers = index(functions)
+        super().__init__((host, port), _Handler)
+        self._stop = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.server_address[1]}"
+
+    def start(self) -> None:
+        threading.Thread(target=self.serve_forever, name="local-host", daemon=True).start()
+        for timer in self.timers:
+            threading.Thread(target=self._run_timer, args=(timer,), name=f"timer-{timer.name}", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.shutdown()
+        self.server_close()
+
+    def _run_timer(self, timer: TimerFunction) -> None:
+        if timer.run_on_startup:
+            self._fire(timer, past_due=False)
+        while not self._stop.is_set():
+            now = datetime.now(UTC)
+            due = ncrontab.next_after(timer.schedule, now)
+            if self._stop.wait((due - now).total_seconds()):
+                return
+            late = (datetime.now(UTC) - due).total_seconds() > 60
+            self._fire(timer, past_due=late)
+
+    def _fire(self, timer: TimerFunction, *, past_due: bool) -> None:
+        try:
+            timer.call(TimerRequest(past_due=past_due))
+            log.info("Timer %s ran", timer.name)
+        except Exception as exc:
+            log.error("Timer %s raised %s", timer.name, type(exc).__name__)
+
+
+def load_app(module: str = "function_app") -> func.FunctionApp:
+    loaded = importlib.import_module(module)
+    apps = [v for v in vars(loaded).values() if isinstance(v, func.FunctionApp)]
+    if len(apps) != 1:
+        raise RuntimeError(f"{module} must define exactly one FunctionApp, found {len(apps)}")
+    return apps[0]

@@ -1,0 +1,566 @@
+"""An in-memory ServiceNow instance speaking the wire protocol the connector uses.
+
+OAuth (`oauth_auth.do` with a consent page, `oauth_token.do`, `oauth_revoke_token.do`) and the Table API
+with ServiceNow's value shapes (all strings, reference objects), `Link` and `X-Total-Count` headers and
+error envelopes, plus fault injection. Sources for every shape: ../shared/reference/servicenow-api.md.
+`handle()` is transport-neutral: `transport.py` serves it in process (httpx) and on a loopback port.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from dev.simulator import query as encoded_query
+
+ADMIN_SYS_ID = "6816f79cc0a8016401c5a33be04be441"
+INTEGRATION_USER_SYS_ID = "5137153cc611227c000bbd1bd8cd2007"
+UNAUTHENTICATED = {"message": "User Not Authenticated", "detail": "Required to provide Auth information"}
+TOKEN_DENIED = {"error_description": "access_denied", "error": "server_error"}
+INCIDENT_FIELDS = {
+    "sys_id",
+    "number",
+    "short_description",
+    "description",
+    "state",
+    "impact",
+    "urgency",
+    "priority",
+    "due_date",
+    "caller_id",
+    "opened_by",
+    "correlation_id",
+    "correlation_display",
+    "active",
+    "category",
+    "subcategory",
+    "assigned_to",
+    "assignment_group",
+    "close_code",
+    "close_notes",
+    "work_notes",
+    "comments",
+    "opened_at",
+    "sys_created_on",
+    "sys_updated_on",
+    "sys_created_by",
+    "sys_updated_by",
+    "sys_mod_count",
+    "incident_state",
+    "resolved_at",
+    "closed_at",
+    "hold_reason",
+}
+USER_FIELDS = {"sys_id", "user_name", "name", "email", "active", "sys_created_on", "sys_updated_on"}
+PRIORITY = {
+    ("1", "1"): "1",
+    ("1", "2"): "2",
+    ("1", "3"): "3",
+    ("2", "1"): "2",
+    ("2", "2"): "3",
+    ("2", "3"): "4",
+    ("3", "1"): "3",
+    ("3", "2"): "4",
+    ("3", "3"): "5",
+}
+
+
+@dataclass
+class SimRequest:
+    method: str
+    url: str  # absolute
+    headers: dict[str, str]  # lower-case names
+    body: bytes = b""
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.url).path
+
+    @property
+    def query(self) -> dict[str, str]:
+        return dict(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
+
+    def form(self) -> dict[str, str]:
+        return dict(parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+@dataclass
+class SimResponse:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    drop: bool = False  # close the connection without answering (after any commit)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> SimResponse:
+        return cls(
+            status, {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}, json.dumps(payload).encode()
+        )
+
+    @classmethod
+    def envelope(cls, status: int, message: str, detail: str | None) -> SimResponse:
+        return cls.json(status, {"error": {"message": message, "detail": detail}, "status": "failure"})
+
+
+@dataclass
+class Fault:
+    """One injected failure. `kind`: 'status' (answer `status` with `headers`, before any commit),
+    'drop' (reset before doing anything), 'commit_then_drop' (do the work, then reset), 'latency'."""
+
+    kind: str
+    status: int = 503
+    headers: dict[str, str] = field(default_factory=dict)
+    method: str | None = None
+    path_prefix: str = "/api/now/"
+    times: int = 1
+    seconds: float = 0.0
+
+    def applies(self, request: SimRequest) -> bool:
+        return (self.method is None or self.method == request.method) and request.path.startswith(self.path_prefix)
+
+
+@dataclass
+class OAuthClient:
+    client_id: str
+    client_secret: str
+    redirect_uris: list[str]
+    access_ttl: int = 1800
+    refresh_ttl: int = 8_640_000
+    name: str = "Microsoft 365 security connector"
+
+
+@dataclass
+class Grant:
+    user_sys_id: str
+    client_id: str
+    expires: float
+    revoked: bool = False
+
+
+def _now_text(clock: float) -> str:
+    return datetime.fromtimestamp(clock, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class ServiceNowSimulator:
+    def __init__(self, instance_url: str = "https://sim.service-now.com", *, clock: Callable[[], float] = time.time):
+        self.instance_url = instance_url.rstrip("/")
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.clients: dict[str, OAuthClient] = {}
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.access_tokens: dict[str, Grant] = {}
+        self.refresh_tokens: dict[str, Grant] = {}
+        self.tables: dict[str, dict[str, dict[str, Any]]] = {"incident": {}, "sys_user": {}}
+        self.fields: dict[str, set[str]] = {"incident": set(INCIDENT_FIELDS), "sys_user": set(USER_FIELDS)}
+        self.faults: list[Fault] = []
+        self.requests: list[SimRequest] = []
+        self.auto_approve = False
+        self.ip_denied = False
+        self.deny: dict[str, set[str]] = {}  # table -> {"read", "insert", "update", "cross_scope"}
+        self.signed_in_user = INTEGRATION_USER_SYS_ID
+        self._number = 10000
+        self.add_user(ADMIN_SYS_ID, "admin", "System Administrator", "admin@example.com")
+        self.add_user(INTEGRATION_USER_SYS_ID, "m365.integration", "M365 Integration", "m365.integration@example.com")
+
+    # -- setup --------------------------------------------------------------------------------------
+
+    def register_client(self, client_id: str, client_secret: str, redirect_uris: list[str], **kw: Any) -> OAuthClient:
+        client = OAuthClient(client_id, client_secret, list(redirect_uris), **kw)
+        self.clients[client_id] = client
+        return client
+
+    def add_user(self, sys_id: str, user_name: str, name: str, email: str) -> dict[str, Any]:
+        stamp = _now_text(self.clock())
+        record = {
+            "sys_id": sys_id,
+            "user_name": user_name,
+            "name": name,
+            "email": email,
+            "active": "true",
+            "sys_created_on": stamp,
+            "sys_updated_on": stamp,
+        }
+        self.tables["sys_user"][sys_id] = record
+        return record
+
+    def add_table(self, table: str, fields: set[str]) -> None:
+        self.tables.setdefault(table, {})
+        self.fields[table] = set(fields) | {"sys_id", "sys_created_on", "sys_updated_on", "sys_mod_count", "number"}
+
+    def inject(self, fault: Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def records(self, table: str = "incident") -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.tables.get(table, {}).values()]
+
+    # -- dispatch -----------------------------------------------------------------------------------
+
+    def handle(self, request: SimRequest) -> SimResponse:
+        with self.lock:
+            self.requests.append(request)
+            fault = next((f for f in self.faults if f.applies(request)), None)
+            if fault is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+        if fault is not None and fault.kind == "latency":
+            time.sleep(fault.seconds)
+            fault = None
+        if fault is not None and fault.kind == "drop":
+            return SimResponse(0, drop=True)
+        if fault is not None and fault.kind == "status":
+            body = {
+                "error": {
+                    "message": "Rate limit exceeded" if fault.status == 429 else "Service Unavailable",
+                    "detail": "Injected fault",
+                },
+                "status": "failure",
+            }
+            return SimResponse.json(fault.status, body, fault.headers)
+        if self.ip_denied:
+            return SimResponse(403, {"Content-Type": "text/html"}, b"<html><body>Access denied</body></html>")
+        response = self._route(request)
+        if fault is not None and fault.kind == "commit_then_drop":
+            return SimResponse(0, drop=True)
+        return response
+
+    def _route(self, request: SimRequest) -> SimResponse:
+        path = request.path
+        if path == "/oauth_auth.do":
+            return self._authorize(request)
+        if path == "/oauth_token.do" and request.method == "POST":
+            return self._token(request)
+        if path == "/oauth_revoke_token.do":
+            return self._revoke(request)
+        for prefix in ("/api/now/v2/table/", "/api/now/v1/table/", "/api/now/table/"):
+            if path.startswith(prefix):
+                return self._table(request, path[len(prefix) :].split("/"), versioned_v2=prefix.endswith("v2/table/"))
+        return SimResponse(404, {"Content-Type": "text/html"}, b"<html><body>Not found</body></html>")
+
+    # -- OAuth ---------------------------------------------------------------------------------------
+
+    def _authorize(self, request: SimRequest) -> SimResponse:
+        params = request.query if request.method == "GET" else request.form()
+        client = self.clients.get(params.get("client_id", ""))
+        if params.get("response_type") != "code" or client is None:
+            return _page(400, "Invalid request", "Unknown client_id or unsupported response_type.")
+        if not params.get("state"):
+            return _page(400, "Error", "Missing State parameter in request")
+        redirect = params.get("redirect_uri", "")
+        if redirect not in client.redirect_uris:
+            redirect = client.redirect_uris[0]  # ServiceNow falls back to the first registered URL
+        if request.method == "POST":
+            if params.get("action") != "allow":
+                return _redirect(
+                    redirect,
+                    {"error": "access_denied", "error_description": "User denied access", "state": params["state"]},
+                )
+            return self._issue_code(client, redirect, params)
+        if self.auto_approve:
+            return self._issue_code(client, redirect, params)
+        user = self.tables["sys_user"][self.signed_in_user]
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in params.items()
+        )
+        body = (
+            f"<!doctype html><html><head><title>Authorize {html.escape(client.name)}</title></head><body>"
+            f"<p>Signed in as <b>{html.escape(user['name'])}</b> ({html.escape(user['user_name'])}) "
+            f'<a href="/logout.do">Not you?</a></p>'
+            f"<h1>{html.escape(client.name)} would like to connect to your ServiceNow account</h1>"
+            f'<form method="post" action="/oauth_auth.do">{hidden}'
+            f'<button name="action" value="allow" id="allow">Allow</button> '
+            f'<button name="action" value="deny" id="deny">Deny</button></form></body></html>'
+        )
+        return SimResponse(200, {"Content-Type": "text/html;charset=UTF-8"}, body.encode())
+
+    def _issue_code(self, client: OAuthClient, redirect: str, params: dict[str, str]) -> SimResponse:
+        code = secrets.token_urlsafe(24)
+        with self.lock:
+            self.codes[code] = {
+                "client_id": client.client_id,
+                "redirect_uri": redirect,
+                "challenge": params.get("code_challenge"),
+                "method": params.get("code_challenge_method"),
+                "user": self.signed_in_user,
+                "expires": self.clock() + 60,
+            }
+        return _redirect(redirect, {"code": code, "state": params["state"]})
+
+    def _token(self, request: SimRequest) -> SimResponse:
+        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return SimResponse.json(400, {"error": "server_error", "error_description": "invalid content type"})
+        form = request.form()
+        client = self.clients.get(form.get("client_id", ""))
+        if client is None or form.get("client_secret") != client.client_secret:
+            return SimResponse.json(401, TOKEN_DENIED)
+        grant_type = form.get("grant_type")
+        with self.lock:
+            if grant_type == "authorization_code":
+                entry = self.codes.pop(form.get("code", ""), None)
+                if (
+                    entry is None
+                    or entry["client_id"] != client.client_id
+                    or entry["expires"] < self.clock()
+                    or entry["redirect_uri"] != form.get("redirect_uri")
+                    or not _pkce_ok(entry, form.get("code_verifier"))
+                ):
+                    return SimResponse.json(401, TOKEN_DENIED)
+                refresh = secrets.token_urlsafe(48)
+                self.refresh_tokens[refresh] = Grant(entry["user"], client.client_id, self.clock() + client.refresh_ttl)
+                return self._access(client, entry["user"], refresh)
+            if grant_type == "refresh_token":
+                refresh = form.get("refresh_token", "")
+                grant = self.refresh_tokens.get(refresh)
+                if (
+                    grant is None
+                    or grant.revoked
+                    or grant.client_id != client.client_id
+                    or grant.expires < self.clock()
+                ):
+                    return SimResponse.json(401, TOKEN_DENIED)
+                return self._access(client, grant.user_sys_id, refresh)  # the same refresh token comes back
+        return SimResponse.json(401, TOKEN_DENIED)
+
+    def _access(self, client: OAuthClient, user: str, refresh: str) -> SimResponse:
+        token = secrets.token_urlsafe(48)
+        self.access_tokens[token] = Grant(user, client.client_id, self.clock() + client.access_ttl)
+        return SimResponse.json(
+            200,
+            {
+                "access_token": token,
+                "refresh_token": refresh,
+                "scope": "useraccount",
+                "token_type": "Bearer",
+                "expires_in": max(client.access_ttl - 1, 0),
+            },
+        )
+
+    def _revoke(self, request: SimRequest) -> SimResponse:
+        token = request.form().get("token") or request.query.get("token", "")
+        with self.lock:
+            for store in (self.access_tokens, self.refresh_tokens):
+                if token in store:
+                    store[token].revoked = True
+        return SimResponse(200, {"Content-Type": "text/plain"}, b"")
+
+    def revoke_all(self) -> None:
+        """What an admin deleting the oauth_credential rows does."""
+        with self.lock:
+            for grant in [*self.access_tokens.values(), *self.refresh_tokens.values()]:
+                grant.revoked = True
+
+    # -- Table API -----------------------------------------------------------------------------------
+
+    def _caller(self, request: SimRequest) -> str | None:
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer "):
+            return None
+        grant = self.access_tokens.get(auth[7:])
+        if grant is None or grant.revoked or grant.expires < self.clock():
+            return None
+        return grant.user_sys_id
+
+    def _table(self, request: SimRequest, parts: list[str], *, versioned_v2: bool) -> SimResponse:
+        user = self._caller(request)
+        if user is None:
+            return SimResponse.envelope(401, UNAUTHENTICATED["message"], UNAUTHENTICATED["detail"])
+        table = parts[0]
+        sys_id = parts[1] if len(parts) > 1 else None
+        if table not in self.tables:
+            return SimResponse.envelope(400, f"Invalid table {table}", None)
+        denied = self.deny.get(table, set())
+        operation = {"GET": "read", "POST": "insert", "PATCH": "update", "PUT": "update"}.get(request.method, "")
+        if "cross_scope" in denied:
+            verb = {"read": "Read", "insert": "Create", "update": "Write"}.get(operation, "Read")
+            return SimResponse.envelope(
+                403,
+                f"{verb} operation against '{table}' from scope 'x_m365_connector' has been refused due to "
+                "the table's cross-scope access policy",
+                None,
+            )
+        if operation in denied:
+            if operation == "read":
+                return SimResponse.envelope(
+                    403,
+                    "Insufficient rights to query records",
+                    "Field(s) present in the query do not have permission to be read",
+                )
+            verb = "Insert" if operation == "insert" else "Update"
+            return SimResponse.envelope(
+                403, "Operation Failed", f"ACL Exception {verb} Failed due to security constraints"
+            )
+        with self.lock:
+            if request.method == "GET" and sys_id is None:
+                return self._list(request, table, user, versioned_v2)
+            if request.method == "GET":
+                record = self.tables[table].get(sys_id or "")
+                if record is None:
+                    return _no_record()
+                return SimResponse.json(200, {"result": self._shape(table, record, request.query)})
+            if request.method == "POST" and sys_id is None:
+                return self._insert(request, table, user)
+            if request.method in ("PATCH", "PUT") and sys_id:
+                return self._update(request, table, sys_id, user)
+        return SimResponse.envelope(405, "Method not Supported", f"{request.method} is not supported here")
+
+    def _shape(self, table: str, record: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        wanted = [f for f in params.get("sysparm_fields", "").split(",") if f]
+        exclude = params.get("sysparm_exclude_reference_link") == "true"
+        shaped = {}
+        for name in wanted or sorted(record):
+            if name not in self.fields[table]:
+                continue
+            value = record.get(name, "")
+            if isinstance(value, dict) and exclude:
+                value = value["value"]
+            shaped[name] = value
+        return shaped
+
+    def _list(self, request: SimRequest, table: str, user: str, v2: bool) -> SimResponse:
+        params = request.query
+        parsed = encoded_query.parse(params.get("sysparm_query", ""), lambda js: self._javascript(js, user))
+        rows = [r for r in self.tables[table].values() if encoded_query.matches(parsed, r, self.fields[table])]
+        rows = encoded_query.sort(parsed, rows)
+        try:
+            limit = int(params.get("sysparm_limit", "10000"))
+            offset = int(params.get("sysparm_offset", "0"))
+        except ValueError:
+            return SimResponse.envelope(400, "Invalid parameter", "sysparm_limit and sysparm_offset are numbers")
+        page = rows[max(offset, 0) : max(offset, 0) + limit]
+        if not page and not v2 and not rows:
+            return _no_record()
+        headers = {"X-Total-Count": str(len(rows))}
+        if params.get("sysparm_suppress_pagination_header") != "true":
+            headers["Link"] = _links(request, offset, limit, len(rows))
+        return SimResponse.json(200, {"result": [self._shape(table, r, params) for r in page]}, headers)
+
+    def _javascript(self, script: str, user: str) -> str:
+        if script == "javascript:gs.getUserID()":
+            return user
+        return ""
+
+    def _body(self, request: SimRequest) -> dict[str, Any] | SimResponse:
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return SimResponse.envelope(415, "Unsupported Media Type", "Content-Type must be application/json")
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            return SimResponse.envelope(400, "Exception while reading request", "The payload is not valid JSON")
+        if isinstance(body, list):
+            body = body[0] if body else {}
+        return body if isinstance(body, dict) else {}
+
+    def _insert(self, request: SimRequest, table: str, user: str) -> SimResponse:
+        body = self._body(request)
+        if isinstance(body, SimResponse):
+            return body
+        stamp = _now_text(self.clock())
+        sys_id = uuid.uuid4().hex
+        self._number += 1
+        record: dict[str, Any] = {name: "" for name in self.fields[table]}
+        record.update(
+            sys_id=sys_id,
+            sys_created_on=stamp,
+            sys_updated_on=stamp,
+            sys_mod_count="0",
+            number=f"INC{self._number:07d}",
+        )
+        if table == "incident":
+            record.update(
+                state="1",
+                incident_state="1",
+                impact="3",
+                urgency="3",
+                active="true",
+                category="inquiry",
+                opened_at=stamp,
+                opened_by=self._reference("sys_user", user),
+            )
+        self._apply(table, record, body)
+        self.tables[table][sys_id] = record
+        location = f"{self.instance_url}/api/now/table/{table}/{sys_id}"
+        return SimResponse.json(201, {"result": self._shape(table, record, request.query)}, {"Location": location})
+
+    def _update(self, request: SimRequest, table: str, sys_id: str, user: str) -> SimResponse:
+        record = self.tables[table].get(sys_id)
+        if record is None:
+            return _no_record()
+        body = self._body(request)
+        if isinstance(body, SimResponse):
+            return body
+        if self._apply(table, record, body):
+            record["sys_updated_on"] = _now_text(self.clock())
+            record["sys_mod_count"] = str(int(record.get("sys_mod_count") or 0) + 1)
+        return SimResponse.json(200, {"result": self._shape(table, record, request.query)})
+
+    def _apply(self, table: str, record: dict[str, Any], body: dict[str, Any]) -> bool:
+        changed = False
+        for name, value in body.items():
+            if name not in self.fields[table] or name in ("sys_id", "number", "sys_created_on"):
+                continue  # ServiceNow ignores unknown fields
+            text = "" if value is None else str(value)
+            if name in ("caller_id", "opened_by", "assigned_to") and text:
+                new: Any = self._reference("sys_user", text)
+            else:
+                new = text
+            if record.get(name) != new:
+                record[name] = new
+                changed = True
+        if table == "incident":
+            record["priority"] = PRIORITY.get((str(record.get("impact")), str(record.get("urgency"))), "5")
+            record["incident_state"] = record.get("state", "1")
+        return changed
+
+    def _reference(self, table: str, sys_id: str) -> dict[str, str]:
+        return {"link": f"{self.instance_url}/api/now/table/{table}/{sys_id}", "value": sys_id}
+
+
+def _no_record() -> SimResponse:
+    return SimResponse.envelope(404, "No Record found", "Record doesn't exist or ACL restricts the record retrieval")
+
+
+def _pkce_ok(entry: dict[str, Any], verifier: str | None) -> bool:
+    if not entry.get("challenge"):
+        return True
+    if entry.get("method") != "S256" or not verifier:
+        return False
+    digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return secrets.compare_digest(digest, entry["challenge"])
+
+
+def _redirect(target: str, params: dict[str, str]) -> SimResponse:
+    separator = "&" if "?" in target else "?"
+    return SimResponse(302, {"Location": target + separator + urlencode(params)})
+
+
+def _page(status: int, title: str, message: str) -> SimResponse:
+    body = f"<html><head><title>{html.escape(title)}</title></head><body><p>{html.escape(message)}</p></body></html>"
+    return SimResponse(status, {"Content-Type": "text/html;charset=UTF-8"}, body.encode())
+
+
+def _links(request: SimRequest, offset: int, limit: int, total: int) -> str:
+    parts = urlsplit(request.url)
+    base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    params = request.query
+
+    def link(rel: str, at: int) -> str:
+        return f'<{base}?{urlencode({**params, "sysparm_limit": limit, "sysparm_offset": at})}>;rel="{rel}"'
+
+    links = [link("first", 0), link("prev", offset - limit)]  # ServiceNow sends prev even on page one
+    if offset + limit < total:
+        links.append(link("next", offset + limit))
+    links.append(link("last", max((total - 1) // max(limit, 1) * limit, 0)))
+    return ",".join(links)

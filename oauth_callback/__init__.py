@@ -1,0 +1,54 @@
+"""The connection routes: connect, the OAuth callback, provisioning status, disconnect."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from shared import web
+from shared.connection import disconnect as disconnect_servicenow
+from shared.connection import finish_callback, start_connect
+from shared.provisioning import provisioning_status
+from shared.services import get_services
+
+bp = func.Blueprint()
+
+
+@bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def connect(req: func.HttpRequest) -> func.HttpResponse:
+    """Send the admin's browser to ServiceNow's consent page."""
+    return web.handle(req, lambda: web.redirect(start_connect(get_services(), req.headers)))
+
+
+@bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
+    """ServiceNow redirects here; anonymous, and protected by the single-use `state`."""
+
+    def run() -> func.HttpResponse:
+        outcome = finish_callback(get_services(), dict(req.params))
+        lines = [outcome.message]
+        if outcome.ok:
+            lines.append(f"Instance: {outcome.instance}")
+            lines.append(f"ServiceNow user: {outcome.user or 'could not be identified'}")
+        lines.append(outcome.advice)
+        return web.html_page(outcome.title, lines, outcome.status)
+
+    return web.handle(req, run)
+
+
+@bp.route(route="provisioning", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def provisioning(req: func.HttpRequest) -> func.HttpResponse:
+    """Health and what to fix; `?live=true` also asks ServiceNow."""
+    live = req.params.get("live", "").lower() in ("true", "1", "yes")
+    return web.handle(req, lambda: web.json_response(provisioning_status(get_services(), live=live)))
+
+
+@bp.route(route="disconnect", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def disconnect(req: func.HttpRequest) -> func.HttpResponse:
+    """Revoke and forget the tokens; `?force=true` forgets them even when revocation fails."""
+    force = req.params.get("force", "").lower() in ("true", "1", "yes")
+
+    def run() -> func.HttpResponse:
+        disconnect_servicenow(get_services(), force=force)
+        return web.no_content()
+
+    return web.handle(req, run)

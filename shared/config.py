@@ -1,0 +1,242 @@
+"""Settings: read once, lazily, from the environment (app settings in Azure), and validated strictly.
+
+Invalid settings never raise at import or load time: they are collected as `issues`, so
+`/api/provisioning` can say exactly what to fix while every other route answers `not_configured`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
+_SERVICENOW_SUFFIXES = ("service-now.com", "servicenowservices.com")
+_URL_FORBIDDEN = re.compile(r"[\s\\%@#?<>\"'`^{}|\x00-\x1f\x7f]")
+
+DEFAULT_TABLE = "incident"
+DEFAULT_SCHEDULE = "0 */5 * * * *"
+DEFAULT_REFRESH_LIFESPAN = 8_640_000  # ServiceNow's default: 100 days
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
+
+
+class InvalidSetting(ValueError):
+    """A setting's value is unusable; the message says why and what a valid value looks like."""
+
+
+@dataclass(frozen=True)
+class SettingIssue:
+    setting: str
+    message: str
+
+
+def _check_host(host: str, *, allow_loopback: bool) -> None:
+    if not host:
+        raise InvalidSetting("the URL has no host name")
+    if host in _LOOPBACK_NAMES:
+        if allow_loopback:
+            return
+        raise InvalidSetting(f"'{host}' is a loopback address, not a ServiceNow instance")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise InvalidSetting(f"'{host}' is an IP address; use the instance's DNS name")
+    if not host.isascii():
+        raise InvalidSetting("the host name has non-ASCII characters; use its ASCII (punycode) form")
+    labels = host.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or len(host) > 253:
+        raise InvalidSetting(f"'{host}' is not a valid DNS host name")
+    for suffix in _SERVICENOW_SUFFIXES:
+        marker = "." + suffix + "."
+        if marker in "." + host + "." and not host.endswith("." + suffix):
+            raise InvalidSetting(
+                f"'{host}' contains '{suffix}' but is not a {suffix} host; a ServiceNow instance is '<name>.{suffix}'"
+            )
+
+
+def parse_instance(value: str) -> str:
+    """Return the instance base URL (`https://contoso.service-now.com`) or raise `InvalidSetting`.
+
+    An instance name is one DNS label; a URL has no path, query, userinfo or fragment; `http://` only
+    for loopback hosts (tests and the simulator). Nothing is ever requested from a value that fails here.
+    """
+    raw = value.strip()
+    if not raw:
+        raise InvalidSetting("it is empty")
+    if "://" not in raw:
+        name = raw.lower()
+        if not _LABEL.match(name):
+            raise InvalidSetting(
+                f"'{raw}' is not an instance name (one DNS label such as 'contoso') "
+                "or a URL such as 'https://contoso.service-now.com'"
+            )
+        return f"https://{name}.service-now.com"
+    if _URL_FORBIDDEN.search(raw):
+        raise InvalidSetting(
+            "the URL contains a character that has no place in an instance URL "
+            "(whitespace, '%', '@', '#', '?', '\\' or a control character)"
+        )
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        raise InvalidSetting(f"the scheme '{parts.scheme}' is not allowed; use https://")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidSetting("the URL must not carry a user name or password")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InvalidSetting("the URL must be only scheme and host, e.g. https://contoso.service-now.com")
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidSetting("the URL has an invalid port") from exc
+    loopback = host in _LOOPBACK_NAMES
+    if scheme == "http" and not loopback:
+        raise InvalidSetting("http:// is allowed only for loopback hosts; use https://")
+    _check_host(host, allow_loopback=loopback and scheme == "http")
+    netloc = f"[{host}]" if host == "::1" else host
+    if port is not None:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}"
+
+
+def parse_redirect_uri(value: str) -> str:
+    parts = urlsplit(value.strip())
+    host = (parts.hostname or "").lower()
+    secure = parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK_NAMES)
+    if secure and host and not parts.fragment and parts.username is None:
+        return value.strip()
+    raise InvalidSetting("it must be an absolute https:// URL (http:// only on localhost) without a fragment")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings. Fields are None when their setting is missing or invalid (see `issues`)."""
+
+    instance_url: str | None
+    client_id: str | None
+    client_secret: str | None
+    table: str
+    field_map: dict[str, str]
+    redirect_uri: str | None
+    key_vault_url: str | None
+    local_data_dir: Path
+    ticket_store: str
+    status_sync_schedule: str
+    refresh_token_lifespan: int
+    entra_tenant_id: str | None
+    entra_audience: str | None
+    in_azure: bool
+    issues: tuple[SettingIssue, ...] = field(default=())
+
+    @property
+    def instance_host(self) -> str | None:
+        return urlsplit(self.instance_url).netloc if self.instance_url else None
+
+    @property
+    def entra_enabled(self) -> bool:
+        return bool(self.entra_tenant_id and self.entra_audience)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    issues: list[SettingIssue] = []
+
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    instance_url: str | None = None
+    raw_instance = get("SERVICENOW_INSTANCE")
+    if raw_instance is None:
+        issues.append(SettingIssue("SERVICENOW_INSTANCE", "is not set; set it to your instance name, e.g. 'contoso'"))
+    else:
+        try:
+            instance_url = parse_instance(raw_instance)
+        except InvalidSetting as exc:
+            issues.append(SettingIssue("SERVICENOW_INSTANCE", f"is not valid: {exc}"))
+
+    client_id = get("SERVICENOW_CLIENT_ID")
+    if client_id is None:
+        issues.append(
+            SettingIssue(
+                "SERVICENOW_CLIENT_ID",
+                "is not set; copy the Client ID from System OAuth > Application Registry in ServiceNow",
+            )
+        )
+
+    table = (get("SERVICENOW_TABLE") or DEFAULT_TABLE).lower()
+    if not _TABLE_NAME.match(table):
+        issues.append(SettingIssue("SERVICENOW_TABLE", f"'{table}' is not a ServiceNow table name"))
+        table = DEFAULT_TABLE
+
+    field_map: dict[str, str] = {}
+    raw_map = get("SERVICENOW_FIELD_MAP")
+    if raw_map:
+        try:
+            parsed = json.loads(raw_map)
+            if not isinstance(parsed, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+            ):
+                raise ValueError("not an object of strings")
+            field_map = parsed
+        except ValueError as exc:
+            issues.append(SettingIssue("SERVICENOW_FIELD_MAP", f"must be a JSON object of strings ({exc})"))
+
+    in_azure = bool(get("WEBSITE_SITE_NAME") or get("WEBSITE_HOSTNAME"))
+    redirect_uri: str | None = None
+    raw_redirect = get("OAUTH_REDIRECT_URI")
+    if raw_redirect is None and get("WEBSITE_HOSTNAME"):
+        raw_redirect = f"https://{get('WEBSITE_HOSTNAME')}/api/oauth/callback"
+    if raw_redirect is None:
+        issues.append(
+            SettingIssue("OAUTH_REDIRECT_URI", "is not set; set it to the callback URL registered in ServiceNow")
+        )
+    else:
+        try:
+            redirect_uri = parse_redirect_uri(raw_redirect)
+        except InvalidSetting as exc:
+            issues.append(SettingIssue("OAUTH_REDIRECT_URI", f"is not valid: {exc}"))
+
+    key_vault_url = get("KEY_VAULT_URL")
+    if key_vault_url and not key_vault_url.startswith("https://"):
+        issues.append(SettingIssue("KEY_VAULT_URL", "must be the vault's https:// URI"))
+        key_vault_url = None
+
+    lifespan = DEFAULT_REFRESH_LIFESPAN
+    raw_lifespan = get("SERVICENOW_REFRESH_TOKEN_LIFESPAN")
+    if raw_lifespan:
+        if raw_lifespan.isdigit() and int(raw_lifespan) > 0:
+            lifespan = int(raw_lifespan)
+        else:
+            issues.append(SettingIssue("SERVICENOW_REFRESH_TOKEN_LIFESPAN", "must be a number of seconds"))
+
+    store = get("TICKET_STORE") or ("tables" if in_azure else "sqlite")
+    if not (store == "tables" or store == "sqlite" or store.startswith("sqlite:///")):
+        issues.append(SettingIssue("TICKET_STORE", "must be 'tables', 'sqlite' or 'sqlite:///path'"))
+        store = "sqlite"
+
+    return Settings(
+        instance_url=instance_url,
+        client_id=client_id,
+        client_secret=get("SERVICENOW_CLIENT_SECRET"),
+        table=table,
+        field_map=field_map,
+        redirect_uri=redirect_uri,
+        key_vault_url=key_vault_url,
+        local_data_dir=Path(get("LOCAL_DATA_DIR") or ".local"),
+        ticket_store=store,
+        status_sync_schedule=get("STATUS_SYNC_SCHEDULE") or DEFAULT_SCHEDULE,
+        refresh_token_lifespan=lifespan,
+        entra_tenant_id=get("ENTRA_TENANT_ID"),
+        entra_audience=get("ENTRA_AUDIENCE"),
+        in_azure=in_azure,
+        issues=tuple(issues),
+    )

@@ -1,0 +1,174 @@
+"""RFC 9457 problem details and the connector's exception tree.
+
+Every error a caller or ServiceNow can cause is one of these; the function modules turn them into
+`application/problem+json` responses. The tree, with the HTTP status each answers:
+
+    ConnectorError                      base; never raised itself
+    ├── ValidationFailed        400     `errors`: [{field, message}]
+    ├── Unauthorized            401
+    ├── Forbidden               403
+    ├── NotFound                404
+    ├── Conflict                409/422 idempotency conflicts
+    ├── NotConfigured           503     a required setting is missing or invalid
+    ├── NotConnected            503     no ServiceNow tokens yet
+    ├── ReauthorizationRequired 503     the refresh token was rejected or expired
+    ├── ServiceNowRejected      502     ServiceNow refused the request (carries its message and detail)
+    └── ServiceNowUnavailable   503     unreachable, timed out, 429 or 5xx after retries (`Retry-After`)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+# Problem types are URNs (RFC 9457 allows non-resolvable URIs); the README documents each code.
+PROBLEM_TYPE_BASE = "urn:m365-servicenow-connector:problem:"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class ConnectorError(Exception):
+    """Base of every error that becomes a problem response."""
+
+    status: int = 500
+    code: str = "internal_error"
+    title: str = "Internal error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        remediation: str | None = None,
+        retry_after: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.remediation = remediation
+        self.retry_after = retry_after
+        self.extra = dict(extra or {})
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_TYPE_BASE + self.code,
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.remediation:
+            body["remediation"] = self.remediation
+        body.update(self.extra)
+        return body
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": PROBLEM_CONTENT_TYPE, "Cache-Control": "no-store"}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
+
+    def body(self, instance: str | None = None) -> bytes:
+        return json.dumps(self.to_problem(instance)).encode()
+
+
+class ValidationFailed(ConnectorError):
+    status = 400
+    code = "validation_failed"
+    title = "The request is not valid"
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        self.errors = errors
+        fields = ", ".join(e.field for e in errors)
+        super().__init__(
+            detail or f"{len(errors)} field(s) are not valid: {fields}",
+            extra={"errors": [e.to_json() for e in errors]},
+        )
+
+
+class Unauthorized(ConnectorError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(ConnectorError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(ConnectorError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Conflict(ConnectorError):
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Idempotency-Key reused with a different request"
+
+
+class NotConfigured(ConnectorError):
+    status = 503
+    code = "not_configured"
+    title = "The connector is not configured"
+
+
+class NotConnected(ConnectorError):
+    status = 503
+    code = "not_connected"
+    title = "The connector is not connected to ServiceNow"
+
+
+class ReauthorizationRequired(ConnectorError):
+    status = 503
+    code = "reauthorization_required"
+    title = "ServiceNow authorization must be renewed"
+
+
+class ServiceNowRejected(ConnectorError):
+    status = 502
+    code = "servicenow_rejected"
+    title = "ServiceNow refused the request"
+
+
+class ServiceNowUnavailable(ConnectorError):
+    status = 503
+    code = "servicenow_unavailable"
+    title = "ServiceNow is unavailable"
+
+
+PROBLEM_CODES: dict[str, type[ConnectorError]] = {
+    cls.code: cls
+    for cls in (
+        ValidationFailed,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        Conflict,
+        IdempotencyKeyReused,
+        NotConfigured,
+        NotConnected,
+        ReauthorizationRequired,
+        ServiceNowRejected,
+        ServiceNowUnavailable,
+    )
+}

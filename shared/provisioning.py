@@ -1,0 +1,192 @@
+"""`GET /api/provisioning`: is everything healthy, and if not, exactly what to fix.
+
+The checks are the original connector's troubleshooting guide turned into code: settings, the client
+secret, the connection, the refresh token's remaining life, and (live) reachability, IP filtering,
+the token, and read and write access to the ticket table.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from shared.problems import ConnectorError, NotConnected, ReauthorizationRequired
+from shared.services import Services
+from shared.tokens import RECONNECT_REMEDIATION, RECONNECT_WARNING, TokenBundle
+
+log = logging.getLogger(__name__)
+
+CORRELATION_PREFIX = "m365sec:"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    remediation: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "remediation": self.remediation}
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
+    settings = services.settings
+    checks: list[Check] = []
+    body: dict[str, Any] = {
+        "state": "not_configured",
+        "instance": settings.instance_url,
+        "connectedAt": None,
+        "connectedAs": None,
+        "accessTokenExpiresAt": None,
+        "refreshTokenExpiresAt": None,
+        "lastSync": None,
+        "checks": checks,
+    }
+    if settings.issues:
+        checks.append(
+            Check(
+                "settings",
+                False,
+                "; ".join(f"{i.setting} {i.message}" for i in settings.issues),
+                "Fix the app settings named here (README: Settings), then restart the app.",
+            )
+        )
+        return _finish(body)
+    checks.append(Check("settings", True, f"Instance {settings.instance_url}, table '{settings.table}'."))
+
+    try:
+        services.tokens.client_secret()
+        checks.append(Check("client_secret", True, "The OAuth client secret is available."))
+        bundle = services.tokens.load()
+    except ConnectorError as exc:
+        checks.append(Check("client_secret", False, exc.detail, exc.remediation))
+        return _finish(body)
+    except Exception as exc:  # the secret store itself failed (Key Vault RBAC, network)
+        log.warning("The secret store could not be read (%s)", type(exc).__name__)
+        checks.append(
+            Check(
+                "secret_store",
+                False,
+                f"The secret store could not be read ({type(exc).__name__}).",
+                "Give the app's managed identity the 'Key Vault Secrets Officer' role on the vault named by "
+                "KEY_VAULT_URL, and check that the vault allows the app's network.",
+            )
+        )
+        return _finish(body)
+
+    if bundle is None:
+        body["state"] = "not_connected"
+        checks.append(
+            Check(
+                "connection",
+                False,
+                "The connector has not been authorized in ServiceNow yet.",
+                "Open /api/connect and sign in to ServiceNow as the integration user, then press Allow.",
+            )
+        )
+        return _finish(body)
+
+    body.update(
+        connectedAt=_iso(bundle.connected_at),
+        connectedAs=bundle.connected_as,
+        accessTokenExpiresAt=_iso(bundle.expires_at),
+        refreshTokenExpiresAt=_iso(bundle.refresh_expires_at),
+    )
+    now = services.clock()
+    if bundle.instance != settings.instance_url or bundle.needs_reauthorization(now):
+        body["state"] = "reauthorization_required"
+        reason = (
+            f"The tokens were issued by {bundle.instance}, not {settings.instance_url}."
+            if bundle.instance != settings.instance_url
+            else "ServiceNow rejected the refresh token, or it has expired."
+        )
+        checks.append(Check("connection", False, reason, RECONNECT_REMEDIATION))
+        return _finish(body)
+    checks.append(Check("connection", True, f"Connected as {bundle.connected_as or 'an unidentified user'}."))
+    checks.append(_refresh_lifetime(bundle, now))
+    if live:
+        checks.extend(_live_checks(services))
+        if any(c.name == "token_valid" and not c.ok and c.remediation == RECONNECT_REMEDIATION for c in checks):
+            body["state"] = "reauthorization_required"
+            return _finish(body)
+    body["state"] = "connected" if all(c.ok for c in checks) else "degraded"
+    return _finish(body)
+
+
+def _finish(body: dict[str, Any]) -> dict[str, Any]:
+    body["checks"] = [c.to_json() for c in body["checks"]]
+    return body
+
+
+def _refresh_lifetime(bundle: TokenBundle, now: Any) -> Check:
+    left = bundle.refresh_expires_at - now
+    if left <= RECONNECT_WARNING:
+        return Check(
+            "refresh_token_lifetime",
+            False,
+            f"The refresh token expires in {max(left.days, 0)} day(s), at {bundle.refresh_expires_at.isoformat()}; "
+            "after that, ticket creation and sync stop.",
+            "Open /api/connect before then and authorize again as the integration user.",
+        )
+    return Check(
+        "refresh_token_lifetime", True, f"The refresh token is valid until {bundle.refresh_expires_at.isoformat()}."
+    )
+
+
+def _failed(name: str, exc: ConnectorError) -> Check:
+    return Check(name, False, exc.detail, exc.remediation)
+
+
+def _live_checks(services: Services) -> list[Check]:
+    table = services.settings.table
+    tokens = services.tokens
+    servicenow = services.servicenow
+    try:
+        tokens.access_token()
+    except (ReauthorizationRequired, NotConnected) as exc:
+        return [Check("token_valid", False, exc.detail, RECONNECT_REMEDIATION)]
+    except ConnectorError as exc:
+        return [_failed("servicenow_reachable", exc)]
+    checks = [Check("token_valid", True, "ServiceNow accepts the connector's access token.")]
+    try:
+        rows, _ = servicenow.table_list(
+            tokens,
+            table,
+            {
+                "sysparm_query": f"correlation_idSTARTSWITH{CORRELATION_PREFIX}^ORDERBYDESCsys_updated_on",
+                "sysparm_fields": "sys_id",
+                "sysparm_limit": "1",
+            },
+        )
+    except ReauthorizationRequired as exc:
+        return [Check("token_valid", False, exc.detail, RECONNECT_REMEDIATION)]
+    except ConnectorError as exc:
+        name = "servicenow_reachable" if exc.code == "servicenow_unavailable" else "table_readable"
+        if exc.extra.get("serviceNow", {}).get("status") == 403 and not exc.extra["serviceNow"].get("message"):
+            name = "ip_access"
+        return [*checks, _failed(name, exc)]
+    checks.append(Check("servicenow_reachable", True, f"{services.settings.instance_url} answers."))
+    checks.append(Check("table_readable", True, f"The integration user can read '{table}'."))
+    if not rows:
+        checks.append(
+            Check(
+                "table_writable",
+                True,
+                f"Not verified yet: the connector has created no record in '{table}'; the first ticket will tell.",
+            )
+        )
+        return checks
+    try:
+        # An empty PATCH changes nothing but passes through the table's write ACLs.
+        servicenow.table_request(tokens, "PATCH", table, sys_id=str(rows[0]["sys_id"]), json_body={})
+    except ConnectorError as exc:
+        checks.append(_failed("table_writable", exc))
+    else:
+        checks.append(Check("table_writable", True, f"The integration user can update records in '{table}'."))
+    return checks

@@ -1,0 +1,147 @@
+"""The one composition point: builds the services from settings, once per process, on first use.
+
+Tests and the local host hand in a different transport, store, secret store or clock here; nothing
+else in the app constructs clients.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from shared.config import Settings, load_settings
+from shared.problems import NotConfigured
+from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
+from shared.servicenow import RetryPolicy, ServiceNowClient
+from shared.store import SqliteTicketStore, TicketStore
+from shared.tokens import TokenManager
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Services:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        store: TicketStore | None = None,
+        secrets: SecretStore | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._transport = transport
+        self._store = store
+        self._secrets = secrets
+        self._retry = retry
+        self._sleep = sleep
+        self._servicenow: ServiceNowClient | None = None
+        self._tokens: TokenManager | None = None
+        self._lock = threading.RLock()
+
+    def require_configured(self) -> None:
+        """Raise `not_configured` naming every setting to fix (ServiceNow is never called before this)."""
+        if self.settings.issues or self.settings.instance_url is None or self.settings.client_id is None:
+            listed = "; ".join(f"{i.setting} {i.message}" for i in self.settings.issues)
+            raise NotConfigured(
+                f"The connector's settings need attention: {listed}",
+                remediation="Fix the app settings named here (README: Settings), then restart the app.",
+            )
+
+    @property
+    def secrets(self) -> SecretStore:
+        with self._lock:
+            if self._secrets is None:
+                if self.settings.key_vault_url:
+                    self._secrets = KeyVaultSecretStore(self.settings.key_vault_url)
+                else:
+                    self._secrets = FileSecretStore(self.settings.local_data_dir / "secrets.json")
+            return self._secrets
+
+    @property
+    def store(self) -> TicketStore:
+        with self._lock:
+            if self._store is None:
+                self._store = _open_store(self.settings)
+            return self._store
+
+    @property
+    def servicenow(self) -> ServiceNowClient:
+        with self._lock:
+            if self._servicenow is None:
+                self.require_configured()
+                assert self.settings.instance_url is not None
+                self._servicenow = ServiceNowClient(
+                    self.settings.instance_url, transport=self._transport, retry=self._retry, sleep=self._sleep
+                )
+            return self._servicenow
+
+    @property
+    def tokens(self) -> TokenManager:
+        with self._lock:
+            if self._tokens is None:
+                servicenow = self.servicenow
+                assert self.settings.client_id is not None and self.settings.instance_url is not None
+                self._tokens = TokenManager(
+                    secrets=self.secrets,
+                    servicenow=servicenow,
+                    client_id=self.settings.client_id,
+                    client_secret=self.settings.client_secret,
+                    instance=self.settings.instance_url,
+                    clock=self.clock,
+                )
+            return self._tokens
+
+    def close(self) -> None:
+        if self._servicenow is not None:
+            self._servicenow.close()
+
+
+def _open_store(settings: Settings) -> TicketStore:
+    if settings.ticket_store == "tables":
+        from shared.store.tables import TableTicketStore
+
+        connection = os.environ.get("AzureWebJobsStorage", "").strip()
+        endpoint = os.environ.get("AzureWebJobsStorage__tableServiceUri", "").strip()
+        if endpoint:
+            return TableTicketStore.from_endpoint(endpoint, os.environ.get("AzureWebJobsStorage__clientId") or None)
+        if connection:
+            return TableTicketStore.from_connection_string(connection)
+        raise NotConfigured(
+            "TICKET_STORE is 'tables' but no storage account is configured.",
+            remediation="Set AzureWebJobsStorage__tableServiceUri (identity-based) or AzureWebJobsStorage.",
+        )
+    if settings.ticket_store.startswith("sqlite:///"):
+        return SqliteTicketStore(Path(settings.ticket_store.removeprefix("sqlite:///")))
+    return SqliteTicketStore(settings.local_data_dir / "connector.db")
+
+
+_services: Services | None = None
+_services_lock = threading.Lock()
+
+
+def get_services() -> Services:
+    global _services
+    if _services is None:
+        with _services_lock:
+            if _services is None:
+                _services = Services(load_settings())
+    return _services
+
+
+def install(services: Services | None) -> None:
+    """Use these services from now on (tests, the local host); None rebuilds from settings on next use."""
+    global _services
+    with _services_lock:
+        _services = services

@@ -1,0 +1,75 @@
+"""HTTP response shaping shared by the function modules: JSON, problem+json, HTML, redirects."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from shared.problems import ConnectorError
+
+log = logging.getLogger(__name__)
+
+_SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body),
+        status_code=status,
+        headers={**_SECURITY_HEADERS, "Content-Type": "application/json", **(headers or {})},
+    )
+
+
+def problem_response(error: ConnectorError, instance: str | None = None) -> func.HttpResponse:
+    return func.HttpResponse(error.body(instance), status_code=error.status, headers=error.headers())
+
+
+def redirect(location: str) -> func.HttpResponse:
+    return func.HttpResponse(status_code=302, headers={**_SECURITY_HEADERS, "Location": location})
+
+
+def no_content() -> func.HttpResponse:
+    return func.HttpResponse(status_code=204, headers=dict(_SECURITY_HEADERS))
+
+
+def html_page(title: str, paragraphs: list[str], status: int = 200) -> func.HttpResponse:
+    """A minimal page; every piece of text is escaped, including what ServiceNow sent back."""
+    body = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
+    page = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;line-height:1.5}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return func.HttpResponse(
+        page,
+        status_code=status,
+        headers={
+            **_SECURITY_HEADERS,
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+        },
+    )
+
+
+def handle(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """Run a function body: a `ConnectorError` becomes its problem; anything else is logged (type only,
+    never the message, which may quote a request) and answered as a generic 500 problem."""
+    path = req.url.split("?", 1)[0]
+    try:
+        return action()
+    except ConnectorError as exc:
+        log.info("%s %s -> %s (%s)", req.method, path, exc.status, exc.code)
+        return problem_response(exc, path)
+    except Exception as exc:
+        log.error("%s %s failed unexpectedly: %s", req.method, path, type(exc).__name__)
+        return func.HttpResponse(
+            json.dumps({"type": "about:blank", "title": "Internal error", "status": 500, "code": "internal_error"}),
+            status_code=500,
+            headers={"Content-Type": "application/problem+json", **_SECURITY_HEADERS},
+        )

@@ -1,0 +1,242 @@
+"""Shared fixtures. Fakes sit at the wire: the ServiceNow simulator (in process or on loopback), Azurite,
+and the Key Vault HTTPS fake. Services are injected only at the app's composition point."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import azure.functions as func
+import httpx
+import pytest
+
+from dev.simulator import ServiceNowSimulator, SimulatorTransport
+from shared import services as services_module
+from shared.config import load_settings
+from shared.secrets import FileSecretStore
+from shared.servicenow import RetryPolicy
+from shared.services import Services
+from shared.store import SqliteTicketStore
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = "https://contoso.service-now.com"
+CLIENT_ID = "3e57bb02663102004d010ee8f561307a"
+CLIENT_SECRET = "sim-client-secret-9f8e7d6c5b4a"
+REDIRECT_URI = "https://connector.example.net/api/oauth/callback"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(name: str, why: str) -> None:
+    """A missing test service fails the run in CI and skips locally."""
+    message = f"{name} is not available: {why}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: a test that needs a service must not skip)")
+    pytest.skip(message + " (run `make test` to install it)")
+
+
+class Clock:
+    """One time base for the connector and the simulator, moved by tests instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def epoch(self) -> float:
+        return self.now.timestamp()
+
+    def advance(self, **kwargs: float) -> None:
+        with self._lock:
+            self.now += timedelta(**kwargs)
+
+
+@dataclass
+class Sleeps:
+    waits: list[float] = field(default_factory=list)
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def settings_env(**overrides: str) -> dict[str, str]:
+    env = {
+        "SERVICENOW_INSTANCE": INSTANCE,
+        "SERVICENOW_CLIENT_ID": CLIENT_ID,
+        "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET,
+        "OAUTH_REDIRECT_URI": REDIRECT_URI,
+        "TICKET_STORE": "sqlite",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def simulator(clock: Clock) -> ServiceNowSimulator:
+    sim = ServiceNowSimulator(INSTANCE, clock=clock.epoch)
+    sim.register_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI])
+    sim.auto_approve = True
+    return sim
+
+
+@pytest.fixture
+def transport(simulator: ServiceNowSimulator) -> SimulatorTransport:
+    return SimulatorTransport(simulator)
+
+
+@pytest.fixture
+def sleeps() -> Sleeps:
+    return Sleeps()
+
+
+@dataclass
+class Harness:
+    """The app wired to the in-process simulator, plus helpers to call its functions like the worker."""
+
+    services: Services
+    simulator: ServiceNowSimulator
+    transport: SimulatorTransport
+    clock: Clock
+    sleeps: Sleeps
+    functions: dict[str, Any]
+    tmp: Path
+
+    def call(
+        self,
+        name: str,
+        method: str = "GET",
+        path: str = "/",
+        params: dict[str, str] | None = None,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        route_params: dict[str, str] | None = None,
+    ) -> func.HttpResponse:
+        query = f"?{urlencode(params)}" if params else ""
+        request = func.HttpRequest(
+            method=method,
+            url=f"https://connector.example.net/api{path}{query}",
+            headers=headers or {},
+            params=params or {},
+            route_params=route_params or {},
+            body=body,
+        )
+        response: func.HttpResponse = self.functions[name].get_user_function()(request)
+        return response
+
+    def connect(self) -> func.HttpResponse:
+        """The whole browser journey: /api/connect, ServiceNow's consent (auto-approved), the callback."""
+        start = self.call("connect", path="/connect")
+        assert start.status_code == 302, start.get_body()
+        with httpx.Client(transport=self.transport) as browser:
+            consent = browser.get(start.headers["Location"])
+        assert consent.status_code == 302, consent.text
+        callback = urlsplit(consent.headers["Location"])
+        return self.call("oauth_callback", path="/oauth/callback", params=dict(parse_qsl(callback.query)))
+
+
+@pytest.fixture(scope="session")
+def indexed_functions() -> dict[str, Any]:
+    """`get_functions()` is not idempotent: index once per process, as the worker does."""
+    from tests.indexing import indexed
+
+    return indexed()
+
+
+def build_services(
+    tmp: Path, transport: httpx.BaseTransport | None, clock: Clock, sleeps: Sleeps, **env: str
+) -> Services:
+    return Services(
+        load_settings(settings_env(**env)),
+        transport=transport,
+        store=SqliteTicketStore(tmp / "store.db"),
+        secrets=FileSecretStore(tmp / "secrets.json"),
+        clock=clock,
+        retry=RetryPolicy(base_delay=0.01, max_delay=0.05, max_total=60.0),
+        sleep=sleeps,
+    )
+
+
+@pytest.fixture
+def harness(
+    tmp_path: Path,
+    simulator: ServiceNowSimulator,
+    transport: SimulatorTransport,
+    clock: Clock,
+    sleeps: Sleeps,
+    indexed_functions: dict[str, Any],
+) -> Iterator[Harness]:
+    services = build_services(tmp_path, transport, clock, sleeps)
+    services_module.install(services)
+    yield Harness(services, simulator, transport, clock, sleeps, indexed_functions, tmp_path)
+    services_module.install(None)
+    services.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's Table service on a free loopback port; yields its connection string."""
+    binary = ROOT / "tools" / "node_modules" / ".bin" / "azurite-table"
+    if not binary.exists() or shutil.which("node") is None:
+        require_service("Azurite", f"{binary} is missing (npm ci --prefix tools)")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("azurite")
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(port),
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableProductStyleUrl",
+            "--silent",
+        ],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                err = process.stderr.read().decode()[-500:] if process.stderr else ""
+                require_service("Azurite", f"it did not start: {err}")
+            time.sleep(0.2)
+    account_key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+    yield (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={account_key};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -1,0 +1,239 @@
+"""GET /api/connect, GET /api/oauth/callback, POST /api/disconnect against the in-process simulator."""
+
+from __future__ import annotations
+
+import json
+import threading
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+
+from dev.simulator import INTEGRATION_USER_SYS_ID
+from shared.auth import code_challenge
+from shared.secrets import TOKEN_BUNDLE
+from tests.conftest import CLIENT_ID, INSTANCE, REDIRECT_URI, Harness
+
+
+def _start(harness: Harness) -> dict[str, str]:
+    response = harness.call("connect", path="/connect")
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == f"{INSTANCE}/oauth_auth.do"
+    return dict(parse_qsl(location.query))
+
+
+def _token_requests(harness: Harness) -> list[dict[str, str]]:
+    return [r.form() for r in harness.simulator.requests if r.path == "/oauth_token.do"]
+
+
+def _stored(harness: Harness) -> str | None:
+    return harness.services.secrets.get(TOKEN_BUNDLE)
+
+
+def test_connect_redirects_to_the_authorize_endpoint_with_state_and_pkce(harness):
+    params = _start(harness)
+    assert params["response_type"] == "code"
+    assert params["client_id"] == CLIENT_ID
+    assert params["redirect_uri"] == REDIRECT_URI
+    assert params["code_challenge_method"] == "S256"
+    assert len(params["state"]) >= 43  # >= 256 bits, base64url
+    assert len(params["code_challenge"]) == 43
+    assert harness.transport.sent == []  # connect itself never calls ServiceNow
+
+
+def test_each_connect_mints_a_new_state(harness):
+    states = {_start(harness)["state"] for _ in range(20)}
+    assert len(states) == 20
+
+
+def test_the_full_flow_stores_the_token_bundle_and_names_the_user(harness):
+    page = harness.connect()
+    body = page.get_body().decode()
+    assert page.status_code == 200
+    assert "Connected to ServiceNow" in body
+    assert INSTANCE in body
+    assert "m365.integration" in body
+    bundle = json.loads(_stored(harness) or "{}")
+    assert set(bundle) >= {
+        "access_token",
+        "refresh_token",
+        "expires_at",
+        "refresh_expires_at",
+        "instance",
+        "connected_at",
+        "connected_as",
+    }
+    assert bundle["instance"] == INSTANCE
+    assert bundle["connected_as"] == "m365.integration"
+
+
+def test_the_pkce_verifier_is_sent_and_verified(harness):
+    params = _start(harness)
+    with httpx.Client(transport=harness.transport) as browser:
+        redirect = browser.get(f"{INSTANCE}/oauth_auth.do", params=params).headers["Location"]
+    harness.call("oauth_callback", params=dict(parse_qsl(urlsplit(redirect).query)))
+    (exchange,) = _token_requests(harness)
+    assert exchange["grant_type"] == "authorization_code"
+    assert exchange["redirect_uri"] == REDIRECT_URI
+    assert code_challenge(exchange["code_verifier"]) == params["code_challenge"]
+    assert _stored(harness) is not None
+
+
+def test_a_wrong_verifier_is_refused_by_the_simulator(harness):
+    """The simulator really checks PKCE, so the test above can fail."""
+    params = _start(harness)
+    params["code_challenge"] = code_challenge("another-verifier-" + "x" * 40)
+    with httpx.Client(transport=harness.transport) as browser:
+        redirect = browser.get(f"{INSTANCE}/oauth_auth.do", params=params).headers["Location"]
+    page = harness.call("oauth_callback", params=dict(parse_qsl(urlsplit(redirect).query)))
+    assert page.status_code == 502
+    assert _stored(harness) is None
+
+
+def test_denied_consent_shows_the_reason_and_never_calls_the_token_endpoint(harness):
+    params = _start(harness)
+    page = harness.call(
+        "oauth_callback",
+        params={"error": "access_denied", "error_description": "User denied access", "state": params["state"]},
+    )
+    body = page.get_body().decode()
+    assert page.status_code == 400
+    assert "access_denied" in body and "User denied access" in body
+    assert "Not you?" in body
+    assert _token_requests(harness) == []
+    assert _stored(harness) is None
+
+
+def test_denial_through_the_consent_page(harness):
+    harness.simulator.auto_approve = False
+    params = _start(harness)
+    with httpx.Client(transport=harness.transport) as browser:
+        consent = browser.get(f"{INSTANCE}/oauth_auth.do", params=params)
+        assert "Allow" in consent.text and "Not you?" in consent.text
+        denied = browser.post(f"{INSTANCE}/oauth_auth.do", data={**params, "action": "deny"})
+    page = harness.call("oauth_callback", params=dict(parse_qsl(urlsplit(denied.headers["Location"]).query)))
+    assert page.status_code == 400
+    assert _token_requests(harness) == []
+    assert _stored(harness) is None
+
+
+def test_missing_unknown_expired_and_replayed_states_are_refused(harness):
+    cases = {}
+    cases["missing"] = harness.call("oauth_callback", params={"code": "abc"})
+    cases["unknown"] = harness.call("oauth_callback", params={"code": "abc", "state": "x" * 43})
+    expired = _start(harness)["state"]
+    harness.clock.advance(minutes=10, seconds=1)
+    cases["expired"] = harness.call("oauth_callback", params={"code": "abc", "state": expired})
+    for name, page in cases.items():
+        assert page.status_code == 400, name
+    assert "expired" in cases["expired"].get_body().decode()
+    assert _token_requests(harness) == []
+    assert _stored(harness) is None
+
+    harness.simulator.requests.clear()
+    params = _start(harness)
+    with httpx.Client(transport=harness.transport) as browser:
+        redirect = browser.get(f"{INSTANCE}/oauth_auth.do", params=params).headers["Location"]
+    query = dict(parse_qsl(urlsplit(redirect).query))
+    assert harness.call("oauth_callback", params=query).status_code == 200
+    harness.services.tokens.forget()
+    replay = harness.call("oauth_callback", params=query)
+    assert replay.status_code == 400
+    assert "already used" in replay.get_body().decode()
+    assert len(_token_requests(harness)) == 1
+    assert _stored(harness) is None
+
+
+def test_a_state_is_single_use_under_concurrency(harness):
+    params = _start(harness)
+    with httpx.Client(transport=harness.transport) as browser:
+        redirect = browser.get(f"{INSTANCE}/oauth_auth.do", params=params).headers["Location"]
+    query = dict(parse_qsl(urlsplit(redirect).query))
+    statuses: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: statuses.append(harness.call("oauth_callback", params=query).status_code))
+        for _ in range(10)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200] + [400] * 9
+    assert len(_token_requests(harness)) == 1
+
+
+def test_a_failed_exchange_stores_nothing_and_says_what_to_check(harness):
+    harness.simulator.clients[CLIENT_ID].client_secret = "rotated-in-servicenow"
+    page = harness.connect()
+    body = page.get_body().decode()
+    assert page.status_code == 502
+    assert "client secret" in body and REDIRECT_URI in body
+    assert _stored(harness) is None
+
+
+def test_an_unreachable_instance_during_the_exchange_stores_nothing(harness):
+    from dev.simulator import Fault
+
+    harness.simulator.inject(Fault("drop", path_prefix="/oauth_token.do"))
+    page = harness.connect()
+    assert page.status_code == 503
+    assert len(_token_requests(harness)) == 1  # a code is single use: never exchanged twice
+    assert _stored(harness) is None
+
+
+def test_connect_without_a_client_secret_is_not_configured(harness, tmp_path):
+    from shared import services as services_module
+    from tests.conftest import build_services
+
+    services_module.install(
+        build_services(tmp_path, harness.transport, harness.clock, harness.sleeps, SERVICENOW_CLIENT_SECRET="")
+    )
+    response = harness.call("connect", path="/connect")
+    problem = json.loads(response.get_body())
+    assert response.status_code == 503
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert problem["code"] == "not_configured"
+    assert "servicenow-client-secret" in problem["remediation"]
+
+
+def test_disconnect_revokes_both_tokens_and_forgets_them(harness):
+    harness.connect()
+    bundle = json.loads(_stored(harness) or "{}")
+    response = harness.call("disconnect", "POST", "/disconnect")
+    assert response.status_code == 204
+    assert _stored(harness) is None
+    assert harness.simulator.refresh_tokens[bundle["refresh_token"]].revoked
+    assert harness.simulator.access_tokens[bundle["access_token"]].revoked
+    revokes = [r for r in harness.simulator.requests if r.path == "/oauth_revoke_token.do"]
+    assert all("token=" not in r.url for r in revokes)  # tokens travel in the body, never the URL
+
+
+def test_disconnect_keeps_the_tokens_when_revocation_fails_unless_forced(harness):
+    from dev.simulator import Fault
+
+    harness.connect()
+    harness.simulator.inject(Fault("status", status=503, path_prefix="/oauth_revoke_token.do", times=100))
+    failed = harness.call("disconnect", "POST", "/disconnect")
+    assert failed.status_code == 503
+    assert json.loads(failed.get_body())["code"] == "servicenow_unavailable"
+    assert failed.headers["Retry-After"]
+    assert _stored(harness) is not None
+    forced = harness.call("disconnect", "POST", "/disconnect", params={"force": "true"})
+    assert forced.status_code == 204
+    assert _stored(harness) is None
+
+
+def test_the_callback_page_escapes_what_servicenow_sends(harness):
+    page = harness.call(
+        "oauth_callback", params={"error": "<script>alert(1)</script>", "error_description": "<img src=x>"}
+    )
+    body = page.get_body().decode()
+    assert "<script>" not in body and "<img" not in body
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_the_connected_user_is_the_one_who_consented(harness):
+    page = harness.connect()
+    assert page.status_code == 200
+    user = harness.simulator.tables["sys_user"][INTEGRATION_USER_SYS_ID]["user_name"]
+    assert json.loads(_stored(harness) or "{}")["connected_as"] == user

@@ -1,0 +1,61 @@
+"""The app as the worker indexes it: names, triggers, routes, methods, auth levels, parameter names."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+from typing import Any
+
+from tests.conftest import ROOT
+
+EXPECTED_HTTP = {
+    "connect": ("connect", ["GET"], "FUNCTION"),
+    "oauth_callback": ("oauth/callback", ["GET"], "ANONYMOUS"),
+    "provisioning": ("provisioning", ["GET"], "FUNCTION"),
+    "disconnect": ("disconnect", ["POST"], "FUNCTION"),
+}
+
+
+def _trigger(function: Any) -> dict[str, Any]:
+    bindings = json.loads(function.get_function_json())["bindings"]
+    return next(b for b in bindings if b["direction"] == "IN" and b["type"].endswith("Trigger"))
+
+
+def test_every_function_is_indexed_with_its_trigger_route_methods_and_auth_level(indexed_functions):
+    assert set(indexed_functions) == set(EXPECTED_HTTP)
+    for name, (route, methods, auth_level) in EXPECTED_HTTP.items():
+        trigger = _trigger(indexed_functions[name])
+        assert trigger["type"] == "httpTrigger"
+        assert trigger["route"] == route
+        assert trigger["methods"] == methods
+        assert trigger["authLevel"] == auth_level
+
+
+def test_python_parameter_names_equal_binding_names(indexed_functions):
+    for name, function in indexed_functions.items():
+        parameters = set(inspect.signature(function.get_user_function()).parameters) - {"context"}
+        bindings = {b.name for b in function.get_bindings() if b.name != "$return"}
+        assert parameters == bindings, name
+
+
+def test_every_function_module_uses_script_file_function_app(indexed_functions):
+    for function in indexed_functions.values():
+        assert json.loads(function.get_function_json())["scriptFile"] == "function_app.py"
+
+
+def test_importing_the_app_does_no_io_and_loads_no_azure_sdk():
+    """Cold start: importing function_app reads no settings and imports no Key Vault, Tables or identity SDK."""
+    code = (
+        "import os, sys, builtins\n"
+        "opened = []\n"
+        "real_open = builtins.open\n"
+        "builtins.open = lambda f, *a, **k: (opened.append(str(f)), real_open(f, *a, **k))[1]\n"
+        "os.environ.clear()\n"
+        "import function_app\n"
+        "heavy = [m for m in sys.modules if m.startswith(('azure.identity', 'azure.keyvault', 'azure.data', 'jwt'))]\n"
+        "print(heavy, [f for f in opened if 'site-packages' not in f and 'lib/python' not in f])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[] []"

@@ -1,0 +1,126 @@
+"""End to end over real HTTP: the local host in dev/ serving function_app, the simulator on loopback,
+and a browser-like client that presses Allow on the consent page. Also `dev/run.py` (make run) itself."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dev.host import LocalHost
+from dev.simulator import ServiceNowSimulator, serve
+from shared import services as services_module
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, ROOT, free_port
+
+
+class _Form(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action = ""
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.action = values.get("action", "")
+        if tag == "input" and values.get("type") == "hidden":
+            self.fields[values["name"]] = values.get("value", "")
+
+
+def press_allow(client: httpx.Client, connector: str) -> httpx.Response:
+    """What an admin does: open /api/connect, land on ServiceNow's consent page, press Allow."""
+    start = client.get(f"{connector}/api/connect")
+    assert start.status_code == 302, start.text
+    consent = client.get(start.headers["Location"])
+    assert consent.status_code == 200 and "Allow" in consent.text
+    form = _Form()
+    form.feed(consent.text)
+    instance = start.headers["Location"].split("/oauth_auth.do")[0]
+    allowed = client.post(instance + form.action, data={**form.fields, "action": "allow"})
+    assert allowed.status_code == 302
+    return client.get(allowed.headers["Location"])
+
+
+@pytest.fixture
+def local_host(indexed_functions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    simulator = ServiceNowSimulator()
+    server, instance = serve(simulator)
+    port = free_port()
+    redirect = f"http://localhost:{port}/api/oauth/callback"
+    simulator.register_client(CLIENT_ID, CLIENT_SECRET, [redirect])
+    env = {
+        "SERVICENOW_INSTANCE": instance,
+        "SERVICENOW_CLIENT_ID": CLIENT_ID,
+        "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET,
+        "OAUTH_REDIRECT_URI": redirect,
+        "LOCAL_DATA_DIR": str(tmp_path),
+        "TICKET_STORE": "sqlite",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    services_module.install(None)  # built from the environment, as in Azure
+    host = LocalHost(indexed_functions.values(), "127.0.0.1", port)
+    host.start()
+    yield host.url
+    host.stop()
+    server.shutdown()
+    server.server_close()
+    services_module.install(None)
+
+
+def test_a_browser_completes_the_connection_over_http(local_host):
+    with httpx.Client(timeout=10) as browser:
+        page = press_allow(browser, local_host)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "Connected to ServiceNow" in page.text and "m365.integration" in page.text
+        status = browser.get(f"{local_host}/api/provisioning", params={"live": "true"}).json()
+        assert status["state"] == "connected", status
+        assert browser.post(f"{local_host}/api/disconnect").status_code == 204
+        assert browser.get(f"{local_host}/api/provisioning").json()["state"] == "not_connected"
+
+
+def test_routes_methods_and_unknown_paths(local_host):
+    with httpx.Client(timeout=10) as client:
+        wrong_method = client.post(f"{local_host}/api/connect")
+        assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "GET"
+        assert client.get(f"{local_host}/api/nope").status_code == 404
+        assert client.get(f"{local_host}/api/disconnect").status_code == 405
+
+
+def test_make_run_starts_the_connector_on_the_simulator(tmp_path: Path):
+    """`make run`'s program, as a process: it says it uses the simulator, and a browser can connect."""
+    port, sim_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICENOW_", "OAUTH_"))}
+    env.update(PORT=str(port), SIMULATOR_PORT=str(sim_port), LOCAL_DATA_DIR=str(tmp_path / "local"))
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "dev" / "run.py")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = ""
+        deadline = time.monotonic() + 30
+        assert process.stdout is not None
+        while "Ctrl-C" not in banner and time.monotonic() < deadline:
+            banner += process.stdout.readline()
+        assert "using the ServiceNow simulator" in banner, banner
+        assert re.search(rf"GET\s+http://localhost:{port}/api/connect", banner)
+        with httpx.Client(timeout=10) as browser:
+            page = press_allow(browser, f"http://localhost:{port}")
+            assert page.status_code == 200 and "Connected to ServiceNow" in page.text
+        assert (tmp_path / "local" / "secrets.json").exists()
+        assert (tmp_path / "local" / "connector.db").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,152 @@
+"""Token lifecycle: cache, single-flight refresh, one refresh and one retry on 401, reauthorization."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from dev.simulator import Fault
+from shared.problems import ReauthorizationRequired, ServiceNowRejected
+from shared.secrets import TOKEN_BUNDLE
+from tests.conftest import Harness
+
+
+def _refreshes(harness: Harness) -> int:
+    return sum(1 for r in harness.simulator.requests if r.path == "/oauth_token.do" and "refresh_token" in r.form())
+
+
+def _table_calls(harness: Harness) -> int:
+    return sum(1 for r in harness.simulator.requests if r.path.startswith("/api/now/"))
+
+
+def _list(harness: Harness) -> list[dict[str, object]]:
+    rows, _ = harness.services.servicenow.table_list(harness.services.tokens, "incident", {"sysparm_limit": "1"})
+    return rows
+
+
+@pytest.fixture
+def connected(harness: Harness) -> Harness:
+    assert harness.connect().status_code == 200
+    harness.simulator.requests.clear()
+    return harness
+
+
+def test_the_access_token_is_cached_until_five_minutes_before_expiry(connected):
+    for _ in range(5):
+        _list(connected)
+    assert _refreshes(connected) == 0
+    connected.clock.advance(seconds=1799 - 301)
+    _list(connected)
+    assert _refreshes(connected) == 0
+    connected.clock.advance(seconds=2)
+    _list(connected)
+    assert _refreshes(connected) == 1
+
+
+def test_twenty_threads_on_an_expired_token_cause_one_refresh(connected):
+    connected.clock.advance(minutes=31)
+    barrier = threading.Barrier(20)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            _list(connected)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _refreshes(connected) == 1
+
+
+def test_a_refresh_keeps_the_same_refresh_token_and_its_expiry(connected):
+    before = json.loads(connected.services.secrets.get(TOKEN_BUNDLE) or "{}")
+    connected.clock.advance(minutes=40)
+    _list(connected)
+    after = json.loads(connected.services.secrets.get(TOKEN_BUNDLE) or "{}")
+    assert after["refresh_token"] == before["refresh_token"]
+    assert after["refresh_expires_at"] == before["refresh_expires_at"]
+    assert after["access_token"] != before["access_token"]
+
+
+def test_a_table_api_401_causes_one_refresh_and_one_retry(connected):
+    bundle = json.loads(connected.services.secrets.get(TOKEN_BUNDLE) or "{}")
+    connected.simulator.access_tokens[bundle["access_token"]].revoked = True
+    _list(connected)
+    assert _refreshes(connected) == 1
+    assert _table_calls(connected) == 2
+
+
+def test_a_persistent_401_is_not_retried_in_a_loop(connected):
+    connected.simulator.inject(Fault("status", status=401, times=1000))
+    with pytest.raises(ServiceNowRejected) as raised:
+        _list(connected)
+    assert "integration user" in (raised.value.remediation or "")
+    assert _refreshes(connected) == 1
+    assert _table_calls(connected) == 2
+
+
+def test_a_rejected_refresh_token_requires_reauthorization(connected):
+    connected.simulator.revoke_all()
+    connected.clock.advance(minutes=31)
+    with pytest.raises(ReauthorizationRequired):
+        _list(connected)
+    with pytest.raises(ReauthorizationRequired):
+        _list(connected)
+    assert _refreshes(connected) == 1  # the second call does not ask again
+    assert json.loads(connected.services.secrets.get(TOKEN_BUNDLE) or "{}")["refresh_rejected_at"]
+    status = json.loads(connected.call("provisioning").get_body())
+    assert status["state"] == "reauthorization_required"
+    assert "/api/connect" in status["checks"][-1]["remediation"]
+    # The HTTP surface answers the stable problem code.
+    revoked = connected.call("provisioning", params={"live": "true"})
+    assert json.loads(revoked.get_body())["state"] == "reauthorization_required"
+
+
+def test_reconnecting_clears_reauthorization(connected):
+    connected.simulator.revoke_all()
+    connected.clock.advance(minutes=31)
+    with pytest.raises(ReauthorizationRequired):
+        _list(connected)
+    assert connected.connect().status_code == 200
+    _list(connected)
+    assert json.loads(connected.call("provisioning").get_body())["state"] == "connected"
+
+
+def test_an_expired_refresh_token_requires_reauthorization_without_asking(connected):
+    connected.clock.advance(days=101)
+    with pytest.raises(ReauthorizationRequired):
+        _list(connected)
+    assert _refreshes(connected) == 0
+
+
+def test_a_transient_refresh_failure_uses_the_still_valid_token(connected):
+    connected.clock.advance(seconds=1799 - 120)  # inside the early-refresh window, not yet expired
+    connected.simulator.inject(Fault("status", status=503, path_prefix="/oauth_token.do", times=10))
+    assert _list(connected) is not None
+    assert _refreshes(connected) == 5  # one call's retries, then the still-valid token
+
+
+def test_tokens_from_another_instance_are_not_used(connected, tmp_path):
+    from shared import services as services_module
+    from tests.conftest import build_services
+
+    other = build_services(
+        connected.tmp,
+        connected.transport,
+        connected.clock,
+        connected.sleeps,
+        SERVICENOW_INSTANCE="https://fabrikam.service-now.com",
+    )
+    services_module.install(other)
+    with pytest.raises(ReauthorizationRequired):
+        other.servicenow.table_list(other.tokens, "incident", {})
+    assert json.loads(connected.call("provisioning").get_body())["state"] == "reauthorization_required"
+    assert _table_calls(connected) == 0
