@@ -124,3 +124,30 @@ def test_make_run_starts_the_connector_on_the_simulator(tmp_path: Path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_timer_functions_fire_on_their_ncrontab_schedule(monkeypatch: pytest.MonkeyPatch):
+    """A throwaway app (not function_app, which is indexed once per process) with a one-second timer."""
+    import threading
+
+    import azure.functions as func
+
+    fired: list[bool] = []
+    done = threading.Event()
+    app = func.FunctionApp()
+
+    @app.timer_trigger(arg_name="timer", schedule="%TEST_SCHEDULE%", run_on_startup=False)
+    def tick(timer: func.TimerRequest) -> None:
+        fired.append(timer.past_due)
+        if len(fired) >= 2:
+            done.set()
+
+    monkeypatch.setenv("TEST_SCHEDULE", "*/1 * * * * *")
+    host = LocalHost(app.get_functions(), "127.0.0.1", free_port())
+    assert [(t.name, t.schedule) for t in host.timers] == [("tick", "*/1 * * * * *")]
+    host.start()
+    try:
+        assert done.wait(5)
+    finally:
+        host.stop()
+    assert fired[:2] == [False, False]
