@@ -1,7 +1,48 @@
-"""The ticket routes (POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}): see issue 3."""
+"""The ticket routes: POST /api/tickets and GET /api/tickets/{id}."""
 
 from __future__ import annotations
 
+import re
+
 import azure.functions as func
 
+from shared import web
+from shared.problems import NotFound
+from shared.services import get_services
+from shared.tickets import parse_ticket_request, validate_idempotency_key
+
 bp = func.Blueprint()
+_TICKET_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@bp.route(route="tickets", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
+    """Create the ServiceNow ticket for a recommendation, exactly once (201), or return the open one (200)."""
+
+    def run() -> func.HttpResponse:
+        services = get_services()
+        caller = services.caller(req.headers)
+        request = parse_ticket_request(req.get_body(), initiating_user=caller.user)
+        key = validate_idempotency_key(req.headers.get("idempotency-key"))
+        services.require_configured()
+        ticket, created = services.creator.create(request, caller=caller, idempotency_key=key)
+        location = {"Location": f"/api/tickets/{ticket.id}"}
+        return web.json_response(ticket.to_json(services.settings.instance_url), 201 if created else 200, location)
+
+    return web.handle(req, run)
+
+
+@bp.route(route="tickets/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_ticket(req: func.HttpRequest) -> func.HttpResponse:
+    """One ticket as the connector knows it."""
+
+    def run() -> func.HttpResponse:
+        services = get_services()
+        services.caller(req.headers)
+        ticket_id = req.route_params.get("id", "")
+        found = services.store.get_ticket(ticket_id) if _TICKET_ID.fullmatch(ticket_id) else None
+        if found is None:
+            raise NotFound(f"There is no ticket '{ticket_id[:64]}'.")
+        return web.json_response(found[0].to_json(services.settings.instance_url))
+
+    return web.handle(req, run)

@@ -2,11 +2,13 @@
 
 HTTP functions answer on http://localhost:{port}/api/{route} with their declared methods; timer
 functions fire on their NCRONTAB schedules (`%SETTING%` resolved from the environment). Like Core
-Tools, it does not enforce function keys locally.
+Tools, it does not check function keys, unless given one: then FUNCTION and ADMIN routes require it
+(`x-functions-key` header or `code` query parameter), as in Azure.
 """
 
 from __future__ import annotations
 
+import hmac
 import importlib
 import json
 import logging
@@ -95,6 +97,7 @@ def index(functions: Iterable[Any]) -> tuple[list[HttpFunction], list[TimerFunct
 class _Handler(BaseHTTPRequestHandler):
     server: LocalHost
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
 
     def _serve(self) -> None:
         parts = urlsplit(self.path)
@@ -116,6 +119,16 @@ class _Handler(BaseHTTPRequestHandler):
                 b'{"status":405,"code":"method_not_allowed","title":"Method not allowed"}',
             )
         function, match = allowed[0]
+        if self.server.function_key and function.auth_level.upper() != "ANONYMOUS":
+            query = dict(parse_qsl(parts.query))
+            presented = self.headers.get("x-functions-key") or query.get("code") or ""
+            if not hmac.compare_digest(presented.encode(), self.server.function_key.encode()):
+                return self._send(
+                    401,
+                    {"Content-Type": "application/problem+json", "WWW-Authenticate": "x-functions-key"},
+                    b'{"type":"about:blank","title":"Function key required","status":401,"code":"unauthorized",'
+                    b'"detail":"This route needs the function key (x-functions-key header or code parameter)."}',
+                )
         request = func.HttpRequest(
             method=self.command,
             url=f"http://{self.headers.get('Host', 'localhost')}{self.path}",
@@ -145,7 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+    def __getattr__(self, name: str) -> Any:
+        """Every method (QUERY, TRACE, ...) reaches routing, which answers 405 for those a route lacks."""
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: object) -> None:  # the query may carry an OAuth code
         return
@@ -154,8 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
 class LocalHost(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, functions: Iterable[Any], host: str = "127.0.0.1", port: int = 7071) -> None:
+    def __init__(
+        self, functions: Iterable[Any], host: str = "127.0.0.1", port: int = 7071, function_key: str | None = None
+    ) -> None:
         self.http, self.timers = index(functions)
+        self.function_key = function_key
         super().__init__((host, port), _Handler)
         self._stop = threading.Event()
 

@@ -58,7 +58,8 @@ def main() -> int:
 
     from dev.host import LocalHost, load_app
 
-    host = LocalHost(load_app().get_functions(), "127.0.0.1", port)
+    key = os.environ.get("LOCAL_FUNCTION_KEY") or None  # unset: no key checks, like Core Tools
+    host = LocalHost(load_app().get_functions(), "127.0.0.1", port, function_key=key)
     host.start()
     routes = "\n".join(f"  {'/'.join(sorted(f.methods)):6} {host.url}{f.route}" for f in host.http)
     timers = "\n".join(f"  {t.name}: {t.schedule}" for t in host.timers) or "  (none)"

@@ -38,17 +38,23 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="provisioning", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def provisioning(req: func.HttpRequest) -> func.HttpResponse:
     """Health and what to fix; `?live=true` also asks ServiceNow."""
-    live = req.params.get("live", "").lower() in ("true", "1", "yes")
-    return web.handle(req, lambda: web.json_response(provisioning_status(get_services(), live=live)))
+
+    def run() -> func.HttpResponse:
+        services = get_services()
+        services.caller(req.headers)
+        return web.json_response(provisioning_status(services, live=web.flag(req, "live")))
+
+    return web.handle(req, run)
 
 
 @bp.route(route="disconnect", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def disconnect(req: func.HttpRequest) -> func.HttpResponse:
     """Revoke and forget the tokens; `?force=true` forgets them even when revocation fails."""
-    force = req.params.get("force", "").lower() in ("true", "1", "yes")
 
     def run() -> func.HttpResponse:
-        disconnect_servicenow(get_services(), force=force)
+        services = get_services()
+        services.caller(req.headers)
+        disconnect_servicenow(services, force=web.flag(req, "force"))
         return web.no_content()
 
     return web.handle(req, run)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from shared.fieldmap import FieldMap, parse_field_map
+
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
 _SERVICENOW_SUFFIXES = ("service-now.com", "servicenowservices.com")
@@ -116,6 +118,14 @@ def parse_redirect_uri(value: str) -> str:
     raise InvalidSetting("it must be an absolute https:// URL (http:// only on localhost) without a fragment")
 
 
+def parse_redirect_uri_ok(value: str) -> bool:
+    try:
+        parse_redirect_uri(value)
+    except InvalidSetting:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated settings. Fields are None when their setting is missing or invalid (see `issues`)."""
@@ -124,7 +134,7 @@ class Settings:
     client_id: str | None
     client_secret: str | None
     table: str
-    field_map: dict[str, str]
+    field_map: FieldMap
     redirect_uri: str | None
     key_vault_url: str | None
     local_data_dir: Path
@@ -133,6 +143,7 @@ class Settings:
     refresh_token_lifespan: int
     entra_tenant_id: str | None
     entra_audience: str | None
+    entra_authority: str
     in_azure: bool
     issues: tuple[SettingIssue, ...] = field(default=())
 
@@ -177,18 +188,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         issues.append(SettingIssue("SERVICENOW_TABLE", f"'{table}' is not a ServiceNow table name"))
         table = DEFAULT_TABLE
 
-    field_map: dict[str, str] = {}
+    field_map = parse_field_map({}, table)
     raw_map = get("SERVICENOW_FIELD_MAP")
     if raw_map:
         try:
-            parsed = json.loads(raw_map)
-            if not isinstance(parsed, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
-            ):
-                raise ValueError("not an object of strings")
-            field_map = parsed
+            field_map = parse_field_map(json.loads(raw_map), table)
         except ValueError as exc:
-            issues.append(SettingIssue("SERVICENOW_FIELD_MAP", f"must be a JSON object of strings ({exc})"))
+            issues.append(SettingIssue("SERVICENOW_FIELD_MAP", f"is not valid: {exc}"))
 
     in_azure = bool(get("WEBSITE_SITE_NAME") or get("WEBSITE_HOSTNAME"))
     redirect_uri: str | None = None
@@ -218,6 +224,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         else:
             issues.append(SettingIssue("SERVICENOW_REFRESH_TOKEN_LIFESPAN", "must be a number of seconds"))
 
+    entra_authority = (get("ENTRA_AUTHORITY") or "https://login.microsoftonline.com").rstrip("/")
+    if not parse_redirect_uri_ok(entra_authority):
+        issues.append(
+            SettingIssue("ENTRA_AUTHORITY", "must be an https:// URL such as https://login.microsoftonline.com")
+        )
+        entra_authority = "https://login.microsoftonline.com"
+
     store = get("TICKET_STORE") or ("tables" if in_azure else "sqlite")
     if not (store == "tables" or store == "sqlite" or store.startswith("sqlite:///")):
         issues.append(SettingIssue("TICKET_STORE", "must be 'tables', 'sqlite' or 'sqlite:///path'"))
@@ -237,6 +250,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         refresh_token_lifespan=lifespan,
         entra_tenant_id=get("ENTRA_TENANT_ID"),
         entra_audience=get("ENTRA_AUDIENCE"),
+        entra_authority=entra_authority,
         in_azure=in_azure,
         issues=tuple(issues),
     )

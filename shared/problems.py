@@ -101,6 +101,9 @@ class Unauthorized(ConnectorError):
     code = "unauthorized"
     title = "Authentication required"
 
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "WWW-Authenticate": 'Bearer error="invalid_token"'}
+
 
 class Forbidden(ConnectorError):
     status = 403

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,6 +27,7 @@ from shared.problems import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TABLE_API = "/api/now/v2/table/"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -62,7 +63,7 @@ class TokenRequestRefused(ServiceNowRejected):
     """The token endpoint said no (ServiceNow answers 401 `access_denied` whatever the cause)."""
 
 
-class _Transient(Exception):
+class TransientFailure(Exception):
     """A failure worth another attempt; `retry_after` is the server's requested wait, if any."""
 
     def __init__(self, reason: str, retry_after: float | None, response: httpx.Response | None = None) -> None:
@@ -202,30 +203,37 @@ class ServiceNowClient:
         try:
             return self._http.send(request)
         except httpx.TimeoutException as exc:
-            raise _Transient("timed out", None) from exc
+            raise TransientFailure("timed out", None) from exc
         except httpx.TransportError as exc:
-            raise _Transient(f"connection failed ({type(exc).__name__})", None) from exc
+            raise TransientFailure(f"connection failed ({type(exc).__name__})", None) from exc
 
-    def _with_retries(self, attempt: Callable[[], httpx.Response]) -> httpx.Response:
+    def with_retries(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt` until it stops raising `TransientFailure`, within the retry policy."""
         policy = self.retry
         started = time.monotonic()
+        waited = [0.0]  # time spent waiting, counted even when `sleep` does not really sleep
         base_wait = tenacity.wait_random_exponential(multiplier=policy.base_delay, max=policy.max_delay)
 
-        def wait(state: tenacity.RetryCallState) -> float:
+        def planned(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            server_wait = exc.retry_after if isinstance(exc, _Transient) else None
+            server_wait = exc.retry_after if isinstance(exc, TransientFailure) else None
             return max(base_wait(state), server_wait or 0.0)
+
+        def wait(state: tenacity.RetryCallState) -> float:  # tenacity asks this before `give_up`
+            seconds = planned(state)
+            waited[0] += seconds
+            return seconds
 
         def give_up(state: tenacity.RetryCallState) -> bool:
             if state.attempt_number >= policy.attempts:
                 return True
             exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, _Transient) and (exc.retry_after or 0) > policy.max_retry_after:
+            if isinstance(exc, TransientFailure) and (exc.retry_after or 0) > policy.max_retry_after:
                 return True
-            return time.monotonic() - started + wait(state) > policy.max_total
+            return max(time.monotonic() - started, waited[0]) > policy.max_total
 
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(_Transient),
+            retry=tenacity.retry_if_exception_type(TransientFailure),
             stop=give_up,
             wait=wait,
             sleep=self._sleep,
@@ -233,7 +241,7 @@ class ServiceNowClient:
         )
         try:
             return retrying(attempt)
-        except _Transient as exc:
+        except TransientFailure as exc:
             if exc.response is not None:
                 error = problem_for(exc.response)
                 if isinstance(error, ServiceNowUnavailable):
@@ -252,7 +260,7 @@ class ServiceNowClient:
         response = self._send(request)
         if response.status_code in RETRY_STATUSES:
             response.read()
-            raise _Transient(f"HTTP {response.status_code}", retry_after_seconds(response), response)
+            raise TransientFailure(f"HTTP {response.status_code}", retry_after_seconds(response), response)
         return response
 
     # -- OAuth ----------------------------------------------------------------------------------
@@ -266,8 +274,8 @@ class ServiceNowClient:
             return self._once(request)
 
         try:
-            response = self._with_retries(attempt) if retry else attempt()
-        except _Transient as exc:  # a code exchange is never repeated: codes are single use
+            response = self.with_retries(attempt) if retry else attempt()
+        except TransientFailure as exc:  # a code exchange is never repeated: codes are single use
             if exc.response is not None:
                 raise problem_for(exc.response) from None
             raise ServiceNowUnavailable(
@@ -323,7 +331,7 @@ class ServiceNowClient:
         def attempt() -> httpx.Response:
             return self._once(self._http.build_request("POST", "/oauth_revoke_token.do", data={"token": token}))
 
-        response = self._with_retries(attempt)
+        response = self.with_retries(attempt)
         if response.status_code >= 400:
             raise problem_for(response)
 
@@ -354,7 +362,7 @@ class ServiceNowClient:
                 )
                 return self._once(request)
 
-            return self._with_retries(attempt) if retry else attempt()
+            return self.with_retries(attempt) if retry else attempt()
 
         token = tokens.access_token()
         response = call(token)
@@ -375,9 +383,9 @@ class ServiceNowClient:
         return response
 
     def table_list(
-        self, tokens: TokenSource, table: str, params: Mapping[str, str]
+        self, tokens: TokenSource, table: str, params: Mapping[str, str], *, retry: bool = True
     ) -> tuple[list[dict[str, Any]], httpx.Response]:
-        response = self.table_request(tokens, "GET", table, params=params)
+        response = self.table_request(tokens, "GET", table, params=params, retry=retry)
         result = _result(response)
         if not isinstance(result, list):
             raise ServiceNowRejected("ServiceNow's Table API answered without a result list")

@@ -9,18 +9,24 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
+from shared.auth import FUNCTION_KEY_CALLER, Caller, EntraAuthenticator
 from shared.config import Settings, load_settings
 from shared.problems import NotConfigured
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
 from shared.servicenow import RetryPolicy, ServiceNowClient
 from shared.store import SqliteTicketStore, TicketStore
 from shared.tokens import TokenManager
+
+if TYPE_CHECKING:
+    from shared.creation import TicketCreator
+    from shared.directory import UserDirectory
 
 
 def utcnow() -> datetime:
@@ -48,6 +54,9 @@ class Services:
         self._sleep = sleep
         self._servicenow: ServiceNowClient | None = None
         self._tokens: TokenManager | None = None
+        self._directory: UserDirectory | None = None
+        self._creator: TicketCreator | None = None
+        self._authenticator: EntraAuthenticator | None = None
         self._lock = threading.RLock()
 
     def require_configured(self) -> None:
@@ -102,6 +111,36 @@ class Services:
                     clock=self.clock,
                 )
             return self._tokens
+
+    @property
+    def directory(self) -> UserDirectory:
+        with self._lock:
+            if self._directory is None:
+                from shared.directory import UserDirectory
+
+                self._directory = UserDirectory(self.servicenow, self.tokens, self.clock)
+            return self._directory
+
+    @property
+    def creator(self) -> TicketCreator:
+        with self._lock:
+            if self._creator is None:
+                from shared.creation import TicketCreator
+
+                self._creator = TicketCreator(self, self.directory)
+            return self._creator
+
+    def caller(self, headers: Mapping[str, str]) -> Caller:
+        """The Entra ID caller when ENTRA_TENANT_ID and ENTRA_AUDIENCE are set; else the function key's holder."""
+        settings = self.settings
+        if not (settings.entra_tenant_id and settings.entra_audience):
+            return FUNCTION_KEY_CALLER
+        with self._lock:
+            if self._authenticator is None:
+                self._authenticator = EntraAuthenticator(
+                    settings.entra_tenant_id, settings.entra_audience, settings.entra_authority
+                )
+        return self._authenticator.authenticate(headers)
 
     def close(self) -> None:
         if self._servicenow is not None:

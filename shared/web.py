@@ -10,11 +10,21 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.problems import ConnectorError
+from shared.problems import ConnectorError, FieldError, ValidationFailed
 
 log = logging.getLogger(__name__)
 
 _SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def flag(req: func.HttpRequest, name: str) -> bool:
+    """A `true`/`false` query parameter; anything else is a validation failure, not a silent false."""
+    value = req.params.get(name)
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise ValidationFailed([FieldError(name, "must be 'true' or 'false'")])
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:

@@ -240,3 +240,11 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+@pytest.fixture
+def connected(harness: Harness) -> Harness:
+    """The harness after a completed connection, with the simulator's request log cleared."""
+    assert harness.connect().status_code == 200
+    harness.simulator.requests.clear()
+    return harness

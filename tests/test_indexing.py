@@ -15,6 +15,8 @@ EXPECTED_HTTP = {
     "oauth_callback": ("oauth/callback", ["GET"], "ANONYMOUS"),
     "provisioning": ("provisioning", ["GET"], "FUNCTION"),
     "disconnect": ("disconnect", ["POST"], "FUNCTION"),
+    "create_ticket": ("tickets", ["POST"], "FUNCTION"),
+    "get_ticket": ("tickets/{id}", ["GET"], "FUNCTION"),
 }
 
 

@@ -35,9 +35,9 @@ class _Form(HTMLParser):
             self.fields[values["name"]] = values.get("value", "")
 
 
-def press_allow(client: httpx.Client, connector: str) -> httpx.Response:
+def press_allow(client: httpx.Client, connector: str, function_key: str | None = None) -> httpx.Response:
     """What an admin does: open /api/connect, land on ServiceNow's consent page, press Allow."""
-    start = client.get(f"{connector}/api/connect")
+    start = client.get(f"{connector}/api/connect", params={"code": function_key} if function_key else None)
     assert start.status_code == 302, start.text
     consent = client.get(start.headers["Location"])
     assert consent.status_code == 200 and "Allow" in consent.text

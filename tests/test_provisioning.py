@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from dev.simulator import Fault
 from tests.conftest import Harness, build_services
 
@@ -21,12 +19,6 @@ def _status(harness: Harness, live: bool = False) -> dict[str, Any]:
 
 def _check(body: dict[str, Any], name: str) -> dict[str, Any]:
     return next(c for c in body["checks"] if c["name"] == name)
-
-
-@pytest.fixture
-def connected(harness: Harness) -> Harness:
-    assert harness.connect().status_code == 200
-    return harness
 
 
 def test_not_configured_names_the_settings(harness, tmp_path):

@@ -26,13 +26,6 @@ def _list(harness: Harness) -> list[dict[str, object]]:
     return rows
 
 
-@pytest.fixture
-def connected(harness: Harness) -> Harness:
-    assert harness.connect().status_code == 200
-    harness.simulator.requests.clear()
-    return harness
-
-
 def test_the_access_token_is_cached_until_five_minutes_before_expiry(connected):
     for _ in range(5):
         _list(connected)

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import html
 import json
+import random
 import secrets
 import threading
 import time
@@ -116,7 +117,8 @@ class SimResponse:
 @dataclass
 class Fault:
     """One injected failure. `kind`: 'status' (answer `status` with `headers`, before any commit),
-    'drop' (reset before doing anything), 'commit_then_drop' (do the work, then reset), 'latency'."""
+    'drop' (reset before doing anything), 'commit_then_drop' (do the work, then reset),
+    'commit_then_status' (do the work, then answer `status`), 'latency' (wait `seconds`, then answer)."""
 
     kind: str
     status: int = 503
@@ -168,7 +170,11 @@ class ServiceNowSimulator:
         self.auto_approve = False
         self.ip_denied = False
         self.deny: dict[str, set[str]] = {}  # table -> {"read", "insert", "update", "cross_scope"}
+        self.mandatory: dict[str, dict[str, str]] = {}  # table -> {field: label}: a data policy
         self.signed_in_user = INTEGRATION_USER_SYS_ID
+        self.chaos_rate = 0.0  # share of Table API requests that get a random fault
+        self.chaos_random = random.Random(0)
+        self.latency = 0.0  # seconds added to every request (benchmarks)
         self._number = 10000
         self.add_user(ADMIN_SYS_ID, "admin", "System Administrator", "admin@example.com")
         self.add_user(INTEGRATION_USER_SYS_ID, "m365.integration", "M365 Integration", "m365.integration@example.com")
@@ -216,6 +222,14 @@ class ServiceNowSimulator:
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)
+            elif (
+                self.chaos_rate
+                and request.path.startswith("/api/now/")
+                and self.chaos_random.random() < self.chaos_rate
+            ):
+                fault = self._chaos_fault()
+        if self.latency:
+            time.sleep(self.latency)
         if fault is not None and fault.kind == "latency":
             time.sleep(fault.seconds)
             fault = None
@@ -235,7 +249,27 @@ class ServiceNowSimulator:
         response = self._route(request)
         if fault is not None and fault.kind == "commit_then_drop":
             return SimResponse(0, drop=True)
+        if fault is not None and fault.kind == "commit_then_status":
+            return SimResponse.envelope(fault.status, "Transaction cancelled", "Injected fault after commit")
         return response
+
+    def _chaos_fault(self) -> Fault:
+        """One of the failures real instances produce, chosen by the seeded generator."""
+        pick = self.chaos_random.choice(
+            ["429", "429-retry-after", "429-reset", "500", "502", "503", "drop", "commit_then_drop", "commit_then_503"]
+        )
+        if pick == "429":
+            return Fault("status", status=429)
+        if pick == "429-retry-after":
+            return Fault("status", status=429, headers={"Retry-After": "1"})
+        if pick == "429-reset":
+            reset = int(self.clock()) + 2
+            return Fault("status", status=429, headers={"X-RateLimit-Reset": str(reset), "X-RateLimit-Limit": "100"})
+        if pick in ("500", "502", "503"):
+            return Fault("status", status=int(pick))
+        if pick == "commit_then_503":
+            return Fault("commit_then_status", status=503)
+        return Fault(pick)
 
     def _route(self, request: SimRequest) -> SimResponse:
         path = request.path
@@ -467,6 +501,10 @@ class ServiceNowSimulator:
         body = self._body(request)
         if isinstance(body, SimResponse):
             return body
+        missing = [label for name, label in self.mandatory.get(table, {}).items() if not body.get(name)]
+        if missing:
+            detail = "Data Policy Exception: \n\tThe following fields are mandatory: " + ", ".join(missing)
+            return SimResponse.envelope(403, "Operation Failed", detail)
         stamp = _now_text(self.clock())
         sys_id = uuid.uuid4().hex
         self._number += 1

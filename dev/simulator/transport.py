@@ -34,6 +34,7 @@ class SimulatorTransport(httpx.BaseTransport):
 class _Handler(BaseHTTPRequestHandler):
     server: _SimulatorServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -1,4 +1,5 @@
-"""TicketStore: the connector's own state (OAuth states now; tickets and the sync watermark later).
+"""TicketStore: the connector's own state: OAuth states, tickets, recommendation claims, idempotency keys
+(and later the sync watermark).
 
 Two implementations keep one contract, proven by one test suite run against both:
 `SqliteTicketStore` (local runs) and `TableTicketStore` (Azure Table Storage, Azurite in tests).
@@ -6,7 +7,7 @@ Two implementations keep one contract, proven by one test suite run against both
 
 from __future__ import annotations
 
-from shared.store._models import OAuthState, TicketStore
+from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, TicketStore
 from shared.store.sqlite import SqliteTicketStore
 
-__all__ = ["OAuthState", "SqliteTicketStore", "TicketStore"]
+__all__ = ["IdempotencyRecord", "OAuthState", "SqliteTicketStore", "StoreConflict", "TicketStore"]

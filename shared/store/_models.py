@@ -4,6 +4,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from shared.tickets import Ticket
+
+
+class StoreConflict(Exception):
+    """A conditional write lost: the row changed (ETag) or already exists."""
+
 
 @dataclass(frozen=True)
 class OAuthState:
@@ -18,7 +24,14 @@ class OAuthState:
     expires_at: datetime
 
 
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    ticket_id: str
+    fingerprint: str
+
+
 class TicketStore(Protocol):
+    # -- OAuth states --
     def add_oauth_state(self, state: OAuthState) -> None:
         """Record a new state; the state value is unique."""
 
@@ -27,3 +40,31 @@ class TicketStore(Protocol):
 
     def purge_oauth_states(self, before: datetime) -> int:
         """Delete states that expired before `before`; returns how many."""
+
+    # -- tickets (every write after the first is conditional on the ETag read) --
+    def add_ticket(self, ticket: Ticket) -> str:
+        """Insert; returns the ETag. Raises StoreConflict if the id exists."""
+
+    def get_ticket(self, ticket_id: str) -> tuple[Ticket, str] | None:
+        """The ticket and its ETag."""
+
+    def update_ticket(self, ticket: Ticket, etag: str) -> str:
+        """Replace if the ETag still matches; returns the new ETag, else raises StoreConflict."""
+
+    def delete_ticket(self, ticket_id: str) -> None: ...
+
+    # -- one open ticket per recommendation --
+    def claim_recommendation(self, recommendation_id: str, ticket_id: str) -> str | None:
+        """Claim for `ticket_id`; returns None when claimed, else the ticket id holding the claim."""
+
+    def replace_claim(self, recommendation_id: str, holder: str, ticket_id: str) -> bool:
+        """Move the claim from `holder` to `ticket_id`; False if `holder` no longer holds it."""
+
+    def release_claim(self, recommendation_id: str, holder: str) -> None:
+        """Drop the claim if `holder` still holds it."""
+
+    # -- Idempotency-Key --
+    def remember_idempotency_key(self, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        """Record the key; returns None when new, else the record already there."""
+
+    def repoint_idempotency_key(self, key: str, record: IdempotencyRecord) -> None: ...

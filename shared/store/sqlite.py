@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
 
-from shared.store._models import OAuthState
+from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict
+from shared.tickets import Ticket
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS oauth_states (
@@ -18,6 +20,24 @@ CREATE TABLE IF NOT EXISTS oauth_states (
     started_by TEXT NOT NULL,
     created_at TEXT NOT NULL,
     expires_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tickets (
+    id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    recommendation_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    sys_id TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_sys_id ON tickets (sys_id);
+CREATE TABLE IF NOT EXISTS claims (
+    recommendation_id TEXT PRIMARY KEY,
+    ticket_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY,
+    ticket_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL
 );
 """
 
@@ -31,6 +51,7 @@ class SqliteTicketStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -74,3 +95,81 @@ class SqliteTicketStore:
         with self._lock:
             cursor = self._db.execute("DELETE FROM oauth_states WHERE expires_at < ?", (before.isoformat(),))
         return cursor.rowcount
+
+    # -- tickets ------------------------------------------------------------------------------------
+
+    def add_ticket(self, ticket: Ticket) -> str:
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO tickets VALUES (?, 1, ?, ?, ?, ?)",
+                    (ticket.id, ticket.recommendation_id, ticket.status, ticket.sys_id, json.dumps(ticket.to_record())),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise StoreConflict(f"ticket {ticket.id} exists") from exc
+        return "1"
+
+    def get_ticket(self, ticket_id: str) -> tuple[Ticket, str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT data, version FROM tickets WHERE id = ?", (ticket_id,)).fetchone()
+        return None if row is None else (Ticket.from_record(json.loads(row[0])), str(row[1]))
+
+    def update_ticket(self, ticket: Ticket, etag: str) -> str:
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE tickets SET version = version + 1, status = ?, sys_id = ?, data = ? "
+                "WHERE id = ? AND version = ?",
+                (ticket.status, ticket.sys_id, json.dumps(ticket.to_record()), ticket.id, int(etag)),
+            )
+        if cursor.rowcount != 1:
+            raise StoreConflict(f"ticket {ticket.id} changed")
+        return str(int(etag) + 1)
+
+    def delete_ticket(self, ticket_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM tickets WHERE id = ?", (ticket_id,))
+
+    # -- claims -------------------------------------------------------------------------------------
+
+    def claim_recommendation(self, recommendation_id: str, ticket_id: str) -> str | None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?)", (recommendation_id, ticket_id))
+            row = self._db.execute(
+                "SELECT ticket_id FROM claims WHERE recommendation_id = ?", (recommendation_id,)
+            ).fetchone()
+        return None if row[0] == ticket_id else str(row[0])
+
+    def replace_claim(self, recommendation_id: str, holder: str, ticket_id: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE claims SET ticket_id = ? WHERE recommendation_id = ? AND ticket_id = ?",
+                (ticket_id, recommendation_id, holder),
+            )
+        return cursor.rowcount == 1
+
+    def release_claim(self, recommendation_id: str, holder: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM claims WHERE recommendation_id = ? AND ticket_id = ?", (recommendation_id, holder)
+            )
+
+    # -- idempotency keys ---------------------------------------------------------------------------
+
+    def remember_idempotency_key(self, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?)", (key, record.ticket_id, record.fingerprint)
+            )
+            if cursor.rowcount == 1:
+                return None
+            row = self._db.execute(
+                "SELECT ticket_id, fingerprint FROM idempotency_keys WHERE key = ?", (key,)
+            ).fetchone()
+        return IdempotencyRecord(row[0], row[1])
+
+    def repoint_idempotency_key(self, key: str, record: IdempotencyRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE idempotency_keys SET ticket_id = ?, fingerprint = ? WHERE key = ?",
+                (record.ticket_id, record.fingerprint, key),
+            )

@@ -3,14 +3,46 @@ filters are always parameterized."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from datetime import datetime
 from typing import Any
 
-from shared.store._models import OAuthState
+from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict
+from shared.tickets import Ticket
 
 OAUTH_STATES = "oauthstates"
+TICKETS = "tickets"
+CLAIMS = "claims"
+IDEMPOTENCY = "idempotencykeys"
 _STATE_PARTITION = "state"
+_TICKET_PARTITION = "ticket"
+_CLAIM_PARTITION = "claim"
+_KEY_PARTITION = "key"
+_JSON_FIELDS = ("recommendation", "extra")
+
+
+def _ticket_entity(ticket: Ticket) -> dict[str, Any]:
+    entity: dict[str, Any] = {"PartitionKey": _TICKET_PARTITION, "RowKey": ticket.id}
+    for name, value in ticket.to_record().items():
+        if value is None:
+            continue
+        entity[name] = json.dumps(value) if name in _JSON_FIELDS else value
+    return entity
+
+
+def _ticket_from(entity: Any) -> Ticket:
+    record = {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")}
+    for name in _JSON_FIELDS:
+        if name in record:
+            record[name] = json.loads(record[name])
+    return Ticket.from_record(record)
+
+
+def _row_key(text: str) -> str:
+    """Caller-chosen strings may hold characters RowKey forbids ('/', '#', '?'): key them by hash."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class TableTicketStore:
@@ -101,3 +133,132 @@ class TableTicketStore:
             table.delete_entity(entity["PartitionKey"], entity["RowKey"])
             count += 1
         return count
+
+    # -- tickets ------------------------------------------------------------------------------------
+
+    def add_ticket(self, ticket: Ticket) -> str:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            metadata = self._table(TICKETS).create_entity(_ticket_entity(ticket))
+        except ResourceExistsError as exc:
+            raise StoreConflict(f"ticket {ticket.id} exists") from exc
+        return str(metadata["etag"])
+
+    def get_ticket(self, ticket_id: str) -> tuple[Ticket, str] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = self._table(TICKETS).get_entity(_TICKET_PARTITION, ticket_id)
+        except ResourceNotFoundError:
+            return None
+        return _ticket_from(entity), str(entity.metadata["etag"])
+
+    def update_ticket(self, ticket: Ticket, etag: str) -> str:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            metadata = self._table(TICKETS).update_entity(
+                _ticket_entity(ticket),
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise StoreConflict(f"ticket {ticket.id} changed") from exc
+        return str(metadata["etag"])
+
+    def delete_ticket(self, ticket_id: str) -> None:
+        self._table(TICKETS).delete_entity(_TICKET_PARTITION, ticket_id)
+
+    # -- claims -------------------------------------------------------------------------------------
+
+    def claim_recommendation(self, recommendation_id: str, ticket_id: str) -> str | None:
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+        table = self._table(CLAIMS)
+        while True:
+            try:
+                table.create_entity(
+                    {"PartitionKey": _CLAIM_PARTITION, "RowKey": recommendation_id, "ticket_id": ticket_id}
+                )
+                return None
+            except ResourceExistsError:
+                pass
+            try:
+                holder = str(table.get_entity(_CLAIM_PARTITION, recommendation_id)["ticket_id"])
+            except ResourceNotFoundError:
+                continue  # released between our insert and read: try again
+            return None if holder == ticket_id else holder
+
+    def replace_claim(self, recommendation_id: str, holder: str, ticket_id: str) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        table = self._table(CLAIMS)
+        try:
+            entity = table.get_entity(_CLAIM_PARTITION, recommendation_id)
+            if entity["ticket_id"] != holder:
+                return False
+            table.update_entity(
+                {"PartitionKey": _CLAIM_PARTITION, "RowKey": recommendation_id, "ticket_id": ticket_id},
+                mode=UpdateMode.REPLACE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
+    def release_claim(self, recommendation_id: str, holder: str) -> None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        table = self._table(CLAIMS)
+        try:
+            entity = table.get_entity(_CLAIM_PARTITION, recommendation_id)
+            if entity["ticket_id"] == holder:
+                table.delete_entity(
+                    _CLAIM_PARTITION,
+                    recommendation_id,
+                    etag=entity.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return
+
+    # -- idempotency keys ---------------------------------------------------------------------------
+
+    def remember_idempotency_key(self, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
+        from azure.core.exceptions import ResourceExistsError
+
+        table = self._table(IDEMPOTENCY)
+        try:
+            table.create_entity(
+                {
+                    "PartitionKey": _KEY_PARTITION,
+                    "RowKey": _row_key(key),
+                    "ticket_id": record.ticket_id,
+                    "fingerprint": record.fingerprint,
+                }
+            )
+            return None
+        except ResourceExistsError:
+            entity = table.get_entity(_KEY_PARTITION, _row_key(key))
+            return IdempotencyRecord(str(entity["ticket_id"]), str(entity["fingerprint"]))
+
+    def repoint_idempotency_key(self, key: str, record: IdempotencyRecord) -> None:
+        from azure.data.tables import UpdateMode
+
+        self._table(IDEMPOTENCY).upsert_entity(
+            {
+                "PartitionKey": _KEY_PARTITION,
+                "RowKey": _row_key(key),
+                "ticket_id": record.ticket_id,
+                "fingerprint": record.fingerprint,
+            },
+            mode=UpdateMode.REPLACE,
+        )

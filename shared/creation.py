@@ -1,0 +1,248 @@
+"""Creating a ServiceNow record exactly once per request, per recommendation, per Idempotency-Key.
+
+The order of writes is the guarantee:
+1. the ticket row (`pending`) and the recommendation claim are stored before ServiceNow is called;
+2. a lease on the row makes one worker at a time talk to ServiceNow for it;
+3. `post_attempts` is incremented *before* each POST, so whoever holds the row next knows a record may
+   exist and looks it up by `correlation_id` (plus the connector reference in the description) first;
+4. the link (sys_id, number, state) is written last.
+A crash or an ambiguous failure (timeout, reset, 5xx after commit) anywhere leaves a pending row that the
+next request for the same recommendation or key resumes, without a second record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.auth import Caller
+from shared.directory import UserDirectory
+from shared.problems import (
+    Conflict,
+    IdempotencyKeyReused,
+    NotFound,
+    ServiceNowRejected,
+    ServiceNowUnavailable,
+)
+from shared.servicenow import TransientFailure, table_result
+from shared.services import Services
+from shared.store import IdempotencyRecord, StoreConflict
+from shared.tickets import (
+    Ticket,
+    TicketRequest,
+    correlation_id,
+    servicenow_record,
+)
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=90)  # longer than one create's bounded retries
+WAIT_FOR_OTHER = 25.0  # seconds a request waits for a concurrent one creating the same ticket
+
+
+@dataclass
+class _Progress:
+    """The row as this worker last wrote it, and whether a record may already exist in ServiceNow."""
+
+    ticket: Ticket
+    etag: str
+    lookup: bool  # a record may exist already: look before posting
+    counted: bool  # the next POST is already counted in `post_attempts`
+
+
+class TicketCreator:
+    def __init__(self, services: Services, directory: UserDirectory) -> None:
+        self._services = services
+        self._store = services.store
+        self._directory = directory
+
+    # -- entry point ----------------------------------------------------------------------------
+
+    def create(self, request: TicketRequest, *, caller: Caller, idempotency_key: str | None) -> tuple[Ticket, bool]:
+        """Returns the ticket and whether this call created it (201) or found it (200)."""
+        services = self._services
+        services.tokens.access_token()  # not connected / reauthorization: fail before writing anything
+        fingerprint = request.fingerprint()
+        scoped_key = f"{caller.principal}\n{idempotency_key}" if idempotency_key else None
+        caller_sys_id = self._directory.find(request.requested_by)
+        ticket = self._new_ticket(request, fingerprint, caller_sys_id)
+
+        if scoped_key is not None:
+            known = self._store.remember_idempotency_key(scoped_key, IdempotencyRecord(ticket.id, fingerprint))
+            if known is not None:
+                if known.fingerprint != fingerprint:
+                    raise IdempotencyKeyReused(
+                        "This Idempotency-Key was used for a different request.",
+                        remediation="Use a new key for a new request; repeat a request only with its own key.",
+                    )
+                if self._store.get_ticket(known.ticket_id) is not None:
+                    return self._ensure(known.ticket_id), False
+                # The earlier attempt was refused and rolled back: this retry starts afresh under the key.
+                self._store.repoint_idempotency_key(scoped_key, IdempotencyRecord(ticket.id, fingerprint))
+
+        self._store.add_ticket(ticket)
+        holder = self._claim(ticket)
+        if holder is not None:
+            self._store.delete_ticket(ticket.id)
+            if scoped_key is not None:
+                self._store.repoint_idempotency_key(scoped_key, IdempotencyRecord(holder, fingerprint))
+            return self._ensure(holder), False
+        return self._ensure(ticket.id), True
+
+    def _new_ticket(self, request: TicketRequest, fingerprint: str, caller_sys_id: str | None) -> Ticket:
+        settings = self._services.settings
+        now = self._services.clock().isoformat()
+        ticket_id = uuid.uuid4().hex
+        rec = request.recommendation
+        return Ticket(
+            id=ticket_id,
+            recommendation_id=rec.id,
+            recommendation={"id": rec.id, "source": rec.source, "category": rec.category, "url": rec.url},
+            name=request.name,
+            priority=request.priority,
+            due_date=request.due_date.isoformat().replace("+00:00", "Z") if request.due_date else None,
+            requested_by=request.requested_by,
+            table=settings.table,
+            fingerprint=fingerprint,
+            created_at=now,
+            updated_at=now,
+            extra={"payload": servicenow_record(request, ticket_id, settings.field_map, caller_sys_id)},
+        )
+
+    def _claim(self, ticket: Ticket) -> str | None:
+        """Claim the recommendation; returns the id of an open ticket that already holds it, else None."""
+        holder = self._store.claim_recommendation(ticket.recommendation_id, ticket.id)
+        while holder is not None:
+            current = self._store.get_ticket(holder)
+            if current is not None and current[0].is_open:
+                return holder
+            # The holder is closed (or vanished): a new ticket may take the recommendation.
+            if self._store.replace_claim(ticket.recommendation_id, holder, ticket.id):
+                return None
+            holder = self._store.claim_recommendation(ticket.recommendation_id, ticket.id)
+        return None
+
+    # -- making sure the ServiceNow record exists -----------------------------------------------
+
+    def _ensure(self, ticket_id: str) -> Ticket:
+        deadline = time.monotonic() + WAIT_FOR_OTHER
+        pause = 0.01
+        while True:
+            found = self._store.get_ticket(ticket_id)
+            if found is None:
+                raise Conflict(
+                    "A concurrent request for this ticket failed and was rolled back.",
+                    remediation="Send the request again.",
+                    retry_after=1,
+                )
+            ticket, etag = found
+            if ticket.sys_id:
+                return ticket
+            now = self._services.clock()
+            if ticket.lease_until is None or datetime.fromisoformat(ticket.lease_until) <= now:
+                # A first attempt counts its POST in the lease write itself: one store write fewer.
+                first = ticket.post_attempts == 0
+                leased = replace(
+                    ticket, lease_until=(now + LEASE).isoformat(), post_attempts=ticket.post_attempts + first
+                )
+                try:
+                    etag = self._store.update_ticket(leased, etag)
+                except StoreConflict:
+                    continue
+                return self._create_record(_Progress(leased, etag, lookup=not first, counted=first))
+            if time.monotonic() > deadline:
+                raise Conflict(
+                    "Another request is creating this ticket in ServiceNow right now.",
+                    remediation="Retry after the Retry-After delay; the same ticket is returned.",
+                    retry_after=5,
+                    extra={"ticketId": ticket.id},
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+    def _create_record(self, current: _Progress) -> Ticket:
+        services = self._services
+        servicenow, tokens = services.servicenow, services.tokens
+        state_field = services.settings.field_map.target("state")
+        fields = f"sys_id,number,{state_field}"
+        ticket = current.ticket
+        payload: dict[str, Any] = dict(ticket.extra.get("payload") or {})
+
+        def attempt() -> dict[str, Any]:
+            if current.lookup:
+                existing = self._lookup(current.ticket, fields)
+                if existing is not None:
+                    return existing
+            if current.counted:
+                current.counted = False
+            else:
+                counted = replace(current.ticket, post_attempts=current.ticket.post_attempts + 1)
+                current.etag = self._store.update_ticket(counted, current.etag)
+                current.ticket = counted
+            try:
+                response = servicenow.table_request(
+                    tokens,
+                    "POST",
+                    current.ticket.table,
+                    params={"sysparm_fields": fields},
+                    json_body=payload,
+                    retry=False,
+                )
+            except TransientFailure as failure:
+                # A 429 was refused before any work; anything else may have committed.
+                if failure.response is None or failure.response.status_code != 429:
+                    current.lookup = True
+                raise
+            return table_result(response)
+
+        try:
+            record = servicenow.with_retries(attempt)
+        except ServiceNowUnavailable as exc:
+            self._release_lease(current.ticket, current.etag)
+            exc.extra["ticketId"] = ticket.id
+            exc.detail += " The ticket is pending; repeating the request resumes it without a duplicate."
+            raise
+        except (ServiceNowRejected, NotFound) as exc:
+            if not current.lookup:
+                self._roll_back(current.ticket)
+            else:
+                self._release_lease(current.ticket, current.etag)
+            raise ServiceNowRejected(
+                f"ServiceNow refused to create the ticket: {exc.detail}",
+                remediation=exc.remediation,
+                extra=exc.extra,
+            ) from None
+        linked = current.ticket.with_link(record, services.settings.field_map, services.clock().isoformat())
+        linked.extra = {}
+        self._store.update_ticket(linked, current.etag)
+        log.info("Ticket %s is %s (%s)", linked.id, linked.number, linked.sys_id)
+        return linked
+
+    def _lookup(self, ticket: Ticket, fields: str) -> dict[str, Any] | None:
+        """Find a record an earlier attempt may have committed. Only connector-minted values in the query."""
+        field_map = self._services.settings.field_map
+        query = (
+            f"{field_map.target('correlation_id')}={correlation_id(ticket.recommendation_id)}"
+            f"^{field_map.target('description')}LIKE{ticket.id}"
+        )
+        rows, _ = self._services.servicenow.table_list(
+            self._services.tokens,
+            ticket.table,
+            {"sysparm_query": query, "sysparm_fields": fields, "sysparm_limit": "1"},
+            retry=False,
+        )
+        return rows[0] if rows else None
+
+    def _release_lease(self, ticket: Ticket, etag: str) -> None:
+        with contextlib.suppress(StoreConflict):  # someone else holds the row now: nothing to release
+            self._store.update_ticket(replace(ticket, lease_until=None), etag)
+
+    def _roll_back(self, ticket: Ticket) -> None:
+        """ServiceNow refused the record and never stored it: leave nothing behind."""
+        self._store.release_claim(ticket.recommendation_id, ticket.id)
+        self._store.delete_ticket(ticket.id)

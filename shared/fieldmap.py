@@ -1,0 +1,70 @@
+"""Where each ticket field goes in ServiceNow (DESIGN section 5), and how its states read back.
+
+`SERVICENOW_FIELD_MAP` overrides any entry: `{"recommendation_source": "u_recommendation_source"}` adds a
+custom field, `""` leaves a field out, and `"states": {"10": "new", ...}` maps another table's states.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_FIELDS: dict[str, str] = {
+    "name": "short_description",
+    "description": "description",
+    "impact": "impact",
+    "urgency": "urgency",
+    "due_date": "due_date",
+    "caller": "caller_id",
+    "correlation_id": "correlation_id",
+    "correlation_display": "correlation_display",
+    "recommendation_source": "",
+    "recommendation_category": "",
+    "state": "state",
+}
+REQUIRED = ("name", "description", "correlation_id", "state")
+STATUSES = ("new", "in_progress", "on_hold", "resolved", "closed", "canceled")
+INCIDENT_STATES: dict[str, str] = {
+    "1": "new",
+    "2": "in_progress",
+    "3": "on_hold",
+    "6": "resolved",
+    "7": "closed",
+    "8": "canceled",
+}
+_FIELD = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    fields: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FIELDS))
+    states: dict[str, str] = field(default_factory=lambda: dict(INCIDENT_STATES))
+
+    def target(self, logical: str) -> str:
+        return self.fields.get(logical, "")
+
+    def status_of(self, raw_state: str) -> str:
+        return self.states.get(raw_state, "unknown")
+
+
+def parse_field_map(raw: Any, table: str) -> FieldMap:
+    """Validate an override object; raises ValueError saying what is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError("it must be a JSON object")
+    fields = dict(DEFAULT_FIELDS)
+    states = dict(INCIDENT_STATES) if table == "incident" else {}
+    for key, value in raw.items():
+        if key == "states":
+            if not isinstance(value, dict) or not all(isinstance(k, str) and v in STATUSES for k, v in value.items()):
+                raise ValueError(f"'states' must map state values to one of {', '.join(STATUSES)}")
+            states = dict(value)
+            continue
+        if key not in DEFAULT_FIELDS:
+            raise ValueError(f"'{key}' is not a ticket field; known: {', '.join(DEFAULT_FIELDS)}, states")
+        if not isinstance(value, str) or (value and not _FIELD.match(value)):
+            raise ValueError(f"'{key}' must name a ServiceNow field such as 'u_{key}', or be \"\"")
+        if not value and key in REQUIRED:
+            raise ValueError(f"'{key}' cannot be left out")
+        fields[key] = value
+    return FieldMap(fields, states)

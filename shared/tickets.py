@@ -1,0 +1,309 @@
+"""The ticket domain: request validation, the ServiceNow record, states, and the ticket's JSON.
+
+Every value that can reach an encoded query (recommendation id, requestedBy) is held to a pattern that
+excludes ServiceNow's separators (`^`, `,`, `@` where it matters, CR/LF, non-ASCII) before it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime, time
+from typing import Any
+from urllib.parse import quote
+
+from shared.fieldmap import FieldMap
+from shared.problems import FieldError, ValidationFailed
+
+CORRELATION_PREFIX = "m365sec:"
+CORRELATION_DISPLAY = "Microsoft 365 security"
+PRIORITIES = {"critical": 1, "high": 2, "medium": 3, "low": 4, "planning": 5}
+PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
+IMPACT_URGENCY = {1: ("1", "1"), 2: ("1", "2"), 3: ("2", "2"), 4: ("2", "3"), 5: ("3", "3")}
+SOURCES = ("microsoft", "user")
+CATEGORIES = ("Identity", "Data", "Device", "Apps", "Infrastructure")
+OPEN_STATUSES = frozenset({"pending", "new", "in_progress", "on_hold", "unknown"})
+DESCRIPTION_LIMIT = 4000  # incident.description's length in ServiceNow
+
+# These patterns are also the OpenAPI document's (docs/openapi.yaml): keep the two identical.
+NAME = re.compile(r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$")
+DUE_DATE = re.compile(
+    r"^[1-9][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|(0[13578]|1[02])-31)(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$"
+)
+HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!#-~]*)?$")
+RECOMMENDATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+$")
+USER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21\x23-\x7e]{1,255}$")  # printable ASCII without space or '"'
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    id: str
+    source: str
+    category: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class TicketRequest:
+    name: str
+    description: str
+    priority: int
+    due_date: datetime | None
+    recommendation: Recommendation
+    requested_by: str | None
+
+    def fingerprint(self) -> str:
+        """Identifies the request's content, to tell a retry from a different request under one key."""
+        data = asdict(self)
+        data["due_date"] = self.due_date.isoformat() if self.due_date else None
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+_ABSENT = object()
+
+
+def _optional(body: dict[str, Any], key: str, errors: list[FieldError], field: str | None = None) -> Any:
+    """An optional member is absent or has a value; an explicit null is refused, as the OpenAPI schema says."""
+    value = body.get(key, _ABSENT)
+    if value is None:
+        errors.append(FieldError(field or key, "must not be null; leave it out instead"))
+    return None if value is _ABSENT else value
+
+
+def _name(value: Any, errors: list[FieldError]) -> str:
+    if value is None:
+        errors.append(FieldError("name", "is required"))
+    elif not isinstance(value, str) or not 1 <= len(value) <= 160 or not NAME.fullmatch(value):
+        errors.append(FieldError("name", "must be one line of 1-160 characters, not only spaces"))
+    return value if isinstance(value, str) else ""
+
+
+def _description(value: Any, errors: list[FieldError]) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > DESCRIPTION_LIMIT or _CONTROL.search(value):
+        errors.append(FieldError("description", f"must be text of at most {DESCRIPTION_LIMIT} characters"))
+        return ""
+    return value
+
+
+def _priority(value: Any, errors: list[FieldError]) -> int:
+    if value is None:
+        return 3
+    if isinstance(value, str) and value in PRIORITIES:
+        return PRIORITIES[value]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5:
+        return value
+    errors.append(FieldError("priority", "must be one of critical, high, medium, low, planning, or 1-5"))
+    return 3
+
+
+def _due_date(value: Any, errors: list[FieldError]) -> datetime | None:
+    """A date means the end of that day (UTC); a date-time without an offset is read as UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str) and DUE_DATE.fullmatch(value):
+        try:
+            if len(value) == 10:
+                return datetime.combine(date.fromisoformat(value), time(23, 59, 59), UTC)
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC).replace(microsecond=0)
+        except (ValueError, OverflowError):
+            pass
+    errors.append(FieldError("dueDate", "must be an ISO 8601 date (2026-12-31) or date-time (2026-12-31T17:00:00Z)"))
+    return None
+
+
+def _recommendation(value: Any, errors: list[FieldError]) -> Recommendation:
+    if not isinstance(value, dict):
+        errors.append(FieldError("recommendation", "is required and must be an object"))
+        return Recommendation("", "", "")
+    rec_id, source, category = (value.get(k) for k in ("id", "source", "category"))
+    url = _optional(value, "url", errors, "recommendation.url")
+    if not isinstance(rec_id, str) or not RECOMMENDATION_ID.fullmatch(rec_id):
+        errors.append(FieldError("recommendation.id", "must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':', '-'"))
+    if source not in SOURCES:
+        errors.append(FieldError("recommendation.source", "must be 'microsoft' or 'user'"))
+    if category not in CATEGORIES:
+        errors.append(FieldError("recommendation.category", f"must be one of {', '.join(CATEGORIES)}"))
+    if url is not None and not (isinstance(url, str) and len(url) <= 2048 and HTTPS_URL.fullmatch(url)):
+        errors.append(FieldError("recommendation.url", "must be an https:// URL of at most 2048 characters"))
+    return Recommendation(
+        str(rec_id or ""), str(source or ""), str(category or ""), url if isinstance(url, str) else None
+    )
+
+
+def _requested_by(value: Any, errors: list[FieldError]) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) <= 254 and (EMAIL.fullmatch(value) or USER_NAME.fullmatch(value)):
+        return value
+    errors.append(FieldError("requestedBy", "must be an email address, a UPN or a ServiceNow user name"))
+    return None
+
+
+def parse_ticket_request(raw: bytes, *, initiating_user: str | None) -> TicketRequest:
+    """Validate the whole body and report every bad field at once (`validation_failed`)."""
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailed([FieldError("body", "must be a JSON object")]) from None
+    if not isinstance(body, dict):
+        raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    errors: list[FieldError] = []
+    name = _name(body.get("name"), errors)
+    description = _description(_optional(body, "description", errors), errors)
+    priority = _priority(_optional(body, "priority", errors), errors)
+    due = _due_date(_optional(body, "dueDate", errors), errors)
+    recommendation = _recommendation(body.get("recommendation"), errors)
+    requested_by = _requested_by(_optional(body, "requestedBy", errors), errors)
+    if errors:
+        raise ValidationFailed(errors)
+    return TicketRequest(name, description, priority, due, recommendation, initiating_user or requested_by)
+
+
+def validate_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(value):
+        raise ValidationFailed([FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters")])
+    return value
+
+
+def servicenow_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def correlation_id(recommendation_id: str) -> str:
+    return CORRELATION_PREFIX + recommendation_id
+
+
+@dataclass
+class Ticket:
+    """The connector's record of one ticket; `sys_id` is empty while creation is pending."""
+
+    id: str
+    recommendation_id: str
+    recommendation: dict[str, Any]
+    name: str
+    priority: int
+    due_date: str | None
+    requested_by: str | None
+    table: str
+    fingerprint: str
+    created_at: str
+    updated_at: str
+    status: str = "pending"
+    servicenow_state: str | None = None
+    sys_id: str | None = None
+    number: str | None = None
+    synced_at: str | None = None
+    post_attempts: int = 0
+    lease_until: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Ticket:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+    def with_link(self, record: dict[str, Any], field_map: FieldMap, now: str) -> Ticket:
+        raw_state = _plain(record.get(field_map.target("state")))
+        return replace(
+            self,
+            sys_id=_plain(record.get("sys_id")),
+            number=_plain(record.get("number")) or None,
+            servicenow_state=raw_state or None,
+            status=field_map.status_of(raw_state),
+            updated_at=now,
+            synced_at=now,
+            lease_until=None,
+        )
+
+    def to_json(self, instance_url: str | None) -> dict[str, Any]:
+        url = None
+        if self.sys_id and instance_url:
+            url = f"{instance_url}/nav_to.do?uri={quote(f'{self.table}.do?sys_id={self.sys_id}', safe='')}"
+        return {
+            "id": self.id,
+            "number": self.number,
+            "sysId": self.sys_id,
+            "table": self.table,
+            "url": url,
+            "status": self.status,
+            "serviceNowState": self.servicenow_state,
+            "priority": PRIORITY_NAMES.get(self.priority, "medium"),
+            "dueDate": self.due_date,
+            "name": self.name,
+            "recommendation": self.recommendation,
+            "requestedBy": self.requested_by,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "syncedAt": self.synced_at,
+        }
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("value") or "")
+    return "" if value is None else str(value)
+
+
+def footer(request: TicketRequest, ticket_id: str, caller_known: bool) -> str:
+    rec = request.recommendation
+    lines = [
+        "",
+        "---",
+        f"Recommendation: {rec.id}",
+        f"Category: {rec.category}",
+        f"Source: {'Microsoft recommendation' if rec.source == 'microsoft' else 'User recommendation'}",
+    ]
+    if rec.url:
+        lines.append(f"Portal: {rec.url}")
+    if request.requested_by:
+        lines.append(f"Requested by: {request.requested_by}" + ("" if caller_known else " (no ServiceNow user)"))
+    lines.append(f"Connector reference: {ticket_id}")
+    return "\n".join(lines)
+
+
+def servicenow_record(
+    request: TicketRequest, ticket_id: str, field_map: FieldMap, caller_sys_id: str | None
+) -> dict[str, str]:
+    """The record to POST, as DESIGN section 5 maps it. The footer always fits: the description is
+    shortened instead, so the connector reference that finds the record again is never cut off."""
+    tail = footer(request, ticket_id, caller_sys_id is not None)
+    description = request.description[: max(0, DESCRIPTION_LIMIT - len(tail))]
+    impact, urgency = IMPACT_URGENCY[request.priority]
+    values = {
+        "name": request.name,
+        "description": description + tail,
+        "impact": impact,
+        "urgency": urgency,
+        "due_date": servicenow_datetime(request.due_date) if request.due_date else "",
+        "caller": caller_sys_id or "",
+        "correlation_id": correlation_id(request.recommendation.id),
+        "correlation_display": CORRELATION_DISPLAY,
+        "recommendation_source": request.recommendation.source,
+        "recommendation_category": request.recommendation.category,
+    }
+    record: dict[str, str] = {}
+    for logical, value in values.items():
+        target = field_map.target(logical)
+        if target and value:
+            record[target] = value
+    return record

@@ -1,0 +1,218 @@
+"""Exactly once: concurrent duplicates, Idempotency-Key, ambiguous failures, crashes, retries under chaos."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from dev.simulator import Fault, SimulatorTransport
+from shared.tickets import Ticket
+from tests.conftest import Harness
+from tests.test_tickets import BODY, post
+
+INCIDENTS = "/api/now/v2/table/incident"
+
+
+def body_for(recommendation_id: str) -> dict[str, Any]:
+    return {**BODY, "recommendation": {**BODY["recommendation"], "id": recommendation_id}}
+
+
+def posts(harness: Harness) -> int:
+    return sum(1 for r in harness.simulator.requests if r.method == "POST" and r.path == INCIDENTS)
+
+
+def stored(harness: Harness, ticket_id: str) -> Ticket:
+    found = harness.services.store.get_ticket(ticket_id)
+    assert found is not None
+    return found[0]
+
+
+def assert_linked_exactly_once(harness: Harness, tickets: dict[str, dict[str, Any]]) -> None:
+    """One ServiceNow record per recommendation, each linked from the store to the right sys_id."""
+    records = harness.simulator.records()
+    by_correlation = Counter(r["correlation_id"] for r in records)
+    assert [c for c, n in by_correlation.items() if n > 1] == [], "duplicates"
+    assert len(records) == len(tickets), "lost or extra records"
+    sys_ids = {r["correlation_id"]: r["sys_id"] for r in records}
+    for recommendation_id, ticket in tickets.items():
+        assert stored(harness, ticket["id"]).sys_id == sys_ids[f"m365sec:{recommendation_id}"]
+
+
+def test_a_second_request_for_an_open_recommendation_returns_the_existing_ticket(connected):
+    first_status, first = post(connected)
+    second_status, second = post(connected, {**BODY, "name": "Another wording"})
+    assert (first_status, second_status) == (201, 200)
+    assert second == first
+    assert posts(connected) == 1
+
+
+def test_the_same_idempotency_key_returns_the_same_ticket(connected):
+    headers = {"Idempotency-Key": "8e03978e-40d5-43e8-bc93-6894a57f9324"}
+    first_status, first = post(connected, headers=headers)
+    second_status, second = post(connected, headers=headers)
+    assert (first_status, second_status, second["id"]) == (201, 200, first["id"])
+    assert posts(connected) == 1
+
+
+def test_the_same_key_with_a_different_body_is_422(connected):
+    headers = {"Idempotency-Key": "key-1"}
+    post(connected, headers=headers)
+    status, problem = post(connected, body_for("SomethingElse"), headers=headers)
+    assert status == 422 and problem["code"] == "idempotency_key_reused"
+    assert posts(connected) == 1
+
+
+@pytest.mark.parametrize("key", ["", "a b", 'quo"te', "é", "x" * 256])
+def test_a_malformed_idempotency_key_is_a_validation_failure(connected, key):
+    status, problem = post(connected, headers={"Idempotency-Key": key})
+    assert status == 400 and problem["errors"][0]["field"] == "Idempotency-Key"
+
+
+def _concurrently(count: int, action: Any) -> list[Any]:
+    barrier = threading.Barrier(count)
+
+    def run(_: int) -> Any:
+        barrier.wait()
+        return action()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_fifty_concurrent_creates_for_one_recommendation_make_one_record(connected):
+    results = _concurrently(50, lambda: post(connected))
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {201: 1, 200: 49}
+    assert len({ticket["id"] for _, ticket in results}) == 1
+    assert len(connected.simulator.records()) == 1
+    assert posts(connected) == 1
+
+
+def test_fifty_concurrent_creates_with_one_key_make_one_record(connected):
+    results = _concurrently(50, lambda: post(connected, headers={"Idempotency-Key": "same"}))
+    assert Counter(status for status, _ in results) == {201: 1, 200: 49}
+    assert len(connected.simulator.records()) == 1
+
+
+def test_two_hundred_commit_then_drop_faults_make_no_duplicate_and_lose_no_link(connected):
+    tickets = {}
+    for i in range(200):
+        kind = "commit_then_drop" if i % 2 else "commit_then_status"
+        connected.simulator.inject(Fault(kind, status=503, method="POST", path_prefix=INCIDENTS))
+        status, ticket = post(connected, body_for(f"Rec{i}"))
+        assert status == 201, ticket
+        tickets[f"Rec{i}"] = ticket
+    assert_linked_exactly_once(connected, tickets)
+    assert posts(connected) == 200  # each record was found by its correlation id, never posted again
+
+
+def test_a_timeout_after_commit_is_resolved_by_lookup(connected):
+    connected.simulator.inject(Fault("commit_then_drop", method="POST", path_prefix=INCIDENTS))
+    connected.simulator.inject(Fault("drop", method="GET", path_prefix=INCIDENTS))  # the first lookup fails too
+    status, ticket = post(connected)
+    assert status == 201
+    assert_linked_exactly_once(connected, {"AdminMFAV2": ticket})
+
+
+class Crash(BaseException):
+    """The process dies: nothing in the connector catches this."""
+
+
+class CrashAfterCommit(SimulatorTransport):
+    """ServiceNow commits the record, then the connector's process dies before it reads the answer."""
+
+    armed = True
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.armed and request.method == "POST" and request.url.path == INCIDENTS:
+            self.armed = False
+            raise Crash()
+        return response
+
+
+def test_a_crash_between_servicenow_commit_and_the_local_write_is_recovered(connected, tmp_path):
+    from shared import services as services_module
+    from tests.conftest import build_services
+
+    crashing = build_services(connected.tmp, CrashAfterCommit(connected.simulator), connected.clock, connected.sleeps)
+    services_module.install(crashing)
+    with pytest.raises(Crash):
+        post(connected)
+    assert len(connected.simulator.records()) == 1
+    services_module.install(connected.services)  # "the next process"
+    connected.clock.advance(minutes=2)  # the dead worker's lease lapses
+    status, ticket = post(connected)
+    assert status == 200
+    assert_linked_exactly_once(connected, {"AdminMFAV2": ticket})
+    assert posts(connected) == 1
+
+
+def test_a_create_waits_at_least_retry_after(connected):
+    connected.simulator.inject(Fault("status", status=429, headers={"Retry-After": "7"}, path_prefix=INCIDENTS))
+    status, _ = post(connected)
+    assert status == 201
+    assert len(connected.sleeps.waits) == 1 and connected.sleeps.waits[0] >= 7
+
+
+def test_a_create_waits_until_the_rate_limit_resets(connected):
+    import time
+
+    reset = int(time.time()) + 6
+    connected.simulator.inject(Fault("status", status=429, headers={"X-RateLimit-Reset": str(reset)}))
+    assert post(connected)[0] == 201
+    assert connected.sleeps.waits[0] >= 4.5
+
+
+def test_exhausted_retries_answer_503_with_retry_after_and_resume_later(connected):
+    connected.simulator.inject(Fault("status", status=503, path_prefix=INCIDENTS, times=5))
+    response = connected.call("create_ticket", "POST", "/tickets", body=json.dumps(BODY).encode())
+    problem = json.loads(response.get_body())
+    assert response.status_code == 503
+    assert problem["code"] == "servicenow_unavailable" and int(response.headers["Retry-After"]) >= 1
+    attempts = [r.method for r in connected.simulator.requests if r.path == INCIDENTS]
+    assert attempts == ["POST", "GET", "GET", "GET", "GET"]  # after an ambiguous 503, look before posting again
+    assert len(connected.sleeps.waits) == 4
+    assert stored(connected, problem["ticketId"]).status == "pending"
+    status, ticket = post(connected)
+    assert status == 200 and ticket["id"] == problem["ticketId"] and ticket["status"] == "new"
+    assert_linked_exactly_once(connected, {"AdminMFAV2": ticket})
+
+
+def test_retries_stop_within_the_time_budget(connected):
+    connected.simulator.inject(
+        Fault("status", status=429, headers={"Retry-After": "25"}, path_prefix=INCIDENTS, times=10)
+    )
+    status, _ = post(connected)
+    assert status == 503
+    assert sum(connected.sleeps.waits) <= connected.services.servicenow.retry.max_total
+
+
+def test_a_thousand_creates_under_thirty_percent_faults_lose_nothing_and_duplicate_nothing(connected):
+    connected.simulator.chaos_rate = 0.3
+    ids = [f"Chaos{i}" for i in range(1000)]
+
+    def create(recommendation_id: str) -> tuple[int, dict[str, Any]]:
+        return post(connected, body_for(recommendation_id), headers={"Idempotency-Key": recommendation_id})
+
+    with ThreadPoolExecutor(8) as pool:
+        results = dict(zip(ids, pool.map(create, ids), strict=True))
+    first_pass = Counter(status for status, _ in results.values())
+    assert set(first_pass) <= {200, 201, 409, 503}
+    assert first_pass[201] > 950
+    # Drain: a caller repeats what failed, as Retry-After tells it to, until every ticket is linked.
+    connected.clock.advance(minutes=5)
+    for _ in range(10):
+        failed = [i for i, (status, _) in results.items() if status not in (200, 201)]
+        for recommendation_id in failed:
+            results[recommendation_id] = create(recommendation_id)
+    assert all(status in (200, 201) for status, _ in results.values())
+    connected.simulator.chaos_rate = 0.0
+    assert_linked_exactly_once(connected, {i: ticket for i, (_, ticket) in results.items()})
+    assert connected.sleeps.waits and max(connected.sleeps.waits) <= 30
