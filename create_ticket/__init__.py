@@ -7,6 +7,7 @@ import re
 import azure.functions as func
 
 from shared import web
+from shared.card import ticket_card
 from shared.problems import NotFound
 from shared.services import get_services
 from shared.tickets import parse_ticket_request, validate_idempotency_key
@@ -28,6 +29,19 @@ def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
         ticket, created = services.creator.create(request, caller=caller, idempotency_key=key)
         location = {"Location": f"/api/tickets/{ticket.id}"}
         return web.json_response(ticket.to_json(services.settings.instance_url), 201 if created else 200, location)
+
+    return web.handle(req, run)
+
+
+@bp.route(route="tickets", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
+    """The portal's ServiceNow card: tickets by status and category, counts per status, the last sync."""
+
+    def run() -> func.HttpResponse:
+        services = get_services()
+        services.caller(req.headers)
+        card = ticket_card(services, status=req.params.get("status"), category=req.params.get("category"))
+        return web.json_response(card)
 
     return web.handle(req, run)
 

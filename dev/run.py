@@ -38,6 +38,7 @@ def main() -> int:
     port = int(os.environ.get("PORT", "7071"))
     os.environ.setdefault("LOCAL_DATA_DIR", ".local")
     os.environ.setdefault("TICKET_STORE", "sqlite")
+    os.environ.setdefault("STATUS_SYNC_SCHEDULE", "0 */5 * * * *")  # the timer's %STATUS_SYNC_SCHEDULE%
     os.environ.setdefault("OAUTH_REDIRECT_URI", f"http://localhost:{port}/api/oauth/callback")
 
     notes = []

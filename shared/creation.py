@@ -94,6 +94,10 @@ class TicketCreator:
             return self._ensure(holder), False
         return self._ensure(ticket.id), True
 
+    def resume(self, ticket_id: str) -> Ticket:
+        """Finish a pending creation (the status sync does this for creations a crash or an outage left)."""
+        return self._ensure(ticket_id)
+
     def _new_ticket(self, request: TicketRequest, fingerprint: str, caller_sys_id: str | None) -> Ticket:
         settings = self._services.settings
         now = self._services.clock().isoformat()
@@ -169,7 +173,7 @@ class TicketCreator:
         services = self._services
         servicenow, tokens = services.servicenow, services.tokens
         state_field = services.settings.field_map.target("state")
-        fields = f"sys_id,number,{state_field}"
+        fields = f"sys_id,number,{state_field},sys_updated_on"
         ticket = current.ticket
         payload: dict[str, Any] = dict(ticket.extra.get("payload") or {})
 
@@ -219,7 +223,14 @@ class TicketCreator:
             ) from None
         linked = current.ticket.with_link(record, services.settings.field_map, services.clock().isoformat())
         linked.extra = {}
-        self._store.update_ticket(linked, current.etag)
+        try:
+            self._store.update_ticket(linked, current.etag)
+        except StoreConflict:
+            # Our lease ran out and someone else finished the row: theirs is the same record.
+            found = self._store.get_ticket(linked.id)
+            if found is None or not found[0].sys_id:
+                raise Conflict("The ticket changed while it was being created.", retry_after=5) from None
+            return found[0]
         log.info("Ticket %s is %s (%s)", linked.id, linked.number, linked.sys_id)
         return linked
 

@@ -48,6 +48,8 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
         "lastSync": None,
         "checks": checks,
     }
+    sync = _last_sync(services)
+    body["lastSync"] = sync
     if settings.issues:
         checks.append(
             Check(
@@ -110,6 +112,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
         return _finish(body)
     checks.append(Check("connection", True, f"Connected as {bundle.connected_as or 'an unidentified user'}."))
     checks.append(_refresh_lifetime(bundle, now))
+    checks.append(_sync_check(sync))
     if live:
         checks.extend(_live_checks(services))
         if any(c.name == "token_valid" and not c.ok and c.remediation == RECONNECT_REMEDIATION for c in checks):
@@ -117,6 +120,34 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
             return _finish(body)
     body["state"] = "connected" if all(c.ok for c in checks) else "degraded"
     return _finish(body)
+
+
+def _sync_check(last: dict[str, Any] | None) -> Check:
+    if last is None:
+        return Check("status_sync", True, "The status sync has not run yet.")
+    if last.get("status") == "failed":
+        return Check(
+            "status_sync",
+            False,
+            f"The last status sync ({last.get('at')}) failed: {'; '.join(last.get('errors') or [])}",
+            "Fix what the error names; the next run resumes from where the last one stopped.",
+        )
+    return Check(
+        "status_sync",
+        True,
+        f"Last run {last.get('at')}: {last.get('changed', 0)} changed, {last.get('adopted', 0)} adopted, "
+        f"{last.get('missing', 0)} missing, {last.get('durationMs', 0)} ms.",
+    )
+
+
+def _last_sync(services: Services) -> dict[str, Any] | None:
+    try:
+        found = services.store.get_sync_state()
+    except Exception:  # the store itself is unreachable: provisioning still answers
+        log.warning("The ticket store could not be read for the last sync")
+        return None
+    last = found[0].get("last") if found else None
+    return last if isinstance(last, dict) else None
 
 
 def _finish(body: dict[str, Any]) -> dict[str, Any]:

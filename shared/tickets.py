@@ -25,6 +25,9 @@ IMPACT_URGENCY = {1: ("1", "1"), 2: ("1", "2"), 3: ("2", "2"), 4: ("2", "3"), 5:
 SOURCES = ("microsoft", "user")
 CATEGORIES = ("Identity", "Data", "Device", "Apps", "Infrastructure")
 OPEN_STATUSES = frozenset({"pending", "new", "in_progress", "on_hold", "unknown"})
+CLOSED_STATUSES = frozenset({"resolved", "closed", "canceled"})
+SYS_ID = re.compile(r"^[0-9a-f]{32}$")
+SERVICENOW_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$")
 DESCRIPTION_LIMIT = 4000  # incident.description's length in ServiceNow
 
 # These patterns are also the OpenAPI document's (docs/openapi.yaml): keep the two identical.
@@ -203,6 +206,7 @@ class Ticket:
     updated_at: str
     status: str = "pending"
     servicenow_state: str | None = None
+    servicenow_updated_on: str | None = None  # ServiceNow's sys_updated_on of the state we hold
     sys_id: str | None = None
     number: str | None = None
     synced_at: str | None = None
@@ -227,8 +231,9 @@ class Ticket:
         return replace(
             self,
             sys_id=_plain(record.get("sys_id")),
-            number=_plain(record.get("number")) or None,
+            number=_plain(record.get("number")) or self.number,
             servicenow_state=raw_state or None,
+            servicenow_updated_on=_plain(record.get("sys_updated_on")) or self.servicenow_updated_on,
             status=field_map.status_of(raw_state),
             updated_at=now,
             synced_at=now,

@@ -1,7 +1,37 @@
-"""The status sync timer (and later the ServiceNow push endpoint): see issue 4."""
+"""Status sync: the timer that brings ServiceNow changes back, and the endpoint for pushed change notices."""
 
 from __future__ import annotations
 
+import logging
+
 import azure.functions as func
 
+from shared import web
+from shared.events import apply_notice, verify
+from shared.services import get_services
+from shared.sync import StatusSync
+
 bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%STATUS_SYNC_SCHEDULE%", run_on_startup=False, use_monitor=True)
+@bp.retry(strategy="exponential_backoff", max_retry_count="3", minimum_interval="00:00:30", maximum_interval="00:05:00")
+def status_sync(timer: func.TimerRequest) -> None:
+    """Incremental sync from the watermark. A failed run raises, so the retry policy runs it again."""
+    if timer.past_due:
+        log.info("The status sync is past due (the app was idle or restarting); it resumes from its watermark")
+    StatusSync(get_services()).run()
+
+
+@bp.route(route="servicenow/events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def servicenow_events(req: func.HttpRequest) -> func.HttpResponse:
+    """A change notice from the ServiceNow business rule (README: Push notices)."""
+
+    def run() -> func.HttpResponse:
+        services = get_services()
+        notice = verify(services, req.headers, req.get_body())
+        outcome = apply_notice(services, notice)
+        return web.json_response({"result": outcome}, 202 if outcome == "unknown" else 200)
+
+    return web.handle(req, run)

@@ -63,6 +63,7 @@ def local_host(indexed_functions, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "OAUTH_REDIRECT_URI": redirect,
         "LOCAL_DATA_DIR": str(tmp_path),
         "TICKET_STORE": "sqlite",
+        "STATUS_SYNC_SCHEDULE": "0 */5 * * * *",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

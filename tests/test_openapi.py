@@ -3,6 +3,7 @@ real HTTP (simulator on loopback, connected), expecting no server error and ever
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from dev.host import LocalHost
 from dev.simulator import ServiceNowSimulator, serve
 from shared import services as services_module
 from shared import tickets
+from shared.secrets import WEBHOOK_SECRET
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, ROOT, free_port
 from tests.test_local_host import press_allow
 
@@ -40,9 +42,11 @@ def live_api(indexed_functions, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "SERVICENOW_INSTANCE": instance, "SERVICENOW_CLIENT_ID": CLIENT_ID,
             "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET, "OAUTH_REDIRECT_URI": redirect,
             "LOCAL_DATA_DIR": str(tmp_path_factory.mktemp("openapi")), "TICKET_STORE": "sqlite",
+            "STATUS_SYNC_SCHEDULE": "0 */5 * * * *",
         }.items():  # fmt: skip
             patch.setenv(name, value)
         services_module.install(None)
+        services_module.get_services().secrets.set(WEBHOOK_SECRET, base64.b64encode(b"k" * 32).decode())
         host = LocalHost(indexed_functions.values(), "127.0.0.1", port, function_key=FUNCTION_KEY)
         host.start()
         with httpx.Client(timeout=10) as browser:

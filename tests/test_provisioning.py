@@ -51,6 +51,7 @@ def test_connected_with_every_live_check_passing(connected):
         "client_secret",
         "connection",
         "refresh_token_lifetime",
+        "status_sync",
         "token_valid",
         "servicenow_reachable",
         "table_readable",

@@ -175,6 +175,8 @@ class ServiceNowSimulator:
         self.chaos_rate = 0.0  # share of Table API requests that get a random fault
         self.chaos_random = random.Random(0)
         self.latency = 0.0  # seconds added to every request (benchmarks)
+        self.hidden: set[str] = set()  # sys_ids an ACL hides from the integration user
+        self.before_request: Callable[[SimRequest], None] | None = None  # lets a test change data mid-scan
         self._number = 10000
         self.add_user(ADMIN_SYS_ID, "admin", "System Administrator", "admin@example.com")
         self.add_user(INTEGRATION_USER_SYS_ID, "m365.integration", "M365 Integration", "m365.integration@example.com")
@@ -214,7 +216,22 @@ class ServiceNowSimulator:
 
     # -- dispatch -----------------------------------------------------------------------------------
 
+    def update(self, table: str, sys_id: str, **fields: str) -> dict[str, Any]:
+        """What an agent does in the UI: change fields, which bumps sys_updated_on and sys_mod_count."""
+        with self.lock:
+            record = self.tables[table][sys_id]
+            if self._apply(table, record, fields):
+                record["sys_updated_on"] = _now_text(self.clock())
+                record["sys_mod_count"] = str(int(record.get("sys_mod_count") or 0) + 1)
+            return dict(record)
+
+    def delete(self, table: str, sys_id: str) -> None:
+        with self.lock:
+            self.tables[table].pop(sys_id, None)
+
     def handle(self, request: SimRequest) -> SimResponse:
+        if self.before_request is not None:
+            self.before_request(request)
         with self.lock:
             self.requests.append(request)
             fault = next((f for f in self.faults if f.applies(request)), None)
@@ -441,7 +458,7 @@ class ServiceNowSimulator:
                 return self._list(request, table, user, versioned_v2)
             if request.method == "GET":
                 record = self.tables[table].get(sys_id or "")
-                if record is None:
+                if record is None or record["sys_id"] in self.hidden:
                     return _no_record()
                 return SimResponse.json(200, {"result": self._shape(table, record, request.query)})
             if request.method == "POST" and sys_id is None:
@@ -466,7 +483,11 @@ class ServiceNowSimulator:
     def _list(self, request: SimRequest, table: str, user: str, v2: bool) -> SimResponse:
         params = request.query
         parsed = encoded_query.parse(params.get("sysparm_query", ""), lambda js: self._javascript(js, user))
-        rows = [r for r in self.tables[table].values() if encoded_query.matches(parsed, r, self.fields[table])]
+        rows = [
+            r
+            for r in self.tables[table].values()
+            if r["sys_id"] not in self.hidden and encoded_query.matches(parsed, r, self.fields[table])
+        ]
         rows = encoded_query.sort(parsed, rows)
         try:
             limit = int(params.get("sysparm_limit", "10000"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.tickets import Ticket
 
@@ -68,3 +68,15 @@ class TicketStore(Protocol):
         """Record the key; returns None when new, else the record already there."""
 
     def repoint_idempotency_key(self, key: str, record: IdempotencyRecord) -> None: ...
+
+    # -- status sync --
+    def list_tickets(self) -> list[tuple[Ticket, str]]:
+        """Every ticket with its ETag."""
+
+    def find_ticket_by_sys_id(self, sys_id: str) -> tuple[Ticket, str] | None: ...
+
+    def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
+        """The sync watermark and the last run's result, with its ETag."""
+
+    def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
+        """Insert (etag None) or replace if the ETag matches; raises StoreConflict otherwise."""

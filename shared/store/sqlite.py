@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict
 from shared.tickets import Ticket
@@ -33,6 +34,11 @@ CREATE INDEX IF NOT EXISTS tickets_sys_id ON tickets (sys_id);
 CREATE TABLE IF NOT EXISTS claims (
     recommendation_id TEXT PRIMARY KEY,
     ticket_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sync_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY,
@@ -173,3 +179,35 @@ class SqliteTicketStore:
                 "UPDATE idempotency_keys SET ticket_id = ?, fingerprint = ? WHERE key = ?",
                 (record.ticket_id, record.fingerprint, key),
             )
+
+    # -- status sync --------------------------------------------------------------------------------
+
+    def list_tickets(self) -> list[tuple[Ticket, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT data, version FROM tickets ORDER BY rowid").fetchall()
+        return [(Ticket.from_record(json.loads(data)), str(version)) for data, version in rows]
+
+    def find_ticket_by_sys_id(self, sys_id: str) -> tuple[Ticket, str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT data, version FROM tickets WHERE sys_id = ?", (sys_id,)).fetchone()
+        return None if row is None else (Ticket.from_record(json.loads(row[0])), str(row[1]))
+
+    def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT data, version FROM sync_state WHERE id = 1").fetchone()
+        return None if row is None else (json.loads(row[0]), str(row[1]))
+
+    def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
+        with self._lock:
+            if etag is None:
+                cursor = self._db.execute("INSERT OR IGNORE INTO sync_state VALUES (1, 1, ?)", (json.dumps(state),))
+                new = "1"
+            else:
+                cursor = self._db.execute(
+                    "UPDATE sync_state SET version = version + 1, data = ? WHERE id = 1 AND version = ?",
+                    (json.dumps(state), int(etag)),
+                )
+                new = str(int(etag) + 1)
+        if cursor.rowcount != 1:
+            raise StoreConflict("the sync state changed")
+        return new

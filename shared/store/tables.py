@@ -16,6 +16,7 @@ OAUTH_STATES = "oauthstates"
 TICKETS = "tickets"
 CLAIMS = "claims"
 IDEMPOTENCY = "idempotencykeys"
+SYNC = "syncstate"
 _STATE_PARTITION = "state"
 _TICKET_PARTITION = "ticket"
 _CLAIM_PARTITION = "claim"
@@ -262,3 +263,44 @@ class TableTicketStore:
             },
             mode=UpdateMode.REPLACE,
         )
+
+    # -- status sync --------------------------------------------------------------------------------
+
+    def list_tickets(self) -> list[tuple[Ticket, str]]:
+        entities = self._table(TICKETS).query_entities("PartitionKey eq @pk", parameters={"pk": _TICKET_PARTITION})
+        return [(_ticket_from(e), str(e.metadata["etag"])) for e in entities]
+
+    def find_ticket_by_sys_id(self, sys_id: str) -> tuple[Ticket, str] | None:
+        entities = self._table(TICKETS).query_entities(
+            "PartitionKey eq @pk and sys_id eq @sys_id", parameters={"pk": _TICKET_PARTITION, "sys_id": sys_id}
+        )
+        for entity in entities:
+            return _ticket_from(entity), str(entity.metadata["etag"])
+        return None
+
+    def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = self._table(SYNC).get_entity("sync", "state")
+        except ResourceNotFoundError:
+            return None
+        return json.loads(entity["data"]), str(entity.metadata["etag"])
+
+    def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        entity = {"PartitionKey": "sync", "RowKey": "state", "data": json.dumps(state)}
+        table = self._table(SYNC)
+        try:
+            if etag is None:
+                metadata = table.create_entity(entity)
+            else:
+                metadata = table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise StoreConflict("the sync state changed") from exc
+        return str(metadata["etag"])

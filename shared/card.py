@@ -1,0 +1,38 @@
+"""`GET /api/tickets`: the data behind the portal's ServiceNow card."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from shared.problems import FieldError, ValidationFailed
+from shared.services import Services
+from shared.tickets import CATEGORIES, CLOSED_STATUSES, OPEN_STATUSES
+
+STATUS_FILTERS = ("open", "closed", "all")
+SUMMARY_KEYS = ("pending", "new", "in_progress", "on_hold", "resolved", "closed", "canceled", "unknown", "missing")
+
+
+def ticket_card(services: Services, *, status: str | None, category: str | None) -> dict[str, Any]:
+    errors = []
+    status = "open" if status is None else status
+    if status not in STATUS_FILTERS:
+        errors.append(FieldError("status", "must be open, closed or all"))
+    if category is not None and category not in CATEGORIES:
+        errors.append(FieldError("category", f"must be one of {', '.join(CATEGORIES)}"))
+    if errors:
+        raise ValidationFailed(errors)
+    tickets = [t for t, _ in services.store.list_tickets()]
+    if category is not None:
+        tickets = [t for t in tickets if t.recommendation.get("category") == category]
+    summary = Counter({key: 0 for key in SUMMARY_KEYS})
+    summary.update(t.status for t in tickets)
+    wanted = {"open": OPEN_STATUSES, "closed": CLOSED_STATUSES}.get(status)
+    shown = [t for t in tickets if wanted is None or t.status in wanted]
+    shown.sort(key=lambda t: t.created_at, reverse=True)
+    sync = services.store.get_sync_state()
+    return {
+        "tickets": [t.to_json(services.settings.instance_url) for t in shown],
+        "summary": dict(summary),
+        "lastSync": (sync[0].get("last") if sync else None),
+    }
