@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from bench import create
+from bench import create, sync
 
 
 def main() -> None:
     create.main()
+    print()
+    sync.main()
 
 
 if __name__ == "__main__":

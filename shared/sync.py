@@ -33,7 +33,7 @@ from shared.problems import (
     ServiceNowRejected,
 )
 from shared.services import Services
-from shared.store import StoreConflict
+from shared.store import StoreConflict, TicketStore
 from shared.tickets import (
     CLOSED_STATUSES,
     CORRELATION_PREFIX,
@@ -102,14 +102,13 @@ class StatusSync:
             result.status = "skipped"
             result.errors.append(f"{exc.code}: {exc.detail}")
             return self._finish(result, started, reconciled_at=None)
-        tickets = self._store.list_tickets()
-        index = {t.sys_id: t.id for t, _ in tickets if t.sys_id}
+        index = _Index(self._store)
         reconciled_at = None
         try:
-            self._resume_pending(tickets, index, result)
+            self._resume_pending(index, result)
             self._incremental(index, result)
             if self._reconcile_due(now):
-                self._reconcile(tickets, index, result)
+                self._reconcile(index, result)
                 reconciled_at = now.isoformat()
         except ConnectorError as exc:
             result.status = "failed"
@@ -148,12 +147,12 @@ class StatusSync:
 
     # -- 1. pending creations -------------------------------------------------------------------
 
-    def _resume_pending(self, tickets: list[tuple[Ticket, str]], index: dict[str, str], result: SyncResult) -> None:
+    def _resume_pending(self, index: _Index, result: SyncResult) -> None:
         now = self._services.clock()
         stale = [
             t
-            for t, _ in tickets
-            if not t.sys_id and (t.lease_until is None or datetime.fromisoformat(t.lease_until) <= now)
+            for t, _ in self._store.list_pending_tickets()
+            if t.lease_until is None or datetime.fromisoformat(t.lease_until) <= now
         ]
         for ticket in stale[:RESUME_PER_RUN]:
             try:
@@ -163,7 +162,7 @@ class StatusSync:
                 continue
             result.resumed += 1
             if linked.sys_id:
-                index[linked.sys_id] = linked.id
+                index.add(linked.sys_id, linked.id)
 
     # -- 2. changed records ---------------------------------------------------------------------
 
@@ -183,7 +182,7 @@ class StatusSync:
             )
         )
 
-    def _incremental(self, index: dict[str, str], result: SyncResult) -> None:
+    def _incremental(self, index: _Index, result: SyncResult) -> None:
         found = self._store.get_sync_state()
         watermark = (found[0] if found else {}).get("watermark")
         since = None
@@ -242,7 +241,7 @@ class StatusSync:
 
     # -- applying one record --------------------------------------------------------------------
 
-    def _apply(self, row: dict[str, Any], index: dict[str, str], result: SyncResult) -> None:
+    def _apply(self, row: dict[str, Any], index: _Index, result: SyncResult) -> None:
         sys_id = str(row.get("sys_id") or "")
         if not SYS_ID.fullmatch(sys_id):
             result.errors.append(f"ServiceNow returned a record without a valid sys_id: {sys_id[:40]!r}")
@@ -251,7 +250,7 @@ class StatusSync:
         if ticket_id is None:
             adopted = self._adopt(row)
             if adopted is not None:
-                index[sys_id] = adopted.id
+                index.add(sys_id, adopted.id)
                 result.adopted += 1
             return
         if self.apply_record(ticket_id, row):
@@ -325,23 +324,23 @@ class StatusSync:
         last = (found[0] if found else {}).get("reconciled_at")
         return not isinstance(last, str) or datetime.fromisoformat(last) + self._reconcile_every <= now
 
-    def _reconcile(self, tickets: list[tuple[Ticket, str]], index: dict[str, str], result: SyncResult) -> None:
+    def _reconcile(self, index: _Index, result: SyncResult) -> None:
         result.reconciled = True
-        tracked = sorted(
-            sys_id
-            for sys_id, ticket_id in index.items()
-            if SYS_ID.fullmatch(sys_id)
-            and (found := self._store.get_ticket(ticket_id)) is not None
-            and found[0].status not in ("closed", "canceled")
-        )
-        for chunk in _chunks(tracked, RECONCILE_CHUNK):
+        tracked = {
+            t.sys_id: t.id
+            for t, _ in self._store.list_tickets()
+            if t.sys_id and SYS_ID.fullmatch(t.sys_id) and t.status not in ("closed", "canceled")
+        }
+        for sys_id, ticket_id in tracked.items():
+            index.add(sys_id, ticket_id)
+        for chunk in _chunks(sorted(tracked), RECONCILE_CHUNK):
             rows = self._list(f"sys_idIN{','.join(chunk)}", len(chunk), result)
             seen = set()
             for row in rows:
                 seen.add(str(row.get("sys_id")))
                 self._apply(row, index, result)
             for sys_id in set(chunk) - seen:
-                if self._mark_missing(index[sys_id]):
+                if self._mark_missing(tracked[sys_id]):
                     result.missing += 1
 
     def _mark_missing(self, ticket_id: str) -> bool:
@@ -358,6 +357,23 @@ class StatusSync:
             log.warning("Ticket %s (%s) is gone from ServiceNow or hidden by ACLs", ticket.number, ticket.sys_id)
             return True
         return False
+
+
+class _Index:
+    """sys_id -> ticket id, asked of the store only for the records a run actually meets."""
+
+    def __init__(self, store: TicketStore) -> None:
+        self._store = store
+        self._known: dict[str, str | None] = {}
+
+    def get(self, sys_id: str) -> str | None:
+        if sys_id not in self._known:
+            found = self._store.find_ticket_by_sys_id(sys_id)
+            self._known[sys_id] = found[0].id if found else None
+        return self._known[sys_id]
+
+    def add(self, sys_id: str, ticket_id: str) -> None:
+        self._known[sys_id] = ticket_id
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

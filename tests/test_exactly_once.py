@@ -216,3 +216,38 @@ def test_a_thousand_creates_under_thirty_percent_faults_lose_nothing_and_duplica
     connected.simulator.chaos_rate = 0.0
     assert_linked_exactly_once(connected, {i: ticket for i, (_, ticket) in results.items()})
     assert connected.sleeps.waits and max(connected.sleeps.waits) <= 30
+
+
+def test_exactly_once_holds_on_table_storage_too(connected, azurite):
+    """The same guarantees with the Azure store: 20 concurrent duplicates and commit-then-drop faults."""
+    from azure.data.tables import TableServiceClient
+
+    from shared import services as services_module
+    from shared.services import Services
+    from shared.store.tables import TableTicketStore
+
+    service = TableServiceClient.from_connection_string(azurite)
+    for table in service.list_tables():
+        service.delete_table(table.name)
+    tables = Services(
+        connected.services.settings,
+        transport=connected.transport,
+        store=TableTicketStore(service),
+        secrets=connected.services.secrets,
+        clock=connected.clock,
+        retry=connected.services.servicenow.retry,
+        sleep=connected.sleeps,
+    )
+    services_module.install(tables)
+    results = _concurrently(20, lambda: post(connected))
+    assert Counter(status for status, _ in results) == {201: 1, 200: 19}
+    tickets = {"AdminMFAV2": results[0][1]}
+    for i in range(20):
+        connected.simulator.inject(Fault("commit_then_drop", method="POST", path_prefix=INCIDENTS))
+        status, tickets[f"T{i}"] = post(connected, body_for(f"T{i}"))
+        assert status == 201
+    for recommendation_id, ticket in tickets.items():
+        found = tables.store.get_ticket(ticket["id"])
+        assert found is not None and found[0].sys_id == ticket["sysId"], recommendation_id
+    assert len(connected.simulator.records()) == 21
+    assert Counter(r["correlation_id"] for r in connected.simulator.records()).most_common(1)[0][1] == 1

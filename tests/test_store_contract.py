@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from shared.store import OAuthState, SqliteTicketStore, TicketStore
+from shared.store import IdempotencyRecord, OAuthState, SqliteTicketStore, StoreConflict, TicketStore
+from shared.tickets import Ticket
 
 
 @pytest.fixture(params=["sqlite", "tables"])
@@ -103,3 +105,133 @@ def test_hostile_state_values_are_just_values(store):
     for probe in ["' or 1=1 --", "x' or PartitionKey ne 'y", "%", "*"]:
         assert store.take_oauth_state(probe) is None
     assert store.take_oauth_state(state.state) == state
+
+
+# -- tickets, claims, idempotency keys, sync state -----------------------------------------------------
+
+
+def _ticket(ticket_id: str | None = None, recommendation_id: str = "AdminMFAV2") -> Ticket:
+    return Ticket(
+        id=ticket_id or uuid.uuid4().hex,
+        recommendation_id=recommendation_id,
+        recommendation={"id": recommendation_id, "source": "microsoft", "category": "Identity", "url": None},
+        name="Require MFA",
+        priority=2,
+        due_date="2026-12-31T23:59:59Z",
+        requested_by="admin@contoso.com",
+        table="incident",
+        fingerprint="f" * 64,
+        created_at="2026-11-26T10:00:00+00:00",
+        updated_at="2026-11-26T10:00:00+00:00",
+        extra={"payload": {"short_description": "Require MFA", "impact": "1"}},
+    )
+
+
+def test_a_ticket_round_trips_exactly(store):
+    ticket = _ticket()
+    store.add_ticket(ticket)
+    found = store.get_ticket(ticket.id)
+    assert found is not None and found[0] == ticket
+    assert store.get_ticket("0" * 32) is None
+
+
+def test_a_duplicate_ticket_is_a_conflict(store):
+    ticket = _ticket()
+    store.add_ticket(ticket)
+    with pytest.raises(StoreConflict):
+        store.add_ticket(ticket)
+
+
+def test_updates_are_conditional_on_the_etag(store):
+    ticket = _ticket()
+    first = store.add_ticket(ticket)
+    second = store.update_ticket(replace(ticket, status="new", sys_id="a" * 32), first)
+    with pytest.raises(StoreConflict):
+        store.update_ticket(replace(ticket, status="closed"), first)  # a stale ETag loses
+    found = store.get_ticket(ticket.id)
+    assert found is not None and found[0].status == "new" and found[1] == second
+    store.delete_ticket(ticket.id)
+    with pytest.raises(StoreConflict):
+        store.update_ticket(ticket, second)
+
+
+def test_concurrent_conditional_updates_let_exactly_one_win(store):
+    ticket = _ticket()
+    etag = store.add_ticket(ticket)
+    barrier = threading.Barrier(8)
+    wins: list[int] = []
+
+    def update(i: int) -> None:
+        barrier.wait()
+        try:
+            store.update_ticket(replace(ticket, post_attempts=i), etag)
+            wins.append(i)
+        except StoreConflict:
+            pass
+
+    threads = [threading.Thread(target=update, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+
+
+def test_listing_and_finding_by_sys_id(store):
+    linked, pending = _ticket(), _ticket(recommendation_id="Other")
+    store.update_ticket(replace(linked, sys_id="b" * 32, status="new"), store.add_ticket(linked))
+    store.add_ticket(pending)
+    assert {t.id for t, _ in store.list_tickets()} == {linked.id, pending.id}
+    assert [t.id for t, _ in store.list_pending_tickets()] == [pending.id]
+    found = store.find_ticket_by_sys_id("b" * 32)
+    assert found is not None and found[0].id == linked.id
+    assert store.find_ticket_by_sys_id("c" * 32) is None
+    assert store.find_ticket_by_sys_id("' or sys_id ne '") is None
+
+
+def test_one_claim_per_recommendation(store):
+    assert store.claim_recommendation("AdminMFAV2", "t1") is None
+    assert store.claim_recommendation("AdminMFAV2", "t1") is None  # the holder claiming again
+    assert store.claim_recommendation("AdminMFAV2", "t2") == "t1"
+    assert not store.replace_claim("AdminMFAV2", "t2", "t3")  # only the holder can be replaced
+    assert store.replace_claim("AdminMFAV2", "t1", "t2")
+    store.release_claim("AdminMFAV2", "t1")  # not the holder: nothing happens
+    assert store.claim_recommendation("AdminMFAV2", "t9") == "t2"
+    store.release_claim("AdminMFAV2", "t2")
+    assert store.claim_recommendation("AdminMFAV2", "t9") is None
+
+
+def test_concurrent_claims_have_one_winner(store):
+    barrier = threading.Barrier(12)
+    outcomes: list[str | None] = []
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        outcomes.append(store.claim_recommendation("Contended", f"t{i}"))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count(None) == 1
+    assert len({o for o in outcomes if o is not None}) == 1
+
+
+def test_idempotency_keys(store):
+    key = "function-key\nsome/key#with?odd chars"
+    assert store.remember_idempotency_key(key, IdempotencyRecord("t1", "fp1")) is None
+    assert store.remember_idempotency_key(key, IdempotencyRecord("t2", "fp2")) == IdempotencyRecord("t1", "fp1")
+    store.repoint_idempotency_key(key, IdempotencyRecord("t3", "fp1"))
+    assert store.remember_idempotency_key(key, IdempotencyRecord("t4", "x")) == IdempotencyRecord("t3", "fp1")
+
+
+def test_the_sync_state_is_etag_guarded(store):
+    assert store.get_sync_state() is None
+    etag = store.put_sync_state({"watermark": "2026-11-26 10:00:00"}, None)
+    with pytest.raises(StoreConflict):
+        store.put_sync_state({"watermark": "x"}, None)  # a second insert loses
+    newer = store.put_sync_state({"watermark": "2026-11-26 10:05:00"}, etag)
+    with pytest.raises(StoreConflict):
+        store.put_sync_state({"watermark": "2026-11-26 09:00:00"}, etag)  # a stale writer loses
+    assert store.get_sync_state() == ({"watermark": "2026-11-26 10:05:00"}, newer)

@@ -73,6 +73,9 @@ class TicketStore(Protocol):
     def list_tickets(self) -> list[tuple[Ticket, str]]:
         """Every ticket with its ETag."""
 
+    def list_pending_tickets(self) -> list[tuple[Ticket, str]]:
+        """Tickets whose ServiceNow record is not linked yet."""
+
     def find_ticket_by_sys_id(self, sys_id: str) -> tuple[Ticket, str] | None: ...
 
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:

@@ -187,6 +187,11 @@ class SqliteTicketStore:
             rows = self._db.execute("SELECT data, version FROM tickets ORDER BY rowid").fetchall()
         return [(Ticket.from_record(json.loads(data)), str(version)) for data, version in rows]
 
+    def list_pending_tickets(self) -> list[tuple[Ticket, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT data, version FROM tickets WHERE sys_id IS NULL").fetchall()
+        return [(Ticket.from_record(json.loads(data)), str(version)) for data, version in rows]
+
     def find_ticket_by_sys_id(self, sys_id: str) -> tuple[Ticket, str] | None:
         with self._lock:
             row = self._db.execute("SELECT data, version FROM tickets WHERE sys_id = ?", (sys_id,)).fetchone()

@@ -270,6 +270,12 @@ class TableTicketStore:
         entities = self._table(TICKETS).query_entities("PartitionKey eq @pk", parameters={"pk": _TICKET_PARTITION})
         return [(_ticket_from(e), str(e.metadata["etag"])) for e in entities]
 
+    def list_pending_tickets(self) -> list[tuple[Ticket, str]]:
+        entities = self._table(TICKETS).query_entities(
+            "PartitionKey eq @pk and status eq @status", parameters={"pk": _TICKET_PARTITION, "status": "pending"}
+        )
+        return [(_ticket_from(e), str(e.metadata["etag"])) for e in entities]
+
     def find_ticket_by_sys_id(self, sys_id: str) -> tuple[Ticket, str] | None:
         entities = self._table(TICKETS).query_entities(
             "PartitionKey eq @pk and sys_id eq @sys_id", parameters={"pk": _TICKET_PARTITION, "sys_id": sys_id}

@@ -1,0 +1,163 @@
+"""Status sync against naive per-ticket polling: ServiceNow requests and time per sync, and how both grow.
+
+The setup is the issue's: N tracked tickets, 100 of them changed since the last sync, and 20 ms of network
+latency per ServiceNow request. Both strategies run in this process against the same in-process simulator;
+the latency is accounted, not slept (N = 100,000 naive polls would sleep over half an hour), so each
+strategy's time is the connector's measured processing time (the simulator's own time excluded: it stands
+in for the remote instance) plus 20 ms x its requests. The hourly reconcile is not part of this run.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from dev.simulator import ServiceNowSimulator, SimulatorTransport
+from shared.config import load_settings
+from shared.secrets import FileSecretStore
+from shared.services import Services
+from shared.store import SqliteTicketStore
+from shared.sync import PAGE_SIZE, StatusSync
+from shared.tickets import Ticket
+from shared.tokens import TokenBundle
+
+LATENCY = 0.020
+CHANGED = 100
+INSTANCE = "https://bench.service-now.com"
+
+
+class CountingTransport(SimulatorTransport):
+    def __init__(self, simulator: ServiceNowSimulator) -> None:
+        super().__init__(simulator)
+        self.count = 0
+        self.server_seconds = 0.0  # time spent inside the simulator, i.e. "on the instance"
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.count += 1
+        started = time.perf_counter()
+        try:
+            return super().handle_request(request)
+        finally:
+            self.server_seconds += time.perf_counter() - started
+
+
+@dataclass
+class Measured:
+    requests: int
+    seconds: float  # processing + accounted latency
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def build(tracked: int, directory: Path) -> tuple[Services, ServiceNowSimulator, CountingTransport]:
+    simulator = ServiceNowSimulator(INSTANCE)
+    simulator.register_client("bench", "secret", ["https://x/api/oauth/callback"])
+    transport = CountingTransport(simulator)
+    settings = load_settings(
+        {"SERVICENOW_INSTANCE": INSTANCE, "SERVICENOW_CLIENT_ID": "bench", "SERVICENOW_CLIENT_SECRET": "secret",
+         "OAUTH_REDIRECT_URI": "https://x/api/oauth/callback"}
+    )  # fmt: skip
+    store = SqliteTicketStore(directory / "store.db")
+    services = Services(settings, transport=transport, store=store, secrets=FileSecretStore(directory / "s.json"))
+    now = datetime.now(UTC).replace(microsecond=0)
+    # A token the simulator knows, valid for the whole run.
+    access = uuid.uuid4().hex
+    from dev.simulator.core import Grant
+
+    simulator.access_tokens[access] = Grant("6816f79cc0a8016401c5a33be04be441", "bench", time.time() + 86400)
+    services.tokens.save(
+        TokenBundle(access, "refresh", now + timedelta(hours=24), now + timedelta(days=90), INSTANCE, now, "bench")
+    )
+    old = _stamp(now - timedelta(days=1))
+    for i in range(tracked):
+        sys_id = uuid.uuid4().hex
+        simulator.tables["incident"][sys_id] = {
+            "sys_id": sys_id, "number": f"INC{i:07d}", "state": "1", "correlation_id": f"m365sec:Bench{i}",
+            "short_description": "Bench", "priority": "3", "sys_updated_on": old, "sys_created_on": old,
+        }  # fmt: skip
+        ticket = Ticket(
+            id=uuid.uuid4().hex, recommendation_id=f"Bench{i}", recommendation={"id": f"Bench{i}"}, name="Bench",
+            priority=3, due_date=None, requested_by=None, table="incident", fingerprint="", created_at=old,
+            updated_at=old, status="new", servicenow_state="1", servicenow_updated_on=old, sys_id=sys_id,
+            number=f"INC{i:07d}",
+        )  # fmt: skip
+        store.add_ticket(ticket)
+    # The last sync ran an hour ago; the backlog changed long before that.
+    store.put_sync_state({"watermark": _stamp(now - timedelta(hours=1)), "reconciled_at": now.isoformat()}, None)
+    for sys_id in list(simulator.tables["incident"])[:: max(1, tracked // CHANGED)][:CHANGED]:
+        simulator.update("incident", sys_id, state="2")
+    transport.count = 0
+    return services, simulator, transport
+
+
+def incremental(services: Services, transport: CountingTransport) -> Measured:
+    before, server = transport.count, transport.server_seconds
+    started = time.perf_counter()
+    result = StatusSync(services).run()
+    assert result.changed == CHANGED, result
+    return _measured(transport, before, server, started)
+
+
+def _measured(transport: CountingTransport, before: int, server: float, started: float) -> Measured:
+    requests = transport.count - before
+    own = time.perf_counter() - started - (transport.server_seconds - server)
+    return Measured(requests, own + requests * LATENCY)
+
+
+def naive(services: Services, transport: CountingTransport) -> Measured:
+    """What a connector without a watermark does: ask ServiceNow about every tracked ticket, every time."""
+    before, server = transport.count, transport.server_seconds
+    started = time.perf_counter()
+    changed = 0
+    for ticket, etag in services.store.list_tickets():
+        assert ticket.sys_id
+        response = services.servicenow.table_request(
+            services.tokens, "GET", "incident", sys_id=ticket.sys_id, params={"sysparm_fields": "state,sys_updated_on"}
+        )
+        state = response.json()["result"]["state"]
+        if state != ticket.servicenow_state:
+            services.store.update_ticket(
+                Ticket(**{**ticket.to_record(), "servicenow_state": state, "status": "in_progress"}), etag
+            )
+            changed += 1
+    assert changed == CHANGED
+    return _measured(transport, before, server, started)
+
+
+def main(sizes: tuple[int, ...] = (1_000, 10_000, 100_000)) -> None:
+    print(f"sync: {CHANGED} changed records, {LATENCY * 1000:.0f} ms accounted latency per request, page {PAGE_SIZE}")
+    print(f"  {'tracked':>8}  {'sync req':>8}  {'limit':>5}  {'sync s':>7}  {'naive req':>9}  {'naive s':>8}  "
+          f"{'req ratio':>9}  {'time ratio':>10}")  # fmt: skip
+    rows: dict[int, tuple[Measured, Measured]] = {}
+    for tracked in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            services, _, transport = build(tracked, Path(tmp))
+            sync = incremental(services, transport)
+        with tempfile.TemporaryDirectory() as tmp:
+            services, _, transport = build(tracked, Path(tmp))
+            poll = naive(services, transport)
+        rows[tracked] = (sync, poll)
+        limit = math.ceil(CHANGED / PAGE_SIZE) + 1
+        request_ratio, time_ratio = poll.requests / sync.requests, poll.seconds / sync.seconds
+        print(f"  {tracked:>8}  {sync.requests:>8}  {limit:>5}  {sync.seconds:>7.2f}  {poll.requests:>9}  "
+              f"{poll.seconds:>8.2f}  {request_ratio:>8.0f}x  {time_ratio:>9.0f}x")  # fmt: skip
+    first, last = sizes[0], sizes[-1]
+    growth = last / first
+    print(f"  growth from {first:,} to {last:,} tracked ({growth:.0f}x the backlog): "
+          f"sync requests {rows[last][0].requests / rows[first][0].requests:.1f}x, "
+          f"sync time {rows[last][0].seconds / rows[first][0].seconds:.1f}x; "
+          f"naive requests {rows[last][1].requests / rows[first][1].requests:.1f}x, "
+          f"naive time {rows[last][1].seconds / rows[first][1].seconds:.1f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
