@@ -25,6 +25,7 @@ from shared.problems import (
     ServiceNowRejected,
     ServiceNowUnavailable,
 )
+from shared.telemetry import attempt_number, servicenow_span
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -200,12 +201,17 @@ class ServiceNowClient:
     def _send(self, request: httpx.Request) -> httpx.Response:
         if request.url.netloc.decode("ascii") != self._host:  # defence in depth against SSRF
             raise ServiceNowRejected(f"refused to send a request outside the instance {self.instance_url}")
-        try:
-            return self._http.send(request)
-        except httpx.TimeoutException as exc:
-            raise TransientFailure("timed out", None) from exc
-        except httpx.TransportError as exc:
-            raise TransientFailure(f"connection failed ({type(exc).__name__})", None) from exc
+        with servicenow_span(request.method, request.url.path, self._host) as span:
+            try:
+                response = self._http.send(request)
+            except httpx.TimeoutException as exc:
+                span.set_attribute("error.type", "timeout")
+                raise TransientFailure("timed out", None) from exc
+            except httpx.TransportError as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                raise TransientFailure(f"connection failed ({type(exc).__name__})", None) from exc
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
 
     def with_retries(self, attempt: Callable[[], T]) -> T:
         """Run `attempt` until it stops raising `TransientFailure`, within the retry policy."""
@@ -239,8 +245,19 @@ class ServiceNowClient:
             sleep=self._sleep,
             reraise=True,
         )
+
+        attempts = [0]
+
+        def numbered() -> T:
+            attempts[0] += 1
+            token = attempt_number.set(attempts[0])
+            try:
+                return attempt()
+            finally:
+                attempt_number.reset(token)
+
         try:
-            return retrying(attempt)
+            return retrying(numbered)
         except TransientFailure as exc:
             if exc.response is not None:
                 error = problem_for(exc.response)

@@ -22,6 +22,7 @@ from shared.problems import NotConfigured
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
 from shared.servicenow import RetryPolicy, ServiceNowClient
 from shared.store import SqliteTicketStore, TicketStore
+from shared.telemetry import configure_telemetry
 from shared.tokens import TokenManager
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ def get_services() -> Services:
     if _services is None:
         with _services_lock:
             if _services is None:
+                configure_telemetry()
                 _services = Services(load_settings())
     return _services
 

@@ -34,6 +34,7 @@ from shared.problems import (
 )
 from shared.services import Services
 from shared.store import StoreConflict, TicketStore
+from shared.telemetry import record_sync
 from shared.tickets import (
     CLOSED_STATUSES,
     CORRELATION_PREFIX,
@@ -127,6 +128,7 @@ class StatusSync:
             return state
 
         self._update_state(update)
+        record_sync(result.to_json())
         log.info(
             "Status sync %s: %d changed, %d adopted, %d resumed, %d missing, %d requests, %d ms",
             result.status, result.changed, result.adopted, result.resumed, result.missing, result.requests,

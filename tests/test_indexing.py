@@ -70,7 +70,8 @@ def test_importing_the_app_does_no_io_and_loads_no_azure_sdk():
         "builtins.open = lambda f, *a, **k: (opened.append(str(f)), real_open(f, *a, **k))[1]\n"
         "os.environ.clear()\n"
         "import function_app\n"
-        "heavy = [m for m in sys.modules if m.startswith(('azure.identity', 'azure.keyvault', 'azure.data', 'jwt'))]\n"
+        "heavy = [m for m in sys.modules if m.startswith("
+        "('azure.identity', 'azure.keyvault', 'azure.data', 'azure.monitor', 'opentelemetry', 'jwt'))]\n"
         "print(heavy, [f for f in opened if 'site-packages' not in f and 'lib/python' not in f])\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
