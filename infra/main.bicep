@@ -1,0 +1,228 @@
+// The ServiceNow connector for Microsoft 365 security: a Flex Consumption Python function app with its
+// managed identity, storage (deployment package, host state, ticket store), Key Vault, monitoring, and an
+// optional static egress IP for ServiceNow IP filtering.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; seeds the resource names.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource (one that offers Flex Consumption).')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('ServiceNow instance name (contoso) or base URL (https://contoso.service-now.com).')
+param serviceNowInstance string
+
+@description('Client ID of the OAuth client in ServiceNow (System OAuth > Application Registry).')
+param serviceNowClientId string
+
+@secure()
+@description('Client secret of that OAuth client; stored only in Key Vault as servicenow-client-secret.')
+param serviceNowClientSecret string
+
+@description('Table tickets are created in.')
+param serviceNowTable string = 'incident'
+
+@description('Optional JSON object overriding the field mapping (README: Creating tickets).')
+param serviceNowFieldMap string = ''
+
+@description('Refresh Token Lifespan of the OAuth client, in seconds, if changed from ServiceNow\'s default.')
+param serviceNowRefreshTokenLifespan string = '8640000'
+
+@description('NCRONTAB schedule of the status sync (UTC).')
+param statusSyncSchedule string = '0 */5 * * * *'
+
+@description('Entra ID tenant whose tokens the API requires; empty leaves the API on function keys only.')
+param entraTenantId string = ''
+
+@description('Audience (application ID URI or client ID) the API\'s Entra ID tokens must carry.')
+param entraAudience string = ''
+
+@description('Route outbound traffic through a NAT gateway with one static public IP, for ServiceNow IP filtering.')
+param staticEgressEnabled bool = false
+
+@description('Object ID of the deploying principal, given data access for troubleshooting; empty for none.')
+param principalId string = ''
+
+@allowed([ 'User', 'ServicePrincipal' ])
+@description('Kind of that principal: User for azd up from a workstation, ServicePrincipal from the pipeline.')
+param principalType string = 'User'
+
+var abbrs = loadJsonContent('./abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var functionAppName = '${abbrs.webSitesFunctions}servicenow-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+// The app's identity for storage, Key Vault and Application Insights; roles are granted in app/rbac.bicep.
+module identity 'br/public:avm/res/managed-identity/user-assigned-identity:0.4.1' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}servicenow-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// Flex Consumption: one app per plan, Linux.
+module plan 'br/public:avm/res/web/serverfarm:0.1.1' = {
+  name: 'plan'
+  scope: rg
+  params: {
+    name: '${abbrs.webServerFarms}${resourceToken}'
+    sku: {
+      name: 'FC1'
+      tier: 'FlexConsumption'
+    }
+    reserved: true
+    location: location
+    tags: tags
+  }
+}
+
+// Deployment package, host state (timer locks, keys) and the ticket store's tables; no shared keys.
+module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false // identity-based access only
+    dnsEndpointType: 'Standard'
+    minimumTlsVersion: 'TLS1_2'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    blobServices: {
+      containers: [ { name: deploymentContainerName } ]
+    }
+  }
+}
+
+// Holds servicenow-client-secret (from the @secure() parameter) and the token bundle the app rewrites.
+module vault 'br/public:avm/res/key-vault/vault:0.13.3' = {
+  name: 'vault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    sku: 'standard'
+    enableRbacAuthorization: true // roles, not access policies
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    enablePurgeProtection: true // a deleted secret cannot be purged before its retention ends
+    publicNetworkAccess: 'Enabled'
+    secrets: [
+      {
+        name: 'servicenow-client-secret'
+        value: serviceNowClientSecret
+        contentType: 'text/plain'
+      }
+    ]
+  }
+}
+
+module logAnalytics 'br/public:avm/res/operational-insights/workspace:0.11.1' = {
+  name: 'logs'
+  scope: rg
+  params: {
+    name: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    location: location
+    tags: tags
+    dataRetention: 30
+  }
+}
+
+module appInsights 'br/public:avm/res/insights/component:0.6.0' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    name: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+    workspaceResourceId: logAnalytics.outputs.resourceId
+    disableLocalAuth: true // Entra ID ingestion only: the app's identity has Monitoring Metrics Publisher
+  }
+}
+
+// Optional: VNet integration + NAT gateway, so every outbound call leaves from one static IP.
+module network 'app/network.bicep' = if (staticEgressEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    virtualNetworkName: '${abbrs.networkVirtualNetworks}${resourceToken}'
+    natGatewayName: '${abbrs.networkNatGateways}${resourceToken}'
+    publicIpName: '${abbrs.networkPublicIPAddresses}${resourceToken}'
+  }
+}
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    location: location
+    tags: tags
+    planId: plan.outputs.resourceId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    identityId: identity.outputs.resourceId
+    identityClientId: identity.outputs.clientId
+    applicationInsightsName: appInsights.outputs.name
+    virtualNetworkSubnetId: staticEgressEnabled ? network.outputs.appSubnetId : ''
+    appSettings: {
+      SERVICENOW_INSTANCE: serviceNowInstance
+      SERVICENOW_CLIENT_ID: serviceNowClientId
+      SERVICENOW_TABLE: serviceNowTable
+      SERVICENOW_FIELD_MAP: serviceNowFieldMap
+      SERVICENOW_REFRESH_TOKEN_LIFESPAN: serviceNowRefreshTokenLifespan
+      KEY_VAULT_URL: vault.outputs.uri
+      TICKET_STORE: 'tables'
+      STATUS_SYNC_SCHEDULE: statusSyncSchedule
+      ENTRA_TENANT_ID: entraTenantId
+      ENTRA_AUDIENCE: entraAudience
+      ENTRA_AUTHORITY: environment().authentication.loginEndpoint
+    }
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    keyVaultName: vault.outputs.name
+    appInsightsName: appInsights.outputs.name
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+  }
+}
+
+@description('The connector\'s base URL.')
+output APP_URL string = api.outputs.url
+@description('Paste into the OAuth client\'s Redirect URL in ServiceNow (System OAuth > Application Registry).')
+output OAUTH_REDIRECT_URI string = '${api.outputs.url}/api/oauth/callback'
+@description('Allow this address in ServiceNow (System Security > IP Address Access Control) when IP filtering is on.')
+output EGRESS_IP string = staticEgressEnabled ? network.outputs.egressIp : ''
+output KEY_VAULT_NAME string = vault.outputs.name
+output AZURE_FUNCTION_NAME string = api.outputs.name
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = appInsights.outputs.connectionString
