@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from shared.problems import NotConfigured
+
 # Secret names (Key Vault), not secret values.
 CLIENT_SECRET = "servicenow-client-secret"  # noqa: S105
 TOKEN_BUNDLE = "servicenow-token"  # noqa: S105
@@ -118,18 +120,46 @@ class KeyVaultSecretStore:
                     self._client = SecretClient(self.vault_url, credential, **self._client_options)
         return self._client
 
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Key Vault's refusals become `not_configured` problems that say which role or network rule is missing."""
+        from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
+
+        try:
+            yield
+        except ClientAuthenticationError as exc:
+            raise NotConfigured(
+                f"The app's identity could not sign in to Key Vault ({type(exc).__name__}).",
+                remediation="Check AZURE_CLIENT_ID names the app's user-assigned managed identity.",
+            ) from None
+        except ServiceRequestError:
+            raise NotConfigured(
+                f"Key Vault at {self.vault_url} could not be reached.",
+                remediation="Check KEY_VAULT_URL and that the vault's firewall admits the app.",
+            ) from None
+        except HttpResponseError as exc:
+            if exc.status_code in (401, 403):
+                raise NotConfigured(
+                    f"Key Vault refused the app's identity ({exc.status_code}).",
+                    remediation=f"Give the app's managed identity 'Key Vault Secrets Officer' on {self.vault_url}.",
+                ) from None
+            raise
+
     def get(self, name: str) -> str | None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        try:
-            value = self._secrets().get_secret(name).value
-        except ResourceNotFoundError:
-            return None
+        with self._translated():
+            try:
+                value = self._secrets().get_secret(name).value
+            except ResourceNotFoundError:
+                return None
         return None if value in (None, self.TOMBSTONE) else str(value)
 
     def set(self, name: str, value: str) -> None:
-        self._secrets().set_secret(name, value, content_type="application/json" if value[:1] == "{" else None)
+        with self._translated():
+            self._secrets().set_secret(name, value, content_type="application/json" if value[:1] == "{" else None)
 
     def delete(self, name: str) -> None:
         if self.get(name) is not None:
-            self._secrets().set_secret(name, self.TOMBSTONE)
+            with self._translated():
+                self._secrets().set_secret(name, self.TOMBSTONE)

@@ -311,7 +311,7 @@ class ServiceNowClient:
             return TokenResponse(
                 access_token=str(body["access_token"]),
                 refresh_token=str(body["refresh_token"]) if body.get("refresh_token") else None,
-                expires_in=int(body.get("expires_in") or 1800),
+                expires_in=int(body["expires_in"]) if body.get("expires_in") is not None else 1800,
             )
         except (ValueError, KeyError, TypeError):
             raise ServiceNowRejected("ServiceNow's token response was not the expected JSON") from None

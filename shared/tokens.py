@@ -26,6 +26,16 @@ RECONNECT_REMEDIATION = (
 )
 
 
+def renewal_time(now: datetime, expires_in: int, *, same_token: bool) -> datetime:
+    """Renew 5 minutes early (or at half-life for short lifespans). But ServiceNow answers a refresh made
+    while the access token is valid with that same token and its remaining time: then keep it to the end,
+    or every call in the last minutes would ask again."""
+    lifetime = timedelta(seconds=expires_in)
+    if same_token:
+        return now + lifetime
+    return now + lifetime - min(EARLY_REFRESH, lifetime / 2)
+
+
 @dataclass(frozen=True)
 class TokenBundle:
     access_token: str
@@ -36,6 +46,7 @@ class TokenBundle:
     connected_at: datetime
     connected_as: str | None = None
     refresh_rejected_at: datetime | None = None
+    renew_after: datetime | None = None  # when to refresh; see `renewal_time`
 
     def __repr__(self) -> str:  # never print tokens
         return f"TokenBundle(instance={self.instance!r}, expires_at={self.expires_at.isoformat()})"
@@ -50,7 +61,7 @@ class TokenBundle:
     @classmethod
     def from_json(cls, text: str) -> TokenBundle:
         data = json.loads(text)
-        for key in ("expires_at", "refresh_expires_at", "connected_at", "refresh_rejected_at"):
+        for key in ("expires_at", "refresh_expires_at", "connected_at", "refresh_rejected_at", "renew_after"):
             if data.get(key):
                 data[key] = datetime.fromisoformat(data[key])
         return cls(**data)
@@ -77,6 +88,7 @@ class TokenBundle:
             access_token=response.access_token,
             refresh_token=response.refresh_token,
             expires_at=now + timedelta(seconds=response.expires_in),
+            renew_after=renewal_time(now, response.expires_in, same_token=False),
             refresh_expires_at=now + timedelta(seconds=refresh_lifespan),
             instance=instance,
             connected_at=now,
@@ -148,7 +160,9 @@ class TokenManager:
     # -- access tokens --------------------------------------------------------------------------
 
     def _fresh(self, bundle: TokenBundle | None) -> bool:
-        return bundle is not None and self._clock() < bundle.expires_at - EARLY_REFRESH
+        if bundle is None:
+            return False
+        return self._clock() < (bundle.renew_after or bundle.expires_at - EARLY_REFRESH)
 
     def access_token(self) -> str:
         cached = self._cached
@@ -212,6 +226,9 @@ class TokenManager:
                 # ServiceNow returns the same refresh token; keep ours when it is omitted.
                 refresh_token=response.refresh_token or bundle.refresh_token,
                 expires_at=now + timedelta(seconds=response.expires_in),
+                renew_after=renewal_time(
+                    now, response.expires_in, same_token=response.access_token == bundle.access_token
+                ),
             )
             self._secrets.set(TOKEN_BUNDLE, refreshed.to_json())
             self._cached = refreshed

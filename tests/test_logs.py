@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
 import pytest
 
 from dev.simulator import Fault
+from shared.events import sign
+from shared.secrets import WEBHOOK_SECRET
+from shared.sync import StatusSync
 from tests.conftest import CLIENT_SECRET, Harness
+from tests.test_tickets import post
+
+WEBHOOK_KEY = "c2VjcmV0LXdlYmhvb2sta2V5LWZvci10aGUtbG9nLXNjYW4="
 
 
 def _secrets_seen(harness: Harness) -> set[str]:
@@ -32,8 +39,24 @@ def test_no_secret_appears_in_any_log_line(harness, caplog: pytest.LogCaptureFix
     harness.connect()  # a refused exchange
     harness.call("disconnect", "POST", "/disconnect", params={"force": "true"})
     harness.call("oauth_callback", params={"code": "leaked-code-value", "state": "bogus"})
+    # Tickets, the sync and a push notice, with faults on the way.
+    assert harness.connect().status_code != 200  # the client secret was changed above
+    harness.simulator.clients[next(iter(harness.simulator.clients))].client_secret = CLIENT_SECRET
+    assert harness.connect().status_code == 200
+    harness.simulator.inject(Fault("commit_then_drop", method="POST"))
+    harness.simulator.inject(Fault("status", status=429, headers={"Retry-After": "1"}))
+    status, ticket = post(harness)
+    assert status == 201
+    harness.simulator.update("incident", ticket["sysId"], state="2")
+    StatusSync(harness.services).run()
+    harness.services.secrets.set(WEBHOOK_SECRET, WEBHOOK_KEY)
+    body = json.dumps({"sys_id": ticket["sysId"], "state": "6", "sys_updated_on": "2030-01-01 00:00:00"}).encode()
+    stamp = str(int(harness.clock.epoch()))
+    for signature in (sign(WEBHOOK_KEY, stamp, body), "forged"):
+        harness.call("servicenow_events", "POST", body=body,
+                     headers={"X-ServiceNow-Timestamp": stamp, "X-ServiceNow-Signature": signature})  # fmt: skip
 
-    secrets = _secrets_seen(harness) | {"leaked-code-value"}
+    secrets = _secrets_seen(harness) | {"leaked-code-value", WEBHOOK_KEY}
     assert len(secrets) >= 6
     lines = [f"{r.name} {r.getMessage()}" for r in caplog.records]
     assert len(lines) > 10  # the flow did log: the scan below is not vacuous

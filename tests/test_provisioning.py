@@ -167,4 +167,5 @@ def test_a_broken_key_vault_is_reported_not_a_500(harness, tmp_path):
     )
     body = _status(harness)
     assert body["state"] == "not_configured"
-    assert "Key Vault Secrets Officer" in _check(body, "secret_store")["remediation"]
+    check = _check(body, "client_secret")
+    assert not check["ok"] and "Key Vault" in check["detail"]

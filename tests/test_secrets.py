@@ -129,3 +129,14 @@ def test_the_connection_flow_keeps_its_secrets_in_key_vault(vault, tls, harness,
     assert page.status_code == 200, page.get_body()
     bundle = json.loads(store.get(TOKEN_BUNDLE) or "{}")
     assert bundle["connected_as"] == "m365.integration"
+
+
+def test_a_vault_refusing_the_identity_is_a_clear_not_configured(vault, tls):
+    """RBAC missing: the fake answers 403 Forbidden to an authenticated request, as Key Vault does."""
+    from shared.problems import NotConfigured
+
+    store = _key_vault_store(vault, tls[1])
+    vault.state.forbidden = True
+    with pytest.raises(NotConfigured) as raised:
+        store.get(TOKEN_BUNDLE)
+    assert "Key Vault Secrets Officer" in (raised.value.remediation or "")

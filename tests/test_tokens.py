@@ -143,3 +143,30 @@ def test_tokens_from_another_instance_are_not_used(connected, tmp_path):
         other.servicenow.table_list(other.tokens, "incident", {})
     assert json.loads(connected.call("provisioning").get_body())["state"] == "reauthorization_required"
     assert _table_calls(connected) == 0
+
+
+def test_servicenow_returning_the_current_token_does_not_cause_a_refresh_per_call(connected):
+    """A refresh inside the early window gets the same token back (ServiceNow's rule): keep it to its end."""
+    connected.clock.advance(seconds=1799 - 200)  # inside the five-minute window
+    for _ in range(20):
+        _list(connected)
+        connected.clock.advance(seconds=5)
+    assert _refreshes(connected) == 1
+    connected.clock.advance(seconds=200)  # now really expired
+    _list(connected)
+    assert _refreshes(connected) == 2
+
+
+def test_a_ten_second_access_token_lifespan(harness):
+    """The expiry path with a 10 s token: a call every second for a minute, no error reaches the caller,
+    and refreshes stay at a few per lifespan (early, then the same token to its end, then a new one),
+    not one per call."""
+    harness.simulator.clients[next(iter(harness.simulator.clients))].access_ttl = 10
+    assert harness.connect().status_code == 200
+    harness.simulator.requests.clear()
+    for _ in range(60):
+        _list(harness)
+        harness.clock.advance(seconds=1)
+    assert 6 <= _refreshes(harness) <= 20
+    table_calls = [r for r in harness.simulator.requests if r.path.startswith("/api/now/")]
+    assert len(table_calls) == 60  # no call needed a retry: the token was never used past its expiry

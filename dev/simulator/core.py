@@ -163,6 +163,7 @@ class ServiceNowSimulator:
         self.codes: dict[str, dict[str, Any]] = {}
         self.access_tokens: dict[str, Grant] = {}
         self.refresh_tokens: dict[str, Grant] = {}
+        self.current_access: dict[str, str] = {}  # refresh token -> the access token it last gave
         self.tables: dict[str, dict[str, dict[str, Any]]] = {"incident": {}, "sys_user": {}}
         self.fields: dict[str, set[str]] = {"incident": set(INCIDENT_FIELDS), "sys_user": set(USER_FIELDS)}
         self.faults: list[Fault] = []
@@ -382,20 +383,28 @@ class ServiceNowSimulator:
                     or grant.expires < self.clock()
                 ):
                     return SimResponse.json(401, TOKEN_DENIED)
-                return self._access(client, grant.user_sys_id, refresh)  # the same refresh token comes back
+                # The same refresh token comes back; so does the current access token while it is valid
+                # ("access requests made within the expiration time ... return the current access token").
+                return self._access(client, grant.user_sys_id, refresh, reuse=True)
         return SimResponse.json(401, TOKEN_DENIED)
 
-    def _access(self, client: OAuthClient, user: str, refresh: str) -> SimResponse:
-        token = secrets.token_urlsafe(48)
-        self.access_tokens[token] = Grant(user, client.client_id, self.clock() + client.access_ttl)
+    def _access(self, client: OAuthClient, user: str, refresh: str, *, reuse: bool = False) -> SimResponse:
+        now = self.clock()
+        current = self.current_access.get(refresh) if reuse else None
+        grant = self.access_tokens.get(current or "")
+        if current is None or grant is None or grant.revoked or grant.expires <= now:
+            current = secrets.token_urlsafe(48)
+            grant = Grant(user, client.client_id, now + client.access_ttl)
+            self.access_tokens[current] = grant
+            self.current_access[refresh] = current
         return SimResponse.json(
             200,
             {
-                "access_token": token,
+                "access_token": current,
                 "refresh_token": refresh,
                 "scope": "useraccount",
                 "token_type": "Bearer",
-                "expires_in": max(client.access_ttl - 1, 0),
+                "expires_in": max(int(grant.expires - now) - 1, 0),
             },
         )
 

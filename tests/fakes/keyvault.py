@@ -25,6 +25,7 @@ class VaultState:
     identity_header: str = field(default_factory=lambda: secrets.token_hex(16))
     requests: list[tuple[str, str, bool]] = field(default_factory=list)  # method, path, authorized
     token_requests: int = 0
+    forbidden: bool = False  # answer 403 as Key Vault does when the identity lacks a data-plane role
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -63,6 +64,12 @@ class _VaultHandler(BaseHTTPRequestHandler):
                 {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}},
                 {"WWW-Authenticate": challenge},
             )
+        if state.forbidden:
+            return self._json(
+                403,
+                {"error": {"code": "Forbidden", "message": "Caller is not authorized to perform action on resource.",
+                           "innererror": {"code": "ForbiddenByRbac"}}},
+            )  # fmt: skip
         match = _SECRET_PATH.match(parts.path)
         if not match:
             return self._json(404, {"error": {"code": "NotFound", "message": "no such path"}})
