@@ -170,6 +170,9 @@ def test_a_fault_mid_page_loses_nothing_and_repeats_nothing(connected, fault):
     connected.simulator.before_request = None
     first = connected.services.store.get_sync_state()
     assert first is not None and first[0]["last"]["status"] == "failed" and first[0]["last"]["changed"] == 10
+    status = json.loads(connected.call("provisioning").get_body())
+    check = next(c for c in status["checks"] if c["name"] == "status_sync")
+    assert status["state"] == "degraded" and not check["ok"] and "servicenow_unavailable" in check["detail"]
     second = sync(connected, page_size=10)
     assert second.changed == 15  # the first page's ten are not applied again
     assert_store_equals_servicenow(connected)
