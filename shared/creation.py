@@ -45,6 +45,10 @@ LEASE = timedelta(seconds=90)  # longer than one create's bounded retries
 WAIT_FOR_OTHER = 25.0  # seconds a request waits for a concurrent one creating the same ticket
 
 
+class _Gone(Exception):
+    """The ticket row disappeared: superseded by a concurrent request, or rolled back after a refusal."""
+
+
 @dataclass
 class _Progress:
     """The row as this worker last wrote it, and whether a record may already exist in ServiceNow."""
@@ -80,10 +84,12 @@ class TicketCreator:
                         "This Idempotency-Key was used for a different request.",
                         remediation="Use a new key for a new request; repeat a request only with its own key.",
                     )
-                if self._store.get_ticket(known.ticket_id) is not None:
-                    return self._ensure(known.ticket_id), False
-                # The earlier attempt was refused and rolled back: this retry starts afresh under the key.
-                self._store.repoint_idempotency_key(scoped_key, IdempotencyRecord(ticket.id, fingerprint))
+                try:
+                    # The key's ticket may have lost the recommendation to a concurrent request: check the claim.
+                    return self._ensure(known.ticket_id, verify_claim=True), False
+                except _Gone:
+                    # It was superseded or refused and rolled back: this retry starts afresh under the key.
+                    self._store.repoint_idempotency_key(scoped_key, IdempotencyRecord(ticket.id, fingerprint))
 
         self._store.add_ticket(ticket)
         holder = self._claim(ticket)
@@ -91,12 +97,12 @@ class TicketCreator:
             self._store.delete_ticket(ticket.id)
             if scoped_key is not None:
                 self._store.repoint_idempotency_key(scoped_key, IdempotencyRecord(holder, fingerprint))
-            return self._ensure(holder), False
-        return self._ensure(ticket.id), True
+            return self._ensure_or_conflict(holder), False
+        return self._ensure_or_conflict(ticket.id), True
 
     def resume(self, ticket_id: str) -> Ticket:
         """Finish a pending creation (the status sync does this for creations a crash or an outage left)."""
-        return self._ensure(ticket_id)
+        return self._ensure_or_conflict(ticket_id, verify_claim=True)
 
     def _new_ticket(self, request: TicketRequest, fingerprint: str, caller_sys_id: str | None) -> Ticket:
         settings = self._services.settings
@@ -133,20 +139,35 @@ class TicketCreator:
 
     # -- making sure the ServiceNow record exists -----------------------------------------------
 
-    def _ensure(self, ticket_id: str) -> Ticket:
+    def _ensure_or_conflict(self, ticket_id: str, *, verify_claim: bool = False) -> Ticket:
+        try:
+            return self._ensure(ticket_id, verify_claim=verify_claim)
+        except _Gone:
+            raise Conflict(
+                "A concurrent request for this ticket failed and was rolled back.",
+                remediation="Send the request again.",
+                retry_after=1,
+            ) from None
+
+    def _ensure(self, ticket_id: str, *, verify_claim: bool) -> Ticket:
+        """Return the ticket once its record exists, creating it if this worker gets the lease.
+        `verify_claim`: the ticket came from a key or a scan, not from this request's own claim, so only post
+        for it if it holds (or can take) its recommendation's claim; otherwise follow the holder."""
         deadline = time.monotonic() + WAIT_FOR_OTHER
         pause = 0.01
         while True:
             found = self._store.get_ticket(ticket_id)
             if found is None:
-                raise Conflict(
-                    "A concurrent request for this ticket failed and was rolled back.",
-                    remediation="Send the request again.",
-                    retry_after=1,
-                )
+                raise _Gone()
             ticket, etag = found
             if ticket.sys_id:
                 return ticket
+            if verify_claim:
+                holder = self._claim(ticket)
+                verify_claim = False
+                if holder is not None:
+                    ticket_id = holder
+                    continue
             now = self._services.clock()
             if ticket.lease_until is None or datetime.fromisoformat(ticket.lease_until) <= now:
                 # A first attempt counts its POST in the lease write itself: one store write fewer.

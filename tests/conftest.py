@@ -9,11 +9,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import azure.functions as func
@@ -34,6 +35,7 @@ CLIENT_ID = "3e57bb02663102004d010ee8f561307a"
 CLIENT_SECRET = "sim-client-secret-9f8e7d6c5b4a"
 REDIRECT_URI = "https://connector.example.net/api/oauth/callback"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+T = TypeVar("T")
 
 
 def require_service(name: str, why: str) -> None:
@@ -186,6 +188,18 @@ def harness(
     yield Harness(services, simulator, transport, clock, sleeps, indexed_functions, tmp_path)
     services_module.install(None)
     services.close()
+
+
+def concurrently(count: int, action: Callable[[int], T]) -> list[T]:
+    """Run `action(i)` on `count` threads released together by a barrier; the results in order."""
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> T:
+        barrier.wait()
+        return action(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
 
 
 def free_port() -> int:

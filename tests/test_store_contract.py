@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,6 +12,7 @@ import pytest
 
 from shared.store import IdempotencyRecord, OAuthState, SqliteTicketStore, StoreConflict, TicketStore
 from shared.tickets import Ticket
+from tests.conftest import concurrently
 
 
 @pytest.fixture(params=["sqlite", "tables"])
@@ -73,21 +73,8 @@ def test_a_duplicate_state_is_refused(store):
 def test_concurrent_takers_get_the_state_exactly_once(store):
     state = _state()
     store.add_oauth_state(state)
-    barrier = threading.Barrier(16)
-    winners: list[OAuthState] = []
-
-    def take() -> None:
-        barrier.wait()
-        taken = store.take_oauth_state(state.state)
-        if taken is not None:
-            winners.append(taken)
-
-    threads = [threading.Thread(target=take) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(winners) == 1
+    taken = concurrently(16, lambda _: store.take_oauth_state(state.state))
+    assert [t for t in taken if t is not None] == [state]
 
 
 def test_purge_removes_only_expired_states(store):
@@ -158,23 +145,15 @@ def test_updates_are_conditional_on_the_etag(store):
 def test_concurrent_conditional_updates_let_exactly_one_win(store):
     ticket = _ticket()
     etag = store.add_ticket(ticket)
-    barrier = threading.Barrier(8)
-    wins: list[int] = []
 
-    def update(i: int) -> None:
-        barrier.wait()
+    def update(i: int) -> bool:
         try:
             store.update_ticket(replace(ticket, post_attempts=i), etag)
-            wins.append(i)
         except StoreConflict:
-            pass
+            return False
+        return True
 
-    threads = [threading.Thread(target=update, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(wins) == 1
+    assert concurrently(8, update).count(True) == 1
 
 
 def test_listing_and_finding_by_sys_id(store):
@@ -202,18 +181,7 @@ def test_one_claim_per_recommendation(store):
 
 
 def test_concurrent_claims_have_one_winner(store):
-    barrier = threading.Barrier(12)
-    outcomes: list[str | None] = []
-
-    def claim(i: int) -> None:
-        barrier.wait()
-        outcomes.append(store.claim_recommendation("Contended", f"t{i}"))
-
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = concurrently(12, lambda i: store.claim_recommendation("Contended", f"t{i}"))
     assert outcomes.count(None) == 1
     assert len({o for o in outcomes if o is not None}) == 1
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 
 from dev.simulator import Fault
 from shared.problems import ReauthorizationRequired, ServiceNowRejected
 from shared.secrets import TOKEN_BUNDLE
-from tests.conftest import Harness
+from tests.conftest import Harness, concurrently
 
 
 def _refreshes(harness: Harness) -> int:
@@ -40,22 +39,7 @@ def test_the_access_token_is_cached_until_five_minutes_before_expiry(connected):
 
 def test_twenty_threads_on_an_expired_token_cause_one_refresh(connected):
     connected.clock.advance(minutes=31)
-    barrier = threading.Barrier(20)
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        barrier.wait()
-        try:
-            _list(connected)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    concurrently(20, lambda _: _list(connected))  # any error is raised here
     assert _refreshes(connected) == 1
 
 
