@@ -179,7 +179,8 @@ def finish_callback(services: Services, params: Mapping[str, str]) -> CallbackOu
         200,
         "Connected to ServiceNow",
         "The connector can now create and track tickets.",
-        "If this is not the integration user, disconnect and connect again signed in as that user.",
+        "Check health at /api/provisioning?live=true. If this is not the integration user, disconnect and "
+        "connect again signed in as that user.",
         instance=settings.instance_url,
         user=user,
     )
@@ -221,6 +222,6 @@ def disconnect(services: Services, *, force: bool) -> None:
     except ConnectorError:
         if not force:
             raise
-        log.warning("Revocation at ServiceNow failed; forgetting the tokens anyway (force)")
+        log.warning("Revocation at ServiceNow failed; forgetting the connection anyway (force)")
     tokens.forget()
     log.info("Disconnected from %s", bundle.instance)

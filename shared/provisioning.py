@@ -70,7 +70,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
         checks.append(Check("client_secret", False, exc.detail, exc.remediation))
         return _finish(body)
     except Exception as exc:  # the secret store itself failed (Key Vault RBAC, network)
-        log.warning("The secret store could not be read (%s)", type(exc).__name__)
+        log.warning("Key Vault (or the local store) could not be read (%s)", type(exc).__name__)
         checks.append(
             Check(
                 "secret_store",

@@ -43,7 +43,7 @@ def require_service(name: str, why: str) -> None:
     message = f"{name} is not available: {why}"
     if IN_CI:
         pytest.fail(message + " (CI=true: a test that needs a service must not skip)")
-    pytest.skip(message + " (run `make test` to install it)")
+    pytest.skip(message + " (skipped outside CI: run `make test` to install it)")
 
 
 class Clock:

@@ -92,3 +92,15 @@ def test_the_pipeline_and_azd_files_are_valid_yaml() -> None:
     deploy = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
     assert deploy["permissions"]["id-token"] == "write"  # OIDC, no stored cloud secret
     assert "secrets." not in (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
+
+
+def test_every_problem_code_is_documented_in_the_readme_and_the_openapi_document() -> None:
+    import yaml
+
+    from shared.problems import PROBLEM_CODES
+
+    readme = (ROOT / "README.md").read_text().split("## Problems", 1)[1]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|", readme, re.MULTILINE))
+    assert {(code, str(cls.status)) for code, cls in PROBLEM_CODES.items()} <= documented
+    spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+    assert set(PROBLEM_CODES) == set(spec["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
