@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ TICKETS = "tickets"
 CLAIMS = "claims"
 IDEMPOTENCY = "idempotencykeys"
 SYNC = "syncstate"
+BY_SYS_ID = "ticketsbysysid"
 _STATE_PARTITION = "state"
 _TICKET_PARTITION = "ticket"
 _CLAIM_PARTITION = "claim"
@@ -144,6 +146,7 @@ class TableTicketStore:
             metadata = self._table(TICKETS).create_entity(_ticket_entity(ticket))
         except ResourceExistsError as exc:
             raise StoreConflict(f"ticket {ticket.id} exists") from exc
+        self._index_sys_id(ticket)
         return str(metadata["etag"])
 
     def get_ticket(self, ticket_id: str) -> tuple[Ticket, str] | None:
@@ -169,7 +172,16 @@ class TableTicketStore:
             )
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
             raise StoreConflict(f"ticket {ticket.id} changed") from exc
+        self._index_sys_id(ticket)
         return str(metadata["etag"])
+
+    def _index_sys_id(self, ticket: Ticket) -> None:
+        """sys_id -> ticket id, so lookups by sys_id are point reads, not partition scans. The entry is a hint:
+        `find_ticket_by_sys_id` checks the ticket it points to, and falls back to a scan without one."""
+        if ticket.sys_id:
+            self._table(BY_SYS_ID).upsert_entity(
+                {"PartitionKey": "sysid", "RowKey": ticket.sys_id, "ticket_id": ticket.id}
+            )
 
     def delete_ticket(self, ticket_id: str) -> None:
         self._table(TICKETS).delete_entity(_TICKET_PARTITION, ticket_id)
@@ -277,11 +289,25 @@ class TableTicketStore:
         return [(_ticket_from(e), str(e.metadata["etag"])) for e in entities]
 
     def find_ticket_by_sys_id(self, sys_id: str) -> tuple[Ticket, str] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if not re.fullmatch(r"[0-9a-f]{32}", sys_id):
+            return None
+        try:
+            hint = self._table(BY_SYS_ID).get_entity("sysid", sys_id)
+        except ResourceNotFoundError:
+            hint = None
+        if hint is not None:
+            found = self.get_ticket(str(hint["ticket_id"]))
+            if found is not None and found[0].sys_id == sys_id:
+                return found
         entities = self._table(TICKETS).query_entities(
             "PartitionKey eq @pk and sys_id eq @sys_id", parameters={"pk": _TICKET_PARTITION, "sys_id": sys_id}
         )
         for entity in entities:
-            return _ticket_from(entity), str(entity.metadata["etag"])
+            ticket = _ticket_from(entity)
+            self._index_sys_id(ticket)
+            return ticket, str(entity.metadata["etag"])
         return None
 
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
