@@ -23,6 +23,7 @@ from shared.sync import StatusSync
 from shared.tickets import SERVICENOW_TIME, SYS_ID
 
 MAX_SKEW_SECONDS = 300
+MAX_NOTICE = 16 * 1024
 TIMESTAMP_HEADER = "x-servicenow-timestamp"
 SIGNATURE_HEADER = "x-servicenow-signature"
 
@@ -38,6 +39,8 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 def verify(services: Services, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     """The notice's JSON, once its signature and timestamp check out."""
+    if len(body) > MAX_NOTICE:
+        raise ValidationFailed([FieldError("body", f"must be at most {MAX_NOTICE} bytes")])
     secret = services.secrets.get(WEBHOOK_SECRET)
     if not secret:
         raise NotConfigured(

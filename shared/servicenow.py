@@ -414,7 +414,11 @@ def _result(response: httpx.Response) -> Any:
         return response.json()["result"]
     except (ValueError, KeyError, TypeError):
         raise ServiceNowRejected(
-            f"ServiceNow answered {response.status_code} without the Table API's JSON result"
+            f"ServiceNow answered {response.status_code} without the Table API's JSON result",
+            remediation=(
+                "Open the instance in a browser: a hibernating developer instance, a maintenance page or a proxy "
+                "answers with a web page instead of the API."
+            ),
         ) from None
 
 

@@ -29,6 +29,7 @@ CLOSED_STATUSES = frozenset({"resolved", "closed", "canceled"})
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 SERVICENOW_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$")
 DESCRIPTION_LIMIT = 4000  # incident.description's length in ServiceNow
+MAX_BODY = 64 * 1024  # a valid request is under 10 KB
 
 # These patterns are also the OpenAPI document's (docs/openapi.yaml): keep the two identical.
 NAME = re.compile(r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$")
@@ -155,6 +156,8 @@ def _requested_by(value: Any, errors: list[FieldError]) -> str | None:
 
 def parse_ticket_request(raw: bytes, *, initiating_user: str | None) -> TicketRequest:
     """Validate the whole body and report every bad field at once (`validation_failed`)."""
+    if len(raw) > MAX_BODY:
+        raise ValidationFailed([FieldError("body", f"must be at most {MAX_BODY} bytes")])
     try:
         body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError):

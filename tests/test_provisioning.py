@@ -169,3 +169,11 @@ def test_a_broken_key_vault_is_reported_not_a_500(harness, tmp_path):
     assert body["state"] == "not_configured"
     check = _check(body, "client_secret")
     assert not check["ok"] and "Key Vault" in check["detail"]
+
+
+def test_a_hibernating_developer_instance_is_named(connected):
+    connected.simulator.hibernating = True
+    body = _status(connected, live=True)
+    check = _check(body, "table_readable")
+    assert body["state"] == "degraded" and not check["ok"]
+    assert "hibernating developer instance" in check["remediation"]

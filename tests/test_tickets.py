@@ -146,7 +146,9 @@ def test_every_bad_field_is_listed_in_one_problem(connected):
     assert connected.simulator.requests == []
 
 
-@pytest.mark.parametrize("raw", [b"", b"not json", b"[]", b'"x"', b"\xff\xfe", b"null", b'{"name": 1}'])
+@pytest.mark.parametrize(
+    "raw", [b"", b"not json", b"[]", b'"x"', b"\xff\xfe", b"null", b'{"name": 1}', b'{"x": "' + b"a" * 70000 + b'"}']
+)
 def test_malformed_bodies_are_validation_failures(connected, raw):
     status, problem = post(connected, raw)
     assert status == 400 and problem["code"] == "validation_failed"

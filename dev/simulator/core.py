@@ -176,6 +176,7 @@ class ServiceNowSimulator:
         self.chaos_rate = 0.0  # share of Table API requests that get a random fault
         self.chaos_random = random.Random(0)
         self.latency = 0.0  # seconds added to every request (benchmarks)
+        self.hibernating = False
         self.hidden: set[str] = set()  # sys_ids an ACL hides from the integration user
         self.before_request: Callable[[SimRequest], None] | None = None  # lets a test change data mid-scan
         self._number = 10000
@@ -264,6 +265,8 @@ class ServiceNowSimulator:
             return SimResponse.json(fault.status, body, fault.headers)
         if self.ip_denied:
             return SimResponse(403, {"Content-Type": "text/html"}, b"<html><body>Access denied</body></html>")
+        if self.hibernating:  # a developer instance asleep answers every URL with its wake-up page
+            return SimResponse(200, {"Content-Type": "text/html"}, b"<html><body>Instance hibernating</body></html>")
         response = self._route(request)
         if fault is not None and fault.kind == "commit_then_drop":
             return SimResponse(0, drop=True)
