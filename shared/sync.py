@@ -204,17 +204,23 @@ class StatusSync:
                 query = base + order
             rows = self._list(query, self._page_size, result)
             result.pages += 1
-            last: tuple[str, str] | None = None
+            last: tuple[str, str] | None = cursor
             for row in rows:
                 self._apply(row, index, result)
                 stamp, sys_id = str(row.get("sys_updated_on") or ""), str(row.get("sys_id") or "")
                 if SERVICENOW_TIME.fullmatch(stamp) and SYS_ID.fullmatch(sys_id):
-                    last = (stamp, sys_id)
-            if last is not None:
-                self._advance_watermark(last[0])
-                cursor = last
+                    last = max(last, (stamp, sys_id)) if last else (stamp, sys_id)
             if len(rows) < self._page_size or last is None:
+                if last is not None:
+                    self._advance_watermark(last[0])
                 return
+            if last == cursor:
+                # A full page that does not move the cursor: the instance did not order or filter as asked.
+                # Stop rather than loop; the watermark stays where the stored rows put it.
+                result.errors.append("ServiceNow returned a page that did not advance the sync cursor; stopped")
+                return
+            self._advance_watermark(last[0])
+            cursor = last
 
     def _advance_watermark(self, stamp: str) -> None:
         def advance(state: dict[str, Any]) -> dict[str, Any]:

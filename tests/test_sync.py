@@ -7,7 +7,7 @@ import math
 import threading
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -322,3 +322,23 @@ def test_the_card_and_provisioning_show_the_last_sync(synced):
     provisioning = json.loads(synced.call("provisioning").get_body())
     assert provisioning["lastSync"]["status"] == "ok" and provisioning["lastSync"]["changed"] == 1
     assert any(c["name"] == "status_sync" and c["ok"] for c in provisioning["checks"])
+
+
+def test_an_instance_ignoring_the_cursor_cannot_make_the_sync_loop(connected):
+    create_tickets(connected, 25)
+    sync(connected, page_size=10)
+    connected.clock.advance(minutes=10)
+    agent_changes(connected, [t.sys_id for t, _ in connected.services.store.list_tickets() if t.sys_id])
+
+    def drop_cursor(request: SimRequest) -> None:  # as if the instance ignored everything after ^NQ
+        if "NQ" in request.url:
+            first_page = {
+                **dict(parse_qsl(urlsplit(request.url).query)),
+                "sysparm_query": "correlation_idSTARTSWITHm365sec:^ORDERBYsys_updated_on^ORDERBYsys_id",
+            }
+            request.url = urlsplit(request.url)._replace(query=urlencode(first_page)).geturl()
+
+    connected.simulator.before_request = drop_cursor
+    result = sync(connected, page_size=10)
+    connected.simulator.before_request = None
+    assert result.requests == 2 and "did not advance" in result.errors[0]
