@@ -42,7 +42,12 @@ from shared.tickets import (
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=90)  # longer than one create's bounded retries
+KEY_LIFETIME = timedelta(hours=24)  # how long an Idempotency-Key is honoured, as Stripe does
 WAIT_FOR_OTHER = 25.0  # seconds a request waits for a concurrent one creating the same ticket
+
+
+def _expired(record: IdempotencyRecord, now: datetime) -> bool:
+    return bool(record.created_at) and datetime.fromisoformat(record.created_at) + KEY_LIFETIME <= now
 
 
 class _Gone(Exception):
@@ -77,7 +82,11 @@ class TicketCreator:
         ticket = self._new_ticket(request, fingerprint, caller_sys_id)
 
         if scoped_key is not None:
-            known = self._store.remember_idempotency_key(scoped_key, IdempotencyRecord(ticket.id, fingerprint))
+            record = IdempotencyRecord(ticket.id, fingerprint, ticket.created_at)
+            known = self._store.remember_idempotency_key(scoped_key, record)
+            if known is not None and _expired(known, self._services.clock()):
+                self._store.repoint_idempotency_key(scoped_key, record)  # an old key starts afresh
+                known = None
             if known is not None:
                 if known.fingerprint != fingerprint:
                     raise IdempotencyKeyReused(
@@ -89,14 +98,14 @@ class TicketCreator:
                     return self._ensure(known.ticket_id, verify_claim=True), False
                 except _Gone:
                     # It was superseded or refused and rolled back: this retry starts afresh under the key.
-                    self._store.repoint_idempotency_key(scoped_key, IdempotencyRecord(ticket.id, fingerprint))
+                    self._store.repoint_idempotency_key(scoped_key, record)
 
         self._store.add_ticket(ticket)
         holder = self._claim(ticket)
         if holder is not None:
             self._store.delete_ticket(ticket.id)
             if scoped_key is not None:
-                self._store.repoint_idempotency_key(scoped_key, IdempotencyRecord(holder, fingerprint))
+                self._store.repoint_idempotency_key(scoped_key, replace(record, ticket_id=holder))
             return self._ensure_or_conflict(holder), False
         return self._ensure_or_conflict(ticket.id), True
 

@@ -250,3 +250,13 @@ def test_exactly_once_holds_on_table_storage_too(connected, azurite):
         assert found is not None and found[0].sys_id == ticket["sysId"], recommendation_id
     assert len(connected.simulator.records()) == 21
     assert Counter(r["correlation_id"] for r in connected.simulator.records()).most_common(1)[0][1] == 1
+
+
+def test_an_idempotency_key_is_honoured_for_24_hours(connected):
+    headers = {"Idempotency-Key": "daily-key"}
+    assert post(connected, headers=headers)[0] == 201
+    connected.clock.advance(hours=23)
+    assert post(connected, body_for("Other"), headers=headers)[0] == 422
+    connected.clock.advance(hours=2)
+    status, ticket = post(connected, body_for("Other"), headers=headers)
+    assert status == 201 and ticket["recommendation"]["id"] == "Other"

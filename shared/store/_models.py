@@ -28,6 +28,7 @@ class OAuthState:
 class IdempotencyRecord:
     ticket_id: str
     fingerprint: str
+    created_at: str = ""  # ISO time the key was first used; keys are honoured for KEY_LIFETIME
 
 
 class TicketStore(Protocol):

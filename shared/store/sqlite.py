@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS sync_state (
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY,
     ticket_id TEXT NOT NULL,
-    fingerprint TEXT NOT NULL
+    fingerprint TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -59,6 +60,9 @@ class SqliteTicketStore:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(idempotency_keys)")}
+        if "created_at" not in columns:  # a store from before keys expired
+            self._db.execute("ALTER TABLE idempotency_keys ADD COLUMN created_at TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self._db.close()
@@ -164,20 +168,21 @@ class SqliteTicketStore:
     def remember_idempotency_key(self, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
         with self._lock:
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?)", (key, record.ticket_id, record.fingerprint)
+                "INSERT OR IGNORE INTO idempotency_keys VALUES (?, ?, ?, ?)",
+                (key, record.ticket_id, record.fingerprint, record.created_at),
             )
             if cursor.rowcount == 1:
                 return None
             row = self._db.execute(
-                "SELECT ticket_id, fingerprint FROM idempotency_keys WHERE key = ?", (key,)
+                "SELECT ticket_id, fingerprint, created_at FROM idempotency_keys WHERE key = ?", (key,)
             ).fetchone()
-        return IdempotencyRecord(row[0], row[1])
+        return IdempotencyRecord(row[0], row[1], row[2])
 
     def repoint_idempotency_key(self, key: str, record: IdempotencyRecord) -> None:
         with self._lock:
             self._db.execute(
-                "UPDATE idempotency_keys SET ticket_id = ?, fingerprint = ? WHERE key = ?",
-                (record.ticket_id, record.fingerprint, key),
+                "UPDATE idempotency_keys SET ticket_id = ?, fingerprint = ?, created_at = ? WHERE key = ?",
+                (record.ticket_id, record.fingerprint, record.created_at, key),
             )
 
     # -- status sync --------------------------------------------------------------------------------

@@ -256,12 +256,15 @@ class TableTicketStore:
                     "RowKey": _row_key(key),
                     "ticket_id": record.ticket_id,
                     "fingerprint": record.fingerprint,
+                    "created_at": record.created_at,
                 }
             )
             return None
         except ResourceExistsError:
             entity = table.get_entity(_KEY_PARTITION, _row_key(key))
-            return IdempotencyRecord(str(entity["ticket_id"]), str(entity["fingerprint"]))
+            return IdempotencyRecord(
+                str(entity["ticket_id"]), str(entity["fingerprint"]), str(entity.get("created_at") or "")
+            )
 
     def repoint_idempotency_key(self, key: str, record: IdempotencyRecord) -> None:
         from azure.data.tables import UpdateMode
@@ -272,6 +275,7 @@ class TableTicketStore:
                 "RowKey": _row_key(key),
                 "ticket_id": record.ticket_id,
                 "fingerprint": record.fingerprint,
+                "created_at": record.created_at,
             },
             mode=UpdateMode.REPLACE,
         )
