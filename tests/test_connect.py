@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import threading
 from urllib.parse import parse_qsl, urlsplit
 
@@ -237,3 +239,26 @@ def test_the_connected_user_is_the_one_who_consented(harness):
     assert page.status_code == 200
     user = harness.simulator.tables["sys_user"][INTEGRATION_USER_SYS_ID]["user_name"]
     assert json.loads(_stored(harness) or "{}")["connected_as"] == user
+
+
+def test_not_you_signs_in_as_another_user_before_consenting(harness):
+    """The original connector's advice: connect as the integration user, using 'Not you?' if needed."""
+    from dev.simulator import ADMIN_SYS_ID
+
+    harness.simulator.auto_approve = False
+    harness.simulator.signed_in_user = ADMIN_SYS_ID  # the admin is signed in personally
+    params = _start(harness)
+    with httpx.Client(transport=harness.transport, base_url=INSTANCE) as browser:
+        consent = browser.get("/oauth_auth.do", params=params)
+        assert "System Administrator" in consent.text
+        link = re.search(r'id="not-you" href="([^"]+)"', consent.text)
+        assert link is not None
+        login = browser.get(html.unescape(link.group(1)))
+        target = re.search(r'name="next" value="([^"]+)"', login.text)
+        assert target is not None
+        back = browser.post("/login.do", data={"user": INTEGRATION_USER_SYS_ID, "next": html.unescape(target.group(1))})
+        consent = browser.get(back.headers["Location"])
+        assert "M365 Integration" in consent.text
+        allowed = browser.post("/oauth_auth.do", data={**params, "action": "allow"})
+    page = harness.call("oauth_callback", params=dict(parse_qsl(urlsplit(allowed.headers["Location"]).query)))
+    assert page.status_code == 200 and "m365.integration" in page.get_body().decode()

@@ -296,6 +296,8 @@ class ServiceNowSimulator:
         path = request.path
         if path == "/oauth_auth.do":
             return self._authorize(request)
+        if path == "/login.do":
+            return self._login(request)
         if path == "/oauth_token.do" and request.method == "POST":
             return self._token(request)
         if path == "/oauth_revoke_token.do":
@@ -330,14 +332,36 @@ class ServiceNowSimulator:
         hidden = "".join(
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in params.items()
         )
+        not_you = "/login.do?" + urlencode({"next": "/oauth_auth.do?" + urlencode(params)})
         body = (
             f"<!doctype html><html><head><title>Authorize {html.escape(client.name)}</title></head><body>"
             f"<p>Signed in as <b>{html.escape(user['name'])}</b> ({html.escape(user['user_name'])}) "
-            f'<a href="/logout.do">Not you?</a></p>'
+            f'<a id="not-you" href="{html.escape(not_you)}">Not you?</a></p>'
             f"<h1>{html.escape(client.name)} would like to connect to your ServiceNow account</h1>"
             f'<form method="post" action="/oauth_auth.do">{hidden}'
             f'<button name="action" value="allow" id="allow">Allow</button> '
             f'<button name="action" value="deny" id="deny">Deny</button></form></body></html>'
+        )
+        return SimResponse(200, {"Content-Type": "text/html;charset=UTF-8"}, body.encode())
+
+    def _login(self, request: SimRequest) -> SimResponse:
+        """Sign in as another user (the 'Not you?' link): pick a user, then back to where the link came from."""
+        params = request.query if request.method == "GET" else request.form()
+        target = params.get("next", "/")
+        if not target.startswith("/"):
+            target = "/"  # never an open redirector
+        if request.method == "POST" and params.get("user") in self.tables["sys_user"]:
+            self.signed_in_user = params["user"]
+            return SimResponse(302, {"Location": target})
+        options = "".join(
+            f'<option value="{html.escape(u["sys_id"])}">{html.escape(u["name"])} ({html.escape(u["user_name"])})'
+            "</option>"
+            for u in self.tables["sys_user"].values()
+        )
+        body = (
+            "<!doctype html><html><head><title>Log in</title></head><body><h1>ServiceNow sign-in</h1>"
+            f'<form method="post" action="/login.do"><input type="hidden" name="next" value="{html.escape(target)}">'
+            f'<select name="user">{options}</select> <button id="login">Log in</button></form></body></html>'
         )
         return SimResponse(200, {"Content-Type": "text/html;charset=UTF-8"}, body.encode())
 
