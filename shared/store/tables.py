@@ -69,6 +69,24 @@ class TableTicketStore:
         credential = DefaultAzureCredential(managed_identity_client_id=client_id)
         return cls(TableServiceClient(endpoint=endpoint, credential=credential))
 
+    def _write_if_unchanged(self, table: Any, entity: dict[str, Any], etag: str, *, merge: bool = False) -> str | None:
+        """Write `entity` only if its row still carries `etag`: the new ETag, or None when the row changed or
+        vanished. Every conditional write of this store goes through here."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        try:
+            metadata = table.update_entity(
+                entity,
+                mode=UpdateMode.MERGE if merge else UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return str(metadata["etag"])
+
     def _table(self, name: str) -> Any:
         table = self._tables.get(name)
         if table is None:
@@ -94,24 +112,20 @@ class TableTicketStore:
         )
 
     def take_oauth_state(self, state: str) -> OAuthState | None:
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
+        from azure.core.exceptions import ResourceNotFoundError
 
         table = self._table(OAUTH_STATES)
         try:
             entity = table.get_entity(_STATE_PARTITION, state)
-            if entity.get("consumed"):
-                return None
-            # The conditional update is the single-use guarantee: only one taker's ETag still matches.
-            # (delete_entity cannot be the guard: the SDK swallows the 404 a lost race returns.)
-            table.update_entity(
-                {"PartitionKey": _STATE_PARTITION, "RowKey": state, "consumed": True},
-                mode=UpdateMode.MERGE,
-                etag=entity.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceNotFoundError, ResourceModifiedError):
+        except ResourceNotFoundError:
+            return None
+        # The conditional update is the single-use guarantee: only one taker's ETag still matches.
+        # (delete_entity cannot be the guard: the SDK swallows the 404 a lost race returns.)
+        consumed = {"PartitionKey": _STATE_PARTITION, "RowKey": state, "consumed": True}
+        if (
+            entity.get("consumed")
+            or self._write_if_unchanged(table, consumed, entity.metadata["etag"], merge=True) is None
+        ):
             return None
         table.delete_entity(_STATE_PARTITION, state)
         return OAuthState(
@@ -159,21 +173,11 @@ class TableTicketStore:
         return _ticket_from(entity), str(entity.metadata["etag"])
 
     def update_ticket(self, ticket: Ticket, etag: str) -> str:
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
-
-        try:
-            metadata = self._table(TICKETS).update_entity(
-                _ticket_entity(ticket),
-                mode=UpdateMode.REPLACE,
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise StoreConflict(f"ticket {ticket.id} changed") from exc
+        new_etag = self._write_if_unchanged(self._table(TICKETS), _ticket_entity(ticket), etag)
+        if new_etag is None:
+            raise StoreConflict(f"ticket {ticket.id} changed")
         self._index_sys_id(ticket)
-        return str(metadata["etag"])
+        return new_etag
 
     def _index_sys_id(self, ticket: Ticket) -> None:
         """sys_id -> ticket id, so lookups by sys_id are point reads, not partition scans. The entry is a hint:
@@ -207,24 +211,18 @@ class TableTicketStore:
             return None if holder == ticket_id else holder
 
     def replace_claim(self, recommendation_id: str, holder: str, ticket_id: str) -> bool:
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
+        from azure.core.exceptions import ResourceNotFoundError
 
         table = self._table(CLAIMS)
         try:
             entity = table.get_entity(_CLAIM_PARTITION, recommendation_id)
-            if entity["ticket_id"] != holder:
-                return False
-            table.update_entity(
-                {"PartitionKey": _CLAIM_PARTITION, "RowKey": recommendation_id, "ticket_id": ticket_id},
-                mode=UpdateMode.REPLACE,
-                etag=entity.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
+        except ResourceNotFoundError:
             return False
-        return True
+        claim = {"PartitionKey": _CLAIM_PARTITION, "RowKey": recommendation_id, "ticket_id": ticket_id}
+        return (
+            entity["ticket_id"] == holder
+            and self._write_if_unchanged(table, claim, entity.metadata["etag"]) is not None
+        )
 
     def release_claim(self, recommendation_id: str, holder: str) -> None:
         from azure.core import MatchConditions
@@ -324,19 +322,16 @@ class TableTicketStore:
         return json.loads(entity["data"]), str(entity.metadata["etag"])
 
     def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-        from azure.data.tables import UpdateMode
+        from azure.core.exceptions import ResourceExistsError
 
         entity = {"PartitionKey": "sync", "RowKey": "state", "data": json.dumps(state)}
         table = self._table(SYNC)
+        if etag is not None:
+            new_etag = self._write_if_unchanged(table, entity, etag)
+            if new_etag is None:
+                raise StoreConflict("the sync state changed")
+            return new_etag
         try:
-            if etag is None:
-                metadata = table.create_entity(entity)
-            else:
-                metadata = table.update_entity(
-                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
-                )
-        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
+            return str(table.create_entity(entity)["etag"])
+        except ResourceExistsError as exc:
             raise StoreConflict("the sync state changed") from exc
-        return str(metadata["etag"])
