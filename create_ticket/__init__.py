@@ -1,4 +1,4 @@
-"""The ticket routes: POST /api/tickets and GET /api/tickets/{id}."""
+"""The ticket routes: POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import re
 import azure.functions as func
 
 from shared import web
+from shared.auth import Caller
 from shared.card import ticket_card
 from shared.problems import NotFound
-from shared.services import get_services
+from shared.services import Services
 from shared.tickets import parse_ticket_request, validate_idempotency_key
 
 bp = func.Blueprint()
@@ -20,12 +21,9 @@ _TICKET_ID = re.compile(r"^[0-9a-f]{32}$")
 def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """Create the ServiceNow ticket for a recommendation, exactly once (201), or return the open one (200)."""
 
-    def run() -> func.HttpResponse:
-        services = get_services()
-        caller = services.caller(req.headers)
+    def run(services: Services, caller: Caller) -> func.HttpResponse:
         request = parse_ticket_request(req.get_body(), initiating_user=caller.user)
         key = validate_idempotency_key(req.headers.get("idempotency-key"))
-        services.require_configured()
         ticket, created = services.creator.create(request, caller=caller, idempotency_key=key)
         location = {"Location": f"/api/tickets/{ticket.id}"}
         return web.json_response(ticket.to_json(services.settings.instance_url), 201 if created else 200, location)
@@ -37,11 +35,10 @@ def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
 def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
     """The portal's ServiceNow card: tickets by status and category, counts per status, the last sync."""
 
-    def run() -> func.HttpResponse:
-        services = get_services()
-        services.caller(req.headers)
-        card = ticket_card(services, status=req.params.get("status"), category=req.params.get("category"))
-        return web.json_response(card)
+    def run(services: Services, _: Caller) -> func.HttpResponse:
+        return web.json_response(
+            ticket_card(services, status=req.params.get("status"), category=req.params.get("category"))
+        )
 
     return web.handle(req, run)
 
@@ -50,9 +47,7 @@ def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
 def get_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """One ticket as the connector knows it."""
 
-    def run() -> func.HttpResponse:
-        services = get_services()
-        services.caller(req.headers)
+    def run(services: Services, _: Caller) -> func.HttpResponse:
         ticket_id = req.route_params.get("id", "")
         found = services.store.get_ticket(ticket_id) if _TICKET_ID.fullmatch(ticket_id) else None
         if found is None:

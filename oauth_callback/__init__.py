@@ -5,26 +5,27 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared import web
+from shared.auth import Caller
 from shared.connection import disconnect as disconnect_servicenow
 from shared.connection import finish_callback, start_connect
 from shared.provisioning import provisioning_status
-from shared.services import get_services
+from shared.services import Services
 
 bp = func.Blueprint()
 
 
 @bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def connect(req: func.HttpRequest) -> func.HttpResponse:
-    """Send the admin's browser to ServiceNow's consent page."""
-    return web.handle(req, lambda: web.redirect(start_connect(get_services(), req.headers)))
+    """Send the admin's browser to ServiceNow's consent page (a browser navigation carries no bearer token)."""
+    return web.handle(req, lambda services, _: web.redirect(start_connect(services, req.headers)), authenticate=False)
 
 
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     """ServiceNow redirects here; anonymous, and protected by the single-use `state`."""
 
-    def run() -> func.HttpResponse:
-        outcome = finish_callback(get_services(), dict(req.params))
+    def run(services: Services, _: Caller) -> func.HttpResponse:
+        outcome = finish_callback(services, dict(req.params))
         lines = [outcome.message]
         if outcome.ok:
             lines.append(f"Instance: {outcome.instance}")
@@ -32,28 +33,22 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
         lines.append(outcome.advice)
         return web.html_page(outcome.title, lines, outcome.status)
 
-    return web.handle(req, run)
+    return web.handle(req, run, authenticate=False)
 
 
 @bp.route(route="provisioning", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def provisioning(req: func.HttpRequest) -> func.HttpResponse:
     """Health and what to fix; `?live=true` also asks ServiceNow."""
-
-    def run() -> func.HttpResponse:
-        services = get_services()
-        services.caller(req.headers)
-        return web.json_response(provisioning_status(services, live=web.flag(req, "live")))
-
-    return web.handle(req, run)
+    return web.handle(
+        req, lambda services, _: web.json_response(provisioning_status(services, live=web.flag(req, "live")))
+    )
 
 
 @bp.route(route="disconnect", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def disconnect(req: func.HttpRequest) -> func.HttpResponse:
     """Revoke and forget the tokens; `?force=true` forgets them even when revocation fails."""
 
-    def run() -> func.HttpResponse:
-        services = get_services()
-        services.caller(req.headers)
+    def run(services: Services, _: Caller) -> func.HttpResponse:
         disconnect_servicenow(services, force=web.flag(req, "force"))
         return web.no_content()
 

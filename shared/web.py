@@ -10,7 +10,9 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.auth import FUNCTION_KEY_CALLER, Caller
 from shared.problems import ConnectorError, FieldError, ValidationFailed
+from shared.services import Services, get_services
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +69,21 @@ def html_page(title: str, paragraphs: list[str], status: int = 200) -> func.Http
     )
 
 
-def handle(req: func.HttpRequest, action: Callable[[], func.HttpResponse]) -> func.HttpResponse:
-    """Run a function body: a `ConnectorError` becomes its problem; anything else is logged (type only,
-    never the message, which may quote a request) and answered as a generic 500 problem."""
+Action = Callable[[Services, Caller], func.HttpResponse]
+
+
+def handle(req: func.HttpRequest, action: Action, *, authenticate: bool = True) -> func.HttpResponse:
+    """Run a function body with the app's services and the caller (Entra ID when configured; routes that
+    ServiceNow or a browser call pass `authenticate=False`). A `ConnectorError` becomes its problem; anything
+    else is logged (type only: messages may quote a request) and answered as a generic 500 problem."""
     path = req.url.split("?", 1)[0]
     try:
-        return action()
+        services = get_services()
+        caller = services.caller(req.headers) if authenticate else FUNCTION_KEY_CALLER
+        return action(services, caller)
     except ConnectorError as exc:
         log.info("%s %s -> %s (%s)", req.method, path, exc.status, exc.code)
         return problem_response(exc, path)
     except Exception as exc:
         log.error("%s %s failed unexpectedly: %s", req.method, path, type(exc).__name__)
-        return func.HttpResponse(
-            json.dumps({"type": "about:blank", "title": "Internal error", "status": 500, "code": "internal_error"}),
-            status_code=500,
-            headers={"Content-Type": "application/problem+json", **_SECURITY_HEADERS},
-        )
+        return problem_response(ConnectorError("The connector failed unexpectedly; its log names the error."), path)

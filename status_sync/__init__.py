@@ -7,8 +7,9 @@ import logging
 import azure.functions as func
 
 from shared import web
+from shared.auth import Caller
 from shared.events import apply_notice, verify
-from shared.services import get_services
+from shared.services import Services, get_services
 from shared.sync import StatusSync
 
 bp = func.Blueprint()
@@ -28,10 +29,8 @@ def status_sync(timer: func.TimerRequest) -> None:
 def servicenow_events(req: func.HttpRequest) -> func.HttpResponse:
     """A change notice from the ServiceNow business rule (README: Push notices)."""
 
-    def run() -> func.HttpResponse:
-        services = get_services()
-        notice = verify(services, req.headers, req.get_body())
-        outcome = apply_notice(services, notice)
+    def run(services: Services, _: Caller) -> func.HttpResponse:
+        outcome = apply_notice(services, verify(services, req.headers, req.get_body()))
         return web.json_response({"result": outcome}, 202 if outcome == "unknown" else 200)
 
-    return web.handle(req, run)
+    return web.handle(req, run, authenticate=False)  # signed by ServiceNow (HMAC), not by Entra ID
