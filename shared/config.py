@@ -147,14 +147,6 @@ class Settings:
     in_azure: bool
     issues: tuple[SettingIssue, ...] = field(default=())
 
-    @property
-    def instance_host(self) -> str | None:
-        return urlsplit(self.instance_url).netloc if self.instance_url else None
-
-    @property
-    def entra_enabled(self) -> bool:
-        return bool(self.entra_tenant_id and self.entra_audience)
-
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
