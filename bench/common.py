@@ -49,10 +49,11 @@ def connected_rig() -> Iterator[Rig]:
         services = Services(
             settings, store=SqliteTicketStore(Path(tmp) / "store.db"), secrets=FileSecretStore(Path(tmp) / "s.json")
         )
-        authorize = start_connect(services, {})
+        start = start_connect(services, {})
         with httpx.Client() as browser:
-            callback = browser.get(authorize).headers["Location"]
-        outcome = finish_callback(services, dict(parse_qsl(urlsplit(callback).query)))
+            callback = browser.get(start.location).headers["Location"]
+        cookie = start.cookie.split(";", 1)[0]  # what the browser sends back to the callback
+        outcome = finish_callback(services, dict(parse_qsl(urlsplit(callback).query)), cookie)
         assert outcome.ok, outcome.message
         try:
             yield Rig(simulator, services, instance)

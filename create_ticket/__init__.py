@@ -9,9 +9,11 @@ import azure.functions as func
 from shared import web
 from shared.auth import Caller
 from shared.card import ticket_card
+from shared.edge import Body, Inbound
 from shared.problems import NotFound
 from shared.services import Services
-from shared.tickets import parse_ticket_request, validate_idempotency_key
+from shared.text import printable
+from shared.tickets import MAX_BODY, parse_ticket_request, validate_idempotency_key
 
 bp = func.Blueprint()
 _TICKET_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -21,24 +23,23 @@ _TICKET_ID = re.compile(r"^[0-9a-f]{32}$")
 def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """Create the ServiceNow ticket for a recommendation, exactly once (201), or return the open one (200)."""
 
-    def run(services: Services, caller: Caller) -> func.HttpResponse:
-        request = parse_ticket_request(req.get_body(), initiating_user=caller.user)
-        key = validate_idempotency_key(req.headers.get("idempotency-key"))
+    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
+        request = parse_ticket_request(inbound.json, initiating_user=caller.user)
+        key = validate_idempotency_key(inbound.header("Idempotency-Key"))
         ticket, created = services.creator.create(request, caller=caller, idempotency_key=key)
         location = {"Location": f"/api/tickets/{ticket.id}"}
         return web.json_response(ticket.to_json(services.settings.instance_url), 201 if created else 200, location)
 
-    return web.handle(req, run)
+    return web.handle(req, run, body=Body(MAX_BODY))
 
 
 @bp.route(route="tickets", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
     """The portal's ServiceNow card: tickets by status and category, counts per status, the last sync."""
 
-    def run(services: Services, _: Caller) -> func.HttpResponse:
-        return web.json_response(
-            ticket_card(services, status=req.params.get("status"), category=req.params.get("category"))
-        )
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        params = inbound.params
+        return web.json_response(ticket_card(services, status=params.get("status"), category=params.get("category")))
 
     return web.handle(req, run)
 
@@ -47,11 +48,11 @@ def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
 def get_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """One ticket as the connector knows it."""
 
-    def run(services: Services, _: Caller) -> func.HttpResponse:
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         ticket_id = req.route_params.get("id", "")
         found = services.store.get_ticket(ticket_id) if _TICKET_ID.fullmatch(ticket_id) else None
         if found is None:
-            raise NotFound(f"There is no ticket '{ticket_id[:64]}'.")
+            raise NotFound(f"There is no ticket '{printable(ticket_id, 64)}'.")
         return web.json_response(found[0].to_json(services.settings.instance_url))
 
     return web.handle(req, run)

@@ -6,8 +6,10 @@ import azure.functions as func
 
 from shared import web
 from shared.auth import Caller
+from shared.connection import clear_state_cookie, finish_callback, start_connect
 from shared.connection import disconnect as disconnect_servicenow
-from shared.connection import finish_callback, start_connect
+from shared.edge import Inbound
+from shared.problems import ConnectorError
 from shared.provisioning import provisioning_status
 from shared.services import Services
 
@@ -16,31 +18,47 @@ bp = func.Blueprint()
 
 @bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def connect(req: func.HttpRequest) -> func.HttpResponse:
-    """Send the admin's browser to ServiceNow's consent page (a browser navigation carries no bearer token)."""
-    return web.handle(req, lambda services, _: web.redirect(start_connect(services, req.headers)), authenticate=False)
+    """Send the admin's browser to ServiceNow's consent page with a cookie binding the flow to that browser
+    (a browser navigation carries no bearer token)."""
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        start = start_connect(services, inbound.headers)
+        return web.redirect(start.location, {"Set-Cookie": start.cookie})
+
+    return web.handle(req, run, authenticate=False)
 
 
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
-    """ServiceNow redirects here; anonymous, and protected by the single-use `state`."""
+    """ServiceNow redirects here; anonymous, protected by the single-use `state` bound to the browser."""
 
-    def run(services: Services, _: Caller) -> func.HttpResponse:
-        outcome = finish_callback(services, dict(req.params))
+    def page(services: Services | None, title: str, lines: list[str], status: int) -> func.HttpResponse:
+        redirect_uri = services.settings.redirect_uri if services else None
+        return web.html_page(title, lines, status, {"Set-Cookie": clear_state_cookie(redirect_uri)})
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        outcome = finish_callback(services, inbound.params, inbound.header("Cookie"))
         lines = [outcome.message]
         if outcome.ok:
             lines.append(f"Instance: {outcome.instance}")
             lines.append(f"ServiceNow user: {outcome.user or 'could not be identified'}")
         lines.append(outcome.advice)
-        return web.html_page(outcome.title, lines, outcome.status)
+        return page(services, outcome.title, lines, outcome.status)
 
-    return web.handle(req, run, authenticate=False)
+    def failed(error: ConnectorError) -> func.HttpResponse:
+        # Only the connector's own words: a problem's detail never quotes the query.
+        advice = "Start again at /api/connect." if error.status < 500 else (error.remediation or "")
+        return page(None, "Connection failed", ["The callback could not be processed.", advice], error.status)
+
+    return web.handle(req, run, authenticate=False, on_error=failed)
 
 
 @bp.route(route="provisioning", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def provisioning(req: func.HttpRequest) -> func.HttpResponse:
     """Health and what to fix; `?live=true` also asks ServiceNow."""
     return web.handle(
-        req, lambda services, _: web.json_response(provisioning_status(services, live=web.flag(req, "live")))
+        req,
+        lambda services, _, inbound: web.json_response(provisioning_status(services, live=web.flag(inbound, "live"))),
     )
 
 
@@ -48,8 +66,8 @@ def provisioning(req: func.HttpRequest) -> func.HttpResponse:
 def disconnect(req: func.HttpRequest) -> func.HttpResponse:
     """Revoke and forget the tokens; `?force=true` forgets them even when revocation fails."""
 
-    def run(services: Services, _: Caller) -> func.HttpResponse:
-        disconnect_servicenow(services, force=web.flag(req, "force"))
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        disconnect_servicenow(services, force=web.flag(inbound, "force"))
         return web.no_content()
 
     return web.handle(req, run)

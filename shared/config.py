@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from shared.fieldmap import FieldMap, parse_field_map
+from shared.text import ascii_int
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
@@ -146,6 +147,12 @@ class Settings:
     entra_authority: str
     in_azure: bool
     issues: tuple[SettingIssue, ...] = field(default=())
+    app_origins: tuple[str, ...] = field(default=())  # this app's own origins: a browser's Origin must be one
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -211,8 +218,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     lifespan = DEFAULT_REFRESH_LIFESPAN
     raw_lifespan = get("SERVICENOW_REFRESH_TOKEN_LIFESPAN")
     if raw_lifespan:
-        if raw_lifespan.isdigit() and int(raw_lifespan) > 0:
-            lifespan = int(raw_lifespan)
+        parsed = ascii_int(raw_lifespan, max_digits=12)
+        if parsed:
+            lifespan = parsed
         else:
             issues.append(SettingIssue("SERVICENOW_REFRESH_TOKEN_LIFESPAN", "must be a number of seconds"))
 
@@ -227,6 +235,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not (store == "tables" or store == "sqlite" or store.startswith("sqlite:///")):
         issues.append(SettingIssue("TICKET_STORE", "must be 'tables', 'sqlite' or 'sqlite:///path'"))
         store = "sqlite"
+
+    origins = [origin_of(redirect_uri)] if redirect_uri else []
+    if get("WEBSITE_HOSTNAME"):
+        origins.append(f"https://{get('WEBSITE_HOSTNAME')}".lower())
 
     return Settings(
         instance_url=instance_url,
@@ -245,4 +257,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         entra_authority=entra_authority,
         in_azure=in_azure,
         issues=tuple(issues),
+        app_origins=tuple(dict.fromkeys(origins)),
     )

@@ -6,10 +6,14 @@ anything and never reaches the token endpoint more than the one exchange the flo
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from shared.auth import code_challenge, initiating_principal, new_code_verifier, new_state
 from shared.problems import ConnectorError, NotConfigured, ServiceNowUnavailable
@@ -21,7 +25,6 @@ from shared.tokens import TokenBundle
 log = logging.getLogger(__name__)
 
 STATE_LIFETIME = timedelta(minutes=10)
-_MAX_PARAM = 2048
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,46 @@ class _StaticToken:
         return self._token
 
 
-def start_connect(services: Services, headers: Mapping[str, str]) -> str:
-    """Mint a state and a PKCE pair, store them, and return ServiceNow's authorize URL."""
+@dataclass(frozen=True)
+class ConnectStart:
+    """Where to send the browser, and the cookie that binds the flow to it."""
+
+    location: str
+    cookie: str
+
+
+STATE_COOKIE = "m365_connector_oauth"
+_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{43,64}$")
+
+
+def _state_cookie(redirect_uri: str, value: str, max_age: int) -> str:
+    """HttpOnly, SameSite=Lax (ServiceNow's redirect back is a top-level GET, so the cookie comes along),
+    Secure except on loopback http, and sent only to the callback's path."""
+    parts = urlsplit(redirect_uri)
+    secure = "" if parts.scheme == "http" else "; Secure"
+    return f"{STATE_COOKIE}={value}; Path={parts.path or '/'}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+
+
+def clear_state_cookie(redirect_uri: str | None) -> str:
+    return _state_cookie(redirect_uri or "https://localhost/", "", 0)
+
+
+def cookie_value(cookie_header: str | None, name: str) -> str | None:
+    """One cookie's value from a `Cookie` header; only a well-formed nonce counts."""
+    for part in (cookie_header or "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name and _COOKIE_VALUE.fullmatch(value):
+            return value
+    return None
+
+
+def _browser_hash(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode("ascii")).hexdigest()
+
+
+def start_connect(services: Services, headers: Mapping[str, str]) -> ConnectStart:
+    """Mint a state, a PKCE pair and a browser nonce, store them, and return ServiceNow's authorize URL
+    with the cookie that binds the flow to this browser (RFC 9700 section 4.7)."""
     services.require_configured()
     settings = services.settings
     if settings.redirect_uri is None:
@@ -61,6 +102,7 @@ def start_connect(services: Services, headers: Mapping[str, str]) -> str:
     now = services.clock()
     services.store.purge_oauth_states(now)
     verifier = new_code_verifier()
+    nonce = new_state()
     state = OAuthState(
         state=new_state(),
         code_verifier=verifier,
@@ -69,10 +111,11 @@ def start_connect(services: Services, headers: Mapping[str, str]) -> str:
         started_by=initiating_principal(headers),
         created_at=now,
         expires_at=now + STATE_LIFETIME,
+        browser_hash=_browser_hash(nonce),
     )
     services.store.add_oauth_state(state)
     log.info("Authorization started by %s for %s", state.started_by, settings.instance_url)
-    return services.servicenow.authorize_url(
+    location = services.servicenow.authorize_url(
         {
             "response_type": "code",
             "client_id": settings.client_id,
@@ -82,6 +125,7 @@ def start_connect(services: Services, headers: Mapping[str, str]) -> str:
             "code_challenge_method": "S256",
         }
     )
+    return ConnectStart(location, _state_cookie(settings.redirect_uri, nonce, int(STATE_LIFETIME.total_seconds())))
 
 
 _DENIED_ADVICE = (
@@ -89,61 +133,58 @@ _DENIED_ADVICE = (
     "(use the 'Not you?' link on ServiceNow's sign-in or consent page if you are signed in as yourself; "
     "with single sign-on, sign in through login.do as the integration user), then press Allow."
 )
+_START_AGAIN = "Start again at /api/connect, in the same browser, and finish within 10 minutes."
+# RFC 6749 section 4.1.2.1: the only error codes the page names, each in the connector's own words.
+_OAUTH_ERRORS = {
+    "access_denied": "ServiceNow reports that the authorization was declined.",
+    "invalid_request": "ServiceNow refused the authorization request as malformed.",
+    "unauthorized_client": "ServiceNow does not allow this OAuth client to use the authorization code flow.",
+    "unsupported_response_type": "ServiceNow does not allow this OAuth client to use the authorization code flow.",
+    "invalid_scope": "ServiceNow refused the requested scope.",
+    "server_error": "ServiceNow failed while authorizing.",
+    "temporarily_unavailable": "ServiceNow could not authorize right now.",
+}
 
 
-def finish_callback(services: Services, params: Mapping[str, str]) -> CallbackOutcome:
+def _failed(message: str, advice: str = _START_AGAIN, status: int = 400) -> CallbackOutcome:
+    return CallbackOutcome(False, status, "Connection failed", message, advice)
+
+
+def finish_callback(services: Services, params: Mapping[str, str], cookie_header: str | None) -> CallbackOutcome:
+    """Every page this returns says only the connector's own words: nothing from the query is shown."""
     state_value = params.get("state", "")
     error = params.get("error", "")
-    if any(len(v) > _MAX_PARAM for v in params.values()):
-        return CallbackOutcome(False, 400, "Connection failed", "The callback carried an oversized parameter.")
     pending = services.store.take_oauth_state(state_value) if state_value else None
     if error:
-        description = params.get("error_description", "")
-        reason = "You (or ServiceNow) declined the authorization." if error == "access_denied" else ""
-        log.info("Authorization ended with error %r from ServiceNow", error[:64])
+        log.info("Authorization ended with an error from ServiceNow (%s)", error if error in _OAUTH_ERRORS else "?")
         return CallbackOutcome(
             False,
             400,
             "Connection not authorized",
-            f"ServiceNow answered '{error}'" + (f": {description}" if description else ".") + f" {reason}".rstrip(),
+            _OAUTH_ERRORS.get(error, "ServiceNow did not authorize the connector."),
             _DENIED_ADVICE,
         )
     if not state_value:
-        return CallbackOutcome(
-            False, 400, "Connection failed", "The callback has no 'state' parameter.", "Start again at /api/connect."
-        )
+        return _failed("The callback has no 'state' parameter.")
     if pending is None:
-        return CallbackOutcome(
-            False,
-            400,
-            "Connection failed",
-            "This authorization is unknown or was already used.",
-            "Start again at /api/connect; each authorization link works once.",
-        )
+        return _failed("This authorization is unknown or was already used; each authorization link works once.")
+    nonce = cookie_value(cookie_header, STATE_COOKIE)
+    if nonce is None or not pending.browser_hash or not hmac.compare_digest(_browser_hash(nonce), pending.browser_hash):
+        log.warning("An authorization callback arrived without the cookie of the browser that started it")
+        return _failed("This authorization was started in another browser (or its cookie was blocked).")
     now = services.clock()
     if now >= pending.expires_at:
-        return CallbackOutcome(
-            False,
-            400,
-            "Connection failed",
-            "This authorization expired (it is valid for 10 minutes).",
-            "Start again at /api/connect.",
-        )
+        return _failed("This authorization expired (it is valid for 10 minutes).")
     code = params.get("code", "")
     if not code:
-        return CallbackOutcome(False, 400, "Connection failed", "ServiceNow sent no authorization code.")
+        return _failed("ServiceNow sent no authorization code.")
     settings = services.settings
     if pending.instance_url != settings.instance_url or pending.redirect_uri != settings.redirect_uri:
-        return CallbackOutcome(
-            False,
-            400,
-            "Connection failed",
-            "The connector's settings changed while this authorization was under way.",
-            "Start again at /api/connect.",
-        )
+        return _failed("The connector's settings changed while this authorization was under way.")
     try:
         services.require_configured()
         assert settings.client_id is not None and settings.instance_url is not None
+        previous = services.tokens.load()
         response = services.servicenow.exchange_code(
             code=code,
             redirect_uri=pending.redirect_uri,
@@ -161,29 +202,52 @@ def finish_callback(services: Services, params: Mapping[str, str]) -> CallbackOu
         )
         services.tokens.save(bundle)
     except TokenRequestRefused:
-        return CallbackOutcome(
-            False,
-            502,
-            "Connection failed",
+        return _failed(
             "ServiceNow refused to exchange the authorization code for tokens.",
             "Check in System OAuth > Application Registry that the client secret matches the one the connector "
             f"holds and that the Redirect URL is exactly {pending.redirect_uri}; then start again at /api/connect.",
+            502,
         )
     except ServiceNowUnavailable as exc:
-        return CallbackOutcome(False, 503, "Connection failed", exc.detail, exc.remediation or "Try again later.")
+        return _failed(exc.detail, exc.remediation or "Try again later.", 503)
     except ConnectorError as exc:
-        return CallbackOutcome(False, exc.status, "Connection failed", exc.detail, exc.remediation or "")
+        return _failed(exc.detail, exc.remediation or "", exc.status)
     log.info("Connected to %s as %s", settings.instance_url, user or "an unidentified user")
+    advice = (
+        "Check health at /api/provisioning?live=true. If this is not the integration user, disconnect and "
+        "connect again signed in as that user."
+    )
+    if previous is not None and not _revoke_replaced(services, previous, bundle):
+        advice += (
+            " The tokens of the previous connection could not be revoked at ServiceNow: revoke them in "
+            "System OAuth > Manage Tokens."
+        )
     return CallbackOutcome(
         True,
         200,
         "Connected to ServiceNow",
         "The connector can now create and track tickets.",
-        "Check health at /api/provisioning?live=true. If this is not the integration user, disconnect and "
-        "connect again signed in as that user.",
+        advice,
         instance=settings.instance_url,
         user=user,
     )
+
+
+def _revoke_replaced(services: Services, old: TokenBundle, new: TokenBundle) -> bool:
+    """After the new tokens are stored: revoke the ones they replace, but never a token ServiceNow handed
+    back again (a new grant can return the current refresh token). False when revocation failed."""
+    if old.instance != services.settings.instance_url:
+        log.warning("The replaced tokens belong to %s, which the connector no longer talks to", old.instance)
+        return False
+    try:
+        if old.refresh_token != new.refresh_token:
+            services.servicenow.revoke(old.refresh_token)
+        if old.access_token != new.access_token:
+            services.servicenow.revoke(old.access_token)
+    except ConnectorError as exc:
+        log.warning("The replaced tokens could not be revoked (%s)", exc.code)
+        return False
+    return True
 
 
 def _whoami(services: Services, access_token: str) -> str | None:

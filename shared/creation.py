@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.auth import Caller
+from shared.claims import take_claim
 from shared.directory import UserDirectory
 from shared.problems import (
     Conflict,
@@ -33,6 +34,7 @@ from shared.servicenow import TransientFailure, table_result
 from shared.services import Services
 from shared.store import IdempotencyRecord, StoreConflict
 from shared.tickets import (
+    SYS_ID,
     Ticket,
     TicketRequest,
     correlation_id,
@@ -135,16 +137,7 @@ class TicketCreator:
 
     def _claim(self, ticket: Ticket) -> str | None:
         """Claim the recommendation; returns the id of an open ticket that already holds it, else None."""
-        holder = self._store.claim_recommendation(ticket.recommendation_id, ticket.id)
-        while holder is not None:
-            current = self._store.get_ticket(holder)
-            if current is not None and current[0].is_open:
-                return holder
-            # The holder is closed (or vanished): a new ticket may take the recommendation.
-            if self._store.replace_claim(ticket.recommendation_id, holder, ticket.id):
-                return None
-            holder = self._store.claim_recommendation(ticket.recommendation_id, ticket.id)
-        return None
+        return take_claim(self._store, ticket.recommendation_id, ticket.id)
 
     # -- making sure the ServiceNow record exists -----------------------------------------------
 
@@ -203,7 +196,7 @@ class TicketCreator:
         services = self._services
         servicenow, tokens = services.servicenow, services.tokens
         state_field = services.settings.field_map.target("state")
-        fields = f"sys_id,number,{state_field},sys_updated_on"
+        fields = f"sys_id,number,{state_field},sys_updated_on,sys_mod_count"
         ticket = current.ticket
         payload: dict[str, Any] = dict(ticket.extra.get("payload") or {})
 
@@ -251,8 +244,12 @@ class TicketCreator:
                 remediation=exc.remediation,
                 extra=exc.extra,
             ) from None
+        if not SYS_ID.fullmatch(str(record.get("sys_id") or "")):
+            self._release_lease(current.ticket, current.etag)
+            raise ServiceNowRejected("ServiceNow answered the create without the record's sys_id.")
         linked = current.ticket.with_link(record, services.settings.field_map, services.clock().isoformat())
         linked.extra = {}
+        linked.error = None
         try:
             self._store.update_ticket(linked, current.etag)
         except StoreConflict:

@@ -2,8 +2,9 @@
 
 The key is the Key Vault secret `servicenow-webhook-secret` (base64, as ServiceNow's
 `CertificateEncryption.generateMac` takes it); the signature is base64. A notice older or newer than
-five minutes is refused, so a captured notice cannot be replayed later; within the window a replay only
-re-applies the same state.
+five minutes is refused. A notice is a hint, not the truth (DESIGN section 11): it names a `sys_id`, the
+connector reads that record from ServiceNow (one GET, only the fields it needs) and applies what
+ServiceNow says, so order, replays, equal timestamps or a forged time cannot move a ticket backwards.
 """
 
 from __future__ import annotations
@@ -12,20 +13,21 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
-from collections.abc import Mapping
 from typing import Any
 
-from shared.problems import FieldError, NotConfigured, Unauthorized, ValidationFailed
+from shared.edge import Inbound
+from shared.problems import FieldError, NotConfigured, NotFound, Unauthorized, ValidationFailed
 from shared.secrets import WEBHOOK_SECRET
+from shared.servicenow import table_result
 from shared.services import Services
 from shared.sync import StatusSync
-from shared.tickets import SERVICENOW_TIME, SYS_ID
+from shared.text import ascii_int
+from shared.tickets import SYS_ID
 
 MAX_SKEW_SECONDS = 300
 MAX_NOTICE = 16 * 1024
-TIMESTAMP_HEADER = "x-servicenow-timestamp"
-SIGNATURE_HEADER = "x-servicenow-signature"
+TIMESTAMP_HEADER = "X-ServiceNow-Timestamp"
+SIGNATURE_HEADER = "X-ServiceNow-Signature"
 
 
 def sign(secret_b64: str, timestamp: str, body: bytes) -> str:
@@ -33,14 +35,8 @@ def sign(secret_b64: str, timestamp: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(key, timestamp.encode() + b"." + body, hashlib.sha256).digest()).decode()
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
-    return headers.get(name) or headers.get(name.title()) or ""
-
-
-def verify(services: Services, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-    """The notice's JSON, once its signature and timestamp check out."""
-    if len(body) > MAX_NOTICE:
-        raise ValidationFailed([FieldError("body", f"must be at most {MAX_NOTICE} bytes")])
+def verify(services: Services, inbound: Inbound) -> str:
+    """The `sys_id` the notice names, once its signature and timestamp check out."""
     secret = services.secrets.get(WEBHOOK_SECRET)
     if not secret:
         raise NotConfigured(
@@ -50,44 +46,46 @@ def verify(services: Services, headers: Mapping[str, str], body: bytes) -> dict[
                 "and the same value in the business rule's system property (README: Push notices)."
             ),
         )
-    timestamp = _header(headers, TIMESTAMP_HEADER)
-    signature = _header(headers, SIGNATURE_HEADER)
-    now = services.clock().timestamp()
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
-        raise Unauthorized("The notice's timestamp is missing or more than five minutes off.")
+    timestamp = inbound.header(TIMESTAMP_HEADER) or ""
+    signature = inbound.header(SIGNATURE_HEADER) or ""
+    seconds = ascii_int(timestamp, max_digits=12)
+    if seconds is None or abs(services.clock().timestamp() - seconds) > MAX_SKEW_SECONDS:
+        raise Unauthorized("The notice's timestamp is missing, not a number of seconds, or more than five minutes off.")
     try:
-        expected = sign(secret, timestamp, body)
+        expected = sign(secret, timestamp.strip(" \t"), inbound.raw)
     except (binascii.Error, ValueError):
         raise NotConfigured(f"The secret '{WEBHOOK_SECRET}' is not valid base64.") from None
-    if not hmac.compare_digest(signature.encode(), expected.encode()):
+    if not hmac.compare_digest(signature.encode("utf-8", "replace"), expected.encode()):
         raise Unauthorized("The notice's signature does not match.")
-    try:
-        notice = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        notice = None
+    notice = inbound.json
     if not isinstance(notice, dict):
         raise ValidationFailed([FieldError("body", "must be a JSON object")])
-    errors = []
-    if not SYS_ID.fullmatch(str(notice.get("sys_id", ""))):
-        errors.append(FieldError("sys_id", "must be a 32-character sys_id"))
-    if not isinstance(notice.get("state"), str) or len(notice["state"]) > 40:
-        errors.append(FieldError("state", "must be the record's state value"))
-    if not SERVICENOW_TIME.fullmatch(str(notice.get("sys_updated_on", ""))):
-        errors.append(FieldError("sys_updated_on", "must be 'YYYY-MM-DD HH:MM:SS' (UTC)"))
-    if errors:
-        raise ValidationFailed(errors)
-    return notice
+    sys_id = notice.get("sys_id")
+    if not isinstance(sys_id, str) or not SYS_ID.fullmatch(sys_id):
+        raise ValidationFailed([FieldError("sys_id", "must be a 32-character sys_id")])
+    return sys_id
 
 
-def apply_notice(services: Services, notice: dict[str, Any]) -> str:
+def apply_notice(services: Services, sys_id: str) -> str:
     """`updated`, `unchanged` or `unknown` (a record the store does not track; the next sync adopts it)."""
-    found = services.store.find_ticket_by_sys_id(notice["sys_id"])
+    found = services.store.find_ticket_by_sys_id(sys_id)
     if found is None:
         return "unknown"
-    row = {
-        "sys_id": notice["sys_id"],
-        "number": str(notice.get("number") or "")[:40],
-        services.settings.field_map.target("state"): notice["state"],
-        "sys_updated_on": notice["sys_updated_on"],
-    }
-    return "updated" if StatusSync(services).apply_record(found[0].id, row) else "unchanged"
+    ticket = found[0]
+    sync = StatusSync(services)
+    try:
+        record = _read(services, ticket.table, sys_id)
+    except NotFound:  # deleted, or hidden by ACLs: what the hourly reconcile would conclude
+        return "updated" if sync.mark_missing(ticket.id) else "unchanged"
+    return "updated" if sync.apply_record(ticket.id, record) else "unchanged"
+
+
+def _read(services: Services, table: str, sys_id: str) -> dict[str, Any]:
+    response = services.servicenow.table_request(
+        services.tokens,
+        "GET",
+        table,
+        sys_id=sys_id,  # validated as 32 hex: the URL path carries nothing else
+        params={"sysparm_fields": StatusSync.fields(services), "sysparm_exclude_reference_link": "true"},
+    )
+    return table_result(response)

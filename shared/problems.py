@@ -9,6 +9,7 @@ Every error a caller or ServiceNow can cause is one of these; the function modul
     ├── Forbidden               403
     ├── NotFound                404
     ├── Conflict                409/422 idempotency conflicts
+    ├── UnsupportedMediaType    415     a request body that is not JSON
     ├── NotConfigured           503     a required setting is missing or invalid
     ├── NotConnected            503     no ServiceNow tokens yet
     ├── ReauthorizationRequired 503     the refresh token was rejected or expired
@@ -129,6 +130,12 @@ class IdempotencyKeyReused(Conflict):
     title = "Idempotency-Key reused with a different request"
 
 
+class UnsupportedMediaType(ConnectorError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "The request body must be JSON"
+
+
 class NotConfigured(ConnectorError):
     status = 503
     code = "not_configured"
@@ -168,6 +175,7 @@ PROBLEM_CODES: dict[str, type[ConnectorError]] = {
         NotFound,
         Conflict,
         IdempotencyKeyReused,
+        UnsupportedMediaType,
         NotConfigured,
         NotConnected,
         ReauthorizationRequired,

@@ -48,7 +48,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
         "lastSync": None,
         "checks": checks,
     }
-    sync = _last_sync(services)
+    sync, failures = _sync_state(services)
     body["lastSync"] = sync
     if settings.issues:
         checks.append(
@@ -113,6 +113,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
     checks.append(Check("connection", True, f"Connected as {bundle.connected_as or 'an unidentified user'}."))
     checks.append(_refresh_lifetime(bundle, now))
     checks.append(_sync_check(sync))
+    checks.append(_failed_items(failures))
     if live:
         checks.extend(_live_checks(services))
         if any(c.name == "token_valid" and not c.ok and c.remediation == RECONNECT_REMEDIATION for c in checks):
@@ -140,14 +141,39 @@ def _sync_check(last: dict[str, Any] | None) -> Check:
     )
 
 
-def _last_sync(services: Services) -> dict[str, Any] | None:
+def _sync_state(services: Services) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The last sync run and the items that failed (kept in the sync state, so this is one read)."""
     try:
         found = services.store.get_sync_state()
     except Exception:  # the store itself is unreachable: provisioning still answers
         log.warning("The ticket store could not be read for the last sync")
-        return None
-    last = found[0].get("last") if found else None
-    return last if isinstance(last, dict) else None
+        return None, {}
+    state = found[0] if found else {}
+    last, failures = state.get("last"), state.get("failures")
+    return (last if isinstance(last, dict) else None), (failures if isinstance(failures, dict) else {})
+
+
+_ITEM_KINDS = {"ticket": "pending ticket", "record": "ServiceNow record", "conflict": "ticket"}
+
+
+def _failed_items(failures: dict[str, Any]) -> Check:
+    entries = [e for e in failures.values() if isinstance(e, dict)]
+    if not entries:
+        return Check("failed_items", True, "No ticket or ServiceNow record is failing.")
+    entries.sort(key=lambda e: str(e.get("at")), reverse=True)
+    shown = [
+        f"{_ITEM_KINDS.get(str(e.get('kind')), 'item')} {e.get('number') or e.get('id')}: {e.get('code')}: "
+        f"{e.get('detail')} (attempts: {e.get('attempts')})"
+        for e in entries[:10]
+    ]
+    more = f"; and {len(entries) - 10} more" if len(entries) > 10 else ""
+    return Check(
+        "failed_items",
+        False,
+        f"{len(entries)} item(s) failed and were skipped; everything else goes on: " + "; ".join(shown) + more,
+        "Fix what each names (a ticket's `error` says the same); each is retried by the next status syncs, up to "
+        "5 times. A pending ticket that stopped retrying resumes when its recommendation is requested again.",
+    )
 
 
 def _finish(body: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from shared.problems import (
     ServiceNowUnavailable,
 )
 from shared.telemetry import attempt_number, servicenow_span
+from shared.text import ascii_int
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,12 +77,12 @@ class TransientFailure(Exception):
 
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
     """The wait ServiceNow asked for: `Retry-After` (seconds), else until `X-RateLimit-Reset` (epoch)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return float(value)
-    reset = response.headers.get("X-RateLimit-Reset", "").strip()
-    if reset.isdigit():
-        return max(0.0, float(reset) - (time.time() if now is None else now))
+    seconds = ascii_int(response.headers.get("Retry-After"))
+    if seconds is not None:
+        return float(seconds)
+    reset = ascii_int(response.headers.get("X-RateLimit-Reset"))
+    if reset is not None:
+        return max(0.0, reset - (time.time() if now is None else now))
     return None
 
 

@@ -24,17 +24,19 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.claims import take_claim
 from shared.problems import (
     Conflict,
     ConnectorError,
     NotConfigured,
     NotConnected,
     ReauthorizationRequired,
-    ServiceNowRejected,
+    ServiceNowUnavailable,
 )
 from shared.services import Services
 from shared.store import StoreConflict, TicketStore
 from shared.telemetry import record_sync
+from shared.text import printable
 from shared.tickets import (
     CLOSED_STATUSES,
     CORRELATION_PREFIX,
@@ -42,6 +44,7 @@ from shared.tickets import (
     SERVICENOW_TIME,
     SYS_ID,
     Ticket,
+    mod_count,
 )
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,39 @@ OVERLAP = timedelta(minutes=2)
 RECONCILE_EVERY = timedelta(hours=1)
 RECONCILE_CHUNK = 100
 RESUME_PER_RUN = 20
+MAX_ITEM_ATTEMPTS = 5  # a ticket or record that keeps failing is retried this many runs, then only listed
+MAX_LISTED_FAILURES = 100
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Failures of the whole run (nothing else could succeed either): the run stops, fails, and is retried.
+SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable)
+
+
+class RecordRefused(ConnectorError):
+    """A ServiceNow record the connector will not take as its own (e.g. a correlation id edited by hand)."""
+
+    code = "record_refused"
+
+
+class DuplicateOpenRecord(ConnectorError):
+    """Two open ServiceNow records for one recommendation: a closed one was reopened after a new one was made."""
+
+    code = "duplicate_open_record"
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    """A failure as (code, detail) for tickets, provisioning and logs. Only a `ConnectorError`'s own detail is
+    shown; anything else is named by its type (its message may quote a request)."""
+    if isinstance(exc, ConnectorError):
+        return exc.code, exc.detail
+    return "internal_error", f"the connector failed with {type(exc).__name__} working on this item"
+
+
+def failure_entry(
+    kind: str, item_id: str, number: str | None, exc: BaseException, at: str, attempts: int
+) -> dict[str, Any]:
+    code, detail = describe(exc)
+    return {"kind": kind, "id": item_id, "number": number, "code": code, "detail": detail, "attempts": attempts,
+            "at": at}  # fmt: skip
 
 
 @dataclass
@@ -88,6 +123,7 @@ class StatusSync:
         self._page_size = page_size
         self._overlap = overlap
         self._reconcile_every = reconcile_every
+        self._failures = _Failures(None, services.clock().isoformat())
 
     # -- a run ----------------------------------------------------------------------------------
 
@@ -104,37 +140,49 @@ class StatusSync:
             result.errors.append(f"{exc.code}: {exc.detail}")
             return self._finish(result, started, reconciled_at=None)
         index = _Index(self._store)
+        found = self._store.get_sync_state()
+        self._failures = _Failures((found[0] if found else {}).get("failures"), now.isoformat())
         reconciled_at = None
         try:
+            self._forget_recovered()
             self._resume_pending(index, result)
+            self._retry_failed_records(index, result)
             self._incremental(index, result)
             if self._reconcile_due(now):
                 self._reconcile(index, result)
                 reconciled_at = now.isoformat()
-        except ConnectorError as exc:
+        except Exception as exc:  # the run itself failed: record it now, then let the retry policy run it again
+            code, detail = describe(exc)
             result.status = "failed"
-            result.errors.append(f"{exc.code}: {exc.detail}")
+            result.errors.append(f"{code}: {detail}")
             self._finish(result, started, reconciled_at)
             raise
         return self._finish(result, started, reconciled_at)
 
     def _finish(self, result: SyncResult, started: float, reconciled_at: str | None) -> SyncResult:
         result.duration_ms = int((time.monotonic() - started) * 1000)
+        changes = self._failures.changes
 
         def update(state: dict[str, Any]) -> dict[str, Any]:
             state["last"] = result.to_json()
             if reconciled_at:
                 state["reconciled_at"] = reconciled_at
+            if changes:
+                state["failures"] = _merge_failures(state.get("failures"), changes)
             return state
 
         self._update_state(update)
         record_sync(result.to_json())
         log.info(
-            "Status sync %s: %d changed, %d adopted, %d resumed, %d missing, %d requests, %d ms",
+            "Status sync %s: %d changed, %d adopted, %d resumed, %d missing, %d requests, %d failed items, %d ms",
             result.status, result.changed, result.adopted, result.resumed, result.missing, result.requests,
-            result.duration_ms,
+            len(result.errors), result.duration_ms,
         )  # fmt: skip
         return result
+
+    def note_failures(self, changes: dict[str, dict[str, Any] | None]) -> None:
+        """Record (or clear, with None) item failures in the sync state, where provisioning lists them."""
+        self._update_state(lambda state: {**state, "failures": _merge_failures(state.get("failures"), changes)})
 
     def _update_state(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         for _ in range(10):
@@ -150,26 +198,82 @@ class StatusSync:
     # -- 1. pending creations -------------------------------------------------------------------
 
     def _resume_pending(self, index: _Index, result: SyncResult) -> None:
+        """Finish creations a crash or an outage left pending. One that keeps failing is retried
+        MAX_ITEM_ATTEMPTS runs, then only listed: a new request for its recommendation resumes it."""
         now = self._services.clock()
         stale = [
             t
             for t, _ in self._store.list_pending_tickets()
-            if t.lease_until is None or datetime.fromisoformat(t.lease_until) <= now
+            if (t.lease_until is None or datetime.fromisoformat(t.lease_until) <= now)
+            and int((t.error or {}).get("attempts") or 0) < MAX_ITEM_ATTEMPTS
         ]
         for ticket in stale[:RESUME_PER_RUN]:
+            key = f"ticket:{ticket.id}"
             try:
                 linked = self._services.creator.resume(ticket.id)
-            except (ServiceNowRejected, Conflict) as exc:  # rolled back, or someone else has it: move on
-                result.errors.append(f"pending ticket {ticket.id}: {exc.code}: {exc.detail}")
+            except SYSTEMIC:
+                raise
+            except Conflict:  # someone else is finishing it right now: not a failure of the ticket
                 continue
+            except Exception as exc:
+                attempts = self.record_ticket_error(ticket.id, exc)
+                code, detail = describe(exc)
+                result.errors.append(f"pending ticket {ticket.id}: {code}: {detail}")
+                self._failures.record(key, failure_entry("ticket", ticket.id, None, exc, now.isoformat(), attempts))
+                continue
+            self._failures.clear(key)
             result.resumed += 1
             if linked.sys_id:
                 index.add(linked.sys_id, linked.id)
 
+    def _forget_recovered(self) -> None:
+        """Pending tickets that were finished since they failed (a new request resumed them) leave the list."""
+        for key, entry in self._failures.stored.items():
+            if isinstance(entry, dict) and entry.get("kind") == "ticket":
+                found = self._store.get_ticket(str(entry.get("id")))
+                if found is None or found[0].sys_id:
+                    self._failures.clear(key)
+
+    def record_ticket_error(self, ticket_id: str, exc: BaseException) -> int:
+        """Keep the failure on the ticket (the ticket's JSON shows it); returns how many times it failed."""
+        code, detail = describe(exc)
+        for _ in range(10):
+            found = self._store.get_ticket(ticket_id)
+            if found is None:
+                return 1
+            ticket, etag = found
+            attempts = int((ticket.error or {}).get("attempts") or 0) + 1
+            error = {"at": self._services.clock().isoformat(), "code": code, "detail": detail, "attempts": attempts}
+            try:
+                self._store.update_ticket(replace(ticket, error=error), etag)
+            except StoreConflict:
+                continue
+            log.warning("Ticket %s failed (%s), attempt %d; other tickets go on", ticket_id, code, attempts)
+            return attempts
+        return 1
+
+    def _retry_failed_records(self, index: _Index, result: SyncResult) -> None:
+        """Records that failed in an earlier run, asked for again (one request), a bounded number of times."""
+        due = self._failures.retryable("record")
+        if not due:
+            return
+        rows = self._list(f"sys_idIN{','.join(due)}", len(due), result)
+        seen = set()
+        for row in rows:
+            seen.add(str(row.get("sys_id")))
+            self._apply_isolated(row, index, result)
+        for sys_id in set(due) - seen:  # gone from ServiceNow or hidden: nothing left to retry
+            self._failures.clear(f"record:{sys_id}")
+
     # -- 2. changed records ---------------------------------------------------------------------
 
     def _fields(self) -> str:
-        field_map = self._services.settings.field_map
+        return self.fields(self._services)
+
+    @staticmethod
+    def fields(services: Services) -> str:
+        """The only fields the sync reads (and a push notice's GET)."""
+        field_map = services.settings.field_map
         return ",".join(
             dict.fromkeys(
                 [
@@ -180,6 +284,7 @@ class StatusSync:
                     field_map.target("correlation_id"),
                     field_map.target("name"),
                     "priority",
+                    "sys_mod_count",
                 ]
             )
         )
@@ -206,7 +311,7 @@ class StatusSync:
             result.pages += 1
             last: tuple[str, str] | None = cursor
             for row in rows:
-                self._apply(row, index, result)
+                self._apply_isolated(row, index, result)
                 stamp, sys_id = str(row.get("sys_updated_on") or ""), str(row.get("sys_id") or "")
                 if SERVICENOW_TIME.fullmatch(stamp) and SYS_ID.fullmatch(sys_id):
                     last = max(last, (stamp, sys_id)) if last else (stamp, sys_id)
@@ -249,60 +354,115 @@ class StatusSync:
 
     # -- applying one record --------------------------------------------------------------------
 
+    def _apply_isolated(self, row: dict[str, Any], index: _Index, result: SyncResult) -> None:
+        """One record: a failure is recorded (on its ticket, in provisioning) and skipped; the run goes on."""
+        sys_id = str(row.get("sys_id") or "")
+        key = f"record:{printable(sys_id, 40)}"
+        try:
+            self._apply(row, index, result)
+        except SYSTEMIC:
+            raise
+        except Exception as exc:
+            number = printable(str(row.get("number") or ""), 40) or None
+            code, detail = describe(exc)
+            result.errors.append(f"record {number or sys_id[:40]}: {code}: {detail}")
+            ticket_id = index.get(sys_id) if SYS_ID.fullmatch(sys_id) else None
+            if ticket_id is not None:
+                self.record_ticket_error(ticket_id, exc)
+            attempts = self._failures.attempts(key) + 1
+            self._failures.record(
+                key, failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
+            )
+        else:
+            self._failures.clear(key)
+
     def _apply(self, row: dict[str, Any], index: _Index, result: SyncResult) -> None:
         sys_id = str(row.get("sys_id") or "")
         if not SYS_ID.fullmatch(sys_id):
-            result.errors.append(f"ServiceNow returned a record without a valid sys_id: {sys_id[:40]!r}")
-            return
+            raise RecordRefused("ServiceNow returned a record without a valid sys_id")
         ticket_id = index.get(sys_id)
         if ticket_id is None:
             adopted = self._adopt(row)
-            if adopted is not None:
-                index.add(sys_id, adopted.id)
-                result.adopted += 1
+            index.add(sys_id, adopted.id)
+            result.adopted += 1
             return
         if self.apply_record(ticket_id, row):
             result.changed += 1
 
     def apply_record(self, ticket_id: str, row: dict[str, Any]) -> bool:
-        """Bring one ticket to the record's state; True if that changed it. Never goes back in time."""
+        """Bring one ticket to what ServiceNow's record says; True if that changed it. Never goes back to an
+        older version (`sys_mod_count`, then `sys_updated_on`). A ticket that reopens takes its recommendation's
+        claim back; if another open ticket holds it, the conflict is recorded rather than a second claim made."""
         field_map = self._services.settings.field_map
         for _ in range(10):
             found = self._store.get_ticket(ticket_id)
             if found is None:
                 return False
             ticket, etag = found
-            stamp = str(row.get("sys_updated_on") or "")
-            if ticket.servicenow_updated_on and stamp and stamp < ticket.servicenow_updated_on:
+            order = _compare(row, ticket)
+            if order < 0:
                 return False
             now = self._services.clock().isoformat()
             updated = ticket.with_link({**row, "number": row.get("number") or ticket.number}, field_map, now)
-            updated = replace(updated, lease_until=ticket.lease_until, extra=ticket.extra)
+            updated = replace(updated, lease_until=ticket.lease_until, extra=ticket.extra, error=ticket.error)
             if (updated.status, updated.servicenow_state) == (ticket.status, ticket.servicenow_state):
-                if stamp != ticket.servicenow_updated_on:
-                    self._try_update(replace(ticket, servicenow_updated_on=stamp, synced_at=now), etag)
+                if order > 0:
+                    self._try_update(replace(updated, updated_at=ticket.updated_at), etag)
                 return False
+            conflict_changes: dict[str, dict[str, Any] | None] = {}
+            if updated.is_open and not ticket.is_open:
+                updated = self._retake_claim(updated, conflict_changes)
+            elif not updated.is_open and _is_conflict(ticket.error):
+                updated = replace(updated, error=None)
+                conflict_changes[f"ticket:{ticket.id}"] = None
             try:
                 self._store.update_ticket(updated, etag)
             except StoreConflict:
                 continue
             if updated.status in CLOSED_STATUSES:
                 self._store.release_claim(ticket.recommendation_id, ticket.id)
+            if conflict_changes:
+                self.note_failures(conflict_changes)
             return True
         return False
+
+    def _retake_claim(self, ticket: Ticket, changes: dict[str, dict[str, Any] | None]) -> Ticket:
+        holder = take_claim(self._store, ticket.recommendation_id, ticket.id)
+        key = f"ticket:{ticket.id}"
+        if holder is None:
+            if _is_conflict(ticket.error):
+                changes[key] = None
+                return replace(ticket, error=None)
+            return ticket
+        other = self._store.get_ticket(holder)
+        other_name = (other[0].number if other else None) or holder
+        error = DuplicateOpenRecord(
+            f"ServiceNow reopened {ticket.number}, but {other_name} is already the open ticket for recommendation "
+            f"{ticket.recommendation_id}; close one of the two in ServiceNow.",
+        )
+        now = self._services.clock().isoformat()
+        changes[key] = failure_entry("conflict", ticket.id, ticket.number, error, now, 1)
+        log.warning("Ticket %s reopened while %s holds its recommendation", ticket.number, other_name)
+        return replace(ticket, error={"at": now, "code": error.code, "detail": error.detail, "attempts": 1})
 
     def _try_update(self, ticket: Ticket, etag: str) -> None:
         with contextlib.suppress(StoreConflict):  # someone wrote a newer version; the next run sees it
             self._store.update_ticket(ticket, etag)
 
-    def _adopt(self, row: dict[str, Any]) -> Ticket | None:
+    def _adopt(self, row: dict[str, Any]) -> Ticket:
         """A connector record the store does not know (the store was lost or restored): track it again."""
         services = self._services
         field_map = services.settings.field_map
         correlation = str(row.get(field_map.target("correlation_id")) or "")
         recommendation_id = correlation.removeprefix(CORRELATION_PREFIX)
         if not correlation.startswith(CORRELATION_PREFIX) or not RECOMMENDATION_ID.fullmatch(recommendation_id):
-            return None
+            raise RecordRefused(
+                f"Its correlation_id '{printable(correlation, 80)}' is not one the connector mints "
+                f"('{CORRELATION_PREFIX}' and a recommendation id of A-Z, a-z, 0-9, '.', '_', ':', '-'), so it "
+                "was not adopted.",
+                remediation="Restore the record's correlation_id in ServiceNow, or clear it if the record is not "
+                "the connector's.",
+            )
         now = services.clock().isoformat()
         priority = str(row.get("priority") or "")
         ticket = Ticket(
@@ -319,9 +479,12 @@ class StatusSync:
             updated_at=now,
             extra={"adopted": True},
         ).with_link(row, field_map, now)
-        self._store.add_ticket(ticket)
+        changes: dict[str, dict[str, Any] | None] = {}
         if ticket.is_open:
-            self._store.claim_recommendation(recommendation_id, ticket.id)
+            ticket = self._retake_claim(ticket, changes)
+        self._store.add_ticket(ticket)
+        if changes:
+            self.note_failures(changes)
         log.info("Adopted %s (%s), a connector record the store did not know", ticket.number, ticket.sys_id)
         return ticket
 
@@ -346,12 +509,12 @@ class StatusSync:
             seen = set()
             for row in rows:
                 seen.add(str(row.get("sys_id")))
-                self._apply(row, index, result)
+                self._apply_isolated(row, index, result)
             for sys_id in set(chunk) - seen:
-                if self._mark_missing(tracked[sys_id]):
+                if self.mark_missing(tracked[sys_id]):
                     result.missing += 1
 
-    def _mark_missing(self, ticket_id: str) -> bool:
+    def mark_missing(self, ticket_id: str) -> bool:
         for _ in range(10):
             found = self._store.get_ticket(ticket_id)
             if found is None or found[0].status == "missing":
@@ -387,3 +550,64 @@ class _Index:
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _is_conflict(error: dict[str, Any] | None) -> bool:
+    return error is not None and error.get("code") == DuplicateOpenRecord.code
+
+
+def _compare(row: dict[str, Any], ticket: Ticket) -> int:
+    """-1 if the record is older than what the ticket holds, 0 the same version, 1 newer. `sys_mod_count` is
+    the record's own version counter; `sys_updated_on` (one-second resolution) only when a count is missing."""
+    theirs, ours = mod_count(row), ticket.servicenow_mod_count
+    if theirs is not None and ours is not None:
+        return (theirs > ours) - (theirs < ours)
+    stamp = str(row.get("sys_updated_on") or "")
+    held = ticket.servicenow_updated_on
+    if SERVICENOW_TIME.fullmatch(stamp) and held and ours is not None:
+        return (stamp > held) - (stamp < held)
+    return 1  # a ticket without a version yet: what ServiceNow says now is the truth
+
+
+def _merge_failures(current: Any, changes: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    merged = dict(current) if isinstance(current, dict) else {}
+    for key, entry in changes.items():
+        if entry is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = entry
+    if len(merged) > MAX_LISTED_FAILURES:  # keep the newest
+        newest = sorted(merged.items(), key=lambda kv: str(kv[1].get("at")), reverse=True)[:MAX_LISTED_FAILURES]
+        merged = dict(newest)
+    return merged
+
+
+class _Failures:
+    """The items that failed: as the last run left them, and this run's changes (merged at the end, so a
+    concurrent writer's entries survive)."""
+
+    def __init__(self, stored: Any, now: str) -> None:
+        self.stored: dict[str, dict[str, Any]] = dict(stored) if isinstance(stored, dict) else {}
+        self.changes: dict[str, dict[str, Any] | None] = {}
+        self.now = now
+
+    def attempts(self, key: str) -> int:
+        entry = self.changes[key] if key in self.changes else self.stored.get(key)
+        return int((entry or {}).get("attempts") or 0)
+
+    def record(self, key: str, entry: dict[str, Any]) -> None:
+        self.changes[key] = entry
+
+    def clear(self, key: str) -> None:
+        if key in self.stored or key in self.changes:
+            self.changes[key] = None
+
+    def retryable(self, kind: str) -> list[str]:
+        return [
+            str(entry.get("id"))
+            for entry in self.stored.values()
+            if isinstance(entry, dict)
+            and entry.get("kind") == kind
+            and SYS_ID.fullmatch(str(entry.get("id")))
+            and int(entry.get("attempts") or 0) < MAX_ITEM_ATTEMPTS
+        ][:RECONCILE_CHUNK]

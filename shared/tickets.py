@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from shared.fieldmap import FieldMap
 from shared.problems import FieldError, ValidationFailed
+from shared.text import MULTI_LINE_CLASS, ONE_LINE_CLASS, ascii_int, one_line_ok, printable
 
 CORRELATION_PREFIX = "m365sec:"
 CORRELATION_DISPLAY = "Microsoft 365 security"
@@ -31,17 +32,20 @@ SERVICENOW_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-
 DESCRIPTION_LIMIT = 4000  # incident.description's length in ServiceNow
 MAX_BODY = 64 * 1024  # a valid request is under 10 KB
 
-# These patterns are also the OpenAPI document's (docs/openapi.yaml): keep the two identical.
-NAME = re.compile(r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$")
+# These patterns are also the OpenAPI document's (docs/openapi.yaml): keep the two identical. `NAME` is one
+# line (shared.text's one-line rule, as a pattern) with at least one visible character; `DESCRIPTION` refuses
+# control characters but tab, CR and LF. Lone surrogates are refused at the edge for every string.
+NAME = re.compile(rf"^[^{ONE_LINE_CLASS}]*[^\x20{ONE_LINE_CLASS}][^{ONE_LINE_CLASS}]*$")
+DESCRIPTION = re.compile(rf"^[^{MULTI_LINE_CLASS}]*$")
+# Years 2000-9999 (ServiceNow's date fields and the connector's own UTC formatting hold no other years).
 DUE_DATE = re.compile(
-    r"^[1-9][0-9]{3}-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|(0[13578]|1[02])-31)(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$"
+    r"^(2[0-9]{3}|[3-9][0-9]{3})-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-9])|(0[13-9]|1[0-2])-30|(0[13578]|1[02])-31)(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$"
 )
 HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!#-~]*)?$")
 RECOMMENDATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+$")
 USER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21\x23-\x7e]{1,255}$")  # printable ASCII without space or '"'
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -83,15 +87,25 @@ def _name(value: Any, errors: list[FieldError]) -> str:
     if value is None:
         errors.append(FieldError("name", "is required"))
     elif not isinstance(value, str) or not 1 <= len(value) <= 160 or not NAME.fullmatch(value):
-        errors.append(FieldError("name", "must be one line of 1-160 characters, not only spaces"))
+        errors.append(
+            FieldError(
+                "name",
+                "must be one line of 1-160 characters, not only spaces, without control, zero-width or "
+                "bidirectional formatting characters",
+            )
+        )
     return value if isinstance(value, str) else ""
 
 
 def _description(value: Any, errors: list[FieldError]) -> str:
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > DESCRIPTION_LIMIT or _CONTROL.search(value):
-        errors.append(FieldError("description", f"must be text of at most {DESCRIPTION_LIMIT} characters"))
+    if not isinstance(value, str) or len(value) > DESCRIPTION_LIMIT or not DESCRIPTION.fullmatch(value):
+        errors.append(
+            FieldError(
+                "description", f"must be text of at most {DESCRIPTION_LIMIT} characters without control characters"
+            )
+        )
         return ""
     return value
 
@@ -109,8 +123,14 @@ def _priority(value: Any, errors: list[FieldError]) -> int:
     return 3
 
 
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 def _due_date(value: Any, errors: list[FieldError]) -> datetime | None:
-    """A date means the end of that day (UTC); a date-time without an offset is read as UTC."""
+    """A date means the end of that day (UTC); a date-time without an offset is read as UTC. The written year
+    is 2000-9999 (the pattern); an offset that carries the time across either end is held at that end, so
+    every value the pattern admits is accepted and none reaches ServiceNow outside those years."""
     if value is None:
         return None
     if isinstance(value, str) and DUE_DATE.fullmatch(value):
@@ -118,11 +138,22 @@ def _due_date(value: Any, errors: list[FieldError]) -> datetime | None:
             if len(value) == 10:
                 return datetime.combine(date.fromisoformat(value), time(23, 59, 59), UTC)
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-            return parsed.astimezone(UTC).replace(microsecond=0)
-        except (ValueError, OverflowError):
-            pass
-    errors.append(FieldError("dueDate", "must be an ISO 8601 date (2026-12-31) or date-time (2026-12-31T17:00:00Z)"))
+        except ValueError:  # 29 February of a common year: the pattern does not know leap years
+            parsed = None
+        if parsed is not None and parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC, microsecond=0)
+        if parsed is not None:
+            try:
+                utc = parsed.astimezone(UTC)
+            except OverflowError:  # past 9999-12-31 in UTC
+                return _LATEST
+            return min(max(utc.replace(microsecond=0), _EARLIEST), _LATEST)
+    errors.append(
+        FieldError(
+            "dueDate",
+            "must be an ISO 8601 date (2026-12-31) or date-time (2026-12-31T17:00:00Z) in the years 2000-9999",
+        )
+    )
     return None
 
 
@@ -154,17 +185,25 @@ def _requested_by(value: Any, errors: list[FieldError]) -> str | None:
     return None
 
 
-def parse_ticket_request(raw: bytes, *, initiating_user: str | None) -> TicketRequest:
-    """Validate the whole body and report every bad field at once (`validation_failed`)."""
-    if len(raw) > MAX_BODY:
-        raise ValidationFailed([FieldError("body", f"must be at most {MAX_BODY} bytes")])
-    try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise ValidationFailed([FieldError("body", "must be a JSON object")]) from None
+REQUEST_MEMBERS = ("name", "description", "priority", "dueDate", "recommendation", "requestedBy")
+RECOMMENDATION_MEMBERS = ("id", "source", "category", "url")
+
+
+def _unknown(body: dict[str, Any], known: tuple[str, ...], where: str, errors: list[FieldError]) -> None:
+    """Unknown members are refused, not ignored: a misspelt `dueData` would otherwise vanish silently."""
+    for name in body:
+        if name not in known:
+            errors.append(FieldError(f"{where}{printable(name, 64)}", f"is not a member; known: {', '.join(known)}"))
+
+
+def parse_ticket_request(body: Any, *, initiating_user: str | None) -> TicketRequest:
+    """Validate the whole body (parsed by the edge) and report every bad field at once (`validation_failed`)."""
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("body", "must be a JSON object")])
     errors: list[FieldError] = []
+    _unknown(body, REQUEST_MEMBERS, "", errors)
+    if isinstance(body.get("recommendation"), dict):
+        _unknown(body["recommendation"], RECOMMENDATION_MEMBERS, "recommendation.", errors)
     name = _name(body.get("name"), errors)
     description = _description(_optional(body, "description", errors), errors)
     priority = _priority(_optional(body, "priority", errors), errors)
@@ -210,11 +249,13 @@ class Ticket:
     status: str = "pending"
     servicenow_state: str | None = None
     servicenow_updated_on: str | None = None  # ServiceNow's sys_updated_on of the state we hold
+    servicenow_mod_count: int | None = None  # ServiceNow's sys_mod_count of that state: the record's version
     sys_id: str | None = None
     number: str | None = None
     synced_at: str | None = None
     post_attempts: int = 0
     lease_until: str | None = None
+    error: dict[str, Any] | None = None  # the last failure working on this ticket: {at, code, detail, attempts}
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -230,13 +271,18 @@ class Ticket:
         return cls(**{k: v for k, v in record.items() if k in known})
 
     def with_link(self, record: dict[str, Any], field_map: FieldMap, now: str) -> Ticket:
-        raw_state = _plain(record.get(field_map.target("state")))
+        """This ticket as ServiceNow's record says. Values from ServiceNow are input too: each is held to the
+        shape it must have (or bounded), so a strange record cannot poison the store."""
+        raw_state = _plain(record.get(field_map.target("state")))[:40]
+        stamp = _plain(record.get("sys_updated_on"))
+        number = _plain(record.get("number"))[:40]
         return replace(
             self,
             sys_id=_plain(record.get("sys_id")),
-            number=_plain(record.get("number")) or self.number,
-            servicenow_state=raw_state or None,
-            servicenow_updated_on=_plain(record.get("sys_updated_on")) or self.servicenow_updated_on,
+            number=number if number and one_line_ok(number) else self.number,
+            servicenow_state=raw_state if raw_state and one_line_ok(raw_state) else None,
+            servicenow_updated_on=stamp if SERVICENOW_TIME.fullmatch(stamp) else self.servicenow_updated_on,
+            servicenow_mod_count=mod_count(record),
             status=field_map.status_of(raw_state),
             updated_at=now,
             synced_at=now,
@@ -263,7 +309,14 @@ class Ticket:
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "syncedAt": self.synced_at,
+            "error": self.error,
         }
+
+
+def mod_count(record: dict[str, Any]) -> int | None:
+    """ServiceNow's `sys_mod_count`: incremented on every update of the record, so it orders versions even when
+    two changes share one `sys_updated_on` second."""
+    return ascii_int(_plain(record.get("sys_mod_count")), max_digits=12)
 
 
 def _plain(value: Any) -> str:

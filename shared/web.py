@@ -10,7 +10,9 @@ from typing import Any
 
 import azure.functions as func
 
+from shared import edge
 from shared.auth import FUNCTION_KEY_CALLER, Caller
+from shared.edge import Body, Inbound
 from shared.problems import ConnectorError, FieldError, ValidationFailed
 from shared.services import Services, get_services
 
@@ -19,9 +21,9 @@ log = logging.getLogger(__name__)
 _SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
-def flag(req: func.HttpRequest, name: str) -> bool:
+def flag(inbound: Inbound, name: str) -> bool:
     """A `true`/`false` query parameter; anything else is a validation failure, not a silent false."""
-    value = req.params.get(name)
+    value = inbound.params.get(name)
     if value is None or value == "false":
         return False
     if value == "true":
@@ -41,15 +43,17 @@ def problem_response(error: ConnectorError, instance: str | None = None) -> func
     return func.HttpResponse(error.body(instance), status_code=error.status, headers=error.headers())
 
 
-def redirect(location: str) -> func.HttpResponse:
-    return func.HttpResponse(status_code=302, headers={**_SECURITY_HEADERS, "Location": location})
+def redirect(location: str, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(status_code=302, headers={**_SECURITY_HEADERS, "Location": location, **(headers or {})})
 
 
 def no_content() -> func.HttpResponse:
     return func.HttpResponse(status_code=204, headers=dict(_SECURITY_HEADERS))
 
 
-def html_page(title: str, paragraphs: list[str], status: int = 200) -> func.HttpResponse:
+def html_page(
+    title: str, paragraphs: list[str], status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
     """A minimal page; every piece of text is escaped, including what ServiceNow sent back."""
     body = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
     page = (
@@ -65,25 +69,41 @@ def html_page(title: str, paragraphs: list[str], status: int = 200) -> func.Http
             **_SECURITY_HEADERS,
             "Content-Type": "text/html; charset=utf-8",
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            **(headers or {}),
         },
     )
 
 
-Action = Callable[[Services, Caller], func.HttpResponse]
+Action = Callable[[Services, Caller, Inbound], func.HttpResponse]
 
 
-def handle(req: func.HttpRequest, action: Action, *, authenticate: bool = True) -> func.HttpResponse:
-    """Run a function body with the app's services and the caller (Entra ID when configured; routes that
-    ServiceNow or a browser call pass `authenticate=False`). A `ConnectorError` becomes its problem; anything
-    else is logged (type only: messages may quote a request) and answered as a generic 500 problem."""
-    path = req.url.split("?", 1)[0]
+def handle(
+    req: func.HttpRequest,
+    action: Action,
+    *,
+    authenticate: bool = True,
+    body: Body | None = None,
+    on_error: Callable[[ConnectorError], func.HttpResponse] | None = None,
+) -> func.HttpResponse:
+    """Run a function body: the edge's checks (DESIGN section 11), the caller (routes that ServiceNow or a
+    browser call pass `authenticate=False`), then `action`. A `ConnectorError` becomes its problem (or
+    `on_error`'s page); anything else is logged by type only (messages may quote a request) and answered as a
+    generic 500 problem, which no input should ever reach."""
+    path = edge.request_path(req.url)
     try:
         services = get_services()
-        caller = services.caller(req.headers) if authenticate else FUNCTION_KEY_CALLER
-        return action(services, caller)
+        params = dict(req.params)
+        headers = dict(req.headers)
+        edge.check_request(method=req.method, params=params, headers=headers, own_origins=services.settings.app_origins)
+        caller = services.caller(headers) if authenticate else FUNCTION_KEY_CALLER
+        raw = req.get_body() or b""
+        parsed = edge.read_body(req.method, headers, raw, body)
+        inbound = Inbound(req.method.upper(), path, params, headers, raw, parsed)
+        return action(services, caller, inbound)
     except ConnectorError as exc:
         log.info("%s %s -> %s (%s)", req.method, path, exc.status, exc.code)
-        return problem_response(exc, path)
+        return on_error(exc) if on_error else problem_response(exc, path)
     except Exception as exc:
         log.error("%s %s failed unexpectedly: %s", req.method, path, type(exc).__name__)
-        return problem_response(ConnectorError("The connector failed unexpectedly; its log names the error."), path)
+        error = ConnectorError("The connector failed unexpectedly; its log names the error.")
+        return on_error(error) if on_error else problem_response(error, path)

@@ -8,7 +8,8 @@ import azure.functions as func
 
 from shared import web
 from shared.auth import Caller
-from shared.events import apply_notice, verify
+from shared.edge import Body, Inbound
+from shared.events import MAX_NOTICE, apply_notice, verify
 from shared.services import Services, get_services
 from shared.sync import StatusSync
 
@@ -29,8 +30,10 @@ def status_sync(timer: func.TimerRequest) -> None:
 def servicenow_events(req: func.HttpRequest) -> func.HttpResponse:
     """A change notice from the ServiceNow business rule (README: Push notices)."""
 
-    def run(services: Services, _: Caller) -> func.HttpResponse:
-        outcome = apply_notice(services, verify(services, req.headers, req.get_body()))
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        outcome = apply_notice(services, verify(services, inbound))
         return web.json_response({"result": outcome}, 202 if outcome == "unknown" else 200)
 
-    return web.handle(req, run, authenticate=False)  # signed by ServiceNow (HMAC), not by Entra ID
+    return web.handle(
+        req, run, authenticate=False, body=Body(MAX_NOTICE)
+    )  # signed by ServiceNow (HMAC), not by Entra ID

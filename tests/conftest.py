@@ -118,6 +118,7 @@ class Harness:
     sleeps: Sleeps
     functions: dict[str, Any]
     tmp: Path
+    cookies: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (value, path): a browser's jar
 
     def call(
         self,
@@ -128,18 +129,39 @@ class Harness:
         body: bytes = b"",
         headers: dict[str, str] | None = None,
         route_params: dict[str, str] | None = None,
+        content_type: str | None = "application/json",
     ) -> func.HttpResponse:
-        query = f"?{urlencode(params)}" if params else ""
+        """Call a function as the worker would. Like a JSON client, a body goes with `content_type` (None: no
+        Content-Type header at all); cookies the app set are sent back where their path allows."""
+        query = f"?{urlencode(params, errors='surrogatepass')}" if params else ""
+        headers = dict(headers or {})
+        if body and content_type is not None and not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = content_type
+        sent = "; ".join(f"{k}={v}" for k, (v, p) in self.cookies.items() if f"/api{path}".startswith(p))
+        if sent and "Cookie" not in headers:
+            headers["Cookie"] = sent
         request = func.HttpRequest(
             method=method,
             url=f"https://connector.example.net/api{path}{query}",
-            headers=headers or {},
+            headers=headers,
             params=params or {},
             route_params=route_params or {},
             body=body,
         )
         response: func.HttpResponse = self.functions[name].get_user_function()(request)
+        self._keep_cookie(response.headers.get("Set-Cookie"))
         return response
+
+    def _keep_cookie(self, header: str | None) -> None:
+        if not header:
+            return
+        pair, *attributes = [part.strip() for part in header.split(";")]
+        cookie, _, value = pair.partition("=")
+        options = {k.lower(): v for k, _, v in (a.partition("=") for a in attributes)}
+        if options.get("max-age") == "0":
+            self.cookies.pop(cookie, None)
+        else:
+            self.cookies[cookie] = (value, options.get("path", "/"))
 
     def connect(self) -> func.HttpResponse:
         """The whole browser journey: /api/connect, ServiceNow's consent (auto-approved), the callback."""
@@ -150,6 +172,9 @@ class Harness:
         assert consent.status_code == 302, consent.text
         callback = urlsplit(consent.headers["Location"])
         return self.call("oauth_callback", path="/oauth/callback", params=dict(parse_qsl(callback.query)))
+
+    def callback(self, params: dict[str, str]) -> func.HttpResponse:
+        return self.call("oauth_callback", path="/oauth/callback", params=params)
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,7 @@ def test_the_pkce_verifier_is_sent_and_verified(harness):
     params = _start(harness)
     with httpx.Client(transport=harness.transport) as browser:
         redirect = browser.get(f"{INSTANCE}/oauth_auth.do", params=params).headers["Location"]
-    harness.call("oauth_callback", params=dict(parse_qsl(urlsplit(redirect).query)))
+    harness.callback(dict(parse_qsl(urlsplit(redirect).query)))
     (exchange,) = _token_requests(harness)
     assert exchange["grant_type"] == "authorization_code"
     assert exchange["redirect_uri"] == REDIRECT_URI
@@ -87,20 +87,18 @@ def test_a_wrong_verifier_is_refused_by_the_simulator(harness):
     params["code_challenge"] = code_challenge("another-verifier-" + "x" * 40)
     with httpx.Client(transport=harness.transport) as browser:
         redirect = browser.get(f"{INSTANCE}/oauth_auth.do", params=params).headers["Location"]
-    page = harness.call("oauth_callback", params=dict(parse_qsl(urlsplit(redirect).query)))
+    page = harness.callback(dict(parse_qsl(urlsplit(redirect).query)))
     assert page.status_code == 502
     assert _stored(harness) is None
 
 
 def test_denied_consent_shows_the_reason_and_never_calls_the_token_endpoint(harness):
     params = _start(harness)
-    page = harness.call(
-        "oauth_callback",
-        params={"error": "access_denied", "error_description": "User denied access", "state": params["state"]},
-    )
+    denied = {"error": "access_denied", "error_description": "User denied access", "state": params["state"]}
+    page = harness.callback(denied)
     body = page.get_body().decode()
     assert page.status_code == 400
-    assert "access_denied" in body and "User denied access" in body
+    assert "declined" in body and "User denied access" not in body  # the connector's own words only
     assert "Not you?" in body
     assert _token_requests(harness) == []
     assert _stored(harness) is None
@@ -113,7 +111,7 @@ def test_denial_through_the_consent_page(harness):
         consent = browser.get(f"{INSTANCE}/oauth_auth.do", params=params)
         assert "Allow" in consent.text and "Not you?" in consent.text
         denied = browser.post(f"{INSTANCE}/oauth_auth.do", data={**params, "action": "deny"})
-    page = harness.call("oauth_callback", params=dict(parse_qsl(urlsplit(denied.headers["Location"]).query)))
+    page = harness.callback(dict(parse_qsl(urlsplit(denied.headers["Location"]).query)))
     assert page.status_code == 400
     assert _token_requests(harness) == []
     assert _stored(harness) is None
@@ -121,11 +119,11 @@ def test_denial_through_the_consent_page(harness):
 
 def test_missing_unknown_expired_and_replayed_states_are_refused(harness):
     cases = {}
-    cases["missing"] = harness.call("oauth_callback", params={"code": "abc"})
-    cases["unknown"] = harness.call("oauth_callback", params={"code": "abc", "state": "x" * 43})
+    cases["missing"] = harness.callback({"code": "abc"})
+    cases["unknown"] = harness.callback({"code": "abc", "state": "x" * 43})
     expired = _start(harness)["state"]
     harness.clock.advance(minutes=10, seconds=1)
-    cases["expired"] = harness.call("oauth_callback", params={"code": "abc", "state": expired})
+    cases["expired"] = harness.callback({"code": "abc", "state": expired})
     for name, page in cases.items():
         assert page.status_code == 400, name
     assert "expired" in cases["expired"].get_body().decode()
@@ -137,9 +135,9 @@ def test_missing_unknown_expired_and_replayed_states_are_refused(harness):
     with httpx.Client(transport=harness.transport) as browser:
         redirect = browser.get(f"{INSTANCE}/oauth_auth.do", params=params).headers["Location"]
     query = dict(parse_qsl(urlsplit(redirect).query))
-    assert harness.call("oauth_callback", params=query).status_code == 200
+    assert harness.callback(query).status_code == 200
     harness.services.tokens.forget()
-    replay = harness.call("oauth_callback", params=query)
+    replay = harness.callback(query)
     assert replay.status_code == 400
     assert "already used" in replay.get_body().decode()
     assert len(_token_requests(harness)) == 1
@@ -151,11 +149,14 @@ def test_a_state_is_single_use_under_concurrency(harness):
     with httpx.Client(transport=harness.transport) as browser:
         redirect = browser.get(f"{INSTANCE}/oauth_auth.do", params=params).headers["Location"]
     query = dict(parse_qsl(urlsplit(redirect).query))
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, (v, _) in harness.cookies.items())}
     statuses: list[int] = []
-    threads = [
-        threading.Thread(target=lambda: statuses.append(harness.call("oauth_callback", params=query).status_code))
-        for _ in range(10)
-    ]
+
+    def finish() -> None:
+        page = harness.call("oauth_callback", path="/oauth/callback", params=query, headers=cookie)
+        statuses.append(page.status_code)
+
+    threads = [threading.Thread(target=finish) for _ in range(10)]
     for t in threads:
         t.start()
     for t in threads:
@@ -260,5 +261,105 @@ def test_not_you_signs_in_as_another_user_before_consenting(harness):
         consent = browser.get(back.headers["Location"])
         assert "M365 Integration" in consent.text
         allowed = browser.post("/oauth_auth.do", data={**params, "action": "allow"})
-    page = harness.call("oauth_callback", params=dict(parse_qsl(urlsplit(allowed.headers["Location"]).query)))
+    page = harness.callback(dict(parse_qsl(urlsplit(allowed.headers["Location"]).query)))
     assert page.status_code == 200 and "m365.integration" in page.get_body().decode()
+
+
+def _authorized_callback(harness: Harness) -> dict[str, str]:
+    """Start in this harness's 'browser' and have ServiceNow approve: the callback's query, not yet sent."""
+    params = _start(harness)
+    with httpx.Client(transport=harness.transport) as browser:
+        redirect = browser.get(f"{INSTANCE}/oauth_auth.do", params=params).headers["Location"]
+    return dict(parse_qsl(urlsplit(redirect).query))
+
+
+def test_connect_sets_an_httponly_samesite_cookie_limited_to_the_callback(harness):
+    response = harness.call("connect", path="/connect")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("m365_connector_oauth=")
+    assert {"HttpOnly", "SameSite=Lax", "Secure", "Path=/api/oauth/callback", "Max-Age=600"} <= {
+        part.strip() for part in cookie.split(";")
+    }
+
+
+def test_login_csrf_a_callback_from_another_browser_is_refused_and_nothing_is_exchanged(harness):
+    """RFC 9700 section 4.7: the attacker's authorization completed in the victim's browser."""
+    query = _authorized_callback(harness)
+    harness.cookies.clear()  # a fresh browser B
+    page = harness.callback(query)
+    assert page.status_code == 400
+    assert "another browser" in page.get_body().decode()
+    assert _token_requests(harness) == []
+    assert _stored(harness) is None
+
+
+def test_a_callback_with_another_flows_cookie_is_refused(harness):
+    first = _authorized_callback(harness)  # browser A
+    harness.cookies.clear()
+    _authorized_callback(harness)  # browser B, its own flow and cookie
+    page = harness.callback(first)  # A's callback arrives with B's cookie
+    assert page.status_code == 400
+    assert _token_requests(harness) == []
+    assert _stored(harness) is None
+
+
+def test_a_replayed_state_is_refused_even_with_its_cookie(harness):
+    query = _authorized_callback(harness)
+    cookie = {"Cookie": "; ".join(f"{k}={v}" for k, (v, _) in harness.cookies.items())}
+    assert harness.call("oauth_callback", path="/oauth/callback", params=query, headers=cookie).status_code == 200
+    replay = harness.call("oauth_callback", path="/oauth/callback", params=query, headers=cookie)
+    assert replay.status_code == 400
+    assert len(_token_requests(harness)) == 1
+
+
+def test_the_callback_clears_its_cookie(harness):
+    assert harness.connect().status_code == 200
+    assert harness.cookies == {}
+
+
+def test_an_error_page_says_only_the_connectors_words(harness):
+    """Finding 5: `error_description` (any text, no state) was shown on the connector's own origin."""
+    phishing = "Your session expired. Call +1-555-0100 and read out your password"
+    for params in ({"error": "access_denied", "error_description": phishing},
+                   {"error": phishing, "error_description": phishing, "state": "x" * 43},
+                   {"code": phishing, "state": phishing}):  # fmt: skip
+        page = harness.callback(params)
+        body = page.get_body().decode()
+        assert page.status_code == 400
+        assert "555" not in body and "password" not in body
+
+
+def test_reconnecting_revokes_the_replaced_tokens_after_storing_the_new_ones(harness):
+    assert harness.connect().status_code == 200
+    old = json.loads(_stored(harness) or "{}")
+    assert harness.connect().status_code == 200
+    new = json.loads(_stored(harness) or "{}")
+    assert new["refresh_token"] != old["refresh_token"]
+    assert harness.simulator.refresh_tokens[old["refresh_token"]].revoked
+    assert harness.simulator.access_tokens[old["access_token"]].revoked
+    assert not harness.simulator.refresh_tokens[new["refresh_token"]].revoked
+    from tests.test_tickets import post
+
+    assert post(harness)[0] == 201  # the new connection works
+
+
+def test_a_refresh_token_servicenow_hands_back_again_is_not_revoked(harness):
+    """A new grant may return the current refresh token (ServiceNow's docs): revoking it would disconnect."""
+    assert harness.connect().status_code == 200
+    harness.simulator.reuse_refresh_token = True
+    old = json.loads(_stored(harness) or "{}")
+    assert harness.connect().status_code == 200
+    new = json.loads(_stored(harness) or "{}")
+    assert new["refresh_token"] == old["refresh_token"]
+    assert not harness.simulator.refresh_tokens[new["refresh_token"]].revoked
+
+
+def test_a_failed_revocation_of_the_replaced_tokens_keeps_the_new_connection_and_says_so(harness):
+    from dev.simulator import Fault
+
+    assert harness.connect().status_code == 200
+    harness.simulator.inject(Fault("status", status=503, path_prefix="/oauth_revoke_token.do", times=100))
+    page = harness.connect()
+    assert page.status_code == 200
+    assert "could not be revoked" in page.get_body().decode()
+    assert _stored(harness) is not None

@@ -10,6 +10,7 @@ import pytest
 
 from shared.events import sign
 from shared.secrets import WEBHOOK_SECRET
+from shared.sync import StatusSync
 from tests.conftest import Harness
 from tests.test_tickets import post
 
@@ -46,17 +47,47 @@ def _status(harness: Harness, ticket: dict[str, Any]) -> str:
     return str(json.loads(harness.call("get_ticket", route_params={"id": ticket["id"]}).get_body())["status"])
 
 
-def test_a_signed_notice_updates_the_ticket_at_once(connected, ticket):
+def _gets(harness: Harness) -> list[str]:
+    return [r.url for r in harness.simulator.requests if r.method == "GET"]
+
+
+def test_a_notice_is_a_hint_the_connector_reads_the_record_once_and_applies_it(connected, ticket):
+    connected.clock.advance(seconds=1)
+    connected.simulator.update("incident", ticket["sysId"], state="6")
     assert notify(connected, notice_for(ticket, "6")) == (200, {"result": "updated"})
     assert _status(connected, ticket) == "resolved"
+    (get,) = _gets(connected)
+    assert f"/api/now/v2/table/incident/{ticket['sysId']}?" in get and "sysparm_fields=" in get
     assert notify(connected, notice_for(ticket, "6")) == (200, {"result": "unchanged"})  # a replay changes nothing
-    assert [r for r in connected.simulator.requests if r.method == "GET"] == []  # no ServiceNow call needed
 
 
-def test_an_older_notice_never_moves_the_ticket_back(connected, ticket):
-    notify(connected, notice_for(ticket, "7", "2030-01-01 10:00:05"))
-    assert notify(connected, notice_for(ticket, "2", "2030-01-01 10:00:01")) == (200, {"result": "unchanged"})
+def test_what_a_notice_claims_is_never_applied(connected, ticket):
+    """The notice says closed at a forged future time; ServiceNow says new: the ticket stays new, and real
+    changes after it still apply (nothing is frozen)."""
+    assert notify(connected, notice_for(ticket, "7", "2099-01-01 00:00:00")) == (200, {"result": "unchanged"})
+    assert _status(connected, ticket) == "new"
+    connected.clock.advance(seconds=1)
+    connected.simulator.update("incident", ticket["sysId"], state="2")
+    assert notify(connected, notice_for(ticket, "2")) == (200, {"result": "updated"})
+    assert _status(connected, ticket) == "in_progress"
+
+
+def test_two_changes_in_one_second_delivered_out_of_order_end_at_the_newer(connected, ticket):
+    sim = connected.simulator
+    sim.update("incident", ticket["sysId"], state="2")
+    early = dict(sim.tables["incident"][ticket["sysId"]])
+    sim.update("incident", ticket["sysId"], state="7")  # the same second: only sys_mod_count tells them apart
+    assert early["sys_updated_on"] == sim.tables["incident"][ticket["sysId"]]["sys_updated_on"]
+    assert notify(connected, notice_for(ticket, "7")) == (200, {"result": "updated"})
+    # The older version arriving late (a slow GET racing a newer one) is refused by the version, not the clock.
+    assert not StatusSync(connected.services).apply_record(ticket["id"], early)
     assert _status(connected, ticket) == "closed"
+
+
+def test_a_notice_for_a_record_servicenow_no_longer_shows_marks_it_missing(connected, ticket):
+    connected.simulator.hidden.add(ticket["sysId"])
+    assert notify(connected, notice_for(ticket, "2")) == (200, {"result": "updated"})
+    assert _status(connected, ticket) == "missing"
 
 
 @pytest.mark.parametrize(
@@ -91,13 +122,32 @@ def test_an_unknown_record_is_accepted_for_the_next_sync(connected, ticket):
 
 @pytest.mark.parametrize(
     "notice",
-    [{"sys_id": "x", "state": "2", "sys_updated_on": "2030-01-01 10:00:00"},
-     {"sys_id": "a" * 32, "state": 2, "sys_updated_on": "2030-01-01 10:00:00"},
-     {"sys_id": "a" * 32, "state": "2", "sys_updated_on": "yesterday"}, ["not", "an", "object"]],
+    [{"sys_id": "x", "state": "2"}, {"sys_id": "A" * 32}, {"state": "2"}, {"sys_id": ["a" * 32]},
+     ["not", "an", "object"], "x"],
 )  # fmt: skip
 def test_malformed_notices_are_validation_failures(connected, ticket, notice):
     status, problem = notify(connected, notice)
     assert (status, problem["code"]) == (400, "validation_failed")
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["\u00b2", "\u00b9\u00b2\u00b3", "\u0661\u0662", "9" * 4300, "9" * 5000, "-1", " ", ""]
+)
+def test_a_timestamp_that_is_not_ascii_digits_is_unauthorized(connected, ticket, timestamp):
+    body = json.dumps(notice_for(ticket, "2")).encode()
+    headers = {"X-ServiceNow-Timestamp": timestamp, "X-ServiceNow-Signature": sign(SECRET, timestamp, body)}
+    response = connected.call("servicenow_events", "POST", "/servicenow/events", body=body, headers=headers)
+    assert (response.status_code, json.loads(response.get_body())["code"]) == (401, "unauthorized")
+
+
+def test_a_signed_notice_nested_5000_deep_is_refused_without_a_recursion_error(connected, ticket):
+    body = ("[" * 5000 + "]" * 5000).encode()
+    timestamp = str(int(connected.clock.epoch()))
+    headers = {"X-ServiceNow-Timestamp": timestamp, "X-ServiceNow-Signature": sign(SECRET, timestamp, body)}
+    response = connected.call("servicenow_events", "POST", "/servicenow/events", body=body, headers=headers)
+    problem = json.loads(response.get_body())
+    assert (response.status_code, problem["code"]) == (400, "validation_failed")
+    assert "32 levels" in problem["errors"][0]["message"]
 
 
 def test_without_a_webhook_secret_notices_are_not_configured(connected):

@@ -81,6 +81,7 @@ def test_the_documents_patterns_are_the_validators_patterns() -> None:
     document = yaml.safe_load(Path(SPEC).read_text())
     request = document["components"]["schemas"]["TicketRequest"]["properties"]
     assert request["name"]["pattern"] == tickets.NAME.pattern
+    assert request["description"]["pattern"] == tickets.DESCRIPTION.pattern
     assert request["dueDate"]["pattern"] == tickets.DUE_DATE.pattern
     assert request["recommendation"]["properties"]["id"]["pattern"] == tickets.RECOMMENDATION_ID.pattern
     assert request["recommendation"]["properties"]["url"]["pattern"] == tickets.HTTPS_URL.pattern

@@ -43,6 +43,7 @@ def _state(expires_in: timedelta = timedelta(minutes=10), value: str | None = No
         started_by="admin@contoso.com",
         created_at=now,
         expires_at=now + expires_in,
+        browser_hash="b" * 64,
     )
 
 
@@ -203,3 +204,24 @@ def test_the_sync_state_is_etag_guarded(store):
     with pytest.raises(StoreConflict):
         store.put_sync_state({"watermark": "2026-11-26 09:00:00"}, etag)  # a stale writer loses
     assert store.get_sync_state() == ({"watermark": "2026-11-26 10:05:00"}, newer)
+
+
+def test_a_store_from_before_browser_binding_gains_the_column(tmp_path):
+    """States written before the browser binding have none, so their callbacks are refused (start again)."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE oauth_states (state TEXT PRIMARY KEY, code_verifier TEXT NOT NULL, instance_url TEXT NOT "
+            "NULL, redirect_uri TEXT NOT NULL, started_by TEXT NOT NULL, created_at TEXT NOT NULL, expires_at TEXT "
+            "NOT NULL)"
+        )
+        db.execute("INSERT INTO oauth_states VALUES ('old', 'v', 'i', 'r', 's', '2026-01-01T00:00:00+00:00', "
+                   "'2026-01-01T00:10:00+00:00')")  # fmt: skip
+    store = SqliteTicketStore(path)
+    taken = store.take_oauth_state("old")
+    assert taken is not None and taken.browser_hash == ""
+    fresh = _state()
+    store.add_oauth_state(fresh)
+    assert store.take_oauth_state(fresh.state) == fresh

@@ -83,7 +83,8 @@ def test_a_state_change_comes_back_with_one_query(synced):
     assert query["sysparm_query"].endswith("^ORDERBYsys_updated_on^ORDERBYsys_id")
     assert query["sysparm_exclude_reference_link"] == "true"
     assert set(query["sysparm_fields"].split(",")) == {
-        "sys_id", "number", "state", "sys_updated_on", "correlation_id", "short_description", "priority"
+        "sys_id", "number", "state", "sys_updated_on", "correlation_id", "short_description", "priority",
+        "sys_mod_count",
     }  # fmt: skip
 
 

@@ -169,6 +169,7 @@ class ServiceNowSimulator:
         self.faults: list[Fault] = []
         self.requests: list[SimRequest] = []
         self.auto_approve = False
+        self.reuse_refresh_token = False  # a new code grant returns the user's current refresh token
         self.ip_denied = False
         self.deny: dict[str, set[str]] = {}  # table -> {"read", "insert", "update", "cross_scope"}
         self.mandatory: dict[str, dict[str, str]] = {}  # table -> {field: label}: a data policy
@@ -397,6 +398,13 @@ class ServiceNowSimulator:
                     or not _pkce_ok(entry, form.get("code_verifier"))
                 ):
                     return SimResponse.json(401, TOKEN_DENIED)
+                current = [
+                    token
+                    for token, grant in self.refresh_tokens.items()
+                    if grant.user_sys_id == entry["user"] and grant.client_id == client.client_id and not grant.revoked
+                ]
+                if self.reuse_refresh_token and current:
+                    return self._access(client, entry["user"], current[-1], reuse=True)
                 refresh = secrets.token_urlsafe(48)
                 self.refresh_tokens[refresh] = Grant(entry["user"], client.client_id, self.clock() + client.refresh_ttl)
                 return self._access(client, entry["user"], refresh)

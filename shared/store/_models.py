@@ -22,6 +22,7 @@ class OAuthState:
     started_by: str
     created_at: datetime
     expires_at: datetime
+    browser_hash: str = ""  # SHA-256 of the nonce in the browser's cookie: the flow is bound to that browser
 
 
 @dataclass(frozen=True)

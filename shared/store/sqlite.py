@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS oauth_states (
     redirect_uri TEXT NOT NULL,
     started_by TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL
+    expires_at TEXT NOT NULL,
+    browser_hash TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS tickets (
     id TEXT PRIMARY KEY,
@@ -60,9 +61,13 @@ class SqliteTicketStore:
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(idempotency_keys)")}
-        if "created_at" not in columns:  # a store from before keys expired
-            self._db.execute("ALTER TABLE idempotency_keys ADD COLUMN created_at TEXT NOT NULL DEFAULT ''")
+        self._add_column("idempotency_keys", "created_at")  # a store from before keys expired
+        self._add_column("oauth_states", "browser_hash")  # a store from before states were bound to a browser
+
+    def _add_column(self, table: str, column: str) -> None:
+        columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self._db.close()
@@ -70,7 +75,7 @@ class SqliteTicketStore:
     def add_oauth_state(self, state: OAuthState) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT INTO oauth_states VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO oauth_states VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     state.state,
                     state.code_verifier,
@@ -79,6 +84,7 @@ class SqliteTicketStore:
                     state.started_by,
                     state.created_at.isoformat(),
                     state.expires_at.isoformat(),
+                    state.browser_hash,
                 ),
             )
 
@@ -86,7 +92,7 @@ class SqliteTicketStore:
         with self._lock:
             row = self._db.execute(
                 "DELETE FROM oauth_states WHERE state = ? RETURNING "
-                "state, code_verifier, instance_url, redirect_uri, started_by, created_at, expires_at",
+                "state, code_verifier, instance_url, redirect_uri, started_by, created_at, expires_at, browser_hash",
                 (state,),
             ).fetchone()
         if row is None:
@@ -99,6 +105,7 @@ class SqliteTicketStore:
             started_by=row[4],
             created_at=datetime.fromisoformat(row[5]),
             expires_at=datetime.fromisoformat(row[6]),
+            browser_hash=row[7],
         )
 
     def purge_oauth_states(self, before: datetime) -> int:

@@ -23,7 +23,7 @@ _STATE_PARTITION = "state"
 _TICKET_PARTITION = "ticket"
 _CLAIM_PARTITION = "claim"
 _KEY_PARTITION = "key"
-_JSON_FIELDS = ("recommendation", "extra")
+_JSON_FIELDS = ("recommendation", "extra", "error")
 
 
 def _ticket_entity(ticket: Ticket) -> dict[str, Any]:
@@ -108,6 +108,7 @@ class TableTicketStore:
                 "started_by": state.started_by,
                 "created_at": state.created_at.isoformat(),
                 "expires_at": state.expires_at.isoformat(),
+                "browser_hash": state.browser_hash,
             }
         )
 
@@ -136,6 +137,7 @@ class TableTicketStore:
             started_by=entity["started_by"],
             created_at=datetime.fromisoformat(entity["created_at"]),
             expires_at=datetime.fromisoformat(entity["expires_at"]),
+            browser_hash=str(entity.get("browser_hash") or ""),
         )
 
     def purge_oauth_states(self, before: datetime) -> int:

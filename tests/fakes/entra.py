@@ -48,7 +48,7 @@ class FakeEntra:
         self.authority = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
-    def token(self, *, key: Any = None, kid: str | None = None, **overrides: Any) -> str:
+    def claims(self, **overrides: Any) -> dict[str, Any]:
         now = int(time.time())
         claims = {
             "iss": f"{self.authority}/{TENANT}/v2.0",
@@ -61,8 +61,17 @@ class FakeEntra:
             "exp": now + 3600,
         }
         claims.update(overrides)
-        claims = {k: v for k, v in claims.items() if v is not None}
-        return jwt.encode(claims, key or self.key, algorithm="RS256", headers={"kid": kid or self.kid})
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def token(self, *, key: Any = None, kid: str | None = None, **overrides: Any) -> str:
+        return jwt.encode(
+            self.claims(**overrides), key or self.key, algorithm="RS256", headers={"kid": kid or self.kid}
+        )
+
+    def signed(self, claims: dict[str, Any]) -> str:
+        """A correctly signed token whose claims may be any JSON at all (PyJWT's `encode` would refuse some)."""
+        payload = json.dumps(self.claims() | claims).encode()
+        return jwt.api_jws.PyJWS().encode(payload, self.key, algorithm="RS256", headers={"kid": self.kid})
 
     def stop(self) -> None:
         self._server.shutdown()
