@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import azure.functions as func
 from azure.functions.timer import TimerRequest
 
 from dev import ncrontab
+from shared.edge import request_path
+from shared.text import ascii_int, printable
 
 log = logging.getLogger("dev.host")
 
@@ -94,17 +96,101 @@ def index(functions: Iterable[Any]) -> tuple[list[HttpFunction], list[TimerFunct
     return http, timers
 
 
+class BadRequest(Exception):
+    """Malformed HTTP framing: answered with `status` and the connection closed, as the Functions host does."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: LocalHost
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in separate writes
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.read_timeout)  # a body that never arrives: a 400, not a hang
+
+    def _read_body(self) -> bytes:
+        lengths = self.headers.get_all("Content-Length") or []
+        encoding = (self.headers.get("Transfer-Encoding") or "").strip().lower()
+        if encoding and lengths:
+            raise BadRequest(400, "both Content-Length and Transfer-Encoding")  # a smuggling vector
+        if encoding:
+            if encoding != "chunked":
+                raise BadRequest(400, "unsupported Transfer-Encoding")
+            return self._read_chunked()
+        if not lengths:
+            return b""
+        length = ascii_int(lengths[0], max_digits=12)
+        if length is None or len(set(lengths)) > 1:
+            raise BadRequest(400, "Content-Length is not one number")
+        if length > self.server.max_body:
+            raise BadRequest(413, "the body is too large")
+        return self._read_exactly(length)
+
+    def _read_exactly(self, length: int) -> bytes:
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            body = b""
+        if len(body) != length:
+            raise BadRequest(400, "the body ended before its Content-Length")
+        return body
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        try:
+            while True:
+                line = self.rfile.readline(1026)
+                size_text = line.split(b";", 1)[0].strip()
+                size = int(size_text, 16) if re.fullmatch(rb"[0-9A-Fa-f]{1,8}", size_text) else -1
+                if size < 0 or not line.endswith(b"\n"):
+                    raise BadRequest(400, "a malformed chunk size")
+                if len(body) + size > self.server.max_body:
+                    raise BadRequest(413, "the body is too large")
+                if size == 0:
+                    break
+                body += self._read_exactly(size)
+                if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                    raise BadRequest(400, "a chunk without its line end")
+            for _ in range(100):  # trailers, up to the blank line
+                if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                    return bytes(body)
+        except TimeoutError:
+            pass
+        raise BadRequest(400, "the chunked body did not end")
+
     def _serve(self) -> None:
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        shown = request_path(self.path)
+        try:
+            try:
+                target = urlsplit(self.path)
+            except ValueError:
+                raise BadRequest(400, "a malformed request target") from None
+            body = self._read_body()
+        except BadRequest as exc:
+            log.info("%s %s -> %s (%s)", self.command, shown, exc.status, exc.reason)
+            self.close_connection = True
+            return self._send(
+                exc.status,
+                {"Content-Type": "application/problem+json", "Connection": "close"},
+                json.dumps({"status": exc.status, "title": "Bad request", "detail": exc.reason}).encode(),
+            )
+        try:
+            self._dispatch(target, body, shown)
+        except Exception as exc:  # the host itself failed: answer, never drop the connection with a traceback
+            log.error("%s %s failed in the local host: %s", self.command, shown, type(exc).__name__)
+            self.close_connection = True
+            self._send(500, {"Content-Type": "text/plain", "Connection": "close"}, b"Internal Server Error")
+
+    def _dispatch(self, parts: SplitResult, body: bytes, shown: str) -> None:
         matched = [(f, m) for f in self.server.http for m in [f.pattern.match(parts.path)] if m]
         if not matched:
+            log.info("%s %s -> 404 (no such route)", self.command, shown)
             return self._send(
                 404,
                 {"Content-Type": "application/problem+json"},
@@ -145,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = dict(response.headers.items())
         if "content-type" not in {k.lower() for k in headers} and response.get_body():
             headers["Content-Type"] = f"{response.mimetype}; charset={response.charset}"
-        log.info("%s %s -> %s (%s)", self.command, parts.path, response.status_code, function.name)
+        log.info("%s %s -> %s (%s)", self.command, shown, response.status_code, function.name)
         self._send(response.status_code, headers, response.get_body())
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
@@ -167,15 +253,27 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # the query may carry an OAuth code
         return
 
+    def log_error(self, format: str, *args: object) -> None:  # malformed request lines: said once, cut
+        log.info("Malformed request: %s", printable(format % args, 200))
+
 
 class LocalHost(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, functions: Iterable[Any], host: str = "127.0.0.1", port: int = 7071, function_key: str | None = None
+        self,
+        functions: Iterable[Any],
+        host: str = "127.0.0.1",
+        port: int = 7071,
+        function_key: str | None = None,
+        *,
+        read_timeout: float = 10.0,
+        max_body: int = 4 * 1024 * 1024,
     ) -> None:
         self.http, self.timers = index(functions)
         self.function_key = function_key
+        self.read_timeout = read_timeout
+        self.max_body = max_body
         super().__init__((host, port), _Handler)
         self._stop = threading.Event()
 
@@ -184,7 +282,7 @@ class LocalHost(ThreadingHTTPServer):
         return f"http://localhost:{self.server_address[1]}"
 
     def start(self) -> None:
-        threading.Thread(target=self.serve_forever, name="local-host", daemon=True).start()
+        threading.Thread(target=self.serve_forever, args=(0.05,), name="local-host", daemon=True).start()
         for timer in self.timers:
             threading.Thread(target=self._run_timer, args=(timer,), name=f"timer-{timer.name}", daemon=True).start()
 

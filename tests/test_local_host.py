@@ -3,6 +3,7 @@ and a browser-like client that presses Allow on the consent page. Also `dev/run.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -152,3 +153,80 @@ def test_timer_functions_fire_on_their_ncrontab_schedule(monkeypatch: pytest.Mon
     finally:
         host.stop()
     assert fired[:2] == [False, False]
+
+
+def _raw(port: int, request: bytes, *, half_close: bool = True, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Send bytes as they are (no client library fixing them up); the status and what came back."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+            if b"\r\n\r\n" in received and not half_close:
+                break
+    status = int(received.split(b" ", 2)[1]) if received.startswith(b"HTTP/1.1 ") else 0
+    return status, received
+
+
+@pytest.fixture
+def raw_host(local_host: str) -> int:
+    return int(local_host.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [(b"Content-Length: abc\r\n", 400), (b"Content-Length: -1\r\n", 400), (b"Content-Length: \xc2\xb2\r\n", 400),
+     (b"Content-Length: 5\r\nContent-Length: 6\r\n", 400), (b"Content-Length: 99999999999\r\n", 413),
+     (b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n", 400), (b"Transfer-Encoding: gzip\r\n", 400),
+     (b"Content-Length: 100\r\n", 400)],
+    ids=["letters", "negative", "superscript", "two-lengths", "too-large", "length-and-chunked", "gzip",
+         "length-beyond-the-body"],
+)  # fmt: skip
+def test_malformed_framing_is_a_clean_4xx_never_a_hang(raw_host, headers, status):
+    request = b"POST /api/tickets HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n" + headers
+    answer, body = _raw(raw_host, request + b"\r\n{}")
+    assert answer == status, body
+    assert b"Traceback" not in body
+
+
+def test_a_length_beyond_the_body_on_an_open_connection_times_out_with_400(indexed_functions, tmp_path, monkeypatch):
+    monkeypatch.setenv("STATUS_SYNC_SCHEDULE", "0 */5 * * * *")
+    host = LocalHost(indexed_functions.values(), "127.0.0.1", free_port(), read_timeout=0.5)
+    host.start()
+    try:
+        started = time.monotonic()
+        request = b"POST /api/tickets HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{}"
+        status, _ = _raw(host.server_address[1], request, half_close=False)
+        assert status == 400 and time.monotonic() - started < 5
+    finally:
+        host.stop()
+
+
+def test_a_chunked_body_reaches_the_function(raw_host):
+    body = b'{"name": "x"}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    request = (b"POST /api/tickets HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + chunked)  # fmt: skip
+    status, answer = _raw(raw_host, request)
+    problem = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert status == 400 and problem["code"] == "validation_failed"
+    assert {e["field"] for e in problem["errors"]} == {"recommendation"}  # the body arrived: only that is missing
+
+
+def test_a_malformed_chunk_is_400(raw_host):
+    request = (b"POST /api/tickets HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"zz\r\nxx\r\n0\r\n\r\n")  # fmt: skip
+    assert _raw(raw_host, request)[0] == 400
+
+
+def test_long_paths_are_cut_in_the_log(raw_host, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="dev.host"):
+        status, _ = _raw(raw_host, b"GET /api/" + b"a" * 5000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert status == 404
+    assert caplog.records and all(len(r.getMessage()) < 400 for r in caplog.records)

@@ -74,5 +74,5 @@ def serve(simulator: ServiceNowSimulator, port: int = 0) -> tuple[ThreadingHTTPS
     server = _SimulatorServer(("127.0.0.1", port), simulator)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     simulator.instance_url = url
-    threading.Thread(target=server.serve_forever, name="servicenow-simulator", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), name="servicenow-simulator", daemon=True).start()
     return server, url
