@@ -30,7 +30,8 @@ from shared.problems import (
     ServiceNowRejected,
     ServiceNowUnavailable,
 )
-from shared.servicenow import TransientFailure, table_result
+from shared.retries import TransientFailure
+from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import IdempotencyRecord, StoreConflict
 from shared.tickets import (
@@ -133,6 +134,15 @@ class TicketCreator:
             created_at=now,
             updated_at=now,
             extra={"payload": servicenow_record(request, ticket_id, settings.field_map, caller_sys_id)},
+            secure_score=(
+                {
+                    "scoreAtCreation": request.control.get("score"),
+                    "maxScore": request.control.get("maxScore"),
+                    "completed": request.control.get("completed"),
+                }
+                if request.control
+                else None
+            ),
         )
 
     def _claim(self, ticket: Ticket) -> str | None:

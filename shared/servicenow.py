@@ -17,7 +17,6 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-import tenacity
 
 from shared.problems import (
     ConnectorError,
@@ -25,7 +24,8 @@ from shared.problems import (
     ServiceNowRejected,
     ServiceNowUnavailable,
 )
-from shared.telemetry import attempt_number, servicenow_span
+from shared.retries import RetryPolicy, TransientFailure, with_retries
+from shared.telemetry import servicenow_span
 from shared.text import ascii_int
 
 log = logging.getLogger(__name__)
@@ -34,15 +34,6 @@ T = TypeVar("T")
 TABLE_API = "/api/now/v2/table/"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_total: float = 60.0  # well inside the 230 s an HTTP trigger has to answer
-    max_retry_after: float = 30.0  # a longer server-requested wait ends the retries early
 
 
 @dataclass(frozen=True)
@@ -63,16 +54,6 @@ class TokenSource(Protocol):
 
 class TokenRequestRefused(ServiceNowRejected):
     """The token endpoint said no (ServiceNow answers 401 `access_denied` whatever the cause)."""
-
-
-class TransientFailure(Exception):
-    """A failure worth another attempt; `retry_after` is the server's requested wait, if any."""
-
-    def __init__(self, reason: str, retry_after: float | None, response: httpx.Response | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.response = response
 
 
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
@@ -215,50 +196,10 @@ class ServiceNowClient:
             return response
 
     def with_retries(self, attempt: Callable[[], T]) -> T:
-        """Run `attempt` until it stops raising `TransientFailure`, within the retry policy."""
+        """Run `attempt` within the retry policy; giving up becomes ServiceNow's own problem or `unavailable`."""
         policy = self.retry
-        started = time.monotonic()
-        waited = [0.0]  # time spent waiting, counted even when `sleep` does not really sleep
-        base_wait = tenacity.wait_random_exponential(multiplier=policy.base_delay, max=policy.max_delay)
-
-        def planned(state: tenacity.RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            server_wait = exc.retry_after if isinstance(exc, TransientFailure) else None
-            return max(base_wait(state), server_wait or 0.0)
-
-        def wait(state: tenacity.RetryCallState) -> float:  # tenacity asks this before `give_up`
-            seconds = planned(state)
-            waited[0] += seconds
-            return seconds
-
-        def give_up(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number >= policy.attempts:
-                return True
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, TransientFailure) and (exc.retry_after or 0) > policy.max_retry_after:
-                return True
-            return max(time.monotonic() - started, waited[0]) > policy.max_total
-
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientFailure),
-            stop=give_up,
-            wait=wait,
-            sleep=self._sleep,
-            reraise=True,
-        )
-
-        attempts = [0]
-
-        def numbered() -> T:
-            attempts[0] += 1
-            token = attempt_number.set(attempts[0])
-            try:
-                return attempt()
-            finally:
-                attempt_number.reset(token)
-
         try:
-            return retrying(numbered)
+            return with_retries(attempt, policy, self._sleep)
         except TransientFailure as exc:
             if exc.response is not None:
                 error = problem_for(exc.response)

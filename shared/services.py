@@ -19,8 +19,9 @@ import httpx
 from shared.auth import FUNCTION_KEY_CALLER, Caller, EntraAuthenticator
 from shared.config import Settings, load_settings
 from shared.problems import NotConfigured
+from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
-from shared.servicenow import RetryPolicy, ServiceNowClient
+from shared.servicenow import ServiceNowClient
 from shared.store import SqliteTicketStore, TicketStore
 from shared.telemetry import configure_telemetry
 from shared.tokens import TokenManager
@@ -28,6 +29,7 @@ from shared.tokens import TokenManager
 if TYPE_CHECKING:
     from shared.creation import TicketCreator
     from shared.directory import UserDirectory
+    from shared.graph import GraphClient
 
 
 def utcnow() -> datetime:
@@ -45,8 +47,11 @@ class Services:
         clock: Callable[[], datetime] = utcnow,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        graph_transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.settings = settings
+        self._graph_transport = graph_transport
+        self._graph: GraphClient | None = None
         self.clock = clock
         self._transport = transport
         self._store = store
@@ -131,6 +136,22 @@ class Services:
                 self._creator = TicketCreator(self, self.directory)
             return self._creator
 
+    @property
+    def graph(self) -> GraphClient:
+        """Microsoft Graph, with azure-identity's credential (imported on first use, never at cold start)."""
+        with self._lock:
+            if self._graph is None:
+                from shared.graph import GraphClient
+
+                self._graph = GraphClient(
+                    self.settings.graph_url,
+                    client_id=self.settings.azure_client_id,
+                    transport=self._graph_transport,
+                    retry=self._retry,
+                    sleep=self._sleep,
+                )
+            return self._graph
+
     def caller(self, headers: Mapping[str, str]) -> Caller:
         """The Entra ID caller when ENTRA_TENANT_ID and ENTRA_AUDIENCE are set; else the function key's holder."""
         settings = self.settings
@@ -146,6 +167,8 @@ class Services:
     def close(self) -> None:
         if self._servicenow is not None:
             self._servicenow.close()
+        if self._graph is not None:
+            self._graph.close()
 
 
 def _open_store(settings: Settings) -> TicketStore:

@@ -3,6 +3,7 @@ and the Key Vault HTTPS fake. Services are injected only at the app's compositio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -21,11 +22,12 @@ import azure.functions as func
 import httpx
 import pytest
 
-from dev.simulator import ServiceNowSimulator, SimulatorTransport
+from dev.graph import GraphSimulator, ManagedIdentity
+from dev.simulator import ServiceNowSimulator, SimulatorTransport, serve
 from shared import services as services_module
 from shared.config import load_settings
+from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore
-from shared.servicenow import RetryPolicy
 from shared.services import Services
 from shared.store import SqliteTicketStore
 
@@ -107,6 +109,39 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
+@pytest.fixture(scope="session")
+def identity() -> Iterator[ManagedIdentity]:
+    """The App Service managed-identity endpoint on loopback, as DefaultAzureCredential finds it in Azure."""
+    endpoint = ManagedIdentity()
+    server, _ = serve(endpoint)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE",
+                     "MSI_ENDPOINT", "IMDS_ENDPOINT"):  # fmt: skip
+            patch.delenv(name, raising=False)
+        patch.setenv("IDENTITY_ENDPOINT", endpoint.endpoint)
+        patch.setenv("IDENTITY_HEADER", endpoint.header)
+        yield endpoint
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def graph(identity: ManagedIdentity, clock: Clock) -> GraphSimulator:
+    return GraphSimulator(identity, clock=clock.epoch)
+
+
+@contextlib.contextmanager
+def served_graph(identity: ManagedIdentity) -> Iterator[tuple[GraphSimulator, str]]:
+    """A Graph simulator on loopback (for the local host and `make run`), sharing the session's identity."""
+    simulator = GraphSimulator(identity)
+    server, url = serve(simulator)
+    try:
+        yield simulator, url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @dataclass
 class Harness:
     """The app wired to the in-process simulator, plus helpers to call its functions like the worker."""
@@ -114,6 +149,7 @@ class Harness:
     services: Services
     simulator: ServiceNowSimulator
     transport: SimulatorTransport
+    graph: GraphSimulator
     clock: Clock
     sleeps: Sleeps
     functions: dict[str, Any]
@@ -186,11 +222,17 @@ def indexed_functions() -> dict[str, Any]:
 
 
 def build_services(
-    tmp: Path, transport: httpx.BaseTransport | None, clock: Clock, sleeps: Sleeps, **env: str
+    tmp: Path,
+    transport: httpx.BaseTransport | None,
+    clock: Clock,
+    sleeps: Sleeps,
+    graph: GraphSimulator | None = None,
+    **env: str,
 ) -> Services:
     return Services(
         load_settings(settings_env(**env)),
         transport=transport,
+        graph_transport=SimulatorTransport(graph) if graph is not None else None,
         store=SqliteTicketStore(tmp / "store.db"),
         secrets=FileSecretStore(tmp / "secrets.json"),
         clock=clock,
@@ -206,11 +248,12 @@ def harness(
     transport: SimulatorTransport,
     clock: Clock,
     sleeps: Sleeps,
+    graph: GraphSimulator,
     indexed_functions: dict[str, Any],
 ) -> Iterator[Harness]:
-    services = build_services(tmp_path, transport, clock, sleeps)
+    services = build_services(tmp_path, transport, clock, sleeps, graph)
     services_module.install(services)
-    yield Harness(services, simulator, transport, clock, sleeps, indexed_functions, tmp_path)
+    yield Harness(services, simulator, transport, graph, clock, sleeps, indexed_functions, tmp_path)
     services_module.install(None)
     services.close()
 

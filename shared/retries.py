@@ -1,0 +1,81 @@
+"""Retries for every outside service (ServiceNow, Microsoft Graph), with one library and one set of rules.
+
+Full-jitter exponential backoff (tenacity), never sooner than the server's `Retry-After` (or a rate-limit
+reset), at most `attempts` tries within `max_total` seconds; a server asking for a longer wait than
+`max_retry_after` ends the retries at once (the caller answers 503 with that `Retry-After`). Only
+`TransientFailure` is retried, and only requests safe to repeat raise it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+import tenacity
+
+from shared.telemetry import attempt_number
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_total: float = 60.0  # well inside the 230 s an HTTP trigger has to answer
+    max_retry_after: float = 30.0  # a longer server-requested wait ends the retries early
+
+
+class TransientFailure(Exception):
+    """A failure worth another attempt; `retry_after` is the server's requested wait, if any."""
+
+    def __init__(self, reason: str, retry_after: float | None, response: httpx.Response | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.response = response
+
+
+def with_retries(attempt: Callable[[], T], policy: RetryPolicy, sleep: Callable[[float], None]) -> T:
+    """Run `attempt` until it stops raising `TransientFailure`; the last one is re-raised on giving up."""
+    started = time.monotonic()
+    waited = [0.0]  # time spent waiting, counted even when `sleep` does not really sleep
+    base_wait = tenacity.wait_random_exponential(multiplier=policy.base_delay, max=policy.max_delay)
+
+    def wait(state: tenacity.RetryCallState) -> float:  # tenacity asks this before `give_up`
+        exc = state.outcome.exception() if state.outcome else None
+        server_wait = exc.retry_after if isinstance(exc, TransientFailure) else None
+        seconds = max(base_wait(state), server_wait or 0.0)
+        waited[0] += seconds
+        return seconds
+
+    def give_up(state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number >= policy.attempts:
+            return True
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientFailure) and (exc.retry_after or 0) > policy.max_retry_after:
+            return True
+        return max(time.monotonic() - started, waited[0]) > policy.max_total
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientFailure),
+        stop=give_up,
+        wait=wait,
+        sleep=sleep,
+        reraise=True,
+    )
+    attempts = [0]
+
+    def numbered() -> T:
+        attempts[0] += 1
+        token = attempt_number.set(attempts[0])
+        try:
+            return attempt()
+        finally:
+            attempt_number.reset(token)
+
+    return retrying(numbered)
