@@ -127,6 +127,7 @@ class Fault:
     path_prefix: str = "/api/now/"
     times: int = 1
     seconds: float = 0.0
+    after: int = 0  # matching requests let through before the fault fires
 
     def applies(self, request: SimRequest) -> bool:
         return (self.method is None or self.method == request.method) and request.path.startswith(self.path_prefix)
@@ -172,19 +173,24 @@ class ServiceNowSimulator:
         self.reuse_refresh_token = False  # a new code grant returns the user's current refresh token
         self.ip_denied = False
         self.deny: dict[str, set[str]] = {}  # table -> {"read", "insert", "update", "cross_scope"}
-        self.mandatory: dict[str, dict[str, str]] = {}  # table -> {field: label}: a data policy
+        self.mandatory: dict[str, dict[str, str]] = {}  # table -> {field: label}: a data policy on insert
+        self.mandatory_on_resolve: dict[str, dict[str, str]] = {}  # table -> {field: label} when resolving
         self.signed_in_user = INTEGRATION_USER_SYS_ID
         self.chaos_rate = 0.0  # share of Table API requests that get a random fault
         self.chaos_random = random.Random(0)
         self.latency = 0.0  # seconds added to every request (benchmarks)
         self.hibernating = False
         self.hidden: set[str] = set()  # sys_ids an ACL hides from the integration user
+        self.journal: list[tuple[str, str, str]] = []  # (sys_id, work_notes|comments, text): read back as ""
         self.before_request: Callable[[SimRequest], None] | None = None  # lets a test change data mid-scan
         self._number = 10000
         self.add_user(ADMIN_SYS_ID, "admin", "System Administrator", "admin@example.com")
         self.add_user(INTEGRATION_USER_SYS_ID, "m365.integration", "M365 Integration", "m365.integration@example.com")
 
     # -- setup --------------------------------------------------------------------------------------
+
+    def bind(self, base_url: str) -> None:
+        self.instance_url = base_url.rstrip("/")
 
     def register_client(self, client_id: str, client_secret: str, redirect_uris: list[str], **kw: Any) -> OAuthClient:
         client = OAuthClient(client_id, client_secret, list(redirect_uris), **kw)
@@ -238,7 +244,10 @@ class ServiceNowSimulator:
         with self.lock:
             self.requests.append(request)
             fault = next((f for f in self.faults if f.applies(request)), None)
-            if fault is not None:
+            if fault is not None and fault.after > 0:  # let this many matching requests through first
+                fault.after -= 1
+                fault = None
+            elif fault is not None:
                 fault.times -= 1
                 if fault.times <= 0:
                     self.faults.remove(fault)
@@ -516,6 +525,9 @@ class ServiceNowSimulator:
         exclude = params.get("sysparm_exclude_reference_link") == "true"
         shaped = {}
         for name in wanted or sorted(record):
+            if "." in name:  # dot-walking a reference: assigned_to.email
+                shaped[name] = self._dot_walk(record, name)
+                continue
             if name not in self.fields[table]:
                 continue
             value = record.get(name, "")
@@ -523,6 +535,13 @@ class ServiceNowSimulator:
                 value = value["value"]
             shaped[name] = value
         return shaped
+
+    def _dot_walk(self, record: dict[str, Any], name: str) -> str:
+        reference, _, target = name.partition(".")
+        value = record.get(reference)
+        sys_id = value.get("value") if isinstance(value, dict) else None
+        referenced = self.tables["sys_user"].get(sys_id or "")
+        return str(referenced.get(target, "")) if referenced else ""
 
     def _list(self, request: SimRequest, table: str, user: str, v2: bool) -> SimResponse:
         params = request.query
@@ -604,6 +623,12 @@ class ServiceNowSimulator:
         body = self._body(request)
         if isinstance(body, SimResponse):
             return body
+        resolving = str(body.get("state")) in ("6", "7") and record.get("state") not in ("6", "7")
+        policy = self.mandatory_on_resolve.get(table, {}) if resolving else {}
+        missing = [label for name, label in policy.items() if not (body.get(name) or record.get(name))]
+        if missing:
+            detail = "Data Policy Exception: \n\tThe following fields are mandatory: " + ", ".join(missing)
+            return SimResponse.envelope(403, "Operation Failed", detail)
         if self._apply(table, record, body):
             record["sys_updated_on"] = _now_text(self.clock())
             record["sys_mod_count"] = str(int(record.get("sys_mod_count") or 0) + 1)
@@ -615,6 +640,11 @@ class ServiceNowSimulator:
             if name not in self.fields[table] or name in ("sys_id", "number", "sys_created_on"):
                 continue  # ServiceNow ignores unknown fields
             text = "" if value is None else str(value)
+            if name in ("work_notes", "comments"):  # journal fields: kept in sys_journal_field, read back as ""
+                if text:
+                    self.journal.append((str(record.get("sys_id")), name, text))
+                    changed = True
+                continue
             if name in ("caller_id", "opened_by", "assigned_to") and text:
                 new: Any = self._reference("sys_user", text)
             else:

@@ -6,16 +6,25 @@ import socket
 import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol
 
 import httpx
 
-from dev.simulator.core import ServiceNowSimulator, SimRequest
+from dev.simulator.core import SimRequest, SimResponse
+
+
+class Simulated(Protocol):
+    """A simulator: answers `SimRequest`s, and learns the base URL it is served at."""
+
+    def handle(self, request: SimRequest) -> SimResponse: ...
+
+    def bind(self, base_url: str) -> None: ...
 
 
 class SimulatorTransport(httpx.BaseTransport):
     """Every request the connector makes arrives here; `sent` records them for assertions."""
 
-    def __init__(self, simulator: ServiceNowSimulator) -> None:
+    def __init__(self, simulator: Simulated) -> None:
         self.simulator = simulator
         self.sent: list[httpx.Request] = []
         self._lock = threading.Lock()
@@ -64,15 +73,15 @@ class _Handler(BaseHTTPRequestHandler):
 class _SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], simulator: ServiceNowSimulator) -> None:
+    def __init__(self, address: tuple[str, int], simulator: Simulated) -> None:
         super().__init__(address, _Handler)
         self.simulator = simulator
 
 
-def serve(simulator: ServiceNowSimulator, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+def serve(simulator: Simulated, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
     """Serve on 127.0.0.1 in a daemon thread; returns the server and its base URL."""
     server = _SimulatorServer(("127.0.0.1", port), simulator)
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    simulator.instance_url = url
+    simulator.bind(url)
     threading.Thread(target=server.serve_forever, args=(0.05,), name="servicenow-simulator", daemon=True).start()
     return server, url

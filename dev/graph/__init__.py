@@ -1,0 +1,6 @@
+"""The Microsoft Graph simulator (Secure Score): `GraphSimulator` with its `ManagedIdentity` endpoint, served
+in process by `dev.simulator.SimulatorTransport` or on a loopback port by `dev.simulator.serve`."""
+
+from dev.graph.simulator import GraphSimulator, ManagedIdentity
+
+__all__ = ["GraphSimulator", "ManagedIdentity"]
