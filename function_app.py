@@ -6,9 +6,11 @@ import azure.functions as func
 
 from create_ticket import bp as create_ticket_bp
 from oauth_callback import bp as oauth_callback_bp
+from secure_score import bp as secure_score_bp
 from status_sync import bp as status_sync_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(oauth_callback_bp)
 app.register_functions(create_ticket_bp)
 app.register_functions(status_sync_bp)
+app.register_functions(secure_score_bp)

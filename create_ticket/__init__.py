@@ -11,6 +11,7 @@ from shared.auth import Caller
 from shared.card import ticket_card
 from shared.edge import Body, Inbound
 from shared.problems import NotFound
+from shared.recommendations import complete_request
 from shared.services import Services
 from shared.text import printable
 from shared.tickets import MAX_BODY, parse_ticket_request, validate_idempotency_key
@@ -24,7 +25,7 @@ def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """Create the ServiceNow ticket for a recommendation, exactly once (201), or return the open one (200)."""
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
-        request = parse_ticket_request(inbound.json, initiating_user=caller.user)
+        request = complete_request(services, parse_ticket_request(inbound.json, initiating_user=caller.user))
         key = validate_idempotency_key(inbound.header("Idempotency-Key"))
         ticket, created = services.creator.create(request, caller=caller, idempotency_key=key)
         location = {"Location": f"/api/tickets/{ticket.id}"}

@@ -26,6 +26,8 @@ _URL_FORBIDDEN = re.compile(r"[\s\\%@#?<>\"'`^{}|\x00-\x1f\x7f]")
 DEFAULT_TABLE = "incident"
 DEFAULT_SCHEDULE = "0 */5 * * * *"
 DEFAULT_REFRESH_LIFESPAN = 8_640_000  # ServiceNow's default: 100 days
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+DEFAULT_SECURE_SCORE_SCHEDULE = "0 0 */4 * * *"
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
 
@@ -110,6 +112,29 @@ def parse_instance(value: str) -> str:
     return f"{scheme}://{netloc}"
 
 
+def parse_graph_url(value: str) -> str:
+    """Microsoft Graph's base URL (sovereign clouds have their own): https, or http on loopback (the simulator);
+    scheme and host only."""
+    raw = value.strip().rstrip("/")
+    if _URL_FORBIDDEN.search(raw):
+        raise InvalidSetting("the URL contains a character that has no place in a base URL")
+    parts = urlsplit(raw)
+    host = (parts.hostname or "").lower()
+    loopback = host in _LOOPBACK_NAMES
+    if parts.scheme not in ("https", "http") or (parts.scheme == "http" and not loopback):
+        raise InvalidSetting(
+            "it must be an https:// URL such as https://graph.microsoft.com (http:// only on loopback)"
+        )
+    if parts.username is not None or parts.path or parts.query or parts.fragment:
+        raise InvalidSetting("it must be only scheme and host, e.g. https://graph.microsoft.us")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise InvalidSetting("the URL has an invalid port") from exc
+    _check_host(host, allow_loopback=loopback and parts.scheme == "http")
+    return raw
+
+
 def parse_redirect_uri(value: str) -> str:
     parts = urlsplit(value.strip())
     host = (parts.hostname or "").lower()
@@ -148,6 +173,11 @@ class Settings:
     in_azure: bool
     issues: tuple[SettingIssue, ...] = field(default=())
     app_origins: tuple[str, ...] = field(default=())  # this app's own origins: a browser's Origin must be one
+    graph_url: str = DEFAULT_GRAPH_URL
+    secure_score_schedule: str = DEFAULT_SECURE_SCORE_SCHEDULE
+    secure_score_write_back: str = "comment"  # comment | off
+    secure_score_auto_resolve: bool = True
+    azure_client_id: str | None = None  # the user-assigned managed identity azure-identity uses in Azure
 
 
 def origin_of(url: str) -> str:
@@ -236,6 +266,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         issues.append(SettingIssue("TICKET_STORE", "must be 'tables', 'sqlite' or 'sqlite:///path'"))
         store = "sqlite"
 
+    graph_url = DEFAULT_GRAPH_URL
+    if get("GRAPH_URL"):
+        try:
+            graph_url = parse_graph_url(get("GRAPH_URL") or "")
+        except InvalidSetting as exc:
+            issues.append(SettingIssue("GRAPH_URL", f"is not valid: {exc}"))
+    write_back = (get("SECURE_SCORE_WRITE_BACK") or "comment").lower()
+    if write_back not in ("comment", "off"):
+        issues.append(SettingIssue("SECURE_SCORE_WRITE_BACK", "must be 'comment' or 'off'"))
+        write_back = "off"
+    auto_resolve = (get("SECURE_SCORE_AUTO_RESOLVE") or "true").lower()
+    if auto_resolve not in ("true", "false"):
+        issues.append(SettingIssue("SECURE_SCORE_AUTO_RESOLVE", "must be 'true' or 'false'"))
+        auto_resolve = "false"
+
     origins = [origin_of(redirect_uri)] if redirect_uri else []
     if get("WEBSITE_HOSTNAME"):
         origins.append(f"https://{get('WEBSITE_HOSTNAME')}".lower())
@@ -258,4 +303,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         in_azure=in_azure,
         issues=tuple(issues),
         app_origins=tuple(dict.fromkeys(origins)),
+        graph_url=graph_url,
+        secure_score_schedule=get("SECURE_SCORE_SCHEDULE") or DEFAULT_SECURE_SCORE_SCHEDULE,
+        secure_score_write_back=write_back,
+        secure_score_auto_resolve=auto_resolve == "true",
+        azure_client_id=get("AZURE_CLIENT_ID"),
     )

@@ -2,6 +2,8 @@
 
 `SERVICENOW_FIELD_MAP` overrides any entry: `{"recommendation_source": "u_recommendation_source"}` adds a
 custom field, `""` leaves a field out, and `"states": {"10": "new", ...}` maps another table's states.
+`"resolution_code": {"field": "close_code", "value": "Solution provided"}` sets a resolution code when the
+connector resolves a ticket (close_code's choices differ between releases, so there is no default).
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ DEFAULT_FIELDS: dict[str, str] = {
     "recommendation_source": "",
     "recommendation_category": "",
     "state": "state",
+    "resolution_notes": "close_notes",
+    "resolution_code": "",
+    "work_notes": "work_notes",
+    "assignee": "assigned_to",
 }
 REQUIRED = ("name", "description", "correlation_id", "state")
 STATUSES = ("new", "in_progress", "on_hold", "resolved", "closed", "canceled")
@@ -40,12 +46,17 @@ _FIELD = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 class FieldMap:
     fields: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FIELDS))
     states: dict[str, str] = field(default_factory=lambda: dict(INCIDENT_STATES))
+    resolution_code: str = ""  # the value written to fields["resolution_code"] when resolving
 
     def target(self, logical: str) -> str:
         return self.fields.get(logical, "")
 
     def status_of(self, raw_state: str) -> str:
         return self.states.get(raw_state, "unknown")
+
+    def state_for(self, status: str) -> str | None:
+        """The raw state value that means `status` (the first the map names), to write it back."""
+        return next((raw for raw, mapped in self.states.items() if mapped == status), None)
 
 
 def parse_field_map(raw: Any, table: str) -> FieldMap:
@@ -54,7 +65,15 @@ def parse_field_map(raw: Any, table: str) -> FieldMap:
         raise ValueError("it must be a JSON object")
     fields = dict(DEFAULT_FIELDS)
     states = dict(INCIDENT_STATES) if table == "incident" else {}
+    resolution_code = ""
     for key, value in raw.items():
+        if key == "resolution_code" and isinstance(value, dict):
+            target, code = value.get("field"), value.get("value")
+            if not (isinstance(target, str) and _FIELD.match(target) and isinstance(code, str) and 0 < len(code) <= 80
+                    and "^" not in code and code.isprintable()):  # fmt: skip
+                raise ValueError('\'resolution_code\' must be {"field": "close_code", "value": "<one of its choices>"}')
+            fields["resolution_code"], resolution_code = target, code
+            continue
         if key == "states":
             if not isinstance(value, dict) or not all(isinstance(k, str) and v in STATUSES for k, v in value.items()):
                 raise ValueError(f"'states' must map state values to one of {', '.join(STATUSES)}")
@@ -67,4 +86,6 @@ def parse_field_map(raw: Any, table: str) -> FieldMap:
         if not value and key in REQUIRED:
             raise ValueError(f"'{key}' cannot be left out")
         fields[key] = value
-    return FieldMap(fields, states)
+    if fields["resolution_code"] and not resolution_code:
+        raise ValueError('\'resolution_code\' needs a value: {"field": "close_code", "value": "..."}')
+    return FieldMap(fields, states, resolution_code)

@@ -14,7 +14,9 @@ Every error a caller or ServiceNow can cause is one of these; the function modul
     ├── NotConnected            503     no ServiceNow tokens yet
     ├── ReauthorizationRequired 503     the refresh token was rejected or expired
     ├── ServiceNowRejected      502     ServiceNow refused the request (carries its message and detail)
-    └── ServiceNowUnavailable   503     unreachable, timed out, 429 or 5xx after retries (`Retry-After`)
+    ├── ServiceNowUnavailable   503     unreachable, timed out, 429 or 5xx after retries (`Retry-After`)
+    ├── SecureScoreUnavailable  503     Microsoft Graph unreachable, throttled or failing (`Retry-After`)
+    └── SecureScoreForbidden    503     the managed identity lacks SecurityEvents.ReadWrite.All (the grant)
 """
 
 from __future__ import annotations
@@ -166,6 +168,18 @@ class ServiceNowUnavailable(ConnectorError):
     title = "ServiceNow is unavailable"
 
 
+class SecureScoreUnavailable(ConnectorError):
+    status = 503
+    code = "secure_score_unavailable"
+    title = "Microsoft Secure Score is unavailable"
+
+
+class SecureScoreForbidden(ConnectorError):
+    status = 503
+    code = "secure_score_forbidden"
+    title = "The connector may not read or update Microsoft Secure Score"
+
+
 PROBLEM_CODES: dict[str, type[ConnectorError]] = {
     cls.code: cls
     for cls in (
@@ -181,5 +195,7 @@ PROBLEM_CODES: dict[str, type[ConnectorError]] = {
         ReauthorizationRequired,
         ServiceNowRejected,
         ServiceNowUnavailable,
+        SecureScoreUnavailable,
+        SecureScoreForbidden,
     )
 }

@@ -113,7 +113,8 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
     checks.append(Check("connection", True, f"Connected as {bundle.connected_as or 'an unidentified user'}."))
     checks.append(_refresh_lifetime(bundle, now))
     checks.append(_sync_check(sync))
-    checks.append(_failed_items(failures))
+    checks.append(_secure_score_check(services, live=live))
+    checks.append(_failed_items({**failures, **_secure_score_state(services).get("failures", {})}))
     if live:
         checks.extend(_live_checks(services))
         if any(c.name == "token_valid" and not c.ok and c.remediation == RECONNECT_REMEDIATION for c in checks):
@@ -153,7 +154,50 @@ def _sync_state(services: Services) -> tuple[dict[str, Any] | None, dict[str, An
     return (last if isinstance(last, dict) else None), (failures if isinstance(failures, dict) else {})
 
 
-_ITEM_KINDS = {"ticket": "pending ticket", "record": "ServiceNow record", "conflict": "ticket"}
+_ITEM_KINDS = {
+    "ticket": "ticket",
+    "record": "ServiceNow record",
+    "conflict": "ticket",
+    "control": "Secure Score control",
+}
+
+
+def _secure_score_state(services: Services) -> dict[str, Any]:
+    from shared.securescore import run_state
+
+    try:
+        return run_state(services)
+    except Exception:
+        log.warning("The ticket store could not be read for the Secure Score state")
+        return {}
+
+
+def _secure_score_check(services: Services, *, live: bool) -> Check:
+    """Permission, reachability and the last refresh, with the exact grant when the permission is missing."""
+    if live:
+        try:
+            services.graph.secure_scores(1)
+        except ConnectorError as exc:
+            return Check("secure_score", False, exc.detail, exc.remediation)
+    last = _secure_score_state(services).get("last")
+    if not isinstance(last, dict):
+        detail = "Secure Score has not been read yet: it is read on SECURE_SCORE_SCHEDULE (every 4 hours by default)"
+        return Check("secure_score", True, detail + " and on POST /api/recommendations/refresh.")
+    if last.get("status") == "failed":
+        error = last.get("error") or {}
+        return Check(
+            "secure_score",
+            False,
+            f"The last Secure Score refresh ({last.get('at')}) failed: {error.get('code')}: {error.get('detail')}",
+            error.get("remediation") or "Fix what the error names; the next refresh tries again.",
+        )
+    return Check(
+        "secure_score",
+        True,
+        f"Last refresh {last.get('at')}: {last.get('controls', 0)} controls, {last.get('resolved', 0)} resolved, "
+        f"{last.get('reopened', 0)} reopened, {last.get('written', 0)} notes written"
+        + (" (Microsoft Graph answers now)." if live else "."),
+    )
 
 
 def _failed_items(failures: dict[str, Any]) -> Check:
@@ -164,6 +208,7 @@ def _failed_items(failures: dict[str, Any]) -> Check:
     shown = [
         f"{_ITEM_KINDS.get(str(e.get('kind')), 'item')} {e.get('number') or e.get('id')}: {e.get('code')}: "
         f"{e.get('detail')} (attempts: {e.get('attempts')})"
+        + (f" To fix: {e['remediation']}" if e.get("remediation") else "")
         for e in entries[:10]
     ]
     more = f"; and {len(entries) - 10} more" if len(entries) > 10 else ""

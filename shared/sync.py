@@ -34,7 +34,7 @@ from shared.problems import (
     ServiceNowUnavailable,
 )
 from shared.services import Services
-from shared.store import StoreConflict, TicketStore
+from shared.store import StoreConflict, TicketStore, change_ticket
 from shared.telemetry import record_sync
 from shared.text import printable
 from shared.tickets import (
@@ -73,6 +73,10 @@ class DuplicateOpenRecord(ConnectorError):
     code = "duplicate_open_record"
 
 
+def remediation_of(exc: BaseException) -> str | None:
+    return exc.remediation if isinstance(exc, ConnectorError) else None
+
+
 def describe(exc: BaseException) -> tuple[str, str]:
     """A failure as (code, detail) for tickets, provisioning and logs. Only a `ConnectorError`'s own detail is
     shown; anything else is named by its type (its message may quote a request)."""
@@ -81,12 +85,29 @@ def describe(exc: BaseException) -> tuple[str, str]:
     return "internal_error", f"the connector failed with {type(exc).__name__} working on this item"
 
 
+def record_ticket_error(services: Services, ticket_id: str, exc: BaseException, *, source: str = "sync") -> int:
+    """Keep a failure on the ticket (its JSON shows it); returns how many times it has failed in a row.
+    `source` says which work failed, so only that work's success clears it."""
+    code, detail = describe(exc)
+    attempts = [1]
+
+    def change(ticket: Ticket) -> Ticket:
+        attempts[0] = int((ticket.error or {}).get("attempts") or 0) + 1
+        error = {"at": services.clock().isoformat(), "code": code, "detail": detail, "attempts": attempts[0],
+                 "source": source, "remediation": remediation_of(exc)}  # fmt: skip
+        return replace(ticket, error=error)
+
+    change_ticket(services.store, ticket_id, change)
+    log.warning("Ticket %s failed (%s), attempt %d; other tickets go on", ticket_id, code, attempts[0])
+    return attempts[0]
+
+
 def failure_entry(
     kind: str, item_id: str, number: str | None, exc: BaseException, at: str, attempts: int
 ) -> dict[str, Any]:
     code, detail = describe(exc)
     return {"kind": kind, "id": item_id, "number": number, "code": code, "detail": detail, "attempts": attempts,
-            "at": at}  # fmt: skip
+            "at": at, "remediation": remediation_of(exc)}  # fmt: skip
 
 
 @dataclass
@@ -124,6 +145,7 @@ class StatusSync:
         self._overlap = overlap
         self._reconcile_every = reconcile_every
         self._failures = _Failures(None, services.clock().isoformat())
+        self._seen: list[str] = []  # tickets this run read from ServiceNow
 
     # -- a run ----------------------------------------------------------------------------------
 
@@ -151,6 +173,7 @@ class StatusSync:
             if self._reconcile_due(now):
                 self._reconcile(index, result)
                 reconciled_at = now.isoformat()
+            self._write_back()
         except Exception as exc:  # the run itself failed: record it now, then let the retry policy run it again
             code, detail = describe(exc)
             result.status = "failed"
@@ -158,6 +181,17 @@ class StatusSync:
             self._finish(result, started, reconciled_at)
             raise
         return self._finish(result, started, reconciled_at)
+
+    def _write_back(self) -> None:
+        """The notes of Secure Score controls whose tickets this run saw change (never fails the run)."""
+        from shared.securescore import SecureScoreSync  # the two syncs share their helpers one way only
+
+        if not self._seen:
+            return
+        try:
+            SecureScoreSync(self._services).write_back_for(self._seen)
+        except Exception as exc:
+            log.warning("Write-back to Secure Score after the status sync failed (%s)", describe(exc)[0])
 
     def _finish(self, result: SyncResult, started: float, reconciled_at: str | None) -> SyncResult:
         result.duration_ms = int((time.monotonic() - started) * 1000)
@@ -235,22 +269,7 @@ class StatusSync:
                     self._failures.clear(key)
 
     def record_ticket_error(self, ticket_id: str, exc: BaseException) -> int:
-        """Keep the failure on the ticket (the ticket's JSON shows it); returns how many times it failed."""
-        code, detail = describe(exc)
-        for _ in range(10):
-            found = self._store.get_ticket(ticket_id)
-            if found is None:
-                return 1
-            ticket, etag = found
-            attempts = int((ticket.error or {}).get("attempts") or 0) + 1
-            error = {"at": self._services.clock().isoformat(), "code": code, "detail": detail, "attempts": attempts}
-            try:
-                self._store.update_ticket(replace(ticket, error=error), etag)
-            except StoreConflict:
-                continue
-            log.warning("Ticket %s failed (%s), attempt %d; other tickets go on", ticket_id, code, attempts)
-            return attempts
-        return 1
+        return record_ticket_error(self._services, ticket_id, exc)
 
     def _retry_failed_records(self, index: _Index, result: SyncResult) -> None:
         """Records that failed in an earlier run, asked for again (one request), a bounded number of times."""
@@ -285,6 +304,7 @@ class StatusSync:
                     field_map.target("name"),
                     "priority",
                     "sys_mod_count",
+                    f"{field_map.target('assignee')}.email",
                 ]
             )
         )
@@ -385,9 +405,11 @@ class StatusSync:
             adopted = self._adopt(row)
             index.add(sys_id, adopted.id)
             result.adopted += 1
+            self._seen.append(adopted.id)
             return
         if self.apply_record(ticket_id, row):
             result.changed += 1
+        self._seen.append(ticket_id)
 
     def apply_record(self, ticket_id: str, row: dict[str, Any]) -> bool:
         """Bring one ticket to what ServiceNow's record says; True if that changed it. Never goes back to an
@@ -405,7 +427,11 @@ class StatusSync:
             now = self._services.clock().isoformat()
             updated = ticket.with_link({**row, "number": row.get("number") or ticket.number}, field_map, now)
             updated = replace(updated, lease_until=ticket.lease_until, extra=ticket.extra, error=ticket.error)
-            if (updated.status, updated.servicenow_state) == (ticket.status, ticket.servicenow_state):
+            if (updated.status, updated.servicenow_state, updated.assigned_to) == (
+                ticket.status,
+                ticket.servicenow_state,
+                ticket.assigned_to,
+            ):
                 if order > 0:
                     self._try_update(replace(updated, updated_at=ticket.updated_at), etag)
                 return False

@@ -64,10 +64,22 @@ class TicketRequest:
     due_date: datetime | None
     recommendation: Recommendation
     requested_by: str | None
+    control: dict[str, Any] | None = None  # the Secure Score control's figures when filled from one
+    origin: str | None = None  # the caller's own request's fingerprint, when fields were filled in
+
+    @property
+    def needs_control(self) -> bool:
+        """The caller left something for the Secure Score control to fill."""
+        rec = self.recommendation
+        return not (self.name and rec.source and rec.category)
 
     def fingerprint(self) -> str:
-        """Identifies the request's content, to tell a retry from a different request under one key."""
+        """Identifies the caller's request, to tell a retry from a different request under one key."""
+        if self.origin:
+            return self.origin
         data = asdict(self)
+        data.pop("control")
+        data.pop("origin")
         data["due_date"] = self.due_date.isoformat() if self.due_date else None
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -84,9 +96,10 @@ def _optional(body: dict[str, Any], key: str, errors: list[FieldError], field: s
 
 
 def _name(value: Any, errors: list[FieldError]) -> str:
+    """Absent (None here) is allowed: the Secure Score control names the ticket, or completion says so."""
     if value is None:
-        errors.append(FieldError("name", "is required"))
-    elif not isinstance(value, str) or not 1 <= len(value) <= 160 or not NAME.fullmatch(value):
+        return ""
+    if not isinstance(value, str) or not 1 <= len(value) <= 160 or not NAME.fullmatch(value):
         errors.append(
             FieldError(
                 "name",
@@ -161,13 +174,15 @@ def _recommendation(value: Any, errors: list[FieldError]) -> Recommendation:
     if not isinstance(value, dict):
         errors.append(FieldError("recommendation", "is required and must be an object"))
         return Recommendation("", "", "")
-    rec_id, source, category = (value.get(k) for k in ("id", "source", "category"))
+    rec_id = value.get("id")
+    source = _optional(value, "source", errors, "recommendation.source")
+    category = _optional(value, "category", errors, "recommendation.category")
     url = _optional(value, "url", errors, "recommendation.url")
     if not isinstance(rec_id, str) or not RECOMMENDATION_ID.fullmatch(rec_id):
         errors.append(FieldError("recommendation.id", "must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':', '-'"))
-    if source not in SOURCES:
+    if source is not None and source not in SOURCES:
         errors.append(FieldError("recommendation.source", "must be 'microsoft' or 'user'"))
-    if category not in CATEGORIES:
+    if category is not None and category not in CATEGORIES:
         errors.append(FieldError("recommendation.category", f"must be one of {', '.join(CATEGORIES)}"))
     if url is not None and not (isinstance(url, str) and len(url) <= 2048 and HTTPS_URL.fullmatch(url)):
         errors.append(FieldError("recommendation.url", "must be an https:// URL of at most 2048 characters"))
@@ -204,7 +219,7 @@ def parse_ticket_request(body: Any, *, initiating_user: str | None) -> TicketReq
     _unknown(body, REQUEST_MEMBERS, "", errors)
     if isinstance(body.get("recommendation"), dict):
         _unknown(body["recommendation"], RECOMMENDATION_MEMBERS, "recommendation.", errors)
-    name = _name(body.get("name"), errors)
+    name = _name(_optional(body, "name", errors), errors)
     description = _description(_optional(body, "description", errors), errors)
     priority = _priority(_optional(body, "priority", errors), errors)
     due = _due_date(_optional(body, "dueDate", errors), errors)
@@ -255,6 +270,8 @@ class Ticket:
     synced_at: str | None = None
     post_attempts: int = 0
     lease_until: str | None = None
+    assigned_to: str | None = None  # the assignee's email in ServiceNow (assigned_to.email)
+    secure_score: dict[str, Any] | None = None  # the control's figures at creation, what was seen and written
     error: dict[str, Any] | None = None  # the last failure working on this ticket: {at, code, detail, attempts}
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -276,6 +293,8 @@ class Ticket:
         raw_state = _plain(record.get(field_map.target("state")))[:40]
         stamp = _plain(record.get("sys_updated_on"))
         number = _plain(record.get("number"))[:40]
+        assignee_field = f"{field_map.target('assignee')}.email"
+        assignee = _plain(record.get(assignee_field))[:254] if assignee_field in record else self.assigned_to or ""
         return replace(
             self,
             sys_id=_plain(record.get("sys_id")),
@@ -283,6 +302,7 @@ class Ticket:
             servicenow_state=raw_state if raw_state and one_line_ok(raw_state) else None,
             servicenow_updated_on=stamp if SERVICENOW_TIME.fullmatch(stamp) else self.servicenow_updated_on,
             servicenow_mod_count=mod_count(record),
+            assigned_to=assignee if EMAIL.fullmatch(assignee) else None,
             status=field_map.status_of(raw_state),
             updated_at=now,
             synced_at=now,
@@ -309,8 +329,18 @@ class Ticket:
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "syncedAt": self.synced_at,
+            "assignedTo": self.assigned_to,
+            "secureScore": self.secure_score_json(),
             "error": self.error,
         }
+
+    def secure_score_json(self) -> dict[str, Any] | None:
+        """The write-back to the control's notes, and the control's score when the ticket was made from it."""
+        data = self.secure_score or {}
+        if not data:
+            return None
+        keys = ("writtenAt", "ok", "detail", "refused", "scoreAtCreation", "maxScore")
+        return {k: data.get(k) for k in keys}
 
 
 def mod_count(record: dict[str, Any]) -> int | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-DEPLOYED_CODE = ["function_app.py", "shared", "create_ticket", "oauth_callback", "status_sync"]
+DEPLOYED_CODE = ["function_app.py", "shared", "create_ticket", "oauth_callback", "status_sync", "secure_score"]
 READS = [
     re.compile(r"""\bget\(\s*"([A-Za-z][A-Za-z0-9_]*)"\s*\)"""),  # config.load_settings' get("NAME")
     re.compile(r"""(?:environ|env)\.get\(\s*"([A-Za-z][A-Za-z0-9_]*)\""""),

@@ -41,6 +41,8 @@ OPERATIONS = {  # function name -> (operationId, method, path)
     "list_tickets": ("listTickets", "GET", "/tickets"),
     "get_ticket": ("getTicket", "GET", "/tickets/{id}"),
     "servicenow_events": ("servicenowEvents", "POST", "/servicenow/events"),
+    "recommendations": ("listRecommendations", "GET", "/recommendations"),
+    "refresh_recommendations": ("refreshRecommendations", "POST", "/recommendations/refresh"),
 }
 # Every header the app reads, and a few it must never trust.
 HEADERS = ["Content-Type", "Idempotency-Key", "Authorization", "Origin", "Cookie", "X-ServiceNow-Timestamp",
@@ -57,6 +59,7 @@ def documented_statuses() -> dict[str, set[int]]:
     return statuses
 
 
+CONTROL_IDS = ["AdminMFAV2", "scid_2016", "11770.MDA_Google_EnableTwoFactorAuth", "IntegratedApps"]
 HOSTILE = st.sampled_from(["\ud800", "\udfff", "\x00", "\u2028", "\u202e", "\u200b", "\x85", "\x1b", "^", "é"])
 TEXT = st.one_of(
     st.text(st.one_of(st.characters(exclude_categories=()), HOSTILE), max_size=40),
@@ -77,6 +80,7 @@ TICKETISH = st.fixed_dictionaries(
         "dueDate": st.one_of(st.sampled_from(["2026-12-31", "1000-01-01T00:00:00+23:59", "9999-12-31T23:59:59-23:59",
                                               "2026-02-29"]), TEXT),
         "recommendation": st.one_of(
+            st.fixed_dictionaries({"id": st.sampled_from(CONTROL_IDS)}),
             st.fixed_dictionaries({"id": st.one_of(st.from_regex(r"[A-Za-z0-9._:-]{1,8}", fullmatch=True), TEXT),
                                    "source": st.sampled_from(["microsoft", "user", "x"]),
                                    "category": st.sampled_from(["Identity", "Data", "x"])},
@@ -115,15 +119,17 @@ HEADER_VALUES = st.one_of(
 )  # fmt: skip
 HEADER_SETS = st.fixed_dictionaries({}, optional={name: HEADER_VALUES for name in HEADERS})
 PARAMS = st.dictionaries(
-    st.one_of(st.sampled_from(["status", "category", "live", "force", "code", "state", "error", "error_description"]),
-              TEXT),
-    st.one_of(TEXT, st.sampled_from(["true", "open", "closed", "Identity", "x" * 3000])), max_size=4,
+    st.one_of(st.sampled_from(["status", "category", "live", "force", "code", "state", "error", "error_description",
+                               "ticket"]), TEXT),
+    st.one_of(TEXT, st.sampled_from(["true", "open", "closed", "completed", "with", "Identity", "x" * 3000])),
+    max_size=4,
 )  # fmt: skip
 
 
 @pytest.fixture
 def fuzzed(connected: Harness) -> Iterator[Harness]:
     connected.services.secrets.set(WEBHOOK_SECRET, SECRET)
+    assert connected.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
     yield connected
     total = sum(TALLY.values())
     print(f"\nfuzz: {total} examples, statuses {dict(sorted(TALLY.items()))}")

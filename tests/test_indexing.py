@@ -19,6 +19,8 @@ EXPECTED_HTTP = {
     "get_ticket": ("tickets/{id}", ["GET"], "FUNCTION"),
     "list_tickets": ("tickets", ["GET"], "FUNCTION"),
     "servicenow_events": ("servicenow/events", ["POST"], "FUNCTION"),
+    "recommendations": ("recommendations", ["GET"], "FUNCTION"),
+    "refresh_recommendations": ("recommendations/refresh", ["POST"], "FUNCTION"),
 }
 
 
@@ -28,7 +30,7 @@ def _trigger(function: Any) -> dict[str, Any]:
 
 
 def test_every_function_is_indexed_with_its_trigger_route_methods_and_auth_level(indexed_functions):
-    assert set(indexed_functions) == {*EXPECTED_HTTP, "status_sync"}
+    assert set(indexed_functions) == {*EXPECTED_HTTP, "status_sync", "secure_score_sync"}
     for name, (route, methods, auth_level) in EXPECTED_HTTP.items():
         trigger = _trigger(indexed_functions[name])
         assert trigger["type"] == "httpTrigger"
@@ -47,6 +49,16 @@ def test_the_status_sync_timer(indexed_functions):
     retry = function.get_settings_dict("retry_policy")
     assert retry["strategy"] == "exponential_backoff" and retry["max_retry_count"] == "3"
     assert retry["minimum_interval"] == "00:00:30" and retry["maximum_interval"] == "00:05:00"
+
+
+def test_the_secure_score_timer(indexed_functions):
+    function = indexed_functions["secure_score_sync"]
+    trigger = _trigger(function)
+    assert trigger["type"] == "timerTrigger"
+    assert trigger["schedule"] == "%SECURE_SCORE_SCHEDULE%"
+    assert trigger["runOnStartup"] is False and trigger["useMonitor"] is True
+    retry = function.get_settings_dict("retry_policy")
+    assert retry["strategy"] == "exponential_backoff" and retry["max_retry_count"] == "3"
 
 
 def test_python_parameter_names_equal_binding_names(indexed_functions):

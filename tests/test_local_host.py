@@ -19,7 +19,7 @@ import pytest
 from dev.host import LocalHost
 from dev.simulator import ServiceNowSimulator, serve
 from shared import services as services_module
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, ROOT, free_port
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, ROOT, free_port, served_graph
 
 
 class _Form(HTMLParser):
@@ -51,7 +51,13 @@ def press_allow(client: httpx.Client, connector: str, function_key: str | None =
 
 
 @pytest.fixture
-def local_host(indexed_functions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def local_host(indexed_functions, identity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with served_graph(identity) as (_, graph_url):
+        monkeypatch.setenv("GRAPH_URL", graph_url)
+        yield from _local_host(indexed_functions, tmp_path, monkeypatch)
+
+
+def _local_host(indexed_functions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     simulator = ServiceNowSimulator()
     server, instance = serve(simulator)
     port = free_port()
@@ -65,6 +71,7 @@ def local_host(indexed_functions, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         "LOCAL_DATA_DIR": str(tmp_path),
         "TICKET_STORE": "sqlite",
         "STATUS_SYNC_SCHEDULE": "0 */5 * * * *",
+        "SECURE_SCORE_SCHEDULE": "0 0 */4 * * *",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -195,6 +202,7 @@ def test_malformed_framing_is_a_clean_4xx_never_a_hang(raw_host, headers, status
 
 def test_a_length_beyond_the_body_on_an_open_connection_times_out_with_400(indexed_functions, tmp_path, monkeypatch):
     monkeypatch.setenv("STATUS_SYNC_SCHEDULE", "0 */5 * * * *")
+    monkeypatch.setenv("SECURE_SCORE_SCHEDULE", "0 0 */4 * * *")
     host = LocalHost(indexed_functions.values(), "127.0.0.1", free_port(), read_timeout=0.5)
     host.start()
     try:

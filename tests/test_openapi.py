@@ -19,7 +19,7 @@ from dev.simulator import ServiceNowSimulator, serve
 from shared import services as services_module
 from shared import tickets
 from shared.secrets import WEBHOOK_SECRET
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, ROOT, free_port
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, ROOT, free_port, served_graph
 from tests.test_local_host import press_allow
 
 SPEC = ROOT / "docs" / "openapi.yaml"
@@ -30,8 +30,14 @@ SCHEMATHESIS = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(R
 
 
 @pytest.fixture(scope="module")
-def live_api(indexed_functions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The local host (function keys enforced, as in Azure) on the simulator, connected."""
+def live_api(indexed_functions, identity, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The local host (function keys enforced, as in Azure) on both simulators, connected, Secure Score read."""
+    with served_graph(identity) as (_, graph_url), pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRAPH_URL", graph_url)
+        yield from _live_api(indexed_functions, tmp_path_factory)
+
+
+def _live_api(indexed_functions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     simulator = ServiceNowSimulator()
     server, instance = serve(simulator)
     port = free_port()
@@ -42,7 +48,7 @@ def live_api(indexed_functions, tmp_path_factory: pytest.TempPathFactory) -> Ite
             "SERVICENOW_INSTANCE": instance, "SERVICENOW_CLIENT_ID": CLIENT_ID,
             "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET, "OAUTH_REDIRECT_URI": redirect,
             "LOCAL_DATA_DIR": str(tmp_path_factory.mktemp("openapi")), "TICKET_STORE": "sqlite",
-            "STATUS_SYNC_SCHEDULE": "0 */5 * * * *",
+            "STATUS_SYNC_SCHEDULE": "0 */5 * * * *", "SECURE_SCORE_SCHEDULE": "0 0 */4 * * *",
         }.items():  # fmt: skip
             patch.setenv(name, value)
         services_module.install(None)
@@ -51,6 +57,10 @@ def live_api(indexed_functions, tmp_path_factory: pytest.TempPathFactory) -> Ite
         host.start()
         with httpx.Client(timeout=10) as browser:
             assert press_allow(browser, host.url, FUNCTION_KEY).status_code == 200
+            refreshed = browser.post(
+                f"{host.url}/api/recommendations/refresh", headers={"x-functions-key": FUNCTION_KEY}
+            )
+            assert refreshed.status_code == 200, refreshed.text
         yield host.url
         host.stop()
         server.shutdown()

@@ -52,6 +52,7 @@ def test_connected_with_every_live_check_passing(connected):
         "connection",
         "refresh_token_lifetime",
         "status_sync",
+        "secure_score",
         "failed_items",
         "token_valid",
         "servicenow_reachable",

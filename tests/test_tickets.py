@@ -62,9 +62,9 @@ def test_a_ticket_is_created_with_every_field_mapped(connected):
     assert ticket["recommendation"]["category"] == "Identity" and ticket["table"] == "incident"
     assert set(ticket) == {
         "id", "number", "sysId", "table", "url", "status", "serviceNowState", "priority", "dueDate", "name",
-        "recommendation", "requestedBy", "createdAt", "updatedAt", "syncedAt", "error",
+        "recommendation", "requestedBy", "createdAt", "updatedAt", "syncedAt", "assignedTo", "secureScore", "error",
     }  # fmt: skip
-    assert ticket["error"] is None
+    assert ticket["error"] is None and ticket["assignedTo"] is None and ticket["secureScore"] is None
 
 
 def test_the_response_carries_location_and_get_returns_the_same_ticket(connected):

@@ -85,3 +85,19 @@ class TicketStore(Protocol):
 
     def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
         """Insert (etag None) or replace if the ETag matches; raises StoreConflict otherwise."""
+
+    # -- Secure Score snapshot (replaced whole: readers see the old one or the new one, never a mix) --
+    def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]]) -> None:
+        """Replace the snapshot; each control is a dict with an `id` (the control id)."""
+
+    def get_secure_score(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The summary and every control, or None before the first refresh."""
+
+    def get_secure_score_control(self, control_id: str) -> dict[str, Any] | None:
+        """One control of the current snapshot (a point read)."""
+
+    # -- small named documents (run states), replaced whole under an ETag --
+    def get_document(self, name: str) -> tuple[dict[str, Any], str] | None: ...
+
+    def put_document(self, name: str, data: dict[str, Any], etag: str | None) -> str:
+        """Insert (etag None) or replace if the ETag matches; raises StoreConflict otherwise."""

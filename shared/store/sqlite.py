@@ -41,6 +41,19 @@ CREATE TABLE IF NOT EXISTS sync_state (
     version INTEGER NOT NULL,
     data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS secure_score (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS secure_score_controls (
+    id TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS documents (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY,
     ticket_id TEXT NOT NULL,
@@ -227,4 +240,55 @@ class SqliteTicketStore:
                 new = str(int(etag) + 1)
         if cursor.rowcount != 1:
             raise StoreConflict("the sync state changed")
+        return new
+
+    # -- Secure Score ---------------------------------------------------------------------------------
+
+    def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM secure_score_controls")
+                self._db.executemany(
+                    "INSERT INTO secure_score_controls VALUES (?, ?)", [(c["id"], json.dumps(c)) for c in controls]
+                )
+                self._db.execute("INSERT OR REPLACE INTO secure_score VALUES (1, ?)", (json.dumps(summary),))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def get_secure_score(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM secure_score WHERE id = 1").fetchone()
+            rows = self._db.execute("SELECT data FROM secure_score_controls").fetchall()
+        if row is None:
+            return None
+        return json.loads(row[0]), [json.loads(data) for (data,) in rows]
+
+    def get_secure_score_control(self, control_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM secure_score_controls WHERE id = ?", (control_id,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    # -- documents ------------------------------------------------------------------------------------
+
+    def get_document(self, name: str) -> tuple[dict[str, Any], str] | None:
+        with self._lock:
+            row = self._db.execute("SELECT data, version FROM documents WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (json.loads(row[0]), str(row[1]))
+
+    def put_document(self, name: str, data: dict[str, Any], etag: str | None) -> str:
+        with self._lock:
+            if etag is None:
+                cursor = self._db.execute("INSERT OR IGNORE INTO documents VALUES (?, 1, ?)", (name, json.dumps(data)))
+                new = "1"
+            else:
+                cursor = self._db.execute(
+                    "UPDATE documents SET version = version + 1, data = ? WHERE name = ? AND version = ?",
+                    (json.dumps(data), name, int(etag)),
+                )
+                new = str(int(etag) + 1)
+        if cursor.rowcount != 1:
+            raise StoreConflict(f"the document {name} changed")
         return new

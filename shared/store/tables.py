@@ -19,11 +19,13 @@ CLAIMS = "claims"
 IDEMPOTENCY = "idempotencykeys"
 SYNC = "syncstate"
 BY_SYS_ID = "ticketsbysysid"
+SECURE_SCORE = "securescore"
+DOCUMENTS = "documents"
 _STATE_PARTITION = "state"
 _TICKET_PARTITION = "ticket"
 _CLAIM_PARTITION = "claim"
 _KEY_PARTITION = "key"
-_JSON_FIELDS = ("recommendation", "extra", "error")
+_JSON_FIELDS = ("recommendation", "extra", "error", "secure_score")
 
 
 def _ticket_entity(ticket: Ticket) -> dict[str, Any]:
@@ -337,3 +339,103 @@ class TableTicketStore:
             return str(table.create_entity(entity)["etag"])
         except ResourceExistsError as exc:
             raise StoreConflict("the sync state changed") from exc
+
+    # -- Secure Score ---------------------------------------------------------------------------------
+    # Controls live in a partition per snapshot version; the pointer entity names the current version and
+    # the previous one. A reader holding the old pointer still finds its rows: only the version before the
+    # previous is deleted. So a reader sees one whole snapshot, never a mix, without a lock.
+
+    def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]]) -> None:
+        import uuid
+
+        from azure.core.exceptions import ResourceNotFoundError
+
+        table = self._table(SECURE_SCORE)
+        version = uuid.uuid4().hex
+        operations = [
+            ("upsert", {"PartitionKey": f"v{version}", "RowKey": c["id"], "data": json.dumps(c)}) for c in controls
+        ]
+        for start in range(0, len(operations), 100):  # an entity-group transaction holds 100 operations
+            table.submit_transaction(operations[start : start + 100])
+        try:
+            old = table.get_entity("current", "current")
+        except ResourceNotFoundError:
+            old = None
+        table.upsert_entity(
+            {
+                "PartitionKey": "current",
+                "RowKey": "current",
+                "version": version,
+                "previous": str(old["version"]) if old else "",
+                "summary": json.dumps(summary),
+            }
+        )
+        if old is not None and old.get("previous"):
+            self._delete_partition(table, f"v{old['previous']}")
+
+    def _delete_partition(self, table: Any, partition: str) -> None:
+        rows = [
+            e["RowKey"]
+            for e in table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": partition}, select=["PartitionKey", "RowKey"]
+            )
+        ]
+        for start in range(0, len(rows), 100):
+            table.submit_transaction(
+                [("delete", {"PartitionKey": partition, "RowKey": row}) for row in rows[start : start + 100]]
+            )
+
+    def _secure_score_pointer(self) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return self._table(SECURE_SCORE).get_entity("current", "current")
+        except ResourceNotFoundError:
+            return None
+
+    def get_secure_score(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        pointer = self._secure_score_pointer()
+        if pointer is None:
+            return None
+        rows = self._table(SECURE_SCORE).query_entities(
+            "PartitionKey eq @pk", parameters={"pk": f"v{pointer['version']}"}
+        )
+        return json.loads(pointer["summary"]), [json.loads(e["data"]) for e in rows]
+
+    def get_secure_score_control(self, control_id: str) -> dict[str, Any] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        pointer = self._secure_score_pointer()
+        if pointer is None:
+            return None
+        try:
+            entity = self._table(SECURE_SCORE).get_entity(f"v{pointer['version']}", control_id)
+        except ResourceNotFoundError:
+            return None
+        return dict(json.loads(entity["data"]))
+
+    # -- documents ------------------------------------------------------------------------------------
+
+    def get_document(self, name: str) -> tuple[dict[str, Any], str] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = self._table(DOCUMENTS).get_entity("doc", name)
+        except ResourceNotFoundError:
+            return None
+        return json.loads(entity["data"]), str(entity.metadata["etag"])
+
+    def put_document(self, name: str, data: dict[str, Any], etag: str | None) -> str:
+        from azure.core.exceptions import ResourceExistsError
+
+        entity = {"PartitionKey": "doc", "RowKey": name, "data": json.dumps(data)}
+        table = self._table(DOCUMENTS)
+        if etag is not None:
+            new_etag = self._write_if_unchanged(table, entity, etag)
+            if new_etag is None:
+                raise StoreConflict(f"the document {name} changed")
+            return new_etag
+        try:
+            return str(table.create_entity(entity)["etag"])
+        except ResourceExistsError as exc:
+            raise StoreConflict(f"the document {name} changed") from exc

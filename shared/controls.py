@@ -1,0 +1,141 @@
+"""Secure Score controls (DESIGN section 9): a control profile joined with its score, and a ticket request
+filled from a control.
+
+Graph's data is input too: every value is held to the shape it must have (numbers are numbers, text is
+clean text of bounded length, URLs are https), a missing or null field gets a neutral value, and a profile
+without a usable id is refused (the refresh records it and goes on).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from shared.htmltext import html_to_text
+from shared.problems import FieldError, ValidationFailed
+from shared.text import one_line_ok, printable
+from shared.tickets import CATEGORIES, DESCRIPTION_LIMIT, HTTPS_URL, RECOMMENDATION_ID, Recommendation, TicketRequest
+
+SECURE_SCORE_PAGE = "https://security.microsoft.com/securescore?viewid=actions"
+STATES = {"default": "Default", "ignored": "Ignored", "thirdparty": "ThirdParty", "reviewed": "Reviewed"}
+_CONTROLS_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+class ControlRefused(ValueError):
+    """A profile the connector cannot take (no usable id)."""
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if number == number and abs(number) < 1e9 else None  # not NaN, not absurd
+
+
+def _line(value: Any, limit: int) -> str:
+    """One clean line: controls and invisible characters become spaces."""
+    if not isinstance(value, str):
+        return ""
+    text = "".join(ch if one_line_ok(ch) else " " for ch in value)
+    return " ".join(text.split())[:limit]
+
+
+def _text(value: Any, limit: int) -> str:
+    return _CONTROLS_TEXT.sub(" ", value)[:limit] if isinstance(value, str) else ""
+
+
+def current_state(profile: dict[str, Any]) -> str:
+    """The newest `controlStateUpdates` entry's state (compared case-insensitively); none means Default."""
+    updates = [u for u in profile.get("controlStateUpdates") or [] if isinstance(u, dict)]
+    if not updates:
+        return "Default"
+    newest = max(enumerate(updates), key=lambda pair: (str(pair[1].get("updatedDateTime") or ""), pair[0]))[1]
+    raw = _line(newest.get("state"), 40)
+    return STATES.get(raw.lower(), raw or "Default")
+
+
+def build_control(profile: dict[str, Any], score_entry: dict[str, Any] | None) -> dict[str, Any]:
+    """One stored control: the profile's documented fields, today's score, and whether it is completed
+    (score >= maxScore; the undocumented `scoreInPercentage`/`implementationStatus` are shown, never used)."""
+    control_id = profile.get("id")
+    if not isinstance(control_id, str) or not RECOMMENDATION_ID.fullmatch(control_id):
+        raise ControlRefused(
+            f"a control profile with an id the connector cannot use ({printable(str(control_id), 64)})"
+        )
+    max_score = _number(profile.get("maxScore"))
+    score = _number(score_entry.get("score")) if score_entry else None
+    category = profile.get("controlCategory")
+    action_url = profile.get("actionUrl")
+    rank = _number(profile.get("rank"))
+    return {
+        "id": control_id,
+        "title": _line(profile.get("title"), 300) or control_id,
+        "category": category if category in CATEGORIES else None,
+        "service": _line(profile.get("service"), 80) or None,
+        "rank": int(rank) if rank is not None else None,
+        "maxScore": max_score,
+        "score": score,
+        "completed": score is not None and max_score is not None and max_score > 0 and score >= max_score,
+        "state": current_state(profile),
+        "actionType": _line(profile.get("actionType"), 40) or None,
+        "tier": _line(profile.get("tier"), 40) or None,
+        "userImpact": _line(profile.get("userImpact"), 40) or None,
+        "implementationCost": _line(profile.get("implementationCost"), 40) or None,
+        "threats": [_line(t, 80) for t in (profile.get("threats") or []) if isinstance(t, str)][:20],
+        "remediation": _text(html_to_text(_text(profile.get("remediation"), 20000)), 8000),
+        "remediationImpact": _text(html_to_text(_text(profile.get("remediationImpact"), 4000)), 2000),
+        "actionUrl": action_url if isinstance(action_url, str) and HTTPS_URL.fullmatch(action_url) else None,
+        "deprecated": profile.get("deprecated") is True,
+        "implementationStatus": _line((score_entry or {}).get("implementationStatus"), 300) or None,
+    }
+
+
+def _description(control: dict[str, Any]) -> str:
+    lines = [control["remediation"] or control["title"]]
+    details = [
+        ("Remediation impact", control.get("remediationImpact")),
+        ("User impact", control.get("userImpact")),
+        ("Implementation cost", control.get("implementationCost")),
+        ("Threats", ", ".join(control.get("threats") or [])),
+        ("Action", control.get("actionUrl")),
+    ]
+    extra = [f"{label}: {value}" for label, value in details if value]
+    if extra:
+        lines += ["", *extra]
+    return "\n".join(lines)[:DESCRIPTION_LIMIT]
+
+
+def complete_from_control(request: TicketRequest, control: dict[str, Any] | None) -> TicketRequest:
+    """Fill what the caller left out from the Secure Score control; what the caller sent wins. Without a
+    control, the caller must have named the ticket and its source and category."""
+    rec = request.recommendation
+    if control is None:
+        errors = []
+        if not request.name:
+            errors.append(FieldError("recommendation.id", "is not a Secure Score improvement action"))
+        if not rec.source:
+            errors.append(FieldError("recommendation.source", "is required for a recommendation of your own"))
+        if not rec.category:
+            errors.append(FieldError("recommendation.category", "is required for a recommendation of your own"))
+        if errors:
+            raise ValidationFailed(errors)
+        return request
+    category = rec.category or control.get("category") or ""
+    if not category:
+        raise ValidationFailed(
+            [FieldError("recommendation.category", "is required: Secure Score gives this control no known category")]
+        )
+    completed = replace(
+        request,
+        name=request.name or _line(control["title"], 160),
+        description=request.description or _description(control),
+        recommendation=Recommendation(
+            rec.id,
+            rec.source or "microsoft",
+            category,
+            rec.url or control.get("actionUrl") or SECURE_SCORE_PAGE,
+        ),
+        control={"score": control.get("score"), "maxScore": control.get("maxScore"), "completed": control["completed"]},
+    )
+    return replace(completed, origin=request.fingerprint())
