@@ -225,3 +225,50 @@ def test_a_store_from_before_browser_binding_gains_the_column(tmp_path):
     fresh = _state()
     store.add_oauth_state(fresh)
     assert store.take_oauth_state(fresh.state) == fresh
+
+
+def _controls(count: int, version: str) -> list[dict[str, object]]:
+    return [{"id": f"ctl.{i}:{version}", "title": f"Control {i} ({version})", "score": float(i)} for i in range(count)]
+
+
+def test_the_secure_score_snapshot_is_replaced_whole(store):
+    assert store.get_secure_score() is None and store.get_secure_score_control("x") is None
+    store.put_secure_score({"refreshedAt": "1"}, _controls(130, "a"))  # more than one entity-group transaction
+    summary, controls = store.get_secure_score()
+    assert summary == {"refreshedAt": "1"} and len(controls) == 130
+    assert store.get_secure_score_control("ctl.7:a") == {"id": "ctl.7:a", "title": "Control 7 (a)", "score": 7.0}
+    store.put_secure_score({"refreshedAt": "2"}, _controls(3, "b"))
+    summary, controls = store.get_secure_score()
+    assert summary == {"refreshedAt": "2"} and sorted(c["id"] for c in controls) == ["ctl.0:b", "ctl.1:b", "ctl.2:b"]
+    assert store.get_secure_score_control("ctl.7:a") is None  # nothing of the old snapshot shows through
+    store.put_secure_score({"refreshedAt": "3"}, [])
+    assert store.get_secure_score() == ({"refreshedAt": "3"}, [])
+
+
+def test_readers_during_replacements_see_one_whole_snapshot(store):
+    store.put_secure_score({"v": "0"}, _controls(20, "0"))
+    seen: list[tuple[str, set[str]]] = []
+
+    def work(i: int) -> None:
+        if i % 2:
+            store.put_secure_score({"v": str(i)}, _controls(20, str(i)))
+        else:
+            for _ in range(3):
+                found = store.get_secure_score()
+                assert found is not None
+                seen.append((found[0]["v"], {c["id"].split(":")[1] for c in found[1]}))
+
+    concurrently(8, work)
+    for version, versions_of_controls in seen:
+        assert versions_of_controls == {version}, (version, versions_of_controls)
+
+
+def test_documents_are_replaced_under_their_etag(store):
+    assert store.get_document("run") is None
+    etag = store.put_document("run", {"a": 1}, None)
+    with pytest.raises(StoreConflict):
+        store.put_document("run", {"a": 2}, None)
+    new = store.put_document("run", {"a": 2}, etag)
+    with pytest.raises(StoreConflict):
+        store.put_document("run", {"a": 3}, etag)
+    assert store.get_document("run") == ({"a": 2}, new)

@@ -348,8 +348,6 @@ class TableTicketStore:
     def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]]) -> None:
         import uuid
 
-        from azure.core.exceptions import ResourceNotFoundError
-
         table = self._table(SECURE_SCORE)
         version = uuid.uuid4().hex
         operations = [
@@ -357,19 +355,27 @@ class TableTicketStore:
         ]
         for start in range(0, len(operations), 100):  # an entity-group transaction holds 100 operations
             table.submit_transaction(operations[start : start + 100])
+        old = self._secure_score_pointer()
+        pointer = {
+            "PartitionKey": "current",
+            "RowKey": "current",
+            "version": version,
+            "previous": str(old["version"]) if old else "",
+            "summary": json.dumps(summary),
+        }
+        from azure.core.exceptions import ResourceExistsError
+
         try:
-            old = table.get_entity("current", "current")
-        except ResourceNotFoundError:
-            old = None
-        table.upsert_entity(
-            {
-                "PartitionKey": "current",
-                "RowKey": "current",
-                "version": version,
-                "previous": str(old["version"]) if old else "",
-                "summary": json.dumps(summary),
-            }
-        )
+            if old is None:
+                table.create_entity(pointer)
+                flipped = True
+            else:
+                flipped = self._write_if_unchanged(table, pointer, old.metadata["etag"]) is not None
+        except ResourceExistsError:
+            flipped = False
+        if not flipped:  # a concurrent refresh flipped it first: its snapshot stands, ours is dropped
+            self._delete_partition(table, f"v{version}")
+            return
         if old is not None and old.get("previous"):
             self._delete_partition(table, f"v{old['previous']}")
 
@@ -380,10 +386,15 @@ class TableTicketStore:
                 "PartitionKey eq @pk", parameters={"pk": partition}, select=["PartitionKey", "RowKey"]
             )
         ]
+        from azure.data.tables import TableTransactionError
+
         for start in range(0, len(rows), 100):
-            table.submit_transaction(
-                [("delete", {"PartitionKey": partition, "RowKey": row}) for row in rows[start : start + 100]]
-            )
+            chunk = rows[start : start + 100]
+            try:
+                table.submit_transaction([("delete", {"PartitionKey": partition, "RowKey": row}) for row in chunk])
+            except TableTransactionError:  # a concurrent refresh deleted some of them: delete the rest one by one
+                for row in chunk:
+                    table.delete_entity(partition, row)  # a row already gone is not an error here
 
     def _secure_score_pointer(self) -> Any:
         from azure.core.exceptions import ResourceNotFoundError
