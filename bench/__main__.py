@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from bench import create, sync
+from bench import create, secure_score, sync
 
 
 def main() -> None:
     create.main()
     print()
     sync.main()
+    print()
+    secure_score.main()
 
 
 if __name__ == "__main__":

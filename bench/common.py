@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from dev.simulator import ServiceNowSimulator, serve
+from dev.simulator import ServiceNowSimulator, SimulatorTransport, serve
+from dev.simulator.transport import Simulated
 from shared.config import load_settings
 from shared.connection import finish_callback, start_connect
 from shared.secrets import FileSecretStore
@@ -73,3 +75,20 @@ def summary(samples: list[float]) -> str:
         f"p50 {percentile(samples, 50) * 1000:7.2f} ms   p99 {percentile(samples, 99) * 1000:7.2f} ms   "
         f"mean {statistics.fmean(samples) * 1000:7.2f} ms"
     )
+
+
+class TimedTransport(SimulatorTransport):
+    """Counts requests and the time spent inside a simulator (the remote service), to leave it out of ours."""
+
+    def __init__(self, simulator: Simulated) -> None:
+        super().__init__(simulator)
+        self.count = 0
+        self.server_seconds = 0.0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.count += 1
+        started = time.perf_counter()
+        try:
+            return super().handle_request(request)
+        finally:
+            self.server_seconds += time.perf_counter() - started

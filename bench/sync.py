@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
-from dev.simulator import ServiceNowSimulator, SimulatorTransport
+from bench.common import TimedTransport
+from dev.simulator import ServiceNowSimulator
 from shared.config import load_settings
 from shared.secrets import FileSecretStore
 from shared.services import Services
@@ -33,21 +32,6 @@ CHANGED = 100
 INSTANCE = "https://bench.service-now.com"
 
 
-class CountingTransport(SimulatorTransport):
-    def __init__(self, simulator: ServiceNowSimulator) -> None:
-        super().__init__(simulator)
-        self.count = 0
-        self.server_seconds = 0.0  # time spent inside the simulator, i.e. "on the instance"
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.count += 1
-        started = time.perf_counter()
-        try:
-            return super().handle_request(request)
-        finally:
-            self.server_seconds += time.perf_counter() - started
-
-
 @dataclass
 class Measured:
     requests: int
@@ -58,10 +42,10 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def build(tracked: int, directory: Path) -> tuple[Services, ServiceNowSimulator, CountingTransport]:
+def build(tracked: int, directory: Path) -> tuple[Services, ServiceNowSimulator, TimedTransport]:
     simulator = ServiceNowSimulator(INSTANCE)
     simulator.register_client("bench", "secret", ["https://x/api/oauth/callback"])
-    transport = CountingTransport(simulator)
+    transport = TimedTransport(simulator)
     settings = load_settings(
         {"SERVICENOW_INSTANCE": INSTANCE, "SERVICENOW_CLIENT_ID": "bench", "SERVICENOW_CLIENT_SECRET": "secret",
          "OAUTH_REDIRECT_URI": "https://x/api/oauth/callback"}
@@ -99,7 +83,7 @@ def build(tracked: int, directory: Path) -> tuple[Services, ServiceNowSimulator,
     return services, simulator, transport
 
 
-def incremental(services: Services, transport: CountingTransport) -> Measured:
+def incremental(services: Services, transport: TimedTransport) -> Measured:
     before, server = transport.count, transport.server_seconds
     started = time.perf_counter()
     result = StatusSync(services).run()
@@ -107,13 +91,13 @@ def incremental(services: Services, transport: CountingTransport) -> Measured:
     return _measured(transport, before, server, started)
 
 
-def _measured(transport: CountingTransport, before: int, server: float, started: float) -> Measured:
+def _measured(transport: TimedTransport, before: int, server: float, started: float) -> Measured:
     requests = transport.count - before
     own = time.perf_counter() - started - (transport.server_seconds - server)
     return Measured(requests, own + requests * LATENCY)
 
 
-def naive(services: Services, transport: CountingTransport) -> Measured:
+def naive(services: Services, transport: TimedTransport) -> Measured:
     """What a connector without a watermark does: ask ServiceNow about every tracked ticket, every time."""
     before, server = transport.count, transport.server_seconds
     started = time.perf_counter()

@@ -35,6 +35,23 @@ param serviceNowRefreshTokenLifespan string = '8640000'
 @description('NCRONTAB schedule of the status sync (UTC).')
 param statusSyncSchedule string = '0 */5 * * * *'
 
+@description('Microsoft Graph base URL of the tenant\'s cloud (https://graph.microsoft.us for US Government).')
+param graphUrl string = 'https://graph.microsoft.com'
+
+@description('NCRONTAB schedule of the Secure Score refresh (UTC); Secure Score itself updates about daily.')
+param secureScoreSchedule string = '0 0 */4 * * *'
+
+@allowed([ 'comment', 'off' ])
+@description('comment: write each ticket\'s number, status and link to its control\'s notes in Secure Score.')
+param secureScoreWriteBack string = 'comment'
+
+@allowed([ 'true', 'false' ])
+@description('true: resolve a ticket when Secure Score reports its control completed, reopen it on regression.')
+param secureScoreAutoResolve string = 'true'
+
+@description('Grant the managed identity Graph SecurityEvents.ReadWrite.All; needs Privileged Role Administrator.')
+param grantGraphPermission bool = false
+
 @description('Entra ID tenant whose tokens the API requires; empty leaves the API on function keys only.')
 param entraTenantId string = ''
 
@@ -198,7 +215,20 @@ module api 'app/api.bicep' = {
       ENTRA_TENANT_ID: entraTenantId
       ENTRA_AUDIENCE: entraAudience
       ENTRA_AUTHORITY: environment().authentication.loginEndpoint
+      GRAPH_URL: graphUrl
+      SECURE_SCORE_SCHEDULE: secureScoreSchedule
+      SECURE_SCORE_WRITE_BACK: secureScoreWriteBack
+      SECURE_SCORE_AUTO_RESOLVE: secureScoreAutoResolve
     }
+  }
+}
+
+// Optional: the Graph application permission for Secure Score (off by default: it needs a directory role).
+module graphPermission 'app/graph-permission.bicep' = if (grantGraphPermission) {
+  name: 'graph-permission'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
   }
 }
 

@@ -210,6 +210,12 @@ class GraphClient:
             url = link if isinstance(link, str) and link else None
         return profiles, pages
 
+    def control_profile(self, control_id: str) -> dict[str, Any]:
+        """One control profile (a point read; the refresh lists them all instead)."""
+        if not _CONTROL_ID.fullmatch(control_id) or set(control_id) == {"."}:
+            raise ControlRefused(f"'{printable(control_id, 64)}' is not a control id the connector can address.")
+        return self._json(self._call("GET", f"{self.base_url}/v1.0/security/secureScoreControlProfiles/{control_id}"))
+
     def update_control(self, control_id: str, body: dict[str, Any]) -> None:
         """PATCH one control profile (204). The same body twice is the same note: safe to retry."""
         if not _CONTROL_ID.fullmatch(control_id) or set(control_id) == {"."}:

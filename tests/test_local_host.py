@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -107,9 +108,10 @@ def test_routes_methods_and_unknown_paths(local_host):
 
 def test_make_run_starts_the_connector_on_the_simulator(tmp_path: Path):
     """`make run`'s program, as a process: it says it uses the simulator, and a browser can connect."""
-    port, sim_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICENOW_", "OAUTH_"))}
-    env.update(PORT=str(port), SIMULATOR_PORT=str(sim_port), LOCAL_DATA_DIR=str(tmp_path / "local"))
+    port, sim_port, graph_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICENOW_", "OAUTH_", "GRAPH_", "IDENTITY_"))}
+    env.update(PORT=str(port), SIMULATOR_PORT=str(sim_port), GRAPH_SIMULATOR_PORT=str(graph_port),
+               LOCAL_DATA_DIR=str(tmp_path / "local"))  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "dev" / "run.py")],
         env=env,
@@ -124,15 +126,40 @@ def test_make_run_starts_the_connector_on_the_simulator(tmp_path: Path):
         while "Ctrl-C" not in banner and time.monotonic() < deadline:
             banner += process.stdout.readline()
         assert "using the ServiceNow simulator" in banner, banner
+        assert "using the Microsoft Graph simulator" in banner, banner
         assert re.search(rf"GET\s+http://localhost:{port}/api/connect", banner)
+        api = f"http://localhost:{port}/api"
         with httpx.Client(timeout=10) as browser:
             page = press_allow(browser, f"http://localhost:{port}")
             assert page.status_code == 200 and "Connected to ServiceNow" in page.text
+            _the_secure_score_loop(browser, api, f"http://127.0.0.1:{graph_port}")
         assert (tmp_path / "local" / "secrets.json").exists()
         assert (tmp_path / "local" / "connector.db").exists()
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def _the_secure_score_loop(browser: httpx.Client, api: str, graph: str) -> None:
+    """What `make run` shows: recommendations with scores (read at start), a ticket from an id alone, its note in
+    the simulated Secure Score, and the ticket resolved once the control is completed."""
+    deadline = time.monotonic() + 20
+    listed: dict[str, Any] = {}
+    while time.monotonic() < deadline and not listed.get("recommendations"):
+        listed = browser.get(f"{api}/recommendations").json()
+        time.sleep(0.1)
+    assert listed["secureScore"]["current"] > 0 and len(listed["history"]) == 90
+    assert any(r["id"] == "AdminMFAV2" and r["score"] == 0 for r in listed["recommendations"])
+    created = browser.post(f"{api}/tickets", json={"recommendation": {"id": "AdminMFAV2"}})
+    assert created.status_code == 201, created.text
+    ticket = created.json()
+    assert ticket["name"].startswith("Ensure multifactor authentication")
+
+    assert browser.post(f"{api}/recommendations/refresh").json()["written"] == 1
+    assert ticket["number"] in browser.get(f"{graph}/sim").text  # the note, in the simulated Secure Score
+    assert browser.post(f"{graph}/sim/controls/AdminMFAV2/complete").status_code == 200
+    assert browser.post(f"{api}/recommendations/refresh").json()["resolved"] == 1
+    assert browser.get(f"{api}/tickets/{ticket['id']}").json()["status"] == "resolved"
 
 
 def test_timer_functions_fire_on_their_ncrontab_schedule(monkeypatch: pytest.MonkeyPatch):

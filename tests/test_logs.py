@@ -55,8 +55,19 @@ def test_no_secret_appears_in_any_log_line(harness, caplog: pytest.LogCaptureFix
     for signature in (sign(WEBHOOK_KEY, stamp, body), "forged"):
         harness.call("servicenow_events", "POST", body=body,
                      headers={"X-ServiceNow-Timestamp": stamp, "X-ServiceNow-Signature": signature})  # fmt: skip
+    # Secure Score: Graph tokens from the managed identity, a refresh with a 429, write-back, a refused control,
+    # a forbidden identity.
+    harness.graph.inject(Fault("status", status=429, headers={"Retry-After": "1"}, path_prefix="/v1.0/"))
+    harness.call("refresh_recommendations", "POST", "/recommendations/refresh")
+    post(harness, {"recommendation": {"id": "scid_2016"}})
+    post(harness, {"recommendation": {"id": "MFARegistrationV2"}})
+    harness.call("refresh_recommendations", "POST", "/recommendations/refresh")
+    harness.graph.forbidden = True
+    harness.call("refresh_recommendations", "POST", "/recommendations/refresh")
 
-    secrets = _secrets_seen(harness) | {"leaked-code-value", WEBHOOK_KEY}
+    graph_tokens = set(harness.graph.identity.issued)
+    assert graph_tokens
+    secrets = _secrets_seen(harness) | {"leaked-code-value", WEBHOOK_KEY} | graph_tokens
     assert len(secrets) >= 6
     lines = [f"{r.name} {r.getMessage()}" for r in caplog.records]
     assert len(lines) > 10  # the flow did log: the scan below is not vacuous

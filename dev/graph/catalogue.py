@@ -166,18 +166,19 @@ def initial_scores(seed: int = 7) -> dict[str, float]:
     return scores
 
 
-def snapshot(day: datetime, scores: dict[str, float], max_total: float) -> dict[str, Any]:
+def snapshot(day: datetime, profiles: list[dict[str, Any]], scores: dict[str, float]) -> dict[str, Any]:
     """One daily `secureScore` with `controlScores` (and the undocumented fields live tenants show)."""
     controls = []
-    for cid, title, category, _service, max_score, *_ in CONTROLS:
+    for profile in profiles:
+        cid, max_score = profile["id"], float(profile.get("maxScore") or 0.0)
         if cid in MISSING_FROM_SCORES:
             continue
         score = scores.get(cid, 0.0)
         controls.append(
             {
-                "controlCategory": category,
+                "controlCategory": profile.get("controlCategory"),
                 "controlName": cid,
-                "description": f"{title}.",
+                "description": f"{profile.get('title')}.",
                 "score": score,
                 "scoreInPercentage": round(100 * score / max_score, 2) if max_score else 0.0,
                 "implementationStatus": "You have completed this action."
@@ -189,16 +190,15 @@ def snapshot(day: datetime, scores: dict[str, float], max_total: float) -> dict[
                 "on": "true",
             }
         )
-    current = round(sum(scores.get(c, 0.0) for c, *_ in CONTROLS if c not in MISSING_FROM_SCORES), 2)
     return {
         "id": f"{TENANT}_{day.strftime('%Y-%m-%d')}",
         "azureTenantId": TENANT,
         "activeUserCount": 412,
         "createdDateTime": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "currentScore": current,
+        "currentScore": round(sum(c["score"] for c in controls), 2),
         "enabledServices": ["HasExchange", "HasSharePoint", "HasOD4B", "HasYammer", "HasTeams"],
         "licensedUserCount": 450,
-        "maxScore": max_total,
+        "maxScore": float(sum(float(p.get("maxScore") or 0.0) for p in profiles if p["id"] not in MISSING_FROM_SCORES)),
         "averageComparativeScores": [
             {"basis": "AllTenants", "averageScore": 41.2, "identityScore": 60.1, "identityScoreMax": 100.0},
             {
@@ -218,15 +218,15 @@ def snapshot(day: datetime, scores: dict[str, float], max_total: float) -> dict[
     }
 
 
-def history(today: datetime, scores: dict[str, float], days: int = 90) -> list[dict[str, Any]]:
+def history(
+    today: datetime, profiles: list[dict[str, Any]], scores: dict[str, float], days: int = 90
+) -> list[dict[str, Any]]:
     """`days` snapshots, newest first; the score climbs over the quarter as controls get done."""
-    max_total = float(sum(c[4] for c in CONTROLS if c[0] not in MISSING_FROM_SCORES))
     rng = random.Random(11)
     done_on = {cid: rng.randint(0, days - 1) for cid in scores}  # the day (ago) each control reached today's score
-    snapshots = []
     midnight = today.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    snapshots = []
     for ago in range(days):
-        day = midnight - timedelta(days=ago)
         then = {cid: (score if ago <= done_on[cid] else round(score / 2, 2)) for cid, score in scores.items()}
-        snapshots.append(snapshot(day, then, max_total))
+        snapshots.append(snapshot(midnight - timedelta(days=ago), profiles, then))
     return snapshots

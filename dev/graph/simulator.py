@@ -90,11 +90,19 @@ class GraphSimulator:
         self.next_link_base: str | None = None  # a test's hostile Graph: next links to another host
         self.in_flight = 0
         self.max_in_flight = 0
-        self._history_base = catalogue.history(datetime.fromtimestamp(self.clock(), UTC), self.scores)
+        self._history_base = catalogue.history(
+            datetime.fromtimestamp(self.clock(), UTC), list(self.profiles.values()), self.scores
+        )
 
     def bind(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.identity.bind(base_url)
+
+    def add_profile(self, profile: dict[str, Any], score: float) -> None:
+        """Another control (benchmarks: a tenant with more controls than the catalogue)."""
+        with self.lock:
+            self.profiles[profile["id"]] = profile
+            self.scores[profile["id"]] = score
 
     def inject(self, fault: Fault) -> None:
         with self.lock:
@@ -181,8 +189,8 @@ class GraphSimulator:
         with self.lock:
             today = catalogue.snapshot(
                 datetime.fromisoformat(self._history_base[0]["createdDateTime"].replace("Z", "+00:00")),
+                sorted(self.profiles.values(), key=_by_rank),
                 self.scores,
-                float(self._history_base[0]["maxScore"]),
             )
         value = [today, *self._history_base[1:]][: max(top, 0)]
         link = f"{self.base_url}{SCORES}?$top={top}&$skiptoken={secrets.token_hex(8)}"

@@ -1,0 +1,165 @@
+"""Secure Score refresh against a naive refresher: Graph requests and PATCHes per run, and accounted time.
+
+The setup is the issue's: 300 controls, 50 tickets on 50 of them, 5 of those controls completed between two
+runs, 100 ms per Graph request, accounted rather than slept. Both strategies run in this process against the
+same Graph and ServiceNow simulators (in process), with real tokens from a managed-identity endpoint on
+loopback. The connector's time is its measured processing time (the simulators' own time excluded: they stand
+for the remote services) plus 100 ms for each sequential Graph request, and 100 ms for each wave of at most 4
+concurrent PATCHes; the naive refresher's requests are sequential.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.common import TimedTransport
+from dev.graph import GraphSimulator, ManagedIdentity
+from dev.simulator import ServiceNowSimulator, serve
+from dev.simulator.core import Grant
+from shared.config import load_settings
+from shared.graph import MAX_CONCURRENT
+from shared.secrets import FileSecretStore
+from shared.securescore import SecureScoreSync
+from shared.services import Services
+from shared.store import SqliteTicketStore
+from shared.tickets import Ticket
+from shared.tokens import TokenBundle
+
+CONTROLS = 300
+TICKETS = 50
+CHANGED = 5
+LATENCY = 0.100
+INSTANCE = "https://bench.service-now.com"
+
+
+@dataclass
+class Measured:
+    gets: int
+    patches: int
+    seconds: float
+
+
+def build(directory: Path, identity: ManagedIdentity) -> tuple[Services, GraphSimulator, list[TimedTransport]]:
+    graph = GraphSimulator(identity)
+    template = graph.profiles["AdminMFAV2"]
+    for i in range(CONTROLS - len(graph.profiles)):
+        profile = copy.deepcopy(template)
+        profile.update(id=f"bench_control_{i}", title=f"Bench control {i}", rank=1000 + i)
+        graph.add_profile(profile, 0.0)
+    servicenow = ServiceNowSimulator(INSTANCE)
+    servicenow.register_client("bench", "secret", ["https://x/api/oauth/callback"])
+    transports = [TimedTransport(servicenow), TimedTransport(graph)]
+    settings = load_settings(
+        {"SERVICENOW_INSTANCE": INSTANCE, "SERVICENOW_CLIENT_ID": "bench", "SERVICENOW_CLIENT_SECRET": "secret",
+         "OAUTH_REDIRECT_URI": "https://x/api/oauth/callback"}
+    )  # fmt: skip
+    store, secrets = SqliteTicketStore(directory / "store.db"), FileSecretStore(directory / "s.json")
+    services = Services(settings, transport=transports[0], graph_transport=transports[1], store=store, secrets=secrets)
+    now = datetime.now(UTC).replace(microsecond=0)
+    access = uuid.uuid4().hex
+    servicenow.access_tokens[access] = Grant("6816f79cc0a8016401c5a33be04be441", "bench", time.time() + 86400)
+    services.tokens.save(
+        TokenBundle(access, "refresh", now + timedelta(hours=24), now + timedelta(days=90), INSTANCE, now, "bench")
+    )
+    open_controls = [cid for cid, score in graph.scores.items()
+                     if score < graph.profiles[cid]["maxScore"] and not cid.startswith("scid_")]  # fmt: skip
+    for i, cid in enumerate(open_controls[:TICKETS]):
+        sys_id = uuid.uuid4().hex
+        stamp = now.strftime("%Y-%m-%d %H:%M:%S")
+        servicenow.tables["incident"][sys_id] = {
+            "sys_id": sys_id, "number": f"INC{i:07d}", "state": "2", "correlation_id": f"m365sec:{cid}",
+            "short_description": "Bench", "sys_updated_on": stamp, "sys_mod_count": "1",
+        }  # fmt: skip
+        services.store.add_ticket(
+            Ticket(id=uuid.uuid4().hex, recommendation_id=cid,
+                   recommendation={"id": cid, "source": "microsoft", "category": "Identity", "url": None},
+                   name="Bench", priority=3, due_date=None, requested_by=None, table="incident", fingerprint="",
+                   created_at=now.isoformat(), updated_at=now.isoformat(), status="in_progress",
+                   servicenow_state="2", servicenow_mod_count=1, sys_id=sys_id, number=f"INC{i:07d}")
+        )  # fmt: skip
+    return services, graph, transports
+
+
+def _measure(graph: GraphSimulator, transports: list[TimedTransport], run: object) -> Measured:
+    before = len(graph.requests)
+    server = sum(t.server_seconds for t in transports)
+    started = time.perf_counter()
+    run()  # type: ignore[operator]
+    own = time.perf_counter() - started - (sum(t.server_seconds for t in transports) - server)
+    requests = graph.requests[before:]
+    gets = sum(1 for r in requests if r.method == "GET")
+    patches = sum(1 for r in requests if r.method == "PATCH")
+    return Measured(gets, patches, own)
+
+
+def connector(directory: Path, identity: ManagedIdentity) -> Measured:
+    services, graph, transports = build(directory, identity)
+    SecureScoreSync(services).refresh()  # the previous run: every ticket's note is written once
+    changed = [t.recommendation_id for t, _ in services.store.list_tickets()][:CHANGED]
+    for cid in changed:
+        graph.complete(cid)
+    measured = _measure(graph, transports, lambda: SecureScoreSync(services).refresh())
+    measured.seconds += (measured.gets + math.ceil(measured.patches / MAX_CONCURRENT)) * LATENCY
+    services.close()
+    return measured
+
+
+def naive(directory: Path, identity: ManagedIdentity) -> Measured:
+    """Without snapshot or change tracking: every profile read on its own, every ticket's control written."""
+    services, graph, transports = build(directory, identity)
+    client = services.graph
+    ids = list(graph.profiles)
+
+    def run() -> None:
+        client.secure_scores(1)
+        for control_id in ids:
+            client.control_profile(control_id)
+        for ticket, _ in services.store.list_tickets():
+            client.update_control(ticket.recommendation_id, {
+                "comment": f"ServiceNow {ticket.number}", "assignedTo": "", "state": "Default",
+                "vendorInformation": {"provider": "SecureScore", "vendor": "Microsoft"}})  # fmt: skip
+
+    measured = _measure(graph, transports, run)
+    measured.seconds += (measured.gets + measured.patches) * LATENCY
+    services.close()
+    return measured
+
+
+def main() -> None:
+    identity = ManagedIdentity()
+    server, _ = serve(identity)
+    saved = {k: os.environ.get(k) for k in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")}
+    os.environ.update(IDENTITY_ENDPOINT=identity.endpoint, IDENTITY_HEADER=identity.header)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            ours = connector(Path(tmp) / "a", identity)
+            theirs = naive(Path(tmp) / "b", identity)
+    finally:
+        server.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    page = GraphSimulator(ManagedIdentity()).page_size
+    limit = 1 + math.ceil(CONTROLS / page)
+    print(f"secure score: {CONTROLS} controls, {TICKETS} tickets, {CHANGED} controls changed between runs, "
+          f"{LATENCY * 1000:.0f} ms accounted per Graph request, pages of {page}")  # fmt: skip
+    print(f"  refresh: Graph reads {ours.gets} (limit 1 + ceil({CONTROLS}/{page}) = {limit}), "
+          f"PATCHes {ours.patches} (changes {CHANGED}), {ours.seconds:.2f} s")  # fmt: skip
+    print(f"  naive:   Graph reads {theirs.gets}, PATCHes {theirs.patches}, {theirs.seconds:.2f} s")
+    requests = (theirs.gets + theirs.patches) / (ours.gets + ours.patches)
+    print(f"  ratios:  reads {theirs.gets / ours.gets:.1f}x fewer, PATCHes {theirs.patches / max(ours.patches, 1):.1f}x"
+          f" fewer, requests {requests:.1f}x fewer, time {theirs.seconds / ours.seconds:.1f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
