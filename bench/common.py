@@ -15,6 +15,7 @@ import httpx
 
 from dev.simulator import ServiceNowSimulator, SimulatorTransport, serve
 from dev.simulator.transport import Simulated
+from shared.auth import LOCAL_CALLER
 from shared.config import load_settings
 from shared.connection import finish_callback, start_connect
 from shared.secrets import FileSecretStore
@@ -51,7 +52,7 @@ def connected_rig() -> Iterator[Rig]:
         services = Services(
             settings, store=SqliteTicketStore(Path(tmp) / "store.db"), secrets=FileSecretStore(Path(tmp) / "s.json")
         )
-        start = start_connect(services, {})
+        start = start_connect(services, LOCAL_CALLER)
         with httpx.Client() as browser:
             callback = browser.get(start.location).headers["Location"]
         cookie = start.cookie.split(";", 1)[0]  # what the browser sends back to the callback

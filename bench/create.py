@@ -33,7 +33,7 @@ def body(i: int) -> bytes:
 
 
 def main() -> None:
-    from shared.auth import FUNCTION_KEY_CALLER
+    from shared.auth import LOCAL_CALLER
 
     with connected_rig() as rig:
         services, simulator = rig.services, rig.simulator
@@ -41,7 +41,7 @@ def main() -> None:
 
         def create(i: int) -> None:
             request = parse_ticket_request(body(i), initiating_user=None)
-            creator.create(request, caller=FUNCTION_KEY_CALLER, idempotency_key=None)
+            creator.create(request, caller=LOCAL_CALLER, idempotency_key=None)
 
         create(-1)  # warm: the token and the requester's sys_user lookup are now cached
         before = len(simulator.requests)

@@ -7,7 +7,7 @@ import re
 import azure.functions as func
 
 from shared import web
-from shared.auth import Caller
+from shared.auth import ROLE_CREATE, Caller
 from shared.card import ticket_card
 from shared.edge import Body, Inbound
 from shared.problems import NotFound
@@ -20,7 +20,7 @@ bp = func.Blueprint()
 _TICKET_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-@bp.route(route="tickets", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="tickets", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """Create the ServiceNow ticket for a recommendation, exactly once (201), or return the open one (200)."""
 
@@ -31,10 +31,10 @@ def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
         location = {"Location": f"/api/tickets/{ticket.id}"}
         return web.json_response(ticket.to_json(services.settings.instance_url), 201 if created else 200, location)
 
-    return web.handle(req, run, body=Body(MAX_BODY))
+    return web.handle(req, run, role=ROLE_CREATE, body=Body(MAX_BODY))
 
 
-@bp.route(route="tickets", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="tickets", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
     """The portal's ServiceNow card: tickets by status and category, counts per status, the last sync."""
 
@@ -45,7 +45,7 @@ def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
     return web.handle(req, run)
 
 
-@bp.route(route="tickets/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="tickets/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def get_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """One ticket as the connector knows it."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared import web
-from shared.auth import Caller
+from shared.auth import ROLE_ADMIN, Caller
 from shared.connection import clear_state_cookie, finish_callback, start_connect
 from shared.connection import disconnect as disconnect_servicenow
 from shared.edge import Inbound
@@ -16,16 +16,15 @@ from shared.services import Services
 bp = func.Blueprint()
 
 
-@bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connect(req: func.HttpRequest) -> func.HttpResponse:
-    """Send the admin's browser to ServiceNow's consent page with a cookie binding the flow to that browser
-    (a browser navigation carries no bearer token)."""
+    """Send the admin's browser to ServiceNow's consent page with a cookie binding the flow to that browser."""
 
-    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
-        start = start_connect(services, inbound.headers)
+    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
+        start = start_connect(services, caller)
         return web.redirect(start.location, {"Set-Cookie": start.cookie})
 
-    return web.handle(req, run, authenticate=False)
+    return web.handle(req, run, role=ROLE_ADMIN)
 
 
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -53,21 +52,35 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     return web.handle(req, run, authenticate=False, on_error=failed)
 
 
-@bp.route(route="provisioning", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="provisioning", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def provisioning(req: func.HttpRequest) -> func.HttpResponse:
-    """Health and what to fix; `?live=true` also asks ServiceNow."""
-    return web.handle(
-        req,
-        lambda services, _, inbound: web.json_response(provisioning_status(services, live=web.flag(inbound, "live"))),
-    )
+    """Health and what to fix, for any signed-in user; `?live=true` also asks ServiceNow and Graph (admins)."""
+
+    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
+        live = web.flag(inbound, "live")
+        if live:
+            caller.require(ROLE_ADMIN)
+        return web.json_response(provisioning_status(services, live=live))
+
+    return web.handle(req, run)
 
 
-@bp.route(route="disconnect", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="disconnect", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def disconnect(req: func.HttpRequest) -> func.HttpResponse:
     """Revoke and forget the tokens; `?force=true` forgets them even when revocation fails."""
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         disconnect_servicenow(services, force=web.flag(inbound, "force"))
         return web.no_content()
+
+    return web.handle(req, run, role=ROLE_ADMIN)
+
+
+@bp.route(route="me", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def me(req: func.HttpRequest) -> func.HttpResponse:
+    """The signed-in user and their app roles (the portal shows admins' and creators' controls by them)."""
+
+    def run(services: Services, caller: Caller, _: Inbound) -> func.HttpResponse:
+        return web.json_response({"user": caller.user, "roles": sorted(caller.roles)})
 
     return web.handle(req, run)

@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from shared import web
-from shared.auth import Caller
+from shared.auth import ROLE_ADMIN, Caller
 from shared.edge import Inbound
 from shared.recommendations import list_recommendations
 from shared.securescore import SecureScoreSync
@@ -27,7 +27,7 @@ def secure_score_sync(timer: func.TimerRequest) -> None:
     SecureScoreSync(get_services()).refresh()
 
 
-@bp.route(route="recommendations", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="recommendations", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """The tenant's improvement actions with their score and ticket, from the stored snapshot."""
 
@@ -42,11 +42,11 @@ def recommendations(req: func.HttpRequest) -> func.HttpResponse:
     return web.handle(req, run)
 
 
-@bp.route(route="recommendations/refresh", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="recommendations/refresh", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def refresh_recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """Refresh from Graph now (admin); answers the run's result."""
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         return web.json_response(SecureScoreSync(services).refresh().to_json())
 
-    return web.handle(req, run)
+    return web.handle(req, run, role=ROLE_ADMIN)

@@ -178,6 +178,8 @@ class Settings:
     secure_score_write_back: str = "comment"  # comment | off
     secure_score_auto_resolve: bool = True
     azure_client_id: str | None = None  # the user-assigned managed identity azure-identity uses in Azure
+    app_service_auth: bool = False  # WEBSITE_AUTH_ENABLED=True: the platform's sign-in is on (it alone sets it)
+    in_azure_instance: bool = False  # WEBSITE_INSTANCE_ID: running on App Service / Functions in Azure
 
 
 def origin_of(url: str) -> str:
@@ -308,4 +310,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secure_score_write_back=write_back,
         secure_score_auto_resolve=auto_resolve == "true",
         azure_client_id=get("AZURE_CLIENT_ID"),
+        app_service_auth=(get("WEBSITE_AUTH_ENABLED") or "").lower() == "true",
+        in_azure_instance=bool(get("WEBSITE_INSTANCE_ID")),
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from shared.auth import code_challenge, initiating_principal, new_code_verifier, new_state
+from shared.auth import Caller, code_challenge, new_code_verifier, new_state
 from shared.problems import ConnectorError, NotConfigured, ServiceNowUnavailable
 from shared.servicenow import TokenRequestRefused
 from shared.services import Services
@@ -90,7 +90,7 @@ def _browser_hash(nonce: str) -> str:
     return hashlib.sha256(nonce.encode("ascii")).hexdigest()
 
 
-def start_connect(services: Services, headers: Mapping[str, str]) -> ConnectStart:
+def start_connect(services: Services, caller: Caller) -> ConnectStart:
     """Mint a state, a PKCE pair and a browser nonce, store them, and return ServiceNow's authorize URL
     with the cookie that binds the flow to this browser (RFC 9700 section 4.7)."""
     services.require_configured()
@@ -108,7 +108,7 @@ def start_connect(services: Services, headers: Mapping[str, str]) -> ConnectStar
         code_verifier=verifier,
         instance_url=settings.instance_url,
         redirect_uri=settings.redirect_uri,
-        started_by=initiating_principal(headers),
+        started_by=caller.user or caller.principal,
         created_at=now,
         expires_at=now + STATE_LIFETIME,
         browser_hash=_browser_hash(nonce),

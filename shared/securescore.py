@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from shared.auth import Caller
+from shared.auth import SYSTEM_CALLER
 from shared.controls import ControlRefused as ProfileRefused
 from shared.controls import build_control, complete_from_control
 from shared.graph import MAX_CONCURRENT, ControlRefused
@@ -314,9 +314,7 @@ class SecureScoreSync:
         draft = TicketRequest("", "", old.priority, None, rec, None)
         request = complete_from_control(draft, control)
         request = replace(request, description=f"{opening}\n\n{request.description}")
-        self._services.creator.create(
-            request, caller=Caller("secure-score"), idempotency_key=f"regressed:{old.id}:{day}"
-        )
+        self._services.creator.create(request, caller=SYSTEM_CALLER, idempotency_key=f"regressed:{old.id}:{day}")
 
     # -- write-back ------------------------------------------------------------------------------
 

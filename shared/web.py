@@ -11,7 +11,7 @@ from typing import Any
 import azure.functions as func
 
 from shared import edge
-from shared.auth import FUNCTION_KEY_CALLER, Caller
+from shared.auth import Caller
 from shared.edge import Body, Inbound
 from shared.problems import ConnectorError, FieldError, ValidationFailed
 from shared.services import Services, get_services
@@ -75,6 +75,7 @@ def html_page(
 
 
 Action = Callable[[Services, Caller, Inbound], func.HttpResponse]
+ANONYMOUS = Caller("anonymous")  # the OAuth callback and the push endpoint: protected by state and HMAC
 
 
 def handle(
@@ -82,11 +83,13 @@ def handle(
     action: Action,
     *,
     authenticate: bool = True,
+    role: str | None = None,
     body: Body | None = None,
     on_error: Callable[[ConnectorError], func.HttpResponse] | None = None,
 ) -> func.HttpResponse:
-    """Run a function body: the edge's checks (DESIGN section 11), the caller (routes that ServiceNow or a
-    browser call pass `authenticate=False`), then `action`. A `ConnectorError` becomes its problem (or
+    """Run a function body: the edge's checks (DESIGN section 11), the caller and the app `role` it needs
+    (the two anonymous routes, which ServiceNow's redirect and its business rule call, pass
+    `authenticate=False`), then `action`. A `ConnectorError` becomes its problem (or
     `on_error`'s page); anything else is logged by type only (messages may quote a request) and answered as a
     generic 500 problem, which no input should ever reach."""
     path = edge.request_path(req.url)
@@ -95,7 +98,9 @@ def handle(
         params = dict(req.params)
         headers = dict(req.headers)
         edge.check_request(method=req.method, params=params, headers=headers, own_origins=services.settings.app_origins)
-        caller = services.caller(headers) if authenticate else FUNCTION_KEY_CALLER
+        caller = services.caller(headers) if authenticate else ANONYMOUS
+        if role is not None:
+            caller.require(role)
         raw = req.get_body() or b""
         parsed = edge.read_body(req.method, headers, raw, body)
         inbound = Inbound(req.method.upper(), path, params, headers, raw, parsed)

@@ -26,7 +26,7 @@ def status_sync(timer: func.TimerRequest) -> None:
     StatusSync(get_services()).run()
 
 
-@bp.route(route="servicenow/events", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="servicenow/events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def servicenow_events(req: func.HttpRequest) -> func.HttpResponse:
     """A change notice from the ServiceNow business rule (README: Push notices)."""
 

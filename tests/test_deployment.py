@@ -15,7 +15,12 @@ READS = [
     re.compile(r"""(?:environ|env)\.get\(\s*"([A-Za-z][A-Za-z0-9_]*)\""""),
     re.compile(r"""environ\[\s*"([A-Za-z][A-Za-z0-9_]*)"\s*\]"""),
 ]
-PLATFORM = {"WEBSITE_HOSTNAME", "WEBSITE_SITE_NAME"}  # set by App Service itself
+PLATFORM = {
+    "WEBSITE_HOSTNAME",
+    "WEBSITE_SITE_NAME",
+    "WEBSITE_AUTH_ENABLED",
+    "WEBSITE_INSTANCE_ID",
+}  # set by App Service
 HOST = {  # read by the Functions host, not by the app's code
     "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__blobServiceUri",

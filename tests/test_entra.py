@@ -96,3 +96,19 @@ def test_admin_routes_require_the_token_too(harness, entra):
     assert harness.call("disconnect", "POST").status_code == 401
     ok = harness.call("provisioning", headers={"Authorization": f"Bearer {entra.token()}"})
     assert ok.status_code == 200
+
+
+def test_a_valid_token_without_the_app_role_is_forbidden(harness, entra):
+    response, problem = _post(harness, entra.token(roles=["Some.Other"]))
+    assert (response.status_code, problem["code"]) == (403, "forbidden")
+    assert "Tickets.Create" in problem["detail"] and "Users and groups" in problem["remediation"]
+    assert harness.simulator.records() == []
+
+
+def test_admin_routes_need_connector_admin(harness, entra):
+    token = {"Authorization": f"Bearer {entra.token()}"}
+    assert harness.call("disconnect", "POST", "/disconnect", headers=token).status_code == 403
+    assert harness.call("provisioning", params={"live": "true"}, headers=token).status_code == 403
+    assert harness.call("provisioning", headers=token).status_code == 200  # reads need only a signed-in caller
+    admin = {"Authorization": f"Bearer {entra.token(roles=['Connector.Admin'])}"}
+    assert harness.call("provisioning", params={"live": "true"}, headers=admin).status_code == 200

@@ -11,16 +11,19 @@ from typing import Any
 from tests.conftest import ROOT
 
 EXPECTED_HTTP = {
-    "connect": ("connect", ["GET"], "FUNCTION"),
+    "connect": ("connect", ["GET"], "ANONYMOUS"),
     "oauth_callback": ("oauth/callback", ["GET"], "ANONYMOUS"),
-    "provisioning": ("provisioning", ["GET"], "FUNCTION"),
-    "disconnect": ("disconnect", ["POST"], "FUNCTION"),
-    "create_ticket": ("tickets", ["POST"], "FUNCTION"),
-    "get_ticket": ("tickets/{id}", ["GET"], "FUNCTION"),
-    "list_tickets": ("tickets", ["GET"], "FUNCTION"),
-    "servicenow_events": ("servicenow/events", ["POST"], "FUNCTION"),
-    "recommendations": ("recommendations", ["GET"], "FUNCTION"),
-    "refresh_recommendations": ("recommendations/refresh", ["POST"], "FUNCTION"),
+    "provisioning": ("provisioning", ["GET"], "ANONYMOUS"),
+    "disconnect": ("disconnect", ["POST"], "ANONYMOUS"),
+    "create_ticket": ("tickets", ["POST"], "ANONYMOUS"),
+    "get_ticket": ("tickets/{id}", ["GET"], "ANONYMOUS"),
+    "list_tickets": ("tickets", ["GET"], "ANONYMOUS"),
+    "servicenow_events": ("servicenow/events", ["POST"], "ANONYMOUS"),
+    "recommendations": ("recommendations", ["GET"], "ANONYMOUS"),
+    "refresh_recommendations": ("recommendations/refresh", ["POST"], "ANONYMOUS"),
+    "me": ("me", ["GET"], "ANONYMOUS"),
+    "portal": ("portal", ["GET"], "ANONYMOUS"),
+    "portal_static": ("portal/static/{name}", ["GET"], "ANONYMOUS"),
 }
 
 

@@ -56,6 +56,7 @@ class FakeEntra:
             "tid": TENANT,
             "oid": "11111111-2222-3333-4444-555555555555",
             "preferred_username": "alice@contoso.com",
+            "roles": ["Tickets.Create"],  # the app role an admin assigned to this user or client
             "iat": now,
             "nbf": now,
             "exp": now + 3600,
