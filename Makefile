@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := tools/node_modules/.bin/azurite-table
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test lint bench clean
 
@@ -16,6 +17,13 @@ $(AZURITE): tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error
 	touch $(AZURITE)
 
+# The browser tests drive Debian's chromium (Playwright's own download cannot be reached). Installed when missing
+# and root (the test machines are); otherwise the tests say how, and fail in CI.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium is missing: sudo apt-get install chromium (the browser tests need it)" >&2; fi
+
 run: $(STAMP)
 	$(PY) dev/run.py
 
@@ -25,7 +33,7 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 # The tests start Azurite (and the simulator, the Key Vault fake, the local host) themselves and stop them.
-test: $(STAMP) $(AZURITE) lint
+test: $(STAMP) $(AZURITE) $(CHROMIUM) lint
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -1,9 +1,10 @@
 """A local Functions host: indexes `function_app.app` as the worker does and serves it.
 
 HTTP functions answer on http://localhost:{port}/api/{route} with their declared methods; timer
-functions fire on their NCRONTAB schedules (`%SETTING%` resolved from the environment). Like Core
-Tools, it does not check function keys, unless given one: then FUNCTION and ADMIN routes require it
-(`x-functions-key` header or `code` query parameter), as in Azure.
+functions fire on their NCRONTAB schedules (`%SETTING%` resolved from the environment), and, like Core
+Tools, `POST /admin/functions/{name}` runs one now. Like Core Tools, it does not check function keys unless
+given one (then FUNCTION and ADMIN routes require it). Given a user, it emulates App Service Authentication
+in front of the app (dev/easyauth.py), as the platform does in Azure.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import azure.functions as func
 from azure.functions.timer import TimerRequest
 
 from dev import ncrontab
+from dev.easyauth import Answer, EasyAuth, LocalUser
 from shared.edge import request_path
 from shared.text import ascii_int, printable
 
@@ -187,7 +189,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(500, {"Content-Type": "text/plain", "Connection": "close"}, b"Internal Server Error")
 
+    def _reply(self, answer: Answer) -> None:
+        self._send(answer.status, answer.headers, answer.body)
+
     def _dispatch(self, parts: SplitResult, body: bytes, shown: str) -> None:
+        headers = dict(self.headers.items())
+        auth = self.server.auth
+        if auth is not None and (answer := auth.auth_route(self.command, parts.path, parts.query, headers)):
+            return self._reply(answer)
+        if parts.path.startswith("/admin/functions/"):
+            return self._run_function(parts.path.removeprefix("/admin/functions/"), parts, shown)
+        if auth is not None and (answer := auth.gate(self.command, parts.path, self.path, headers)):
+            log.info("%s %s -> %s (App Service Authentication)", self.command, shown, answer.status)
+            return self._reply(answer)
         matched = [(f, m) for f in self.server.http for m in [f.pattern.match(parts.path)] if m]
         if not matched:
             log.info("%s %s -> 404 (no such route)", self.command, shown)
@@ -205,20 +219,17 @@ class _Handler(BaseHTTPRequestHandler):
                 b'{"status":405,"code":"method_not_allowed","title":"Method not allowed"}',
             )
         function, match = allowed[0]
-        if self.server.function_key and function.auth_level.upper() != "ANONYMOUS":
-            query = dict(parse_qsl(parts.query))
-            presented = self.headers.get("x-functions-key") or query.get("code") or ""
-            if not hmac.compare_digest(presented.encode(), self.server.function_key.encode()):
-                return self._send(
-                    401,
-                    {"Content-Type": "application/problem+json", "WWW-Authenticate": "x-functions-key"},
-                    b'{"type":"about:blank","title":"Function key required","status":401,"code":"unauthorized",'
-                    b'"detail":"This route needs the function key (x-functions-key header or code parameter)."}',
-                )
+        if function.auth_level.upper() != "ANONYMOUS" and not self._key_ok(parts):
+            return self._send(
+                401,
+                {"Content-Type": "application/problem+json", "WWW-Authenticate": "x-functions-key"},
+                b'{"type":"about:blank","title":"Function key required","status":401,"code":"unauthorized",'
+                b'"detail":"This route needs the function key (x-functions-key header or code parameter)."}',
+            )
         request = func.HttpRequest(
             method=self.command,
             url=f"http://{self.headers.get('Host', 'localhost')}{self.path}",
-            headers=dict(self.headers.items()),
+            headers=headers,
             params=dict(parse_qsl(parts.query, keep_blank_values=True)),
             route_params=match.groupdict(),
             body=body,
@@ -233,6 +244,23 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Type"] = f"{response.mimetype}; charset={response.charset}"
         log.info("%s %s -> %s (%s)", self.command, shown, response.status_code, function.name)
         self._send(response.status_code, headers, response.get_body())
+
+    def _key_ok(self, parts: SplitResult) -> bool:
+        if not self.server.function_key:
+            return True
+        presented = self.headers.get("x-functions-key") or dict(parse_qsl(parts.query)).get("code") or ""
+        return hmac.compare_digest(presented.encode(), self.server.function_key.encode())
+
+    def _run_function(self, name: str, parts: SplitResult, shown: str) -> None:
+        """Like Core Tools: `POST /admin/functions/{name}` runs a non-HTTP function (a timer) now; 202."""
+        timer = next((t for t in self.server.timers if t.name == name), None)
+        if self.command != "POST" or timer is None:
+            return self._send(404, {"Content-Type": "application/json"}, b'{"code":"not_found"}')
+        if not self._key_ok(parts):
+            return self._send(401, {"Content-Type": "application/json"}, b'{"code":"unauthorized"}')
+        self.server.fire(timer, past_due=False)
+        log.info("%s %s -> 202 (ran %s)", self.command, shown, name)
+        self._send(202, {}, b"")
 
     def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
@@ -269,9 +297,13 @@ class LocalHost(ThreadingHTTPServer):
         *,
         read_timeout: float = 10.0,
         max_body: int = 4 * 1024 * 1024,
+        user: LocalUser | None = None,
+        other_users: tuple[LocalUser, ...] = (),
     ) -> None:
         self.http, self.timers = index(functions)
         self.function_key = function_key
+        # App Service Authentication, emulated: `user` signs in by default, `other_users` with a login_hint.
+        self.auth = EasyAuth([user, *other_users]) if user is not None else None
         self.read_timeout = read_timeout
         self.max_body = max_body
         super().__init__((host, port), _Handler)
@@ -293,16 +325,16 @@ class LocalHost(ThreadingHTTPServer):
 
     def _run_timer(self, timer: TimerFunction) -> None:
         if timer.run_on_startup:
-            self._fire(timer, past_due=False)
+            self.fire(timer, past_due=False)
         while not self._stop.is_set():
             now = datetime.now(UTC)
             due = ncrontab.next_after(timer.schedule, now)
             if self._stop.wait((due - now).total_seconds()):
                 return
             late = (datetime.now(UTC) - due).total_seconds() > 60
-            self._fire(timer, past_due=late)
+            self.fire(timer, past_due=late)
 
-    def _fire(self, timer: TimerFunction, *, past_due: bool) -> None:
+    def fire(self, timer: TimerFunction, *, past_due: bool) -> None:
         try:
             timer.call(TimerRequest(past_due=past_due))
             log.info("Timer %s ran", timer.name)

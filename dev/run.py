@@ -79,7 +79,18 @@ def main() -> int:
     from dev.host import LocalHost, load_app
 
     key = os.environ.get("LOCAL_FUNCTION_KEY") or None  # unset: no key checks, like Core Tools
-    host = LocalHost(load_app().get_functions(), "127.0.0.1", port, function_key=key)
+    user = None
+    if os.environ.get("LOCAL_USER", "admin@contoso.com"):  # LOCAL_USER="" turns the sign-in emulation off
+        from dev.easyauth import LocalUser
+
+        user = LocalUser.parse(
+            os.environ.get("LOCAL_USER", "admin@contoso.com"),
+            os.environ.get("LOCAL_USER_ROLES", "Connector.Admin Tickets.Create"),
+        )
+        os.environ["WEBSITE_AUTH_ENABLED"] = "True"  # what the platform sets when its sign-in is on
+        notes.append(f"Signed in as {user.name} with roles {', '.join(user.roles) or '(none)'} (App Service "
+                     "Authentication, emulated: LOCAL_USER, LOCAL_USER_ROLES).")  # fmt: skip
+    host = LocalHost(load_app().get_functions(), "127.0.0.1", port, function_key=key, user=user)
     host.start()
     if graph_simulated:
         threading.Thread(target=_first_refresh, name="first-secure-score-refresh", daemon=True).start()
@@ -93,7 +104,7 @@ def main() -> int:
                 routes,
                 "Timers:",
                 timers,
-                f"Connect: open {host.url}/api/connect in a browser. Ctrl-C stops.",
+                f"Open {host.url}/api/portal in a browser (or {host.url}/api/connect to connect). Ctrl-C stops.",
             ]
         ),
         flush=True,

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from shared import services as services_module
+from shared.auth import OBJECT_ID_CLAIM
 from shared.events import sign
 from shared.problems import PROBLEM_CODES
 from shared.secrets import WEBHOOK_SECRET
@@ -43,10 +44,13 @@ OPERATIONS = {  # function name -> (operationId, method, path)
     "servicenow_events": ("servicenowEvents", "POST", "/servicenow/events"),
     "recommendations": ("listRecommendations", "GET", "/recommendations"),
     "refresh_recommendations": ("refreshRecommendations", "POST", "/recommendations/refresh"),
+    "me": ("me", "GET", "/me"),
+    "portal": ("portal", "GET", "/portal"),
 }
 # Every header the app reads, and a few it must never trust.
 HEADERS = ["Content-Type", "Idempotency-Key", "Authorization", "Origin", "Cookie", "X-ServiceNow-Timestamp",
-           "X-ServiceNow-Signature", "X-MS-CLIENT-PRINCIPAL-NAME", "Host", "X-Forwarded-Host"]  # fmt: skip
+           "X-ServiceNow-Signature", "X-MS-CLIENT-PRINCIPAL", "X-MS-CLIENT-PRINCIPAL-NAME", "X-MS-TOKEN-AAD-ID-TOKEN",
+           "Host", "X-Forwarded-Host"]  # fmt: skip
 TALLY: Counter[str] = Counter()
 
 
@@ -166,7 +170,7 @@ def _check(function: str, response: Any, allowed: dict[str, set[int]]) -> None:
     assert status != 500, response.get_body()[:500]
     assert status in allowed[operation], (operation, status, response.get_body()[:500])
     content_type = response.headers.get("Content-Type", "")
-    if function == "oauth_callback":
+    if function in ("oauth_callback", "portal"):
         assert content_type.startswith("text/html")
     elif status >= 400:
         problem = json.loads(response.get_body())
@@ -238,3 +242,35 @@ def test_bearer_tokens_and_their_claims_are_fuzzed_with_entra_configured(harness
         run()
     finally:
         fake.stop()
+
+
+def test_principals_are_fuzzed_with_app_service_authentication(harness: Harness) -> None:
+    """With the platform's sign-in on, the principal header is caller input too (the platform strips what
+    clients send, but the app never relies on that alone)."""
+    import base64
+
+    assert harness.connect().status_code == 200
+    services_module.install(build_services(harness.tmp, harness.transport, harness.clock, harness.sleeps,
+                                           harness.graph, WEBSITE_AUTH_ENABLED="True"))  # fmt: skip
+    allowed = documented_statuses()
+    types = st.sampled_from(["roles", "preferred_username", "name", "oid", OBJECT_ID_CLAIM])
+    values = st.one_of(TEXT, st.sampled_from(["Connector.Admin", "Tickets.Create"]), JSON)
+    claim = st.fixed_dictionaries({"typ": st.one_of(types, TEXT), "val": values})
+    principals = st.one_of(
+        TEXT, st.binary(max_size=100).map(lambda b: base64.b64encode(b).decode()),
+        st.fixed_dictionaries({"claims": st.one_of(st.lists(claim, max_size=6), JSON)},
+                              optional={"name_typ": TEXT, "role_typ": TEXT}).map(
+            lambda d: base64.b64encode(json.dumps(d).encode()).decode()),
+    )  # fmt: skip
+
+    @seed(SEED)
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
+    @given(principals, st.sampled_from(["create_ticket", "list_tickets", "me", "disconnect", "portal"]))
+    def run(principal: str, function: str) -> None:
+        _, method, path = OPERATIONS[function]
+        body = json.dumps(BODY).encode() if function == "create_ticket" else b""
+        response = harness.call(function, method, path, body=body, headers={"X-MS-CLIENT-PRINCIPAL": principal})
+        _check(function, response, allowed)
+
+    run()

@@ -38,7 +38,9 @@ class _Form(HTMLParser):
 
 
 def press_allow(client: httpx.Client, connector: str, function_key: str | None = None) -> httpx.Response:
-    """What an admin does: open /api/connect, land on ServiceNow's consent page, press Allow."""
+    """What an admin does: sign in (App Service Authentication, when the host emulates it), open /api/connect,
+    land on ServiceNow's consent page, press Allow."""
+    client.get(f"{connector}/.auth/login/aad")  # a 404 where the host does not emulate sign-in
     start = client.get(f"{connector}/api/connect", params={"code": function_key} if function_key else None)
     assert start.status_code == 302, start.text
     consent = client.get(start.headers["Location"])

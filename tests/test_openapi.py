@@ -14,6 +14,7 @@ import httpx
 import pytest
 import yaml
 
+from dev.easyauth import SESSION_COOKIE, LocalUser
 from dev.host import LocalHost
 from dev.simulator import ServiceNowSimulator, serve
 from shared import services as services_module
@@ -30,14 +31,15 @@ SCHEMATHESIS = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(R
 
 
 @pytest.fixture(scope="module")
-def live_api(indexed_functions, identity, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The local host (function keys enforced, as in Azure) on both simulators, connected, Secure Score read."""
+def live_api(indexed_functions, identity, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """The local host (App Service Authentication emulated, signed in as an admin) on both simulators,
+    connected, Secure Score read."""
     with served_graph(identity) as (_, graph_url), pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRAPH_URL", graph_url)
         yield from _live_api(indexed_functions, tmp_path_factory)
 
 
-def _live_api(indexed_functions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _live_api(indexed_functions, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     simulator = ServiceNowSimulator()
     server, instance = serve(simulator)
     port = free_port()
@@ -51,33 +53,36 @@ def _live_api(indexed_functions, tmp_path_factory: pytest.TempPathFactory) -> It
             "STATUS_SYNC_SCHEDULE": "0 */5 * * * *", "SECURE_SCORE_SCHEDULE": "0 0 */4 * * *",
         }.items():  # fmt: skip
             patch.setenv(name, value)
+        patch.setenv("WEBSITE_AUTH_ENABLED", "True")  # App Service Authentication, emulated by the host
         services_module.install(None)
         services_module.get_services().secrets.set(WEBHOOK_SECRET, base64.b64encode(b"k" * 32).decode())
-        host = LocalHost(indexed_functions.values(), "127.0.0.1", port, function_key=FUNCTION_KEY)
+        admin = LocalUser.parse("admin@contoso.com", "Connector.Admin Tickets.Create")
+        host = LocalHost(indexed_functions.values(), "127.0.0.1", port, function_key=FUNCTION_KEY, user=admin)
         host.start()
         with httpx.Client(timeout=10) as browser:
             assert press_allow(browser, host.url, FUNCTION_KEY).status_code == 200
-            refreshed = browser.post(
-                f"{host.url}/api/recommendations/refresh", headers={"x-functions-key": FUNCTION_KEY}
-            )
+            refreshed = browser.post(f"{host.url}/api/recommendations/refresh")
             assert refreshed.status_code == 200, refreshed.text
-        yield host.url
+            session = str(browser.cookies.get(SESSION_COOKIE))
+        yield host.url, session
         host.stop()
         server.shutdown()
         server.server_close()
         services_module.install(None)
 
 
-def _schemathesis(base_url: str, *selection: str) -> subprocess.CompletedProcess[str]:
+def _schemathesis(api: tuple[str, str], *selection: str) -> subprocess.CompletedProcess[str]:
+    base_url, session = api
     command = [
-        *SCHEMATHESIS, "run", str(SPEC), "--url", base_url, "--checks", "all", "-H", f"x-functions-key: {FUNCTION_KEY}",
+        *SCHEMATHESIS, "run", str(SPEC), "--url", base_url, "--checks", "all",
+        "-H", f"Cookie: {SESSION_COOKIE}={session}", "-H", "X-Requested-With: XMLHttpRequest",
         "--max-redirects", "0", "--max-examples", "60", "--seed", "20261126", "--generation-database", "none",
         "--workers", "1", "--no-color", *selection,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
 
 
-def test_every_operation_conforms_to_the_document(live_api: str) -> None:
+def test_every_operation_conforms_to_the_document(live_api: tuple[str, str]) -> None:
     """0 server errors and every response as documented, for every operation (disconnect last: it ends the
     connection the others need)."""
     result = _schemathesis(live_api, "--exclude-operation-id", "disconnect")

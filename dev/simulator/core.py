@@ -312,6 +312,8 @@ class ServiceNowSimulator:
             return self._token(request)
         if path == "/oauth_revoke_token.do":
             return self._revoke(request)
+        if path == "/nav_to.do":
+            return self._record_page(request)
         for prefix in ("/api/now/v2/table/", "/api/now/v1/table/", "/api/now/table/"):
             if path.startswith(prefix):
                 return self._table(request, path[len(prefix) :].split("/"), versioned_v2=prefix.endswith("v2/table/"))
@@ -465,6 +467,49 @@ class ServiceNowSimulator:
         with self.lock:
             for grant in [*self.access_tokens.values(), *self.refresh_tokens.values()]:
                 grant.revoked = True
+
+    # -- the record page an agent works in (what a ticket's `url` opens) ------------------------------
+
+    _STATE_LABELS = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"}
+
+    def _record_page(self, request: SimRequest) -> SimResponse:
+        target = urlsplit(request.query.get("uri", ""))
+        table = target.path.removesuffix(".do")
+        sys_id = dict(parse_qsl(target.query)).get("sys_id", "")
+        with self.lock:
+            record = self.tables.get(table, {}).get(sys_id)
+        if record is None:
+            return _page(404, "No record", "Record not found")
+        if request.method == "POST":
+            form = request.form()
+            changes = {k: v for k, v in form.items() if k in ("state", "assigned_to") and v != ""}
+            self.update(table, sys_id, **changes)
+            return SimResponse(303, {"Location": f"/nav_to.do?{urlencode({'uri': request.query['uri']})}"})
+        assignee = record.get("assigned_to")
+        assigned = assignee.get("value") if isinstance(assignee, dict) else ""
+        states = "".join(
+            f'<option value="{v}"{" selected" if record.get("state") == v else ""}>{label}</option>'
+            for v, label in self._STATE_LABELS.items()
+        )
+        users = '<option value="">(nobody)</option>' + "".join(
+            f'<option value="{html.escape(u["sys_id"])}"{" selected" if u["sys_id"] == assigned else ""}>'
+            f"{html.escape(u['name'])}</option>"
+            for u in self.tables["sys_user"].values()
+        )
+        rows = "".join(
+            f"<tr><th>{name}</th><td>{html.escape(str(record.get(name, '')))}</td></tr>"
+            for name in ("number", "short_description", "priority", "correlation_id", "sys_updated_on", "description")
+        )
+        body = (
+            f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(str(record['number']))}"
+            "</title></head><body><h1>ServiceNow simulator: "
+            f"{html.escape(str(record['number']))}</h1><table>{rows}</table>"
+            f'<form method="post" action="/nav_to.do?{html.escape(urlencode({"uri": request.query["uri"]}))}">'
+            f'<label>State <select name="state" id="state">{states}</select></label> '
+            f'<label>Assigned to <select name="assigned_to" id="assigned_to">{users}</select></label> '
+            '<button id="update">Update</button></form></body></html>'
+        )
+        return SimResponse(200, {"Content-Type": "text/html;charset=UTF-8"}, body.encode())
 
     # -- Table API -----------------------------------------------------------------------------------
 

@@ -1,0 +1,350 @@
+// The security center page: a client of the connector's public API (/api/me, /api/provisioning,
+// /api/recommendations, /api/tickets), nothing else. Every piece of text is set as text, never as HTML.
+"use strict";
+
+(() => {
+  const ADMIN = "Connector.Admin";
+  const CREATE = "Tickets.Create";
+  const STATUS = { pending: "Pending", new: "New", in_progress: "In progress", on_hold: "On hold",
+    resolved: "Resolved", closed: "Closed", canceled: "Canceled", unknown: "Unknown", missing: "Missing" };
+  const STATE = { Default: "To address", Ignored: "Risk accepted", ThirdParty: "Resolved through third party",
+    Reviewed: "Reviewed" };
+  const CONNECTION = {
+    connected: ["Connected", "ok"], degraded: ["Connected, but something needs attention", "warn"],
+    not_connected: ["Not connected to ServiceNow", "bad"], not_configured: ["Not configured", "bad"],
+    reauthorization_required: ["ServiceNow authorization must be renewed", "bad"],
+  };
+  const page = { roles: new Set(), actions: [], rows: [], selected: new Set(), keys: new Map() };
+  const $ = (id) => document.getElementById(id);
+
+  class ApiError extends Error {
+    constructor(problem, status) {
+      super((problem && problem.detail) || `The connector answered ${status}.`);
+      this.problem = problem || { title: "Request failed", detail: this.message };
+      this.status = status;
+    }
+  }
+
+  // One request to the API; an expired sign-in is renewed once through App Service Authentication.
+  async function api(path, options = {}, renewed = false) {
+    const headers = { Accept: "application/json", "X-Requested-With": "XMLHttpRequest", ...(options.headers || {}) };
+    if (options.body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(path, { method: options.method || "GET", headers, credentials: "same-origin",
+        body: options.body === undefined ? undefined : JSON.stringify(options.body) });
+    } catch (failure) {
+      throw new ApiError({ title: "The connector cannot be reached", detail: String(failure),
+        remediation: "Check your network and reload the page." }, 0);
+    }
+    if (response.status === 204) return null;
+    let data = null;
+    try { data = await response.json(); } catch { data = null; }
+    if (response.ok) return data;
+    if (response.status === 401 && !renewed && data && data.reason === "token_expired") {
+      const refreshed = await fetch("/.auth/refresh", { credentials: "same-origin",
+        headers: { "X-Requested-With": "XMLHttpRequest" } });
+      if (refreshed.ok) return api(path, options, true);
+    }
+    throw new ApiError(data, response.status);
+  }
+
+  // Elements are built with text only: a title from Graph or ServiceNow can never become markup.
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(props)) {
+      if (value === undefined || value === null || value === false) continue;
+      if (name === "className") node.className = value;
+      else if (name === "href") node.setAttribute("href", safeHref(value));
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function safeHref(value) {
+    const text = String(value);
+    return text.startsWith("https://") || text.startsWith("http://127.0.0.1") || text.startsWith("http://localhost")
+      || text.startsWith("/") ? text : "#";
+  }
+
+  function problemNodes(error) {
+    const problem = error.problem || {};
+    return [el("strong", {}, problem.title || "Something went wrong"), " ", problem.detail || error.message,
+      problem.remediation ? el("span", { className: "fix" }, `What to do: ${problem.remediation}`) : null];
+  }
+
+  function showError(target, error) {
+    target.replaceChildren(...problemNodes(error));
+    target.hidden = false;
+  }
+
+  const can = (role) => page.roles.has(role);
+
+  // -- who is signed in -----------------------------------------------------------------------------------------
+  async function loadMe() {
+    const me = await api("/api/me");
+    page.roles = new Set(me.roles || []);
+    const labels = [can(ADMIN) ? "admin" : null, can(CREATE) ? "can create tickets" : null].filter(Boolean);
+    $("who").textContent = `Signed in as ${me.user || "a local user"}` + (labels.length ? ` (${labels.join(", ")})` : " (read only)");
+  }
+
+  // -- connection -------------------------------------------------------------------------------------------------
+  async function loadConnection() {
+    const checks = $("checks");
+    try {
+      const status = await api("/api/provisioning");
+      const [label, tone] = CONNECTION[status.state] || [status.state, "warn"];
+      const state = $("connection-state");
+      state.textContent = label + (status.instance ? ` – ${status.instance}` : "")
+        + (status.connectedAs ? ` as ${status.connectedAs}` : "");
+      state.className = `state ${tone}`;
+      checks.replaceChildren(...status.checks.filter((c) => !c.ok).map((c) => el("li", {},
+        el("strong", {}, c.name.replaceAll("_", " ")), ": ", c.detail,
+        c.remediation ? el("span", { className: "fix" }, `What to do: ${c.remediation}`) : null)));
+      const connected = !["not_connected", "not_configured"].includes(status.state);
+      $("connect").hidden = !can(ADMIN);
+      $("connect").textContent = status.state === "connected" ? "Reconnect" : "Connect to ServiceNow";
+      $("disconnect").hidden = !(can(ADMIN) && connected);
+    } catch (error) {
+      $("connection-state").textContent = "The connection state is not available.";
+      checks.replaceChildren(el("li", {}, ...problemNodes(error)));
+    }
+  }
+
+  // -- Secure Score -----------------------------------------------------------------------------------------------
+  function drawTrend(history) {
+    const svg = $("trend");
+    const title = $("trend-title");
+    svg.replaceChildren(title);
+    const points = history.filter((h) => typeof h.current === "number");
+    if (points.length < 2) { title.textContent = "No Secure Score history yet"; return; }
+    const top = Math.max(...points.map((h) => h.max || h.current), 1);
+    const x = (i) => (i / (points.length - 1)) * 300;
+    const y = (v) => 78 - (v / top) * 74;
+    const line = points.map((h, i) => `${x(i).toFixed(1)},${y(h.current).toFixed(1)}`).join(" ");
+    const ns = "http://www.w3.org/2000/svg";
+    const area = document.createElementNS(ns, "polygon");
+    area.setAttribute("class", "area");
+    area.setAttribute("points", `0,80 ${line} 300,80`);
+    const stroke = document.createElementNS(ns, "polyline");
+    stroke.setAttribute("points", line);
+    svg.append(area, stroke);
+    const first = points[0], last = points[points.length - 1];
+    title.textContent = `Secure Score from ${first.current} on ${first.date} to ${last.current} on ${last.date}, `
+      + `out of ${last.max}`;
+    $("trend-caption").textContent = `${first.date} to ${last.date}`;
+  }
+
+  async function loadActions() {
+    const tbody = $("recommendations").tBodies[0];
+    try {
+      const list = await api("/api/recommendations?status=all");
+      const score = list.secureScore;
+      $("score-value").textContent = score && score.current !== null ? String(score.current) : "–";
+      $("score-max").textContent = score && score.max ? `of ${score.max} (${score.percent}%)` : "not read yet";
+      $("refreshed").textContent = list.refreshedAt ? `Read from Secure Score ${when(list.refreshedAt)}` : "";
+      $("refresh").hidden = !can(ADMIN);
+      drawTrend(list.history || []);
+      page.actions = list.recommendations;
+      renderActions(tbody);
+    } catch (error) {
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 7 }, ...problemNodes(error))));
+      $("score-max").textContent = "not available";
+    }
+  }
+
+  function stateLabel(action) {
+    if (action.completed) return ["Completed", "done"];
+    if (action.deprecated) return ["Deprecated", ""];
+    return [STATE[action.state] || action.state, "open"];
+  }
+
+  // All rows are built once; filters only hide and show them, so hundreds of actions stay fast.
+  function renderActions(tbody) {
+    const creator = can(CREATE);
+    const fragment = document.createDocumentFragment();
+    page.rows = page.actions.map((action) => {
+      const [label, tone] = stateLabel(action);
+      const ticket = action.ticket;
+      const box = el("input", { type: "checkbox", "aria-label": `Select ${action.title}`, "data-id": action.id });
+      box.addEventListener("change", () => select(action.id, box.checked));
+      const row = el("tr", {},
+        el("td", { className: "pick" }, creator ? box : null),
+        el("td", { className: "num" }, action.rank ?? ""),
+        el("td", {}, el("span", { className: "title" }, action.title),
+          el("span", { className: "sub" }, [action.id, action.service].filter(Boolean).join(" · "))),
+        el("td", {}, action.category || ""),
+        el("td", { className: "num" }, `${action.score ?? "–"} / ${action.maxScore ?? "–"}`),
+        el("td", {}, el("span", { className: `status ${tone}` }, label)),
+        el("td", {}, ticket ? ticketLink(ticket) : "–"));
+      fragment.append(row);
+      return { action, row };
+    });
+    tbody.replaceChildren(fragment);
+    $("create").hidden = !creator;
+    applyFilters();
+  }
+
+  function ticketLink(ticket) {
+    const status = STATUS[ticket.status] || ticket.status;
+    const name = ticket.number || "pending";
+    return el("span", {}, ticket.url ? el("a", { href: ticket.url, target: "_blank", rel: "noopener noreferrer" }, name)
+      : name, el("span", { className: "sub" }, status + (ticket.assignedTo ? ` · ${ticket.assignedTo}` : "")));
+  }
+
+  function applyFilters() {
+    const category = $("f-category").value;
+    const status = $("f-status").value;
+    const ticket = $("f-ticket").value;
+    const text = $("f-text").value.trim().toLowerCase();
+    let shown = 0;
+    for (const { action, row } of page.rows) {
+      const visible = (!category || action.category === category)
+        && (status === "all" || (status === "completed") === Boolean(action.completed))
+        && (status !== "open" || !action.deprecated)
+        && (ticket === "any" || (ticket === "with") === Boolean(action.ticket))
+        && (!text || action.title.toLowerCase().includes(text) || action.id.toLowerCase().includes(text));
+      row.hidden = !visible;
+      if (visible) shown += 1;
+    }
+    $("shown").textContent = `${shown} of ${page.rows.length} shown`;
+  }
+
+  function select(id, on) {
+    if (on) page.selected.add(id); else page.selected.delete(id);
+    const count = page.selected.size;
+    $("create").disabled = count === 0;
+    $("create").textContent = count > 1 ? `Create ${count} tickets` : "Create ticket";
+    $("selected").textContent = count ? `${count} selected` : "";
+  }
+
+  // -- ServiceNow card ----------------------------------------------------------------------------------------------
+  async function loadTickets() {
+    const tbody = $("tickets").tBodies[0];
+    try {
+      const card = await api("/api/tickets?status=all");
+      $("counts").replaceChildren(...Object.entries(card.summary).filter(([, n]) => n > 0)
+        .map(([status, n]) => el("li", {}, el("strong", {}, n), STATUS[status] || status)));
+      if (!$("counts").children.length) $("counts").append(el("li", {}, "No tickets yet"));
+      const sync = card.lastSync;
+      $("last-sync").textContent = sync ? `Status sync ${when(sync.at)}: ${sync.status}, ${sync.changed} changed`
+        : "The status sync has not run yet.";
+      $("tickets").closest(".scroll").hidden = card.tickets.length === 0;
+      tbody.replaceChildren(...card.tickets.slice(0, 200).map((t) => el("tr", {},
+        el("td", { className: "num" }, t.url ? el("a", { href: t.url, target: "_blank", rel: "noopener noreferrer" },
+          t.number || "pending") : (t.number || "pending")),
+        el("td", {}, t.name), el("td", {}, el("span", { className: "status" }, STATUS[t.status] || t.status)),
+        el("td", {}, t.assignedTo || ""))));
+    } catch (error) {
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 4 }, ...problemNodes(error))));
+    }
+  }
+
+  function when(iso) {
+    const moment = new Date(iso);
+    return Number.isNaN(moment.getTime()) ? iso : moment.toLocaleString();
+  }
+
+  // -- the create dialog (the original share flow: priority, due date, editable name and description) ---------------
+  function openDialog() {
+    const chosen = page.actions.filter((a) => page.selected.has(a.id));
+    if (!chosen.length) return;
+    const single = chosen.length === 1;
+    $("dialog-title").textContent = single ? "Create a ServiceNow ticket" : `Create ${chosen.length} ServiceNow tickets`;
+    $("dialog-what").textContent = single ? `For "${chosen[0].title}" (${chosen[0].id}).`
+      : `One ticket each for: ${chosen.map((a) => a.title).join("; ")}.`;
+    $("single-fields").hidden = !single;
+    $("t-name").required = single;
+    if (single) {
+      $("t-name").value = chosen[0].title.slice(0, 160);
+      $("t-description").value = (chosen[0].remediation || "").slice(0, 4000);
+    }
+    for (const action of chosen) if (!page.keys.has(action.id)) page.keys.set(action.id, crypto.randomUUID());
+    $("dialog-error").hidden = true;
+    $("submit").disabled = false;
+    $("dialog").showModal();
+    (single ? $("t-name") : $("t-priority")).focus();
+  }
+
+  async function submitDialog(event) {
+    event.preventDefault();
+    const chosen = page.actions.filter((a) => page.selected.has(a.id));
+    const single = chosen.length === 1;
+    if (single && !$("t-name").value.trim()) {
+      showError($("dialog-error"), new ApiError({ title: "Name required", detail: "Give the ticket a name." }, 400));
+      $("t-name").focus();
+      return;
+    }
+    $("submit").disabled = true;
+    const failures = [];
+    for (const action of chosen) {
+      const body = { recommendation: { id: action.id }, priority: $("t-priority").value };
+      if ($("t-due").value) body.dueDate = $("t-due").value;
+      if (single) {
+        body.name = $("t-name").value.trim();
+        if ($("t-description").value.trim()) body.description = $("t-description").value;
+      }
+      try {
+        // One Idempotency-Key per action per dialog: pressing Create twice never makes two records.
+        await api("/api/tickets", { method: "POST", body, headers: { "Idempotency-Key": page.keys.get(action.id) } });
+        page.selected.delete(action.id);
+        page.keys.delete(action.id);
+      } catch (error) {
+        failures.push([action, error]);
+      }
+    }
+    if (failures.length) {
+      $("dialog-error").replaceChildren(...failures.map(([action, error]) =>
+        el("p", {}, el("strong", {}, `${action.title}: `), ...problemNodes(error))));
+      $("dialog-error").hidden = false;
+      $("submit").disabled = false;
+      return;
+    }
+    $("dialog").close();
+    select("", false);
+    await refreshAll();
+  }
+
+  // -- admin actions --------------------------------------------------------------------------------------------------
+  async function adminAction(button, run) {
+    button.disabled = true;
+    $("error").hidden = true;
+    try { await run(); await refreshAll(); } catch (error) { showError($("error"), error); } finally { button.disabled = false; }
+  }
+
+  async function refreshAll() {
+    await Promise.allSettled([loadConnection(), loadActions(), loadTickets()]);
+  }
+
+  async function start() {
+    for (const id of ["f-category", "f-status", "f-ticket"]) $(id).addEventListener("change", applyFilters);
+    $("f-text").addEventListener("input", applyFilters);
+    $("filters").addEventListener("submit", (event) => event.preventDefault());
+    $("create").addEventListener("click", openDialog);
+    $("cancel").addEventListener("click", () => $("dialog").close());
+    $("dialog").addEventListener("close", () => $("create").focus());
+    $("ticket-form").addEventListener("submit", submitDialog);
+    $("disconnect").addEventListener("click", () => {
+      if (window.confirm("Disconnect from ServiceNow? The connector revokes its tokens; tickets stay.")) {
+        adminAction($("disconnect"), () => api("/api/disconnect", { method: "POST" }));
+      }
+    });
+    $("refresh").addEventListener("click", () => adminAction($("refresh"),
+      () => api("/api/recommendations/refresh", { method: "POST" })));
+    try {
+      await loadMe();
+    } catch (error) {
+      showError($("error"), error);
+      if (error.status === 401) $("error").append(el("a", { href: "/.auth/login/aad?post_login_redirect_uri=/api/portal" }, " Sign in"));
+      return;
+    }
+    await refreshAll();
+    document.body.dataset.ready = "true";
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();
