@@ -52,11 +52,8 @@ param secureScoreAutoResolve string = 'true'
 @description('Grant the managed identity Graph SecurityEvents.ReadWrite.All; needs Privileged Role Administrator.')
 param grantGraphPermission bool = false
 
-@description('Entra ID tenant whose tokens the API requires; empty leaves the API on function keys only.')
-param entraTenantId string = ''
-
-@description('Audience (application ID URI or client ID) the API\'s Entra ID tokens must carry.')
-param entraAudience string = ''
+@description('Client ID of an existing Entra app registration for sign-in; empty creates one (Application Developer).')
+param entraAppClientId string = ''
 
 @description('Route outbound traffic through a NAT gateway with one static public IP, for ServiceNow IP filtering.')
 param staticEgressEnabled bool = false
@@ -189,6 +186,20 @@ module network 'app/network.bicep' = if (staticEgressEnabled) {
   }
 }
 
+// Sign-in: the app registration with the two app roles (unless an existing one is given).
+module entra 'app/entra.bicep' = if (empty(entraAppClientId)) {
+  name: 'entra'
+  scope: rg
+  params: {
+    uniqueName: 'm365-servicenow-connector-${resourceToken}'
+    displayName: 'ServiceNow connector for Microsoft 365 security (${environmentName})'
+    hostName: '${functionAppName}.azurewebsites.net'
+    managedIdentityPrincipalId: identity.outputs.principalId
+  }
+}
+
+var authClientId = empty(entraAppClientId) ? entra!.outputs.clientId : entraAppClientId
+
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
@@ -202,6 +213,8 @@ module api 'app/api.bicep' = {
     identityId: identity.outputs.resourceId
     identityClientId: identity.outputs.clientId
     applicationInsightsName: appInsights.outputs.name
+    authClientId: authClientId
+    authIdentifierUri: empty(entraAppClientId) ? entra!.outputs.identifierUri : ''
     virtualNetworkSubnetId: staticEgressEnabled ? network.outputs.appSubnetId : ''
     appSettings: {
       SERVICENOW_INSTANCE: serviceNowInstance
@@ -212,8 +225,8 @@ module api 'app/api.bicep' = {
       KEY_VAULT_URL: vault.outputs.uri
       TICKET_STORE: 'tables'
       STATUS_SYNC_SCHEDULE: statusSyncSchedule
-      ENTRA_TENANT_ID: entraTenantId
-      ENTRA_AUDIENCE: entraAudience
+      ENTRA_TENANT_ID: tenant().tenantId
+      ENTRA_AUDIENCE: authClientId // ID tokens and v2 access tokens carry the client ID as their audience
       ENTRA_AUTHORITY: environment().authentication.loginEndpoint
       GRAPH_URL: graphUrl
       SECURE_SCORE_SCHEDULE: secureScoreSchedule
@@ -247,6 +260,10 @@ module rbac 'app/rbac.bicep' = {
 
 @description('The connector\'s base URL.')
 output APP_URL string = api.outputs.url
+@description('The security center page: sign in with Entra ID (people need an app role or reader access).')
+output PORTAL_URL string = '${api.outputs.url}/api/portal'
+@description('Client ID of the app registration people and clients sign in to (assign its roles there).')
+output ENTRA_APP_CLIENT_ID string = authClientId
 @description('Paste into the OAuth client\'s Redirect URL in ServiceNow (System OAuth > Application Registry).')
 output OAUTH_REDIRECT_URI string = '${api.outputs.url}/api/oauth/callback'
 @description('Allow this address in ServiceNow (System Security > IP Address Access Control) when IP filtering is on.')

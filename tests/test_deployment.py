@@ -25,6 +25,8 @@ HOST = {  # read by the Functions host, not by the app's code
     "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__blobServiceUri",
     "AzureWebJobsStorage__queueServiceUri",
+    "OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID",  # App Service Authentication's federated credential
+    "WEBSITE_AUTH_AAD_ALLOWED_TENANTS",
 }
 
 

@@ -10,6 +10,10 @@ param identityClientId string
 param applicationInsightsName string
 param virtualNetworkSubnetId string = ''
 param appSettings object
+@description('Client ID of the Entra app registration App Service Authentication signs people in with.')
+param authClientId string
+@description('Application ID URI of that registration (an accepted token audience besides the client ID).')
+param authIdentifierUri string = ''
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
 
@@ -69,11 +73,55 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
       AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
       AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table // also the ticket store
-      // The identity DefaultAzureCredential uses for Key Vault and telemetry.
+      // The identity DefaultAzureCredential uses for Key Vault, Tables, Graph and telemetry.
       AZURE_CLIENT_ID: identityClientId
+      // App Service Authentication proves the app registration with this identity's token: no client secret.
+      OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: identityClientId
+      WEBSITE_AUTH_AAD_ALLOWED_TENANTS: tenant().tenantId
       APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     })
+  }
+
+  // Sign-in with Microsoft Entra ID in front of every route but the OAuth callback (ServiceNow's redirect,
+  // protected by its browser-bound state) and the push endpoint (signed by ServiceNow with HMAC). The app
+  // checks the principal, its ID token and the caller's role itself as well (DESIGN section 10).
+  resource auth 'config' = {
+    name: 'authsettingsV2'
+    properties: {
+      platform: { enabled: true }
+      globalValidation: {
+        requireAuthentication: true
+        unauthenticatedClientAction: 'RedirectToLoginPage' // API calls with X-Requested-With get 401 instead
+        redirectToProvider: 'azureactivedirectory'
+        excludedPaths: [ '/api/oauth/callback', '/api/servicenow/events' ]
+      }
+      httpSettings: {
+        requireHttps: true
+        forwardProxy: { convention: 'NoProxy' }
+      }
+      identityProviders: {
+        azureActiveDirectory: {
+          enabled: true
+          registration: {
+            openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+            clientId: authClientId
+            clientSecretSettingName: 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID' // a federated credential, no secret
+          }
+          login: {
+            loginParameters: [ 'scope=openid profile email offline_access' ] // offline_access: /.auth/refresh
+          }
+          validation: {
+            allowedAudiences: empty(authIdentifierUri) ? [ authClientId ] : [ authClientId, authIdentifierUri ]
+          }
+        }
+      }
+      login: {
+        tokenStore: { enabled: true } // adds X-MS-TOKEN-AAD-ID-TOKEN, which the app validates itself
+        preserveUrlFragmentsForLogins: false
+        allowedExternalRedirectUrls: []
+      }
+    }
   }
 }
 
