@@ -1,10 +1,12 @@
 # make run | make test | make bench | make lint — each creates .venv (and installs the test services) when missing.
+# make lint: ruff, mypy, and checkov on the Bicep (infra/checkov-skips.txt says what is accepted, and why).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 AZURITE := tools/node_modules/.bin/azurite-table
 CHROMIUM := /usr/bin/chromium
+CHECKOV := .venv-checkov/bin/checkov
 
 .PHONY: run test lint bench clean
 
@@ -24,13 +26,20 @@ $(CHROMIUM):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium is missing: sudo apt-get install chromium (the browser tests need it)" >&2; fi
 
+# checkov has its own venv: its pins (packaging, jsonschema, boto3) must not reach the test tools.
+$(CHECKOV): requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $(CHECKOV)
+
 run: $(STAMP)
 	$(PY) dev/run.py
 
-lint: $(STAMP)
+lint: $(STAMP) $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(PY) dev/checkov_bicep.py
 
 # The tests start Azurite (and the simulator, the Key Vault fake, the local host) themselves and stop them.
 test: $(STAMP) $(AZURITE) $(CHROMIUM) lint
@@ -40,4 +49,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .local .mypy_cache .pytest_cache .ruff_cache .hypothesis tools/node_modules
+	rm -rf $(VENV) .venv-checkov .local .mypy_cache .pytest_cache .ruff_cache .hypothesis tools/node_modules

@@ -20,8 +20,8 @@ param serviceNowInstance string
 param serviceNowClientId string
 
 @secure()
-@description('Client secret of that OAuth client; stored only in Key Vault as servicenow-client-secret.')
-param serviceNowClientSecret string
+@description('Client secret of the OAuth client, written to Key Vault as servicenow-client-secret when given; empty leaves the vault\'s secret as it is (set it once, admin guide section 5).')
+param serviceNowClientSecret string = ''
 
 @description('Table tickets are created in.')
 param serviceNowTable string = 'incident'
@@ -58,12 +58,9 @@ param entraAppClientId string = ''
 @description('Route outbound traffic through a NAT gateway with one static public IP, for ServiceNow IP filtering.')
 param staticEgressEnabled bool = false
 
-@description('Object ID of the deploying principal, given data access for troubleshooting; empty for none.')
-param principalId string = ''
-
-@allowed([ 'User', 'ServicePrincipal' ])
-@description('Kind of that principal: User for azd up from a workstation, ServicePrincipal from the pipeline.')
-param principalType string = 'User'
+@maxLength(8)
+@description('Appended to the Key Vault\'s name: a redeployment within 90 days of azd down needs a new name (purge protection keeps the old one) unless the old vault is recovered (admin guide section 9).')
+param keyVaultNameSuffix string = ''
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -112,8 +109,11 @@ module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
     name: '${abbrs.storageStorageAccounts}${resourceToken}'
     location: location
     tags: tags
+    skuName: 'Standard_LRS' // locally redundant: enough for a host's state and a store the status sync can rebuild (adoption)
     allowBlobPublicAccess: false
     allowSharedKeyAccess: false // identity-based access only
+    allowCrossTenantReplication: false // object replication never leaves this tenant
+    defaultToOAuthAuthentication: true // the portal uses Entra ID, never keys
     dnsEndpointType: 'Standard'
     minimumTlsVersion: 'TLS1_2'
     networkAcls: {
@@ -131,16 +131,19 @@ module vault 'br/public:avm/res/key-vault/vault:0.13.3' = {
   name: 'vault'
   scope: rg
   params: {
-    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    name: '${abbrs.keyVaultVaults}${resourceToken}${keyVaultNameSuffix}'
     location: location
     tags: tags
     sku: 'standard'
     enableRbacAuthorization: true // roles, not access policies
+    enableVaultForDeployment: false // no VM reads secrets from it
+    enableVaultForTemplateDeployment: false // no other template reads secrets from it
+    enableVaultForDiskEncryption: false // no disk encryption keys here
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true // a deleted secret cannot be purged before its retention ends
     publicNetworkAccess: 'Enabled'
-    secrets: [
+    secrets: empty(serviceNowClientSecret) ? [] : [
       {
         name: 'servicenow-client-secret'
         value: serviceNowClientSecret
@@ -170,6 +173,7 @@ module appInsights 'br/public:avm/res/insights/component:0.6.0' = {
     tags: tags
     workspaceResourceId: logAnalytics.outputs.resourceId
     disableLocalAuth: true // Entra ID ingestion only: the app's identity has Monitoring Metrics Publisher
+    disableIpMasking: false // client IPs are masked, not stored
   }
 }
 
@@ -215,7 +219,7 @@ module api 'app/api.bicep' = {
     applicationInsightsName: appInsights.outputs.name
     authClientId: authClientId
     authIdentifierUri: empty(entraAppClientId) ? entra!.outputs.identifierUri : ''
-    virtualNetworkSubnetId: staticEgressEnabled ? network.outputs.appSubnetId : ''
+    virtualNetworkSubnetId: staticEgressEnabled ? network!.outputs.appSubnetId : ''
     appSettings: {
       SERVICENOW_INSTANCE: serviceNowInstance
       SERVICENOW_CLIENT_ID: serviceNowClientId
@@ -253,8 +257,6 @@ module rbac 'app/rbac.bicep' = {
     keyVaultName: vault.outputs.name
     appInsightsName: appInsights.outputs.name
     appPrincipalId: identity.outputs.principalId
-    userPrincipalId: principalId
-    userPrincipalType: principalType
   }
 }
 
@@ -267,7 +269,7 @@ output ENTRA_APP_CLIENT_ID string = authClientId
 @description('Paste into the OAuth client\'s Redirect URL in ServiceNow (System OAuth > Application Registry).')
 output OAUTH_REDIRECT_URI string = '${api.outputs.url}/api/oauth/callback'
 @description('Allow this address in ServiceNow (System Security > IP Address Access Control) when IP filtering is on.')
-output EGRESS_IP string = staticEgressEnabled ? network.outputs.egressIp : ''
+output EGRESS_IP string = staticEgressEnabled ? network!.outputs.egressIp : ''
 output KEY_VAULT_NAME string = vault.outputs.name
 output AZURE_FUNCTION_NAME string = api.outputs.name
 output AZURE_LOCATION string = location

@@ -39,8 +39,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
-      minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      minTlsVersion: '1.2' // TLS 1.2 or later only
+      ftpsState: 'Disabled' // no FTP at all
+      http20Enabled: true
     }
     functionAppConfig: {
       deployment: {
@@ -81,6 +82,17 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     })
+  }
+
+  // No basic (publishing profile) credentials: deployment uses the deployer's Entra ID token.
+  resource scmBasicAuth 'basicPublishingCredentialsPolicies' = {
+    name: 'scm'
+    properties: { allow: false }
+  }
+
+  resource ftpBasicAuth 'basicPublishingCredentialsPolicies' = {
+    name: 'ftp'
+    properties: { allow: false }
   }
 
   // Sign-in with Microsoft Entra ID in front of every route but the OAuth callback (ServiceNow's redirect,

@@ -1,12 +1,12 @@
 // The roles the app's identity needs, and no more. Names are guid(scope, principal, role), so redeploying is idempotent.
+// The deployer (a person's azd up, or the pipeline's principal) gets no data role here: deployment needs only
+// Azure RBAC on the subscription (Owner, or Contributor + Role Based Access Control Administrator), since the
+// client secret is written through Resource Manager and the package is published with the deployer's token.
+// A data role would let the deployer read the stored ServiceNow tokens (Key Vault) and tickets (Tables).
 param storageAccountName string
 param keyVaultName string
 param appInsightsName string
 param appPrincipalId string
-@description('The deploying principal, for troubleshooting; empty for none.')
-param userPrincipalId string = ''
-@allowed([ 'User', 'ServicePrincipal' ])
-param userPrincipalType string = 'User'
 
 var roles = {
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // read and rewrite secrets: the token bundle changes on every refresh
@@ -57,26 +57,5 @@ resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
-  }
-}
-
-// The deploying user may read the ticket store and the vault's secrets while troubleshooting.
-resource userTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
-  name: guid(storage.id, userPrincipalId, roles.storageTableDataContributor)
-  scope: storage
-  properties: {
-    principalId: userPrincipalId
-    principalType: userPrincipalType
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
-  }
-}
-
-resource userSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
-  name: guid(vault.id, userPrincipalId, roles.keyVaultSecretsOfficer)
-  scope: vault
-  properties: {
-    principalId: userPrincipalId
-    principalType: userPrincipalType
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
   }
 }
