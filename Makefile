@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 AZURITE := tools/node_modules/.bin/azurite-table
 CHROMIUM := /usr/bin/chromium
 CHECKOV := .venv-checkov/bin/checkov
+PROD := .venv-prod/.installed
 
 .PHONY: run test lint bench clean
 
@@ -25,6 +26,12 @@ $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium is missing: sudo apt-get install chromium (the browser tests need it)" >&2; fi
+
+# The cold-start benchmark imports the app with only what Azure installs (requirements.txt).
+$(PROD): requirements.txt
+	$(PYTHON) -m venv .venv-prod
+	.venv-prod/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(PROD)
 
 # checkov has its own venv: its pins (packaging, jsonschema, boto3) must not reach the test tools.
 $(CHECKOV): requirements-checkov.txt
@@ -45,8 +52,8 @@ lint: $(STAMP) $(CHECKOV)
 test: $(STAMP) $(AZURITE) $(CHROMIUM) lint
 	$(PY) -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(AZURITE) $(PROD)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .venv-checkov .local .mypy_cache .pytest_cache .ruff_cache .hypothesis tools/node_modules
+	rm -rf $(VENV) .venv-checkov .venv-prod .local .mypy_cache .pytest_cache .ruff_cache .hypothesis tools/node_modules

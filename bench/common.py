@@ -1,81 +1,29 @@
-"""Helpers shared by the benchmarks: a connected connector on the loopback simulator, and percentiles."""
+"""Helpers shared by the benchmarks: an in-process simulator that times itself (to leave the remote service's
+own time out of ours), and a connector already connected to it."""
 
 from __future__ import annotations
 
-import statistics
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from dev.simulator import ServiceNowSimulator, SimulatorTransport, serve
+from dev.simulator import ServiceNowSimulator, SimulatorTransport
+from dev.simulator.core import ADMIN_SYS_ID, Grant
 from dev.simulator.transport import Simulated
-from shared.auth import LOCAL_CALLER
 from shared.config import load_settings
-from shared.connection import finish_callback, start_connect
 from shared.secrets import FileSecretStore
 from shared.services import Services
-from shared.store import SqliteTicketStore
+from shared.store import SqliteTicketStore, TicketStore
+from shared.tokens import TokenBundle
 
-CLIENT_ID = "bench-client"
+INSTANCE = "https://bench.service-now.com"
+CLIENT_ID = "bench"
 CLIENT_SECRET = "bench-secret"  # noqa: S105
-REDIRECT_URI = "http://localhost:7071/api/oauth/callback"
-
-
-@dataclass
-class Rig:
-    simulator: ServiceNowSimulator
-    services: Services
-    instance: str
-
-
-@contextmanager
-def connected_rig() -> Iterator[Rig]:
-    simulator = ServiceNowSimulator()
-    server, instance = serve(simulator)
-    simulator.register_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI])
-    simulator.auto_approve = True
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(
-            {
-                "SERVICENOW_INSTANCE": instance,
-                "SERVICENOW_CLIENT_ID": CLIENT_ID,
-                "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET,
-                "OAUTH_REDIRECT_URI": REDIRECT_URI,
-            }
-        )
-        services = Services(
-            settings, store=SqliteTicketStore(Path(tmp) / "store.db"), secrets=FileSecretStore(Path(tmp) / "s.json")
-        )
-        start = start_connect(services, LOCAL_CALLER)
-        with httpx.Client() as browser:
-            callback = browser.get(start.location).headers["Location"]
-        cookie = start.cookie.split(";", 1)[0]  # what the browser sends back to the callback
-        outcome = finish_callback(services, dict(parse_qsl(urlsplit(callback).query)), cookie)
-        assert outcome.ok, outcome.message
-        try:
-            yield Rig(simulator, services, instance)
-        finally:
-            services.close()
-            server.shutdown()
-            server.server_close()
-
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def summary(samples: list[float]) -> str:
-    return (
-        f"p50 {percentile(samples, 50) * 1000:7.2f} ms   p99 {percentile(samples, 99) * 1000:7.2f} ms   "
-        f"mean {statistics.fmean(samples) * 1000:7.2f} ms"
-    )
+REDIRECT_URI = "https://bench.example/api/oauth/callback"
 
 
 class TimedTransport(SimulatorTransport):
@@ -93,3 +41,38 @@ class TimedTransport(SimulatorTransport):
             return super().handle_request(request)
         finally:
             self.server_seconds += time.perf_counter() - started
+
+
+@dataclass
+class TimedServiceNow:
+    services: Services
+    simulator: ServiceNowSimulator
+    transport: TimedTransport
+
+
+def timed_servicenow(
+    directory: Path, *, store: TicketStore | None = None, graph_transport: httpx.BaseTransport | None = None
+) -> TimedServiceNow:
+    """A connector on an in-process ServiceNow simulator, already holding a token the simulator accepts, with
+    its store in `directory` unless one is given."""
+    simulator = ServiceNowSimulator(INSTANCE)
+    simulator.register_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI])
+    transport = TimedTransport(simulator)
+    settings = load_settings(
+        {"SERVICENOW_INSTANCE": INSTANCE, "SERVICENOW_CLIENT_ID": CLIENT_ID, "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET,
+         "OAUTH_REDIRECT_URI": REDIRECT_URI}
+    )  # fmt: skip
+    services = Services(
+        settings,
+        transport=transport,
+        graph_transport=graph_transport,
+        store=store or SqliteTicketStore(directory / "store.db"),
+        secrets=FileSecretStore(directory / "secrets.json"),
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    access = uuid.uuid4().hex  # valid for the whole run
+    simulator.access_tokens[access] = Grant(ADMIN_SYS_ID, CLIENT_ID, time.time() + 86400)
+    services.tokens.save(
+        TokenBundle(access, "refresh", now + timedelta(hours=24), now + timedelta(days=90), INSTANCE, now, CLIENT_ID)
+    )
+    return TimedServiceNow(services, simulator, transport)

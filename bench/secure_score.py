@@ -17,27 +17,21 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.common import TimedTransport
+from bench.common import TimedTransport, timed_servicenow
 from dev.graph import GraphSimulator, ManagedIdentity
-from dev.simulator import ServiceNowSimulator, serve
-from dev.simulator.core import Grant
-from shared.config import load_settings
+from dev.simulator import serve
 from shared.graph import MAX_CONCURRENT
-from shared.secrets import FileSecretStore
 from shared.securescore import SecureScoreSync
 from shared.services import Services
-from shared.store import SqliteTicketStore
 from shared.tickets import Ticket
-from shared.tokens import TokenBundle
 
 CONTROLS = 300
 TICKETS = 50
 CHANGED = 5
 LATENCY = 0.100
-INSTANCE = "https://bench.service-now.com"
 
 
 @dataclass
@@ -54,21 +48,10 @@ def build(directory: Path, identity: ManagedIdentity) -> tuple[Services, GraphSi
         profile = copy.deepcopy(template)
         profile.update(id=f"bench_control_{i}", title=f"Bench control {i}", rank=1000 + i)
         graph.add_profile(profile, 0.0)
-    servicenow = ServiceNowSimulator(INSTANCE)
-    servicenow.register_client("bench", "secret", ["https://x/api/oauth/callback"])
-    transports = [TimedTransport(servicenow), TimedTransport(graph)]
-    settings = load_settings(
-        {"SERVICENOW_INSTANCE": INSTANCE, "SERVICENOW_CLIENT_ID": "bench", "SERVICENOW_CLIENT_SECRET": "secret",
-         "OAUTH_REDIRECT_URI": "https://x/api/oauth/callback"}
-    )  # fmt: skip
-    store, secrets = SqliteTicketStore(directory / "store.db"), FileSecretStore(directory / "s.json")
-    services = Services(settings, transport=transports[0], graph_transport=transports[1], store=store, secrets=secrets)
+    graph_transport = TimedTransport(graph)
+    rig = timed_servicenow(directory, graph_transport=graph_transport)
+    services, servicenow, transports = rig.services, rig.simulator, [rig.transport, graph_transport]
     now = datetime.now(UTC).replace(microsecond=0)
-    access = uuid.uuid4().hex
-    servicenow.access_tokens[access] = Grant("6816f79cc0a8016401c5a33be04be441", "bench", time.time() + 86400)
-    services.tokens.save(
-        TokenBundle(access, "refresh", now + timedelta(hours=24), now + timedelta(days=90), INSTANCE, now, "bench")
-    )
     open_controls = [cid for cid, score in graph.scores.items()
                      if score < graph.profiles[cid]["maxScore"] and not cid.startswith("scid_")]  # fmt: skip
     for i, cid in enumerate(open_controls[:TICKETS]):

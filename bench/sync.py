@@ -17,19 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.common import TimedTransport
+from bench.common import TimedTransport, timed_servicenow
 from dev.simulator import ServiceNowSimulator
-from shared.config import load_settings
-from shared.secrets import FileSecretStore
 from shared.services import Services
-from shared.store import SqliteTicketStore
 from shared.sync import PAGE_SIZE, StatusSync
 from shared.tickets import Ticket
-from shared.tokens import TokenBundle
 
 LATENCY = 0.020
 CHANGED = 100
-INSTANCE = "https://bench.service-now.com"
 
 
 @dataclass
@@ -43,24 +38,9 @@ def _stamp(moment: datetime) -> str:
 
 
 def build(tracked: int, directory: Path) -> tuple[Services, ServiceNowSimulator, TimedTransport]:
-    simulator = ServiceNowSimulator(INSTANCE)
-    simulator.register_client("bench", "secret", ["https://x/api/oauth/callback"])
-    transport = TimedTransport(simulator)
-    settings = load_settings(
-        {"SERVICENOW_INSTANCE": INSTANCE, "SERVICENOW_CLIENT_ID": "bench", "SERVICENOW_CLIENT_SECRET": "secret",
-         "OAUTH_REDIRECT_URI": "https://x/api/oauth/callback"}
-    )  # fmt: skip
-    store = SqliteTicketStore(directory / "store.db")
-    services = Services(settings, transport=transport, store=store, secrets=FileSecretStore(directory / "s.json"))
+    rig = timed_servicenow(directory)
+    services, simulator, transport, store = rig.services, rig.simulator, rig.transport, rig.services.store
     now = datetime.now(UTC).replace(microsecond=0)
-    # A token the simulator knows, valid for the whole run.
-    access = uuid.uuid4().hex
-    from dev.simulator.core import Grant
-
-    simulator.access_tokens[access] = Grant("6816f79cc0a8016401c5a33be04be441", "bench", time.time() + 86400)
-    services.tokens.save(
-        TokenBundle(access, "refresh", now + timedelta(hours=24), now + timedelta(days=90), INSTANCE, now, "bench")
-    )
     old = _stamp(now - timedelta(days=1))
     for i in range(tracked):
         sys_id = uuid.uuid4().hex

@@ -1,28 +1,31 @@
-"""The ticket routes: POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}."""
+"""The ticket routes: POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}.
+
+Nothing from `shared` is imported at module level: a cold start pays only for azure.functions, and each
+function imports what it needs on its first call (DESIGN section 2).
+"""
 
 from __future__ import annotations
 
-import re
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared import web
-from shared.auth import ROLE_CREATE, Caller
-from shared.card import ticket_card
-from shared.edge import Body, Inbound
-from shared.problems import NotFound
-from shared.recommendations import complete_request
-from shared.services import Services
-from shared.text import printable
-from shared.tickets import MAX_BODY, parse_ticket_request, validate_idempotency_key
+if TYPE_CHECKING:
+    from shared.auth import Caller
+    from shared.edge import Inbound
+    from shared.services import Services
 
 bp = func.Blueprint()
-_TICKET_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @bp.route(route="tickets", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """Create the ServiceNow ticket for a recommendation, exactly once (201), or return the open one (200)."""
+    from shared import web
+    from shared.auth import ROLE_CREATE
+    from shared.edge import Body
+    from shared.recommendations import complete_request
+    from shared.tickets import MAX_BODY, parse_ticket_request, validate_idempotency_key
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         request = complete_request(services, parse_ticket_request(inbound.json, initiating_user=caller.user))
@@ -37,6 +40,8 @@ def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tickets", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
     """The portal's ServiceNow card: tickets by status and category, counts per status, the last sync."""
+    from shared import web
+    from shared.card import ticket_card
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         params = inbound.params
@@ -48,10 +53,14 @@ def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tickets/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def get_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """One ticket as the connector knows it."""
+    from shared import web
+    from shared.problems import NotFound
+    from shared.text import printable
+    from shared.tickets import SYS_ID
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         ticket_id = req.route_params.get("id", "")
-        found = services.store.get_ticket(ticket_id) if _TICKET_ID.fullmatch(ticket_id) else None
+        found = services.store.get_ticket(ticket_id) if SYS_ID.fullmatch(ticket_id) else None
         if found is None:
             raise NotFound(f"There is no ticket '{printable(ticket_id, 64)}'.")
         return web.json_response(found[0].to_json(services.settings.instance_url))

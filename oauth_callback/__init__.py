@@ -1,17 +1,20 @@
-"""The connection routes: connect, the OAuth callback, provisioning status, disconnect."""
+"""The connection routes: connect, the OAuth callback, provisioning status, disconnect, who is signed in.
+
+Nothing from `shared` is imported at module level (cold start: DESIGN section 2); each function imports what it
+needs on its first call.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from shared import web
-from shared.auth import ROLE_ADMIN, Caller
-from shared.connection import clear_state_cookie, finish_callback, start_connect
-from shared.connection import disconnect as disconnect_servicenow
-from shared.edge import Inbound
-from shared.problems import ConnectorError
-from shared.provisioning import provisioning_status
-from shared.services import Services
+if TYPE_CHECKING:
+    from shared.auth import Caller
+    from shared.edge import Inbound
+    from shared.problems import ConnectorError
+    from shared.services import Services
 
 bp = func.Blueprint()
 
@@ -19,6 +22,9 @@ bp = func.Blueprint()
 @bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connect(req: func.HttpRequest) -> func.HttpResponse:
     """Send the admin's browser to ServiceNow's consent page with a cookie binding the flow to that browser."""
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.connection import start_connect
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         start = start_connect(services, caller)
@@ -30,6 +36,8 @@ def connect(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     """ServiceNow redirects here; anonymous, protected by the single-use `state` bound to the browser."""
+    from shared import web
+    from shared.connection import clear_state_cookie, finish_callback
 
     def page(services: Services | None, title: str, lines: list[str], status: int) -> func.HttpResponse:
         redirect_uri = services.settings.redirect_uri if services else None
@@ -55,6 +63,9 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="provisioning", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def provisioning(req: func.HttpRequest) -> func.HttpResponse:
     """Health and what to fix, for any signed-in user; `?live=true` also asks ServiceNow and Graph (admins)."""
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.provisioning import provisioning_status
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         live = web.flag(inbound, "live")
@@ -68,6 +79,9 @@ def provisioning(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="disconnect", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def disconnect(req: func.HttpRequest) -> func.HttpResponse:
     """Revoke and forget the tokens; `?force=true` forgets them even when revocation fails."""
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.connection import disconnect as disconnect_servicenow
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         disconnect_servicenow(services, force=web.flag(inbound, "force"))
@@ -79,6 +93,7 @@ def disconnect(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="me", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def me(req: func.HttpRequest) -> func.HttpResponse:
     """The signed-in user and their app roles (the portal shows admins' and creators' controls by them)."""
+    from shared import web
 
     def run(services: Services, caller: Caller, _: Inbound) -> func.HttpResponse:
         return web.json_response({"user": caller.user, "roles": sorted(caller.roles)})

@@ -3,14 +3,15 @@ files of the app (no build step, no CDN). The page is a client of the public API
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import azure.functions as func
 
-from shared import web
-from shared.auth import Caller
-from shared.edge import Inbound
-from shared.portal import page_response, static_response
-from shared.problems import ConnectorError
-from shared.services import Services
+if TYPE_CHECKING:
+    from shared.auth import Caller
+    from shared.edge import Inbound
+    from shared.problems import ConnectorError
+    from shared.services import Services
 
 bp = func.Blueprint()
 
@@ -18,6 +19,8 @@ bp = func.Blueprint()
 @bp.route(route="portal", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def portal(req: func.HttpRequest) -> func.HttpResponse:
     """The admin's page, for any signed-in user (what they may do follows their roles)."""
+    from shared import web
+    from shared.portal import page_response
 
     def failed(error: ConnectorError) -> func.HttpResponse:
         return web.html_page(error.title, [error.detail, error.remediation or ""], error.status)
@@ -28,6 +31,8 @@ def portal(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="portal/static/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def portal_static(req: func.HttpRequest) -> func.HttpResponse:
     """The page's stylesheet and script (an allow-list of names: nothing else is ever read)."""
+    from shared import web
+    from shared.portal import static_response
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         return static_response(req.route_params.get("name", ""))

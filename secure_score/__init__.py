@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared import web
-from shared.auth import ROLE_ADMIN, Caller
-from shared.edge import Inbound
-from shared.recommendations import list_recommendations
-from shared.securescore import SecureScoreSync
-from shared.services import Services, get_services
+if TYPE_CHECKING:
+    from shared.auth import Caller
+    from shared.edge import Inbound
+    from shared.services import Services
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -22,6 +21,9 @@ log = logging.getLogger(__name__)
 def secure_score_sync(timer: func.TimerRequest) -> None:
     """Read Secure Score, store the snapshot, act on completions and regressions, write ticket notes back.
     A failed read raises, so the retry policy runs it again; the old snapshot stays meanwhile."""
+    from shared.securescore import SecureScoreSync
+    from shared.services import get_services
+
     if timer.past_due:
         log.info("The Secure Score refresh is past due (the app was idle or restarting)")
     SecureScoreSync(get_services()).refresh()
@@ -30,6 +32,8 @@ def secure_score_sync(timer: func.TimerRequest) -> None:
 @bp.route(route="recommendations", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """The tenant's improvement actions with their score and ticket, from the stored snapshot."""
+    from shared import web
+    from shared.recommendations import list_recommendations
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         params = inbound.params
@@ -45,6 +49,9 @@ def recommendations(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="recommendations/refresh", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def refresh_recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """Refresh from Graph now (admin); answers the run's result."""
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.securescore import SecureScoreSync
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         return web.json_response(SecureScoreSync(services).refresh().to_json())

@@ -1,11 +1,12 @@
 """Creating a ServiceNow record exactly once per request, per recommendation, per Idempotency-Key.
 
 The order of writes is the guarantee:
-1. the ticket row (`pending`) and the recommendation claim are stored before ServiceNow is called;
-2. a lease on the row makes one worker at a time talk to ServiceNow for it;
+1. the ticket row (`pending`), the recommendation claim and a lease on the row, with the first POST already
+   counted, are stored in one transaction before ServiceNow is called (one store round trip);
+2. the lease makes one worker at a time talk to ServiceNow for the row;
 3. `post_attempts` is incremented *before* each POST, so whoever holds the row next knows a record may
    exist and looks it up by `correlation_id` (plus the connector reference in the description) first;
-4. the link (sys_id, number, state) is written last.
+4. the link (sys_id, number, state) is written last (the second round trip).
 A crash or an ambiguous failure (timeout, reset, 5xx after commit) anywhere leaves a pending row that the
 next request for the same recommendation or key resumes, without a second record.
 """
@@ -103,14 +104,13 @@ class TicketCreator:
                     # It was superseded or refused and rolled back: this retry starts afresh under the key.
                     self._store.repoint_idempotency_key(scoped_key, record)
 
-        self._store.add_ticket(ticket)
-        holder = self._claim(ticket)
+        leased = replace(ticket, lease_until=(self._services.clock() + LEASE).isoformat(), post_attempts=1)
+        holder, etag = self._begin(leased)
         if holder is not None:
-            self._store.delete_ticket(ticket.id)
             if scoped_key is not None:
                 self._store.repoint_idempotency_key(scoped_key, replace(record, ticket_id=holder))
             return self._ensure_or_conflict(holder), False
-        return self._ensure_or_conflict(ticket.id), True
+        return self._create_record(_Progress(leased, etag, lookup=False, counted=True)), True
 
     def resume(self, ticket_id: str) -> Ticket:
         """Finish a pending creation (the status sync does this for creations a crash or an outage left)."""
@@ -144,6 +144,17 @@ class TicketCreator:
                 else None
             ),
         )
+
+    def _begin(self, leased: Ticket) -> tuple[str | None, str]:
+        """Store the row, its lease and its recommendation's claim at once; or the open ticket holding the claim.
+        A closed (or vanished) holder gives the claim up, in the same transaction that stores this row."""
+        holder, etag = self._store.begin_creation(leased)
+        while holder is not None:
+            current = self._store.get_ticket(holder)
+            if current is not None and current[0].is_open:
+                return holder, ""
+            holder, etag = self._store.begin_creation(leased, replacing=holder)
+        return None, etag
 
     def _claim(self, ticket: Ticket) -> str | None:
         """Claim the recommendation; returns the id of an open ticket that already holds it, else None."""

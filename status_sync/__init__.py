@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
-from shared import web
-from shared.auth import Caller
-from shared.edge import Body, Inbound
-from shared.events import MAX_NOTICE, apply_notice, verify
-from shared.services import Services, get_services
-from shared.sync import StatusSync
+if TYPE_CHECKING:
+    from shared.auth import Caller
+    from shared.edge import Inbound
+    from shared.services import Services
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -21,6 +20,9 @@ log = logging.getLogger(__name__)
 @bp.retry(strategy="exponential_backoff", max_retry_count="3", minimum_interval="00:00:30", maximum_interval="00:05:00")
 def status_sync(timer: func.TimerRequest) -> None:
     """Incremental sync from the watermark. A failed run raises, so the retry policy runs it again."""
+    from shared.services import get_services
+    from shared.sync import StatusSync
+
     if timer.past_due:
         log.info("The status sync is past due (the app was idle or restarting); it resumes from its watermark")
     StatusSync(get_services()).run()
@@ -29,6 +31,9 @@ def status_sync(timer: func.TimerRequest) -> None:
 @bp.route(route="servicenow/events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def servicenow_events(req: func.HttpRequest) -> func.HttpResponse:
     """A change notice from the ServiceNow business rule (README: Push notices)."""
+    from shared import web
+    from shared.edge import Body
+    from shared.events import MAX_NOTICE, apply_notice, verify
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         outcome = apply_notice(services, verify(services, inbound))

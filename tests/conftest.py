@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +18,8 @@ import azure.functions as func
 import httpx
 import pytest
 
+from dev.azurite import AzuriteUnavailable, azurite_tables
+from dev.azurite import free_port as free_port  # for the tests
 from dev.graph import GraphSimulator, ManagedIdentity
 from dev.simulator import ServiceNowSimulator, SimulatorTransport, serve
 from shared import services as services_module
@@ -270,58 +268,14 @@ def concurrently(count: int, action: Callable[[int], T]) -> list[T]:
         return list(pool.map(run, range(count)))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Azurite's Table service on a free loopback port; yields its connection string."""
-    binary = ROOT / "tools" / "node_modules" / ".bin" / "azurite-table"
-    if not binary.exists() or shutil.which("node") is None:
-        require_service("Azurite", f"{binary} is missing (npm ci --prefix tools)")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("azurite")
-    process = subprocess.Popen(
-        [
-            str(binary),
-            "--tableHost",
-            "127.0.0.1",
-            "--tablePort",
-            str(port),
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--disableProductStyleUrl",
-            "--silent",
-        ],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                err = process.stderr.read().decode()[-500:] if process.stderr else ""
-                require_service("Azurite", f"it did not start: {err}")
-            time.sleep(0.2)
-    account_key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-    yield (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-        f"AccountKey={account_key};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-    )
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        with azurite_tables(tmp_path_factory.mktemp("azurite")) as connection_string:
+            yield connection_string
+    except AzuriteUnavailable as missing:
+        require_service("Azurite", str(missing))
 
 
 @pytest.fixture

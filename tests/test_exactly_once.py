@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from dev.simulator import Fault, SimulatorTransport
+from shared import services as services_module
+from shared.services import Services
 from shared.tickets import Ticket
 from tests.conftest import Harness, concurrently
 from tests.test_tickets import BODY, post
@@ -217,15 +219,10 @@ def test_a_thousand_creates_under_thirty_percent_faults_lose_nothing_and_duplica
     assert connected.sleeps.waits and max(connected.sleeps.waits) <= 30
 
 
-def test_exactly_once_holds_on_table_storage_too(connected, azurite):
-    """The same guarantees with the Azure store: 20 concurrent duplicates and commit-then-drop faults."""
-    from azure.data.tables import TableServiceClient
-
-    from shared import services as services_module
-    from shared.services import Services
+def _on_table_storage(connected: Harness, service: Any) -> Services:
+    """The connected harness's connector with its store moved to Azurite's Table service."""
     from shared.store.tables import TableTicketStore
 
-    service = TableServiceClient.from_connection_string(azurite)
     for table in service.list_tables():
         service.delete_table(table.name)
     tables = Services(
@@ -238,6 +235,14 @@ def test_exactly_once_holds_on_table_storage_too(connected, azurite):
         sleep=connected.sleeps,
     )
     services_module.install(tables)
+    return tables
+
+
+def test_exactly_once_holds_on_table_storage_too(connected, azurite):
+    """The same guarantees with the Azure store: 20 concurrent duplicates and commit-then-drop faults."""
+    from azure.data.tables import TableServiceClient
+
+    tables = _on_table_storage(connected, TableServiceClient.from_connection_string(azurite))
     results = concurrently(20, lambda _: post(connected))
     assert Counter(status for status, _ in results) == {201: 1, 200: 19}
     tickets = {"AdminMFAV2": results[0][1]}
@@ -250,6 +255,23 @@ def test_exactly_once_holds_on_table_storage_too(connected, azurite):
         assert found is not None and found[0].sys_id == ticket["sysId"], recommendation_id
     assert len(connected.simulator.records()) == 21
     assert Counter(r["correlation_id"] for r in connected.simulator.records()).most_common(1)[0][1] == 1
+
+
+def test_a_create_is_two_table_storage_requests(connected, azurite):
+    """Exactly-once needs two durable writes: the ticket with its claim and lease before the POST (one
+    entity-group transaction) and the link after it. Nothing else reaches the store on the way."""
+    from azure.data.tables import TableServiceClient
+
+    sent: list[str] = []
+    service = TableServiceClient.from_connection_string(
+        azurite, raw_request_hook=lambda r: sent.append(f"{r.http_request.method} {r.http_request.url}")
+    )
+    _on_table_storage(connected, service)
+    assert post(connected, body_for("Warm"))[0] == 201  # creates the table, moves no legacy claims
+    for i in range(3):
+        sent.clear()
+        assert post(connected, body_for(f"T{i}"))[0] == 201
+        assert len(sent) == 2 and all(line.endswith("/$batch") for line in sent), sent
 
 
 def test_an_idempotency_key_is_honoured_for_24_hours(connected):

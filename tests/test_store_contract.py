@@ -272,3 +272,61 @@ def test_documents_are_replaced_under_their_etag(store):
     with pytest.raises(StoreConflict):
         store.put_document("run", {"a": 3}, etag)
     assert store.get_document("run") == ({"a": 2}, new)
+
+
+def test_begin_creation_writes_the_ticket_and_its_claim_together(store):
+    first = _ticket()
+    holder, etag = store.begin_creation(first)
+    assert holder is None and etag
+    assert store.get_ticket(first.id)[0] == first
+    second = _ticket()
+    assert store.begin_creation(second) == (first.id, "")
+    assert store.get_ticket(second.id) is None  # nothing of the loser was written
+    assert store.claim_recommendation(first.recommendation_id, "someone-else") == first.id
+    assert [t.id for t, _ in store.list_tickets()] == [first.id]  # claims never show up as tickets
+
+
+def test_begin_creation_takes_the_claim_only_from_the_holder_it_names(store):
+    old = _ticket()
+    store.begin_creation(old)
+    new = _ticket()
+    assert store.begin_creation(new, replacing="not-the-holder") == (old.id, "")
+    holder, etag = store.begin_creation(new, replacing=old.id)
+    assert holder is None and etag
+    assert store.claim_recommendation(new.recommendation_id, "x") == new.id
+    store.release_claim(new.recommendation_id, new.id)
+    third = _ticket()
+    assert store.begin_creation(third, replacing=new.id)[0] is None  # the claim had gone: taken afresh
+
+
+def test_concurrent_begins_for_one_recommendation_leave_exactly_one_ticket(store):
+    tickets = [_ticket() for _ in range(16)]
+    outcomes = concurrently(16, lambda i: store.begin_creation(tickets[i])[0])
+    winners = [t.id for t, held in zip(tickets, outcomes, strict=True) if held is None]
+    assert len(winners) == 1
+    assert set(outcomes) == {None, winners[0]}
+    assert [t.id for t, _ in store.list_tickets()] == winners
+
+
+def test_claims_of_a_store_from_before_move_into_the_tickets_table(azurite):
+    from azure.data.tables import TableServiceClient
+
+    from shared.store.tables import TableTicketStore
+
+    service = TableServiceClient.from_connection_string(azurite)
+    for table in service.list_tables():
+        service.delete_table(table.name)
+    legacy = service.create_table_if_not_exists("claims")
+    legacy.create_entity({"PartitionKey": "claim", "RowKey": "AdminMFAV2", "ticket_id": "t" * 32})
+    service.create_table_if_not_exists("ticketsbysysid").create_entity(
+        {"PartitionKey": "sysid", "RowKey": "d" * 32, "ticket_id": "elsewhere"}
+    )
+    store = TableTicketStore(service)
+    linked = replace(_ticket(recommendation_id="Linked"), sys_id="d" * 32)
+    store.add_ticket(linked)
+    service.get_table_client("tickets").delete_entity("ticket", "~sysid|" + "d" * 32)  # as an old store has it
+    assert store.begin_creation(_ticket()) == ("t" * 32, "")  # the old claim still holds: no duplicate
+    assert {"claims", "ticketsbysysid"}.isdisjoint(t.name for t in service.list_tables())
+    found = store.find_ticket_by_sys_id("d" * 32)  # without its old hint: found by a scan, and hinted again
+    assert found is not None and found[0].id == linked.id
+    assert store.find_ticket_by_sys_id("d" * 32) == found

@@ -55,6 +55,12 @@ class TicketStore(Protocol):
 
     def delete_ticket(self, ticket_id: str) -> None: ...
 
+    # -- creation: one round trip for the intent --
+    def begin_creation(self, ticket: Ticket, replacing: str | None = None) -> tuple[str | None, str]:
+        """Insert the (pending, leased) ticket and claim its recommendation for it, in one transaction. If another
+        ticket holds the claim (other than `replacing`, a closed holder the caller may take it from), nothing is
+        written and that holder's id is returned; else (None, the new row's ETag)."""
+
     # -- one open ticket per recommendation --
     def claim_recommendation(self, recommendation_id: str, ticket_id: str) -> str | None:
         """Claim for `ticket_id`; returns None when claimed, else the ticket id holding the claim."""

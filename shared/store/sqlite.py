@@ -159,6 +159,35 @@ class SqliteTicketStore:
         with self._lock:
             self._db.execute("DELETE FROM tickets WHERE id = ?", (ticket_id,))
 
+    def begin_creation(self, ticket: Ticket, replacing: str | None = None) -> tuple[str | None, str]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rec = ticket.recommendation_id
+                cursor = None
+                if replacing is not None:
+                    cursor = self._db.execute(
+                        "UPDATE claims SET ticket_id = ? WHERE recommendation_id = ? AND ticket_id = ?",
+                        (ticket.id, rec, replacing),
+                    )
+                if cursor is None or cursor.rowcount == 0:
+                    cursor = self._db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?)", (rec, ticket.id))
+                if cursor.rowcount != 1:
+                    row = self._db.execute(
+                        "SELECT ticket_id FROM claims WHERE recommendation_id = ?", (rec,)
+                    ).fetchone()
+                    self._db.execute("ROLLBACK")
+                    return str(row[0]), ""
+                self._db.execute(
+                    "INSERT INTO tickets VALUES (?, 1, ?, ?, ?, ?)",
+                    (ticket.id, rec, ticket.status, ticket.sys_id, json.dumps(ticket.to_record())),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return None, "1"
+
     # -- claims -------------------------------------------------------------------------------------
 
     def claim_recommendation(self, recommendation_id: str, ticket_id: str) -> str | None:

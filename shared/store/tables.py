@@ -3,6 +3,7 @@ filters are always parameterized."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -15,10 +16,10 @@ from shared.tickets import Ticket
 
 OAUTH_STATES = "oauthstates"
 TICKETS = "tickets"
-CLAIMS = "claims"
+LEGACY_CLAIMS = "claims"  # claims' own table in stores from before begin_creation
+LEGACY_BY_SYS_ID = "ticketsbysysid"  # sys_id hints' own table, likewise: hints, so dropped, not moved
 IDEMPOTENCY = "idempotencykeys"
 SYNC = "syncstate"
-BY_SYS_ID = "ticketsbysysid"
 SECURE_SCORE = "securescore"
 DOCUMENTS = "documents"
 _STATE_PARTITION = "state"
@@ -45,6 +46,14 @@ def _ticket_from(entity: Any) -> Ticket:
     return Ticket.from_record(record)
 
 
+def _claim_key(recommendation_id: str) -> str:
+    return f"~claim|{recommendation_id}"
+
+
+def _sys_id_key(sys_id: str) -> str:
+    return f"~sysid|{sys_id}"
+
+
 def _row_key(text: str) -> str:
     """Caller-chosen strings may hold characters RowKey forbids ('/', '#', '?'): key them by hash."""
     return hashlib.sha256(text.encode()).hexdigest()
@@ -55,7 +64,8 @@ class TableTicketStore:
         """`service` is an `azure.data.tables.TableServiceClient`; see `from_settings`."""
         self._service = service
         self._tables: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._legacy_migrated = False
 
     @classmethod
     def from_connection_string(cls, connection_string: str) -> TableTicketStore:
@@ -158,14 +168,16 @@ class TableTicketStore:
     # -- tickets ------------------------------------------------------------------------------------
 
     def add_ticket(self, ticket: Ticket) -> str:
-        from azure.core.exceptions import ResourceExistsError
+        from azure.data.tables import TableTransactionError
 
+        operations: list[Any] = [("create", _ticket_entity(ticket)), *self._sys_id_hint(ticket)]
         try:
-            metadata = self._table(TICKETS).create_entity(_ticket_entity(ticket))
-        except ResourceExistsError as exc:
+            results = self._table(TICKETS).submit_transaction(operations)
+        except TableTransactionError as exc:
+            if exc.status_code != 409:
+                raise
             raise StoreConflict(f"ticket {ticket.id} exists") from exc
-        self._index_sys_id(ticket)
-        return str(metadata["etag"])
+        return str(results[0]["etag"])
 
     def get_ticket(self, ticket_id: str) -> tuple[Ticket, str] | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -177,39 +189,111 @@ class TableTicketStore:
         return _ticket_from(entity), str(entity.metadata["etag"])
 
     def update_ticket(self, ticket: Ticket, etag: str) -> str:
-        new_etag = self._write_if_unchanged(self._table(TICKETS), _ticket_entity(ticket), etag)
-        if new_etag is None:
-            raise StoreConflict(f"ticket {ticket.id} changed")
-        self._index_sys_id(ticket)
-        return new_etag
+        from azure.core import MatchConditions
+        from azure.data.tables import TableTransactionError, UpdateMode
 
-    def _index_sys_id(self, ticket: Ticket) -> None:
-        """sys_id -> ticket id, so lookups by sys_id are point reads, not partition scans. The entry is a hint:
-        `find_ticket_by_sys_id` checks the ticket it points to, and falls back to a scan without one."""
-        if ticket.sys_id:
-            self._table(BY_SYS_ID).upsert_entity(
-                {"PartitionKey": "sysid", "RowKey": ticket.sys_id, "ticket_id": ticket.id}
-            )
+        condition = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+        operations: list[Any] = [("update", _ticket_entity(ticket), condition), *self._sys_id_hint(ticket)]
+        try:
+            results = self._table(TICKETS).submit_transaction(operations)
+        except TableTransactionError as exc:
+            if exc.status_code not in (404, 412):
+                raise
+            raise StoreConflict(f"ticket {ticket.id} changed") from exc
+        return str(results[0]["etag"])
+
+    @staticmethod
+    def _sys_id_hint(ticket: Ticket) -> list[Any]:
+        """sys_id -> ticket id, so lookups by sys_id are point reads, not partition scans; written in the same
+        transaction as the ticket (same partition). The entry is a hint: `find_ticket_by_sys_id` checks the
+        ticket it points to, and falls back to a scan without one."""
+        if not ticket.sys_id:
+            return []
+        from azure.data.tables import UpdateMode
+
+        hint = {"PartitionKey": _TICKET_PARTITION, "RowKey": _sys_id_key(ticket.sys_id), "ticket_id": ticket.id}
+        return [("upsert", hint, {"mode": UpdateMode.REPLACE})]
 
     def delete_ticket(self, ticket_id: str) -> None:
         self._table(TICKETS).delete_entity(_TICKET_PARTITION, ticket_id)
 
     # -- claims -------------------------------------------------------------------------------------
+    # A claim lives in the tickets table, in the tickets' partition, so a new ticket and its claim are written in
+    # one entity-group transaction (`begin_creation`), as a ticket and its sys_id hint are (`update_ticket`).
+    # Their row keys ('~claim|', '~sysid|') sort after every ticket id (32 hex digits).
+    # Stores from before kept claims and hints in their own tables: claims move here once per process, on first
+    # use; the old hints table is dropped (hints are rebuilt on the next lookup by sys_id).
+
+    def _migrate_legacy(self) -> None:
+        if self._legacy_migrated:
+            return
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
+        with self._lock:
+            if self._legacy_migrated:
+                return
+            legacy = self._service.get_table_client(LEGACY_CLAIMS)
+            tickets = self._table(TICKETS)
+            try:
+                for entity in legacy.query_entities("PartitionKey eq @pk", parameters={"pk": _CLAIM_PARTITION}):
+                    moved = {"PartitionKey": _TICKET_PARTITION, "RowKey": _claim_key(entity["RowKey"]),
+                             "ticket_id": entity["ticket_id"]}  # fmt: skip
+                    with contextlib.suppress(ResourceExistsError):
+                        tickets.create_entity(moved)
+                legacy.delete_table()
+            except ResourceNotFoundError:
+                pass  # no legacy table: nothing to move
+            self._service.delete_table(LEGACY_BY_SYS_ID)  # no error when it is absent
+            self._legacy_migrated = True
+
+    def begin_creation(self, ticket: Ticket, replacing: str | None = None) -> tuple[str | None, str]:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.data.tables import TableTransactionError, UpdateMode
+
+        self._migrate_legacy()
+        table = self._table(TICKETS)
+        key = _claim_key(ticket.recommendation_id)
+        claim = {"PartitionKey": _TICKET_PARTITION, "RowKey": key, "ticket_id": ticket.id}
+        operations: list[Any] = [("create", _ticket_entity(ticket))]
+        if replacing is None:
+            operations.append(("create", claim))
+        else:
+            try:
+                current = table.get_entity(_TICKET_PARTITION, key)
+            except ResourceNotFoundError:
+                current = None
+            if current is not None and current["ticket_id"] != replacing:
+                return str(current["ticket_id"]), ""
+            if current is None:
+                operations.append(("create", claim))
+            else:
+                condition = {"mode": UpdateMode.REPLACE, "etag": current.metadata["etag"],
+                             "match_condition": MatchConditions.IfNotModified}  # fmt: skip
+                operations.append(("update", claim, condition))
+        try:
+            results = table.submit_transaction(operations)
+        except TableTransactionError:  # the claim exists (or changed): nothing was written
+            try:
+                return str(table.get_entity(_TICKET_PARTITION, key)["ticket_id"]), ""
+            except ResourceNotFoundError:  # released in between: try again
+                return self.begin_creation(ticket, replacing)
+        return None, str(results[0]["etag"])
 
     def claim_recommendation(self, recommendation_id: str, ticket_id: str) -> str | None:
         from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-        table = self._table(CLAIMS)
+        self._migrate_legacy()
+        table = self._table(TICKETS)
+        key = _claim_key(recommendation_id)
         while True:
             try:
-                table.create_entity(
-                    {"PartitionKey": _CLAIM_PARTITION, "RowKey": recommendation_id, "ticket_id": ticket_id}
-                )
+                table.create_entity({"PartitionKey": _TICKET_PARTITION, "RowKey": key, "ticket_id": ticket_id})
                 return None
             except ResourceExistsError:
                 pass
             try:
-                holder = str(table.get_entity(_CLAIM_PARTITION, recommendation_id)["ticket_id"])
+                holder = str(table.get_entity(_TICKET_PARTITION, key)["ticket_id"])
             except ResourceNotFoundError:
                 continue  # released between our insert and read: try again
             return None if holder == ticket_id else holder
@@ -217,12 +301,14 @@ class TableTicketStore:
     def replace_claim(self, recommendation_id: str, holder: str, ticket_id: str) -> bool:
         from azure.core.exceptions import ResourceNotFoundError
 
-        table = self._table(CLAIMS)
+        self._migrate_legacy()
+        table = self._table(TICKETS)
+        key = _claim_key(recommendation_id)
         try:
-            entity = table.get_entity(_CLAIM_PARTITION, recommendation_id)
+            entity = table.get_entity(_TICKET_PARTITION, key)
         except ResourceNotFoundError:
             return False
-        claim = {"PartitionKey": _CLAIM_PARTITION, "RowKey": recommendation_id, "ticket_id": ticket_id}
+        claim = {"PartitionKey": _TICKET_PARTITION, "RowKey": key, "ticket_id": ticket_id}
         return (
             entity["ticket_id"] == holder
             and self._write_if_unchanged(table, claim, entity.metadata["etag"]) is not None
@@ -232,15 +318,14 @@ class TableTicketStore:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
-        table = self._table(CLAIMS)
+        self._migrate_legacy()
+        table = self._table(TICKETS)
+        key = _claim_key(recommendation_id)
         try:
-            entity = table.get_entity(_CLAIM_PARTITION, recommendation_id)
+            entity = table.get_entity(_TICKET_PARTITION, key)
             if entity["ticket_id"] == holder:
                 table.delete_entity(
-                    _CLAIM_PARTITION,
-                    recommendation_id,
-                    etag=entity.metadata["etag"],
-                    match_condition=MatchConditions.IfNotModified,
+                    _TICKET_PARTITION, key, etag=entity.metadata["etag"], match_condition=MatchConditions.IfNotModified
                 )
         except (ResourceModifiedError, ResourceNotFoundError):
             return
@@ -285,7 +370,9 @@ class TableTicketStore:
     # -- status sync --------------------------------------------------------------------------------
 
     def list_tickets(self) -> list[tuple[Ticket, str]]:
-        entities = self._table(TICKETS).query_entities("PartitionKey eq @pk", parameters={"pk": _TICKET_PARTITION})
+        entities = self._table(TICKETS).query_entities(
+            "PartitionKey eq @pk and RowKey lt @claims", parameters={"pk": _TICKET_PARTITION, "claims": "~"}
+        )
         return [(_ticket_from(e), str(e.metadata["etag"])) for e in entities]
 
     def list_pending_tickets(self) -> list[tuple[Ticket, str]]:
@@ -300,7 +387,7 @@ class TableTicketStore:
         if not re.fullmatch(r"[0-9a-f]{32}", sys_id):
             return None
         try:
-            hint = self._table(BY_SYS_ID).get_entity("sysid", sys_id)
+            hint = self._table(TICKETS).get_entity(_TICKET_PARTITION, _sys_id_key(sys_id))
         except ResourceNotFoundError:
             hint = None
         if hint is not None:
@@ -312,7 +399,7 @@ class TableTicketStore:
         )
         for entity in entities:
             ticket = _ticket_from(entity)
-            self._index_sys_id(ticket)
+            self._table(TICKETS).submit_transaction(self._sys_id_hint(ticket))
             return ticket, str(entity.metadata["etag"])
         return None
 
