@@ -330,3 +330,16 @@ def test_claims_of_a_store_from_before_move_into_the_tickets_table(azurite):
     found = store.find_ticket_by_sys_id("d" * 32)  # without its old hint: found by a scan, and hinted again
     assert found is not None and found[0].id == linked.id
     assert store.find_ticket_by_sys_id("d" * 32) == found
+
+
+def test_large_run_states_and_documents_round_trip(store):
+    """A run state listing a hundred failures is far beyond one Table property (64 KiB): it must still store."""
+    failures = {f"record:{i:032x}": {"detail": "é" * 900, "at": str(i)} for i in range(100)}
+    state = {"last": {"errors": ["x" * 500] * 50}, "failures": failures}
+    etag = store.put_sync_state(state, None)
+    assert store.get_sync_state() == (state, etag)
+    etag = store.put_sync_state({**state, "more": "y" * 70_000}, etag)
+    assert store.get_sync_state() == ({**state, "more": "y" * 70_000}, etag)
+    assert store.put_document("secure_score", state, None)
+    found = store.get_document("secure_score")
+    assert found is not None and found[0] == state

@@ -50,6 +50,24 @@ def _claim_key(recommendation_id: str) -> str:
     return f"~claim|{recommendation_id}"
 
 
+# A string property holds at most 32K UTF-16 characters; `json.dumps` writes ASCII, so a document is cut into
+# properties of this many characters (`data`, `data1`, ...), up to the entity's 1 MiB.
+_CHUNK = 30_000
+
+
+def _json_properties(value: Any, name: str = "data") -> dict[str, str]:
+    text = json.dumps(value)  # ensure_ascii: one UTF-16 unit per character
+    chunks = [text[start : start + _CHUNK] for start in range(0, len(text), _CHUNK)] or [""]
+    return {(name if i == 0 else f"{name}{i}"): chunk for i, chunk in enumerate(chunks)}
+
+
+def _json_of(entity: Any, name: str = "data") -> Any:
+    parts = [str(entity[name])]
+    while f"{name}{len(parts)}" in entity:
+        parts.append(str(entity[f"{name}{len(parts)}"]))
+    return json.loads("".join(parts))
+
+
 def _sys_id_key(sys_id: str) -> str:
     return f"~sysid|{sys_id}"
 
@@ -404,28 +422,37 @@ class TableTicketStore:
         return None
 
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
+        return self._get_json(SYNC, "sync", "state")
+
+    def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
+        return self._put_json(SYNC, "sync", "state", state, etag, "the sync state changed")
+
+    def _get_json(self, table: str, partition: str, row: str) -> tuple[dict[str, Any], str] | None:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            entity = self._table(SYNC).get_entity("sync", "state")
+            entity = self._table(table).get_entity(partition, row)
         except ResourceNotFoundError:
             return None
-        return json.loads(entity["data"]), str(entity.metadata["etag"])
+        return _json_of(entity), str(entity.metadata["etag"])
 
-    def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
+    def _put_json(self, table_name: str, partition: str, row: str, data: dict[str, Any], etag: str | None,
+                  conflict: str) -> str:  # fmt: skip
+        """Insert (etag None) or replace under the ETag; the replace drops chunks a shorter document no longer
+        needs."""
         from azure.core.exceptions import ResourceExistsError
 
-        entity = {"PartitionKey": "sync", "RowKey": "state", "data": json.dumps(state)}
-        table = self._table(SYNC)
+        entity = {"PartitionKey": partition, "RowKey": row, **_json_properties(data)}
+        table = self._table(table_name)
         if etag is not None:
             new_etag = self._write_if_unchanged(table, entity, etag)
             if new_etag is None:
-                raise StoreConflict("the sync state changed")
+                raise StoreConflict(conflict)
             return new_etag
         try:
             return str(table.create_entity(entity)["etag"])
         except ResourceExistsError as exc:
-            raise StoreConflict("the sync state changed") from exc
+            raise StoreConflict(conflict) from exc
 
     # -- Secure Score ---------------------------------------------------------------------------------
     # Controls live in a partition per snapshot version; the pointer entity names the current version and
@@ -438,7 +465,7 @@ class TableTicketStore:
         table = self._table(SECURE_SCORE)
         version = uuid.uuid4().hex
         operations = [
-            ("upsert", {"PartitionKey": f"v{version}", "RowKey": c["id"], "data": json.dumps(c)}) for c in controls
+            ("upsert", {"PartitionKey": f"v{version}", "RowKey": c["id"], **_json_properties(c)}) for c in controls
         ]
         for start in range(0, len(operations), 100):  # an entity-group transaction holds 100 operations
             table.submit_transaction(operations[start : start + 100])
@@ -448,7 +475,7 @@ class TableTicketStore:
             "RowKey": "current",
             "version": version,
             "previous": str(old["version"]) if old else "",
-            "summary": json.dumps(summary),
+            **_json_properties(summary, "summary"),
         }
         from azure.core.exceptions import ResourceExistsError
 
@@ -498,7 +525,7 @@ class TableTicketStore:
         rows = self._table(SECURE_SCORE).query_entities(
             "PartitionKey eq @pk", parameters={"pk": f"v{pointer['version']}"}
         )
-        return json.loads(pointer["summary"]), [json.loads(e["data"]) for e in rows]
+        return _json_of(pointer, "summary"), [_json_of(e) for e in rows]
 
     def get_secure_score_control(self, control_id: str) -> dict[str, Any] | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -510,30 +537,12 @@ class TableTicketStore:
             entity = self._table(SECURE_SCORE).get_entity(f"v{pointer['version']}", control_id)
         except ResourceNotFoundError:
             return None
-        return dict(json.loads(entity["data"]))
+        return dict(_json_of(entity))
 
     # -- documents ------------------------------------------------------------------------------------
 
     def get_document(self, name: str) -> tuple[dict[str, Any], str] | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            entity = self._table(DOCUMENTS).get_entity("doc", name)
-        except ResourceNotFoundError:
-            return None
-        return json.loads(entity["data"]), str(entity.metadata["etag"])
+        return self._get_json(DOCUMENTS, "doc", name)
 
     def put_document(self, name: str, data: dict[str, Any], etag: str | None) -> str:
-        from azure.core.exceptions import ResourceExistsError
-
-        entity = {"PartitionKey": "doc", "RowKey": name, "data": json.dumps(data)}
-        table = self._table(DOCUMENTS)
-        if etag is not None:
-            new_etag = self._write_if_unchanged(table, entity, etag)
-            if new_etag is None:
-                raise StoreConflict(f"the document {name} changed")
-            return new_etag
-        try:
-            return str(table.create_entity(entity)["etag"])
-        except ResourceExistsError as exc:
-            raise StoreConflict(f"the document {name} changed") from exc
+        return self._put_json(DOCUMENTS, "doc", name, data, etag, f"the document {name} changed")
