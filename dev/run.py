@@ -80,13 +80,11 @@ def main() -> int:
 
     key = os.environ.get("LOCAL_FUNCTION_KEY") or None  # unset: no key checks, like Core Tools
     user = None
-    if os.environ.get("LOCAL_USER", "admin@contoso.com"):  # LOCAL_USER="" turns the sign-in emulation off
+    local_user = os.environ.get("LOCAL_USER", "admin@contoso.com")
+    if local_user:  # LOCAL_USER="" turns the sign-in emulation off
         from dev.easyauth import LocalUser
 
-        user = LocalUser.parse(
-            os.environ.get("LOCAL_USER", "admin@contoso.com"),
-            os.environ.get("LOCAL_USER_ROLES", "Connector.Admin Tickets.Create"),
-        )
+        user = LocalUser.parse(local_user, os.environ.get("LOCAL_USER_ROLES", "Connector.Admin Tickets.Create"))
         os.environ["WEBSITE_AUTH_ENABLED"] = "True"  # what the platform sets when its sign-in is on
         notes.append(f"Signed in as {user.name} with roles {', '.join(user.roles) or '(none)'} (App Service "
                      "Authentication, emulated: LOCAL_USER, LOCAL_USER_ROLES).")  # fmt: skip

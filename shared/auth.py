@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.edge import header
 from shared.problems import Forbidden, Unauthorized
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class EntraAuthenticator:
         return self._keys
 
     def authenticate(self, headers: Mapping[str, str]) -> Caller:
-        value = next((v for k, v in headers.items() if k.lower() == "authorization"), "") or ""
+        value = header(headers, "Authorization") or ""
         scheme, _, token = value.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("An Entra ID bearer token is required (Authorization: Bearer <token>).")

@@ -9,20 +9,29 @@ without a usable id is refused (the refresh records it and goes on).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
 from shared.htmltext import html_to_text
 from shared.problems import FieldError, ValidationFailed
 from shared.text import one_line_ok, printable
-from shared.tickets import CATEGORIES, DESCRIPTION_LIMIT, HTTPS_URL, RECOMMENDATION_ID, Recommendation, TicketRequest
+from shared.tickets import (
+    CATEGORIES,
+    DESCRIPTION_LIMIT,
+    HTTPS_URL,
+    RECOMMENDATION_ID,
+    Recommendation,
+    Ticket,
+    TicketRequest,
+)
 
 SECURE_SCORE_PAGE = "https://security.microsoft.com/securescore?viewid=actions"
 STATES = {"default": "Default", "ignored": "Ignored", "thirdparty": "ThirdParty", "reviewed": "Reviewed"}
 _CONTROLS_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-class ControlRefused(ValueError):
+class ProfileRefused(ValueError):
     """A profile the connector cannot take (no usable id)."""
 
 
@@ -60,7 +69,7 @@ def build_control(profile: dict[str, Any], score_entry: dict[str, Any] | None) -
     (score >= maxScore; the undocumented `scoreInPercentage`/`implementationStatus` are shown, never used)."""
     control_id = profile.get("id")
     if not isinstance(control_id, str) or not RECOMMENDATION_ID.fullmatch(control_id):
-        raise ControlRefused(
+        raise ProfileRefused(
             f"a control profile with an id the connector cannot use ({printable(str(control_id), 64)})"
         )
     max_score = _number(profile.get("maxScore"))
@@ -89,6 +98,25 @@ def build_control(profile: dict[str, Any], score_entry: dict[str, Any] | None) -
         "deprecated": profile.get("deprecated") is True,
         "implementationStatus": _line((score_entry or {}).get("implementationStatus"), 300) or None,
     }
+
+
+def by_rank(control: dict[str, Any]) -> tuple[bool, int, str]:
+    """Sort key: Graph's rank first (unranked last), then the id."""
+    rank = control.get("rank")
+    return rank is None, rank or 0, str(control["id"])
+
+
+def newest_tickets(tickets: Iterable[Ticket]) -> dict[str, Ticket]:
+    """Per recommendation, its newest ticket: the one a control's row shows, its edges act on and its note
+    names. Tickets of the caller's own recommendations (source `user`) are not Secure Score's."""
+    newest: dict[str, Ticket] = {}
+    for ticket in tickets:
+        if ticket.recommendation.get("source") == "user":
+            continue
+        held = newest.get(ticket.recommendation_id)
+        if held is None or ticket.created_at > held.created_at:
+            newest[ticket.recommendation_id] = ticket
+    return newest
 
 
 def _description(control: dict[str, Any]) -> str:

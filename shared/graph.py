@@ -19,15 +19,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable
-from shared.retries import RetryPolicy, TransientFailure, with_retries
-from shared.text import ascii_int, printable
+from shared.retries import RETRY_STATUSES, RetryPolicy, TransientFailure, retry_after_seconds, with_retries
+from shared.text import printable
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's well-known application id
 # Application permission SecurityEvents.ReadWrite.All (Microsoft Graph permissions reference).
 SECURITY_EVENTS_READWRITE_ALL = "d903a879-88e0-4c09-b0c9-82f6a1333f84"
 MAX_CONCURRENT = 4
 MAX_PAGES = 200
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _CONTROL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # the path segment carries nothing else
 _PERMISSION_CODES = frozenset({"authorization_requestdenied", "forbidden", "accessdenied", "unauthorized"})
 
@@ -140,7 +139,7 @@ class GraphClient:
             except httpx.TransportError as exc:
                 raise TransientFailure(f"connection failed ({type(exc).__name__})", None) from exc
         if response.status_code in RETRY_STATUSES:
-            raise TransientFailure(f"HTTP {response.status_code}", _retry_after(response), response)
+            raise TransientFailure(f"HTTP {response.status_code}", retry_after_seconds(response), response)
         return response
 
     def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> httpx.Response:
@@ -210,17 +209,19 @@ class GraphClient:
             url = link if isinstance(link, str) and link else None
         return profiles, pages
 
-    def control_profile(self, control_id: str) -> dict[str, Any]:
-        """One control profile (a point read; the refresh lists them all instead)."""
+    def _control_url(self, control_id: str) -> str:
+        """The profile's URL; the id is checked so the path segment carries nothing else."""
         if not _CONTROL_ID.fullmatch(control_id) or set(control_id) == {"."}:
             raise ControlRefused(f"'{printable(control_id, 64)}' is not a control id the connector can address.")
-        return self._json(self._call("GET", f"{self.base_url}/v1.0/security/secureScoreControlProfiles/{control_id}"))
+        return f"{self.base_url}/v1.0/security/secureScoreControlProfiles/{control_id}"
+
+    def control_profile(self, control_id: str) -> dict[str, Any]:
+        """One control profile (a point read; the refresh lists them all instead)."""
+        return self._json(self._call("GET", self._control_url(control_id)))
 
     def update_control(self, control_id: str, body: dict[str, Any]) -> None:
         """PATCH one control profile (204). The same body twice is the same note: safe to retry."""
-        if not _CONTROL_ID.fullmatch(control_id) or set(control_id) == {"."}:
-            raise ControlRefused(f"'{printable(control_id, 64)}' is not a control id the connector can address.")
-        response = self._call("PATCH", f"{self.base_url}/v1.0/security/secureScoreControlProfiles/{control_id}", body)
+        response = self._call("PATCH", self._control_url(control_id), body)
         if response.status_code in (200, 204):
             return
         code, message = graph_error(response)
@@ -229,8 +230,3 @@ class GraphClient:
         raise SecureScoreUnavailable(
             f"Microsoft Graph answered {response.status_code} {code}: {message}".rstrip(": "), retry_after=60
         )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    seconds = ascii_int(response.headers.get("Retry-After"))
-    return float(seconds) if seconds is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.controls import complete_from_control
+from shared.controls import by_rank, complete_from_control, newest_tickets
 from shared.problems import FieldError, SecureScoreUnavailable, ValidationFailed
 from shared.services import Services
 from shared.tickets import CATEGORIES, Ticket, TicketRequest
@@ -40,15 +40,9 @@ def list_recommendations(
     if snapshot is None:
         return {"secureScore": None, "refreshedAt": None, "history": [], "recommendations": []}
     summary, controls = snapshot
-    newest: dict[str, Ticket] = {}
-    for held, _ in services.store.list_tickets():
-        if held.recommendation.get("source") == "user":
-            continue
-        current = newest.get(held.recommendation_id)
-        if current is None or held.created_at > current.created_at:
-            newest[held.recommendation_id] = held
+    newest = newest_tickets(t for t, _ in services.store.list_tickets())
     shown = []
-    for control in sorted(controls, key=lambda c: (c.get("rank") is None, c.get("rank") or 0, c["id"])):
+    for control in sorted(controls, key=by_rank):
         done = bool(control.get("completed"))
         if (status == "open" and (done or control.get("deprecated"))) or (status == "completed" and not done):
             continue

@@ -17,8 +17,10 @@ import httpx
 import tenacity
 
 from shared.telemetry import attempt_number
+from shared.text import ascii_int
 
 T = TypeVar("T")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,17 @@ class TransientFailure(Exception):
         self.reason = reason
         self.retry_after = retry_after
         self.response = response
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """The wait a server asked for: `Retry-After` (seconds), else until `X-RateLimit-Reset` (epoch)."""
+    seconds = ascii_int(response.headers.get("Retry-After"))
+    if seconds is not None:
+        return float(seconds)
+    reset = ascii_int(response.headers.get("X-RateLimit-Reset"))
+    if reset is not None:
+        return max(0.0, reset - (time.time() if now is None else now))
+    return None
 
 
 def with_retries(attempt: Callable[[], T], policy: RetryPolicy, sleep: Callable[[float], None]) -> T:

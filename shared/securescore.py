@@ -26,8 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from shared.auth import SYSTEM_CALLER
-from shared.controls import ControlRefused as ProfileRefused
-from shared.controls import build_control, complete_from_control
+from shared.controls import ProfileRefused, build_control, by_rank, complete_from_control, newest_tickets
 from shared.graph import MAX_CONCURRENT, ControlRefused
 from shared.problems import (
     ConnectorError,
@@ -42,7 +41,16 @@ from shared.problems import (
 from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import StoreConflict, change_ticket
-from shared.sync import MAX_ITEM_ATTEMPTS, StatusSync, describe, failure_entry, record_ticket_error
+from shared.sync import (
+    MAX_ITEM_ATTEMPTS,
+    StatusSync,
+    describe,
+    failure_entry,
+    listed_errors,
+    merge_failures,
+    record_ticket_error,
+    remediation_of,
+)
 from shared.tickets import Recommendation, Ticket, TicketRequest
 
 log = logging.getLogger(__name__)
@@ -75,6 +83,7 @@ class RefreshResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["durationMs"] = data.pop("duration_ms")
+        data["errors"] = listed_errors(self.errors)
         return data
 
 
@@ -141,8 +150,7 @@ class SecureScoreSync:
     def _fail(self, result: RefreshResult, exc: BaseException) -> None:
         code, detail = describe(exc)
         result.status = "failed"
-        remediation = exc.remediation if isinstance(exc, ConnectorError) else None
-        result.error = {"code": code, "detail": detail, "remediation": remediation}
+        result.error = {"code": code, "detail": detail, "remediation": remediation_of(exc)}
         result.errors.append(f"{code}: {detail}")
         log.warning("Secure Score refresh stopped: %s", code)
 
@@ -162,7 +170,7 @@ class SecureScoreSync:
                 result.errors.append(f"control profile: {exc}")
                 continue
             controls.setdefault(control["id"], control)
-        return sorted(controls.values(), key=lambda c: (c["rank"] is None, c["rank"] or 0, c["id"]))
+        return sorted(controls.values(), key=by_rank)
 
     def _persist(self, result: RefreshResult | None) -> None:
         """The run's result (if a refresh) and the item failures it changed, merged under the document's ETag
@@ -170,12 +178,7 @@ class SecureScoreSync:
         failures = self._failures
 
         def update(state: dict[str, Any]) -> dict[str, Any]:
-            merged = dict(state.get("failures") or {})
-            for key, entry in failures.items():
-                if entry is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = entry
+            merged = merge_failures(state.get("failures"), failures)
             return {**state, **({"last": result.to_json()} if result else {}), "failures": merged}
 
         for _ in range(10):
@@ -197,16 +200,8 @@ class SecureScoreSync:
         return result
 
     def _newest_tickets(self, controls: dict[str, dict[str, Any]]) -> list[Ticket]:
-        """Per control, its newest ticket: the one whose record the control's edges act on and whose note
-        the control carries. Tickets of the caller's own recommendations are not Secure Score's."""
-        newest: dict[str, Ticket] = {}
-        for ticket, _ in self._store.list_tickets():
-            if ticket.recommendation_id not in controls or ticket.recommendation.get("source") == "user":
-                continue
-            held = newest.get(ticket.recommendation_id)
-            if held is None or ticket.created_at > held.created_at:
-                newest[ticket.recommendation_id] = ticket
-        return list(newest.values())
+        newest = newest_tickets(t for t, _ in self._store.list_tickets())
+        return [ticket for rec, ticket in newest.items() if rec in controls]
 
     # -- edges ----------------------------------------------------------------------------------
 

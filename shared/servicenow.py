@@ -24,15 +24,13 @@ from shared.problems import (
     ServiceNowRejected,
     ServiceNowUnavailable,
 )
-from shared.retries import RetryPolicy, TransientFailure, with_retries
+from shared.retries import RETRY_STATUSES, RetryPolicy, TransientFailure, retry_after_seconds, with_retries
 from shared.telemetry import servicenow_span
-from shared.text import ascii_int
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TABLE_API = "/api/now/v2/table/"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 
 
@@ -54,17 +52,6 @@ class TokenSource(Protocol):
 
 class TokenRequestRefused(ServiceNowRejected):
     """The token endpoint said no (ServiceNow answers 401 `access_denied` whatever the cause)."""
-
-
-def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
-    """The wait ServiceNow asked for: `Retry-After` (seconds), else until `X-RateLimit-Reset` (epoch)."""
-    seconds = ascii_int(response.headers.get("Retry-After"))
-    if seconds is not None:
-        return float(seconds)
-    reset = ascii_int(response.headers.get("X-RateLimit-Reset"))
-    if reset is not None:
-        return max(0.0, reset - (time.time() if now is None else now))
-    return None
 
 
 def servicenow_error(response: httpx.Response) -> tuple[str, str]:

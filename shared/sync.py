@@ -56,6 +56,7 @@ RECONCILE_CHUNK = 100
 RESUME_PER_RUN = 20
 MAX_ITEM_ATTEMPTS = 5  # a ticket or record that keeps failing is retried this many runs, then only listed
 MAX_LISTED_FAILURES = 100
+MAX_LISTED_ERRORS = 50
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Failures of the whole run (nothing else could succeed either): the run stops, fails, and is retried.
 SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable)
@@ -127,7 +128,16 @@ class SyncResult:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["durationMs"] = data.pop("duration_ms")
+        data["errors"] = listed_errors(self.errors)
         return data
+
+
+def listed_errors(errors: list[str]) -> list[str]:
+    """A run's errors as stored and shown: the first MAX_LISTED_ERRORS, then how many more (the run state
+    stays small however many records fail; each failing item is also in `failures`)."""
+    if len(errors) <= MAX_LISTED_ERRORS:
+        return list(errors)
+    return [*errors[:MAX_LISTED_ERRORS], f"... and {len(errors) - MAX_LISTED_ERRORS} more"]
 
 
 class StatusSync:
@@ -202,7 +212,7 @@ class StatusSync:
             if reconciled_at:
                 state["reconciled_at"] = reconciled_at
             if changes:
-                state["failures"] = _merge_failures(state.get("failures"), changes)
+                state["failures"] = merge_failures(state.get("failures"), changes)
             return state
 
         self._update_state(update)
@@ -216,7 +226,7 @@ class StatusSync:
 
     def note_failures(self, changes: dict[str, dict[str, Any] | None]) -> None:
         """Record (or clear, with None) item failures in the sync state, where provisioning lists them."""
-        self._update_state(lambda state: {**state, "failures": _merge_failures(state.get("failures"), changes)})
+        self._update_state(lambda state: {**state, "failures": merge_failures(state.get("failures"), changes)})
 
     def _update_state(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         for _ in range(10):
@@ -250,7 +260,7 @@ class StatusSync:
             except Conflict:  # someone else is finishing it right now: not a failure of the ticket
                 continue
             except Exception as exc:
-                attempts = self.record_ticket_error(ticket.id, exc)
+                attempts = record_ticket_error(self._services, ticket.id, exc)
                 code, detail = describe(exc)
                 result.errors.append(f"pending ticket {ticket.id}: {code}: {detail}")
                 self._failures.record(key, failure_entry("ticket", ticket.id, None, exc, now.isoformat(), attempts))
@@ -267,9 +277,6 @@ class StatusSync:
                 found = self._store.get_ticket(str(entry.get("id")))
                 if found is None or found[0].sys_id:
                     self._failures.clear(key)
-
-    def record_ticket_error(self, ticket_id: str, exc: BaseException) -> int:
-        return record_ticket_error(self._services, ticket_id, exc)
 
     def _retry_failed_records(self, index: _Index, result: SyncResult) -> None:
         """Records that failed in an earlier run, asked for again (one request), a bounded number of times."""
@@ -388,7 +395,7 @@ class StatusSync:
             result.errors.append(f"record {number or sys_id[:40]}: {code}: {detail}")
             ticket_id = index.get(sys_id) if SYS_ID.fullmatch(sys_id) else None
             if ticket_id is not None:
-                self.record_ticket_error(ticket_id, exc)
+                record_ticket_error(self._services, ticket_id, exc)
             attempts = self._failures.attempts(key) + 1
             self._failures.record(
                 key, failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
@@ -595,7 +602,8 @@ def _compare(row: dict[str, Any], ticket: Ticket) -> int:
     return 1  # a ticket without a version yet: what ServiceNow says now is the truth
 
 
-def _merge_failures(current: Any, changes: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+def merge_failures(current: Any, changes: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """Stored item failures with `changes` applied (None clears an entry), the newest MAX_LISTED_FAILURES kept."""
     merged = dict(current) if isinstance(current, dict) else {}
     for key, entry in changes.items():
         if entry is None:

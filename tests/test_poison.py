@@ -196,3 +196,33 @@ def test_a_reopened_ticket_takes_its_recommendations_claim_back(connected):
     status, again = post(connected, body_for("TakeBack"))
     assert (status, again["id"]) == (200, first["id"])
     assert len(connected.simulator.records()) == 1
+
+
+def test_many_bad_records_keep_the_run_state_small_and_every_good_one_syncs(connected, azurite):
+    """150 hand-edited records in one run, on Table Storage: the run state lists the first 50 errors and how
+    many more, provisioning lists the 100 newest failures, and the good tickets still sync."""
+    from azure.data.tables import TableServiceClient
+
+    from tests.test_exactly_once import _on_table_storage
+
+    services = _on_table_storage(connected, TableServiceClient.from_connection_string(azurite))
+    good = create_tickets(connected, 3)
+    StatusSync(services).run()
+    template = connected.simulator.tables["incident"][next(iter(good))]
+    for i in range(150):
+        sys_id = f"{i:032x}"
+        connected.simulator.tables["incident"][sys_id] = {**template, "sys_id": sys_id, "number": f"INC9{i:06d}",
+                                                          "correlation_id": f"m365sec:bad {i}"}  # fmt: skip
+    for sys_id in good:
+        connected.clock.advance(seconds=1)
+        connected.simulator.update("incident", sys_id, state="2")
+    connected.clock.advance(minutes=5)
+    result = StatusSync(services).run()
+    assert result.status == "ok" and result.changed == 3
+    last = _provisioning(connected)["lastSync"]
+    assert len(last["errors"]) == 51 and last["errors"][-1] == "... and 100 more"
+    check = _failed_items(connected)
+    assert not check["ok"] and check["detail"].startswith("100 item(s) failed")
+    for sys_id in good:
+        found = services.store.find_ticket_by_sys_id(sys_id)
+        assert found is not None and found[0].status == "in_progress"

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from dev.graph import catalogue
-from dev.simulator.core import Fault, SimRequest, SimResponse
+from dev.simulator.core import Fault, SimRequest, SimResponse, take_fault
 
 PROFILES = "/v1.0/security/secureScoreControlProfiles"
 SCORES = "/v1.0/security/secureScores"
@@ -135,14 +135,7 @@ class GraphSimulator:
             self.requests.append(request)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            fault = next((f for f in self.faults if f.applies(request)), None)
-            if fault is not None and fault.after > 0:  # let this many matching requests through first
-                fault.after -= 1
-                fault = None
-            elif fault is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
+            fault = take_fault(self.faults, request)
         try:
             if self.latency:
                 time.sleep(self.latency)

@@ -133,6 +133,20 @@ class Fault:
         return (self.method is None or self.method == request.method) and request.path.startswith(self.path_prefix)
 
 
+def take_fault(faults: list[Fault], request: SimRequest) -> Fault | None:
+    """The fault this request meets, if any, used up as it fires. Call under the simulator's lock."""
+    fault = next((f for f in faults if f.applies(request)), None)
+    if fault is None:
+        return None
+    if fault.after > 0:  # let this many matching requests through first
+        fault.after -= 1
+        return None
+    fault.times -= 1
+    if fault.times <= 0:
+        faults.remove(fault)
+    return fault
+
+
 @dataclass
 class OAuthClient:
     client_id: str
@@ -243,16 +257,10 @@ class ServiceNowSimulator:
             self.before_request(request)
         with self.lock:
             self.requests.append(request)
-            fault = next((f for f in self.faults if f.applies(request)), None)
-            if fault is not None and fault.after > 0:  # let this many matching requests through first
-                fault.after -= 1
-                fault = None
-            elif fault is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
-            elif (
-                self.chaos_rate
+            fault = take_fault(self.faults, request)
+            if (
+                fault is None
+                and self.chaos_rate
                 and request.path.startswith("/api/now/")
                 and self.chaos_random.random() < self.chaos_rate
             ):
