@@ -43,6 +43,9 @@ def test_no_secret_appears_in_any_log_line(harness, caplog: pytest.LogCaptureFix
     assert harness.connect().status_code != 200  # the client secret was changed above
     harness.simulator.clients[next(iter(harness.simulator.clients))].client_secret = CLIENT_SECRET
     assert harness.connect().status_code == 200
+    # Reconnecting replaces the tokens: the old ones are revoked, and a refused revocation is logged by its code.
+    harness.simulator.inject(Fault("status", status=400, path_prefix="/oauth_revoke_token.do"))
+    assert harness.connect().status_code == 200
     harness.simulator.inject(Fault("commit_then_drop", method="POST"))
     harness.simulator.inject(Fault("status", status=429, headers={"Retry-After": "1"}))
     status, ticket = post(harness)
@@ -71,6 +74,7 @@ def test_no_secret_appears_in_any_log_line(harness, caplog: pytest.LogCaptureFix
     assert len(secrets) >= 6
     lines = [f"{r.name} {r.getMessage()}" for r in caplog.records]
     assert len(lines) > 10  # the flow did log: the scan below is not vacuous
+    assert any("replaced tokens could not be revoked" in line for line in lines)
     for line in lines:
         for secret in secrets:
             assert secret not in line, f"a secret leaked into the log: {line[:80]}"
