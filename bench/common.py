@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from dev.graph.simulator import APP_ID
 from dev.simulator import ServiceNowSimulator, SimulatorTransport
 from dev.simulator.core import ADMIN_SYS_ID, Grant
 from dev.simulator.transport import Simulated
@@ -60,7 +61,7 @@ def timed_servicenow(
     transport = TimedTransport(simulator)
     settings = load_settings(
         {"SERVICENOW_INSTANCE": INSTANCE, "SERVICENOW_CLIENT_ID": CLIENT_ID, "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET,
-         "OAUTH_REDIRECT_URI": REDIRECT_URI}
+         "OAUTH_REDIRECT_URI": REDIRECT_URI, "AZURE_CLIENT_ID": APP_ID}
     )  # fmt: skip
     services = Services(
         settings,

@@ -70,7 +70,7 @@ def main() -> int:
         for name in ("AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "MSI_ENDPOINT"):
             os.environ.pop(name, None)
         os.environ.update(GRAPH_URL=graph_url, IDENTITY_ENDPOINT=graph.identity.endpoint,
-                          IDENTITY_HEADER=graph.identity.header)  # fmt: skip
+                          IDENTITY_HEADER=graph.identity.header, AZURE_CLIENT_ID=graph.identity.client_id)  # fmt: skip
         notes.append(
             f"No GRAPH_URL is configured: using the Microsoft Graph simulator at {graph_url} "
             f"(complete or regress a control at {graph_url}/sim)."

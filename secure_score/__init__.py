@@ -39,7 +39,11 @@ def recommendations(req: func.HttpRequest) -> func.HttpResponse:
         params = inbound.params
         return web.json_response(
             list_recommendations(
-                services, category=params.get("category"), status=params.get("status"), ticket=params.get("ticket")
+                services,
+                category=params.get("category"),
+                status=params.get("status"),
+                ticket=params.get("ticket"),
+                scored=params.get("scored"),
             )
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.problems import FieldError, ValidationFailed
 from shared.services import Services
-from shared.tickets import CATEGORIES, CLOSED_STATUSES, OPEN_STATUSES
+from shared.tickets import CLOSED_STATUSES, OPEN_STATUSES, known_categories
 
 STATUS_FILTERS = ("open", "closed", "all")
 SUMMARY_KEYS = ("pending", "new", "in_progress", "on_hold", "resolved", "closed", "canceled", "unknown", "missing")
@@ -18,11 +18,12 @@ def ticket_card(services: Services, *, status: str | None, category: str | None)
     status = "open" if status is None else status
     if status not in STATUS_FILTERS:
         errors.append(FieldError("status", "must be open, closed or all"))
-    if category is not None and category not in CATEGORIES:
-        errors.append(FieldError("category", f"must be one of {', '.join(CATEGORIES)}"))
+    tickets = [t for t, _ in services.store.list_tickets()]
+    known = known_categories(t.recommendation.get("category") for t in tickets)
+    if category is not None and category not in known:
+        errors.append(FieldError("category", f"must be one of {', '.join(known)}"))
     if errors:
         raise ValidationFailed(errors)
-    tickets = [t for t, _ in services.store.list_tickets()]
     if category is not None:
         tickets = [t for t in tickets if t.recommendation.get("category") == category]
     summary = Counter({key: 0 for key in SUMMARY_KEYS})

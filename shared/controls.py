@@ -1,9 +1,13 @@
 """Secure Score controls (DESIGN section 9): a control profile joined with its score, and a ticket request
 filled from a control.
 
-Graph's data is input too: every value is held to the shape it must have (numbers are numbers, text is
-clean text of bounded length, URLs are https), a missing or null field gets a neutral value, and a profile
-without a usable id is refused (the refresh records it and goes on).
+Graph's data is input too: every value is held to the shape it must have (numbers are numbers, also when sent
+as strings; text is clean text of bounded length, without the invisible characters that can hide or reorder what a
+reader sees; URLs are https), a missing or null field gets a neutral value, and a profile without a usable id is
+refused (the refresh records it and goes on).
+
+A control is *scored* when the tenant's latest snapshot lists it: the profiles are every control Microsoft has,
+whatever the licences, so one the snapshot leaves out does not apply to this tenant (DESIGN section 9).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.htmltext import html_to_text
@@ -18,6 +23,7 @@ from shared.problems import FieldError, ValidationFailed
 from shared.text import one_line_ok, printable
 from shared.tickets import (
     CATEGORIES,
+    CATEGORY_NAME,
     DESCRIPTION_LIMIT,
     HTTPS_URL,
     RECOMMENDATION_ID,
@@ -28,18 +34,30 @@ from shared.tickets import (
 
 SECURE_SCORE_PAGE = "https://security.microsoft.com/securescore?viewid=actions"
 STATES = {"default": "Default", "ignored": "Ignored", "thirdparty": "ThirdParty", "reviewed": "Reviewed"}
+TOLERANCE = 1e-6  # points: a score this close to the maximum is the maximum (Graph's numbers are doubles)
+# Multi-line text from Graph: control characters become spaces; bidirectional controls and zero-width characters
+# go (as they are refused in one-line input); line and paragraph separators become line ends.
 _CONTROLS_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u061c\u180e]")
+_SEPARATORS = re.compile(r"[\u2028\u2029]")
+_NUMBER = re.compile(r"^-?[0-9]{1,9}(\.[0-9]{1,12})?$")
+_UPDATED = re.compile(
+    r"^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+)
 
 
 class ProfileRefused(ValueError):
     """A profile the connector cannot take (no usable id)."""
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
+    """A number Graph sent, as a number or as a decimal string (`"10"`: real responses carry both)."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        value = float(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
-    return number if number == number and abs(number) < 1e9 else None  # not NaN, not absurd
+    parsed = float(value)
+    return parsed if parsed == parsed and abs(parsed) < 1e9 else None  # not NaN, not absurd
 
 
 def _line(value: Any, limit: int) -> str:
@@ -51,17 +69,44 @@ def _line(value: Any, limit: int) -> str:
 
 
 def _text(value: Any, limit: int) -> str:
-    return _CONTROLS_TEXT.sub(" ", value)[:limit] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    return _INVISIBLE.sub("", _SEPARATORS.sub("\n", _CONTROLS_TEXT.sub(" ", value)))[:limit]
+
+
+def _updated_at(value: Any) -> datetime | None:
+    """`updatedDateTime` as a time: fractional seconds of any length (the docs show six, Graph sends up to
+    seven), `Z` or an offset; None when absent or unreadable."""
+    match = _UPDATED.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    try:
+        moment = datetime.fromisoformat(whole + ("+00:00" if zone in (None, "Z") else zone))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(microsecond=int((fraction or "0")[:6].ljust(6, "0")))
+
+
+def current_update(profile: dict[str, Any]) -> dict[str, Any]:
+    """The newest `controlStateUpdates` entry by its parsed time (entries without a time are oldest, and among
+    equals the later in the list wins); `{}` when there is none."""
+    updates = [u for u in profile.get("controlStateUpdates") or [] if isinstance(u, dict)]
+    if not updates:
+        return {}
+    oldest = datetime.min.replace(tzinfo=UTC)
+    return max(enumerate(updates), key=lambda pair: (_updated_at(pair[1].get("updatedDateTime")) or oldest, pair[0]))[1]
+
+
+def state_of(update: dict[str, Any]) -> str:
+    """An entry's state, in the documented spelling when it is one of the four (compared case-insensitively)."""
+    raw = _line(update.get("state"), 40)
+    return STATES.get(raw.lower(), raw or "Default")
 
 
 def current_state(profile: dict[str, Any]) -> str:
-    """The newest `controlStateUpdates` entry's state (compared case-insensitively); none means Default."""
-    updates = [u for u in profile.get("controlStateUpdates") or [] if isinstance(u, dict)]
-    if not updates:
-        return "Default"
-    newest = max(enumerate(updates), key=lambda pair: (str(pair[1].get("updatedDateTime") or ""), pair[0]))[1]
-    raw = _line(newest.get("state"), 40)
-    return STATES.get(raw.lower(), raw or "Default")
+    """The newest `controlStateUpdates` entry's state; none means Default."""
+    return state_of(current_update(profile))
 
 
 def build_control(profile: dict[str, Any], score_entry: dict[str, Any] | None) -> dict[str, Any]:
@@ -72,32 +117,46 @@ def build_control(profile: dict[str, Any], score_entry: dict[str, Any] | None) -
         raise ProfileRefused(
             f"a control profile with an id the connector cannot use ({printable(str(control_id), 64)})"
         )
-    max_score = _number(profile.get("maxScore"))
-    score = _number(score_entry.get("score")) if score_entry else None
-    category = profile.get("controlCategory")
+    max_score = number(profile.get("maxScore"))
+    score = number(score_entry.get("score")) if score_entry else None
     action_url = profile.get("actionUrl")
-    rank = _number(profile.get("rank"))
+    rank = number(profile.get("rank"))
+    threats = profile.get("threats")
     return {
         "id": control_id,
         "title": _line(profile.get("title"), 300) or control_id,
-        "category": category if category in CATEGORIES else None,
+        "category": category_of(profile.get("controlCategory")),
         "service": _line(profile.get("service"), 80) or None,
         "rank": int(rank) if rank is not None else None,
         "maxScore": max_score,
         "score": score,
-        "completed": score is not None and max_score is not None and max_score > 0 and score >= max_score,
+        "scored": score_entry is not None,
+        "completed": is_completed(score, max_score),
         "state": current_state(profile),
         "actionType": _line(profile.get("actionType"), 40) or None,
         "tier": _line(profile.get("tier"), 40) or None,
         "userImpact": _line(profile.get("userImpact"), 40) or None,
         "implementationCost": _line(profile.get("implementationCost"), 40) or None,
-        "threats": [_line(t, 80) for t in (profile.get("threats") or []) if isinstance(t, str)][:20],
+        "threats": [_line(t, 80) for t in threats if isinstance(t, str)][:20] if isinstance(threats, list) else [],
         "remediation": _text(html_to_text(_text(profile.get("remediation"), 20000)), 8000),
         "remediationImpact": _text(html_to_text(_text(profile.get("remediationImpact"), 4000)), 2000),
         "actionUrl": action_url if isinstance(action_url, str) and HTTPS_URL.fullmatch(action_url) else None,
         "deprecated": profile.get("deprecated") is True,
         "implementationStatus": _line((score_entry or {}).get("implementationStatus"), 300) or None,
     }
+
+
+def category_of(value: Any) -> str | None:
+    """Graph's category: one of the five documented, or another as Graph names it (kept, one clean line)."""
+    if value in CATEGORIES:
+        return str(value)
+    text = _line(value, 40)
+    return text if CATEGORY_NAME.fullmatch(text) else None
+
+
+def is_completed(score: float | None, max_score: float | None) -> bool:
+    """Completed: the tenant has all the control's points (as numbers, within a hair of the maximum)."""
+    return score is not None and max_score is not None and max_score > 0 and score >= max_score - TOLERANCE
 
 
 def by_rank(control: dict[str, Any]) -> tuple[bool, int, str]:
@@ -108,10 +167,11 @@ def by_rank(control: dict[str, Any]) -> tuple[bool, int, str]:
 
 def newest_tickets(tickets: Iterable[Ticket]) -> dict[str, Ticket]:
     """Per recommendation, its newest ticket: the one a control's row shows, its edges act on and its note
-    names. Tickets of the caller's own recommendations (source `user`) are not Secure Score's."""
+    names. Tickets of the caller's own recommendations (source `user`) are not Secure Score's, and a record a
+    person opened by hand with the connector's correlation id (a duplicate) never takes the connector's place."""
     newest: dict[str, Ticket] = {}
     for ticket in tickets:
-        if ticket.recommendation.get("source") == "user":
+        if ticket.recommendation.get("source") == "user" or ticket.duplicate_of:
             continue
         held = newest.get(ticket.recommendation_id)
         if held is None or ticket.created_at > held.created_at:

@@ -37,6 +37,7 @@ from shared.services import Services
 from shared.store import IdempotencyRecord, StoreConflict
 from shared.tickets import (
     SYS_ID,
+    RecordRefused,
     Ticket,
     TicketRequest,
     correlation_id,
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=90)  # longer than one create's bounded retries
 KEY_LIFETIME = timedelta(hours=24)  # how long an Idempotency-Key is honoured, as Stripe does
-WAIT_FOR_OTHER = 25.0  # seconds a request waits for a concurrent one creating the same ticket
 
 
 def _expired(record: IdempotencyRecord, now: datetime) -> bool:
@@ -176,7 +176,7 @@ class TicketCreator:
         """Return the ticket once its record exists, creating it if this worker gets the lease.
         `verify_claim`: the ticket came from a key or a scan, not from this request's own claim, so only post
         for it if it holds (or can take) its recommendation's claim; otherwise follow the holder."""
-        deadline = time.monotonic() + WAIT_FOR_OTHER
+        deadline = time.monotonic() + self._services.creation_wait
         pause = 0.01
         while True:
             found = self._store.get_ticket(ticket_id)
@@ -268,9 +268,15 @@ class TicketCreator:
         if not SYS_ID.fullmatch(str(record.get("sys_id") or "")):
             self._release_lease(current.ticket, current.etag)
             raise ServiceNowRejected("ServiceNow answered the create without the record's sys_id.")
-        linked = current.ticket.with_link(record, services.settings.field_map, services.clock().isoformat())
+        now = services.clock().isoformat()
+        try:
+            linked = current.ticket.with_link(record, services.settings.field_map, now)
+            linked.error = None
+        except RecordRefused as exc:  # the record exists: link it, keep the number out, and say why
+            linked = current.ticket.with_link({**record, "number": ""}, services.settings.field_map, now)
+            linked.error = {"at": now, "code": exc.code, "detail": exc.detail, "attempts": 1, "source": "create",
+                            "remediation": exc.remediation}  # fmt: skip
         linked.extra = {}
-        linked.error = None
         try:
             self._store.update_ticket(linked, current.etag)
         except StoreConflict:

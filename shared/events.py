@@ -17,10 +17,10 @@ from typing import Any
 
 from shared.edge import Inbound
 from shared.problems import FieldError, NotConfigured, NotFound, Unauthorized, ValidationFailed
+from shared.records import apply_record, mark_missing, record_fields
 from shared.secrets import WEBHOOK_SECRET
 from shared.servicenow import table_result
 from shared.services import Services
-from shared.sync import StatusSync
 from shared.text import ascii_int
 from shared.tickets import SYS_ID
 
@@ -72,12 +72,11 @@ def apply_notice(services: Services, sys_id: str) -> str:
     if found is None:
         return "unknown"
     ticket = found[0]
-    sync = StatusSync(services)
     try:
         record = _read(services, ticket.table, sys_id)
-    except NotFound:  # deleted, or hidden by ACLs: what the hourly reconcile would conclude
-        return "updated" if sync.mark_missing(ticket.id) else "unchanged"
-    return "updated" if sync.apply_record(ticket.id, record) else "unchanged"
+    except NotFound:  # deleted, or hidden by ACLs: what the sweep would conclude
+        return "updated" if mark_missing(services, ticket.id) else "unchanged"
+    return "updated" if apply_record(services, ticket.id, record) else "unchanged"
 
 
 def _read(services: Services, table: str, sys_id: str) -> dict[str, Any]:
@@ -86,6 +85,6 @@ def _read(services: Services, table: str, sys_id: str) -> dict[str, Any]:
         "GET",
         table,
         sys_id=sys_id,  # validated as 32 hex: the URL path carries nothing else
-        params={"sysparm_fields": StatusSync.fields(services), "sysparm_exclude_reference_link": "true"},
+        params={"sysparm_fields": record_fields(services), "sysparm_exclude_reference_link": "true"},
     )
     return table_result(response)

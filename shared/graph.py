@@ -3,39 +3,113 @@
 httpx with a token from azure-identity (`DefaultAzureCredential`: the user-assigned managed identity in
 Azure, `AZURE_CLIENT_ID`) for `{GRAPH_URL}/.default`. Not the msgraph SDK: its model drops the PATCH fields
 the connector writes (reference/microsoft-graph-secure-score.md). Only URLs on `GRAPH_URL`'s host are
-requested (every `@odata.nextLink` is checked), redirects are never followed, at most 4 requests are in
-flight (Graph's limit for these resources), and 429/5xx are retried by the same rules as ServiceNow's.
+requested (every `@odata.nextLink` is checked; host names compare case-insensitively), redirects are never
+followed, at most 4 requests are in flight (Graph's limit for these resources), every response is read whole
+within its deadline, and 429/5xx are retried by the same rules as ServiceNow's.
+
+Graph's security API answers `206 Partial Content` when a provider behind it failed: the body is still data, and
+each failed provider is named in a `Warning: 199 - "{vendor}/{provider}/{status}/{ms}"` header
+(learn `concepts/security-error-codes`). A read keeps the data and hands the warnings to its caller.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from shared import deadlines
 from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable
-from shared.retries import RETRY_STATUSES, RetryPolicy, TransientFailure, retry_after_seconds, with_retries
+from shared.retries import (
+    RETRY_STATUSES,
+    RetryPolicy,
+    TransientFailure,
+    capped_retry_after,
+    retry_after_seconds,
+    with_retries,
+)
 from shared.text import printable
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's well-known application id
+WRITE_ROLE = "SecurityEvents.ReadWrite.All"
 # Application permission SecurityEvents.ReadWrite.All (Microsoft Graph permissions reference).
 SECURITY_EVENTS_READWRITE_ALL = "d903a879-88e0-4c09-b0c9-82f6a1333f84"
 MAX_CONCURRENT = 4
 MAX_PAGES = 200
 _CONTROL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # the path segment carries nothing else
 _PERMISSION_CODES = frozenset({"authorization_requestdenied", "forbidden", "accessdenied", "unauthorized"})
+# `199 - "{vendor}/{provider}/{status}/{latency}"`; one header per failed provider, or several in one.
+_WARNING = re.compile(r'199\s+-\s+"([^"/]{0,80})/([^"/]{0,80})/([0-9]{3})/([0-9]{1,9})"')
+# What Graph says when a control cannot be written through this API at all (Defender for Endpoint `scid_*`):
+# a documented refusal, unlike a 400 with an empty code (microsoft-graph-docs-contrib#7123).
+_REFUSALS = ("not supported", "cannot be updated", "can't be updated", "defender portal")
 
 
 class ControlRefused(ConnectorError):
-    """Graph refused to update this control (Defender for Endpoint `scid_*` controls do): not retried."""
+    """Graph refuses to update this control through this API at all (Defender for Endpoint `scid_*` controls):
+    not tried again until the control's note changes."""
 
     status = 502
     code = "secure_score_control_refused"
+
+
+class WriteFailed(ConnectorError):
+    """A write Graph did not take, for a reason that may pass (a 400 without a clear refusal, a 404): later runs
+    try again, a bounded number of times."""
+
+    status = 502
+    code = "secure_score_write_failed"
+
+
+@dataclass
+class RequestCount:
+    """The Graph requests one piece of work really made (retries included), for its result."""
+
+    value: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+@dataclass(frozen=True)
+class ProviderWarning:
+    """One provider behind the security API that failed while the others answered (a 206's `Warning`)."""
+
+    vendor: str
+    provider: str
+    status: int
+    latency_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vendor": self.vendor, "provider": self.provider, "status": self.status, "latencyMs": self.latency_ms}
+
+
+@dataclass
+class Listing:
+    """What a read returned: the items, how many pages it took, and the providers that failed meanwhile."""
+
+    items: list[dict[str, Any]]
+    pages: int = 0
+    warnings: list[ProviderWarning] = field(default_factory=list)
+
+
+def provider_warnings(response: httpx.Response) -> list[ProviderWarning]:
+    found = []
+    for value in response.headers.get_list("Warning"):
+        for vendor, provider, status, latency in _WARNING.findall(value[:2000]):
+            found.append(ProviderWarning(printable(vendor, 80), printable(provider, 80), int(status), int(latency)))
+    return found
 
 
 def grant_command(client_id: str | None, graph_url: str) -> str:
@@ -85,7 +159,8 @@ class GraphClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._host = urlsplit(self.base_url).netloc
+        parts = urlsplit(self.base_url)
+        self._origin = (parts.scheme.lower(), parts.netloc.lower())
         self._client_id = client_id
         self._credential = credential
         self._credential_lock = threading.Lock()
@@ -94,7 +169,6 @@ class GraphClient:
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
         self._http = httpx.Client(
             transport=transport,
-            timeout=httpx.Timeout(30.0, connect=5.0),
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "m365-servicenow-connector"},
         )
@@ -112,28 +186,62 @@ class GraphClient:
                 self._credential = DefaultAzureCredential(managed_identity_client_id=self._client_id)
         from azure.core.exceptions import ClientAuthenticationError
 
+        remediation = (
+            "In Azure, check that the function app has its user-assigned managed identity and that "
+            "AZURE_CLIENT_ID names it; locally, run `make run` (it starts a Graph simulator) or sign in "
+            "with `az login`."
+        )
+        seconds = deadlines.budget(self.retry.deadline)
         try:
-            return str(self._credential.get_token(f"{self.base_url}/.default").token)
+            token = deadlines.call_within(
+                seconds, lambda: self._credential.get_token(f"{self.base_url}/.default"), "the Graph token request"
+            )
         except ClientAuthenticationError as exc:
             raise SecureScoreUnavailable(
                 f"No token for Microsoft Graph could be obtained ({type(exc).__name__}).",
                 retry_after=60,
-                remediation=(
-                    "In Azure, check that the function app has its user-assigned managed identity and that "
-                    "AZURE_CLIENT_ID names it; locally, run `make run` (it starts a Graph simulator) or sign in "
-                    "with `az login`."
-                ),
+                remediation=remediation,
             ) from None
+        except TimeoutError:
+            raise SecureScoreUnavailable(
+                f"The managed identity's token endpoint did not answer within {seconds:g} s.",
+                retry_after=60,
+                remediation=remediation,
+            ) from None
+        return str(token.token)
+
+    def token_roles(self) -> frozenset[str] | None:
+        """The app roles the current Graph token carries (`roles`), read without verifying it: only a hint of
+        when writing may be tried again. None when the token is not a JWT the connector can read."""
+        parts = self._token().split(".")
+        if len(parts) != 3:
+            return None
+        try:
+            payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (ValueError, binascii.Error):
+            return None
+        roles = payload.get("roles") if isinstance(payload, dict) else None
+        return frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
 
     # -- requests -------------------------------------------------------------------------------
 
-    def _send(self, method: str, url: str, body: dict[str, Any] | None) -> httpx.Response:
-        if urlsplit(url).netloc != self._host or not url.startswith(self.base_url + "/"):
+    def _on_graph(self, url: str) -> bool:
+        """The URL is on GRAPH_URL's scheme and host (compared case-insensitively, as DNS names are)."""
+        parts = urlsplit(url)
+        return (parts.scheme.lower(), parts.netloc.lower()) == self._origin and parts.path.startswith("/v1.0/")
+
+    def _send(
+        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], count: RequestCount | None
+    ) -> httpx.Response:
+        if not self._on_graph(url):
             raise SecureScoreUnavailable(f"Graph answered with a link outside {self.base_url}; it was not followed.")
-        headers = {"Authorization": f"Bearer {self._token()}"}
+        sent = {"Authorization": f"Bearer {self._token()}", **headers}
         with self._slots:
+            if count is not None:
+                count.add()
+            request = self._http.build_request(method, url, json=body, headers=sent)
             try:
-                response = self._http.request(method, url, json=body, headers=headers)
+                response = deadlines.send(self._http, request, deadlines.budget(self.retry.deadline))
             except httpx.TimeoutException as exc:
                 raise TransientFailure("timed out", None) from exc
             except httpx.TransportError as exc:
@@ -142,14 +250,24 @@ class GraphClient:
             raise TransientFailure(f"HTTP {response.status_code}", retry_after_seconds(response), response)
         return response
 
-    def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    def _call(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        count: RequestCount | None = None,
+    ) -> httpx.Response:
         try:
-            response = with_retries(lambda: self._send(method, url, body), self.retry, self._sleep)
+            response = with_retries(
+                lambda: self._send(method, url, body, headers or {}, count), self.retry, self._sleep
+            )
         except TransientFailure as exc:
             code, message = graph_error(exc.response) if exc.response is not None else ("", "")
             raise SecureScoreUnavailable(
                 f"Microsoft Graph is unavailable: {exc.reason}" + (f" ({code}: {message})" if code else ""),
-                retry_after=max(1, int(exc.retry_after or 60)),
+                retry_after=capped_retry_after(exc.retry_after, 60),
                 remediation="Nothing to fix in the connector: it retries on its next run. Graph's status: "
                 "https://status.cloud.microsoft.",
             ) from None
@@ -171,7 +289,7 @@ class GraphClient:
         return response
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
-        if response.status_code != 200:
+        if response.status_code not in (200, 206):
             code, message = graph_error(response)
             raise SecureScoreUnavailable(
                 f"Microsoft Graph answered {response.status_code} {code}: {message}".rstrip(": "),
@@ -186,28 +304,40 @@ class GraphClient:
             raise SecureScoreUnavailable("Microsoft Graph answered without the expected JSON.", retry_after=60)
         return body
 
+    def forbidden_provider(self, warning: ProviderWarning) -> SecureScoreForbidden:
+        """A provider that failed with 403 inside a 206: the connector may not read that provider's data."""
+        return SecureScoreForbidden(
+            f"Microsoft Graph answered without the data of the provider {warning.vendor}/{warning.provider}, "
+            f"which refused the connector (403); the other providers' data was kept.",
+            remediation=grant_remediation(self._client_id, self.base_url),
+        )
+
     # -- Secure Score ---------------------------------------------------------------------------
 
-    def secure_scores(self, top: int) -> list[dict[str, Any]]:
+    def secure_scores(self, top: int, *, count: RequestCount | None = None) -> Listing:
         """The newest `top` daily snapshots, newest first. Graph adds an `@odata.nextLink` even to `$top=1`:
         it is ignored, as the reference advises."""
-        body = self._json(self._call("GET", f"{self.base_url}/v1.0/security/secureScores?$top={int(top)}"))
-        return [item for item in body.get("value", []) if isinstance(item, dict)]
+        response = self._call("GET", f"{self.base_url}/v1.0/security/secureScores?$top={int(top)}", count=count)
+        body = self._json(response)
+        items = [item for item in body.get("value", []) if isinstance(item, dict)]
+        return Listing(items, 1, provider_warnings(response))
 
-    def control_profiles(self) -> tuple[list[dict[str, Any]], int]:
-        """Every control profile, following each `@odata.nextLink`; also how many requests that took."""
+    def control_profiles(self, *, count: RequestCount | None = None) -> Listing:
+        """Every control profile, following each `@odata.nextLink`."""
         url: str | None = f"{self.base_url}/v1.0/security/secureScoreControlProfiles"
-        profiles: list[dict[str, Any]] = []
-        pages = 0
+        listing = Listing([])
         while url is not None:
-            if pages >= MAX_PAGES:
+            if listing.pages >= MAX_PAGES:
                 raise SecureScoreUnavailable(f"Graph kept paging past {MAX_PAGES} pages; the listing was stopped.")
-            body = self._json(self._call("GET", url))
-            pages += 1
-            profiles.extend(item for item in body.get("value", []) if isinstance(item, dict))
+            deadlines.check_run()
+            response = self._call("GET", url, count=count)
+            body = self._json(response)
+            listing.pages += 1
+            listing.warnings.extend(provider_warnings(response))
+            listing.items.extend(item for item in body.get("value", []) if isinstance(item, dict))
             link = body.get("@odata.nextLink")
             url = link if isinstance(link, str) and link else None
-        return profiles, pages
+        return listing
 
     def _control_url(self, control_id: str) -> str:
         """The profile's URL; the id is checked so the path segment carries nothing else."""
@@ -215,18 +345,30 @@ class GraphClient:
             raise ControlRefused(f"'{printable(control_id, 64)}' is not a control id the connector can address.")
         return f"{self.base_url}/v1.0/security/secureScoreControlProfiles/{control_id}"
 
-    def control_profile(self, control_id: str) -> dict[str, Any]:
-        """One control profile (a point read; the refresh lists them all instead)."""
-        return self._json(self._call("GET", self._control_url(control_id)))
+    def control_profile(self, control_id: str, *, count: RequestCount | None = None) -> dict[str, Any]:
+        """One control profile as Graph holds it now (a point read; the refresh lists them all instead)."""
+        response = self._call("GET", self._control_url(control_id), count=count)
+        if response.status_code == 404:
+            code, message = graph_error(response)
+            raise WriteFailed(f"Graph has no control {control_id} now ({code}: {message}).".replace(" (: )", ""))
+        return self._json(response)
 
-    def update_control(self, control_id: str, body: dict[str, Any]) -> None:
-        """PATCH one control profile (204). The same body twice is the same note: safe to retry."""
-        response = self._call("PATCH", self._control_url(control_id), body)
+    def update_control(self, control_id: str, body: dict[str, Any], *, count: RequestCount | None = None) -> None:
+        """PATCH one control profile (204). The same body twice is the same note: safe to retry. A documented
+        refusal is `ControlRefused`; a 403 is `SecureScoreForbidden`; anything else that failed is `WriteFailed`
+        or `SecureScoreUnavailable`, which later runs try again."""
+        response = self._call("PATCH", self._control_url(control_id), body, count=count)
         if response.status_code in (200, 204):
             return
         code, message = graph_error(response)
-        if response.status_code in (400, 403, 404):
-            raise ControlRefused(f"Graph refused to update control {control_id}: {code}: {message}".rstrip(": "))
-        raise SecureScoreUnavailable(
-            f"Microsoft Graph answered {response.status_code} {code}: {message}".rstrip(": "), retry_after=60
-        )
+        said = f"{code}: {message}".strip(": ")
+        if response.status_code == 403:
+            raise SecureScoreForbidden(
+                f"Microsoft Graph refused to update control {control_id} (403 {said}).",
+                remediation=grant_remediation(self._client_id, self.base_url),
+            )
+        if response.status_code == 400 and (
+            control_id.startswith("scid_") or any(marker in message.lower() for marker in _REFUSALS)
+        ):
+            raise ControlRefused(f"Graph refused to update control {control_id}: {said}")
+        raise WriteFailed(f"Graph did not take the update of control {control_id} ({response.status_code} {said}).")

@@ -134,6 +134,14 @@ def _sync_check(last: dict[str, Any] | None) -> Check:
             f"The last status sync ({last.get('at')}) failed: {'; '.join(last.get('errors') or [])}",
             "Fix what the error names; the next run resumes from where the last one stopped.",
         )
+    if last.get("status") == "partial":
+        return Check(
+            "status_sync",
+            False,
+            f"The last status sync ({last.get('at')}) stopped early: {'; '.join(last.get('errors') or [])}",
+            "Nothing to fix if it happens once (ServiceNow was slow): the next run goes on from where it stopped. "
+            "If every run stops, check the instance's response times (System Diagnostics > Stats).",
+        )
     return Check(
         "status_sync",
         True,
@@ -191,10 +199,22 @@ def _secure_score_check(services: Services, *, live: bool) -> Check:
             f"The last Secure Score refresh ({last.get('at')}) failed: {error.get('code')}: {error.get('detail')}",
             error.get("remediation") or "Fix what the error names; the next refresh tries again.",
         )
+    warnings = [w for w in last.get("warnings") or [] if isinstance(w, dict)]
+    if last.get("status") == "partial" or warnings:
+        forbidden = next((w for w in warnings if w.get("code") == "secure_score_forbidden"), None)
+        said = "; ".join(f"{w.get('code')}: {w.get('detail')}" for w in warnings[:5]) or "it stopped early"
+        return Check(
+            "secure_score",
+            False,
+            f"The last Secure Score refresh ({last.get('at')}) kept what Graph sent, with warnings: {said}",
+            str((forbidden or (warnings[0] if warnings else {})).get("remediation") or "")
+            or "Nothing to fix in the connector: the next refresh reads Graph again.",
+        )
     return Check(
         "secure_score",
         True,
-        f"Last refresh {last.get('at')}: {last.get('controls', 0)} controls, {last.get('resolved', 0)} resolved, "
+        f"Last refresh {last.get('at')}: {last.get('controls', 0)} controls ({last.get('scored', 0)} scored for "
+        f"this tenant), {last.get('resolved', 0)} resolved, "
         f"{last.get('reopened', 0)} reopened, {last.get('written', 0)} notes written"
         + (" (Microsoft Graph answers now)." if live else "."),
     )
@@ -206,7 +226,7 @@ def _failed_items(failures: dict[str, Any]) -> Check:
         return Check("failed_items", True, "No ticket or ServiceNow record is failing.")
     entries.sort(key=lambda e: str(e.get("at")), reverse=True)
     shown = [
-        f"{_ITEM_KINDS.get(str(e.get('kind')), 'item')} {e.get('number') or e.get('id')}: {e.get('code')}: "
+        f"{_ITEM_KINDS.get(str(e.get('kind')), 'item')} {_item_name(e)}: {e.get('code')}: "
         f"{e.get('detail')} (attempts: {e.get('attempts')})"
         + (f" To fix: {e['remediation']}" if e.get("remediation") else "")
         for e in entries[:10]
@@ -219,6 +239,13 @@ def _failed_items(failures: dict[str, Any]) -> Check:
         "Fix what each names (a ticket's `error` says the same); each is retried by the next status syncs, up to "
         "5 times. A pending ticket that stopped retrying resumes when its recommendation is requested again.",
     )
+
+
+def _item_name(entry: dict[str, Any]) -> str:
+    """A control by its id and the ticket whose note failed; anything else by its number, else its id."""
+    if entry.get("kind") == "control":
+        return f"{entry.get('id')}" + (f" (ticket {entry['number']})" if entry.get("number") else "")
+    return str(entry.get("number") or entry.get("id"))
 
 
 def _finish(body: dict[str, Any]) -> dict[str, Any]:

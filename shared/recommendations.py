@@ -1,5 +1,8 @@
 """`GET /api/recommendations`: the tenant's improvement actions with their score and ticket, served from the
-stored snapshot (never waiting for Graph), and filling a ticket request from its control."""
+stored snapshot (never waiting for Graph), and filling a ticket request from its control.
+
+A control the tenant's snapshot does not score does not apply to the tenant: it is never open and never counted,
+and is listed only on request (`status=all`, or `scored=false`); the list says how many it leaves out."""
 
 from __future__ import annotations
 
@@ -8,13 +11,14 @@ from typing import Any
 from shared.controls import by_rank, complete_from_control, newest_tickets
 from shared.problems import FieldError, SecureScoreUnavailable, ValidationFailed
 from shared.services import Services
-from shared.tickets import CATEGORIES, Ticket, TicketRequest
+from shared.tickets import Ticket, TicketRequest, known_categories
 
 STATUS_FILTERS = ("open", "completed", "all")
 TICKET_FILTERS = ("with", "without", "any")
+SCORED_FILTERS = ("true", "false", "any")
 _SHOWN = ("id", "title", "category", "service", "rank", "maxScore", "score", "completed", "state", "actionType",
           "tier", "userImpact", "implementationCost", "threats", "remediation", "actionUrl", "deprecated",
-          "implementationStatus")  # fmt: skip
+          "implementationStatus", "scored")  # fmt: skip
 
 
 def _ticket_summary(ticket: Ticket, instance_url: str | None) -> dict[str, Any]:
@@ -22,29 +26,51 @@ def _ticket_summary(ticket: Ticket, instance_url: str | None) -> dict[str, Any]:
     return {k: data[k] for k in ("id", "number", "status", "url", "assignedTo")}
 
 
+def _is_scored(control: dict[str, Any]) -> bool:
+    """Snapshots stored before `scored` was recorded knew it as a score that is not null."""
+    return bool(control.get("scored", control.get("score") is not None))
+
+
+def _status_matches(control: dict[str, Any], status: str) -> bool:
+    done = bool(control.get("completed"))
+    if status == "open":
+        return _is_scored(control) and not done and not control.get("deprecated")
+    if status == "completed":
+        return _is_scored(control) and done
+    return True
+
+
 def list_recommendations(
-    services: Services, *, category: str | None, status: str | None, ticket: str | None
+    services: Services,
+    *,
+    category: str | None,
+    status: str | None,
+    ticket: str | None,
+    scored: str | None = None,
 ) -> dict[str, Any]:
     errors = []
-    status = "open" if status is None else status
+    status = ("all" if scored == "false" else "open") if status is None else status
     ticket = "any" if ticket is None else ticket
-    if category is not None and category not in CATEGORIES:
-        errors.append(FieldError("category", f"must be one of {', '.join(CATEGORIES)}"))
+    scored = "any" if scored is None else scored
     if status not in STATUS_FILTERS:
         errors.append(FieldError("status", "must be open, completed or all"))
     if ticket not in TICKET_FILTERS:
         errors.append(FieldError("ticket", "must be with, without or any"))
+    if scored not in SCORED_FILTERS:
+        errors.append(FieldError("scored", "must be true, false or any"))
+    snapshot = services.store.get_secure_score()
+    summary, controls = snapshot if snapshot is not None else ({}, [])
+    known = known_categories(c.get("category") for c in controls)
+    if category is not None and category not in known:
+        errors.append(FieldError("category", f"must be one of {', '.join(known)}"))
     if errors:
         raise ValidationFailed(errors)
-    snapshot = services.store.get_secure_score()
     if snapshot is None:
-        return {"secureScore": None, "refreshedAt": None, "history": [], "recommendations": []}
-    summary, controls = snapshot
+        return {"secureScore": None, "refreshedAt": None, "history": [], "recommendations": [], "notScored": 0}
     newest = newest_tickets(t for t, _ in services.store.list_tickets())
     shown = []
     for control in sorted(controls, key=by_rank):
-        done = bool(control.get("completed"))
-        if (status == "open" and (done or control.get("deprecated"))) or (status == "completed" and not done):
+        if not _status_matches(control, status) or (scored != "any" and _is_scored(control) != (scored == "true")):
             continue
         if category is not None and control.get("category") != category:
             continue
@@ -52,6 +78,7 @@ def list_recommendations(
         if (ticket == "with" and found is None) or (ticket == "without" and found is not None):
             continue
         item = {k: control.get(k) for k in _SHOWN}
+        item["scored"] = _is_scored(control)
         item["ticket"] = _ticket_summary(found, services.settings.instance_url) if found else None
         shown.append(item)
     return {
@@ -59,6 +86,7 @@ def list_recommendations(
         "refreshedAt": summary.get("refreshedAt"),
         "history": summary.get("history") or [],
         "recommendations": shown,
+        "notScored": sum(1 for c in controls if not _is_scored(c)),
     }
 
 

@@ -4,7 +4,8 @@ Only URLs built from the validated instance base are ever requested (a guard ref
 redirects are never followed, and every failure becomes a `ConnectorError` carrying ServiceNow's own
 message plus what to change. Transient failures (429, 5xx, resets, timeouts) are retried with full-jitter
 exponential backoff, never sooner than `Retry-After` / `X-RateLimit-Reset`, at most 5 attempts in a
-bounded time. Only requests safe to repeat are retried here.
+bounded time. Only requests safe to repeat are retried here. Every response is read whole within its deadline
+(shared/deadlines.py), so a slow or dripping instance cannot hold a request, or a run, for ever.
 """
 
 from __future__ import annotations
@@ -18,20 +19,47 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from shared import deadlines
 from shared.problems import (
     ConnectorError,
     NotFound,
     ServiceNowRejected,
     ServiceNowUnavailable,
 )
-from shared.retries import RETRY_STATUSES, RetryPolicy, TransientFailure, retry_after_seconds, with_retries
+from shared.retries import (
+    RETRY_STATUSES,
+    RetryPolicy,
+    TransientFailure,
+    capped_retry_after,
+    retry_after_seconds,
+    with_retries,
+)
 from shared.telemetry import servicenow_span
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TABLE_API = "/api/now/v2/table/"
-DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+REVOKE_PATH = "/oauth_revoke_token.do"
+
+
+class _RedactTokens(logging.Filter):
+    """httpx logs each request's URL at INFO; the documented revoke URL carries the token as a query parameter
+    (ServiceNow docs, t_RevokeOAuthToken), so its value is cut from every log line httpx writes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any("token=" in str(arg) for arg in record.args):
+            record.args = tuple(_redact(str(arg)) if "token=" in str(arg) else arg for arg in record.args)
+        return True
+
+
+def _redact(text: str) -> str:
+    head, _, tail = text.partition("token=")
+    rest = tail.split("&", 1)
+    return head + "token=[redacted]" + ("&" + _redact(rest[1]) if len(rest) > 1 else "")
+
+
+logging.getLogger("httpx").addFilter(_RedactTokens())
 
 
 @dataclass(frozen=True)
@@ -129,7 +157,7 @@ def problem_for(response: httpx.Response, *, table: str | None = None) -> Connec
         wait = retry_after_seconds(response)
         return ServiceNowUnavailable(
             f"ServiceNow answered {status}: {text or response.reason_phrase}",
-            retry_after=max(1, int(wait or 30)),
+            retry_after=capped_retry_after(wait, 30),
             extra=context,
         )
     return ServiceNowRejected(
@@ -148,7 +176,6 @@ class ServiceNowClient:
         transport: httpx.BaseTransport | None = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         self.instance_url = instance_url.rstrip("/")
         self._host = urlsplit(self.instance_url).netloc
@@ -157,7 +184,6 @@ class ServiceNowClient:
         self._http = httpx.Client(
             base_url=self.instance_url,
             transport=transport,
-            timeout=timeout,
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "m365-servicenow-connector"},
         )
@@ -172,7 +198,7 @@ class ServiceNowClient:
             raise ServiceNowRejected(f"refused to send a request outside the instance {self.instance_url}")
         with servicenow_span(request.method, request.url.path, self._host) as span:
             try:
-                response = self._http.send(request)
+                response = deadlines.send(self._http, request, deadlines.budget(self.retry.deadline))
             except httpx.TimeoutException as exc:
                 span.set_attribute("error.type", "timeout")
                 raise TransientFailure("timed out", None) from exc
@@ -195,7 +221,7 @@ class ServiceNowClient:
                 raise error from None
             raise ServiceNowUnavailable(
                 f"ServiceNow at {self.instance_url} could not be reached: {exc.reason}",
-                retry_after=max(1, int(exc.retry_after or 30)),
+                retry_after=capped_retry_after(exc.retry_after, 30),
                 remediation=(
                     "Check that SERVICENOW_INSTANCE names the right instance and that it is awake "
                     "(developer instances hibernate); check outbound network rules."
@@ -205,7 +231,6 @@ class ServiceNowClient:
     def _once(self, request: httpx.Request) -> httpx.Response:
         response = self._send(request)
         if response.status_code in RETRY_STATUSES:
-            response.read()
             raise TransientFailure(f"HTTP {response.status_code}", retry_after_seconds(response), response)
         return response
 
@@ -272,10 +297,12 @@ class ServiceNowClient:
         )
 
     def revoke(self, token: str) -> None:
-        """Mark a token expired. The token goes in the form body, never the URL (URLs end up in logs)."""
+        """Mark a token expired, in the documented form `oauth_revoke_token.do?token=...` (ServiceNow docs,
+        t_RevokeOAuthToken: "append the access or refresh token"; no body form is documented). A revoked token
+        in a log is harmless, and httpx's own log lines have it cut out (`_RedactTokens`)."""
 
         def attempt() -> httpx.Response:
-            return self._once(self._http.build_request("POST", "/oauth_revoke_token.do", data={"token": token}))
+            return self._once(self._http.build_request("GET", REVOKE_PATH, params={"token": token}))
 
         response = self.with_retries(attempt)
         if response.status_code >= 400:

@@ -18,6 +18,7 @@ import httpx
 
 from shared.auth import ID_TOKEN_HEADER, LOCAL_CALLER, PRINCIPAL_HEADER, Caller, EntraAuthenticator, parse_principal
 from shared.config import Settings, load_settings
+from shared.deadlines import RUN_DEADLINE
 from shared.edge import header
 from shared.problems import NotConfigured, Unauthorized
 from shared.retries import RetryPolicy
@@ -49,8 +50,12 @@ class Services:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         graph_transport: httpx.BaseTransport | None = None,
+        run_deadline: float = RUN_DEADLINE,
+        creation_wait: float = 25.0,
     ) -> None:
         self.settings = settings
+        self.run_deadline = run_deadline  # seconds a status sync or a Secure Score refresh may take
+        self.creation_wait = creation_wait  # seconds a create waits for a concurrent one making the same ticket
         self._graph_transport = graph_transport
         self._graph: GraphClient | None = None
         self.clock = clock

@@ -1,127 +1,93 @@
 """Status sync: every ServiceNow change back into the store, at a cost set by what changed, not the backlog.
 
-One run:
+One run, within its deadline (`deadlines.RUN_DEADLINE`; past it the run stops between pages, keeps what it did
+and says so, and the next run resumes):
 1. resumes tickets whose creation was left pending (a crash, or retries that ran out);
-2. reads the records changed since the watermark, minus an overlap window, in keyset pages ordered by
-   (sys_updated_on, sys_id): a record updated mid-scan moves behind the cursor and is read again with its
-   new state; nothing is skipped. After each page is stored, the watermark advances (ETag-guarded), so a
-   run killed anywhere resumes from its last stored page;
-3. records the connector created but the store does not know (a lost store) are adopted;
-4. about once an hour, reconciles the tracked tickets by `sys_idIN` in chunks: those ServiceNow no longer
-   returns (deleted, or hidden by ACLs) are marked `missing`, never dropped.
-Every update is conditional on the row's ETag and never moves a ticket back to an older ServiceNow state,
-so overlapping runs (or a push notice racing a run) end where one run would.
+2. reads the records changed since the watermark, minus an overlap window, in pages ordered by
+   (sys_updated_on, sys_id), until ServiceNow's `Link` header names no next page. ServiceNow applies
+   `sysparm_limit` before ACLs (reference/servicenow-api.md), so a page can come back short, or empty, while more
+   follow: a page with visible rows moves a keyset cursor past them (a record updated mid-scan moves behind the
+   cursor and is read again with its new state; nothing is skipped); a page of hidden rows is stepped over by
+   offset. After each page the watermark advances (ETag-guarded), so a run killed anywhere resumes from its
+   last stored page; a finished scan moves it to ServiceNow's own clock at the scan's start, so hidden rows are
+   not read again and again;
+3. records the connector created but the store does not know (a lost store) are adopted; one a person opened
+   by hand with the connector's correlation id while the connector's own ticket is open is a duplicate, shown as
+   one and never acted on;
+4. verifies a slice of the tracked open records (the rolling sweep, `shared/sweep.py`): deleted or hidden ones
+   are marked `missing`, never dropped.
+Every update is conditional on the row's ETag and never moves a ticket back to an older ServiceNow state
+(`shared/records.py`), so overlapping runs (or a push notice racing a run) end where one run would.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
-from shared.claims import take_claim
+import httpx
+
+from shared import deadlines
 from shared.problems import (
     Conflict,
-    ConnectorError,
     NotConfigured,
     NotConnected,
     ReauthorizationRequired,
     ServiceNowUnavailable,
 )
+from shared.records import apply_record, note_failures, record_fields, retake_claim, update_sync_state
+from shared.runs import (
+    MAX_ITEM_ATTEMPTS as MAX_ITEM_ATTEMPTS,
+)
+from shared.runs import (
+    Failures,
+    describe,
+    failure_entry,
+    listed_errors,
+    merge_failures,
+    record_ticket_error,
+)
 from shared.services import Services
-from shared.store import StoreConflict, TicketStore, change_ticket
+from shared.store import TicketStore
 from shared.telemetry import record_sync
 from shared.text import printable
 from shared.tickets import (
-    CLOSED_STATUSES,
     CORRELATION_PREFIX,
     RECOMMENDATION_ID,
     SERVICENOW_TIME,
     SYS_ID,
+    RecordRefused,
     Ticket,
-    mod_count,
 )
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 OVERLAP = timedelta(minutes=2)
-RECONCILE_EVERY = timedelta(hours=1)
-RECONCILE_CHUNK = 100
 RESUME_PER_RUN = 20
-MAX_ITEM_ATTEMPTS = 5  # a ticket or record that keeps failing is retried this many runs, then only listed
-MAX_LISTED_FAILURES = 100
-MAX_LISTED_ERRORS = 50
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+MAX_PAGES = 1000  # a bound on one run's scan, whatever an instance answers
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Failures of the whole run (nothing else could succeed either): the run stops, fails, and is retried.
 SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable)
-
-
-class RecordRefused(ConnectorError):
-    """A ServiceNow record the connector will not take as its own (e.g. a correlation id edited by hand)."""
-
-    code = "record_refused"
-
-
-class DuplicateOpenRecord(ConnectorError):
-    """Two open ServiceNow records for one recommendation: a closed one was reopened after a new one was made."""
-
-    code = "duplicate_open_record"
-
-
-def remediation_of(exc: BaseException) -> str | None:
-    return exc.remediation if isinstance(exc, ConnectorError) else None
-
-
-def describe(exc: BaseException) -> tuple[str, str]:
-    """A failure as (code, detail) for tickets, provisioning and logs. Only a `ConnectorError`'s own detail is
-    shown; anything else is named by its type (its message may quote a request)."""
-    if isinstance(exc, ConnectorError):
-        return exc.code, exc.detail
-    return "internal_error", f"the connector failed with {type(exc).__name__} working on this item"
-
-
-def record_ticket_error(services: Services, ticket_id: str, exc: BaseException, *, source: str = "sync") -> int:
-    """Keep a failure on the ticket (its JSON shows it); returns how many times it has failed in a row.
-    `source` says which work failed, so only that work's success clears it."""
-    code, detail = describe(exc)
-    attempts = [1]
-
-    def change(ticket: Ticket) -> Ticket:
-        attempts[0] = int((ticket.error or {}).get("attempts") or 0) + 1
-        error = {"at": services.clock().isoformat(), "code": code, "detail": detail, "attempts": attempts[0],
-                 "source": source, "remediation": remediation_of(exc)}  # fmt: skip
-        return replace(ticket, error=error)
-
-    change_ticket(services.store, ticket_id, change)
-    log.warning("Ticket %s failed (%s), attempt %d; other tickets go on", ticket_id, code, attempts[0])
-    return attempts[0]
-
-
-def failure_entry(
-    kind: str, item_id: str, number: str | None, exc: BaseException, at: str, attempts: int
-) -> dict[str, Any]:
-    code, detail = describe(exc)
-    return {"kind": kind, "id": item_id, "number": number, "code": code, "detail": detail, "attempts": attempts,
-            "at": at, "remediation": remediation_of(exc)}  # fmt: skip
 
 
 @dataclass
 class SyncResult:
     at: str
-    status: str = "ok"  # ok | failed | skipped
+    status: str = "ok"  # ok | partial (stopped at its deadline) | failed | skipped
     changed: int = 0
     adopted: int = 0
     resumed: int = 0
     missing: int = 0
     requests: int = 0
     pages: int = 0
-    reconciled: bool = False
+    reconciled: bool = False  # the sweep verified records this run
+    verified: int = 0  # records the sweep asked ServiceNow about
     errors: list[str] = field(default_factory=list)
     duration_ms: int = 0
 
@@ -132,34 +98,45 @@ class SyncResult:
         return data
 
 
-def listed_errors(errors: list[str]) -> list[str]:
-    """A run's errors as stored and shown: the first MAX_LISTED_ERRORS, then how many more (the run state
-    stays small however many records fail; each failing item is also in `failures`)."""
-    if len(errors) <= MAX_LISTED_ERRORS:
-        return list(errors)
-    return [*errors[:MAX_LISTED_ERRORS], f"... and {len(errors) - MAX_LISTED_ERRORS} more"]
+def has_next(response: httpx.Response) -> bool:
+    """ServiceNow's `Link` header names a next page (none on the last page, none when everything fits one)."""
+    return "next" in response.links
+
+
+def server_time(response: httpx.Response, near: datetime) -> str | None:
+    """ServiceNow's clock from the response's `Date` header, in its own format; None when absent or more than an
+    hour away from `near` (a broken header must not move the watermark)."""
+    try:
+        moment = parsedate_to_datetime(response.headers.get("Date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None or abs(moment - near) > timedelta(hours=1):
+        return None
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 class StatusSync:
-    def __init__(
-        self,
-        services: Services,
-        *,
-        page_size: int = PAGE_SIZE,
-        overlap: timedelta = OVERLAP,
-        reconcile_every: timedelta = RECONCILE_EVERY,
-    ) -> None:
+    def __init__(self, services: Services, *, page_size: int = PAGE_SIZE, overlap: timedelta = OVERLAP) -> None:
         self._services = services
         self._store = services.store
         self._page_size = page_size
         self._overlap = overlap
-        self._reconcile_every = reconcile_every
-        self._failures = _Failures(None, services.clock().isoformat())
+        self._failures = Failures(None, services.clock().isoformat())
         self._seen: list[str] = []  # tickets this run read from ServiceNow
+
+    @property
+    def services(self) -> Services:
+        return self._services
 
     # -- a run ----------------------------------------------------------------------------------
 
     def run(self) -> SyncResult:
+        with deadlines.run_deadline(self._services.run_deadline):
+            return self._run()
+
+    def _run(self) -> SyncResult:
+        from shared.sweep import Sweep
+
         services = self._services
         started = time.monotonic()
         now = services.clock()
@@ -170,31 +147,32 @@ class StatusSync:
         except (NotConfigured, NotConnected, ReauthorizationRequired) as exc:
             result.status = "skipped"
             result.errors.append(f"{exc.code}: {exc.detail}")
-            return self._finish(result, started, reconciled_at=None)
-        index = _Index(self._store)
+            return self._finish(result, started)
+        index = Index(self._store)
         found = self._store.get_sync_state()
-        self._failures = _Failures((found[0] if found else {}).get("failures"), now.isoformat())
-        reconciled_at = None
+        self._failures = Failures((found[0] if found else {}).get("failures"), now.isoformat())
         try:
             self._forget_recovered()
             self._resume_pending(index, result)
             self._retry_failed_records(index, result)
-            self._incremental(index, result)
-            if self._reconcile_due(now):
-                self._reconcile(index, result)
-                reconciled_at = now.isoformat()
-            self._write_back()
+            since = self._incremental(index, result)
+            Sweep(self).run(index, result, since)
+        except deadlines.RunOutOfTime:
+            result.status = "partial"
+            result.errors.append(f"The run reached its deadline ({services.run_deadline:g} s) and stopped; the next "
+                                 "run goes on from where this one got to.")  # fmt: skip
         except Exception as exc:  # the run itself failed: record it now, then let the retry policy run it again
             code, detail = describe(exc)
             result.status = "failed"
             result.errors.append(f"{code}: {detail}")
-            self._finish(result, started, reconciled_at)
+            self._finish(result, started)
             raise
-        return self._finish(result, started, reconciled_at)
+        self._write_back()
+        return self._finish(result, started)
 
     def _write_back(self) -> None:
         """The notes of Secure Score controls whose tickets this run saw change (never fails the run)."""
-        from shared.securescore import SecureScoreSync  # the two syncs share their helpers one way only
+        from shared.securescore import SecureScoreSync  # the status sync hands changes to Secure Score, one way
 
         if not self._seen:
             return
@@ -203,19 +181,17 @@ class StatusSync:
         except Exception as exc:
             log.warning("Write-back to Secure Score after the status sync failed (%s)", describe(exc)[0])
 
-    def _finish(self, result: SyncResult, started: float, reconciled_at: str | None) -> SyncResult:
+    def _finish(self, result: SyncResult, started: float) -> SyncResult:
         result.duration_ms = int((time.monotonic() - started) * 1000)
         changes = self._failures.changes
 
         def update(state: dict[str, Any]) -> dict[str, Any]:
             state["last"] = result.to_json()
-            if reconciled_at:
-                state["reconciled_at"] = reconciled_at
             if changes:
                 state["failures"] = merge_failures(state.get("failures"), changes)
             return state
 
-        self._update_state(update)
+        update_sync_state(self._store, update)
         record_sync(result.to_json())
         log.info(
             "Status sync %s: %d changed, %d adopted, %d resumed, %d missing, %d requests, %d failed items, %d ms",
@@ -224,24 +200,9 @@ class StatusSync:
         )  # fmt: skip
         return result
 
-    def note_failures(self, changes: dict[str, dict[str, Any] | None]) -> None:
-        """Record (or clear, with None) item failures in the sync state, where provisioning lists them."""
-        self._update_state(lambda state: {**state, "failures": merge_failures(state.get("failures"), changes)})
-
-    def _update_state(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        for _ in range(10):
-            found = self._store.get_sync_state()
-            state, etag = (dict(found[0]), found[1]) if found else ({}, None)
-            try:
-                self._store.put_sync_state(change(state), etag)
-                return
-            except StoreConflict:
-                continue
-        raise StoreConflict("the sync state kept changing")
-
     # -- 1. pending creations -------------------------------------------------------------------
 
-    def _resume_pending(self, index: _Index, result: SyncResult) -> None:
+    def _resume_pending(self, index: Index, result: SyncResult) -> None:
         """Finish creations a crash or an outage left pending. One that keeps failing is retried
         MAX_ITEM_ATTEMPTS runs, then only listed: a new request for its recommendation resumes it."""
         now = self._services.clock()
@@ -252,6 +213,7 @@ class StatusSync:
             and int((t.error or {}).get("attempts") or 0) < MAX_ITEM_ATTEMPTS
         ]
         for ticket in stale[:RESUME_PER_RUN]:
+            deadlines.check_run()
             key = f"ticket:{ticket.id}"
             try:
                 linked = self._services.creator.resume(ticket.id)
@@ -260,7 +222,7 @@ class StatusSync:
             except Conflict:  # someone else is finishing it right now: not a failure of the ticket
                 continue
             except Exception as exc:
-                attempts = record_ticket_error(self._services, ticket.id, exc)
+                attempts = record_ticket_error(self._store, now.isoformat(), ticket.id, exc, source="sync")
                 code, detail = describe(exc)
                 result.errors.append(f"pending ticket {ticket.id}: {code}: {detail}")
                 self._failures.record(key, failure_entry("ticket", ticket.id, None, exc, now.isoformat(), attempts))
@@ -278,54 +240,39 @@ class StatusSync:
                 if found is None or found[0].sys_id:
                     self._failures.clear(key)
 
-    def _retry_failed_records(self, index: _Index, result: SyncResult) -> None:
+    def _retry_failed_records(self, index: Index, result: SyncResult) -> None:
         """Records that failed in an earlier run, asked for again (one request), a bounded number of times."""
         due = self._failures.retryable("record")
         if not due:
             return
-        rows = self._list(f"sys_idIN{','.join(due)}", len(due), result)
+        rows, _ = self.list_records(f"sys_idIN{','.join(due)}", len(due), result)
         seen = set()
         for row in rows:
             seen.add(str(row.get("sys_id")))
-            self._apply_isolated(row, index, result)
+            self.apply_isolated(row, index, result)
         for sys_id in set(due) - seen:  # gone from ServiceNow or hidden: nothing left to retry
             self._failures.clear(f"record:{sys_id}")
 
     # -- 2. changed records ---------------------------------------------------------------------
 
-    def _fields(self) -> str:
-        return self.fields(self._services)
-
     @staticmethod
     def fields(services: Services) -> str:
-        """The only fields the sync reads (and a push notice's GET)."""
-        field_map = services.settings.field_map
-        return ",".join(
-            dict.fromkeys(
-                [
-                    "sys_id",
-                    "number",
-                    field_map.target("state"),
-                    "sys_updated_on",
-                    field_map.target("correlation_id"),
-                    field_map.target("name"),
-                    "priority",
-                    "sys_mod_count",
-                    f"{field_map.target('assignee')}.email",
-                ]
-            )
-        )
+        return record_fields(services)
 
-    def _incremental(self, index: _Index, result: SyncResult) -> None:
+    def _incremental(self, index: Index, result: SyncResult) -> str | None:
+        """The changed records, page by page until the last; returns the window's start (None on a first run)."""
         found = self._store.get_sync_state()
         watermark = (found[0] if found else {}).get("watermark")
         since = None
         if isinstance(watermark, str) and SERVICENOW_TIME.fullmatch(watermark):
-            since = (datetime.strptime(watermark, _TIME_FORMAT) - self._overlap).strftime(_TIME_FORMAT)
+            since = (datetime.strptime(watermark, TIME_FORMAT) - self._overlap).strftime(TIME_FORMAT)
         base = f"{self._services.settings.field_map.target('correlation_id')}STARTSWITH{CORRELATION_PREFIX}"
         order = "^ORDERBYsys_updated_on^ORDERBYsys_id"
         cursor: tuple[str, str] | None = None
-        while True:
+        offset = 0
+        clock: str | None = None
+        for _ in range(MAX_PAGES):
+            deadlines.check_run()
             if cursor is not None:
                 # Keyset: after (ts, sys_id). Both values come from ServiceNow and are checked before use.
                 ts, sys_id = cursor
@@ -334,54 +281,63 @@ class StatusSync:
                 query = f"{base}^sys_updated_on>={since}{order}"
             else:
                 query = base + order
-            rows = self._list(query, self._page_size, result)
+            rows, response = self.list_records(query, self._page_size, result, offset=offset)
             result.pages += 1
-            last: tuple[str, str] | None = cursor
+            clock = clock or server_time(response, self._services.clock())
+            newest = cursor
             for row in rows:
-                self._apply_isolated(row, index, result)
-                stamp, sys_id = str(row.get("sys_updated_on") or ""), str(row.get("sys_id") or "")
-                if SERVICENOW_TIME.fullmatch(stamp) and SYS_ID.fullmatch(sys_id):
-                    last = max(last, (stamp, sys_id)) if last else (stamp, sys_id)
-            if len(rows) < self._page_size or last is None:
-                if last is not None:
-                    self._advance_watermark(last[0])
-                return
-            if last == cursor:
-                # A full page that does not move the cursor: the instance did not order or filter as asked.
+                self.apply_isolated(row, index, result)
+                stamp, row_id = str(row.get("sys_updated_on") or ""), str(row.get("sys_id") or "")
+                if SERVICENOW_TIME.fullmatch(stamp) and SYS_ID.fullmatch(row_id):
+                    newest = max(newest, (stamp, row_id)) if newest else (stamp, row_id)
+            if not has_next(response):
+                # The scan is complete: everything updated before it started was read (or is hidden from us).
+                self._advance_watermark(max(filter(None, [clock, newest[0] if newest else None]), default=None))
+                return since
+            if newest is not None and newest != cursor:
+                self._advance_watermark(newest[0])
+                cursor, offset = newest, 0
+            elif rows:
+                # Visible rows that do not move the cursor: the instance did not order or filter as asked.
                 # Stop rather than loop; the watermark stays where the stored rows put it.
                 result.errors.append("ServiceNow returned a page that did not advance the sync cursor; stopped")
-                return
-            self._advance_watermark(last[0])
-            cursor = last
+                return since
+            else:
+                offset += self._page_size  # a page of rows ACLs hide from the integration user: step over it
+        result.errors.append(f"The scan stopped after {MAX_PAGES} pages; the next run goes on from there.")
+        return since
 
-    def _advance_watermark(self, stamp: str) -> None:
+    def _advance_watermark(self, stamp: str | None) -> None:
+        if stamp is None:
+            return
+
         def advance(state: dict[str, Any]) -> dict[str, Any]:
             current = state.get("watermark")
             if not isinstance(current, str) or stamp > current:
                 state["watermark"] = stamp
             return state
 
-        self._update_state(advance)
+        update_sync_state(self._store, advance)
 
-    def _list(self, query: str, limit: int, result: SyncResult) -> list[dict[str, Any]]:
+    def list_records(
+        self, query: str, limit: int, result: SyncResult, *, offset: int = 0, table: str | None = None,
+        fields: str | None = None,
+    ) -> tuple[list[dict[str, Any]], httpx.Response]:  # fmt: skip
         services = self._services
         result.requests += 1
-        rows, _ = services.servicenow.table_list(
-            services.tokens,
-            services.settings.table,
-            {
-                "sysparm_query": query,
-                "sysparm_fields": self._fields(),
-                "sysparm_limit": str(limit),
-                "sysparm_exclude_reference_link": "true",
-                "sysparm_no_count": "true",
-            },
-        )
-        return rows
+        params = {
+            "sysparm_query": query,
+            "sysparm_fields": fields or record_fields(services),
+            "sysparm_limit": str(limit),
+            "sysparm_exclude_reference_link": "true",
+        }
+        if offset:
+            params["sysparm_offset"] = str(offset)
+        return services.servicenow.table_list(services.tokens, table or services.settings.table, params)
 
     # -- applying one record --------------------------------------------------------------------
 
-    def _apply_isolated(self, row: dict[str, Any], index: _Index, result: SyncResult) -> None:
+    def apply_isolated(self, row: dict[str, Any], index: Index, result: SyncResult) -> None:
         """One record: a failure is recorded (on its ticket, in provisioning) and skipped; the run goes on."""
         sys_id = str(row.get("sys_id") or "")
         key = f"record:{printable(sys_id, 40)}"
@@ -395,7 +351,7 @@ class StatusSync:
             result.errors.append(f"record {number or sys_id[:40]}: {code}: {detail}")
             ticket_id = index.get(sys_id) if SYS_ID.fullmatch(sys_id) else None
             if ticket_id is not None:
-                record_ticket_error(self._services, ticket_id, exc)
+                record_ticket_error(self._store, self._failures.now, ticket_id, exc, source="sync")
             attempts = self._failures.attempts(key) + 1
             self._failures.record(
                 key, failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
@@ -403,7 +359,7 @@ class StatusSync:
         else:
             self._failures.clear(key)
 
-    def _apply(self, row: dict[str, Any], index: _Index, result: SyncResult) -> None:
+    def _apply(self, row: dict[str, Any], index: Index, result: SyncResult) -> None:
         sys_id = str(row.get("sys_id") or "")
         if not SYS_ID.fullmatch(sys_id):
             raise RecordRefused("ServiceNow returned a record without a valid sys_id")
@@ -414,73 +370,9 @@ class StatusSync:
             result.adopted += 1
             self._seen.append(adopted.id)
             return
-        if self.apply_record(ticket_id, row):
+        if apply_record(self._services, ticket_id, row):
             result.changed += 1
         self._seen.append(ticket_id)
-
-    def apply_record(self, ticket_id: str, row: dict[str, Any]) -> bool:
-        """Bring one ticket to what ServiceNow's record says; True if that changed it. Never goes back to an
-        older version (`sys_mod_count`, then `sys_updated_on`). A ticket that reopens takes its recommendation's
-        claim back; if another open ticket holds it, the conflict is recorded rather than a second claim made."""
-        field_map = self._services.settings.field_map
-        for _ in range(10):
-            found = self._store.get_ticket(ticket_id)
-            if found is None:
-                return False
-            ticket, etag = found
-            order = _compare(row, ticket)
-            if order < 0:
-                return False
-            now = self._services.clock().isoformat()
-            updated = ticket.with_link({**row, "number": row.get("number") or ticket.number}, field_map, now)
-            updated = replace(updated, lease_until=ticket.lease_until, extra=ticket.extra, error=ticket.error)
-            if (updated.status, updated.servicenow_state, updated.assigned_to) == (
-                ticket.status,
-                ticket.servicenow_state,
-                ticket.assigned_to,
-            ):
-                if order > 0:
-                    self._try_update(replace(updated, updated_at=ticket.updated_at), etag)
-                return False
-            conflict_changes: dict[str, dict[str, Any] | None] = {}
-            if updated.is_open and not ticket.is_open:
-                updated = self._retake_claim(updated, conflict_changes)
-            elif not updated.is_open and _is_conflict(ticket.error):
-                updated = replace(updated, error=None)
-                conflict_changes[f"ticket:{ticket.id}"] = None
-            try:
-                self._store.update_ticket(updated, etag)
-            except StoreConflict:
-                continue
-            if updated.status in CLOSED_STATUSES:
-                self._store.release_claim(ticket.recommendation_id, ticket.id)
-            if conflict_changes:
-                self.note_failures(conflict_changes)
-            return True
-        return False
-
-    def _retake_claim(self, ticket: Ticket, changes: dict[str, dict[str, Any] | None]) -> Ticket:
-        holder = take_claim(self._store, ticket.recommendation_id, ticket.id)
-        key = f"ticket:{ticket.id}"
-        if holder is None:
-            if _is_conflict(ticket.error):
-                changes[key] = None
-                return replace(ticket, error=None)
-            return ticket
-        other = self._store.get_ticket(holder)
-        other_name = (other[0].number if other else None) or holder
-        error = DuplicateOpenRecord(
-            f"ServiceNow reopened {ticket.number}, but {other_name} is already the open ticket for recommendation "
-            f"{ticket.recommendation_id}; close one of the two in ServiceNow.",
-        )
-        now = self._services.clock().isoformat()
-        changes[key] = failure_entry("conflict", ticket.id, ticket.number, error, now, 1)
-        log.warning("Ticket %s reopened while %s holds its recommendation", ticket.number, other_name)
-        return replace(ticket, error={"at": now, "code": error.code, "detail": error.detail, "attempts": 1})
-
-    def _try_update(self, ticket: Ticket, etag: str) -> None:
-        with contextlib.suppress(StoreConflict):  # someone wrote a newer version; the next run sees it
-            self._store.update_ticket(ticket, etag)
 
     def _adopt(self, row: dict[str, Any]) -> Ticket:
         """A connector record the store does not know (the store was lost or restored): track it again."""
@@ -514,56 +406,15 @@ class StatusSync:
         ).with_link(row, field_map, now)
         changes: dict[str, dict[str, Any] | None] = {}
         if ticket.is_open:
-            ticket = self._retake_claim(ticket, changes)
+            ticket = retake_claim(services, ticket, changes)
         self._store.add_ticket(ticket)
         if changes:
-            self.note_failures(changes)
+            note_failures(self._store, changes)
         log.info("Adopted %s (%s), a connector record the store did not know", ticket.number, ticket.sys_id)
         return ticket
 
-    # -- 4. reconcile ---------------------------------------------------------------------------
 
-    def _reconcile_due(self, now: datetime) -> bool:
-        found = self._store.get_sync_state()
-        last = (found[0] if found else {}).get("reconciled_at")
-        return not isinstance(last, str) or datetime.fromisoformat(last) + self._reconcile_every <= now
-
-    def _reconcile(self, index: _Index, result: SyncResult) -> None:
-        result.reconciled = True
-        tracked = {
-            t.sys_id: t.id
-            for t, _ in self._store.list_tickets()
-            if t.sys_id and SYS_ID.fullmatch(t.sys_id) and t.status not in ("closed", "canceled")
-        }
-        for sys_id, ticket_id in tracked.items():
-            index.add(sys_id, ticket_id)
-        for chunk in _chunks(sorted(tracked), RECONCILE_CHUNK):
-            rows = self._list(f"sys_idIN{','.join(chunk)}", len(chunk), result)
-            seen = set()
-            for row in rows:
-                seen.add(str(row.get("sys_id")))
-                self._apply_isolated(row, index, result)
-            for sys_id in set(chunk) - seen:
-                if self.mark_missing(tracked[sys_id]):
-                    result.missing += 1
-
-    def mark_missing(self, ticket_id: str) -> bool:
-        for _ in range(10):
-            found = self._store.get_ticket(ticket_id)
-            if found is None or found[0].status == "missing":
-                return False
-            ticket, etag = found
-            now = self._services.clock().isoformat()
-            try:
-                self._store.update_ticket(replace(ticket, status="missing", updated_at=now, synced_at=now), etag)
-            except StoreConflict:
-                continue
-            log.warning("Ticket %s (%s) is gone from ServiceNow or hidden by ACLs", ticket.number, ticket.sys_id)
-            return True
-        return False
-
-
-class _Index:
+class Index:
     """sys_id -> ticket id, asked of the store only for the records a run actually meets."""
 
     def __init__(self, store: TicketStore) -> None:
@@ -578,70 +429,3 @@ class _Index:
 
     def add(self, sys_id: str, ticket_id: str) -> None:
         self._known[sys_id] = ticket_id
-
-
-def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _is_conflict(error: dict[str, Any] | None) -> bool:
-    return error is not None and error.get("code") == DuplicateOpenRecord.code
-
-
-def _compare(row: dict[str, Any], ticket: Ticket) -> int:
-    """-1 if the record is older than what the ticket holds, 0 the same version, 1 newer. `sys_mod_count` is
-    the record's own version counter; `sys_updated_on` (one-second resolution) only when a count is missing."""
-    theirs, ours = mod_count(row), ticket.servicenow_mod_count
-    if theirs is not None and ours is not None:
-        return (theirs > ours) - (theirs < ours)
-    stamp = str(row.get("sys_updated_on") or "")
-    held = ticket.servicenow_updated_on
-    if SERVICENOW_TIME.fullmatch(stamp) and held and ours is not None:
-        return (stamp > held) - (stamp < held)
-    return 1  # a ticket without a version yet: what ServiceNow says now is the truth
-
-
-def merge_failures(current: Any, changes: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
-    """Stored item failures with `changes` applied (None clears an entry), the newest MAX_LISTED_FAILURES kept."""
-    merged = dict(current) if isinstance(current, dict) else {}
-    for key, entry in changes.items():
-        if entry is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = entry
-    if len(merged) > MAX_LISTED_FAILURES:  # keep the newest
-        newest = sorted(merged.items(), key=lambda kv: str(kv[1].get("at")), reverse=True)[:MAX_LISTED_FAILURES]
-        merged = dict(newest)
-    return merged
-
-
-class _Failures:
-    """The items that failed: as the last run left them, and this run's changes (merged at the end, so a
-    concurrent writer's entries survive)."""
-
-    def __init__(self, stored: Any, now: str) -> None:
-        self.stored: dict[str, dict[str, Any]] = dict(stored) if isinstance(stored, dict) else {}
-        self.changes: dict[str, dict[str, Any] | None] = {}
-        self.now = now
-
-    def attempts(self, key: str) -> int:
-        entry = self.changes[key] if key in self.changes else self.stored.get(key)
-        return int((entry or {}).get("attempts") or 0)
-
-    def record(self, key: str, entry: dict[str, Any]) -> None:
-        self.changes[key] = entry
-
-    def clear(self, key: str) -> None:
-        if key in self.stored or key in self.changes:
-            self.changes[key] = None
-
-    def retryable(self, kind: str) -> list[str]:
-        return [
-            str(entry.get("id"))
-            for entry in self.stored.values()
-            if isinstance(entry, dict)
-            and entry.get("kind") == kind
-            and SYS_ID.fullmatch(str(entry.get("id")))
-            and int(entry.get("attempts") or 0) < MAX_ITEM_ATTEMPTS
-        ][:RECONCILE_CHUNK]

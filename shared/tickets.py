@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 from urllib.parse import quote
 
 from shared.fieldmap import FieldMap
-from shared.problems import FieldError, ValidationFailed
+from shared.problems import ConnectorError, FieldError, ValidationFailed
 from shared.text import MULTI_LINE_CLASS, ONE_LINE_CLASS, ascii_int, one_line_ok, printable
 
 CORRELATION_PREFIX = "m365sec:"
@@ -25,6 +26,17 @@ PRIORITY_NAMES = {v: k for k, v in PRIORITIES.items()}
 IMPACT_URGENCY = {1: ("1", "1"), 2: ("1", "2"), 3: ("2", "2"), 4: ("2", "3"), 5: ("3", "3")}
 SOURCES = ("microsoft", "user")
 CATEGORIES = ("Identity", "Data", "Device", "Apps", "Infrastructure")
+# A category as Graph may name one beyond the five (kept as it comes, one clean line).
+CATEGORY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9 &._-]{0,39}$")
+
+
+def known_categories(seen: Iterable[Any]) -> list[str]:
+    """What a filter on category accepts: the five documented, and any other the data holds (a typo such as
+    `identity` is refused with this list rather than silently matching nothing)."""
+    extra = sorted({c for c in seen if isinstance(c, str) and c not in CATEGORIES and CATEGORY_NAME.fullmatch(c)})
+    return [*CATEGORIES, *extra]
+
+
 OPEN_STATUSES = frozenset({"pending", "new", "in_progress", "on_hold", "unknown"})
 CLOSED_STATUSES = frozenset({"resolved", "closed", "canceled"})
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -46,6 +58,29 @@ RECOMMENDATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+$")
 USER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21\x23-\x7e]{1,255}$")  # printable ASCII without space or '"'
+
+
+class RecordRefused(ConnectorError):
+    """A ServiceNow record the connector will not take as it comes (a correlation id edited by hand, a number
+    that is not one line of printable text): that record's failure, never written anywhere verbatim."""
+
+    code = "record_refused"
+
+
+NUMBER_LIMIT = 40  # task.number is 40 characters in ServiceNow
+
+
+def record_number(value: Any) -> str:
+    """A record's `number` as ServiceNow sent it, held to what a number is: printable, one line, at most 40
+    characters; "" when absent. Anything else is `RecordRefused`, so it never reaches a note or a page."""
+    text = _plain(value)
+    if text and (len(text) > NUMBER_LIMIT or not text.isprintable() or not one_line_ok(text) or text != text.strip()):
+        raise RecordRefused(
+            f"ServiceNow sent the record number '{printable(text, NUMBER_LIMIT)}', which is not one line of at most "
+            f"{NUMBER_LIMIT} printable characters; the record was not taken.",
+            remediation="Check the table's number field (and any business rule that writes it) in ServiceNow.",
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -274,6 +309,7 @@ class Ticket:
     secure_score: dict[str, Any] | None = None  # the control's figures at creation, what was seen and written
     error: dict[str, Any] | None = None  # the last failure working on this ticket: {at, code, detail, attempts}
     extra: dict[str, Any] = field(default_factory=dict)
+    duplicate_of: str | None = None  # a record opened by hand with this recommendation's id: the ticket it copies
 
     @property
     def is_open(self) -> bool:
@@ -289,16 +325,17 @@ class Ticket:
 
     def with_link(self, record: dict[str, Any], field_map: FieldMap, now: str) -> Ticket:
         """This ticket as ServiceNow's record says. Values from ServiceNow are input too: each is held to the
-        shape it must have (or bounded), so a strange record cannot poison the store."""
+        shape it must have (or bounded), so a strange record cannot poison the store; a bad number refuses the
+        record (`RecordRefused`)."""
         raw_state = _plain(record.get(field_map.target("state")))[:40]
         stamp = _plain(record.get("sys_updated_on"))
-        number = _plain(record.get("number"))[:40]
+        number = record_number(record.get("number"))
         assignee_field = f"{field_map.target('assignee')}.email"
         assignee = _plain(record.get(assignee_field))[:254] if assignee_field in record else self.assigned_to or ""
         return replace(
             self,
             sys_id=_plain(record.get("sys_id")),
-            number=number if number and one_line_ok(number) else self.number,
+            number=number or self.number,
             servicenow_state=raw_state if raw_state and one_line_ok(raw_state) else None,
             servicenow_updated_on=stamp if SERVICENOW_TIME.fullmatch(stamp) else self.servicenow_updated_on,
             servicenow_mod_count=mod_count(record),
@@ -332,6 +369,7 @@ class Ticket:
             "assignedTo": self.assigned_to,
             "secureScore": self.secure_score_json(),
             "error": self.error,
+            "duplicateOf": self.duplicate_of,
         }
 
     def secure_score_json(self) -> dict[str, Any] | None:
@@ -339,7 +377,7 @@ class Ticket:
         data = self.secure_score or {}
         if not data:
             return None
-        keys = ("writtenAt", "ok", "detail", "refused", "scoreAtCreation", "maxScore")
+        keys = ("writtenAt", "ok", "detail", "attempts", "refused", "forbidden", "scoreAtCreation", "maxScore")
         return {k: data.get(k) for k in keys}
 
 

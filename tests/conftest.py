@@ -21,6 +21,7 @@ import pytest
 from dev.azurite import AzuriteUnavailable, azurite_tables
 from dev.azurite import free_port as free_port  # for the tests
 from dev.graph import GraphSimulator, ManagedIdentity
+from dev.graph.simulator import APP_ID
 from dev.simulator import ServiceNowSimulator, SimulatorTransport, serve
 from shared import services as services_module
 from shared.config import load_settings
@@ -79,6 +80,7 @@ def settings_env(**overrides: str) -> dict[str, str]:
         "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET,
         "OAUTH_REDIRECT_URI": REDIRECT_URI,
         "TICKET_STORE": "sqlite",
+        "AZURE_CLIENT_ID": APP_ID,  # the user-assigned managed identity, as the deployment sets it
     }
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}
@@ -113,11 +115,12 @@ def identity() -> Iterator[ManagedIdentity]:
     endpoint = ManagedIdentity()
     server, _ = serve(endpoint)
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE",
-                     "MSI_ENDPOINT", "IMDS_ENDPOINT"):  # fmt: skip
+        for name in ("AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "MSI_ENDPOINT",
+                     "IMDS_ENDPOINT"):  # fmt: skip
             patch.delenv(name, raising=False)
         patch.setenv("IDENTITY_ENDPOINT", endpoint.endpoint)
         patch.setenv("IDENTITY_HEADER", endpoint.header)
+        patch.setenv("AZURE_CLIENT_ID", endpoint.client_id)  # the user-assigned identity, as the deployment sets it
         yield endpoint
     server.shutdown()
     server.server_close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 import threading
 from urllib.parse import parse_qsl, urlsplit
@@ -199,16 +200,21 @@ def test_connect_without_a_client_secret_is_not_configured(harness, tmp_path):
     assert "servicenow-client-secret" in problem["remediation"]
 
 
-def test_disconnect_revokes_both_tokens_and_forgets_them(harness):
+def test_disconnect_revokes_both_tokens_and_forgets_them(harness, caplog):
     harness.connect()
     bundle = json.loads(_stored(harness) or "{}")
-    response = harness.call("disconnect", "POST", "/disconnect")
+    with caplog.at_level(logging.DEBUG):
+        response = harness.call("disconnect", "POST", "/disconnect")
     assert response.status_code == 204
     assert _stored(harness) is None
     assert harness.simulator.refresh_tokens[bundle["refresh_token"]].revoked
     assert harness.simulator.access_tokens[bundle["access_token"]].revoked
     revokes = [r for r in harness.simulator.requests if r.path == "/oauth_revoke_token.do"]
-    assert all("token=" not in r.url for r in revokes)  # tokens travel in the body, never the URL
+    # The documented form (t_RevokeOAuthToken): the token appended as `?token=`; httpx's own log line cuts it out.
+    assert len(revokes) == 2 and all(r.method == "GET" and r.query.get("token") for r in revokes)
+    logged = caplog.text
+    assert "token=[redacted]" in logged
+    assert bundle["refresh_token"] not in logged and bundle["access_token"] not in logged
 
 
 def test_disconnect_keeps_the_tokens_when_revocation_fails_unless_forced(harness):

@@ -70,11 +70,11 @@ def test_one_refresh_costs_one_request_plus_one_per_page(scored):
     graph = scored.graph
     assert len(graph.requests) == 1 + math.ceil(len(graph.profiles) / graph.page_size)
     listed = recommendations(scored, status="all")
-    assert len(listed["recommendations"]) == 66 - 0  # every control, the deprecated one included
+    assert len(listed["recommendations"]) == 300  # every control, the deprecated and the not scored included
     assert [r["rank"] for r in listed["recommendations"]] == sorted(r["rank"] for r in listed["recommendations"])
     assert len(listed["history"]) == 90 and listed["history"][0]["date"] < listed["history"][-1]["date"]
     score = listed["secureScore"]
-    assert score["current"] == 224.5 and score["max"] == 355.0 and score["percent"] == 63.2
+    assert score["current"] == 389.5 and score["max"] == 603.0 and score["percent"] == 64.6
 
 
 def test_the_list_is_served_from_the_store_without_asking_graph(scored):
@@ -114,10 +114,13 @@ def test_a_recommendation_carries_the_documented_fields_as_plain_text(scored):
     assert item["state"] == "Default" and item["score"] == 0.0 and item["completed"] is False
 
 
-def test_a_control_left_out_of_the_snapshot_has_no_score_and_no_edge(scored):
+def test_a_control_left_out_of_the_snapshot_is_not_scored_and_not_open(scored):
     (item,) = [r for r in recommendations(scored, status="all")["recommendations"]
                if r["id"] == "azure_keyvault_purge_protection"]  # fmt: skip
-    assert item["score"] is None and item["completed"] is False
+    assert item["score"] is None and item["completed"] is False and item["scored"] is False
+    opened = recommendations(scored)
+    assert "azure_keyvault_purge_protection" not in {r["id"] for r in opened["recommendations"]}
+    assert opened["notScored"] == 180
 
 
 def test_a_profile_with_missing_or_null_fields_is_shown_with_neutral_values(connected):
@@ -131,9 +134,8 @@ def test_a_profile_with_missing_or_null_fields_is_shown_with_neutral_values(conn
     assert status == 200 and any("bad id" in e for e in result["errors"])
     (item,) = [r for r in recommendations(connected, status="all")["recommendations"] if r["id"] == "IntegratedApps"]
     assert item["title"] == "IntegratedApps" and item["maxScore"] is None and item["rank"] is None
-    assert (
-        item["category"] is None and item["threats"] == [] and item["remediation"] == "" and item["state"] == "Default"
-    )
+    assert item["threats"] == [] and item["remediation"] == "" and item["state"] == "Default"
+    assert item["category"] == "Unknown"  # a category outside the five is kept as Graph names it
     assert item["completed"] is False
 
 
@@ -174,7 +176,7 @@ def test_graph_refusals_are_problems_with_remediation(connected, setup, code):
 
 def test_the_timer_function_refreshes(connected):
     connected.functions["secure_score_sync"].get_user_function()(TimerRequest(past_due=True))
-    assert len(recommendations(connected, status="all")["recommendations"]) == 66
+    assert len(recommendations(connected, status="all")["recommendations"]) == 300
 
 
 # -- tickets from a control -------------------------------------------------------------------------
@@ -244,7 +246,7 @@ def test_the_ticket_is_written_to_the_controls_notes_without_touching_its_state(
     sync(harness)
     note = harness.graph.state_of(CONTROL)
     assert note["comment"] == f"ServiceNow {ticket['number']}: New - {ticket['url']}"
-    assert note["state"] == "Default" and note["assignedTo"] == ""
+    assert note["state"] == "Default" and note["assignedTo"] is None  # what the control had, unchanged
     body = json.loads(patches(harness)[-1].body)
     assert body["vendorInformation"] == {"provider": "SecureScore", "vendor": "Microsoft"}
     assert ticket_json(harness, ticket["id"])["secureScore"]["ok"] is True

@@ -67,8 +67,102 @@ def test_table_api_shapes(client):
     assert page.json()["result"][0]["opened_by"] == ADMIN_SYS_ID
     empty = client.get("/api/now/v2/table/incident", params={"sysparm_query": "number=NOPE"}, headers=headers)
     assert empty.status_code == 200 and empty.json() == {"result": []}
-    v1_empty = client.get("/api/now/table/incident", params={"sysparm_query": "number=NOPE"}, headers=headers)
+    v1_empty = client.get("/api/now/v1/table/incident", params={"sysparm_query": "number=NOPE"}, headers=headers)
     assert v1_empty.status_code == 404
+    latest = client.get("/api/now/table/incident", params={"sysparm_query": "number=NOPE"}, headers=headers)
+    assert latest.status_code == 200 and latest.json() == {"result": []}  # the unversioned path is the latest
+
+
+def _links(response: httpx.Response) -> dict[str, int]:
+    return {str(rel): int(httpx.URL(link["url"]).params["sysparm_offset"]) for rel, link in response.links.items()}
+
+
+def test_link_headers_as_a_real_instance_sends_them(client):
+    headers = {"Authorization": f"Bearer {_token(client)}"}
+    for _ in range(5):
+        client.post("/api/now/v2/table/incident", json={"short_description": "x"}, headers=headers)
+
+    def page(**params: str) -> httpx.Response:
+        response: httpx.Response = client.get("/api/now/v2/table/incident", params=params, headers=headers)
+        return response
+
+    assert _links(page(sysparm_limit="2")) == {"first": 0, "next": 2, "last": 4}  # no prev on the first page
+    assert _links(page(sysparm_limit="2", sysparm_offset="2")) == {"first": 0, "prev": 0, "next": 4, "last": 4}
+    assert _links(page(sysparm_limit="2", sysparm_offset="4")) == {"first": 0, "prev": 2, "last": 4}
+    whole = page(sysparm_limit="10")
+    assert "Link" not in whole.headers and whole.headers["X-Total-Count"] == "5"  # everything fits one page
+    uncounted = page(sysparm_limit="2", sysparm_no_count="true")
+    assert "X-Total-Count" not in uncounted.headers and _links(uncounted) == {"first": 0, "next": 2}
+    assert "Link" not in page(sysparm_limit="2", sysparm_suppress_pagination_header="true").headers
+    assert page().headers["Date"].endswith(" GMT")  # the instance's clock, on every answer
+
+
+def test_the_limit_applies_before_acls_so_pages_come_back_short(simulator, client):
+    headers = {"Authorization": f"Bearer {_token(client)}"}
+    ids = [
+        client.post("/api/now/v2/table/incident", json={"short_description": str(i)}, headers=headers).json()["result"][
+            "sys_id"
+        ]
+        for i in range(6)
+    ]
+    simulator.hidden.update(ids[:3])
+    params = {"sysparm_limit": "3", "sysparm_query": "ORDERBYsys_created_on^ORDERBYnumber"}
+    first = client.get("/api/now/v2/table/incident", params=params, headers=headers)
+    assert first.json()["result"] == [] and first.headers["X-Total-Count"] == "6" and "next" in first.links
+    second = client.get("/api/now/v2/table/incident", params={**params, "sysparm_offset": "3"}, headers=headers)
+    assert [r["sys_id"] for r in second.json()["result"]] == ids[3:] and "next" not in second.links
+
+
+def test_display_values_true_and_all(client):
+    headers = {"Authorization": f"Bearer {_token(client)}"}
+    created = client.post(
+        "/api/now/v2/table/incident",
+        json={"short_description": "x", "impact": 1, "urgency": 2, "assigned_to": ADMIN_SYS_ID},
+        headers=headers,
+    ).json()["result"]
+    fields = {"sysparm_fields": "state,priority,assigned_to,number"}
+    url = f"/api/now/v2/table/incident/{created['sys_id']}"
+    shown = client.get(url, params={**fields, "sysparm_display_value": "true"}, headers=headers).json()["result"]
+    assert shown["state"] == "New" and shown["priority"] == "2 - High" and shown["number"] == created["number"]
+    assert shown["assigned_to"] == {
+        "display_value": "System Administrator",
+        "link": f"{INSTANCE}/api/now/table/sys_user/{ADMIN_SYS_ID}",
+    }
+    both = client.get(url, params={**fields, "sysparm_display_value": "all"}, headers=headers).json()["result"]
+    assert both["state"] == {"display_value": "New", "value": "1"}
+    assert both["assigned_to"] == {
+        "display_value": "System Administrator",
+        "value": ADMIN_SYS_ID,
+        "link": f"{INSTANCE}/api/now/table/sys_user/{ADMIN_SYS_ID}",
+    }
+    plain = client.get(
+        url,
+        params={**fields, "sysparm_display_value": "all", "sysparm_exclude_reference_link": "true"},
+        headers=headers,
+    ).json()["result"]
+    assert plain["assigned_to"] == {"display_value": "System Administrator", "value": ADMIN_SYS_ID}
+
+
+def test_delete_answers_204_and_is_audited(simulator, client):
+    headers = {"Authorization": f"Bearer {_token(client)}"}
+    sys_id = client.post("/api/now/v2/table/incident", json={}, headers=headers).json()["result"]["sys_id"]
+    deleted = client.delete(f"/api/now/v2/table/incident/{sys_id}", headers=headers)
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert client.delete(f"/api/now/v2/table/incident/{sys_id}", headers=headers).status_code == 404
+    audit = {"sysparm_query": "tablename=incident", "sysparm_fields": "documentkey"}
+    assert client.get("/api/now/v2/table/sys_audit_delete", params=audit, headers=headers).status_code == 403
+    simulator.deny.pop("sys_audit_delete")  # an admin granted the integration user the audit role
+    rows = client.get("/api/now/v2/table/sys_audit_delete", params=audit, headers=headers).json()["result"]
+    assert rows == [{"documentkey": sys_id}]
+
+
+def test_revoke_takes_the_token_only_in_the_documented_query_form(simulator, client):
+    token = _token(client)
+    headers = {"Authorization": f"Bearer {token}"}
+    client.post("/oauth_revoke_token.do", data={"token": token})  # not the documented form: nothing happens
+    assert client.get("/api/now/v2/table/incident", headers=headers).status_code == 200
+    assert client.get("/oauth_revoke_token.do", params={"token": token}).status_code == 200
+    assert client.get("/api/now/v2/table/incident", headers=headers).status_code == 401
 
 
 def test_error_envelopes(client):

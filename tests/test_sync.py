@@ -250,27 +250,110 @@ def test_vanished_and_hidden_records_are_marked_missing_not_dropped(synced):
     sys_ids = [t.sys_id for t, _ in synced.services.store.list_tickets()]
     synced.simulator.delete("incident", sys_ids[0])
     synced.simulator.hidden.add(sys_ids[1])
-    synced.clock.advance(hours=2)
+    synced.clock.advance(hours=23)  # a whole sweep cycle
     result = sync(synced)
     assert result.reconciled and result.missing == 2
     statuses = {t.sys_id: t.status for t, _ in synced.services.store.list_tickets()}
     assert statuses == {sys_ids[0]: "missing", sys_ids[1]: "missing", sys_ids[2]: "new"}
-    reconcile = [q for q in sync_queries(synced) if q["sysparm_query"].startswith("sys_idIN")]
-    assert len(reconcile) == 1 and all(s in reconcile[0]["sysparm_query"] for s in sys_ids)
+    swept = [q for q in sync_queries(synced) if q["sysparm_query"].startswith("sys_idIN")]
+    assert len(swept) == 1 and all(s in swept[0]["sysparm_query"] for s in sys_ids)
     synced.simulator.hidden.clear()  # the ACL is fixed: the ticket comes back
-    synced.clock.advance(hours=2)
+    synced.clock.advance(hours=23)
     sync(synced)
     assert {t.sys_id: t.status for t, _ in synced.services.store.list_tickets()}[sys_ids[1]] == "new"
 
 
-def test_reconcile_runs_in_chunks_about_hourly(connected):
-    create_tickets(connected, 230)
-    first = sync(connected)
-    assert first.reconciled and first.requests == 1 + 3 + 2  # adoption scan pages + 3 chunks of <=100
-    connected.clock.advance(minutes=30)
-    assert not sync(connected).reconciled
-    connected.clock.advance(minutes=31)
-    assert sync(connected).reconciled
+def test_every_open_record_is_verified_at_least_once_a_day_at_a_few_requests(connected):
+    """The rolling sweep over two days of runs every 5 minutes: no record goes more than a day unverified."""
+    create_tickets(connected, 600)
+    first = connected.clock()
+    checked: dict[str, list[Any]] = {}
+    runs = 0
+    connected.simulator.requests.clear()
+    while connected.clock() - first < timedelta(hours=48):
+        before = len(connected.simulator.requests)
+        sync(connected)
+        runs += 1
+        for request in connected.simulator.requests[before:]:
+            query = dict(parse_qsl(urlsplit(request.url).query)).get("sysparm_query", "")
+            for sys_id in query.removeprefix("sys_idIN").split(",") if query.startswith("sys_idIN") else []:
+                checked.setdefault(sys_id, []).append(connected.clock())
+        connected.clock.advance(minutes=5)
+    tracked = {t.sys_id for t, _ in connected.services.store.list_tickets()}
+    assert set(checked) == tracked
+    gaps = [b - a for times in checked.values() for a, b in zip([first, *times], times, strict=False)]
+    assert max(gaps) <= timedelta(hours=24)
+    assert all(len(times) >= 2 for times in checked.values())  # each record more than once in two days
+    sweeps = [r for r in connected.simulator.requests if "sys_idIN" in r.url]
+    assert len(sweeps) <= 2 * 30  # a day of a few hundred records: a chunk about hourly at most
+    assert len(connected.simulator.requests) <= 2 * runs  # the incremental pass plus about one sweep request
+
+
+def test_a_deletion_is_seen_within_minutes_where_the_audit_table_is_readable(connected):
+    connected.simulator.deny.pop("sys_audit_delete")  # the integration user was granted the audit role
+    created = create_tickets(connected, 3)
+    sync(connected)
+    sys_ids = list(created)
+    connected.clock.advance(minutes=5)
+    connected.simulator.delete("incident", sys_ids[0])
+    connected.clock.advance(seconds=30)
+    connected.simulator.requests.clear()
+    result = sync(connected)
+    assert result.missing == 1 and not result.reconciled
+    assert {t.sys_id: t.status for t, _ in connected.services.store.list_tickets()}[sys_ids[0]] == "missing"
+    audit = [r for r in connected.simulator.requests if r.path.endswith("/sys_audit_delete")]
+    (query,) = [dict(parse_qsl(urlsplit(r.url).query)) for r in audit]
+    assert query["sysparm_query"].startswith("tablename=incident^sys_created_on>=")
+
+
+def test_an_unreadable_audit_table_is_asked_again_only_a_day_later(synced):
+    def audits() -> int:
+        return sum(1 for r in synced.simulator.requests if r.path.endswith("/sys_audit_delete"))
+
+    assert audits() == 0  # the fixture's first run asked and was refused; that is remembered
+    for _ in range(3):
+        synced.clock.advance(minutes=5)
+        sync(synced)
+    assert audits() == 0
+    synced.clock.advance(days=1)
+    sync(synced)
+    assert audits() == 1
+
+
+def test_a_short_page_with_more_behind_it_does_not_end_the_scan(connected):
+    """ServiceNow limits before ACLs: hidden rows make a page short while more follow (the Link header says so)."""
+    create_tickets(connected, 12)
+    sync(connected, page_size=5)
+    connected.clock.advance(minutes=10)
+    records = sorted(connected.services.store.list_tickets(), key=lambda pair: pair[0].created_at)
+    sys_ids = [t.sys_id for t, _ in records if t.sys_id]
+    agent_changes(connected, sys_ids, state="2")
+    connected.simulator.hidden.update(sys_ids[2:5])  # the first page shows two of its five rows
+    result = sync(connected, page_size=5)
+    assert result.changed == 9 and result.errors == []
+    assert all(connected.services.store.find_ticket_by_sys_id(s)[0].status == "in_progress" for s in sys_ids[5:])
+
+
+def test_an_all_hidden_page_is_stepped_over_and_the_watermark_moves_past_it(connected):
+    create_tickets(connected, 12)
+    sync(connected, page_size=5)
+    connected.clock.advance(minutes=10)
+    records = sorted(connected.services.store.list_tickets(), key=lambda pair: pair[0].created_at)
+    sys_ids = [t.sys_id for t, _ in records if t.sys_id]
+    agent_changes(connected, sys_ids, state="2")
+    connected.simulator.hidden.update(sys_ids[:5])  # a whole page nobody may see, and more behind it
+    result = sync(connected, page_size=5)
+    assert result.changed == 7 and result.errors == []
+    # Every changed record hidden: the scan pages over them once, and the watermark still moves past them, so
+    # later runs do not read them again and again.
+    agent_changes(connected, sys_ids, state="3")
+    connected.simulator.hidden.update(sys_ids)
+    connected.clock.advance(minutes=3)
+    connected.simulator.requests.clear()
+    assert sync(connected, page_size=5).requests == 3
+    connected.clock.advance(minutes=5)
+    connected.simulator.requests.clear()
+    assert sync(connected, page_size=5).requests == 1
 
 
 def test_the_sync_finishes_creations_left_pending(connected):

@@ -1,7 +1,10 @@
-"""A tenant's Secure Score, as Microsoft Graph returns it: 64 control profiles with the real id styles
+"""A tenant's Secure Score, as Microsoft Graph returns it: 300 control profiles with the real id styles
 (`AdminMFAV2`, `aad_*`, `mdo_*`, Defender for Endpoint `scid_*`, Defender for Cloud Apps
 `11770.MDA_Google_*`), HTML remediation, `"Unknown"`/null costs and display-string threats, and 90 daily
-snapshots whose `controlScores` carry the undocumented fields real tenants return. Shapes:
+snapshots whose `controlScores` carry the undocumented fields real tenants return. As in real tenants, the
+profiles are every control Microsoft has, whatever the licences, and only 120 of them are scored for this tenant
+(one tenant measured 244 control scores against 462 profiles; reference section 7). Older snapshots have
+`description: null` and lack `lastSynced`, `count`, `total` and `on`, as captured ones do. Shapes:
 ../shared/reference/microsoft-graph-secure-score.md. Deterministic: the same data every run.
 """
 
@@ -84,6 +87,25 @@ CONTROLS: list[tuple[str, str, str, str, float, str, str, str | None, str | None
 ]  # fmt: skip
 DEPRECATED = {"PWAgePolicyNew"}
 MISSING_FROM_SCORES = {"azure_keyvault_purge_protection"}  # real snapshots leave some controls out
+# Defender for Cloud Apps' SaaS controls for apps this tenant may not have connected: the bulk of real catalogues.
+SAAS_APPS = [("Okta", 11811), ("Salesforce", 11812), ("ServiceNow", 11833), ("Zoom", 11844), ("Box", 11855),
+             ("Dropbox", 11866), ("Atlassian", 11877), ("Workday", 11888), ("DocuSign", 11899), ("Slack", 11900),
+             ("AWS", 11911), ("GCP", 11922), ("Citrix", 11933), ("Egnyte", 11944), ("Miro", 11955),
+             ("NetDocuments", 11966), ("Smartsheet", 11977), ("Webex", 11988)]  # fmt: skip
+SAAS_SETTINGS = [("EnforceMFA", "Require multifactor authentication for all users in {app}", 8),
+                 ("SessionTimeout", "Set the {app} session timeout to 15 minutes or less", 3),
+                 ("PasswordPolicy", "Enforce a strong password policy in {app}", 5),
+                 ("AdminAudit", "Turn on audit logging for administrator actions in {app}", 4),
+                 ("ExternalSharing", "Restrict external sharing in {app}", 6),
+                 ("IPRestrictions", "Restrict {app} sign-in to trusted IP ranges", 4),
+                 ("DeviceTrust", "Allow only managed devices to sign in to {app}", 5),
+                 ("LoginAlerts", "Alert administrators on suspicious sign-ins to {app}", 2),
+                 ("AppPermissions", "Review third-party app permissions in {app}", 3),
+                 ("InactiveUsers", "Disable inactive user accounts in {app}", 2),
+                 ("SSOEnforced", "Require single sign-on through Microsoft Entra ID for {app}", 9),
+                 ("APIKeysRotation", "Rotate {app} API keys at least every 90 days", 3),
+                 ("DataExport", "Restrict bulk data export in {app}", 4)]  # fmt: skip
+SCORED_SAAS = 55  # this tenant connected a few apps: their first controls are scored
 
 
 def remediation_html(control_id: str, title: str, service: str) -> str:
@@ -105,11 +127,21 @@ def remediation_html(control_id: str, title: str, service: str) -> str:
     )
 
 
+def saas_controls() -> list[tuple[str, str, str, str, float, str, str, str | None, str | None, list[str]]]:
+    """The generated Defender for Cloud Apps controls, in rank order after the hand-written ones."""
+    return [
+        (f"{number}.MDA_{app}_{setting}", title.format(app=app), "Apps", f"MDA_{app}", float(points),
+         "Core" if points >= 5 else "Defense in Depth", "Config", "Moderate", "Unknown", ["Account Breach"])
+        for app, number in SAAS_APPS
+        for setting, title, points in SAAS_SETTINGS
+    ]  # fmt: skip
+
+
 def profiles() -> list[dict[str, Any]]:
     """The control profiles, ordered by rank as Graph lists them."""
     result = []
     for rank, (cid, title, category, service, max_score, tier, action, impact, cost, threats) in enumerate(
-        CONTROLS, start=1
+        CONTROLS + saas_controls(), start=1
     ):
         result.append(
             {
@@ -154,10 +186,12 @@ def profiles() -> list[dict[str, Any]]:
 
 
 def initial_scores(seed: int = 7) -> dict[str, float]:
-    """Today's score per control: about a third completed, a third partial, a third nothing."""
+    """Today's score per *scored* control (a control left out is not scored for this tenant): about a third
+    completed, a third partial, a third nothing."""
     rng = random.Random(seed)
     scores = {}
-    for cid, _title, _category, _service, max_score, *_ in CONTROLS:
+    scored = [c for c in CONTROLS if c[0] not in MISSING_FROM_SCORES] + saas_controls()[:SCORED_SAAS]
+    for cid, _title, _category, _service, max_score, *_ in scored:
         roll = rng.random()
         scores[cid] = (
             max_score if roll < 0.35 else round(max_score * rng.choice([0.25, 0.5, 0.75]), 2) if roll < 0.65 else 0.0
@@ -166,30 +200,37 @@ def initial_scores(seed: int = 7) -> dict[str, float]:
     return scores
 
 
-def snapshot(day: datetime, profiles: list[dict[str, Any]], scores: dict[str, float]) -> dict[str, Any]:
-    """One daily `secureScore` with `controlScores` (and the undocumented fields live tenants show)."""
+def snapshot(
+    day: datetime, profiles: list[dict[str, Any]], scores: dict[str, float], *, older: bool = False
+) -> dict[str, Any]:
+    """One daily `secureScore` with `controlScores` for the scored controls (and the undocumented fields live
+    tenants show; an `older` one as captured older snapshots are: `description: null`, fewer fields)."""
     controls = []
     for profile in profiles:
         cid, max_score = profile["id"], float(profile.get("maxScore") or 0.0)
-        if cid in MISSING_FROM_SCORES:
+        if cid not in scores:
             continue
-        score = scores.get(cid, 0.0)
-        controls.append(
-            {
-                "controlCategory": profile.get("controlCategory"),
-                "controlName": cid,
-                "description": f"{profile.get('title')}.",
-                "score": score,
-                "scoreInPercentage": round(100 * score / max_score, 2) if max_score else 0.0,
-                "implementationStatus": "You have completed this action."
-                if score >= max_score
-                else f"{int(score * 10)} of {int(max_score * 10)} items are configured.",
-                "lastSynced": (day - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "count": str(int(score * 10)),
-                "total": str(int(max_score * 10)),
-                "on": "true",
-            }
-        )
+        score = scores[cid]
+        entry: dict[str, Any] = {
+            "controlCategory": profile.get("controlCategory"),
+            "controlName": cid,
+            "description": None if older else f"{profile.get('title')}.",
+            "score": score,
+            "scoreInPercentage": round(100 * score / max_score, 2) if max_score else 0.0,
+            "implementationStatus": ""
+            if older
+            else "You have completed this action."
+            if score >= max_score
+            else f"{int(score * 10)} of {int(max_score * 10)} items are configured.",
+        }
+        if not older:
+            entry.update(
+                lastSynced=(day - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                count=str(int(score * 10)),
+                total=str(int(max_score * 10)),
+                on="true",
+            )
+        controls.append(entry)
     return {
         "id": f"{TENANT}_{day.strftime('%Y-%m-%d')}",
         "azureTenantId": TENANT,
@@ -198,7 +239,7 @@ def snapshot(day: datetime, profiles: list[dict[str, Any]], scores: dict[str, fl
         "currentScore": round(sum(c["score"] for c in controls), 2),
         "enabledServices": ["HasExchange", "HasSharePoint", "HasOD4B", "HasYammer", "HasTeams"],
         "licensedUserCount": 450,
-        "maxScore": float(sum(float(p.get("maxScore") or 0.0) for p in profiles if p["id"] not in MISSING_FROM_SCORES)),
+        "maxScore": float(sum(float(p.get("maxScore") or 0.0) for p in profiles if p["id"] in scores)),
         "averageComparativeScores": [
             {"basis": "AllTenants", "averageScore": 41.2, "identityScore": 60.1, "identityScoreMax": 100.0},
             {
@@ -228,5 +269,5 @@ def history(
     snapshots = []
     for ago in range(days):
         then = {cid: (score if ago <= done_on[cid] else round(score / 2, 2)) for cid, score in scores.items()}
-        snapshots.append(snapshot(midnight - timedelta(days=ago), profiles, then))
+        snapshots.append(snapshot(midnight - timedelta(days=ago), profiles, then, older=ago >= 30))
     return snapshots

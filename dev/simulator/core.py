@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -64,6 +65,18 @@ INCIDENT_FIELDS = {
     "hold_reason",
 }
 USER_FIELDS = {"sys_id", "user_name", "name", "email", "active", "sys_created_on", "sys_updated_on"}
+# sys_audit_delete: one row per deleted record (documentkey = its sys_id, tablename = its table).
+AUDIT_DELETE_FIELDS = {"sys_id", "tablename", "documentkey", "display_value", "sys_created_on", "sys_created_by"}
+REFERENCES = {"caller_id": "sys_user", "opened_by": "sys_user", "assigned_to": "sys_user"}
+# Choice labels, for sysparm_display_value (the base system's incident choices).
+CHOICES = {
+    "state": {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"},
+    "incident_state": {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"},
+    "impact": {"1": "1 - High", "2": "2 - Medium", "3": "3 - Low"},
+    "urgency": {"1": "1 - High", "2": "2 - Medium", "3": "3 - Low"},
+    "priority": {"1": "1 - Critical", "2": "2 - High", "3": "3 - Moderate", "4": "4 - Low", "5": "5 - Planning"},
+    "active": {"true": "true", "false": "false"},
+}
 PRIORITY = {
     ("1", "1"): "1",
     ("1", "2"): "2",
@@ -102,6 +115,8 @@ class SimResponse:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     drop: bool = False  # close the connection without answering (after any commit)
+    stall: float = 0.0  # seconds to wait before answering at all (a time-out after the commit)
+    drip: float = 0.0  # seconds between the body's bytes, after the headers went out
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> SimResponse:
@@ -118,7 +133,9 @@ class SimResponse:
 class Fault:
     """One injected failure. `kind`: 'status' (answer `status` with `headers`, before any commit),
     'drop' (reset before doing anything), 'commit_then_drop' (do the work, then reset),
-    'commit_then_status' (do the work, then answer `status`), 'latency' (wait `seconds`, then answer)."""
+    'commit_then_status' (do the work, then answer `status`), 'commit_then_timeout' (do the work, then answer
+    nothing until the client's deadline has passed: `seconds`), 'latency' (wait `seconds`, then answer),
+    'drip' (answer, but send the body one byte every `seconds`)."""
 
     kind: str
     status: int = 503
@@ -179,14 +196,17 @@ class ServiceNowSimulator:
         self.access_tokens: dict[str, Grant] = {}
         self.refresh_tokens: dict[str, Grant] = {}
         self.current_access: dict[str, str] = {}  # refresh token -> the access token it last gave
-        self.tables: dict[str, dict[str, dict[str, Any]]] = {"incident": {}, "sys_user": {}}
-        self.fields: dict[str, set[str]] = {"incident": set(INCIDENT_FIELDS), "sys_user": set(USER_FIELDS)}
+        self.tables: dict[str, dict[str, dict[str, Any]]] = {"incident": {}, "sys_user": {}, "sys_audit_delete": {}}
+        self.fields: dict[str, set[str]] = {"incident": set(INCIDENT_FIELDS), "sys_user": set(USER_FIELDS),
+                                            "sys_audit_delete": set(AUDIT_DELETE_FIELDS)}  # fmt: skip
         self.faults: list[Fault] = []
         self.requests: list[SimRequest] = []
         self.auto_approve = False
         self.reuse_refresh_token = False  # a new code grant returns the user's current refresh token
         self.ip_denied = False
-        self.deny: dict[str, set[str]] = {}  # table -> {"read", "insert", "update", "cross_scope"}
+        # table -> {"read", "insert", "update", "delete", "cross_scope"}. sys_audit_delete needs an admin-granted
+        # role on real instances, so an integration user is refused it unless a test grants it.
+        self.deny: dict[str, set[str]] = {"sys_audit_delete": {"read"}}
         self.mandatory: dict[str, dict[str, str]] = {}  # table -> {field: label}: a data policy on insert
         self.mandatory_on_resolve: dict[str, dict[str, str]] = {}  # table -> {field: label} when resolving
         self.signed_in_user = INTEGRATION_USER_SYS_ID
@@ -249,8 +269,19 @@ class ServiceNowSimulator:
             return dict(record)
 
     def delete(self, table: str, sys_id: str) -> None:
+        """What an agent's delete does: the record goes, and sys_audit_delete remembers it."""
         with self.lock:
-            self.tables[table].pop(sys_id, None)
+            record = self.tables[table].pop(sys_id, None)
+            if record is not None:
+                self._audit_delete(table, record, "admin")
+
+    def _audit_delete(self, table: str, record: dict[str, Any], user: str) -> None:
+        audit_id = uuid.uuid4().hex
+        self.tables["sys_audit_delete"][audit_id] = {
+            "sys_id": audit_id, "tablename": table, "documentkey": str(record.get("sys_id")),
+            "display_value": str(record.get("number") or ""), "sys_created_on": _now_text(self.clock()),
+            "sys_created_by": user,
+        }  # fmt: skip
 
     def handle(self, request: SimRequest) -> SimResponse:
         if self.before_request is not None:
@@ -265,6 +296,12 @@ class ServiceNowSimulator:
                 and self.chaos_random.random() < self.chaos_rate
             ):
                 fault = self._chaos_fault()
+        response = self._faulted(request, fault)
+        # Every HTTP response carries the server's clock (RFC 9110 section 6.6.1): the instance's own time.
+        response.headers.setdefault("Date", formatdate(self.clock(), usegmt=True))
+        return response
+
+    def _faulted(self, request: SimRequest, fault: Fault | None) -> SimResponse:
         if self.latency:
             time.sleep(self.latency)
         if fault is not None and fault.kind == "latency":
@@ -290,6 +327,10 @@ class ServiceNowSimulator:
             return SimResponse(0, drop=True)
         if fault is not None and fault.kind == "commit_then_status":
             return SimResponse.envelope(fault.status, "Transaction cancelled", "Injected fault after commit")
+        if fault is not None and fault.kind == "commit_then_timeout":
+            response.stall = fault.seconds or 3600.0
+        if fault is not None and fault.kind == "drip":
+            response.drip = fault.seconds
         return response
 
     def _chaos_fault(self) -> Fault:
@@ -322,9 +363,10 @@ class ServiceNowSimulator:
             return self._revoke(request)
         if path == "/nav_to.do":
             return self._record_page(request)
-        for prefix in ("/api/now/v2/table/", "/api/now/v1/table/", "/api/now/table/"):
+        # The unversioned path is the latest version's (Table API docs): v2, which answers an empty query with 200.
+        for prefix, latest in (("/api/now/v2/table/", True), ("/api/now/v1/table/", False), ("/api/now/table/", True)):
             if path.startswith(prefix):
-                return self._table(request, path[len(prefix) :].split("/"), versioned_v2=prefix.endswith("v2/table/"))
+                return self._table(request, path[len(prefix) :].split("/"), versioned_v2=latest)
         return SimResponse(404, {"Content-Type": "text/html"}, b"<html><body>Not found</body></html>")
 
     # -- OAuth ---------------------------------------------------------------------------------------
@@ -463,7 +505,9 @@ class ServiceNowSimulator:
         )
 
     def _revoke(self, request: SimRequest) -> SimResponse:
-        token = request.form().get("token") or request.query.get("token", "")
+        # Only the documented form: "append the access or refresh token" as `?token=` (t_RevokeOAuthToken). A token
+        # in a form body is not documented, so it revokes nothing here (the stricter reading).
+        token = request.query.get("token", "")
         with self.lock:
             for store in (self.access_tokens, self.refresh_tokens):
                 if token in store:
@@ -539,7 +583,9 @@ class ServiceNowSimulator:
         if table not in self.tables:
             return SimResponse.envelope(400, f"Invalid table {table}", None)
         denied = self.deny.get(table, set())
-        operation = {"GET": "read", "POST": "insert", "PATCH": "update", "PUT": "update"}.get(request.method, "")
+        operation = {"GET": "read", "POST": "insert", "PATCH": "update", "PUT": "update", "DELETE": "delete"}.get(
+            request.method, ""
+        )
         if "cross_scope" in denied:
             verb = {"read": "Read", "insert": "Create", "update": "Write"}.get(operation, "Read")
             return SimResponse.envelope(
@@ -555,7 +601,7 @@ class ServiceNowSimulator:
                     "Insufficient rights to query records",
                     "Field(s) present in the query do not have permission to be read",
                 )
-            verb = "Insert" if operation == "insert" else "Update"
+            verb = {"insert": "Insert", "delete": "Delete"}.get(operation, "Update")
             return SimResponse.envelope(
                 403, "Operation Failed", f"ACL Exception {verb} Failed due to security constraints"
             )
@@ -571,51 +617,89 @@ class ServiceNowSimulator:
                 return self._insert(request, table, user)
             if request.method in ("PATCH", "PUT") and sys_id:
                 return self._update(request, table, sys_id, user)
+            if request.method == "DELETE" and sys_id:
+                record = self.tables[table].get(sys_id)
+                if record is None or sys_id in self.hidden:
+                    return _no_record()
+                self.tables[table].pop(sys_id)
+                self._audit_delete(table, record, user)
+                return SimResponse(204)  # "DELETE returns 204 with no body" (Table API docs)
         return SimResponse.envelope(405, "Method not Supported", f"{request.method} is not supported here")
 
     def _shape(self, table: str, record: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
+        """A record as the Table API returns it: every value a string, references as `{link, value}` (or the plain
+        sys_id with `sysparm_exclude_reference_link=true`); with `sysparm_display_value=true` display values
+        (a reference's display name, a choice's label), with `all` `{display_value, value}` pairs plus the
+        reference link (Table API docs, GET parameters)."""
         wanted = [f for f in params.get("sysparm_fields", "").split(",") if f]
         exclude = params.get("sysparm_exclude_reference_link") == "true"
-        shaped = {}
+        display = params.get("sysparm_display_value", "false").lower()
+        shaped: dict[str, Any] = {}
         for name in wanted or sorted(record):
             if "." in name:  # dot-walking a reference: assigned_to.email
-                shaped[name] = self._dot_walk(record, name)
+                value = self._dot_walk(record, name)
+                shaped[name] = {"display_value": value, "value": value} if display == "all" else value
                 continue
             if name not in self.fields[table]:
                 continue
-            value = record.get(name, "")
-            if isinstance(value, dict) and exclude:
-                value = value["value"]
-            shaped[name] = value
+            shaped[name] = self._field_value(name, record.get(name, ""), display, exclude)
         return shaped
+
+    def _field_value(self, name: str, value: Any, display: str, exclude: bool) -> Any:
+        reference = value if isinstance(value, dict) else None
+        raw = str(reference["value"]) if reference else ("" if value is None else str(value))
+        if display == "false":
+            return raw if reference is None or exclude else dict(reference)
+        shown = self._display(name, raw)
+        if display == "true":
+            if reference is None or exclude:
+                return shown
+            return {"display_value": shown, "link": reference["link"]}
+        pair: dict[str, Any] = {"display_value": shown, "value": raw}
+        if reference is not None and not exclude:
+            pair["link"] = reference["link"]
+        return pair
+
+    def _display(self, name: str, raw: str) -> str:
+        if not raw:
+            return ""
+        if name in REFERENCES:
+            referenced = self.tables.get(REFERENCES[name], {}).get(raw)
+            return str((referenced or {}).get("name") or (referenced or {}).get("number") or "")
+        return CHOICES.get(name, {}).get(raw, raw)
 
     def _dot_walk(self, record: dict[str, Any], name: str) -> str:
         reference, _, target = name.partition(".")
         value = record.get(reference)
         sys_id = value.get("value") if isinstance(value, dict) else None
-        referenced = self.tables["sys_user"].get(sys_id or "")
+        referenced = self.tables.get(REFERENCES.get(reference, "sys_user"), {}).get(sys_id or "")
         return str(referenced.get(target, "")) if referenced else ""
 
     def _list(self, request: SimRequest, table: str, user: str, v2: bool) -> SimResponse:
+        """A page as ServiceNow makes it: query, order, `sysparm_offset` and `sysparm_limit` first, and only then
+        the ACL filter, so a page can come back short or empty while more rows follow, and `X-Total-Count` counts
+        rows before ACLs ("sysparm_limit ... applied before ACL filtering", Table API docs)."""
         params = request.query
         parsed = encoded_query.parse(params.get("sysparm_query", ""), lambda js: self._javascript(js, user))
-        rows = [
-            r
-            for r in self.tables[table].values()
-            if r["sys_id"] not in self.hidden and encoded_query.matches(parsed, r, self.fields[table])
-        ]
+        rows = [r for r in self.tables[table].values() if encoded_query.matches(parsed, r, self.fields[table])]
         rows = encoded_query.sort(parsed, rows)
         try:
             limit = int(params.get("sysparm_limit", "10000"))
             offset = int(params.get("sysparm_offset", "0"))
         except ValueError:
             return SimResponse.envelope(400, "Invalid parameter", "sysparm_limit and sysparm_offset are numbers")
-        page = rows[max(offset, 0) : max(offset, 0) + limit]
+        offset, limit = max(offset, 0), max(limit, 1)
+        window = rows[offset : offset + limit]
+        page = [r for r in window if r["sys_id"] not in self.hidden]
         if not page and not v2 and not rows:
             return _no_record()
-        headers = {"X-Total-Count": str(len(rows))}
+        counted = params.get("sysparm_no_count") != "true"
+        headers = {"X-Total-Count": str(len(rows))} if counted else {}
         if params.get("sysparm_suppress_pagination_header") != "true":
-            headers["Link"] = _links(request, offset, limit, len(rows))
+            more = offset + limit < len(rows) if counted else len(window) == limit
+            link = _links(request, offset, limit, len(rows) if counted else None, more)
+            if link:
+                headers["Link"] = link
         return SimResponse.json(200, {"result": [self._shape(table, r, params) for r in page]}, headers)
 
     def _javascript(self, script: str, user: str) -> str:
@@ -737,7 +821,12 @@ def _page(status: int, title: str, message: str) -> SimResponse:
     return SimResponse(status, {"Content-Type": "text/html;charset=UTF-8"}, body.encode())
 
 
-def _links(request: SimRequest, offset: int, limit: int, total: int) -> str:
+def _links(request: SimRequest, offset: int, limit: int, total: int | None, more: bool) -> str:
+    """The `Link` header a real instance sends: first, prev (not on the first page), next (while more follow)
+    and last (when the total is counted); none at all when everything fits one page
+    (reference/servicenow-api.md, ServiceNowITOM/ansible-sn-inventory#15)."""
+    if offset == 0 and not more:
+        return ""
     parts = urlsplit(request.url)
     base = f"{parts.scheme}://{parts.netloc}{parts.path}"
     params = request.query
@@ -745,8 +834,11 @@ def _links(request: SimRequest, offset: int, limit: int, total: int) -> str:
     def link(rel: str, at: int) -> str:
         return f'<{base}?{urlencode({**params, "sysparm_limit": limit, "sysparm_offset": at})}>;rel="{rel}"'
 
-    links = [link("first", 0), link("prev", offset - limit)]  # ServiceNow sends prev even on page one
-    if offset + limit < total:
+    links = [link("first", 0)]
+    if offset > 0:
+        links.append(link("prev", max(offset - limit, 0)))
+    if more:
         links.append(link("next", offset + limit))
-    links.append(link("last", max((total - 1) // max(limit, 1) * limit, 0)))
+    if total is not None:
+        links.append(link("last", max((total - 1) // limit * limit, 0)))
     return ",".join(links)

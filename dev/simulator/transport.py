@@ -1,10 +1,13 @@
-"""Two ways to reach the simulator: an httpx transport (in process) and a loopback HTTP server."""
+"""Two ways to reach a simulator: an httpx transport (in process) and a loopback HTTP(S) server."""
 
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import threading
+import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
@@ -19,6 +22,21 @@ class Simulated(Protocol):
     def handle(self, request: SimRequest) -> SimResponse: ...
 
     def bind(self, base_url: str) -> None: ...
+
+
+class _Drip(httpx.SyncByteStream):
+    """A body that arrives one byte every `seconds`, as a server that trickles its answer sends it."""
+
+    def __init__(self, body: bytes, seconds: float) -> None:
+        self._body = body
+        self._seconds = seconds
+        self.finished = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        for i in range(len(self._body)):
+            time.sleep(self._seconds)
+            yield self._body[i : i + 1]
+        self.finished = True
 
 
 class SimulatorTransport(httpx.BaseTransport):
@@ -37,6 +55,12 @@ class SimulatorTransport(httpx.BaseTransport):
         response = self.simulator.handle(SimRequest(request.method, str(request.url), headers, body))
         if response.drop:
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        if response.stall:
+            # The work is done, but the answer never comes within the client's deadline: what the client sees.
+            raise httpx.ReadTimeout("timed out waiting for the response", request=request)
+        if response.drip:
+            return httpx.Response(response.status, headers=response.headers, request=request,
+                                  stream=_Drip(response.body, response.drip))  # fmt: skip
         return httpx.Response(response.status, headers=response.headers, content=response.body, request=request)
 
 
@@ -49,20 +73,42 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
-        url = f"http://{host}{self.path}"
+        url = f"{self.server.scheme}://{host}{self.path}"
         headers = {k.lower(): v for k, v in self.headers.items()}
         response = self.server.simulator.handle(SimRequest(self.command, url, headers, body))
         if response.drop:
-            # SO_LINGER 0 turns close() into a TCP reset: the client sees the connection drop.
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
+            self._reset()
             return
-        self.send_response(response.status)
+        if response.stall and self.server.stop.wait(response.stall):
+            return
+        self.send_response_only(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
+        if "date" not in {k.lower() for k in response.headers}:
+            self.send_header("Date", self.date_time_string())
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        self.wfile.write(response.body)
+        if not response.drip:
+            self.wfile.write(response.body)
+            return
+        self.wfile.flush()
+        self.server.drips_started += 1
+        try:
+            for i in range(len(response.body)):
+                if self.server.stop.wait(response.drip):
+                    return
+                self.wfile.write(response.body[i : i + 1])
+                self.wfile.flush()
+        except OSError:  # the client hung up before the drip ended: what a deadline does
+            self.server.drips_cut += 1
+            self.close_connection = True
+            return
+        self.server.drips_finished += 1
+
+    def _reset(self) -> None:
+        # SO_LINGER 0 turns close() into a TCP reset: the client sees the connection drop.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
@@ -73,15 +119,29 @@ class _Handler(BaseHTTPRequestHandler):
 class _SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], simulator: Simulated) -> None:
+    def __init__(self, address: tuple[str, int], simulator: Simulated, tls: ssl.SSLContext | None) -> None:
         super().__init__(address, _Handler)
         self.simulator = simulator
+        self.scheme = "https" if tls else "http"
+        self.tls = tls
+        self.stop = threading.Event()  # set on shutdown: stalls and drips end at once
+        self.drips_started = self.drips_cut = self.drips_finished = 0
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True)
+        return sock, address
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        super().shutdown()
 
 
-def serve(simulator: Simulated, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
-    """Serve on 127.0.0.1 in a daemon thread; returns the server and its base URL."""
-    server = _SimulatorServer(("127.0.0.1", port), simulator)
-    url = f"http://127.0.0.1:{server.server_address[1]}"
+def serve(simulator: Simulated, port: int = 0, *, tls: ssl.SSLContext | None = None) -> tuple[_SimulatorServer, str]:
+    """Serve on 127.0.0.1 in a daemon thread (over TLS with `tls`); returns the server and its base URL."""
+    server = _SimulatorServer(("127.0.0.1", port), simulator, tls)
+    url = f"{server.scheme}://127.0.0.1:{server.server_address[1]}"
     simulator.bind(url)
-    threading.Thread(target=server.serve_forever, args=(0.05,), name="servicenow-simulator", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), name="simulator", daemon=True).start()
     return server, url

@@ -86,6 +86,10 @@ class TicketStore(Protocol):
 
     def find_ticket_by_sys_id(self, sys_id: str) -> tuple[Ticket, str] | None: ...
 
+    def list_tracked_by_sys_id(self, after: str, upto: str, limit: int) -> list[tuple[str, str]]:
+        """(sys_id, ticket id) of linked tickets not closed or canceled, with `after` < sys_id <= `upto`, in
+        sys_id order, at most `limit` of them (the rolling sweep's slice)."""
+
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
         """The sync watermark and the last run's result, with its ETag."""
 

@@ -251,6 +251,15 @@ class SqliteTicketStore:
             row = self._db.execute("SELECT data, version FROM tickets WHERE sys_id = ?", (sys_id,)).fetchone()
         return None if row is None else (Ticket.from_record(json.loads(row[0])), str(row[1]))
 
+    def list_tracked_by_sys_id(self, after: str, upto: str, limit: int) -> list[tuple[str, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sys_id, id FROM tickets WHERE sys_id > ? AND sys_id <= ? "
+                "AND status NOT IN ('closed', 'canceled') ORDER BY sys_id LIMIT ?",
+                (after, upto, limit),
+            ).fetchall()
+        return [(str(sys_id), str(ticket_id)) for sys_id, ticket_id in rows]
+
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
         with self._lock:
             row = self._db.execute("SELECT data, version FROM sync_state WHERE id = 1").fetchone()

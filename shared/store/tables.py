@@ -229,7 +229,8 @@ class TableTicketStore:
             return []
         from azure.data.tables import UpdateMode
 
-        hint = {"PartitionKey": _TICKET_PARTITION, "RowKey": _sys_id_key(ticket.sys_id), "ticket_id": ticket.id}
+        hint = {"PartitionKey": _TICKET_PARTITION, "RowKey": _sys_id_key(ticket.sys_id), "ticket_id": ticket.id,
+                "status": ticket.status}  # fmt: skip
         return [("upsert", hint, {"mode": UpdateMode.REPLACE})]
 
     def delete_ticket(self, ticket_id: str) -> None:
@@ -420,6 +421,24 @@ class TableTicketStore:
             self._table(TICKETS).submit_transaction(self._sys_id_hint(ticket))
             return ticket, str(entity.metadata["etag"])
         return None
+
+    def list_tracked_by_sys_id(self, after: str, upto: str, limit: int) -> list[tuple[str, str]]:
+        """From the sys_id hints, which sort by sys_id and carry the ticket's status: one range query. A hint
+        written before hints carried a status counts as tracked (verifying it once more is harmless)."""
+        entities = self._table(TICKETS).query_entities(
+            "PartitionKey eq @pk and RowKey gt @after and RowKey le @upto",
+            parameters={"pk": _TICKET_PARTITION, "after": _sys_id_key(after), "upto": _sys_id_key(upto)},
+            select=["RowKey", "ticket_id", "status"],
+            results_per_page=min(max(limit, 1), 1000),
+        )
+        found: list[tuple[str, str]] = []
+        for entity in entities:
+            if entity.get("status") in ("closed", "canceled"):
+                continue
+            found.append((str(entity["RowKey"]).removeprefix(_sys_id_key("")), str(entity["ticket_id"])))
+            if len(found) >= limit:
+                break
+        return found
 
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
         return self._get_json(SYNC, "sync", "state")

@@ -1,0 +1,175 @@
+"""What ServiceNow's record says, applied to the store: the one place the status sync, a push notice and a Secure
+Score edge bring a ticket up to date, so they all follow the same rules (DESIGN section 11):
+
+- never back to an older version of the record (`sys_mod_count`, then `sys_updated_on`), so order, replays and
+  overlapping runs end where one run would;
+- a ticket that reopens takes its recommendation's claim back; if another open ticket holds it, the conflict is
+  recorded (on the ticket and in provisioning) rather than a second claim made;
+- a record that vanished or that ACLs hide is marked `missing`, never dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from shared.claims import take_claim
+from shared.problems import ConnectorError
+from shared.runs import failure_entry, merge_failures
+from shared.services import Services
+from shared.store import StoreConflict, TicketStore
+from shared.tickets import CLOSED_STATUSES, SERVICENOW_TIME, Ticket, mod_count
+
+log = logging.getLogger(__name__)
+
+
+class DuplicateOpenRecord(ConnectorError):
+    """Two open ServiceNow records for one recommendation: a closed one was reopened after a new one was made,
+    or a person opened a record by hand with the connector's correlation id."""
+
+    code = "duplicate_open_record"
+
+
+def record_fields(services: Services) -> str:
+    """The only fields the connector reads back from a record (the sync, a push notice's GET, a state change)."""
+    field_map = services.settings.field_map
+    return ",".join(
+        dict.fromkeys(
+            [
+                "sys_id",
+                "number",
+                field_map.target("state"),
+                "sys_updated_on",
+                field_map.target("correlation_id"),
+                field_map.target("name"),
+                "priority",
+                "sys_mod_count",
+                f"{field_map.target('assignee')}.email",
+            ]
+        )
+    )
+
+
+def update_sync_state(store: TicketStore, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Change the sync's run state under its ETag, re-reading on a lost race."""
+    for _ in range(10):
+        found = store.get_sync_state()
+        state, etag = (dict(found[0]), found[1]) if found else ({}, None)
+        try:
+            store.put_sync_state(change(state), etag)
+            return
+        except StoreConflict:
+            continue
+    raise StoreConflict("the sync state kept changing")
+
+
+def note_failures(store: TicketStore, changes: dict[str, dict[str, Any] | None]) -> None:
+    """Record (or clear, with None) item failures in the sync state, where provisioning lists them."""
+    update_sync_state(store, lambda state: {**state, "failures": merge_failures(state.get("failures"), changes)})
+
+
+def compare(row: dict[str, Any], ticket: Ticket) -> int:
+    """-1 if the record is older than what the ticket holds, 0 the same version, 1 newer. `sys_mod_count` is
+    the record's own version counter; `sys_updated_on` (one-second resolution) only when a count is missing."""
+    theirs, ours = mod_count(row), ticket.servicenow_mod_count
+    if theirs is not None and ours is not None:
+        return (theirs > ours) - (theirs < ours)
+    stamp = str(row.get("sys_updated_on") or "")
+    held = ticket.servicenow_updated_on
+    if SERVICENOW_TIME.fullmatch(stamp) and held and ours is not None:
+        return (stamp > held) - (stamp < held)
+    return 1  # a ticket without a version yet: what ServiceNow says now is the truth
+
+
+def is_conflict(error: dict[str, Any] | None) -> bool:
+    return error is not None and error.get("code") == DuplicateOpenRecord.code
+
+
+def apply_record(services: Services, ticket_id: str, row: dict[str, Any]) -> bool:
+    """Bring one ticket to what ServiceNow's record says; True if that changed it."""
+    store = services.store
+    field_map = services.settings.field_map
+    for _ in range(10):
+        found = store.get_ticket(ticket_id)
+        if found is None:
+            return False
+        ticket, etag = found
+        order = compare(row, ticket)
+        if order < 0:
+            return False
+        now = services.clock().isoformat()
+        updated = ticket.with_link({**row, "number": row.get("number") or ticket.number}, field_map, now)
+        updated = replace(updated, lease_until=ticket.lease_until, extra=ticket.extra, error=ticket.error)
+        if (updated.status, updated.servicenow_state, updated.assigned_to) == (
+            ticket.status,
+            ticket.servicenow_state,
+            ticket.assigned_to,
+        ):
+            if order > 0:
+                with contextlib.suppress(StoreConflict):  # someone wrote a newer version; the next run sees it
+                    store.update_ticket(replace(updated, updated_at=ticket.updated_at), etag)
+            return False
+        conflicts: dict[str, dict[str, Any] | None] = {}
+        if updated.is_open and not ticket.is_open and not ticket.duplicate_of:
+            updated = retake_claim(services, updated, conflicts)
+        elif not updated.is_open and is_conflict(ticket.error):
+            updated = replace(updated, error=None)
+            conflicts[f"ticket:{ticket.id}"] = None
+        try:
+            store.update_ticket(updated, etag)
+        except StoreConflict:
+            continue
+        if updated.status in CLOSED_STATUSES:
+            store.release_claim(ticket.recommendation_id, ticket.id)
+        if conflicts:
+            note_failures(store, conflicts)
+        return True
+    return False
+
+
+def retake_claim(services: Services, ticket: Ticket, changes: dict[str, dict[str, Any] | None]) -> Ticket:
+    """The open `ticket` takes its recommendation's claim, or, when another open ticket holds it, carries the
+    conflict (and `changes` gets the entry provisioning lists)."""
+    store = services.store
+    holder = take_claim(store, ticket.recommendation_id, ticket.id)
+    key = f"ticket:{ticket.id}"
+    if holder is None:
+        if is_conflict(ticket.error):
+            changes[key] = None
+            return replace(ticket, error=None)
+        return ticket
+    other = store.get_ticket(holder)
+    other_name = (other[0].number if other else None) or holder
+    how = "was opened by hand with its correlation id" if ticket.extra.get("adopted") else "was reopened"
+    error = DuplicateOpenRecord(
+        f"{ticket.number} {how}, but {other_name} is already the open ticket for recommendation "
+        f"{ticket.recommendation_id}; the connector keeps {other_name} as the recommendation's ticket and never "
+        f"resolves or reopens {ticket.number}. Close one of the two in ServiceNow.",
+    )
+    now = services.clock().isoformat()
+    changes[key] = failure_entry("conflict", ticket.id, ticket.number, error, now, 1)
+    log.warning("Ticket %s is open while %s holds its recommendation", ticket.number, other_name)
+    duplicate_of = holder if ticket.extra.get("adopted") else ticket.duplicate_of  # a copy never takes over
+    error_json = {"at": now, "code": error.code, "detail": error.detail, "attempts": 1}
+    return replace(ticket, error=error_json, duplicate_of=duplicate_of)
+
+
+def mark_missing(services: Services, ticket_id: str) -> bool:
+    """ServiceNow no longer shows the record (deleted, or hidden by ACLs): the ticket is `missing`, not dropped."""
+    store = services.store
+    for _ in range(10):
+        found = store.get_ticket(ticket_id)
+        if found is None or found[0].status == "missing":
+            return False
+        ticket, etag = found
+        now = services.clock().isoformat()
+        try:
+            store.update_ticket(replace(ticket, status="missing", updated_at=now, synced_at=now), etag)
+        except StoreConflict:
+            continue
+        log.warning("Ticket %s (%s) is gone from ServiceNow or hidden by ACLs", ticket.number, ticket.sys_id)
+        return True
+    return False

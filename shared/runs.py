@@ -1,0 +1,110 @@
+"""Batch-run bookkeeping shared by the status sync and the Secure Score refresh (DESIGN section 11): one bad item
+never stops the others. A failing item is recorded on its ticket and in the run state's `failures` (which
+provisioning lists), skipped, and retried by later runs at most MAX_ITEM_ATTEMPTS times."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from shared.problems import ConnectorError
+from shared.store import TicketStore, change_ticket
+from shared.tickets import SYS_ID, Ticket
+
+log = logging.getLogger(__name__)
+
+MAX_ITEM_ATTEMPTS = 5  # a ticket or record that keeps failing is retried this many runs, then only listed
+MAX_LISTED_FAILURES = 100
+MAX_LISTED_ERRORS = 50
+RETRY_CHUNK = 100  # failed records asked for again in one request
+
+
+def remediation_of(exc: BaseException) -> str | None:
+    return exc.remediation if isinstance(exc, ConnectorError) else None
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    """A failure as (code, detail) for tickets, provisioning and logs. Only a `ConnectorError`'s own detail is
+    shown; anything else is named by its type (its message may quote a request)."""
+    if isinstance(exc, ConnectorError):
+        return exc.code, exc.detail
+    return "internal_error", f"the connector failed with {type(exc).__name__} working on this item"
+
+
+def record_ticket_error(store: TicketStore, now: str, ticket_id: str, exc: BaseException, *, source: str) -> int:
+    """Keep a failure on the ticket (its JSON shows it); returns how many times it has failed in a row.
+    `source` says which work failed, so only that work's success clears it."""
+    code, detail = describe(exc)
+    attempts = [1]
+
+    def change(ticket: Ticket) -> Ticket:
+        attempts[0] = int((ticket.error or {}).get("attempts") or 0) + 1
+        error = {"at": now, "code": code, "detail": detail, "attempts": attempts[0], "source": source,
+                 "remediation": remediation_of(exc)}  # fmt: skip
+        return replace(ticket, error=error)
+
+    change_ticket(store, ticket_id, change)
+    log.warning("Ticket %s failed (%s), attempt %d; other tickets go on", ticket_id, code, attempts[0])
+    return attempts[0]
+
+
+def failure_entry(
+    kind: str, item_id: str, number: str | None, exc: BaseException, at: str, attempts: int
+) -> dict[str, Any]:
+    code, detail = describe(exc)
+    return {"kind": kind, "id": item_id, "number": number, "code": code, "detail": detail, "attempts": attempts,
+            "at": at, "remediation": remediation_of(exc)}  # fmt: skip
+
+
+def listed_errors(errors: list[str]) -> list[str]:
+    """A run's errors as stored and shown: the first MAX_LISTED_ERRORS, then how many more (the run state
+    stays small however many records fail; each failing item is also in `failures`)."""
+    if len(errors) <= MAX_LISTED_ERRORS:
+        return list(errors)
+    return [*errors[:MAX_LISTED_ERRORS], f"... and {len(errors) - MAX_LISTED_ERRORS} more"]
+
+
+def merge_failures(current: Any, changes: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """Stored item failures with `changes` applied (None clears an entry), the newest MAX_LISTED_FAILURES kept."""
+    merged = dict(current) if isinstance(current, dict) else {}
+    for key, entry in changes.items():
+        if entry is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = entry
+    if len(merged) > MAX_LISTED_FAILURES:  # keep the newest
+        newest = sorted(merged.items(), key=lambda kv: str(kv[1].get("at")), reverse=True)[:MAX_LISTED_FAILURES]
+        merged = dict(newest)
+    return merged
+
+
+class Failures:
+    """The items that failed: as the last run left them, and this run's changes (merged at the end, so a
+    concurrent writer's entries survive)."""
+
+    def __init__(self, stored: Any, now: str) -> None:
+        self.stored: dict[str, dict[str, Any]] = dict(stored) if isinstance(stored, dict) else {}
+        self.changes: dict[str, dict[str, Any] | None] = {}
+        self.now = now
+
+    def attempts(self, key: str) -> int:
+        entry = self.changes[key] if key in self.changes else self.stored.get(key)
+        return int((entry or {}).get("attempts") or 0)
+
+    def record(self, key: str, entry: dict[str, Any]) -> None:
+        self.changes[key] = entry
+
+    def clear(self, key: str) -> None:
+        if key in self.stored or key in self.changes:
+            self.changes[key] = None
+
+    def retryable(self, kind: str) -> list[str]:
+        return [
+            str(entry.get("id"))
+            for entry in self.stored.values()
+            if isinstance(entry, dict)
+            and entry.get("kind") == kind
+            and SYS_ID.fullmatch(str(entry.get("id")))
+            and int(entry.get("attempts") or 0) < MAX_ITEM_ATTEMPTS
+        ][:RETRY_CHUNK]
