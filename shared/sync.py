@@ -385,6 +385,9 @@ class StatusSync:
         """One record: a failure is recorded (on its ticket, in provisioning) and skipped; the run goes on."""
         sys_id = str(row.get("sys_id") or "")
         key = f"record:{printable(sys_id, 40)}"
+        version = printable(f"{row.get('sys_mod_count') or ''}@{row.get('sys_updated_on') or ''}", 60)
+        if self._failures.settled(key, version):
+            return
         try:
             self._apply(row, index, result)
         except SYSTEMIC:
@@ -397,9 +400,8 @@ class StatusSync:
             if ticket_id is not None:
                 record_ticket_error(self._services, ticket_id, exc)
             attempts = self._failures.attempts(key) + 1
-            self._failures.record(
-                key, failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
-            )
+            entry = failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
+            self._failures.record(key, {**entry, "version": version})
         else:
             self._failures.clear(key)
 
@@ -631,6 +633,14 @@ class _Failures:
 
     def record(self, key: str, entry: dict[str, Any]) -> None:
         self.changes[key] = entry
+
+    def settled(self, key: str, version: str) -> bool:
+        """A record that failed in this very version is not tried again in the run that tried it, nor once its
+        attempts are spent (the overlap window and the retry query would both bring it back every run)."""
+        entry = self.changes[key] if key in self.changes else self.stored.get(key)
+        if not entry or entry.get("version") != version:
+            return False
+        return key in self.changes or int(entry.get("attempts") or 0) >= MAX_ITEM_ATTEMPTS
 
     def clear(self, key: str) -> None:
         if key in self.stored or key in self.changes:
