@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from azure.functions.timer import TimerRequest
 
-from dev.graph import ManagedIdentity
+from dev.graph import ManagedIdentity, catalogue
 from dev.graph.simulator import PROFILES
 from dev.simulator import Fault
 from shared import services as services_module
@@ -114,10 +114,29 @@ def test_a_recommendation_carries_the_documented_fields_as_plain_text(scored):
     assert item["state"] == "Default" and item["score"] == 0.0 and item["completed"] is False
 
 
-def test_a_control_left_out_of_the_snapshot_has_no_score_and_no_edge(scored):
-    (item,) = [r for r in recommendations(scored, status="all")["recommendations"]
-               if r["id"] == "azure_keyvault_purge_protection"]  # fmt: skip
+def test_a_control_left_out_of_the_snapshot_has_no_score_and_no_edge(scored, monkeypatch):
+    """Resolved while the snapshot scored it, then left out while it regressed: nothing is reopened until the
+    snapshot scores it again."""
+    left_out = "azure_keyvault_purge_protection"
+    assert left_out in catalogue.MISSING_FROM_SCORES
+    status, ticket = post(scored, {"recommendation": {"id": left_out}})
+    assert status == 201, ticket
+    with monkeypatch.context() as scoring:
+        scoring.setattr(catalogue, "MISSING_FROM_SCORES", set())
+        scored.graph.complete(left_out)
+        assert refresh(scored)[1]["resolved"] == 1
+    scored.graph.regress(left_out)  # an edge, were the control scored
+    servicenow_writes = len([r for r in scored.simulator.requests if r.method != "GET"])
+    _, result = refresh(scored)
+    assert (result["status"], result["errors"]) == ("ok", [])
+    assert (result["resolved"], result["reopened"], result["recreated"]) == (0, 0, 0)
+    assert len([r for r in scored.simulator.requests if r.method != "GET"]) == servicenow_writes
+    assert record(scored, ticket["sysId"])["state"] == "6" and ticket_json(scored, ticket["id"])["status"] == "resolved"
+    (item,) = [r for r in recommendations(scored, status="all")["recommendations"] if r["id"] == left_out]
     assert item["score"] is None and item["completed"] is False
+    with monkeypatch.context() as scoring:  # scored again: the regression is an edge now
+        scoring.setattr(catalogue, "MISSING_FROM_SCORES", set())
+        assert refresh(scored)[1]["reopened"] == 1
 
 
 def test_a_profile_with_missing_or_null_fields_is_shown_with_neutral_values(connected):
