@@ -170,7 +170,7 @@ class ServiceNowClient:
     def _send(self, request: httpx.Request) -> httpx.Response:
         if request.url.netloc.decode("ascii") != self._host:  # defence in depth against SSRF
             raise ServiceNowRejected(f"refused to send a request outside the instance {self.instance_url}")
-        with servicenow_span(request.method, request.url.path, self._host) as span:
+        with servicenow_span(request.method, str(request.url)) as span:
             try:
                 response = self._http.send(request)
             except httpx.TimeoutException as exc:
