@@ -95,6 +95,14 @@ class Failures:
     def record(self, key: str, entry: dict[str, Any]) -> None:
         self.changes[key] = entry
 
+    def settled(self, key: str, version: str) -> bool:
+        """A record that failed in this very version is not tried again in the run that tried it, nor once its
+        attempts are spent (the overlap window, the retry query and the sweep would each bring it back)."""
+        entry = self.changes[key] if key in self.changes else self.stored.get(key)
+        if not entry or entry.get("version") != version:
+            return False
+        return key in self.changes or int(entry.get("attempts") or 0) >= MAX_ITEM_ATTEMPTS
+
     def clear(self, key: str) -> None:
         if key in self.stored or key in self.changes:
             self.changes[key] = None

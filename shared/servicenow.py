@@ -196,7 +196,7 @@ class ServiceNowClient:
     def _send(self, request: httpx.Request) -> httpx.Response:
         if request.url.netloc.decode("ascii") != self._host:  # defence in depth against SSRF
             raise ServiceNowRejected(f"refused to send a request outside the instance {self.instance_url}")
-        with servicenow_span(request.method, request.url.path, self._host) as span:
+        with servicenow_span(request.method, str(request.url)) as span:
             try:
                 response = deadlines.send(self._http, request, deadlines.budget(self.retry.deadline))
             except httpx.TimeoutException as exc:

@@ -341,6 +341,9 @@ class StatusSync:
         """One record: a failure is recorded (on its ticket, in provisioning) and skipped; the run goes on."""
         sys_id = str(row.get("sys_id") or "")
         key = f"record:{printable(sys_id, 40)}"
+        version = printable(f"{row.get('sys_mod_count') or ''}@{row.get('sys_updated_on') or ''}", 60)
+        if self._failures.settled(key, version):
+            return
         try:
             self._apply(row, index, result)
         except SYSTEMIC:
@@ -353,9 +356,8 @@ class StatusSync:
             if ticket_id is not None:
                 record_ticket_error(self._store, self._failures.now, ticket_id, exc, source="sync")
             attempts = self._failures.attempts(key) + 1
-            self._failures.record(
-                key, failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
-            )
+            entry = failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
+            self._failures.record(key, {**entry, "version": version})
         else:
             self._failures.clear(key)
 

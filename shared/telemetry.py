@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +56,14 @@ def configure_telemetry(env: Mapping[str, str] | None = None) -> bool:
 
 
 @contextmanager
-def servicenow_span(method: str, path: str, host: str) -> Iterator[Any]:
-    """A client span for one ServiceNow request; the caller sets the status on the yielded span."""
+def servicenow_span(method: str, url: str) -> Iterator[Any]:
+    """A client span for one ServiceNow request; the caller sets the status on the yielded span. `url.full`
+    leaves the query out (it carries record values); without it Application Insights names every call "GET /"."""
     from opentelemetry import trace
 
+    parts = urlsplit(url)
+    path, scheme, host = parts.path, parts.scheme, parts.hostname or ""
+    port = parts.port or (443 if scheme == "https" else 80)
     table = path.rsplit("/table/", 1)[1].split("/", 1)[0] if "/table/" in path else path.strip("/")
     tracer = trace.get_tracer(SCOPE)
     with tracer.start_as_current_span(
@@ -66,7 +71,10 @@ def servicenow_span(method: str, path: str, host: str) -> Iterator[Any]:
         kind=trace.SpanKind.CLIENT,
         attributes={
             "http.request.method": method,
+            "url.full": f"{scheme}://{host}{f':{parts.port}' if parts.port else ''}{path}",
+            "url.scheme": scheme,
             "server.address": host,
+            "server.port": port,
             "servicenow.table": table,
             "servicenow.attempt": attempt_number.get(),
         },

@@ -202,13 +202,17 @@ class Harness:
 
     def connect(self) -> func.HttpResponse:
         """The whole browser journey: /api/connect, ServiceNow's consent (auto-approved), the callback."""
-        start = self.call("connect", path="/connect")
+        return self.callback(self.authorize())
+
+    def authorize(self, headers: dict[str, str] | None = None) -> dict[str, str]:
+        """/api/connect (with `headers`) and ServiceNow's consent: the query the consent sends the browser back
+        to the callback with (the flow's cookie is in the jar)."""
+        start = self.call("connect", path="/connect", headers=headers)
         assert start.status_code == 302, start.get_body()
         with httpx.Client(transport=self.transport) as browser:
             consent = browser.get(start.headers["Location"])
         assert consent.status_code == 302, consent.text
-        callback = urlsplit(consent.headers["Location"])
-        return self.call("oauth_callback", path="/oauth/callback", params=dict(parse_qsl(callback.query)))
+        return dict(parse_qsl(urlsplit(consent.headers["Location"]).query))
 
     def callback(self, params: dict[str, str]) -> func.HttpResponse:
         return self.call("oauth_callback", path="/oauth/callback", params=params)

@@ -3,15 +3,18 @@
 Arbitrary JSON (lone surrogates, NUL and invisible characters, deep nesting, huge numbers), arbitrary bytes,
 arbitrary query values and arbitrary values for every header the app reads; correctly signed push notices with
 arbitrary bodies. The only acceptable answers are the ones docs/openapi.yaml documents for the operation, each
-error a problem with a known code; never a 500. Seeded; `FUZZ_EXAMPLES` sets the examples per route.
+error a problem with a known code; never a 500. Each route also reaches its success path often enough to count
+(seeded tickets, their sys_ids, validly signed notices, real authorization callbacks) and each route's share of
+successes is asserted (over 50 answers or more; always in CI). Seeded; `FUZZ_EXAMPLES` sets the examples per route
+(with CI=true, never fewer than 500).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -26,13 +29,26 @@ from shared.problems import PROBLEM_CODES
 from shared.secrets import WEBHOOK_SECRET
 from shared.sync import StatusSync
 from shared.text import one_line_ok
-from tests.conftest import ROOT, Harness, build_services
+from tests.conftest import IN_CI, ROOT, Harness, build_services
 from tests.fakes.entra import AUDIENCE, TENANT, FakeEntra
 from tests.test_events import SECRET
 from tests.test_tickets import BODY
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
+DEFAULT_EXAMPLES = CI_MIN_EXAMPLES = 500
 SEED = 20261126
+# Of each route's answers, at least this share must be a success (2xx, or connect's 302 to ServiceNow): a fuzz
+# run that never gets past validation says nothing about what happens after it.
+MIN_SUCCESS_SHARE = 0.2
+SHARE_SAMPLE = 50  # fewer answers than this say nothing about a share (a quick local run); CI always has more
+
+
+def fuzz_examples(env: Mapping[str, str]) -> int:
+    """Examples per route: `FUZZ_EXAMPLES` for a quick local run; CI never runs fewer than CI_MIN_EXAMPLES."""
+    requested = int(env.get("FUZZ_EXAMPLES", DEFAULT_EXAMPLES))
+    return max(requested, CI_MIN_EXAMPLES) if env.get("CI", "").lower() == "true" else requested
+
+
+EXAMPLES = fuzz_examples(os.environ)
 OPERATIONS = {  # function name -> (operationId, method, path)
     "connect": ("connect", "GET", "/connect"),
     "oauth_callback": ("oauthCallback", "GET", "/oauth/callback"),
@@ -51,7 +67,6 @@ OPERATIONS = {  # function name -> (operationId, method, path)
 HEADERS = ["Content-Type", "Idempotency-Key", "Authorization", "Origin", "Cookie", "X-ServiceNow-Timestamp",
            "X-ServiceNow-Signature", "X-MS-CLIENT-PRINCIPAL", "X-MS-CLIENT-PRINCIPAL-NAME", "X-MS-TOKEN-AAD-ID-TOKEN",
            "Host", "X-Forwarded-Host"]  # fmt: skip
-TALLY: Counter[str] = Counter()
 
 
 def documented_statuses() -> dict[str, set[int]]:
@@ -130,43 +145,62 @@ PARAMS = st.dictionaries(
 )  # fmt: skip
 
 
+SYS_IDS = st.from_regex(r"[0-9a-f]{32}", fullmatch=True)
+
+
 @pytest.fixture
 def fuzzed(connected: Harness) -> Iterator[Harness]:
+    """Connected, Secure Score read, and a ticket per control (one of them deleted in ServiceNow), so ticket ids
+    and sys_ids exist from the first example."""
     connected.services.secrets.set(WEBHOOK_SECRET, SECRET)
     assert connected.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
+    for control in CONTROL_IDS:
+        body = json.dumps({**BODY, "recommendation": {"id": control}}).encode()
+        assert connected.call("create_ticket", "POST", "/tickets", body=body).status_code == 201, control
+    deleted = next(t for t, _ in connected.services.store.list_tickets() if t.recommendation_id == CONTROL_IDS[-1])
+    assert deleted.sys_id is not None
+    connected.simulator.delete("incident", deleted.sys_id)
     yield connected
-    total = sum(TALLY.values())
-    print(f"\nfuzz: {total} examples, statuses {dict(sorted(TALLY.items()))}")
+
+
+def _mostly(draw: Any) -> bool:
+    """True seven times in ten: the well-formed branch, so each route's success path is well trodden."""
+    return bool(draw(st.integers(0, 9)) < 7)
 
 
 def _call(harness: Harness, function: str, draw: Any) -> Any:
     _, method, path = OPERATIONS[function]
     params = draw(PARAMS)
     headers = draw(HEADER_SETS)
-    if method == "POST" and draw(st.integers(0, 9)) < 7:  # mostly a clean JSON request: the body decides
+    if method == "POST" and _mostly(draw):  # a clean JSON request: the body decides
         params = {}
         headers = {"Content-Type": "application/json"}
         if draw(st.booleans()):
             headers["Idempotency-Key"] = draw(st.one_of(st.uuids().map(str), TEXT))
     body = draw(BODIES) if method == "POST" else draw(st.one_of(st.just(b""), BODIES))
+    if function == "create_ticket" and draw(st.booleans()):  # a valid ticket half the time, else any body
+        body = json.dumps(draw(VALID_TICKET), ensure_ascii=draw(st.booleans())).encode()
+    if function == "oauth_callback" and _mostly(draw):  # ServiceNow's real redirect, with fuzzed extras
+        params = {**params, **harness.authorize()}
+        headers.pop("Cookie", None)  # the browser's own cookie binds the flow
     route = {}
-    if function == "get_ticket":
+    if function == "get_ticket":  # mostly a seeded ticket's id, else any text or an id the store does not have
         tickets = [t.id for t, _ in harness.services.store.list_tickets()]
-        route["id"] = draw(st.one_of(TEXT, st.sampled_from(tickets or ["0" * 32])))
-    if function == "servicenow_events" and draw(st.booleans()):
+        route["id"] = draw(st.sampled_from(tickets) if _mostly(draw) else st.one_of(TEXT, SYS_IDS))
+    if function == "servicenow_events" and _mostly(draw):  # signed: a notice for a known or unknown record
         known = [t.sys_id for t, _ in harness.services.store.list_tickets() if t.sys_id]
-        if draw(st.booleans()) and known:
-            body = json.dumps({"sys_id": draw(st.sampled_from(known)), "state": draw(TEXT)}).encode()
+        notice = st.fixed_dictionaries({"sys_id": st.one_of(st.sampled_from(known), SYS_IDS)},
+                                       optional={"state": TEXT, "table": TEXT, "sys_updated_on": TEXT})  # fmt: skip
+        body = json.dumps(draw(notice)).encode() if _mostly(draw) else body
         timestamp = str(int(harness.clock.epoch()))
         headers.update({"X-ServiceNow-Timestamp": timestamp, "X-ServiceNow-Signature": sign(SECRET, timestamp, body)})
     return harness.call(function, method, path.replace("{id}", route.get("id", "")), params=params, body=body,
                         headers=headers, route_params=route, content_type=None)  # fmt: skip
 
 
-def _check(function: str, response: Any, allowed: dict[str, set[int]]) -> None:
+def _check(function: str, response: Any, allowed: dict[str, set[int]]) -> int:
     operation = OPERATIONS[function][0]
-    status = response.status_code
-    TALLY[str(status)] += 1
+    status = int(response.status_code)
     assert status != 500, response.get_body()[:500]
     assert status in allowed[operation], (operation, status, response.get_body()[:500])
     content_type = response.headers.get("Content-Type", "")
@@ -178,6 +212,17 @@ def _check(function: str, response: Any, allowed: dict[str, set[int]]) -> None:
         assert PROBLEM_CODES[problem["code"]].status == status, problem
         for forbidden in ("evil.example", "\ud800"):
             assert forbidden not in json.dumps(problem, ensure_ascii=False, default=str).replace("\\ud800", "")
+    return status
+
+
+def assert_successes_are_common(tally: Mapping[str, Counter[int]]) -> None:
+    """Each route got past validation often: a success is a 2xx, or connect's redirect to ServiceNow."""
+    for function, statuses in tally.items():
+        if statuses.total() < SHARE_SAMPLE and not IN_CI:
+            continue
+        assert statuses.total() >= SHARE_SAMPLE, (function, dict(statuses))
+        successes = sum(count for status, count in statuses.items() if status < 400)
+        assert successes >= MIN_SUCCESS_SHARE * statuses.total(), (function, dict(sorted(statuses.items())))
 
 
 @pytest.mark.parametrize("function", [f for f in OPERATIONS if f != "disconnect"])
@@ -190,9 +235,11 @@ def test_every_route_answers_only_what_it_documents(fuzzed: Harness, function: s
                                      HealthCheck.data_too_large, HealthCheck.large_base_example])  # fmt: skip
     @given(st.data())
     def run(data: st.DataObject) -> None:
-        _check(function, _call(fuzzed, function, data.draw), allowed)
+        tally[function][_check(function, _call(fuzzed, function, data.draw), allowed)] += 1
 
+    tally: dict[str, Counter[int]] = {function: Counter()}
     run()
+    assert_successes_are_common(tally)
     # Whatever got in is clean text, and the status sync still runs over it.
     for ticket, _ in fuzzed.services.store.list_tickets():
         assert one_line_ok(ticket.name) and ticket.recommendation_id.isascii()
@@ -207,9 +254,11 @@ def test_disconnect_answers_only_what_it_documents(fuzzed: Harness) -> None:
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
     @given(st.data())
     def run(data: st.DataObject) -> None:
-        _check("disconnect", _call(fuzzed, "disconnect", data.draw), allowed)
+        tally["disconnect"][_check("disconnect", _call(fuzzed, "disconnect", data.draw), allowed)] += 1
 
+    tally: dict[str, Counter[int]] = {"disconnect": Counter()}
     run()
+    assert_successes_are_common(tally)
 
 
 def test_bearer_tokens_and_their_claims_are_fuzzed_with_entra_configured(harness: Harness) -> None:
@@ -230,18 +279,22 @@ def test_bearer_tokens_and_their_claims_are_fuzzed_with_entra_configured(harness
     @seed(SEED)
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
-    @given(st.one_of(HEADER_VALUES, claims.map(lambda c: "Bearer " + fake.signed(c))), st.sampled_from(
-        ["create_ticket", "list_tickets", "provisioning"]))  # fmt: skip
-    def run(authorization: str, function: str) -> None:
+    @given(st.data(), st.sampled_from(["create_ticket", "list_tickets", "provisioning"]))
+    def run(data: st.DataObject, function: str) -> None:
+        authorization = data.draw(HEADER_VALUES)
+        if _mostly(data.draw):  # a signed token: valid half the time, else with fuzzed claims
+            authorization = "Bearer " + fake.signed({} if data.draw(st.booleans()) else data.draw(claims))
         _, method, path = OPERATIONS[function]
         body = json.dumps(BODY).encode() if method == "POST" else b""
         response = harness.call(function, method, path, body=body, headers={"Authorization": authorization})
-        _check(function, response, allowed)
+        tally[function][_check(function, response, allowed)] += 1
 
+    tally: defaultdict[str, Counter[int]] = defaultdict(Counter)
     try:
         run()
     finally:
         fake.stop()
+    assert_successes_are_common(tally)
 
 
 def test_principals_are_fuzzed_with_app_service_authentication(harness: Harness) -> None:
@@ -262,15 +315,34 @@ def test_principals_are_fuzzed_with_app_service_authentication(harness: Harness)
                               optional={"name_typ": TEXT, "role_typ": TEXT}).map(
             lambda d: base64.b64encode(json.dumps(d).encode()).decode()),
     )  # fmt: skip
+    signed_in = st.builds(  # a user App Service signed in, with some of the app's roles and fuzzed extra claims
+        lambda roles, extra: base64.b64encode(json.dumps({"claims": [
+            {"typ": "preferred_username", "val": "alice@contoso.com"}, {"typ": OBJECT_ID_CLAIM, "val": "1" * 32},
+            *({"typ": "roles", "val": role} for role in roles), *extra]}).encode()).decode(),
+        st.sets(st.sampled_from(["Connector.Admin", "Tickets.Create"])), st.lists(claim, max_size=3),
+    )  # fmt: skip
+    admin = base64.b64encode(json.dumps({"claims": [{"typ": "roles", "val": "Connector.Admin"}]}).encode()).decode()
 
     @seed(SEED)
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
-    @given(principals, st.sampled_from(["create_ticket", "list_tickets", "me", "disconnect", "portal"]))
-    def run(principal: str, function: str) -> None:
+    @given(st.data(), st.sampled_from(["create_ticket", "list_tickets", "me", "disconnect", "portal"]))
+    def run(data: st.DataObject, function: str) -> None:
+        principal = data.draw(signed_in if _mostly(data.draw) else principals)
         _, method, path = OPERATIONS[function]
         body = json.dumps(BODY).encode() if function == "create_ticket" else b""
         response = harness.call(function, method, path, body=body, headers={"X-MS-CLIENT-PRINCIPAL": principal})
-        _check(function, response, allowed)
+        tally[function][_check(function, response, allowed)] += 1
+        if function == "disconnect" and response.status_code == 204:  # connect again, or nothing else can succeed
+            assert harness.callback(harness.authorize({"X-MS-CLIENT-PRINCIPAL": admin})).status_code == 200
 
+    tally: defaultdict[str, Counter[int]] = defaultdict(Counter)
     run()
+    assert_successes_are_common(tally)
+
+
+def test_ci_never_fuzzes_fewer_examples_than_its_floor() -> None:
+    assert fuzz_examples({"CI": "true", "FUZZ_EXAMPLES": "5"}) == CI_MIN_EXAMPLES
+    assert fuzz_examples({"CI": "true", "FUZZ_EXAMPLES": "2000"}) == 2000
+    assert fuzz_examples({"CI": "true"}) == fuzz_examples({}) == DEFAULT_EXAMPLES
+    assert fuzz_examples({"FUZZ_EXAMPLES": "5"}) == 5  # a quick local run

@@ -123,6 +123,28 @@ def test_a_control_left_out_of_the_snapshot_is_not_scored_and_not_open(scored):
     assert opened["notScored"] == 180
 
 
+def test_a_control_left_out_of_the_snapshot_has_no_edge(scored):
+    """Resolved while the snapshot scored it, then left out while it regressed: nothing is reopened until the
+    snapshot scores it again."""
+    left_out = "azure_keyvault_purge_protection"
+    assert left_out not in scored.graph.scores
+    status, ticket = post(scored, {"recommendation": {"id": left_out}})
+    assert status == 201, ticket
+    scored.graph.complete(left_out)  # scored, and completed
+    assert refresh(scored)[1]["resolved"] == 1
+    scored.graph.scores.pop(left_out)  # left out again, while it regressed
+    servicenow_writes = len([r for r in scored.simulator.requests if r.method != "GET"])
+    _, result = refresh(scored)
+    assert (result["status"], result["errors"]) == ("ok", [])
+    assert (result["resolved"], result["reopened"], result["recreated"]) == (0, 0, 0)
+    assert len([r for r in scored.simulator.requests if r.method != "GET"]) == servicenow_writes
+    assert record(scored, ticket["sysId"])["state"] == "6" and ticket_json(scored, ticket["id"])["status"] == "resolved"
+    (item,) = [r for r in recommendations(scored, status="all")["recommendations"] if r["id"] == left_out]
+    assert item["score"] is None and item["completed"] is False
+    scored.graph.regress(left_out)  # scored again, with no points: the regression is an edge now
+    assert refresh(scored)[1]["reopened"] == 1
+
+
 def test_a_profile_with_missing_or_null_fields_is_shown_with_neutral_values(connected):
     profile = connected.graph.profiles["IntegratedApps"]
     for name in ("title", "threats", "remediation", "actionUrl"):

@@ -67,8 +67,9 @@ def test_an_unknown_state_is_none(store):
 def test_a_duplicate_state_is_refused(store):
     state = _state()
     store.add_oauth_state(state)
-    with pytest.raises(Exception):
+    with pytest.raises(StoreConflict):
         store.add_oauth_state(state)
+    assert store.take_oauth_state(state.state) == state  # the first is kept whole
 
 
 def test_concurrent_takers_get_the_state_exactly_once(store):

@@ -48,12 +48,18 @@ def sync_queries(harness: Harness) -> list[dict[str, str]]:
 
 
 def assert_store_equals_servicenow(harness: Harness) -> None:
+    """Both ways: every record the integration user sees is one ticket in the record's state, and every linked
+    ticket is a record it sees (or is marked missing, as the reconcile leaves a deleted or hidden one)."""
     records = {r["sys_id"]: r for r in harness.simulator.records() if r["sys_id"] not in harness.simulator.hidden}
-    tickets = {t.sys_id: t for t, _ in harness.services.store.list_tickets()}
+    linked = [t for t, _ in harness.services.store.list_tickets() if t.sys_id]
+    tickets = {t.sys_id: t for t in linked}
+    assert len(tickets) == len(linked), "two tickets name one record"
     for sys_id, record in records.items():
         assert sys_id in tickets, f"lost: {record['number']}"
         assert tickets[sys_id].servicenow_state == record["state"], record["number"]
         assert tickets[sys_id].status == STATUS[record["state"]]
+    for sys_id, ticket in tickets.items():
+        assert sys_id in records or ticket.status == "missing", f"ticket {ticket.id} names no record: {sys_id}"
 
 
 def agent_changes(harness: Harness, sys_ids: list[str], state: str = "2") -> None:

@@ -10,6 +10,7 @@ from dev.simulator import Fault
 from shared.problems import ReauthorizationRequired, ServiceNowRejected
 from shared.secrets import TOKEN_BUNDLE
 from tests.conftest import Harness, concurrently
+from tests.test_tickets import post
 
 
 def _refreshes(harness: Harness) -> int:
@@ -105,9 +106,15 @@ def test_an_expired_refresh_token_requires_reauthorization_without_asking(connec
 
 
 def test_a_transient_refresh_failure_uses_the_still_valid_token(connected):
+    status, created = post(connected)  # a record for the read to return
+    assert status == 201
+    still_valid = json.loads(connected.services.secrets.get(TOKEN_BUNDLE) or "{}")["access_token"]
+    connected.simulator.requests.clear()
     connected.clock.advance(seconds=1799 - 120)  # inside the early-refresh window, not yet expired
     connected.simulator.inject(Fault("status", status=503, path_prefix="/oauth_token.do", times=10))
-    assert _list(connected) is not None
+    assert [row["sys_id"] for row in _list(connected)] == [created["sysId"]]
+    (read,) = [r for r in connected.simulator.requests if r.path.startswith("/api/now/")]
+    assert read.headers["authorization"] == f"Bearer {still_valid}"
     assert _refreshes(connected) == 5  # one call's retries, then the still-valid token
 
 

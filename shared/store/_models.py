@@ -35,7 +35,7 @@ class IdempotencyRecord:
 class TicketStore(Protocol):
     # -- OAuth states --
     def add_oauth_state(self, state: OAuthState) -> None:
-        """Record a new state; the state value is unique."""
+        """Record a new state; the state value is unique: raises StoreConflict if it exists."""
 
     def take_oauth_state(self, state: str) -> OAuthState | None:
         """Remove and return the state; of any number of concurrent takers exactly one gets it."""

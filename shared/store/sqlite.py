@@ -86,20 +86,23 @@ class SqliteTicketStore:
         self._db.close()
 
     def add_oauth_state(self, state: OAuthState) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO oauth_states VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    state.state,
-                    state.code_verifier,
-                    state.instance_url,
-                    state.redirect_uri,
-                    state.started_by,
-                    state.created_at.isoformat(),
-                    state.expires_at.isoformat(),
-                    state.browser_hash,
-                ),
-            )
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO oauth_states VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        state.state,
+                        state.code_verifier,
+                        state.instance_url,
+                        state.redirect_uri,
+                        state.started_by,
+                        state.created_at.isoformat(),
+                        state.expires_at.isoformat(),
+                        state.browser_hash,
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise StoreConflict("the OAuth state exists") from exc
 
     def take_oauth_state(self, state: str) -> OAuthState | None:
         with self._lock:

@@ -128,19 +128,24 @@ class TableTicketStore:
         return table
 
     def add_oauth_state(self, state: OAuthState) -> None:
-        self._table(OAUTH_STATES).create_entity(
-            {
-                "PartitionKey": _STATE_PARTITION,
-                "RowKey": state.state,
-                "code_verifier": state.code_verifier,
-                "instance_url": state.instance_url,
-                "redirect_uri": state.redirect_uri,
-                "started_by": state.started_by,
-                "created_at": state.created_at.isoformat(),
-                "expires_at": state.expires_at.isoformat(),
-                "browser_hash": state.browser_hash,
-            }
-        )
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            self._table(OAUTH_STATES).create_entity(
+                {
+                    "PartitionKey": _STATE_PARTITION,
+                    "RowKey": state.state,
+                    "code_verifier": state.code_verifier,
+                    "instance_url": state.instance_url,
+                    "redirect_uri": state.redirect_uri,
+                    "started_by": state.started_by,
+                    "created_at": state.created_at.isoformat(),
+                    "expires_at": state.expires_at.isoformat(),
+                    "browser_hash": state.browser_hash,
+                }
+            )
+        except ResourceExistsError as exc:
+            raise StoreConflict("the OAuth state exists") from exc
 
     def take_oauth_state(self, state: str) -> OAuthState | None:
         from azure.core.exceptions import ResourceNotFoundError
