@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from dev.simulator import Fault, SimulatorTransport
+from dev.simulator import ADMIN_SYS_ID, Fault, SimulatorTransport
+from dev.simulator.core import Grant
 from shared import services as services_module
+from shared.auth import LOCAL_CALLER
+from shared.problems import ServiceNowUnavailable
+from shared.retries import RetryPolicy
 from shared.services import Services
-from shared.tickets import Ticket
+from shared.tickets import Ticket, parse_ticket_request
+from shared.tokens import TokenBundle
 from tests.conftest import Harness, concurrently
 from tests.test_tickets import BODY, post
 
@@ -113,12 +120,70 @@ def test_two_hundred_commit_then_drop_faults_make_no_duplicate_and_lose_no_link(
     assert posts(connected) == 200  # each record was found by its correlation id, never posted again
 
 
-def test_a_timeout_after_commit_is_resolved_by_lookup(connected):
+def test_a_dropped_connection_after_commit_is_resolved_by_lookup(connected):
     connected.simulator.inject(Fault("commit_then_drop", method="POST", path_prefix=INCIDENTS))
     connected.simulator.inject(Fault("drop", method="GET", path_prefix=INCIDENTS))  # the first lookup fails too
     status, ticket = post(connected)
     assert status == 201
     assert_linked_exactly_once(connected, {"AdminMFAV2": ticket})
+
+
+def test_a_timeout_after_commit_is_resolved_by_lookup(connected):
+    """ServiceNow stored the record but the answer did not come within the deadline: the client's time-out
+    branch, then a lookup by correlation id instead of a second POST."""
+    connected.simulator.inject(Fault("commit_then_timeout", method="POST", path_prefix=INCIDENTS))
+    status, ticket = post(connected)
+    assert status == 201
+    assert_linked_exactly_once(connected, {"AdminMFAV2": ticket})
+    assert posts(connected) == 1
+    lookups = [r for r in connected.simulator.requests
+               if r.method == "GET" and r.query.get("sysparm_query", "").startswith("correlation_id=")]  # fmt: skip
+    assert len(lookups) == 1
+
+
+def test_a_timeout_over_a_real_socket_is_servicenow_unavailable_and_leaves_the_ticket_pending(tmp_path, clock, sleeps):
+    """The time-out branch of the ServiceNow client over loopback: the instance commits, then answers nothing
+    until long after the deadline; every retry looks up first, finds nothing only if nothing was stored."""
+    from dev.simulator import ServiceNowSimulator, serve
+    from tests.conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, build_services
+
+    simulator = ServiceNowSimulator(clock=clock.epoch)
+    simulator.register_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI])
+    server, url = serve(simulator)
+    services = build_services(tmp_path, None, clock, sleeps, SERVICENOW_INSTANCE=url)
+    services.servicenow.retry = RetryPolicy(attempts=2, deadline=0.3, base_delay=0.01)
+    try:
+        grant = Grant(ADMIN_SYS_ID, CLIENT_ID, clock.epoch() + 3600)
+        simulator.access_tokens["a" * 40] = grant
+        now = clock()
+        services.tokens.save(TokenBundle("a" * 40, "r", now + timedelta(hours=1), now + timedelta(days=90), url, now))
+        simulator.inject(Fault("commit_then_timeout", method="POST", path_prefix=INCIDENTS, seconds=30, times=5))
+        simulator.inject(Fault("commit_then_timeout", method="GET", path_prefix=INCIDENTS, seconds=30, times=5))
+        request = parse_ticket_request(body_for("Timeout"), initiating_user=None)
+        with pytest.raises(ServiceNowUnavailable, match="timed out") as caught:
+            services.creator.create(request, caller=LOCAL_CALLER, idempotency_key=None)
+        pending = services.store.get_ticket(caught.value.extra["ticketId"])
+        assert pending is not None and pending[0].status == "pending" and pending[0].sys_id is None
+        assert len(simulator.records()) == 1  # committed once; the pending ticket finds it when resumed
+    finally:
+        services.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_create_that_another_request_is_making_answers_409_with_retry_after(connected):
+    """While one request holds the lease and waits on a slow ServiceNow, a second for the same recommendation
+    waits for it, then answers 409 `conflict` naming the ticket, never a second record."""
+    connected.services.creation_wait = 0.2
+    connected.simulator.inject(Fault("latency", method="POST", path_prefix=INCIDENTS, seconds=1.5))
+    results = concurrently(2, lambda i: (time.sleep(0.3 * i), post(connected))[1])
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201, 409], results
+    conflict = next(body for status, body in results if status == 409)
+    created = next(body for status, body in results if status == 201)
+    assert conflict["code"] == "conflict" and conflict["ticketId"] == created["id"]
+    assert "Another request is creating this ticket" in conflict["detail"]
+    assert len(connected.simulator.records()) == 1 and posts(connected) == 1
 
 
 class Crash(BaseException):
