@@ -299,3 +299,23 @@ def test_the_checkov_gate_fails_on_a_child_resource_nested_where_pycep_drops_it(
     errors = capsys.readouterr().err
     for child in ("first", "second"):  # pycep parses only `second` (as vnet__second): `first` would go unchecked
         assert f"nested.bicep: subnets {child} is declared inside another resource" in errors
+
+
+def _makefile_variables(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^(\w+) :?= (\S+)$", text, re.MULTILINE))
+
+
+def test_funcignore_excludes_every_folder_the_makefile_builds() -> None:
+    """With a .funcignore present azd applies only its patterns (azure-dev pkg/project/project_utils.go): a venv
+    it does not name is zipped into the package, hundreds of MB."""
+    makefile = (ROOT / "Makefile").read_text()
+    variables = _makefile_variables(makefile)
+    venvs = {variables.get(v[2:-1], v) if v.startswith("$(") else v for v in re.findall(r"-m venv (\S+)", makefile)}
+    assert venvs == {".venv", ".venv-checkov", ".venv-prod"}, venvs  # the scan found every venv the Makefile makes
+    clean = re.search(r"^clean:\n\trm -rf (.+)$", makefile, re.MULTILINE)
+    assert clean is not None
+    cleaned = set(clean[1].split()) - {"$(VENV)"}
+    assert {".venv-checkov", ".venv-prod", "tools/node_modules"} <= cleaned
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".funcignore").read_text().splitlines()}
+    for folder in sorted(venvs | cleaned):
+        assert any(folder == pattern or folder.startswith(pattern + "/") for pattern in ignored), folder
