@@ -128,6 +128,7 @@ def test_every_problem_code_is_documented_in_the_readme_and_the_openapi_document
 PARAMETER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
 # Set by the workflow itself (azd env new), or never passed through the pipeline on purpose.
 NOT_FROM_VARIABLES = {"AZURE_ENV_NAME", "AZURE_LOCATION", "SERVICENOW_CLIENT_SECRET"}
+SET_BY_AZD = {"AZURE_SUBSCRIPTION_ID", "MANAGED_IDENTITY_PRINCIPAL_ID"}  # the environment's subscription, an output
 
 
 def _deploy_workflow() -> dict[str, Any]:
@@ -142,9 +143,12 @@ def test_the_pipeline_passes_every_parameter_the_azd_parameters_read() -> None:
     text = (ROOT / "infra" / "main.parameters.json").read_text()
     names = set(PARAMETER.findall(text)) - NOT_FROM_VARIABLES
     assert len(names) == len(json.loads(text)["parameters"]) - len(NOT_FROM_VARIABLES) > 10  # one per parameter
+    hooks = (ROOT / "infra" / "hooks" / "azd_hooks.py").read_text()
+    hook_settings = set(re.findall(r'env(?:\.get\(|, )"([A-Z_]+)"', hooks)) - SET_BY_AZD
+    assert "GRANT_GRAPH_PERMISSION" in hook_settings  # read by the postprovision hook only
     workflow = _deploy_workflow()
     listed = set(workflow["env"]["SETTINGS"].split())
-    assert names == listed, (names - listed, listed - names)
+    assert names | hook_settings == listed, (names | hook_settings - listed, listed - names - hook_settings)
     for name in listed:
         assert workflow["env"][name] == f"${{{{ vars.{name} }}}}", name
 
@@ -238,7 +242,7 @@ def _bicep_block(text: str, declaration: str) -> str:
 
 
 def _code(bicep: str) -> str:
-    return "\n".join(line.split("//", 1)[0] for line in bicep.splitlines())  # no comments
+    return re.sub(r"(^|\s)//.*$", "", bicep, flags=re.MULTILINE)  # no comments (a `//` in 'https://...' stays)
 
 
 def test_flex_consumption_gets_no_ftps_state_and_ftp_stays_off_through_its_policy() -> None:
@@ -319,3 +323,89 @@ def test_funcignore_excludes_every_folder_the_makefile_builds() -> None:
     ignored = {line.strip().rstrip("/") for line in (ROOT / ".funcignore").read_text().splitlines()}
     for folder in sorted(venvs | cleaned):
         assert any(folder == pattern or folder.startswith(pattern + "/") for pattern in ignored), folder
+
+
+def test_every_pipeline_step_with_a_pipe_runs_with_pipefail() -> None:
+    """A `run:` without `shell:` is `bash -e {0}`, where `a | tee b` succeeds when `a` fails; `shell: bash` is
+    `bash --noprofile --norc -eo pipefail {0}` (GitHub docs, jobs.<id>.steps[*].shell)."""
+    import yaml
+
+    piped = []
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        workflow = yaml.safe_load(path.read_text())
+        default = ((workflow.get("defaults") or {}).get("run") or {}).get("shell")
+        for name, job in workflow["jobs"].items():
+            job_default = ((job.get("defaults") or {}).get("run") or {}).get("shell", default)
+            for step in job.get("steps", []):
+                script = step.get("run", "")
+                if re.search(r"(?<!\|)\|(?!\|)", script):
+                    piped.append((path.name, name, step.get("name")))
+                    shell = step.get("shell", job_default)
+                    assert shell == "bash" or script.lstrip().startswith("set -o pipefail"), piped[-1]
+    assert ("deploy.yml", "preview", "Preview what provisioning would change (the same template and parameters azd up "
+            "uses)") in piped  # fmt: skip
+
+
+def test_the_preview_job_lists_the_graph_changes_what_if_cannot_show() -> None:
+    preview = _deploy_workflow()["jobs"]["preview"]["steps"]
+    runs = [step.get("run", "") for step in preview]
+    summary = next(i for i, run in enumerate(runs) if "dev/preview_graph.py" in run)
+    assert '>> "$GITHUB_STEP_SUMMARY"' in runs[summary]
+    assert summary > next(i for i, run in enumerate(runs) if "azd provision --preview" in run)
+
+
+def test_the_deploy_job_signs_the_azure_cli_in_for_the_hooks() -> None:
+    steps = _deploy_workflow()["jobs"]["deploy"]["steps"]
+    login = next(i for i, step in enumerate(steps) if str(step.get("uses", "")).startswith("azure/login@"))
+    assert set(steps[login]["with"]) == {"client-id", "tenant-id", "subscription-id"}  # OIDC: no secret
+    assert login < next(i for i, step in enumerate(steps) if "azd up" in step.get("run", ""))
+
+
+def test_azure_yaml_runs_the_hooks_on_every_platform() -> None:
+    import yaml
+
+    hooks = yaml.safe_load((ROOT / "azure.yaml").read_text())["hooks"]
+    assert set(hooks) == {"preprovision", "postprovision"}
+    for name, hook in hooks.items():
+        assert hook["posix"] == {"shell": "sh", "run": f"python3 infra/hooks/azd_hooks.py {name}"}
+        assert hook["windows"] == {"shell": "pwsh", "run": f"python infra/hooks/azd_hooks.py {name}"}
+
+
+def test_the_graph_bicep_takes_the_token_exchange_audience_from_the_cloud() -> None:
+    """msgraph-bicep-types quickstart-templates/msi-as-a-fic-secretless: the audience is per cloud."""
+    entra = (ROOT / "infra" / "app" / "entra.bicep").read_text()
+    federated = _code(_bicep_block(entra, "resource federated "))
+    assert "audiences: [ tokenExchangeAudiences[environment().name] ]" in federated
+    audiences = _code(_bicep_block(entra, "var tokenExchangeAudiences"))
+    for cloud, suffix in {"AzureCloud": "", "AzureUSGovernment": "USGov", "AzureChinaCloud": "China"}.items():
+        assert f"{cloud}: 'api://AzureADTokenExchange{suffix}'" in audiences
+    main = (ROOT / "infra" / "main.bicep").read_text()
+    assert "module entra 'app/entra.bicep' = if (empty(entraAppClientId)) {" in main  # given a registration: no Graph
+    assert not re.search(r"^module \w+ 'app/graph-permission", main, re.MULTILINE)  # the grant is the hook's
+
+
+def test_the_graph_preview_lists_every_graph_resource_the_bicep_declares(tmp_path: Path) -> None:
+    import shutil
+
+    from dev import checkov_bicep, preview_graph
+
+    declared = {d["name"] for d in checkov_bicep.declared() if str(d["type"]).startswith("Microsoft.Graph/")}
+    assert declared == {"app", "principal", "federated"}
+    text = preview_graph.summary(ROOT / "infra", {})
+    assert "does not show changes to Microsoft Graph resources (Azure/bicep#17743)" in text
+    for name in declared:
+        assert f"`{name}`" in text
+    for expected in ("app role `Connector.Admin` for User, Application", "`Tickets.Create` for User, Application",
+                     "appRoleAssignmentRequired: `true`", "signInAudience: `AzureADMyOrg`",
+                     "audiences: `tokenExchangeAudiences[environment().name]`",
+                     "uniqueName: `m365-servicenow-connector-${resourceToken}`", "on this run:",
+                     "**SecurityEvents.ReadWrite.All** (app role `d903a879-88e0-4c09-b0c9-82f6a1333f84`)"):  # fmt: skip
+        assert expected in text, expected
+    given = preview_graph.summary(ROOT / "infra", {"ENTRA_APP_CLIENT_ID": "x", "GRANT_GRAPH_PERMISSION": "true"})
+    assert "not on this run, ENTRA_APP_CLIENT_ID is set" in given
+    assert "GRANT_GRAPH_PERMISSION=true: on this run" in given
+    changed = tmp_path / "infra"  # it reads the Bicep: a changed role shows as changed
+    shutil.copytree(ROOT / "infra", changed)
+    entra = changed / "app" / "entra.bicep"
+    entra.write_text(entra.read_text().replace("value: 'Tickets.Create'", "value: 'Tickets.Everything'"))
+    assert "app role `Tickets.Everything`" in preview_graph.summary(changed, {})
