@@ -92,6 +92,7 @@ class GraphClient:
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        self._sent = threading.local()  # requests this thread put on the wire (retries too): requests_sent()
         self._http = httpx.Client(
             transport=transport,
             timeout=httpx.Timeout(30.0, connect=5.0),
@@ -101,6 +102,11 @@ class GraphClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def requests_sent(self) -> int:
+        """How many requests the calling thread has sent to Graph, counted as they go out (a run that fails
+        halfway reports the requests it really made)."""
+        return int(getattr(self._sent, "count", 0))
 
     # -- tokens ---------------------------------------------------------------------------------
 
@@ -132,6 +138,7 @@ class GraphClient:
             raise SecureScoreUnavailable(f"Graph answered with a link outside {self.base_url}; it was not followed.")
         headers = {"Authorization": f"Bearer {self._token()}"}
         with self._slots:
+            self._sent.count = self.requests_sent() + 1
             try:
                 response = self._http.request(method, url, json=body, headers=headers)
             except httpx.TimeoutException as exc:

@@ -126,12 +126,14 @@ class SecureScoreSync:
         started = time.monotonic()
         now = services.clock().isoformat()
         result = RefreshResult(at=now)
+        graph = services.graph
+        sent = graph.requests_sent()
         try:
-            graph = services.graph
             scores = graph.secure_scores(HISTORY_DAYS)
-            profiles, pages = graph.control_profiles()
-            result.requests = 1 + pages
+            profiles, _ = graph.control_profiles()
+            result.requests = graph.requests_sent() - sent
         except Exception as exc:  # nothing was stored: the old snapshot stays
+            result.requests = graph.requests_sent() - sent  # the requests it really made, retries included
             self._fail(result, exc)
             self._finish(result, started)
             raise
