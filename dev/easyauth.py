@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote
 
+from shared.signin import LOCAL_PROOF_HEADER, local_host_proof
+
 SESSION_COOKIE = "AppServiceAuthSession"
 EXCLUDED_PATHS = ("/api/oauth/callback", "/api/servicenow/events")
-_PLATFORM_HEADERS = ("x-ms-client-principal", "x-ms-token-")
+_PLATFORM_HEADERS = ("x-ms-client-principal", "x-ms-token-", LOCAL_PROOF_HEADER.lower())
 
 
 @dataclass
@@ -113,6 +115,7 @@ class EasyAuth:
             headers["X-MS-CLIENT-PRINCIPAL-NAME"] = user.name
             headers["X-MS-CLIENT-PRINCIPAL-ID"] = user.object_id
             headers["X-MS-CLIENT-PRINCIPAL-IDP"] = "aad"
+            headers[LOCAL_PROOF_HEADER] = local_host_proof()  # outside Azure, the app trusts only a vouched principal
             return None
         ajax = any(k.lower() == "x-requested-with" and v == "XMLHttpRequest" for k, v in headers.items())
         if method == "GET" and not ajax:

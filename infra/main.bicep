@@ -49,9 +49,6 @@ param secureScoreWriteBack string = 'comment'
 @description('true: resolve a ticket when Secure Score reports its control completed, reopen it on regression.')
 param secureScoreAutoResolve string = 'true'
 
-@description('Grant the managed identity Graph SecurityEvents.ReadWrite.All; needs Privileged Role Administrator.')
-param grantGraphPermission bool = false
-
 @description('Client ID of an existing Entra app registration for sign-in; empty creates one (Application Developer).')
 param entraAppClientId string = ''
 
@@ -190,7 +187,9 @@ module network 'app/network.bicep' = if (staticEgressEnabled) {
   }
 }
 
-// Sign-in: the app registration with the two app roles (unless an existing one is given).
+// Sign-in: the app registration with the two app roles, through the Microsoft Graph Bicep extension. Given an
+// existing registration (ENTRA_APP_CLIENT_ID) no Graph resource is deployed: the way where the extension cannot
+// run (its docs list the public cloud only; admin guide section 1a has the steps by hand).
 module entra 'app/entra.bicep' = if (empty(entraAppClientId)) {
   name: 'entra'
   scope: rg
@@ -240,15 +239,6 @@ module api 'app/api.bicep' = {
   }
 }
 
-// Optional: the Graph application permission for Secure Score (off by default: it needs a directory role).
-module graphPermission 'app/graph-permission.bicep' = if (grantGraphPermission) {
-  name: 'graph-permission'
-  scope: rg
-  params: {
-    principalId: identity.outputs.principalId
-  }
-}
-
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -271,6 +261,8 @@ output OAUTH_REDIRECT_URI string = '${api.outputs.url}/api/oauth/callback'
 @description('Allow this address in ServiceNow (System Security > IP Address Access Control) when IP filtering is on.')
 output EGRESS_IP string = staticEgressEnabled ? network!.outputs.egressIp : ''
 output KEY_VAULT_NAME string = vault.outputs.name
+@description('Object ID of the app\'s managed identity: the postprovision hook grants it Graph SecurityEvents.ReadWrite.All when GRANT_GRAPH_PERMISSION=true.')
+output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_FUNCTION_NAME string = api.outputs.name
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId

@@ -39,10 +39,6 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     from shared import web
     from shared.connection import clear_state_cookie, finish_callback
 
-    def page(services: Services | None, title: str, lines: list[str], status: int) -> func.HttpResponse:
-        redirect_uri = services.settings.redirect_uri if services else None
-        return web.html_page(title, lines, status, {"Set-Cookie": clear_state_cookie(redirect_uri)})
-
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         outcome = finish_callback(services, inbound.params, inbound.header("Cookie"))
         lines = [outcome.message]
@@ -50,12 +46,15 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
             lines.append(f"Instance: {outcome.instance}")
             lines.append(f"ServiceNow user: {outcome.user or 'could not be identified'}")
         lines.append(outcome.advice)
-        return page(services, outcome.title, lines, outcome.status)
+        # The cookie is cleared only when it found its flow: a callback from another browser (or a forged one
+        # opened in the admin's) leaves the admin's flow and cookie as they were.
+        cleared = {"Set-Cookie": clear_state_cookie(services.settings.redirect_uri)} if outcome.consumed else {}
+        return web.html_page(outcome.title, lines, outcome.status, cleared)
 
     def failed(error: ConnectorError) -> func.HttpResponse:
         # Only the connector's own words: a problem's detail never quotes the query.
         advice = "Start again at /api/connect." if error.status < 500 else (error.remediation or "")
-        return page(None, "Connection failed", ["The callback could not be processed.", advice], error.status)
+        return web.html_page("Connection failed", ["The callback could not be processed.", advice], error.status)
 
     return web.handle(req, run, authenticate=False, on_error=failed)
 

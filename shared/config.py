@@ -170,7 +170,7 @@ class Settings:
     entra_tenant_id: str | None
     entra_audience: str | None
     entra_authority: str
-    in_azure: bool
+    in_azure: bool  # running_in_azure(): the one definition the whole app uses
     issues: tuple[SettingIssue, ...] = field(default=())
     app_origins: tuple[str, ...] = field(default=())  # this app's own origins: a browser's Origin must be one
     graph_url: str = DEFAULT_GRAPH_URL
@@ -179,7 +179,17 @@ class Settings:
     secure_score_auto_resolve: bool = True
     azure_client_id: str | None = None  # the user-assigned managed identity azure-identity uses in Azure
     app_service_auth: bool = False  # WEBSITE_AUTH_ENABLED=True: the platform's sign-in is on (it alone sets it)
-    in_azure_instance: bool = False  # WEBSITE_INSTANCE_ID: running on App Service / Functions in Azure
+
+
+def running_in_azure(env: Mapping[str, str]) -> bool:
+    """The one definition of "running in Azure" (DESIGN section 10), for every decision the app makes on it.
+
+    The platform sets `WEBSITE_INSTANCE_ID` on App Service plans and `WEBSITE_SITE_NAME` on every plan; Flex
+    Consumption sets no `WEBSITE_INSTANCE_ID` (azure-functions-host `EnvironmentExtensions.IsAppService` and its
+    Legion tests), so either counts. `WEBSITE_HOSTNAME` does not: Core Tools sets it locally to `localhost:{port}`
+    (azure-functions-core-tools `StartHostAction`), so it says nothing about where the app runs.
+    """
+    return any(env.get(name, "").strip() for name in ("WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME"))
 
 
 def origin_of(url: str) -> str:
@@ -227,10 +237,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         except ValueError as exc:
             issues.append(SettingIssue("SERVICENOW_FIELD_MAP", f"is not valid: {exc}"))
 
-    in_azure = bool(get("WEBSITE_SITE_NAME") or get("WEBSITE_HOSTNAME"))
+    in_azure = running_in_azure(env)
     redirect_uri: str | None = None
     raw_redirect = get("OAUTH_REDIRECT_URI")
-    if raw_redirect is None and get("WEBSITE_HOSTNAME"):
+    if raw_redirect is None and in_azure and get("WEBSITE_HOSTNAME"):
         raw_redirect = f"https://{get('WEBSITE_HOSTNAME')}/api/oauth/callback"
     if raw_redirect is None:
         issues.append(
@@ -284,7 +294,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         auto_resolve = "false"
 
     origins = [origin_of(redirect_uri)] if redirect_uri else []
-    if get("WEBSITE_HOSTNAME"):
+    if in_azure and get("WEBSITE_HOSTNAME"):
         origins.append(f"https://{get('WEBSITE_HOSTNAME')}".lower())
 
     return Settings(
@@ -311,5 +321,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secure_score_auto_resolve=auto_resolve == "true",
         azure_client_id=get("AZURE_CLIENT_ID"),
         app_service_auth=(get("WEBSITE_AUTH_ENABLED") or "").lower() == "true",
-        in_azure_instance=bool(get("WEBSITE_INSTANCE_ID")),
     )

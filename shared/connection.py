@@ -11,7 +11,7 @@ import hmac
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -38,6 +38,7 @@ class CallbackOutcome:
     advice: str = ""
     instance: str | None = None
     user: str | None = None
+    consumed: bool = False  # this browser's flow was found and used up: its cookie has done its work
 
 
 class _StaticToken:
@@ -90,6 +91,12 @@ def _browser_hash(nonce: str) -> str:
     return hashlib.sha256(nonce.encode("ascii")).hexdigest()
 
 
+def _flow_key(state: str, nonce: str) -> str:
+    """Where a flow is stored: its `state` bound to the starting browser's nonce. A callback without that browser's
+    cookie cannot even find the flow, so a callback from another browser never uses up the real admin's `state`."""
+    return hashlib.sha256(f"{state}\n{nonce}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def start_connect(services: Services, caller: Caller) -> ConnectStart:
     """Mint a state, a PKCE pair and a browser nonce, store them, and return ServiceNow's authorize URL
     with the cookie that binds the flow to this browser (RFC 9700 section 4.7)."""
@@ -103,8 +110,9 @@ def start_connect(services: Services, caller: Caller) -> ConnectStart:
     services.store.purge_oauth_states(now)
     verifier = new_code_verifier()
     nonce = new_state()
+    state_value = new_state()
     state = OAuthState(
-        state=new_state(),
+        state=_flow_key(state_value, nonce),
         code_verifier=verifier,
         instance_url=settings.instance_url,
         redirect_uri=settings.redirect_uri,
@@ -120,7 +128,7 @@ def start_connect(services: Services, caller: Caller) -> ConnectStart:
             "response_type": "code",
             "client_id": settings.client_id,
             "redirect_uri": settings.redirect_uri,
-            "state": state.state,
+            "state": state_value,
             "code_challenge": code_challenge(verifier),
             "code_challenge_method": "S256",
         }
@@ -154,7 +162,9 @@ def finish_callback(services: Services, params: Mapping[str, str], cookie_header
     """Every page this returns says only the connector's own words: nothing from the query is shown."""
     state_value = params.get("state", "")
     error = params.get("error", "")
-    pending = services.store.take_oauth_state(state_value) if state_value else None
+    nonce = cookie_value(cookie_header, STATE_COOKIE)
+    # Only this browser's own flow can be found (and so used up): the key needs the state and its cookie.
+    pending = services.store.take_oauth_state(_flow_key(state_value, nonce)) if state_value and nonce else None
     if error:
         log.info("Authorization ended with an error from ServiceNow (%s)", error if error in _OAUTH_ERRORS else "?")
         return CallbackOutcome(
@@ -163,15 +173,26 @@ def finish_callback(services: Services, params: Mapping[str, str], cookie_header
             "Connection not authorized",
             _OAUTH_ERRORS.get(error, "ServiceNow did not authorize the connector."),
             _DENIED_ADVICE,
+            consumed=pending is not None,
         )
     if not state_value:
         return _failed("The callback has no 'state' parameter.")
-    if pending is None:
-        return _failed("This authorization is unknown or was already used; each authorization link works once.")
-    nonce = cookie_value(cookie_header, STATE_COOKIE)
-    if nonce is None or not pending.browser_hash or not hmac.compare_digest(_browser_hash(nonce), pending.browser_hash):
+    if nonce is None:
         log.warning("An authorization callback arrived without the cookie of the browser that started it")
-        return _failed("This authorization was started in another browser (or its cookie was blocked).")
+        return _failed(
+            "This browser has no authorization under way: it was started in another browser (or its cookie was "
+            "blocked), or it was already used; each authorization link works once, in the browser that started it."
+        )
+    if pending is None or not hmac.compare_digest(_browser_hash(nonce), pending.browser_hash):
+        log.warning("An authorization callback matched no flow this browser started")
+        return _failed(
+            "This authorization is unknown, was already used, or was started in another browser; each "
+            "authorization link works once, in the browser that started it."
+        )
+    return replace(_exchange(services, params, pending), consumed=True)
+
+
+def _exchange(services: Services, params: Mapping[str, str], pending: OAuthState) -> CallbackOutcome:
     now = services.clock()
     if now >= pending.expires_at:
         return _failed("This authorization expired (it is valid for 10 minutes).")

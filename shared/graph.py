@@ -128,8 +128,8 @@ def grant_remediation(client_id: str | None, graph_url: str) -> str:
     return (
         "A directory admin (Privileged Role Administrator) grants the function app's managed identity the "
         f"Microsoft Graph application permission SecurityEvents.ReadWrite.All: {grant_command(client_id, graph_url)} "
-        "(or set the deployment parameter grantGraphPermission). Managed identity tokens are cached for up to "
-        "24 hours, so the grant can take hours to apply."
+        "(or, with azd, `azd env set GRANT_GRAPH_PERMISSION true` and `azd hooks run postprovision`). Managed "
+        "identity tokens are cached for up to 24 hours, so the grant can take hours to apply."
     )
 
 

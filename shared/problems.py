@@ -77,6 +77,7 @@ class ConnectorError(Exception):
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": PROBLEM_CONTENT_TYPE, "Cache-Control": "no-store"}
+        headers["X-Content-Type-Options"] = "nosniff"  # like every other response
         if self.retry_after is not None:
             headers["Retry-After"] = str(self.retry_after)
         return headers

@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from shared.auth import ID_TOKEN_HEADER, LOCAL_CALLER, PRINCIPAL_HEADER, Caller, EntraAuthenticator, parse_principal
+from shared.auth import Caller, EntraAuthenticator
 from shared.config import Settings, load_settings
 from shared.deadlines import RUN_DEADLINE
-from shared.edge import header
-from shared.problems import NotConfigured, Unauthorized
+from shared.problems import NotConfigured
 from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
 from shared.servicenow import ServiceNowClient
@@ -170,44 +169,10 @@ class Services:
         return self._authenticator
 
     def caller(self, headers: Mapping[str, str]) -> Caller:
-        """Who is calling (DESIGN section 10): a client's Entra bearer token, or App Service Authentication's
-        principal (trusted only when the platform set WEBSITE_AUTH_ENABLED; in Azure only together with an ID
-        token the app validates itself, so a forged header never passes). In Azure with no sign-in configured
-        nothing is open; outside Azure with none, the caller is a local user with every role."""
-        settings = self.settings
-        entra = self._entra()
-        bearer = (header(headers, "Authorization") or "").lower().startswith("bearer ")
-        if bearer and entra is not None:
-            return entra.authenticate(headers)
-        if settings.app_service_auth:
-            principal = header(headers, PRINCIPAL_HEADER)
-            if not principal:
-                raise Unauthorized("Sign in first: this request carries no signed-in user.")
-            object_id, user, roles = parse_principal(principal)
-            if not settings.in_azure_instance:
-                return Caller(f"entra:{object_id}" if object_id else f"user:{user}", user, roles)
-            if entra is None:
-                raise NotConfigured(
-                    "App Service Authentication is on, but ENTRA_TENANT_ID and ENTRA_AUDIENCE are not set, so the "
-                    "connector cannot check the sign-in itself.",
-                    remediation="Set ENTRA_TENANT_ID and ENTRA_AUDIENCE (the deployment does) and restart the app.",
-                )
-            token = header(headers, ID_TOKEN_HEADER)
-            if not token:
-                raise Unauthorized("The sign-in carries no ID token the connector can check; sign in again.")
-            validated = entra.validate(token)
-            if object_id and validated.principal != f"entra:{object_id}":
-                raise Unauthorized("The sign-in's principal and its ID token name different users.")
-            return Caller(validated.principal, validated.user or user, validated.roles)
-        if entra is not None:
-            raise Unauthorized("An Entra ID bearer token is required (Authorization: Bearer <token>).")
-        if settings.in_azure_instance:
-            raise NotConfigured(
-                "Sign-in is not configured, so the connector refuses every request.",
-                remediation="Deploy with App Service Authentication (the Bicep sets it up) or set ENTRA_TENANT_ID "
-                "and ENTRA_AUDIENCE; see the admin guide.",
-            )
-        return LOCAL_CALLER
+        """Who is calling (DESIGN section 10; shared/signin.py says which principal headers count)."""
+        from shared.signin import identify
+
+        return identify(self.settings, self._entra(), headers)
 
     def close(self) -> None:
         if self._servicenow is not None:

@@ -68,7 +68,10 @@ def html_page(
         headers={
             **_SECURITY_HEADERS,
             "Content-Type": "text/html; charset=utf-8",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            # Never framed: a page that reports a connection must not be overlaid by another site (clickjacking).
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'none'",
+            "X-Frame-Options": "DENY",
             **(headers or {}),
         },
     )

@@ -101,11 +101,24 @@ def test_missing_settings_are_all_named():
     assert {"SERVICENOW_INSTANCE", "SERVICENOW_CLIENT_ID", "OAUTH_REDIRECT_URI"} <= named
 
 
-def test_redirect_uri_defaults_to_the_function_app_host_in_azure():
+@pytest.mark.parametrize("marker", ["WEBSITE_INSTANCE_ID", "WEBSITE_SITE_NAME"])
+def test_redirect_uri_defaults_to_the_function_app_host_in_azure(marker):
     env = {k: v for k, v in settings_env().items() if k not in ("OAUTH_REDIRECT_URI", "TICKET_STORE")}
-    settings = load_settings({**env, "WEBSITE_HOSTNAME": "func-abc.azurewebsites.net"})
+    settings = load_settings({**env, "WEBSITE_HOSTNAME": "func-abc.azurewebsites.net", marker: "func-abc"})
+    assert settings.in_azure
     assert settings.redirect_uri == "https://func-abc.azurewebsites.net/api/oauth/callback"
     assert settings.ticket_store == "tables"
+    assert "https://func-abc.azurewebsites.net" in settings.app_origins
+
+
+def test_website_hostname_alone_is_not_azure_core_tools_sets_it_locally():
+    """`func start` sets WEBSITE_HOSTNAME=localhost:{port} (azure-functions-core-tools StartHostAction)."""
+    env = {k: v for k, v in settings_env().items() if k not in ("OAUTH_REDIRECT_URI", "TICKET_STORE")}
+    settings = load_settings({**env, "WEBSITE_HOSTNAME": "localhost:7071"})
+    assert not settings.in_azure
+    assert settings.ticket_store == "sqlite"
+    assert settings.redirect_uri is None and "OAUTH_REDIRECT_URI" in {i.setting for i in settings.issues}
+    assert settings.app_origins == ()
 
 
 @pytest.mark.parametrize(

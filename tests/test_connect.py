@@ -323,6 +323,37 @@ def test_the_callback_clears_its_cookie(harness):
     assert harness.cookies == {}
 
 
+def test_a_callback_from_another_browser_neither_uses_up_the_flow_nor_clears_the_admins_cookie(harness):
+    """The admin's callback URL leaks (a referrer, a screenshot), or an attacker opens their own in the admin's
+    browser: each is refused, and the admin's flow and cookie stay as they were, so the admin still connects."""
+    admin = _authorized_callback(harness)  # the admin's browser: its cookie is in the jar
+    admins_jar = dict(harness.cookies)
+    harness.cookies.clear()  # the attacker's browser, with no cookie
+    refused = [harness.callback(admin)]
+    attacker = _authorized_callback(harness)  # the attacker's own flow and cookie
+    refused.append(harness.callback(admin))  # the admin's state with the attacker's cookie
+    harness.cookies = dict(admins_jar)  # back in the admin's browser: the attacker's callback, opened there
+    refused.append(harness.callback(attacker))
+    for page in refused:
+        assert page.status_code == 400
+        assert "Set-Cookie" not in page.headers  # nothing cleared
+    assert harness.cookies == admins_jar and _token_requests(harness) == []
+    done = harness.callback(admin)  # the admin's own callback still works: the flow was never used up
+    assert done.status_code == 200, done.get_body()
+    assert len(_token_requests(harness)) == 1 and _stored(harness) is not None
+    assert harness.cookies == {}  # cleared now that it has done its work
+
+
+def test_callback_pages_cannot_be_framed(harness):
+    pages = [harness.connect(), harness.callback({"code": "abc", "state": "x" * 43})]
+    pages.append(harness.call("oauth_callback", path="/oauth/callback", params={"state": "x\u0000"}))  # the edge's
+    for page in pages:
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+        assert page.headers["Content-Type"].startswith("text/html")
+    assert [p.status_code for p in pages] == [200, 400, 400]
+
+
 def test_an_error_page_says_only_the_connectors_words(harness):
     """Finding 5: `error_description` (any text, no state) was shown on the connector's own origin."""
     phishing = "Your session expired. Call +1-555-0100 and read out your password"

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import ROOT
 
 DEPLOYED_CODE = ["function_app.py", "shared", "create_ticket", "oauth_callback", "status_sync", "secure_score"]
@@ -68,6 +70,14 @@ def test_every_setting_the_code_reads_is_deployed_or_documented_with_its_default
     assert missing == set(), f"set these in infra/app or document their default in README Settings: {missing}"
 
 
+def test_the_bicep_and_readme_scans_find_settings_at_all() -> None:
+    """The scans below are not vacuous."""
+    assert {"SERVICENOW_INSTANCE", "ENTRA_AUDIENCE", "AZURE_CLIENT_ID", "AzureWebJobsStorage__tableServiceUri"} <= (
+        bicep_settings()
+    )
+    assert {"SERVICENOW_INSTANCE", "GRAPH_URL", "LOCAL_USER", "TICKET_STORE"} <= documented_settings()
+
+
 def test_every_setting_the_bicep_sets_is_read() -> None:
     unread = bicep_settings() - code_settings() - HOST
     assert unread == set(), f"infra sets settings nothing reads: {unread}"
@@ -87,6 +97,7 @@ def test_the_local_settings_example_names_only_real_settings() -> None:
 def test_azd_parameters_cover_every_required_bicep_parameter() -> None:
     main = (ROOT / "infra" / "main.bicep").read_text()
     required = set(re.findall(r"^param (\w+) \w+$", main, re.MULTILINE))
+    assert {"environmentName", "location", "serviceNowInstance", "serviceNowClientId"} <= required  # not vacuous
     parameters = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
     assert required <= set(parameters), required - set(parameters)
 
@@ -117,6 +128,7 @@ def test_every_problem_code_is_documented_in_the_readme_and_the_openapi_document
 PARAMETER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
 # Set by the workflow itself (azd env new), or never passed through the pipeline on purpose.
 NOT_FROM_VARIABLES = {"AZURE_ENV_NAME", "AZURE_LOCATION", "SERVICENOW_CLIENT_SECRET"}
+SET_BY_AZD = {"AZURE_SUBSCRIPTION_ID", "MANAGED_IDENTITY_PRINCIPAL_ID"}  # the environment's subscription, an output
 
 
 def _deploy_workflow() -> dict[str, Any]:
@@ -128,10 +140,15 @@ def _deploy_workflow() -> dict[str, Any]:
 def test_the_pipeline_passes_every_parameter_the_azd_parameters_read() -> None:
     """Every push builds a fresh azd environment: a parameter not passed is reset to its default (Entra sign-in,
     VNet integration, the egress IP and the rest would silently change)."""
-    names = set(PARAMETER.findall((ROOT / "infra" / "main.parameters.json").read_text())) - NOT_FROM_VARIABLES
+    text = (ROOT / "infra" / "main.parameters.json").read_text()
+    names = set(PARAMETER.findall(text)) - NOT_FROM_VARIABLES
+    assert len(names) == len(json.loads(text)["parameters"]) - len(NOT_FROM_VARIABLES) > 10  # one per parameter
+    hooks = (ROOT / "infra" / "hooks" / "azd_hooks.py").read_text()
+    hook_settings = set(re.findall(r'env(?:\.get\(|, )"([A-Z_]+)"', hooks)) - SET_BY_AZD
+    assert "GRANT_GRAPH_PERMISSION" in hook_settings  # read by the postprovision hook only
     workflow = _deploy_workflow()
     listed = set(workflow["env"]["SETTINGS"].split())
-    assert names == listed, (names - listed, listed - names)
+    assert names | hook_settings == listed, (names | hook_settings - listed, listed - names - hook_settings)
     for name in listed:
         assert workflow["env"][name] == f"${{{{ vars.{name} }}}}", name
 
@@ -158,19 +175,30 @@ def test_azd_writes_nothing_secret_into_git() -> None:
 
 def test_conditional_modules_are_only_read_through_safe_access() -> None:
     """Bicep 0.36+ warns (BCP318) on `<conditional module>.outputs`; the CI lint step fails on any finding."""
+    checked = set()
     for path in (ROOT / "infra").rglob("*.bicep"):
         text = path.read_text()
         for name in re.findall(r"^module (\w+) '[^']+' = if \(", text, re.MULTILINE):
+            checked.add(name)
             unsafe = re.findall(rf"\b{name}\.outputs\b", text)
             assert unsafe == [], f"{path.name}: {name}.outputs without ! or .?"
+    conditional = re.findall(r"^module (\w+) .* = if\b", (ROOT / "infra" / "main.bicep").read_text(), re.MULTILINE)
+    assert checked == set(conditional) and {"network", "entra"} <= checked  # every conditional module was checked
 
 
 def test_every_module_and_extension_is_pinned_to_a_version() -> None:
+    registry = []
     for path in (ROOT / "infra").rglob("*.bicep"):
-        for reference in re.findall(r"^module \w+ '([^']+)'", path.read_text(), re.MULTILINE):
+        text = path.read_text()
+        references = re.findall(r"^module \w+ '([^']+)'", text, re.MULTILINE)
+        assert len(references) == len(re.findall(r"^module ", text, re.MULTILINE)), path.name  # each one was read
+        for reference in references:
             if reference.startswith("br"):
+                registry.append(reference)
                 assert re.fullmatch(r"br(/public)?:[\w./-]+:\d+\.\d+\.\d+", reference), (path.name, reference)
+    assert len(registry) == (ROOT / "infra" / "main.bicep").read_text().count("'br/public:") >= 6
     config = json.loads((ROOT / "infra" / "bicepconfig.json").read_text())
+    assert config["extensions"]  # the Microsoft Graph extension
     for reference in config["extensions"].values():
         assert re.fullmatch(r"br:[\w./-]+:\d+\.\d+\.\d+", reference), reference
 
@@ -200,3 +228,184 @@ def test_the_checkov_gate_passes_the_repository_and_fails_what_it_must(tmp_path:
         "  kind: 'StorageV2'\n  sku: { name: 'Standard_LRS' }\n  properties: { allowBlobPublicAccess: true }\n}\n"
     )
     assert _checkov(risky) == 1  # a finding nobody accepted fails
+
+
+def _bicep_block(text: str, declaration: str) -> str:
+    """The body of the resource declared on the line starting with `declaration`, braces matched."""
+    start = text.index(declaration)
+    depth = 0
+    for end in range(text.index("{", start), len(text)):
+        depth += {"{": 1, "}": -1}.get(text[end], 0)
+        if depth == 0:
+            return text[start : end + 1]
+    raise AssertionError(f"unbalanced braces after {declaration}")
+
+
+def _code(bicep: str) -> str:
+    return re.sub(r"(^|\s)//.*$", "", bicep, flags=re.MULTILINE)  # no comments (a `//` in 'https://...' stays)
+
+
+def test_flex_consumption_gets_no_ftps_state_and_ftp_stays_off_through_its_policy() -> None:
+    """Flex Consumption refuses siteConfig.ftpsState (Azure/azure-cli#31414); CKV_AZURE_78 is accepted for it."""
+    api = (ROOT / "infra" / "app" / "api.bicep").read_text()
+    assert "ftpsState" not in _code(api)
+    ftp = _code(_bicep_block(api, "resource ftpBasicAuth "))
+    assert "parent: site" in ftp and "name: 'ftp'" in ftp and "allow: false" in ftp
+    scm = _code(_bicep_block(api, "resource scmBasicAuth "))
+    assert "parent: site" in scm and "name: 'scm'" in scm and "allow: false" in scm
+    skips = (ROOT / "infra" / "checkov-skips.txt").read_text()
+    assert re.search(r"^CKV_AZURE_78 Microsoft\.Web/sites\.site -- .*ftpsState.*azure-cli#31414", skips, re.MULTILINE)
+
+
+def test_app_service_authentication_runs_without_the_token_store() -> None:
+    auth = _code(_bicep_block((ROOT / "infra" / "app" / "api.bicep").read_text(), "resource auth "))
+    assert re.search(r"tokenStore: \{ enabled: false \}", auth)
+    assert "offline_access" not in auth  # no refresh tokens to keep: /.auth/refresh needs the token store
+    assert (
+        "requireAuthentication: true" in auth
+        and "excludedPaths: [ '/api/oauth/callback', '/api/servicenow/events' ]" in auth
+    )
+
+
+def test_checkov_scans_every_resource_the_bicep_declares() -> None:
+    """pycep keeps only the last child nested in a resource: children are declared at the top level with parent:,
+    and the gate compares what checkov parsed with what the Bicep declares."""
+    from dev import checkov_bicep
+
+    if not checkov_bicep.CHECKOV.exists():
+        from tests.conftest import require_service
+
+        require_service("checkov", "make lint creates .venv-checkov")
+    declared = [d for d in checkov_bicep.declared() if not d["existing"]]
+    assert not [d for d in declared if d["nested"]]
+    _, parsed = checkov_bicep.run()
+    key = lambda r: (r["file"], r["type"], r["name"])  # noqa: E731
+    scanned = sorted(key(p) for p in parsed if not p["existing"])
+    assert len(scanned) == len(declared) >= 15
+    assert scanned == sorted(key(d) for d in declared)
+    config, policies = "Microsoft.Web/sites/config", "Microsoft.Web/sites/basicPublishingCredentialsPolicies"
+    children = {(config, "settings"), (config, "auth"), (policies, "scmBasicAuth"), (policies, "ftpBasicAuth")}
+    assert {("app/api.bicep", *child) for child in children} <= set(scanned)
+
+
+def test_the_checkov_gate_fails_on_a_child_resource_nested_where_pycep_drops_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    nested = tmp_path / "infra"
+    shutil.copytree(ROOT / "infra", nested)
+    (nested / "nested.bicep").write_text(
+        "resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {\n  name: 'v'\n  location: 'westeurope'\n"
+        "  resource first 'subnets' = {\n    name: 'a'\n  }\n  resource second 'subnets' = {\n    name: 'b'\n  }\n}\n"
+    )
+    assert _checkov(nested) == 1
+    errors = capsys.readouterr().err
+    for child in ("first", "second"):  # pycep parses only `second` (as vnet__second): `first` would go unchecked
+        assert f"nested.bicep: subnets {child} is declared inside another resource" in errors
+
+
+def _makefile_variables(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^(\w+) :?= (\S+)$", text, re.MULTILINE))
+
+
+def test_funcignore_excludes_every_folder_the_makefile_builds() -> None:
+    """With a .funcignore present azd applies only its patterns (azure-dev pkg/project/project_utils.go): a venv
+    it does not name is zipped into the package, hundreds of MB."""
+    makefile = (ROOT / "Makefile").read_text()
+    variables = _makefile_variables(makefile)
+    venvs = {variables.get(v[2:-1], v) if v.startswith("$(") else v for v in re.findall(r"-m venv (\S+)", makefile)}
+    assert venvs == {".venv", ".venv-checkov", ".venv-prod"}, venvs  # the scan found every venv the Makefile makes
+    clean = re.search(r"^clean:\n\trm -rf (.+)$", makefile, re.MULTILINE)
+    assert clean is not None
+    cleaned = set(clean[1].split()) - {"$(VENV)"}
+    assert {".venv-checkov", ".venv-prod", "tools/node_modules"} <= cleaned
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".funcignore").read_text().splitlines()}
+    for folder in sorted(venvs | cleaned):
+        assert any(folder == pattern or folder.startswith(pattern + "/") for pattern in ignored), folder
+
+
+def test_every_pipeline_step_with_a_pipe_runs_with_pipefail() -> None:
+    """A `run:` without `shell:` is `bash -e {0}`, where `a | tee b` succeeds when `a` fails; `shell: bash` is
+    `bash --noprofile --norc -eo pipefail {0}` (GitHub docs, jobs.<id>.steps[*].shell)."""
+    import yaml
+
+    piped = []
+    for path in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        workflow = yaml.safe_load(path.read_text())
+        default = ((workflow.get("defaults") or {}).get("run") or {}).get("shell")
+        for name, job in workflow["jobs"].items():
+            job_default = ((job.get("defaults") or {}).get("run") or {}).get("shell", default)
+            for step in job.get("steps", []):
+                script = step.get("run", "")
+                if re.search(r"(?<!\|)\|(?!\|)", script):
+                    piped.append((path.name, name, step.get("name")))
+                    shell = step.get("shell", job_default)
+                    assert shell == "bash" or script.lstrip().startswith("set -o pipefail"), piped[-1]
+    assert ("deploy.yml", "preview", "Preview what provisioning would change (the same template and parameters azd up "
+            "uses)") in piped  # fmt: skip
+
+
+def test_the_preview_job_lists_the_graph_changes_what_if_cannot_show() -> None:
+    preview = _deploy_workflow()["jobs"]["preview"]["steps"]
+    runs = [step.get("run", "") for step in preview]
+    summary = next(i for i, run in enumerate(runs) if "dev/preview_graph.py" in run)
+    assert '>> "$GITHUB_STEP_SUMMARY"' in runs[summary]
+    assert summary > next(i for i, run in enumerate(runs) if "azd provision --preview" in run)
+
+
+def test_the_deploy_job_signs_the_azure_cli_in_for_the_hooks() -> None:
+    steps = _deploy_workflow()["jobs"]["deploy"]["steps"]
+    login = next(i for i, step in enumerate(steps) if str(step.get("uses", "")).startswith("azure/login@"))
+    assert set(steps[login]["with"]) == {"client-id", "tenant-id", "subscription-id"}  # OIDC: no secret
+    assert login < next(i for i, step in enumerate(steps) if "azd up" in step.get("run", ""))
+
+
+def test_azure_yaml_runs_the_hooks_on_every_platform() -> None:
+    import yaml
+
+    hooks = yaml.safe_load((ROOT / "azure.yaml").read_text())["hooks"]
+    assert set(hooks) == {"preprovision", "postprovision"}
+    for name, hook in hooks.items():
+        assert hook["posix"] == {"shell": "sh", "run": f"python3 infra/hooks/azd_hooks.py {name}"}
+        assert hook["windows"] == {"shell": "pwsh", "run": f"python infra/hooks/azd_hooks.py {name}"}
+
+
+def test_the_graph_bicep_takes_the_token_exchange_audience_from_the_cloud() -> None:
+    """msgraph-bicep-types quickstart-templates/msi-as-a-fic-secretless: the audience is per cloud."""
+    entra = (ROOT / "infra" / "app" / "entra.bicep").read_text()
+    federated = _code(_bicep_block(entra, "resource federated "))
+    assert "audiences: [ tokenExchangeAudiences[environment().name] ]" in federated
+    audiences = _code(_bicep_block(entra, "var tokenExchangeAudiences"))
+    for cloud, suffix in {"AzureCloud": "", "AzureUSGovernment": "USGov", "AzureChinaCloud": "China"}.items():
+        assert f"{cloud}: 'api://AzureADTokenExchange{suffix}'" in audiences
+    main = (ROOT / "infra" / "main.bicep").read_text()
+    assert "module entra 'app/entra.bicep' = if (empty(entraAppClientId)) {" in main  # given a registration: no Graph
+    assert not re.search(r"^module \w+ 'app/graph-permission", main, re.MULTILINE)  # the grant is the hook's
+
+
+def test_the_graph_preview_lists_every_graph_resource_the_bicep_declares(tmp_path: Path) -> None:
+    import shutil
+
+    from dev import checkov_bicep, preview_graph
+
+    declared = {d["name"] for d in checkov_bicep.declared() if str(d["type"]).startswith("Microsoft.Graph/")}
+    assert declared == {"app", "principal", "federated"}
+    text = preview_graph.summary(ROOT / "infra", {})
+    assert "does not show changes to Microsoft Graph resources (Azure/bicep#17743)" in text
+    for name in declared:
+        assert f"`{name}`" in text
+    for expected in ("app role `Connector.Admin` for User, Application", "`Tickets.Create` for User, Application",
+                     "appRoleAssignmentRequired: `true`", "signInAudience: `AzureADMyOrg`",
+                     "audiences: `tokenExchangeAudiences[environment().name]`",
+                     "uniqueName: `m365-servicenow-connector-${resourceToken}`", "on this run:",
+                     "**SecurityEvents.ReadWrite.All** (app role `d903a879-88e0-4c09-b0c9-82f6a1333f84`)"):  # fmt: skip
+        assert expected in text, expected
+    given = preview_graph.summary(ROOT / "infra", {"ENTRA_APP_CLIENT_ID": "x", "GRANT_GRAPH_PERMISSION": "true"})
+    assert "not on this run, ENTRA_APP_CLIENT_ID is set" in given
+    assert "GRANT_GRAPH_PERMISSION=true: on this run" in given
+    changed = tmp_path / "infra"  # it reads the Bicep: a changed role shows as changed
+    shutil.copytree(ROOT / "infra", changed)
+    entra = changed / "app" / "entra.bicep"
+    entra.write_text(entra.read_text().replace("value: 'Tickets.Create'", "value: 'Tickets.Everything'"))
+    assert "app role `Tickets.Everything`" in preview_graph.summary(changed, {})

@@ -178,3 +178,25 @@ def test_query_values_are_one_bounded_line(connected):
     for params in ({"status": "open\u2028"}, {"status": "x" * 3000}, {"st\u202eatus": "open"}):
         response = connected.call("list_tickets", params=params)
         assert (response.status_code, _problem(response)["code"]) == (400, "validation_failed")
+
+
+def test_every_problem_carries_nosniff_like_every_other_response(connected):
+    """A problem+json body quotes input back (field names, a path): browsers must not sniff it as anything else."""
+    from tests.test_signin import use
+
+    responses = [
+        connected.call("create_ticket", "POST", "/tickets", body=b"{", headers={}),  # 400 validation_failed
+        connected.call("list_tickets", path="/tickets", params={"status": "<b>"}),  # 400 on a query
+        connected.call("create_ticket", "POST", "/tickets", body=b"x", content_type="text/plain"),  # 415
+    ]
+    use(connected, WEBSITE_AUTH_ENABLED="True")
+    responses.append(connected.call("me", path="/me"))  # 401, with WWW-Authenticate
+    use(connected, WEBSITE_SITE_NAME="func-connector")
+    responses.append(connected.call("me", path="/me"))  # 503 not_configured
+    statuses = []
+    for response in responses:
+        _problem(response)
+        statuses.append(response.status_code)
+        assert response.headers["X-Content-Type-Options"] == "nosniff", response.status_code
+        assert response.headers["Cache-Control"] == "no-store"
+    assert statuses == [400, 400, 415, 401, 503]

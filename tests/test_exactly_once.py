@@ -176,7 +176,12 @@ def test_a_create_that_another_request_is_making_answers_409_with_retry_after(co
     waits for it, then answers 409 `conflict` naming the ticket, never a second record."""
     connected.services.creation_wait = 0.2
     connected.simulator.inject(Fault("latency", method="POST", path_prefix=INCIDENTS, seconds=1.5))
-    results = concurrently(2, lambda i: (time.sleep(0.3 * i), post(connected))[1])
+
+    def create(i: int) -> tuple[int, dict[str, Any]]:
+        time.sleep(0.3 * i)  # the second arrives while the first is inside ServiceNow
+        return post(connected)
+
+    results = concurrently(2, create)
     statuses = sorted(status for status, _ in results)
     assert statuses == [201, 409], results
     conflict = next(body for status, body in results if status == 409)

@@ -16,6 +16,14 @@ param hostName string
 @description('Principal ID of the app\'s user-assigned managed identity: its federated credential replaces a secret.')
 param managedIdentityPrincipalId string
 
+// A managed identity's token-exchange audience is per cloud (msgraph-bicep-types quickstart-templates/msi-as-a-fic-secretless).
+var tokenExchangeAudiences = {
+  AzureCloud: 'api://AzureADTokenExchange'
+  AzureUSGovernment: 'api://AzureADTokenExchangeUSGov'
+  USNat: 'api://AzureADTokenExchangeUSNat'
+  USSec: 'api://AzureADTokenExchangeUSSec'
+  AzureChinaCloud: 'api://AzureADTokenExchangeChina'
+}
 var adminRoleId = guid(uniqueName, 'Connector.Admin')
 var createRoleId = guid(uniqueName, 'Tickets.Create')
 var identifierUri = 'api://${uniqueName}-${uniqueString(subscription().id, resourceGroup().id, uniqueName)}'
@@ -64,7 +72,7 @@ resource principal 'Microsoft.Graph/servicePrincipals@v1.0' = {
 // No client secret is stored: App Service Authentication proves the app with the managed identity's token.
 resource federated 'Microsoft.Graph/applications/federatedIdentityCredentials@v1.0' = {
   name: '${app.uniqueName}/function-app-managed-identity'
-  audiences: [ 'api://AzureADTokenExchange' ]
+  audiences: [ tokenExchangeAudiences[environment().name] ]
   issuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
   subject: managedIdentityPrincipalId
   description: 'The function app\'s user-assigned managed identity, in place of a client secret'

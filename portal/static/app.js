@@ -25,6 +25,25 @@
     }
   }
 
+  // A 401 sends the browser once to App Service Authentication's own sign-in, which comes back to this page. A
+  // second 401 right after it shows the error (with a Sign in link) instead of looping: the marker lives in this
+  // tab's sessionStorage until a request succeeds. Without storage, no redirect: a loop could not be ruled out.
+  const SIGN_IN = "/.auth/login/aad?post_login_redirect_uri=/api/portal";
+  const SIGN_IN_MARK = "connector.signInRedirected";
+  function signInOnce() {
+    try {
+      if (window.sessionStorage.getItem(SIGN_IN_MARK)) return false;
+      window.sessionStorage.setItem(SIGN_IN_MARK, String(Date.now()));
+    } catch {
+      return false;
+    }
+    window.location.assign(SIGN_IN);
+    return true;
+  }
+  function signedIn() {
+    try { window.sessionStorage.removeItem(SIGN_IN_MARK); } catch { /* no storage, no marker */ }
+  }
+
   // One request to the API; an expired sign-in is renewed once through App Service Authentication.
   async function api(path, options = {}, renewed = false) {
     const headers = { Accept: "application/json", "X-Requested-With": "XMLHttpRequest", ...(options.headers || {}) };
@@ -40,12 +59,13 @@
     if (response.status === 204) return null;
     let data = null;
     try { data = await response.json(); } catch { data = null; }
-    if (response.ok) return data;
+    if (response.ok) { signedIn(); return data; }
     if (response.status === 401 && !renewed && data && data.reason === "token_expired") {
       const refreshed = await fetch("/.auth/refresh", { credentials: "same-origin",
         headers: { "X-Requested-With": "XMLHttpRequest" } });
       if (refreshed.ok) return api(path, options, true);
     }
+    if (response.status === 401 && signInOnce()) return new Promise(() => {}); // the browser is leaving
     throw new ApiError(data, response.status);
   }
 
@@ -339,7 +359,7 @@
       await loadMe();
     } catch (error) {
       showError($("error"), error);
-      if (error.status === 401) $("error").append(el("a", { href: "/.auth/login/aad?post_login_redirect_uri=/api/portal" }, " Sign in"));
+      if (error.status === 401) $("error").append(el("a", { href: SIGN_IN }, " Sign in"));
       return;
     }
     await refreshAll();

@@ -1,0 +1,192 @@
+"""azd hooks (azure.yaml): what `azd provision` / `azd up` needs before and after the Bicep, through the Azure CLI.
+
+preprovision  - STATIC_EGRESS_ENABLED=true: register the Microsoft.App resource provider, which Flex Consumption's
+                VNet integration needs and which ARM does not register (learn `azure-functions/flex-consumption-plan`,
+                Considerations; the portal and the CLI register it, a template deployment does not).
+postprovision - GRANT_GRAPH_PERMISSION=true: grant the function app's managed identity the Microsoft Graph
+                application permission SecurityEvents.ReadWrite.All, if it does not hold it yet. Done here, not in the
+                Bicep: a grant to an identity created seconds earlier in the same deployment fails intermittently on
+                Entra ID replication ("Not a valid reference update"; microsoftgraph/msgraph-bicep-types#193, open),
+                and a failed Bicep grant fails the whole deployment. Here the grant is checked first and retried while
+                the new identity replicates, and a lasting failure says exactly what to run.
+
+Standard library only (azd runs this with the deployer's Python); every `az` call has a timeout.
+Usage: python3 infra/hooks/azd_hooks.py preprovision|postprovision
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's well-known application id
+SECURITY_EVENTS_READWRITE_ALL = "d903a879-88e0-4c09-b0c9-82f6a1333f84"  # application permission (app role) id
+PERMISSION = "SecurityEvents.ReadWrite.All"
+PUBLIC_GRAPH = "https://graph.microsoft.com"
+# Seconds to wait before each new attempt while a new identity replicates (about 6 minutes in all).
+REPLICATION_WAITS = (10, 20, 30, 60, 60, 60, 60, 60)
+_DENIED = ("authorization_requestdenied", "insufficient privileges", "forbidden")
+_ALREADY = ("permission being assigned already exists",)
+
+
+class HookFailed(Exception):
+    """What went wrong and what to do, for the admin; the hook exits 1 with it."""
+
+
+def _true(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() == "true"
+
+
+def az(*args: str, timeout: float = 120) -> str:
+    """One Azure CLI command's stdout; HookFailed with its error text when it fails or is missing."""
+    executable = shutil.which("az")
+    if executable is None:
+        raise HookFailed("The Azure CLI (az) is not installed or not on PATH: install it (admin guide section 1).")
+    try:
+        done = subprocess.run(  # noqa: S603 - the az found on PATH, with arguments this module builds
+            [executable, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise HookFailed(f"`az {' '.join(args[:3])} ...` did not finish within {int(timeout)} seconds.") from None
+    if done.returncode != 0:
+        raise HookFailed(done.stderr.strip()[-2000:] or f"`az {' '.join(args[:3])} ...` failed")
+    return done.stdout.strip()
+
+
+def _signed_in_hint(error: HookFailed) -> HookFailed:
+    text = str(error)
+    if "az login" in text or "not logged in" in text.lower():
+        return HookFailed(f"{text}\nSign the Azure CLI in (`az login`; in the pipeline, the azure/login step), then "
+                          "run `azd provision` again.")  # fmt: skip
+    return error
+
+
+def preprovision(env: Mapping[str, str], say: Callable[[str], None] = print) -> None:
+    graph = env.get("GRAPH_URL", "").strip().rstrip("/") or PUBLIC_GRAPH
+    if graph != PUBLIC_GRAPH and not env.get("ENTRA_APP_CLIENT_ID", "").strip():
+        say(f"Note: GRAPH_URL is {graph}, a sovereign cloud. The Microsoft Graph Bicep extension that creates the "
+            "sign-in app registration is documented for the public cloud only (learn: graph/templates limitations). "
+            "If the 'entra' deployment fails, create the registration by hand and set ENTRA_APP_CLIENT_ID "
+            "(admin guide section 1a, sovereign clouds).")  # fmt: skip
+    if not _true(env, "STATIC_EGRESS_ENABLED"):
+        return
+    subscription = env.get("AZURE_SUBSCRIPTION_ID", "").strip()
+    scope = ["--subscription", subscription] if subscription else []
+    try:
+        state = az("provider", "show", "--namespace", "Microsoft.App", *scope, "--query", "registrationState",
+                   "-o", "tsv")  # fmt: skip
+        if state == "Registered":
+            say("Microsoft.App is registered (Flex Consumption VNet integration, STATIC_EGRESS_ENABLED=true).")
+            return
+        say(f"Registering the Microsoft.App resource provider ({state or 'not registered'}): Flex Consumption's VNet "
+            "integration needs it (STATIC_EGRESS_ENABLED=true). This takes a minute or two.")  # fmt: skip
+        az("provider", "register", "--namespace", "Microsoft.App", *scope, "--wait", timeout=900)
+    except HookFailed as error:
+        register = f"az provider register --namespace Microsoft.App {' '.join(scope)} --wait".replace("  ", " ")
+        raise HookFailed(
+            f"{_signed_in_hint(error)}\nSTATIC_EGRESS_ENABLED=true needs the Microsoft.App resource provider "
+            f"registered in the subscription. Register it once (Contributor or Owner on the subscription): {register}"
+        ) from None
+    say("Microsoft.App is registered.")
+
+
+def grant_command(principal_id: str, graph: str) -> str:
+    return (
+        f"graph=$(az ad sp show --id {GRAPH_APP_ID} --query id -o tsv); "
+        f"az rest --method POST --uri {graph}/v1.0/servicePrincipals/{principal_id}/appRoleAssignments "
+        f'--body "{{\\"principalId\\":\\"{principal_id}\\",\\"resourceId\\":\\"$graph\\",'
+        f'\\"appRoleId\\":\\"{SECURITY_EVENTS_READWRITE_ALL}\\"}}"'
+    )
+
+
+def _rest(method: str, url: str, graph: str, body: dict[str, str] | None = None) -> dict[str, object]:
+    args = ["rest", "--method", method, "--uri", url, "--resource", graph]
+    if body is not None:
+        args += ["--headers", "Content-Type=application/json", "--body", json.dumps(body)]
+    out = az(*args)
+    parsed = json.loads(out) if out else {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def postprovision(
+    env: Mapping[str, str], say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep,
+    waits: Sequence[float] = REPLICATION_WAITS,
+) -> None:  # fmt: skip
+    if not _true(env, "GRANT_GRAPH_PERMISSION"):
+        return
+    principal_id = env.get("MANAGED_IDENTITY_PRINCIPAL_ID", "").strip()
+    graph = env.get("GRAPH_URL", "").strip().rstrip("/") or PUBLIC_GRAPH
+    if not principal_id:
+        raise HookFailed("MANAGED_IDENTITY_PRINCIPAL_ID is not in the azd environment: run `azd provision` first.")
+    command = grant_command(principal_id, graph)
+    try:
+        graph_sp = _rest("GET", f"{graph}/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')?$select=id", graph)
+        resource_id = str(graph_sp.get("id") or "")
+        if not resource_id:
+            raise HookFailed(f"Microsoft Graph's service principal was not found at {graph}.")
+        body = {"principalId": principal_id, "resourceId": resource_id, "appRoleId": SECURITY_EVENTS_READWRITE_ALL}
+        for attempt, wait in enumerate([0.0, *waits]):
+            if wait:
+                say(f"The new managed identity is not replicated in Entra ID yet; trying again in {int(wait)} s.")
+                sleep(wait)
+            try:
+                if _granted(principal_id, resource_id, graph):
+                    say(f"The managed identity holds {PERMISSION} (Microsoft Graph).")
+                    return
+                _rest("POST", f"{graph}/v1.0/servicePrincipals/{principal_id}/appRoleAssignments", graph, body)
+            except HookFailed as error:
+                text = str(error).lower()
+                if any(marker in text for marker in _ALREADY):
+                    say(f"The managed identity holds {PERMISSION} (Microsoft Graph).")
+                    return
+                if any(marker in text for marker in _DENIED):
+                    raise HookFailed(
+                        f"{error}\nGranting {PERMISSION} needs the Entra role Privileged Role Administrator (or "
+                        "Global Administrator). Have a directory admin run, once:\n  " + command
+                    ) from None
+                if attempt == len(waits):
+                    raise
+                continue
+            say(
+                f"Granted {PERMISSION} (Microsoft Graph) to the managed identity. Its tokens are cached "
+                "for up to 24 hours, so Secure Score reads may wait that long (the secure_score check says)."
+            )
+            return
+    except HookFailed as error:
+        raise HookFailed(
+            f"{_signed_in_hint(error)}\nThe Graph permission is not granted yet. Run `azd hooks run postprovision` "
+            f"(or `azd provision`) again in a few minutes, or have a directory admin run, once:\n  {command}"
+        ) from None
+
+
+def _granted(principal_id: str, resource_id: str, graph: str) -> bool:
+    listed = _rest("GET", f"{graph}/v1.0/servicePrincipals/{principal_id}/appRoleAssignments", graph)
+    assignments = listed.get("value")
+    wanted = {"appRoleId": SECURITY_EVENTS_READWRITE_ALL, "resourceId": resource_id}
+    return isinstance(assignments, list) and any(
+        isinstance(a, dict) and all(a.get(k) == v for k, v in wanted.items()) for a in assignments
+    )
+
+
+HOOKS: dict[str, Callable[[Mapping[str, str]], None]] = {"preprovision": preprovision, "postprovision": postprovision}
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 2 or argv[1] not in HOOKS:
+        print(f"usage: {argv[0]} {'|'.join(HOOKS)}", file=sys.stderr)
+        return 2
+    try:
+        HOOKS[argv[1]](os.environ)
+    except HookFailed as error:
+        print(f"{argv[1]} hook: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,180 @@
+"""The azd hooks (azure.yaml, infra/hooks/azd_hooks.py) against a stand-in Azure CLI on PATH (tests/fakes/az.py):
+Microsoft.App registered for STATIC_EGRESS_ENABLED=true, and the Graph grant for GRANT_GRAPH_PERMISSION=true
+surviving Entra ID replication on a first run (microsoftgraph/msgraph-bicep-types#193)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+IDENTITY = "5f0e8d0c-1b2a-4c3d-9e8f-7a6b5c4d3e2f"
+GRAPH_SP = "2a7b1c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+ROLE = "d903a879-88e0-4c09-b0c9-82f6a1333f84"  # SecurityEvents.ReadWrite.All
+GRANT_ENV = {"GRANT_GRAPH_PERMISSION": "true", "MANAGED_IDENTITY_PRINCIPAL_ID": IDENTITY}
+
+
+def _hooks() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("azd_hooks", ROOT / "infra" / "hooks" / "azd_hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+hooks = _hooks()
+
+
+@dataclass
+class Az:
+    world_path: Path
+    log_path: Path
+
+    def world(self) -> dict[str, Any]:
+        return dict(json.loads(self.world_path.read_text()))
+
+    def set(self, **changes: Any) -> None:
+        self.world_path.write_text(json.dumps({**self.world(), **changes}))
+
+    def calls(self) -> list[list[str]]:
+        text = self.log_path.read_text() if self.log_path.exists() else ""
+        return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture
+def az(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Az:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "az"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "fakes" / "az.py"}" "$@"\n')
+    script.chmod(0o755)
+    fake = Az(tmp_path / "world.json", tmp_path / "calls.jsonl")
+    fake.world_path.write_text(json.dumps({"providers": {}, "graph_sp": GRAPH_SP, "identity": IDENTITY,
+                                           "assignments": [], "replication_reads": 0}))  # fmt: skip
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_AZ_WORLD", str(fake.world_path))
+    monkeypatch.setenv("FAKE_AZ_LOG", str(fake.log_path))
+    return fake
+
+
+def run_hook(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """As azd runs it: `python3 infra/hooks/azd_hooks.py <name>` in the project folder, the azd environment in env."""
+    import os
+
+    keep = {k: os.environ[k] for k in ("PATH", "FAKE_AZ_WORLD", "FAKE_AZ_LOG") if k in os.environ}
+    return subprocess.run([sys.executable, "infra/hooks/azd_hooks.py", name], cwd=ROOT, env={**keep, **env},
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+# -- preprovision: Microsoft.App for STATIC_EGRESS_ENABLED=true ------------------------------------------------------
+
+
+def test_without_static_egress_the_preprovision_hook_calls_nothing(az: Az) -> None:
+    done = run_hook("preprovision", {"AZURE_SUBSCRIPTION_ID": "sub-1"})
+    assert done.returncode == 0 and az.calls() == []
+
+
+def test_with_static_egress_microsoft_app_is_registered_once(az: Az) -> None:
+    env = {"STATIC_EGRESS_ENABLED": "true", "AZURE_SUBSCRIPTION_ID": "sub-1"}
+    done = run_hook("preprovision", env)
+    assert done.returncode == 0, done.stderr
+    assert az.world()["providers"]["Microsoft.App"] == "Registered"
+    assert [c[:2] for c in az.calls()] == [["provider", "show"], ["provider", "register"]]
+    assert all(c[c.index("--subscription") + 1] == "sub-1" for c in az.calls())
+    again = run_hook("preprovision", env)  # registered already: looked at, not registered again
+    assert again.returncode == 0 and [c[:2] for c in az.calls()][2:] == [["provider", "show"]]
+
+
+def test_a_refused_registration_says_what_to_run(az: Az) -> None:
+    az.set(register_denied=True)
+    done = run_hook("preprovision", {"STATIC_EGRESS_ENABLED": "true", "AZURE_SUBSCRIPTION_ID": "sub-1"})
+    assert done.returncode == 1
+    assert "AuthorizationFailed" in done.stderr
+    assert "az provider register --namespace Microsoft.App --subscription sub-1 --wait" in done.stderr
+
+
+def test_a_signed_out_azure_cli_is_named(az: Az) -> None:
+    az.set(signed_in=False)
+    done = run_hook("preprovision", {"STATIC_EGRESS_ENABLED": "true"})
+    assert done.returncode == 1 and "az login" in done.stderr and "azure/login" in done.stderr
+
+
+def test_a_sovereign_cloud_without_a_registration_gets_the_manual_way(az: Az) -> None:
+    done = run_hook("preprovision", {"GRAPH_URL": "https://graph.microsoft.us"})
+    assert done.returncode == 0 and "ENTRA_APP_CLIENT_ID" in done.stdout and "section 1a" in done.stdout
+    given = run_hook("preprovision", {"GRAPH_URL": "https://graph.microsoft.us", "ENTRA_APP_CLIENT_ID": "x"})
+    assert given.stdout == "" and az.calls() == []
+
+
+# -- postprovision: the Graph grant for GRANT_GRAPH_PERMISSION=true ---------------------------------------------------
+
+
+def test_without_the_option_the_postprovision_hook_calls_nothing(az: Az) -> None:
+    assert run_hook("postprovision", {"MANAGED_IDENTITY_PRINCIPAL_ID": IDENTITY}).returncode == 0
+    assert az.calls() == []
+
+
+def test_the_grant_is_made_once_and_then_only_checked(az: Az) -> None:
+    done = run_hook("postprovision", GRANT_ENV)
+    assert done.returncode == 0, done.stderr
+    assert az.world()["assignments"] == [{"id": "assignment-1", "principalId": IDENTITY, "resourceId": GRAPH_SP,
+                                          "appRoleId": ROLE}]  # fmt: skip
+    assert "Granted SecurityEvents.ReadWrite.All" in done.stdout
+    again = run_hook("postprovision", GRANT_ENV)
+    assert again.returncode == 0 and "holds SecurityEvents.ReadWrite.All" in again.stdout
+    assert len(az.world()["assignments"]) == 1
+    assert not any(c[c.index("--method") + 1] == "POST" for c in az.calls()[3:])  # the second run only looked
+
+
+def test_a_first_run_grant_waits_out_entra_replication(az: Az) -> None:
+    az.set(replication_reads=3)  # the identity created seconds ago is unknown to the first three Graph calls
+    waits: list[float] = []
+    said: list[str] = []
+    hooks.postprovision(GRANT_ENV, say=said.append, sleep=waits.append)
+    assert [a["appRoleId"] for a in az.world()["assignments"]] == [ROLE]
+    assert waits == list(hooks.REPLICATION_WAITS[:3])
+    assert sum("not replicated in Entra ID yet" in line for line in said) == 3
+
+
+def test_a_grant_that_never_replicates_says_to_run_the_hook_again(az: Az) -> None:
+    az.set(replication_reads=1000)
+    waits: list[float] = []
+    with pytest.raises(hooks.HookFailed) as failed:
+        hooks.postprovision(GRANT_ENV, say=lambda _: None, sleep=waits.append)
+    assert waits == list(hooks.REPLICATION_WAITS)  # bounded: about 6 minutes, then it stops
+    text = str(failed.value)
+    assert "azd hooks run postprovision" in text and f"servicePrincipals/{IDENTITY}/appRoleAssignments" in text
+    assert az.world()["assignments"] == []
+
+
+def test_a_grant_a_lagging_replica_does_not_list_yet_is_not_made_twice(az: Az) -> None:
+    az.set(assignments=[{"id": "a0", "principalId": IDENTITY, "resourceId": GRAPH_SP, "appRoleId": ROLE}],
+           stale_list=True)  # fmt: skip
+    done = run_hook("postprovision", GRANT_ENV)
+    assert done.returncode == 0 and "holds SecurityEvents.ReadWrite.All" in done.stdout
+    assert len(az.world()["assignments"]) == 1
+
+
+def test_a_deployer_without_the_directory_role_is_told_who_can_grant(az: Az) -> None:
+    az.set(denied=True)
+    waits: list[float] = []
+    with pytest.raises(hooks.HookFailed) as failed:
+        hooks.postprovision(GRANT_ENV, say=lambda _: None, sleep=waits.append)
+    assert waits == []  # a refusal is not retried
+    assert "Privileged Role Administrator" in str(failed.value) and "az rest --method POST" in str(failed.value)
+
+
+def test_a_sovereign_cloud_grants_through_its_own_graph(az: Az) -> None:
+    assert run_hook("postprovision", {**GRANT_ENV, "GRAPH_URL": "https://graph.microsoft.us"}).returncode == 0
+    uris = [c[c.index("--uri") + 1] for c in az.calls()]
+    assert uris and all(uri.startswith("https://graph.microsoft.us/v1.0/") for uri in uris)
+    assert all(c[c.index("--resource") + 1] == "https://graph.microsoft.us" for c in az.calls())
