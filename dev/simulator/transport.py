@@ -72,16 +72,27 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 512  # a burst of connections queues, as at a real instance, instead of being refused
 
     def __init__(self, address: tuple[str, int], simulator: Simulated) -> None:
         super().__init__(address, _Handler)
         self.simulator = simulator
 
 
-def serve(simulator: Simulated, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
-    """Serve on 127.0.0.1 in a daemon thread; returns the server and its base URL."""
+def listen(simulator: Simulated, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+    """Take the port on 127.0.0.1 (an `OSError` when it is busy) without serving yet; `start` serves."""
     server = _SimulatorServer(("127.0.0.1", port), simulator)
     url = f"http://127.0.0.1:{server.server_address[1]}"
     simulator.bind(url)
+    return server, url
+
+
+def start(server: ThreadingHTTPServer) -> None:
     threading.Thread(target=server.serve_forever, args=(0.05,), name="servicenow-simulator", daemon=True).start()
+
+
+def serve(simulator: Simulated, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+    """Serve on 127.0.0.1 in a daemon thread; returns the server and its base URL."""
+    server, url = listen(simulator, port)
+    start(server)
     return server, url
