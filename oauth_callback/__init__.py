@@ -41,7 +41,8 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
 
     def page(services: Services | None, title: str, lines: list[str], status: int) -> func.HttpResponse:
         redirect_uri = services.settings.redirect_uri if services else None
-        return web.html_page(title, lines, status, {"Set-Cookie": clear_state_cookie(redirect_uri)})
+        cookie = {"Set-Cookie": clear_state_cookie(redirect_uri)}
+        return web.html_page(title, lines, status, cookie, back=(web.PORTAL_PATH, "Back to the security center"))
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         outcome = finish_callback(services, inbound.params, inbound.header("Cookie"))
