@@ -152,7 +152,13 @@ def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
     from dev.simulator.persist import keep
 
     simulator, _, url = bound.servicenow
-    kept, found = keep(simulator, data_dir)
+    try:
+        kept, found = keep(simulator, data_dir)
+    except (ValueError, KeyError, TypeError) as exc:  # not JSON, another version, a field missing
+        raise CannotStart(
+            f"The ServiceNow simulator's state in {data_dir} cannot be read ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). `make reset` starts the store and the simulator afresh together."
+        ) from None
     known = simulator.clients.get(LOCAL_CLIENT)
     client_secret = known.client_secret if known is not None else secrets.token_urlsafe(24)
     simulator.register_client(LOCAL_CLIENT, client_secret, [os.environ["OAUTH_REDIRECT_URI"]])
@@ -217,6 +223,15 @@ def _run(data_dir: Path) -> int:
     except DataDirInUse as exc:
         bound.close()
         raise _in_use(data_dir, exc.holder, "this one did not start") from None
+    try:
+        return _serve(bound, data_dir, port)
+    finally:
+        bound.close()
+        held.close()
+
+
+def _serve(bound: Bound, data_dir: Path, port: int) -> int:
+    """Point the connector at the simulators, start everything, say what runs where, and wait for Ctrl-C."""
     notes = _servicenow_simulator(bound, data_dir, port) if bound.servicenow else []
     if bound.graph is not None:
         graph, _, graph_url = bound.graph
@@ -257,8 +272,6 @@ def _run(data_dir: Path) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    bound.close()
-    held.close()
     return 0
 
 

@@ -286,3 +286,12 @@ def test_the_simulator_state_file_is_json_a_person_can_read(tmp_path: Path):
     assert state["number"] == 10000 and state["clients"][0]["client_id"] == "c"
     restored = ServiceNowSimulator()
     assert keep(restored, tmp_path)[1] and restored.clients["c"].client_secret == "s"
+
+
+def test_an_unreadable_simulator_state_is_named_with_the_way_out(tmp_path: Path):
+    data = tmp_path / "local"
+    data.mkdir()
+    (data / "servicenow-simulator.json").write_text('{"version": 0}')
+    run = MakeRun(data)
+    assert run.exit_code() == 1
+    assert "cannot be read" in run.text and "`make reset`" in run.text and "Traceback" not in run.text, run.text

@@ -47,7 +47,8 @@ def restore(simulator: ServiceNowSimulator, data: dict[str, Any]) -> None:
     with simulator.lock:
         simulator._number = int(data["number"])
         simulator.tables = {table: dict(rows) for table, rows in data["tables"].items()}
-        simulator.fields.update({table: set(names) for table, names in data["fields"].items()})
+        for table, names in data["fields"].items():  # a table's fields: the code's and the saved ones
+            simulator.fields.setdefault(table, set()).update(names)
         simulator.clients = {c["client_id"]: OAuthClient(**c) for c in data["clients"]}
         simulator.access_tokens = {token: Grant(**grant) for token, grant in data["access_tokens"].items()}
         simulator.refresh_tokens = {token: Grant(**grant) for token, grant in data["refresh_tokens"].items()}
