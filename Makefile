@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 CHECKOV := .venv-checkov/bin/checkov
 PROD := .venv-prod/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench reset clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ test: $(STAMP) $(AZURITE) $(CHROMIUM) lint
 
 bench: $(STAMP) $(AZURITE) $(PROD)
 	$(PY) -m bench
+
+# The ticket store, the token bundle and the ServiceNow simulator's state in LOCAL_DATA_DIR, together (not while
+# a `make run` holds the folder).
+reset:
+	$(PYTHON) dev/run.py --reset
 
 clean:
 	rm -rf $(VENV) .venv-checkov .venv-prod .local .mypy_cache .pytest_cache .ruff_cache .hypothesis tools/node_modules

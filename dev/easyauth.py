@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote
 
+from dev.redirects import local_target
 from shared.signin import LOCAL_PROOF_HEADER, local_host_proof
 
 SESSION_COOKIE = "AppServiceAuthSession"
@@ -81,9 +82,7 @@ class EasyAuth:
             token = secrets.token_urlsafe(32)
             hint = params.get("login_hint")
             self.sessions[token] = next((u for u in self.users if u.name == hint), self.users[0])
-            target = params.get("post_login_redirect_uri") or "/api/portal"
-            if not target.startswith("/") or target.startswith("//"):
-                target = "/api/portal"  # never an open redirector
+            target = local_target(params.get("post_login_redirect_uri"), "/api/portal")  # never an open redirector
             cookie = f"{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax"
             return Answer(302, {"Location": target, "Set-Cookie": cookie})
         if path == "/.auth/logout":

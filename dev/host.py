@@ -9,12 +9,15 @@ in front of the app (dev/easyauth.py), as the platform does in Azure.
 
 from __future__ import annotations
 
+import errno
 import hmac
 import importlib
 import json
 import logging
 import os
 import re
+import selectors
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ from azure.functions.timer import TimerRequest
 
 from dev import ncrontab
 from dev.easyauth import Answer, EasyAuth, LocalUser
+from shared.auth import ROLE_ADMIN
 from shared.edge import request_path
 from shared.text import ascii_int, printable
 
@@ -194,11 +198,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, parts: SplitResult, body: bytes, shown: str) -> None:
         headers = dict(self.headers.items())
+        if (location := self.server.canonical_location(self.command, parts, headers)) is not None:
+            return self._send(307, {"Location": location, "Cache-Control": "no-store"}, b"")
+        if parts.path == "/favicon.ico":  # the pages declare their icon; an old tab asking gets no noise
+            return self._send(204, {"Cache-Control": "max-age=86400"}, b"")
         auth = self.server.auth
         if auth is not None and (answer := auth.auth_route(self.command, parts.path, parts.query, headers)):
             return self._reply(answer)
         if parts.path.startswith("/admin/functions/"):
-            return self._run_function(parts.path.removeprefix("/admin/functions/"), parts, shown)
+            return self._run_function(parts.path.removeprefix("/admin/functions/"), parts, headers, shown)
         if auth is not None and (answer := auth.gate(self.command, parts.path, self.path, headers)):
             log.info("%s %s -> %s (App Service Authentication)", self.command, shown, answer.status)
             return self._reply(answer)
@@ -251,13 +259,19 @@ class _Handler(BaseHTTPRequestHandler):
         presented = self.headers.get("x-functions-key") or dict(parse_qsl(parts.query)).get("code") or ""
         return hmac.compare_digest(presented.encode(), self.server.function_key.encode())
 
-    def _run_function(self, name: str, parts: SplitResult, shown: str) -> None:
-        """Like Core Tools: `POST /admin/functions/{name}` runs a non-HTTP function (a timer) now; 202."""
+    def _run_function(self, name: str, parts: SplitResult, headers: dict[str, str], shown: str) -> None:
+        """Like Core Tools: `POST /admin/functions/{name}` runs a non-HTTP function (a timer) now; 202.
+        A browser's request (it carries an `Origin`) must come from this app and an admin's session: a page
+        elsewhere cannot fire it with a form, nor can a reader. A caller without an `Origin` is a tool (curl)."""
         timer = next((t for t in self.server.timers if t.name == name), None)
         if self.command != "POST" or timer is None:
             return self._send(404, {"Content-Type": "application/json"}, b'{"code":"not_found"}')
         if not self._key_ok(parts):
             return self._send(401, {"Content-Type": "application/json"}, b'{"code":"unauthorized"}')
+        origin = self.headers.get("Origin")
+        if origin is not None and not (self.server.own_origin(origin) and self.server.is_admin(headers)):
+            log.info("%s %s -> 403 (not this app's admin)", self.command, shown)
+            return self._send(403, {"Content-Type": "application/json"}, b'{"code":"forbidden"}')
         self.server.fire(timer, past_due=False)
         log.info("%s %s -> 202 (ran %s)", self.command, shown, name)
         self._send(202, {}, b"")
@@ -282,11 +296,21 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def log_error(self, format: str, *args: object) -> None:  # malformed request lines: said once, cut
+        if format.startswith("Request timed out"):  # an idle keep-alive connection closing: not malformed
+            return log.debug("A connection idle for %s s was closed", self.server.read_timeout)
         log.info("Malformed request: %s", printable(format % args, 200))
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
 class LocalHost(ThreadingHTTPServer):
+    """Connections are served concurrently (a thread each), like the Functions host; the listen backlog is
+    Kestrel's default (512), not socketserver's 5, so a burst of connections queues instead of being refused.
+    With `ipv6`, it listens on [::1] too: browsers try `localhost` there first."""
+
     daemon_threads = True
+    request_queue_size = 512
 
     def __init__(
         self,
@@ -299,7 +323,11 @@ class LocalHost(ThreadingHTTPServer):
         max_body: int = 4 * 1024 * 1024,
         user: LocalUser | None = None,
         other_users: tuple[LocalUser, ...] = (),
+        ipv6: bool = False,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
+        """`now` and `wait` (True: stop) are the timers' clock; tests pass their own, so no real time passes."""
         self.http, self.timers = index(functions)
         self.function_key = function_key
         # App Service Authentication, emulated: `user` signs in by default, `other_users` with a login_hint.
@@ -308,30 +336,97 @@ class LocalHost(ThreadingHTTPServer):
         self.max_body = max_body
         super().__init__((host, port), _Handler)
         self._stop = threading.Event()
+        self._now = now
+        self._wait = wait or self._stop.wait
+        self._serving: threading.Thread | None = None
+        self.listeners = [self.socket]
+        if ipv6:
+            try:
+                listener = _listen_ipv6(self.port, self.request_queue_size)
+            except OSError:
+                self.server_close()
+                raise
+            if listener is not None:
+                self.listeners.append(listener)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
 
     @property
     def url(self) -> str:
-        return f"http://localhost:{self.server_address[1]}"
+        return f"http://localhost:{self.port}"
+
+    def own_origin(self, origin: str) -> bool:
+        """`localhost`, `127.0.0.1` and `[::1]` on this port are all this app."""
+        try:
+            parts = urlsplit(origin.strip().lower())
+            port = parts.port
+        except ValueError:
+            return False
+        return parts.scheme == "http" and parts.hostname in LOOPBACK_NAMES and port == self.port
+
+    def canonical_location(self, method: str, target: SplitResult, headers: dict[str, str]) -> str | None:
+        """A browser that opened the app at 127.0.0.1 or [::1] is sent to the URL `make run` prints, so its
+        cookies (the sign-in session, the OAuth state bound to the browser) live on the host name the OAuth
+        redirect URI names. Only page navigations move: API calls and tools (curl) are answered where they are."""
+        if method not in ("GET", "HEAD") or not target.path.startswith("/"):
+            return None
+        if any(k.lower() == "x-requested-with" for k in headers):
+            return None
+        host = next((v for k, v in headers.items() if k.lower() == "host"), "")
+        if not self.own_origin(f"http://{host}") or urlsplit(f"//{host.lower()}").hostname == "localhost":
+            return None
+        return self.url + target.path + (f"?{target.query}" if target.query else "")
+
+    def is_admin(self, headers: dict[str, str]) -> bool:
+        """The emulated sign-in's user has Connector.Admin (without the emulation, every caller has every role,
+        as the app itself treats local callers)."""
+        auth = self.auth
+        if auth is None:
+            return True
+        session = auth._session(headers)  # the emulation's own session lookup (dev/easyauth.py)
+        return session is not None and ROLE_ADMIN in auth.sessions[session].roles
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept on every listener (127.0.0.1, and [::1] with `ipv6`); each connection gets its own thread."""
+        with selectors.DefaultSelector() as selector:
+            for listener in self.listeners:
+                selector.register(listener, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                for key, _ in selector.select(poll_interval):
+                    try:
+                        connection, address = key.fileobj.accept()  # type: ignore[union-attr]
+                    except OSError:
+                        continue
+                    self.process_request(connection, address)
 
     def start(self) -> None:
-        threading.Thread(target=self.serve_forever, args=(0.05,), name="local-host", daemon=True).start()
+        self._serving = threading.Thread(target=self.serve_forever, args=(0.05,), name="local-host", daemon=True)
+        self._serving.start()
         for timer in self.timers:
             threading.Thread(target=self._run_timer, args=(timer,), name=f"timer-{timer.name}", daemon=True).start()
 
-    def stop(self) -> None:
+    def shutdown(self) -> None:
         self._stop.set()
+        if self._serving is not None:
+            self._serving.join()
+
+    def stop(self) -> None:
         self.shutdown()
+        for listener in self.listeners[1:]:
+            listener.close()
         self.server_close()
 
     def _run_timer(self, timer: TimerFunction) -> None:
         if timer.run_on_startup:
             self.fire(timer, past_due=False)
         while not self._stop.is_set():
-            now = datetime.now(UTC)
+            now = self._now()
             due = ncrontab.next_after(timer.schedule, now)
-            if self._stop.wait((due - now).total_seconds()):
+            if self._wait((due - now).total_seconds()):
                 return
-            late = (datetime.now(UTC) - due).total_seconds() > 60
+            late = (self._now() - due).total_seconds() > 60
             self.fire(timer, past_due=late)
 
     def fire(self, timer: TimerFunction, *, past_due: bool) -> None:
@@ -340,6 +435,22 @@ class LocalHost(ThreadingHTTPServer):
             log.info("Timer %s ran", timer.name)
         except Exception as exc:
             log.error("Timer %s raised %s", timer.name, type(exc).__name__)
+
+
+def _listen_ipv6(port: int, backlog: int) -> socket.socket | None:
+    """[::1] on the same port; a machine without IPv6 loopback simply has no such listener (None)."""
+    listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("::1", port))
+        listener.listen(backlog)
+    except OSError as exc:
+        listener.close()
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            return None
+        raise
+    return listener
 
 
 def load_app(module: str = "function_app") -> func.FunctionApp:

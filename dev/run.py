@@ -2,14 +2,18 @@
 
 Settings come from the environment, then `local.settings.json` ("Values"), then these defaults:
 SQLite store and file secret store under `.local/`; when no SERVICENOW_INSTANCE is configured, the
-ServiceNow simulator on a loopback port; when no GRAPH_URL is configured, the Microsoft Graph simulator with
-its managed-identity endpoint (so azure-identity's DefaultAzureCredential gets its tokens as in Azure), and
-one Secure Score refresh right after start so the recommendations are there at once.
+ServiceNow simulator on a loopback port, its state kept in the same folder; when no GRAPH_URL is configured, the
+Microsoft Graph simulator with its managed-identity endpoint (so azure-identity's DefaultAzureCredential gets its
+tokens as in Azure), and one Secure Score refresh right after start so the recommendations are there at once.
+
+Every port is taken, then the data folder, before anything is written: a run that cannot start changes nothing.
+`dev/run.py --reset` (`make reset`) empties the data folder's store, secrets and simulator state together.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -17,9 +21,47 @@ import secrets
 import signal
 import sys
 import threading
+from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+LOCAL_CLIENT = "local-connector"
+PORTS = {"PORT": 7071, "SIMULATOR_PORT": 7072, "GRAPH_SIMULATOR_PORT": 7073}
+OTHER_PORTS = "PORT=8071 SIMULATOR_PORT=8072 GRAPH_SIMULATOR_PORT=8073"
+
+
+class CannotStart(Exception):
+    """Said to the person at the terminal in one message, without a traceback."""
+
+
+@dataclass
+class Bound:
+    """The servers `make run` listens with, bound but not serving yet."""
+
+    host: Any  # dev.host.LocalHost
+    servicenow: Any = None  # (ServiceNowSimulator, server, url)
+    graph: Any = None  # (GraphSimulator, server, url)
+    serving: bool = False
+
+    def servers(self) -> list[ThreadingHTTPServer]:
+        return [part[1] for part in (self.servicenow, self.graph) if part is not None]
+
+    def start(self) -> None:
+        from dev.simulator.transport import start
+
+        for server in self.servers():
+            start(server)
+        self.host.start()
+        self.serving = True
+
+    def close(self) -> None:
+        self.host.stop()
+        for server in self.servers():
+            if self.serving:
+                server.shutdown()
+            server.server_close()
 
 
 def load_local_settings(path: Path) -> None:
@@ -31,42 +73,169 @@ def load_local_settings(path: Path) -> None:
             os.environ[name] = value
 
 
-def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def _port(name: str) -> int:
+    given = {"PORT": os.environ.get("PORT"), "SIMULATOR_PORT": os.environ.get("SIMULATOR_PORT"),
+             "GRAPH_SIMULATOR_PORT": os.environ.get("GRAPH_SIMULATOR_PORT")}  # fmt: skip
+    raw = given[name] or str(PORTS[name])
+    if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536):
+        raise CannotStart(f"{name}={raw} is not a port number (1-65535).")
+    return int(raw)
+
+
+def _listen(name: str, bind: Any) -> Any:
+    """Bind one port; a busy or forbidden port becomes a message naming it and the settings that move it."""
+    port = _port(name)
+    try:
+        return bind(port)
+    except OSError as exc:
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be opened ({exc.strerror})"
+        raise CannotStart(
+            f"Port {port} ({name}) {reason}, so `make run` did not start and changed nothing.\n"
+            f"Stop what uses it, or choose other ports, e.g.: {OTHER_PORTS} make run"
+        ) from None
+
+
+def _bind(simulate_servicenow: bool, simulate_graph: bool) -> Bound:
+    from dev.host import LocalHost, load_app
+    from dev.simulator.transport import listen
+
+    functions = load_app().get_functions()
+    opened: list[ThreadingHTTPServer] = []
+    try:
+        servicenow = graph = None
+        if simulate_servicenow:
+            from dev.simulator import ServiceNowSimulator
+
+            simulator = ServiceNowSimulator()
+            server, url = _listen("SIMULATOR_PORT", lambda port: listen(simulator, port))
+            opened.append(server)
+            servicenow = (simulator, server, url)
+        if simulate_graph:
+            from dev.graph import GraphSimulator
+
+            graph_simulator = GraphSimulator()
+            server, url = _listen("GRAPH_SIMULATOR_PORT", lambda port: listen(graph_simulator, port))
+            opened.append(server)
+            graph = (graph_simulator, server, url)
+        host = _listen("PORT", lambda port: LocalHost(functions, "127.0.0.1", port, ipv6=True, **_host_options()))
+    except BaseException:
+        for server in opened:
+            server.server_close()
+        raise
+    return Bound(host, servicenow, graph)
+
+
+def _host_options() -> dict[str, Any]:
+    key = os.environ.get("LOCAL_FUNCTION_KEY") or None  # unset: no key checks, like Core Tools
+    user = None
+    local_user = os.environ.get("LOCAL_USER", "admin@contoso.com")
+    if local_user:  # LOCAL_USER="" turns the sign-in emulation off
+        from dev.easyauth import LocalUser
+
+        user = LocalUser.parse(local_user, os.environ.get("LOCAL_USER_ROLES", "Connector.Admin Tickets.Create"))
+    return {"function_key": key, "user": user}
+
+
+def _in_use(data_dir: Path, holder: str, what: str) -> CannotStart:
+    return CannotStart(
+        f"Another `make run` ({holder or 'another process'}) is using the data folder {data_dir.resolve()} "
+        f"(LOCAL_DATA_DIR), so {what} and changed nothing: two runs on one folder would overwrite each other's "
+        "tokens and tickets.\n"
+        f"Stop the other one, or give this one its own folder and ports, e.g.: LOCAL_DATA_DIR=.local-2 "
+        f"{OTHER_PORTS} make run"
+    )
+
+
+def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
+    """Restore the simulator's state, register the local OAuth client (its secret kept across restarts, so the
+    stored tokens stay valid), and point the connector at it."""
+    from dev.simulator.persist import keep
+
+    simulator, _, url = bound.servicenow
+    try:
+        kept, found = keep(simulator, data_dir)
+    except (ValueError, KeyError, TypeError) as exc:  # not JSON, another version, a field missing
+        raise CannotStart(
+            f"The ServiceNow simulator's state in {data_dir} cannot be read ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). `make reset` starts the store and the simulator afresh together."
+        ) from None
+    known = simulator.clients.get(LOCAL_CLIENT)
+    client_secret = known.client_secret if known is not None else secrets.token_urlsafe(24)
+    simulator.register_client(LOCAL_CLIENT, client_secret, [os.environ["OAUTH_REDIRECT_URI"]])
+    simulator.portal_port = port
+    kept.save()
+    os.environ.update(
+        SERVICENOW_INSTANCE=url, SERVICENOW_CLIENT_ID=LOCAL_CLIENT, SERVICENOW_CLIENT_SECRET=client_secret
+    )
+    notes = [f"No SERVICENOW_INSTANCE is configured: using the ServiceNow simulator at {url}."]
+    records = len(simulator.tables.get("incident", {}))
+    if found:
+        notes.append(f"  Its state is kept in {kept.path} ({records} records); `make reset` starts afresh.")
+    elif (data_dir / "connector.db").exists():
+        notes.append(
+            f"  Warning: {data_dir} holds tickets from an earlier run, but no simulator state: those tickets point "
+            "at records this simulator does not have. `make reset` starts both afresh."
+        )
+    return notes
+
+
+def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
     load_local_settings(ROOT / "local.settings.json")
-    port = int(os.environ.get("PORT", "7071"))
     os.environ.setdefault("LOCAL_DATA_DIR", ".local")
+    data_dir = Path(os.environ["LOCAL_DATA_DIR"])
+    try:
+        if argv[1:] == ["--reset"]:
+            return _reset(data_dir)
+        return _run(data_dir)
+    except CannotStart as exc:
+        print(f"make run: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def _reset(data_dir: Path) -> int:
+    from dev.datadir import DataDirInUse, reset
+
+    try:
+        removed = reset(data_dir)
+    except DataDirInUse as exc:
+        raise _in_use(data_dir, exc.holder, "the reset did not happen") from None
+    print(f"Removed from {data_dir}: {', '.join(removed) or 'nothing (it was empty)'}.")
+    return 0
+
+
+def _run(data_dir: Path) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("azure").setLevel(logging.WARNING)  # azure-identity logs each token request at INFO
+    port = _port("PORT")
     os.environ.setdefault("TICKET_STORE", "sqlite")
     os.environ.setdefault("STATUS_SYNC_SCHEDULE", "0 */5 * * * *")  # the timer's %STATUS_SYNC_SCHEDULE%
     os.environ.setdefault("SECURE_SCORE_SCHEDULE", "0 0 */4 * * *")  # the timer's %SECURE_SCORE_SCHEDULE%
     os.environ.setdefault("OAUTH_REDIRECT_URI", f"http://localhost:{port}/api/oauth/callback")
 
-    notes = []
-    if not os.environ.get("SERVICENOW_INSTANCE"):
-        from dev.simulator import ServiceNowSimulator, serve
-        from shared.secrets import TOKEN_BUNDLE, FileSecretStore
+    bound = _bind(not os.environ.get("SERVICENOW_INSTANCE"), not os.environ.get("GRAPH_URL"))
+    from dev.datadir import DataDirInUse, hold
 
-        simulator = ServiceNowSimulator()
-        _, sim_url = serve(simulator, int(os.environ.get("SIMULATOR_PORT", "7072")))
-        client_secret = secrets.token_urlsafe(24)
-        simulator.register_client("local-connector", client_secret, [os.environ["OAUTH_REDIRECT_URI"]])
-        os.environ.update(
-            SERVICENOW_INSTANCE=sim_url, SERVICENOW_CLIENT_ID="local-connector", SERVICENOW_CLIENT_SECRET=client_secret
-        )
-        # The simulator keeps its tokens in memory only, so tokens from an earlier run mean nothing to it.
-        FileSecretStore(Path(os.environ["LOCAL_DATA_DIR"]) / "secrets.json").delete(TOKEN_BUNDLE)
-        notes.append(f"No SERVICENOW_INSTANCE is configured: using the ServiceNow simulator at {sim_url}.")
+    try:
+        held = hold(data_dir)
+    except DataDirInUse as exc:
+        bound.close()
+        raise _in_use(data_dir, exc.holder, "this one did not start") from None
+    try:
+        return _serve(bound, data_dir, port)
+    finally:
+        bound.close()
+        held.close()
 
-    graph_simulated = not os.environ.get("GRAPH_URL")
-    if graph_simulated:
-        from dev.graph import GraphSimulator
-        from dev.simulator import serve as serve_simulator
 
-        graph = GraphSimulator()
-        _, graph_url = serve_simulator(graph, int(os.environ.get("GRAPH_SIMULATOR_PORT", "7073")))
+def _serve(bound: Bound, data_dir: Path, port: int) -> int:
+    """Point the connector at the simulators, start everything, say what runs where, and wait for Ctrl-C."""
+    notes = _servicenow_simulator(bound, data_dir, port) if bound.servicenow else []
+    if bound.graph is not None:
+        graph, _, graph_url = bound.graph
+        graph.portal_port = port
         for name in ("AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "MSI_ENDPOINT"):
             os.environ.pop(name, None)
         os.environ.update(GRAPH_URL=graph_url, IDENTITY_ENDPOINT=graph.identity.endpoint,
@@ -75,22 +244,14 @@ def main() -> int:
             f"No GRAPH_URL is configured: using the Microsoft Graph simulator at {graph_url} "
             f"(complete or regress a control at {graph_url}/sim)."
         )
-
-    from dev.host import LocalHost, load_app
-
-    key = os.environ.get("LOCAL_FUNCTION_KEY") or None  # unset: no key checks, like Core Tools
-    user = None
-    local_user = os.environ.get("LOCAL_USER", "admin@contoso.com")
-    if local_user:  # LOCAL_USER="" turns the sign-in emulation off
-        from dev.easyauth import LocalUser
-
-        user = LocalUser.parse(local_user, os.environ.get("LOCAL_USER_ROLES", "Connector.Admin Tickets.Create"))
+    host = bound.host
+    if host.auth is not None:
+        user = host.auth.users[0]
         os.environ["WEBSITE_AUTH_ENABLED"] = "True"  # what the platform sets when its sign-in is on
         notes.append(f"Signed in as {user.name} with roles {', '.join(user.roles) or '(none)'} (App Service "
                      "Authentication, emulated: LOCAL_USER, LOCAL_USER_ROLES).")  # fmt: skip
-    host = LocalHost(load_app().get_functions(), "127.0.0.1", port, function_key=key, user=user)
-    host.start()
-    if graph_simulated:
+    bound.start()
+    if bound.graph is not None:
         threading.Thread(target=_first_refresh, name="first-secure-score-refresh", daemon=True).start()
     routes = "\n".join(f"  {'/'.join(sorted(f.methods)):6} {host.url}{f.route}" for f in host.http)
     timers = "\n".join(f"  {t.name}: {t.schedule}" for t in host.timers) or "  (none)"
@@ -98,7 +259,7 @@ def main() -> int:
         "\n".join(
             [
                 *notes,
-                f"Connector running at {host.url}/api/",
+                f"Connector running at {host.url}/api/ (127.0.0.1 and [::1] on port {port} lead there too)",
                 routes,
                 "Timers:",
                 timers,
@@ -111,7 +272,6 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    host.stop()
     return 0
 
 
@@ -128,4 +288,4 @@ def _first_refresh() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

@@ -49,12 +49,19 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
         # The cookie is cleared only when it found its flow: a callback from another browser (or a forged one
         # opened in the admin's) leaves the admin's flow and cookie as they were.
         cleared = {"Set-Cookie": clear_state_cookie(services.settings.redirect_uri)} if outcome.consumed else {}
-        return web.html_page(outcome.title, lines, outcome.status, cleared)
+        return web.html_page(
+            outcome.title, lines, outcome.status, cleared, back=(web.PORTAL_PATH, "Back to the security center")
+        )
 
     def failed(error: ConnectorError) -> func.HttpResponse:
         # Only the connector's own words: a problem's detail never quotes the query.
         advice = "Start again at /api/connect." if error.status < 500 else (error.remediation or "")
-        return web.html_page("Connection failed", ["The callback could not be processed.", advice], error.status)
+        return web.html_page(
+            "Connection failed",
+            ["The callback could not be processed.", advice],
+            error.status,
+            back=(web.PORTAL_PATH, "Back to the security center"),
+        )
 
     return web.handle(req, run, authenticate=False, on_error=failed)
 

@@ -197,6 +197,19 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def loopback_aliases(url: str) -> list[str]:
+    """`localhost`, `127.0.0.1` and `[::1]` on one port are one local app (`make run`): a page opened at any of
+    them is the app's own. Nothing for any other host."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or (parts.hostname or "").lower() not in _LOOPBACK_NAMES:
+        return []
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # an invalid port: no aliases for it
+        return []
+    return [f"http://{name}{port}" for name in ("localhost", "127.0.0.1", "[::1]")]
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     issues: list[SettingIssue] = []
@@ -293,7 +306,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         issues.append(SettingIssue("SECURE_SCORE_AUTO_RESOLVE", "must be 'true' or 'false'"))
         auto_resolve = "false"
 
-    origins = [origin_of(redirect_uri)] if redirect_uri else []
+    origins = [origin_of(redirect_uri), *loopback_aliases(redirect_uri)] if redirect_uri else []
     if in_azure and get("WEBSITE_HOSTNAME"):
         origins.append(f"https://{get('WEBSITE_HOSTNAME')}".lower())
 

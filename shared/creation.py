@@ -78,6 +78,14 @@ class TicketCreator:
 
     def create(self, request: TicketRequest, *, caller: Caller, idempotency_key: str | None) -> tuple[Ticket, bool]:
         """Returns the ticket and whether this call created it (201) or found it (200)."""
+        try:
+            return self._create(request, caller, idempotency_key)
+        except ServiceNowUnavailable as exc:
+            if "ticketId" in exc.extra:  # the row stays pending: said to the caller of a create, not to a resume
+                exc.detail += " The ticket is pending; repeating the request resumes it without a duplicate."
+            raise
+
+    def _create(self, request: TicketRequest, caller: Caller, idempotency_key: str | None) -> tuple[Ticket, bool]:
         services = self._services
         services.tokens.access_token()  # not connected / reauthorization: fail before writing anything
         fingerprint = request.fingerprint()
@@ -253,7 +261,6 @@ class TicketCreator:
         except ServiceNowUnavailable as exc:
             self._release_lease(current.ticket, current.etag)
             exc.extra["ticketId"] = ticket.id
-            exc.detail += " The ticket is pending; repeating the request resumes it without a duplicate."
             raise
         except (ServiceNowRejected, NotFound) as exc:
             if not current.lookup:

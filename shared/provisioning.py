@@ -124,15 +124,39 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
     return _finish(body)
 
 
+_SYNC_FIX = "Fix what the error names; the next run resumes from where the last one stopped."
+# What to do about the failure that stopped a status sync run, by its problem code (README: Problems).
+_SYNC_FIXES = {
+    "servicenow_unavailable": (
+        "Nothing to change in the connector if it passes: ServiceNow did not answer or was busy, and the next run "
+        "(STATUS_SYNC_SCHEDULE, every 5 minutes by default) resumes where this one stopped. If it keeps failing, "
+        "check that the instance is up and awake (developer instances hibernate) and reachable from the app."
+    ),
+    "servicenow_rejected": (
+        "ServiceNow refused the sync's request: check that the integration user may read and update the ticket "
+        "table (SERVICENOW_TABLE) and that the field map names existing fields; the next run resumes."
+    ),
+    "reauthorization_required": RECONNECT_REMEDIATION,
+    "not_connected": RECONNECT_REMEDIATION,
+    "internal_error": (
+        "The connector failed on its own side: its log names the error. The next run tries again; if it keeps "
+        "failing, report the log line."
+    ),
+}
+
+
 def _sync_check(last: dict[str, Any] | None) -> Check:
     if last is None:
         return Check("status_sync", True, "The status sync has not run yet.")
     if last.get("status") == "failed":
+        errors = [str(e) for e in last.get("errors") or []]
+        stopped = errors[-1] if errors else "no error was recorded"  # the run's own failure comes last
+        before = f" Before it stopped: {'; '.join(errors[:-1])}." if len(errors) > 1 else ""
         return Check(
             "status_sync",
             False,
-            f"The last status sync ({last.get('at')}) failed: {'; '.join(last.get('errors') or [])}",
-            "Fix what the error names; the next run resumes from where the last one stopped.",
+            f"The last status sync ({last.get('at')}) stopped before it finished, at: {stopped}.{before}",
+            _SYNC_FIXES.get(stopped.split(":", 1)[0], _SYNC_FIX),
         )
     if last.get("status") == "partial":
         return Check(

@@ -24,6 +24,23 @@ TOKEN_BUNDLE = "servicenow-token"  # noqa: S105
 WEBHOOK_SECRET = "servicenow-webhook-secret"  # noqa: S105
 
 
+def replace_private_file(path: Path, text: str) -> None:
+    """Write `text` to a temp file readable by its owner only, then move it over `path`: a reader sees the old
+    content or the new, and a crash leaves the old, never half of one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 class SecretStore(Protocol):
     def get(self, name: str) -> str | None: ...
 
@@ -59,18 +76,7 @@ class FileSecretStore:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def _write(self, data: dict[str, str]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".secrets-", suffix=".tmp")
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        replace_private_file(self.path, json.dumps(data))
 
     def get(self, name: str) -> str | None:
         return self._read().get(name)

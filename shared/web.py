@@ -51,16 +51,33 @@ def no_content() -> func.HttpResponse:
     return func.HttpResponse(status_code=204, headers=dict(_SECURITY_HEADERS))
 
 
+PORTAL_PATH = "/api/portal"  # the security center page, on the app's own host (PORTAL_URL in Azure)
+_PAGE_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;line-height:1.5;"
+    "overflow-wrap:anywhere}"
+    ".button{display:inline-block;padding:.45rem .9rem;border-radius:6px;background:#0b5cad;color:#fff;"
+    "text-decoration:none}.button:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}"
+)
+
+
 def html_page(
-    title: str, paragraphs: list[str], status: int = 200, headers: dict[str, str] | None = None
+    title: str,
+    paragraphs: list[str],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    *,
+    back: tuple[str, str] | None = None,
 ) -> func.HttpResponse:
-    """A minimal page; every piece of text is escaped, including what ServiceNow sent back."""
+    """A minimal page; every piece of text is escaped, including what ServiceNow sent back. `back` is a link
+    (path, text) the page offers as its way on: always one of the app's own paths, never a parameter."""
     body = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs if p)
+    if back is not None:
+        body += f'<p><a class="button" id="back" href="{html.escape(back[0])}">{html.escape(back[1])}</a></p>'
     page = (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:40em;margin:3em auto;line-height:1.5}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+        f"<title>{html.escape(title)}</title><style>{_PAGE_STYLE}</style>"
+        f"</head><body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>"
     )
     return func.HttpResponse(
         page,
@@ -69,8 +86,8 @@ def html_page(
             **_SECURITY_HEADERS,
             "Content-Type": "text/html; charset=utf-8",
             # Never framed: a page that reports a connection must not be overlaid by another site (clickjacking).
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
-            "base-uri 'none'; form-action 'none'",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
             "X-Frame-Options": "DENY",
             **(headers or {}),
         },

@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from dev.graph import catalogue
+from dev.simulator import pages
 from dev.simulator.core import Fault, SimRequest, SimResponse, take_fault
 
 PROFILES = "/v1.0/security/secureScoreControlProfiles"
@@ -412,10 +413,14 @@ class GraphSimulator:
                 return SimResponse(303, {"Location": "/sim"})
             return SimResponse.json(200, {"id": control_id, "score": self.scores[control_id]})
         if request.method == "GET" and parts == ["sim"]:
-            return self._page()
+            return self._page(request)
         return _error(404, "NotFound", request.path)
 
-    def _page(self) -> SimResponse:
+    portal_port: int | None = None  # make run: the page links back to the connector's portal on this port
+
+    def _page(self, request: SimRequest | None = None) -> SimResponse:
+        """Every control with its score and its newest note, and the switch; long notes and ids wrap, so the page
+        fits a 1280 px window."""
         rows = []
         with self.lock:
             for profile in sorted(self.profiles.values(), key=_by_rank):
@@ -427,19 +432,20 @@ class GraphSimulator:
                 action = "regress" if score >= max_score else "complete"
                 rows.append(
                     f"<tr><td>{html.escape(cid)}</td><td>{html.escape(str(profile.get('title')))}</td>"
-                    f"<td>{score:g} / {max_score:g}</td><td>{html.escape(note)}</td><td>"
+                    f'<td class="score">{score:g} / {max_score:g}</td><td class="multi">{html.escape(note)}</td><td>'
                     f'<form method="post" action="/sim/controls/{quote(cid, safe="")}/{action}?back=page">'
                     f"<button>{'Regress' if action == 'regress' else 'Complete'}</button></form></td></tr>"
                 )
+        back = pages.back_to_portal(request.url if request else "", self.portal_port)
         page = (
-            "<!doctype html><html lang=en><head><meta charset=utf-8><title>Graph simulator: Secure Score</title>"
-            "<style>body{font-family:system-ui,sans-serif;margin:2em}td,th{padding:.3em .6em;text-align:left}"
-            "tr:nth-child(even){background:#f3f3f3}</style></head><body>"
-            "<h1>Microsoft Graph simulator: Secure Score controls</h1>"
+            "<!doctype html><html lang=en>"
+            + pages.head("Graph simulator: Secure Score", ".score{white-space:nowrap}th:nth-child(4){width:40%}")
+            + f"<body><main>{back}<h1>Microsoft Graph simulator: Secure Score controls</h1>"
             "<p>Complete or regress a control, then refresh Secure Score in the connector "
             "(<code>POST /api/recommendations/refresh</code> or the portal).</p>"
-            "<table><tr><th>Control</th><th>Title</th><th>Score</th><th>Note (write-back)</th><th></th></tr>"
+            '<table><tr><th scope="col">Control</th><th scope="col">Title</th><th scope="col">Score</th>'
+            '<th scope="col">Note (write-back)</th><th scope="col">Switch</th></tr>'
             + "".join(rows)
-            + "</table></body></html>"
+            + "</table></main></body></html>"
         )
         return SimResponse(200, {"Content-Type": "text/html; charset=utf-8"}, page.encode())

@@ -24,6 +24,8 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from dev.redirects import local_target
+from dev.simulator import pages
 from dev.simulator import query as encoded_query
 
 ADMIN_SYS_ID = "6816f79cc0a8016401c5a33be04be441"
@@ -217,6 +219,7 @@ class ServiceNowSimulator:
         self.hidden: set[str] = set()  # sys_ids an ACL hides from the integration user
         self.journal: list[tuple[str, str, str]] = []  # (sys_id, work_notes|comments, text): read back as ""
         self.before_request: Callable[[SimRequest], None] | None = None  # lets a test change data mid-scan
+        self.on_change: Callable[[], None] | None = None  # make run keeps the state (dev/simulator/persist.py)
         self._number = 10000
         self.add_user(ADMIN_SYS_ID, "admin", "System Administrator", "admin@example.com")
         self.add_user(INTEGRATION_USER_SYS_ID, "m365.integration", "M365 Integration", "m365.integration@example.com")
@@ -323,6 +326,8 @@ class ServiceNowSimulator:
         if self.hibernating:  # a developer instance asleep answers every URL with its wake-up page
             return SimResponse(200, {"Content-Type": "text/html"}, b"<html><body>Instance hibernating</body></html>")
         response = self._route(request)
+        if self.on_change is not None and request.method not in ("GET", "HEAD"):
+            self.on_change()
         if fault is not None and fault.kind == "commit_then_drop":
             return SimResponse(0, drop=True)
         if fault is not None and fault.kind == "commit_then_status":
@@ -409,9 +414,7 @@ class ServiceNowSimulator:
     def _login(self, request: SimRequest) -> SimResponse:
         """Sign in as another user (the 'Not you?' link): pick a user, then back to where the link came from."""
         params = request.query if request.method == "GET" else request.form()
-        target = params.get("next", "/")
-        if not target.startswith("/"):
-            target = "/"  # never an open redirector
+        target = local_target(params.get("next"), "/")  # never an open redirector
         if request.method == "POST" and params.get("user") in self.tables["sys_user"]:
             self.signed_in_user = params["user"]
             return SimResponse(302, {"Location": target})
@@ -523,13 +526,17 @@ class ServiceNowSimulator:
     # -- the record page an agent works in (what a ticket's `url` opens) ------------------------------
 
     _STATE_LABELS = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"}
+    portal_port: int | None = None  # make run: the record page links back to the connector's portal on this port
 
     def _record_page(self, request: SimRequest) -> SimResponse:
+        """The record as an agent sees it: its fields (multi-line ones keep their line breaks), resolution, work
+        notes and comments (newest first), and a form to change its state and assignee."""
         target = urlsplit(request.query.get("uri", ""))
         table = target.path.removesuffix(".do")
         sys_id = dict(parse_qsl(target.query)).get("sys_id", "")
         with self.lock:
             record = self.tables.get(table, {}).get(sys_id)
+            journal = [entry for entry in self.journal if entry[0] == sys_id]
         if record is None:
             return _page(404, "No record", "Record not found")
         if request.method == "POST":
@@ -548,18 +555,31 @@ class ServiceNowSimulator:
             f"{html.escape(u['name'])}</option>"
             for u in self.tables["sys_user"].values()
         )
+        multi_line = ("description", "close_notes")
+        shown = ["number", "short_description", "priority", "correlation_id", "sys_updated_on"]
+        shown += ["description", "close_code", "close_notes"]
         rows = "".join(
-            f"<tr><th>{name}</th><td>{html.escape(str(record.get(name, '')))}</td></tr>"
-            for name in ("number", "short_description", "priority", "correlation_id", "sys_updated_on", "description")
+            f'<tr><th scope="row">{name}</th><td id="{name.replace("_", "-")}"'
+            f"{' class=multi' if name in multi_line else ''}>{html.escape(str(record.get(name, '')))}</td></tr>"
+            for name in shown
         )
+        labels = {"work_notes": "Work notes", "comments": "Additional comments"}
+        notes = "".join(
+            f"<li><b>{labels.get(kind, kind)}</b><div class=multi>{html.escape(text)}</div></li>"
+            for _, kind, text in reversed(journal)
+        )
+        number = html.escape(str(record["number"]))
         body = (
-            f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(str(record['number']))}"
-            "</title></head><body><h1>ServiceNow simulator: "
-            f"{html.escape(str(record['number']))}</h1><table>{rows}</table>"
+            f"<!doctype html><html lang=en>{pages.head(str(record['number']))}<body><main>"
+            f"{pages.back_to_portal(request.url, self.portal_port)}<h1>ServiceNow simulator: {number}</h1>"
+            f'<table class="fields">{rows}</table>'
             f'<form method="post" action="/nav_to.do?{html.escape(urlencode({"uri": request.query["uri"]}))}">'
-            f'<label>State <select name="state" id="state">{states}</select></label> '
+            f'<p><label>State <select name="state" id="state">{states}</select></label> '
             f'<label>Assigned to <select name="assigned_to" id="assigned_to">{users}</select></label> '
-            '<button id="update">Update</button></form></body></html>'
+            '<button id="update">Update</button></p></form>'
+            "<h2>Work notes and comments</h2>"
+            + (f'<ol id="journal" reversed>{notes}</ol>' if notes else '<p id="journal">None yet.</p>')
+            + "</main></body></html>"
         )
         return SimResponse(200, {"Content-Type": "text/html;charset=UTF-8"}, body.encode())
 

@@ -118,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 512  # a burst of connections queues, as at a real instance, instead of being refused
 
     def __init__(self, address: tuple[str, int], simulator: Simulated, tls: ssl.SSLContext | None) -> None:
         super().__init__(address, _Handler)
@@ -138,10 +139,20 @@ class _SimulatorServer(ThreadingHTTPServer):
         super().shutdown()
 
 
-def serve(simulator: Simulated, port: int = 0, *, tls: ssl.SSLContext | None = None) -> tuple[_SimulatorServer, str]:
-    """Serve on 127.0.0.1 in a daemon thread (over TLS with `tls`); returns the server and its base URL."""
+def listen(simulator: Simulated, port: int = 0, *, tls: ssl.SSLContext | None = None) -> tuple[_SimulatorServer, str]:
+    """Take the port on 127.0.0.1 (an `OSError` when it is busy) without serving yet; `start` serves."""
     server = _SimulatorServer(("127.0.0.1", port), simulator, tls)
     url = f"{server.scheme}://127.0.0.1:{server.server_address[1]}"
     simulator.bind(url)
+    return server, url
+
+
+def start(server: ThreadingHTTPServer) -> None:
     threading.Thread(target=server.serve_forever, args=(0.05,), name="simulator", daemon=True).start()
+
+
+def serve(simulator: Simulated, port: int = 0, *, tls: ssl.SSLContext | None = None) -> tuple[_SimulatorServer, str]:
+    """Serve on 127.0.0.1 in a daemon thread (over TLS with `tls`); returns the server and its base URL."""
+    server, url = listen(simulator, port, tls=tls)
+    start(server)
     return server, url

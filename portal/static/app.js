@@ -94,7 +94,14 @@
   function problemNodes(error) {
     const problem = error.problem || {};
     return [el("strong", {}, problem.title || "Something went wrong"), " ", problem.detail || error.message,
-      problem.remediation ? el("span", { className: "fix" }, `What to do: ${problem.remediation}`) : null];
+      problem.remediation ? el("span", { className: "fix" }, `What to do: ${advice(problem.remediation)}`) : null];
+  }
+
+  // Connecting is an admin's step: a reader is told who can take it, not to open a route they are refused.
+  function advice(remediation) {
+    if (can(ADMIN) || !remediation.includes("/api/connect")) return remediation;
+    return "Only an admin of the connector (app role Connector.Admin) can connect it to ServiceNow: "
+      + "ask one to open this page and press Connect or Reconnect.";
   }
 
   function showError(target, error) {
@@ -124,10 +131,10 @@
       state.className = `state ${tone}`;
       checks.replaceChildren(...status.checks.filter((c) => !c.ok).map((c) => el("li", {},
         el("strong", {}, c.name.replaceAll("_", " ")), ": ", c.detail,
-        c.remediation ? el("span", { className: "fix" }, `What to do: ${c.remediation}`) : null)));
+        c.remediation ? el("span", { className: "fix" }, `What to do: ${advice(c.remediation)}`) : null)));
       const connected = !["not_connected", "not_configured"].includes(status.state);
       $("connect").hidden = !can(ADMIN);
-      $("connect").textContent = status.state === "connected" ? "Reconnect" : "Connect to ServiceNow";
+      $("connect").textContent = connected ? "Reconnect" : "Connect to ServiceNow";
       $("disconnect").hidden = !(can(ADMIN) && connected);
     } catch (error) {
       $("connection-state").textContent = "The connection state is not available.";
@@ -192,15 +199,18 @@
       const ticket = action.ticket;
       const box = el("input", { type: "checkbox", "aria-label": `Select ${action.title}`, "data-id": action.id });
       box.addEventListener("change", () => select(action.id, box.checked));
+      const about = [action.id, action.service].filter(Boolean).join(" · ");
+      // data-label names each cell where the phone layout stacks a row (app.css).
       const row = el("tr", {},
         el("td", { className: "pick" }, creator ? box : null),
-        el("td", { className: "num" }, action.rank ?? ""),
-        el("td", {}, el("span", { className: "title" }, action.title),
-          el("span", { className: "sub" }, [action.id, action.service].filter(Boolean).join(" · "))),
-        el("td", {}, action.category || ""),
-        el("td", { className: "num" }, `${action.score ?? "–"} / ${action.maxScore ?? "–"}`),
-        el("td", {}, el("span", { className: `status ${tone}` }, label)),
-        el("td", {}, ticket ? ticketLink(ticket) : "–"));
+        el("td", { className: "num rank", "data-label": "Rank" }, action.rank ?? ""),
+        el("td", { className: "action" }, el("span", { className: "title" }, action.title),
+          el("span", { className: "sub" }, about)),
+        el("td", { className: "category", "data-label": "Category" }, action.category || ""),
+        el("td", { className: "num points", "data-label": "Points" },
+          `${action.score ?? "–"} / ${action.maxScore ?? "–"}`),
+        el("td", { className: "action-state", "data-label": "State" }, el("span", { className: `status ${tone}` }, label)),
+        el("td", { className: "ticket", "data-label": "Ticket" }, ticket ? ticketLink(ticket) : "–"));
       fragment.append(row);
       return { action, row };
     });
@@ -211,9 +221,16 @@
 
   function ticketLink(ticket) {
     const status = STATUS[ticket.status] || ticket.status;
+    return el("span", {}, ticketNumber(ticket),
+      el("span", { className: "sub" }, status + (ticket.assignedTo ? ` · ${ticket.assignedTo}` : "")));
+  }
+
+  // A number is one unbroken word (up to 40 characters): cut to the column with the whole number in its title.
+  function ticketNumber(ticket) {
     const name = ticket.number || "pending";
-    return el("span", {}, ticket.url ? el("a", { href: ticket.url, target: "_blank", rel: "noopener noreferrer" }, name)
-      : name, el("span", { className: "sub" }, status + (ticket.assignedTo ? ` · ${ticket.assignedTo}` : "")));
+    const props = { className: "number", title: name };
+    return ticket.url ? el("a", { ...props, href: ticket.url, target: "_blank", rel: "noopener noreferrer" }, name)
+      : el("span", props, name);
   }
 
   function applyFilters() {
@@ -251,14 +268,14 @@
         .map(([status, n]) => el("li", {}, el("strong", {}, n), STATUS[status] || status)));
       if (!$("counts").children.length) $("counts").append(el("li", {}, "No tickets yet"));
       const sync = card.lastSync;
-      $("last-sync").textContent = sync ? `Status sync ${when(sync.at)}: ${sync.status}, ${sync.changed} changed`
-        : "The status sync has not run yet.";
+      $("last-sync").textContent = !sync ? "The status sync has not run yet."
+        : sync.status === "failed" ? `Status sync ${when(sync.at)} failed: the connection card says why and what to do.`
+          : `Status sync ${when(sync.at)}: ${sync.status}, ${sync.changed} changed`;
       $("tickets").closest(".scroll").hidden = card.tickets.length === 0;
       tbody.replaceChildren(...card.tickets.slice(0, 200).map((t) => el("tr", {},
-        el("td", { className: "num" }, t.url ? el("a", { href: t.url, target: "_blank", rel: "noopener noreferrer" },
-          t.number || "pending") : (t.number || "pending")),
-        el("td", {}, t.name), el("td", {}, el("span", { className: "status" }, STATUS[t.status] || t.status)),
-        el("td", {}, t.assignedTo || ""))));
+        el("td", { className: "num" }, ticketNumber(t)),
+        el("td", { className: "name" }, t.name), el("td", {}, el("span", { className: "status" }, STATUS[t.status] || t.status)),
+        el("td", { className: "assigned" }, t.assignedTo || ""))));
     } catch (error) {
       tbody.replaceChildren(el("tr", {}, el("td", { colspan: 4 }, ...problemNodes(error))));
     }
