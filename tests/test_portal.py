@@ -373,3 +373,23 @@ def test_the_simulators_pages_fit_keep_line_breaks_show_notes_and_lead_back(brow
     for opened in (page, graph, agent):
         assert opened.locator('link[rel="icon"]').count() == 1
     assert not [url for url in requested if url.endswith("/favicon.ico")]
+
+
+def test_actions_that_do_not_apply_are_hidden_and_counted_until_the_admin_shows_them(browser, portal):
+    """Issue 15: a real tenant's profiles are every control Microsoft has; only the scored ones are actions."""
+    page = open_portal(browser, portal)
+    page.click("#refresh")
+    page.locator("#recommendations tbody tr").nth(60).wait_for()
+    toggle = page.locator("#unscored")
+    assert toggle.inner_text() == "Show 180 not scored for this tenant"
+    assert toggle.get_attribute("aria-pressed") == "false"
+    page.select_option("#f-status", "all")
+    assert page.inner_text("#shown") == "120 of 300 shown"
+    unscored = row(page, "azure_keyvault_purge_protection")
+    assert not unscored.is_visible()
+    toggle.click()
+    assert page.inner_text("#shown") == "300 of 300 shown" and toggle.get_attribute("aria-pressed") == "true"
+    assert unscored.is_visible() and "Not scored" in unscored.inner_text()
+    page.select_option("#f-status", "open")  # "to address" never lists one that does not apply
+    assert not unscored.is_visible()
+    shoot(page, "portal-not-scored-1280")

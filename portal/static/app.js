@@ -14,7 +14,7 @@
     not_connected: ["Not connected to ServiceNow", "bad"], not_configured: ["Not configured", "bad"],
     reauthorization_required: ["ServiceNow authorization must be renewed", "bad"],
   };
-  const page = { roles: new Set(), actions: [], rows: [], selected: new Set(), keys: new Map() };
+  const page = { roles: new Set(), actions: [], rows: [], selected: new Set(), keys: new Map(), showUnscored: false };
   const $ = (id) => document.getElementById(id);
 
   class ApiError extends Error {
@@ -177,6 +177,7 @@
       $("refresh").hidden = !can(ADMIN);
       drawTrend(list.history || []);
       page.actions = list.recommendations;
+      page.unscored = page.actions.filter((a) => a.scored === false).length;
       renderActions(tbody);
     } catch (error) {
       tbody.replaceChildren(el("tr", {}, el("td", { colspan: 7 }, ...problemNodes(error))));
@@ -185,6 +186,7 @@
   }
 
   function stateLabel(action) {
+    if (action.scored === false) return ["Not scored", ""];  // not applicable to this tenant's licences
     if (action.completed) return ["Completed", "done"];
     if (action.deprecated) return ["Deprecated", ""];
     return [STATE[action.state] || action.state, "open"];
@@ -240,8 +242,10 @@
     const text = $("f-text").value.trim().toLowerCase();
     let shown = 0;
     for (const { action, row } of page.rows) {
-      const visible = (!category || action.category === category)
-        && (status === "all" || (status === "completed") === Boolean(action.completed))
+      const scored = action.scored !== false;
+      const visible = (scored || page.showUnscored)
+        && (!category || action.category === category)
+        && (status === "all" || (scored && (status === "completed") === Boolean(action.completed)))
         && (status !== "open" || !action.deprecated)
         && (ticket === "any" || (ticket === "with") === Boolean(action.ticket))
         && (!text || action.title.toLowerCase().includes(text) || action.id.toLowerCase().includes(text));
@@ -249,6 +253,12 @@
       if (visible) shown += 1;
     }
     $("shown").textContent = `${shown} of ${page.rows.length} shown`;
+    // Controls this tenant's snapshot does not score do not apply to it: hidden unless the admin asks for them.
+    const toggle = $("unscored");
+    toggle.hidden = !page.unscored;
+    toggle.setAttribute("aria-pressed", String(page.showUnscored));
+    toggle.textContent = page.showUnscored ? `Hide the ${page.unscored} not scored`
+      : `Show ${page.unscored} not scored for this tenant`;
   }
 
   function select(id, on) {
@@ -360,6 +370,7 @@
   async function start() {
     for (const id of ["f-category", "f-status", "f-ticket"]) $(id).addEventListener("change", applyFilters);
     $("f-text").addEventListener("input", applyFilters);
+    $("unscored").addEventListener("click", () => { page.showUnscored = !page.showUnscored; applyFilters(); });
     $("filters").addEventListener("submit", (event) => event.preventDefault());
     $("create").addEventListener("click", openDialog);
     $("cancel").addEventListener("click", () => $("dialog").close());
