@@ -17,7 +17,7 @@ from dev.simulator.core import ADMIN_SYS_ID, Grant
 from dev.simulator.transport import Simulated
 from shared.config import load_settings
 from shared.secrets import FileSecretStore
-from shared.services import Services
+from shared.services import Services, utcnow
 from shared.store import SqliteTicketStore, TicketStore
 from shared.tokens import TokenBundle
 
@@ -51,12 +51,32 @@ class TimedServiceNow:
     transport: TimedTransport
 
 
+class ManualClock:
+    """One time base for the connector and the simulator, moved by the benchmark instead of waiting."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def epoch(self) -> float:
+        return self.now.timestamp()
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
 def timed_servicenow(
-    directory: Path, *, store: TicketStore | None = None, graph_transport: httpx.BaseTransport | None = None
+    directory: Path,
+    *,
+    store: TicketStore | None = None,
+    graph_transport: httpx.BaseTransport | None = None,
+    clock: ManualClock | None = None,
 ) -> TimedServiceNow:
     """A connector on an in-process ServiceNow simulator, already holding a token the simulator accepts, with
-    its store in `directory` unless one is given."""
-    simulator = ServiceNowSimulator(INSTANCE)
+    its store in `directory` unless one is given (and both on `clock`, when one is given)."""
+    simulator = ServiceNowSimulator(INSTANCE, clock=clock.epoch if clock else time.time)
     simulator.register_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI])
     transport = TimedTransport(simulator)
     settings = load_settings(
@@ -69,11 +89,12 @@ def timed_servicenow(
         graph_transport=graph_transport,
         store=store or SqliteTicketStore(directory / "store.db"),
         secrets=FileSecretStore(directory / "secrets.json"),
+        clock=clock or utcnow,
     )
-    now = datetime.now(UTC).replace(microsecond=0)
+    now = clock() if clock else datetime.now(UTC).replace(microsecond=0)
     access = uuid.uuid4().hex  # valid for the whole run
-    simulator.access_tokens[access] = Grant(ADMIN_SYS_ID, CLIENT_ID, time.time() + 86400)
+    simulator.access_tokens[access] = Grant(ADMIN_SYS_ID, CLIENT_ID, now.timestamp() + 30 * 86400)
     services.tokens.save(
-        TokenBundle(access, "refresh", now + timedelta(hours=24), now + timedelta(days=90), INSTANCE, now, CLIENT_ID)
+        TokenBundle(access, "refresh", now + timedelta(days=30), now + timedelta(days=90), INSTANCE, now, CLIENT_ID)
     )
     return TimedServiceNow(services, simulator, transport)

@@ -701,7 +701,10 @@ class ServiceNowSimulator:
         rows before ACLs ("sysparm_limit ... applied before ACL filtering", Table API docs)."""
         params = request.query
         parsed = encoded_query.parse(params.get("sysparm_query", ""), lambda js: self._javascript(js, user))
-        rows = [r for r in self.tables[table].values() if encoded_query.matches(parsed, r, self.fields[table])]
+        wanted = encoded_query.candidate_ids(parsed)
+        every = self.tables[table]
+        pool = every.values() if wanted is None else [every[s] for s in wanted if s in every]
+        rows = [r for r in pool if encoded_query.matches(parsed, r, self.fields[table])]
         rows = encoded_query.sort(parsed, rows)
         try:
             limit = int(params.get("sysparm_limit", "10000"))

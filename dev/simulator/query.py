@@ -35,6 +35,11 @@ class Condition:
     op: str
     value: str
 
+    @property
+    def members(self) -> frozenset[str]:
+        """An IN list's values (`fieldINa,b,c`)."""
+        return frozenset(self.value.split(","))
+
 
 @dataclass(frozen=True)
 class Query:
@@ -104,14 +109,28 @@ def _holds(condition: Condition, record: dict[str, Any], known: set[str]) -> boo
     if op == "LIKE":
         return value.lower() in actual.lower()
     if op == "IN":
-        return actual in value.split(",")
+        return actual in condition.members
     if op == "NOT IN":
-        return actual not in value.split(",")
+        return actual not in condition.members
     if op == "ISEMPTY":
         return actual == ""
     if op == "ISNOTEMPTY":
         return actual != ""
     return {">=": actual >= value, "<=": actual <= value, ">": actual > value, "<": actual < value}[op]
+
+
+def candidate_ids(query: Query) -> frozenset[str] | None:
+    """The only sys_ids a query can match when every group requires `sys_idIN...` (a lookup, not a scan); None
+    when it must scan. Only the simulator's speed depends on this, never an answer."""
+    found: set[str] = set()
+    for group in query.groups or [[]]:
+        lists = [
+            term[0].members for term in group if len(term) == 1 and term[0].field == "sys_id" and term[0].op == "IN"
+        ]
+        if not lists:
+            return None
+        found |= lists[0]
+    return frozenset(found)
 
 
 def matches(query: Query, record: dict[str, Any], known: set[str]) -> bool:
