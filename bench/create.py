@@ -29,10 +29,11 @@ from typing import Any, cast
 import httpx
 
 from bench.common import INSTANCE, TimedServiceNow, timed_servicenow
+from create_ticket.creation import creator_for
+from create_ticket.request import parse_ticket_request
 from dev.azurite import AzuriteUnavailable, azurite_tables
 from shared.auth import LOCAL_CALLER
 from shared.store import SqliteTicketStore, TicketStore
-from shared.tickets import parse_ticket_request
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_PYTHON = ROOT / ".venv-prod" / "bin" / "python"
@@ -107,7 +108,7 @@ class CountingStore:
 
 
 def _creates(rig: TimedServiceNow, first: int) -> Callable[[int], None]:
-    creator = rig.services.creator
+    creator = creator_for(rig.services)
 
     def create(i: int) -> None:
         request = parse_ticket_request(body(first + i), initiating_user=None)

@@ -25,8 +25,8 @@ from pathlib import Path
 from bench.common import ManualClock, TimedTransport, timed_servicenow
 from dev.simulator import ServiceNowSimulator
 from shared.services import Services
-from shared.sync import PAGE_SIZE, StatusSync
 from shared.tickets import Ticket
+from status_sync.sync import PAGE_SIZE, StatusSync
 
 LATENCY = 0.020
 CHANGED = 100

@@ -21,16 +21,17 @@ bp = func.Blueprint()
 @bp.route(route="tickets", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """Create the ServiceNow ticket for a recommendation, exactly once (201), or return the open one (200)."""
+    from create_ticket.creation import creator_for
+    from create_ticket.fill import complete_request
+    from create_ticket.request import MAX_BODY, parse_ticket_request, validate_idempotency_key
     from shared import web
     from shared.auth import ROLE_CREATE
     from shared.edge import Body
-    from shared.recommendations import complete_request
-    from shared.tickets import MAX_BODY, parse_ticket_request, validate_idempotency_key
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         request = complete_request(services, parse_ticket_request(inbound.json, initiating_user=caller.user))
         key = validate_idempotency_key(inbound.header("Idempotency-Key"))
-        ticket, created = services.creator.create(request, caller=caller, idempotency_key=key)
+        ticket, created = creator_for(services).create(request, caller=caller, idempotency_key=key)
         location = {"Location": f"/api/tickets/{ticket.id}"}
         return web.json_response(ticket.to_json(services.settings.instance_url), 201 if created else 200, location)
 
@@ -40,8 +41,8 @@ def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="tickets", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
     """The portal's ServiceNow card: tickets by status and category, counts per status, the last sync."""
+    from create_ticket.card import ticket_card
     from shared import web
-    from shared.card import ticket_card
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         params = inbound.params

@@ -277,7 +277,7 @@ def _serve(bound: Bound, data_dir: Path, port: int) -> int:
 
 def _first_refresh() -> None:
     """What the timer would do at its first occurrence, done at start so the page is not empty for hours."""
-    from shared.securescore import SecureScoreSync
+    from secure_score.refresh import SecureScoreSync
     from shared.services import get_services
 
     try:

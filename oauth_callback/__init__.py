@@ -22,9 +22,9 @@ bp = func.Blueprint()
 @bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connect(req: func.HttpRequest) -> func.HttpResponse:
     """Send the admin's browser to ServiceNow's consent page with a cookie binding the flow to that browser."""
+    from oauth_callback.connection import start_connect
     from shared import web
     from shared.auth import ROLE_ADMIN
-    from shared.connection import start_connect
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         start = start_connect(services, caller)
@@ -36,8 +36,8 @@ def connect(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     """ServiceNow redirects here; anonymous, protected by the single-use `state` bound to the browser."""
+    from oauth_callback.connection import clear_state_cookie, finish_callback
     from shared import web
-    from shared.connection import clear_state_cookie, finish_callback
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         outcome = finish_callback(services, inbound.params, inbound.header("Cookie"))
@@ -69,9 +69,9 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="provisioning", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def provisioning(req: func.HttpRequest) -> func.HttpResponse:
     """Health and what to fix, for any signed-in user; `?live=true` also asks ServiceNow and Graph (admins)."""
+    from oauth_callback.provisioning import provisioning_status
     from shared import web
     from shared.auth import ROLE_ADMIN
-    from shared.provisioning import provisioning_status
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         live = web.flag(inbound, "live")
@@ -85,9 +85,9 @@ def provisioning(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="disconnect", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def disconnect(req: func.HttpRequest) -> func.HttpResponse:
     """Revoke and forget the tokens; `?force=true` forgets them even when revocation fails."""
+    from oauth_callback.connection import disconnect as disconnect_servicenow
     from shared import web
     from shared.auth import ROLE_ADMIN
-    from shared.connection import disconnect as disconnect_servicenow
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         disconnect_servicenow(services, force=web.flag(inbound, "force"))

@@ -19,8 +19,8 @@ bp = func.Blueprint()
 @bp.route(route="portal", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def portal(req: func.HttpRequest) -> func.HttpResponse:
     """The admin's page, for any signed-in user (what they may do follows their roles)."""
+    from portal.page import page_response
     from shared import web
-    from shared.portal import page_response
 
     def failed(error: ConnectorError) -> func.HttpResponse:
         return web.html_page(error.title, [error.detail, error.remediation or ""], error.status)
@@ -31,8 +31,8 @@ def portal(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="portal/static/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def portal_static(req: func.HttpRequest) -> func.HttpResponse:
     """The page's stylesheet and script (an allow-list of names: nothing else is ever read)."""
+    from portal.page import static_response
     from shared import web
-    from shared.portal import static_response
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         return static_response(req.route_params.get("name", ""))

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def secure_score_sync(timer: func.TimerRequest) -> None:
     """Read Secure Score, store the snapshot, act on completions and regressions, write ticket notes back.
     A failed read raises, so the retry policy runs it again; the old snapshot stays meanwhile."""
-    from shared.securescore import SecureScoreSync
+    from secure_score.refresh import SecureScoreSync
     from shared.services import get_services
 
     if timer.past_due:
@@ -32,8 +32,8 @@ def secure_score_sync(timer: func.TimerRequest) -> None:
 @bp.route(route="recommendations", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """The tenant's improvement actions with their score and ticket, from the stored snapshot."""
+    from secure_score.recommendations import list_recommendations
     from shared import web
-    from shared.recommendations import list_recommendations
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         params = inbound.params
@@ -53,9 +53,9 @@ def recommendations(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="recommendations/refresh", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def refresh_recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """Refresh from Graph now (admin); answers the run's result."""
+    from secure_score.refresh import SecureScoreSync
     from shared import web
     from shared.auth import ROLE_ADMIN
-    from shared.securescore import SecureScoreSync
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         return web.json_response(SecureScoreSync(services).refresh().to_json())

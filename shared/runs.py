@@ -14,10 +14,17 @@ from shared.tickets import SYS_ID, Ticket
 
 log = logging.getLogger(__name__)
 
+SECURE_SCORE_RUN = "secure_score"  # the Secure Score refresh's run state: a store document of this name
 MAX_ITEM_ATTEMPTS = 5  # a ticket or record that keeps failing is retried this many runs, then only listed
 MAX_LISTED_FAILURES = 100
 MAX_LISTED_ERRORS = 50
 RETRY_CHUNK = 100  # failed records asked for again in one request
+
+
+def run_document(store: TicketStore, name: str) -> dict[str, Any]:
+    """A run's state as its store document holds it (`{}` before the first run)."""
+    found = store.get_document(name)
+    return found[0] if found else {}
 
 
 def remediation_of(exc: BaseException) -> str | None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import httpx
 
@@ -27,9 +27,9 @@ from shared.store import SqliteTicketStore, TicketStore
 from shared.telemetry import configure_telemetry
 from shared.tokens import TokenManager
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
-    from shared.creation import TicketCreator
-    from shared.directory import UserDirectory
     from shared.graph import GraphClient
 
 
@@ -65,8 +65,7 @@ class Services:
         self._sleep = sleep
         self._servicenow: ServiceNowClient | None = None
         self._tokens: TokenManager | None = None
-        self._directory: UserDirectory | None = None
-        self._creator: TicketCreator | None = None
+        self._components: dict[str, object] = {}
         self._authenticator: EntraAuthenticator | None = None
         self._lock = threading.RLock()
 
@@ -123,23 +122,13 @@ class Services:
                 )
             return self._tokens
 
-    @property
-    def directory(self) -> UserDirectory:
+    def component(self, name: str, build: Callable[[Services], T]) -> T:
+        """The one `name` a feature builds on these services (the ticket creator, say), built on first use. The
+        feature hands in how to build it, so this composition point never imports a feature."""
         with self._lock:
-            if self._directory is None:
-                from shared.directory import UserDirectory
-
-                self._directory = UserDirectory(self.servicenow, self.tokens, self.clock)
-            return self._directory
-
-    @property
-    def creator(self) -> TicketCreator:
-        with self._lock:
-            if self._creator is None:
-                from shared.creation import TicketCreator
-
-                self._creator = TicketCreator(self, self.directory)
-            return self._creator
+            if name not in self._components:
+                self._components[name] = build(self)
+            return cast(T, self._components[name])
 
     @property
     def graph(self) -> GraphClient:

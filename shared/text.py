@@ -50,3 +50,11 @@ def printable(value: str, limit: int = 200) -> str:
     """For logs and messages: non-printable characters escaped, cut to `limit` characters."""
     cut = value if len(value) <= limit else value[:limit] + "..."
     return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in cut)
+
+
+def clean_line(value: object, limit: int) -> str:
+    """Outside text as one clean line: control and invisible characters become spaces, runs of space one."""
+    if not isinstance(value, str):
+        return ""
+    text = "".join(ch if one_line_ok(ch) else " " for ch in value)
+    return " ".join(text.split())[:limit]

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def status_sync(timer: func.TimerRequest) -> None:
     """Incremental sync from the watermark. A failed run raises, so the retry policy runs it again."""
     from shared.services import get_services
-    from shared.sync import StatusSync
+    from status_sync.sync import StatusSync
 
     if timer.past_due:
         log.info("The status sync is past due (the app was idle or restarting); it resumes from its watermark")
@@ -33,7 +33,7 @@ def servicenow_events(req: func.HttpRequest) -> func.HttpResponse:
     """A change notice from the ServiceNow business rule (README: Push notices)."""
     from shared import web
     from shared.edge import Body
-    from shared.events import MAX_NOTICE, apply_notice, verify
+    from status_sync.events import MAX_NOTICE, apply_notice, verify
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         outcome = apply_notice(services, verify(services, inbound))

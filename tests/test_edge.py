@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from create_ticket.request import NAME
 from shared.edge import MAX_DEPTH, too_deep
-from shared.sync import StatusSync
 from shared.text import ascii_int, multi_line_ok, one_line_ok
-from shared.tickets import NAME
+from status_sync.sync import StatusSync
 from tests.conftest import Harness
 from tests.test_tickets import BODY, post
 

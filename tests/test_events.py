@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.events import sign
 from shared.records import apply_record
 from shared.secrets import WEBHOOK_SECRET
+from status_sync.events import sign
 from tests.conftest import Harness
 from tests.test_tickets import post
 

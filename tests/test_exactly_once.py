@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from create_ticket.creation import creator_for
+from create_ticket.request import parse_ticket_request
 from dev.simulator import ADMIN_SYS_ID, Fault, SimulatorTransport
 from dev.simulator.core import Grant
 from shared import services as services_module
@@ -20,7 +22,7 @@ from shared.auth import LOCAL_CALLER
 from shared.problems import ServiceNowUnavailable
 from shared.retries import RetryPolicy
 from shared.services import Services
-from shared.tickets import Ticket, parse_ticket_request
+from shared.tickets import Ticket
 from shared.tokens import TokenBundle
 from tests.conftest import Harness, concurrently
 from tests.test_tickets import BODY, post
@@ -161,7 +163,7 @@ def test_a_timeout_over_a_real_socket_is_servicenow_unavailable_and_leaves_the_t
         simulator.inject(Fault("commit_then_timeout", method="GET", path_prefix=INCIDENTS, seconds=30, times=5))
         request = parse_ticket_request(body_for("Timeout"), initiating_user=None)
         with pytest.raises(ServiceNowUnavailable, match="timed out") as caught:
-            services.creator.create(request, caller=LOCAL_CALLER, idempotency_key=None)
+            creator_for(services).create(request, caller=LOCAL_CALLER, idempotency_key=None)
         pending = services.store.get_ticket(caught.value.extra["ticketId"])
         assert pending is not None and pending[0].status == "pending" and pending[0].sys_id is None
         assert len(simulator.records()) == 1  # committed once; the pending ticket finds it when resumed

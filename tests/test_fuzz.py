@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 
 from shared import services as services_module
 from shared.auth import OBJECT_ID_CLAIM
-from shared.events import sign
 from shared.problems import PROBLEM_CODES
 from shared.secrets import WEBHOOK_SECRET
-from shared.sync import StatusSync
 from shared.text import one_line_ok
+from status_sync.events import sign
+from status_sync.sync import StatusSync
 from tests.conftest import IN_CI, ROOT, Harness, build_services
 from tests.fakes.entra import AUDIENCE, TENANT, FakeEntra
 from tests.test_events import SECRET

@@ -9,9 +9,9 @@ import re
 import pytest
 
 from dev.simulator import Fault
-from shared.events import sign
 from shared.secrets import WEBHOOK_SECRET
-from shared.sync import StatusSync
+from status_sync.events import sign
+from status_sync.sync import StatusSync
 from tests.conftest import CLIENT_SECRET, Harness
 from tests.test_tickets import post
 

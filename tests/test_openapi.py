@@ -14,6 +14,7 @@ import httpx
 import pytest
 import yaml
 
+from create_ticket import request as rules
 from dev.easyauth import SESSION_COOKIE, LocalUser
 from dev.host import LocalHost
 from dev.simulator import ServiceNowSimulator, serve
@@ -95,12 +96,12 @@ def test_every_operation_conforms_to_the_document(live_api: tuple[str, str]) -> 
 def test_the_documents_patterns_are_the_validators_patterns() -> None:
     document = yaml.safe_load(Path(SPEC).read_text())
     request = document["components"]["schemas"]["TicketRequest"]["properties"]
-    assert request["name"]["pattern"] == tickets.NAME.pattern
-    assert request["description"]["pattern"] == tickets.DESCRIPTION.pattern
-    assert request["dueDate"]["pattern"] == tickets.DUE_DATE.pattern
+    assert request["name"]["pattern"] == rules.NAME.pattern
+    assert request["description"]["pattern"] == rules.DESCRIPTION.pattern
+    assert request["dueDate"]["pattern"] == rules.DUE_DATE.pattern
     assert request["recommendation"]["properties"]["id"]["pattern"] == tickets.RECOMMENDATION_ID.pattern
     assert request["recommendation"]["properties"]["url"]["pattern"] == tickets.HTTPS_URL.pattern
     email, user = tickets.EMAIL.pattern.strip("^$"), tickets.USER_NAME.pattern.strip("^$")
     assert request["requestedBy"]["pattern"] == f"^(?:{email}|{user})$"
     header = document["paths"]["/api/tickets"]["post"]["parameters"][0]["schema"]["pattern"]
-    assert re.compile(header).pattern.replace("!#-~", r"\x21\x23-\x7e") == tickets.IDEMPOTENCY_KEY.pattern
+    assert re.compile(header).pattern.replace("!#-~", r"\x21\x23-\x7e") == rules.IDEMPOTENCY_KEY.pattern

@@ -11,8 +11,8 @@ import pytest
 
 from dev.simulator import Fault
 from shared.problems import ServiceNowUnavailable
-from shared.sync import MAX_ITEM_ATTEMPTS, StatusSync
 from shared.tickets import Ticket
+from status_sync.sync import MAX_ITEM_ATTEMPTS, StatusSync
 from tests.conftest import Harness
 from tests.test_exactly_once import body_for
 from tests.test_sync import assert_store_equals_servicenow, create_tickets

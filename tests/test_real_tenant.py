@@ -14,7 +14,7 @@ from dev.simulator import Fault
 from shared import services as services_module
 from shared.retries import RetryPolicy
 from shared.runs import MAX_ITEM_ATTEMPTS
-from shared.sync import StatusSync
+from status_sync.sync import StatusSync
 from tests.conftest import Harness, build_services
 from tests.test_secure_score import CONTROL, patches, recommendations, record, refresh, sync, ticket_json
 from tests.test_tickets import post

@@ -9,8 +9,8 @@ import pytest
 
 from dev.graph.simulator import PROFILES
 from dev.simulator import Fault
+from secure_score.refresh import RUN_DOCUMENT, SecureScoreSync
 from shared.problems import SecureScoreUnavailable
-from shared.securescore import RUN_DOCUMENT, SecureScoreSync
 from tests.conftest import Harness
 
 

@@ -14,7 +14,7 @@ from dev.graph import ManagedIdentity
 from dev.graph.simulator import PROFILES
 from dev.simulator import Fault
 from shared import services as services_module
-from shared.sync import MAX_ITEM_ATTEMPTS, StatusSync
+from status_sync.sync import MAX_ITEM_ATTEMPTS, StatusSync
 from tests.conftest import Harness, build_services
 from tests.test_tickets import post
 

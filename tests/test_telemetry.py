@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from dev.simulator import Fault, serve
 from dev.simulator.core import SimRequest, SimResponse
 from shared import services as services_module
-from shared.sync import StatusSync
+from status_sync.sync import StatusSync
 from tests.conftest import ROOT, Harness
 from tests.test_tickets import post
 

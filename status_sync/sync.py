@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -34,13 +33,12 @@ import httpx
 
 from shared import deadlines
 from shared.problems import (
-    Conflict,
     NotConfigured,
     NotConnected,
     ReauthorizationRequired,
     ServiceNowUnavailable,
 )
-from shared.records import apply_record, note_failures, record_fields, retake_claim, update_sync_state
+from shared.records import apply_record, record_fields, update_sync_state
 from shared.runs import (
     MAX_ITEM_ATTEMPTS as MAX_ITEM_ATTEMPTS,
 )
@@ -53,17 +51,12 @@ from shared.runs import (
     record_ticket_error,
 )
 from shared.services import Services
-from shared.store import TicketStore
 from shared.telemetry import record_sync
 from shared.text import printable
-from shared.tickets import (
-    CORRELATION_PREFIX,
-    RECOMMENDATION_ID,
-    SERVICENOW_TIME,
-    SYS_ID,
-    RecordRefused,
-    Ticket,
-)
+from shared.tickets import CORRELATION_PREFIX, SERVICENOW_TIME, SYS_ID, RecordRefused
+from status_sync.adoption import adopt
+from status_sync.index import Index
+from status_sync.pending import forget_recovered, resume_pending
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +128,7 @@ class StatusSync:
             return self._run()
 
     def _run(self) -> SyncResult:
-        from shared.sweep import Sweep
+        from status_sync.sweep import Sweep
 
         services = self._services
         started = time.monotonic()
@@ -152,8 +145,8 @@ class StatusSync:
         found = self._store.get_sync_state()
         self._failures = Failures((found[0] if found else {}).get("failures"), now.isoformat())
         try:
-            self._forget_recovered()
-            self._resume_pending(index, result)
+            forget_recovered(services, self._failures)
+            resume_pending(services, self._failures, index, result, SYSTEMIC)
             self._retry_failed_records(index, result)
             since = self._incremental(index, result)
             Sweep(self).run(index, result, since)
@@ -172,7 +165,7 @@ class StatusSync:
 
     def _write_back(self) -> None:
         """The notes of Secure Score controls whose tickets this run saw change (never fails the run)."""
-        from shared.securescore import SecureScoreSync  # the status sync hands changes to Secure Score, one way
+        from secure_score.refresh import SecureScoreSync  # the status sync hands changes to Secure Score, one way
 
         if not self._seen:
             return
@@ -199,46 +192,6 @@ class StatusSync:
             len(result.errors), result.duration_ms,
         )  # fmt: skip
         return result
-
-    # -- 1. pending creations -------------------------------------------------------------------
-
-    def _resume_pending(self, index: Index, result: SyncResult) -> None:
-        """Finish creations a crash or an outage left pending. One that keeps failing is retried
-        MAX_ITEM_ATTEMPTS runs, then only listed: a new request for its recommendation resumes it."""
-        now = self._services.clock()
-        stale = [
-            t
-            for t, _ in self._store.list_pending_tickets()
-            if (t.lease_until is None or datetime.fromisoformat(t.lease_until) <= now)
-            and int((t.error or {}).get("attempts") or 0) < MAX_ITEM_ATTEMPTS
-        ]
-        for ticket in stale[:RESUME_PER_RUN]:
-            deadlines.check_run()
-            key = f"ticket:{ticket.id}"
-            try:
-                linked = self._services.creator.resume(ticket.id)
-            except SYSTEMIC:
-                raise
-            except Conflict:  # someone else is finishing it right now: not a failure of the ticket
-                continue
-            except Exception as exc:
-                attempts = record_ticket_error(self._store, now.isoformat(), ticket.id, exc, source="sync")
-                code, detail = describe(exc)
-                result.errors.append(f"pending ticket {ticket.id}: {code}: {detail}")
-                self._failures.record(key, failure_entry("ticket", ticket.id, None, exc, now.isoformat(), attempts))
-                continue
-            self._failures.clear(key)
-            result.resumed += 1
-            if linked.sys_id:
-                index.add(linked.sys_id, linked.id)
-
-    def _forget_recovered(self) -> None:
-        """Pending tickets that were finished since they failed (a new request resumed them) leave the list."""
-        for key, entry in self._failures.stored.items():
-            if isinstance(entry, dict) and entry.get("kind") == "ticket":
-                found = self._store.get_ticket(str(entry.get("id")))
-                if found is None or found[0].sys_id:
-                    self._failures.clear(key)
 
     def _retry_failed_records(self, index: Index, result: SyncResult) -> None:
         """Records that failed in an earlier run, asked for again (one request), a bounded number of times."""
@@ -367,7 +320,7 @@ class StatusSync:
             raise RecordRefused("ServiceNow returned a record without a valid sys_id")
         ticket_id = index.get(sys_id)
         if ticket_id is None:
-            adopted = self._adopt(row)
+            adopted = adopt(self._services, row)
             index.add(sys_id, adopted.id)
             result.adopted += 1
             self._seen.append(adopted.id)
@@ -375,59 +328,3 @@ class StatusSync:
         if apply_record(self._services, ticket_id, row):
             result.changed += 1
         self._seen.append(ticket_id)
-
-    def _adopt(self, row: dict[str, Any]) -> Ticket:
-        """A connector record the store does not know (the store was lost or restored): track it again."""
-        services = self._services
-        field_map = services.settings.field_map
-        correlation = str(row.get(field_map.target("correlation_id")) or "")
-        recommendation_id = correlation.removeprefix(CORRELATION_PREFIX)
-        if not correlation.startswith(CORRELATION_PREFIX) or not RECOMMENDATION_ID.fullmatch(recommendation_id):
-            raise RecordRefused(
-                f"Its correlation_id '{printable(correlation, 80)}' is not one the connector mints "
-                f"('{CORRELATION_PREFIX}' and a recommendation id of A-Z, a-z, 0-9, '.', '_', ':', '-'), so it "
-                "was not adopted.",
-                remediation="Restore the record's correlation_id in ServiceNow, or clear it if the record is not "
-                "the connector's.",
-            )
-        now = services.clock().isoformat()
-        priority = str(row.get("priority") or "")
-        ticket = Ticket(
-            id=uuid.uuid4().hex,
-            recommendation_id=recommendation_id,
-            recommendation={"id": recommendation_id, "source": None, "category": None, "url": None},
-            name=str(row.get(field_map.target("name")) or "")[:160],
-            priority=int(priority) if priority in ("1", "2", "3", "4", "5") else 3,
-            due_date=None,
-            requested_by=None,
-            table=services.settings.table,
-            fingerprint="",
-            created_at=now,
-            updated_at=now,
-            extra={"adopted": True},
-        ).with_link(row, field_map, now)
-        changes: dict[str, dict[str, Any] | None] = {}
-        if ticket.is_open:
-            ticket = retake_claim(services, ticket, changes)
-        self._store.add_ticket(ticket)
-        if changes:
-            note_failures(self._store, changes)
-        log.info("Adopted %s (%s), a connector record the store did not know", ticket.number, ticket.sys_id)
-        return ticket
-
-
-class Index:
-    """sys_id -> ticket id, asked of the store only for the records a run actually meets."""
-
-    def __init__(self, store: TicketStore) -> None:
-        self._store = store
-        self._known: dict[str, str | None] = {}
-
-    def get(self, sys_id: str) -> str | None:
-        if sys_id not in self._known:
-            found = self._store.find_ticket_by_sys_id(sys_id)
-            self._known[sys_id] = found[0].id if found else None
-        return self._known[sys_id]
-
-    def add(self, sys_id: str, ticket_id: str) -> None:
-        self._known[sys_id] = ticket_id

@@ -14,23 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.htmltext import html_to_text
-from shared.problems import FieldError, ValidationFailed
-from shared.text import one_line_ok, printable
-from shared.tickets import (
-    CATEGORIES,
-    CATEGORY_NAME,
-    DESCRIPTION_LIMIT,
-    HTTPS_URL,
-    RECOMMENDATION_ID,
-    Recommendation,
-    Ticket,
-    TicketRequest,
-)
+from secure_score.htmltext import html_to_text
+from shared.text import clean_line, printable
+from shared.tickets import CATEGORIES, CATEGORY_NAME, HTTPS_URL, RECOMMENDATION_ID, Ticket
 
 SECURE_SCORE_PAGE = "https://security.microsoft.com/securescore?viewid=actions"
 STATES = {"default": "Default", "ignored": "Ignored", "thirdparty": "ThirdParty", "reviewed": "Reviewed"}
@@ -60,12 +49,7 @@ def number(value: Any) -> float | None:
     return parsed if parsed == parsed and abs(parsed) < 1e9 else None  # not NaN, not absurd
 
 
-def _line(value: Any, limit: int) -> str:
-    """One clean line: controls and invisible characters become spaces."""
-    if not isinstance(value, str):
-        return ""
-    text = "".join(ch if one_line_ok(ch) else " " for ch in value)
-    return " ".join(text.split())[:limit]
+_line = clean_line
 
 
 def _text(value: Any, limit: int) -> str:
@@ -177,53 +161,3 @@ def newest_tickets(tickets: Iterable[Ticket]) -> dict[str, Ticket]:
         if held is None or ticket.created_at > held.created_at:
             newest[ticket.recommendation_id] = ticket
     return newest
-
-
-def _description(control: dict[str, Any]) -> str:
-    lines = [control["remediation"] or control["title"]]
-    details = [
-        ("Remediation impact", control.get("remediationImpact")),
-        ("User impact", control.get("userImpact")),
-        ("Implementation cost", control.get("implementationCost")),
-        ("Threats", ", ".join(control.get("threats") or [])),
-        ("Action", control.get("actionUrl")),
-    ]
-    extra = [f"{label}: {value}" for label, value in details if value]
-    if extra:
-        lines += ["", *extra]
-    return "\n".join(lines)[:DESCRIPTION_LIMIT]
-
-
-def complete_from_control(request: TicketRequest, control: dict[str, Any] | None) -> TicketRequest:
-    """Fill what the caller left out from the Secure Score control; what the caller sent wins. Without a
-    control, the caller must have named the ticket and its source and category."""
-    rec = request.recommendation
-    if control is None:
-        errors = []
-        if not request.name:
-            errors.append(FieldError("recommendation.id", "is not a Secure Score improvement action"))
-        if not rec.source:
-            errors.append(FieldError("recommendation.source", "is required for a recommendation of your own"))
-        if not rec.category:
-            errors.append(FieldError("recommendation.category", "is required for a recommendation of your own"))
-        if errors:
-            raise ValidationFailed(errors)
-        return request
-    category = rec.category or control.get("category") or ""
-    if not category:
-        raise ValidationFailed(
-            [FieldError("recommendation.category", "is required: Secure Score gives this control no known category")]
-        )
-    completed = replace(
-        request,
-        name=request.name or _line(control["title"], 160),
-        description=request.description or _description(control),
-        recommendation=Recommendation(
-            rec.id,
-            rec.source or "microsoft",
-            category,
-            rec.url or control.get("actionUrl") or SECURE_SCORE_PAGE,
-        ),
-        control={"score": control.get("score"), "maxScore": control.get("maxScore"), "completed": control["completed"]},
-    )
-    return replace(completed, origin=request.fingerprint())

@@ -19,9 +19,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from secure_score.controls import ProfileRefused, build_control, by_rank, newest_tickets
+from secure_score.edges import follow, observe
+from secure_score.writeback import WriteBack, clear_forbidden
 from shared import deadlines
-from shared.controls import ProfileRefused, build_control, by_rank, newest_tickets
-from shared.edges import follow, observe
 from shared.graph import WRITE_ROLE, Listing, ProviderWarning, RequestCount
 from shared.problems import (
     ConnectorError,
@@ -34,22 +35,23 @@ from shared.problems import (
 )
 from shared.runs import (
     MAX_ITEM_ATTEMPTS,
+    SECURE_SCORE_RUN,
     describe,
     failure_entry,
     listed_errors,
     merge_failures,
     record_ticket_error,
     remediation_of,
+    run_document,
 )
 from shared.services import Services
 from shared.store import StoreConflict, change_ticket
 from shared.tickets import Ticket
-from shared.writeback import WriteBack, clear_forbidden
 
 log = logging.getLogger(__name__)
 
 HISTORY_DAYS = 90
-RUN_DOCUMENT = "secure_score"
+RUN_DOCUMENT = SECURE_SCORE_RUN
 # Failures of the whole run: stop acting on tickets (the snapshot is kept) and say so.
 SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, SecureScoreForbidden,
             SecureScoreUnavailable)  # fmt: skip
@@ -378,5 +380,4 @@ def _carry_forward(controls: list[dict[str, Any]], before: list[dict[str, Any]])
 
 
 def run_state(services: Services) -> dict[str, Any]:
-    found = services.store.get_document(RUN_DOCUMENT)
-    return found[0] if found else {}
+    return run_document(services.store, RUN_DOCUMENT)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.controls import by_rank, complete_from_control, newest_tickets
-from shared.problems import FieldError, SecureScoreUnavailable, ValidationFailed
+from secure_score.controls import by_rank, newest_tickets
+from shared.problems import FieldError, ValidationFailed
 from shared.services import Services
-from shared.tickets import Ticket, TicketRequest, known_categories
+from shared.tickets import Ticket, known_categories
 
 STATUS_FILTERS = ("open", "completed", "all")
 TICKET_FILTERS = ("with", "without", "any")
@@ -88,19 +88,3 @@ def list_recommendations(
         "recommendations": shown,
         "notScored": sum(1 for c in controls if not _is_scored(c)),
     }
-
-
-def complete_request(services: Services, request: TicketRequest) -> TicketRequest:
-    """A request that left fields for the control to fill gets them from the stored snapshot (one point read);
-    a complete request is used as it is."""
-    if not request.needs_control:
-        return request
-    control = services.store.get_secure_score_control(request.recommendation.id)
-    if control is None and not request.name and services.store.get_secure_score() is None:
-        raise SecureScoreUnavailable(
-            "Microsoft Secure Score has not been read yet, so the improvement action cannot fill the ticket.",
-            retry_after=60,
-            remediation="Refresh it (POST /api/recommendations/refresh, or wait for the Secure Score timer), or "
-            "send name, recommendation.source and recommendation.category yourself.",
-        )
-    return complete_from_control(request, control)

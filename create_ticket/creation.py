@@ -21,9 +21,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from create_ticket.directory import UserDirectory
+from create_ticket.request import TicketRequest, servicenow_record
 from shared.auth import Caller
 from shared.claims import take_claim
-from shared.directory import UserDirectory
 from shared.problems import (
     Conflict,
     IdempotencyKeyReused,
@@ -35,14 +36,7 @@ from shared.retries import TransientFailure
 from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import IdempotencyRecord, StoreConflict
-from shared.tickets import (
-    SYS_ID,
-    RecordRefused,
-    Ticket,
-    TicketRequest,
-    correlation_id,
-    servicenow_record,
-)
+from shared.tickets import SYS_ID, RecordRefused, Ticket, correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +60,14 @@ class _Progress:
     etag: str
     lookup: bool  # a record may exist already: look before posting
     counted: bool  # the next POST is already counted in `post_attempts`
+
+
+def creator_for(services: Services) -> TicketCreator:
+    """The ticket creator of these services (one per process, with its requester cache)."""
+    return services.component(
+        "ticket_creator",
+        lambda built: TicketCreator(built, UserDirectory(built.servicenow, built.tokens, built.clock)),
+    )
 
 
 class TicketCreator:

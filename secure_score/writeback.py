@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from secure_score.controls import STATES, current_update
 from shared import deadlines
-from shared.controls import STATES, current_update
 from shared.graph import MAX_CONCURRENT, ControlRefused, RequestCount, WriteFailed
 from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable
 from shared.runs import MAX_ITEM_ATTEMPTS, failure_entry

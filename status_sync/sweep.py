@@ -25,7 +25,8 @@ from shared.records import mark_missing, update_sync_state
 from shared.tickets import SYS_ID
 
 if TYPE_CHECKING:
-    from shared.sync import Index, StatusSync, SyncResult
+    from status_sync.index import Index
+    from status_sync.sync import StatusSync, SyncResult
 
 log = logging.getLogger(__name__)
 

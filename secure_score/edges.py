@@ -13,14 +13,16 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
+from create_ticket.creation import creator_for
+from create_ticket.fill import complete_from_control
+from create_ticket.request import Recommendation, TicketRequest
 from shared.auth import SYSTEM_CALLER
-from shared.controls import complete_from_control
 from shared.problems import ServiceNowRejected
 from shared.records import apply_record, record_fields
 from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import change_ticket
-from shared.tickets import Recommendation, Ticket, TicketRequest
+from shared.tickets import Ticket
 
 OPEN = frozenset({"new", "in_progress", "on_hold", "unknown"})
 
@@ -116,4 +118,4 @@ def recreate(services: Services, old: Ticket, control: dict[str, Any], day: str,
     draft = TicketRequest("", "", old.priority, None, rec, None)
     request = complete_from_control(draft, control)
     request = replace(request, description=f"{opening}\n\n{request.description}")
-    services.creator.create(request, caller=SYSTEM_CALLER, idempotency_key=f"regressed:{old.id}:{day}")
+    creator_for(services).create(request, caller=SYSTEM_CALLER, idempotency_key=f"regressed:{old.id}:{day}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.problems import ConnectorError, NotConnected, ReauthorizationRequired
+from shared.runs import SECURE_SCORE_RUN, run_document
 from shared.services import Services
 from shared.tokens import RECONNECT_REMEDIATION, RECONNECT_WARNING, TokenBundle
 
@@ -195,10 +196,8 @@ _ITEM_KINDS = {
 
 
 def _secure_score_state(services: Services) -> dict[str, Any]:
-    from shared.securescore import run_state
-
     try:
-        return run_state(services)
+        return run_document(services.store, SECURE_SCORE_RUN)
     except Exception:
         log.warning("The ticket store could not be read for the Secure Score state")
         return {}
