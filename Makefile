@@ -1,5 +1,6 @@
 # make run | make test | make bench | make lint — each creates .venv (and installs the test services) when missing.
-# make lint: ruff, mypy, and checkov on the Bicep (infra/checkov-skips.txt says what is accepted, and why).
+# make lint: ruff, mypy, the import-linter contracts (pyproject.toml), and checkov on the Bicep
+# (infra/checkov-skips.txt says what is accepted, and why).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -46,6 +47,7 @@ lint: $(STAMP) $(CHECKOV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) dev/checkov_bicep.py
 
 # The tests start Azurite (and the simulator, the Key Vault fake, the local host) themselves and stop them.

@@ -1,0 +1,82 @@
+"""The architecture as code (DESIGN 2): the import-linter contracts in pyproject.toml hold, each one fails on a
+planted violation (so none passes vacuously), and no module of the app outgrows one sitting."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGES = ("shared", "oauth_callback", "create_ticket", "status_sync", "secure_score", "portal", "dev")
+APP = ("shared", "oauth_callback", "create_ticket", "status_sync", "secure_score", "portal")
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def _lint(where: Path, contract: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = [str(LINT_IMPORTS), "--config", str(where / "pyproject.toml"), "--no-cache"]
+    if contract:
+        command += ["--contract", contract]
+    return subprocess.run(command, cwd=where, env={"PYTHONPATH": str(where), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the app's packages and its pyproject.toml, where violations can be planted safely."""
+    where = tmp_path_factory.mktemp("architecture")
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, where / package, ignore=shutil.ignore_patterns("__pycache__", "static"))
+    shutil.copy(ROOT / "pyproject.toml", where / "pyproject.toml")
+    return where
+
+
+def test_the_contracts_hold_on_the_real_tree():
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "4 kept, 0 broken" in result.stdout
+
+
+PLANTS = {
+    "kernel": {"shared/_planted.py": "import create_ticket.card\n"},
+    "features": {"create_ticket/_planted.py": "import status_sync.sync\n"},  # a lower feature importing a higher
+    "deployed": {"secure_score/_planted.py": "import dev.host\n"},
+    "acyclic": {
+        "shared/_planted_a.py": "import shared._planted_b\n",
+        "shared/_planted_b.py": "import shared._planted_a\n",
+    },
+}
+
+
+@pytest.mark.parametrize("contract", sorted(PLANTS))
+def test_each_contract_fails_on_a_planted_violation(tree, contract):
+    assert _lint(tree, contract).returncode == 0  # the copy keeps the contract before the plant
+    planted = [tree / name for name in PLANTS[contract]]
+    for path, source in zip(planted, PLANTS[contract].values(), strict=True):
+        path.write_text(source)
+    try:
+        result = _lint(tree, contract)
+    finally:
+        for path in planted:
+            path.unlink()
+    assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
+
+
+def test_independent_features_may_not_import_each_other(tree):
+    (tree / "portal" / "_planted.py").write_text("import oauth_callback.connection\n")
+    try:
+        result = _lint(tree, "features")
+    finally:
+        (tree / "portal" / "_planted.py").unlink()
+    assert result.returncode != 0 and "BROKEN" in result.stdout
+
+
+def test_no_module_of_the_app_is_over_400_lines():
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+             for package in APP for p in (ROOT / package).rglob("*.py")}  # fmt: skip
+    sizes["function_app.py"] = len((ROOT / "function_app.py").read_text().splitlines())
+    assert sizes and max(sizes.values()) <= 400, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
