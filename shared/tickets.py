@@ -109,8 +109,13 @@ class Ticket:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Ticket:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in record.items() if k in known})
+        """A stored ticket. A field the record lacks is None when it may be: Table Storage keeps no null
+        property, so a ticket without a due date or a requester comes back without them."""
+        known = cls.__dataclass_fields__
+        values = {k: v for k, v in record.items() if k in known}
+        for name in ("due_date", "requested_by"):
+            values.setdefault(name, None)
+        return cls(**values)
 
     def with_link(self, record: dict[str, Any], field_map: FieldMap, now: str) -> Ticket:
         """This ticket as ServiceNow's record says. Values from ServiceNow are input too: each is held to the
