@@ -144,6 +144,7 @@ class TicketCreator:
             created_at=now,
             updated_at=now,
             extra={"payload": servicenow_record(request, ticket_id, settings.field_map, caller_sys_id)},
+            tenant=request.tenant,
             secure_score=(
                 {
                     "scoreAtCreation": request.control.get("score"),
@@ -168,7 +169,7 @@ class TicketCreator:
 
     def _claim(self, ticket: Ticket) -> str | None:
         """Claim the recommendation; returns the id of an open ticket that already holds it, else None."""
-        return take_claim(self._store, ticket.recommendation_id, ticket.id)
+        return take_claim(self._store, ticket.claim_key, ticket.id)
 
     # -- making sure the ServiceNow record exists -----------------------------------------------
 
@@ -301,7 +302,7 @@ class TicketCreator:
         """Find a record an earlier attempt may have committed. Only connector-minted values in the query."""
         field_map = self._services.settings.field_map
         query = (
-            f"{field_map.target('correlation_id')}={correlation_id(ticket.recommendation_id)}"
+            f"{field_map.target('correlation_id')}={correlation_id(ticket.recommendation_id, ticket.tenant)}"
             f"^{field_map.target('description')}LIKE{ticket.id}"
         )
         rows, _ = self._services.servicenow.table_list(
@@ -318,5 +319,5 @@ class TicketCreator:
 
     def _roll_back(self, ticket: Ticket) -> None:
         """ServiceNow refused the record and never stored it: leave nothing behind."""
-        self._store.release_claim(ticket.recommendation_id, ticket.id)
+        self._store.release_claim(ticket.claim_key, ticket.id)
         self._store.delete_ticket(ticket.id)

@@ -70,8 +70,8 @@ def complete_request(services: Services, request: TicketRequest) -> TicketReques
     a complete request is used as it is."""
     if not request.needs_control:
         return request
-    control = services.store.get_secure_score_control(request.recommendation.id)
-    if control is None and not request.name and services.store.get_secure_score() is None:
+    control = services.store.get_secure_score_control(request.recommendation.id, request.tenant)
+    if control is None and not request.name and services.store.get_secure_score(request.tenant) is None:
         raise SecureScoreUnavailable(
             "Microsoft Secure Score has not been read yet, so the improvement action cannot fill the ticket.",
             retry_after=60,

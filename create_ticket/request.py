@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
@@ -20,9 +20,11 @@ from shared.tickets import (
     CATEGORIES,
     CORRELATION_DISPLAY,
     EMAIL,
+    HOME,
     HTTPS_URL,
     PRIORITIES,
     RECOMMENDATION_ID,
+    TENANT_ID,
     USER_NAME,
     correlation_id,
 )
@@ -62,6 +64,7 @@ class TicketRequest:
     requested_by: str | None
     control: dict[str, Any] | None = None  # the Secure Score control's figures when filled from one
     origin: str | None = None  # the caller's own request's fingerprint, when fields were filled in
+    tenant: str = HOME  # whose recommendation: a tenant the connector reads (DESIGN 12)
 
     @property
     def needs_control(self) -> bool:
@@ -76,6 +79,8 @@ class TicketRequest:
         data = asdict(self)
         data.pop("control")
         data.pop("origin")
+        if not self.tenant:
+            data.pop("tenant")  # a home request's fingerprint is what it was before tenants: its keys still match
         data["due_date"] = self.due_date.isoformat() if self.due_date else None
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
@@ -196,7 +201,7 @@ def _requested_by(value: Any, errors: list[FieldError]) -> str | None:
     return None
 
 
-REQUEST_MEMBERS = ("name", "description", "priority", "dueDate", "recommendation", "requestedBy")
+REQUEST_MEMBERS = ("name", "description", "priority", "dueDate", "recommendation", "requestedBy", "tenant")
 RECOMMENDATION_MEMBERS = ("id", "source", "category", "url")
 
 
@@ -221,9 +226,21 @@ def parse_ticket_request(body: Any, *, initiating_user: str | None) -> TicketReq
     due = _due_date(_optional(body, "dueDate", errors), errors)
     recommendation = _recommendation(body.get("recommendation"), errors)
     requested_by = _requested_by(_optional(body, "requestedBy", errors), errors)
+    tenant = _tenant(_optional(body, "tenant", errors), errors)
     if errors:
         raise ValidationFailed(errors)
-    return TicketRequest(name, description, priority, due, recommendation, initiating_user or requested_by)
+    request = TicketRequest(name, description, priority, due, recommendation, initiating_user or requested_by)
+    return replace(request, tenant=tenant) if tenant else request
+
+
+def _tenant(value: Any, errors: list[FieldError]) -> str:
+    """A tenant's id (the route checks the connector reads it); absent or `home`: the deployment's own."""
+    if value is None or value == "home":
+        return HOME
+    if isinstance(value, str) and TENANT_ID.fullmatch(value.lower()):
+        return value.lower()
+    errors.append(FieldError("tenant", "must be a tenant id (a GUID) or 'home'"))
+    return HOME
 
 
 def validate_idempotency_key(value: str | None) -> str | None:
@@ -249,6 +266,8 @@ def footer(request: TicketRequest, ticket_id: str, caller_known: bool) -> str:
     ]
     if rec.url:
         lines.append(f"Portal: {rec.url}")
+    if request.tenant:
+        lines.append(f"Microsoft tenant: {request.tenant}")
     if request.requested_by:
         lines.append(f"Requested by: {request.requested_by}" + ("" if caller_known else " (no ServiceNow user)"))
     lines.append(f"Connector reference: {ticket_id}")
@@ -270,7 +289,7 @@ def servicenow_record(
         "urgency": urgency,
         "due_date": servicenow_datetime(request.due_date) if request.due_date else "",
         "caller": caller_sys_id or "",
-        "correlation_id": correlation_id(request.recommendation.id),
+        "correlation_id": correlation_id(request.recommendation.id, request.tenant),
         "correlation_display": CORRELATION_DISPLAY,
         "recommendation_source": request.recommendation.source,
         "recommendation_category": request.recommendation.category,

@@ -19,9 +19,8 @@ from typing import Any
 
 from secure_score.htmltext import html_to_text
 from shared.text import clean_line, printable
-from shared.tickets import CATEGORIES, CATEGORY_NAME, HTTPS_URL, RECOMMENDATION_ID, Ticket
+from shared.tickets import CATEGORIES, CATEGORY_NAME, HOME, HTTPS_URL, RECOMMENDATION_ID, Ticket
 
-SECURE_SCORE_PAGE = "https://security.microsoft.com/securescore?viewid=actions"
 STATES = {"default": "Default", "ignored": "Ignored", "thirdparty": "ThirdParty", "reviewed": "Reviewed"}
 TOLERANCE = 1e-6  # points: a score this close to the maximum is the maximum (Graph's numbers are doubles)
 # Multi-line text from Graph: control characters become spaces; bidirectional controls and zero-width characters
@@ -149,15 +148,19 @@ def by_rank(control: dict[str, Any]) -> tuple[bool, int, str]:
     return rank is None, rank or 0, str(control["id"])
 
 
-def newest_tickets(tickets: Iterable[Ticket]) -> dict[str, Ticket]:
-    """Per recommendation, its newest ticket: the one a control's row shows, its edges act on and its note
-    names. Tickets of the caller's own recommendations (source `user`) are not Secure Score's, and a record a
-    person opened by hand with the connector's correlation id (a duplicate) never takes the connector's place."""
+def newest_tickets(tickets: Iterable[Ticket], tenant: str | None = HOME) -> dict[str, Ticket]:
+    """Per recommendation of `tenant` (None: of every tenant, keyed by claim key), its newest ticket: the one a
+    control's row shows, its edges act on and its note names. Tickets of the caller's own recommendations (source
+    `user`) are not Secure Score's, and a record a person opened by hand with the connector's correlation id (a
+    duplicate) never takes the connector's place."""
     newest: dict[str, Ticket] = {}
     for ticket in tickets:
         if ticket.recommendation.get("source") == "user" or ticket.duplicate_of:
             continue
-        held = newest.get(ticket.recommendation_id)
+        if tenant is not None and ticket.tenant != tenant:
+            continue
+        key = ticket.recommendation_id if tenant is not None else ticket.claim_key
+        held = newest.get(key)
         if held is None or ticket.created_at > held.created_at:
-            newest[ticket.recommendation_id] = ticket
+            newest[key] = ticket
     return newest

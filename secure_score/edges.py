@@ -115,7 +115,7 @@ def recreate(services: Services, old: Ticket, control: dict[str, Any], day: str,
         f"It was closed in {old.number}."
     )
     rec = Recommendation(control["id"], "microsoft", str(control.get("category") or ""), None)
-    draft = TicketRequest("", "", old.priority, None, rec, None)
+    draft = TicketRequest("", "", old.priority, None, rec, None, tenant=old.tenant)
     request = complete_from_control(draft, control)
     request = replace(request, description=f"{opening}\n\n{request.description}")
     creator_for(services).create(request, caller=SYSTEM_CALLER, idempotency_key=f"regressed:{old.id}:{day}")

@@ -1,29 +1,30 @@
-"""Secure Score refresh (DESIGN section 9): read Graph, store the joined snapshot, act on edges, write back.
+"""Secure Score refresh (DESIGN sections 9 and 12): for every tenant the connector reads, read Graph, store the
+joined snapshot, act on edges, write back.
 
-One refresh costs 1 + ceil(profiles / page) Graph requests whatever the number of tickets: the 90-day
-history and today's scores in one `secureScores?$top=90`, then the profile pages (plus, per note written,
-the read of the control just before it). The snapshot is stored whole only after every page arrived, so a
-failure mid-listing leaves the old one; so does a listing that looks wrong: an empty one, no scores, or fewer than
-half the profiles the last snapshot had (taken as the truth only when the next refresh sees it again). A `206`
-keeps what came, carries the failed provider's controls forward from the last snapshot, and is reported.
+Tenants are read `SECURE_SCORE_TENANT_PARALLELISM` at a time, each with at most 4 Graph requests in flight (Graph's
+limit is per app per tenant). A tenant that fails never stops the others: its failure is kept on its own record
+(`GET /api/tenants`). With only the home tenant, a refresh is what it always was, and a failed read raises.
 
 The whole refresh has a deadline (`deadlines.RUN_DEADLINE`): past it, the refresh stops between tickets, keeps
-what it did, and says so. Edges are in `shared/edges.py`, the write-back in `shared/writeback.py`.
+what it did, and says so. Reading is in `reading.py`, edges in `edges.py`, the write-back in `writeback.py`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from secure_score.controls import ProfileRefused, build_control, by_rank, newest_tickets
+from secure_score import reading, tenants
+from secure_score.controls import newest_tickets
 from secure_score.edges import follow, observe
 from secure_score.writeback import WriteBack, clear_forbidden
 from shared import deadlines
-from shared.graph import WRITE_ROLE, Listing, ProviderWarning, RequestCount
+from shared.graph import WRITE_ROLE, RequestCount
 from shared.problems import (
     ConnectorError,
     NotConfigured,
@@ -32,6 +33,7 @@ from shared.problems import (
     SecureScoreForbidden,
     SecureScoreUnavailable,
     ServiceNowUnavailable,
+    TenantNotConsented,
 )
 from shared.runs import (
     MAX_ITEM_ATTEMPTS,
@@ -46,15 +48,14 @@ from shared.runs import (
 )
 from shared.services import Services
 from shared.store import StoreConflict, change_ticket
-from shared.tickets import Ticket
+from shared.tickets import HOME, Ticket
 
 log = logging.getLogger(__name__)
 
-HISTORY_DAYS = 90
 RUN_DOCUMENT = SECURE_SCORE_RUN
-# Failures of the whole run: stop acting on tickets (the snapshot is kept) and say so.
+# Failures of a tenant's whole run: stop acting on its tickets (the snapshot is kept) and say so.
 SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, SecureScoreForbidden,
-            SecureScoreUnavailable)  # fmt: skip
+            SecureScoreUnavailable, TenantNotConsented)  # fmt: skip
 
 
 @dataclass
@@ -72,6 +73,8 @@ class RefreshResult:
     warnings: list[dict[str, Any]] = field(default_factory=list)  # {code, detail, remediation, provider?, status?}
     error: dict[str, Any] | None = None  # what stopped the run: {code, detail, remediation}
     duration_ms: int = 0
+    tenant: str | None = None  # whose (None: the home tenant's, or the whole run over several)
+    tenants: list[dict[str, Any]] = field(default_factory=list)  # with several tenants, each one's result
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,55 +87,30 @@ class RefreshResult:
         if self.status == "ok":
             self.status = "partial"
 
-
-def _summary(scores: list[dict[str, Any]], controls: list[dict[str, Any]], now: str) -> dict[str, Any]:
-    def number(value: Any) -> float | None:
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-    latest = scores[0] if scores else {}
-    current, maximum = number(latest.get("currentScore")), number(latest.get("maxScore"))
-    history = []
-    for item in scores:
-        day = str(item.get("createdDateTime") or "")[:10]
-        if len(day) == 10 and number(item.get("currentScore")) is not None:
-            history.append(
-                {"date": day, "current": number(item.get("currentScore")), "max": number(item.get("maxScore"))}
-            )
-    return {
-        "secureScore": {
-            "current": current,
-            "max": maximum,
-            "percent": round(100 * current / maximum, 1) if current is not None and maximum else None,
-            "at": str(latest.get("createdDateTime") or "") or None,
-        },
-        "refreshedAt": now,
-        "history": sorted(history, key=lambda h: str(h["date"])),
-        "controls": len(controls),
-    }
+    def fail(self, exc: BaseException) -> None:
+        code, detail = describe(exc)
+        self.status = "failed"
+        self.error = {"code": code, "detail": detail, "remediation": remediation_of(exc)}
+        self.errors.append(f"{code}: {detail}")
 
 
-class SecureScoreSync:
-    def __init__(self, services: Services) -> None:
+class TenantRefresh:
+    """One tenant's refresh. `failures` (shared by the tenants of one run, under `lock`) collects item failures."""
+
+    def __init__(self, services: Services, tenant: str, failures: dict[str, Any], lock: threading.Lock) -> None:
         self._services = services
         self._store = services.store
-        self._failures: dict[str, dict[str, Any] | None] = {}
-        self._count = RequestCount()
+        self._tenant = tenant
+        self._failures = failures
+        self._lock = lock
+        self.count = RequestCount()
 
-    # -- a refresh ------------------------------------------------------------------------------
-
-    def refresh(self) -> RefreshResult:
-        with deadlines.run_deadline(self._services.run_deadline):
-            return self._refresh()
-
-    def _refresh(self) -> RefreshResult:
-        services = self._services
-        started = time.monotonic()
-        now = services.clock().isoformat()
-        result = RefreshResult(at=now)
+    def run(self, result: RefreshResult) -> None:
+        """Fill `result`; a read that fails raises after the result says why (the old snapshot stays)."""
+        services, tenant = self._services, self._tenant
+        now = result.at
         try:
-            graph = services.graph
-            scores = graph.secure_scores(HISTORY_DAYS, count=self._count)
-            listing = graph.control_profiles(count=self._count)
+            scores, listing = reading.read(services, tenant, self.count)
         except deadlines.RunOutOfTime:
             error = SecureScoreUnavailable(
                 f"Microsoft Graph did not finish answering within the refresh's deadline "
@@ -140,24 +118,24 @@ class SecureScoreSync:
                 retry_after=300,
                 remediation="Nothing to fix in the connector: the next refresh tries again.",
             )
-            self._fail(result, error)
-            self._finish(result, started)
+            result.fail(error)
             raise error from None
-        except Exception as exc:  # nothing was stored: the old snapshot stays
-            self._fail(result, exc)
-            self._finish(result, started)
+        except Exception as exc:
+            result.fail(exc)
             raise
         for warning in dict.fromkeys(scores.warnings + listing.warnings):  # each failed provider once
-            self._provider_warning(result, warning)
-        previous = self._store.get_secure_score()
-        doubt = self._doubt(scores.items, listing, previous)
+            reading.provider_warning(services, result, warning)
+        previous = self._store.get_secure_score(tenant)
+        key = f"suspectDrop:{tenant}" if tenant else "suspectDrop"
+        doubt = reading.doubt(scores.items, listing, previous, run_state(services).get(key),
+                              lambda drop: _update_document(self._store, lambda s: {**s, key: drop}))  # fmt: skip
         if doubt is not None:
             result.warn(doubt)
-            return self._finish(result, started)
-        controls = self._join(listing.items, scores.items[0], result)
+            return
+        controls = reading.join(listing.items, scores.items[0], result)
         if result.warnings and previous is not None:
-            controls = _carry_forward(controls, previous[1])
-        self._store.put_secure_score(_summary(scores.items, controls, now), controls)
+            controls = reading.carry_forward(controls, previous[1])
+        self._store.put_secure_score(reading.summary(scores.items, controls, now), controls, tenant)
         result.controls = len(controls)
         result.scored = sum(1 for c in controls if c.get("scored"))
         day = str(scores.items[0].get("createdDateTime") or now)[:10]
@@ -168,129 +146,24 @@ class SecureScoreSync:
                 f"The refresh reached its deadline ({services.run_deadline:g} s) and stopped; the snapshot is stored "
                 "and the next refresh goes on with the tickets this one did not reach.", retry_after=300))  # fmt: skip
         except SYSTEMIC as exc:
-            self._fail(result, exc)
-        return self._finish(result, started)
+            result.fail(exc)
 
     def _act(self, controls: list[dict[str, Any]], day: str, result: RefreshResult) -> None:
         by_id = {c["id"]: c for c in controls}
-        tickets = self._newest_tickets(by_id)
+        newest = newest_tickets((t for t, _ in self._store.list_tickets()), self._tenant)
         followed = []
-        for ticket in tickets:
-            deadlines.check_run()
-            followed.append(self._follow_isolated(ticket, by_id[ticket.recommendation_id], day, result))
+        for rec, ticket in newest.items():
+            if rec in by_id:
+                deadlines.check_run()
+                followed.append(self._follow_isolated(ticket, by_id[rec], day, result))
         kept = [t for t in followed if t is not None]
         self._permission_back(kept)
-        self.write_back(kept, result)
-
-    def _provider_warning(self, result: RefreshResult, warning: ProviderWarning) -> None:
-        """A provider that failed behind a 206: its 403 is the connector's missing permission, anything else
-        Graph's own trouble. Either way the data that came is kept."""
-        about = {"provider": f"{warning.vendor}/{warning.provider}", "status": warning.status}
-        if warning.status == 403:
-            result.warn(self._services.graph.forbidden_provider(warning), **about)
-            return
-        failed = SecureScoreUnavailable(
-            f"Microsoft Graph answered without the data of the provider {warning.vendor}/{warning.provider}, which "
-            f"failed with {warning.status}; the other providers' data was kept, and that provider's controls as the "
-            "last snapshot had them.",
-            retry_after=300,
-            remediation="Nothing to fix in the connector: the next refresh reads that provider again.",
-        )
-        result.warn(failed, **about)
-
-    def _doubt(
-        self, scores: list[dict[str, Any]], listing: Listing, previous: tuple[dict[str, Any], list[Any]] | None
-    ) -> SecureScoreUnavailable | None:
-        """Why this answer should not replace the snapshot, if it should not."""
-        keep = "The previous snapshot is kept." if previous else "Nothing was stored."
-        if not listing.items:
-            return SecureScoreUnavailable(f"Microsoft Graph listed no control profiles. {keep}", retry_after=300,
-                                          remediation="Nothing to fix in the connector: the next refresh reads "
-                                          "them again.")  # fmt: skip
-        if not scores:
-            return SecureScoreUnavailable(f"Microsoft Graph returned no Secure Score snapshot. {keep}",
-                                          retry_after=300, remediation="Nothing to fix in the connector: the next "
-                                          "refresh reads it again.")  # fmt: skip
-        had = len(previous[1]) if previous else 0
-        now = len(listing.items)
-        state = run_state(self._services)
-        if had and now < had / 2 and not listing.warnings:
-            if state.get("suspectDrop") == now:
-                self._note_state(suspect=None)
-                return None  # the same drop twice in a row: Microsoft changed the catalogue
-            self._note_state(suspect=now)
-            return SecureScoreUnavailable(
-                f"Microsoft Graph listed {now} control profiles, fewer than half of the {had} the last snapshot "
-                f"had. {keep} If the next refresh lists the same, it is taken as the truth.", retry_after=300,
-                remediation="Nothing to fix in the connector; if Microsoft really removed controls, the next "
-                "refresh takes the new list.")  # fmt: skip
-        if state.get("suspectDrop") is not None:
-            self._note_state(suspect=None)
-        return None
-
-    def _note_state(self, *, suspect: int | None) -> None:
-        self._update_document(lambda state: {**state, "suspectDrop": suspect})
-
-    def _fail(self, result: RefreshResult, exc: BaseException) -> None:
-        code, detail = describe(exc)
-        result.status = "failed"
-        result.error = {"code": code, "detail": detail, "remediation": remediation_of(exc)}
-        result.errors.append(f"{code}: {detail}")
-        log.warning("Secure Score refresh stopped: %s", code)
-
-    def _join(
-        self, profiles: list[dict[str, Any]], latest: dict[str, Any] | None, result: RefreshResult
-    ) -> list[dict[str, Any]]:
-        scores = {
-            str(entry.get("controlName")): entry
-            for entry in (latest or {}).get("controlScores") or []
-            if isinstance(entry, dict)
-        }
-        controls: dict[str, dict[str, Any]] = {}
-        for profile in profiles:
-            try:
-                control = build_control(profile, scores.get(str(profile.get("id"))))
-            except ProfileRefused as exc:
-                result.errors.append(f"control profile: {exc}")
-                continue
-            controls.setdefault(control["id"], control)
-        return sorted(controls.values(), key=by_rank)
-
-    def _update_document(self, change: Any) -> None:
-        for _ in range(10):
-            found = self._store.get_document(RUN_DOCUMENT)
-            try:
-                self._store.put_document(RUN_DOCUMENT, change(dict(found[0]) if found else {}),
-                                         found[1] if found else None)  # fmt: skip
-                return
-            except StoreConflict:
-                continue
-
-    def _persist(self, result: RefreshResult | None) -> None:
-        """The run's result (if a refresh) and the item failures it changed, merged under the document's ETag
-        so a concurrent writer's entries survive."""
-        failures = self._failures
-
-        def update(state: dict[str, Any]) -> dict[str, Any]:
-            merged = merge_failures(state.get("failures"), failures)
-            return {**state, **({"last": result.to_json()} if result else {}), "failures": merged}
-
-        self._update_document(update)
-
-    def _finish(self, result: RefreshResult, started: float) -> RefreshResult:
-        result.duration_ms = int((time.monotonic() - started) * 1000)
-        result.requests = self._count.value
-        self._persist(result)
-        log.info(
-            "Secure Score refresh %s: %d controls, %d requests, %d resolved, %d reopened, %d new, %d written, %d ms",
-            result.status, result.controls, result.requests, result.resolved, result.reopened, result.recreated,
-            result.written, result.duration_ms,
-        )  # fmt: skip
-        return result
-
-    def _newest_tickets(self, controls: dict[str, dict[str, Any]]) -> list[Ticket]:
-        newest = newest_tickets(t for t, _ in self._store.list_tickets())
-        return [ticket for rec, ticket in newest.items() if rec in controls]
+        writes = WriteBack(self._services, self._failures, self.count)
+        try:
+            writes.run(kept)
+        finally:
+            result.written += writes.written
+            result.errors.extend(writes.errors)
 
     def _follow_isolated(
         self, ticket: Ticket, control: dict[str, Any], day: str, result: RefreshResult
@@ -299,22 +172,22 @@ class SecureScoreSync:
         try:
             followed = follow(self._services, ticket, control, day, result)
             if followed is not None and (followed.error or {}).get("source") == RUN_DOCUMENT:  # an earlier try failed
-                followed = change_ticket(self._store, ticket.id, _without_error)
+                followed = change_ticket(self._store, ticket.id, lambda t: replace(t, error=None))
         except (deadlines.RunOutOfTime, *SYSTEMIC):
             raise
         except Exception as exc:
             attempts = record_ticket_error(self._store, result.at, ticket.id, exc, source=RUN_DOCUMENT)
             code, detail = describe(exc)
             result.errors.append(f"ticket {ticket.number or ticket.id}: {code}: {detail}")
-            self._failures[key] = failure_entry("ticket", ticket.id, ticket.number, exc, result.at, attempts)
+            with self._lock:
+                self._failures[key] = failure_entry("ticket", ticket.id, ticket.number, exc, result.at, attempts)
             if attempts >= MAX_ITEM_ATTEMPTS:  # stop retrying the action: the edge counts as seen
                 return observe(self._services, ticket.id, bool(control["completed"]))
             found = self._store.get_ticket(ticket.id)
             return found[0] if found else None
-        self._failures[key] = None
+        with self._lock:
+            self._failures[key] = None
         return followed
-
-    # -- write-back ------------------------------------------------------------------------------
 
     def _permission_back(self, tickets: list[Ticket]) -> None:
         """Writes a 403 stopped may go again once the Graph token carries the write permission (or when the
@@ -322,7 +195,7 @@ class SecureScoreSync:
         if not any((t.secure_score or {}).get("forbidden") for t in tickets):
             return
         try:
-            roles = self._services.graph.token_roles()
+            roles = self._services.graph.token_roles(self._tenant)
         except ConnectorError:
             return
         if roles is None or WRITE_ROLE in roles:
@@ -333,50 +206,125 @@ class SecureScoreSync:
                 if found is not None:
                     tickets[i] = found[0]
 
-    def write_back(self, tickets: Iterable[Ticket], result: RefreshResult) -> None:
-        writes = WriteBack(self._services, self._failures, self._count)
+
+class SecureScoreSync:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._store = services.store
+        self._failures: dict[str, dict[str, Any] | None] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self, only: Iterable[str] | None = None) -> RefreshResult:
+        """Every tenant to read (or `only` those); with just the home tenant, its result (raising on a failed read)."""
+        with deadlines.run_deadline(self._services.run_deadline):
+            chosen = list(only) if only is not None else tenants.to_read(self._services)
+            if chosen == [HOME]:
+                return self._home_alone()
+            return self._several(chosen)
+
+    def _one(self, tenant: str) -> tuple[RefreshResult, BaseException | None]:
+        started = time.monotonic()
+        result = RefreshResult(at=self._services.clock().isoformat(), tenant=tenant or None)
+        work = TenantRefresh(self._services, tenant, self._failures, self._lock)
+        failure: BaseException | None = None
         try:
-            writes.run(tickets)
-        finally:
-            result.written += writes.written
-            result.errors.extend(writes.errors)
+            work.run(result)
+        except Exception as exc:  # the read failed: the result says why, the old snapshot stays
+            failure = exc
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        result.requests = work.count.value
+        tenants.record_run(self._services, tenant, _last(result), result.error)
+        log.info("Secure Score refresh of %s %s: %d controls, %d requests, %d resolved, %d reopened, %d new, "
+                 "%d written, %d ms", tenant or "the home tenant", result.status, result.controls, result.requests,
+                 result.resolved, result.reopened, result.recreated, result.written, result.duration_ms)  # fmt: skip
+        return result, failure
+
+    def _home_alone(self) -> RefreshResult:
+        result, failure = self._one(HOME)
+        self._persist(result)
+        if failure is not None:
+            raise failure
+        return result
+
+    def _several(self, chosen: list[str]) -> RefreshResult:
+        started = time.monotonic()
+        outcomes: dict[str, tuple[RefreshResult, BaseException | None]] = {}
+        with ThreadPoolExecutor(max(1, self._services.settings.tenant_parallelism)) as pool:
+            futures = {t: pool.submit(deadlines.in_this_run(self._one), t) for t in chosen}
+        for tenant, future in futures.items():
+            outcomes[tenant] = future.result()
+        total = RefreshResult(at=self._services.clock().isoformat())
+        for tenant, (result, _) in outcomes.items():
+            total.tenants.append({**result.to_json(), "tenant": tenant or None})
+            for name in ("requests", "controls", "scored", "resolved", "reopened", "recreated", "written"):
+                setattr(total, name, getattr(total, name) + getattr(result, name))
+            total.errors.extend(f"{tenant or 'home'}: {e}" for e in result.errors)
+            total.warnings.extend({**w, "tenant": tenant or None} for w in result.warnings)
+        failed = [t for t, (r, _) in outcomes.items() if r.status == "failed"]
+        total.status = (
+            "failed" if failed and len(failed) == len(outcomes) else "partial" if failed or total.warnings else "ok"
+        )
+        if HOME in outcomes:
+            total.error = outcomes[HOME][0].error
+        total.duration_ms = int((time.monotonic() - started) * 1000)
+        self._persist(total, home=outcomes.get(HOME, (None, None))[0])
+        first = next((f for _, f in outcomes.values() if f is not None), None)
+        if total.status == "failed" and first is not None:
+            raise first
+        return total
+
+    def _persist(self, result: RefreshResult | None, *, home: RefreshResult | None = None) -> None:
+        """The run's result and the item failures it changed, merged under the document's ETag so a concurrent
+        writer's entries survive; `last` stays the home tenant's (provisioning reads it)."""
+        failures = dict(self._failures)
+        shown = home if home is not None else result
+
+        def update(state: dict[str, Any]) -> dict[str, Any]:
+            merged = merge_failures(state.get("failures"), failures)
+            extra = {"last": shown.to_json()} if shown is not None else {}
+            if result is not None and result.tenants:
+                extra["run"] = {k: v for k, v in result.to_json().items() if k != "tenants"}
+            return {**state, **extra, "failures": merged}
+
+        _update_document(self._store, update)
 
     def write_back_for(self, ticket_ids: Iterable[str]) -> None:
         """After a status sync: the notes of the tickets it saw, if they changed (point reads, no listing)."""
         if self._services.settings.secure_score_write_back != "comment":
             return
-        writes = WriteBack(self._services, self._failures, self._count)
-        tickets: list[Ticket] = []
+        writes = WriteBack(self._services, self._failures, RequestCount())
+        chosen: list[Ticket] = []
         for ticket_id in dict.fromkeys(ticket_ids):
             found = self._store.get_ticket(ticket_id)
             if found is None or not writes.due(found[0]) or found[0].recommendation.get("source") == "user":
                 continue
-            if found[0].duplicate_of is None and self._store.get_secure_score_control(found[0].recommendation_id):
-                tickets.append(found[0])
-        if tickets:
+            ticket = found[0]
+            if ticket.duplicate_of is None and self._store.get_secure_score_control(
+                ticket.recommendation_id, ticket.tenant
+            ):
+                chosen.append(ticket)
+        if chosen:
             try:
-                writes.run(tickets)
+                writes.run(chosen)
             except (deadlines.RunOutOfTime, *SYSTEMIC) as exc:
                 log.warning("Write-back to Secure Score stopped: %s", describe(exc)[0])
             if self._failures:
                 self._persist(None)
 
 
-def _without_error(ticket: Ticket) -> Ticket:
-    return replace(ticket, error=None)
+def _last(result: RefreshResult) -> dict[str, Any]:
+    keep = ("at", "status", "requests", "controls", "scored", "resolved", "reopened", "recreated", "written")
+    return {k: getattr(result, k) for k in keep}
 
 
-def _carry_forward(controls: list[dict[str, Any]], before: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """After a partial answer: controls it left out, and scores it no longer had, as the last snapshot had them,
-    marked `stale` (no edge acts on them)."""
-    now = {c["id"]: c for c in controls}
-    for old in before:
-        held = now.get(str(old.get("id")))
-        if held is None:
-            now[old["id"]] = {**old, "stale": True}
-        elif not held.get("scored") and old.get("scored"):
-            now[old["id"]] = {**held, **{k: old.get(k) for k in ("score", "scored", "completed")}, "stale": True}
-    return sorted(now.values(), key=by_rank)
+def _update_document(store: Any, change: Any) -> None:
+    for _ in range(10):
+        found = store.get_document(RUN_DOCUMENT)
+        try:
+            store.put_document(RUN_DOCUMENT, change(dict(found[0]) if found else {}), found[1] if found else None)
+            return
+        except StoreConflict:
+            continue
 
 
 def run_state(services: Services) -> dict[str, Any]:

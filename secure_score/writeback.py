@@ -116,11 +116,11 @@ class WriteBack:
         control_id = ticket.recommendation_id
         note = self.note(ticket)
         now = self._services.clock().isoformat()
-        key = f"control:{control_id}"
-        with _control_locks[control_id]:
+        key = f"control:{ticket.tenant}|{control_id}" if ticket.tenant else f"control:{control_id}"
+        with _control_locks[ticket.claim_key]:
             try:
-                current = graph.control_profile(control_id, count=self._count)
-                graph.update_control(control_id, patch_body(note, current), count=self._count)
+                current = graph.control_profile(control_id, count=self._count, tenant=ticket.tenant)
+                graph.update_control(control_id, patch_body(note, current), count=self._count, tenant=ticket.tenant)
             except ControlRefused as exc:
                 self._record(ticket.id, {"writtenAt": now, "ok": False, "detail": exc.detail, "refused": True})
                 self._fail(key, ticket, exc, now, 1)

@@ -28,6 +28,8 @@ DEFAULT_SCHEDULE = "0 */5 * * * *"
 DEFAULT_REFRESH_LIFESPAN = 8_640_000  # ServiceNow's default: 100 days
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 DEFAULT_SECURE_SCORE_SCHEDULE = "0 0 */4 * * *"
+DEFAULT_TENANT_PARALLELISM = 8
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
 
@@ -178,6 +180,9 @@ class Settings:
     secure_score_write_back: str = "comment"  # comment | off
     secure_score_auto_resolve: bool = True
     azure_client_id: str | None = None  # the user-assigned managed identity azure-identity uses in Azure
+    reader_app_client_id: str | None = None  # the multi-tenant reader app (DESIGN 12); unset: the home tenant only
+    tenant_parallelism: int = DEFAULT_TENANT_PARALLELISM  # tenants one refresh reads at a time
+    app_url: str | None = None  # the app's public base URL: links, the consent redirect
     app_service_auth: bool = False  # WEBSITE_AUTH_ENABLED=True: the platform's sign-in is on (it alone sets it)
 
 
@@ -306,6 +311,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         issues.append(SettingIssue("SECURE_SCORE_AUTO_RESOLVE", "must be 'true' or 'false'"))
         auto_resolve = "false"
 
+    reader_app = get("READER_APP_CLIENT_ID")
+    if reader_app and not _GUID.fullmatch(reader_app):
+        issues.append(SettingIssue("READER_APP_CLIENT_ID", "must be the reader app's client id (a GUID)"))
+        reader_app = None
+    parallelism = DEFAULT_TENANT_PARALLELISM
+    raw_parallelism = get("SECURE_SCORE_TENANT_PARALLELISM")
+    if raw_parallelism:
+        parsed_parallelism = ascii_int(raw_parallelism, max_digits=3)
+        if parsed_parallelism is None or not 1 <= parsed_parallelism <= 64:
+            issues.append(SettingIssue("SECURE_SCORE_TENANT_PARALLELISM", "must be a number from 1 to 64"))
+        else:
+            parallelism = parsed_parallelism
+    app_url = get("APP_URL") or (f"https://{get('WEBSITE_HOSTNAME')}" if in_azure and get("WEBSITE_HOSTNAME") else None)
+    if app_url is None and redirect_uri:
+        app_url = origin_of(redirect_uri)  # locally, the app is where its OAuth callback is
+    if app_url and not parse_redirect_uri_ok(app_url):
+        issues.append(SettingIssue("APP_URL", "must be the app's https:// base URL (http:// only on localhost)"))
+        app_url = None
+
     origins = [origin_of(redirect_uri), *loopback_aliases(redirect_uri)] if redirect_uri else []
     if in_azure and get("WEBSITE_HOSTNAME"):
         origins.append(f"https://{get('WEBSITE_HOSTNAME')}".lower())
@@ -333,5 +357,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secure_score_write_back=write_back,
         secure_score_auto_resolve=auto_resolve == "true",
         azure_client_id=get("AZURE_CLIENT_ID"),
+        reader_app_client_id=reader_app,
+        tenant_parallelism=parallelism,
+        app_url=app_url.rstrip("/") if app_url else None,
         app_service_auth=(get("WEBSITE_AUTH_ENABLED") or "").lower() == "true",
     )

@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared import deadlines
-from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable
+from shared.graph_tokens import HOME, GraphTokens
+from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable, TenantNotConsented
 from shared.retries import (
     RETRY_STATUSES,
     RetryPolicy,
@@ -146,7 +147,8 @@ def graph_error(response: httpx.Response) -> tuple[str, str]:
 
 
 class GraphClient:
-    """One httpx client per process; a semaphore keeps at most `MAX_CONCURRENT` requests in flight."""
+    """One httpx client per process; per tenant, a semaphore keeps at most `MAX_CONCURRENT` requests in flight
+    (Graph's limit for these resources is per app per tenant)."""
 
     def __init__(
         self,
@@ -157,16 +159,19 @@ class GraphClient:
         credential: Any = None,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        reader_app_id: str | None = None,
+        authority: str = "https://login.microsoftonline.com",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self._origin = (parts.scheme.lower(), parts.netloc.lower())
         self._client_id = client_id
-        self._credential = credential
-        self._credential_lock = threading.Lock()
+        self._tokens = GraphTokens(self.base_url, client_id=client_id, reader_app_id=reader_app_id,
+                                   authority=authority, credential=credential)  # fmt: skip
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
-        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        self._slots: dict[str, threading.BoundedSemaphore] = {}  # per tenant: Graph's limit is per app per tenant
+        self._slots_lock = threading.Lock()
         self._http = httpx.Client(
             transport=transport,
             follow_redirects=False,
@@ -178,42 +183,17 @@ class GraphClient:
 
     # -- tokens ---------------------------------------------------------------------------------
 
-    def _token(self) -> str:
-        with self._credential_lock:
-            if self._credential is None:
-                from azure.identity import DefaultAzureCredential  # lazy: only Graph work pays for it
+    def _token(self, tenant: str = HOME) -> str:
+        return self._tokens.token(tenant, deadlines.budget(self.retry.deadline))
 
-                self._credential = DefaultAzureCredential(managed_identity_client_id=self._client_id)
-        from azure.core.exceptions import ClientAuthenticationError
+    def _tenant_slots(self, tenant: str) -> threading.BoundedSemaphore:
+        with self._slots_lock:
+            return self._slots.setdefault(tenant, threading.BoundedSemaphore(MAX_CONCURRENT))
 
-        remediation = (
-            "In Azure, check that the function app has its user-assigned managed identity and that "
-            "AZURE_CLIENT_ID names it; locally, run `make run` (it starts a Graph simulator) or sign in "
-            "with `az login`."
-        )
-        seconds = deadlines.budget(self.retry.deadline)
-        try:
-            token = deadlines.call_within(
-                seconds, lambda: self._credential.get_token(f"{self.base_url}/.default"), "the Graph token request"
-            )
-        except ClientAuthenticationError as exc:
-            raise SecureScoreUnavailable(
-                f"No token for Microsoft Graph could be obtained ({type(exc).__name__}).",
-                retry_after=60,
-                remediation=remediation,
-            ) from None
-        except TimeoutError:
-            raise SecureScoreUnavailable(
-                f"The managed identity's token endpoint did not answer within {seconds:g} s.",
-                retry_after=60,
-                remediation=remediation,
-            ) from None
-        return str(token.token)
-
-    def token_roles(self) -> frozenset[str] | None:
+    def token_roles(self, tenant: str = HOME) -> frozenset[str] | None:
         """The app roles the current Graph token carries (`roles`), read without verifying it: only a hint of
         when writing may be tried again. None when the token is not a JWT the connector can read."""
-        parts = self._token().split(".")
+        parts = self._token(tenant).split(".")
         if len(parts) != 3:
             return None
         try:
@@ -231,12 +211,18 @@ class GraphClient:
         return (parts.scheme.lower(), parts.netloc.lower()) == self._origin and parts.path.startswith("/v1.0/")
 
     def _send(
-        self, method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], count: RequestCount | None
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
+        headers: dict[str, str],
+        count: RequestCount | None,
+        tenant: str,
     ) -> httpx.Response:
         if not self._on_graph(url):
             raise SecureScoreUnavailable(f"Graph answered with a link outside {self.base_url}; it was not followed.")
-        sent = {"Authorization": f"Bearer {self._token()}", **headers}
-        with self._slots:
+        sent = {"Authorization": f"Bearer {self._token(tenant)}", **headers}
+        with self._tenant_slots(tenant):
             if count is not None:
                 count.add()
             request = self._http.build_request(method, url, json=body, headers=sent)
@@ -258,10 +244,11 @@ class GraphClient:
         *,
         headers: dict[str, str] | None = None,
         count: RequestCount | None = None,
+        tenant: str = HOME,
     ) -> httpx.Response:
         try:
             response = with_retries(
-                lambda: self._send(method, url, body, headers or {}, count), self.retry, self._sleep
+                lambda: self._send(method, url, body, headers or {}, count, tenant), self.retry, self._sleep
             )
         except TransientFailure as exc:
             code, message = graph_error(exc.response) if exc.response is not None else ("", "")
@@ -281,6 +268,12 @@ class GraphClient:
             )
         if response.status_code == 403:
             code, message = graph_error(response)
+            if tenant:  # the reader app's grant in that tenant is gone (consent withdrawn, permission removed)
+                raise TenantNotConsented(
+                    f"Tenant {tenant} refused the connector's reader app ({code}: {message}).",
+                    remediation="A Global Administrator or Privileged Role Administrator of that tenant opens its "
+                    "consent link again (the tenant's row on the page) and accepts.",
+                )
             if code.lower() in _PERMISSION_CODES or method == "GET":
                 raise SecureScoreForbidden(
                     f"Microsoft Graph refused the connector ({response.status_code} {code}: {message}).",
@@ -314,15 +307,16 @@ class GraphClient:
 
     # -- Secure Score ---------------------------------------------------------------------------
 
-    def secure_scores(self, top: int, *, count: RequestCount | None = None) -> Listing:
+    def secure_scores(self, top: int, *, count: RequestCount | None = None, tenant: str = HOME) -> Listing:
         """The newest `top` daily snapshots, newest first. Graph adds an `@odata.nextLink` even to `$top=1`:
         it is ignored, as the reference advises."""
-        response = self._call("GET", f"{self.base_url}/v1.0/security/secureScores?$top={int(top)}", count=count)
+        url = f"{self.base_url}/v1.0/security/secureScores?$top={int(top)}"
+        response = self._call("GET", url, count=count, tenant=tenant)
         body = self._json(response)
         items = [item for item in body.get("value", []) if isinstance(item, dict)]
         return Listing(items, 1, provider_warnings(response))
 
-    def control_profiles(self, *, count: RequestCount | None = None) -> Listing:
+    def control_profiles(self, *, count: RequestCount | None = None, tenant: str = HOME) -> Listing:
         """Every control profile, following each `@odata.nextLink`."""
         url: str | None = f"{self.base_url}/v1.0/security/secureScoreControlProfiles"
         listing = Listing([])
@@ -330,7 +324,7 @@ class GraphClient:
             if listing.pages >= MAX_PAGES:
                 raise SecureScoreUnavailable(f"Graph kept paging past {MAX_PAGES} pages; the listing was stopped.")
             deadlines.check_run()
-            response = self._call("GET", url, count=count)
+            response = self._call("GET", url, count=count, tenant=tenant)
             body = self._json(response)
             listing.pages += 1
             listing.warnings.extend(provider_warnings(response))
@@ -345,19 +339,23 @@ class GraphClient:
             raise ControlRefused(f"'{printable(control_id, 64)}' is not a control id the connector can address.")
         return f"{self.base_url}/v1.0/security/secureScoreControlProfiles/{control_id}"
 
-    def control_profile(self, control_id: str, *, count: RequestCount | None = None) -> dict[str, Any]:
+    def control_profile(
+        self, control_id: str, *, count: RequestCount | None = None, tenant: str = HOME
+    ) -> dict[str, Any]:
         """One control profile as Graph holds it now (a point read; the refresh lists them all instead)."""
-        response = self._call("GET", self._control_url(control_id), count=count)
+        response = self._call("GET", self._control_url(control_id), count=count, tenant=tenant)
         if response.status_code == 404:
             code, message = graph_error(response)
             raise WriteFailed(f"Graph has no control {control_id} now ({code}: {message}).".replace(" (: )", ""))
         return self._json(response)
 
-    def update_control(self, control_id: str, body: dict[str, Any], *, count: RequestCount | None = None) -> None:
+    def update_control(
+        self, control_id: str, body: dict[str, Any], *, count: RequestCount | None = None, tenant: str = HOME
+    ) -> None:
         """PATCH one control profile (204). The same body twice is the same note: safe to retry. A documented
         refusal is `ControlRefused`; a 403 is `SecureScoreForbidden`; anything else that failed is `WriteFailed`
         or `SecureScoreUnavailable`, which later runs try again."""
-        response = self._call("PATCH", self._control_url(control_id), body, count=count)
+        response = self._call("PATCH", self._control_url(control_id), body, count=count, tenant=tenant)
         if response.status_code in (200, 204):
             return
         code, message = graph_error(response)

@@ -16,7 +16,9 @@ Every error a caller or ServiceNow can cause is one of these; the function modul
     ├── ServiceNowRejected      502     ServiceNow refused the request (carries its message and detail)
     ├── ServiceNowUnavailable   503     unreachable, timed out, 429 or 5xx after retries (`Retry-After`)
     ├── SecureScoreUnavailable  503     Microsoft Graph unreachable, throttled or failing (`Retry-After`)
-    └── SecureScoreForbidden    503     the managed identity lacks SecurityEvents.ReadWrite.All (the grant)
+    ├── SecureScoreForbidden    503     the managed identity lacks SecurityEvents.ReadWrite.All (the grant)
+    ├── TenantNotConsented      503     another tenant's admin has not consented (or withdrew): the consent link
+    └── PreconditionFailed      412     `If-Match` names an older version (the routes)
 """
 
 from __future__ import annotations
@@ -181,6 +183,18 @@ class SecureScoreForbidden(ConnectorError):
     title = "The connector may not read or update Microsoft Secure Score"
 
 
+class TenantNotConsented(ConnectorError):
+    status = 503
+    code = "tenant_not_consented"
+    title = "That tenant has not consented to the connector"
+
+
+class PreconditionFailed(ConnectorError):
+    status = 412
+    code = "precondition_failed"
+    title = "The version you changed is no longer the current one"
+
+
 PROBLEM_CODES: dict[str, type[ConnectorError]] = {
     cls.code: cls
     for cls in (
@@ -198,5 +212,7 @@ PROBLEM_CODES: dict[str, type[ConnectorError]] = {
         ServiceNowUnavailable,
         SecureScoreUnavailable,
         SecureScoreForbidden,
+        TenantNotConsented,
+        PreconditionFailed,
     )
 }

@@ -123,7 +123,7 @@ def apply_record(services: Services, ticket_id: str, row: dict[str, Any]) -> boo
         except StoreConflict:
             continue
         if updated.status in CLOSED_STATUSES:
-            store.release_claim(ticket.recommendation_id, ticket.id)
+            store.release_claim(ticket.claim_key, ticket.id)
         if conflicts:
             note_failures(store, conflicts)
         return True
@@ -134,7 +134,7 @@ def retake_claim(services: Services, ticket: Ticket, changes: dict[str, dict[str
     """The open `ticket` takes its recommendation's claim, or, when another open ticket holds it, carries the
     conflict (and `changes` gets the entry provisioning lists)."""
     store = services.store
-    holder = take_claim(store, ticket.recommendation_id, ticket.id)
+    holder = take_claim(store, ticket.claim_key, ticket.id)
     key = f"ticket:{ticket.id}"
     if holder is None:
         if is_conflict(ticket.error):

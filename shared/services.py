@@ -49,6 +49,7 @@ class Services:
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         graph_transport: httpx.BaseTransport | None = None,
+        entra_transport: httpx.BaseTransport | None = None,
         run_deadline: float = RUN_DEADLINE,
         creation_wait: float = 25.0,
     ) -> None:
@@ -56,6 +57,8 @@ class Services:
         self.run_deadline = run_deadline  # seconds a status sync or a Secure Score refresh may take
         self.creation_wait = creation_wait  # seconds a create waits for a concurrent one making the same ticket
         self._graph_transport = graph_transport
+        self._entra_transport = entra_transport
+        self._entra_http: httpx.Client | None = None
         self._graph: GraphClient | None = None
         self.clock = clock
         self._transport = transport
@@ -143,8 +146,21 @@ class Services:
                     transport=self._graph_transport,
                     retry=self._retry,
                     sleep=self._sleep,
+                    reader_app_id=self.settings.reader_app_client_id,
+                    authority=self.settings.entra_authority,
                 )
             return self._graph
+
+    @property
+    def entra_http(self) -> httpx.Client:
+        """Plain HTTP to Microsoft Entra ID (OpenID discovery); tokens go through azure-identity instead."""
+        with self._lock:
+            if self._entra_http is None:
+                self._entra_http = httpx.Client(
+                    transport=self._entra_transport, follow_redirects=False,
+                    headers={"Accept": "application/json", "User-Agent": "m365-servicenow-connector"},
+                )  # fmt: skip
+            return self._entra_http
 
     def _entra(self) -> EntraAuthenticator | None:
         settings = self.settings
@@ -168,6 +184,8 @@ class Services:
             self._servicenow.close()
         if self._graph is not None:
             self._graph.close()
+        if self._entra_http is not None:
+            self._entra_http.close()
 
 
 def _open_store(settings: Settings) -> TicketStore:

@@ -7,7 +7,9 @@ encoded query are held to patterns that exclude ServiceNow's separators (`^`, `,
 
 from __future__ import annotations
 
+import base64
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -66,8 +68,32 @@ def record_number(value: Any) -> str:
     return text
 
 
-def correlation_id(recommendation_id: str) -> str:
-    return CORRELATION_PREFIX + recommendation_id
+HOME = ""  # the deployment's own tenant: every ticket, claim and snapshot from before tenants is the home tenant's
+TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_TENANT_TAG = re.compile(r"^([a-z2-7]{26}):(.+)$")
+
+
+def tenant_tag(tenant: str) -> str:
+    """A tenant id in 26 characters (base32 of its 16 bytes), so that `m365sec:{tag}:{control}` stays within
+    correlation_id's 100 characters (8 + 26 + 1 + 64 = 99) and still names the tenant."""
+    return base64.b32encode(uuid.UUID(tenant).bytes).decode("ascii").rstrip("=").lower()
+
+
+def correlation_id(recommendation_id: str, tenant: str = HOME) -> str:
+    """The home tenant's `m365sec:{control}` (unchanged since before tenants), another's `m365sec:{tag}:{control}`."""
+    return CORRELATION_PREFIX + (f"{tenant_tag(tenant)}:" if tenant else "") + recommendation_id
+
+
+def parse_correlation(value: str) -> tuple[str, str] | None:
+    """(tenant, control) of a correlation id the connector minted, or None."""
+    if not value.startswith(CORRELATION_PREFIX):
+        return None
+    rest = value.removeprefix(CORRELATION_PREFIX)
+    tagged = _TENANT_TAG.fullmatch(rest)
+    if tagged and RECOMMENDATION_ID.fullmatch(tagged[2]):
+        raw = base64.b32decode(tagged[1].upper() + "======")
+        return str(uuid.UUID(bytes=raw)), tagged[2]
+    return (HOME, rest) if RECOMMENDATION_ID.fullmatch(rest) else None
 
 
 @dataclass
@@ -99,6 +125,13 @@ class Ticket:
     error: dict[str, Any] | None = None  # the last failure working on this ticket: {at, code, detail, attempts}
     extra: dict[str, Any] = field(default_factory=dict)
     duplicate_of: str | None = None  # a record opened by hand with this recommendation's id: the ticket it copies
+    tenant: str = HOME  # the Microsoft tenant whose recommendation this is (HOME: the deployment's own)
+
+    @property
+    def claim_key(self) -> str:
+        """What one open ticket per recommendation is counted by: the control, and for another tenant the tenant
+        too (the home tenant's keys are the control ids they always were)."""
+        return f"{self.tenant}|{self.recommendation_id}" if self.tenant else self.recommendation_id
 
     @property
     def is_open(self) -> bool:
@@ -164,6 +197,7 @@ class Ticket:
             "secureScore": self.secure_score_json(),
             "error": self.error,
             "duplicateOf": self.duplicate_of,
+            "tenant": self.tenant or None,
         }
 
     def secure_score_json(self) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from typing import Any
 from shared.records import note_failures, retake_claim
 from shared.services import Services
 from shared.text import printable
-from shared.tickets import CORRELATION_PREFIX, RECOMMENDATION_ID, RecordRefused, Ticket
+from shared.tickets import CORRELATION_PREFIX, RecordRefused, Ticket, parse_correlation
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 def adopt(services: Services, row: dict[str, Any]) -> Ticket:
     field_map = services.settings.field_map
     correlation = str(row.get(field_map.target("correlation_id")) or "")
-    recommendation_id = correlation.removeprefix(CORRELATION_PREFIX)
-    if not correlation.startswith(CORRELATION_PREFIX) or not RECOMMENDATION_ID.fullmatch(recommendation_id):
+    minted = parse_correlation(correlation)
+    if minted is None:
         raise RecordRefused(
             f"Its correlation_id '{printable(correlation, 80)}' is not one the connector mints "
             f"('{CORRELATION_PREFIX}' and a recommendation id of A-Z, a-z, 0-9, '.', '_', ':', '-'), so it "
@@ -31,6 +31,7 @@ def adopt(services: Services, row: dict[str, Any]) -> Ticket:
             remediation="Restore the record's correlation_id in ServiceNow, or clear it if the record is not "
             "the connector's.",
         )
+    tenant, recommendation_id = minted
     now = services.clock().isoformat()
     priority = str(row.get("priority") or "")
     ticket = Ticket(
@@ -46,6 +47,7 @@ def adopt(services: Services, row: dict[str, Any]) -> Ticket:
         created_at=now,
         updated_at=now,
         extra={"adopted": True},
+        tenant=tenant,
     ).with_link(row, field_map, now)
     changes: dict[str, dict[str, Any] | None] = {}
     if ticket.is_open:

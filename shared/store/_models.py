@@ -61,7 +61,7 @@ class TicketStore(Protocol):
         ticket holds the claim (other than `replacing`, a closed holder the caller may take it from), nothing is
         written and that holder's id is returned; else (None, the new row's ETag)."""
 
-    # -- one open ticket per recommendation --
+    # -- one open ticket per recommendation (per tenant): claims are keyed by `Ticket.claim_key` --
     def claim_recommendation(self, recommendation_id: str, ticket_id: str) -> str | None:
         """Claim for `ticket_id`; returns None when claimed, else the ticket id holding the claim."""
 
@@ -96,15 +96,16 @@ class TicketStore(Protocol):
     def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
         """Insert (etag None) or replace if the ETag matches; raises StoreConflict otherwise."""
 
-    # -- Secure Score snapshot (replaced whole: readers see the old one or the new one, never a mix) --
-    def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]]) -> None:
-        """Replace the snapshot; each control is a dict with an `id` (the control id)."""
+    # -- Secure Score snapshots, one per tenant (replaced whole: readers see the old one or the new one, never a
+    # mix). `tenant` is HOME ("") for the deployment's own, whose snapshot is stored where it was before tenants.
+    def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]], tenant: str = "") -> None:
+        """Replace the tenant's snapshot; each control is a dict with an `id` (the control id)."""
 
-    def get_secure_score(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        """The summary and every control, or None before the first refresh."""
+    def get_secure_score(self, tenant: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The tenant's summary and every control, or None before its first refresh."""
 
-    def get_secure_score_control(self, control_id: str) -> dict[str, Any] | None:
-        """One control of the current snapshot (a point read)."""
+    def get_secure_score_control(self, control_id: str, tenant: str = "") -> dict[str, Any] | None:
+        """One control of the tenant's current snapshot (a point read)."""
 
     # -- small named documents (run states), replaced whole under an ETag --
     def get_document(self, name: str) -> tuple[dict[str, Any], str] | None: ...

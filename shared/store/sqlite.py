@@ -49,6 +49,16 @@ CREATE TABLE IF NOT EXISTS secure_score_controls (
     id TEXT PRIMARY KEY,
     data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tenant_scores (
+    tenant TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tenant_controls (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
 CREATE TABLE IF NOT EXISTS documents (
     name TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -166,7 +176,7 @@ class SqliteTicketStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                rec = ticket.recommendation_id
+                rec = ticket.claim_key
                 cursor = None
                 if replacing is not None:
                     cursor = self._db.execute(
@@ -285,31 +295,49 @@ class SqliteTicketStore:
 
     # -- Secure Score ---------------------------------------------------------------------------------
 
-    def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]]) -> None:
+    # The home tenant's snapshot stays in the tables it had before tenants (a store from then reads as it was);
+    # other tenants' in tables keyed by tenant.
+
+    def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]], tenant: str = "") -> None:
+        rows = [(c["id"], json.dumps(c)) for c in controls]
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("DELETE FROM secure_score_controls")
-                self._db.executemany(
-                    "INSERT INTO secure_score_controls VALUES (?, ?)", [(c["id"], json.dumps(c)) for c in controls]
-                )
-                self._db.execute("INSERT OR REPLACE INTO secure_score VALUES (1, ?)", (json.dumps(summary),))
+                if tenant:
+                    self._db.execute("DELETE FROM tenant_controls WHERE tenant = ?", (tenant,))
+                    self._db.executemany("INSERT INTO tenant_controls VALUES (?, ?, ?)", [(tenant, *r) for r in rows])
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO tenant_scores VALUES (?, ?)", (tenant, json.dumps(summary))
+                    )
+                else:
+                    self._db.execute("DELETE FROM secure_score_controls")
+                    self._db.executemany("INSERT INTO secure_score_controls VALUES (?, ?)", rows)
+                    self._db.execute("INSERT OR REPLACE INTO secure_score VALUES (1, ?)", (json.dumps(summary),))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
-    def get_secure_score(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    def get_secure_score(self, tenant: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         with self._lock:
-            row = self._db.execute("SELECT data FROM secure_score WHERE id = 1").fetchone()
-            rows = self._db.execute("SELECT data FROM secure_score_controls").fetchall()
+            if tenant:
+                row = self._db.execute("SELECT data FROM tenant_scores WHERE tenant = ?", (tenant,)).fetchone()
+                rows = self._db.execute("SELECT data FROM tenant_controls WHERE tenant = ?", (tenant,)).fetchall()
+            else:
+                row = self._db.execute("SELECT data FROM secure_score WHERE id = 1").fetchone()
+                rows = self._db.execute("SELECT data FROM secure_score_controls").fetchall()
         if row is None:
             return None
         return json.loads(row[0]), [json.loads(data) for (data,) in rows]
 
-    def get_secure_score_control(self, control_id: str) -> dict[str, Any] | None:
+    def get_secure_score_control(self, control_id: str, tenant: str = "") -> dict[str, Any] | None:
         with self._lock:
-            row = self._db.execute("SELECT data FROM secure_score_controls WHERE id = ?", (control_id,)).fetchone()
+            if tenant:
+                row = self._db.execute(
+                    "SELECT data FROM tenant_controls WHERE tenant = ? AND id = ?", (tenant, control_id)
+                ).fetchone()
+            else:
+                row = self._db.execute("SELECT data FROM secure_score_controls WHERE id = ?", (control_id,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     # -- documents ------------------------------------------------------------------------------------

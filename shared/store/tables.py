@@ -194,7 +194,7 @@ class TableTicketStore(TableDocuments):
 
         self._migrate_legacy()
         table = self._table(TICKETS)
-        key = _claim_key(ticket.recommendation_id)
+        key = _claim_key(ticket.claim_key)
         claim = {"PartitionKey": _TICKET_PARTITION, "RowKey": key, "ticket_id": ticket.id}
         operations: list[Any] = [("create", _ticket_entity(ticket))]
         if replacing is None:

@@ -34,6 +34,11 @@ def _json_of(entity: Any, name: str = "data") -> Any:
     return json.loads("".join(parts))
 
 
+def _pointer_key(tenant: str) -> str:
+    """The snapshot pointer's row: `current` for the home tenant, as before tenants; `t-{tenant id}` for others."""
+    return f"t-{tenant}" if tenant else "current"
+
+
 class TableDocuments:
     """OAuth states, run states and the Secure Score snapshot, on the tables `TableTicketStore` opens."""
 
@@ -142,7 +147,7 @@ class TableDocuments:
     # the previous one. A reader holding the old pointer still finds its rows: only the version before the
     # previous is deleted. So a reader sees one whole snapshot, never a mix, without a lock.
 
-    def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]]) -> None:
+    def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]], tenant: str = "") -> None:
         import uuid
 
         table = self._table(SECURE_SCORE)
@@ -152,10 +157,10 @@ class TableDocuments:
         ]
         for start in range(0, len(operations), 100):  # an entity-group transaction holds 100 operations
             table.submit_transaction(operations[start : start + 100])
-        old = self._secure_score_pointer()
+        old = self._secure_score_pointer(tenant)
         pointer = {
             "PartitionKey": "current",
-            "RowKey": "current",
+            "RowKey": _pointer_key(tenant),
             "version": version,
             "previous": str(old["version"]) if old else "",
             **_json_properties(summary, "summary"),
@@ -193,16 +198,16 @@ class TableDocuments:
                 for row in chunk:
                     table.delete_entity(partition, row)  # a row already gone is not an error here
 
-    def _secure_score_pointer(self) -> Any:
+    def _secure_score_pointer(self, tenant: str) -> Any:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            return self._table(SECURE_SCORE).get_entity("current", "current")
+            return self._table(SECURE_SCORE).get_entity("current", _pointer_key(tenant))
         except ResourceNotFoundError:
             return None
 
-    def get_secure_score(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        pointer = self._secure_score_pointer()
+    def get_secure_score(self, tenant: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        pointer = self._secure_score_pointer(tenant)
         if pointer is None:
             return None
         rows = self._table(SECURE_SCORE).query_entities(
@@ -210,10 +215,10 @@ class TableDocuments:
         )
         return _json_of(pointer, "summary"), [_json_of(e) for e in rows]
 
-    def get_secure_score_control(self, control_id: str) -> dict[str, Any] | None:
+    def get_secure_score_control(self, control_id: str, tenant: str = "") -> dict[str, Any] | None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        pointer = self._secure_score_pointer()
+        pointer = self._secure_score_pointer(tenant)
         if pointer is None:
             return None
         try:

@@ -1,0 +1,245 @@
+"""The Microsoft tenants the connector reads (DESIGN 12): the home tenant, always there unless paused, and the
+tenants an admin added, each `pending` until its own admin consents, then `active`.
+
+All of them live in one store document under its ETag, so two admins adding at once never lose one another's
+tenant, and a consent `state` is taken once: the write that clears it is conditional on the version it read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from shared import deadlines
+from shared.auth import new_state
+from shared.problems import FieldError, NotConfigured, NotFound, SecureScoreUnavailable, ValidationFailed
+from shared.services import Services
+from shared.store import StoreConflict
+from shared.text import clean_line, printable
+from shared.tickets import HOME, TENANT_ID
+
+DOCUMENT = "tenants"
+CONSENT_LIFETIME = timedelta(days=14)
+CONSENT_PATH = "/api/tenants/consent"
+_DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+STATES = ("pending", "active", "paused", "removed")
+
+
+@dataclass(frozen=True)
+class Added:
+    tenant: dict[str, Any]
+    consent_url: str
+
+
+def _load(services: Services) -> tuple[dict[str, Any], str | None]:
+    found = services.store.get_document(DOCUMENT)
+    return (dict(found[0]), found[1]) if found else ({"tenants": {}}, None)
+
+
+def change(services: Services, edit: Any) -> Any:
+    """Apply `edit(document) -> answer` under the document's ETag, re-reading on a lost race."""
+    for _ in range(10):
+        document, etag = _load(services)
+        document.setdefault("tenants", {})
+        answer = edit(document)
+        try:
+            services.store.put_document(DOCUMENT, document, etag)
+        except StoreConflict:
+            continue
+        return answer
+    raise StoreConflict("the tenants kept changing")
+
+
+def registered(services: Services) -> dict[str, dict[str, Any]]:
+    """Every tenant an admin added (any state), by id."""
+    return dict(_load(services)[0].get("tenants") or {})
+
+
+def home_state(services: Services) -> str:
+    return str(_load(services)[0].get("home", {}).get("state") or "active")
+
+
+def to_read(services: Services) -> list[str]:
+    """The tenants a refresh reads: the home tenant unless paused, the active ones, and the pending ones whose
+    consent Microsoft reported but the connector could not confirm yet."""
+    document = _load(services)[0]
+    tenants = [HOME] if (document.get("home") or {}).get("state") != "paused" else []
+    for tenant_id, record in sorted((document.get("tenants") or {}).items()):
+        if record.get("state") == "active" or (record.get("state") == "pending" and record.get("consentReportedAt")):
+            tenants.append(tenant_id)
+    return tenants
+
+
+def consent_url(services: Services, tenant_id: str, state: str) -> str:
+    settings = services.settings
+    query = urlencode({"client_id": settings.reader_app_client_id or "", "scope": f"{settings.graph_url}/.default",
+                       "redirect_uri": f"{settings.app_url}{CONSENT_PATH}", "state": state})  # fmt: skip
+    return f"{settings.entra_authority}/{tenant_id}/v2.0/adminconsent?{query}"
+
+
+def _fresh_consent(services: Services) -> dict[str, str]:
+    now = services.clock()
+    state = new_state()
+    return {"state": state, "hash": _hash(state), "expiresAt": (now + CONSENT_LIFETIME).isoformat()}
+
+
+def _hash(state: str) -> str:
+    return hashlib.sha256(state.encode("ascii", "replace")).hexdigest()
+
+
+def discover(services: Services, domain: str) -> str:
+    """A domain's tenant id through OpenID Connect discovery: the `issuer` names it; AADSTS90002 names none."""
+    url = f"{services.settings.entra_authority}/{domain}/v2.0/.well-known/openid-configuration"
+    try:
+        response = deadlines.send(services.entra_http, services.entra_http.build_request("GET", url), 30.0)
+    except httpx.HTTPError as exc:
+        raise SecureScoreUnavailable(
+            f"Microsoft Entra ID could not be reached to find the tenant of {domain} ({type(exc).__name__}).",
+            retry_after=60,
+            remediation="Try again in a minute, or add the tenant by its id (Microsoft Entra admin center > "
+            "Overview > Tenant ID).",
+        ) from None
+    issuer = ""
+    if response.status_code == 200:
+        try:
+            issuer = str(response.json().get("issuer") or "")
+        except ValueError:
+            issuer = ""
+    match = re.search(r"/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/", issuer.lower())
+    if match is None:
+        raise ValidationFailed([FieldError("tenant", f"Microsoft Entra ID knows no tenant for the domain {domain}")])
+    return match[1]
+
+
+def home_id(services: Services) -> str | None:
+    """The deployment's own tenant id: the sign-in's tenant, or the one Graph names in the home snapshot."""
+    if services.settings.entra_tenant_id:
+        return services.settings.entra_tenant_id.lower()
+    found = services.store.get_secure_score(HOME)
+    tenant = (found[0] if found else {}).get("tenantId")
+    return str(tenant) if tenant else None
+
+
+def add(services: Services, body: Any, added_by: str) -> Added:
+    """Register a tenant by id or domain as `pending`, with its consent link (a single-use state, 14 days)."""
+    if not services.settings.reader_app_client_id:
+        raise NotConfigured(
+            "Adding a tenant needs the connector's multi-tenant reader app, and READER_APP_CLIENT_ID is not set.",
+            remediation="Deploy with the Bicep (it creates the reader app and sets READER_APP_CLIENT_ID), or set it "
+            "to your own multi-tenant app's client id (admin guide: Add a tenant).",
+        )
+    if not isinstance(body, dict):
+        raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    errors = [FieldError(printable(k, 64), "is not a member; known: tenant, name") for k in body if k not in
+              ("tenant", "name")]  # fmt: skip
+    raw, name = body.get("tenant"), body.get("name")
+    wanted = raw.strip().lower() if isinstance(raw, str) else ""
+    if not (TENANT_ID.fullmatch(wanted) or _DOMAIN.fullmatch(wanted)):
+        errors.append(FieldError("tenant", "must be a tenant id (a GUID) or a domain such as contoso.onmicrosoft.com"))
+    if name is not None and not (isinstance(name, str) and clean_line(name, 100) == name.strip() and name.strip()):
+        errors.append(FieldError("name", "must be one line of 1-100 characters"))
+    if errors:
+        raise ValidationFailed(errors)
+    tenant_id = wanted if TENANT_ID.fullmatch(wanted) else discover(services, wanted)
+    if tenant_id == home_id(services):
+        raise ValidationFailed([FieldError("tenant", "is this deployment's own tenant, which is always read")])
+    consent = _fresh_consent(services)
+    now = services.clock().isoformat()
+
+    def register(document: dict[str, Any]) -> dict[str, Any]:
+        held = document["tenants"].get(tenant_id)
+        if held is not None and held.get("state") != "removed":
+            raise ValidationFailed([FieldError("tenant", f"is registered already ({held.get('state')})")])
+        record = {"id": tenant_id, "name": (name or "").strip() or (wanted if wanted != tenant_id else tenant_id),
+                  "domain": wanted if wanted != tenant_id else None, "state": "pending", "addedAt": now,
+                  "addedBy": added_by, "consent": {k: consent[k] for k in ("hash", "expiresAt")},
+                  "consentState": consent["state"]}  # fmt: skip
+        document["tenants"][tenant_id] = record
+        return record
+
+    record = change(services, register)
+    return Added(record, consent_url(services, tenant_id, consent["state"]))
+
+
+def pause_or_remove(services: Services, tenant_id: str) -> dict[str, Any]:
+    """DELETE: the home tenant is paused; another stops being read (its tickets stay, marked as its)."""
+    wanted = tenant_id.lower()
+    home = home_id(services)
+    if wanted in ("home", home or "-"):
+
+        def pause(document: dict[str, Any]) -> dict[str, Any]:
+            document.setdefault("home", {})["state"] = "paused"
+            return {"id": home, "home": True, "state": "paused"}
+
+        return change(services, pause)  # type: ignore[no-any-return]
+
+    def remove(document: dict[str, Any]) -> dict[str, Any]:
+        record = document["tenants"].get(wanted)
+        if record is None or record.get("state") == "removed":
+            raise NotFound(f"The connector reads no tenant '{printable(tenant_id, 64)}'.")
+        record.update(state="removed", consent=None, consentState=None, consentReportedAt=None)
+        return dict(record)
+
+    return change(services, remove)  # type: ignore[no-any-return]
+
+
+def resume_home(services: Services) -> None:
+    change(services, lambda d: d.setdefault("home", {}).update(state="active"))
+
+
+def record_run(services: Services, tenant_id: str, last: dict[str, Any], error: dict[str, Any] | None) -> None:
+    """A refresh's outcome on its tenant's record: the last run, and the error that stopped it (or none)."""
+
+    def note(document: dict[str, Any]) -> None:
+        record = document.setdefault("home", {}) if tenant_id == HOME else document["tenants"].get(tenant_id)
+        if record is None:
+            return
+        record["lastRefresh"] = last
+        record["lastError"] = error
+        if tenant_id != HOME and error is None and record.get("state") == "pending":
+            record.update(state="active", consentedAt=last.get("at"), consentReportedAt=None)
+        if tenant_id != HOME and error and error.get("code") == "tenant_not_consented" and not record.get("consent"):
+            consent = _fresh_consent(services)  # withdrawn: its row shows a new consent link
+            record.update(consent={k: consent[k] for k in ("hash", "expiresAt")}, consentState=consent["state"])
+
+    change(services, note)
+
+
+def expired(record: dict[str, Any], now: datetime) -> bool:
+    consent = record.get("consent") or {}
+    return not consent or datetime.fromisoformat(str(consent.get("expiresAt"))) <= now
+
+
+def _holding(document: dict[str, Any], state: str, now: datetime) -> dict[str, Any] | None:
+    digest = _hash(state)
+    for record in (document.get("tenants") or {}).values():
+        consent = record.get("consent") or {}
+        if consent.get("hash") == digest and not expired(record, now) and record.get("state") != "removed":
+            return dict(record)
+    return None
+
+
+def find_consent(services: Services, state: str) -> dict[str, Any] | None:
+    """The tenant whose current link carries `state` (nothing is used up), or None."""
+    return _holding(_load(services)[0], state, services.clock())
+
+
+def take_consent(services: Services, state: str, *, reported_at: str) -> dict[str, Any] | None:
+    """Use the state up (once, whoever races: the write is conditional on the version read) and note that
+    Microsoft reported the consent; None when it was used or expired meanwhile."""
+    now = services.clock()
+
+    def take(document: dict[str, Any]) -> dict[str, Any] | None:
+        found = _holding(document, state, now)
+        if found is None:
+            return None
+        document["tenants"][found["id"]].update(consent=None, consentState=None, consentReportedAt=reported_at)
+        return found
+
+    return change(services, take)  # type: ignore[no-any-return]
