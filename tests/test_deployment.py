@@ -53,9 +53,9 @@ def bicep_settings() -> set[str]:
 
 
 def documented_settings() -> set[str]:
-    readme = (ROOT / "README.md").read_text().split("## Settings", 1)[1].split("\n## ", 1)[0]
+    table = (ROOT / "docs" / "settings.md").read_text().split("## All settings", 1)[1].split("\n## ", 1)[0]
     names: set[str] = set()
-    for row in re.findall(r"^\| (`[^|]+) \|", readme, re.MULTILINE):
+    for row in re.findall(r"^\| (`[^|]+) \|", table, re.MULTILINE):
         names.update(re.findall(r"`([A-Za-z][A-Za-z0-9_]*)`", row))
     return names
 
@@ -67,10 +67,10 @@ def test_the_code_reads_settings_at_all() -> None:
 
 def test_every_setting_the_code_reads_is_deployed_or_documented_with_its_default() -> None:
     missing = code_settings() - bicep_settings() - PLATFORM - documented_settings()
-    assert missing == set(), f"set these in infra/app or document their default in README Settings: {missing}"
+    assert missing == set(), f"set these in infra/app or document their default in docs/settings.md: {missing}"
 
 
-def test_the_bicep_and_readme_scans_find_settings_at_all() -> None:
+def test_the_bicep_and_docs_scans_find_settings_at_all() -> None:
     """The scans below are not vacuous."""
     assert {"SERVICENOW_INSTANCE", "ENTRA_AUDIENCE", "AZURE_CLIENT_ID", "AzureWebJobsStorage__tableServiceUri"} <= (
         bicep_settings()
@@ -85,7 +85,7 @@ def test_every_setting_the_bicep_sets_is_read() -> None:
 
 def test_every_documented_setting_exists_in_the_code() -> None:
     stale = documented_settings() - code_settings([*DEPLOYED_CODE, "dev"])
-    assert stale == set(), f"README documents settings the code does not read: {stale}"
+    assert stale == set(), f"docs/settings.md documents settings the code does not read: {stale}"
 
 
 def test_the_local_settings_example_names_only_real_settings() -> None:
@@ -113,13 +113,13 @@ def test_the_pipeline_and_azd_files_are_valid_yaml() -> None:
     assert "secrets." not in (ROOT / ".github" / "workflows" / "deploy.yml").read_text()
 
 
-def test_every_problem_code_is_documented_in_the_readme_and_the_openapi_document() -> None:
+def test_every_problem_code_is_documented_in_the_api_doc_and_the_openapi_document() -> None:
     import yaml
 
     from shared.problems import PROBLEM_CODES
 
-    readme = (ROOT / "README.md").read_text().split("## Problems", 1)[1]
-    documented = set(re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|", readme, re.MULTILINE))
+    problems = (ROOT / "docs" / "api.md").read_text().split("## Problems", 1)[1]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \| (\d{3}) \|", problems, re.MULTILINE))
     assert {(code, str(cls.status)) for code, cls in PROBLEM_CODES.items()} <= documented
     spec = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
     assert set(PROBLEM_CODES) == set(spec["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
