@@ -83,7 +83,11 @@ def load_local_settings(path: Path) -> None:
 
 
 def _port(name: str) -> int:
-    raw = os.environ.get(name) or str(PORTS[name])
+    given = {"PORT": os.environ.get("PORT"), "SIMULATOR_PORT": os.environ.get("SIMULATOR_PORT"),
+             "GRAPH_SIMULATOR_PORT": os.environ.get("GRAPH_SIMULATOR_PORT"),
+             "SECOND_SIMULATOR_PORT": os.environ.get("SECOND_SIMULATOR_PORT"),
+             "ENTRA_SIMULATOR_PORT": os.environ.get("ENTRA_SIMULATOR_PORT")}  # fmt: skip
+    raw = given[name] or str(PORTS[name])
     if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536):
         raise CannotStart(f"{name}={raw} is not a port number (1-65535).")
     return int(raw)
