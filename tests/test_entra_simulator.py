@@ -223,6 +223,27 @@ def test_the_ca_is_trusted_through_requests_ca_bundle_and_not_without_it(entra, 
     assert (entra.simulator.verify(token) or {}).get("tid") == FABRIKAM.id
 
 
+def test_the_bundle_make_run_sets_is_trusted_by_httpx_and_azure_identity_and_keeps_the_public_cas(
+    entra, monkeypatch, tmp_path: Path
+):
+    """`make run` points REQUESTS_CA_BUNDLE (requests: azure-identity) and SSL_CERT_FILE (httpx, the connector's
+    client) at the CAs the process trusted already plus the simulator's."""
+    from dev.entra import ca_bundle
+
+    entra.simulator.grant(NORTHWIND.id, READER_APP_ID)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    bundle = ca_bundle(entra.ca, tmp_path)
+    assert bundle.read_text().count("BEGIN CERTIFICATE") > 100  # certifi's public roots are still there
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    with httpx.Client(timeout=10) as http:  # no verify= given: what the connector's clients do
+        assert http.get(f"{entra.url}/{NORTHWIND.domain}/v2.0/.well-known/openid-configuration").status_code == 200
+    with credential(entra) as reader:
+        token = reader.get_token(f"{GRAPH}/.default", tenant_id=NORTHWIND.domain).token
+    assert (entra.simulator.verify(token) or {}).get("tid") == NORTHWIND.id
+
+
 def test_the_token_is_signed_with_the_keys_discovery_names(entra):
     entra.simulator.grant(FABRIKAM.id, READER_APP_ID)
     with credential(entra, connection_verify=str(entra.ca)) as reader:
