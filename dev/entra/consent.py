@@ -94,7 +94,7 @@ def admin_consent(sim: EntraSimulator, request: SimRequest, identifier: str) -> 
         granted = [("admin_consent", "True"), ("tenant", tenant.id), ("scope", scope)]
         return _redirect(target, granted + ([("state", state)] if state is not None else []))
     if action == "signin" and params.get("role") in ROLES:
-        sim.signed_in_role = params["role"]
+        sim.sign_in_as(params["role"])
         may_consent = sim.signed_in_role in CONSENTING_ROLES
     return _page(sim, tenant, app, identifier, params, may_consent)
 

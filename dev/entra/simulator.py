@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from dev.entra import consent
-from dev.entra.consent import CONSENTING_ROLES
+from dev.entra.consent import CONSENTING_ROLES, ROLES
 from dev.entra.errors import token_error
 from dev.entra.tenants import CUSTOMERS, HOME, Tenant, new_tenant, well_formed
 from dev.simulator.core import SimRequest, SimResponse
@@ -204,6 +204,13 @@ class EntraSimulator:
                     principal.enabled = False
                 else:
                     principal.roles = ()
+        self._changed()
+
+    def sign_in_as(self, role: str) -> None:
+        """Whoever opens a consent link from now on has this directory role in that tenant (one of `ROLES`)."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        self.signed_in_role = role
         self._changed()
 
     def _changed(self) -> None:

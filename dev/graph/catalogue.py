@@ -4,7 +4,8 @@
 snapshots whose `controlScores` carry the undocumented fields real tenants return. As in real tenants, the
 profiles are every control Microsoft has, whatever the licences, and only 120 of them are scored for this tenant
 (one tenant measured 244 control scores against 462 profiles; reference section 7). Older snapshots have
-`description: null` and lack `lastSynced`, `count`, `total` and `on`, as captured ones do. Shapes:
+`description: null` and lack `lastSynced`, `count`, `total` and `on`, as captured ones do. Other tenants (a managed
+service provider's customers) see the same profiles and their own scores (`customer_scores`). Shapes:
 ../shared/reference/microsoft-graph-secure-score.md. Deterministic: the same data every run.
 """
 
