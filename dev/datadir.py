@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TextIO
 
 LOCK_FILE = "make-run.lock"
-# What `make run` keeps in the folder: the secrets (token bundle), the ticket store, the simulator's state.
+# What `make run` keeps in the folder: the secrets (token bundle), the ticket store, the simulators' state and the
+# Entra simulator's CA.
 DATA_FILES = (
     "secrets.json",
     "secrets.json.lock",
@@ -24,6 +25,10 @@ DATA_FILES = (
     "connector.db-shm",
     "connector.db-journal",
     "servicenow-simulator.json",
+    "servicenow-simulator-2.json",
+    "entra-simulator.json",
+    "entra-simulator-ca.pem",
+    "entra-simulator-ca-bundle.pem",
 )
 
 

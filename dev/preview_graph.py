@@ -6,12 +6,14 @@ app-role grants would reach production unreviewed. This lists them from the Bice
 resource the files under infra/ declare, with the properties they set and the module condition that deploys them),
 plus the Graph permission the postprovision hook grants, and says which of them this run's settings deploy.
 
-Usage: python3 dev/preview_graph.py [infra folder]   (reads ENTRA_APP_CLIENT_ID and GRANT_GRAPH_PERMISSION)
+Usage: python3 dev/preview_graph.py [infra folder]   (reads the settings that decide the module conditions, e.g.
+ENTRA_APP_CLIENT_ID and READER_APP_CLIENT_ID, and GRANT_GRAPH_PERMISSION)
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import sys
@@ -127,6 +129,8 @@ def _resolve(value: Any, names: Mapping[str, Any]) -> Any:
     """A property that names a variable or a module parameter, shown as what it stands for (one level)."""
     if isinstance(value, list):
         return [_resolve(v, names) for v in value]
+    if isinstance(value, dict):
+        return {key: _resolve(v, names) for key, v in value.items()}
     return names.get(value, value) if isinstance(value, str) else value
 
 
@@ -142,7 +146,8 @@ def graph_resources(infra: Path) -> list[dict[str, Any]]:
     for path in sorted(infra.rglob("*.bicep")):
         text = path.read_text()
         condition, params = modules.get(path.relative_to(infra).as_posix(), ("", {}))
-        names = {**dict(re.findall(r"^var (\w+) = ([^{\[\n][^\n]*?)\s*$", text, re.MULTILINE)), **params}
+        variables = re.findall(r"^var (\w+) = ([^{\[\n][^\n]*?)\s*$", text, re.MULTILINE)
+        names = {**{name: re.sub(r"\s+//.*$", "", value) for name, value in variables}, **params}
         for match in _RESOURCE.finditer(text):
             if match[3]:
                 continue
@@ -165,6 +170,15 @@ def _lines(resource: dict[str, Any]) -> list[str]:
         if isinstance(role, dict):
             members = ", ".join(_text(m) for m in role.get("allowedMemberTypes") or [])
             lines.append(f"  - app role `{_text(role.get('value'))}` for {members}: {_text(role.get('description'))}")
+    permission, role_id = _hook_grant()
+    for required in props.get("requiredResourceAccess") or []:
+        for access in required.get("resourceAccess") or [] if isinstance(required, dict) else []:
+            role = _text(access.get("id"))
+            named = f"**{permission}** (app role `{role}`)" if role == role_id else f"app role `{role}`"
+            lines.append(
+                f"  - requires {named} of `{_text(required.get('resourceAppId'))}` "
+                f"({'application' if _text(access.get('type')) == 'Role' else 'delegated'} permission)"
+            )
     web = props.get("web") if isinstance(props.get("web"), dict) else {}
     if web.get("redirectUris"):
         lines.append(f"  - redirect URIs: `{', '.join(_text(u) for u in web['redirectUris'])}`")
@@ -179,15 +193,28 @@ def _hook_grant() -> tuple[str, str]:
     return str(constants["PERMISSION"]), str(constants["SECURITY_EVENTS_READWRITE_ALL"])
 
 
+def _on_this_run(condition: str, infra: Path, env: Mapping[str, str]) -> str:
+    """For a module condition of `empty(parameter)` terms joined by `&&` (a registration given instead), whether
+    this run's settings deploy it: each parameter's azd setting comes from main.parameters.json."""
+    terms = [term.strip() for term in condition.split("&&")]
+    parameters = [re.fullmatch(r"empty\((\w+)\)", term) for term in terms]
+    if not all(parameters):
+        return ""
+    values = json.loads((infra / "main.parameters.json").read_text())["parameters"]
+    for match in parameters:
+        assert match is not None
+        setting = re.search(r"\$\{(\w+)", str(values.get(match[1], {}).get("value", "")))
+        if setting and env.get(setting[1], "").strip():
+            return f": not on this run, {setting[1]} is set"
+    return ": on this run"
+
+
 def summary(infra: Path, env: Mapping[str, str]) -> str:
     resources = graph_resources(infra)
-    given = env.get("ENTRA_APP_CLIENT_ID", "").strip()
     grant = env.get("GRANT_GRAPH_PERMISSION", "").strip().lower() == "true"
     out = ["### Microsoft Graph (Entra ID) changes: not in the preview above", "", WHAT_IF, ""]
     for condition in dict.fromkeys(r["condition"] for r in resources):
-        deployed = "always" if not condition else f"when `{condition}`"
-        if condition == "empty(entraAppClientId)":
-            deployed += ": not on this run, ENTRA_APP_CLIENT_ID is set" if given else ": on this run"
+        deployed = "always" if not condition else f"when `{condition}`" + _on_this_run(condition, infra, env)
         out.append(f"Declared in the Bicep, deployed {deployed}:")
         out.extend(line for r in resources if r["condition"] == condition for line in _lines(r))
         out.append("")

@@ -2,9 +2,11 @@
 
 Settings come from the environment, then `local.settings.json` ("Values"), then these defaults:
 SQLite store and file secret store under `.local/`; when no SERVICENOW_INSTANCE is configured, the
-ServiceNow simulator on a loopback port, its state kept in the same folder; when no GRAPH_URL is configured, the
-Microsoft Graph simulator with its managed-identity endpoint (so azure-identity's DefaultAzureCredential gets its
-tokens as in Azure), and one Secure Score refresh right after start so the recommendations are there at once.
+ServiceNow simulator on a loopback port, its state kept in the same folder, and a second simulated instance to try
+two connections; when no GRAPH_URL is configured, the Microsoft Graph simulator with its managed-identity endpoint
+(so azure-identity's DefaultAzureCredential gets its tokens as in Azure), one Secure Score refresh right after start
+so the recommendations are there at once, and the Entra ID simulator (over TLS) for other tenants: the reader app,
+its consent pages and its tokens.
 
 Every port is taken, then the data folder, before anything is written: a run that cannot start changes nothing.
 `dev/run.py --reset` (`make reset`) empties the data folder's store, secrets and simulator state together.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -28,8 +31,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_CLIENT = "local-connector"
-PORTS = {"PORT": 7071, "SIMULATOR_PORT": 7072, "GRAPH_SIMULATOR_PORT": 7073}
-OTHER_PORTS = "PORT=8071 SIMULATOR_PORT=8072 GRAPH_SIMULATOR_PORT=8073"
+SECOND_CLIENT = "local-connector-2"
+PORTS = {"PORT": 7071, "SIMULATOR_PORT": 7072, "GRAPH_SIMULATOR_PORT": 7073, "SECOND_SIMULATOR_PORT": 7074,
+         "ENTRA_SIMULATOR_PORT": 7075}  # fmt: skip
+OTHER_PORTS = ("PORT=8071 SIMULATOR_PORT=8072 GRAPH_SIMULATOR_PORT=8073 SECOND_SIMULATOR_PORT=8074 "
+               "ENTRA_SIMULATOR_PORT=8075")  # fmt: skip
 
 
 class CannotStart(Exception):
@@ -43,10 +49,13 @@ class Bound:
     host: Any  # dev.host.LocalHost
     servicenow: Any = None  # (ServiceNowSimulator, server, url)
     graph: Any = None  # (GraphSimulator, server, url)
+    second: Any = None  # (ServiceNowSimulator, server, url): another instance, for a second connection
+    entra: Any = None  # (EntraSimulator, server, url, the CA's certificate)
     serving: bool = False
 
     def servers(self) -> list[ThreadingHTTPServer]:
-        return [part[1] for part in (self.servicenow, self.graph) if part is not None]
+        parts = (self.servicenow, self.graph, self.second, self.entra)
+        return [part[1] for part in parts if part is not None]
 
     def start(self) -> None:
         from dev.simulator.transport import start
@@ -75,7 +84,9 @@ def load_local_settings(path: Path) -> None:
 
 def _port(name: str) -> int:
     given = {"PORT": os.environ.get("PORT"), "SIMULATOR_PORT": os.environ.get("SIMULATOR_PORT"),
-             "GRAPH_SIMULATOR_PORT": os.environ.get("GRAPH_SIMULATOR_PORT")}  # fmt: skip
+             "GRAPH_SIMULATOR_PORT": os.environ.get("GRAPH_SIMULATOR_PORT"),
+             "SECOND_SIMULATOR_PORT": os.environ.get("SECOND_SIMULATOR_PORT"),
+             "ENTRA_SIMULATOR_PORT": os.environ.get("ENTRA_SIMULATOR_PORT")}  # fmt: skip
     raw = given[name] or str(PORTS[name])
     if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536):
         raise CannotStart(f"{name}={raw} is not a port number (1-65535).")
@@ -101,28 +112,36 @@ def _bind(simulate_servicenow: bool, simulate_graph: bool) -> Bound:
 
     functions = load_app().get_functions()
     opened: list[ThreadingHTTPServer] = []
+    bound = Bound(None)
     try:
-        servicenow = graph = None
         if simulate_servicenow:
             from dev.simulator import ServiceNowSimulator
 
-            simulator = ServiceNowSimulator()
-            server, url = _listen("SIMULATOR_PORT", lambda port: listen(simulator, port))
-            opened.append(server)
-            servicenow = (simulator, server, url)
+            for name, attribute in (("SIMULATOR_PORT", "servicenow"), ("SECOND_SIMULATOR_PORT", "second")):
+                simulator = ServiceNowSimulator()
+                server, url = _listen(name, functools.partial(listen, simulator))
+                opened.append(server)
+                setattr(bound, attribute, (simulator, server, url))
         if simulate_graph:
+            from dev.entra import EntraSimulator
+            from dev.entra.tls import issue
             from dev.graph import GraphSimulator
 
             graph_simulator = GraphSimulator()
             server, url = _listen("GRAPH_SIMULATOR_PORT", lambda port: listen(graph_simulator, port))
             opened.append(server)
-            graph = (graph_simulator, server, url)
-        host = _listen("PORT", lambda port: LocalHost(functions, "127.0.0.1", port, ipv6=True, **_host_options()))
+            bound.graph = (graph_simulator, server, url)
+            entra, (context, ca_pem) = EntraSimulator(graph_simulator.identity), issue()
+            server, url = _listen("ENTRA_SIMULATOR_PORT", lambda port: listen(entra, port, tls=context))
+            opened.append(server)
+            bound.entra = (entra, server, url, ca_pem)
+        bound.host = _listen("PORT", lambda port: LocalHost(functions, "127.0.0.1", port, ipv6=True,
+                                                            **_host_options()))  # fmt: skip
     except BaseException:
         for server in opened:
             server.server_close()
         raise
-    return Bound(host, servicenow, graph)
+    return bound
 
 
 def _host_options() -> dict[str, Any]:
@@ -146,24 +165,33 @@ def _in_use(data_dir: Path, holder: str, what: str) -> CannotStart:
     )
 
 
-def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
-    """Restore the simulator's state, register the local OAuth client (its secret kept across restarts, so the
-    stored tokens stay valid), and point the connector at it."""
+def _instance(part: Any, data_dir: Path, file: str, client_id: str, port: int) -> tuple[Any, bool, str]:
+    """Restore a simulated instance's state, register the local OAuth client (its secret kept across restarts, so
+    the stored tokens stay valid; the one callback serves every connection, DESIGN 13): (kept, found, secret)."""
     from dev.simulator.persist import keep
 
-    simulator, _, url = bound.servicenow
+    simulator = part[0]
     try:
-        kept, found = keep(simulator, data_dir)
+        kept, found = keep(simulator, data_dir, file)
     except (ValueError, KeyError, TypeError) as exc:  # not JSON, another version, a field missing
         raise CannotStart(
-            f"The ServiceNow simulator's state in {data_dir} cannot be read ({type(exc).__name__}: "
+            f"The ServiceNow simulator's state in {data_dir / file} cannot be read ({type(exc).__name__}: "
             f"{str(exc)[:200]}). `make reset` starts the store and the simulator afresh together."
         ) from None
-    known = simulator.clients.get(LOCAL_CLIENT)
+    known = simulator.clients.get(client_id)
     client_secret = known.client_secret if known is not None else secrets.token_urlsafe(24)
-    simulator.register_client(LOCAL_CLIENT, client_secret, [os.environ["OAUTH_REDIRECT_URI"]])
+    simulator.register_client(client_id, client_secret, [os.environ["OAUTH_REDIRECT_URI"]])
     simulator.portal_port = port
     kept.save()
+    return kept, found, client_secret
+
+
+def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
+    """The first simulated instance, where the connector's `default` connection points."""
+    from dev.simulator.persist import STATE_FILE
+
+    simulator, _, url = bound.servicenow
+    kept, found, client_secret = _instance(bound.servicenow, data_dir, STATE_FILE, LOCAL_CLIENT, port)
     os.environ.update(
         SERVICENOW_INSTANCE=url, SERVICENOW_CLIENT_ID=LOCAL_CLIENT, SERVICENOW_CLIENT_SECRET=client_secret
     )
@@ -177,6 +205,21 @@ def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
             "at records this simulator does not have. `make reset` starts both afresh."
         )
     return notes
+
+
+def _second_servicenow(bound: Bound, data_dir: Path, port: int) -> list[str]:
+    """The second simulated instance: nothing points at it until an admin adds it as a connection."""
+    from dev.simulator.persist import SECOND_STATE_FILE
+
+    _, _, url = bound.second
+    _, _, client_secret = _instance(bound.second, data_dir, SECOND_STATE_FILE, SECOND_CLIENT, port)
+    body = json.dumps({"id": "second", "instance": url, "clientId": SECOND_CLIENT, "clientSecret": client_secret})
+    return [
+        f"A second simulated ServiceNow instance runs at {url} (client id {SECOND_CLIENT}, client secret "
+        f"{client_secret}), to try two connections:",
+        f"  curl -X POST http://localhost:{port}/api/connections -H 'Content-Type: application/json' -d '{body}'",
+        f"  then connect it at http://localhost:{port}/api/connect?connection=second.",
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -233,6 +276,7 @@ def _run(data_dir: Path) -> int:
 def _serve(bound: Bound, data_dir: Path, port: int) -> int:
     """Point the connector at the simulators, start everything, say what runs where, and wait for Ctrl-C."""
     notes = _servicenow_simulator(bound, data_dir, port) if bound.servicenow else []
+    notes += _second_servicenow(bound, data_dir, port) if bound.second else []
     if bound.graph is not None:
         graph, _, graph_url = bound.graph
         graph.portal_port = port
@@ -244,6 +288,7 @@ def _serve(bound: Bound, data_dir: Path, port: int) -> int:
             f"No GRAPH_URL is configured: using the Microsoft Graph simulator at {graph_url} "
             f"(complete or regress a control at {graph_url}/sim)."
         )
+        notes += _entra_simulator(bound, data_dir, port)
     host = bound.host
     if host.auth is not None:
         user = host.auth.users[0]
@@ -273,6 +318,19 @@ def _serve(bound: Bound, data_dir: Path, port: int) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
     return 0
+
+
+def _entra_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
+    from dev.entra import local
+
+    entra, _, url, ca_pem = bound.entra
+    try:
+        return local.start(entra, url, bound.graph[0], ca_pem, data_dir, port)
+    except local.StateUnreadable as exc:
+        raise CannotStart(
+            f"The Entra ID simulator's state in {exc} cannot be read. `make reset` starts the store "
+            "and the simulators afresh together."
+        ) from None
 
 
 def _first_refresh() -> None:

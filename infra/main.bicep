@@ -52,6 +52,9 @@ param secureScoreAutoResolve string = 'true'
 @description('Client ID of an existing Entra app registration for sign-in; empty creates one (Application Developer).')
 param entraAppClientId string = ''
 
+@description('Client ID of an existing multi-tenant reader app for other tenants (admin guide: Add a tenant); empty creates one unless ENTRA_APP_CLIENT_ID is given.')
+param readerAppClientId string = ''
+
 @description('Route outbound traffic through a NAT gateway with one static public IP, for ServiceNow IP filtering.')
 param staticEgressEnabled bool = false
 
@@ -64,6 +67,7 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = { 'azd-env-name': environmentName }
 var functionAppName = '${abbrs.webSitesFunctions}servicenow-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+var hostName = '${functionAppName}.azurewebsites.net'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -196,12 +200,29 @@ module entra 'app/entra.bicep' = if (empty(entraAppClientId)) {
   params: {
     uniqueName: 'm365-servicenow-connector-${resourceToken}'
     displayName: 'ServiceNow connector for Microsoft 365 security (${environmentName})'
-    hostName: '${functionAppName}.azurewebsites.net'
+    hostName: hostName
     managedIdentityPrincipalId: identity.outputs.principalId
   }
 }
 
 var authClientId = empty(entraAppClientId) ? entra!.outputs.clientId : entraAppClientId
+
+// Other tenants: the multi-tenant reader app whose credential is the managed identity (DESIGN section 12). Like the
+// sign-in app it is not deployed when a registration is given, nor when ENTRA_APP_CLIENT_ID says the deployer brings
+// their own registrations (no Graph resource at all, as where the extension cannot run); without one, the connector
+// reads only its own tenant.
+module reader 'app/reader.bicep' = if (empty(readerAppClientId) && empty(entraAppClientId)) {
+  name: 'reader'
+  scope: rg
+  params: {
+    uniqueName: 'm365-servicenow-connector-reader-${resourceToken}'
+    displayName: 'Secure Score reader for ServiceNow (${environmentName})'
+    hostName: hostName
+    managedIdentityPrincipalId: identity.outputs.principalId
+  }
+}
+
+var readerClientId = !empty(readerAppClientId) ? readerAppClientId : (empty(entraAppClientId) ? reader!.outputs.clientId : '')
 
 module api 'app/api.bicep' = {
   name: 'api'
@@ -235,6 +256,8 @@ module api 'app/api.bicep' = {
       SECURE_SCORE_SCHEDULE: secureScoreSchedule
       SECURE_SCORE_WRITE_BACK: secureScoreWriteBack
       SECURE_SCORE_AUTO_RESOLVE: secureScoreAutoResolve
+      READER_APP_CLIENT_ID: readerClientId // empty: the home tenant only
+      APP_URL: 'https://${hostName}' // the consent link returns to APP_URL/api/tenants/consent
     }
   }
 }
@@ -256,6 +279,8 @@ output APP_URL string = api.outputs.url
 output PORTAL_URL string = '${api.outputs.url}/api/portal'
 @description('Client ID of the app registration people and clients sign in to (assign its roles there).')
 output ENTRA_APP_CLIENT_ID string = authClientId
+@description('Client ID of the multi-tenant reader app each customer\'s admin consents to (admin guide: Add a tenant); empty when none.')
+output READER_APP_CLIENT_ID string = readerClientId
 @description('Paste into the OAuth client\'s Redirect URL in ServiceNow (System OAuth > Application Registry).')
 output OAUTH_REDIRECT_URI string = '${api.outputs.url}/api/oauth/callback'
 @description('Allow this address in ServiceNow (System Security > IP Address Access Control) when IP filtering is on.')

@@ -78,8 +78,12 @@ def test_the_bicep_and_docs_scans_find_settings_at_all() -> None:
     assert {"SERVICENOW_INSTANCE", "GRAPH_URL", "LOCAL_USER", "TICKET_STORE"} <= documented_settings()
 
 
+# Set by the Bicep for the connector side of issue 20 (other tenants), which reads them; remove once it does.
+AWAITING_THE_CONNECTOR = {"READER_APP_CLIENT_ID", "APP_URL"}
+
+
 def test_every_setting_the_bicep_sets_is_read() -> None:
-    unread = bicep_settings() - code_settings() - HOST
+    unread = bicep_settings() - code_settings() - HOST - AWAITING_THE_CONNECTOR
     assert unread == set(), f"infra sets settings nothing reads: {unread}"
 
 
@@ -263,7 +267,7 @@ def test_app_service_authentication_runs_without_the_token_store() -> None:
     assert "offline_access" not in auth  # no refresh tokens to keep: /.auth/refresh needs the token store
     assert (
         "requireAuthentication: true" in auth
-        and "excludedPaths: [ '/api/oauth/callback', '/api/servicenow/events' ]" in auth
+        and "excludedPaths: [ '/api/oauth/callback', '/api/servicenow/events', '/api/tenants/consent' ]" in auth
     )
 
 
@@ -390,7 +394,7 @@ def test_the_graph_preview_lists_every_graph_resource_the_bicep_declares(tmp_pat
     from dev import checkov_bicep, preview_graph
 
     declared = {d["name"] for d in checkov_bicep.declared() if str(d["type"]).startswith("Microsoft.Graph/")}
-    assert declared == {"app", "principal", "federated"}
+    assert declared == {"app", "principal", "federated", "readerApp", "readerFederated"}
     text = preview_graph.summary(ROOT / "infra", {})
     assert "does not show changes to Microsoft Graph resources (Azure/bicep#17743)" in text
     for name in declared:
@@ -409,3 +413,97 @@ def test_the_graph_preview_lists_every_graph_resource_the_bicep_declares(tmp_pat
     entra = changed / "app" / "entra.bicep"
     entra.write_text(entra.read_text().replace("value: 'Tickets.Create'", "value: 'Tickets.Everything'"))
     assert "app role `Tickets.Everything`" in preview_graph.summary(changed, {})
+
+
+# -- The reader app: other tenants (issue 20, DESIGN section 12) -------------------------------------------------
+
+
+def _reader() -> str:
+    return _code((ROOT / "infra" / "app" / "reader.bicep").read_text())
+
+
+def _audiences(bicep: str) -> dict[str, str]:
+    return dict(re.findall(r"^\s+(\w+): '([^']+)'$", _bicep_block(bicep, "var tokenExchangeAudiences"), re.MULTILINE))
+
+
+def test_the_reader_app_is_multi_tenant_and_requires_graph_security_events_as_an_application_permission() -> None:
+    from dev.preview_graph import _hook_grant
+
+    hooks = (ROOT / "infra" / "hooks" / "azd_hooks.py").read_text()
+    graph_app_id = re.search(r'^GRAPH_APP_ID = "([0-9a-f-]{36})"', hooks, re.MULTILINE)
+    assert graph_app_id is not None
+    _, role_id = _hook_grant()
+    reader = _reader()
+    app = _bicep_block(reader, "resource readerApp 'Microsoft.Graph/applications@v1.0'")
+    assert "signInAudience: 'AzureADMultipleOrgs'" in app
+    assert "resourceAppId: microsoftGraphAppId" in app and f"var microsoftGraphAppId = '{graph_app_id[1]}'" in reader
+    assert "resourceAccess: [ { id: securityEventsReadWriteAll, type: 'Role' } ]" in app  # Role: an app permission
+    assert f"var securityEventsReadWriteAll = '{role_id}'" in reader  # the hook's, confirmed
+    assert "passwordCredentials" not in reader and "keyCredentials" not in reader  # no secret, no certificate
+    assert "servicePrincipals" not in reader  # its service principals are the customers' consent, not ours
+
+
+def test_the_reader_apps_federated_credential_trusts_the_managed_identity_with_each_clouds_audience() -> None:
+    """The same audiences per cloud as the sign-in app's credential (msgraph-bicep-types msi-as-a-fic-secretless),
+    the managed identity's principal as subject, this tenant's issuer in this cloud."""
+    reader = _reader()
+    federated = _bicep_block(reader, "resource readerFederated ")
+    assert "name: '${readerApp.uniqueName}/function-app-managed-identity'" in federated
+    assert "audiences: [ tokenExchangeAudiences[environment().name] ]" in federated
+    assert "issuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'" in federated
+    assert "subject: managedIdentityPrincipalId" in federated
+    audiences = _audiences(reader)
+    assert audiences == _audiences((ROOT / "infra" / "app" / "entra.bicep").read_text())
+    assert audiences["AzureCloud"] == "api://AzureADTokenExchange"
+    assert audiences["AzureUSGovernment"] == "api://AzureADTokenExchangeUSGov"
+    assert audiences["AzureChinaCloud"] == "api://AzureADTokenExchangeChina"
+    module = _bicep_block(_code((ROOT / "infra" / "main.bicep").read_text()), "module reader ")
+    assert "managedIdentityPrincipalId: identity.outputs.principalId" in module  # the identity the app runs as
+
+
+def test_the_reader_apps_redirect_uri_is_the_consent_callback_at_app_url() -> None:
+    """The admin consent endpoint returns only to a redirect URI registered exactly (learn v2-admin-consent): the
+    one the connector sends, `{APP_URL}/api/tenants/consent`, on the host APP_URL names."""
+    main = _code((ROOT / "infra" / "main.bicep").read_text())
+    app = _bicep_block(_reader(), "resource readerApp ")
+    assert "redirectUris: [ 'https://${hostName}/api/tenants/consent' ]" in app
+    assert "enableIdTokenIssuance: false" in app and "enableAccessTokenIssuance: false" in app  # nobody signs in
+    assert "var hostName = '${functionAppName}.azurewebsites.net'" in main
+    assert "hostName: hostName" in _bicep_block(main, "module reader ")
+    assert "APP_URL: 'https://${hostName}'" in main.split("appSettings: {", 1)[1]
+
+
+def test_the_consent_callback_is_anonymous_at_app_service_authentication() -> None:
+    auth = _code(_bicep_block((ROOT / "infra" / "app" / "api.bicep").read_text(), "resource auth "))
+    excluded = re.search(r"excludedPaths: \[([^\]]*)\]", auth)
+    assert excluded is not None
+    assert re.findall(r"'([^']+)'", excluded[1]) == ["/api/oauth/callback", "/api/servicenow/events",
+                                                      "/api/tenants/consent"]  # fmt: skip
+
+
+def test_the_reader_app_client_id_is_set_and_output_or_brought_like_the_sign_in_app() -> None:
+    main = _code((ROOT / "infra" / "main.bicep").read_text())
+    assert "module reader 'app/reader.bicep' = if (empty(readerAppClientId) && empty(entraAppClientId)) {" in main
+    assert "var readerClientId = !empty(readerAppClientId) ? readerAppClientId : (empty(entraAppClientId) ? " \
+           "reader!.outputs.clientId : '')" in main  # fmt: skip
+    assert "READER_APP_CLIENT_ID: readerClientId" in main.split("appSettings: {", 1)[1]
+    assert "output READER_APP_CLIENT_ID string = readerClientId" in main
+    assert {"READER_APP_CLIENT_ID", "APP_URL"} <= bicep_settings()
+    parameters = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+    assert parameters["readerAppClientId"] == {"value": "${READER_APP_CLIENT_ID=}"}
+
+
+def test_the_graph_preview_shows_the_reader_app_and_when_it_is_deployed() -> None:
+    from dev import preview_graph
+
+    text = preview_graph.summary(ROOT / "infra", {})
+    reader = text.split("`readerApp`", 1)[1]
+    for expected in ("signInAudience: `AzureADMultipleOrgs`", "redirect URIs: `https://${hostName}/api/tenants/consent`",
+                     "requires **SecurityEvents.ReadWrite.All** (app role `d903a879-88e0-4c09-b0c9-82f6a1333f84`) of "
+                     "`00000003-0000-0000-c000-000000000000` (application permission)"):  # fmt: skip
+        assert expected in reader, expected
+    assert "`readerFederated`" in reader and "audiences: `tokenExchangeAudiences[environment().name]`" in reader
+    condition = "deployed when `empty(readerAppClientId) && empty(entraAppClientId)`"
+    assert f"{condition}: on this run" in text
+    for given in ("READER_APP_CLIENT_ID", "ENTRA_APP_CLIENT_ID"):
+        assert f"{condition}: not on this run, {given} is set" in preview_graph.summary(ROOT / "infra", {given: "x"})

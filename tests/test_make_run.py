@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import ROOT, free_port
 from tests.test_local_host import press_allow
 
-NAMES = ("PORT", "SIMULATOR_PORT", "GRAPH_SIMULATOR_PORT")
+NAMES = ("PORT", "SIMULATOR_PORT", "GRAPH_SIMULATOR_PORT", "SECOND_SIMULATOR_PORT", "ENTRA_SIMULATOR_PORT")
 STARTED = "Ctrl-C stops."
 READ = "Secure Score read:"  # the first refresh is done: the recommendations are there
 
@@ -34,12 +34,13 @@ READ = "Secure Score read:"  # the first refresh is done: the recommendations ar
 class MakeRun:
     """`dev/run.py` on its own ports and data folder; its merged stdout and stderr, read with deadlines."""
 
-    def __init__(self, data: Path, ports: tuple[int, int, int] | None = None, *args: str) -> None:
-        self.ports = ports or (free_port(), free_port(), free_port())
+    def __init__(self, data: Path, ports: tuple[int, ...] | None = None, *args: str) -> None:
+        self.ports = ports or tuple(free_port() for _ in NAMES)
         self.port = self.ports[0]
         self.data = data
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("SERVICENOW_", "OAUTH_", "GRAPH_", "IDENTITY_", "WEBSITE_", "LOCAL_"))}  # fmt: skip
+               if not k.startswith(("SERVICENOW_", "OAUTH_", "GRAPH_", "IDENTITY_", "WEBSITE_", "LOCAL_", "ENTRA_",
+                                    "READER_", "APP_URL"))}  # fmt: skip
         env.update(dict(zip(NAMES, map(str, self.ports), strict=True)), LOCAL_DATA_DIR=str(data))
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "dev" / "run.py"), *args],
@@ -159,7 +160,7 @@ def test_a_busy_port_is_named_with_the_settings_that_choose_others_and_nothing_i
     data = tmp_path / "local"
     data.mkdir()
     (data / "secrets.json").write_text('{"servicenow-token": "kept"}')
-    ports = (free_port(), free_port(), free_port())
+    ports = tuple(free_port() for _ in NAMES)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", ports[NAMES.index(busy)]))
         taken.listen()

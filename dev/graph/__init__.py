@@ -2,5 +2,6 @@
 in process by `dev.simulator.SimulatorTransport` or on a loopback port by `dev.simulator.serve`."""
 
 from dev.graph.simulator import GraphSimulator, ManagedIdentity
+from dev.graph.tenant import TenantData
 
-__all__ = ["GraphSimulator", "ManagedIdentity"]
+__all__ = ["GraphSimulator", "ManagedIdentity", "TenantData"]

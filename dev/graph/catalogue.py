@@ -4,12 +4,14 @@
 snapshots whose `controlScores` carry the undocumented fields real tenants return. As in real tenants, the
 profiles are every control Microsoft has, whatever the licences, and only 120 of them are scored for this tenant
 (one tenant measured 244 control scores against 462 profiles; reference section 7). Older snapshots have
-`description: null` and lack `lastSynced`, `count`, `total` and `on`, as captured ones do. Shapes:
+`description: null` and lack `lastSynced`, `count`, `total` and `on`, as captured ones do. Other tenants (a managed
+service provider's customers) see the same profiles and their own scores (`customer_scores`). Shapes:
 ../shared/reference/microsoft-graph-secure-score.md. Deterministic: the same data every run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -137,8 +139,9 @@ def saas_controls() -> list[tuple[str, str, str, str, float, str, str, str | Non
     ]  # fmt: skip
 
 
-def profiles() -> list[dict[str, Any]]:
-    """The control profiles, ordered by rank as Graph lists them."""
+def profiles(tenant: str = TENANT) -> list[dict[str, Any]]:
+    """The control profiles, ordered by rank as Graph lists them: the same catalogue in every tenant ("the full set of
+    possible improvements, regardless of license", MicrosoftDocs/microsoft-365-docs#2067), each naming its tenant."""
     result = []
     for rank, (cid, title, category, service, max_score, tier, action, impact, cost, threats) in enumerate(
         CONTROLS + saas_controls(), start=1
@@ -146,7 +149,7 @@ def profiles() -> list[dict[str, Any]]:
         result.append(
             {
                 "id": cid,
-                "azureTenantId": TENANT,
+                "azureTenantId": tenant,
                 "actionType": action,
                 "actionUrl": "https://security.microsoft.com/securescore?viewid=actions"
                 if not cid.startswith("scid_")
@@ -200,8 +203,38 @@ def initial_scores(seed: int = 7) -> dict[str, float]:
     return scores
 
 
+def customer_scores(tenant: str) -> dict[str, float]:
+    """Another tenant's scored controls and scores, deterministic per tenant id and different from the home
+    tenant's: each hand-written control scored with a chance of two in three, a few of the SaaS controls, about a
+    third of the scored ones completed. `AdminMFAV2` is scored and not done in every tenant, so the same control
+    can be open (and ticketed) in several tenants at once."""
+    rng = random.Random(hashlib.sha256(tenant.lower().encode()).hexdigest())
+    scored = [c for c in CONTROLS if c[0] not in MISSING_FROM_SCORES and rng.random() < 2 / 3]
+    scored += saas_controls()[: rng.randint(5, 40)]
+    scores = {
+        cid: max_score if (roll := rng.random()) < 0.3 else round(max_score * rng.choice([0.25, 0.5]), 2) if roll < 0.55
+        else 0.0
+        for cid, _title, _category, _service, max_score, *_ in scored
+    }  # fmt: skip
+    scores["AdminMFAV2"] = 0.0
+    return scores
+
+
+def seats(tenant: str) -> tuple[int, int]:
+    """(active users, licensed users) of a tenant: the home tenant's as captured, others' from the id."""
+    if tenant == TENANT:
+        return 412, 450
+    active = random.Random(tenant).randint(20, 2000)
+    return active, active + active // 10
+
+
 def snapshot(
-    day: datetime, profiles: list[dict[str, Any]], scores: dict[str, float], *, older: bool = False
+    day: datetime,
+    profiles: list[dict[str, Any]],
+    scores: dict[str, float],
+    *,
+    older: bool = False,
+    tenant: str = TENANT,
 ) -> dict[str, Any]:
     """One daily `secureScore` with `controlScores` for the scored controls (and the undocumented fields live
     tenants show; an `older` one as captured older snapshots are: `description: null`, fewer fields)."""
@@ -231,14 +264,15 @@ def snapshot(
                 on="true",
             )
         controls.append(entry)
+    active, licensed = seats(tenant)
     return {
-        "id": f"{TENANT}_{day.strftime('%Y-%m-%d')}",
-        "azureTenantId": TENANT,
-        "activeUserCount": 412,
+        "id": f"{tenant}_{day.strftime('%Y-%m-%d')}",
+        "azureTenantId": tenant,
+        "activeUserCount": active,
         "createdDateTime": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "currentScore": round(sum(c["score"] for c in controls), 2),
         "enabledServices": ["HasExchange", "HasSharePoint", "HasOD4B", "HasYammer", "HasTeams"],
-        "licensedUserCount": 450,
+        "licensedUserCount": licensed,
         "maxScore": float(sum(float(p.get("maxScore") or 0.0) for p in profiles if p["id"] in scores)),
         "averageComparativeScores": [
             {"basis": "AllTenants", "averageScore": 41.2, "identityScore": 60.1, "identityScoreMax": 100.0},
@@ -260,14 +294,14 @@ def snapshot(
 
 
 def history(
-    today: datetime, profiles: list[dict[str, Any]], scores: dict[str, float], days: int = 90
+    today: datetime, profiles: list[dict[str, Any]], scores: dict[str, float], days: int = 90, *, tenant: str = TENANT
 ) -> list[dict[str, Any]]:
     """`days` snapshots, newest first; the score climbs over the quarter as controls get done."""
-    rng = random.Random(11)
+    rng = random.Random(11 if tenant == TENANT else tenant)
     done_on = {cid: rng.randint(0, days - 1) for cid in scores}  # the day (ago) each control reached today's score
     midnight = today.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     snapshots = []
     for ago in range(days):
         then = {cid: (score if ago <= done_on[cid] else round(score / 2, 2)) for cid, score in scores.items()}
-        snapshots.append(snapshot(midnight - timedelta(days=ago), profiles, then, older=ago >= 30))
+        snapshots.append(snapshot(midnight - timedelta(days=ago), profiles, then, older=ago >= 30, tenant=tenant))
     return snapshots

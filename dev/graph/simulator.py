@@ -14,6 +14,10 @@ public documentation reads (shapes and sources: ../shared/reference/microsoft-gr
   `resource`, `client_id` all checked) that `DefaultAzureCredential` really calls, issuing signed JWTs with an
   audience, an expiry and the identity's app roles; Graph refuses a token it did not issue, for another audience,
   past its expiry, and a call its roles do not allow (403).
+- Several tenants: Graph also accepts tokens from issuers it is told to trust (`trust`: the Entra simulator's
+  app-only tokens for another tenant) and answers each token with the data of the tenant its `tid` names: the home
+  tenant as always (`catalogue.initial_scores`), any other with its own scores and history
+  (`catalogue.customer_scores`). Requests and requests in flight are counted per tenant too (`tenant(id)`).
 - Switches: complete or regress a control (`POST /sim/controls/{id}/complete|regress`, or the page at `/sim`);
   a failing provider (206 with `Warning: 199 - "{vendor}/{provider}/{status}/{ms}"`, its controls left out); a
   dripping response; an empty listing; faults (429 with `Retry-After`, 503, latency, drops).
@@ -32,10 +36,11 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from dev.graph import catalogue
+from dev.graph.tenant import TenantData
 from dev.simulator import pages
 from dev.simulator.core import Fault, SimRequest, SimResponse, take_fault
 
@@ -44,15 +49,11 @@ SCORES = "/v1.0/security/secureScores"
 APP_ID = "6b0f6e8a-1c2d-4e3f-9a8b-7c6d5e4f3a2b"  # the user-assigned managed identity's client id
 READ_ROLE = "SecurityEvents.Read.All"
 WRITE_ROLE = "SecurityEvents.ReadWrite.All"
+TOKEN_EXCHANGE = "api://AzureADTokenExchange"  # and its sovereign variants (...USGov, ...China)
 STATES = {"default", "ignored", "thirdparty", "reviewed"}  # securescorecontrolprofile-update: possible values
 VENDOR = {"provider": "SecureScore", "vendor": "Microsoft"}  # "must contain vendorInformation with valid ..."
 _FILTER = re.compile(r"^(id|service|controlCategory) eq '([^']{1,100})'$")
 MAX_TOP = 250  # profile pages hold up to 250 (Galvnyz/M365-Assess#663)
-
-
-def _by_rank(profile: dict[str, Any]) -> tuple[int, str]:
-    rank = profile.get("rank")
-    return (rank if isinstance(rank, int) else 10**6, str(profile.get("id")))
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> SimResponse:
@@ -97,9 +98,14 @@ class ManagedIdentity:
               tenant: str | None = None, app_id: str | None = None) -> str:  # fmt: skip
         """A signed token for `resource` (what Graph checks: its signature, `aud`, `exp`, `roles`)."""
         issued = int(self.now())
-        claims = {"aud": resource, "iss": f"https://sts.windows.net/{tenant or self.tenant}/", "iat": issued,
+        tid = tenant or self.tenant
+        # A token for the token exchange is a v2.0 token: its issuer is what a federated identity credential names
+        # (learn `entra/workload-id/workload-identity-federation-config-app-trust-managed-identity`).
+        issuer = (f"https://login.microsoftonline.com/{tid}/v2.0" if resource.startswith(TOKEN_EXCHANGE)
+                  else f"https://sts.windows.net/{tid}/")  # fmt: skip
+        claims = {"aud": resource, "iss": issuer, "iat": issued,
                   "nbf": issued, "exp": issued + (self.lifetime if lifetime is None else lifetime),
-                  "appid": app_id or self.client_id, "oid": self.object_id, "tid": tenant or self.tenant,
+                  "appid": app_id or self.client_id, "oid": self.object_id, "sub": self.object_id, "tid": tid,
                   "roles": sorted(self.roles if roles is None else roles)}  # fmt: skip
         signing_input = (
             f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}"
@@ -141,74 +147,119 @@ class ManagedIdentity:
         )  # fmt: skip
 
 
+class TokenIssuer(Protocol):
+    """Something whose tokens Graph accepts: `verify` gives the claims of a token it signed, else None."""
+
+    def verify(self, token: str) -> dict[str, Any] | None: ...
+
+
 class GraphSimulator:
     def __init__(self, identity: ManagedIdentity | None = None, *, clock: Callable[[], float] = time.time) -> None:
         self.identity = identity or ManagedIdentity()
         self.clock = clock
         self.base_url = "https://graph.microsoft.com"
         self.lock = threading.RLock()
-        self.profiles = {p["id"]: p for p in catalogue.profiles()}
-        self.scores = catalogue.initial_scores()  # scored controls only: the others do not apply to the tenant
+        self.home = TenantData(catalogue.TENANT, "Contoso (home)", catalogue.initial_scores(), clock, self.lock)
+        self._tenants: dict[str, TenantData] = {self.home.id: self.home}
+        self.trusted: list[TokenIssuer] = []  # issuers besides the managed identity (the Entra simulator)
         self.page_size = 100
         self.faults: list[Fault] = []
         self.requests: list[SimRequest] = []
-        self.forbidden = False  # the identity's grant was removed: every call is 403, whatever its token says
-        self.read_only = False  # SecurityEvents.Read.All only: PATCH is 403, whatever its token says
-        self.failed_providers: dict[tuple[str, str], int] = {}  # (vendor, provider/service) -> status: a 206
         self.drip = 0.0  # seconds between the bytes of every answer's body
-        self.empty = False  # the profile listing answers 200 with no profiles
         self.latency = 0.0
         self.next_link_base: str | None = None  # a test's hostile Graph: next links to another host
-        self.in_flight = 0
+        self.in_flight = 0  # across all tenants
         self.max_in_flight = 0
-        self._history_base = catalogue.history(
-            datetime.fromtimestamp(self.clock(), UTC), list(self.profiles.values()), self.scores
-        )
+        self.while_in_flight: Callable[[SimRequest], None] | None = None  # a test holds requests in flight here
 
     def bind(self, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.identity.bind(base_url)
 
+    def trust(self, issuer: TokenIssuer) -> None:
+        """Accept the tokens `issuer` signs (each still checked for audience, expiry and roles)."""
+        with self.lock:
+            self.trusted.append(issuer)
+
+    def tenant(self, tenant_id: str, name: str | None = None) -> TenantData:
+        """A tenant's data: the home tenant's, or another's, made on first use (deterministic per tenant id)."""
+        with self.lock:
+            found = self._tenants.get(tenant_id.lower())
+            if found is None:
+                found = TenantData(tenant_id.lower(), name or tenant_id, catalogue.customer_scores(tenant_id),
+                                   self.clock, self.lock)  # fmt: skip
+                self._tenants[found.id] = found
+            elif name:
+                found.name = name
+            return found
+
+    def tenants(self) -> list[TenantData]:
+        with self.lock:
+            return list(self._tenants.values())
+
+    # The home tenant's data and switches, as before there were several tenants.
+    @property
+    def profiles(self) -> dict[str, dict[str, Any]]:
+        return self.home.profiles
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return self.home.scores
+
+    @property
+    def failed_providers(self) -> dict[tuple[str, str], int]:  # (vendor, provider/service) -> status: a 206
+        return self.home.failed_providers
+
+    @property
+    def forbidden(self) -> bool:  # the identity's grant was removed: every call is 403, whatever its token says
+        return self.home.forbidden
+
+    @forbidden.setter
+    def forbidden(self, value: bool) -> None:
+        self.home.forbidden = value
+
+    @property
+    def read_only(self) -> bool:  # SecurityEvents.Read.All only: PATCH is 403, whatever its token says
+        return self.home.read_only
+
+    @read_only.setter
+    def read_only(self, value: bool) -> None:
+        self.home.read_only = value
+
+    @property
+    def empty(self) -> bool:  # the profile listing answers 200 with no profiles
+        return self.home.empty
+
+    @empty.setter
+    def empty(self, value: bool) -> None:
+        self.home.empty = value
+
     def add_profile(self, profile: dict[str, Any], score: float | None) -> None:
         """Another control (benchmarks: a tenant with more controls than the catalogue); None: not scored."""
-        with self.lock:
-            self.profiles[profile["id"]] = profile
-            if score is not None:
-                self.scores[profile["id"]] = score
+        self.home.add_profile(profile, score)
 
     def inject(self, fault: Fault) -> None:
         with self.lock:
             self.faults.append(fault)
 
-    # -- the switches ----------------------------------------------------------------------------
+    # -- the switches (the home tenant's; `tenant(id).complete(...)` for another) ------------------------
 
     def complete(self, control_id: str) -> None:
         """What an admin's change does once Secure Score's daily sync sees it: all the control's points."""
-        with self.lock:
-            self.scores[control_id] = float(self.profiles[control_id]["maxScore"])
+        self.home.complete(control_id)
 
     def regress(self, control_id: str) -> None:
-        with self.lock:
-            self.scores[control_id] = 0.0
+        self.home.regress(control_id)
 
     def set_state(
         self, control_id: str, state: str, assigned_to: str | None = None, by: str = "admin@contoso.com"
     ) -> None:
         """What an admin does in the Defender portal: a new history entry with a state and an analyst."""
-        with self.lock:
-            self.profiles[control_id]["controlStateUpdates"].append(
-                {"assignedTo": assigned_to, "comment": None, "state": state, "updatedBy": by,
-                 "updatedDateTime": self._now_text()})  # fmt: skip
+        self.home.set_state(control_id, state, assigned_to, by)
 
     def state_of(self, control_id: str) -> dict[str, Any]:
         """The newest controlStateUpdates entry: where a write-back lands."""
-        with self.lock:
-            return dict(self.profiles[control_id]["controlStateUpdates"][-1])
-
-    def _now_text(self) -> str:
-        # Graph writes seven fractional digits (.NET's DateTimeOffset); the docs show six.
-        moment = datetime.fromtimestamp(self.clock(), UTC)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+        return self.home.state_of(control_id)
 
     # -- dispatch --------------------------------------------------------------------------------
 
@@ -217,12 +268,20 @@ class GraphSimulator:
             return self.identity.handle(request)
         if request.path.startswith("/sim"):
             return self._switch(request)
+        caller = self._caller(request)
+        tenant = self.tenant(caller["tid"]) if isinstance(caller, dict) else None
         with self.lock:
             self.requests.append(request)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if tenant is not None:
+                tenant.requests.append(request)
+                tenant.in_flight += 1
+                tenant.max_in_flight = max(tenant.max_in_flight, tenant.in_flight)
             fault = take_fault(self.faults, request)
         try:
+            if self.while_in_flight is not None:
+                self.while_in_flight(request)
             if self.latency:
                 time.sleep(self.latency)
             if fault is not None and fault.kind == "latency":
@@ -230,24 +289,31 @@ class GraphSimulator:
             elif fault is not None and fault.kind == "drop":
                 return SimResponse(0, drop=True)
             elif fault is not None and fault.kind == "drip":
-                response = self._route(request)
+                response = self._route(request, caller, tenant)
                 response.drip = fault.seconds
                 return response
             elif fault is not None:
                 code = "TooManyRequests" if fault.status == 429 else "ServiceUnavailable"
                 return _error(fault.status, code, "Injected fault", fault.headers)
-            response = self._route(request)
+            response = self._route(request, caller, tenant)
             response.drip = response.drip or self.drip
             return response
         finally:
             with self.lock:
                 self.in_flight -= 1
+                if tenant is not None:
+                    tenant.in_flight -= 1
 
     def _caller(self, request: SimRequest) -> dict[str, Any] | SimResponse:
-        """The token's claims, or Graph's 401 (a token it did not issue, for another audience, or expired)."""
+        """The token's claims, or Graph's 401 (a token no trusted issuer signed, for another audience, or expired)."""
         auth = request.headers.get("authorization", "")
-        claims = self.identity.verify(auth[7:]) if auth.startswith("Bearer ") else None
-        if claims is None:
+        token = auth[7:] if auth.startswith("Bearer ") else ""
+        claims = None
+        for issuer in [self.identity, *self.trusted] if token and token.isascii() else []:
+            claims = issuer.verify(token)
+            if claims is not None:
+                break
+        if claims is None or not isinstance(claims.get("tid"), str):
             return _error(401, "InvalidAuthenticationToken", "Access token validation failure.")
         if claims.get("aud") not in (self.base_url, f"{self.base_url}/"):
             return _error(401, "InvalidAuthenticationToken", "Access token validation failure. Invalid audience.")
@@ -255,69 +321,62 @@ class GraphSimulator:
             return _error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
         return claims
 
-    def _route(self, request: SimRequest) -> SimResponse:
-        claims = self._caller(request)
+    def _route(
+        self, request: SimRequest, claims: dict[str, Any] | SimResponse, tenant: TenantData | None
+    ) -> SimResponse:
         if isinstance(claims, SimResponse):
             return claims
+        assert tenant is not None  # a valid token always names its tenant
         roles = set(claims.get("roles") or [])
-        if self.forbidden or not roles & {READ_ROLE, WRITE_ROLE}:
+        if tenant.forbidden or not roles & {READ_ROLE, WRITE_ROLE}:
             return _error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
         path = request.path
         if path == SCORES and request.method == "GET":
-            return self._scores(request)
+            return self._scores(request, tenant)
         if path.startswith(SCORES + "/") and request.method == "GET":
-            return self._score(unquote(path[len(SCORES) + 1 :]))
+            return self._score(tenant, unquote(path[len(SCORES) + 1 :]))
         if path == PROFILES and request.method == "GET":
-            return self._profiles(request)
+            return self._profiles(request, tenant)
         if path.startswith(PROFILES + "/"):
             control_id = unquote(path[len(PROFILES) + 1 :])
             if request.method == "GET":
                 with self.lock:
-                    profile = self.profiles.get(control_id)
+                    profile = tenant.profiles.get(control_id)
                     shown = json.loads(json.dumps(profile)) if profile is not None else None
                 if shown is None:
                     return _error(404, "ResourceNotFound", f"Control profile '{control_id}' was not found.")
                 return SimResponse.json(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata", **shown})
             if request.method == "PATCH":
-                if self.read_only or WRITE_ROLE not in roles:
+                if tenant.read_only or WRITE_ROLE not in roles:
                     return _error(403, "Authorization_RequestDenied", "Insufficient privileges to complete the "
                                   "operation.")  # fmt: skip
-                return self._patch(control_id, request, str(claims.get("appid") or ""))
+                return self._patch(tenant, control_id, request, str(claims.get("appid") or ""))
         return _error(400, "BadRequest", f"Resource not found for the segment '{path.rsplit('/', 1)[-1]}'.")
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def _all_scores(self) -> list[dict[str, Any]]:
-        with self.lock:
-            today = catalogue.snapshot(
-                datetime.fromisoformat(self._history_base[0]["createdDateTime"].replace("Z", "+00:00")),
-                sorted(self.profiles.values(), key=_by_rank),
-                self.scores,
-            )
-        return [today, *self._history_base[1:]]
-
-    def _scores(self, request: SimRequest) -> SimResponse:
+    def _scores(self, request: SimRequest, tenant: TenantData) -> SimResponse:
         query = request.query
         try:
             top = int(query.get("$top", "90"))
             skip = int(query.get("$skiptoken") or query.get("$skip") or "0")
         except ValueError:
             return _error(400, "BadRequest", "Invalid $top or $skip value.")
-        every = self._all_scores()
+        every = tenant.all_scores()
         value = every[max(skip, 0) : max(skip, 0) + max(top, 0)]
         body: dict[str, Any] = {"@odata.context": f"{self.base_url}/v1.0/$metadata#security/secureScores",
                                 "value": value}  # fmt: skip
         if skip + top < len(every):
             body["@odata.nextLink"] = f"{self.base_url}{SCORES}?{urlencode({'$top': top, '$skiptoken': skip + top})}"
-        return self._partial(SimResponse.json(200, body))
+        return self._partial(SimResponse.json(200, body), tenant)
 
-    def _score(self, score_id: str) -> SimResponse:
-        found = next((s for s in self._all_scores() if s["id"] == score_id), None)
+    def _score(self, tenant: TenantData, score_id: str) -> SimResponse:
+        found = next((s for s in tenant.all_scores() if s["id"] == score_id), None)
         if found is None:
             return _error(404, "ResourceNotFound", f"Secure score '{score_id}' was not found.")
         return SimResponse.json(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata", **found})
 
-    def _profiles(self, request: SimRequest) -> SimResponse:
+    def _profiles(self, request: SimRequest, tenant: TenantData) -> SimResponse:
         query = request.query
         token = query.get("$skiptoken", "0")
         offset = int(token) if token.isascii() and token.isdigit() else 0
@@ -329,41 +388,41 @@ class GraphSimulator:
         match = _FILTER.fullmatch(raw_filter.strip()) if raw_filter is not None else None
         if raw_filter is not None and match is None:
             return _error(400, "BadRequest", "Invalid filter clause.")
-        failed = {provider for (_, provider) in self.failed_providers}
+        failed = {provider for (_, provider) in tenant.failed_providers}
         with self.lock:
             ordered = [
                 p
-                for p in sorted(self.profiles.values(), key=_by_rank)
+                for p in tenant.ranked()
                 if p.get("service") not in failed and (match is None or p.get(match[1]) == match[2])
             ]
             page = [json.loads(json.dumps(p)) for p in ordered[offset : offset + top]]
         body: dict[str, Any] = {
             "@odata.context": f"{self.base_url}/v1.0/$metadata#security/secureScoreControlProfiles",
-            "value": [] if self.empty else page,
+            "value": [] if tenant.empty else page,
         }
-        if offset + top < len(ordered) and not self.empty:
+        if offset + top < len(ordered) and not tenant.empty:
             base = self.next_link_base or self.base_url
             params = {k: v for k, v in (("$top", raw_top), ("$filter", raw_filter)) if v is not None}
             body["@odata.nextLink"] = f"{base}{PROFILES}?{urlencode({**params, '$skiptoken': offset + top})}"
-        return self._partial(SimResponse.json(200, body))
+        return self._partial(SimResponse.json(200, body), tenant)
 
-    def _partial(self, response: SimResponse) -> SimResponse:
+    def _partial(self, response: SimResponse, tenant: TenantData) -> SimResponse:
         """A provider behind the security API failed: 206 with one `Warning` per failed provider, the body holding
         what the others returned (learn `concepts/security-error-codes`)."""
-        if not self.failed_providers:
+        if not tenant.failed_providers:
             return response
         response.status = 206
         response.headers["Warning"] = ", ".join(
             f'199 - "{vendor}/{provider}/{status}/10000"'
-            for (vendor, provider), status in self.failed_providers.items()
+            for (vendor, provider), status in tenant.failed_providers.items()
         )
         return response
 
     # -- the update ------------------------------------------------------------------------------
 
-    def _patch(self, control_id: str, request: SimRequest, app_id: str) -> SimResponse:
+    def _patch(self, tenant: TenantData, control_id: str, request: SimRequest, app_id: str) -> SimResponse:
         with self.lock:
-            profile = self.profiles.get(control_id)
+            profile = tenant.profiles.get(control_id)
         if profile is None:
             return _error(404, "ResourceNotFound", f"Control profile '{control_id}' was not found.")
         if control_id.startswith("scid_"):
@@ -387,7 +446,7 @@ class GraphSimulator:
         with self.lock:
             current = (profile.get("controlStateUpdates") or [{}])[-1]
             entry = {name: body.get(name, current.get(name)) for name in ("assignedTo", "comment", "state")}
-            entry.update(state=entry["state"] or "Default", updatedBy=app_id, updatedDateTime=self._now_text())
+            entry.update(state=entry["state"] or "Default", updatedBy=app_id, updatedDateTime=tenant.now_text())
             profile["controlStateUpdates"].append(entry)
             shown = json.loads(json.dumps(profile))
         if "return=representation" in request.headers.get("prefer", ""):
@@ -398,6 +457,8 @@ class GraphSimulator:
 
     def _switch(self, request: SimRequest) -> SimResponse:
         parts = request.path.strip("/").split("/")
+        query = dict(parse_qsl(urlsplit(request.url).query))
+        tenant = self.tenant(query["tenant"]) if query.get("tenant") else self.home
         if (
             request.method == "POST"
             and len(parts) == 4
@@ -405,42 +466,52 @@ class GraphSimulator:
             and parts[3] in ("complete", "regress")
         ):
             control_id = unquote(parts[2])
-            if control_id not in self.profiles:
+            if control_id not in tenant.profiles:
                 return _error(404, "ResourceNotFound", control_id)
-            (self.complete if parts[3] == "complete" else self.regress)(control_id)
-            back = dict(parse_qsl(urlsplit(request.url).query)).get("back")
-            if back == "page":
-                return SimResponse(303, {"Location": "/sim"})
-            return SimResponse.json(200, {"id": control_id, "score": self.scores[control_id]})
+            (tenant.complete if parts[3] == "complete" else tenant.regress)(control_id)
+            if query.get("back") == "page":
+                return SimResponse(303, {"Location": "/sim" + _tenant_query(tenant, self.home)})
+            return SimResponse.json(200, {"id": control_id, "score": tenant.scores[control_id]})
         if request.method == "GET" and parts == ["sim"]:
-            return self._page(request)
+            return self._page(request, tenant)
         return _error(404, "NotFound", request.path)
 
     portal_port: int | None = None  # make run: the page links back to the connector's portal on this port
 
-    def _page(self, request: SimRequest | None = None) -> SimResponse:
+    def _page(self, request: SimRequest | None = None, tenant: TenantData | None = None) -> SimResponse:
         """Every control with its score and its newest note, and the switch; long notes and ids wrap, so the page
-        fits a 1280 px window."""
+        fits a 1280 px window. With several tenants, links to each tenant's controls."""
+        tenant = tenant or self.home
         rows = []
         with self.lock:
-            for profile in sorted(self.profiles.values(), key=_by_rank):
+            for profile in tenant.ranked():
                 cid = profile["id"]
-                if cid not in self.scores:
+                if cid not in tenant.scores:
                     continue  # not scored for this tenant: nothing to complete
-                score, max_score = self.scores[cid], profile.get("maxScore") or 0.0
+                score, max_score = tenant.scores[cid], profile.get("maxScore") or 0.0
                 note = ((profile.get("controlStateUpdates") or [{}])[-1] or {}).get("comment") or ""
                 action = "regress" if score >= max_score else "complete"
+                target = f"/sim/controls/{quote(cid, safe='')}/{action}?back=page"
+                target += _tenant_query(tenant, self.home, "&")
                 rows.append(
                     f"<tr><td>{html.escape(cid)}</td><td>{html.escape(str(profile.get('title')))}</td>"
                     f'<td class="score">{score:g} / {max_score:g}</td><td class="multi">{html.escape(note)}</td><td>'
-                    f'<form method="post" action="/sim/controls/{quote(cid, safe="")}/{action}?back=page">'
+                    f'<form method="post" action="{html.escape(target)}">'
                     f"<button>{'Regress' if action == 'regress' else 'Complete'}</button></form></td></tr>"
                 )
+            others = list(self._tenants.values())
+        links = ""
+        if len(others) > 1:
+            links = "<p>Tenants: " + " | ".join(
+                f"<b>{html.escape(t.name)}</b>" if t is tenant
+                else f'<a href="/sim{html.escape(_tenant_query(t, self.home))}">{html.escape(t.name)}</a>'
+                for t in others
+            ) + "</p>"  # fmt: skip
         back = pages.back_to_portal(request.url if request else "", self.portal_port)
         page = (
             "<!doctype html><html lang=en>"
             + pages.head("Graph simulator: Secure Score", ".score{white-space:nowrap}th:nth-child(4){width:40%}")
-            + f"<body><main>{back}<h1>Microsoft Graph simulator: Secure Score controls</h1>"
+            + f"<body><main>{back}<h1>Microsoft Graph simulator: Secure Score controls</h1>{links}"
             "<p>Complete or regress a control, then refresh Secure Score in the connector "
             "(<code>POST /api/recommendations/refresh</code> or the portal).</p>"
             '<table><tr><th scope="col">Control</th><th scope="col">Title</th><th scope="col">Score</th>'
@@ -449,3 +520,8 @@ class GraphSimulator:
             + "</table></main></body></html>"
         )
         return SimResponse(200, {"Content-Type": "text/html; charset=utf-8"}, page.encode())
+
+
+def _tenant_query(tenant: TenantData, home: TenantData, joiner: str = "?") -> str:
+    """`?tenant={id}` for a tenant other than the home tenant (whose page needs none, as before)."""
+    return "" if tenant is home else f"{joiner}tenant={tenant.id}"

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from dev.redirects import local_target
-from dev.simulator import pages
+from dev.simulator import directory, pages
 from dev.simulator import query as encoded_query
 
 ADMIN_SYS_ID = "6816f79cc0a8016401c5a33be04be441"
@@ -51,6 +51,7 @@ INCIDENT_FIELDS = {
     "subcategory",
     "assigned_to",
     "assignment_group",
+    "company",
     "close_code",
     "close_notes",
     "work_notes",
@@ -69,7 +70,8 @@ INCIDENT_FIELDS = {
 USER_FIELDS = {"sys_id", "user_name", "name", "email", "active", "sys_created_on", "sys_updated_on"}
 # sys_audit_delete: one row per deleted record (documentkey = its sys_id, tablename = its table).
 AUDIT_DELETE_FIELDS = {"sys_id", "tablename", "documentkey", "display_value", "sys_created_on", "sys_created_by"}
-REFERENCES = {"caller_id": "sys_user", "opened_by": "sys_user", "assigned_to": "sys_user"}
+REFERENCES = {"caller_id": "sys_user", "opened_by": "sys_user", "assigned_to": "sys_user",
+              "assignment_group": "sys_user_group", "company": "core_company"}  # fmt: skip
 # Choice labels, for sysparm_display_value (the base system's incident choices).
 CHOICES = {
     "state": {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"},
@@ -198,9 +200,12 @@ class ServiceNowSimulator:
         self.access_tokens: dict[str, Grant] = {}
         self.refresh_tokens: dict[str, Grant] = {}
         self.current_access: dict[str, str] = {}  # refresh token -> the access token it last gave
-        self.tables: dict[str, dict[str, dict[str, Any]]] = {"incident": {}, "sys_user": {}, "sys_audit_delete": {}}
+        self.tables: dict[str, dict[str, dict[str, Any]]] = {"incident": {}, "sys_user": {}, "sys_audit_delete": {},
+                                                             **directory.records(_now_text(clock()))}  # fmt: skip
         self.fields: dict[str, set[str]] = {"incident": set(INCIDENT_FIELDS), "sys_user": set(USER_FIELDS),
-                                            "sys_audit_delete": set(AUDIT_DELETE_FIELDS)}  # fmt: skip
+                                            "sys_audit_delete": set(AUDIT_DELETE_FIELDS),
+                                            "sys_user_group": set(directory.GROUP_FIELDS),
+                                            "core_company": set(directory.COMPANY_FIELDS)}  # fmt: skip
         self.faults: list[Fault] = []
         self.requests: list[SimRequest] = []
         self.auto_approve = False
@@ -771,7 +776,7 @@ class ServiceNowSimulator:
                 opened_at=stamp,
                 opened_by=self._reference("sys_user", user),
             )
-        self._apply(table, record, body)
+        self._apply(table, record, body, display_input=_display_input(request))
         self.tables[table][sys_id] = record
         location = f"{self.instance_url}/api/now/table/{table}/{sys_id}"
         return SimResponse.json(201, {"result": self._shape(table, record, request.query)}, {"Location": location})
@@ -789,12 +794,12 @@ class ServiceNowSimulator:
         if missing:
             detail = "Data Policy Exception: \n\tThe following fields are mandatory: " + ", ".join(missing)
             return SimResponse.envelope(403, "Operation Failed", detail)
-        if self._apply(table, record, body):
+        if self._apply(table, record, body, display_input=_display_input(request)):
             record["sys_updated_on"] = _now_text(self.clock())
             record["sys_mod_count"] = str(int(record.get("sys_mod_count") or 0) + 1)
         return SimResponse.json(200, {"result": self._shape(table, record, request.query)})
 
-    def _apply(self, table: str, record: dict[str, Any], body: dict[str, Any]) -> bool:
+    def _apply(self, table: str, record: dict[str, Any], body: dict[str, Any], *, display_input: bool = False) -> bool:
         changed = False
         for name, value in body.items():
             if name not in self.fields[table] or name in ("sys_id", "number", "sys_created_on"):
@@ -805,8 +810,10 @@ class ServiceNowSimulator:
                     self.journal.append((str(record.get("sys_id")), name, text))
                     changed = True
                 continue
-            if name in ("caller_id", "opened_by", "assigned_to") and text:
-                new: Any = self._reference("sys_user", text)
+            if name in REFERENCES and display_input:
+                text = self._by_display_value(REFERENCES[name], text)
+            if name in REFERENCES and text:
+                new: Any = self._reference(REFERENCES[name], text)
             else:
                 new = text
             if record.get(name) != new:
@@ -817,8 +824,25 @@ class ServiceNowSimulator:
             record["incident_state"] = record.get("state", "1")
         return changed
 
+    def _by_display_value(self, table: str, text: str) -> str:
+        """A reference given by display value (`sysparm_input_display_value=true`: "Treats input values as display
+        values and they are manipulated so they can be stored properly in the database", Table API docs, POST and
+        PATCH parameters): the sys_id of the one record whose display field (`name`) is `text`, or `text` itself when
+        it is the sys_id of a record. The docs say nothing of a name that matches no record or several; the
+        simulator then leaves the reference empty and still writes the record, the harder of the plausible
+        answers for a client that relied on a name (nothing tells it the name was not taken)."""
+        rows = self.tables.get(table, {})
+        named = [sys_id for sys_id, row in rows.items() if row.get("name") == text]
+        if len(named) == 1:
+            return named[0]
+        return text if not named and text in rows else ""
+
     def _reference(self, table: str, sys_id: str) -> dict[str, str]:
         return {"link": f"{self.instance_url}/api/now/table/{table}/{sys_id}", "value": sys_id}
+
+
+def _display_input(request: SimRequest) -> bool:
+    return request.query.get("sysparm_input_display_value", "false").lower() == "true"
 
 
 def _no_record() -> SimResponse:

@@ -21,6 +21,7 @@ from dev.simulator.core import Grant, OAuthClient, ServiceNowSimulator
 from shared.secrets import replace_private_file
 
 STATE_FILE = "servicenow-simulator.json"
+SECOND_STATE_FILE = "servicenow-simulator-2.json"  # make run's second instance
 VERSION = 1
 
 
@@ -46,7 +47,8 @@ def restore(simulator: ServiceNowSimulator, data: dict[str, Any]) -> None:
         raise ValueError(f"the simulator state has version {data.get('version')!r}, not {VERSION}")
     with simulator.lock:
         simulator._number = int(data["number"])
-        simulator.tables = {table: dict(rows) for table, rows in data["tables"].items()}
+        # Tables the code seeds and an older state file lacks (groups, companies) keep their seeded records.
+        simulator.tables = {**simulator.tables, **{table: dict(rows) for table, rows in data["tables"].items()}}
         for table, names in data["fields"].items():  # a table's fields: the code's and the saved ones
             simulator.fields.setdefault(table, set()).update(names)
         simulator.clients = {c["client_id"]: OAuthClient(**c) for c in data["clients"]}
@@ -81,9 +83,10 @@ class SimulatorFile:
             replace_private_file(self.path, json.dumps(snapshot(self.simulator)))
 
 
-def keep(simulator: ServiceNowSimulator, data_dir: Path) -> tuple[SimulatorFile, bool]:
-    """Restore the simulator from `data_dir` and save it there after every change; whether state was found."""
-    kept = SimulatorFile(simulator, data_dir / STATE_FILE)
+def keep(simulator: ServiceNowSimulator, data_dir: Path, name: str = STATE_FILE) -> tuple[SimulatorFile, bool]:
+    """Restore the simulator from `data_dir` (the file `name`: each simulated instance has its own) and save it
+    there after every change; whether state was found."""
+    kept = SimulatorFile(simulator, data_dir / name)
     found = kept.load()
     simulator.on_change = kept.save
     return kept, found

@@ -103,8 +103,10 @@ resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
 }
 
 // Sign-in with Microsoft Entra ID in front of every route but the OAuth callback (ServiceNow's redirect,
-// protected by its browser-bound state) and the push endpoint (signed by ServiceNow with HMAC). The app
-// checks the principal and the caller's role itself as well (DESIGN section 10).
+// protected by its browser-bound state), the push endpoint (signed by ServiceNow with HMAC) and the tenant consent
+// callback (a customer's admin, who has no account here, comes back from Entra ID's admin consent endpoint; its
+// single-use state is bound to the tenant record, DESIGN section 12). The app checks the principal and the
+// caller's role itself as well (DESIGN section 10).
 resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'authsettingsV2'
@@ -115,7 +117,7 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
       requireAuthentication: true
       unauthenticatedClientAction: 'RedirectToLoginPage' // API calls with X-Requested-With get 401 instead
       redirectToProvider: 'azureactivedirectory'
-      excludedPaths: [ '/api/oauth/callback', '/api/servicenow/events' ]
+      excludedPaths: [ '/api/oauth/callback', '/api/servicenow/events', '/api/tenants/consent' ]
     }
     httpSettings: {
       requireHttps: true

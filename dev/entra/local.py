@@ -1,0 +1,55 @@
+"""`make run`'s Entra ID simulator: the reader app registered with its federated credential naming the simulated
+managed identity, the Graph simulator trusting its tokens, the CA the app process trusts, the connector's settings,
+and what to tell the person at the terminal about adding the two simulated customer tenants."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dev.entra import persist
+from dev.entra.simulator import READER_APP_ID, EntraSimulator
+from dev.entra.tenants import CUSTOMERS, FABRIKAM
+from dev.entra.tls import ca_bundle, write_ca
+
+if TYPE_CHECKING:
+    from dev.graph.simulator import GraphSimulator
+
+
+class StateUnreadable(Exception):
+    """The saved state cannot be read; the message names the file."""
+
+
+def start(
+    entra: EntraSimulator, url: str, graph: GraphSimulator, ca_pem: bytes, data_dir: Path, port: int
+) -> list[str]:
+    """Point the connector at the simulator (settings and trust), and the lines that say how to use it."""
+    try:
+        found = persist.keep(entra, data_dir)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateUnreadable(f"{data_dir / persist.STATE_FILE} ({type(exc).__name__}: {str(exc)[:200]})") from None
+    app_url = f"http://localhost:{port}"
+    entra.register_app(READER_APP_ID, [f"{app_url}/api/tenants/consent"], resource=graph.base_url)
+    entra.trust_identity(READER_APP_ID, graph.identity)
+    graph.trust(entra)
+    for tenant in CUSTOMERS:
+        graph.tenant(tenant.id, tenant.name)  # listed on the Graph simulator's page from the start
+    ca = write_ca(ca_pem, data_dir)
+    bundle = ca_bundle(ca, data_dir)
+    # azure-identity's requests transport reads REQUESTS_CA_BUNDLE, httpx reads SSL_CERT_FILE (tls.py).
+    os.environ.update(READER_APP_CLIENT_ID=READER_APP_ID, ENTRA_AUTHORITY=url, APP_URL=app_url,
+                      REQUESTS_CA_BUNDLE=str(bundle), SSL_CERT_FILE=str(bundle))  # fmt: skip
+    consented = [t.name for t in entra.tenants.values() if entra.consent_of(t.id, READER_APP_ID)]
+    example = '{"tenant": "' + FABRIKAM.domain + '", "name": "' + FABRIKAM.name + '"}'
+    customers = ", ".join(f"{t.name} ({t.domain})" for t in CUSTOMERS)
+    lines = [
+        f"Other Microsoft tenants: the Entra ID simulator at {url} (tenants and consent: {url}/sim), its "
+        f"certificate from the project's own local CA {ca} (a browser warns once on the consent page).",
+        f'  Two simulated customer tenants can be added, {customers}: on the page\'s "Add a tenant", or',
+        f"  curl -X POST {app_url}/api/tenants -H 'Content-Type: application/json' -d '{example}'",
+        "  then open the consentUrl it answers and press Accept (as a Global Administrator of that tenant).",
+    ]
+    if found and consented:
+        lines.append(f"  Consented already (kept in {data_dir / persist.STATE_FILE}): {', '.join(consented)}.")
+    return lines
