@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import create, secure_score, sync
+from bench import create, secure_score, sync, tenants
 
 
 def main() -> None:
@@ -11,6 +11,8 @@ def main() -> None:
     sync.main()
     print()
     secure_score.main()
+    print()
+    tenants.main()
 
 
 if __name__ == "__main__":

@@ -73,15 +73,16 @@ def timed_servicenow(
     store: TicketStore | None = None,
     graph_transport: httpx.BaseTransport | None = None,
     clock: ManualClock | None = None,
+    **env: str,
 ) -> TimedServiceNow:
     """A connector on an in-process ServiceNow simulator, already holding a token the simulator accepts, with
-    its store in `directory` unless one is given (and both on `clock`, when one is given)."""
+    its store in `directory` unless one is given (and both on `clock`, when one is given); `env`: more settings."""
     simulator = ServiceNowSimulator(INSTANCE, clock=clock.epoch if clock else time.time)
     simulator.register_client(CLIENT_ID, CLIENT_SECRET, [REDIRECT_URI])
     transport = TimedTransport(simulator)
     settings = load_settings(
         {"SERVICENOW_INSTANCE": INSTANCE, "SERVICENOW_CLIENT_ID": CLIENT_ID, "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET,
-         "OAUTH_REDIRECT_URI": REDIRECT_URI, "AZURE_CLIENT_ID": APP_ID}
+         "OAUTH_REDIRECT_URI": REDIRECT_URI, "AZURE_CLIENT_ID": APP_ID, **env}
     )  # fmt: skip
     services = Services(
         settings,

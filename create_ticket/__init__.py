@@ -22,14 +22,16 @@ bp = func.Blueprint()
 def create_ticket(req: func.HttpRequest) -> func.HttpResponse:
     """Create the ServiceNow ticket for a recommendation, exactly once (201), or return the open one (200)."""
     from create_ticket.creation import creator_for
-    from create_ticket.fill import complete_request
+    from create_ticket.fill import complete_request, known_tenant
     from create_ticket.request import MAX_BODY, parse_ticket_request, validate_idempotency_key
     from shared import web
     from shared.auth import ROLE_CREATE
     from shared.edge import Body
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
-        request = complete_request(services, parse_ticket_request(inbound.json, initiating_user=caller.user))
+        request = complete_request(
+            services, known_tenant(services, parse_ticket_request(inbound.json, initiating_user=caller.user))
+        )
         key = validate_idempotency_key(inbound.header("Idempotency-Key"))
         ticket, created = creator_for(services).create(request, caller=caller, idempotency_key=key)
         location = {"Location": f"/api/tickets/{ticket.id}"}
@@ -46,7 +48,11 @@ def list_tickets(req: func.HttpRequest) -> func.HttpResponse:
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         params = inbound.params
-        return web.json_response(ticket_card(services, status=params.get("status"), category=params.get("category")))
+        return web.json_response(
+            ticket_card(
+                services, status=params.get("status"), category=params.get("category"), tenant=params.get("tenant")
+            )
+        )
 
     return web.handle(req, run)
 

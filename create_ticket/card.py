@@ -6,19 +6,32 @@ from collections import Counter
 from typing import Any
 
 from shared.problems import FieldError, ValidationFailed
+from shared.runs import TENANTS, run_document
 from shared.services import Services
-from shared.tickets import CLOSED_STATUSES, OPEN_STATUSES, known_categories
+from shared.tickets import CLOSED_STATUSES, HOME, OPEN_STATUSES, known_categories, tenant_filter
 
-STATUS_FILTERS = ("open", "closed", "all")
+STATUS_FILTERS = ("open", "closed", "overdue", "all")
 SUMMARY_KEYS = ("pending", "new", "in_progress", "on_hold", "resolved", "closed", "canceled", "unknown", "missing")
 
 
-def ticket_card(services: Services, *, status: str | None, category: str | None) -> dict[str, Any]:
-    errors = []
+def _tenant(services: Services, value: str | None, errors: list[FieldError]) -> str | None:
+    tenants = run_document(services.store, TENANTS).get("tenants") or {}
+    try:
+        return tenant_filter(value, services.settings.entra_tenant_id, tenants)
+    except ValidationFailed as exc:
+        errors.extend(exc.errors)
+        return HOME
+
+
+def ticket_card(
+    services: Services, *, status: str | None, category: str | None, tenant: str | None = None
+) -> dict[str, Any]:
+    errors: list[FieldError] = []
     status = "open" if status is None else status
     if status not in STATUS_FILTERS:
-        errors.append(FieldError("status", "must be open, closed or all"))
-    tickets = [t for t, _ in services.store.list_tickets()]
+        errors.append(FieldError("status", "must be open, closed, overdue or all"))
+    chosen = _tenant(services, tenant, errors)
+    tickets = [t for t, _ in services.store.list_tickets() if chosen is None or t.tenant == chosen]
     known = known_categories(t.recommendation.get("category") for t in tickets)
     if category is not None and category not in known:
         errors.append(FieldError("category", f"must be one of {', '.join(known)}"))
@@ -28,8 +41,13 @@ def ticket_card(services: Services, *, status: str | None, category: str | None)
         tickets = [t for t in tickets if t.recommendation.get("category") == category]
     summary = Counter({key: 0 for key in SUMMARY_KEYS})
     summary.update(t.status for t in tickets)
+    now = services.clock()
+    summary["overdue"] = sum(1 for t in tickets if t.is_overdue(now))
     wanted = {"open": OPEN_STATUSES, "closed": CLOSED_STATUSES}.get(status)
-    shown = [t for t in tickets if wanted is None or t.status in wanted]
+    if status == "overdue":
+        shown = [t for t in tickets if t.is_overdue(now)]
+    else:
+        shown = [t for t in tickets if wanted is None or t.status in wanted]
     shown.sort(key=lambda t: t.created_at, reverse=True)
     sync = services.store.get_sync_state()
     return {

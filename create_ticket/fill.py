@@ -9,8 +9,10 @@ from typing import Any
 
 from create_ticket.request import DESCRIPTION_LIMIT, Recommendation, TicketRequest
 from shared.problems import FieldError, SecureScoreUnavailable, ValidationFailed
+from shared.runs import TENANTS, run_document
 from shared.services import Services
 from shared.text import clean_line
+from shared.tickets import HOME
 
 SECURE_SCORE_PAGE = "https://security.microsoft.com/securescore?viewid=actions"
 
@@ -63,6 +65,18 @@ def complete_from_control(request: TicketRequest, control: dict[str, Any] | None
         control={"score": control.get("score"), "maxScore": control.get("maxScore"), "completed": control["completed"]},
     )
     return replace(completed, origin=request.fingerprint())
+
+
+def known_tenant(services: Services, request: TicketRequest) -> TicketRequest:
+    """A request for another tenant names one the connector reads (the sign-in's tenant id is the home tenant)."""
+    if not request.tenant:
+        return request
+    if request.tenant == (services.settings.entra_tenant_id or "").lower():
+        return replace(request, tenant=HOME)
+    record = (run_document(services.store, TENANTS).get("tenants") or {}).get(request.tenant) or {}
+    if record.get("state") != "active":
+        raise ValidationFailed([FieldError("tenant", "is not a tenant the connector reads (GET /api/tenants)")])
+    return request
 
 
 def complete_request(services: Services, request: TicketRequest) -> TicketRequest:

@@ -21,7 +21,7 @@ from dev.redirects import local_target
 from shared.signin import LOCAL_PROOF_HEADER, local_host_proof
 
 SESSION_COOKIE = "AppServiceAuthSession"
-EXCLUDED_PATHS = ("/api/oauth/callback", "/api/servicenow/events")
+EXCLUDED_PATHS = ("/api/oauth/callback", "/api/servicenow/events", "/api/tenants/consent")
 _PLATFORM_HEADERS = ("x-ms-client-principal", "x-ms-token-", LOCAL_PROOF_HEADER.lower())
 
 

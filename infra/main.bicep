@@ -26,7 +26,7 @@ param serviceNowClientSecret string = ''
 @description('Table tickets are created in.')
 param serviceNowTable string = 'incident'
 
-@description('Optional JSON object overriding the field mapping (README: Creating tickets).')
+@description('Optional JSON object overriding the field mapping (docs/api.md: The ServiceNow record).')
 param serviceNowFieldMap string = ''
 
 @description('Refresh Token Lifespan of the OAuth client, in seconds, if changed from ServiceNow\'s default.')

@@ -8,9 +8,10 @@ the token, and read and write access to the ticket table.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
+from oauth_callback.checks import Check
+from oauth_callback.tenant_checks import tenant_checks
 from shared.problems import ConnectorError, NotConnected, ReauthorizationRequired
 from shared.runs import SECURE_SCORE_RUN, run_document
 from shared.services import Services
@@ -19,17 +20,6 @@ from shared.tokens import RECONNECT_REMEDIATION, RECONNECT_WARNING, TokenBundle
 log = logging.getLogger(__name__)
 
 CORRELATION_PREFIX = "m365sec:"
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    remediation: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "remediation": self.remediation}
 
 
 def _iso(value: Any) -> str | None:
@@ -57,7 +47,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
                 "settings",
                 False,
                 "; ".join(f"{i.setting} {i.message}" for i in settings.issues),
-                "Fix the app settings named here (README: Settings), then restart the app.",
+                "Fix the app settings named here (docs/settings.md), then restart the app.",
             )
         )
         return _finish(body)
@@ -115,6 +105,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
     checks.append(_refresh_lifetime(bundle, now))
     checks.append(_sync_check(sync))
     checks.append(_secure_score_check(services, live=live))
+    checks.extend(tenant_checks(services, live=live))
     checks.append(_failed_items({**failures, **_secure_score_state(services).get("failures", {})}))
     if live:
         checks.extend(_live_checks(services))
@@ -126,7 +117,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
 
 
 _SYNC_FIX = "Fix what the error names; the next run resumes from where the last one stopped."
-# What to do about the failure that stopped a status sync run, by its problem code (README: Problems).
+# What to do about the failure that stopped a status sync run, by its problem code (docs/api.md: Problems).
 _SYNC_FIXES = {
     "servicenow_unavailable": (
         "Nothing to change in the connector if it passes: ServiceNow did not answer or was busy, and the next run "

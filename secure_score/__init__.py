@@ -1,4 +1,5 @@
-"""Secure Score: the refresh timer, the recommendations list, and refresh on demand (DESIGN section 9)."""
+"""Secure Score: the refresh timer, the recommendations list, refresh on demand (DESIGN section 9), and the
+Microsoft tenants the connector reads (DESIGN section 12)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import azure.functions as func
 if TYPE_CHECKING:
     from shared.auth import Caller
     from shared.edge import Inbound
+    from shared.problems import ConnectorError
     from shared.services import Services
 
 bp = func.Blueprint()
@@ -32,6 +34,7 @@ def secure_score_sync(timer: func.TimerRequest) -> None:
 @bp.route(route="recommendations", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """The tenant's improvement actions with their score and ticket, from the stored snapshot."""
+    from secure_score import tenants
     from secure_score.recommendations import list_recommendations
     from shared import web
 
@@ -44,6 +47,7 @@ def recommendations(req: func.HttpRequest) -> func.HttpResponse:
                 status=params.get("status"),
                 ticket=params.get("ticket"),
                 scored=params.get("scored"),
+                tenant=tenants.resolve(services, params.get("tenant")),
             )
         )
 
@@ -61,3 +65,66 @@ def refresh_recommendations(req: func.HttpRequest) -> func.HttpResponse:
         return web.json_response(SecureScoreSync(services).refresh().to_json())
 
     return web.handle(req, run, role=ROLE_ADMIN)
+
+
+@bp.route(route="tenants", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def list_tenants(req: func.HttpRequest) -> func.HttpResponse:
+    """Every tenant with its score, trend, open actions and tickets, and health; consent links for admins."""
+    from secure_score.overview import tenant_overview
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+
+    def run(services: Services, caller: Caller, _: Inbound) -> func.HttpResponse:
+        return web.json_response(tenant_overview(services, admin=ROLE_ADMIN in caller.roles))
+
+    return web.handle(req, run)
+
+
+@bp.route(route="tenants", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def add_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    """Register a tenant (by id or domain) as pending; 201 with the consent link its admin opens."""
+    from secure_score import tenants
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.edge import Body
+
+    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
+        added = tenants.add(services, inbound.json, caller.user or "unknown")
+        if added.consent_url is None:  # the home tenant, paused before, is read again
+            return web.json_response(added.tenant)
+        body = {**tenants.shown(added.tenant), "consentUrl": added.consent_url}
+        return web.json_response(body, 201, {"Location": f"/api/tenants/{added.tenant['id']}"})
+
+    return web.handle(req, run, role=ROLE_ADMIN, body=Body(1024))
+
+
+@bp.route(route="tenants/{id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+def remove_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    """Stop reading a tenant (the home tenant is paused); its tickets stay. The answer says how that tenant's admin
+    removes the reader app, which the connector cannot do for them."""
+    from secure_score import tenants
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        return web.json_response(tenants.removal(services, req.route_params.get("id", "")))
+
+    return web.handle(req, run, role=ROLE_ADMIN)
+
+
+@bp.route(route="tenants/consent", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def tenant_consent(req: func.HttpRequest) -> func.HttpResponse:
+    """Microsoft's admin consent redirects here; anonymous, guarded by the single-use state bound to the tenant."""
+    from secure_score.consent import finish_consent
+    from shared import web
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        page = finish_consent(services, inbound.params)
+        return web.html_page(page.title, list(page.lines), page.status)
+
+    def failed(error: ConnectorError) -> func.HttpResponse:
+        advice = "Open the consent link again." if error.status < 500 else (error.remediation or "")
+        return web.html_page("Tenant not added", ["The consent could not be processed.", advice], error.status)
+
+    # Entra ID's error_description ends with trace lines; the page never shows it, but it must not be refused.
+    return web.handle(req, run, authenticate=False, on_error=failed, multi_line=frozenset({"error_description"}))

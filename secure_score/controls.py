@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from secure_score.htmltext import html_to_text
@@ -48,13 +49,31 @@ def number(value: Any) -> float | None:
     return parsed if parsed == parsed and abs(parsed) < 1e9 else None  # not NaN, not absurd
 
 
-_line = clean_line
+def _line(value: Any, limit: int) -> str:
+    """One clean line of a profile's text; the catalogue's strings recur in every tenant, so each is cleaned once."""
+    return _clean(value, limit) if isinstance(value, str) else ""
+
+
+@lru_cache(maxsize=16384)
+def _clean(value: str, limit: int) -> str:
+    return clean_line(value, limit)
 
 
 def _text(value: Any, limit: int) -> str:
     if not isinstance(value, str):
         return ""
     return _INVISIBLE.sub("", _SEPARATORS.sub("\n", _CONTROLS_TEXT.sub(" ", value)))[:limit]
+
+
+def _from_html(value: Any, read: int, keep: int) -> str:
+    return _plain(value, read, keep) if isinstance(value, str) else ""
+
+
+@lru_cache(maxsize=4096)
+def _plain(markup: str, read: int, keep: int) -> str:
+    """Remediation text is the same catalogue in every tenant and every refresh: converted once per process, not
+    once per tenant (the conversion is most of a refresh's own time)."""
+    return _text(html_to_text(_text(markup, read)), keep)
 
 
 def _updated_at(value: Any) -> datetime | None:
@@ -100,32 +119,58 @@ def build_control(profile: dict[str, Any], score_entry: dict[str, Any] | None) -
         raise ProfileRefused(
             f"a control profile with an id the connector cannot use ({printable(str(control_id), 64)})"
         )
-    max_score = number(profile.get("maxScore"))
+    described = _description(control_id, profile)
     score = number(score_entry.get("score")) if score_entry else None
-    action_url = profile.get("actionUrl")
-    rank = number(profile.get("rank"))
-    threats = profile.get("threats")
     return {
-        "id": control_id,
-        "title": _line(profile.get("title"), 300) or control_id,
-        "category": category_of(profile.get("controlCategory")),
-        "service": _line(profile.get("service"), 80) or None,
-        "rank": int(rank) if rank is not None else None,
-        "maxScore": max_score,
+        **described,
         "score": score,
         "scored": score_entry is not None,
-        "completed": is_completed(score, max_score),
+        "completed": is_completed(score, described["maxScore"]),
         "state": current_state(profile),
-        "actionType": _line(profile.get("actionType"), 40) or None,
-        "tier": _line(profile.get("tier"), 40) or None,
-        "userImpact": _line(profile.get("userImpact"), 40) or None,
-        "implementationCost": _line(profile.get("implementationCost"), 40) or None,
-        "threats": [_line(t, 80) for t in threats if isinstance(t, str)][:20] if isinstance(threats, list) else [],
-        "remediation": _text(html_to_text(_text(profile.get("remediation"), 20000)), 8000),
-        "remediationImpact": _text(html_to_text(_text(profile.get("remediationImpact"), 4000)), 2000),
-        "actionUrl": action_url if isinstance(action_url, str) and HTTPS_URL.fullmatch(action_url) else None,
-        "deprecated": profile.get("deprecated") is True,
         "implementationStatus": _line((score_entry or {}).get("implementationStatus"), 300) or None,
+    }
+
+
+_DESCRIBED = ("title", "controlCategory", "service", "rank", "maxScore", "actionType", "tier", "userImpact",
+              "implementationCost", "threats", "remediation", "remediationImpact", "actionUrl",
+              "deprecated")  # fmt: skip
+
+
+def _description(control_id: str, profile: dict[str, Any]) -> dict[str, Any]:
+    """What a profile says about its control, apart from its state. The catalogue is the same in every tenant and
+    every refresh, so each distinct description is made once per process (keyed by each value and its type: `1`
+    and `True` are not the same description)."""
+    key = tuple(v if type(v) is str else (type(v).__name__, tuple(v) if isinstance(v, list) else v)
+                for v in map(profile.get, _DESCRIBED))  # fmt: skip
+    try:
+        described = _describe(control_id, key)
+    except TypeError:  # a value that cannot be a key (an object where text was due): made without the cache
+        described = _describe.__wrapped__(control_id, key)
+    return {**described, "threats": list(described["threats"])}  # the cached one is never handed out
+
+
+@lru_cache(maxsize=8192)
+def _describe(control_id: str, key: tuple[Any, ...]) -> dict[str, Any]:
+    raw = [v if type(v) is str else list(v[1]) if v[0] == "list" else v[1] for v in key]
+    (title, category, service, rank_value, max_value, action_type, tier, impact, cost, threats, remediation,
+     remediation_impact, action_url, deprecated) = raw  # fmt: skip
+    rank = number(rank_value)
+    return {
+        "id": control_id,
+        "title": _line(title, 300) or control_id,
+        "category": category_of(category),
+        "service": _line(service, 80) or None,
+        "rank": int(rank) if rank is not None else None,
+        "maxScore": number(max_value),
+        "actionType": _line(action_type, 40) or None,
+        "tier": _line(tier, 40) or None,
+        "userImpact": _line(impact, 40) or None,
+        "implementationCost": _line(cost, 40) or None,
+        "threats": [_line(t, 80) for t in threats if isinstance(t, str)][:20] if isinstance(threats, list) else [],
+        "remediation": _from_html(remediation, 20000, 8000),
+        "remediationImpact": _from_html(remediation_impact, 4000, 2000),
+        "actionUrl": action_url if isinstance(action_url, str) and HTTPS_URL.fullmatch(action_url) else None,
+        "deprecated": deprecated is True,
     }
 
 

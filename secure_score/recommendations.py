@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from secure_score import tenants
 from secure_score.controls import by_rank, newest_tickets
 from shared.problems import FieldError, ValidationFailed
 from shared.services import Services
-from shared.tickets import Ticket, known_categories
+from shared.tickets import HOME, Ticket, known_categories
 
 STATUS_FILTERS = ("open", "completed", "all")
 TICKET_FILTERS = ("with", "without", "any")
@@ -47,7 +48,9 @@ def list_recommendations(
     status: str | None,
     ticket: str | None,
     scored: str | None = None,
+    tenant: str | None = HOME,
 ) -> dict[str, Any]:
+    """One tenant's actions (HOME by default) or, with `tenant` None, every tenant's, each item naming its tenant."""
     errors = []
     status = ("all" if scored == "false" else "open") if status is None else status
     ticket = "any" if ticket is None else ticket
@@ -58,33 +61,42 @@ def list_recommendations(
         errors.append(FieldError("ticket", "must be with, without or any"))
     if scored not in SCORED_FILTERS:
         errors.append(FieldError("scored", "must be true, false or any"))
-    snapshot = services.store.get_secure_score()
-    summary, controls = snapshot if snapshot is not None else ({}, [])
-    known = known_categories(c.get("category") for c in controls)
+    chosen = [tenant] if tenant is not None else tenants.readable(services)
+    snapshots = {t: services.store.get_secure_score(t) for t in chosen}
+    known = known_categories(c.get("category") for found in snapshots.values() if found for c in found[1])
     if category is not None and category not in known:
         errors.append(FieldError("category", f"must be one of {', '.join(known)}"))
     if errors:
         raise ValidationFailed(errors)
-    if snapshot is None:
-        return {"secureScore": None, "refreshedAt": None, "history": [], "recommendations": [], "notScored": 0}
-    newest = newest_tickets(t for t, _ in services.store.list_tickets())
-    shown = []
-    for control in sorted(controls, key=by_rank):
-        if not _status_matches(control, status) or (scored != "any" and _is_scored(control) != (scored == "true")):
+    every = [t for t, _ in services.store.list_tickets()]
+    shown: list[dict[str, Any]] = []
+    not_scored = 0
+    for tenant_id, snapshot in snapshots.items():
+        if snapshot is None:
             continue
-        if category is not None and control.get("category") != category:
-            continue
-        found = newest.get(control["id"])
-        if (ticket == "with" and found is None) or (ticket == "without" and found is not None):
-            continue
-        item = {k: control.get(k) for k in _SHOWN}
-        item["scored"] = _is_scored(control)
-        item["ticket"] = _ticket_summary(found, services.settings.instance_url) if found else None
-        shown.append(item)
+        controls = snapshot[1]
+        not_scored += sum(1 for c in controls if not _is_scored(c))
+        newest = newest_tickets(every, tenant_id)
+        for control in sorted(controls, key=by_rank):
+            matches = _status_matches(control, status) and (
+                scored == "any" or _is_scored(control) == (scored == "true")
+            )
+            if not matches or (category is not None and control.get("category") != category):
+                continue
+            found = newest.get(control["id"])
+            if (ticket == "with" and found is None) or (ticket == "without" and found is not None):
+                continue
+            item = {k: control.get(k) for k in _SHOWN}
+            item["scored"] = _is_scored(control)
+            item["ticket"] = _ticket_summary(found, services.settings.instance_url) if found else None
+            if tenant is None:
+                item["tenant"] = tenant_id or None
+            shown.append(item)
+    summary = (snapshots.get(HOME if tenant is None else tenant) or ({}, []))[0]
     return {
         "secureScore": summary.get("secureScore"),
         "refreshedAt": summary.get("refreshedAt"),
         "history": summary.get("history") or [],
         "recommendations": shown,
-        "notScored": sum(1 for c in controls if not _is_scored(c)),
+        "notScored": not_scored,
     }

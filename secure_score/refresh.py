@@ -80,6 +80,10 @@ class RefreshResult:
         data = asdict(self)
         data["durationMs"] = data.pop("duration_ms")
         data["errors"] = listed_errors(self.errors)
+        if not self.tenants:  # one tenant: the result is as before tenants
+            data.pop("tenants")
+        if self.tenant is None:
+            data.pop("tenant")
         return data
 
     def warn(self, error: ConnectorError, **about: Any) -> None:
@@ -109,8 +113,10 @@ class TenantRefresh:
         """Fill `result`; a read that fails raises after the result says why (the old snapshot stays)."""
         services, tenant = self._services, self._tenant
         now = result.at
+        previous = self._store.get_secure_score(tenant)
+        days = reading.days_to_read(previous, services.clock().date())
         try:
-            scores, listing = reading.read(services, tenant, self.count)
+            scores, listing = reading.read(services, tenant, self.count, days)
         except deadlines.RunOutOfTime:
             error = SecureScoreUnavailable(
                 f"Microsoft Graph did not finish answering within the refresh's deadline "
@@ -125,7 +131,6 @@ class TenantRefresh:
             raise
         for warning in dict.fromkeys(scores.warnings + listing.warnings):  # each failed provider once
             reading.provider_warning(services, result, warning)
-        previous = self._store.get_secure_score(tenant)
         key = f"suspectDrop:{tenant}" if tenant else "suspectDrop"
         doubt = reading.doubt(scores.items, listing, previous, run_state(services).get(key),
                               lambda drop: _update_document(self._store, lambda s: {**s, key: drop}))  # fmt: skip
@@ -135,7 +140,8 @@ class TenantRefresh:
         controls = reading.join(listing.items, scores.items[0], result)
         if result.warnings and previous is not None:
             controls = reading.carry_forward(controls, previous[1])
-        self._store.put_secure_score(reading.summary(scores.items, controls, now), controls, tenant)
+        kept = list((previous[0].get("history") or []) if previous else [])
+        self._store.put_secure_score(reading.summary(scores.items, controls, now, kept), controls, tenant)
         result.controls = len(controls)
         result.scored = sum(1 for c in controls if c.get("scored"))
         day = str(scores.items[0].get("createdDateTime") or now)[:10]
@@ -267,7 +273,7 @@ class SecureScoreSync:
         if HOME in outcomes:
             total.error = outcomes[HOME][0].error
         total.duration_ms = int((time.monotonic() - started) * 1000)
-        self._persist(total, home=outcomes.get(HOME, (None, None))[0])
+        self._persist(total, home=outcomes[HOME][0] if HOME in outcomes else None)
         first = next((f for _, f in outcomes.values() if f is not None), None)
         if total.status == "failed" and first is not None:
             raise first
@@ -277,7 +283,7 @@ class SecureScoreSync:
         """The run's result and the item failures it changed, merged under the document's ETag so a concurrent
         writer's entries survive; `last` stays the home tenant's (provisioning reads it)."""
         failures = dict(self._failures)
-        shown = home if home is not None else result
+        shown = home if home is not None else (result if result is not None and not result.tenants else None)
 
         def update(state: dict[str, Any]) -> dict[str, Any]:
             merged = merge_failures(state.get("failures"), failures)

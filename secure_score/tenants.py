@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,12 +20,13 @@ import httpx
 from shared import deadlines
 from shared.auth import new_state
 from shared.problems import FieldError, NotConfigured, NotFound, SecureScoreUnavailable, ValidationFailed
+from shared.runs import TENANTS
 from shared.services import Services
 from shared.store import StoreConflict
 from shared.text import clean_line, printable
-from shared.tickets import HOME, TENANT_ID
+from shared.tickets import HOME, TENANT_ID, tenant_filter
 
-DOCUMENT = "tenants"
+DOCUMENT = TENANTS
 CONSENT_LIFETIME = timedelta(days=14)
 CONSENT_PATH = "/api/tenants/consent"
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -34,7 +36,7 @@ STATES = ("pending", "active", "paused", "removed")
 @dataclass(frozen=True)
 class Added:
     tenant: dict[str, Any]
-    consent_url: str
+    consent_url: str | None  # None: the home tenant, resumed
 
 
 def _load(services: Services) -> tuple[dict[str, Any], str | None]:
@@ -42,8 +44,16 @@ def _load(services: Services) -> tuple[dict[str, Any], str | None]:
     return (dict(found[0]), found[1]) if found else ({"tenants": {}}, None)
 
 
+_CHANGING = threading.Lock()  # this instance's writers queue up; the ETag settles races with other instances
+
+
 def change(services: Services, edit: Any) -> Any:
     """Apply `edit(document) -> answer` under the document's ETag, re-reading on a lost race."""
+    with _CHANGING:
+        return _change(services, edit)
+
+
+def _change(services: Services, edit: Any) -> Any:
     for _ in range(10):
         document, etag = _load(services)
         document.setdefault("tenants", {})
@@ -127,13 +137,8 @@ def home_id(services: Services) -> str | None:
 
 
 def add(services: Services, body: Any, added_by: str) -> Added:
-    """Register a tenant by id or domain as `pending`, with its consent link (a single-use state, 14 days)."""
-    if not services.settings.reader_app_client_id:
-        raise NotConfigured(
-            "Adding a tenant needs the connector's multi-tenant reader app, and READER_APP_CLIENT_ID is not set.",
-            remediation="Deploy with the Bicep (it creates the reader app and sets READER_APP_CLIENT_ID), or set it "
-            "to your own multi-tenant app's client id (admin guide: Add a tenant).",
-        )
+    """Register a tenant by id or domain as `pending`, with its consent link (a single-use state, 14 days).
+    The home tenant again is refused, unless it is paused: then it is read again (no consent needed)."""
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("body", "must be a JSON object")])
     errors = [FieldError(printable(k, 64), "is not a member; known: tenant, name") for k in body if k not in
@@ -146,9 +151,19 @@ def add(services: Services, body: Any, added_by: str) -> Added:
         errors.append(FieldError("name", "must be one line of 1-100 characters"))
     if errors:
         raise ValidationFailed(errors)
+    home = home_id(services)
+    if not services.settings.reader_app_client_id and wanted != home:
+        raise NotConfigured(
+            "Adding a tenant needs the connector's multi-tenant reader app, and READER_APP_CLIENT_ID is not set.",
+            remediation="Deploy with the Bicep (it creates the reader app and sets READER_APP_CLIENT_ID), or set it "
+            "to your own multi-tenant app's client id (admin guide: Add a tenant).",
+        )
     tenant_id = wanted if TENANT_ID.fullmatch(wanted) else discover(services, wanted)
-    if tenant_id == home_id(services):
-        raise ValidationFailed([FieldError("tenant", "is this deployment's own tenant, which is always read")])
+    if tenant_id == home:
+        if home_state(services) != "paused":
+            raise ValidationFailed([FieldError("tenant", "is this deployment's own tenant, which is read already")])
+        resume_home(services)
+        return Added({"id": tenant_id, "home": True, "state": "active"}, None)
     consent = _fresh_consent(services)
     now = services.clock().isoformat()
 
@@ -189,6 +204,33 @@ def pause_or_remove(services: Services, tenant_id: str) -> dict[str, Any]:
     return change(services, remove)  # type: ignore[no-any-return]
 
 
+_SHOWN = ("id", "name", "domain", "state", "addedAt", "addedBy", "consentedAt", "lastRefresh", "lastError")
+
+
+def shown(record: dict[str, Any]) -> dict[str, Any]:
+    """A tenant record as the API shows it: never its consent state (the link is given to admins only)."""
+    answer = {k: record.get(k) for k in _SHOWN}
+    answer["consentExpiresAt"] = (record.get("consent") or {}).get("expiresAt")
+    return answer
+
+
+def removal(services: Services, tenant_id: str) -> dict[str, Any]:
+    """DELETE's answer: what changed, and what only the tenant's own admin can do."""
+    done = pause_or_remove(services, tenant_id)
+    if done.get("home"):
+        return {**done, "detail": "The connector no longer reads this organization's own Secure Score; its tickets "
+                "stay. POST /api/tenants with this tenant's id reads it again."}  # fmt: skip
+    return {
+        **shown(done),
+        "detail": "The connector no longer reads this tenant; its tickets stay in ServiceNow and in the connector, "
+        "marked as the tenant's.",
+        "removeApp": "The connector cannot remove its reader app from a tenant it no longer reads. That tenant's "
+        "Global Administrator removes it in the Microsoft Entra admin center: Enterprise applications > "
+        f"(filter: Application ID {services.settings.reader_app_client_id or 'the reader app'}) > Properties > "
+        "Delete. Until then the app keeps its consent but the connector never uses it.",
+    }
+
+
 def resume_home(services: Services) -> None:
     change(services, lambda d: d.setdefault("home", {}).update(state="active"))
 
@@ -201,14 +243,29 @@ def record_run(services: Services, tenant_id: str, last: dict[str, Any], error: 
         if record is None:
             return
         record["lastRefresh"] = last
-        record["lastError"] = error
+        _set_error(services, tenant_id, record, error)
         if tenant_id != HOME and error is None and record.get("state") == "pending":
             record.update(state="active", consentedAt=last.get("at"), consentReportedAt=None)
-        if tenant_id != HOME and error and error.get("code") == "tenant_not_consented" and not record.get("consent"):
-            consent = _fresh_consent(services)  # withdrawn: its row shows a new consent link
-            record.update(consent={k: consent[k] for k in ("hash", "expiresAt")}, consentState=consent["state"])
 
     change(services, note)
+
+
+def note_error(services: Services, tenant_id: str, error: dict[str, Any]) -> None:
+    """An error met outside a refresh (the consent's proof read) on the tenant's row."""
+
+    def note(document: dict[str, Any]) -> None:
+        record = document["tenants"].get(tenant_id)
+        if record is not None:
+            _set_error(services, tenant_id, record, error)
+
+    change(services, note)
+
+
+def _set_error(services: Services, tenant_id: str, record: dict[str, Any], error: dict[str, Any] | None) -> None:
+    record["lastError"] = error
+    if tenant_id != HOME and error and error.get("code") == "tenant_not_consented" and not record.get("consent"):
+        consent = _fresh_consent(services)  # never consented after all, or withdrawn: its row shows a new link
+        record.update(consent={k: consent[k] for k in ("hash", "expiresAt")}, consentState=consent["state"])
 
 
 def expired(record: dict[str, Any], now: datetime) -> bool:
@@ -243,3 +300,13 @@ def take_consent(services: Services, state: str, *, reported_at: str) -> dict[st
         return found
 
     return change(services, take)  # type: ignore[no-any-return]
+
+
+def resolve(services: Services, value: str | None) -> str | None:
+    """A `tenant=` filter against the tenants the connector knows (removed ones too: their tickets stay)."""
+    return tenant_filter(value, home_id(services), registered(services))
+
+
+def readable(services: Services) -> list[str]:
+    """HOME and every registered tenant not removed (what `tenant=all` lists)."""
+    return [HOME, *sorted(t for t, r in registered(services).items() if r.get("state") != "removed")]

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shared.problems import FieldError, Forbidden, UnsupportedMediaType, ValidationFailed
-from shared.text import never_acceptable, one_line_ok, printable
+from shared.text import multi_line_ok, never_acceptable, one_line_ok, printable
 
 MAX_DEPTH = 32
 MAX_PARAM = 2048
@@ -70,13 +70,22 @@ def request_path(url: str) -> str:
 
 
 def check_request(
-    *, method: str, params: Mapping[str, str], headers: Mapping[str, str], own_origins: tuple[str, ...]
+    *,
+    method: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    own_origins: tuple[str, ...],
+    multi_line: frozenset[str] = frozenset(),
 ) -> None:
-    """Query values and, for unsafe methods, the `Origin`: checked before the caller is authenticated."""
+    """Query values and, for unsafe methods, the `Origin`: checked before the caller is authenticated. Values are one
+    line, except those a route names in `multi_line` (Entra ID's `error_description` ends with its trace lines)."""
     bad = [
         FieldError(printable(name, 64), f"must be one line of at most {MAX_PARAM} characters")
         for name, value in params.items()
-        if len(value) > MAX_PARAM or len(name) > 100 or not one_line_ok(value) or not one_line_ok(name)
+        if len(value) > MAX_PARAM
+        or len(name) > 100
+        or not one_line_ok(name)
+        or not (multi_line_ok(value) if name in multi_line else one_line_ok(value))
     ]
     if bad:
         raise ValidationFailed(bad[:10])

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
-# Problem types are URNs (RFC 9457 allows non-resolvable URIs); the README documents each code.
+# Problem types are URNs (RFC 9457 allows non-resolvable URIs); docs/api.md (Problems) documents each code.
 PROBLEM_TYPE_BASE = "urn:m365-servicenow-connector:problem:"
 
 

@@ -78,7 +78,7 @@ class Services:
             listed = "; ".join(f"{i.setting} {i.message}" for i in self.settings.issues)
             raise NotConfigured(
                 f"The connector's settings need attention: {listed}",
-                remediation="Fix the app settings named here (README: Settings), then restart the app.",
+                remediation="Fix the app settings named here (docs/settings.md), then restart the app.",
             )
 
     @property

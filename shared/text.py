@@ -56,5 +56,4 @@ def clean_line(value: object, limit: int) -> str:
     """Outside text as one clean line: control and invisible characters become spaces, runs of space one."""
     if not isinstance(value, str):
         return ""
-    text = "".join(ch if one_line_ok(ch) else " " for ch in value)
-    return " ".join(text.split())[:limit]
+    return " ".join(_ONE_LINE.sub(" ", value).split())[:limit]

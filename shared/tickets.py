@@ -12,11 +12,12 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from shared.fieldmap import FieldMap
-from shared.problems import ConnectorError
+from shared.problems import ConnectorError, FieldError, ValidationFailed
 from shared.text import ascii_int, one_line_ok, printable
 
 CORRELATION_PREFIX = "m365sec:"
@@ -71,6 +72,21 @@ def record_number(value: Any) -> str:
 HOME = ""  # the deployment's own tenant: every ticket, claim and snapshot from before tenants is the home tenant's
 TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _TENANT_TAG = re.compile(r"^([a-z2-7]{26}):(.+)$")
+
+
+def tenant_filter(value: str | None, home_id: str | None, known: Iterable[str]) -> str | None:
+    """A `tenant=` query value: absent or `home` is the home tenant (HOME), `all` every one (None), else the id of
+    a tenant in `known` (the home tenant's own id included); anything else raises `validation_failed`."""
+    if value is None or value == "home":
+        return HOME
+    if value == "all":
+        return None
+    wanted = value.lower()
+    if wanted == (home_id or "-").lower():
+        return HOME
+    if TENANT_ID.fullmatch(wanted) and wanted in set(known):
+        return wanted
+    raise ValidationFailed([FieldError("tenant", "must be home, all, or the id of a tenant the connector reads")])
 
 
 def tenant_tag(tenant: str) -> str:
@@ -136,6 +152,16 @@ class Ticket:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    def is_overdue(self, now: datetime) -> bool:
+        """Past its due date and not done (resolved, closed and canceled are done)."""
+        if not self.due_date or not self.is_open:
+            return False
+        try:
+            due = datetime.fromisoformat(self.due_date.replace("Z", "+00:00"))
+        except ValueError:
+            return False
+        return (due if due.tzinfo else due.replace(tzinfo=UTC)) < now
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)

@@ -106,6 +106,7 @@ def handle(
     role: str | None = None,
     body: Body | None = None,
     on_error: Callable[[ConnectorError], func.HttpResponse] | None = None,
+    multi_line: frozenset[str] = frozenset(),
 ) -> func.HttpResponse:
     """Run a function body: the edge's checks (DESIGN section 11), the caller and the app `role` it needs
     (the two anonymous routes, which ServiceNow's redirect and its business rule call, pass
@@ -117,7 +118,8 @@ def handle(
         services = get_services()
         params = dict(req.params)
         headers = dict(req.headers)
-        edge.check_request(method=req.method, params=params, headers=headers, own_origins=services.settings.app_origins)
+        edge.check_request(method=req.method, params=params, headers=headers,
+                           own_origins=services.settings.app_origins, multi_line=multi_line)  # fmt: skip
         caller = services.caller(headers) if authenticate else ANONYMOUS
         if role is not None:
             caller.require(role)

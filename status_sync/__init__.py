@@ -30,7 +30,7 @@ def status_sync(timer: func.TimerRequest) -> None:
 
 @bp.route(route="servicenow/events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def servicenow_events(req: func.HttpRequest) -> func.HttpResponse:
-    """A change notice from the ServiceNow business rule (README: Push notices)."""
+    """A change notice from the ServiceNow business rule (docs/status-sync.md: Push notices)."""
     from shared import web
     from shared.edge import Body
     from status_sync.events import MAX_NOTICE, apply_notice, verify

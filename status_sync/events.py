@@ -43,7 +43,7 @@ def verify(services: Services, inbound: Inbound) -> str:
             "No webhook secret is configured, so change notices cannot be verified.",
             remediation=(
                 f"Store a random base64 key (e.g. `openssl rand -base64 32`) as the secret '{WEBHOOK_SECRET}' "
-                "and the same value in the business rule's system property (README: Push notices)."
+                "and the same value in the business rule's system property (docs/status-sync.md: Push notices)."
             ),
         )
     timestamp = inbound.header(TIMESTAMP_HEADER) or ""

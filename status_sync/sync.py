@@ -14,7 +14,7 @@ and says so, and the next run resumes):
 3. records the connector created but the store does not know (a lost store) are adopted; one a person opened
    by hand with the connector's correlation id while the connector's own ticket is open is a duplicate, shown as
    one and never acted on;
-4. verifies a slice of the tracked open records (the rolling sweep, `shared/sweep.py`): deleted or hidden ones
+4. verifies a slice of the tracked open records (the rolling sweep, `status_sync/sweep.py`): deleted or hidden ones
    are marked `missing`, never dropped.
 Every update is conditional on the row's ETag and never moves a ticket back to an older ServiceNow state
 (`shared/records.py`), so overlapping runs (or a push notice racing a run) end where one run would.

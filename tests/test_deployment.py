@@ -78,12 +78,8 @@ def test_the_bicep_and_docs_scans_find_settings_at_all() -> None:
     assert {"SERVICENOW_INSTANCE", "GRAPH_URL", "LOCAL_USER", "TICKET_STORE"} <= documented_settings()
 
 
-# Set by the Bicep for the connector side of issue 20 (other tenants), which reads them; remove once it does.
-AWAITING_THE_CONNECTOR = {"READER_APP_CLIENT_ID", "APP_URL"}
-
-
 def test_every_setting_the_bicep_sets_is_read() -> None:
-    unread = bicep_settings() - code_settings() - HOST - AWAITING_THE_CONNECTOR
+    unread = bicep_settings() - code_settings() - HOST
     assert unread == set(), f"infra sets settings nothing reads: {unread}"
 
 

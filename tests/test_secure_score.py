@@ -77,6 +77,25 @@ def test_one_refresh_costs_one_request_plus_one_per_page(scored):
     assert score["current"] == 389.5 and score["max"] == 603.0 and score["percent"] == 64.6
 
 
+def test_later_refreshes_read_only_the_days_since_the_newest_stored(scored):
+    """The 90-day history is read once; after that a refresh asks for the days it lacks (a day's snapshot is final
+    once the next is made), and the history stays whole, its newest day updated."""
+    graph = scored.graph
+    graph.requests.clear()
+    graph.complete(CONTROL)
+    assert refresh(scored)[0] == 200
+    asked = [r.query.get("$top") for r in graph.requests if r.path.endswith("/secureScores")]
+    assert asked == ["1"]
+    listed = recommendations(scored, status="all")
+    assert len(listed["history"]) == 90 and listed["history"][-1]["current"] == listed["secureScore"]["current"]
+    assert listed["secureScore"]["current"] > 389.5
+    scored.clock.advance(days=3)
+    graph.requests.clear()
+    assert refresh(scored)[0] == 200
+    assert [r.query.get("$top") for r in graph.requests if r.path.endswith("/secureScores")] == ["4"]
+    assert len(recommendations(scored, status="all")["history"]) == 90
+
+
 def test_the_list_is_served_from_the_store_without_asking_graph(scored):
     scored.graph.requests.clear()
     recommendations(scored)
@@ -444,3 +463,17 @@ def test_a_resolve_that_keeps_failing_stops_after_the_bounded_attempts(ticketed)
 
 def _provisioning(harness: Harness) -> dict[str, Any]:
     return dict(json.loads(harness.call("provisioning", path="/provisioning").get_body()))
+
+
+def test_profiles_alike_but_for_a_values_type_are_described_apart():
+    """Descriptions are made once per distinct profile text; `deprecated: true` and `deprecated: 1` (or a score as
+    text) are not the same profile, whatever the cache holds already."""
+    from secure_score.controls import build_control
+
+    profile = {"id": "Alike", "title": "Alike", "maxScore": 10, "rank": 1, "deprecated": True, "threats": ["a"]}
+    first = build_control(profile, None)
+    second = build_control({**profile, "deprecated": 1, "maxScore": "10"}, None)
+    assert first["deprecated"] is True and second["deprecated"] is False
+    assert first["maxScore"] == second["maxScore"] == 10.0
+    first["threats"].append("changed")  # what one caller does to its control never reaches the next
+    assert build_control(profile, None)["threats"] == ["a"]

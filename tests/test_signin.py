@@ -53,7 +53,9 @@ ROUTES = [("connect", "GET", "/connect", None), ("provisioning", "GET", "/provis
           ("disconnect", "POST", "/disconnect", None), ("create_ticket", "POST", "/tickets", BODY),
           ("list_tickets", "GET", "/tickets", None), ("recommendations", "GET", "/recommendations", None),
           ("refresh_recommendations", "POST", "/recommendations/refresh", None), ("me", "GET", "/me", None),
-          ("portal", "GET", "/portal", None)]  # fmt: skip
+          ("portal", "GET", "/portal", None), ("list_tenants", "GET", "/tenants", None),
+          ("add_tenant", "POST", "/tenants", {"tenant": "fabrikam.example"}),
+          ("remove_tenant", "DELETE", "/tenants/home", None)]  # fmt: skip
 
 
 def call(harness: Harness, route: tuple[str, str, str, Any], headers: dict[str, str] | None = None) -> Any:
@@ -112,7 +114,7 @@ def test_roles_decide_what_a_signed_in_user_may_do(easy_auth):
     for route in ROUTES:
         name = route[0]
         status = call(easy_auth, route, reader).status_code
-        needs = {"connect", "disconnect", "create_ticket", "refresh_recommendations"}
+        needs = {"connect", "disconnect", "create_ticket", "refresh_recommendations", "add_tenant", "remove_tenant"}
         assert (status == 403) == (name in needs), (name, status)
     assert easy_auth.call("provisioning", params={"live": "true"}, headers=reader).status_code == 403
     assert easy_auth.call("provisioning", params={"live": "true"}, headers=admin).status_code == 200

@@ -1,0 +1,64 @@
+"""Provisioning's check per added Microsoft tenant (DESIGN 12): consent, permission and last refresh, with the fix.
+
+The home tenant is the `secure_score` check beside these; a removed tenant has none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oauth_callback.checks import Check
+from secure_score import tenants
+from shared.problems import ConnectorError
+from shared.services import Services
+
+_ROLE = "a Global Administrator or Privileged Role Administrator of that tenant"
+
+
+def tenant_checks(services: Services, *, live: bool) -> list[Check]:
+    checks = []
+    if tenants.home_state(services) == "paused":
+        paused = "This organization's own tenant is paused: the connector does not read it (POST /api/tenants with "
+        checks.append(Check("tenant", True, paused + "its id reads it again).", tenant=tenants.home_id(services)))
+    now = services.clock()
+    for tenant_id, record in sorted(tenants.registered(services).items()):
+        state = record.get("state")
+        if state == "removed":
+            continue
+        checks.append(_check(services, tenant_id, record, now, live=live and state == "active"))
+    return checks
+
+
+def _check(services: Services, tenant_id: str, record: dict[str, Any], now: Any, *, live: bool) -> Check:
+    name = f"{record.get('name') or tenant_id} ({tenant_id})"
+    error = record.get("lastError") if isinstance(record.get("lastError"), dict) else None
+    if record.get("state") == "pending":
+        if record.get("consentReportedAt"):
+            detail = f"{name}: its admin consented; the connector could not read it yet"
+            said = f" ({error.get('code')}: {error.get('detail')})" if error else ""
+            return Check("tenant", False, detail + said + ".", (error or {}).get("remediation")
+                         or "Wait a few minutes (a new consent takes a while to apply); the next refresh tries again.",
+                         tenant_id)  # fmt: skip
+        if tenants.expired(record, now):
+            return Check("tenant", False, f"{name}: its consent link expired before anyone used it.",
+                         "Remove the tenant (DELETE /api/tenants/{id}) and add it again for a new link.",
+                         tenant_id)  # fmt: skip
+        said = f" The last attempt: {error.get('detail')}" if error else ""
+        return Check("tenant", False, f"{name}: waiting for its admin's consent.{said}",
+                     f"Send the tenant's consent link (GET /api/tenants, or its row on the page) to {_ROLE}.",
+                     tenant_id)  # fmt: skip
+    if live:
+        try:
+            services.graph.secure_scores(1, tenant=tenant_id)
+        except ConnectorError as exc:
+            return Check("tenant", False, f"{name}: {exc.detail}", exc.remediation, tenant_id)
+    if error:
+        return Check("tenant", False, f"{name}: the last refresh failed: {error.get('code')}: {error.get('detail')}",
+                     error.get("remediation") or "Fix what the error names; the next refresh tries again.",
+                     tenant_id)  # fmt: skip
+    last = record.get("lastRefresh") or {}
+    if not last:
+        return Check("tenant", True, f"{name}: consented; not refreshed yet.", tenant=tenant_id)
+    return Check("tenant", True, f"{name}: last refresh {last.get('at')}, {last.get('controls', 0)} controls "
+                 f"({last.get('scored', 0)} scored)" + (" (Microsoft Graph answers now)." if live else "."),
+                 tenant=tenant_id)  # fmt: skip

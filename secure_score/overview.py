@@ -1,0 +1,71 @@
+"""`GET /api/tenants`: every tenant with its score and trend, open actions, open and overdue tickets, last refresh and
+last error with its fix (DESIGN 12): the page's tenant overview, and what an MSP looks at first."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from secure_score import tenants
+from shared.services import Services
+from shared.tickets import HOME, Ticket
+
+
+def _change(history: list[dict[str, Any]], days: int) -> float | None:
+    """The score now against `days` ago (the newest snapshot at or before then), from the stored 90-day history."""
+    points = [h for h in history if isinstance(h.get("current"), int | float)]
+    if len(points) < 2:
+        return None
+    newest = points[-1]
+    then = (datetime.fromisoformat(str(newest["date"])) - timedelta(days=days)).date().isoformat()
+    older = [h for h in points if str(h["date"]) <= then]
+    return round(float(newest["current"]) - float(older[-1]["current"]), 2) if older else None
+
+
+def _open_actions(controls: list[dict[str, Any]]) -> int:
+    return sum(1 for c in controls if c.get("scored", c.get("score") is not None) and not c.get("completed")
+               and not c.get("deprecated"))  # fmt: skip
+
+
+def _row(services: Services, tenant: str, record: dict[str, Any], tickets: list[Ticket], admin: bool) -> dict[str, Any]:
+    snapshot = services.store.get_secure_score(tenant) if record.get("state") != "removed" else None
+    summary, controls = snapshot if snapshot is not None else ({}, [])
+    history = list(summary.get("history") or [])
+    mine = [t for t in tickets if t.tenant == tenant]
+    now = services.clock()
+    row = {
+        "id": record.get("id") or (tenants.home_id(services) if tenant == HOME else tenant),
+        "name": record.get("name") or ("This organization" if tenant == HOME else tenant),
+        "domain": record.get("domain"),
+        "home": tenant == HOME,
+        "state": record.get("state") or "active",
+        "score": summary.get("secureScore"),
+        "change7": _change(history, 7),
+        "change30": _change(history, 30),
+        "openRecommendations": _open_actions(controls) if snapshot is not None else None,
+        "openTickets": sum(1 for t in mine if t.is_open),
+        "overdueTickets": sum(1 for t in mine if t.is_overdue(now)),
+        "lastRefresh": record.get("lastRefresh"),
+        "lastError": record.get("lastError"),
+    }
+    waiting = tenant != HOME and record.get("consentState") and not tenants.expired(record, now)
+    if admin and waiting:
+        row["consentUrl"] = tenants.consent_url(services, tenant, str(record["consentState"]))
+    return row
+
+
+def tenant_overview(services: Services, *, admin: bool) -> dict[str, Any]:
+    """The home tenant first, then the others by name; consent links only for admins (a link is a capability)."""
+    document = tenants.registered(services)
+    every = [t for t, _ in services.store.list_tickets()]
+    home = {"state": tenants.home_state(services), **_home_record(services)}
+    rows = [_row(services, HOME, home, every, admin)]
+    for tenant_id, record in sorted(document.items(), key=lambda kv: str(kv[1].get("name")).lower()):
+        if record.get("state") != "removed":
+            rows.append(_row(services, tenant_id, record, every, admin))
+    return {"tenants": rows}
+
+
+def _home_record(services: Services) -> dict[str, Any]:
+    found = services.store.get_document(tenants.DOCUMENT)
+    return dict((found[0] if found else {}).get("home") or {})
