@@ -56,8 +56,20 @@ class TimerFunction:
     call: Callable[..., Any]
 
 
+# ASP.NET Core's route constraints, as the Functions host applies them (learn `aspnet/core/fundamentals/routing`,
+# Route constraints): a segment that fails its constraint does not match the route at all.
+_CONSTRAINTS = {"guid": r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}",
+                "int": r"-?[0-9]+", "alpha": r"[A-Za-z]+"}  # fmt: skip
+
+
 def _route_pattern(route: str) -> re.Pattern[str]:
-    regex = re.sub(r"\{(\w+)(?::[^}]*)?\}", r"(?P<\1>[^/]+)", route.strip("/"))
+    def segment(match: re.Match[str]) -> str:
+        constraint = match.group(2)
+        if constraint is not None and constraint not in _CONSTRAINTS:
+            raise ValueError(f"route constraint '{constraint}' is not supported by the local host")
+        return f"(?P<{match.group(1)}>{_CONSTRAINTS.get(constraint or '', '[^/]+')})"
+
+    regex = re.sub(r"\{(\w+)(?::(\w+))?\}", segment, route.strip("/"))
     return re.compile(f"^/api/{regex}/?$")
 
 
@@ -216,7 +228,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(
                 404,
                 {"Content-Type": "application/problem+json"},
-                b'{"status":404,"code":"not_found","title":"No such route"}',
+                b'{"type":"about:blank","title":"No such route","status":404,"code":"not_found",'
+                b'"detail":"No function of the app answers this path."}',
             )
         allowed = [(f, m) for f, m in matched if self.command in f.methods]
         if not allowed:
@@ -224,7 +237,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(
                 405,
                 {"Allow": methods, "Content-Type": "application/problem+json"},
-                b'{"status":405,"code":"method_not_allowed","title":"Method not allowed"}',
+                b'{"type":"about:blank","title":"Method not allowed","status":405,"code":"method_not_allowed",'
+                b'"detail":"This path answers only the methods in the Allow header."}',
             )
         function, match = allowed[0]
         if function.auth_level.upper() != "ANONYMOUS" and not self._key_ok(parts):

@@ -41,7 +41,7 @@ def _check(services: Services, tenant_id: str, record: dict[str, Any], now: Any,
                          tenant_id)  # fmt: skip
         if tenants.expired(record, now):
             return Check("tenant", False, f"{name}: its consent link expired before anyone used it.",
-                         "Remove the tenant (DELETE /api/tenants/{id}) and add it again for a new link.",
+                         "Add the tenant again (the page's Add a tenant, or POST /api/tenants) for a new link.",
                          tenant_id)  # fmt: skip
         said = f" The last attempt: {error.get('detail')}" if error else ""
         return Check("tenant", False, f"{name}: waiting for its admin's consent.{said}",

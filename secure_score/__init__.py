@@ -98,10 +98,11 @@ def add_tenant(req: func.HttpRequest) -> func.HttpResponse:
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(1024))
 
 
-@bp.route(route="tenants/{id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="tenants/{id:guid}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 def remove_tenant(req: func.HttpRequest) -> func.HttpResponse:
     """Stop reading a tenant (the home tenant is paused); its tickets stay. The answer says how that tenant's admin
-    removes the reader app, which the connector cannot do for them."""
+    removes the reader app, which the connector cannot do for them. `{id:guid}`: `/api/tenants/consent` is never
+    taken for an id."""
     from secure_score import tenants
     from shared import web
     from shared.auth import ROLE_ADMIN

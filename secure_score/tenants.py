@@ -104,7 +104,8 @@ def _hash(state: str) -> str:
 
 
 def discover(services: Services, domain: str) -> str:
-    """A domain's tenant id through OpenID Connect discovery: the `issuer` names it; AADSTS90002 names none."""
+    """A domain's (or an id's) tenant id through OpenID Connect discovery: the `issuer` names it; AADSTS90002 (no
+    such tenant) names none."""
     url = f"{services.settings.entra_authority}/{domain}/v2.0/.well-known/openid-configuration"
     try:
         response = deadlines.send(services.entra_http, services.entra_http.build_request("GET", url), 30.0)
@@ -123,7 +124,8 @@ def discover(services: Services, domain: str) -> str:
             issuer = ""
     match = re.search(r"/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/", issuer.lower())
     if match is None:
-        raise ValidationFailed([FieldError("tenant", f"Microsoft Entra ID knows no tenant for the domain {domain}")])
+        what = "with the id" if TENANT_ID.fullmatch(domain) else "for the domain"
+        raise ValidationFailed([FieldError("tenant", f"Microsoft Entra ID knows no tenant {what} {domain}")])
     return match[1]
 
 
@@ -147,7 +149,7 @@ def add(services: Services, body: Any, added_by: str) -> Added:
     wanted = raw.strip().lower() if isinstance(raw, str) else ""
     if not (TENANT_ID.fullmatch(wanted) or _DOMAIN.fullmatch(wanted)):
         errors.append(FieldError("tenant", "must be a tenant id (a GUID) or a domain such as contoso.onmicrosoft.com"))
-    if name is not None and not (isinstance(name, str) and clean_line(name, 100) == name.strip() and name.strip()):
+    if "name" in body and not (isinstance(name, str) and clean_line(name, 100) == name.strip() and name.strip()):
         errors.append(FieldError("name", "must be one line of 1-100 characters"))
     if errors:
         raise ValidationFailed(errors)
@@ -158,7 +160,7 @@ def add(services: Services, body: Any, added_by: str) -> Added:
             remediation="Deploy with the Bicep (it creates the reader app and sets READER_APP_CLIENT_ID), or set it "
             "to your own multi-tenant app's client id (admin guide: Add a tenant).",
         )
-    tenant_id = wanted if TENANT_ID.fullmatch(wanted) else discover(services, wanted)
+    tenant_id = discover(services, wanted)  # an id too: one Entra ID knows, before a link is made for it
     if tenant_id == home:
         if home_state(services) != "paused":
             raise ValidationFailed([FieldError("tenant", "is this deployment's own tenant, which is read already")])
@@ -169,8 +171,12 @@ def add(services: Services, body: Any, added_by: str) -> Added:
 
     def register(document: dict[str, Any]) -> dict[str, Any]:
         held = document["tenants"].get(tenant_id)
-        if held is not None and held.get("state") != "removed":
+        renewing = held is not None and held.get("state") == "pending" and expired(held, services.clock())
+        if held is not None and held.get("state") != "removed" and not renewing:
             raise ValidationFailed([FieldError("tenant", f"is registered already ({held.get('state')})")])
+        if renewing:  # its link expired unused: the same pending tenant, a new link
+            held.update(consent={k: consent[k] for k in ("hash", "expiresAt")}, consentState=consent["state"])
+            return dict(held)
         record = {"id": tenant_id, "name": (name or "").strip() or (wanted if wanted != tenant_id else tenant_id),
                   "domain": wanted if wanted != tenant_id else None, "state": "pending", "addedAt": now,
                   "addedBy": added_by, "consent": {k: consent[k] for k in ("hash", "expiresAt")},
@@ -186,7 +192,7 @@ def pause_or_remove(services: Services, tenant_id: str) -> dict[str, Any]:
     """DELETE: the home tenant is paused; another stops being read (its tickets stay, marked as its)."""
     wanted = tenant_id.lower()
     home = home_id(services)
-    if wanted in ("home", home or "-"):
+    if wanted == (home or "-"):
 
         def pause(document: dict[str, Any]) -> dict[str, Any]:
             document.setdefault("home", {})["state"] = "paused"

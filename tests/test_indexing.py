@@ -24,6 +24,10 @@ EXPECTED_HTTP = {
     "me": ("me", ["GET"], "ANONYMOUS"),
     "portal": ("portal", ["GET"], "ANONYMOUS"),
     "portal_static": ("portal/static/{name}", ["GET"], "ANONYMOUS"),
+    "list_tenants": ("tenants", ["GET"], "ANONYMOUS"),
+    "add_tenant": ("tenants", ["POST"], "ANONYMOUS"),
+    "remove_tenant": ("tenants/{id:guid}", ["DELETE"], "ANONYMOUS"),
+    "tenant_consent": ("tenants/consent", ["GET"], "ANONYMOUS"),
 }
 
 

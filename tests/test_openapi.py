@@ -16,12 +16,14 @@ import yaml
 
 from create_ticket import request as rules
 from dev.easyauth import SESSION_COOKIE, LocalUser
+from dev.entra import READER_APP_ID, ca_bundle
 from dev.host import LocalHost
 from dev.simulator import ServiceNowSimulator, serve
 from shared import services as services_module
 from shared import tickets
 from shared.secrets import WEBHOOK_SECRET
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, ROOT, free_port, served_graph
+from tests.entra_support import served_entra
 from tests.test_local_host import press_allow
 
 SPEC = ROOT / "docs" / "openapi.yaml"
@@ -35,8 +37,14 @@ SCHEMATHESIS = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(R
 def live_api(indexed_functions, identity, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """The local host (App Service Authentication emulated, signed in as an admin) on both simulators,
     connected, Secure Score read."""
-    with served_graph(identity) as (_, graph_url), pytest.MonkeyPatch.context() as patch:
+    folder = tmp_path_factory.mktemp("openapi-entra")
+    with served_graph(identity) as (graph, graph_url), served_entra(identity, folder, graph) as entra, \
+            pytest.MonkeyPatch.context() as patch:  # fmt: skip
         patch.setenv("GRAPH_URL", graph_url)
+        bundle = ca_bundle(entra.ca, folder)  # tenants are added against the Entra ID simulator
+        for name, value in {"READER_APP_CLIENT_ID": READER_APP_ID, "ENTRA_AUTHORITY": entra.url,
+                            "REQUESTS_CA_BUNDLE": str(bundle), "SSL_CERT_FILE": str(bundle)}.items():  # fmt: skip
+            patch.setenv(name, value)
         yield from _live_api(indexed_functions, tmp_path_factory)
 
 

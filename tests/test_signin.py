@@ -55,7 +55,7 @@ ROUTES = [("connect", "GET", "/connect", None), ("provisioning", "GET", "/provis
           ("refresh_recommendations", "POST", "/recommendations/refresh", None), ("me", "GET", "/me", None),
           ("portal", "GET", "/portal", None), ("list_tenants", "GET", "/tenants", None),
           ("add_tenant", "POST", "/tenants", {"tenant": "fabrikam.example"}),
-          ("remove_tenant", "DELETE", "/tenants/home", None)]  # fmt: skip
+          ("remove_tenant", "DELETE", "/tenants/b2e4f6a8-3c5d-4e7f-8a9b-0c1d2e3f4a5b", None)]  # fmt: skip
 
 
 def call(harness: Harness, route: tuple[str, str, str, Any], headers: dict[str, str] | None = None) -> Any:

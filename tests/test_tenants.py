@@ -125,6 +125,7 @@ def test_a_tenant_added_by_id_takes_the_id_as_its_name_unless_named(msp):
 @pytest.mark.parametrize(
     ("tenant", "message"),
     [("unknown.example", "knows no tenant"), ("not a tenant", "must be a tenant id"), ("1234-5678", "must be a tenant"),
+     ("0badc0de-0000-4000-8000-000000000000", "knows no tenant with the id"),
      (HOME.id, "own tenant"), (HOME.domain, "own tenant")],
 )  # fmt: skip
 def test_bad_tenants_are_validation_failures_naming_the_field(msp, tenant, message):
@@ -342,7 +343,7 @@ def test_removing_a_tenant_keeps_its_tickets_and_says_how_to_remove_the_app(msp,
 
 def test_the_home_tenant_is_paused_and_read_again(msp, entra):
     added(msp, entra, FABRIKAM)
-    paused = msp.call("remove_tenant", "DELETE", "/tenants/home", route_params={"id": "home"})
+    paused = msp.call("remove_tenant", "DELETE", f"/tenants/{HOME.id}", route_params={"id": HOME.id})
     assert paused.status_code == 200 and body(paused)["state"] == "paused"
     home = msp.graph.tenant(HOME.id)
     home.requests.clear()
@@ -375,3 +376,15 @@ def test_provisioning_has_a_check_per_tenant_with_the_fix(msp, entra):
     live = body(msp.call("provisioning", path="/provisioning", params={"live": "true"}))
     fabrikam = next(c for c in live["checks"] if c.get("tenant") == FABRIKAM.id)
     assert fabrikam["ok"] is True and "answers now" in fabrikam["detail"]
+
+
+def test_a_pending_tenant_whose_link_expired_gets_a_new_one_when_added_again(msp, entra, clock):
+    old = body(add(msp, FABRIKAM.domain))["consentUrl"]
+    clock.advance(days=15)
+    assert "consentUrl" not in overview(msp)[FABRIKAM.id]  # expired: no link to copy
+    check = next(c for c in body(msp.call("provisioning", path="/provisioning"))["checks"] if c.get("tenant"))
+    assert check["ok"] is False and "expired" in check["detail"] and "again" in check["remediation"]
+    again = add(msp, FABRIKAM.domain)
+    assert again.status_code == 201 and body(again)["consentUrl"] != old
+    assert consent(msp, accepted(entra, old))[0] == 400  # the old link no longer works
+    assert consent(msp, accepted(entra, body(again)["consentUrl"]))[0] == 200
