@@ -25,9 +25,10 @@ def connect(req: func.HttpRequest) -> func.HttpResponse:
     from oauth_callback.connection import start_connect
     from shared import web
     from shared.auth import ROLE_ADMIN
+    from shared.connections import DEFAULT
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
-        start = start_connect(services, caller)
+        start = start_connect(services, caller, inbound.params.get("connection") or DEFAULT)
         return web.redirect(start.location, {"Set-Cookie": start.cookie})
 
     return web.handle(req, run, role=ROLE_ADMIN)
@@ -88,9 +89,11 @@ def disconnect(req: func.HttpRequest) -> func.HttpResponse:
     from oauth_callback.connection import disconnect as disconnect_servicenow
     from shared import web
     from shared.auth import ROLE_ADMIN
+    from shared.connections import DEFAULT
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
-        disconnect_servicenow(services, force=web.flag(inbound, "force"))
+        disconnect_servicenow(services, force=web.flag(inbound, "force"), connection=inbound.params.get("connection")
+                              or DEFAULT)  # fmt: skip
         return web.no_content()
 
     return web.handle(req, run, role=ROLE_ADMIN)

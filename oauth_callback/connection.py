@@ -16,6 +16,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from shared.auth import Caller, code_challenge, new_code_verifier, new_state
+from shared.connections import DEFAULT, connection_id
 from shared.problems import ConnectorError, NotConfigured, ServiceNowUnavailable
 from shared.servicenow import TokenRequestRefused
 from shared.services import Services
@@ -97,9 +98,11 @@ def _flow_key(state: str, nonce: str) -> str:
     return hashlib.sha256(f"{state}\n{nonce}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def start_connect(services: Services, caller: Caller) -> ConnectStart:
+def start_connect(services: Services, caller: Caller, connection_id: str = DEFAULT) -> ConnectStart:
     """Mint a state, a PKCE pair and a browser nonce, store them, and return ServiceNow's authorize URL
-    with the cookie that binds the flow to this browser (RFC 9700 section 4.7)."""
+    with the cookie that binds the flow to this browser (RFC 9700 section 4.7). The one callback serves every
+    connection: the stored flow names the one it authorizes."""
+    services = services.for_connection(services.connection_named(connection_id))
     services.require_configured()
     settings = services.settings
     if settings.redirect_uri is None:
@@ -120,6 +123,7 @@ def start_connect(services: Services, caller: Caller) -> ConnectStart:
         created_at=now,
         expires_at=now + STATE_LIFETIME,
         browser_hash=_browser_hash(nonce),
+        connection=services.connection.key,
     )
     services.store.add_oauth_state(state)
     log.info("Authorization started by %s for %s", state.started_by, settings.instance_url)
@@ -199,6 +203,10 @@ def _exchange(services: Services, params: Mapping[str, str], pending: OAuthState
     code = params.get("code", "")
     if not code:
         return _failed("ServiceNow sent no authorization code.")
+    try:
+        services = services.for_connection(services.connection_named(connection_id(pending.connection)))
+    except ConnectorError:
+        return _failed("The ServiceNow connection this authorization was for has been removed meanwhile.")
     settings = services.settings
     if pending.instance_url != settings.instance_url or pending.redirect_uri != settings.redirect_uri:
         return _failed("The connector's settings changed while this authorization was under way.")
@@ -292,9 +300,10 @@ def _whoami(services: Services, access_token: str) -> str | None:
     return str(row.get("user_name") or row.get("email") or row.get("name") or "") or None
 
 
-def disconnect(services: Services, *, force: bool) -> None:
+def disconnect(services: Services, *, force: bool, connection: str = DEFAULT) -> None:
     """Revoke both tokens at ServiceNow, then forget them. Without `force`, a failed revocation keeps
     them (so the admin can retry); with it, they are forgotten anyway."""
+    services = services.for_connection(services.connection_named(connection))
     services.require_configured()
     tokens = services.tokens
     bundle = tokens.load()
@@ -309,4 +318,4 @@ def disconnect(services: Services, *, force: bool) -> None:
             raise
         log.warning("Revocation at ServiceNow failed; forgetting the connection anyway (force)")
     tokens.forget()
-    log.info("Disconnected from %s", bundle.instance)
+    log.info("Disconnected from %s (connection %s)", bundle.instance, services.connection.id)

@@ -97,6 +97,8 @@ def apply_record(services: Services, ticket_id: str, row: dict[str, Any]) -> boo
         if found is None:
             return False
         ticket, etag = found
+        if ticket.connection != services.connection.key:  # a record of another instance (a clone shares sys_ids)
+            return False
         order = compare(row, ticket)
         if order < 0:
             return False
@@ -162,7 +164,7 @@ def mark_missing(services: Services, ticket_id: str) -> bool:
     store = services.store
     for _ in range(10):
         found = store.get_ticket(ticket_id)
-        if found is None or found[0].status == "missing":
+        if found is None or found[0].status == "missing" or found[0].connection != services.connection.key:
             return False
         ticket, etag = found
         now = services.clock().isoformat()

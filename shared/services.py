@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -18,13 +19,23 @@ import httpx
 
 from shared.auth import Caller, EntraAuthenticator
 from shared.config import Settings, load_settings
+from shared.connections import (
+    CONNECTION_ID,
+    DEFAULT,
+    Connection,
+    ConnectionStore,
+    default_connection,
+    from_record,
+    stored,
+)
 from shared.deadlines import RUN_DEADLINE
-from shared.problems import NotConfigured
+from shared.problems import NotConfigured, NotFound
 from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
 from shared.servicenow import ServiceNowClient
 from shared.store import SqliteTicketStore, TicketStore
 from shared.telemetry import configure_telemetry
+from shared.text import printable
 from shared.tokens import TokenManager
 
 T = TypeVar("T")
@@ -71,6 +82,50 @@ class Services:
         self._components: dict[str, object] = {}
         self._authenticator: EntraAuthenticator | None = None
         self._lock = threading.RLock()
+        self.connection: Connection = default_connection(settings)  # the ServiceNow instance these services talk to
+        self._parent: Services | None = None  # for another connection's services: the app's own
+        self._scoped: dict[str, Services] = {}
+
+    # -- connections (DESIGN 13) ---------------------------------------------------------------
+
+    def connections(self) -> list[Connection]:
+        """The default connection (when its settings are there) and every added one, by id."""
+        added = [from_record(r) for _, r in sorted(stored(self.store).items())]
+        default = self.connection if self._parent is None else self._parent.connection
+        return ([default] if default.instance_url else []) + added
+
+    def connection_named(self, connection_id: str) -> Connection:
+        """A connection by id (`default`: the settings' one); an unknown id is `not_found`."""
+        if connection_id == DEFAULT:
+            return default_connection(self.settings if self._parent is None else self._parent.settings)
+        record = stored(self.store).get(connection_id) if CONNECTION_ID.fullmatch(connection_id) else None
+        if record is None:
+            raise NotFound(f"The connector has no ServiceNow connection '{printable(connection_id, 40)}'.")
+        return from_record(record)
+
+    def for_connection(self, connection: Connection) -> Services:
+        """These services as `connection` sees them: its instance, OAuth client, tokens, table, field map and sync
+        state; the store, secrets, Graph and clock shared. Built once per connection (its token cache with it)."""
+        root = self._parent or self
+        if connection.is_default:
+            return root
+        with root._lock:
+            held = root._scoped.get(connection.id)
+            if held is None or held.connection != connection:
+                settings = replace(
+                    root.settings, instance_url=connection.instance_url, client_id=connection.client_id,
+                    client_secret=None, table=connection.table, field_map=connection.field_map,
+                    issues=tuple(i for i in root.settings.issues if not i.setting.startswith("SERVICENOW_")),
+                )  # fmt: skip
+                held = Services(
+                    settings, transport=root._transport, store=cast(TicketStore, ConnectionStore(root.store,
+                    connection.id)), secrets=root.secrets, clock=root.clock, retry=root._retry, sleep=root._sleep,
+                    run_deadline=root.run_deadline, creation_wait=root.creation_wait,
+                )  # fmt: skip
+                held.connection = connection
+                held._parent = root
+                root._scoped[connection.id] = held
+            return held
 
     def require_configured(self) -> None:
         """Raise `not_configured` naming every setting to fix (ServiceNow is never called before this)."""
@@ -122,6 +177,8 @@ class Services:
                     client_secret=self.settings.client_secret,
                     instance=self.settings.instance_url,
                     clock=self.clock,
+                    secret_name=self.connection.client_secret_name,
+                    token_name=self.connection.token_name,
                 )
             return self._tokens
 
@@ -136,6 +193,8 @@ class Services:
     @property
     def graph(self) -> GraphClient:
         """Microsoft Graph, with azure-identity's credential (imported on first use, never at cold start)."""
+        if self._parent is not None:
+            return self._parent.graph
         with self._lock:
             if self._graph is None:
                 from shared.graph import GraphClient
@@ -180,6 +239,8 @@ class Services:
         return identify(self.settings, self._entra(), headers)
 
     def close(self) -> None:
+        for scoped in list(self._scoped.values()):
+            scoped.close()
         if self._servicenow is not None:
             self._servicenow.close()
         if self._graph is not None:

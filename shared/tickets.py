@@ -142,6 +142,9 @@ class Ticket:
     extra: dict[str, Any] = field(default_factory=dict)
     duplicate_of: str | None = None  # a record opened by hand with this recommendation's id: the ticket it copies
     tenant: str = HOME  # the Microsoft tenant whose recommendation this is (HOME: the deployment's own)
+    connection: str = ""  # the ServiceNow connection it lives on ("": the default connection, as before connections)
+    instance: str = ""  # that connection's instance URL when it was made ("": the default connection's)
+    route: dict[str, Any] | None = None  # the rule that placed it: {"rule": id, "name": ...} (None: no routes)
 
     @property
     def claim_key(self) -> str:
@@ -201,6 +204,7 @@ class Ticket:
 
     def to_json(self, instance_url: str | None) -> dict[str, Any]:
         url = None
+        instance_url = self.instance or instance_url
         if self.sys_id and instance_url:
             url = f"{instance_url}/nav_to.do?uri={quote(f'{self.table}.do?sys_id={self.sys_id}', safe='')}"
         return {
@@ -224,6 +228,8 @@ class Ticket:
             "error": self.error,
             "duplicateOf": self.duplicate_of,
             "tenant": self.tenant or None,
+            "connection": self.connection or "default",
+            "route": self.route,
         }
 
     def secure_score_json(self) -> dict[str, Any] | None:

@@ -113,7 +113,11 @@ class TokenManager:
         client_secret: str | None,
         instance: str,
         clock: Callable[[], datetime],
+        secret_name: str = CLIENT_SECRET,
+        token_name: str = TOKEN_BUNDLE,
     ) -> None:
+        self._secret_name = secret_name  # the connection's OAuth client secret in the secret store
+        self._token_name = token_name  # and its token bundle
         self._secrets = secrets
         self._servicenow = servicenow
         self._client_id = client_id
@@ -126,19 +130,23 @@ class TokenManager:
     # -- the bundle -----------------------------------------------------------------------------
 
     def client_secret(self) -> str:
-        secret = self._client_secret or self._secrets.get(CLIENT_SECRET)
+        secret = self._client_secret or self._secrets.get(self._secret_name)
         if not secret:
             raise NotConfigured(
                 "The ServiceNow client secret is missing.",
                 remediation=(
-                    f"Store the OAuth client's secret as the secret '{CLIENT_SECRET}' in Key Vault "
-                    "(or set SERVICENOW_CLIENT_SECRET for local runs)."
+                    f"Store the OAuth client's secret as the secret '{self._secret_name}' in Key Vault "
+                    + (
+                        "(or set SERVICENOW_CLIENT_SECRET for local runs)."
+                        if self._secret_name == CLIENT_SECRET
+                        else "(or add the connection again with its clientSecret)."
+                    )
                 ),
             )
         return secret
 
     def load(self) -> TokenBundle | None:
-        raw = self._secrets.get(TOKEN_BUNDLE)
+        raw = self._secrets.get(self._token_name)
         if not raw:
             return None
         try:
@@ -148,12 +156,12 @@ class TokenManager:
             return None
 
     def save(self, bundle: TokenBundle) -> None:
-        self._secrets.set(TOKEN_BUNDLE, bundle.to_json())
+        self._secrets.set(self._token_name, bundle.to_json())
         with self._lock:
             self._cached = bundle
 
     def forget(self) -> None:
-        self._secrets.delete(TOKEN_BUNDLE)
+        self._secrets.delete(self._token_name)
         with self._lock:
             self._cached = None
 
@@ -208,7 +216,7 @@ class TokenManager:
                 )
             except TokenRequestRefused:
                 rejected_bundle = replace(bundle, refresh_rejected_at=now)
-                self._secrets.set(TOKEN_BUNDLE, rejected_bundle.to_json())
+                self._secrets.set(self._token_name, rejected_bundle.to_json())
                 self._cached = rejected_bundle
                 log.warning("ServiceNow refused the refresh grant; reauthorization is required")
                 raise ReauthorizationRequired(
@@ -230,7 +238,7 @@ class TokenManager:
                     now, response.expires_in, same_token=response.access_token == bundle.access_token
                 ),
             )
-            self._secrets.set(TOKEN_BUNDLE, refreshed.to_json())
+            self._secrets.set(self._token_name, refreshed.to_json())
             self._cached = refreshed
             log.info("Renewed ServiceNow access; valid until %s", refreshed.expires_at.isoformat())
             return refreshed.access_token

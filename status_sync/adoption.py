@@ -48,6 +48,8 @@ def adopt(services: Services, row: dict[str, Any]) -> Ticket:
         updated_at=now,
         extra={"adopted": True},
         tenant=tenant,
+        connection=services.connection.key,
+        instance="" if services.connection.is_default else services.settings.instance_url or "",
     ).with_link(row, field_map, now)
     changes: dict[str, dict[str, Any] | None] = {}
     if ticket.is_open:

@@ -39,7 +39,8 @@ def resume_pending(
     stale = [
         t
         for t, _ in services.store.list_pending_tickets()
-        if (t.lease_until is None or datetime.fromisoformat(t.lease_until) <= now)
+        if t.connection == services.connection.key  # each connection resumes its own
+        and (t.lease_until is None or datetime.fromisoformat(t.lease_until) <= now)
         and int((t.error or {}).get("attempts") or 0) < MAX_ITEM_ATTEMPTS
     ]
     for ticket in stale[:RESUME_PER_RUN]:

@@ -71,7 +71,7 @@ class Sweep:
         before = None if "started" not in state else (started, position)  # a first cycle is saved at once
         for _ in range(MAX_CHUNKS_PER_RUN):
             deadlines.check_run()
-            batch = self._store.list_tracked_by_sys_id(position, target, SWEEP_CHUNK)
+            batch = self._store.list_tracked_by_sys_id(position, target, SWEEP_CHUNK, self._services.connection.key)
             if not batch:
                 if fraction >= 1:  # the cycle is done: the next one starts now
                     started, position = now, ""

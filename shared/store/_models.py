@@ -23,6 +23,7 @@ class OAuthState:
     created_at: datetime
     expires_at: datetime
     browser_hash: str = ""  # SHA-256 of the nonce in the browser's cookie: the flow is bound to that browser
+    connection: str = ""  # the ServiceNow connection it authorizes ("": the default connection)
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,9 @@ class TicketStore(Protocol):
 
     def find_ticket_by_sys_id(self, sys_id: str) -> tuple[Ticket, str] | None: ...
 
-    def list_tracked_by_sys_id(self, after: str, upto: str, limit: int) -> list[tuple[str, str]]:
+    def list_tracked_by_sys_id(self, after: str, upto: str, limit: int, connection: str = "") -> list[tuple[str, str]]:
         """(sys_id, ticket id) of linked tickets not closed or canceled, with `after` < sys_id <= `upto`, in
-        sys_id order, at most `limit` of them (the rolling sweep's slice)."""
+        sys_id order, at most `limit` of them, on `connection` ("": the default; the rolling sweep's slice)."""
 
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
         """The sync watermark and the last run's result, with its ETag."""

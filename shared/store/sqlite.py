@@ -86,6 +86,7 @@ class SqliteTicketStore:
         self._db.executescript(_SCHEMA)
         self._add_column("idempotency_keys", "created_at")  # a store from before keys expired
         self._add_column("oauth_states", "browser_hash")  # a store from before states were bound to a browser
+        self._add_column("oauth_states", "connection")  # a store from before connections
 
     def _add_column(self, table: str, column: str) -> None:
         columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
@@ -99,7 +100,8 @@ class SqliteTicketStore:
         try:
             with self._lock:
                 self._db.execute(
-                    "INSERT INTO oauth_states VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO oauth_states (state, code_verifier, instance_url, redirect_uri, started_by, "
+                    "created_at, expires_at, browser_hash, connection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         state.state,
                         state.code_verifier,
@@ -109,6 +111,7 @@ class SqliteTicketStore:
                         state.created_at.isoformat(),
                         state.expires_at.isoformat(),
                         state.browser_hash,
+                        state.connection,
                     ),
                 )
         except sqlite3.IntegrityError as exc:
@@ -118,7 +121,8 @@ class SqliteTicketStore:
         with self._lock:
             row = self._db.execute(
                 "DELETE FROM oauth_states WHERE state = ? RETURNING "
-                "state, code_verifier, instance_url, redirect_uri, started_by, created_at, expires_at, browser_hash",
+                "state, code_verifier, instance_url, redirect_uri, started_by, created_at, expires_at, browser_hash, "
+                "connection",
                 (state,),
             ).fetchone()
         if row is None:
@@ -132,6 +136,7 @@ class SqliteTicketStore:
             created_at=datetime.fromisoformat(row[5]),
             expires_at=datetime.fromisoformat(row[6]),
             browser_hash=row[7],
+            connection=row[8],
         )
 
     def purge_oauth_states(self, before: datetime) -> int:
@@ -264,12 +269,13 @@ class SqliteTicketStore:
             row = self._db.execute("SELECT data, version FROM tickets WHERE sys_id = ?", (sys_id,)).fetchone()
         return None if row is None else (Ticket.from_record(json.loads(row[0])), str(row[1]))
 
-    def list_tracked_by_sys_id(self, after: str, upto: str, limit: int) -> list[tuple[str, str]]:
+    def list_tracked_by_sys_id(self, after: str, upto: str, limit: int, connection: str = "") -> list[tuple[str, str]]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT sys_id, id FROM tickets WHERE sys_id > ? AND sys_id <= ? "
-                "AND status NOT IN ('closed', 'canceled') ORDER BY sys_id LIMIT ?",
-                (after, upto, limit),
+                "AND status NOT IN ('closed', 'canceled') AND COALESCE(json_extract(data, '$.connection'), '') = ? "
+                "ORDER BY sys_id LIMIT ?",
+                (after, upto, connection, limit),
             ).fetchall()
         return [(str(sys_id), str(ticket_id)) for sys_id, ticket_id in rows]
 

@@ -22,7 +22,7 @@ IDEMPOTENCY = "idempotencykeys"
 _TICKET_PARTITION = "ticket"
 _CLAIM_PARTITION = "claim"
 _KEY_PARTITION = "key"
-_JSON_FIELDS = ("recommendation", "extra", "error", "secure_score")
+_JSON_FIELDS = ("recommendation", "extra", "error", "secure_score", "route")
 
 
 def _ticket_entity(ticket: Ticket) -> dict[str, Any]:
@@ -152,7 +152,7 @@ class TableTicketStore(TableDocuments):
         from azure.data.tables import UpdateMode
 
         hint = {"PartitionKey": _TICKET_PARTITION, "RowKey": _sys_id_key(ticket.sys_id), "ticket_id": ticket.id,
-                "status": ticket.status}  # fmt: skip
+                "status": ticket.status, "connection": ticket.connection}  # fmt: skip
         return [("upsert", hint, {"mode": UpdateMode.REPLACE})]
 
     def delete_ticket(self, ticket_id: str) -> None:
@@ -344,18 +344,19 @@ class TableTicketStore(TableDocuments):
             return ticket, str(entity.metadata["etag"])
         return None
 
-    def list_tracked_by_sys_id(self, after: str, upto: str, limit: int) -> list[tuple[str, str]]:
-        """From the sys_id hints, which sort by sys_id and carry the ticket's status: one range query. A hint
-        written before hints carried a status counts as tracked (verifying it once more is harmless)."""
+    def list_tracked_by_sys_id(self, after: str, upto: str, limit: int, connection: str = "") -> list[tuple[str, str]]:
+        """From the sys_id hints, which sort by sys_id and carry the ticket's status and connection: one range
+        query. A hint written before hints carried a status counts as tracked (verifying it once more is harmless);
+        one from before connections is the default connection's."""
         entities = self._table(TICKETS).query_entities(
             "PartitionKey eq @pk and RowKey gt @after and RowKey le @upto",
             parameters={"pk": _TICKET_PARTITION, "after": _sys_id_key(after), "upto": _sys_id_key(upto)},
-            select=["RowKey", "ticket_id", "status"],
+            select=["RowKey", "ticket_id", "status", "connection"],
             results_per_page=min(max(limit, 1), 1000),
         )
         found: list[tuple[str, str]] = []
         for entity in entities:
-            if entity.get("status") in ("closed", "canceled"):
+            if entity.get("status") in ("closed", "canceled") or str(entity.get("connection") or "") != connection:
                 continue
             found.append((str(entity["RowKey"]).removeprefix(_sys_id_key("")), str(entity["ticket_id"])))
             if len(found) >= limit:

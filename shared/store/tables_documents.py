@@ -63,6 +63,7 @@ class TableDocuments:
                     "created_at": state.created_at.isoformat(),
                     "expires_at": state.expires_at.isoformat(),
                     "browser_hash": state.browser_hash,
+                    "connection": state.connection,
                 }
             )
         except ResourceExistsError as exc:
@@ -94,6 +95,7 @@ class TableDocuments:
             created_at=datetime.fromisoformat(entity["created_at"]),
             expires_at=datetime.fromisoformat(entity["expires_at"]),
             browser_hash=str(entity.get("browser_hash") or ""),
+            connection=str(entity.get("connection") or ""),
         )
 
     def purge_oauth_states(self, before: datetime) -> int:

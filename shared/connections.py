@@ -1,0 +1,91 @@
+"""ServiceNow connections (DESIGN 13): one instance with its OAuth client and tokens each.
+
+The `default` connection is the one the settings describe (`SERVICENOW_INSTANCE`, ...), as before connections:
+its client secret and tokens keep their secret names and its tickets carry no connection. The others are added by
+an admin and kept in the store's `connections` document; their client secret is the secret
+`servicenow-client-secret-{id}` and their tokens `servicenow-token-{id}`. Code that talks to ServiceNow works on
+`Services.for_connection(c)`: the same services with that connection's instance, client, table and field map, and
+a sync state of its own, so the status sync, provisioning and the OAuth flow run unchanged per connection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared.fieldmap import FieldMap, parse_field_map
+from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+    from shared.store import TicketStore
+
+DEFAULT = "default"
+DOCUMENT = "connections"
+CONNECTION_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")  # part of Key Vault secret names: [0-9a-z-]
+
+
+@dataclass(frozen=True)
+class Connection:
+    id: str
+    instance_url: str | None
+    client_id: str | None
+    table: str
+    field_map: FieldMap
+
+    @property
+    def is_default(self) -> bool:
+        return self.id == DEFAULT
+
+    @property
+    def key(self) -> str:
+        """What a ticket records: "" for the default connection (every ticket from before connections)."""
+        return "" if self.is_default else self.id
+
+    @property
+    def client_secret_name(self) -> str:
+        return CLIENT_SECRET if self.is_default else f"{CLIENT_SECRET}-{self.id}"
+
+    @property
+    def token_name(self) -> str:
+        return TOKEN_BUNDLE if self.is_default else f"{TOKEN_BUNDLE}-{self.id}"
+
+
+def connection_id(key: str) -> str:
+    """A ticket's connection key as a connection id."""
+    return key or DEFAULT
+
+
+def default_connection(settings: Settings) -> Connection:
+    return Connection(DEFAULT, settings.instance_url, settings.client_id, settings.table, settings.field_map)
+
+
+def stored(store: TicketStore) -> dict[str, dict[str, Any]]:
+    """The added connections' records, by id."""
+    found = store.get_document(DOCUMENT)
+    return dict((found[0] if found else {}).get("connections") or {})
+
+
+def from_record(record: dict[str, Any]) -> Connection:
+    table = str(record["table"])
+    return Connection(str(record["id"]), str(record["instance"]), str(record["clientId"]), table,
+                      parse_field_map(record.get("fieldMap") or {}, table))  # fmt: skip
+
+
+class ConnectionStore:
+    """The store as one added connection sees it: its own sync state (a document of its own), all else shared."""
+
+    def __init__(self, store: TicketStore, connection: str) -> None:
+        self._store = store
+        self._name = f"sync-state:{connection}"
+
+    def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
+        return self._store.get_document(self._name)
+
+    def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
+        return self._store.put_document(self._name, state, etag)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        return getattr(self._store, name)  # type: ignore[no-any-return]
