@@ -145,6 +145,8 @@ class TicketCreator:
             updated_at=now,
             extra={"payload": servicenow_record(request, ticket_id, settings.field_map, caller_sys_id)},
             tenant=request.tenant,
+            connection=self._services.connection.key,
+            instance="" if self._services.connection.is_default else settings.instance_url or "",
             secure_score=(
                 {
                     "scoreAtCreation": request.control.get("score"),

@@ -28,7 +28,7 @@ def connect(req: func.HttpRequest) -> func.HttpResponse:
     from shared.connections import DEFAULT
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
-        start = start_connect(services, caller, inbound.params.get("connection") or DEFAULT)
+        start = start_connect(services, caller, inbound.params.get("connection", DEFAULT))
         return web.redirect(start.location, {"Set-Cookie": start.cookie})
 
     return web.handle(req, run, role=ROLE_ADMIN)
@@ -73,12 +73,14 @@ def provisioning(req: func.HttpRequest) -> func.HttpResponse:
     from oauth_callback.provisioning import provisioning_status
     from shared import web
     from shared.auth import ROLE_ADMIN
+    from shared.connections import DEFAULT
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         live = web.flag(inbound, "live")
         if live:
             caller.require(ROLE_ADMIN)
-        return web.json_response(provisioning_status(services, live=live))
+        connection = services.connection_named(inbound.params.get("connection", DEFAULT))
+        return web.json_response(provisioning_status(services.for_connection(connection), live=live))
 
     return web.handle(req, run)
 
@@ -92,8 +94,8 @@ def disconnect(req: func.HttpRequest) -> func.HttpResponse:
     from shared.connections import DEFAULT
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
-        disconnect_servicenow(services, force=web.flag(inbound, "force"), connection=inbound.params.get("connection")
-                              or DEFAULT)  # fmt: skip
+        disconnect_servicenow(services, force=web.flag(inbound, "force"), connection=inbound.params.get("connection",
+                              DEFAULT))  # fmt: skip
         return web.no_content()
 
     return web.handle(req, run, role=ROLE_ADMIN)
@@ -108,3 +110,43 @@ def me(req: func.HttpRequest) -> func.HttpResponse:
         return web.json_response({"user": caller.user, "roles": sorted(caller.roles)})
 
     return web.handle(req, run)
+
+
+@bp.route(route="connections", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def list_connections(req: func.HttpRequest) -> func.HttpResponse:
+    """Every ServiceNow connection with its state (from the stored tokens) and last sync; never a secret."""
+    from oauth_callback.connections import list_connections as listed
+    from shared import web
+
+    def run(services: Services, _: Caller, __: Inbound) -> func.HttpResponse:
+        return web.json_response(listed(services))
+
+    return web.handle(req, run)
+
+
+@bp.route(route="connections", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def add_connection(req: func.HttpRequest) -> func.HttpResponse:
+    """Add a ServiceNow instance (admin): 201 with where to connect it; its client secret is kept, never shown."""
+    from oauth_callback.connections import add_connection as added
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.edge import Body
+
+    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
+        shown = added(services, inbound.json, caller.user or caller.principal)
+        return web.json_response(shown, 201, {"Location": f"/api/connections/{shown['id']}"})
+
+    return web.handle(req, run, role=ROLE_ADMIN, body=Body(8192))
+
+
+@bp.route(route="connections/{id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+def remove_connection(req: func.HttpRequest) -> func.HttpResponse:
+    """Remove an added connection (admin): its tokens revoked, its secret forgotten; refused while in use."""
+    from oauth_callback.connections import remove_connection as removed
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        return web.json_response(removed(services, req.route_params.get("id", ""), force=web.flag(inbound, "force")))
+
+    return web.handle(req, run, role=ROLE_ADMIN)

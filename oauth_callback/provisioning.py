@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from oauth_callback.checks import Check
+from oauth_callback.connection_checks import connect_path, connection_checks
 from oauth_callback.tenant_checks import tenant_checks
 from shared.problems import ConnectorError, NotConnected, ReauthorizationRequired
 from shared.runs import SECURE_SCORE_RUN, run_document
@@ -27,10 +28,13 @@ def _iso(value: Any) -> str | None:
 
 
 def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
+    """The default connection's health with the app-wide checks (Secure Score, tenants, the other connections);
+    for another connection (`services.for_connection`), that connection's own."""
     settings = services.settings
     checks: list[Check] = []
     body: dict[str, Any] = {
         "state": "not_configured",
+        "connection": services.connection.id,
         "instance": settings.instance_url,
         "connectedAt": None,
         "connectedAs": None,
@@ -80,7 +84,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
                 "connection",
                 False,
                 "The connector has not been authorized in ServiceNow yet.",
-                "Open /api/connect and sign in to ServiceNow as the integration user, then press Allow.",
+                f"Open {connect_path(services)} and sign in to ServiceNow as the integration user, then press Allow.",
             )
         )
         return _finish(body)
@@ -104,9 +108,12 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
     checks.append(Check("connection", True, f"Connected as {bundle.connected_as or 'an unidentified user'}."))
     checks.append(_refresh_lifetime(bundle, now))
     checks.append(_sync_check(sync))
-    checks.append(_secure_score_check(services, live=live))
-    checks.extend(tenant_checks(services, live=live))
-    checks.append(_failed_items({**failures, **_secure_score_state(services).get("failures", {})}))
+    if services.connection.is_default:  # what the whole app does, on the default connection's page
+        checks.append(_secure_score_check(services, live=live))
+        checks.extend(tenant_checks(services, live=live))
+        checks.extend(connection_checks(services))
+        failures = {**failures, **_secure_score_state(services).get("failures", {})}
+    checks.append(_failed_items(failures))
     if live:
         checks.extend(_live_checks(services))
         if any(c.name == "token_valid" and not c.ok and c.remediation == RECONNECT_REMEDIATION for c in checks):

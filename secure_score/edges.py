@@ -75,6 +75,7 @@ def follow(services: Services, ticket: Ticket, control: dict[str, Any], day: str
 def set_state(
     services: Services, ticket: Ticket, status: str, notes: dict[str, str], *, resolution: bool = False
 ) -> None:
+    services = services.for_ticket(ticket)  # the record lives on the ticket's connection
     field_map = services.settings.field_map
     raw = field_map.state_for(status)
     if raw is None:

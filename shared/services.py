@@ -24,12 +24,13 @@ from shared.connections import (
     DEFAULT,
     Connection,
     ConnectionStore,
+    connection_id,
     default_connection,
     from_record,
     stored,
 )
 from shared.deadlines import RUN_DEADLINE
-from shared.problems import NotConfigured, NotFound
+from shared.problems import FieldError, NotConfigured, NotFound, ValidationFailed
 from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
 from shared.servicenow import ServiceNowClient
@@ -42,6 +43,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from shared.graph import GraphClient
+    from shared.tickets import Ticket
 
 
 def utcnow() -> datetime:
@@ -98,7 +100,9 @@ class Services:
         """A connection by id (`default`: the settings' one); an unknown id is `not_found`."""
         if connection_id == DEFAULT:
             return default_connection(self.settings if self._parent is None else self._parent.settings)
-        record = stored(self.store).get(connection_id) if CONNECTION_ID.fullmatch(connection_id) else None
+        if not CONNECTION_ID.fullmatch(connection_id):
+            raise ValidationFailed([FieldError("connection", "must be a connection's id (GET /api/connections)")])
+        record = stored(self.store).get(connection_id)
         if record is None:
             raise NotFound(f"The connector has no ServiceNow connection '{printable(connection_id, 40)}'.")
         return from_record(record)
@@ -126,6 +130,10 @@ class Services:
                 held._parent = root
                 root._scoped[connection.id] = held
             return held
+
+    def for_ticket(self, ticket: Ticket) -> Services:
+        """The services of the connection a ticket lives on."""
+        return self.for_connection(self.connection_named(connection_id(ticket.connection)))
 
     def require_configured(self) -> None:
         """Raise `not_configured` naming every setting to fix (ServiceNow is never called before this)."""

@@ -19,13 +19,14 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(arg_name="timer", schedule="%STATUS_SYNC_SCHEDULE%", run_on_startup=False, use_monitor=True)
 @bp.retry(strategy="exponential_backoff", max_retry_count="3", minimum_interval="00:00:30", maximum_interval="00:05:00")
 def status_sync(timer: func.TimerRequest) -> None:
-    """Incremental sync from the watermark. A failed run raises, so the retry policy runs it again."""
+    """Incremental sync from the watermark, per ServiceNow connection. A run in which every connection failed
+    raises, so the retry policy runs it again."""
     from shared.services import get_services
-    from status_sync.sync import StatusSync
+    from status_sync.every import sync_every_connection
 
     if timer.past_due:
         log.info("The status sync is past due (the app was idle or restarting); it resumes from its watermark")
-    StatusSync(get_services()).run()
+    sync_every_connection(get_services())
 
 
 @bp.route(route="servicenow/events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)

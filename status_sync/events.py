@@ -72,6 +72,7 @@ def apply_notice(services: Services, sys_id: str) -> str:
     if found is None:
         return "unknown"
     ticket = found[0]
+    services = services.for_ticket(ticket)  # read from the instance the ticket lives on
     try:
         record = _read(services, ticket.table, sys_id)
     except NotFound:  # deleted, or hidden by ACLs: what the sweep would conclude

@@ -28,6 +28,9 @@ EXPECTED_HTTP = {
     "add_tenant": ("tenants", ["POST"], "ANONYMOUS"),
     "remove_tenant": ("tenants/{id:guid}", ["DELETE"], "ANONYMOUS"),
     "tenant_consent": ("tenants/consent", ["GET"], "ANONYMOUS"),
+    "list_connections": ("connections", ["GET"], "ANONYMOUS"),
+    "add_connection": ("connections", ["POST"], "ANONYMOUS"),
+    "remove_connection": ("connections/{id}", ["DELETE"], "ANONYMOUS"),
 }
 
 

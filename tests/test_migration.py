@@ -129,3 +129,14 @@ def test_the_old_connection_refreshes_and_the_runs_go_on(before):
     assert record["state"] == "6"
     notes = before.graph.tenant(HOME.id).state_of(CONTROL)
     assert "INC0010001" in str(notes.get("comment"))
+
+
+def test_the_old_connection_is_the_default_connection_with_no_step(before):
+    listed = body(before.call("list_connections", path="/connections"))["connections"]
+    assert [(c["id"], c["state"], c["connectedAs"]) for c in listed] == [("default", "connected", "m365.integration")]
+    card = body(before.call("list_tickets", path="/tickets", params={"status": "all"}))
+    assert {t["connection"] for t in card["tickets"]} == {"default"}
+    assert all(t["url"] is None or t["url"].startswith("https://contoso.service-now.com/") for t in card["tickets"])
+    status = body(before.call("provisioning", path="/provisioning"))
+    assert status["connection"] == "default" and status["instance"] == "https://contoso.service-now.com"
+    assert not [c for c in status["checks"] if c["name"] == "servicenow_connection"]

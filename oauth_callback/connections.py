@@ -1,0 +1,173 @@
+"""`/api/connections`: the ServiceNow instances the connector works with (DESIGN 13).
+
+The `default` connection is the settings' one and cannot be added or removed here. Another is added with its
+instance, OAuth client and (optionally) table and field map; its client secret goes to the secret store at once and
+is never returned. Removing one revokes and forgets its tokens and secret, but never while a route sends tickets to
+it or an open ticket lives on it: those would be lost track of.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from oauth_callback.connection import disconnect
+from shared.config import InvalidSetting, parse_instance
+from shared.connections import CONNECTION_ID, DEFAULT, DOCUMENT, Connection, from_record, stored
+from shared.fieldmap import parse_field_map
+from shared.problems import Conflict, ConnectorError, FieldError, ValidationFailed
+from shared.services import Services
+from shared.store import StoreConflict
+from shared.text import clean_line, one_line_ok, printable
+
+log = logging.getLogger(__name__)
+
+MEMBERS = ("id", "instance", "clientId", "clientSecret", "table", "fieldMap")
+MAX_CONNECTIONS = 50
+_TABLE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
+ROUTES = "routes"  # the store document of the routes (create_ticket): rules naming a connection keep it
+
+
+def connection_state(services: Services, connection: Connection) -> dict[str, Any]:
+    """Whether it is connected, from its stored tokens (no call to ServiceNow)."""
+    scoped = services.for_connection(connection)
+    try:
+        bundle = scoped.tokens.load()
+    except ConnectorError as exc:
+        return {"state": "not_configured", "detail": exc.detail}
+    except Exception as exc:  # the secret store itself failed
+        return {"state": "degraded", "detail": f"The secret store could not be read ({type(exc).__name__})."}
+    if bundle is None:
+        return {"state": "not_connected", "connectedAs": None}
+    if bundle.instance != connection.instance_url or bundle.needs_reauthorization(services.clock()):
+        return {"state": "reauthorization_required", "connectedAs": bundle.connected_as}
+    return {"state": "connected", "connectedAs": bundle.connected_as}
+
+
+def shown(services: Services, connection: Connection, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    found = scoped_sync(services, connection)
+    return {
+        "id": connection.id,
+        "default": connection.is_default,
+        "instance": connection.instance_url,
+        "clientId": connection.client_id,
+        "table": connection.table,
+        "addedAt": (record or {}).get("addedAt"),
+        "addedBy": (record or {}).get("addedBy"),
+        **connection_state(services, connection),
+        "lastSync": found,
+        "connectUrl": f"/api/connect?connection={connection.id}",
+    }
+
+
+def scoped_sync(services: Services, connection: Connection) -> dict[str, Any] | None:
+    found = services.for_connection(connection).store.get_sync_state()
+    last = (found[0] if found else {}).get("last")
+    return last if isinstance(last, dict) else None
+
+
+def list_connections(services: Services) -> dict[str, Any]:
+    records = stored(services.store)
+    return {"connections": [shown(services, c, records.get(c.id)) for c in services.connections()],
+            "redirectUri": services.settings.redirect_uri}  # fmt: skip
+
+
+def add_connection(services: Services, body: Any, added_by: str) -> dict[str, Any]:
+    """Validate everything, store the secret, then the connection (a lost race on the id is `validation_failed`)."""
+    if not isinstance(body, dict):
+        raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    errors = [FieldError(printable(k, 64), f"is not a member; known: {', '.join(MEMBERS)}") for k in body
+              if k not in MEMBERS]  # fmt: skip
+    wanted = body.get("id")
+    if not (isinstance(wanted, str) and CONNECTION_ID.fullmatch(wanted)) or wanted == DEFAULT:
+        errors.append(FieldError("id", "must be 1-32 of a-z, 0-9 and '-' (not starting or ending with '-'), not "
+                                       "'default'"))  # fmt: skip
+    instance = None
+    try:
+        raw = body.get("instance")
+        if not isinstance(raw, str):
+            raise InvalidSetting("it must be an instance name or URL")
+        instance = parse_instance(raw)
+    except InvalidSetting as exc:
+        errors.append(FieldError("instance", f"is not valid: {exc}"))
+    client_id, secret = body.get("clientId"), body.get("clientSecret")
+    if not (isinstance(client_id, str) and 0 < len(client_id) <= 100 and client_id.isascii() and
+            clean_line(client_id, 100) == client_id):  # fmt: skip
+        errors.append(FieldError("clientId", "must be the OAuth client's Client ID (System OAuth > Application "
+                                             "Registry), one line of at most 100 characters"))  # fmt: skip
+    if not (isinstance(secret, str) and 0 < len(secret) <= 500 and one_line_ok(secret)):
+        errors.append(FieldError("clientSecret", "must be the OAuth client's Client Secret, one line"))
+    table = body.get("table", "incident")
+    if not (isinstance(table, str) and _TABLE.fullmatch(table)):
+        errors.append(FieldError("table", "must be a ServiceNow table name such as 'incident'"))
+        table = "incident"
+    field_map = body.get("fieldMap", {})
+    try:
+        parse_field_map(field_map, str(table))
+    except ValueError as exc:
+        errors.append(FieldError("fieldMap", str(exc)))
+    if errors:
+        raise ValidationFailed(errors[:10])
+    record = {"id": wanted, "instance": instance, "clientId": client_id, "table": table, "fieldMap": field_map,
+              "addedAt": services.clock().isoformat(), "addedBy": added_by}  # fmt: skip
+    connection = from_record(record)
+    services.secrets.set(connection.client_secret_name, str(secret))
+    _change(services, lambda connections: _register(connections, record))
+    log.info("Connection %s added for %s by %s", wanted, instance, added_by)
+    return shown(services, connection, record)
+
+
+def _register(connections: dict[str, Any], record: dict[str, Any]) -> None:
+    held = connections.get(record["id"])
+    if held is not None:
+        raise ValidationFailed([FieldError("id", f"is taken by another connection ({held.get('instance')})")])
+    if len(connections) >= MAX_CONNECTIONS:
+        raise ValidationFailed([FieldError("id", f"the connector holds {MAX_CONNECTIONS} connections already")])
+    connections[record["id"]] = record
+
+
+def _change(services: Services, edit: Any) -> None:
+    for _ in range(10):
+        found = services.store.get_document(DOCUMENT)
+        document, etag = (dict(found[0]), found[1]) if found else ({}, None)
+        connections = dict(document.get("connections") or {})
+        edit(connections)
+        try:
+            services.store.put_document(DOCUMENT, {**document, "connections": connections}, etag)
+            return
+        except StoreConflict:
+            continue
+    raise StoreConflict("the connections kept changing")
+
+
+def remove_connection(services: Services, connection_id: str, *, force: bool) -> dict[str, Any]:
+    """Revoke and forget its tokens (`force`: even when ServiceNow cannot revoke them), its secret, and itself."""
+    if connection_id == DEFAULT:
+        raise Conflict("The default connection is the app settings' (SERVICENOW_INSTANCE and the rest); it is "
+                       "changed there, not removed here.", remediation="Change the app settings, or disconnect "
+                       "it with POST /api/disconnect.")  # fmt: skip
+    connection = services.connection_named(connection_id)
+    routed = routed_to(services, connection_id)
+    if routed:
+        raise Conflict(f"Routes send tickets to connection {connection_id}: {', '.join(routed[:10])}.",
+                       remediation="Change or remove those rules (PUT /api/routes) first.")  # fmt: skip
+    open_tickets = [t for t, _ in services.store.list_tickets() if t.connection == connection.key and t.is_open]
+    if open_tickets:
+        raise Conflict(f"{len(open_tickets)} open ticket(s) live on connection {connection_id}; removing it would "
+                       "stop tracking them.", remediation="Resolve or close them in ServiceNow and let the status "
+                       "sync bring that back, then remove the connection.")  # fmt: skip
+    disconnect(services, force=force, connection=connection_id)
+    services.for_connection(connection).secrets.delete(connection.client_secret_name)
+    _change(services, lambda connections: connections.pop(connection_id, None))
+    log.info("Connection %s (%s) removed", connection_id, connection.instance_url)
+    return {"id": connection_id, "removed": True, "detail": f"The connector no longer works with "
+            f"{connection.instance_url}; its tokens were revoked and its client secret forgotten."}  # fmt: skip
+
+
+def routed_to(services: Services, connection_id: str) -> list[str]:
+    """The rules (by name, or position) that send tickets to the connection."""
+    found = services.store.get_document(ROUTES)
+    rules = (found[0] if found else {}).get("routes") or []
+    return [str(rule.get("name") or f"rule {i + 1}") for i, rule in enumerate(rules)
+            if isinstance(rule, dict) and (rule.get("set") or {}).get("connection") == connection_id]  # fmt: skip

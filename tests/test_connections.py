@@ -1,0 +1,201 @@
+"""ServiceNow connections (DESIGN 13) over two simulated instances: adding one (its secret kept, never shown),
+connecting it through the one OAuth callback, its own tokens, provisioning and status sync, one failing connection
+never stopping the other, and removing one only when nothing depends on it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+
+from create_ticket.creation import creator_for
+from create_ticket.request import parse_ticket_request
+from dev.simulator import Fault, ServiceNowSimulator, SimulatorTransport
+from shared import services as services_module
+from shared.auth import Caller
+from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE
+from status_sync.every import sync_every_connection
+from tests.conftest import CLIENT_SECRET as DEFAULT_SECRET
+from tests.conftest import REDIRECT_URI, Harness, build_services
+
+SECOND = "https://fabrikam.service-now.com"
+SECOND_CLIENT = "5f1e2d3c4b5a69788796a5b4c3d2e1f0"
+SECOND_SECRET = "second-client-secret-7a6b5c4d"
+
+
+class Instances(httpx.BaseTransport):
+    """Each request to the simulator of its host, as DNS and the network would send it."""
+
+    def __init__(self, *simulators: ServiceNowSimulator) -> None:
+        self.by_host = {urlsplit(s.instance_url).netloc: SimulatorTransport(s) for s in simulators}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.by_host[request.url.netloc.decode()].handle_request(request)
+
+
+@pytest.fixture
+def second(clock: Any) -> ServiceNowSimulator:
+    sim = ServiceNowSimulator(SECOND, clock=clock.epoch)
+    sim.register_client(SECOND_CLIENT, SECOND_SECRET, [REDIRECT_URI])
+    sim.auto_approve = True
+    return sim
+
+
+@pytest.fixture
+def two(connected: Harness, second: ServiceNowSimulator) -> Iterator[Harness]:
+    """The connected app on a network with both instances."""
+    transport = Instances(connected.simulator, second)
+    connected.services.close()
+    services_module.install(build_services(connected.tmp, transport, connected.clock, connected.sleeps,
+                                           connected.graph))  # fmt: skip
+    connected.services = services_module.get_services()
+    connected.transport = transport  # type: ignore[assignment]
+    yield connected
+
+
+def body(response: Any) -> Any:
+    return json.loads(response.get_body())
+
+
+def add(harness: Harness, **overrides: Any) -> Any:
+    payload = {"id": "fabrikam", "instance": SECOND, "clientId": SECOND_CLIENT, "clientSecret": SECOND_SECRET,
+               **overrides}  # fmt: skip
+    payload = {k: v for k, v in payload.items() if v is not None}
+    return harness.call("add_connection", "POST", "/connections", body=json.dumps(payload).encode())
+
+
+def connect(harness: Harness, connection: str) -> Any:
+    start = harness.call("connect", path="/connect", params={"connection": connection})
+    assert start.status_code == 302, start.get_body()
+    with httpx.Client(transport=harness.transport) as browser:
+        consent = browser.get(start.headers["Location"])
+    assert consent.status_code == 302, consent.text
+    return harness.callback(dict(parse_qsl(urlsplit(consent.headers["Location"]).query)))
+
+
+@pytest.fixture
+def both(two: Harness) -> Harness:
+    assert add(two).status_code == 201
+    assert connect(two, "fabrikam").status_code == 200
+    return two
+
+
+def ticket_on(harness: Harness, connection: str, control: str) -> dict[str, Any]:
+    services = harness.services.for_connection(harness.services.connection_named(connection))
+    request = parse_ticket_request({"name": f"Fix {control}", "recommendation": {"id": control, "source": "user",
+                                    "category": "Identity"}}, initiating_user=None)  # fmt: skip
+    ticket, created = creator_for(services).create(request, caller=Caller("test"), idempotency_key=None)
+    assert created
+    return ticket.to_json(None)
+
+
+def listed(harness: Harness) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in body(harness.call("list_connections", path="/connections"))["connections"]}
+
+
+def test_a_connection_is_added_with_its_secret_kept_and_never_shown(two, second):
+    response = add(two, table="incident")
+    assert response.status_code == 201, response.get_body()
+    assert response.headers["Location"] == "/api/connections/fabrikam"
+    shown = body(response)
+    assert (shown["id"], shown["instance"], shown["state"], shown["default"]) == ("fabrikam", SECOND,
+                                                                                 "not_connected", False)  # fmt: skip
+    assert shown["connectUrl"] == "/api/connect?connection=fabrikam"
+    everything = json.dumps(body(two.call("list_connections", path="/connections")))
+    assert SECOND_SECRET not in everything and SECOND_SECRET not in response.get_body().decode()
+    assert two.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") == SECOND_SECRET
+    assert set(listed(two)) == {"default", "fabrikam"} and listed(two)["default"]["state"] == "connected"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [({"id": "default"}, "id"), ({"id": "Bad_Id"}, "id"), ({"id": None}, "id"), ({"instance": "ftp://x"}, "instance"),
+     ({"instance": "https://evil.example/path"}, "instance"), ({"clientSecret": ""}, "clientSecret"),
+     ({"clientId": "a\nb"}, "clientId"), ({"table": "Incident;drop"}, "table"),
+     ({"fieldMap": {"nope": "x"}}, "fieldMap"), ({"extra": 1}, "extra")],
+)  # fmt: skip
+def test_a_bad_connection_is_refused_naming_the_field_and_nothing_is_kept(two, overrides, field):
+    response = add(two, **overrides)
+    assert response.status_code == 400, response.get_body()
+    assert field in [e["field"] for e in body(response)["errors"]]
+    assert set(listed(two)) == {"default"}
+    assert two.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") is None
+
+
+def test_an_id_taken_is_refused(two):
+    assert add(two).status_code == 201
+    again = add(two)
+    assert again.status_code == 400 and "taken" in again.get_body().decode()
+
+
+def test_the_one_callback_connects_the_connection_its_flow_names(two, second):
+    assert add(two).status_code == 201
+    start = two.call("connect", path="/connect", params={"connection": "fabrikam"})
+    assert start.headers["Location"].startswith(f"{SECOND}/oauth_auth.do")
+    assert connect(two, "fabrikam").status_code == 200
+    assert two.services.secrets.get(f"{TOKEN_BUNDLE}-fabrikam")
+    status = body(two.call("provisioning", path="/provisioning", params={"connection": "fabrikam"}))
+    assert (status["connection"], status["state"], status["instance"]) == ("fabrikam", "connected", SECOND)
+    assert listed(two)["default"]["state"] == "connected"  # the default connection's tokens are untouched
+    unknown = two.call("connect", path="/connect", params={"connection": "nope"})
+    assert unknown.status_code == 404
+
+
+def test_each_connection_syncs_its_own_records(both, second):
+    mine = ticket_on(both, "default", "OnDefault")
+    theirs = ticket_on(both, "fabrikam", "OnSecond")
+    assert theirs["connection"] == "fabrikam" and theirs["url"].startswith(SECOND)
+    assert [r["number"] for r in second.records()] == [theirs["number"]]
+    both.simulator.update("incident", mine["sysId"], state="2")
+    second.update("incident", theirs["sysId"], state="6")
+    both.clock.advance(minutes=5)
+    results = sync_every_connection(both.services)
+    assert [r.status for r in results] == ["ok", "ok"]
+    statuses = {t.connection or "default": t.status for t, _ in both.services.store.list_tickets()}
+    assert statuses == {"default": "in_progress", "fabrikam": "resolved"}
+    assert both.services.store.get_document("sync-state:fabrikam") is not None  # its own watermark and sweep
+
+
+def test_a_failing_connection_never_stops_the_other(both, second):
+    mine = ticket_on(both, "default", "OnDefault")
+    ticket_on(both, "fabrikam", "OnSecond")
+    second.inject(Fault("status", status=503, times=1000))
+    both.simulator.update("incident", mine["sysId"], state="2")
+    results = sync_every_connection(both.services)
+    assert [r.status for r in results] == ["ok"]  # the default's ran; the other's failure is on its own state
+    assert next(t for t, _ in both.services.store.list_tickets() if not t.connection).status == "in_progress"
+    checks = body(both.call("provisioning", path="/provisioning"))["checks"]
+    failing = [c for c in checks if c["name"] == "servicenow_connection"]
+    assert failing and failing[0]["ok"] is False and "connection=fabrikam" in failing[0]["remediation"]
+    own = body(both.call("provisioning", path="/provisioning", params={"connection": "fabrikam"}))
+    assert own["state"] == "degraded"
+
+
+def test_a_connection_in_use_is_not_removed(both, second):
+    ticket = ticket_on(both, "fabrikam", "OnSecond")
+    refused = both.call("remove_connection", "DELETE", "/connections/fabrikam", route_params={"id": "fabrikam"})
+    assert refused.status_code == 409 and "open ticket" in body(refused)["detail"]
+    default = both.call("remove_connection", "DELETE", "/connections/default", route_params={"id": "default"})
+    assert default.status_code == 409
+    second.update("incident", ticket["sysId"], state="7")
+    sync_every_connection(both.services)
+    removed = both.call("remove_connection", "DELETE", "/connections/fabrikam", route_params={"id": "fabrikam"})
+    assert removed.status_code == 200, removed.get_body()
+    assert set(listed(both)) == {"default"}
+    assert both.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") is None
+    assert both.services.secrets.get(f"{TOKEN_BUNDLE}-fabrikam") is None
+    assert all(g.revoked for g in second.refresh_tokens.values())
+    gone = both.call("remove_connection", "DELETE", "/connections/fabrikam", route_params={"id": "fabrikam"})
+    assert gone.status_code == 404
+
+
+def test_disconnect_names_its_connection(both, second):
+    response = both.call("disconnect", "POST", "/disconnect", params={"connection": "fabrikam"})
+    assert response.status_code == 204
+    assert listed(both)["fabrikam"]["state"] == "not_connected"
+    assert listed(both)["default"]["state"] == "connected"
+    assert DEFAULT_SECRET  # the default connection's client secret is the settings' still
