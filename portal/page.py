@@ -11,7 +11,11 @@ import azure.functions as func
 from shared.problems import NotFound
 
 STATIC = Path(__file__).resolve().parent.parent / "portal" / "static"
-FILES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+FILES = {
+    "app.js": "text/javascript; charset=utf-8",
+    "tenants.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"

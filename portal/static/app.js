@@ -1,5 +1,6 @@
 // The security center page: a client of the connector's public API (/api/me, /api/provisioning,
-// /api/recommendations, /api/tickets), nothing else. Every piece of text is set as text, never as HTML.
+// /api/recommendations, /api/tickets, /api/tenants), nothing else. Every piece of text is set as text, never as HTML.
+// With one Microsoft tenant it is one page; with several, an overview (tenants.js) and each tenant's own view.
 "use strict";
 
 (() => {
@@ -14,7 +15,8 @@
     not_connected: ["Not connected to ServiceNow", "bad"], not_configured: ["Not configured", "bad"],
     reauthorization_required: ["ServiceNow authorization must be renewed", "bad"],
   };
-  const page = { roles: new Set(), actions: [], rows: [], selected: new Set(), keys: new Map(), showUnscored: false };
+  const page = { roles: new Set(), actions: [], rows: [], selected: new Set(), keys: new Map(), showUnscored: false,
+    view: "single", tenant: null };  // tenant: null on the one-tenant page, else "home" or the tenant's id
   const $ = (id) => document.getElementById(id);
 
   class ApiError extends Error {
@@ -88,7 +90,7 @@
   function safeHref(value) {
     const text = String(value);
     return text.startsWith("https://") || text.startsWith("http://127.0.0.1") || text.startsWith("http://localhost")
-      || text.startsWith("/") ? text : "#";
+      || text.startsWith("/") || text.startsWith("#") ? text : "#";
   }
 
   function problemNodes(error) {
@@ -108,6 +110,14 @@
     target.replaceChildren(...problemNodes(error));
     target.hidden = false;
   }
+
+  // What an action did, in a live region: read out, and kept on the page until the next one.
+  function notice(content) {
+    $("notice").replaceChildren(...(Array.isArray(content) ? content : [content]).filter((c) => c !== null));
+  }
+
+  // The tenant whose data the cards and actions show: no parameter at all on the one-tenant page.
+  const scope = () => (page.tenant ? `&tenant=${encodeURIComponent(page.tenant)}` : "");
 
   const can = (role) => page.roles.has(role);
 
@@ -168,8 +178,10 @@
 
   async function loadActions() {
     const tbody = $("recommendations").tBodies[0];
+    const asked = page.tenant;
     try {
-      const list = await api("/api/recommendations?status=all");
+      const list = await api(`/api/recommendations?status=all${scope()}`);
+      if (asked !== page.tenant) return;  // another tenant was chosen meanwhile
       const score = list.secureScore;
       $("score-value").textContent = score && score.current !== null ? String(score.current) : "–";
       $("score-max").textContent = score && score.max ? `of ${score.max} (${score.percent}%)` : "not read yet";
@@ -272,8 +284,10 @@
   // -- ServiceNow card ----------------------------------------------------------------------------------------------
   async function loadTickets() {
     const tbody = $("tickets").tBodies[0];
+    const asked = page.tenant;
     try {
-      const card = await api("/api/tickets?status=all");
+      const card = await api(`/api/tickets?status=all${scope()}`);
+      if (asked !== page.tenant) return;
       $("counts").replaceChildren(...Object.entries(card.summary).filter(([, n]) => n > 0)
         .map(([status, n]) => el("li", {}, el("strong", {}, n), STATUS[status] || status)));
       if (!$("counts").children.length) $("counts").append(el("li", {}, "No tickets yet"));
@@ -330,6 +344,7 @@
     const failures = [];
     for (const action of chosen) {
       const body = { recommendation: { id: action.id }, priority: $("t-priority").value };
+      if (page.tenant && page.tenant !== "home") body.tenant = page.tenant;
       if ($("t-due").value) body.dueDate = $("t-due").value;
       if (single) {
         body.name = $("t-name").value.trim();
@@ -357,14 +372,82 @@
   }
 
   // -- admin actions --------------------------------------------------------------------------------------------------
-  async function adminAction(button, run) {
+  // One button's action: the button off while it runs, its problem shown in the page's error banner.
+  async function act(button, run) {
     button.disabled = true;
     $("error").hidden = true;
-    try { await run(); await refreshAll(); } catch (error) { showError($("error"), error); } finally { button.disabled = false; }
+    try { await run(); } catch (error) { showError($("error"), error); } finally { button.disabled = false; }
   }
 
+  const adminAction = (button, run) => act(button, async () => { await run(); await refreshAll(); });
+
   async function refreshAll() {
-    await Promise.allSettled([loadConnection(), loadActions(), loadTickets()]);
+    const parts = page.view === "overview" ? [tenants.reload()] : [loadActions(), loadTickets()];
+    await Promise.allSettled([loadConnection(), ...parts]);
+  }
+
+  // -- the view: the one-tenant page, the tenant overview, or one tenant's page (#tenant=<id>, kept on reload) -------
+  let tenants = null;
+  const TITLE = document.title;
+
+  function wantedTenant() {
+    const hash = window.location.hash;
+    if (!hash.startsWith("#tenant=")) return null;
+    try { return decodeURIComponent(hash.slice("#tenant=".length)); } catch { return hash.slice("#tenant=".length); }
+  }
+
+  async function route(moved = false) {
+    try {
+      await tenants.load();
+    } catch (error) {
+      showError($("error"), error);  // the page of the home tenant, as it was before tenants
+    }
+    const several = tenants.several();
+    const wanted = several ? wantedTenant() : null;
+    const row = wanted ? tenants.find(wanted) : null;
+    if (wanted && !row) notice(`The connector reads no tenant "${wanted}": here are the ones it reads.`);
+    const chosen = row ? tenants.key(row) : null;
+    if (chosen !== page.tenant) {
+      page.selected.clear();
+      select("", false);
+    }
+    page.view = !several ? "single" : row ? "tenant" : "overview";
+    page.tenant = chosen;
+    layout(row);
+    if (page.view === "overview") {
+      tenants.render();
+      await loadConnection();
+    } else {
+      await refreshAll();
+    }
+    document.body.dataset.view = page.view;
+    document.body.dataset.tenant = page.tenant || "";
+    if (moved) $(page.view === "tenant" ? "tenant-title" : "tenants-title").focus();
+  }
+
+  function layout(row) {
+    const overview = page.view === "overview";
+    $("tenants").hidden = !overview;
+    for (const id of ["score", "servicenow", "actions"]) $(id).hidden = overview;
+    $("connection").parentElement.classList.toggle("alone", overview);  // under the overview, the whole width
+    $("tenant-bar").hidden = page.view !== "tenant";
+    $("add-first").hidden = !(page.view === "single" && can(ADMIN));
+    $("skip").setAttribute("href", overview ? "#tenants" : "#actions");
+    $("skip").textContent = overview ? "Skip to the tenants" : "Skip to the improvement actions";
+    if (row) {
+      $("tenant-title").textContent = row.name;
+      $("tenant-about").textContent = tenants.describe(row);
+    }
+    document.title = page.view === "single" ? TITLE : `${overview ? "Tenants" : row.name} – ${TITLE}`;
+  }
+
+  // Only the view's own addresses choose the view: a skip link's #actions stays where it is.
+  function onHashChange() {
+    const hash = window.location.hash;
+    if (hash && hash !== "#tenants" && !hash.startsWith("#tenant=")) return;
+    notice([]);
+    $("error").hidden = true;
+    route(true);
   }
 
   async function start() {
@@ -383,6 +466,13 @@
     });
     $("refresh").addEventListener("click", () => adminAction($("refresh"),
       () => api("/api/recommendations/refresh", { method: "POST" })));
+    tenants = window.SecurityCenterTenants({ $, api, el, when, can, ADMIN, problemNodes, showError, notice,
+      act });
+    tenants.wire(async (hash) => {
+      if (hash && window.location.hash !== `#${hash}`) window.history.replaceState(null, "", `#${hash}`);
+      await route();
+    });
+    window.addEventListener("hashchange", onHashChange);
     try {
       await loadMe();
     } catch (error) {
@@ -390,7 +480,7 @@
       if (error.status === 401) $("error").append(el("a", { href: SIGN_IN }, " Sign in"));
       return;
     }
-    await refreshAll();
+    await route();
     document.body.dataset.ready = "true";
   }
 

@@ -1,0 +1,294 @@
+// The tenant overview (DESIGN section 12): every Microsoft tenant the connector reads, from GET /api/tenants, with
+// its score and trend, open actions, tickets and health; for admins, adding a tenant (its consent link to copy),
+// removing one, pausing and resuming the home tenant. app.js calls it with its helpers and decides the view.
+"use strict";
+
+window.SecurityCenterTenants = (core) => {
+  const { $, api, el, when, can, ADMIN, problemNodes, showError, notice, act } = core;
+  const STATES = { active: ["Active", "done"], pending: ["Waiting for consent", "open"], paused: ["Paused", ""] };
+  const ASK = "a Global Administrator or Privileged Role Administrator of that tenant";
+  const FIELDS = { tenant: "The tenant", name: "The name" };
+  const state = { rows: [], copyButtons: new Map(), opener: null, added: false };
+
+  const key = (row) => (row.home ? "home" : row.id);
+  const stateLabel = (row) => STATES[row.state] || [row.state, ""];
+
+  async function load() {
+    state.rows = (await api("/api/tenants")).tenants || [];
+    return state.rows;
+  }
+
+  // One tenant, read as always: today's page. A paused home tenant alone still gets the overview (to resume it).
+  const several = () => state.rows.length > 1 || state.rows.some((row) => row.state !== "active");
+  const find = (wanted) => state.rows.find((row) => key(row) === wanted || row.id === wanted) || null;
+
+  function about(row) {
+    if (row.home) return "This deployment's own tenant";
+    return row.domain && row.domain !== row.name ? row.domain : null;
+  }
+
+  // The line under a tenant's name in its own view: where it is, and whether it is read.
+  function describe(row) {
+    return [about(row), stateLabel(row)[0]].filter(Boolean).join(" · ");
+  }
+
+  const points = (value) => String(Math.round(value * 100) / 100);
+  const signed = (change) => (change > 0 ? `+${points(change)}` : change < 0 ? `−${points(-change)}` : "no change");
+
+  function scoreCell(row) {
+    if (!row.score || row.score.current === null || row.score.current === undefined) return ["Not read yet"];
+    const trend = [["7", row.change7], ["30", row.change30]]
+      .map(([days, change]) => (change === null || change === undefined ? `${days} days: –` : `${signed(change)} in ${days} days`));
+    return [el("span", { className: "score-line" }, el("strong", {}, `${points(row.score.current)} of ${points(row.score.max)}`),
+      ` (${row.score.percent}%)`), ...trend.map((text) => el("span", { className: "sub change" }, text))];
+  }
+
+  function ticketsCell(row) {
+    const overdue = row.overdueTickets || 0;
+    return [`${row.openTickets || 0} open`,
+      el("span", { className: overdue ? "sub overdue" : "sub" }, overdue ? `${overdue} overdue` : "none overdue")];
+  }
+
+  function healthCell(row) {
+    const nodes = [];
+    const error = row.lastError;
+    if (error) {
+      nodes.push(el("span", { className: "problem" }, el("strong", {}, "Not read: "), error.detail,
+        error.remediation ? el("span", { className: "fix" }, `What to do: ${error.remediation}`) : null));
+    } else if (row.state === "pending") {
+      nodes.push(el("span", {}, "Not read until an admin of the tenant consents."));
+    } else if (row.state === "paused") {
+      nodes.push(el("span", {}, "Not read while paused."));
+    }
+    if (!error && row.lastRefresh && row.lastRefresh.at) {
+      nodes.push(el("span", { className: nodes.length ? "sub" : "" }, `Read ${when(row.lastRefresh.at)}`));
+    } else if (!error && row.state === "active") {
+      nodes.push(el("span", {}, "Not read yet: the next refresh reads it."));
+    }
+    if (row.state === "pending" || row.consentUrl) nodes.push(consentBlock(row));
+    return nodes;
+  }
+
+  // The consent link is a capability: GET /api/tenants gives it to admins only, while a consent is awaited. It is
+  // shown in a read-only field (to select by hand) and copied with one press.
+  function consentBlock(row) {
+    if (!can(ADMIN)) return el("span", { className: "sub" }, "An admin of the connector has its consent link.");
+    if (!row.consentUrl) {
+      // The row cannot say which: a consent Microsoft reported but no read confirmed yet, or a link past 14 days.
+      return el("span", { className: "sub" }, "No consent link is open: if its admin consented, the next refresh "
+        + "confirms it; if the 14-day link expired, remove the tenant and add it again.");
+    }
+    const field = el("input", { className: "link", readonly: true, value: row.consentUrl,
+      "aria-label": `Consent link for ${row.name}` });
+    field.addEventListener("focus", () => field.select());
+    const button = el("button", { type: "button", className: "button copy", "aria-label": `Copy consent link for ${row.name}` },
+      "Copy consent link");
+    button.addEventListener("click", () => copy(row, field));
+    state.copyButtons.set(key(row), button);
+    return el("span", { className: "consent" }, button, field);
+  }
+
+  async function copy(row, field) {
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(row.consentUrl);
+      copied = true;
+    } catch {
+      field.focus();
+      field.select();
+      try { copied = document.execCommand("copy"); } catch { copied = false; }
+    }
+    notice(copied ? `The consent link for ${row.name} is copied. Send it to ${ASK}: when they accept, the `
+      + "connector reads the tenant." : `The consent link for ${row.name} is selected: press Ctrl+C (⌘C on a Mac) `
+      + `to copy it, then send it to ${ASK}.`);
+  }
+
+  function manageCell(row) {
+    if (!row.home) {
+      const remove = el("button", { type: "button", className: "button danger", "aria-label": `Remove ${row.name}` },
+        "Remove");
+      remove.addEventListener("click", () => removeTenant(row, remove));
+      return [remove];
+    }
+    if (row.state === "paused") {
+      const resume = el("button", { type: "button", className: "button", "aria-label": `Resume ${row.name}` },
+        "Resume");
+      resume.addEventListener("click", () => resumeHome(row, resume));
+      return row.id ? [resume] : [];
+    }
+    const pause = el("button", { type: "button", className: "button", "aria-label": `Pause ${row.name}` }, "Pause");
+    pause.addEventListener("click", () => pauseHome(row, pause));
+    return [pause];
+  }
+
+  function renderRow(row) {
+    const [label, tone] = stateLabel(row);
+    const name = el("a", { className: "title", href: `#tenant=${encodeURIComponent(key(row))}` }, row.name);
+    // data-label names each cell where the phone layout stacks a row (app.css).
+    return el("tr", { "data-tenant": key(row) },
+      el("td", { className: "tenant" }, name, about(row) ? el("span", { className: "sub" }, about(row)) : null),
+      el("td", { className: "state", "data-label": "State" }, el("span", { className: `status ${tone}` }, label)),
+      el("td", { className: "score", "data-label": "Secure Score" }, ...scoreCell(row)),
+      el("td", { className: "num open-actions", "data-label": "Open actions" },
+        row.openRecommendations === null || row.openRecommendations === undefined ? "–" : row.openRecommendations),
+      el("td", { className: "tickets", "data-label": "Tickets" }, ...ticketsCell(row)),
+      el("td", { className: "health", "data-label": "Health" }, ...healthCell(row)),
+      can(ADMIN) ? el("td", { className: "manage" }, ...manageCell(row)) : null);
+  }
+
+  function render() {
+    state.copyButtons.clear();
+    $("tenant-table").tBodies[0].replaceChildren(...state.rows.map(renderRow));
+    $("manage-head").hidden = !can(ADMIN);
+    $("add-tenant").hidden = !can(ADMIN);
+    $("refresh-all").hidden = !can(ADMIN);
+    const waiting = state.rows.filter((row) => row.state === "pending").length;
+    const failing = state.rows.filter((row) => row.lastError).length;
+    const overdue = state.rows.reduce((sum, row) => sum + (row.overdueTickets || 0), 0);
+    $("tenants-summary").textContent = [`${state.rows.length} tenants`, waiting ? `${waiting} waiting for consent` : null,
+      failing ? `${failing} not read (see Health)` : null,
+      `${overdue} overdue ${overdue === 1 ? "ticket" : "tickets"} in all`].filter(Boolean).join(" · ");
+  }
+
+  async function reload() {
+    try {
+      await load();
+      render();
+    } catch (error) {
+      $("tenant-table").tBodies[0].replaceChildren(el("tr", {}, el("td", { colspan: 7 }, ...problemNodes(error))));
+    }
+  }
+
+  // -- admin actions: each answer is shown in the notice (announced), then the view is decided again ---------------
+  let changed = async () => {};
+
+  function removeTenant(row, button) {
+    if (!window.confirm(`Stop reading ${row.name}? Its tickets stay, in ServiceNow and in the connector.`)) return;
+    act(button, async () => {
+      const answer = await api(`/api/tenants/${encodeURIComponent(row.id)}`, { method: "DELETE" });
+      notice([el("strong", {}, `${row.name} is no longer read.`), " ", answer.detail,
+        answer.removeApp ? el("span", { className: "fix" }, answer.removeApp) : null]);
+      await changed();
+      $("notice").focus();
+    });
+  }
+
+  function pauseHome(row, button) {
+    if (!window.confirm(`Pause reading ${row.name}? Its tickets stay; Resume reads it again.`)) return;
+    act(button, async () => {
+      await api("/api/tenants/home", { method: "DELETE" });
+      notice(`${row.name} is paused: the connector no longer reads its Secure Score; its tickets stay. Resume reads `
+        + "it again.");
+      await changed();
+      focusRow("home", "button");
+    });
+  }
+
+  function resumeHome(row, button) {
+    act(button, async () => {
+      await api("/api/tenants", { method: "POST", body: { tenant: row.id } });
+      notice(`${row.name} is read again from the next refresh.`);
+      await changed();
+      focusRow("home", "button");
+    });
+  }
+
+  function focusRow(wanted, selector) {
+    const found = document.querySelector(`#tenant-table tr[data-tenant="${CSS.escape(wanted)}"] ${selector}`);
+    if (found) found.focus();
+  }
+
+  async function refreshAll(button) {
+    await act(button, async () => {
+      const result = await api("/api/recommendations/refresh", { method: "POST" });
+      const failed = (result.tenants || []).filter((t) => t.status === "failed").length;
+      notice(failed ? `Secure Score is read; ${failed} tenant(s) could not be read: their Health says why.`
+        : "Secure Score is read for every tenant.");
+      await reload();
+    });
+  }
+
+  // -- adding a tenant ---------------------------------------------------------------------------------------------
+  function fieldError(field, message) {
+    const input = $(`n-${field}`);
+    const shown = $(`n-${field}-error`);
+    shown.textContent = /^[a-z]/.test(message) ? `${FIELDS[field]} ${message}.` : `${message}.`;
+    shown.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+  }
+
+  function clearErrors() {
+    for (const field of Object.keys(FIELDS)) {
+      $(`n-${field}-error`).hidden = true;
+      $(`n-${field}`).removeAttribute("aria-invalid");
+    }
+    $("tenant-dialog-error").hidden = true;
+  }
+
+  function openAdd(opener) {
+    state.opener = opener;
+    state.added = false;
+    $("tenant-form").reset();
+    clearErrors();
+    $("tenant-submit").disabled = false;
+    $("tenant-dialog").showModal();
+    $("n-tenant").focus();
+  }
+
+  async function submitAdd(event) {
+    event.preventDefault();
+    clearErrors();
+    const tenant = $("n-tenant").value.trim();
+    const name = $("n-name").value.trim();
+    if (!tenant) {
+      fieldError("tenant", "Give the tenant's id or one of its domains");
+      $("n-tenant").focus();
+      return;
+    }
+    $("tenant-submit").disabled = true;
+    try {
+      const added = await api("/api/tenants", { method: "POST", body: name ? { tenant, name } : { tenant } });
+      state.added = true;
+      $("tenant-dialog").close();
+      if (added.consentUrl) {
+        const until = added.consentExpiresAt ? ` The link works once, until ${when(added.consentExpiresAt)}.` : "";
+        notice(`${added.name} is added and waits for consent: copy its consent link and send it to ${ASK}.${until}`);
+      } else {
+        notice("This organization's own tenant is read again from the next refresh.");
+      }
+      await changed("tenants");
+      const copyButton = state.copyButtons.get(added.home ? "home" : added.id);
+      if (copyButton) copyButton.focus(); else $("notice").focus();
+    } catch (error) {
+      showAddError(error);
+      $("tenant-submit").disabled = false;
+    }
+  }
+
+  // The connector's own words, by field where it names one (validation_failed), else with its remediation.
+  function showAddError(error) {
+    const problem = error.problem || {};
+    const errors = Array.isArray(problem.errors) ? problem.errors : [];
+    const byField = errors.filter((e) => e && Object.hasOwn(FIELDS, e.field));
+    for (const found of byField) fieldError(found.field, String(found.message || "is not valid"));
+    if (byField.length === errors.length && byField.length) {
+      $(`n-${byField[0].field}`).focus();
+      return;
+    }
+    showError($("tenant-dialog-error"), error);
+  }
+
+  function wire(onChange) {
+    changed = onChange;
+    $("add-tenant").addEventListener("click", () => openAdd($("add-tenant")));
+    $("add-first").addEventListener("click", () => openAdd($("add-first")));
+    $("refresh-all").addEventListener("click", () => refreshAll($("refresh-all")));
+    $("tenant-form").addEventListener("submit", submitAdd);
+    $("tenant-cancel").addEventListener("click", () => $("tenant-dialog").close());
+    $("tenant-dialog").addEventListener("close", () => {
+      if (!state.added && state.opener) state.opener.focus();
+    });
+  }
+
+  return { load, reload, render, several, find, key, describe, wire };
+};
