@@ -20,7 +20,7 @@ __all__ = ["browser", "portal"]  # fixtures, used by name
 
 FABRIKAM_CONTROL = "AdminMFAV2"  # ticketed in Fabrikam, overdue
 HOME_CONTROL = "MFARegistrationV2"  # ticketed in the home tenant only
-OTHER_ID = "d4e6a8b0-5e7f-4a91-8c2d-3e4f5a6b7c8d"  # a tenant id no simulator knows: added by id, never consented
+OTHER_ID = "d4e6a8b0-5e7f-4a91-8c2d-3e4f5a6b7c8d"  # a third tenant: added by id, never consented
 NONE = "\N{EN DASH}"  # what the page shows for no value
 OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
@@ -110,7 +110,8 @@ def test_one_tenant_only_is_todays_page_with_no_overview(browser, tenants):
 
     # The home tenant paused, alone: the overview, where it is resumed; then today's page again.
     api(tenants, admin, "POST", "/api/recommendations/refresh")  # its id is known once read
-    api(tenants, admin, "DELETE", "/api/tenants/home")
+    home_id = api(tenants, admin, "GET", "/api/tenants")["tenants"][0]["id"]
+    api(tenants, admin, "DELETE", f"/api/tenants/{home_id}")
     admin.reload()
     admin.wait_for_selector("body[data-ready=true][data-view=overview]")
     assert "Paused" in tenant_row(admin, "home").inner_text()
@@ -308,7 +309,8 @@ def test_an_admin_removes_a_tenant_and_pauses_and_resumes_the_home_tenant(browse
 
 def test_a_reader_sees_the_overview_read_only(browser, tenants):
     setup = several(browser, tenants)
-    api(tenants, setup, "POST", "/api/tenants", {"tenant": OTHER_ID, "name": HOSTILE})  # by id: no discovery
+    tenants.entra.simulator.add_tenant("other.example", "Other", OTHER_ID)  # a tenant Entra ID knows, never consented
+    api(tenants, setup, "POST", "/api/tenants", {"tenant": OTHER_ID, "name": HOSTILE})
     page = open_portal(browser, tenants.portal, user="reader@contoso.com")
     assert page.get_attribute("body", "data-view") == "overview"
     for control in ("#add-tenant", "#refresh-all", "#manage-head", "#add-first"):
@@ -358,3 +360,22 @@ def test_the_overview_is_accessible_and_fits_at_both_widths(browser, tenants, wi
     assert found == [], found
     assert page.evaluate(OVERFLOW) <= 0
     shoot(page, f"portal-tenant-view-{width}")
+
+
+def test_a_link_that_expired_unused_is_renewed_from_its_row(browser, tenants):
+    several(browser, tenants)
+    old = next(r for r in api(tenants, open_portal(browser, tenants.portal), "GET", "/api/tenants")["tenants"]
+               if r["id"] == NORTHWIND.id)["consentUrl"]  # fmt: skip
+    store = services_module.get_services().store
+    document, etag = store.get_document("tenants") or ({}, None)
+    document["tenants"][NORTHWIND.id]["consent"]["expiresAt"] = "2001-01-01T00:00:00+00:00"  # 14 days went by
+    store.put_document("tenants", document, etag)
+    page = open_portal(browser, tenants.portal)
+    row = tenant_row(page, NORTHWIND.id)
+    assert "consent link expired unused" in row.inner_text() and row.locator(".copy").count() == 0
+    row.locator("button", has_text="New consent link").click()
+    page.wait_for_selector(f'#tenant-table tr[data-tenant="{NORTHWIND.id}"] .copy')
+    assert "has a new consent link" in page.inner_text("#notice")
+    assert page.evaluate("document.activeElement.className").startswith("button copy")
+    fresh = tenant_row(page, NORTHWIND.id).locator("input.link").input_value()
+    assert fresh != old and fresh.startswith(f"{tenants.entra.url}/{NORTHWIND.id}/v2.0/adminconsent")

@@ -73,10 +73,15 @@ window.SecurityCenterTenants = (core) => {
   // shown in a read-only field (to select by hand) and copied with one press.
   function consentBlock(row) {
     if (!can(ADMIN)) return el("span", { className: "sub" }, "An admin of the connector has its consent link.");
+    if (!row.consentUrl && row.consent === "reported") {
+      return el("span", { className: "sub" }, "Its admin consented: the next refresh confirms it with a read.");
+    }
     if (!row.consentUrl) {
-      // The row cannot say which: a consent Microsoft reported but no read confirmed yet, or a link past 14 days.
-      return el("span", { className: "sub" }, "No consent link is open: if its admin consented, the next refresh "
-        + "confirms it; if the 14-day link expired, remove the tenant and add it again.");
+      const renew = el("button", { type: "button", className: "button", "aria-label": `New consent link for ${row.name}` },
+        "New consent link");
+      renew.addEventListener("click", () => renewLink(row, renew));
+      return el("span", { className: "consent" }, el("span", { className: "sub" }, "Its 14-day consent link expired "
+        + "unused."), renew);
     }
     const field = el("input", { className: "link", readonly: true, value: row.consentUrl,
       "aria-label": `Consent link for ${row.name}` });
@@ -86,6 +91,21 @@ window.SecurityCenterTenants = (core) => {
     button.addEventListener("click", () => copy(row, field));
     state.copyButtons.set(key(row), button);
     return el("span", { className: "consent" }, button, field);
+  }
+
+  // Adding a pending tenant whose link expired gives it a new one (the old one stops working).
+  async function renewLink(row, button) {
+    button.disabled = true;
+    try {
+      await api("/api/tenants", { method: "POST", body: { tenant: row.id } });
+      notice(`${row.name} has a new consent link: copy it and send it to ${ASK}.`);
+      await changed("tenants");
+      const copyButton = state.copyButtons.get(key(row));
+      if (copyButton) copyButton.focus();
+    } catch (error) {
+      button.disabled = false;
+      showError($("error"), error);
+    }
   }
 
   async function copy(row, field) {
@@ -118,7 +138,7 @@ window.SecurityCenterTenants = (core) => {
     }
     const pause = el("button", { type: "button", className: "button", "aria-label": `Pause ${row.name}` }, "Pause");
     pause.addEventListener("click", () => pauseHome(row, pause));
-    return [pause];
+    return row.id ? [pause] : [];  // its id is known once it was read (or from the sign-in's tenant)
   }
 
   function renderRow(row) {
@@ -176,7 +196,7 @@ window.SecurityCenterTenants = (core) => {
   function pauseHome(row, button) {
     if (!window.confirm(`Pause reading ${row.name}? Its tickets stay; Resume reads it again.`)) return;
     act(button, async () => {
-      await api("/api/tenants/home", { method: "DELETE" });
+      await api(`/api/tenants/${encodeURIComponent(row.id)}`, { method: "DELETE" });
       notice(`${row.name} is paused: the connector no longer reads its Secure Score; its tickets stay. Resume reads `
         + "it again.");
       await changed();
