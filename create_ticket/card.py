@@ -17,7 +17,8 @@ SUMMARY_KEYS = ("pending", "new", "in_progress", "on_hold", "resolved", "closed"
 def _tenant(services: Services, value: str | None, errors: list[FieldError]) -> str | None:
     tenants = run_document(services.store, TENANTS).get("tenants") or {}
     try:
-        return tenant_filter(value, services.settings.entra_tenant_id, tenants)
+        return tenant_filter(value, services.home_tenant_id() if value not in (None, "home", "all") else None,
+                             tenants)  # fmt: skip
     except ValidationFailed as exc:
         errors.extend(exc.errors)
         return HOME

@@ -71,7 +71,7 @@ def known_tenant(services: Services, request: TicketRequest) -> TicketRequest:
     """A request for another tenant names one the connector reads (the sign-in's tenant id is the home tenant)."""
     if not request.tenant:
         return request
-    if request.tenant == (services.settings.entra_tenant_id or "").lower():
+    if request.tenant == services.home_tenant_id():
         return replace(request, tenant=HOME)
     record = (run_document(services.store, TENANTS).get("tenants") or {}).get(request.tenant) or {}
     if record.get("state") != "active":

@@ -89,6 +89,8 @@ def add_connection(services: Services, body: Any, added_by: str) -> dict[str, An
         if not isinstance(raw, str):
             raise InvalidSetting("it must be an instance name or URL")
         instance = parse_instance(raw)
+        if services.settings.in_azure and not instance.startswith("https://"):  # loopback http is for local runs
+            raise InvalidSetting("it must be an https:// URL")
     except InvalidSetting as exc:
         errors.append(FieldError("instance", f"is not valid: {exc}"))
     client_id, secret = body.get("clientId"), body.get("clientSecret")
@@ -112,8 +114,14 @@ def add_connection(services: Services, body: Any, added_by: str) -> dict[str, An
     record = {"id": wanted, "instance": instance, "clientId": client_id, "table": table, "fieldMap": field_map,
               "addedAt": services.clock().isoformat(), "addedBy": added_by}  # fmt: skip
     connection = from_record(record)
-    services.secrets.set(connection.client_secret_name, str(secret))
+    # The id is taken first, under the document's ETag; only then is the secret written, so a refused add (an id
+    # taken, by a typo or a concurrent admin) never replaces the secret of the connection that holds it.
     _change(services, lambda connections: _register(connections, record))
+    try:
+        services.secrets.set(connection.client_secret_name, str(secret))
+    except Exception:
+        _change(services, lambda connections: connections.pop(connection.id, None))
+        raise
     log.info("Connection %s added for %s by %s", wanted, instance, added_by)
     return shown(services, connection, record)
 

@@ -17,7 +17,7 @@ from create_ticket.creation import creator_for
 from create_ticket.fill import complete_from_control
 from create_ticket.request import Recommendation, TicketRequest
 from shared.auth import SYSTEM_CALLER
-from shared.problems import ServiceNowRejected
+from shared.problems import NotFound, ServiceNowRejected
 from shared.records import apply_record, record_fields
 from shared.servicenow import table_result
 from shared.services import Services
@@ -59,17 +59,27 @@ def follow(services: Services, ticket: Ticket, control: dict[str, Any], day: str
             notes = f"Microsoft Secure Score reports this improvement action completed on {day}: {figures}."
             set_state(services, ticket, "resolved", {"resolution_notes": notes}, resolution=True)
             tally.resolved += 1
-        elif not completed and ticket.status == "resolved":
+        elif not completed and ticket.status == "resolved" and not _connection_gone(services, ticket):
             note = (
                 f"Microsoft Secure Score reports this improvement action no longer completed on {day} "
                 f"({figures}); the connector reopened this ticket."
             )
             set_state(services, ticket, "in_progress", {"work_notes": note})
             tally.reopened += 1
-        elif not completed and ticket.status == "closed":
+        elif not completed and ticket.status in ("closed", "resolved"):  # resolved: on a connection since removed
             recreate(services, ticket, control, day, figures)
             tally.recreated += 1
     return observe(services, ticket.id, completed)
+
+
+def _connection_gone(services: Services, ticket: Ticket) -> bool:
+    """The ticket's connection was removed (allowed once none of its tickets was open): it cannot be reopened there,
+    so a regression gets a new ticket, as a closed one does."""
+    try:
+        services.for_ticket(ticket)
+    except NotFound:
+        return True
+    return False
 
 
 def set_state(

@@ -77,13 +77,20 @@ def home_state(services: Services) -> str:
 
 def to_read(services: Services) -> list[str]:
     """The tenants a refresh reads: the home tenant unless paused, the active ones, and the pending ones whose
-    consent Microsoft reported but the connector could not confirm yet."""
+    consent Microsoft reported but the connector could not confirm yet; the one read longest ago first, so a run
+    cut short by its deadline never leaves the same tenants unread twice in a row."""
     document = _load(services)[0]
-    tenants = [HOME] if (document.get("home") or {}).get("state") != "paused" else []
+    home = document.get("home") or {}
+    chosen = [(_last_at(home), HOME)] if home.get("state") != "paused" else []
     for tenant_id, record in sorted((document.get("tenants") or {}).items()):
         if record.get("state") == "active" or (record.get("state") == "pending" and record.get("consentReportedAt")):
-            tenants.append(tenant_id)
-    return tenants
+            chosen.append((_last_at(record), tenant_id))
+    return [tenant for _, tenant in sorted(chosen)]
+
+
+def _last_at(record: dict[str, Any]) -> str:
+    last = record.get("lastRefresh")
+    return str(last.get("at") or "") if isinstance(last, dict) else ""
 
 
 def consent_url(services: Services, tenant_id: str, state: str) -> str:
@@ -130,12 +137,8 @@ def discover(services: Services, domain: str) -> str:
 
 
 def home_id(services: Services) -> str | None:
-    """The deployment's own tenant id: the sign-in's tenant, or the one Graph names in the home snapshot."""
-    if services.settings.entra_tenant_id:
-        return services.settings.entra_tenant_id.lower()
-    found = services.store.get_secure_score(HOME)
-    tenant = (found[0] if found else {}).get("tenantId")
-    return str(tenant) if tenant else None
+    """The deployment's own tenant id (Services.home_tenant_id)."""
+    return services.home_tenant_id()
 
 
 def add(services: Services, body: Any, added_by: str) -> Added:
@@ -154,6 +157,13 @@ def add(services: Services, body: Any, added_by: str) -> Added:
     if errors:
         raise ValidationFailed(errors)
     home = home_id(services)
+    if home is None:  # never register what may be the home tenant itself: it would be read twice
+        raise SecureScoreUnavailable(
+            "The connector cannot tell its own Microsoft tenant yet, so it cannot tell whether this one is another.",
+            retry_after=300,
+            remediation="Set ENTRA_TENANT_ID (the Bicep does), or wait until Secure Score is read once "
+            "(POST /api/recommendations/refresh).",
+        )
     if not services.settings.reader_app_client_id and wanted != home:
         raise NotConfigured(
             "Adding a tenant needs the connector's multi-tenant reader app, and READER_APP_CLIENT_ID is not set.",

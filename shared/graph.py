@@ -190,9 +190,9 @@ class GraphClient:
         with self._slots_lock:
             return self._slots.setdefault(tenant, threading.BoundedSemaphore(MAX_CONCURRENT))
 
-    def token_roles(self, tenant: str = HOME) -> frozenset[str] | None:
-        """The app roles the current Graph token carries (`roles`), read without verifying it: only a hint of
-        when writing may be tried again. None when the token is not a JWT the connector can read."""
+    def token_claims(self, tenant: str = HOME) -> dict[str, Any] | None:
+        """The current Graph token's claims, read without verifying it (the connector's own token, fresh from
+        Entra ID): only hints. None when the token is not a JWT the connector can read."""
         parts = self._token(tenant).split(".")
         if len(parts) != 3:
             return None
@@ -200,7 +200,14 @@ class GraphClient:
             payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
         except (ValueError, binascii.Error):
             return None
-        roles = payload.get("roles") if isinstance(payload, dict) else None
+        return payload if isinstance(payload, dict) else None
+
+    def token_roles(self, tenant: str = HOME) -> frozenset[str] | None:
+        """The app roles the current Graph token carries (`roles`): a hint of when writing may be tried again."""
+        payload = self.token_claims(tenant)
+        if payload is None:
+            return None
+        roles = payload.get("roles")
         return frozenset(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else frozenset()
 
     # -- requests -------------------------------------------------------------------------------

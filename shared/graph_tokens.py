@@ -125,7 +125,7 @@ class GraphTokens:
             fetching.release()
 
     def _fetch(self, tenant: str, seconds: float) -> str:
-        from azure.core.exceptions import ClientAuthenticationError
+        from azure.core.exceptions import AzureError, ClientAuthenticationError
 
         credential = self._tenant_credential(tenant) if tenant else self._home_credential()
         try:
@@ -155,6 +155,16 @@ class GraphTokens:
         except TimeoutError:
             raise SecureScoreUnavailable(
                 f"The token endpoint did not answer within {seconds:g} s.", retry_after=60, remediation=_IDENTITY_FIX
+            ) from None
+        except AzureError as exc:  # Entra ID unreachable (ServiceRequestError), or an answer that is no token
+            raise SecureScoreUnavailable(
+                f"Microsoft Entra ID could not be reached for a Graph token ({type(exc).__name__}"
+                + (f", tenant {tenant}" if tenant else "")
+                + ").",
+                retry_after=60,
+                remediation="Nothing to fix in the connector if Entra ID is briefly unreachable: the next refresh "
+                "tries again. If it lasts, check the app's outbound network to login.microsoftonline.com "
+                "(ENTRA_AUTHORITY).",
             ) from None
         # Renewed 5 minutes before it expires, as azure-identity's own cache does (its refresh_on, when given, first).
         renew = float(getattr(token, "refresh_on", None) or 0) or float(token.expires_on) - RENEW_BEFORE

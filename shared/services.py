@@ -30,13 +30,14 @@ from shared.connections import (
     stored,
 )
 from shared.deadlines import RUN_DEADLINE
-from shared.problems import FieldError, NotConfigured, NotFound, ValidationFailed
+from shared.problems import ConnectorError, FieldError, NotConfigured, NotFound, ValidationFailed
 from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
 from shared.servicenow import ServiceNowClient
 from shared.store import SqliteTicketStore, TicketStore
 from shared.telemetry import configure_telemetry
 from shared.text import printable
+from shared.tickets import TENANT_ID
 from shared.tokens import TokenManager
 
 T = TypeVar("T")
@@ -130,6 +131,21 @@ class Services:
                 held._parent = root
                 root._scoped[connection.id] = held
             return held
+
+    def home_tenant_id(self) -> str | None:
+        """The deployment's own Microsoft tenant: the sign-in's (ENTRA_TENANT_ID), the one the home snapshot names,
+        or the one the managed identity's Graph token names (`tid`); None when none can be had right now."""
+        if self.settings.entra_tenant_id:
+            return self.settings.entra_tenant_id.lower()
+        found = self.store.get_secure_score("")
+        named = (found[0] if found else {}).get("tenantId")
+        if isinstance(named, str) and TENANT_ID.fullmatch(named.lower()):
+            return named.lower()
+        try:
+            tid = (self.graph.token_claims() or {}).get("tid")
+        except ConnectorError:
+            return None
+        return tid.lower() if isinstance(tid, str) and TENANT_ID.fullmatch(tid.lower()) else None
 
     def for_ticket(self, ticket: Ticket) -> Services:
         """The services of the connection a ticket lives on."""

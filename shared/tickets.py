@@ -71,7 +71,8 @@ def record_number(value: Any) -> str:
 
 HOME = ""  # the deployment's own tenant: every ticket, claim and snapshot from before tenants is the home tenant's
 TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_TENANT_TAG = re.compile(r"^([a-z2-7]{26}):(.+)$")
+# `/` is in no recommendation id, so no home id (`m365sec:{control}`) ever reads as another tenant's.
+_TENANT_TAG = re.compile(r"^([a-z2-7]{26})/(.+)$")
 
 
 def tenant_filter(value: str | None, home_id: str | None, known: Iterable[str]) -> str | None:
@@ -90,14 +91,14 @@ def tenant_filter(value: str | None, home_id: str | None, known: Iterable[str]) 
 
 
 def tenant_tag(tenant: str) -> str:
-    """A tenant id in 26 characters (base32 of its 16 bytes), so that `m365sec:{tag}:{control}` stays within
+    """A tenant id in 26 characters (base32 of its 16 bytes), so that `m365sec:{tag}/{control}` stays within
     correlation_id's 100 characters (8 + 26 + 1 + 64 = 99) and still names the tenant."""
     return base64.b32encode(uuid.UUID(tenant).bytes).decode("ascii").rstrip("=").lower()
 
 
 def correlation_id(recommendation_id: str, tenant: str = HOME) -> str:
-    """The home tenant's `m365sec:{control}` (unchanged since before tenants), another's `m365sec:{tag}:{control}`."""
-    return CORRELATION_PREFIX + (f"{tenant_tag(tenant)}:" if tenant else "") + recommendation_id
+    """The home tenant's `m365sec:{control}` (unchanged since before tenants), another's `m365sec:{tag}/{control}`."""
+    return CORRELATION_PREFIX + (f"{tenant_tag(tenant)}/" if tenant else "") + recommendation_id
 
 
 def parse_correlation(value: str) -> tuple[str, str] | None:

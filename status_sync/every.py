@@ -1,22 +1,37 @@
 """The status sync of every connection (DESIGN 13): each one its own run, with its own watermark, sweep, failures
-and deadline, at most four at a time; one connection's failure never stops another's."""
+and deadline, at most four at a time; one connection's failure never stops another's.
+
+The whole timer run has a deadline too (TOTAL x the run deadline, well inside host.json's ten-minute
+functionTimeout), and the connection synced longest ago goes first, so slow instances cannot keep the same others
+from ever syncing: whoever the deadline cuts short this time starts first next time.
+"""
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from shared import deadlines
+from shared.connections import Connection
 from shared.services import Services
 from status_sync.sync import StatusSync, SyncResult
 
 log = logging.getLogger(__name__)
 
 PARALLEL = 4
+TOTAL = 3  # the whole run: three connections' worth of run deadlines
+
+
+def _last_run(services: Services, connection: Connection) -> str:
+    """When the connection's last sync started ("" when never): the oldest first."""
+    found = services.for_connection(connection).store.get_sync_state()
+    last = (found[0] if found else {}).get("last")
+    return str(last.get("at") or "") if isinstance(last, dict) else ""
 
 
 def sync_every_connection(services: Services) -> list[SyncResult]:
     """Each connection's result; raises (so the timer's retry policy runs again) only when every one failed."""
-    connections = services.connections() or [services.connection]
+    connections = sorted(services.connections() or [services.connection], key=lambda c: _last_run(services, c))
     outcomes: list[SyncResult | BaseException] = []
 
     def one(connection_services: Services) -> SyncResult | BaseException:
@@ -27,8 +42,13 @@ def sync_every_connection(services: Services) -> list[SyncResult]:
                         type(exc).__name__)  # fmt: skip
             return exc
 
-    with ThreadPoolExecutor(min(PARALLEL, len(connections))) as pool:
-        outcomes = list(pool.map(one, [services.for_connection(c) for c in connections]))
+    with (
+        deadlines.run_deadline(services.run_deadline * TOTAL),
+        ThreadPoolExecutor(min(PARALLEL, len(connections))) as pool,
+    ):
+        # One context copy per task: a copy cannot be entered by two threads at once.
+        futures = [pool.submit(deadlines.in_this_run(one), services.for_connection(c)) for c in connections]
+        outcomes = [f.result() for f in futures]
     failed = [o for o in outcomes if isinstance(o, BaseException)]
     if failed and len(failed) == len(outcomes):
         raise failed[0]

@@ -13,6 +13,7 @@ import pytest
 
 from dev.entra import FABRIKAM, NORTHWIND, READER_APP_ID, ca_bundle
 from shared import services as services_module
+from shared.tickets import correlation_id
 from tests.entra_support import ServedEntra, served_entra
 from tests.test_portal import HOSTILE, Portal, axe_violations, browser, connect, open_portal, portal, shoot
 
@@ -172,8 +173,8 @@ def test_the_overview_lists_each_tenant_with_its_numbers_and_opens_one(browser, 
     page.wait_for_selector("#dialog", state="hidden")
     page.locator("#tickets tbody tr").nth(1).wait_for()
     created = next(r for r in tenants.portal.servicenow.records() if r["correlation_id"].endswith(
-        ":BlockLegacyAuthentication"))  # fmt: skip
-    assert created["correlation_id"].count(":") == 2  # m365sec:{tenant}:{control}: not the home tenant's
+        "BlockLegacyAuthentication"))  # fmt: skip
+    assert created["correlation_id"] == correlation_id("BlockLegacyAuthentication", FABRIKAM.id)  # not the home's
 
     # Back to the overview, by the link and by the browser's Back.
     page.click("#back")

@@ -3,6 +3,8 @@ the same two simulated instances as tests/test_connections.py (no mocks)."""
 
 from __future__ import annotations
 
+import json
+
 from create_ticket.creation import creator_for
 from create_ticket.fill import complete_request
 from create_ticket.request import parse_ticket_request
@@ -11,6 +13,7 @@ from shared.runs import MAX_ITEM_ATTEMPTS
 from shared.secrets import CLIENT_SECRET
 from status_sync.every import sync_every_connection
 from tests.test_connections import SECOND_SECRET, add, both, listed, second, two  # noqa: F401  (fixtures)
+from tests.test_signin import principal, use
 
 CONTROL = "AdminMFAV2"
 
@@ -50,9 +53,14 @@ def test_a_regression_after_its_connection_was_removed_still_gets_an_open_ticket
     assert any(t.is_open for t in tickets), [(t.status, t.connection, t.error) for t in tickets]
 
 
-def test_an_added_connection_is_never_plain_http(two):  # noqa: F811
-    """parse_instance lets http:// through for loopback hosts (meant for SERVICENOW_INSTANCE in local runs); through
-    the admin API it makes a production connection that sends its client secret and tokens over plain HTTP to the
-    function host's own loopback."""
-    response = add(two, instance="http://127.0.0.1:8080")
+def test_an_added_connection_is_never_plain_http_in_azure(two):  # noqa: F811
+    """parse_instance lets http:// through for loopback hosts (meant for SERVICENOW_INSTANCE in local runs, where
+    `make run` serves its second simulated instance so); in Azure, through the admin API, it would make a connection
+    that sends its client secret and tokens over plain HTTP to the function host's own loopback."""
+    use(two, WEBSITE_AUTH_ENABLED="True", WEBSITE_SITE_NAME="func-connector")
+    admin = {"X-MS-CLIENT-PRINCIPAL": principal("admin@contoso.com", ("Connector.Admin",))}
+    payload = {"id": "local", "instance": "http://127.0.0.1:8080", "clientId": "c", "clientSecret": "s"}
+    response = two.call("add_connection", "POST", "/connections", body=json.dumps(payload).encode(), headers=admin)
     assert response.status_code == 400, response.get_body()
+    assert json.loads(response.get_body())["errors"][0]["field"] == "instance"
+    assert two.services.secrets.get(f"{CLIENT_SECRET}-local") is None

@@ -16,6 +16,7 @@ from dev.entra import FABRIKAM, HOME, NORTHWIND, READER_APP_ID, ca_bundle
 from dev.graph import ManagedIdentity
 from secure_score.refresh import SecureScoreSync
 from shared import services as services_module
+from shared.tickets import correlation_id
 from tests.conftest import Harness, build_services
 from tests.entra_support import CONSENT_REDIRECT, ServedEntra, press, served_entra
 from tests.test_signin import principal
@@ -268,7 +269,7 @@ def test_two_tenants_with_the_same_control_each_get_their_own_ticket(msp, entra)
     correlations = {r["correlation_id"] for r in records}
     assert len(records) == 2 and f"m365sec:{CONTROL}" in correlations  # the home tenant's as before
     other = (correlations - {f"m365sec:{CONTROL}"}).pop()
-    assert other.startswith("m365sec:") and other.endswith(f":{CONTROL}") and len(other) <= 100
+    assert other.startswith("m365sec:") and other.endswith(f"/{CONTROL}") and len(other) <= 100
     theirs = next(r for r in records if r["correlation_id"] == other)
     assert FABRIKAM.id in theirs["description"]
     card = body(msp.call("list_tickets", path="/tickets", params={"tenant": FABRIKAM.id}))
@@ -292,8 +293,8 @@ def test_a_completed_control_resolves_only_its_own_tenants_ticket(msp, entra):
         assert msp.call("create_ticket", "POST", "/tickets", body=json.dumps(payload).encode()).status_code == 201
     msp.graph.tenant(FABRIKAM.id).complete(CONTROL)
     refresh(msp)
-    states = {r["correlation_id"].count(":"): r["state"] for r in msp.simulator.records()}
-    assert states == {1: "1", 2: "6"}  # the home tenant's stays New; Fabrikam's is Resolved
+    states = {r["correlation_id"]: r["state"] for r in msp.simulator.records()}
+    assert states == {correlation_id(CONTROL): "1", correlation_id(CONTROL, FABRIKAM.id): "6"}  # Fabrikam's resolved
     notes = msp.graph.tenant(FABRIKAM.id).state_of(CONTROL)
     assert "ServiceNow" in str(notes.get("comment"))
 
@@ -388,3 +389,19 @@ def test_a_pending_tenant_whose_link_expired_gets_a_new_one_when_added_again(msp
     assert again.status_code == 201 and body(again)["consentUrl"] != old
     assert consent(msp, accepted(entra, old))[0] == 400  # the old link no longer works
     assert consent(msp, accepted(entra, body(again)["consentUrl"]))[0] == 200
+
+
+def test_the_tenant_read_longest_ago_is_read_first(msp, entra, clock):
+    """A run cut short by its deadline leaves the last tenants unread; the next run starts with them."""
+    from secure_score import tenants
+
+    for tenant in (FABRIKAM, NORTHWIND):
+        added(msp, entra, tenant)
+    clock.advance(hours=4)
+    SecureScoreSync(msp.services).refresh(only=["", FABRIKAM.id])  # Northwind was not reached this time
+    assert tenants.to_read(msp.services)[0] == NORTHWIND.id
+    clock.advance(hours=4)
+    SecureScoreSync(msp.services).refresh()
+    clock.advance(hours=4)
+    SecureScoreSync(msp.services).refresh(only=[NORTHWIND.id, ""])
+    assert tenants.to_read(msp.services)[0] == FABRIKAM.id
