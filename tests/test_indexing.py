@@ -28,6 +28,9 @@ EXPECTED_HTTP = {
     "add_tenant": ("tenants", ["POST"], "ANONYMOUS"),
     "remove_tenant": ("tenants/{id:guid}", ["DELETE"], "ANONYMOUS"),
     "tenant_consent": ("tenants/consent", ["GET"], "ANONYMOUS"),
+    "get_routes": ("routes", ["GET"], "ANONYMOUS"),
+    "put_routes": ("routes", ["PUT"], "ANONYMOUS"),
+    "preview_routes": ("routes/preview", ["POST"], "ANONYMOUS"),
 }
 
 
