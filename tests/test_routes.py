@@ -6,9 +6,12 @@ list over the current recommendations. Against the simulators, called as the wor
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 
 from create_ticket.patterns import compile_pattern
 from dev.simulator.core import Fault, SimRequest
@@ -21,8 +24,10 @@ from dev.simulator.directory import (
     SERVICE_DESK,
     SERVICE_DESK_EMEA,
 )
+from shared.problems import PROBLEM_CODES
 from tests.conftest import Harness
 from tests.routes_support import body, create, get_routes, preview, put_routes, saved
+from tests.test_fuzz import JSON, SEED, TEXT, documented_statuses
 from tests.test_signin import principal, use
 
 ADMIN = {"X-MS-CLIENT-PRINCIPAL": principal("admin@contoso.com", ("Connector.Admin",))}
@@ -331,3 +336,52 @@ def test_ordinary_patterns_are_taken(pattern):
 def test_patterns_that_backtrack_for_long_are_refused(pattern):
     compiled, refusal = compile_pattern(pattern)
     assert compiled is None and refusal
+
+
+RULE_LIKE = st.lists(
+    st.one_of(
+        JSON,
+        st.fixed_dictionaries({}, optional={
+            "id": st.one_of(TEXT, JSON), "name": st.one_of(TEXT, JSON),
+            "match": st.one_of(JSON, st.fixed_dictionaries({}, optional={
+                "tenants": st.one_of(JSON, st.lists(st.one_of(TEXT, st.just("home")))),
+                "categories": st.one_of(JSON, st.lists(st.one_of(TEXT, st.sampled_from(["Identity", "Apps"])))),
+                "services": st.one_of(JSON, st.lists(st.one_of(TEXT, st.just("AzureAD")))),
+                "minPoints": st.one_of(JSON, st.floats(), st.integers()),
+                "controls": st.one_of(JSON, st.lists(st.one_of(TEXT, st.from_regex(r"[a-z.*+?()|\\]{1,12}",
+                                                                                     fullmatch=True)))),
+            })),
+            "set": st.one_of(JSON, st.fixed_dictionaries({}, optional={
+                "connection": st.one_of(TEXT, st.just("default")), "table": st.one_of(TEXT, st.just("incident")),
+                "assignmentGroup": st.one_of(JSON, st.sampled_from([IDENTITY_TEAM, "Cloud Security", "Service Desk"])),
+                "company": st.one_of(JSON, st.sampled_from([FABRIKAM, "Fabrikam", {"sysId": CONTOSO}])),
+                "priority": JSON, "dueInDays": st.one_of(JSON, st.integers(-5, 400)),
+                "fields": st.one_of(JSON, st.dictionaries(st.one_of(TEXT, st.just("u_team")), st.one_of(TEXT, JSON))),
+            })),
+        }),
+    ),
+    max_size=5,
+)  # fmt: skip
+
+
+def test_any_list_is_saved_previewed_or_refused_as_documented_never_a_500(scored):
+    """Arbitrary lists of rule-like values (hostile strings, any JSON where a member goes), through PUT (with the
+    current version) and the preview: each answer is one the OpenAPI document lists, and a problem a known code."""
+    allowed = documented_statuses()
+    tally: Counter[int] = Counter()
+
+    @seed(SEED)
+    @settings(max_examples=150, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                     HealthCheck.data_too_large])  # fmt: skip
+    @given(RULE_LIKE, st.booleans())
+    def run(routes: Any, save: bool) -> None:
+        response = put_routes(scored, routes) if save else preview(scored, routes)
+        status = int(response.status_code)
+        assert status in allowed["putRoutes" if save else "previewRoutes"], (status, response.get_body()[:300])
+        if status >= 400:
+            assert PROBLEM_CODES[body(response)["code"]].status == status
+        tally[status] += 1
+
+    run()
+    assert tally[200] >= 10 and tally[400] >= 10, tally  # both paths well trodden

@@ -207,8 +207,8 @@ def test_preview_is_what_creation_then_does(scored):
             "set": {"assignmentGroup": "Identity and Access Management", "dueInDays": 14, "priority": "high"},
         },
         {
-            "name": "Apps",
-            "match": {"categories": ["Apps"]},
+            "name": "Mail and Teams",
+            "match": {"services": ["MDO", "EXO", "Microsoft Teams"]},
             "set": {"company": "Fabrikam", "dueInDays": 30, "fields": {"subcategory": "email"}},
         },
         {"name": "the rest", "set": {"dueInDays": 90, "priority": "low"}},
