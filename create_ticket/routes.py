@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from shared.connections import DEFAULT
@@ -150,6 +151,12 @@ def decide(rules: list[Rule], facts: Facts, *, priority: int | None, due: dateti
 # -- the saved rules --------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """Each saved pattern compiled once per process (re's own cache holds 512; a long list has more)."""
+    return re.compile(pattern)
+
+
 def _reference(value: Any) -> Reference | None:
     return Reference(str(value["sysId"]), str(value.get("name") or "")) if isinstance(value, dict) else None
 
@@ -172,7 +179,7 @@ def rule_of(index: int, saved: dict[str, Any]) -> Rule:
             _members(match.get("categories")),
             _members(match.get("services")),
             float(match["minPoints"]) if match.get("minPoints") is not None else None,
-            tuple(re.compile(p) for p in match["controls"]) if isinstance(match.get("controls"), list) else None,
+            tuple(_compiled(p) for p in match["controls"]) if isinstance(match.get("controls"), list) else None,
         ),
         Setting(
             str(chosen.get("connection") or DEFAULT),

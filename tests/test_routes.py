@@ -10,10 +10,14 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from create_ticket.patterns import compile_pattern
+from create_ticket.request import NAME
+from create_ticket.route_rules import RULE_ID, TABLE
+from create_ticket.routes import MAX_RULES
 from dev.simulator.core import Fault, SimRequest
 from dev.simulator.directory import (
     CLOUD_TEAM,
@@ -25,7 +29,8 @@ from dev.simulator.directory import (
     SERVICE_DESK_EMEA,
 )
 from shared.problems import PROBLEM_CODES
-from tests.conftest import Harness
+from shared.tickets import CATEGORY_NAME
+from tests.conftest import ROOT, Harness
 from tests.routes_support import body, create, get_routes, preview, put_routes, saved
 from tests.test_fuzz import JSON, SEED, TEXT, documented_statuses
 from tests.test_signin import principal, use
@@ -385,3 +390,13 @@ def test_any_list_is_saved_previewed_or_refused_as_documented_never_a_500(scored
 
     run()
     assert tally[200] >= 10 and tally[400] >= 10, tally  # both paths well trodden
+
+
+def test_the_documents_patterns_are_the_validators_patterns():
+    schemas = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())["components"]["schemas"]
+    assert schemas["RouteRule"]["properties"]["name"]["pattern"] == NAME.pattern
+    assert schemas["RouteRule"]["properties"]["id"]["pattern"] == RULE_ID.pattern
+    assert schemas["RouteSet"]["properties"]["table"]["pattern"] == TABLE.pattern
+    assert schemas["RouteMatch"]["properties"]["categories"]["items"]["pattern"] == CATEGORY_NAME.pattern
+    assert schemas["RouteSet"]["properties"]["dueInDays"]["maximum"] == 365
+    assert schemas["RoutesChange"]["properties"]["routes"]["maxItems"] == MAX_RULES
