@@ -1,4 +1,5 @@
-"""The ticket routes: POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}.
+"""The ticket routes: POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}; and where tickets go:
+GET /api/routes, PUT /api/routes, POST /api/routes/preview (DESIGN 13).
 
 Nothing from `shared` is imported at module level: a cold start pays only for azure.functions, and each
 function imports what it needs on its first call (DESIGN section 2).
@@ -73,3 +74,49 @@ def get_ticket(req: func.HttpRequest) -> func.HttpResponse:
         return web.json_response(found[0].to_json(services.settings.instance_url))
 
     return web.handle(req, run)
+
+
+ROUTES_BODY = 1024 * 1024  # 200 rules with their patterns, tenants and fields fit well inside
+
+
+@bp.route(route="routes", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def get_routes(req: func.HttpRequest) -> func.HttpResponse:
+    """The ordered rules, as saved, with the version a PUT must name (any reader)."""
+    from create_ticket.route_saving import etag_header, shown
+    from create_ticket.routes import load
+    from shared import web
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        saved = load(services.store)
+        return web.json_response(shown(saved), headers=etag_header(saved))
+
+    return web.handle(req, run)
+
+
+@bp.route(route="routes", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
+def put_routes(req: func.HttpRequest) -> func.HttpResponse:
+    """Replace the whole list, guarded by If-Match (Connector.Admin)."""
+    from create_ticket.route_saving import etag_header, save, shown
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.edge import Body
+
+    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
+        saved = save(services, inbound.json, inbound.header("If-Match"), caller.user or caller.principal)
+        return web.json_response(shown(saved), headers=etag_header(saved))
+
+    return web.handle(req, run, role=ROLE_ADMIN, body=Body(ROUTES_BODY))
+
+
+@bp.route(route="routes/preview", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def preview_routes(req: func.HttpRequest) -> func.HttpResponse:
+    """Where each open recommendation's ticket would go under a proposed list; nothing saved (Connector.Admin)."""
+    from create_ticket.preview import preview
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.edge import Body
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        return web.json_response(preview(services, inbound.json))
+
+    return web.handle(req, run, role=ROLE_ADMIN, body=Body(ROUTES_BODY))

@@ -23,12 +23,17 @@ from typing import Any
 
 from create_ticket.directory import UserDirectory
 from create_ticket.request import TicketRequest, servicenow_record
+from create_ticket.routes import Target
+from create_ticket.routing import connection_of, route_request, waiting
 from shared.auth import Caller
 from shared.claims import take_claim
+from shared.connections import connection_id
 from shared.problems import (
     Conflict,
     IdempotencyKeyReused,
+    NotConnected,
     NotFound,
+    ReauthorizationRequired,
     ServiceNowRejected,
     ServiceNowUnavailable,
 )
@@ -78,22 +83,38 @@ class TicketCreator:
 
     # -- entry point ----------------------------------------------------------------------------
 
-    def create(self, request: TicketRequest, *, caller: Caller, idempotency_key: str | None) -> tuple[Ticket, bool]:
-        """Returns the ticket and whether this call created it (201) or found it (200)."""
+    def create(
+        self, request: TicketRequest, *, caller: Caller, idempotency_key: str | None, target: Target | None = None
+    ) -> tuple[Ticket, bool]:
+        """Returns the ticket and whether this call created it (201) or found it (200). The ticket goes where the
+        routes send it (`target`, decided here when not given), on that connection's creator."""
+        if target is None:
+            target, services = route_request(self._services, request)
+            if services is not self._services:
+                return creator_for(services).create(request, caller=caller, idempotency_key=idempotency_key,
+                                                    target=target)  # fmt: skip
         try:
-            return self._create(request, caller, idempotency_key)
+            return self._create(request, caller, idempotency_key, target)
         except ServiceNowUnavailable as exc:
             if "ticketId" in exc.extra:  # the row stays pending: said to the caller of a create, not to a resume
                 exc.detail += " The ticket is pending; repeating the request resumes it without a duplicate."
             raise
 
-    def _create(self, request: TicketRequest, caller: Caller, idempotency_key: str | None) -> tuple[Ticket, bool]:
+    def _create(
+        self, request: TicketRequest, caller: Caller, idempotency_key: str | None, target: Target
+    ) -> tuple[Ticket, bool]:
         services = self._services
-        services.tokens.access_token()  # not connected / reauthorization: fail before writing anything
+        authorized = True
+        try:
+            services.tokens.access_token()  # not connected / reauthorization: fail before writing anything
+        except (NotConnected, ReauthorizationRequired):
+            if services.connection.is_default:
+                raise
+            authorized = False  # an added connection a route names: its ticket waits there, pending (DESIGN 13)
         fingerprint = request.fingerprint()
         scoped_key = f"{caller.principal}\n{idempotency_key}" if idempotency_key else None
-        caller_sys_id = self._directory.find(request.requested_by)
-        ticket = self._new_ticket(request, fingerprint, caller_sys_id)
+        caller_sys_id = self._directory.find(request.requested_by) if authorized else None
+        ticket = self._new_ticket(request, fingerprint, caller_sys_id, target)
 
         if scoped_key is not None:
             record = IdempotencyRecord(ticket.id, fingerprint, ticket.created_at)
@@ -126,27 +147,36 @@ class TicketCreator:
         """Finish a pending creation (the status sync does this for creations a crash or an outage left)."""
         return self._ensure_or_conflict(ticket_id, verify_claim=True)
 
-    def _new_ticket(self, request: TicketRequest, fingerprint: str, caller_sys_id: str | None) -> Ticket:
+    def _new_ticket(
+        self, request: TicketRequest, fingerprint: str, caller_sys_id: str | None, target: Target
+    ) -> Ticket:
+        """The row, with the record to POST as the route made it: a resume posts the same record."""
         settings = self._services.settings
+        connection = self._services.connection
         now = self._services.clock().isoformat()
         ticket_id = uuid.uuid4().hex
         rec = request.recommendation
+        routed = replace(request, priority=target.priority, due_date=target.due_date)
+        payload = servicenow_record(routed, ticket_id, settings.field_map, caller_sys_id)
+        for name, value in target.record_fields().items():
+            payload.setdefault(name, value)  # never over a field the connector writes itself
         return Ticket(
             id=ticket_id,
             recommendation_id=rec.id,
             recommendation={"id": rec.id, "source": rec.source, "category": rec.category, "url": rec.url},
             name=request.name,
-            priority=request.priority,
-            due_date=request.due_date.isoformat().replace("+00:00", "Z") if request.due_date else None,
+            priority=routed.priority,
+            due_date=routed.due_date.isoformat().replace("+00:00", "Z") if routed.due_date else None,
             requested_by=request.requested_by,
-            table=settings.table,
+            table=target.table or settings.table,
             fingerprint=fingerprint,
             created_at=now,
             updated_at=now,
-            extra={"payload": servicenow_record(request, ticket_id, settings.field_map, caller_sys_id)},
+            extra={"payload": payload},
             tenant=request.tenant,
-            connection=self._services.connection.key,
-            instance="" if self._services.connection.is_default else settings.instance_url or "",
+            connection=connection.key,
+            instance="" if connection.is_default else connection.instance_url or "",
+            route=target.route,
             secure_score=(
                 {
                     "scoreAtCreation": request.control.get("score"),
@@ -204,6 +234,9 @@ class TicketCreator:
                 if holder is not None:
                     ticket_id = holder
                     continue
+            if ticket.connection != self._services.connection.key:  # made where its route sent it, never moved
+                owner = connection_of(self._services, connection_id(ticket.connection), f"Ticket {ticket.id}")
+                return creator_for(self._services.for_connection(owner))._ensure(ticket_id, verify_claim=False)
             now = self._services.clock()
             if ticket.lease_until is None or datetime.fromisoformat(ticket.lease_until) <= now:
                 # A first attempt counts its POST in the lease write itself: one store write fewer.
@@ -267,6 +300,16 @@ class TicketCreator:
             self._release_lease(current.ticket, current.etag)
             exc.extra["ticketId"] = ticket.id
             raise
+        except (NotConnected, ReauthorizationRequired) as exc:
+            # No token, so nothing was posted: the count taken for this POST is given back, the fix kept on the row.
+            exc = waiting(services, exc)
+            attempts = max(1, int((current.ticket.error or {}).get("attempts") or 0))
+            error = {"at": services.clock().isoformat(), "code": exc.code, "detail": exc.detail, "attempts": attempts,
+                     "source": "create", "remediation": exc.remediation}  # fmt: skip
+            unused = max(current.ticket.post_attempts - 1, 0)
+            self._release_lease(replace(current.ticket, post_attempts=unused, error=error), current.etag)
+            exc.extra["ticketId"] = ticket.id
+            raise exc from None
         except (ServiceNowRejected, NotFound) as exc:
             if not current.lookup:
                 self._roll_back(current.ticket)

@@ -62,7 +62,12 @@ def complete_from_control(request: TicketRequest, control: dict[str, Any] | None
             category,
             rec.url or control.get("actionUrl") or SECURE_SCORE_PAGE,
         ),
-        control={"score": control.get("score"), "maxScore": control.get("maxScore"), "completed": control["completed"]},
+        control={
+            "score": control.get("score"),
+            "maxScore": control.get("maxScore"),
+            "completed": control["completed"],
+            "service": control.get("service"),
+        },
     )
     return replace(completed, origin=request.fingerprint())
 

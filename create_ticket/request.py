@@ -65,6 +65,7 @@ class TicketRequest:
     control: dict[str, Any] | None = None  # the Secure Score control's figures when filled from one
     origin: str | None = None  # the caller's own request's fingerprint, when fields were filled in
     tenant: str = HOME  # whose recommendation: a tenant the connector reads (DESIGN 12)
+    priority_named: bool = True  # False: the caller named no priority, so a route's default may apply (DESIGN 13)
 
     @property
     def needs_control(self) -> bool:
@@ -79,6 +80,7 @@ class TicketRequest:
         data = asdict(self)
         data.pop("control")
         data.pop("origin")
+        data.pop("priority_named")  # the same request as before routes: its keys still match
         if not self.tenant:
             data.pop("tenant")  # a home request's fingerprint is what it was before tenants: its keys still match
         data["due_date"] = self.due_date.isoformat() if self.due_date else None
@@ -229,7 +231,8 @@ def parse_ticket_request(body: Any, *, initiating_user: str | None) -> TicketReq
     tenant = _tenant(_optional(body, "tenant", errors), errors)
     if errors:
         raise ValidationFailed(errors)
-    request = TicketRequest(name, description, priority, due, recommendation, initiating_user or requested_by)
+    request = TicketRequest(name, description, priority, due, recommendation, initiating_user or requested_by,
+                            priority_named="priority" in body)  # fmt: skip
     return replace(request, tenant=tenant) if tenant else request
 
 

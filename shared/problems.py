@@ -18,7 +18,8 @@ Every error a caller or ServiceNow can cause is one of these; the function modul
     ├── SecureScoreUnavailable  503     Microsoft Graph unreachable, throttled or failing (`Retry-After`)
     ├── SecureScoreForbidden    503     the managed identity lacks SecurityEvents.ReadWrite.All (the grant)
     ├── TenantNotConsented      503     another tenant's admin has not consented (or withdrew): the consent link
-    └── PreconditionFailed      412     `If-Match` names an older version (the routes)
+    ├── PreconditionFailed      412     `If-Match` names an older version (the routes)
+    └── PreconditionRequired    428     a change that must name the version it changes came without `If-Match`
 """
 
 from __future__ import annotations
@@ -195,6 +196,12 @@ class PreconditionFailed(ConnectorError):
     title = "The version you changed is no longer the current one"
 
 
+class PreconditionRequired(ConnectorError):
+    status = 428
+    code = "precondition_required"
+    title = "The change must name the version it changes (If-Match)"
+
+
 PROBLEM_CODES: dict[str, type[ConnectorError]] = {
     cls.code: cls
     for cls in (
@@ -214,5 +221,6 @@ PROBLEM_CODES: dict[str, type[ConnectorError]] = {
         SecureScoreForbidden,
         TenantNotConsented,
         PreconditionFailed,
+        PreconditionRequired,
     )
 }

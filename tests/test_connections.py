@@ -21,6 +21,7 @@ from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE
 from status_sync.every import sync_every_connection
 from tests.conftest import CLIENT_SECRET as DEFAULT_SECRET
 from tests.conftest import REDIRECT_URI, Harness, build_services
+from tests.routes_support import saved
 
 SECOND = "https://fabrikam.service-now.com"
 SECOND_CLIENT = "5f1e2d3c4b5a69788796a5b4c3d2e1f0"
@@ -85,11 +86,13 @@ def both(two: Harness) -> Harness:
 
 
 def ticket_on(harness: Harness, connection: str, control: str) -> dict[str, Any]:
-    services = harness.services.for_connection(harness.services.connection_named(connection))
+    """A ticket made on `connection` by a route for its control (the route is taken away again after)."""
+    saved(harness, [{"match": {"controls": [control]}, "set": {"connection": connection}}])
     request = parse_ticket_request({"name": f"Fix {control}", "recommendation": {"id": control, "source": "user",
                                     "category": "Identity"}}, initiating_user=None)  # fmt: skip
-    ticket, created = creator_for(services).create(request, caller=Caller("test"), idempotency_key=None)
-    assert created
+    ticket, created = creator_for(harness.services).create(request, caller=Caller("test"), idempotency_key=None)
+    assert created and ticket.connection == ("" if connection == "default" else connection)
+    saved(harness, [])
     return ticket.to_json(None)
 
 

@@ -329,9 +329,10 @@ def test_exactly_once_holds_on_table_storage_too(connected, azurite):
     assert Counter(r["correlation_id"] for r in connected.simulator.records()).most_common(1)[0][1] == 1
 
 
-def test_a_create_is_two_table_storage_requests(connected, azurite):
+def test_a_create_is_two_table_storage_writes_after_reading_the_routes(connected, azurite):
     """Exactly-once needs two durable writes: the ticket with its claim and lease before the POST (one
-    entity-group transaction) and the link after it. Nothing else reaches the store on the way."""
+    entity-group transaction) and the link after it. Before them, one point read of the saved routes (the rules in
+    force when the create starts: docs/routes.md). Nothing else reaches the store on the way."""
     from azure.data.tables import TableServiceClient
 
     sent: list[str] = []
@@ -343,7 +344,9 @@ def test_a_create_is_two_table_storage_requests(connected, azurite):
     for i in range(3):
         sent.clear()
         assert post(connected, body_for(f"T{i}"))[0] == 201
-        assert len(sent) == 2 and all(line.endswith("/$batch") for line in sent), sent
+        routes, *writes = sent
+        assert routes.startswith("GET ") and routes.endswith("/documents(PartitionKey='doc',RowKey='routes')"), sent
+        assert len(writes) == 2 and all(line.endswith("/$batch") for line in writes), sent
 
 
 def test_an_idempotency_key_is_honoured_for_24_hours(connected):

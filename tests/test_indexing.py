@@ -31,6 +31,9 @@ EXPECTED_HTTP = {
     "list_connections": ("connections", ["GET"], "ANONYMOUS"),
     "add_connection": ("connections", ["POST"], "ANONYMOUS"),
     "remove_connection": ("connections/{id}", ["DELETE"], "ANONYMOUS"),
+    "get_routes": ("routes", ["GET"], "ANONYMOUS"),
+    "put_routes": ("routes", ["PUT"], "ANONYMOUS"),
+    "preview_routes": ("routes/preview", ["POST"], "ANONYMOUS"),
 }
 
 

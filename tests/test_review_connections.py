@@ -12,6 +12,7 @@ from shared.auth import Caller
 from shared.runs import MAX_ITEM_ATTEMPTS
 from shared.secrets import CLIENT_SECRET
 from status_sync.every import sync_every_connection
+from tests.routes_support import saved
 from tests.test_connections import SECOND_SECRET, add, both, listed, second, two  # noqa: F401  (fixtures)
 from tests.test_signin import principal, use
 
@@ -37,9 +38,12 @@ def test_a_regression_after_its_connection_was_removed_still_gets_an_open_ticket
     (`services.for_ticket`: not_found), fails MAX_ITEM_ATTEMPTS times, then marks the edge seen and clears the
     error: the regression never gets an open ticket anywhere (a closed ticket would have got a new one)."""
     assert both.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
-    fabrikam = both.services.for_connection(both.services.connection_named("fabrikam"))
+    saved(both, [{"match": {"controls": [CONTROL]}, "set": {"connection": "fabrikam"}}])
     draft = parse_ticket_request({"recommendation": {"id": CONTROL}}, initiating_user=None)
-    creator_for(fabrikam).create(complete_request(fabrikam, draft), caller=Caller("test"), idempotency_key=None)
+    made, _ = creator_for(both.services).create(complete_request(both.services, draft), caller=Caller("test"),
+                                                idempotency_key=None)  # fmt: skip
+    assert made.connection == "fabrikam"
+    saved(both, [])  # no route names it any more: only its resolved ticket lives there
     both.graph.complete(CONTROL)
     both.call("refresh_recommendations", "POST", "/recommendations/refresh")
     assert [t.status for t, _ in both.services.store.list_tickets()] == ["resolved"]

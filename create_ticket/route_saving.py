@@ -1,0 +1,90 @@
+"""`GET /api/routes` and `PUT /api/routes`: the whole list at once, under a version (DESIGN 13).
+
+The version is derived from the store's ETag of the routes document (a hash, so it says nothing about the store),
+and a PUT must name the version it changes in `If-Match`, as GET gave it (`ETag`). Without `If-Match`, or with
+`If-Match: *`, a PUT is `428 precondition_required`: a blind overwrite is exactly what the guard is there to stop.
+A stale version is `412 precondition_failed` with the current version and routes, so the admin can redo the change
+on top of them. The write itself is conditional on the store's ETag, so of two admins saving at once one wins and
+the other gets the 412, even between instances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from create_ticket.route_names import resolve
+from create_ticket.route_rules import MAX_ERRORS, parse_routes
+from create_ticket.routes import DOCUMENT, Saved, load
+from shared.problems import FieldError, PreconditionFailed, PreconditionRequired, ValidationFailed
+from shared.services import Services
+from shared.store import StoreConflict
+
+MAX_DOCUMENT = 400_000  # characters of JSON: the routes document stays well inside a Table entity's 1 MiB
+
+
+def version_of(etag: str | None) -> str:
+    return hashlib.sha256(f"{DOCUMENT}\n{etag or ''}".encode()).hexdigest()[:20]
+
+
+def shown(saved: Saved) -> dict[str, Any]:
+    """GET's answer (and PUT's): the version, and each rule as saved, references as {sysId, name}."""
+    return {"version": version_of(saved.etag), "routes": saved.routes, "savedAt": saved.saved_at,
+            "savedBy": saved.saved_by}  # fmt: skip
+
+
+def etag_header(saved: Saved) -> dict[str, str]:
+    return {"ETag": f'"{version_of(saved.etag)}"'}
+
+
+def _named(if_match: str, version: str) -> bool:
+    """Whether `If-Match` names this version: a list of entity tags, compared strongly (RFC 9110 13.1.1), so a
+    weak tag never matches. A bare version (as the body's `version`) is taken too."""
+    tags = [tag.strip() for tag in if_match.split(",")]
+    return any(tag in (f'"{version}"', version) for tag in tags)
+
+
+def validated(services: Services, body: Any, saved: Saved) -> list[dict[str, Any]]:
+    """The proposed rules as they would be saved: shape first, then every group and company found in ServiceNow.
+    PUT and preview both take them from here, so a preview is of exactly what a save would keep."""
+    parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes})
+    errors = resolve(services, parsed.wanted)
+    if errors:
+        raise ValidationFailed(errors[:MAX_ERRORS])
+    size = len(json.dumps(parsed.routes))
+    if size > MAX_DOCUMENT:
+        raise ValidationFailed([FieldError("routes", f"take {size} characters of JSON; at most {MAX_DOCUMENT} "
+                                           "are kept (fewer tenants, fields or patterns per rule)")])  # fmt: skip
+    return parsed.routes
+
+
+def _stale(services: Services) -> PreconditionFailed:
+    current = load(services.store)
+    return PreconditionFailed(
+        "The routes changed since you read them (If-Match names an older version); nothing was saved.",
+        remediation="Apply your change to the current routes (in this answer, or GET /api/routes) and PUT them with "
+        "the current version in If-Match.",
+        extra=shown(current),
+    )
+
+
+def save(services: Services, body: Any, if_match: str | None, saved_by: str | None) -> Saved:
+    """Replace the whole list, if `if_match` names the current version; every rule valid, or nothing saved."""
+    if if_match is None or if_match.strip() == "*":
+        raise PreconditionRequired(
+            "A PUT of the routes must name the version it replaces: send If-Match with the ETag GET /api/routes "
+            "gave (also for the first save).",
+            remediation="GET /api/routes, change the list, and PUT it with 'If-Match: <its ETag>'.",
+        )
+    saved = load(services.store)
+    if not _named(if_match, version_of(saved.etag)):
+        raise _stale(services)
+    routes = validated(services, body, saved)
+    now = services.clock().isoformat()
+    document = {"routes": routes, "savedAt": now, "savedBy": saved_by}
+    try:
+        etag = services.store.put_document(DOCUMENT, document, saved.etag)
+    except StoreConflict:
+        raise _stale(services) from None
+    return Saved(routes, etag, now, saved_by)

@@ -1,0 +1,214 @@
+"""Routes (DESIGN 13): the ordered rules that say where a recommendation's ticket goes, and the one decision that
+both a create and a preview take, so the two cannot drift.
+
+The rules live in one store document (`routes`) as they were saved: validated, and with every assignment group
+and company already a sys_id (names were resolved against ServiceNow when the rules were saved, so a create adds no
+ServiceNow request). The first rule that matches wins; with none matching a ticket goes as before routes: the
+default connection, its table, nothing more.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from shared.connections import DEFAULT
+from shared.store import TicketStore
+from shared.tickets import HOME, PRIORITIES, PRIORITY_NAMES
+
+DOCUMENT = "routes"
+HOME_TENANT = "home"  # how a rule names the deployment's own tenant (tickets carry HOME, "")
+MAX_RULES = 200
+DEFAULT_PRIORITY = 3  # medium: what a request without a priority gets when no rule sets one
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A ServiceNow record a rule points at (an assignment group, a company): its sys_id, and its name when saved."""
+
+    sys_id: str
+    name: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"sysId": self.sys_id, "name": self.name}
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a rule can match on: one recommendation of one tenant."""
+
+    tenant: str  # HOME ("") or a tenant id
+    control: str  # the recommendation (control) id
+    category: str | None
+    service: str | None  # None: not a Secure Score control, or not known
+    max_score: float | None
+
+
+@dataclass(frozen=True)
+class Match:
+    """Each member left out (None) matches everything; a rule matches when every member given does."""
+
+    tenants: frozenset[str] | None = None
+    categories: frozenset[str] | None = None
+    services: frozenset[str] | None = None
+    min_points: float | None = None
+    controls: tuple[re.Pattern[str], ...] | None = None
+
+    def holds(self, facts: Facts) -> bool:
+        if self.tenants is not None and facts.tenant not in self.tenants:
+            return False
+        if self.categories is not None and facts.category not in self.categories:
+            return False
+        if self.services is not None and facts.service not in self.services:
+            return False
+        if self.min_points is not None and (facts.max_score is None or facts.max_score < self.min_points):
+            return False
+        return self.controls is None or any(p.fullmatch(facts.control) for p in self.controls)
+
+    @property
+    def needs_control(self) -> bool:
+        """Matching needs the Secure Score control's own figures (its service, its points)."""
+        return self.services is not None or self.min_points is not None
+
+
+@dataclass(frozen=True)
+class Setting:
+    connection: str = DEFAULT
+    table: str | None = None  # None: the connection's table
+    assignment_group: Reference | None = None
+    company: Reference | None = None
+    priority: int | None = None  # used when the request names none
+    due_in_days: int | None = None  # used when the request names no due date
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    id: str | None  # None only in a preview of rules not saved yet
+    name: str | None
+    match: Match
+    set: Setting
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how one ticket is made: the decision a create follows and a preview shows."""
+
+    connection: str
+    table: str | None  # None: the connection's table
+    priority: int
+    due_date: datetime | None
+    assignment_group: Reference | None = None
+    company: Reference | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    route: dict[str, Any] | None = None  # what the ticket records: the rule, and what it set (None: no rule)
+
+    def record_fields(self) -> dict[str, str]:
+        """The ServiceNow fields the rule adds to the record (group and company by sys_id, then its extra fields)."""
+        values = dict(self.fields)
+        if self.assignment_group is not None:
+            values["assignment_group"] = self.assignment_group.sys_id
+        if self.company is not None:
+            values["company"] = self.company.sys_id
+        return values
+
+
+def first_match(rules: list[Rule], facts: Facts) -> Rule | None:
+    return next((rule for rule in rules if rule.match.holds(facts)), None)
+
+
+def decide(rules: list[Rule], facts: Facts, *, priority: int | None, due: datetime | None, now: datetime) -> Target:
+    """The target of a ticket for `facts`: the first matching rule's, the request's own priority and due date
+    winning over the rule's (None: the request names none)."""
+    rule = first_match(rules, facts)
+    if rule is None:
+        return Target(DEFAULT, None, priority or DEFAULT_PRIORITY, due)
+    chosen = rule.set
+    applied: dict[str, Any] = {"connection": chosen.connection}
+    if chosen.table:
+        applied["table"] = chosen.table
+    if chosen.assignment_group is not None:
+        applied["assignmentGroup"] = chosen.assignment_group.to_json()
+    if chosen.company is not None:
+        applied["company"] = chosen.company.to_json()
+    if priority is None and chosen.priority is not None:
+        priority = chosen.priority
+        applied["priority"] = PRIORITY_NAMES[priority]
+    if due is None and chosen.due_in_days is not None:
+        due = (now + timedelta(days=chosen.due_in_days)).replace(microsecond=0)
+        applied["dueInDays"] = chosen.due_in_days
+    if chosen.fields:
+        applied["fields"] = dict(chosen.fields)
+    route = {"rule": rule.id, "name": rule.name, "index": rule.index, "set": applied}
+    return Target(chosen.connection, chosen.table, priority or DEFAULT_PRIORITY, due, chosen.assignment_group,
+                  chosen.company, dict(chosen.fields), route)  # fmt: skip
+
+
+# -- the saved rules --------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """Each saved pattern compiled once per process (re's own cache holds 512; a long list has more)."""
+    return re.compile(pattern)
+
+
+def _reference(value: Any) -> Reference | None:
+    return Reference(str(value["sysId"]), str(value.get("name") or "")) if isinstance(value, dict) else None
+
+
+def _members(value: Any) -> frozenset[str] | None:
+    return frozenset(str(v) for v in value) if isinstance(value, list) else None
+
+
+def rule_of(index: int, saved: dict[str, Any]) -> Rule:
+    """A rule from its saved JSON (written by the validator, so trusted in shape)."""
+    match, chosen = saved.get("match") or {}, saved.get("set") or {}
+    tenants = _members(match.get("tenants"))
+    priority = chosen.get("priority")
+    return Rule(
+        index,
+        saved.get("id"),
+        saved.get("name"),
+        Match(
+            frozenset(HOME if t == HOME_TENANT else t for t in tenants) if tenants is not None else None,
+            _members(match.get("categories")),
+            _members(match.get("services")),
+            float(match["minPoints"]) if match.get("minPoints") is not None else None,
+            tuple(_compiled(p) for p in match["controls"]) if isinstance(match.get("controls"), list) else None,
+        ),
+        Setting(
+            str(chosen.get("connection") or DEFAULT),
+            chosen.get("table") or None,
+            _reference(chosen.get("assignmentGroup")),
+            _reference(chosen.get("company")),
+            PRIORITIES[priority] if isinstance(priority, str) else None,
+            int(chosen["dueInDays"]) if chosen.get("dueInDays") is not None else None,
+            {str(k): str(v) for k, v in (chosen.get("fields") or {}).items()},
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Saved:
+    """The routes document as stored: its rules' JSON, and the store's ETag (None: never saved)."""
+
+    routes: list[dict[str, Any]]
+    etag: str | None
+    saved_at: str | None = None
+    saved_by: str | None = None
+
+    def rules(self) -> list[Rule]:
+        return [rule_of(i, r) for i, r in enumerate(self.routes)]
+
+
+def load(store: TicketStore) -> Saved:
+    found = store.get_document(DOCUMENT)
+    if found is None:
+        return Saved([], None)
+    document, etag = found
+    return Saved(list(document.get("routes") or []), etag, document.get("savedAt"), document.get("savedBy"))

@@ -1,0 +1,76 @@
+"""A ticket request routed (DESIGN 13): the facts of its recommendation, the saved rules' decision, and the services
+of the connection it goes to. A preview of the same recommendation takes the same decision (create_ticket/preview.py
+builds its facts from the same control)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from create_ticket.request import TicketRequest
+from create_ticket.routes import Facts, Rule, Target, decide, load
+from shared.connections import Connection
+from shared.problems import NotConfigured, NotConnected, NotFound, ReauthorizationRequired
+from shared.services import Services
+from shared.text import printable
+
+
+def control_facts(tenant: str, control: dict[str, Any]) -> Facts:
+    """A Secure Score control's facts, as a preview sees them and a create filled from the control does."""
+    points = control.get("maxScore")
+    return Facts(tenant, str(control.get("id") or ""), control.get("category"), control.get("service"),
+                 float(points) if isinstance(points, int | float) else None)  # fmt: skip
+
+
+def request_facts(services: Services, request: TicketRequest, rules: list[Rule]) -> Facts:
+    """A request's facts. One that did not need its control (the caller named everything) reads it only when a
+    rule matches on what only the control knows (its service, its points)."""
+    rec = request.recommendation
+    control = request.control
+    if control is None and rec.source == "microsoft" and any(r.match.needs_control for r in rules):
+        control = services.store.get_secure_score_control(rec.id, request.tenant)
+    control = control or {}
+    points = control.get("maxScore")
+    return Facts(request.tenant, rec.id, rec.category or None, control.get("service"),
+                 float(points) if isinstance(points, int | float) else None)  # fmt: skip
+
+
+def connection_of(services: Services, connection_id: str, why: str) -> Connection:
+    """The connection a rule or a ticket names; gone since (removed by an admin) is `not_configured`, never another."""
+    try:
+        return services.connection_named(connection_id)
+    except NotFound:
+        raise NotConfigured(
+            f"{why} names the ServiceNow connection '{printable(connection_id, 40)}', which the connector no longer "
+            "has; the ticket is not made anywhere else.",
+            remediation="Add the connection again under the same id (POST /api/connections), or change the routes "
+            "(PUT /api/routes) so that no rule names it.",
+        ) from None
+
+
+def route_request(services: Services, request: TicketRequest) -> tuple[Target, Services]:
+    """Where the request's ticket goes (the first matching rule, or as before routes) and those services."""
+    rules = load(services.store).rules()
+    priority = request.priority if request.priority_named else None
+    target = decide(rules, request_facts(services, request, rules), priority=priority, due=request.due_date,
+                    now=services.clock())  # fmt: skip
+    why = f"Route {target.route['index']}" if target.route else "The default route"
+    return target, services.for_connection(connection_of(services, target.connection, why))
+
+
+def waiting(services: Services, exc: NotConnected | ReauthorizationRequired) -> NotConnected | ReauthorizationRequired:
+    """A ticket whose connection cannot be used yet: it waits there, pending, with the fix (on the row and in the
+    answer)."""
+    connection = services.connection
+    exc.detail += (
+        " The ticket is pending; repeating the request resumes it without a duplicate."
+        if connection.is_default
+        else f" The ticket waits, pending, on ServiceNow connection '{connection.id}' ({connection.instance_url}), "
+        "where its route sends it: once that connection is authorized, the status sync (or this request again) "
+        "creates it there, never on another instance."
+    )
+    if not connection.is_default:
+        exc.remediation = (
+            f"Authorize connection '{connection.id}': open /api/connect?connection={connection.id} and sign in as "
+            "its integration user."
+        )
+    return exc
