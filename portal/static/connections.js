@@ -164,8 +164,8 @@ window.SecurityCenterConnections = (core) => {
         return;
       }
       notice([el("strong", {}, `${id} is removed.`), " ", answer.detail]);
+      $("notice").focus();  // at once: its entry (and the button pressed) goes with the new list
       await changed();
-      $("notice").focus();
     }, $("connections-error"));
   }
 
@@ -223,9 +223,16 @@ window.SecurityCenterConnections = (core) => {
     connect.setAttribute("href", `/api/connect?connection=${encodeURIComponent(added.id)}`);
     connect.setAttribute("aria-label", `Connect ${added.id}`);
     step(true);
+    connect.focus();
     notice(`${added.id} (${added.instance}) is added, not connected yet: its Connect, on the card, connects it.`);
     await changed();
-    connect.focus();
+    if (!$("connection-dialog").open) focusAdded();  // closed before its entry was there
+  }
+
+  // After the dialog: the new entry's Connect, once the card shows it.
+  function focusAdded() {
+    const entry = state.added && state.entries.get(state.added.id);
+    (entry ? entry.connect : $("add-connection")).focus();
   }
 
   function wire(onChange) {
@@ -237,10 +244,7 @@ window.SecurityCenterConnections = (core) => {
     $("connection-form").addEventListener("submit", submitAdd);
     $("connection-cancel").addEventListener("click", () => $("connection-dialog").close());
     $("connection-done").addEventListener("click", () => $("connection-dialog").close());
-    $("connection-dialog").addEventListener("close", () => {
-      const entry = state.added && state.entries.get(state.added.id);
-      (entry ? entry.connect : $("add-connection")).focus();
-    });
+    $("connection-dialog").addEventListener("close", focusAdded);
   }
 
   return { load, listed, several, syncSummary, wire };

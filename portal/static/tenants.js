@@ -188,8 +188,8 @@ window.SecurityCenterTenants = (core) => {
       const answer = await api(`/api/tenants/${encodeURIComponent(row.id)}`, { method: "DELETE" });
       notice([el("strong", {}, `${row.name} is no longer read.`), " ", answer.detail,
         answer.removeApp ? el("span", { className: "fix" }, answer.removeApp) : null]);
+      $("notice").focus();  // at once: its row (and the button pressed) goes with the new list
       await changed();
-      $("notice").focus();
     });
   }
 
