@@ -244,7 +244,10 @@ window.SecurityCenterConnections = (core) => {
     $("connection-form").addEventListener("submit", submitAdd);
     $("connection-cancel").addEventListener("click", () => $("connection-dialog").close());
     $("connection-done").addEventListener("click", () => $("connection-dialog").close());
-    $("connection-dialog").addEventListener("close", focusAdded);
+    $("connection-dialog").addEventListener("close", () => {  // a task after the dialog gave focus to its opener
+      if (state.added) focusAdded();
+      else if (document.activeElement === document.body) $("add-connection").focus();
+    });
   }
 
   return { load, listed, several, syncSummary, wire };

@@ -278,8 +278,10 @@ window.SecurityCenterTenants = (core) => {
     $("refresh-all").addEventListener("click", () => refreshAll($("refresh-all")));
     $("tenant-form").addEventListener("submit", submitAdd);
     $("tenant-cancel").addEventListener("click", () => $("tenant-dialog").close());
+    // Closing a modal dialog gives focus back to its opener already; the close event comes a task later, when the
+    // user may have moved on: it only catches a focus that was lost.
     $("tenant-dialog").addEventListener("close", () => {
-      if (!state.added && state.opener) state.opener.focus();
+      if (!state.added && state.opener && document.activeElement === document.body) state.opener.focus();
     });
   }
 
