@@ -14,6 +14,7 @@ STATIC = Path(__file__).resolve().parent.parent / "portal" / "static"
 FILES = {
     "app.js": "text/javascript; charset=utf-8",
     "tenants.js": "text/javascript; charset=utf-8",
+    "connections.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 CSP = (

@@ -25,8 +25,8 @@ def test_a_lost_session_sends_the_browser_to_sign_in_once_and_back(browser, port
     seen = sign_ins(page)
     for round_trip in (1, 2):  # a success in between clears the marker: the next expiry may redirect again
         page.context.clear_cookies()  # the session ended (expired, or signed out elsewhere)
-        page.click("#refresh")  # an API call: 401 from App Service Authentication
-        page.wait_for_url(f"{portal.url}/api/portal")
+        with page.expect_navigation(url=f"{portal.url}/api/portal"):  # the new page, not the one still shown
+            page.click("#refresh")  # an API call: 401 from App Service Authentication, sign-in, and back
         page.wait_for_selector("body[data-ready=true]")
         assert [url.removeprefix(portal.url) for url in seen] == [SIGN_IN] * round_trip
         assert page.inner_text("#who").startswith("Signed in as admin@contoso.com")

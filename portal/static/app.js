@@ -1,6 +1,7 @@
-// The security center page: a client of the connector's public API (/api/me, /api/provisioning,
+// The security center page: a client of the connector's public API (/api/me, /api/provisioning, /api/connections,
 // /api/recommendations, /api/tickets, /api/tenants), nothing else. Every piece of text is set as text, never as HTML.
-// With one Microsoft tenant it is one page; with several, an overview (tenants.js) and each tenant's own view.
+// With one Microsoft tenant it is one page; with several, an overview (tenants.js) and each tenant's own view. The
+// ServiceNow connections card is connections.js.
 "use strict";
 
 (() => {
@@ -10,13 +11,8 @@
     resolved: "Resolved", closed: "Closed", canceled: "Canceled", unknown: "Unknown", missing: "Missing" };
   const STATE = { Default: "To address", Ignored: "Risk accepted", ThirdParty: "Resolved through third party",
     Reviewed: "Reviewed" };
-  const CONNECTION = {
-    connected: ["Connected", "ok"], degraded: ["Connected, but something needs attention", "warn"],
-    not_connected: ["Not connected to ServiceNow", "bad"], not_configured: ["Not configured", "bad"],
-    reauthorization_required: ["ServiceNow authorization must be renewed", "bad"],
-  };
   const page = { roles: new Set(), actions: [], rows: [], selected: new Set(), keys: new Map(), showUnscored: false,
-    view: "single", tenant: null };  // tenant: null on the one-tenant page, else "home" or the tenant's id
+    view: "single", tenant: null, overdueOnly: false };  // tenant: null on the one-tenant page, else "home" or an id
   const $ = (id) => document.getElementById(id);
 
   class ApiError extends Error {
@@ -111,6 +107,36 @@
     target.hidden = false;
   }
 
+  // A form's problems in the connector's own words: under each field a validation_failed answer names (its input
+  // marked invalid, the first one focused), anything else in the form's banner with its remediation. `fields` maps
+  // a field to how a sentence names it; its input is `${prefix}${field}`, its message `${prefix}${field}-error`.
+  function formErrors(prefix, fields, banner) {
+    const show = (field, message) => {
+      const text = String(message || "is not valid").replace(/\.$/, "");
+      const shown = $(`${prefix}${field}-error`);
+      shown.textContent = /^(is|must|are|has) /.test(text) ? `${fields[field]} ${text}.`
+        : `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
+      shown.hidden = false;
+      $(`${prefix}${field}`).setAttribute("aria-invalid", "true");
+    };
+    const clear = () => {
+      for (const field of Object.keys(fields)) {
+        $(`${prefix}${field}-error`).hidden = true;
+        $(`${prefix}${field}`).removeAttribute("aria-invalid");
+      }
+      $(banner).hidden = true;
+    };
+    const answer = (error) => {
+      const problem = error.problem || {};
+      const errors = Array.isArray(problem.errors) ? problem.errors : [];
+      const byField = errors.filter((e) => e && Object.hasOwn(fields, e.field));
+      for (const found of byField) show(found.field, found.message);
+      if (byField.length && byField.length === errors.length) $(`${prefix}${byField[0].field}`).focus();
+      else showError($(banner), error);
+    };
+    return { show, clear, answer };
+  }
+
   // What an action did, in a live region: read out, and kept on the page until the next one.
   function notice(content) {
     $("notice").replaceChildren(...(Array.isArray(content) ? content : [content]).filter((c) => c !== null));
@@ -129,28 +155,9 @@
     $("who").textContent = `Signed in as ${me.user || "a local user"}` + (labels.length ? ` (${labels.join(", ")})` : " (read only)");
   }
 
-  // -- connection -------------------------------------------------------------------------------------------------
-  async function loadConnection() {
-    const checks = $("checks");
-    try {
-      const status = await api("/api/provisioning");
-      const [label, tone] = CONNECTION[status.state] || [status.state, "warn"];
-      const state = $("connection-state");
-      state.textContent = label + (status.instance ? ` – ${status.instance}` : "")
-        + (status.connectedAs ? ` as ${status.connectedAs}` : "");
-      state.className = `state ${tone}`;
-      checks.replaceChildren(...status.checks.filter((c) => !c.ok).map((c) => el("li", {},
-        el("strong", {}, c.name.replaceAll("_", " ")), ": ", c.detail,
-        c.remediation ? el("span", { className: "fix" }, `What to do: ${advice(c.remediation)}`) : null)));
-      const connected = !["not_connected", "not_configured"].includes(status.state);
-      $("connect").hidden = !can(ADMIN);
-      $("connect").textContent = connected ? "Reconnect" : "Connect to ServiceNow";
-      $("disconnect").hidden = !(can(ADMIN) && connected);
-    } catch (error) {
-      $("connection-state").textContent = "The connection state is not available.";
-      checks.replaceChildren(el("li", {}, ...problemNodes(error)));
-    }
-  }
+  // -- the ServiceNow connections (connections.js) -----------------------------------------------------------------
+  let connections = null;
+  const loadConnection = () => connections.load();
 
   // -- Secure Score -----------------------------------------------------------------------------------------------
   function drawTrend(history) {
@@ -282,26 +289,40 @@
   }
 
   // -- ServiceNow card ----------------------------------------------------------------------------------------------
+  // With several ServiceNow instances each ticket says which one its record lives on. The overdue count (open and
+  // past its due date) is a toggle: pressed, the table lists those only (GET /api/tickets?status=overdue).
   async function loadTickets() {
     const tbody = $("tickets").tBodies[0];
     const asked = page.tenant;
     try {
-      const card = await api(`/api/tickets?status=all${scope()}`);
+      const [card, known] = await Promise.all([
+        api(`/api/tickets?status=${page.overdueOnly ? "overdue" : "all"}${scope()}`), connections.listed()]);
       if (asked !== page.tenant) return;
-      $("counts").replaceChildren(...Object.entries(card.summary).filter(([, n]) => n > 0)
+      const { overdue = 0, ...statuses } = card.summary;
+      if (page.overdueOnly && !overdue) { page.overdueOnly = false; return loadTickets(); }
+      $("counts").replaceChildren(...Object.entries(statuses).filter(([, n]) => n > 0)
         .map(([status, n]) => el("li", {}, el("strong", {}, n), STATUS[status] || status)));
       if (!$("counts").children.length) $("counts").append(el("li", {}, "No tickets yet"));
+      $("overdue").hidden = !overdue;
+      $("overdue").setAttribute("aria-pressed", String(page.overdueOnly));
+      $("overdue").replaceChildren(el("strong", {}, overdue), " overdue",
+        el("span", { className: "visually-hidden" }, " (show only these)"));
+      $("tickets-caption").textContent = page.overdueOnly ? "Overdue tickets, newest first" : "Tickets, newest first";
+      // A ticket on a connection removed since still lives on another instance than the default's.
+      const several = known.length > 1 || card.tickets.some((t) => t.connection && t.connection !== "default");
       const sync = card.lastSync;
-      $("last-sync").textContent = !sync ? "The status sync has not run yet."
+      $("last-sync").textContent = known.length > 1 ? connections.syncSummary(known) : !sync ? "The status sync has not run yet."
         : sync.status === "failed" ? `Status sync ${when(sync.at)} failed: the connection card says why and what to do.`
           : `Status sync ${when(sync.at)}: ${sync.status}, ${sync.changed} changed`;
+      $("where-head").hidden = !several;
       $("tickets").closest(".scroll").hidden = card.tickets.length === 0;
       tbody.replaceChildren(...card.tickets.slice(0, 200).map((t) => el("tr", {},
         el("td", { className: "num" }, ticketNumber(t)),
         el("td", { className: "name" }, t.name), el("td", {}, el("span", { className: "status" }, STATUS[t.status] || t.status)),
-        el("td", { className: "assigned" }, t.assignedTo || ""))));
+        el("td", { className: "assigned" }, t.assignedTo || ""),
+        several ? el("td", { className: "where", "data-label": "Connection" }, t.connection || "default") : null)));
     } catch (error) {
-      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 4 }, ...problemNodes(error))));
+      tbody.replaceChildren(el("tr", {}, el("td", { colspan: 5 }, ...problemNodes(error))));
     }
   }
 
@@ -372,18 +393,19 @@
   }
 
   // -- admin actions --------------------------------------------------------------------------------------------------
-  // One button's action: the button off while it runs, its problem shown in the page's error banner.
-  async function act(button, run) {
+  // One button's action: the button off while it runs, its problem shown in the page's error banner (or `shown`).
+  async function act(button, run, shown = $("error")) {
     button.disabled = true;
-    $("error").hidden = true;
-    try { await run(); } catch (error) { showError($("error"), error); } finally { button.disabled = false; }
+    shown.hidden = true;
+    try { await run(); } catch (error) { showError(shown, error); } finally { button.disabled = false; }
   }
 
   const adminAction = (button, run) => act(button, async () => { await run(); await refreshAll(); });
 
   async function refreshAll() {
+    const connection = loadConnection();  // first: the tickets card waits for its list of connections
     const parts = page.view === "overview" ? [tenants.reload()] : [loadActions(), loadTickets()];
-    await Promise.allSettled([loadConnection(), ...parts]);
+    await Promise.allSettled([connection, ...parts]);
   }
 
   // -- the view: the one-tenant page, the tenant overview, or one tenant's page (#tenant=<id>, kept on reload) -------
@@ -408,6 +430,7 @@
     if (wanted && !row) notice(`The connector reads no tenant "${wanted}": here are the ones it reads.`);
     const chosen = row ? tenants.key(row) : null;
     if (chosen !== page.tenant) {
+      page.overdueOnly = false;
       page.selected.clear();
       select("", false);
     }
@@ -459,19 +482,18 @@
     $("cancel").addEventListener("click", () => $("dialog").close());
     $("dialog").addEventListener("close", () => $("create").focus());
     $("ticket-form").addEventListener("submit", submitDialog);
-    $("disconnect").addEventListener("click", () => {
-      if (window.confirm("Disconnect from ServiceNow? The connector revokes its tokens; tickets stay.")) {
-        adminAction($("disconnect"), () => api("/api/disconnect", { method: "POST" }));
-      }
-    });
+    $("overdue").addEventListener("click", () => { page.overdueOnly = !page.overdueOnly; loadTickets(); });
     $("refresh").addEventListener("click", () => adminAction($("refresh"),
       () => api("/api/recommendations/refresh", { method: "POST" })));
     tenants = window.SecurityCenterTenants({ $, api, el, when, can, ADMIN, problemNodes, showError, notice,
-      act });
+      act, formErrors });
     tenants.wire(async (hash) => {
       if (hash && window.location.hash !== `#${hash}`) window.history.replaceState(null, "", `#${hash}`);
       await route();
     });
+    connections = window.SecurityCenterConnections({ $, api, el, when, can, ADMIN, problemNodes, notice, act,
+      advice, formErrors });
+    connections.wire(refreshAll);
     window.addEventListener("hashchange", onHashChange);
     try {
       await loadMe();

@@ -4,7 +4,7 @@
 "use strict";
 
 window.SecurityCenterTenants = (core) => {
-  const { $, api, el, when, can, ADMIN, problemNodes, showError, notice, act } = core;
+  const { $, api, el, when, can, ADMIN, problemNodes, showError, notice, act, formErrors } = core;
   const STATES = { active: ["Active", "done"], pending: ["Waiting for consent", "open"], paused: ["Paused", ""] };
   const ASK = "a Global Administrator or Privileged Role Administrator of that tenant";
   const FIELDS = { tenant: "The tenant", name: "The name" };
@@ -188,8 +188,8 @@ window.SecurityCenterTenants = (core) => {
       const answer = await api(`/api/tenants/${encodeURIComponent(row.id)}`, { method: "DELETE" });
       notice([el("strong", {}, `${row.name} is no longer read.`), " ", answer.detail,
         answer.removeApp ? el("span", { className: "fix" }, answer.removeApp) : null]);
+      $("notice").focus();  // at once: its row (and the button pressed) goes with the new list
       await changed();
-      $("notice").focus();
     });
   }
 
@@ -229,27 +229,13 @@ window.SecurityCenterTenants = (core) => {
   }
 
   // -- adding a tenant ---------------------------------------------------------------------------------------------
-  function fieldError(field, message) {
-    const input = $(`n-${field}`);
-    const shown = $(`n-${field}-error`);
-    shown.textContent = /^[a-z]/.test(message) ? `${FIELDS[field]} ${message}.` : `${message}.`;
-    shown.hidden = false;
-    input.setAttribute("aria-invalid", "true");
-  }
-
-  function clearErrors() {
-    for (const field of Object.keys(FIELDS)) {
-      $(`n-${field}-error`).hidden = true;
-      $(`n-${field}`).removeAttribute("aria-invalid");
-    }
-    $("tenant-dialog-error").hidden = true;
-  }
+  const form = formErrors("n-", FIELDS, "tenant-dialog-error");
 
   function openAdd(opener) {
     state.opener = opener;
     state.added = false;
     $("tenant-form").reset();
-    clearErrors();
+    form.clear();
     $("tenant-submit").disabled = false;
     $("tenant-dialog").showModal();
     $("n-tenant").focus();
@@ -257,11 +243,11 @@ window.SecurityCenterTenants = (core) => {
 
   async function submitAdd(event) {
     event.preventDefault();
-    clearErrors();
+    form.clear();
     const tenant = $("n-tenant").value.trim();
     const name = $("n-name").value.trim();
     if (!tenant) {
-      fieldError("tenant", "Give the tenant's id or one of its domains");
+      form.show("tenant", "Give the tenant's id or one of its domains");
       $("n-tenant").focus();
       return;
     }
@@ -280,22 +266,9 @@ window.SecurityCenterTenants = (core) => {
       const copyButton = state.copyButtons.get(added.home ? "home" : added.id);
       if (copyButton) copyButton.focus(); else $("notice").focus();
     } catch (error) {
-      showAddError(error);
+      form.answer(error);
       $("tenant-submit").disabled = false;
     }
-  }
-
-  // The connector's own words, by field where it names one (validation_failed), else with its remediation.
-  function showAddError(error) {
-    const problem = error.problem || {};
-    const errors = Array.isArray(problem.errors) ? problem.errors : [];
-    const byField = errors.filter((e) => e && Object.hasOwn(FIELDS, e.field));
-    for (const found of byField) fieldError(found.field, String(found.message || "is not valid"));
-    if (byField.length === errors.length && byField.length) {
-      $(`n-${byField[0].field}`).focus();
-      return;
-    }
-    showError($("tenant-dialog-error"), error);
   }
 
   function wire(onChange) {
@@ -305,8 +278,10 @@ window.SecurityCenterTenants = (core) => {
     $("refresh-all").addEventListener("click", () => refreshAll($("refresh-all")));
     $("tenant-form").addEventListener("submit", submitAdd);
     $("tenant-cancel").addEventListener("click", () => $("tenant-dialog").close());
+    // Closing a modal dialog gives focus back to its opener already; the close event comes a task later, when the
+    // user may have moved on: it only catches a focus that was lost.
     $("tenant-dialog").addEventListener("close", () => {
-      if (!state.added && state.opener) state.opener.focus();
+      if (!state.added && state.opener && document.activeElement === document.body) state.opener.focus();
     });
   }
 
