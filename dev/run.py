@@ -213,6 +213,8 @@ def _second_servicenow(bound: Bound, data_dir: Path, port: int) -> list[str]:
 
     _, _, url = bound.second
     _, _, client_secret = _instance(bound.second, data_dir, SECOND_STATE_FILE, SECOND_CLIENT, port)
+    # Its own numbers (INC0050001 on), as two real instances' differ: on the page a number names one record.
+    bound.second[0]._number = max(bound.second[0]._number, 50000)
     body = json.dumps({"id": "second", "instance": url, "clientId": SECOND_CLIENT, "clientSecret": client_secret})
     return [
         f"A second simulated ServiceNow instance runs at {url} (client id {SECOND_CLIENT}, client secret "

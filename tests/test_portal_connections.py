@@ -13,6 +13,9 @@ import pytest
 
 from create_ticket.creation import creator_for
 from create_ticket.request import parse_ticket_request
+from create_ticket.route_saving import save as save_routes
+from create_ticket.route_saving import version_of
+from create_ticket.routes import load
 from dev.simulator import ServiceNowSimulator, serve
 from shared import services as services_module
 from shared.auth import Caller
@@ -60,14 +63,17 @@ def allow(page: Any) -> None:
 
 
 def ticket_on(connection: str, control: str, **fields: Any) -> dict[str, Any]:
-    """A ticket created on a connection by the connector's own creation (routes that choose one come later)."""
+    """A ticket created on a connection, as routes place one: a rule for its control names the connection (the rule
+    is taken away again after, so nothing but the ticket ties the connection)."""
     services = services_module.get_services()
-    scoped = services.for_connection(services.connection_named(connection))
+    route = [{"match": {"controls": [control]}, "set": {"connection": connection}}]
+    save_routes(services, {"routes": route}, f'"{version_of(load(services.store).etag)}"', "test")
     body = {"name": f"Fix {control}", "recommendation": {"id": control, "source": "user", "category": "Identity"},
             **fields}  # fmt: skip
-    ticket, created = creator_for(scoped).create(parse_ticket_request(body, initiating_user=None),
-                                                 caller=Caller("test"), idempotency_key=None)  # fmt: skip
-    assert created
+    ticket, created = creator_for(services).create(parse_ticket_request(body, initiating_user=None),
+                                                   caller=Caller("test"), idempotency_key=None)  # fmt: skip
+    assert created and (ticket.connection or "default") == connection
+    save_routes(services, {"routes": []}, f'"{version_of(load(services.store).etag)}"', "test")
     return ticket.to_json(None)
 
 
