@@ -141,7 +141,10 @@ class TenantRefresh:
         if result.warnings and previous is not None:
             controls = reading.carry_forward(controls, previous[1])
         kept = list((previous[0].get("history") or []) if previous else [])
-        self._store.put_secure_score(reading.summary(scores.items, controls, now, kept), controls, tenant)
+        summary = reading.summary(scores.items, controls, now, kept)
+        # Most refreshes find every control as it was: then only the summary is written (one write, not 300).
+        if previous is None or previous[1] != controls or not self._store.put_secure_score_summary(summary, tenant):
+            self._store.put_secure_score(summary, controls, tenant)
         result.controls = len(controls)
         result.scored = sum(1 for c in controls if c.get("scored"))
         day = str(scores.items[0].get("createdDateTime") or now)[:10]

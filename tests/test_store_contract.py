@@ -255,6 +255,18 @@ def test_the_secure_score_snapshot_is_replaced_whole(store):
     assert store.get_secure_score() == ({"refreshedAt": "3"}, [])
 
 
+@pytest.mark.parametrize("tenant", ["", "b2e4f6a8-3c5d-4e7f-8a9b-0c1d2e3f4a5b"])
+def test_only_the_summary_can_be_replaced_with_the_controls_kept(store, tenant):
+    assert store.put_secure_score_summary({"refreshedAt": "0"}, tenant) is False  # nothing to update yet
+    assert store.get_secure_score(tenant) is None
+    long = {"refreshedAt": "1", "history": [{"date": f"2026-01-{d:02d}", "current": d} for d in range(1, 29)] * 400}
+    store.put_secure_score(long, _controls(5, "a"), tenant)  # a summary long enough for several properties
+    assert store.put_secure_score_summary({"refreshedAt": "2"}, tenant) is True
+    summary, controls = store.get_secure_score(tenant)
+    assert summary == {"refreshedAt": "2"} and sorted(c["id"] for c in controls) == [f"ctl.{i}:a" for i in range(5)]
+    assert store.get_secure_score("" if tenant else "c3f5a7b9-4d6e-4f80-9b1c-2d3e4f5a6b7c") is None  # its own only
+
+
 def test_readers_during_replacements_see_one_whole_snapshot(store):
     store.put_secure_score({"v": "0"}, _controls(20, "0"))
     seen: list[tuple[str, set[str]]] = []

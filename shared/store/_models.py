@@ -102,6 +102,10 @@ class TicketStore(Protocol):
     def put_secure_score(self, summary: dict[str, Any], controls: list[dict[str, Any]], tenant: str = "") -> None:
         """Replace the tenant's snapshot; each control is a dict with an `id` (the control id)."""
 
+    def put_secure_score_summary(self, summary: dict[str, Any], tenant: str = "") -> bool:
+        """Replace only the summary of the tenant's snapshot, its controls unchanged (a refresh that found every
+        control as it was: one write instead of one per control). False when there is no snapshot to update."""
+
     def get_secure_score(self, tenant: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The tenant's summary and every control, or None before its first refresh."""
 

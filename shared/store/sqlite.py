@@ -324,6 +324,15 @@ class SqliteTicketStore:
                 raise
             self._db.execute("COMMIT")
 
+    def put_secure_score_summary(self, summary: dict[str, Any], tenant: str = "") -> bool:
+        with self._lock:
+            if tenant:
+                cursor = self._db.execute("UPDATE tenant_scores SET data = ? WHERE tenant = ?",
+                                          (json.dumps(summary), tenant))  # fmt: skip
+            else:
+                cursor = self._db.execute("UPDATE secure_score SET data = ? WHERE id = 1", (json.dumps(summary),))
+        return cursor.rowcount > 0
+
     def get_secure_score(self, tenant: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         with self._lock:
             if tenant:

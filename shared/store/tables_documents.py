@@ -200,6 +200,18 @@ class TableDocuments:
                 for row in chunk:
                     table.delete_entity(partition, row)  # a row already gone is not an error here
 
+    def put_secure_score_summary(self, summary: dict[str, Any], tenant: str = "") -> bool:
+        """The pointer row again with the new summary and the same version (replaced whole, so no chunk of a longer
+        old summary is left behind), conditional on its ETag: a concurrent refresh's new snapshot stands."""
+        table = self._table(SECURE_SCORE)
+        old = self._secure_score_pointer(tenant)
+        if old is None:
+            return False
+        pointer = {"PartitionKey": "current", "RowKey": _pointer_key(tenant), "version": old["version"],
+                   "previous": old.get("previous") or "", **_json_properties(summary, "summary")}  # fmt: skip
+        self._write_if_unchanged(table, pointer, old.metadata["etag"])
+        return True
+
     def _secure_score_pointer(self, tenant: str) -> Any:
         from azure.core.exceptions import ResourceNotFoundError
 
