@@ -15,6 +15,7 @@ FILES = {
     "app.js": "text/javascript; charset=utf-8",
     "tenants.js": "text/javascript; charset=utf-8",
     "connections.js": "text/javascript; charset=utf-8",
+    "routes.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 CSP = (

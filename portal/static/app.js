@@ -1,7 +1,7 @@
 // The security center page: a client of the connector's public API (/api/me, /api/provisioning, /api/connections,
 // /api/recommendations, /api/tickets, /api/tenants), nothing else. Every piece of text is set as text, never as HTML.
 // With one Microsoft tenant it is one page; with several, an overview (tenants.js) and each tenant's own view. The
-// ServiceNow connections card is connections.js.
+// ServiceNow connections card is connections.js; the Routes view (#routes: where each ticket goes) is routes.js.
 "use strict";
 
 (() => {
@@ -12,7 +12,7 @@
   const STATE = { Default: "To address", Ignored: "Risk accepted", ThirdParty: "Resolved through third party",
     Reviewed: "Reviewed" };
   const page = { roles: new Set(), actions: [], rows: [], selected: new Set(), keys: new Map(), showUnscored: false,
-    view: "single", tenant: null, overdueOnly: false };  // tenant: null on the one-tenant page, else "home" or an id
+    view: "single", tenant: null, overdueOnly: false, back: "#" };  // tenant: null on the one-tenant page, else "home" or an id
   const $ = (id) => document.getElementById(id);
 
   class ApiError extends Error {
@@ -155,8 +155,9 @@
     $("who").textContent = `Signed in as ${me.user || "a local user"}` + (labels.length ? ` (${labels.join(", ")})` : " (read only)");
   }
 
-  // -- the ServiceNow connections (connections.js) -----------------------------------------------------------------
+  // -- the ServiceNow connections (connections.js) and the routes (routes.js) --------------------------------------
   let connections = null;
+  let routes = null;
   const loadConnection = () => connections.load();
 
   // -- Secure Score -----------------------------------------------------------------------------------------------
@@ -318,7 +319,8 @@
       $("tickets").closest(".scroll").hidden = card.tickets.length === 0;
       tbody.replaceChildren(...card.tickets.slice(0, 200).map((t) => el("tr", {},
         el("td", { className: "num" }, ticketNumber(t)),
-        el("td", { className: "name" }, t.name), el("td", {}, el("span", { className: "status" }, STATUS[t.status] || t.status)),
+        el("td", { className: "name" }, t.name, routes.dueNote(t) ? el("span", { className: "sub due" }, routes.dueNote(t)) : null),
+        el("td", {}, el("span", { className: "status" }, STATUS[t.status] || t.status)),
         el("td", { className: "assigned" }, t.assignedTo || ""),
         several ? el("td", { className: "where", "data-label": "Connection" }, t.connection || "default") : null)));
     } catch (error) {
@@ -346,6 +348,7 @@
       $("t-description").value = (chosen[0].remediation || "").slice(0, 4000);
     }
     for (const action of chosen) if (!page.keys.has(action.id)) page.keys.set(action.id, crypto.randomUUID());
+    $("t-priority").value = routes.exist() ? "" : "medium";  // with routes, a rule's priority applies by default
     $("dialog-error").hidden = true;
     $("submit").disabled = false;
     $("dialog").showModal();
@@ -364,7 +367,8 @@
     $("submit").disabled = true;
     const failures = [];
     for (const action of chosen) {
-      const body = { recommendation: { id: action.id }, priority: $("t-priority").value };
+      const body = { recommendation: { id: action.id } };
+      if ($("t-priority").value) body.priority = $("t-priority").value;  // none: as the routes say
       if (page.tenant && page.tenant !== "home") body.tenant = page.tenant;
       if ($("t-due").value) body.dueDate = $("t-due").value;
       if (single) {
@@ -419,6 +423,14 @@
   }
 
   async function route(moved = false) {
+    if (window.location.hash === "#routes") {
+      page.view = "routes";
+      layout(null);
+      await routes.open(page.back);
+      document.body.dataset.view = page.view;
+      if (moved) $("routes-title").focus();
+      return;
+    }
     try {
       await tenants.load();
     } catch (error) {
@@ -450,24 +462,40 @@
 
   function layout(row) {
     const overview = page.view === "overview";
+    const away = page.view === "routes";  // the Routes view alone
+    $("routes").hidden = !away;
+    $("connection").parentElement.hidden = away;
     $("tenants").hidden = !overview;
-    for (const id of ["score", "servicenow", "actions"]) $(id).hidden = overview;
+    for (const id of ["score", "servicenow", "actions"]) $(id).hidden = overview || away;
     $("connection").parentElement.classList.toggle("alone", overview);  // under the overview, the whole width
     $("tenant-bar").hidden = page.view !== "tenant";
     $("add-first").hidden = !(page.view === "single" && can(ADMIN));
-    $("skip").setAttribute("href", overview ? "#tenants" : "#actions");
-    $("skip").textContent = overview ? "Skip to the tenants" : "Skip to the improvement actions";
+    $("skip").setAttribute("href", away ? "#routes" : overview ? "#tenants" : "#actions");
+    $("skip").textContent = away ? "Skip to the routes" : overview ? "Skip to the tenants"
+      : "Skip to the improvement actions";
     if (row) {
       $("tenant-title").textContent = row.name;
       $("tenant-about").textContent = tenants.describe(row);
     }
-    document.title = page.view === "single" ? TITLE : `${overview ? "Tenants" : row.name} – ${TITLE}`;
+    document.title = page.view === "single" ? TITLE : `${away ? "Routes" : overview ? "Tenants" : row.name} – ${TITLE}`;
   }
 
-  // Only the view's own addresses choose the view: a skip link's #actions stays where it is.
-  function onHashChange() {
+  // Only the view's own addresses choose the view: a skip link's #actions stays where it is. Leaving the Routes view
+  // with unsaved changes asks first; the Routes view's Back leads where it was opened from.
+  function onHashChange(event) {
     const hash = window.location.hash;
-    if (hash && hash !== "#tenants" && !hash.startsWith("#tenant=")) return;
+    if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=")) return;
+    if (page.view === "routes" && hash !== "#routes") {
+      if (routes.unsaved() && !window.confirm("Leave the routes without saving? Your changes are lost.")) {
+        window.history.replaceState(null, "", "#routes");
+        return;
+      }
+      routes.reset();
+    }
+    if (hash === "#routes") {
+      const before = new URL(event.oldURL).hash;
+      page.back = before && before !== "#routes" ? before : "#";
+    }
     notice([]);
     $("error").hidden = true;
     route(true);
@@ -494,7 +522,12 @@
     connections = window.SecurityCenterConnections({ $, api, el, when, can, ADMIN, problemNodes, notice, act,
       advice, formErrors });
     connections.wire(refreshAll);
+    routes = window.SecurityCenterRoutes({ $, api, el, when, can, ADMIN, problemNodes, showError, notice });
+    routes.wire();
     window.addEventListener("hashchange", onHashChange);
+    window.addEventListener("beforeunload", (event) => {
+      if (routes.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
+    });
     try {
       await loadMe();
     } catch (error) {
@@ -502,7 +535,9 @@
       if (error.status === 401) $("error").append(el("a", { href: SIGN_IN }, " Sign in"));
       return;
     }
+    const known = routes.load().catch(() => {});  // the link's count, and the create dialog's default priority
     await route();
+    await known;
     document.body.dataset.ready = "true";
   }
 
