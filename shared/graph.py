@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import re
 import threading
@@ -185,6 +186,12 @@ class GraphClient:
 
     def _token(self, tenant: str = HOME) -> str:
         return self._tokens.token(tenant, deadlines.budget(self.retry.deadline))
+
+    def prepare_token(self, tenant: str = HOME) -> None:
+        """Ask for `tenant`'s token before its reads need it. A failure is left to the tenant's own first read, which
+        asks again and reports it where the tenant's result shows it."""
+        with contextlib.suppress(Exception):
+            self._token(tenant)
 
     def _tenant_slots(self, tenant: str) -> threading.BoundedSemaphore:
         with self._slots_lock:

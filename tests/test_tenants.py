@@ -405,3 +405,42 @@ def test_the_tenant_read_longest_ago_is_read_first(msp, entra, clock):
     clock.advance(hours=4)
     SecureScoreSync(msp.services).refresh(only=[NORTHWIND.id, ""])
     assert tenants.to_read(msp.services)[0] == FABRIKAM.id
+
+
+def test_a_refresh_that_finds_every_control_as_it_was_rewrites_none_and_asks_one_token_per_tenant(msp, entra):
+    """The store gives a tenant's controls back in its own order (by id), not Graph's: unchanged is compared as a
+    set, so an unchanged tenant's controls stay as stored (the same rows) and only its summary is written. With new
+    services (tokens expired, as a refresh hours later finds them) each tenant's token is asked for once, ahead of
+    its reads, whatever the warm-up."""
+    import sqlite3
+
+    for tenant in (FABRIKAM, NORTHWIND):
+        added(msp, entra, tenant)
+
+    def stored() -> dict[str, tuple[int, str]]:
+        with sqlite3.connect(msp.tmp / "store.db") as db:
+            rows = db.execute("SELECT tenant, id, rowid, data FROM tenant_controls").fetchall()
+        return {f"{t}|{i}": (r, d) for t, i, r, d in rows}
+
+    def summary(tenant: str) -> str:
+        with sqlite3.connect(msp.tmp / "store.db") as db:
+            return str(db.execute("SELECT data FROM tenant_scores WHERE tenant = ?", (tenant,)).fetchone()[0])
+
+    before, summaries = stored(), {t.id: summary(t.id) for t in (FABRIKAM, NORTHWIND)}
+    assert len(before) > 200
+    use(msp, entra)  # new services: no token held
+    entra.simulator.requests.clear()
+    msp.clock.advance(hours=4)
+    result = SecureScoreSync(msp.services).refresh()
+    assert [t["status"] for t in result.tenants] == ["ok", "ok", "ok"]
+    assert stored() == before  # not one control row rewritten
+    assert all(summary(t) != s for t, s in summaries.items())  # each summary written: the new refresh time
+    asked = [r.path.split("/")[1] for r in entra.simulator.requests if r.path.endswith("/oauth2/v2.0/token")]
+    assert sorted(asked) == sorted([FABRIKAM.id, NORTHWIND.id])
+
+    # One control of Fabrikam's changes: its snapshot is written whole, Northwind's stays as stored.
+    msp.graph.tenant(FABRIKAM.id).complete(CONTROL)
+    msp.clock.advance(hours=4)
+    SecureScoreSync(msp.services).refresh()
+    after = stored()
+    assert {k for k in after if after[k] != before[k]} == {k for k in after if k.startswith(f"{FABRIKAM.id}|")}
