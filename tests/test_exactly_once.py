@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -28,6 +27,7 @@ from tests.conftest import Harness, concurrently
 from tests.test_tickets import BODY, post
 
 INCIDENTS = "/api/now/v2/table/incident"
+HOLD_WAIT = 30.0  # seconds: a bound on waiting for a held request, never reached unless the test is broken
 
 
 def body_for(recommendation_id: str) -> dict[str, Any]:
@@ -174,22 +174,29 @@ def test_a_timeout_over_a_real_socket_is_servicenow_unavailable_and_leaves_the_t
 
 
 def test_a_create_that_another_request_is_making_answers_409_with_retry_after(connected):
-    """While one request holds the lease and waits on a slow ServiceNow, a second for the same recommendation
-    waits for it, then answers 409 `conflict` naming the ticket, never a second record."""
+    """While one request holds the lease and is inside ServiceNow, a second for the same recommendation waits for
+    it, then answers 409 `conflict` naming the ticket, never a second record. The simulator holds the first POST
+    until the second has answered, so the order is certain, not timed."""
     connected.services.creation_wait = 0.2
-    connected.simulator.inject(Fault("latency", method="POST", path_prefix=INCIDENTS, seconds=1.5))
-
-    def create(i: int) -> tuple[int, dict[str, Any]]:
-        time.sleep(0.3 * i)  # the second arrives while the first is inside ServiceNow
-        return post(connected)
-
-    results = concurrently(2, create)
-    statuses = sorted(status for status, _ in results)
-    assert statuses == [201, 409], results
-    conflict = next(body for status, body in results if status == 409)
-    created = next(body for status, body in results if status == 201)
+    inside = Fault("hold", method="POST", path_prefix=INCIDENTS)
+    connected.simulator.inject(inside)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(post, connected)
+        try:
+            assert inside.arrived.wait(HOLD_WAIT), "the first create's POST never reached ServiceNow"
+            second = pool.submit(connected.call, "create_ticket", "POST", "/tickets", body=json.dumps(BODY).encode())
+            try:
+                response = second.result(timeout=HOLD_WAIT)
+            except TimeoutError:
+                pytest.fail("the second create waited for the held first one instead of answering 409")
+        finally:
+            inside.release.set()
+        status, created = first.result(timeout=HOLD_WAIT)
+    conflict = json.loads(response.get_body())
+    assert [status, response.status_code] == [201, 409], (created, conflict)
     assert conflict["code"] == "conflict" and conflict["ticketId"] == created["id"]
     assert "Another request is creating this ticket" in conflict["detail"]
+    assert int(response.headers["Retry-After"]) >= 1
     assert len(connected.simulator.records()) == 1 and posts(connected) == 1
 
 

@@ -133,13 +133,18 @@ class SimResponse:
         return cls.json(status, {"error": {"message": message, "detail": detail}, "status": "failure"})
 
 
+HOLD_LIMIT = 60.0  # seconds a 'hold' fault keeps a request at most
+
+
 @dataclass
 class Fault:
     """One injected failure. `kind`: 'status' (answer `status` with `headers`, before any commit),
     'drop' (reset before doing anything), 'commit_then_drop' (do the work, then reset),
     'commit_then_status' (do the work, then answer `status`), 'commit_then_timeout' (do the work, then answer
     nothing until the client's deadline has passed: `seconds`), 'latency' (wait `seconds`, then answer),
-    'drip' (answer, but send the body one byte every `seconds`)."""
+    'drip' (answer, but send the body one byte every `seconds`), 'hold' (set `arrived`, wait for `release`, then
+    answer: a test starts a second request only once the first is inside ServiceNow, and lets the first go on only
+    after the second has answered, by events instead of guessed sleeps; ServiceNow simulator only)."""
 
     kind: str
     status: int = 503
@@ -149,9 +154,17 @@ class Fault:
     times: int = 1
     seconds: float = 0.0
     after: int = 0  # matching requests let through before the fault fires
+    arrived: threading.Event = field(default_factory=threading.Event)  # 'hold': the request reached the instance
+    release: threading.Event = field(default_factory=threading.Event)  # 'hold': the request may go on
 
     def applies(self, request: SimRequest) -> bool:
         return (self.method is None or self.method == request.method) and request.path.startswith(self.path_prefix)
+
+    def hold(self) -> None:
+        """'hold': say the request arrived, then wait for `release`; bounded (`seconds`, or HOLD_LIMIT), so a test
+        that never releases it fails on its own timeout instead of hanging the run."""
+        self.arrived.set()
+        self.release.wait(self.seconds or HOLD_LIMIT)
 
 
 def take_fault(faults: list[Fault], request: SimRequest) -> Fault | None:
@@ -314,6 +327,9 @@ class ServiceNowSimulator:
             time.sleep(self.latency)
         if fault is not None and fault.kind == "latency":
             time.sleep(fault.seconds)
+            fault = None
+        if fault is not None and fault.kind == "hold":
+            fault.hold()
             fault = None
         if fault is not None and fault.kind == "drop":
             return SimResponse(0, drop=True)
