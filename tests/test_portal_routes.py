@@ -59,6 +59,12 @@ def test_an_admin_builds_previews_and_saves_routes_and_the_next_ticket_follows_t
     refreshed(browser, portal)
     page = open_portal(browser, portal)
     assert page.inner_text("#routes-link") == "Routes: none yet"
+    # Without routes the create dialog is as before: medium, and nothing said about routes.
+    page.check('#recommendations input[data-id="AdminMFAV2"]')
+    page.click("#create")
+    assert page.input_value("#t-priority") == "medium" and not page.is_visible("#t-priority-hint")
+    assert page.get_attribute("#t-priority", "aria-describedby") is None
+    page.click("#cancel")
     page.click("#routes-link")
     page.wait_for_selector("#routes-saved:not(:empty)")
     assert page.evaluate("document.activeElement.id") == "routes-title"
@@ -121,7 +127,8 @@ def test_an_admin_builds_previews_and_saves_routes_and_the_next_ticket_follows_t
     page.wait_for_selector("#actions:not([hidden])")
     page.check('#recommendations input[data-id="AdminMFAV2"]')
     page.click("#create")
-    assert page.input_value("#t-priority") == ""
+    assert page.input_value("#t-priority") == "" and page.is_visible("#t-priority-hint")
+    assert page.get_attribute("#t-priority", "aria-describedby") == "t-priority-hint"
     page.click("#submit")
     page.wait_for_selector("#tickets tbody tr")
     due = page.locator("#tickets tbody tr .sub.due").inner_text()

@@ -348,7 +348,13 @@
       $("t-description").value = (chosen[0].remediation || "").slice(0, 4000);
     }
     for (const action of chosen) if (!page.keys.has(action.id)) page.keys.set(action.id, crypto.randomUUID());
-    $("t-priority").value = routes.exist() ? "" : "medium";  // with routes, a rule's priority applies by default
+    const routed = routes.exist();  // with routes, a rule's priority and due date apply by default
+    $("t-priority").value = routed ? "" : "medium";
+    $("t-priority").options[0].hidden = !routed;
+    for (const [field, hint] of [["t-priority", "t-priority-hint"], ["t-due", "t-due-hint"]]) {
+      $(hint).hidden = !routed;  // and not read out either: a hidden node named by aria-describedby still is
+      if (routed) $(field).setAttribute("aria-describedby", hint); else $(field).removeAttribute("aria-describedby");
+    }
     $("dialog-error").hidden = true;
     $("submit").disabled = false;
     $("dialog").showModal();
