@@ -184,9 +184,13 @@ def test_numbers_sent_as_strings_are_numbers_and_completion_has_a_tolerance(conn
 
 
 def test_the_newest_state_is_chosen_by_its_parsed_time(connected):
+    # Compared as text, each of the others would look newer: "00Z" > "00.5Z" ('Z' after '.'), "11:30:00+02:00" >
+    # "10:00", a seven-digit fraction is longer; and the newest is not the last entry either.
     connected.graph.profiles["OneAdmin"]["controlStateUpdates"] = [
-        {"state": "Ignored", "updatedDateTime": "2026-03-01T10:00:00.9Z"},
-        {"state": "ThirdParty", "updatedDateTime": "2026-03-01T10:00:00.1234567Z"},  # earlier, though longer
+        {"state": "Ignored", "updatedDateTime": "2026-03-01T10:00:00.5Z"},
+        {"state": "ThirdParty", "updatedDateTime": "2026-03-01T10:00:00Z"},
+        {"state": "Reviewed", "updatedDateTime": "2026-03-01T11:30:00+02:00"},  # 09:30 UTC
+        {"state": "ThirdParty", "updatedDateTime": "2026-03-01T10:00:00.1234567Z"},
         {"state": "Reviewed", "updatedDateTime": None},
     ]
     refresh(connected)
