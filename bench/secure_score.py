@@ -4,11 +4,11 @@ The setup: 300 controls (120 scored, as in real tenants), 50 tickets on 50 of th
 between two runs. Both strategies run in this process against the same Graph and ServiceNow simulators (in
 process), with real tokens from a managed-identity endpoint on loopback.
 
-The connector's refresh is *measured*: the Graph simulator really waits 100 ms before each answer, so the time
-printed is the wall time of the whole refresh, its waves of at most 4 concurrent requests included, and its
-reads include the one it makes of each control just before writing its note. The naive refresher's time is
-*modelled*: its measured processing time plus 100 ms for each of its requests, one after the other (measuring it
-would mean waiting 100 ms x 355 requests).
+The connector's refresh is *measured*: the Graph simulator really takes 100 ms to answer each request (its own
+work included), so the time printed is the wall time of the whole refresh, its waves of at most 4 concurrent
+requests included, and its reads include the one it makes of each control just before writing its note. The
+naive refresher's time is *modelled*: its measured processing time plus 100 ms for each of its requests, one after
+the other (measuring it would mean waiting 100 ms x 355 requests).
 """
 
 from __future__ import annotations
