@@ -27,13 +27,16 @@ window.SecurityCenterRoutes = (core) => {
   const rules = () => state.draft.map((e) => e.rule);
   const exist = () => state.saved.length > 0;
 
-  // Two lists are the same when their rules say the same (members in any order; an empty match is no match).
-  function canonical(value) {
-    if (Array.isArray(value)) return value.map(canonical);
+  // Two lists are the same when their rules say the same (members in any order; an empty match is no match; a
+  // match's lists are sets: the editor's boxes give categories in their own order, an API client in any).
+  function canonical(value, unordered = false) {
+    if (Array.isArray(value)) return unordered ? [...new Set(value)].sort() : value.map((v) => canonical(v));
     if (!value || typeof value !== "object") return value;
     const kept = Object.keys(value).sort().filter((k) => value[k] !== undefined
       && !(k === "match" && !Object.keys(value[k] || {}).length) && !(k === "fields" && !Object.keys(value[k] || {}).length));
-    return Object.fromEntries(kept.map((k) => [k, canonical(value[k])]));
+    return Object.fromEntries(kept.map((k) => [k, k === "match" && value[k] && typeof value[k] === "object"
+      ? Object.fromEntries(Object.keys(value[k]).sort().map((m) => [m, canonical(value[k][m], true)]))
+      : canonical(value[k])]));
   }
   const same = (a, b) => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
   const unsaved = () => state.loaded && !same(rules(), state.saved);
@@ -531,7 +534,7 @@ window.SecurityCenterRoutes = (core) => {
     }
     const points = $("r-minPoints").value.trim();
     if (points) match.minPoints = numberOr(points);
-    const patterns = $("r-controls").value.split("\n").map((p) => p.trim()).filter(Boolean);
+    const patterns = [...new Set($("r-controls").value.split("\n").map((p) => p.trim()).filter(Boolean))];
     if (patterns.length) match.controls = patterns;
     if (Object.keys(match).length) rule.match = match;
     const set = { connection: $("r-connection").value };
