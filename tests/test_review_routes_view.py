@@ -1,5 +1,5 @@
 """The Routes view (DESIGN 13) in Chromium, where a review found it wrong: a rule opened and applied unchanged, a
-pattern typed twice."""
+pattern typed twice, a preview outliving the list it showed."""
 
 from __future__ import annotations
 
@@ -38,3 +38,30 @@ def test_a_rule_opened_and_applied_unchanged_stays_unchanged_and_a_repeated_patt
     page.click("#routes-save")
     page.wait_for_selector("#routes-error:not([hidden])")
     assert 'Control id pattern "mdo_("' in rule(page, 1).locator(".rule-errors").inner_text()
+
+
+def test_a_preview_of_another_list_is_not_left_as_if_current(browser, portal):
+    refreshed(browser, portal)
+    saved_routes([{"name": "Devices", "match": {"categories": ["Device"]}, "set": {}}])
+    page = routes_view(browser, portal)
+    page.click("#routes-preview-button")
+    page.wait_for_selector("#routes-preview:not([hidden])")
+    rule(page, 1).locator("button[data-action=edit]").click()
+    page.wait_for_selector("#rule-dialog[open]")
+    page.check("#r-categories-options input[value=Data]")
+    apply(page)
+    assert page.is_visible("#preview-stale")
+    page.click("#routes-preview-button")  # previewed, then saved: the preview is of the saved list
+    page.wait_for_selector("#preview-stale", state="hidden")
+    page.click("#routes-save")
+    page.wait_for_selector("#routes-dirty", state="hidden")
+    assert page.is_visible("#routes-preview") and not page.is_visible("#preview-stale")
+
+    # A change after the save: the preview says it is of the list before it.
+    rule(page, 1).locator("button[data-action=delete]").click()
+    assert page.is_visible("#preview-stale")
+
+    # Saved without a preview of it: the old preview is not shown as if it were of the saved list.
+    page.click("#routes-save")
+    page.wait_for_selector("#routes-dirty", state="hidden")
+    assert not page.is_visible("#routes-preview") or page.is_visible("#preview-stale")

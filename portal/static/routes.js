@@ -41,14 +41,17 @@ window.SecurityCenterRoutes = (core) => {
   const same = (a, b) => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
   const unsaved = () => state.loaded && !same(rules(), state.saved);
 
-  function take(answer) {
+  // A preview shown stays only when it is of the list taken (the draft just saved); any other is put away.
+  function take(answer, previewed = null) {
     state.version = answer.version;
     state.saved = Array.isArray(answer.routes) ? answer.routes : [];
     state.savedAt = answer.savedAt || null;
     state.savedBy = answer.savedBy || null;
     state.draft = state.saved.map((rule) => entry(structuredClone(rule)));
     state.loaded = true;
-    state.preview = null;
+    state.preview = previewed;
+    state.previewedAs = previewed ? structuredClone(state.saved) : null;
+    $("routes-preview").hidden = !previewed;
     link();
   }
 
@@ -300,6 +303,7 @@ window.SecurityCenterRoutes = (core) => {
 
   function save() {
     return busy($("routes-save"), async () => {
+      const previewed = state.preview && same(state.previewedAs, rules()) ? state.preview : null;
       let answer;
       try {
         answer = await api("/api/routes", { method: "PUT", body: { routes: rules() },
@@ -308,7 +312,7 @@ window.SecurityCenterRoutes = (core) => {
         refused(error, "Nothing is saved");
         return;
       }
-      take(answer);
+      take(answer, previewed);
       const count = answer.routes.length;
       notice(`The routes are saved: ${count} ${count === 1 ? "rule" : "rules"}. The next ticket follows them; tickets `
         + "made before stay where they are.");
