@@ -1,5 +1,6 @@
 """The Routes view (DESIGN 13) in Chromium, where a review found it wrong: a rule opened and applied unchanged, a
-pattern typed twice, a preview outliving the list it showed."""
+pattern typed twice, a preview outliving the list it showed,
+the routes unreadable."""
 
 from __future__ import annotations
 
@@ -65,3 +66,34 @@ def test_a_preview_of_another_list_is_not_left_as_if_current(browser, portal):
     page.click("#routes-save")
     page.wait_for_selector("#routes-dirty", state="hidden")
     assert not page.is_visible("#routes-preview") or page.is_visible("#preview-stale")
+
+
+def test_routes_that_cannot_be_read_are_not_shown_as_none_nor_edited_nor_overridden(browser, portal):
+    refreshed(browser, portal)
+    saved_routes([{"name": "Devices", "match": {"categories": ["Device"]}, "set": {}}])
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+
+    def unavailable(route: Any) -> None:
+        if route.request.method != "GET":
+            route.continue_()
+            return
+        problem = '{"title": "The store is unavailable", "detail": "Try again.", "code": "store_unavailable"}'
+        route.fulfill(status=503, content_type="application/problem+json", body=problem)
+
+    context.route("**/api/routes", unavailable)
+    page = context.new_page()
+    page.goto(f"{portal.url}/.auth/login/aad?post_login_redirect_uri=/api/portal")
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("#routes-link")
+    page.wait_for_selector("#routes-error:not([hidden])")
+    assert page.inner_text("#routes-error").startswith("The store is unavailable")
+    assert not page.is_visible("#rules-rest")  # not "No rules": there is one, unread
+    assert not page.is_visible("#route-add")  # a list that could never be saved
+    assert page.is_disabled("#routes-preview-button") and page.is_disabled("#routes-save")
+
+    # Nor is a rule's priority overridden by the create dialog's "medium", as if there were no routes.
+    page.click("#routes-back")
+    page.wait_for_selector("#actions:not([hidden])")
+    page.check('#recommendations input[data-id="AdminMFAV2"]')
+    page.click("#create")
+    assert page.input_value("#t-priority") == "" and page.is_visible("#t-priority-hint")

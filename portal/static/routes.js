@@ -25,7 +25,7 @@ window.SecurityCenterRoutes = (core) => {
   // -- the list: the saved rules, and the draft an admin changes ---------------------------------------------------
   const entry = (rule) => ({ key: state.next++, rule, errors: [] });
   const rules = () => state.draft.map((e) => e.rule);
-  const exist = () => state.saved.length > 0;
+  const exist = () => !state.loaded || state.saved.length > 0;  // unread: there may be some, so say nothing either way
 
   // Two lists are the same when their rules say the same (members in any order; an empty match is no match; a
   // match's lists are sets: the editor's boxes give categories in their own order, an API client in any).
@@ -141,7 +141,8 @@ window.SecurityCenterRoutes = (core) => {
     $("rule-list").hidden = !state.draft.length;
     $("rules-rest").textContent = !state.draft.length ? `No rules: every ticket goes as before routes (${BEFORE}).`
       : catchAll < 0 ? `Everything else goes as before routes: ${BEFORE}.` : "";
-    $("rules-rest").hidden = catchAll >= 0 && state.draft.length > 0;
+    $("rules-rest").hidden = !state.loaded || (catchAll >= 0 && state.draft.length > 0);  // unread is not "none"
+    $("route-add").hidden = !admin || !state.loaded;  // a list never read could never be saved
     $("routes-saved").textContent = !state.loaded ? "" : state.savedAt
       ? `Saved ${when(state.savedAt)}${state.savedBy ? ` by ${state.savedBy}` : ""}.` : "Never saved.";
     const changed = unsaved();
