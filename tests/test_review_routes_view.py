@@ -1,11 +1,13 @@
 """The Routes view (DESIGN 13) in Chromium, where a review found it wrong: a rule opened and applied unchanged, a
 pattern typed twice, a preview outliving the list it showed,
-the routes unreadable."""
+the routes unreadable, and extra fields named twice or not at all."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from create_ticket.routes import load
+from shared import services as services_module
 from tests.test_portal import browser, portal
 from tests.test_portal_routes import names, refreshed, routes_view, rule, saved_routes
 
@@ -97,3 +99,29 @@ def test_routes_that_cannot_be_read_are_not_shown_as_none_nor_edited_nor_overrid
     page.check('#recommendations input[data-id="AdminMFAV2"]')
     page.click("#create")
     assert page.input_value("#t-priority") == "" and page.is_visible("#t-priority-hint")
+
+
+def test_extra_fields_named_twice_or_not_at_all_are_said_under_the_extra_fields(browser, portal):
+    refreshed(browser, portal)
+    page = routes_view(browser, portal)
+    page.click("#route-add")
+    page.wait_for_selector("#rule-dialog[open]")
+    rows = page.locator("#r-fields-rows .field-row")
+    for name, value in (("subcategory", "one"), ("subcategory", "two")):
+        page.click("#r-field-add")
+        rows.last.locator(".field-name").fill(name)
+        rows.last.locator(".field-value").fill(value)
+    page.click("#rule-apply")
+    assert page.is_visible("#rule-dialog")  # not applied: one of the two would be lost
+    assert page.inner_text("#r-fields-error") == 'Field "subcategory" is named twice: keep one row of it.'
+    assert page.evaluate("document.activeElement === document.querySelectorAll('.field-name')[1]")
+
+    rows.last.locator(".field-name").fill("")  # a value without a name: the connector's words, under the fields
+    apply(page)
+    page.click("#routes-save")
+    page.wait_for_selector("#routes-error:not([hidden])")
+    assert "A field without a name must be a ServiceNow field name" in page.inner_text("#routes-error")
+    edit(page, 1)
+    assert page.inner_text("#r-fields-error").startswith("A field without a name must be")
+    assert not page.is_visible("#rule-dialog-error")
+    assert load(services_module.get_services().store).routes == []

@@ -220,7 +220,7 @@ window.SecurityCenterRoutes = (core) => {
     const found = /^routes\[(\d+)\](.*)$/.exec(String(field || ""));
     if (!found) return null;
     const index = Number(found[1]);
-    const member = /^\.(match|set)\.([A-Za-z]+)(?:\[(\d+)\]|\.(.+))?$/.exec(found[2]);
+    const member = /^\.(match|set)\.([A-Za-z]+)(?:\[(\d+)\]|\.(.*))?$/.exec(found[2]);  // `.fields.`: no name
     if (member && (member[1] === "match" ? MATCH : SET).includes(member[2])) {
       return { index, member: member[2], item: member[3] === undefined ? null : Number(member[3]),
         sub: member[4] === undefined ? null : member[4] };
@@ -237,7 +237,9 @@ window.SecurityCenterRoutes = (core) => {
     if (!where.member) return sentence("This rule", message);
     const list = (rule.match || {})[where.member];
     if (where.item !== null && Array.isArray(list)) return sentence(`${ITEM[where.member]} "${list[where.item]}"`, message);
-    if (where.member === "fields" && where.sub) return sentence(`${ITEM.fields} "${where.sub}"`, message);
+    if (where.member === "fields" && where.sub !== null) {
+      return sentence(where.sub ? `${ITEM.fields} "${where.sub}"` : "A field without a name", message);
+    }
     return sentence(LABELS[where.member], message);
   }
 
@@ -564,8 +566,26 @@ window.SecurityCenterRoutes = (core) => {
     return rule;
   }
 
+  // Two rows of one field name would keep only the last: the editor says so rather than drop one.
+  function namedTwice() {
+    const names = [...document.querySelectorAll("#r-fields-rows .field-name")];
+    const seen = new Set();
+    return names.find((input) => {
+      const name = input.value.trim();
+      if (name && seen.has(name)) return true;
+      seen.add(name);
+      return false;
+    });
+  }
+
   function apply(event) {
     event.preventDefault();
+    const twice = namedTwice();
+    if (twice) {
+      fieldError("fields", `${ITEM.fields} "${twice.value.trim()}" is named twice: keep one row of it.`);
+      twice.focus();
+      return;
+    }
     const rule = formRule();
     const { key } = state.editing;
     let item = state.draft.find((e) => e.key === key);
