@@ -25,27 +25,33 @@ window.SecurityCenterRoutes = (core) => {
   // -- the list: the saved rules, and the draft an admin changes ---------------------------------------------------
   const entry = (rule) => ({ key: state.next++, rule, errors: [] });
   const rules = () => state.draft.map((e) => e.rule);
-  const exist = () => state.saved.length > 0;
+  const exist = () => !state.loaded || state.saved.length > 0;  // unread: there may be some, so say nothing either way
 
-  // Two lists are the same when their rules say the same (members in any order; an empty match is no match).
-  function canonical(value) {
-    if (Array.isArray(value)) return value.map(canonical);
+  // Two lists are the same when their rules say the same (members in any order; an empty match is no match; a
+  // match's lists are sets: the editor's boxes give categories in their own order, an API client in any).
+  function canonical(value, unordered = false) {
+    if (Array.isArray(value)) return unordered ? [...new Set(value)].sort() : value.map((v) => canonical(v));
     if (!value || typeof value !== "object") return value;
     const kept = Object.keys(value).sort().filter((k) => value[k] !== undefined
       && !(k === "match" && !Object.keys(value[k] || {}).length) && !(k === "fields" && !Object.keys(value[k] || {}).length));
-    return Object.fromEntries(kept.map((k) => [k, canonical(value[k])]));
+    return Object.fromEntries(kept.map((k) => [k, k === "match" && value[k] && typeof value[k] === "object"
+      ? Object.fromEntries(Object.keys(value[k]).sort().map((m) => [m, canonical(value[k][m], true)]))
+      : canonical(value[k])]));
   }
   const same = (a, b) => JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
   const unsaved = () => state.loaded && !same(rules(), state.saved);
 
-  function take(answer) {
+  // A preview shown stays only when it is of the list taken (the draft just saved); any other is put away.
+  function take(answer, previewed = null) {
     state.version = answer.version;
     state.saved = Array.isArray(answer.routes) ? answer.routes : [];
     state.savedAt = answer.savedAt || null;
     state.savedBy = answer.savedBy || null;
     state.draft = state.saved.map((rule) => entry(structuredClone(rule)));
     state.loaded = true;
-    state.preview = null;
+    state.preview = previewed;
+    state.previewedAs = previewed ? structuredClone(state.saved) : null;
+    $("routes-preview").hidden = !previewed;
     link();
   }
 
@@ -135,7 +141,8 @@ window.SecurityCenterRoutes = (core) => {
     $("rule-list").hidden = !state.draft.length;
     $("rules-rest").textContent = !state.draft.length ? `No rules: every ticket goes as before routes (${BEFORE}).`
       : catchAll < 0 ? `Everything else goes as before routes: ${BEFORE}.` : "";
-    $("rules-rest").hidden = catchAll >= 0 && state.draft.length > 0;
+    $("rules-rest").hidden = !state.loaded || (catchAll >= 0 && state.draft.length > 0);  // unread is not "none"
+    $("route-add").hidden = !admin || !state.loaded;  // a list never read could never be saved
     $("routes-saved").textContent = !state.loaded ? "" : state.savedAt
       ? `Saved ${when(state.savedAt)}${state.savedBy ? ` by ${state.savedBy}` : ""}.` : "Never saved.";
     const changed = unsaved();
@@ -213,7 +220,7 @@ window.SecurityCenterRoutes = (core) => {
     const found = /^routes\[(\d+)\](.*)$/.exec(String(field || ""));
     if (!found) return null;
     const index = Number(found[1]);
-    const member = /^\.(match|set)\.([A-Za-z]+)(?:\[(\d+)\]|\.(.+))?$/.exec(found[2]);
+    const member = /^\.(match|set)\.([A-Za-z]+)(?:\[(\d+)\]|\.(.*))?$/.exec(found[2]);  // `.fields.`: no name
     if (member && (member[1] === "match" ? MATCH : SET).includes(member[2])) {
       return { index, member: member[2], item: member[3] === undefined ? null : Number(member[3]),
         sub: member[4] === undefined ? null : member[4] };
@@ -230,7 +237,9 @@ window.SecurityCenterRoutes = (core) => {
     if (!where.member) return sentence("This rule", message);
     const list = (rule.match || {})[where.member];
     if (where.item !== null && Array.isArray(list)) return sentence(`${ITEM[where.member]} "${list[where.item]}"`, message);
-    if (where.member === "fields" && where.sub) return sentence(`${ITEM.fields} "${where.sub}"`, message);
+    if (where.member === "fields" && where.sub !== null) {
+      return sentence(where.sub ? `${ITEM.fields} "${where.sub}"` : "A field without a name", message);
+    }
     return sentence(LABELS[where.member], message);
   }
 
@@ -297,6 +306,7 @@ window.SecurityCenterRoutes = (core) => {
 
   function save() {
     return busy($("routes-save"), async () => {
+      const previewed = state.preview && same(state.previewedAs, rules()) ? state.preview : null;
       let answer;
       try {
         answer = await api("/api/routes", { method: "PUT", body: { routes: rules() },
@@ -305,7 +315,7 @@ window.SecurityCenterRoutes = (core) => {
         refused(error, "Nothing is saved");
         return;
       }
-      take(answer);
+      take(answer, previewed);
       const count = answer.routes.length;
       notice(`The routes are saved: ${count} ${count === 1 ? "rule" : "rules"}. The next ticket follows them; tickets `
         + "made before stay where they are.");
@@ -531,7 +541,7 @@ window.SecurityCenterRoutes = (core) => {
     }
     const points = $("r-minPoints").value.trim();
     if (points) match.minPoints = numberOr(points);
-    const patterns = $("r-controls").value.split("\n").map((p) => p.trim()).filter(Boolean);
+    const patterns = [...new Set($("r-controls").value.split("\n").map((p) => p.trim()).filter(Boolean))];
     if (patterns.length) match.controls = patterns;
     if (Object.keys(match).length) rule.match = match;
     const set = { connection: $("r-connection").value };
@@ -556,8 +566,26 @@ window.SecurityCenterRoutes = (core) => {
     return rule;
   }
 
+  // Two rows of one field name would keep only the last: the editor says so rather than drop one.
+  function namedTwice() {
+    const names = [...document.querySelectorAll("#r-fields-rows .field-name")];
+    const seen = new Set();
+    return names.find((input) => {
+      const name = input.value.trim();
+      if (name && seen.has(name)) return true;
+      seen.add(name);
+      return false;
+    });
+  }
+
   function apply(event) {
     event.preventDefault();
+    const twice = namedTwice();
+    if (twice) {
+      fieldError("fields", `${ITEM.fields} "${twice.value.trim()}" is named twice: keep one row of it.`);
+      twice.focus();
+      return;
+    }
     const rule = formRule();
     const { key } = state.editing;
     let item = state.draft.find((e) => e.key === key);
