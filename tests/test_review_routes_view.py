@@ -125,3 +125,21 @@ def test_extra_fields_named_twice_or_not_at_all_are_said_under_the_extra_fields(
     assert page.inner_text("#r-fields-error").startswith("A field without a name must be")
     assert not page.is_visible("#rule-dialog-error")
     assert load(services_module.get_services().store).routes == []
+
+
+def test_before_secure_score_is_read_the_preview_and_the_services_say_why_they_are_empty(browser, portal):
+    page = routes_view(browser, portal)  # nothing read from Secure Score yet
+    page.click("#routes-preview-button")
+    page.wait_for_selector("#routes-preview:not([hidden])")
+    assert page.inner_text("#preview-summary").startswith("No open improvement action to preview")
+    assert not page.is_visible("#preview-filters") and not page.is_visible("#preview-table")
+    page.click("#route-add")
+    page.wait_for_selector("#rule-dialog[open]")
+    assert page.inner_text("#r-services-options").startswith("No services yet")
+    page.keyboard.press("Escape")
+
+    # Once Secure Score is read, the same page offers its services without a reload.
+    assert page.request.post(f"{portal.url}/api/recommendations/refresh").status == 200
+    page.click("#route-add")
+    page.wait_for_selector("#rule-dialog[open]")
+    assert page.locator("#r-services-options input[value=AzureAD]").count() == 1

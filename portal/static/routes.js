@@ -387,7 +387,12 @@ window.SecurityCenterRoutes = (core) => {
     $("p-tenant-field").hidden = tenants.length < 2;
     $("p-text").value = "";
     const idle = counts.filter((r) => r.matched === 0);
-    $("preview-summary").textContent = `${items.length} open improvement actions: `
+    const none = items.length === 0;  // nothing read from Secure Score yet, or nothing open: no table to filter
+    $("preview-filters").hidden = none;
+    $("preview-table").closest(".scroll").hidden = none;
+    $("preview-summary").textContent = none ? "No open improvement action to preview: Secure Score has not been read "
+      + "yet, or every action is done. Refresh from Secure Score on the page, then preview again."
+      : `${items.length} open improvement actions: `
       + `${items.length - (answer.unmatched || 0)} take a rule, ${answer.unmatched || 0} go as before routes.`
       + (idle.length ? ` ${idle.length === 1 ? "This rule takes" : "These rules take"} nothing: `
         + `${idle.map(ruleWords).join("; ")}.` : "")
@@ -417,7 +422,8 @@ window.SecurityCenterRoutes = (core) => {
   async function choices() {
     const [connections, seen] = await Promise.allSettled([
       state.connections || api("/api/connections").then((a) => (a.connections || []).map((c) => c.id)),
-      state.services || api("/api/recommendations?tenant=all&status=all").then((a) => [...new Set(
+      state.services && state.services.length ? state.services
+        : api("/api/recommendations?tenant=all&status=all").then((a) => [...new Set(
         (a.recommendations || []).map((r) => r.service).filter(Boolean))].sort())]);
     if (connections.status === "fulfilled") state.connections = connections.value;
     if (seen.status === "fulfilled") state.services = seen.value;
@@ -501,6 +507,11 @@ window.SecurityCenterRoutes = (core) => {
     checkboxes("tenants", tenantIds.length ? tenantIds : ["home"], match.tenants, tenantName);
     checkboxes("categories", CATEGORIES, match.categories);
     checkboxes("services", state.services || [], match.services);
+    if (!$("r-services-options").children.length) {  // none read yet: say why, rather than an empty group
+      $("r-services-options").append(el("p", { className: "hint" }, state.services ? "No services yet: they are the "
+        + "ones Secure Score names, known once it is read (Refresh from Secure Score on the page)."
+        : "The services could not be read now; close this and open it again to retry."));
+    }
     $("r-minPoints").value = match.minPoints === undefined ? "" : String(match.minPoints);
     $("r-controls").value = (match.controls || []).join("\n");
     const connections = [...new Set([...(state.connections || ["default"]), set.connection || "default"])];
