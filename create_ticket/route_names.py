@@ -56,7 +56,8 @@ def _resolve_on(services: Services, connection_id: str, items: list[Wanted], err
                 item.target[item.member] = Reference(item.value, clean_line(known[item.value], 100)).to_json()
             else:
                 errors.append(FieldError(item.where, f"no {KINDS[table]} has the sys_id {item.value} in {table} of "
-                                         f"ServiceNow connection '{connection_id}'"))  # fmt: skip
+                                         f"ServiceNow connection '{connection_id}' (or its integration user cannot "
+                                         f"read it)"))  # fmt: skip
         for name in dict.fromkeys(i.value for i in items if i.table == table and not i.by_id):
             found = [(s, n) for s, n in _rows(scoped, table, f"name={name}", CANDIDATES).items() if n == name]
             for item in (i for i in items if i.table == table and not i.by_id and i.value == name):
@@ -65,8 +66,10 @@ def _resolve_on(services: Services, connection_id: str, items: list[Wanted], err
                     continue
                 shown = printable(name, 100)
                 if not found:
+                    # ServiceNow's ACLs hide rows rather than refuse the read: an unreadable table looks empty.
                     message = (f"no {KINDS[table]} is named '{shown}' in {table} of ServiceNow connection "
-                               f"'{connection_id}' (the name must match exactly)")  # fmt: skip
+                               f"'{connection_id}' (the name must match exactly, and the connection's integration user "
+                               f"must be able to read {table})")  # fmt: skip
                 else:
                     message = (f"{len(found)} records in {table} of ServiceNow connection '{connection_id}' are "
                                f"named '{shown}': {', '.join(s for s, _ in found)}; give the sys_id of the one you "
