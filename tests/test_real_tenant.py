@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from dev.graph.simulator import PROFILES, WRITE_ROLE, ManagedIdentity
 from dev.simulator import Fault
 from shared import services as services_module
@@ -16,24 +14,22 @@ from shared.retries import RetryPolicy
 from shared.runs import MAX_ITEM_ATTEMPTS
 from status_sync.sync import StatusSync
 from tests.conftest import Harness, build_services
-from tests.test_secure_score import CONTROL, patches, recommendations, record, refresh, sync, ticket_json
+from tests.test_secure_score import (
+    CONTROL,
+    patches,
+    recommendations,
+    record,
+    refresh,
+    scored,
+    sync,
+    ticket_json,
+    ticketed,
+)
 from tests.test_tickets import post
 
+__all__ = ["scored", "ticketed"]  # fixtures, used by name
+
 ANALYST = "analyst@contoso.com"
-
-
-@pytest.fixture
-def scored(connected: Harness) -> Harness:
-    status, result = refresh(connected)
-    assert status == 200 and result["status"] == "ok", result
-    return connected
-
-
-@pytest.fixture
-def ticketed(scored: Harness) -> tuple[Harness, dict[str, Any]]:
-    status, ticket = post(scored, {"recommendation": {"id": CONTROL}})
-    assert status == 201, ticket
-    return scored, ticket
 
 
 def _check(harness: Harness, name: str) -> dict[str, Any]:
