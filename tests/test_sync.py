@@ -326,14 +326,20 @@ def test_an_unreadable_audit_table_is_asked_again_only_a_day_later(synced):
     assert audits() == 1
 
 
-def test_a_short_page_with_more_behind_it_does_not_end_the_scan(connected):
-    """ServiceNow limits before ACLs: hidden rows make a page short while more follow (the Link header says so)."""
+def twelve_changed_in_pages_of_five(connected: Harness) -> list[str]:
+    """Twelve tickets synced once, then each changed by an agent: their sys_ids, oldest first."""
     create_tickets(connected, 12)
     sync(connected, page_size=5)
     connected.clock.advance(minutes=10)
     records = sorted(connected.services.store.list_tickets(), key=lambda pair: pair[0].created_at)
     sys_ids = [t.sys_id for t, _ in records if t.sys_id]
     agent_changes(connected, sys_ids, state="2")
+    return sys_ids
+
+
+def test_a_short_page_with_more_behind_it_does_not_end_the_scan(connected):
+    """ServiceNow limits before ACLs: hidden rows make a page short while more follow (the Link header says so)."""
+    sys_ids = twelve_changed_in_pages_of_five(connected)
     connected.simulator.hidden.update(sys_ids[2:5])  # the first page shows two of its five rows
     result = sync(connected, page_size=5)
     assert result.changed == 9 and result.errors == []
@@ -341,12 +347,7 @@ def test_a_short_page_with_more_behind_it_does_not_end_the_scan(connected):
 
 
 def test_an_all_hidden_page_is_stepped_over_and_the_watermark_moves_past_it(connected):
-    create_tickets(connected, 12)
-    sync(connected, page_size=5)
-    connected.clock.advance(minutes=10)
-    records = sorted(connected.services.store.list_tickets(), key=lambda pair: pair[0].created_at)
-    sys_ids = [t.sys_id for t, _ in records if t.sys_id]
-    agent_changes(connected, sys_ids, state="2")
+    sys_ids = twelve_changed_in_pages_of_five(connected)
     connected.simulator.hidden.update(sys_ids[:5])  # a whole page nobody may see, and more behind it
     result = sync(connected, page_size=5)
     assert result.changed == 7 and result.errors == []
