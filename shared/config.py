@@ -10,7 +10,7 @@ import ipaddress
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -215,6 +215,19 @@ def loopback_aliases(url: str) -> list[str]:
     return [f"http://{name}{port}" for name in ("localhost", "127.0.0.1", "[::1]")]
 
 
+def _whole_number(get: Callable[[str], str | None], name: str, default: int, highest: int, rule: str,
+                  issues: list[SettingIssue]) -> int:  # fmt: skip
+    """A setting that is a whole number from 1 to `highest` (ASCII digits only); unset: `default`."""
+    raw = get(name)
+    if not raw:
+        return default
+    parsed = ascii_int(raw, max_digits=len(str(highest)))
+    if parsed is None or not 1 <= parsed <= highest:
+        issues.append(SettingIssue(name, rule))
+        return default
+    return parsed
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     issues: list[SettingIssue] = []
@@ -275,14 +288,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         issues.append(SettingIssue("KEY_VAULT_URL", "must be the vault's https:// URI"))
         key_vault_url = None
 
-    lifespan = DEFAULT_REFRESH_LIFESPAN
-    raw_lifespan = get("SERVICENOW_REFRESH_TOKEN_LIFESPAN")
-    if raw_lifespan:
-        parsed = ascii_int(raw_lifespan, max_digits=12)
-        if parsed:
-            lifespan = parsed
-        else:
-            issues.append(SettingIssue("SERVICENOW_REFRESH_TOKEN_LIFESPAN", "must be a number of seconds"))
+    lifespan = _whole_number(get, "SERVICENOW_REFRESH_TOKEN_LIFESPAN", DEFAULT_REFRESH_LIFESPAN, 10**12 - 1,
+                             "must be a number of seconds", issues)  # fmt: skip
 
     entra_authority = (get("ENTRA_AUTHORITY") or "https://login.microsoftonline.com").rstrip("/")
     if not parse_redirect_uri_ok(entra_authority):
@@ -315,14 +322,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if reader_app and not _GUID.fullmatch(reader_app):
         issues.append(SettingIssue("READER_APP_CLIENT_ID", "must be the reader app's client id (a GUID)"))
         reader_app = None
-    parallelism = DEFAULT_TENANT_PARALLELISM
-    raw_parallelism = get("SECURE_SCORE_TENANT_PARALLELISM")
-    if raw_parallelism:
-        parsed_parallelism = ascii_int(raw_parallelism, max_digits=3)
-        if parsed_parallelism is None or not 1 <= parsed_parallelism <= 64:
-            issues.append(SettingIssue("SECURE_SCORE_TENANT_PARALLELISM", "must be a number from 1 to 64"))
-        else:
-            parallelism = parsed_parallelism
+    parallelism = _whole_number(get, "SECURE_SCORE_TENANT_PARALLELISM", DEFAULT_TENANT_PARALLELISM, 64,
+                                "must be a number from 1 to 64", issues)  # fmt: skip
     app_url = get("APP_URL") or (f"https://{get('WEBSITE_HOSTNAME')}" if in_azure and get("WEBSITE_HOSTNAME") else None)
     if app_url is None and redirect_uri:
         app_url = origin_of(redirect_uri)  # locally, the app is where its OAuth callback is
