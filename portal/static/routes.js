@@ -344,7 +344,7 @@ window.SecurityCenterRoutes = (core) => {
       for (const item of state.draft) item.errors = [];
       state.preview = answer;
       state.previewedAs = asked;
-      showPreview(answer, asked);
+      showPreview(answer);
       $("preview-title").focus();
     });
   }
@@ -358,7 +358,7 @@ window.SecurityCenterRoutes = (core) => {
 
   const ruleWords = (rule) => (rule ? `${rule.index + 1}. ${rule.name || "Unnamed rule"}` : "None: as before routes");
 
-  function showPreview(answer, asked) {
+  function showPreview(answer) {
     const items = answer.recommendations || [];
     const tenants = [...new Set(items.map((r) => r.tenant || "home"))];
     const rows = items.map((rec) => {
@@ -398,7 +398,6 @@ window.SecurityCenterRoutes = (core) => {
         + `${idle.map(ruleWords).join("; ")}.` : "")
       + ` Previewed ${when(answer.at)}; nothing is saved.`;
     $("routes-preview").hidden = false;
-    state.previewedAs = asked;
     filterPreview();
   }
 
