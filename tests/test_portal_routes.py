@@ -230,22 +230,27 @@ def test_moving_and_deleting_keep_the_focus_and_leaving_asks_before_dropping_cha
     assert focused(page) == "Edit rule 2 (Second)"  # the rule now in its place
     assert "is deleted from the list (not saved yet)" in page.inner_text("#notice")
 
-    # Leaving with changes asks; staying keeps them, discarding brings back the saved list.
-    with page.expect_event("dialog") as asked:
+    # Leaving with changes asks; staying keeps them, discarding brings back the saved list. Each confirmation is
+    # answered by a handler, so a click is never left waiting on a dialog that opened before it returned.
+    asked: list[str] = []
+
+    def answering(accept: bool) -> Any:
+        def answer(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        return answer
+
+    page.once("dialog", answering(False))
+    with page.expect_event("dialog"):
         page.click("#routes-back")
-    assert asked.value.message == "Leave the routes without saving? Your changes are lost."
-    asked.value.dismiss()
+    assert asked == ["Leave the routes without saving? Your changes are lost."]
+    page.wait_for_url("**#routes")
     assert page.evaluate("location.hash") == "#routes"
     assert page.is_visible("#routes") and names(page) == ["1. Third", "2. Second"]
-    confirmed: list[str] = []
-
-    def answer(dialog: Any) -> None:
-        confirmed.append(dialog.message)
-        dialog.accept()
-
-    page.once("dialog", answer)
+    page.once("dialog", answering(True))
     page.click("#routes-discard")  # its confirmation is answered from within the click
-    assert confirmed == ["Discard your changes to the routes? The saved list comes back."]
+    assert asked[1:] == ["Discard your changes to the routes? The saved list comes back."]
     page.locator("#rule-list > li").nth(2).wait_for()
     assert names(page) == ["1. First", "2. Second", "3. Third"] and page.is_disabled("#routes-save")
     assert [r["name"] for r in load(services_module.get_services().store).routes] == ["First", "Second", "Third"]
