@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from create_ticket.route_saving import validated
-from create_ticket.routes import Rule, Target, decide, load, rule_of
+from create_ticket.route_saving import validated, within_deadline
+from create_ticket.routes import Rules, Target, decide, load, rule_of
 from create_ticket.routing import control_facts
+from shared import deadlines
 from shared.connections import Connection
 from shared.runs import TENANTS, run_document
 from shared.services import Services
@@ -55,9 +56,15 @@ def describe_target(target: Target, connection: Connection) -> dict[str, Any]:
 
 
 def preview(services: Services, body: Any) -> dict[str, Any]:
+    """The dry run, within ROUTES_DEADLINE (route_saving.py)."""
+    with within_deadline(services, "The preview of the routes"):
+        return _preview(services, body)
+
+
+def _preview(services: Services, body: Any) -> dict[str, Any]:
     routes = validated(services, body, load(services.store))
     given = [r.get("id") for r in body["routes"]]  # a new rule's id is made when it is saved: none yet
-    rules: list[Rule] = [rule_of(i, {**r, "id": given[i]}) for i, r in enumerate(routes)]
+    rules = Rules([rule_of(i, {**r, "id": given[i]}) for i, r in enumerate(routes)])
     now = services.clock()
     connections: dict[str, Connection] = {}
     open_tickets = _open_tickets(services)
@@ -68,6 +75,7 @@ def preview(services: Services, body: Any) -> dict[str, Any]:
         for control in sorted((snapshot or ({}, []))[1], key=_rank):
             if not _is_open(control):
                 continue
+            deadlines.check_run()
             target = decide(rules, control_facts(tenant, control), priority=None, due=None, now=now)
             if target.connection not in connections:
                 connections[target.connection] = services.connection_named(target.connection)

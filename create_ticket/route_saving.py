@@ -10,14 +10,18 @@ the other gets the 412, even between instances.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from create_ticket.route_names import resolve
 from create_ticket.route_rules import MAX_ERRORS, parse_routes
 from create_ticket.routes import DOCUMENT, Saved, load
-from shared.problems import FieldError, PreconditionFailed, PreconditionRequired, ValidationFailed
+from shared import deadlines
+from shared.problems import DeadlineExceeded, FieldError, PreconditionFailed, PreconditionRequired, ValidationFailed
 from shared.services import Services
 from shared.store import StoreConflict
 
@@ -43,6 +47,21 @@ def _named(if_match: str, version: str) -> bool:
     weak tag never matches. A bare version (as the body's `version`) is taken too."""
     tags = [tag.strip() for tag in if_match.split(",")]
     return any(tag in (f'"{version}"', version) for tag in tags)
+
+
+@contextlib.contextmanager
+def within_deadline(services: Services, what: str) -> Iterator[None]:
+    """Work a person can make large stops at ROUTES_DEADLINE: a clear problem, nothing saved."""
+    try:
+        with deadlines.run_deadline(services.routes_deadline):
+            yield
+    except deadlines.RunOutOfTime:
+        raise DeadlineExceeded(
+            f"{what} took longer than {services.routes_deadline:g} s (ROUTES_DEADLINE) and was stopped; nothing was "
+            "saved.",
+            remediation="Make the list smaller: fewer rules, fewer tenants or control patterns per rule, or one "
+            "pattern that covers several (docs/routes.md: Patterns). Then send it again.",
+        ) from None
 
 
 def validated(services: Services, body: Any, saved: Saved) -> list[dict[str, Any]]:
@@ -80,11 +99,13 @@ def save(services: Services, body: Any, if_match: str | None, saved_by: str | No
     saved = load(services.store)
     if not _named(if_match, version_of(saved.etag)):
         raise _stale(services)
-    routes = validated(services, body, saved)
+    with within_deadline(services, "Checking the routes"):
+        routes = validated(services, body, saved)
     now = services.clock().isoformat()
-    document = {"routes": routes, "savedAt": now, "savedBy": saved_by}
+    revision = uuid.uuid4().hex  # what the compiled rules are kept by (create_ticket/routes.py `compiled`)
+    document = {"routes": routes, "savedAt": now, "savedBy": saved_by, "revision": revision}
     try:
         etag = services.store.put_document(DOCUMENT, document, saved.etag)
     except StoreConflict:
         raise _stale(services) from None
-    return Saved(routes, etag, now, saved_by)
+    return Saved(routes, etag, now, saved_by, revision, document)

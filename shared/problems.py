@@ -202,6 +202,14 @@ class PreconditionRequired(ConnectorError):
     title = "The change must name the version it changes (If-Match)"
 
 
+class DeadlineExceeded(ConnectorError):
+    """Work a person made large (a routes list to check or preview) ran past its deadline and was stopped."""
+
+    status = 422
+    code = "deadline_exceeded"
+    title = "The request would take too long and was stopped"
+
+
 PROBLEM_CODES: dict[str, type[ConnectorError]] = {
     cls.code: cls
     for cls in (
@@ -222,5 +230,6 @@ PROBLEM_CODES: dict[str, type[ConnectorError]] = {
         TenantNotConsented,
         PreconditionFailed,
         PreconditionRequired,
+        DeadlineExceeded,
     )
 }

@@ -29,7 +29,7 @@ from shared.connections import (
     from_record,
     stored,
 )
-from shared.deadlines import RUN_DEADLINE
+from shared.deadlines import ROUTES_DEADLINE, RUN_DEADLINE
 from shared.problems import ConnectorError, FieldError, NotConfigured, NotFound, ValidationFailed
 from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
@@ -66,9 +66,11 @@ class Services:
         entra_transport: httpx.BaseTransport | None = None,
         run_deadline: float = RUN_DEADLINE,
         creation_wait: float = 25.0,
+        routes_deadline: float = ROUTES_DEADLINE,
     ) -> None:
         self.settings = settings
         self.run_deadline = run_deadline  # seconds a status sync or a Secure Score refresh may take
+        self.routes_deadline = routes_deadline  # seconds saving or previewing routes may take
         self.creation_wait = creation_wait  # seconds a create waits for a concurrent one making the same ticket
         self._graph_transport = graph_transport
         self._entra_transport = entra_transport
@@ -126,6 +128,7 @@ class Services:
                     settings, transport=root._transport, store=cast(TicketStore, ConnectionStore(root.store,
                     connection.id)), secrets=root.secrets, clock=root.clock, retry=root._retry, sleep=root._sleep,
                     run_deadline=root.run_deadline, creation_wait=root.creation_wait,
+                    routes_deadline=root.routes_deadline,
                 )  # fmt: skip
                 held.connection = connection
                 held._parent = root
