@@ -308,6 +308,16 @@ def test_begin_creation_writes_the_ticket_and_its_claim_together(store):
     assert [t.id for t, _ in store.list_tickets()] == [first.id]  # claims never show up as tickets
 
 
+def test_a_linked_ticket_begun_with_its_claim_is_found_by_its_sys_id_and_tracked(store):
+    """Adoption stores a record's ticket with its claim in one transaction (status_sync/adoption.py): by sys_id it is
+    a point read, and the sweep lists it like any tracked record."""
+    adopted = replace(_ticket(), status="new", sys_id="0" * 31 + "a", connection="second")
+    assert store.begin_creation(adopted)[0] is None
+    found = store.find_ticket_by_sys_id(adopted.sys_id)
+    assert found is not None and found[0].id == adopted.id
+    assert store.list_tracked_by_sys_id("", "g", 10, "second") == [(adopted.sys_id, adopted.id)]
+
+
 def test_begin_creation_takes_the_claim_only_from_the_holder_it_names(store):
     old = _ticket()
     store.begin_creation(old)
