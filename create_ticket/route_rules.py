@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,9 +68,10 @@ class _Context:
     """What rules are checked against, each read (or worked out) once per request and only when a rule needs it:
     a list of 200 rules naming 500 tenants each asks the store for the home tenant's id once, not 100,000 times."""
 
-    def __init__(self, services: Services, saved_ids: set[str]) -> None:
+    def __init__(self, services: Services, saved_ids: set[str], removing: set[str]) -> None:
         self.services = services
         self.saved_ids = saved_ids
+        self.removing = removing  # connections a removal under way has fenced off (route_saving.py `fence`)
         self._connections: dict[str, Connection] | None = None
         self._snapshots: list[list[dict[str, Any]]] | None = None
         self._tenants: dict[str, Any] | None = None
@@ -79,7 +81,7 @@ class _Context:
 
     def connections(self) -> dict[str, Connection]:
         if self._connections is None:
-            self._connections = {c.id: c for c in self.services.connections()}
+            self._connections = {c.id: c for c in self.services.connections() if c.id not in self.removing}
             self._connections.setdefault(DEFAULT, self.services.connection_named(DEFAULT))
         return self._connections
 
@@ -273,7 +275,10 @@ def _set(value: Any, where: str, errors: list[FieldError], context: _Context, wa
     connection = context.connections().get(connection_id) if isinstance(connection_id, str) else None
     if connection is None:
         known = ", ".join(context.connections())
-        errors.append(FieldError(f"{where}.connection", f"must be a connection the connector has: {known}"))
+        removed = (
+            " (it is being removed)" if isinstance(connection_id, str) and connection_id in context.removing else ""
+        )
+        errors.append(FieldError(f"{where}.connection", f"must be a connection the connector has{removed}: {known}"))
     saved: dict[str, Any] = {"connection": connection_id if connection else DEFAULT}
     if "table" in chosen:
         if not (isinstance(chosen["table"], str) and TABLE.fullmatch(chosen["table"])):
@@ -321,7 +326,7 @@ def _rule(value: Any, where: str, errors: list[FieldError], context: _Context, w
     return saved
 
 
-def parse_routes(services: Services, body: Any, saved_ids: set[str]) -> Parsed:
+def parse_routes(services: Services, body: Any, saved_ids: set[str], removing: Set[str] = frozenset()) -> Parsed:
     """The rules of `{"routes": [...]}` as they will be saved, or `validation_failed` naming every bad field."""
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("body", 'must be a JSON object: {"routes": [...]}')])
@@ -331,7 +336,7 @@ def parse_routes(services: Services, body: Any, saved_ids: set[str]) -> Parsed:
     if not isinstance(listed, list) or len(listed) > MAX_RULES:
         errors.append(FieldError("routes", f"must be a list of at most {MAX_RULES} rules"))
         raise ValidationFailed(errors)
-    context = _Context(services, saved_ids)
+    context = _Context(services, saved_ids, set(removing))
     parsed = Parsed([])
     seen: set[str] = set()
     for index, value in enumerate(listed):

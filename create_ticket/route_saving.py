@@ -21,6 +21,7 @@ from create_ticket.route_names import resolve
 from create_ticket.route_rules import MAX_ERRORS, parse_routes
 from create_ticket.routes import DOCUMENT, Saved, load
 from shared import deadlines
+from shared.connections import stored
 from shared.problems import DeadlineExceeded, FieldError, PreconditionFailed, PreconditionRequired, ValidationFailed
 from shared.services import Services
 from shared.store import StoreConflict
@@ -64,10 +65,59 @@ def within_deadline(services: Services, what: str) -> Iterator[None]:
         ) from None
 
 
+REMOVING = "removing"  # the routes document's member: connections being removed (id -> the record's addedAt)
+
+
+def removing(services: Services, saved: Saved) -> dict[str, str]:
+    """The connections a removal has fenced off (`fence`) that still exist as the removal saw them: no rule may
+    name them. A marker whose connection is gone, or was added again since, no longer counts."""
+    marked = saved.document.get(REMOVING)
+    if not isinstance(marked, dict) or not marked:
+        return {}
+    records = stored(services.store)
+    return {str(c): str(at) for c, at in marked.items() if (records.get(c) or {}).get("addedAt") == at}
+
+
+def fence(services: Services, connection_id: str, added_at: str) -> list[str]:
+    """Before a connection is removed: the rules that name it (then nothing is written), or none, and the removal is
+    written into the routes document under its ETag. A concurrent `PUT /api/routes` then conflicts with it, whichever
+    writes last (docs/routes.md: Versions): a save that checked its rules before the fence is refused as stale (412),
+    one that checks after it sees the connection as removed, and a save that lands first is seen by this read."""
+    for _ in range(10):
+        saved = load(services.store)
+        named = [str(rule.get("name") or f"rule {i + 1}") for i, rule in enumerate(saved.routes)
+                 if isinstance(rule, dict) and (rule.get("set") or {}).get("connection") == connection_id]  # fmt: skip
+        if named:
+            return named
+        marked = {**removing(services, saved), connection_id: added_at}
+        try:
+            services.store.put_document(DOCUMENT, {**saved.document, "routes": saved.routes, REMOVING: marked},
+                                        saved.etag)  # fmt: skip
+            return []
+        except StoreConflict:
+            continue
+    raise StoreConflict("the routes kept changing")
+
+
+def unfence(services: Services, connection_id: str) -> None:
+    """A removal that stopped before the end: its connection may be routed to again."""
+    for _ in range(10):
+        saved = load(services.store)
+        marked = saved.document.get(REMOVING)
+        if not isinstance(marked, dict) or connection_id not in marked:
+            return
+        left = {c: at for c, at in marked.items() if c != connection_id}
+        try:
+            services.store.put_document(DOCUMENT, {**saved.document, REMOVING: left}, saved.etag)
+            return
+        except StoreConflict:
+            continue
+
+
 def validated(services: Services, body: Any, saved: Saved) -> list[dict[str, Any]]:
     """The proposed rules as they would be saved: shape first, then every group and company found in ServiceNow.
     PUT and preview both take them from here, so a preview is of exactly what a save would keep."""
-    parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes})
+    parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes}, set(removing(services, saved)))
     errors = resolve(services, parsed.wanted)
     if errors:
         raise ValidationFailed(errors[:MAX_ERRORS])
@@ -103,7 +153,9 @@ def save(services: Services, body: Any, if_match: str | None, saved_by: str | No
         routes = validated(services, body, saved)
     now = services.clock().isoformat()
     revision = uuid.uuid4().hex  # what the compiled rules are kept by (create_ticket/routes.py `compiled`)
-    document = {"routes": routes, "savedAt": now, "savedBy": saved_by, "revision": revision}
+    document: dict[str, Any] = {"routes": routes, "savedAt": now, "savedBy": saved_by, "revision": revision}
+    if fenced := removing(services, saved):
+        document[REMOVING] = fenced  # a removal under way still holds its connection
     try:
         etag = services.store.put_document(DOCUMENT, document, saved.etag)
     except StoreConflict:

@@ -126,7 +126,7 @@ class Services:
                 )  # fmt: skip
                 held = Services(
                     settings, transport=root._transport, store=cast(TicketStore, ConnectionStore(root.store,
-                    connection.id)), secrets=root.secrets, clock=root.clock, retry=root._retry, sleep=root._sleep,
+                    connection)), secrets=root.secrets, clock=root.clock, retry=root._retry, sleep=root._sleep,
                     run_deadline=root.run_deadline, creation_wait=root.creation_wait,
                     routes_deadline=root.routes_deadline,
                 )  # fmt: skip
@@ -151,8 +151,16 @@ class Services:
         return tid.lower() if isinstance(tid, str) and TENANT_ID.fullmatch(tid.lower()) else None
 
     def for_ticket(self, ticket: Ticket) -> Services:
-        """The services of the connection a ticket lives on."""
-        return self.for_connection(self.connection_named(connection_id(ticket.connection)))
+        """The services of the connection a ticket lives on; `not_found` when that connection is gone: removed, or
+        removed and added again for another instance (nothing is ever sent to the new instance on its behalf)."""
+        connection = self.connection_named(connection_id(ticket.connection))
+        if not connection.serves(ticket):
+            raise NotFound(
+                f"Ticket {ticket.number or ticket.id} lives on {ticket.instance}, and ServiceNow connection "
+                f"'{connection.id}' now names another instance ({connection.instance_url}): its connection is gone, "
+                "and nothing is sent to the new instance on its behalf."
+            )
+        return self.for_connection(connection)
 
     def require_configured(self) -> None:
         """Raise `not_configured` naming every setting to fix (ServiceNow is never called before this)."""

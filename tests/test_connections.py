@@ -197,8 +197,14 @@ def test_a_connection_in_use_is_not_removed(both, second):
 
 
 def test_disconnect_names_its_connection(both, second):
+    default_tokens = both.services.secrets.get(TOKEN_BUNDLE)
     response = both.call("disconnect", "POST", "/disconnect", params={"connection": "fabrikam"})
     assert response.status_code == 204
     assert listed(both)["fabrikam"]["state"] == "not_connected"
-    assert listed(both)["default"]["state"] == "connected"
-    assert DEFAULT_SECRET  # the default connection's client secret is the settings' still
+    assert both.services.secrets.get(f"{TOKEN_BUNDLE}-fabrikam") is None
+    assert all(g.revoked for g in second.refresh_tokens.values())
+    # The default connection is untouched: its tokens as they were, none of its grants revoked, and it still works.
+    assert listed(both)["default"]["state"] == "connected" and both.services.secrets.get(TOKEN_BUNDLE) == default_tokens
+    assert not any(g.revoked for g in both.simulator.refresh_tokens.values())
+    assert both.services.settings.client_secret == DEFAULT_SECRET
+    assert [r.status for r in sync_every_connection(both.services)] == ["ok", "skipped"]

@@ -296,6 +296,15 @@ def test_documents_are_replaced_under_their_etag(store):
     assert store.get_document("run") == ({"a": 2}, new)
 
 
+def test_a_document_is_deleted_and_can_be_written_anew(store):
+    store.put_document("sync-state:gone", {"watermark": "2026-01-01 00:00:00"}, None)
+    store.delete_document("sync-state:gone")
+    assert store.get_document("sync-state:gone") is None
+    store.delete_document("sync-state:gone")  # absent: nothing to do, no error
+    store.put_document("sync-state:gone", {}, None)  # a new one starts from nothing
+    assert store.get_document("sync-state:gone")[0] == {}
+
+
 def test_begin_creation_writes_the_ticket_and_its_claim_together(store):
     first = _ticket()
     holder, etag = store.begin_creation(first)
