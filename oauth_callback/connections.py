@@ -16,12 +16,14 @@ import re
 import secrets as random_bytes
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from create_ticket.route_saving import fence, unfence
 from oauth_callback.connection import disconnect
 from oauth_callback.forgetting import erase_secrets
 from shared.config import InvalidSetting, parse_instance
 from shared.connections import CONNECTION_ID, DEFAULT, DOCUMENT, Connection, from_record, stored
+from shared.egress import refusal
 from shared.fieldmap import parse_field_map
 from shared.problems import Conflict, ConnectorError, FieldError, ValidationFailed
 from shared.services import Services
@@ -103,6 +105,8 @@ def add_connection(services: Services, body: Any, added_by: str) -> dict[str, An
         instance = parse_instance(raw)
         if services.settings.in_azure and not instance.startswith("https://"):  # loopback http is for local runs
             raise InvalidSetting("it must be an https:// URL")
+        if services.settings.in_azure:  # checked again on each new connection to it (shared/egress.py)
+            _public(services, instance)
     except InvalidSetting as exc:
         errors.append(FieldError("instance", f"is not valid: {exc}"))
     client_id, secret = body.get("clientId"), body.get("clientSecret")
@@ -138,6 +142,19 @@ def add_connection(services: Services, body: Any, added_by: str) -> dict[str, An
         raise
     log.info("Connection %s added for %s by %s", wanted, instance, added_by)
     return shown(services, connection, record)
+
+
+def _public(services: Services, instance: str) -> None:
+    """In Azure the instance's name must resolve, and only to public addresses."""
+    parts = urlsplit(instance)
+    host = parts.hostname or ""
+    try:
+        addresses = services.resolver(host, parts.port or 443)
+    except OSError:
+        addresses = []
+    why = refusal(host, addresses, public_only=True)
+    if why is not None:
+        raise InvalidSetting(why)
 
 
 def _register(document: dict[str, Any], record: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ from shared.connections import (
     stored,
 )
 from shared.deadlines import ROUTES_DEADLINE, RUN_DEADLINE
+from shared.egress import CheckedTransport, Resolver, resolve
 from shared.problems import ConnectorError, FieldError, NotConfigured, NotFound, ValidationFailed
 from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
@@ -67,10 +68,12 @@ class Services:
         run_deadline: float = RUN_DEADLINE,
         creation_wait: float = 25.0,
         routes_deadline: float = ROUTES_DEADLINE,
+        resolver: Resolver = resolve,
     ) -> None:
         self.settings = settings
         self.run_deadline = run_deadline  # seconds a status sync or a Secure Score refresh may take
         self.routes_deadline = routes_deadline  # seconds saving or previewing routes may take
+        self.resolver = resolver  # names to addresses for ServiceNow connections (shared/egress.py); tests hand one in
         self.creation_wait = creation_wait  # seconds a create waits for a concurrent one making the same ticket
         self._graph_transport = graph_transport
         self._entra_transport = entra_transport
@@ -128,7 +131,7 @@ class Services:
                     settings, transport=root._transport, store=cast(TicketStore, ConnectionStore(root.store,
                     connection)), secrets=root.secrets, clock=root.clock, retry=root._retry, sleep=root._sleep,
                     run_deadline=root.run_deadline, creation_wait=root.creation_wait,
-                    routes_deadline=root.routes_deadline,
+                    routes_deadline=root.routes_deadline, resolver=root.resolver,
                 )  # fmt: skip
                 held.connection = connection
                 held._parent = root
@@ -194,8 +197,12 @@ class Services:
             if self._servicenow is None:
                 self.require_configured()
                 assert self.settings.instance_url is not None
+                # Without a transport handed in (tests, the local host), each new connection goes to an address the
+                # connector resolved and checked itself: a public one in Azure (shared/egress.py).
+                transport = self._transport or CheckedTransport(public_only=self.settings.in_azure,
+                                                                resolver=self.resolver)  # fmt: skip
                 self._servicenow = ServiceNowClient(
-                    self.settings.instance_url, transport=self._transport, retry=self._retry, sleep=self._sleep
+                    self.settings.instance_url, transport=transport, retry=self._retry, sleep=self._sleep
                 )
             return self._servicenow
 
