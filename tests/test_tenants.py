@@ -358,9 +358,32 @@ def test_a_pending_tenant_whose_consent_nobody_reported_is_not_read(msp, entra):
     assert overview(msp)[NORTHWIND.id]["state"] == "pending"
 
 
+class SlowTenantWrites:
+    """The real store, its writes of the tenants document slow (as Table Storage's can be under load): two requests
+    that arrive together both look before either has written."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def put_document(self, name: str, data: Any, etag: str | None) -> str:
+        if name == "tenants":
+            time.sleep(0.3)
+        return str(self._store.put_document(name, data, etag))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def test_two_redirects_with_one_state_at_once_use_it_once(msp, entra):
+    from shared.services import Services
+
     response = add(msp, FABRIKAM.domain)
     params = accepted(entra, body(response)["consentUrl"])
+    old = msp.services
+    slow = SlowTenantWrites(old.store)
+    services_module.install(Services(old.settings, transport=msp.transport, store=slow, secrets=old.secrets,
+                                     clock=msp.clock, graph_transport=old._graph_transport))  # fmt: skip
+    msp.services = services_module.get_services()
     answers = concurrently(2, lambda _: consent(msp, params))
     assert sorted(status for status, _ in answers) == [200, 400], answers
     assert overview(msp)[FABRIKAM.id]["state"] == "active"
