@@ -553,3 +553,20 @@ def test_a_refresh_that_finds_every_control_as_it_was_rewrites_none_and_asks_one
     SecureScoreSync(msp.services).refresh()
     after = stored()
     assert {k for k in after if after[k] != before[k]} == {k for k in after if k.startswith(f"{FABRIKAM.id}|")}
+
+
+def test_a_preview_decides_each_tenants_recommendations_by_their_own_tenant_and_snapshot(msp, entra):
+    added(msp, entra, FABRIKAM)
+    rules = [{"name": "Fabrikam", "match": {"tenants": [FABRIKAM.id]}, "set": {"priority": "low"}}]
+    answer = msp.call("preview_routes", "POST", "/routes/preview", body=json.dumps({"routes": rules}).encode())
+    items = body(answer)["recommendations"]
+
+    def own(tenant: str) -> set[str]:
+        _, controls = msp.services.store.get_secure_score(tenant)
+        return {c["id"] for c in controls if c.get("scored") and not c.get("completed") and not c.get("deprecated")}
+
+    theirs = [i for i in items if i["tenant"] == FABRIKAM.id]
+    home = [i for i in items if i["tenant"] is None]
+    assert {i["id"] for i in theirs} == own(FABRIKAM.id) and {i["id"] for i in home} == own("")
+    assert own(FABRIKAM.id) != own("")  # the simulated tenants differ: a mix-up cannot pass unseen
+    assert all(i["rule"]["name"] == "Fabrikam" for i in theirs) and all(i["rule"] is None for i in home)
