@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -88,11 +89,16 @@ def test_an_id_added_again_for_another_instance_inherits_nothing_of_the_old_one(
     sync_every_connection(three.services)
     assert listed(three)["fabrikam"]["lastSync"] is not None
     removed = _remove(three)
-    assert removed.status_code == 200, removed.get_body()
+    assert removed.status_code == 200 and body(removed)["removed"] is True, removed.get_body()
     assert three.services.store.get_document("sync-state:fabrikam") is None  # its watermark and sweep went with it
 
     again = add(three, instance=THIRD, clientId=THIRD_CLIENT, clientSecret=THIRD_SECRET)
     assert again.status_code == 201, again.get_body()
+    # New names for its secrets (a vault keeps the old ones reserved) and its sync state, never the earlier ones.
+    assert three.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") is None
+    renamed = three.services.connection_named("fabrikam")
+    assert len(renamed.tag) == 32 and three.services.secrets.get(renamed.client_secret_name) == THIRD_SECRET
+    assert renamed.sync_state_name == f"sync-state:fabrikam:{renamed.tag}"
     shown = body(again)
     assert (shown["instance"], shown["lastSync"], shown["state"]) == (THIRD, None, "not_connected")
     assert connect(three, "fabrikam").status_code == 200
@@ -209,3 +215,18 @@ def test_a_removal_that_stops_half_way_lets_the_connection_be_routed_to_again(th
     second.inject(Fault("status", status=503, method="GET", path_prefix="/oauth_revoke_token.do", times=100))
     assert _remove(three).status_code == 503  # ServiceNow could not revoke the tokens: nothing removed
     assert put_routes(three, [{"set": {"connection": "fabrikam"}}]).status_code == 200
+    assert put_routes(three, []).status_code == 200
+    forced = three.call("remove_connection", "DELETE", "/connections/fabrikam", route_params={"id": "fabrikam"},
+                        params={"force": "true"})  # fmt: skip
+    assert forced.status_code == 200, forced.get_body()  # forgotten anyway, and said: revoke them in ServiceNow
+    assert "Manage Tokens" in body(forced)["remains"] and "fabrikam" not in listed(three)
+
+
+def test_tokens_of_another_instance_never_count_as_this_connections(three):
+    """A token bundle kept under a connection's name but issued by another instance (an id that named another
+    instance before) is never used: the connection shows as needing authorization, not connected."""
+    scoped = three.services.for_connection(three.services.connection_named("fabrikam"))
+    bundle = scoped.tokens.load()
+    assert bundle is not None and listed(three)["fabrikam"]["state"] == "connected"
+    scoped.tokens.save(replace(bundle, instance=THIRD))
+    assert listed(three)["fabrikam"]["state"] == "reauthorization_required"
