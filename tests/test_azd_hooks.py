@@ -14,8 +14,11 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import ROOT
+from tests.fakes import windows_cmd
 
 IDENTITY = "5f0e8d0c-1b2a-4c3d-9e8f-7a6b5c4d3e2f"
 GRAPH_SP = "2a7b1c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -55,7 +58,7 @@ def az(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Az:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "az"
-    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "fakes" / "az.py"}" "$@"\n')
+    script.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m tests.fakes.az "$@"\n')
     script.chmod(0o755)
     fake = Az(tmp_path / "world.json", tmp_path / "calls.jsonl")
     fake.world_path.write_text(json.dumps({"providers": {}, "graph_sp": GRAPH_SP, "identity": IDENTITY,
@@ -70,7 +73,7 @@ def run_hook(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
     """As azd runs it: `python3 infra/hooks/azd_hooks.py <name>` in the project folder, the azd environment in env."""
     import os
 
-    keep = {k: os.environ[k] for k in ("PATH", "FAKE_AZ_WORLD", "FAKE_AZ_LOG") if k in os.environ}
+    keep = {k: os.environ[k] for k in ("PATH", "FAKE_AZ_WORLD", "FAKE_AZ_LOG", "FAKE_AZ_WINDOWS") if k in os.environ}
     return subprocess.run([sys.executable, "infra/hooks/azd_hooks.py", name], cwd=ROOT, env={**keep, **env},
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
 
@@ -178,3 +181,48 @@ def test_a_sovereign_cloud_grants_through_its_own_graph(az: Az) -> None:
     uris = [c[c.index("--uri") + 1] for c in az.calls()]
     assert uris and all(uri.startswith("https://graph.microsoft.us/v1.0/") for uri in uris)
     assert all(c[c.index("--resource") + 1] == "https://graph.microsoft.us" for c in az.calls())
+
+
+# -- Windows: `az` is az.cmd, and cmd.exe parses the arguments twice (tests/fakes/windows_cmd.py) ----------------------
+
+
+def test_the_az_cmd_model_answers_as_the_azure_cli_issues_report() -> None:
+    """The model is held to the reports it cites, so a hook it passes would pass on Windows."""
+    reports = {  # arguments as the reporters' shells passed them -> what cmd printed
+        ("login", "-u", "app", "-p", "1ab)2ab", "--tenant", "t"): "2ab was unexpected at this time.",
+        ("login", "-u", "me", "-p", ")", "-t", "t"): "-t was unexpected at this time.",  # Azure/azure-cli#28692
+        ("webapp", "config", "connection-string", "set", "--settings",
+         "TestKey=@Microsoft.KeyVault(SecretUri=https://html5zombo.com)", "--resource-group", "mgrandi-rg"):
+            "--resource-group was unexpected at this time.",  # Azure/azure-cli#14783
+        ("rest", "--url", "https://dev.azure.com/o/p/_apis/wit/fields/f?api-version=6.1-preview.3&$expand=All"):
+            "'$expand' is not recognized as an internal or external command",  # Azure/azure-cli#15214
+    }  # fmt: skip
+    for args, printed in reports.items():
+        with pytest.raises(windows_cmd.BatchError) as refused:
+            windows_cmd.through_az_cmd(args, env={})
+        assert refused.value.message.startswith(printed), (args, refused.value.message)
+    quoted = ["rest", "--uri", "https://graph.microsoft.com/v1.0/x?$filter=a eq 'b)c'&$top=1", "--body", '{"a": "b"}']
+    assert windows_cmd.through_az_cmd(quoted, env={}) == quoted  # a space makes subprocess quote the argument
+    with pytest.raises(windows_cmd.BatchError):  # cmd knows no \" escape: the JSON's inner quotes toggle quoting,
+        windows_cmd.through_az_cmd(["rest", "--body", '{"a": "(b)"}'], env={})  # so its `)` is outside quotes
+    assert windows_cmd.through_az_cmd(["a^b", "%X%", "%Y%"], env={"X": "x"}) == ["ab", "x", "%Y%"]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.text(st.characters(blacklist_characters="&|<>^)%\r\n\x00", blacklist_categories=["Cs"]))))
+def test_arguments_without_cmd_operators_reach_the_cli_unchanged(args: list[str]) -> None:
+    """list2cmdline's quoting, cmd's two parses and the C runtime's split give back every such argument."""
+    assert windows_cmd.through_az_cmd(args, env={}) == args
+
+
+def test_the_graph_grant_works_where_az_is_windows_az_cmd(az: Az, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Azure/azure-cli#14783, #33979: an unquoted `)` in an argument ends az.cmd's IF block ("... was unexpected at
+    this time.") and the CLI never runs, so the hook may pass none (Graph's `servicePrincipals(appId='...')`)."""
+    monkeypatch.setenv("FAKE_AZ_WINDOWS", "1")
+    done = run_hook("postprovision", GRANT_ENV)
+    assert "was unexpected at this time" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert az.world()["assignments"] == [{"id": "assignment-1", "principalId": IDENTITY, "resourceId": GRAPH_SP,
+                                          "appRoleId": ROLE}]  # fmt: skip
+    static = run_hook("preprovision", {"STATIC_EGRESS_ENABLED": "true", "AZURE_SUBSCRIPTION_ID": "sub-1"})
+    assert static.returncode == 0, static.stderr

@@ -125,8 +125,7 @@ def postprovision(
         raise HookFailed("MANAGED_IDENTITY_PRINCIPAL_ID is not in the azd environment: run `azd provision` first.")
     command = grant_command(principal_id, graph)
     try:
-        graph_sp = _rest("GET", f"{graph}/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')?$select=id", graph)
-        resource_id = str(graph_sp.get("id") or "")
+        resource_id = _graph_service_principal(graph)
         if not resource_id:
             raise HookFailed(f"Microsoft Graph's service principal was not found at {graph}.")
         body = {"principalId": principal_id, "resourceId": resource_id, "appRoleId": SECURITY_EVENTS_READWRITE_ALL}
@@ -162,6 +161,18 @@ def postprovision(
             f"{_signed_in_hint(error)}\nThe Graph permission is not granted yet. Run `azd hooks run postprovision` "
             f"(or `azd provision`) again in a few minutes, or have a directory admin run, once:\n  {command}"
         ) from None
+
+
+def _graph_service_principal(graph: str) -> str:
+    """The object id of Microsoft Graph's service principal in this tenant, through a `$filter` (learn
+    graph/api/serviceprincipal-list). Not the alternate key `servicePrincipals(appId='...')`: on Windows `az` is the
+    batch file az.cmd, and an unquoted `)` in an argument ends its IF block, so the CLI never runs ("... was
+    unexpected at this time."; Azure/azure-cli#14783, #33979). subprocess quotes this argument (it has spaces), and
+    inside quotes cmd leaves `&`, `'` and `$` alone (tests/fakes/windows_cmd.py models it)."""
+    listed = _rest("GET", f"{graph}/v1.0/servicePrincipals?$filter=appId eq '{GRAPH_APP_ID}'&$select=id", graph)
+    found = listed.get("value")
+    first = found[0] if isinstance(found, list) and found else None
+    return str(first.get("id") or "") if isinstance(first, dict) else ""
 
 
 def _granted(principal_id: str, resource_id: str, graph: str) -> bool:
