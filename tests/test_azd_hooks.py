@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -226,3 +227,54 @@ def test_the_graph_grant_works_where_az_is_windows_az_cmd(az: Az, monkeypatch: p
                                           "appRoleId": ROLE}]  # fmt: skip
     static = run_hook("preprovision", {"STATIC_EGRESS_ENABLED": "true", "AZURE_SUBSCRIPTION_ID": "sub-1"})
     assert static.returncode == 0, static.stderr
+
+
+# -- What a failed grant tells the admin ----------------------------------------------------------------------------
+
+
+def test_a_failed_grant_says_the_app_is_not_deployed_yet(az: Az) -> None:
+    """A failing postprovision hook stops `azd up` before its deploy step: the admin must hear `azd deploy`."""
+    az.set(replication_reads=1000)
+    with pytest.raises(hooks.HookFailed) as gave_up:
+        hooks.postprovision(GRANT_ENV, say=lambda _: None, sleep=lambda _: None)
+    az.set(denied=True, replication_reads=0)
+    with pytest.raises(hooks.HookFailed) as refused:
+        hooks.postprovision(GRANT_ENV, say=lambda _: None, sleep=lambda _: None)
+    for failure in (gave_up, refused):
+        assert "`azd deploy`" in str(failure.value) and "not deployed yet" in str(failure.value)
+    assert str(refused.value).count("az rest --method POST") == 1  # the command once, with who may run it
+    assert "azd hooks run postprovision" not in str(refused.value)  # running it again cannot help a refusal
+
+
+def test_the_printed_grant_runs_in_a_posix_shell(az: Az, tmp_path: Path) -> None:
+    command = hooks.grant_command(IDENTITY, "https://graph.microsoft.com", windows=False)
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [(a["principalId"], a["resourceId"], a["appRoleId"]) for a in az.world()["assignments"]] == [
+        (IDENTITY, GRAPH_SP, ROLE)
+    ]
+
+
+def test_the_printed_grant_is_powershell_on_windows(az: Az, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not bash (`x=$(...)`, `\\"`), which neither PowerShell nor cmd runs; the body goes through a file, since
+    PowerShell 5.1-7.2 drops inner double quotes and az.cmd's cmd.exe reads `\\"` as a quote."""
+    az.set(denied=True)
+    with pytest.raises(hooks.HookFailed) as refused:
+        hooks.postprovision(GRANT_ENV, say=lambda _: None, sleep=lambda _: None, windows=True)
+    command = hooks.grant_command(IDENTITY, "https://graph.microsoft.com", windows=True)
+    assert "\n".join(f"  {line}" for line in command.splitlines()) in str(refused.value)
+    assert "$(" not in command and '\\"' not in command and "graph=" not in command
+    lookup, body, grant = command.splitlines()
+    assert lookup == f"$graph = az ad sp show --id {hooks.GRAPH_APP_ID} --query id -o tsv"
+    assert body == (f"@{{principalId='{IDENTITY}'; resourceId=$graph; appRoleId='{ROLE}'}} | ConvertTo-Json | "
+                    "Set-Content -Encoding ascii grant.json")  # fmt: skip
+    monkeypatch.setenv("FAKE_AZ_WINDOWS", "1")  # each az line as PowerShell passes it, through az.cmd
+    monkeypatch.chdir(tmp_path)
+    az.set(denied=False)
+    graph_sp = subprocess.run(["az", *shlex.split(lookup.split(" = ", 1)[1])[1:]], capture_output=True, text=True,
+                              timeout=60, check=True).stdout.strip()  # fmt: skip
+    (tmp_path / "grant.json").write_text(
+        json.dumps({"principalId": IDENTITY, "resourceId": graph_sp, "appRoleId": ROLE})
+    )
+    subprocess.run(["az", *shlex.split(grant)[1:]], capture_output=True, text=True, timeout=60, check=True)
+    assert [a["resourceId"] for a in az.world()["assignments"]] == [GRAPH_SP]

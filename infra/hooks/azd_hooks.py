@@ -32,10 +32,21 @@ PUBLIC_GRAPH = "https://graph.microsoft.com"
 REPLICATION_WAITS = (10, 20, 30, 60, 60, 60, 60, 60)
 _DENIED = ("authorization_requestdenied", "insufficient privileges", "forbidden")
 _ALREADY = ("permission being assigned already exists",)
+WINDOWS = os.name == "nt"  # the printed commands are PowerShell there
+# A failing hook stops `azd up` before it deploys (azure.yaml sets no `continueOnError`, which defaults to false:
+# azd's azure.yaml schema, schemas/v1.0/azure.yaml.json): the infrastructure is there, the app's code is not.
+NOT_DEPLOYED = (
+    "If this ran within `azd up`, the app's code is not deployed yet: once the permission is granted (or to deploy "
+    "without it for now), run `azd deploy`."
+)
 
 
 class HookFailed(Exception):
     """What went wrong and what to do, for the admin; the hook exits 1 with it."""
+
+
+class _Refused(HookFailed):
+    """Entra ID refused the deployer: retrying or running the hook again cannot help, a directory admin can."""
 
 
 def _true(env: Mapping[str, str], name: str) -> bool:
@@ -95,10 +106,22 @@ def preprovision(env: Mapping[str, str], say: Callable[[str], None] = print) -> 
     say("Microsoft.App is registered.")
 
 
-def grant_command(principal_id: str, graph: str) -> str:
+def grant_command(principal_id: str, graph: str, windows: bool = WINDOWS) -> str:
+    """The grant for a directory admin to run by hand: bash or zsh, or on Windows PowerShell (Windows PowerShell 5.1
+    or PowerShell 7), not bash syntax a Windows admin cannot paste. There the body goes through a file: PowerShell 7.3
+    and older drop the inner double quotes of a native command's argument, and az.cmd's cmd.exe reads `\\"` as a quote
+    (learn cli/azure/use-azure-cli-successfully-quoting; `az rest --body @file` reads a file)."""
+    uri = f"{graph}/v1.0/servicePrincipals/{principal_id}/appRoleAssignments"
+    if windows:
+        return (
+            f"$graph = az ad sp show --id {GRAPH_APP_ID} --query id -o tsv\n"
+            f"@{{principalId='{principal_id}'; resourceId=$graph; appRoleId='{SECURITY_EVENTS_READWRITE_ALL}'}} "
+            "| ConvertTo-Json | Set-Content -Encoding ascii grant.json\n"
+            f"az rest --method POST --uri {uri} --headers Content-Type=application/json --body '@grant.json'"
+        )
     return (
         f"graph=$(az ad sp show --id {GRAPH_APP_ID} --query id -o tsv); "
-        f"az rest --method POST --uri {graph}/v1.0/servicePrincipals/{principal_id}/appRoleAssignments "
+        f"az rest --method POST --uri {uri} "
         f'--body "{{\\"principalId\\":\\"{principal_id}\\",\\"resourceId\\":\\"$graph\\",'
         f'\\"appRoleId\\":\\"{SECURITY_EVENTS_READWRITE_ALL}\\"}}"'
     )
@@ -115,7 +138,7 @@ def _rest(method: str, url: str, graph: str, body: dict[str, str] | None = None)
 
 def postprovision(
     env: Mapping[str, str], say: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep,
-    waits: Sequence[float] = REPLICATION_WAITS,
+    waits: Sequence[float] = REPLICATION_WAITS, windows: bool = WINDOWS,
 ) -> None:  # fmt: skip
     if not _true(env, "GRANT_GRAPH_PERMISSION"):
         return
@@ -123,7 +146,7 @@ def postprovision(
     graph = env.get("GRAPH_URL", "").strip().rstrip("/") or PUBLIC_GRAPH
     if not principal_id:
         raise HookFailed("MANAGED_IDENTITY_PRINCIPAL_ID is not in the azd environment: run `azd provision` first.")
-    command = grant_command(principal_id, graph)
+    command = _indented(grant_command(principal_id, graph, windows))
     try:
         resource_id = _graph_service_principal(graph)
         if not resource_id:
@@ -144,9 +167,9 @@ def postprovision(
                     say(f"The managed identity holds {PERMISSION} (Microsoft Graph).")
                     return
                 if any(marker in text for marker in _DENIED):
-                    raise HookFailed(
+                    raise _Refused(
                         f"{error}\nGranting {PERMISSION} needs the Entra role Privileged Role Administrator (or "
-                        "Global Administrator). Have a directory admin run, once:\n  " + command
+                        "Global Administrator). Have a directory admin run, once:\n" + command
                     ) from None
                 if attempt == len(waits):
                     raise
@@ -156,10 +179,13 @@ def postprovision(
                 "for up to 24 hours, so Secure Score reads may wait that long (the secure_score check says)."
             )
             return
+    except _Refused as refused:
+        raise HookFailed(f"{refused}\n{NOT_DEPLOYED}") from None
     except HookFailed as error:
         raise HookFailed(
             f"{_signed_in_hint(error)}\nThe Graph permission is not granted yet. Run `azd hooks run postprovision` "
-            f"(or `azd provision`) again in a few minutes, or have a directory admin run, once:\n  {command}"
+            f"(or `azd provision`) again in a few minutes, or have a directory admin run, once:\n{command}\n"
+            f"{NOT_DEPLOYED}"
         ) from None
 
 
@@ -173,6 +199,10 @@ def _graph_service_principal(graph: str) -> str:
     found = listed.get("value")
     first = found[0] if isinstance(found, list) and found else None
     return str(first.get("id") or "") if isinstance(first, dict) else ""
+
+
+def _indented(command: str) -> str:
+    return "\n".join(f"  {line}" for line in command.splitlines())
 
 
 def _granted(principal_id: str, resource_id: str, graph: str) -> bool:
