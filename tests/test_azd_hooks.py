@@ -71,11 +71,13 @@ def az(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Az:
 
 
 def run_hook(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """As azd runs it: `python3 infra/hooks/azd_hooks.py <name>` in the project folder, the azd environment in env."""
+    """As azd's Python hook executor runs it (azure.yaml): `python infra/hooks/<name>.py` in the script's folder
+    (azure-dev pkg/ext/models.go: a non-shell hook's working directory), the azd environment in env."""
     import os
 
     keep = {k: os.environ[k] for k in ("PATH", "FAKE_AZ_WORLD", "FAKE_AZ_LOG", "FAKE_AZ_WINDOWS") if k in os.environ}
-    return subprocess.run([sys.executable, "infra/hooks/azd_hooks.py", name], cwd=ROOT, env={**keep, **env},
+    hooks_dir = ROOT / "infra" / "hooks"
+    return subprocess.run([sys.executable, str(hooks_dir / f"{name}.py")], cwd=hooks_dir, env={**keep, **env},
                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
 
 

@@ -362,14 +362,51 @@ def test_the_deploy_job_signs_the_azure_cli_in_for_the_hooks() -> None:
     assert login < next(i for i, step in enumerate(steps) if "azd up" in step.get("run", ""))
 
 
-def test_azure_yaml_runs_the_hooks_on_every_platform() -> None:
+AZD_PYTHON_HOOKS = "1.23.15"  # the first azd that runs `.py` hooks itself (Azure/azure-dev#7451, its CHANGELOG)
+
+
+def test_the_hooks_need_no_shell_on_any_platform() -> None:
+    """A `shell: pwsh` hook fails on Windows without PowerShell 7 (Azure/azure-dev#4560), and azd's later fallback
+    to Windows PowerShell 5.1 runs it as a .ps1 file, which a default (Restricted) execution policy refuses: the hooks
+    are Python scripts, which azd's Python executor runs the same way everywhere (learn azure-developer-cli
+    hooks-multi-language), and azure.yaml requires an azd that can."""
     import yaml
 
-    hooks = yaml.safe_load((ROOT / "azure.yaml").read_text())["hooks"]
+    config = yaml.safe_load((ROOT / "azure.yaml").read_text())
+    hooks = config["hooks"]
     assert set(hooks) == {"preprovision", "postprovision"}
     for name, hook in hooks.items():
-        assert hook["posix"] == {"shell": "sh", "run": f"python3 infra/hooks/azd_hooks.py {name}"}
-        assert hook["windows"] == {"shell": "pwsh", "run": f"python infra/hooks/azd_hooks.py {name}"}
+        assert hook == {"run": f"infra/hooks/{name}.py", "kind": "python"}  # no shell, no per-platform override
+        assert (ROOT / hook["run"]).is_file()
+    assert config["requiredVersions"] == {"azd": f">= {AZD_PYTHON_HOOKS}"}
+
+
+def _azd_hook_project_file(script: Path) -> Path | None:
+    """azd's DiscoverProjectFile (azure-dev pkg/tools/language/project_discovery.go): the first of pyproject.toml,
+    requirements.txt found walking up from the script's folder to the project root; azd installs it into a venv."""
+    folder = script.parent
+    while True:
+        for name in ("pyproject.toml", "requirements.txt"):
+            if (folder / name).is_file():
+                return folder / name
+        if folder == ROOT:
+            return None
+        folder = folder.parent
+
+
+def test_the_python_hooks_venv_installs_nothing_and_ships_nowhere() -> None:
+    """Without infra/hooks/requirements.txt azd would find the project's pyproject.toml and `pip install .` the
+    app for each hook; the hooks use the standard library only."""
+    for name in ("preprovision", "postprovision"):
+        found = _azd_hook_project_file(ROOT / "infra" / "hooks" / f"{name}.py")
+        assert found == ROOT / "infra" / "hooks" / "requirements.txt"
+        assert [line for line in found.read_text().splitlines() if line.strip() and not line.startswith("#")] == []
+    venv = "infra/hooks/hooks_env"  # python.VenvNameForDir: {folder}_env
+    assert f"{venv}/" in (ROOT / ".gitignore").read_text().split()
+    assert "infra" in (ROOT / ".funcignore").read_text().split()  # never in the function app's package
+    import tomllib
+
+    assert f"{venv}/" in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["exclude"]
 
 
 def test_the_graph_bicep_takes_the_token_exchange_audience_from_the_cloud() -> None:
