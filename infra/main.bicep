@@ -273,14 +273,19 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+// azd writes every output into the environment's .env, and main.parameters.json reads that .env on the next run
+// (learn azure-developer-cli manage-environment-variables): so no output has the name of a parameter's setting.
+// ENTRA_APP_CLIENT_ID and READER_APP_CLIENT_ID mean "use this registration, create none"; the client IDs in use are
+// SIGN_IN_APP_CLIENT_ID and TENANT_READER_APP_CLIENT_ID (tests/test_deployment.py runs the parameters file against
+// these names). AZURE_LOCATION is azd's own setting, not an output.
 @description('The connector\'s base URL.')
 output APP_URL string = api.outputs.url
 @description('The security center page: sign in with Entra ID (people need an app role or reader access).')
 output PORTAL_URL string = '${api.outputs.url}/api/portal'
 @description('Client ID of the app registration people and clients sign in to (assign its roles there).')
-output ENTRA_APP_CLIENT_ID string = authClientId
+output SIGN_IN_APP_CLIENT_ID string = authClientId
 @description('Client ID of the multi-tenant reader app each customer\'s admin consents to (admin guide: Add a tenant); empty when none.')
-output READER_APP_CLIENT_ID string = readerClientId
+output TENANT_READER_APP_CLIENT_ID string = readerClientId
 @description('Paste into the OAuth client\'s Redirect URL in ServiceNow (System OAuth > Application Registry).')
 output OAUTH_REDIRECT_URI string = '${api.outputs.url}/api/oauth/callback'
 @description('Allow this address in ServiceNow (System Security > IP Address Access Control) when IP filtering is on.')
@@ -289,6 +294,5 @@ output KEY_VAULT_NAME string = vault.outputs.name
 @description('Object ID of the app\'s managed identity: the postprovision hook grants it Graph SecurityEvents.ReadWrite.All when GRANT_GRAPH_PERMISSION=true.')
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_FUNCTION_NAME string = api.outputs.name
-output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = appInsights.outputs.connectionString

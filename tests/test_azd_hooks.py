@@ -280,3 +280,35 @@ def test_the_printed_grant_is_powershell_on_windows(az: Az, tmp_path: Path, monk
     )
     subprocess.run(["az", *shlex.split(grant)[1:]], capture_output=True, text=True, timeout=60, check=True)
     assert [a["resourceId"] for a in az.world()["assignments"]] == [GRAPH_SP]
+
+
+# -- Environments an earlier version provisioned: outputs written back into inputs (issue 28) -----------------------
+
+PROVISIONED_BEFORE = {"AZURE_FUNCTION_NAME": "func-servicenow-abc", "MANAGED_IDENTITY_PRINCIPAL_ID": IDENTITY}
+
+
+def test_client_ids_an_earlier_version_wrote_back_stop_the_run_until_the_admin_decides(az: Az) -> None:
+    """Only the admin knows whether ENTRA_APP_CLIENT_ID was set by hand (keep) or written by azd from the old output
+    (clear, so the Bicep updates the registration again): the hook stops before provisioning and asks, once."""
+    legacy = {**PROVISIONED_BEFORE, "ENTRA_APP_CLIENT_ID": "app-1", "READER_APP_CLIENT_ID": "app-2"}
+    done = run_hook("preprovision", legacy)
+    assert done.returncode == 1 and az.calls() == []
+    asked = ['azd env set ENTRA_APP_CLIENT_ID ""', "azd env set SIGN_IN_APP_CLIENT_ID app-1",
+             'azd env set READER_APP_CLIENT_ID ""', "azd env set TENANT_READER_APP_CLIENT_ID app-2"]  # fmt: skip
+    assert all(expected in done.stderr for expected in asked), done.stderr
+    cleared = {**legacy, "ENTRA_APP_CLIENT_ID": "", "READER_APP_CLIENT_ID": ""}
+    kept = {**legacy, "SIGN_IN_APP_CLIENT_ID": "app-1", "TENANT_READER_APP_CLIENT_ID": "app-2"}
+    only_reader = {**legacy, "SIGN_IN_APP_CLIENT_ID": "app-1"}
+    assert run_hook("preprovision", cleared).returncode == 0 and run_hook("preprovision", kept).returncode == 0
+    reader = run_hook("preprovision", only_reader)
+    assert reader.returncode == 1 and "READER_APP_CLIENT_ID=app-2" in reader.stderr
+    assert "ENTRA_APP_CLIENT_ID=app-1" not in reader.stderr
+
+
+def test_environments_this_version_provisioned_and_fresh_ones_are_never_asked(az: Az) -> None:
+    own = {**PROVISIONED_BEFORE, "ENTRA_APP_CLIENT_ID": "app-1", "SIGN_IN_APP_CLIENT_ID": "app-1",
+           "TENANT_READER_APP_CLIENT_ID": ""}  # fmt: skip
+    assert run_hook("preprovision", own).returncode == 0  # brought its own registration, provisioned since
+    pipeline = {"ENTRA_APP_CLIENT_ID": "app-1", "READER_APP_CLIENT_ID": "app-2"}  # a fresh environment every run
+    assert run_hook("preprovision", pipeline).returncode == 0
+    assert az.calls() == []

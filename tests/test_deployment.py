@@ -129,7 +129,8 @@ def test_every_problem_code_is_documented_in_the_api_doc_and_the_openapi_documen
 PARAMETER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
 # Set by the workflow itself (azd env new), or never passed through the pipeline on purpose.
 NOT_FROM_VARIABLES = {"AZURE_ENV_NAME", "AZURE_LOCATION", "SERVICENOW_CLIENT_SECRET"}
-SET_BY_AZD = {"AZURE_SUBSCRIPTION_ID", "MANAGED_IDENTITY_PRINCIPAL_ID"}  # the environment's subscription, an output
+# The environment's subscription, and outputs (the preprovision hook reads some to recognise an older environment).
+SET_BY_AZD = {"AZURE_SUBSCRIPTION_ID", "MANAGED_IDENTITY_PRINCIPAL_ID", "AZURE_FUNCTION_NAME"}
 
 
 def _deploy_workflow() -> dict[str, Any]:
@@ -152,6 +153,33 @@ def test_the_pipeline_passes_every_parameter_the_azd_parameters_read() -> None:
     assert names | hook_settings == listed, (names | hook_settings - listed, listed - names - hook_settings)
     for name in listed:
         assert workflow["env"][name] == f"${{{{ vars.{name} }}}}", name
+
+
+def _outputs() -> set[str]:
+    return set(re.findall(r"^output (\w+) ", (ROOT / "infra" / "main.bicep").read_text(), re.MULTILINE))
+
+
+def test_no_output_is_read_back_as_an_input() -> None:
+    """azd writes every output into the environment's .env and main.parameters.json reads that .env on the next run
+    (learn azure-developer-cli manage-environment-variables, environment-variables-faq): an output named like a
+    parameter's setting becomes that parameter from the second run on (issue 28: the registrations stopped being
+    deployed once their client IDs came back as "bring your own")."""
+    inputs = set(PARAMETER.findall((ROOT / "infra" / "main.parameters.json").read_text()))
+    outputs = _outputs()
+    assert {"SERVICENOW_INSTANCE", "ENTRA_APP_CLIENT_ID", "READER_APP_CLIENT_ID"} <= inputs  # the scans read both
+    assert {"SIGN_IN_APP_CLIENT_ID", "TENANT_READER_APP_CLIENT_ID", "MANAGED_IDENTITY_PRINCIPAL_ID"} <= outputs
+    assert outputs & inputs == set()
+
+
+def test_a_second_run_still_deploys_the_registrations() -> None:
+    """The first run's outputs in the environment (as azd leaves them) decide nothing on the next: the sign-in and
+    reader apps are deployed again, so Bicep changes and a new managed identity (after azd down) reach them."""
+    from dev import preview_graph
+
+    second_run = {name: "value-from-the-first-run" for name in _outputs()}
+    text = preview_graph.summary(ROOT / "infra", second_run)
+    assert "deployed when `empty(entraAppClientId)`: on this run" in text
+    assert "deployed when `empty(readerAppClientId) && empty(entraAppClientId)`: on this run" in text
 
 
 def test_the_pipeline_never_lets_the_shell_expand_settings() -> None:
@@ -521,7 +549,7 @@ def test_the_reader_app_client_id_is_set_and_output_or_brought_like_the_sign_in_
     assert "var readerClientId = !empty(readerAppClientId) ? readerAppClientId : (empty(entraAppClientId) ? " \
            "reader!.outputs.clientId : '')" in main  # fmt: skip
     assert "READER_APP_CLIENT_ID: readerClientId" in main.split("appSettings: {", 1)[1]
-    assert "output READER_APP_CLIENT_ID string = readerClientId" in main
+    assert "output TENANT_READER_APP_CLIENT_ID string = readerClientId" in main  # not READER_APP_CLIENT_ID: an input
     assert {"READER_APP_CLIENT_ID", "APP_URL"} <= bicep_settings()
     parameters = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
     assert parameters["readerAppClientId"] == {"value": "${READER_APP_CLIENT_ID=}"}

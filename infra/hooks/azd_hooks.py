@@ -1,6 +1,8 @@
 """azd hooks (azure.yaml): what `azd provision` / `azd up` needs before and after the Bicep, through the Azure CLI.
 
-preprovision  - STATIC_EGRESS_ENABLED=true: register the Microsoft.App resource provider, which Flex Consumption's
+preprovision  - An environment an earlier version provisioned, whose registrations' client IDs it wrote back into the
+                "use this registration" settings (READ_BACK_OUTPUTS): stop, and say how to decide, once.
+                STATIC_EGRESS_ENABLED=true: register the Microsoft.App resource provider, which Flex Consumption's
                 VNet integration needs and which ARM does not register (learn `azure-functions/flex-consumption-plan`,
                 Considerations; the portal and the CLI register it, a template deployment does not).
 postprovision - GRANT_GRAPH_PERMISSION=true: grant the function app's managed identity the Microsoft Graph
@@ -11,7 +13,8 @@ postprovision - GRANT_GRAPH_PERMISSION=true: grant the function app's managed id
                 the new identity replicates, and a lasting failure says exactly what to run.
 
 Standard library only (azd runs this with the deployer's Python); every `az` call has a timeout.
-Usage: python3 infra/hooks/azd_hooks.py preprovision|postprovision
+azd runs infra/hooks/preprovision.py and postprovision.py (azure.yaml); by hand:
+python3 infra/hooks/azd_hooks.py preprovision|postprovision
 """
 
 from __future__ import annotations
@@ -77,7 +80,46 @@ def _signed_in_hint(error: HookFailed) -> HookFailed:
     return error
 
 
+# Until issue 28 main.bicep output the registrations' client IDs under the names main.parameters.json reads as "use
+# this registration, create none"; azd writes outputs into the environment's .env, so every later run skipped the
+# registrations: no reader app for environments older than it, and after `azd down` / `azd up` federated credentials
+# that still trust the deleted managed identity. The outputs are now these; an old name without its new one in an
+# environment that was provisioned before (AZURE_FUNCTION_NAME, an output of every version) is one of those.
+READ_BACK_OUTPUTS = {
+    "ENTRA_APP_CLIENT_ID": "SIGN_IN_APP_CLIENT_ID",
+    "READER_APP_CLIENT_ID": "TENANT_READER_APP_CLIENT_ID",
+}
+PROVISIONED = "AZURE_FUNCTION_NAME"
+
+
+def _outputs_read_back(env: Mapping[str, str]) -> HookFailed | None:
+    """Which given registrations may be outputs an older version wrote back, and how to decide: only the admin
+    knows whether they set a client ID themselves, so the hook asks instead of guessing either way."""
+    if not env.get(PROVISIONED, "").strip():
+        return None
+    doubtful = [(name, env[name].strip(), output) for name, output in READ_BACK_OUTPUTS.items()
+                if env.get(name, "").strip() and output not in env]  # fmt: skip
+    if not doubtful:
+        return None
+    steps = "".join(
+        f'\n- {name}={value}: if azd wrote it (you never set it), clear it: azd env set {name} ""\n'
+        f"  If it is a registration you created yourself, keep it and say so: azd env set {output} {value}"
+        for name, value, output in doubtful
+    )
+    return HookFailed(
+        "This azd environment was provisioned by an earlier version of the connector, which wrote the client IDs of "
+        'the app registrations it created into the settings that mean "use this registration, create none" '
+        "(issue 28). Left so, no run updates those registrations: after `azd down` and `azd up` their federated "
+        "credentials still trust the deleted managed identity, so sign-in and other tenants' tokens fail, and an "
+        "environment older than the reader app never gets one. Decide once for each:" + steps + "\nThen run "
+        "`azd up` again: a cleared one is updated in place (its uniqueName is the same), not created twice."
+    )
+
+
 def preprovision(env: Mapping[str, str], say: Callable[[str], None] = print) -> None:
+    read_back = _outputs_read_back(env)
+    if read_back is not None:
+        raise read_back
     graph = env.get("GRAPH_URL", "").strip().rstrip("/") or PUBLIC_GRAPH
     if graph != PUBLIC_GRAPH and not env.get("ENTRA_APP_CLIENT_ID", "").strip():
         say(f"Note: GRAPH_URL is {graph}, a sovereign cloud. The Microsoft Graph Bicep extension that creates the "
