@@ -67,6 +67,9 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = { 'azd-env-name': environmentName }
 var functionAppName = '${abbrs.webSitesFunctions}servicenow-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+// The host name the Graph modules register as redirect URIs: the public cloud's App Service domain, the only cloud the
+// Graph Bicep extension is documented for (elsewhere the registrations are made by hand: admin guide section 1a). It
+// cannot be the site's defaultHostName, which the sign-in app's client ID is needed to configure (a cycle).
 var hostName = '${functionAppName}.azurewebsites.net'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -257,7 +260,7 @@ module api 'app/api.bicep' = {
       SECURE_SCORE_WRITE_BACK: secureScoreWriteBack
       SECURE_SCORE_AUTO_RESOLVE: secureScoreAutoResolve
       READER_APP_CLIENT_ID: readerClientId // empty: the home tenant only
-      APP_URL: 'https://${hostName}' // the consent link returns to APP_URL/api/tenants/consent
+      // APP_URL is set in app/api.bicep from the site's own defaultHostName, right in every cloud.
     }
   }
 }

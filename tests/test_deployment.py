@@ -530,9 +530,27 @@ def test_the_reader_apps_redirect_uri_is_the_consent_callback_at_app_url() -> No
     app = _bicep_block(_reader(), "resource readerApp ")
     assert "redirectUris: [ 'https://${hostName}/api/tenants/consent' ]" in app
     assert "enableIdTokenIssuance: false" in app and "enableAccessTokenIssuance: false" in app  # nobody signs in
-    assert "var hostName = '${functionAppName}.azurewebsites.net'" in main
-    assert "hostName: hostName" in _bicep_block(main, "module reader ")
-    assert "APP_URL: 'https://${hostName}'" in main.split("appSettings: {", 1)[1]
+    assert "var hostName = '${functionAppName}.azurewebsites.net'" in main  # the public cloud's, as the Graph
+    assert "hostName: hostName" in _bicep_block(main, "module reader ")  # extension is documented for it only
+    assert "APP_URL: 'https://${site.properties.defaultHostName}'" in _app_settings()[1]
+
+
+def _app_settings() -> tuple[str, str]:
+    """main.bicep's appSettings block and api.bicep's union, without comments: what the app settings are made of."""
+    main = _code((ROOT / "infra" / "main.bicep").read_text()).split("appSettings: {", 1)[1].split("\n    }\n", 1)[0]
+    api = _code((ROOT / "infra" / "app" / "api.bicep").read_text())
+    return main, api.split("properties: union(appSettings, {", 1)[1].split("})", 1)[0]
+
+
+def test_app_url_is_the_sites_own_host_name_in_every_cloud() -> None:
+    """A sovereign cloud's App Service domain is not azurewebsites.net: an APP_URL built with it sends the consent
+    link's redirect_uri to a host that matches no registered redirect URI (the admin consent endpoint refuses it;
+    learn entra/identity-platform/v2-admin-consent). The site's defaultHostName is its host in its own cloud."""
+    main, api = _app_settings()
+    assert "SERVICENOW_INSTANCE:" in main and "AZURE_CLIENT_ID:" in api  # the scans read the settings
+    assert "APP_URL" not in main
+    assert re.findall(r"^\s+APP_URL: (.+)$", api, re.MULTILINE) == ["'https://${site.properties.defaultHostName}'"]
+    assert "azurewebsites" not in main + api and "hostName" not in main + api
 
 
 def test_the_consent_callback_is_anonymous_at_app_service_authentication() -> None:
