@@ -450,6 +450,19 @@ def test_the_graph_bicep_takes_the_token_exchange_audience_from_the_cloud() -> N
     assert not re.search(r"^module \w+ 'app/graph-permission", main, re.MULTILINE)  # the grant is the hook's
 
 
+def test_the_sign_in_apps_identifier_uri_carries_the_tenant_id() -> None:
+    """Tenants whose app management policy requires a unique tenant identifier refuse `api://<name>-<hash>`; the
+    secure formats include `api://<tenantId>/<string>` (learn entra/identity-platform/identifier-uri-restrictions)."""
+    entra = _code((ROOT / "infra" / "app" / "entra.bicep").read_text())
+    assert "identifierUris: [ identifierUri ]" in _bicep_block(entra, "resource app ")
+    declared = re.search(r"^var identifierUri = '(.*)'$", entra, re.MULTILINE)
+    assert declared is not None and declared[1] == "api://${tenant().tenantId}/${uniqueName}"
+    tenant, unique = "aaaabbbb-0000-cccc-1111-dddd2222eeee", "m365-servicenow-connector-abcdefghijklm"
+    rendered = declared[1].replace("${tenant().tenantId}", tenant).replace("${uniqueName}", unique)
+    assert re.fullmatch(r"api://[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}/[A-Za-z0-9._-]+", rendered)
+    assert "identifierUris" not in _reader()  # the reader app exposes no API, so it has none to refuse
+
+
 def test_the_graph_preview_lists_every_graph_resource_the_bicep_declares(tmp_path: Path) -> None:
     import shutil
 

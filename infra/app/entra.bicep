@@ -26,7 +26,10 @@ var tokenExchangeAudiences = {
 }
 var adminRoleId = guid(uniqueName, 'Connector.Admin')
 var createRoleId = guid(uniqueName, 'Tickets.Create')
-var identifierUri = 'api://${uniqueName}-${uniqueString(subscription().id, resourceGroup().id, uniqueName)}'
+// api://{tenant id}/{string}: a format Entra ID accepts where a tenant's app management policy requires a unique
+// tenant identifier in identifier URIs (learn entra/identity-platform/identifier-uri-restrictions; Graph
+// identifierUriConfiguration uriAdditionWithoutUniqueTenantIdentifier). Clients still ask for `{client id}/.default`.
+var identifierUri = 'api://${tenant().tenantId}/${uniqueName}'
 
 resource app 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: uniqueName
