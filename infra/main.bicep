@@ -55,6 +55,12 @@ param entraAppClientId string = ''
 @description('Client ID of an existing multi-tenant reader app for other tenants (admin guide: Add a tenant); empty creates one unless ENTRA_APP_CLIENT_ID is given.')
 param readerAppClientId string = ''
 
+@description('Object ID of the principal running the deployment: azd fills AZURE_PRINCIPAL_ID in itself (azure-dev pkg/infra/provisioning/bicep); it becomes an owner of the app registrations.')
+param deployerPrincipalId string = ''
+
+@description('Object IDs, comma-separated, of principals to make owners of the app registrations besides the deployer (the pipeline\'s service principal when a person deploys first, or the person when the pipeline does).')
+param entraAppOwnerIds string = ''
+
 @description('Route outbound traffic through a NAT gateway with one static public IP, for ServiceNow IP filtering.')
 param staticEgressEnabled bool = false
 
@@ -194,6 +200,11 @@ module network 'app/network.bicep' = if (staticEgressEnabled) {
   }
 }
 
+// Owners of both registrations: whoever deploys and the principals named in ENTRA_APP_OWNER_IDS (GUIDs the
+// preprovision hook checks), so either deployer may update them. Not deployer() or lambdas: checkov's Bicep parser
+// (pycep 0.5.1) knows neither, and the gate fails on a file it cannot parse.
+var appOwners = union(empty(deployerPrincipalId) ? [] : [ deployerPrincipalId ], empty(entraAppOwnerIds) ? [] : split(replace(entraAppOwnerIds, ' ', ''), ','))
+
 // Sign-in: the app registration with the two app roles, through the Microsoft Graph Bicep extension. Given an
 // existing registration (ENTRA_APP_CLIENT_ID) no Graph resource is deployed: the way where the extension cannot
 // run (its docs list the public cloud only; admin guide section 1a has the steps by hand).
@@ -205,8 +216,10 @@ module entra 'app/entra.bicep' = if (empty(entraAppClientId)) {
     displayName: 'ServiceNow connector for Microsoft 365 security (${environmentName})'
     hostName: hostName
     managedIdentityPrincipalId: identity.outputs.principalId
+    ownerIds: appOwners
   }
 }
+
 
 var authClientId = empty(entraAppClientId) ? entra!.outputs.clientId : entraAppClientId
 
@@ -222,6 +235,7 @@ module reader 'app/reader.bicep' = if (empty(readerAppClientId) && empty(entraAp
     displayName: 'Secure Score reader for ServiceNow (${environmentName})'
     hostName: hostName
     managedIdentityPrincipalId: identity.outputs.principalId
+    ownerIds: appOwners
   }
 }
 

@@ -312,3 +312,14 @@ def test_environments_this_version_provisioned_and_fresh_ones_are_never_asked(az
     pipeline = {"ENTRA_APP_CLIENT_ID": "app-1", "READER_APP_CLIENT_ID": "app-2"}  # a fresh environment every run
     assert run_hook("preprovision", pipeline).returncode == 0
     assert az.calls() == []
+
+
+def test_owner_ids_that_are_not_object_ids_stop_the_run_before_the_graph_deployment(az: Az) -> None:
+    good = "5f0e8d0c-1b2a-4c3d-9e8f-7a6b5c4d3e2f, 2A7B1C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D"
+    assert run_hook("preprovision", {"ENTRA_APP_OWNER_IDS": good}).returncode == 0
+    cases = [("me@contoso.com", "'me@contoso.com'"), (f"{IDENTITY},", "''"), (f"{IDENTITY};x", f"'{IDENTITY};x'")]
+    for bad, named in cases:
+        done = run_hook("preprovision", {"ENTRA_APP_OWNER_IDS": bad})
+        assert done.returncode == 1 and "ENTRA_APP_OWNER_IDS must be object IDs" in done.stderr, bad
+        assert named in done.stderr and "az ad sp show --id" in done.stderr
+    assert az.calls() == []

@@ -127,8 +127,9 @@ def test_every_problem_code_is_documented_in_the_api_doc_and_the_openapi_documen
 
 
 PARAMETER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
-# Set by the workflow itself (azd env new), or never passed through the pipeline on purpose.
-NOT_FROM_VARIABLES = {"AZURE_ENV_NAME", "AZURE_LOCATION", "SERVICENOW_CLIENT_SECRET"}
+# Set by the workflow itself (azd env new) or by azd (AZURE_PRINCIPAL_ID: the signed-in principal, which azd puts in
+# the parameters itself), or never passed through the pipeline on purpose.
+NOT_FROM_VARIABLES = {"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID", "SERVICENOW_CLIENT_SECRET"}
 # The environment's subscription, and outputs (the preprovision hook reads some to recognise an older environment).
 SET_BY_AZD = {"AZURE_SUBSCRIPTION_ID", "MANAGED_IDENTITY_PRINCIPAL_ID", "AZURE_FUNCTION_NAME"}
 
@@ -461,6 +462,31 @@ def test_the_sign_in_apps_identifier_uri_carries_the_tenant_id() -> None:
     rendered = declared[1].replace("${tenant().tenantId}", tenant).replace("${uniqueName}", unique)
     assert re.fullmatch(r"api://[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}/[A-Za-z0-9._-]+", rendered)
     assert "identifierUris" not in _reader()  # the reader app exposes no API, so it has none to refuse
+
+
+def test_both_registrations_are_owned_by_whoever_deploys_them() -> None:
+    """A registration one principal created is refused to another (a person's azd up, then the pipeline: same
+    uniqueName) unless that one owns it or holds Cloud Application Administrator. Both apps, and the sign-in app's
+    service principal, declare the deployer and ENTRA_APP_OWNER_IDS as owners with 'append' (msgraph-bicep-types
+    v1.0 1.0.0: `owners` is a MicrosoftGraphRelationship, relationships and relationshipSemantics)."""
+    from dev import preview_graph
+
+    resources = {r["name"]: r for r in preview_graph.graph_resources(ROOT / "infra")}
+    owned = {name for name, r in resources.items() if "owners" in r["properties"]}
+    assert owned == {"app", "principal", "readerApp"}  # every application, and the service principal we create
+    for name in owned:
+        assert resources[name]["properties"]["owners"] == {"relationships": "appOwners",
+                                                           "relationshipSemantics": "'append'"}, name  # fmt: skip
+    main = _code((ROOT / "infra" / "main.bicep").read_text())
+    assert "var appOwners = union(empty(deployerPrincipalId) ? [] : [ deployerPrincipalId ], empty(entraAppOwnerIds) " \
+           "? [] : split(replace(entraAppOwnerIds, ' ', ''), ','))" in main  # fmt: skip
+    for module in ("module entra ", "module reader "):
+        assert "ownerIds: appOwners" in _bicep_block(main, module)
+    parameters = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+    assert parameters["deployerPrincipalId"] == {"value": "${AZURE_PRINCIPAL_ID}"}  # azd's signed-in principal
+    assert parameters["entraAppOwnerIds"] == {"value": "${ENTRA_APP_OWNER_IDS=}"}
+    assert "owners (append): `appOwners`" in preview_graph.summary(ROOT / "infra", {})
+    assert "ENTRA_APP_OWNER_IDS: `a, b`" in preview_graph.summary(ROOT / "infra", {"ENTRA_APP_OWNER_IDS": "a, b"})
 
 
 def test_the_graph_preview_lists_every_graph_resource_the_bicep_declares(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 preprovision  - An environment an earlier version provisioned, whose registrations' client IDs it wrote back into the
                 "use this registration" settings (READ_BACK_OUTPUTS): stop, and say how to decide, once.
+                ENTRA_APP_OWNER_IDS that are not object IDs: stop before the Graph deployment refuses them.
                 STATIC_EGRESS_ENABLED=true: register the Microsoft.App resource provider, which Flex Consumption's
                 VNet integration needs and which ARM does not register (learn `azure-functions/flex-consumption-plan`,
                 Considerations; the portal and the CLI register it, a template deployment does not).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -90,6 +92,7 @@ READ_BACK_OUTPUTS = {
     "READER_APP_CLIENT_ID": "TENANT_READER_APP_CLIENT_ID",
 }
 PROVISIONED = "AZURE_FUNCTION_NAME"
+_GUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def _outputs_read_back(env: Mapping[str, str]) -> HookFailed | None:
@@ -120,6 +123,14 @@ def preprovision(env: Mapping[str, str], say: Callable[[str], None] = print) -> 
     read_back = _outputs_read_back(env)
     if read_back is not None:
         raise read_back
+    owners = env.get("ENTRA_APP_OWNER_IDS", "").strip()
+    not_ids = [repr(o.strip()) for o in owners.split(",") if not _GUID.fullmatch(o.strip())] if owners else []
+    if not_ids:  # main.bicep splits the value at commas: an empty or malformed item would fail the Graph deployment
+        raise HookFailed(
+            f"ENTRA_APP_OWNER_IDS must be object IDs separated by commas; not one: {', '.join(not_ids)}. A service "
+            "principal's: az ad sp show --id <its app id> --query id -o tsv; a person's: az ad user show --id "
+            "<user principal name> --query id -o tsv."
+        )
     graph = env.get("GRAPH_URL", "").strip().rstrip("/") or PUBLIC_GRAPH
     if graph != PUBLIC_GRAPH and not env.get("ENTRA_APP_CLIENT_ID", "").strip():
         say(f"Note: GRAPH_URL is {graph}, a sovereign cloud. The Microsoft Graph Bicep extension that creates the "
