@@ -137,6 +137,7 @@ class Ticket:
     synced_at: str | None = None
     post_attempts: int = 0
     lease_until: str | None = None
+    posted_at: str | None = None  # when a POST began whose answer nobody has seen: the create is in doubt
     assigned_to: str | None = None  # the assignee's email in ServiceNow (assigned_to.email)
     secure_score: dict[str, Any] | None = None  # the control's figures at creation, what was seen and written
     error: dict[str, Any] | None = None  # the last failure working on this ticket: {at, code, detail, attempts}
@@ -201,6 +202,7 @@ class Ticket:
             updated_at=now,
             synced_at=now,
             lease_until=None,
+            posted_at=None,
         )
 
     def to_json(self, instance_url: str | None) -> dict[str, Any]:
