@@ -24,6 +24,7 @@ from typing import Any
 
 from create_ticket import in_doubt
 from create_ticket.directory import UserDirectory
+from create_ticket.leases import LEASE, Orphans, free
 from create_ticket.request import TicketRequest, servicenow_record
 from create_ticket.routes import Target
 from create_ticket.routing import connection_of, route_request, waiting
@@ -38,16 +39,16 @@ from shared.problems import (
     ReauthorizationRequired,
     ServiceNowRejected,
     ServiceNowUnavailable,
+    StoreUnavailable,
 )
 from shared.retries import TransientFailure
 from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import IdempotencyRecord, StoreConflict
-from shared.tickets import SYS_ID, RecordRefused, Ticket, correlation_id
+from shared.tickets import SYS_ID, RecordRefused, Ticket
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=90)  # longer than one create's bounded retries
 KEY_LIFETIME = timedelta(hours=24)  # how long an Idempotency-Key is honoured, as Stripe does
 
 
@@ -84,6 +85,7 @@ class TicketCreator:
         self._services = services
         self._store = services.store
         self._directory = directory
+        self._orphans = Orphans()  # leases this process's workers left when the store failed under them
 
     # -- entry point ----------------------------------------------------------------------------
 
@@ -141,7 +143,11 @@ class TicketCreator:
 
         now = self._services.clock()
         leased = replace(ticket, lease_until=(now + LEASE).isoformat(), post_attempts=1, posted_at=now.isoformat())
-        holder, etag = self._begin(leased)
+        try:
+            holder, etag = self._begin(leased)
+        except StoreUnavailable:
+            self._orphans.leave(leased, None)  # the row may have been written; nothing was posted for it
+            raise
         if holder is not None:
             if scoped_key is not None:
                 self._store.repoint_idempotency_key(scoped_key, replace(record, ticket_id=holder))
@@ -243,18 +249,22 @@ class TicketCreator:
                 owner = connection_of(self._services, connection_id(ticket.connection), f"Ticket {ticket.id}")
                 return creator_for(self._services.for_connection(owner))._ensure(ticket_id, verify_claim=False)
             now = self._services.clock()
-            if ticket.lease_until is None or datetime.fromisoformat(ticket.lease_until) <= now:
+            orphan = None if free(ticket, now) else self._orphans.take(ticket)
+            if orphan is not None or free(ticket, now):
                 # A first attempt counts its POST in the lease write itself: one store write fewer.
                 first = ticket.post_attempts == 0
                 leased = replace(
                     ticket, lease_until=(now + LEASE).isoformat(), post_attempts=ticket.post_attempts + first,
                     posted_at=now.isoformat() if first else ticket.posted_at,
                 )  # fmt: skip
+                doubt = orphan.doubt if orphan is not None else None if first else in_doubt.posted_since(ticket)
                 try:
                     etag = self._store.update_ticket(leased, etag)
                 except StoreConflict:
                     continue
-                doubt = None if first else in_doubt.posted_since(ticket)
+                except StoreUnavailable:
+                    self._orphans.leave(leased, doubt)
+                    raise
                 return self._create_record(_Progress(leased, etag, lookup=not first, counted=first, doubt=doubt))
             if time.monotonic() > deadline:
                 raise Conflict(
@@ -267,6 +277,13 @@ class TicketCreator:
             pause = min(pause * 2, 0.25)
 
     def _create_record(self, current: _Progress) -> Ticket:
+        try:
+            return self._post_and_link(current)
+        except StoreUnavailable:  # the lease could not be released: this process's next repeat takes it over
+            self._orphans.leave(current.ticket, current.doubt)
+            raise
+
+    def _post_and_link(self, current: _Progress) -> Ticket:
         services = self._services
         servicenow, tokens = services.servicenow, services.tokens
         state_field = services.settings.field_map.target("state")
@@ -276,7 +293,7 @@ class TicketCreator:
 
         def attempt() -> dict[str, Any]:
             if current.lookup:
-                existing = self._lookup(current.ticket, fields)
+                existing = in_doubt.lookup(services, current.ticket, fields)
                 if existing is not None:
                     return existing
                 in_doubt.check(current.doubt, services.clock(), services.settings.in_doubt_seconds)
@@ -362,21 +379,6 @@ class TicketCreator:
             return found[0]
         log.info("Ticket %s is %s (%s)", linked.id, linked.number, linked.sys_id)
         return linked
-
-    def _lookup(self, ticket: Ticket, fields: str) -> dict[str, Any] | None:
-        """Find a record an earlier attempt may have committed. Only connector-minted values in the query."""
-        field_map = self._services.settings.field_map
-        query = (
-            f"{field_map.target('correlation_id')}={correlation_id(ticket.recommendation_id, ticket.tenant)}"
-            f"^{field_map.target('description')}LIKE{ticket.id}"
-        )
-        rows, _ = self._services.servicenow.table_list(
-            self._services.tokens,
-            ticket.table,
-            {"sysparm_query": query, "sysparm_fields": fields, "sysparm_limit": "1"},
-            retry=False,
-        )
-        return rows[0] if rows else None
 
     def _release_lease(self, ticket: Ticket, etag: str, doubt: datetime | None) -> None:
         """Give the row up, keeping when a POST nobody saw answered began (`doubt`), so no one posts too soon."""

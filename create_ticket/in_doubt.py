@@ -1,4 +1,5 @@
-"""Creates in doubt: a POST that got no answer may still commit, so no second POST while it might.
+"""Whether a create's record may exist: the lookup before any new POST, and the window after a POST that got no
+answer, during which the connector looks but never posts again.
 
 ServiceNow runs an inbound REST Table API transaction on its own node until it finishes or its quota rule cancels
 it (60 s by default, "REST Table API request timeout":
@@ -13,10 +14,12 @@ has seen began (written with the count before each POST, cleared once an answer 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared.problems import Conflict, ServiceNowUnavailable
 from shared.retries import TransientFailure
-from shared.tickets import Ticket
+from shared.services import Services
+from shared.tickets import Ticket, correlation_id
 
 # A gateway's time-out says the instance did not answer in time, not that it did nothing (RFC 9110 section 15.6.5).
 _NO_ANSWER_STATUSES = frozenset({504})
@@ -29,6 +32,23 @@ class InDoubt(Exception):
         super().__init__(f"in doubt for {seconds} s more")
         self.seconds = seconds
         self.since = since
+
+
+def lookup(services: Services, ticket: Ticket, fields: str) -> dict[str, Any] | None:
+    """The record an earlier attempt may have committed: the connector's correlation id and its reference (the
+    ticket id in the description). Only connector-minted values in the query."""
+    field_map = services.settings.field_map
+    query = (
+        f"{field_map.target('correlation_id')}={correlation_id(ticket.recommendation_id, ticket.tenant)}"
+        f"^{field_map.target('description')}LIKE{ticket.id}"
+    )
+    rows, _ = services.servicenow.table_list(
+        services.tokens,
+        ticket.table,
+        {"sysparm_query": query, "sysparm_fields": fields, "sysparm_limit": "1"},
+        retry=False,
+    )
+    return rows[0] if rows else None
 
 
 def unanswered(failure: TransientFailure) -> bool:

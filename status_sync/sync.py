@@ -37,6 +37,7 @@ from shared.problems import (
     NotConnected,
     ReauthorizationRequired,
     ServiceNowUnavailable,
+    StoreUnavailable,
 )
 from shared.records import apply_record, record_fields, update_sync_state
 from shared.runs import (
@@ -66,7 +67,7 @@ RESUME_PER_RUN = 20
 MAX_PAGES = 1000  # a bound on one run's scan, whatever an instance answers
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Failures of the whole run (nothing else could succeed either): the run stops, fails, and is retried.
-SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable)
+SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, StoreUnavailable)
 
 
 @dataclass

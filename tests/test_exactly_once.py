@@ -300,23 +300,28 @@ def test_a_thousand_creates_under_thirty_percent_faults_lose_nothing_and_duplica
     assert connected.sleeps.waits and max(connected.sleeps.waits) <= 30
 
 
+def on_store(connected: Harness, store: Any) -> Services:
+    """The connected harness's connector (its simulator, secrets and clock) on another store."""
+    moved = Services(
+        connected.services.settings,
+        transport=connected.transport,
+        store=store,
+        secrets=connected.services.secrets,
+        clock=connected.clock,
+        retry=connected.services.servicenow.retry,
+        sleep=connected.sleeps,
+    )
+    services_module.install(moved)
+    return moved
+
+
 def _on_table_storage(connected: Harness, service: Any) -> Services:
     """The connected harness's connector with its store moved to Azurite's Table service."""
     from shared.store.tables import TableTicketStore
 
     for table in service.list_tables():
         service.delete_table(table.name)
-    tables = Services(
-        connected.services.settings,
-        transport=connected.transport,
-        store=TableTicketStore(service),
-        secrets=connected.services.secrets,
-        clock=connected.clock,
-        retry=connected.services.servicenow.retry,
-        sleep=connected.sleeps,
-    )
-    services_module.install(tables)
-    return tables
+    return on_store(connected, TableTicketStore(service))
 
 
 def test_exactly_once_holds_on_table_storage_too(connected, azurite):
