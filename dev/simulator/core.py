@@ -810,6 +810,11 @@ class ServiceNowSimulator:
             sys_mod_count="0",
             number=f"INC{self._number:07d}",
         )
+        # Who made it, by user name, as a recorded POST shows (swimlane/techpubs-knowledgecenter,
+        # docs/Connectors/ServiceNow/Actions/create_incident.md: opened_by the admin's sys_id, sys_created_by "admin").
+        author = str(self.tables["sys_user"].get(user, {}).get("user_name") or "")
+        if "sys_created_by" in self.fields[table]:
+            record.update(sys_created_by=author, sys_updated_by=author)
         if table == "incident":
             record.update(
                 state="1",
@@ -842,6 +847,8 @@ class ServiceNowSimulator:
         if self._apply(table, record, body, display_input=_display_input(request)):
             record["sys_updated_on"] = _now_text(self.clock())
             record["sys_mod_count"] = str(int(record.get("sys_mod_count") or 0) + 1)
+            if "sys_updated_by" in self.fields[table]:
+                record["sys_updated_by"] = str(self.tables["sys_user"].get(user, {}).get("user_name") or "")
         return SimResponse.json(200, {"result": self._shape(table, record, request.query)})
 
     def _apply(self, table: str, record: dict[str, Any], body: dict[str, Any], *, display_input: bool = False) -> bool:
