@@ -113,6 +113,12 @@ def parse_correlation(value: str) -> tuple[str, str] | None:
     return (HOME, rest) if RECOMMENDATION_ID.fullmatch(rest) else None
 
 
+def claim_key(tenant: str, recommendation_id: str) -> str:
+    """What one open ticket per recommendation is counted by: the control, and for another tenant the tenant too
+    (the home tenant's keys are the control ids they always were)."""
+    return f"{tenant}|{recommendation_id}" if tenant else recommendation_id
+
+
 @dataclass
 class Ticket:
     """The connector's record of one ticket; `sys_id` is empty while creation is pending."""
@@ -150,9 +156,7 @@ class Ticket:
 
     @property
     def claim_key(self) -> str:
-        """What one open ticket per recommendation is counted by: the control, and for another tenant the tenant
-        too (the home tenant's keys are the control ids they always were)."""
-        return f"{self.tenant}|{self.recommendation_id}" if self.tenant else self.recommendation_id
+        return claim_key(self.tenant, self.recommendation_id)
 
     @property
     def is_open(self) -> bool:

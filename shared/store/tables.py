@@ -274,6 +274,15 @@ class TableTicketStore(TableDocuments):
         except (ResourceModifiedError, ResourceNotFoundError):
             return
 
+    def claim_holder(self, recommendation_id: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self._migrate_legacy()
+        try:
+            return str(self._table(TICKETS).get_entity(_TICKET_PARTITION, _claim_key(recommendation_id))["ticket_id"])
+        except ResourceNotFoundError:
+            return None
+
     # -- idempotency keys ---------------------------------------------------------------------------
 
     def remember_idempotency_key(self, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
