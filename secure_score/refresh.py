@@ -33,6 +33,7 @@ from shared.problems import (
     SecureScoreForbidden,
     SecureScoreUnavailable,
     ServiceNowUnavailable,
+    StoreUnavailable,
     TenantNotConsented,
 )
 from shared.runs import (
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 RUN_DOCUMENT = SECURE_SCORE_RUN
 # Failures of a tenant's whole run: stop acting on its tickets (the snapshot is kept) and say so.
 SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, SecureScoreForbidden,
-            SecureScoreUnavailable, TenantNotConsented)  # fmt: skip
+            SecureScoreUnavailable, TenantNotConsented, StoreUnavailable)  # fmt: skip
 
 
 @dataclass

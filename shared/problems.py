@@ -19,7 +19,8 @@ Every error a caller or ServiceNow can cause is one of these; the function modul
     ├── SecureScoreForbidden    503     the managed identity lacks SecurityEvents.ReadWrite.All (the grant)
     ├── TenantNotConsented      503     another tenant's admin has not consented (or withdrew): the consent link
     ├── PreconditionFailed      412     `If-Match` names an older version (the routes)
-    └── PreconditionRequired    428     a change that must name the version it changes came without `If-Match`
+    ├── PreconditionRequired    428     a change that must name the version it changes came without `If-Match`
+    └── StoreUnavailable        503     the connector's own store is unreachable, failing or throttled (`Retry-After`)
 """
 
 from __future__ import annotations
@@ -202,6 +203,15 @@ class PreconditionRequired(ConnectorError):
     title = "The change must name the version it changes (If-Match)"
 
 
+class StoreUnavailable(ConnectorError):
+    """The connector's own store (Table Storage) could not be reached, failed, or throttled: nothing the caller
+    did, and nothing was half-written (each step of a create is one store transaction)."""
+
+    status = 503
+    code = "store_unavailable"
+    title = "The connector's store is unavailable"
+
+
 PROBLEM_CODES: dict[str, type[ConnectorError]] = {
     cls.code: cls
     for cls in (
@@ -222,5 +232,6 @@ PROBLEM_CODES: dict[str, type[ConnectorError]] = {
         TenantNotConsented,
         PreconditionFailed,
         PreconditionRequired,
+        StoreUnavailable,
     )
 }
