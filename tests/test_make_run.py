@@ -34,14 +34,17 @@ READ = "Secure Score read:"  # the first refresh is done: the recommendations ar
 class MakeRun:
     """`dev/run.py` on its own ports and data folder; its merged stdout and stderr, read with deadlines."""
 
-    def __init__(self, data: Path, ports: tuple[int, ...] | None = None, *args: str) -> None:
+    def __init__(
+        self, data: Path, ports: tuple[int, ...] | None = None, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.ports = ports or tuple(free_port() for _ in NAMES)
         self.port = self.ports[0]
         self.data = data
+        given = env or {}
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("SERVICENOW_", "OAUTH_", "GRAPH_", "IDENTITY_", "WEBSITE_", "LOCAL_", "ENTRA_",
                                     "READER_", "APP_URL"))}  # fmt: skip
-        env.update(dict(zip(NAMES, map(str, self.ports), strict=True)), LOCAL_DATA_DIR=str(data))
+        env.update(dict(zip(NAMES, map(str, self.ports), strict=True)), LOCAL_DATA_DIR=str(data), **given)
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "dev" / "run.py"), *args],
             env=env,
