@@ -20,7 +20,7 @@ from typing import Any
 
 from secure_score import tenants
 from shared import deadlines
-from shared.problems import ConnectorError
+from shared.problems import ConnectorError, SecureScoreUnavailable
 from shared.runs import describe
 from shared.services import Services
 
@@ -49,21 +49,31 @@ def attempt(services: Services, tenant_id: str) -> ConnectorError | None:
     try:
         services.graph.secure_scores(1, tenant=tenant_id)
     except deadlines.RunOutOfTime:
-        raise
+        failure: ConnectorError = SecureScoreUnavailable(
+            "Microsoft did not answer the confirmation's read within the run's deadline.", retry_after=60,
+            remediation="Nothing to fix: the connector tries again.")  # fmt: skip
     except ConnectorError as exc:
-        _failed(services, tenant_id, exc)
-        return exc
-    _confirmed(services, tenant_id)
-    return None
+        failure = exc
+    else:
+        _confirmed(services, tenant_id)
+        return None
+    _failed(services, tenant_id, failure)
+    return failure
 
 
 def run_due(services: Services, *, at_refresh: bool) -> list[str]:
-    """Try every confirming tenant that is due; the ones that became active."""
+    """Try every confirming tenant that is due, until the run's deadline; the ones that became active. One tenant's
+    try never stops another's, nor the refresh that runs them."""
     confirmed = []
     for tenant_id in due(services, at_refresh=at_refresh):
-        deadlines.check_run()
-        if attempt(services, tenant_id) is None:
-            confirmed.append(tenant_id)
+        left = deadlines.run_left()
+        if left is not None and left <= 0:
+            break
+        try:
+            if attempt(services, tenant_id) is None:
+                confirmed.append(tenant_id)
+        except Exception as exc:  # the store failing for a moment, say: the next tick tries again
+            log.warning("Confirming tenant %s failed (%s); the next try goes on", tenant_id, type(exc).__name__)
     return confirmed
 
 
