@@ -423,13 +423,25 @@ def test_an_admin_renames_a_tenant_added_by_its_domain(browser, tenants):
     row = tenant_row(page, NORTHWIND.id)
     assert row.locator("a.title").inner_text() == NORTHWIND.domain  # named by its domain until renamed
     row.locator("button", has_text="Rename").click()
-    assert page.is_visible("#rename-dialog") and page.input_value("#r-name") == NORTHWIND.domain
-    page.fill("#r-name", "Northwind\u202e")
+    assert page.is_visible("#rename-dialog") and page.input_value("#rn-name") == NORTHWIND.domain
+    page.fill("#rn-name", "Northwind\u202e")
     page.click("#rename-submit")
-    page.wait_for_selector("#r-name-error:visible")
-    assert page.inner_text("#r-name-error") == "The name must be one line of 1-100 characters."
-    page.fill("#r-name", NORTHWIND.name)
+    page.wait_for_selector("#rn-name-error:visible")
+    assert page.inner_text("#rn-name-error") == "The name must be one line of 1-100 characters."
+    page.fill("#rn-name", NORTHWIND.name)
     page.click("#rename-submit")
     page.wait_for_selector(f'#tenant-table tr[data-tenant="{NORTHWIND.id}"] a.title:text-is("{NORTHWIND.name}")')
     assert f"is now named {NORTHWIND.name}" in page.inner_text("#notice")
     assert page.evaluate("document.activeElement.getAttribute('aria-label')") == f"Rename {NORTHWIND.name}"
+
+
+def test_every_id_on_the_page_is_unique():
+    """Two elements with one id break labels and every lookup by id (the rename dialog once reused the Routes
+    view's `r-name`)."""
+    import re
+    from collections import Counter
+
+    from tests.conftest import ROOT
+
+    ids = Counter(re.findall(r'\bid="([^"]+)"', (ROOT / "portal" / "static" / "index.html").read_text()))
+    assert [i for i, n in ids.items() if n > 1] == []

@@ -294,7 +294,7 @@ window.SecurityCenterTenants = (core) => {
   }
 
   // -- naming a tenant (one added by its domain is named by it until then) ------------------------------------------
-  const renameForm = formErrors("r-", { name: "The name" }, "rename-dialog-error");
+  const renameForm = formErrors("rn-", { name: "The name" }, "rename-dialog-error");
 
   function openRename(row, opener) {
     state.renaming = row;
@@ -302,20 +302,20 @@ window.SecurityCenterTenants = (core) => {
     state.added = false;
     renameForm.clear();
     $("rename-dialog-title").textContent = `Rename ${row.name}`;
-    $("r-name").value = row.name;
+    $("rn-name").value = row.name;
     $("rename-submit").disabled = false;
     $("rename-dialog").showModal();
-    $("r-name").select();
+    $("rn-name").select();
   }
 
   async function submitRename(event) {
     event.preventDefault();
     renameForm.clear();
     const row = state.renaming;
-    const name = $("r-name").value.trim();
+    const name = $("rn-name").value.trim();
     if (!name) {
       renameForm.show("name", "Give the tenant a name");
-      $("r-name").focus();
+      $("rn-name").focus();
       return;
     }
     $("rename-submit").disabled = true;
