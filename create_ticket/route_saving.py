@@ -34,6 +34,12 @@ def shown(saved: Saved) -> dict[str, Any]:
             "savedBy": saved.saved_by}  # fmt: skip
 
 
+def with_notes(answer: dict[str, Any], notes: list[FieldError]) -> dict[str, Any]:
+    """An answer with `notes` (field, message): what the connector decided for the caller, e.g. a group's name that
+    matched only when case is ignored. Present only when there is something to say."""
+    return {**answer, "notes": [n.to_json() for n in notes]} if notes else answer
+
+
 def etag_header(saved: Saved) -> dict[str, str]:
     return {"ETag": f'"{version_of(saved.etag)}"'}
 
@@ -45,11 +51,14 @@ def _named(if_match: str, version: str) -> bool:
     return any(tag in (f'"{version}"', version) for tag in tags)
 
 
-def validated(services: Services, body: Any, saved: Saved) -> list[dict[str, Any]]:
-    """The proposed rules as they would be saved: shape first, then every group and company found in ServiceNow.
-    PUT and preview both take them from here, so a preview is of exactly what a save would keep."""
+def validated(
+    services: Services, body: Any, saved: Saved, notes: list[FieldError] | None = None
+) -> list[dict[str, Any]]:
+    """The proposed rules as they would be saved: shape first, then every group and company found in ServiceNow
+    (`notes`: what the answer says about names found only when case is ignored). PUT and preview both take them from
+    here, so a preview is of exactly what a save would keep."""
     parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes})
-    errors = resolve(services, parsed.wanted)
+    errors = resolve(services, parsed.wanted, notes)
     if errors:
         raise ValidationFailed(errors[:MAX_ERRORS])
     size = len(json.dumps(parsed.routes))
@@ -69,7 +78,9 @@ def _stale(services: Services) -> PreconditionFailed:
     )
 
 
-def save(services: Services, body: Any, if_match: str | None, saved_by: str | None) -> Saved:
+def save(
+    services: Services, body: Any, if_match: str | None, saved_by: str | None, notes: list[FieldError] | None = None
+) -> Saved:
     """Replace the whole list, if `if_match` names the current version; every rule valid, or nothing saved."""
     if if_match is None or if_match.strip() == "*":
         raise PreconditionRequired(
@@ -80,7 +91,7 @@ def save(services: Services, body: Any, if_match: str | None, saved_by: str | No
     saved = load(services.store)
     if not _named(if_match, version_of(saved.etag)):
         raise _stale(services)
-    routes = validated(services, body, saved)
+    routes = validated(services, body, saved, notes)
     now = services.clock().isoformat()
     document = {"routes": routes, "savedAt": now, "savedBy": saved_by}
     try:

@@ -14,10 +14,7 @@ each failed provider is named in a `Warning: 199 - "{vendor}/{provider}/{status}
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
 import re
 import threading
 import time
@@ -29,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared import deadlines
-from shared.graph_tokens import HOME, GraphTokens
+from shared.graph_tokens import HOME, GraphTokens, unverified_claims
 from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable, TenantNotConsented
 from shared.retries import (
     RETRY_STATUSES,
@@ -201,14 +198,7 @@ class GraphClient:
     def token_claims(self, tenant: str = HOME) -> dict[str, Any] | None:
         """The current Graph token's claims, read without verifying it (the connector's own token, fresh from
         Entra ID): only hints. None when the token is not a JWT the connector can read."""
-        parts = self._token(tenant).split(".")
-        if len(parts) != 3:
-            return None
-        try:
-            payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except (ValueError, binascii.Error):
-            return None
-        return payload if isinstance(payload, dict) else None
+        return unverified_claims(self._token(tenant))
 
     def token_roles(self, tenant: str = HOME) -> frozenset[str] | None:
         """The app roles the current Graph token carries (`roles`): a hint of when writing may be tried again."""
@@ -282,6 +272,8 @@ class GraphClient:
             return self._send(method, url, body, headers or {}, count, tenant)
 
         response = self.retried(send) if retry else send()
+        if response.status_code in (401, 403):
+            self._tokens.forget(tenant)  # refused: the next read asks for a new token (consent may apply meanwhile)
         if response.status_code == 401:
             code, message = graph_error(response)
             raise SecureScoreUnavailable(
