@@ -13,6 +13,10 @@ Azurite's Table service (an entity-group transaction is one request). The modele
 constants, so the constants-only ratio (the same model with no local time on either side) is printed beside it:
 the gap between the two is the part this machine measured.
 
+Lookup first: the same creates, each preceded by a lookup of its correlation id, the one request that would catch a
+record a lost store forgot before a fresh claim posts it again (docs/architecture.md: what the argument assumes of
+the store): the price of making that lookup on every create.
+
 Routes: 200 creates with 50 rules saved, each rule setting an assignment group and a company by name. The names are
 resolved when the rules are saved, so a routed create is still the one POST: the ServiceNow requests per create are
 counted from after the save (and after one warm-up create, which looks the requester up in sys_user once).
@@ -124,8 +128,16 @@ def _creates(rig: TimedServiceNow, first: int) -> Callable[[int], None]:
     return create
 
 
-def sqlite_creates(directory: Path) -> tuple[float, float, float]:
-    """(store round trips, ServiceNow requests, local seconds) per create, on SQLite; medians of the time."""
+def _lookup(rig: TimedServiceNow, i: int) -> None:
+    """What a lookup before a fresh claim's POST would send: the record by its correlation id alone (a forgotten
+    row's ticket id is not known any more, so the connector's reference cannot narrow it)."""
+    query = {"sysparm_query": f"correlation_id=m365sec:Bench{i}", "sysparm_fields": "sys_id", "sysparm_limit": "1"}
+    rig.services.servicenow.table_list(rig.services.tokens, "incident", query, retry=False)
+
+
+def sqlite_creates(directory: Path, *, lookup_first: bool = False) -> tuple[float, float, float]:
+    """(store round trips, ServiceNow requests, local seconds) per create, on SQLite; medians of the time. With
+    `lookup_first`, each create is preceded by a lookup of its correlation id."""
     store = CountingStore(SqliteTicketStore(directory / "store.db"))
     rig = timed_servicenow(directory, store=cast(TicketStore, store))
     create = _creates(rig, 0)
@@ -134,6 +146,8 @@ def sqlite_creates(directory: Path) -> tuple[float, float, float]:
     for i in range(CREATES):
         store_seconds, server_seconds = store.seconds, rig.transport.server_seconds
         started = time.perf_counter()
+        if lookup_first:
+            _lookup(rig, i)
         create(i)
         elapsed = time.perf_counter() - started
         local.append(elapsed - (store.seconds - store_seconds) - (rig.transport.server_seconds - server_seconds))
@@ -229,9 +243,10 @@ def _count(value: float) -> str:
 def create() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        for name in ("sqlite", "tables", "bare"):
+        for name in ("sqlite", "tables", "bare", "lookup"):
             (base / name).mkdir()
         sqlite_trips, requests, local = sqlite_creates(base / "sqlite")
+        _, lookup_requests, lookup_local = sqlite_creates(base / "lookup", lookup_first=True)
         tables_trips = tables_round_trips(base / "tables")
         bare_local = bare_post_seconds(base / "bare")
         (base / "routes").mkdir()
@@ -251,6 +266,10 @@ def create() -> None:
     print(f"  {CREATES} creates: {_count(requests)} ServiceNow request per create, local time p50 "
           f"{local * 1000:.2f} ms (connector) against {bare_local * 1000:.2f} ms (bare POST); "
           f"modeled {connector * 1000:.1f} ms against {bare * 1000:.1f} ms")  # fmt: skip
+    looked = lookup_local + lookup_requests * SERVICENOW_LATENCY + trips * STORE_LATENCY
+    print(f"create: with a lookup of its correlation id first = {looked / bare:.2f}x ({_count(lookup_requests)} "
+          f"ServiceNow requests per create, modeled {looked * 1000:.1f} ms against {connector * 1000:.1f} ms "
+          "without)")  # fmt: skip
     print(f"create: ServiceNow requests per create with routes = {routed:.2f} ({CREATES} creates, {ROUTE_RULES} rules)")
 
 

@@ -96,14 +96,16 @@ def get_routes(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="routes", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
 def put_routes(req: func.HttpRequest) -> func.HttpResponse:
     """Replace the whole list, guarded by If-Match (Connector.Admin)."""
-    from create_ticket.route_saving import etag_header, save, shown
+    from create_ticket.route_saving import etag_header, save, shown, with_notes
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
+    from shared.problems import FieldError
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
-        saved = save(services, inbound.json, inbound.header("If-Match"), caller.user or caller.principal)
-        return web.json_response(shown(saved), headers=etag_header(saved))
+        notes: list[FieldError] = []
+        saved = save(services, inbound.json, inbound.header("If-Match"), caller.user or caller.principal, notes)
+        return web.json_response(with_notes(shown(saved), notes), headers=etag_header(saved))
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(ROUTES_BODY))
 

@@ -4,8 +4,9 @@ The order of writes is the guarantee:
 1. the ticket row (`pending`), the recommendation claim and a lease on the row, with the first POST already
    counted, are stored in one transaction before ServiceNow is called (one store round trip);
 2. the lease makes one worker at a time talk to ServiceNow for the row;
-3. `post_attempts` is incremented *before* each POST, so whoever holds the row next knows a record may
-   exist and looks it up by `correlation_id` (plus the connector reference in the description) first;
+3. `post_attempts` is incremented *before* each POST, with the time it begins (`posted_at`), so whoever holds
+   the row next knows a record may exist and looks it up by `correlation_id` (plus the connector reference in the
+   description) first, and does not post again while a POST nobody saw answered may still commit (in_doubt.py);
 4. the link (sys_id, number, state) is written last (the second round trip).
 A crash or an ambiguous failure (timeout, reset, 5xx after commit) anywhere leaves a pending row that the
 next request for the same recommendation or key resumes, without a second record.
@@ -21,7 +22,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from create_ticket import in_doubt
 from create_ticket.directory import UserDirectory
+from create_ticket.leases import LEASE, Orphans, free
 from create_ticket.request import TicketRequest, servicenow_record
 from create_ticket.routes import Target
 from create_ticket.routing import connection_of, route_request, waiting
@@ -37,16 +40,16 @@ from shared.problems import (
     ReauthorizationRequired,
     ServiceNowRejected,
     ServiceNowUnavailable,
+    StoreUnavailable,
 )
 from shared.retries import TransientFailure
 from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import IdempotencyRecord, StoreConflict
-from shared.tickets import SYS_ID, RecordRefused, Ticket, correlation_id
+from shared.tickets import SYS_ID, RecordRefused, Ticket
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=90)  # longer than one create's bounded retries
 KEY_LIFETIME = timedelta(hours=24)  # how long an Idempotency-Key is honoured, as Stripe does
 
 
@@ -66,6 +69,8 @@ class _Progress:
     etag: str
     lookup: bool  # a record may exist already: look before posting
     counted: bool  # the next POST is already counted in `post_attempts`
+    doubt: datetime | None = None  # when a POST began whose answer nobody saw: no new POST while it may commit
+    own: bool = False  # that unanswered POST was this worker's own
 
 
 def creator_for(services: Services) -> TicketCreator:
@@ -81,6 +86,7 @@ class TicketCreator:
         self._services = services
         self._store = services.store
         self._directory = directory
+        self._orphans = Orphans()  # leases this process's workers left when the store failed under them
 
     # -- entry point ----------------------------------------------------------------------------
 
@@ -136,8 +142,13 @@ class TicketCreator:
                     # It was superseded or refused and rolled back: this retry starts afresh under the key.
                     self._store.repoint_idempotency_key(scoped_key, record)
 
-        leased = replace(ticket, lease_until=(self._services.clock() + LEASE).isoformat(), post_attempts=1)
-        holder, etag = self._begin(leased)
+        now = self._services.clock()
+        leased = replace(ticket, lease_until=(now + LEASE).isoformat(), post_attempts=1, posted_at=now.isoformat())
+        try:
+            holder, etag = self._begin(leased)
+        except StoreUnavailable:
+            self._orphans.leave(leased, None)  # the row may have been written; nothing was posted for it
+            raise
         if holder is not None:
             if scoped_key is not None:
                 self._store.repoint_idempotency_key(scoped_key, replace(record, ticket_id=holder))
@@ -246,17 +257,23 @@ class TicketCreator:
                     )
                 return creator_for(self._services.for_connection(owner))._ensure(ticket_id, verify_claim=False)
             now = self._services.clock()
-            if ticket.lease_until is None or datetime.fromisoformat(ticket.lease_until) <= now:
+            orphan = None if free(ticket, now) else self._orphans.take(ticket)
+            if orphan is not None or free(ticket, now):
                 # A first attempt counts its POST in the lease write itself: one store write fewer.
                 first = ticket.post_attempts == 0
                 leased = replace(
-                    ticket, lease_until=(now + LEASE).isoformat(), post_attempts=ticket.post_attempts + first
-                )
+                    ticket, lease_until=(now + LEASE).isoformat(), post_attempts=ticket.post_attempts + first,
+                    posted_at=now.isoformat() if first else ticket.posted_at,
+                )  # fmt: skip
+                doubt = orphan.doubt if orphan is not None else None if first else in_doubt.posted_since(ticket)
                 try:
                     etag = self._store.update_ticket(leased, etag)
                 except StoreConflict:
                     continue
-                return self._create_record(_Progress(leased, etag, lookup=not first, counted=first))
+                except StoreUnavailable:
+                    self._orphans.leave(leased, doubt)
+                    raise
+                return self._create_record(_Progress(leased, etag, lookup=not first, counted=first, doubt=doubt))
             if time.monotonic() > deadline:
                 raise Conflict(
                     "Another request is creating this ticket in ServiceNow right now.",
@@ -268,6 +285,13 @@ class TicketCreator:
             pause = min(pause * 2, 0.25)
 
     def _create_record(self, current: _Progress) -> Ticket:
+        try:
+            return self._post_and_link(current)
+        except StoreUnavailable:  # the lease could not be released: this process's next repeat takes it over
+            self._orphans.leave(current.ticket, current.doubt)
+            raise
+
+    def _post_and_link(self, current: _Progress) -> Ticket:
         services = self._services
         servicenow, tokens = services.servicenow, services.tokens
         state_field = services.settings.field_map.target("state")
@@ -277,13 +301,15 @@ class TicketCreator:
 
         def attempt() -> dict[str, Any]:
             if current.lookup:
-                existing = self._lookup(current.ticket, fields)
+                existing = in_doubt.lookup(services, current.ticket, fields)
                 if existing is not None:
                     return existing
+                in_doubt.check(current.doubt, services.clock(), services.settings.in_doubt_seconds)
             if current.counted:
                 current.counted = False
             else:
-                counted = replace(current.ticket, post_attempts=current.ticket.post_attempts + 1)
+                counted = replace(current.ticket, post_attempts=current.ticket.post_attempts + 1,
+                                  posted_at=services.clock().isoformat())  # fmt: skip
                 current.etag = self._store.update_ticket(counted, current.etag)
                 current.ticket = counted
             try:
@@ -296,16 +322,27 @@ class TicketCreator:
                     retry=False,
                 )
             except TransientFailure as failure:
-                # A 429 was refused before any work; anything else may have committed.
+                # A 429 was refused before any work; anything else may have committed. Without an answer, it
+                # may still commit after this (in_doubt.py); with one, ServiceNow has finished with it.
                 if failure.response is None or failure.response.status_code != 429:
                     current.lookup = True
+                answered = not in_doubt.unanswered(failure)
+                current.doubt = None if answered else in_doubt.posted_since(current.ticket)
+                current.own = not answered
                 raise
+            current.doubt = None
             return table_result(response)
 
         try:
             record = servicenow.with_retries(attempt)
+        except in_doubt.InDoubt as doubt:
+            self._release_lease(current.ticket, current.etag, current.doubt)
+            raise in_doubt.problem(doubt, ticket.id, own=current.own) from None
+        except StoreConflict:  # another worker counted a POST first: it owns the row now, and this one posts nothing
+            raise Conflict("Another request is creating this ticket in ServiceNow right now.", retry_after=5,
+                           extra={"ticketId": ticket.id}) from None  # fmt: skip
         except ServiceNowUnavailable as exc:
-            self._release_lease(current.ticket, current.etag)
+            self._release_lease(current.ticket, current.etag, current.doubt)
             exc.extra["ticketId"] = ticket.id
             raise
         except (NotConnected, ReauthorizationRequired) as exc:
@@ -315,21 +352,21 @@ class TicketCreator:
             error = {"at": services.clock().isoformat(), "code": exc.code, "detail": exc.detail, "attempts": attempts,
                      "source": "create", "remediation": exc.remediation}  # fmt: skip
             unused = max(current.ticket.post_attempts - 1, 0)
-            self._release_lease(replace(current.ticket, post_attempts=unused, error=error), current.etag)
+            self._release_lease(replace(current.ticket, post_attempts=unused, error=error), current.etag, current.doubt)
             exc.extra["ticketId"] = ticket.id
             raise exc from None
         except (ServiceNowRejected, NotFound) as exc:
             if not current.lookup:
                 self._roll_back(current.ticket)
             else:
-                self._release_lease(current.ticket, current.etag)
+                self._release_lease(current.ticket, current.etag, current.doubt)
             raise ServiceNowRejected(
                 f"ServiceNow refused to create the ticket: {exc.detail}",
                 remediation=exc.remediation,
                 extra=exc.extra,
             ) from None
         if not SYS_ID.fullmatch(str(record.get("sys_id") or "")):
-            self._release_lease(current.ticket, current.etag)
+            self._release_lease(current.ticket, current.etag, None)
             raise ServiceNowRejected("ServiceNow answered the create without the record's sys_id.")
         now = services.clock().isoformat()
         try:
@@ -351,24 +388,11 @@ class TicketCreator:
         log.info("Ticket %s is %s (%s)", linked.id, linked.number, linked.sys_id)
         return linked
 
-    def _lookup(self, ticket: Ticket, fields: str) -> dict[str, Any] | None:
-        """Find a record an earlier attempt may have committed. Only connector-minted values in the query."""
-        field_map = self._services.settings.field_map
-        query = (
-            f"{field_map.target('correlation_id')}={correlation_id(ticket.recommendation_id, ticket.tenant)}"
-            f"^{field_map.target('description')}LIKE{ticket.id}"
-        )
-        rows, _ = self._services.servicenow.table_list(
-            self._services.tokens,
-            ticket.table,
-            {"sysparm_query": query, "sysparm_fields": fields, "sysparm_limit": "1"},
-            retry=False,
-        )
-        return rows[0] if rows else None
-
-    def _release_lease(self, ticket: Ticket, etag: str) -> None:
+    def _release_lease(self, ticket: Ticket, etag: str, doubt: datetime | None) -> None:
+        """Give the row up, keeping when a POST nobody saw answered began (`doubt`), so no one posts too soon."""
+        posted_at = doubt.isoformat() if doubt is not None else None
         with contextlib.suppress(StoreConflict):  # someone else holds the row now: nothing to release
-            self._store.update_ticket(replace(ticket, lease_until=None), etag)
+            self._store.update_ticket(replace(ticket, lease_until=None, posted_at=posted_at), etag)
 
     def _roll_back(self, ticket: Ticket) -> None:
         """ServiceNow refused the record and never stored it: leave nothing behind."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from create_ticket.route_saving import validated, within_deadline
+from create_ticket.route_saving import validated, with_notes, within_deadline
 from create_ticket.routes import Rules, Target, decide, load, rule_of
 from create_ticket.routing import control_facts
 from shared import deadlines
 from shared.connections import Connection
+from shared.problems import FieldError
 from shared.runs import TENANTS, run_document
 from shared.services import Services
 from shared.tickets import HOME, PRIORITY_NAMES, Ticket
@@ -62,7 +63,8 @@ def preview(services: Services, body: Any) -> dict[str, Any]:
 
 
 def _preview(services: Services, body: Any) -> dict[str, Any]:
-    routes = validated(services, body, load(services.store))
+    notes: list[FieldError] = []
+    routes = validated(services, body, load(services.store), notes)
     given = [r.get("id") for r in body["routes"]]  # a new rule's id is made when it is saved: none yet
     rules = Rules([rule_of(i, {**r, "id": given[i]}) for i, r in enumerate(routes)])
     now = services.clock()
@@ -92,9 +94,9 @@ def _preview(services: Services, body: Any) -> dict[str, Any]:
                 "ticket": {"id": ticket.id, "number": ticket.number, "connection": ticket.connection or "default"}
                 if ticket else None,
             })  # fmt: skip
-    return {
+    return with_notes({
         "at": now.isoformat(),
         "recommendations": items,
         "rules": [{"index": r.index, "id": r.id, "name": r.name, "matched": counts[r.index]} for r in rules],
         "unmatched": sum(1 for item in items if item["rule"] is None),
-    }
+    }, notes)  # fmt: skip

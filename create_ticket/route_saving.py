@@ -39,6 +39,12 @@ def shown(saved: Saved) -> dict[str, Any]:
             "savedBy": saved.saved_by}  # fmt: skip
 
 
+def with_notes(answer: dict[str, Any], notes: list[FieldError]) -> dict[str, Any]:
+    """An answer with `notes` (field, message): what the connector decided for the caller, e.g. a group's name that
+    matched only when case is ignored. Present only when there is something to say."""
+    return {**answer, "notes": [n.to_json() for n in notes]} if notes else answer
+
+
 def etag_header(saved: Saved) -> dict[str, str]:
     return {"ETag": f'"{version_of(saved.etag)}"'}
 
@@ -114,11 +120,14 @@ def unfence(services: Services, connection_id: str) -> None:
             continue
 
 
-def validated(services: Services, body: Any, saved: Saved) -> list[dict[str, Any]]:
-    """The proposed rules as they would be saved: shape first, then every group and company found in ServiceNow.
-    PUT and preview both take them from here, so a preview is of exactly what a save would keep."""
+def validated(
+    services: Services, body: Any, saved: Saved, notes: list[FieldError] | None = None
+) -> list[dict[str, Any]]:
+    """The proposed rules as they would be saved: shape first, then every group and company found in ServiceNow
+    (`notes`: what the answer says about names found only when case is ignored). PUT and preview both take them from
+    here, so a preview is of exactly what a save would keep."""
     parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes}, set(removing(services, saved)))
-    errors = resolve(services, parsed.wanted)
+    errors = resolve(services, parsed.wanted, notes)
     if errors:
         raise ValidationFailed(errors[:MAX_ERRORS])
     size = len(json.dumps(parsed.routes))
@@ -138,7 +147,9 @@ def _stale(services: Services) -> PreconditionFailed:
     )
 
 
-def save(services: Services, body: Any, if_match: str | None, saved_by: str | None) -> Saved:
+def save(
+    services: Services, body: Any, if_match: str | None, saved_by: str | None, notes: list[FieldError] | None = None
+) -> Saved:
     """Replace the whole list, if `if_match` names the current version; every rule valid, or nothing saved."""
     if if_match is None or if_match.strip() == "*":
         raise PreconditionRequired(
@@ -150,7 +161,7 @@ def save(services: Services, body: Any, if_match: str | None, saved_by: str | No
     if not _named(if_match, version_of(saved.etag)):
         raise _stale(services)
     with within_deadline(services, "Checking the routes"):
-        routes = validated(services, body, saved)
+        routes = validated(services, body, saved, notes)
     now = services.clock().isoformat()
     revision = uuid.uuid4().hex  # what the compiled rules are kept by (create_ticket/routes.py `compiled`)
     document: dict[str, Any] = {"routes": routes, "savedAt": now, "savedBy": saved_by, "revision": revision}

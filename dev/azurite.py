@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -28,31 +29,76 @@ def free_port() -> int:
         return port
 
 
+class Azurite:
+    """One Azurite Table service on a loopback port that a test can stop and start again on the same port.
+
+    In memory (the default) it loses everything when it stops, as Azurite documents for `--inMemoryPersistence`
+    ("If the Azurite process is terminated, all data is lost"); with `on_disk` it keeps its tables in `workdir`
+    and loads them again on start, so a stop is an outage, not a loss (a SIGKILL may still lose its newest writes:
+    Azurite saves its database files on a timer and on a clean exit).
+    """
+
+    def __init__(self, workdir: Path, *, on_disk: bool = False) -> None:
+        if not BINARY.exists() or shutil.which("node") is None:
+            raise AzuriteUnavailable(f"{BINARY} is missing (npm ci --prefix tools)")
+        self.workdir = workdir
+        self.on_disk = on_disk
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;"
+        )
+
+    def start(self) -> None:
+        storage = ["--location", str(self.workdir)] if self.on_disk else ["--inMemoryPersistence"]
+        self.process = subprocess.Popen(
+            [str(BINARY), "--tableHost", "127.0.0.1", "--tablePort", str(self.port), *storage,
+             "--skipApiVersionCheck", "--disableProductStyleUrl", "--disableTelemetry", "--silent"],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        _wait_for(self.process, self.port)
+
+    def stop(self) -> None:
+        """A clean stop: Azurite closes (and, on disk, saves its tables) on SIGINT, as Ctrl-C does; connections
+        are refused until `start`."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)  # a paused Azurite handles no signal until it runs again
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def pause(self) -> None:
+        """Azurite hangs (SIGSTOP): connections open, nothing answers, until `resume`."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+
+    def __enter__(self) -> Azurite:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
 @contextmanager
 def azurite_tables(workdir: Path) -> Iterator[str]:
     """Start Azurite (in memory) and yield its connection string; stop it on exit."""
-    if not BINARY.exists() or shutil.which("node") is None:
-        raise AzuriteUnavailable(f"{BINARY} is missing (npm ci --prefix tools)")
-    port = free_port()
-    process = subprocess.Popen(
-        [str(BINARY), "--tableHost", "127.0.0.1", "--tablePort", str(port), "--inMemoryPersistence",
-         "--skipApiVersionCheck", "--disableProductStyleUrl", "--silent"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        _wait_for(process, port)
-        yield (
-            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-            f"AccountKey={ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-        )
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with Azurite(workdir) as azurite:
+        yield azurite.connection_string
 
 
 def _wait_for(process: subprocess.Popen[bytes], port: int) -> None:

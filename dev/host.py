@@ -446,7 +446,9 @@ class LocalHost(ThreadingHTTPServer):
     def fire(self, timer: TimerFunction, *, past_due: bool) -> None:
         try:
             timer.call(TimerRequest(past_due=past_due))
-            log.info("Timer %s ran", timer.name)
+            # A timer that fires more than once a minute (its seconds field is not one fixed second) is not news.
+            often = not timer.schedule.split(" ", 1)[0].isdigit()
+            log.log(logging.DEBUG if often else logging.INFO, "Timer %s ran", timer.name)
         except Exception as exc:
             log.error("Timer %s raised %s", timer.name, type(exc).__name__)
 

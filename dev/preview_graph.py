@@ -166,6 +166,11 @@ def _lines(resource: dict[str, Any]) -> list[str]:
             value = props[key]
             shown = ", ".join(_text(v) for v in value) if isinstance(value, list) else _text(value)
             lines.append(f"  - {key}: `{shown}`")
+    owners = props.get("owners")
+    if isinstance(owners, dict):  # who may update the registration (and add credentials to it) from now on
+        lines.append(
+            f"  - owners ({_text(owners.get('relationshipSemantics'))}): `{_text(owners.get('relationships'))}`"
+        )
     for role in props.get("appRoles") or []:
         if isinstance(role, dict):
             members = ", ".join(_text(m) for m in role.get("allowedMemberTypes") or [])
@@ -217,6 +222,13 @@ def summary(infra: Path, env: Mapping[str, str]) -> str:
         deployed = "always" if not condition else f"when `{condition}`" + _on_this_run(condition, infra, env)
         out.append(f"Declared in the Bicep, deployed {deployed}:")
         out.extend(line for r in resources if r["condition"] == condition for line in _lines(r))
+        out.append("")
+    if any(isinstance(r["properties"].get("owners"), dict) for r in resources):
+        named = env.get("ENTRA_APP_OWNER_IDS", "").strip()
+        out.append(
+            "Owners (`appOwners`, infra/main.bicep) may update these registrations and add credentials to them: "
+            f"the principal that deploys, and ENTRA_APP_OWNER_IDS: {f'`{named}`' if named else 'none set'}."
+        )
         out.append("")
     permission, role_id = _hook_grant()
     out.append(f"After provisioning, the postprovision hook (infra/hooks/azd_hooks.py) grants the function app's "

@@ -55,6 +55,12 @@ param entraAppClientId string = ''
 @description('Client ID of an existing multi-tenant reader app for other tenants (admin guide: Add a tenant); empty creates one unless ENTRA_APP_CLIENT_ID is given.')
 param readerAppClientId string = ''
 
+@description('Object ID of the principal running the deployment: azd fills AZURE_PRINCIPAL_ID in itself (azure-dev pkg/infra/provisioning/bicep); it becomes an owner of the app registrations.')
+param deployerPrincipalId string = ''
+
+@description('Object IDs, comma-separated, of principals to make owners of the app registrations besides the deployer (the pipeline\'s service principal when a person deploys first, or the person when the pipeline does).')
+param entraAppOwnerIds string = ''
+
 @description('Route outbound traffic through a NAT gateway with one static public IP, for ServiceNow IP filtering.')
 param staticEgressEnabled bool = false
 
@@ -67,6 +73,9 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = { 'azd-env-name': environmentName }
 var functionAppName = '${abbrs.webSitesFunctions}servicenow-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+// The host name the Graph modules register as redirect URIs: the public cloud's App Service domain, the only cloud the
+// Graph Bicep extension is documented for (elsewhere the registrations are made by hand: admin guide section 1a). It
+// cannot be the site's defaultHostName, which the sign-in app's client ID is needed to configure (a cycle).
 var hostName = '${functionAppName}.azurewebsites.net'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -191,6 +200,11 @@ module network 'app/network.bicep' = if (staticEgressEnabled) {
   }
 }
 
+// Owners of both registrations: whoever deploys and the principals named in ENTRA_APP_OWNER_IDS (GUIDs the
+// preprovision hook checks), so either deployer may update them. Not deployer() or lambdas: checkov's Bicep parser
+// (pycep 0.5.1) knows neither, and the gate fails on a file it cannot parse.
+var appOwners = union(empty(deployerPrincipalId) ? [] : [ deployerPrincipalId ], empty(entraAppOwnerIds) ? [] : split(replace(entraAppOwnerIds, ' ', ''), ','))
+
 // Sign-in: the app registration with the two app roles, through the Microsoft Graph Bicep extension. Given an
 // existing registration (ENTRA_APP_CLIENT_ID) no Graph resource is deployed: the way where the extension cannot
 // run (its docs list the public cloud only; admin guide section 1a has the steps by hand).
@@ -202,8 +216,10 @@ module entra 'app/entra.bicep' = if (empty(entraAppClientId)) {
     displayName: 'ServiceNow connector for Microsoft 365 security (${environmentName})'
     hostName: hostName
     managedIdentityPrincipalId: identity.outputs.principalId
+    ownerIds: appOwners
   }
 }
+
 
 var authClientId = empty(entraAppClientId) ? entra!.outputs.clientId : entraAppClientId
 
@@ -219,6 +235,7 @@ module reader 'app/reader.bicep' = if (empty(readerAppClientId) && empty(entraAp
     displayName: 'Secure Score reader for ServiceNow (${environmentName})'
     hostName: hostName
     managedIdentityPrincipalId: identity.outputs.principalId
+    ownerIds: appOwners
   }
 }
 
@@ -257,7 +274,7 @@ module api 'app/api.bicep' = {
       SECURE_SCORE_WRITE_BACK: secureScoreWriteBack
       SECURE_SCORE_AUTO_RESOLVE: secureScoreAutoResolve
       READER_APP_CLIENT_ID: readerClientId // empty: the home tenant only
-      APP_URL: 'https://${hostName}' // the consent link returns to APP_URL/api/tenants/consent
+      // APP_URL is set in app/api.bicep from the site's own defaultHostName, right in every cloud.
     }
   }
 }
@@ -273,14 +290,19 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+// azd writes every output into the environment's .env, and main.parameters.json reads that .env on the next run
+// (learn azure-developer-cli manage-environment-variables): so no output has the name of a parameter's setting.
+// ENTRA_APP_CLIENT_ID and READER_APP_CLIENT_ID mean "use this registration, create none"; the client IDs in use are
+// SIGN_IN_APP_CLIENT_ID and TENANT_READER_APP_CLIENT_ID (tests/test_deployment.py runs the parameters file against
+// these names). AZURE_LOCATION is azd's own setting, not an output.
 @description('The connector\'s base URL.')
 output APP_URL string = api.outputs.url
 @description('The security center page: sign in with Entra ID (people need an app role or reader access).')
 output PORTAL_URL string = '${api.outputs.url}/api/portal'
 @description('Client ID of the app registration people and clients sign in to (assign its roles there).')
-output ENTRA_APP_CLIENT_ID string = authClientId
+output SIGN_IN_APP_CLIENT_ID string = authClientId
 @description('Client ID of the multi-tenant reader app each customer\'s admin consents to (admin guide: Add a tenant); empty when none.')
-output READER_APP_CLIENT_ID string = readerClientId
+output TENANT_READER_APP_CLIENT_ID string = readerClientId
 @description('Paste into the OAuth client\'s Redirect URL in ServiceNow (System OAuth > Application Registry).')
 output OAUTH_REDIRECT_URI string = '${api.outputs.url}/api/oauth/callback'
 @description('Allow this address in ServiceNow (System Security > IP Address Access Control) when IP filtering is on.')
@@ -289,6 +311,5 @@ output KEY_VAULT_NAME string = vault.outputs.name
 @description('Object ID of the app\'s managed identity: the postprovision hook grants it Graph SecurityEvents.ReadWrite.All when GRANT_GRAPH_PERMISSION=true.')
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_FUNCTION_NAME string = api.outputs.name
-output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = appInsights.outputs.connectionString

@@ -13,7 +13,13 @@ class Check:
     detail: str
     remediation: str | None = None
     tenant: str | None = None  # the Microsoft tenant a `tenant` check is about
+    code: str | None = None  # a failing `tenant` check's problem code (docs/api.md, Problems)
 
     def to_json(self) -> dict[str, Any]:
-        answer = {"name": self.name, "ok": self.ok, "detail": self.detail, "remediation": self.remediation}
-        return {**answer, "tenant": self.tenant} if self.tenant else answer
+        answer: dict[str, Any] = {"name": self.name, "ok": self.ok, "detail": self.detail,
+                                  "remediation": self.remediation}  # fmt: skip
+        if self.tenant:
+            answer["tenant"] = self.tenant
+        if self.code:
+            answer["code"] = self.code
+        return answer

@@ -32,30 +32,34 @@ def tenant_checks(services: Services, *, live: bool) -> list[Check]:
 def _check(services: Services, tenant_id: str, record: dict[str, Any], now: Any, *, live: bool) -> Check:
     name = f"{record.get('name') or tenant_id} ({tenant_id})"
     error = record.get("lastError") if isinstance(record.get("lastError"), dict) else None
+    code = str((error or {}).get("code") or "") or None
+    if tenants.is_confirming(record):
+        plan = tenants.confirmation_schedule(record)
+        when = f"next try {plan['nextAttemptAt']}" if plan["nextAttemptAt"] else "next try at the next refresh"
+        said = f" The last try: {error.get('detail')}" if error else ""
+        return Check("tenant", False, f"{name}: its admin consented on {plan['since']}; Microsoft is applying the "
+                     f"consent, which the connector confirms with a read ({when}; until {plan['until']}).{said}",
+                     (error or {}).get("remediation") or "Nothing to do: a new consent can take minutes to reach "
+                     "tokens, and the connector tries again.", tenant_id, code or "tenant_not_consented")  # fmt: skip
     if record.get("state") == "pending":
-        if record.get("consentReportedAt"):
-            detail = f"{name}: its admin consented; the connector could not read it yet"
-            said = f" ({error.get('code')}: {error.get('detail')})" if error else ""
-            return Check("tenant", False, detail + said + ".", (error or {}).get("remediation")
-                         or "Wait a few minutes (a new consent takes a while to apply); the next refresh tries again.",
-                         tenant_id)  # fmt: skip
         if tenants.expired(record, now):
             return Check("tenant", False, f"{name}: its consent link expired before anyone used it.",
                          "Add the tenant again (the page's Add a tenant, or POST /api/tenants) for a new link.",
-                         tenant_id)  # fmt: skip
+                         tenant_id, "tenant_not_consented")  # fmt: skip
         said = f" The last attempt: {error.get('detail')}" if error else ""
+        fix = (error or {}).get("remediation") if code and code.startswith("consent_") else None
         return Check("tenant", False, f"{name}: waiting for its admin's consent.{said}",
-                     f"Send the tenant's consent link (GET /api/tenants, or its row on the page) to {_ROLE}.",
-                     tenant_id)  # fmt: skip
+                     fix or f"Send the tenant's consent link (GET /api/tenants, or its row on the page) to {_ROLE}.",
+                     tenant_id, "tenant_not_consented")  # fmt: skip
     if live:
         try:
             services.graph.secure_scores(1, tenant=tenant_id)
         except ConnectorError as exc:
-            return Check("tenant", False, f"{name}: {exc.detail}", exc.remediation, tenant_id)
+            return Check("tenant", False, f"{name}: {exc.detail}", exc.remediation, tenant_id, exc.code)
     if error:
         return Check("tenant", False, f"{name}: the last refresh failed: {error.get('code')}: {error.get('detail')}",
                      error.get("remediation") or "Fix what the error names; the next refresh tries again.",
-                     tenant_id)  # fmt: skip
+                     tenant_id, code)  # fmt: skip
     last = record.get("lastRefresh") or {}
     if not last:
         return Check("tenant", True, f"{name}: consented; not refreshed yet.", tenant=tenant_id)

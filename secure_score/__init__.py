@@ -31,6 +31,18 @@ def secure_score_sync(timer: func.TimerRequest) -> None:
     SecureScoreSync(get_services()).refresh()
 
 
+# Every 30 s (a literal schedule: no setting to deploy): a consent Microsoft reported is tried again about 30 s
+# later, then after 1, 2, 4 and 8 minutes (DESIGN 12b). With no tenant confirming, a run reads one store document.
+@bp.timer_trigger(arg_name="timer", schedule="*/30 * * * * *", run_on_startup=False, use_monitor=False)
+def tenant_confirmation(timer: func.TimerRequest) -> None:
+    """Confirm the consents whose next try has come: a new token and a read; the confirmed tenants get their first
+    refresh."""
+    from secure_score.consent import confirm_due
+    from shared.services import get_services
+
+    confirm_due(get_services())
+
+
 @bp.route(route="recommendations", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """The tenant's improvement actions with their score and ticket, from the stored snapshot."""
@@ -111,6 +123,20 @@ def remove_tenant(req: func.HttpRequest) -> func.HttpResponse:
         return web.json_response(tenants.removal(services, req.route_params.get("id", "")))
 
     return web.handle(req, run, role=ROLE_ADMIN)
+
+
+@bp.route(route="tenants/{id:guid}", methods=["PATCH"], auth_level=func.AuthLevel.ANONYMOUS)
+def rename_tenant(req: func.HttpRequest) -> func.HttpResponse:
+    """Name a tenant (`{"name"}`; Connector.Admin): one added by domain is named by its domain until then."""
+    from secure_score import tenants
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.edge import Body
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        return web.json_response(tenants.rename(services, req.route_params.get("id", ""), inbound.json))
+
+    return web.handle(req, run, role=ROLE_ADMIN, body=Body(1024))
 
 
 @bp.route(route="tenants/consent", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

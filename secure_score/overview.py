@@ -49,6 +49,8 @@ def _row(services: Services, tenant: str, record: dict[str, Any], tickets: list[
         "lastError": record.get("lastError"),
     }
     waiting = tenant != HOME and record.get("consentState") and not tenants.expired(record, now)
+    if tenant != HOME and tenants.is_confirming(record):  # consent received, not proved by a read yet
+        row["confirming"] = tenants.confirmation_schedule(record)
     if tenant != HOME and row["state"] == "pending":  # which wait: for the admin, for the proof, or for a new link
         row["consent"] = "reported" if record.get("consentReportedAt") else "open" if waiting else "expired"
     if admin and waiting:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from secure_score import reading, tenants
+from secure_score import confirmation, reading, tenants
 from secure_score.controls import newest_tickets
 from secure_score.edges import follow, observe
 from secure_score.writeback import WriteBack, clear_forbidden
@@ -33,6 +33,7 @@ from shared.problems import (
     SecureScoreForbidden,
     SecureScoreUnavailable,
     ServiceNowUnavailable,
+    StoreUnavailable,
     TenantNotConsented,
 )
 from shared.runs import (
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 RUN_DOCUMENT = SECURE_SCORE_RUN
 # Failures of a tenant's whole run: stop acting on its tickets (the snapshot is kept) and say so.
 SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, SecureScoreForbidden,
-            SecureScoreUnavailable, TenantNotConsented)  # fmt: skip
+            SecureScoreUnavailable, TenantNotConsented, StoreUnavailable)  # fmt: skip
 
 
 @dataclass
@@ -234,8 +235,12 @@ class SecureScoreSync:
         self._lock = threading.Lock()
 
     def refresh(self, only: Iterable[str] | None = None) -> RefreshResult:
-        """Every tenant to read (or `only` those); with just the home tenant, its result (raising on a failed read)."""
+        """Every tenant to read (or `only` those); with just the home tenant, its result (raising on a failed read).
+        A whole refresh first tries to confirm each `confirming` tenant (confirmation.py); one it confirms is active
+        and read with the others."""
         with deadlines.run_deadline(self._services.run_deadline):
+            if only is None:
+                confirmation.run_due(self._services, at_refresh=True)
             chosen = list(only) if only is not None else tenants.to_read(self._services)
             if chosen == [HOME]:
                 return self._home_alone()

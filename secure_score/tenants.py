@@ -1,5 +1,6 @@
 """The Microsoft tenants the connector reads (DESIGN 12): the home tenant, always there unless paused, and the
-tenants an admin added, each `pending` until its own admin consents, then `active`.
+tenants an admin added, each `pending` until its own admin consents, `confirming` while the connector waits for that
+consent to reach a token (confirmation.py), then `active`.
 
 All of them live in one store document under its ETag, so two admins adding at once never lose one another's
 tenant, and a consent `state` is taken once: the write that clears it is conditional on the version it read.
@@ -15,9 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
-
-from shared import deadlines
+from secure_score.discovery import discover, same_cloud
 from shared.auth import new_state
 from shared.problems import FieldError, NotConfigured, NotFound, SecureScoreUnavailable, ValidationFailed
 from shared.runs import TENANTS
@@ -28,9 +27,10 @@ from shared.tickets import HOME, TENANT_ID, tenant_filter
 
 DOCUMENT = TENANTS
 CONSENT_LIFETIME = timedelta(days=14)
+CONFIRMATION_WINDOW = timedelta(hours=24)  # how long a reported consent is tried (confirmation.py)
 CONSENT_PATH = "/api/tenants/consent"
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-STATES = ("pending", "active", "paused", "removed")
+STATES = ("pending", "confirming", "active", "paused", "removed")
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,14 @@ def home_state(services: Services) -> str:
 
 
 def to_read(services: Services) -> list[str]:
-    """The tenants a refresh reads: the home tenant unless paused, the active ones, and the pending ones whose
-    consent Microsoft reported but the connector could not confirm yet; the one read longest ago first, so a run
-    cut short by its deadline never leaves the same tenants unread twice in a row."""
+    """The tenants a refresh reads: the home tenant unless paused, and the active ones; the one read longest ago
+    first, so a run cut short by its deadline never leaves the same tenants unread twice in a row. A `confirming`
+    tenant is not among them: only its confirmation reads it (confirmation.py), and makes it active."""
     document = _load(services)[0]
     home = document.get("home") or {}
     chosen = [(_last_at(home), HOME)] if home.get("state") != "paused" else []
     for tenant_id, record in sorted((document.get("tenants") or {}).items()):
-        if record.get("state") == "active" or (record.get("state") == "pending" and record.get("consentReportedAt")):
+        if record.get("state") == "active":
             chosen.append((_last_at(record), tenant_id))
     return [tenant for _, tenant in sorted(chosen)]
 
@@ -91,6 +91,24 @@ def to_read(services: Services) -> list[str]:
 def _last_at(record: dict[str, Any]) -> str:
     last = record.get("lastRefresh")
     return str(last.get("at") or "") if isinstance(last, dict) else ""
+
+
+def is_confirming(record: dict[str, Any]) -> bool:
+    """`confirming`; or `pending` with a consent Microsoft reported (how a tenant waited before that state)."""
+    state = record.get("state")
+    return state == "confirming" or (state == "pending" and bool(record.get("consentReportedAt")))
+
+
+def confirmation_until(record: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(record.get("consentReportedAt"))) + CONFIRMATION_WINDOW
+
+
+def confirmation_schedule(record: dict[str, Any]) -> dict[str, Any]:
+    """Where a confirming tenant's confirmation stands, as its row shows it: since, tries, the next scheduled try
+    (None: at the next refresh), until."""
+    confirm = record.get("confirm") or {}
+    return {"since": record.get("consentReportedAt"), "attempts": int(confirm.get("attempts") or 0),
+            "nextAttemptAt": confirm.get("nextAt"), "until": confirmation_until(record).isoformat()}  # fmt: skip
 
 
 def consent_url(services: Services, tenant_id: str, state: str) -> str:
@@ -106,34 +124,14 @@ def _fresh_consent(services: Services) -> dict[str, str]:
     return {"state": state, "hash": _hash(state), "expiresAt": (now + CONSENT_LIFETIME).isoformat()}
 
 
+def renew_link(services: Services, record: dict[str, Any]) -> None:
+    """A new consent link on `record` (a single-use state, 14 days); the old one stops working."""
+    consent = _fresh_consent(services)
+    record.update(consent={k: consent[k] for k in ("hash", "expiresAt")}, consentState=consent["state"])
+
+
 def _hash(state: str) -> str:
     return hashlib.sha256(state.encode("ascii", "replace")).hexdigest()
-
-
-def discover(services: Services, domain: str) -> str:
-    """A domain's (or an id's) tenant id through OpenID Connect discovery: the `issuer` names it; AADSTS90002 (no
-    such tenant) names none."""
-    url = f"{services.settings.entra_authority}/{domain}/v2.0/.well-known/openid-configuration"
-    try:
-        response = deadlines.send(services.entra_http, services.entra_http.build_request("GET", url), 30.0)
-    except httpx.HTTPError as exc:
-        raise SecureScoreUnavailable(
-            f"Microsoft Entra ID could not be reached to find the tenant of {domain} ({type(exc).__name__}).",
-            retry_after=60,
-            remediation="Try again in a minute, or add the tenant by its id (Microsoft Entra admin center > "
-            "Overview > Tenant ID).",
-        ) from None
-    issuer = ""
-    if response.status_code == 200:
-        try:
-            issuer = str(response.json().get("issuer") or "")
-        except ValueError:
-            issuer = ""
-    match = re.search(r"/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/", issuer.lower())
-    if match is None:
-        what = "with the id" if TENANT_ID.fullmatch(domain) else "for the domain"
-        raise ValidationFailed([FieldError("tenant", f"Microsoft Entra ID knows no tenant {what} {domain}")])
-    return match[1]
 
 
 def home_id(services: Services) -> str | None:
@@ -152,8 +150,8 @@ def add(services: Services, body: Any, added_by: str) -> Added:
     wanted = raw.strip().lower() if isinstance(raw, str) else ""
     if not (TENANT_ID.fullmatch(wanted) or _DOMAIN.fullmatch(wanted)):
         errors.append(FieldError("tenant", "must be a tenant id (a GUID) or a domain such as contoso.onmicrosoft.com"))
-    if "name" in body and not (isinstance(name, str) and clean_line(name, 100) == name.strip() and name.strip()):
-        errors.append(FieldError("name", "must be one line of 1-100 characters"))
+    if "name" in body and not _good_name(name):
+        errors.append(FieldError("name", NAME_RULE))
     if errors:
         raise ValidationFailed(errors)
     home = home_id(services)
@@ -170,7 +168,10 @@ def add(services: Services, body: Any, added_by: str) -> Added:
             remediation="Deploy with the Bicep (it creates the reader app and sets READER_APP_CLIENT_ID), or set it "
             "to your own multi-tenant app's client id (admin guide: Add a tenant).",
         )
-    tenant_id = discover(services, wanted)  # an id too: one Entra ID knows, before a link is made for it
+    found = discover(services, wanted)  # an id too: one Entra ID knows, before a link is made for it
+    tenant_id = found.id
+    if tenant_id != home:
+        same_cloud(services, found, home)
     if tenant_id == home:
         if home_state(services) != "paused":
             raise ValidationFailed([FieldError("tenant", "is this deployment's own tenant, which is read already")])
@@ -198,6 +199,39 @@ def add(services: Services, body: Any, added_by: str) -> Added:
     return Added(record, consent_url(services, tenant_id, consent["state"]))
 
 
+NAME_RULE = "must be one line of 1-100 characters"
+
+
+def _good_name(name: Any) -> bool:
+    return isinstance(name, str) and bool(name.strip()) and clean_line(name, 100) == name.strip()
+
+
+def rename(services: Services, tenant_id: str, body: Any) -> dict[str, Any]:
+    """PATCH `{"name"}`: a tenant's name as the page and the API show it (one added by domain is named by its domain
+    until then); the home tenant's too. Nothing else changes."""
+    if not isinstance(body, dict):
+        raise ValidationFailed([FieldError("body", 'must be a JSON object: {"name": "..."}')])
+    errors = [FieldError(printable(k, 64), "is not a member; known: name") for k in body if k != "name"]
+    if not _good_name(body.get("name")):
+        errors.append(FieldError("name", NAME_RULE))
+    if errors:
+        raise ValidationFailed(errors)
+    name, wanted, home = str(body["name"]).strip(), tenant_id.lower(), home_id(services)
+
+    def edit(document: dict[str, Any]) -> dict[str, Any]:
+        if wanted == (home or "-"):
+            record = document.setdefault("home", {})
+            record["name"] = name
+            return {"id": home, "home": True, "name": name, "state": record.get("state") or "active"}
+        record = document["tenants"].get(wanted)
+        if record is None or record.get("state") == "removed":
+            raise NotFound(f"The connector reads no tenant '{printable(tenant_id, 64)}'.")
+        record["name"] = name
+        return shown(record)
+
+    return change(services, edit)  # type: ignore[no-any-return]
+
+
 def pause_or_remove(services: Services, tenant_id: str) -> dict[str, Any]:
     """DELETE: the home tenant is paused; another stops being read (its tickets stay, marked as its)."""
     wanted = tenant_id.lower()
@@ -214,7 +248,7 @@ def pause_or_remove(services: Services, tenant_id: str) -> dict[str, Any]:
         record = document["tenants"].get(wanted)
         if record is None or record.get("state") == "removed":
             raise NotFound(f"The connector reads no tenant '{printable(tenant_id, 64)}'.")
-        record.update(state="removed", consent=None, consentState=None, consentReportedAt=None)
+        record.update(state="removed", consent=None, consentState=None, consentReportedAt=None, confirm=None)
         return dict(record)
 
     return change(services, remove)  # type: ignore[no-any-return]
@@ -260,8 +294,6 @@ def record_run(services: Services, tenant_id: str, last: dict[str, Any], error: 
             return
         record["lastRefresh"] = last
         _set_error(services, tenant_id, record, error)
-        if tenant_id != HOME and error is None and record.get("state") == "pending":
-            record.update(state="active", consentedAt=last.get("at"), consentReportedAt=None)
 
     change(services, note)
 
@@ -279,9 +311,10 @@ def note_error(services: Services, tenant_id: str, error: dict[str, Any]) -> Non
 
 def _set_error(services: Services, tenant_id: str, record: dict[str, Any], error: dict[str, Any] | None) -> None:
     record["lastError"] = error
-    if tenant_id != HOME and error and error.get("code") == "tenant_not_consented" and not record.get("consent"):
-        consent = _fresh_consent(services)  # never consented after all, or withdrawn: its row shows a new link
-        record.update(consent={k: consent[k] for k in ("hash", "expiresAt")}, consentState=consent["state"])
+    waiting = record.get("state") == "confirming"  # consent was received: no new link while it is confirmed
+    if tenant_id != HOME and error and error.get("code") == "tenant_not_consented" and not record.get("consent") \
+            and not waiting:  # fmt: skip
+        renew_link(services, record)  # never consented after all, or withdrawn: its row shows a new link
 
 
 def expired(record: dict[str, Any], now: datetime) -> bool:
@@ -304,15 +337,16 @@ def find_consent(services: Services, state: str) -> dict[str, Any] | None:
 
 
 def take_consent(services: Services, state: str, *, reported_at: str) -> dict[str, Any] | None:
-    """Use the state up (once, whoever races: the write is conditional on the version read) and note that
-    Microsoft reported the consent; None when it was used or expired meanwhile."""
+    """Use the state up (once, whoever races: the write is conditional on the version read): Microsoft reported the
+    consent, so the tenant is `confirming` from now on; None when the state was used or expired meanwhile."""
     now = services.clock()
 
     def take(document: dict[str, Any]) -> dict[str, Any] | None:
         found = _holding(document, state, now)
         if found is None:
             return None
-        document["tenants"][found["id"]].update(consent=None, consentState=None, consentReportedAt=reported_at)
+        document["tenants"][found["id"]].update(state="confirming", consent=None, consentState=None,
+                                                consentReportedAt=reported_at, confirm=None)  # fmt: skip
         return found
 
     return change(services, take)  # type: ignore[no-any-return]

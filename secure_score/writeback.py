@@ -5,6 +5,11 @@ and carries that read's `state` (an admin's `Ignored` or `ThirdParty` of a minut
 analyst assigned in Secure Score, unless ServiceNow names an assignee) into the PATCH unchanged. It never claims
 points. One write per change of the note, one at a time per control, at most `MAX_CONCURRENT` at once.
 
+A write is idempotent: every PATCH adds an entry to the control's history, so a PATCH that landed but whose
+answer was lost must not be sent again. The read before each PATCH compares the control's newest note with the one
+to write, and when it already says it, nothing is written; a PATCH is never retried on its own, only read, compare
+and PATCH together.
+
 Failures are kept on the ticket (`secureScore`) and listed in provisioning, never silent: 429, 5xx, timeouts and
 a 400 without a clear refusal are tried again by later runs, at most MAX_ITEM_ATTEMPTS times for the same note;
 a documented refusal (Defender for Endpoint `scid_*`) stops the writes for that control; a 403 stops them until a
@@ -117,10 +122,18 @@ class WriteBack:
         note = self.note(ticket)
         now = self._services.clock().isoformat()
         key = f"control:{ticket.tenant}|{control_id}" if ticket.tenant else f"control:{control_id}"
+
+        def once() -> bool:
+            current = graph.control_profile(control_id, count=self._count, tenant=ticket.tenant, retry=False)
+            if current_update(current).get("comment") == note["comment"]:
+                return False  # it landed already (an answer lost on the way back, or an earlier run's write)
+            graph.update_control(control_id, patch_body(note, current), count=self._count, tenant=ticket.tenant,
+                                 retry=False)  # fmt: skip
+            return True
+
         with _control_locks[ticket.claim_key]:
             try:
-                current = graph.control_profile(control_id, count=self._count, tenant=ticket.tenant)
-                graph.update_control(control_id, patch_body(note, current), count=self._count, tenant=ticket.tenant)
+                wrote = graph.retried(once)
             except ControlRefused as exc:
                 self._record(ticket.id, {"writtenAt": now, "ok": False, "detail": exc.detail, "refused": True})
                 self._fail(key, ticket, exc, now, 1)
@@ -139,7 +152,7 @@ class WriteBack:
         self._record(ticket.id, {"writtenAt": now, "ok": True, "detail": None, "written": note, "attempts": 0,
                                  "failedNote": None})  # fmt: skip
         self._failures[key] = None
-        return True
+        return wrote
 
     def _fail(self, key: str, ticket: Ticket, exc: ConnectorError, now: str, attempts: int) -> None:
         self._failures[key] = failure_entry("control", ticket.recommendation_id, ticket.number, exc, now, attempts)

@@ -31,6 +31,9 @@ DEFAULT_REFRESH_LIFESPAN = 8_640_000  # ServiceNow's default: 100 days
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 DEFAULT_SECURE_SCORE_SCHEDULE = "0 0 */4 * * *"
 DEFAULT_TENANT_PARALLELISM = 8
+# A POST with no answer may still commit until ServiceNow's REST Table API quota rule cancels it (60 s by default:
+# https://www.servicenow.com/docs/r/yokohama/platform-administration/platform-performance/c_DefaultQuotaRules.html).
+DEFAULT_IN_DOUBT_SECONDS = 120
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
@@ -189,6 +192,7 @@ class Settings:
     azure_client_id: str | None = None  # the user-assigned managed identity azure-identity uses in Azure
     reader_app_client_id: str | None = None  # the multi-tenant reader app (DESIGN 12); unset: the home tenant only
     tenant_parallelism: int = DEFAULT_TENANT_PARALLELISM  # tenants one refresh reads at a time
+    in_doubt_seconds: int = DEFAULT_IN_DOUBT_SECONDS  # no second POST this soon after one that got no answer
     app_url: str | None = None  # the app's public base URL: links, the consent redirect
     app_service_auth: bool = False  # WEBSITE_AUTH_ENABLED=True: the platform's sign-in is on (it alone sets it)
 
@@ -297,6 +301,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     lifespan = _whole_number(get, "SERVICENOW_REFRESH_TOKEN_LIFESPAN", DEFAULT_REFRESH_LIFESPAN, 10**12 - 1,
                              "must be a number of seconds", issues)  # fmt: skip
+    in_doubt = _whole_number(get, "SERVICENOW_IN_DOUBT_SECONDS", DEFAULT_IN_DOUBT_SECONDS, 3600,
+                             "must be a number of seconds from 1 to 3600", issues)  # fmt: skip
 
     entra_authority = (get("ENTRA_AUTHORITY") or "https://login.microsoftonline.com").rstrip("/")
     if not parse_redirect_uri_ok(entra_authority):
@@ -367,6 +373,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         azure_client_id=get("AZURE_CLIENT_ID"),
         reader_app_client_id=reader_app,
         tenant_parallelism=parallelism,
+        in_doubt_seconds=in_doubt,
         app_url=app_url.rstrip("/") if app_url else None,
         app_service_auth=(get("WEBSITE_AUTH_ENABLED") or "").lower() == "true",
     )

@@ -14,22 +14,19 @@ each failed provider is named in a `Warning: 199 - "{vendor}/{provider}/{status}
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import json
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from shared import deadlines
-from shared.graph_tokens import HOME, GraphTokens
+from shared.graph_tokens import HOME, GraphTokens, unverified_claims
 from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable, TenantNotConsented
 from shared.retries import (
     RETRY_STATUSES,
@@ -41,6 +38,7 @@ from shared.retries import (
 )
 from shared.text import printable
 
+T = TypeVar("T")
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's well-known application id
 WRITE_ROLE = "SecurityEvents.ReadWrite.All"
 # Application permission SecurityEvents.ReadWrite.All (Microsoft Graph permissions reference).
@@ -200,14 +198,7 @@ class GraphClient:
     def token_claims(self, tenant: str = HOME) -> dict[str, Any] | None:
         """The current Graph token's claims, read without verifying it (the connector's own token, fresh from
         Entra ID): only hints. None when the token is not a JWT the connector can read."""
-        parts = self._token(tenant).split(".")
-        if len(parts) != 3:
-            return None
-        try:
-            payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except (ValueError, binascii.Error):
-            return None
-        return payload if isinstance(payload, dict) else None
+        return unverified_claims(self._token(tenant))
 
     def token_roles(self, tenant: str = HOME) -> frozenset[str] | None:
         """The app roles the current Graph token carries (`roles`): a hint of when writing may be tried again."""
@@ -250,6 +241,20 @@ class GraphClient:
             raise TransientFailure(f"HTTP {response.status_code}", retry_after_seconds(response), response)
         return response
 
+    def retried(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt` (requests made with `retry=False`) under the retry policy, as one unit: a write that must
+        read before each try retries both. Giving up is `SecureScoreUnavailable`."""
+        try:
+            return with_retries(attempt, self.retry, self._sleep)
+        except TransientFailure as exc:
+            code, message = graph_error(exc.response) if exc.response is not None else ("", "")
+            raise SecureScoreUnavailable(
+                f"Microsoft Graph is unavailable: {exc.reason}" + (f" ({code}: {message})" if code else ""),
+                retry_after=capped_retry_after(exc.retry_after, 60),
+                remediation="Nothing to fix in the connector: it retries on its next run. Graph's status: "
+                "https://status.cloud.microsoft.",
+            ) from None
+
     def _call(
         self,
         method: str,
@@ -259,19 +264,16 @@ class GraphClient:
         headers: dict[str, str] | None = None,
         count: RequestCount | None = None,
         tenant: str = HOME,
+        retry: bool = True,
     ) -> httpx.Response:
-        try:
-            response = with_retries(
-                lambda: self._send(method, url, body, headers or {}, count, tenant), self.retry, self._sleep
-            )
-        except TransientFailure as exc:
-            code, message = graph_error(exc.response) if exc.response is not None else ("", "")
-            raise SecureScoreUnavailable(
-                f"Microsoft Graph is unavailable: {exc.reason}" + (f" ({code}: {message})" if code else ""),
-                retry_after=capped_retry_after(exc.retry_after, 60),
-                remediation="Nothing to fix in the connector: it retries on its next run. Graph's status: "
-                "https://status.cloud.microsoft.",
-            ) from None
+        """One request; with `retry=False` a transient failure is raised as `TransientFailure` for `retried`."""
+
+        def send() -> httpx.Response:
+            return self._send(method, url, body, headers or {}, count, tenant)
+
+        response = self.retried(send) if retry else send()
+        if response.status_code in (401, 403):
+            self._tokens.forget(tenant)  # refused: the next read asks for a new token (consent may apply meanwhile)
         if response.status_code == 401:
             code, message = graph_error(response)
             raise SecureScoreUnavailable(
@@ -354,22 +356,24 @@ class GraphClient:
         return f"{self.base_url}/v1.0/security/secureScoreControlProfiles/{control_id}"
 
     def control_profile(
-        self, control_id: str, *, count: RequestCount | None = None, tenant: str = HOME
+        self, control_id: str, *, count: RequestCount | None = None, tenant: str = HOME, retry: bool = True
     ) -> dict[str, Any]:
         """One control profile as Graph holds it now (a point read; the refresh lists them all instead)."""
-        response = self._call("GET", self._control_url(control_id), count=count, tenant=tenant)
+        response = self._call("GET", self._control_url(control_id), count=count, tenant=tenant, retry=retry)
         if response.status_code == 404:
             code, message = graph_error(response)
             raise WriteFailed(f"Graph has no control {control_id} now ({code}: {message}).".replace(" (: )", ""))
         return self._json(response)
 
     def update_control(
-        self, control_id: str, body: dict[str, Any], *, count: RequestCount | None = None, tenant: str = HOME
-    ) -> None:
-        """PATCH one control profile (204). The same body twice is the same note: safe to retry. A documented
-        refusal is `ControlRefused`; a 403 is `SecureScoreForbidden`; anything else that failed is `WriteFailed`
-        or `SecureScoreUnavailable`, which later runs try again."""
-        response = self._call("PATCH", self._control_url(control_id), body, count=count, tenant=tenant)
+        self, control_id: str, body: dict[str, Any], *, count: RequestCount | None = None, tenant: str = HOME,
+        retry: bool = True,
+    ) -> None:  # fmt: skip
+        """PATCH one control profile (204). Each PATCH adds an entry to the control's history, so the same body
+        twice is the same note twice: retry only after reading that it did not land (`retry=False` and `retried`).
+        A documented refusal is `ControlRefused`; a 403 is `SecureScoreForbidden`; anything else that failed is
+        `WriteFailed` or `SecureScoreUnavailable`, which later runs try again."""
+        response = self._call("PATCH", self._control_url(control_id), body, count=count, tenant=tenant, retry=retry)
         if response.status_code in (200, 204):
             return
         code, message = graph_error(response)

@@ -4,29 +4,48 @@ The home tenant's come from the managed identity (`DefaultAzureCredential`: the 
 Another tenant's come from the multi-tenant reader app, whose federated credential trusts that identity: the
 identity's token for `api://AzureADTokenExchange` (per cloud) is the client assertion of a client-credentials
 request to that tenant (azure-identity `ClientAssertionCredential`, one per tenant, so each keeps its own cache).
-A tenant whose admin never consented, or withdrew consent, is `tenant_not_consented`: the token endpoint says so
-with its AADSTS code, and Graph answers 403 once a cached token meets a removed grant.
+
+A token is kept only while it is good: one for another tenant that carries no Microsoft Graph role (consent not
+applied yet: Entra can issue it right after the consent redirect, microsoftgraph/microsoft-graph-docs#10907,
+microsoft-graph-docs-contrib#7087) is never kept, and one Graph refused (`forget`) is dropped. Dropping a tenant's
+token drops its credential too: azure-identity keeps its tokens in an in-memory cache per credential
+(azure-identity `_internal/aad_client_base.py`, `TokenCache()` per client), which would hand the same token back
+for an hour. Refusals are read by their AADSTS codes (shared/entra_errors.py).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import threading
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared import deadlines
+from shared import deadlines, entra_errors
 from shared.problems import SecureScoreUnavailable, TenantNotConsented
 
 HOME = ""
-# The federated credential's audience per cloud (msgraph-bicep-types quickstart-templates/msi-as-a-fic-secretless).
-_AUDIENCES = {"login.microsoftonline.us": "api://AzureADTokenExchangeUSGov",
-              "login.chinacloudapi.cn": "api://AzureADTokenExchangeChina"}  # fmt: skip
+# The federated credential's audience by the cloud's login host (learn `entra/workload-id/workload-identity-
+# federation-config-app-trust-managed-identity`: Public, Fairfax, Mooncake, USNat, USSec; msgraph-bicep-types
+# `quickstart-templates/msi-as-a-fic-secretless/main.bicep`). The hosts: Azure's cloud metadata
+# (`environment().authentication.loginEndpoint`, as infra/main.bicep sets ENTRA_AUTHORITY); China's consent and
+# issuer host is also login.partner.microsoftonline.cn (smallstep/certificates#1309), USNat's and USSec's are
+# login.microsoftonline.eaglex.ic.gov and login.microsoftonline.microsoft.scloud (learn `power-platform/admin/
+# configure-azure-app-with-sharepoint-access`).
+_AUDIENCES = {
+    "login.microsoftonline.us": "api://AzureADTokenExchangeUSGov",
+    "login.microsoftonline.eaglex.ic.gov": "api://AzureADTokenExchangeUSNat",
+    "login.microsoftonline.microsoft.scloud": "api://AzureADTokenExchangeUSSec",
+    "login.chinacloudapi.cn": "api://AzureADTokenExchangeChina",
+    "login.partner.microsoftonline.cn": "api://AzureADTokenExchangeChina",
+}
 PUBLIC_AUDIENCE = "api://AzureADTokenExchange"
 RENEW_BEFORE = 300.0  # seconds before a token expires that a new one is asked for
-# What the token endpoint answers when the reader app holds no consent in that tenant (AADSTS7000229: no service
-# principal; 650051/65001: consent missing; 700016: app not found in the directory; 90002: no such tenant).
-_NOT_CONSENTED = ("AADSTS7000229", "AADSTS650051", "AADSTS65001", "AADSTS700016", "AADSTS500011", "AADSTS90002")
+# A token for another tenant is good only with one of these Microsoft Graph app roles (the reader app requires
+# SecurityEvents.ReadWrite.All; Read.All is enough to read).
+READ_ROLES = frozenset({"SecurityEvents.ReadWrite.All", "SecurityEvents.Read.All"})
 _IDENTITY_FIX = (
     "In Azure, check that the function app has its user-assigned managed identity and that AZURE_CLIENT_ID names "
     "it; locally, run `make run` (it starts a Graph simulator) or sign in with `az login`."
@@ -36,6 +55,28 @@ _IDENTITY_FIX = (
 def federated_audience(authority: str) -> str:
     """The audience the reader app's federated credential expects, by the cloud the authority names."""
     return _AUDIENCES.get((urlsplit(authority).hostname or "").lower(), PUBLIC_AUDIENCE)
+
+
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    """A JWT's claims, read without verifying it (the connector's own token, fresh from Entra ID): hints only.
+    None when the token is not a JWT the connector can read."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _may_read(token: str) -> bool:
+    """The token carries a role that reads Secure Score (a token the connector cannot read is left to Graph)."""
+    claims = unverified_claims(token)
+    if claims is None:
+        return True
+    roles = claims.get("roles")
+    return isinstance(roles, list) and bool(READ_ROLES & {r for r in roles if isinstance(r, str)})
 
 
 class GraphTokens:
@@ -54,10 +95,15 @@ class GraphTokens:
         self._authority = authority.rstrip("/")
         self._home = credential
         self._tenants: dict[str, Any] = {}
-        self._held: dict[str, tuple[str, float]] = {}
+        self._held: dict[str, tuple[str, float]] = {}  # tenant -> (token, renew after), held by this instance
+        self._presented: dict[str, Any] = {}  # the last client assertion's issuer, subject and audience (no secret)
         self._transport: Any = None
-        self._fetching: dict[str, threading.Lock] = {}  # tenant -> (token, renew after), held by this instance
+        self._fetching: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    @property
+    def audience(self) -> str:
+        return federated_audience(self._authority)
 
     def _home_credential(self) -> Any:
         with self._lock:
@@ -82,6 +128,13 @@ class GraphTokens:
             self._transport = RequestsTransport(session=session, session_owner=False)
         return self._transport
 
+    def _assertion(self) -> str:
+        """The managed identity's token for the token exchange: the reader app's client assertion."""
+        token = str(self._home_credential().get_token(f"{self.audience}/.default").token)
+        claims = unverified_claims(token) or {}
+        self._presented = {k: claims[k] for k in ("iss", "sub", "oid", "aud") if isinstance(claims.get(k), str)}
+        return token
+
     def _tenant_credential(self, tenant: str) -> Any:
         with self._lock:
             credential = self._tenants.get(tenant)
@@ -93,16 +146,22 @@ class GraphTokens:
                     )
                 from azure.identity import ClientAssertionCredential
 
-                audience = f"{federated_audience(self._authority)}/.default"
                 credential = ClientAssertionCredential(
-                    tenant,
-                    self._reader_app_id,
-                    lambda: str(self._home_credential().get_token(audience).token),
-                    authority=self._authority,
+                    tenant, self._reader_app_id, self._assertion, authority=self._authority,
                     transport=self._shared_transport(),
-                )
+                )  # fmt: skip
                 self._tenants[tenant] = credential
             return credential
+
+    def forget(self, tenant: str) -> None:
+        """Graph refused `tenant`'s token (401, 403): the next read asks Entra ID for a new one. Another tenant's
+        credential goes with it (its own cache holds the token); the home tenant's managed identity endpoint caches
+        its tokens itself, for up to 24 hours (learn `entra/identity/managed-identities-azure-resources/
+        managed-identity-best-practice-recommendations`), so only the connector's copy is dropped."""
+        with self._lock:
+            self._held.pop(tenant, None)
+            if tenant:
+                self._tenants.pop(tenant, None)
 
     def token(self, tenant: str, seconds: float) -> str:
         """A Graph token for `tenant` (HOME: the deployment's own), within `seconds`."""
@@ -131,20 +190,11 @@ class GraphTokens:
         try:
             token = deadlines.call_within(seconds, lambda: credential.get_token(self._scope), "the Graph token request")
         except ClientAuthenticationError as exc:
-            said = str(exc)
-            code = next((c for c in _NOT_CONSENTED if c in said), None)
-            if tenant and "AADSTS7000112" in said:  # the tenant's admin disabled the app (its consent stays)
-                raise TenantNotConsented(
-                    f"The connector's reader app is disabled in tenant {tenant} (AADSTS7000112).",
-                    remediation="That tenant's Global Administrator enables it again: Microsoft Entra admin center > "
-                    "Enterprise applications > the reader app > Properties > Enabled for users to sign in = Yes.",
-                ) from None
-            if tenant and code is not None:
-                raise TenantNotConsented(
-                    f"Tenant {tenant} has not consented to the connector's reader app, or withdrew consent ({code}).",
-                    remediation="A Global Administrator or Privileged Role Administrator of that tenant opens its "
-                    "consent link (the tenant's row on the page, or GET /api/tenants) and accepts.",
-                ) from None
+            found = entra_errors.codes(str(exc))
+            if tenant and found:
+                known = entra_errors.tenant_token_error(tenant, found, self._presented, self._reader_app_id,
+                                                        self.audience)  # fmt: skip
+                raise known or entra_errors.unknown_token_error(tenant, found, type(exc).__name__) from None
             raise SecureScoreUnavailable(
                 f"No token for Microsoft Graph could be obtained ({type(exc).__name__}"
                 + (f", tenant {tenant}" if tenant else "")
@@ -166,6 +216,14 @@ class GraphTokens:
                 "tries again. If it lasts, check the app's outbound network to login.microsoftonline.com "
                 "(ENTRA_AUTHORITY).",
             ) from None
+        if tenant and not _may_read(str(token.token)):
+            self.forget(tenant)  # never kept, here or in the credential's cache: the next try asks Entra ID again
+            raise TenantNotConsented(
+                f"Tenant {tenant} issued the reader app a token without its Microsoft Graph permission: the consent "
+                "has not reached its tokens yet (this can take minutes), or the permission was removed.",
+                remediation="Right after consent: nothing to do, the connector tries again. Otherwise a Global "
+                "Administrator or Privileged Role Administrator of that tenant opens its consent link and accepts.",
+            )
         # Renewed 5 minutes before it expires, as azure-identity's own cache does (its refresh_on, when given, first).
         renew = float(getattr(token, "refresh_on", None) or 0) or float(token.expires_on) - RENEW_BEFORE
         self._held[tenant] = (str(token.token), min(renew, float(token.expires_on) - RENEW_BEFORE))

@@ -18,8 +18,10 @@ Every error a caller or ServiceNow can cause is one of these; the function modul
     ├── SecureScoreUnavailable  503     Microsoft Graph unreachable, throttled or failing (`Retry-After`)
     ├── SecureScoreForbidden    503     the managed identity lacks SecurityEvents.ReadWrite.All (the grant)
     ├── TenantNotConsented      503     another tenant's admin has not consented (or withdrew): the consent link
+    ├── ReaderAppMisconfigured  503     the reader app's federated credential does not match the managed identity
     ├── PreconditionFailed      412     `If-Match` names an older version (the routes)
-    └── PreconditionRequired    428     a change that must name the version it changes came without `If-Match`
+    ├── PreconditionRequired    428     a change that must name the version it changes came without `If-Match`
+    └── StoreUnavailable        503     the connector's own store is unreachable, failing or throttled (`Retry-After`)
 """
 
 from __future__ import annotations
@@ -190,6 +192,14 @@ class TenantNotConsented(ConnectorError):
     title = "That tenant has not consented to the connector"
 
 
+class ReaderAppMisconfigured(ConnectorError):
+    """The deployment's own doing, never a customer's: Entra ID refused the reader app's federated credential."""
+
+    status = 503
+    code = "reader_app_misconfigured"
+    title = "The reader app's federated credential does not match the managed identity"
+
+
 class PreconditionFailed(ConnectorError):
     status = 412
     code = "precondition_failed"
@@ -210,6 +220,15 @@ class DeadlineExceeded(ConnectorError):
     title = "The request would take too long and was stopped"
 
 
+class StoreUnavailable(ConnectorError):
+    """The connector's own store (Table Storage) could not be reached, failed, or throttled: nothing the caller
+    did, and nothing was half-written (each step of a create is one store transaction)."""
+
+    status = 503
+    code = "store_unavailable"
+    title = "The connector's store is unavailable"
+
+
 PROBLEM_CODES: dict[str, type[ConnectorError]] = {
     cls.code: cls
     for cls in (
@@ -228,8 +247,10 @@ PROBLEM_CODES: dict[str, type[ConnectorError]] = {
         SecureScoreUnavailable,
         SecureScoreForbidden,
         TenantNotConsented,
+        ReaderAppMisconfigured,
         PreconditionFailed,
         PreconditionRequired,
         DeadlineExceeded,
+        StoreUnavailable,
     )
 }

@@ -293,14 +293,17 @@ class Services:
 
 def _open_store(settings: Settings) -> TicketStore:
     if settings.ticket_store == "tables":
+        from shared.store.outage import connections_for
         from shared.store.tables import TableTicketStore
 
         connection = os.environ.get("AzureWebJobsStorage", "").strip()
         endpoint = os.environ.get("AzureWebJobsStorage__tableServiceUri", "").strip()
+        pool = connections_for(settings.tenant_parallelism)
         if endpoint:
-            return TableTicketStore.from_endpoint(endpoint, os.environ.get("AzureWebJobsStorage__clientId") or None)
+            client_id = os.environ.get("AzureWebJobsStorage__clientId") or None
+            return TableTicketStore.from_endpoint(endpoint, client_id, pool)
         if connection:
-            return TableTicketStore.from_connection_string(connection)
+            return TableTicketStore.from_connection_string(connection, pool)
         raise NotConfigured(
             "TICKET_STORE is 'tables' but no storage account is configured.",
             remediation="Set AzureWebJobsStorage__tableServiceUri (identity-based) or AzureWebJobsStorage.",

@@ -114,6 +114,12 @@ def parse_correlation(value: str) -> tuple[str, str] | None:
     return (HOME, rest) if RECOMMENDATION_ID.fullmatch(rest) else None
 
 
+def claim_key(tenant: str, recommendation_id: str) -> str:
+    """What one open ticket per recommendation is counted by: the control, and for another tenant the tenant too
+    (the home tenant's keys are the control ids they always were)."""
+    return f"{tenant}|{recommendation_id}" if tenant else recommendation_id
+
+
 @dataclass
 class Ticket:
     """The connector's record of one ticket; `sys_id` is empty while creation is pending."""
@@ -138,6 +144,7 @@ class Ticket:
     synced_at: str | None = None
     post_attempts: int = 0
     lease_until: str | None = None
+    posted_at: str | None = None  # when a POST began whose answer nobody has seen: the create is in doubt
     assigned_to: str | None = None  # the assignee's email in ServiceNow (assigned_to.email)
     secure_score: dict[str, Any] | None = None  # the control's figures at creation, what was seen and written
     error: dict[str, Any] | None = None  # the last failure working on this ticket: {at, code, detail, attempts}
@@ -150,9 +157,7 @@ class Ticket:
 
     @property
     def claim_key(self) -> str:
-        """What one open ticket per recommendation is counted by: the control, and for another tenant the tenant
-        too (the home tenant's keys are the control ids they always were)."""
-        return f"{self.tenant}|{self.recommendation_id}" if self.tenant else self.recommendation_id
+        return claim_key(self.tenant, self.recommendation_id)
 
     @property
     def is_open(self) -> bool:
@@ -202,6 +207,7 @@ class Ticket:
             updated_at=now,
             synced_at=now,
             lease_until=None,
+            posted_at=None,
         )
 
     def to_json(self, instance_url: str | None) -> dict[str, Any]:

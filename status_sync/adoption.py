@@ -134,8 +134,8 @@ class Adoption:
         found = self._services.store.get_ticket(holder)
         other = found[0] if found else None
         if other is not None and other.status == "pending":
-            # The record may be that create's own, committed but not yet linked. Issue 26 links it to the pending
-            # ticket; until then it is refused like any other record of a recommendation that has a ticket.
+            # A pending create's own record on its connection was linked before adoption (own_records.py); one
+            # met here is on another connection, or not that create's: refused like any record of a ticketed one.
             return f"recommendation {recommendation_id} has a ticket being created (pending, {other.id})"
         name = (other.number if other else None) or holder
         return f"recommendation {recommendation_id} has a ticket already ({name})"

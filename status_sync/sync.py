@@ -37,6 +37,7 @@ from shared.problems import (
     NotConnected,
     ReauthorizationRequired,
     ServiceNowUnavailable,
+    StoreUnavailable,
 )
 from shared.records import apply_record, record_fields, update_sync_state
 from shared.runs import (
@@ -56,6 +57,7 @@ from shared.text import printable
 from shared.tickets import CORRELATION_PREFIX, SERVICENOW_TIME, SYS_ID, RecordRefused
 from status_sync.adoption import Adoption
 from status_sync.index import Index
+from status_sync.own_records import settle_own_record
 from status_sync.pending import forget_recovered, resume_pending
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ RESUME_PER_RUN = 20
 MAX_PAGES = 1000  # a bound on one run's scan, whatever an instance answers
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Failures of the whole run (nothing else could succeed either): the run stops, fails, and is retried.
-SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable)
+SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, StoreUnavailable)
 
 
 @dataclass
@@ -321,7 +323,7 @@ class StatusSync:
         sys_id = str(row.get("sys_id") or "")
         if not SYS_ID.fullmatch(sys_id):
             raise RecordRefused("ServiceNow returned a record without a valid sys_id")
-        ticket_id = index.get(sys_id)
+        ticket_id = index.get(sys_id) or self._settle_own(row, index)  # DESIGN 11b, before any adoption
         if ticket_id is None:
             adopted = self._adoption.adopt(row)
             index.add(sys_id, adopted.id)
@@ -331,3 +333,11 @@ class StatusSync:
         if apply_record(self._services, ticket_id, row):
             result.changed += 1
         self._seen.append(ticket_id)
+
+    def _settle_own(self, row: dict[str, Any], index: Index) -> str | None:
+        """A record of the connector's own the index does not know (status_sync/own_records.py): a pending
+        create's, linked to it; or the newer of two open records of its own, cancelled. None: adoption decides."""
+        ticket_id = settle_own_record(self._services, row)
+        if ticket_id is not None:
+            index.add(str(row["sys_id"]), ticket_id)
+        return ticket_id

@@ -73,12 +73,14 @@ class ConsentPage(HTMLParser):
     def press(self, browser: httpx.Client, page_url: str, button: str, **extra: str) -> httpx.Response:
         """Submit the form holding the button with id `button`, as a browser does (its name=value included)."""
         action, fields, _ = next(form for form in self.forms if button in form[2])
-        value = {"accept": "accept", "cancel": "cancel", "back": "back", "switch": "signin"}[button]
+        value = {"accept": "accept", "cancel": "cancel", "back": "back", "switch": "signin",
+                 "other-tenant": "foreign"}[button]  # fmt: skip
         return browser.post(urljoin(page_url, action), data={**fields, "action": value, **extra})
 
 
 def press(browser: httpx.Client, consent_url: str, button: str = "accept") -> httpx.Response:
-    """Open the consent link and press `button` (`accept`, `cancel` or `back`): Entra's redirect (302) to the app."""
+    """Open the consent link and press `button` (`accept`, `cancel`, `back` or `other-tenant`): Entra's redirect (302)
+    to the app."""
     page = browser.get(consent_url)
     assert page.status_code == 200, page.text
     answer = ConsentPage(page.text).press(browser, consent_url, button)

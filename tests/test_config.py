@@ -131,8 +131,22 @@ def test_website_hostname_alone_is_not_azure_core_tools_sets_it_locally():
         ("KEY_VAULT_URL", "http://vault"),
         ("TICKET_STORE", "postgres://x"),
         ("SERVICENOW_REFRESH_TOKEN_LIFESPAN", "-1"),
+        ("SERVICENOW_IN_DOUBT_SECONDS", "0"),
+        ("SERVICENOW_IN_DOUBT_SECONDS", "3601"),
+        ("SERVICENOW_IN_DOUBT_SECONDS", "90.5"),
+        ("SERVICENOW_IN_DOUBT_SECONDS", "\u0661\u0662\u0660"),  # Arabic-Indic digits are not ASCII digits
+        ("SERVICENOW_IN_DOUBT_SECONDS", "two minutes"),
     ],
 )
 def test_other_invalid_settings_are_reported(name, value):
     settings = load_settings(settings_env(**{name: value}))
     assert [issue.setting for issue in settings.issues] == [name]
+
+
+def test_the_in_doubt_window_defaults_to_two_minutes_and_takes_whole_seconds():
+    assert load_settings(settings_env()).in_doubt_seconds == 120
+    settings = load_settings(settings_env(SERVICENOW_IN_DOUBT_SECONDS="300"))
+    assert settings.in_doubt_seconds == 300 and settings.issues == ()
+    refused = load_settings(settings_env(SERVICENOW_IN_DOUBT_SECONDS="0"))
+    assert refused.in_doubt_seconds == 120  # an invalid value is named in provisioning, never half-used
+    assert [i.message for i in refused.issues] == ["must be a number of seconds from 1 to 3600"]

@@ -127,9 +127,11 @@ def test_every_problem_code_is_documented_in_the_api_doc_and_the_openapi_documen
 
 
 PARAMETER = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)")
-# Set by the workflow itself (azd env new), or never passed through the pipeline on purpose.
-NOT_FROM_VARIABLES = {"AZURE_ENV_NAME", "AZURE_LOCATION", "SERVICENOW_CLIENT_SECRET"}
-SET_BY_AZD = {"AZURE_SUBSCRIPTION_ID", "MANAGED_IDENTITY_PRINCIPAL_ID"}  # the environment's subscription, an output
+# Set by the workflow itself (azd env new) or by azd (AZURE_PRINCIPAL_ID: the signed-in principal, which azd puts in
+# the parameters itself), or never passed through the pipeline on purpose.
+NOT_FROM_VARIABLES = {"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID", "SERVICENOW_CLIENT_SECRET"}
+# The environment's subscription, and outputs (the preprovision hook reads some to recognise an older environment).
+SET_BY_AZD = {"AZURE_SUBSCRIPTION_ID", "MANAGED_IDENTITY_PRINCIPAL_ID", "AZURE_FUNCTION_NAME"}
 
 
 def _deploy_workflow() -> dict[str, Any]:
@@ -152,6 +154,34 @@ def test_the_pipeline_passes_every_parameter_the_azd_parameters_read() -> None:
     assert names | hook_settings == listed, (names | hook_settings - listed, listed - names - hook_settings)
     for name in listed:
         assert workflow["env"][name] == f"${{{{ vars.{name} }}}}", name
+
+
+def _outputs() -> set[str]:
+    return set(re.findall(r"^output (\w+) ", (ROOT / "infra" / "main.bicep").read_text(), re.MULTILINE))
+
+
+def test_no_output_is_read_back_as_an_input() -> None:
+    """azd writes every output into the environment's .env and main.parameters.json reads that .env on the next run
+    (learn azure-developer-cli manage-environment-variables, environment-variables-faq): an output named like a
+    parameter's setting becomes that parameter from the second run on (issue 28: the registrations stopped being
+    deployed once their client IDs came back as "bring your own")."""
+    inputs = set(PARAMETER.findall((ROOT / "infra" / "main.parameters.json").read_text()))
+    outputs = _outputs()
+    assert {"SERVICENOW_INSTANCE", "ENTRA_APP_CLIENT_ID", "READER_APP_CLIENT_ID"} <= inputs  # the scans read both
+    assert {"PORTAL_URL", "MANAGED_IDENTITY_PRINCIPAL_ID"} <= outputs
+    assert outputs & inputs == set()
+    assert {"SIGN_IN_APP_CLIENT_ID", "TENANT_READER_APP_CLIENT_ID"} <= outputs  # the client IDs in use, still output
+
+
+def test_a_second_run_still_deploys_the_registrations() -> None:
+    """The first run's outputs in the environment (as azd leaves them) decide nothing on the next: the sign-in and
+    reader apps are deployed again, so Bicep changes and a new managed identity (after azd down) reach them."""
+    from dev import preview_graph
+
+    second_run = {name: "value-from-the-first-run" for name in _outputs()}
+    text = preview_graph.summary(ROOT / "infra", second_run)
+    assert "deployed when `empty(entraAppClientId)`: on this run" in text
+    assert "deployed when `empty(readerAppClientId) && empty(entraAppClientId)`: on this run" in text
 
 
 def test_the_pipeline_never_lets_the_shell_expand_settings() -> None:
@@ -362,14 +392,51 @@ def test_the_deploy_job_signs_the_azure_cli_in_for_the_hooks() -> None:
     assert login < next(i for i, step in enumerate(steps) if "azd up" in step.get("run", ""))
 
 
-def test_azure_yaml_runs_the_hooks_on_every_platform() -> None:
+AZD_PYTHON_HOOKS = "1.23.15"  # the first azd that runs `.py` hooks itself (Azure/azure-dev#7451, its CHANGELOG)
+
+
+def test_the_hooks_need_no_shell_on_any_platform() -> None:
+    """A `shell: pwsh` hook fails on Windows without PowerShell 7 (Azure/azure-dev#4560), and azd's later fallback
+    to Windows PowerShell 5.1 runs it as a .ps1 file, which a default (Restricted) execution policy refuses: the hooks
+    are Python scripts, which azd's Python executor runs the same way everywhere (learn azure-developer-cli
+    hooks-multi-language), and azure.yaml requires an azd that can."""
     import yaml
 
-    hooks = yaml.safe_load((ROOT / "azure.yaml").read_text())["hooks"]
+    config = yaml.safe_load((ROOT / "azure.yaml").read_text())
+    hooks = config["hooks"]
     assert set(hooks) == {"preprovision", "postprovision"}
     for name, hook in hooks.items():
-        assert hook["posix"] == {"shell": "sh", "run": f"python3 infra/hooks/azd_hooks.py {name}"}
-        assert hook["windows"] == {"shell": "pwsh", "run": f"python infra/hooks/azd_hooks.py {name}"}
+        assert hook == {"run": f"infra/hooks/{name}.py", "kind": "python"}  # no shell, no per-platform override
+        assert (ROOT / hook["run"]).is_file()
+    assert config["requiredVersions"] == {"azd": f">= {AZD_PYTHON_HOOKS}"}
+
+
+def _azd_hook_project_file(script: Path) -> Path | None:
+    """azd's DiscoverProjectFile (azure-dev pkg/tools/language/project_discovery.go): the first of pyproject.toml,
+    requirements.txt found walking up from the script's folder to the project root; azd installs it into a venv."""
+    folder = script.parent
+    while True:
+        for name in ("pyproject.toml", "requirements.txt"):
+            if (folder / name).is_file():
+                return folder / name
+        if folder == ROOT:
+            return None
+        folder = folder.parent
+
+
+def test_the_python_hooks_venv_installs_nothing_and_ships_nowhere() -> None:
+    """Without infra/hooks/requirements.txt azd would find the project's pyproject.toml and `pip install .` the
+    app for each hook; the hooks use the standard library only."""
+    for name in ("preprovision", "postprovision"):
+        found = _azd_hook_project_file(ROOT / "infra" / "hooks" / f"{name}.py")
+        assert found == ROOT / "infra" / "hooks" / "requirements.txt"
+        assert [line for line in found.read_text().splitlines() if line.strip() and not line.startswith("#")] == []
+    venv = "infra/hooks/hooks_env"  # python.VenvNameForDir: {folder}_env
+    assert f"{venv}/" in (ROOT / ".gitignore").read_text().split()
+    assert "infra" in (ROOT / ".funcignore").read_text().split()  # never in the function app's package
+    import tomllib
+
+    assert f"{venv}/" in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["exclude"]
 
 
 def test_the_graph_bicep_takes_the_token_exchange_audience_from_the_cloud() -> None:
@@ -383,6 +450,44 @@ def test_the_graph_bicep_takes_the_token_exchange_audience_from_the_cloud() -> N
     main = (ROOT / "infra" / "main.bicep").read_text()
     assert "module entra 'app/entra.bicep' = if (empty(entraAppClientId)) {" in main  # given a registration: no Graph
     assert not re.search(r"^module \w+ 'app/graph-permission", main, re.MULTILINE)  # the grant is the hook's
+
+
+def test_the_sign_in_apps_identifier_uri_carries_the_tenant_id() -> None:
+    """Tenants whose app management policy requires a unique tenant identifier refuse `api://<name>-<hash>`; the
+    secure formats include `api://<tenantId>/<string>` (learn entra/identity-platform/identifier-uri-restrictions)."""
+    entra = _code((ROOT / "infra" / "app" / "entra.bicep").read_text())
+    assert "identifierUris: [ identifierUri ]" in _bicep_block(entra, "resource app ")
+    declared = re.search(r"^var identifierUri = '(.*)'$", entra, re.MULTILINE)
+    assert declared is not None and declared[1] == "api://${tenant().tenantId}/${uniqueName}"
+    tenant, unique = "aaaabbbb-0000-cccc-1111-dddd2222eeee", "m365-servicenow-connector-abcdefghijklm"
+    rendered = declared[1].replace("${tenant().tenantId}", tenant).replace("${uniqueName}", unique)
+    assert re.fullmatch(r"api://[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}/[A-Za-z0-9._-]+", rendered)
+    assert "identifierUris" not in _reader()  # the reader app exposes no API, so it has none to refuse
+
+
+def test_both_registrations_are_owned_by_whoever_deploys_them() -> None:
+    """A registration one principal created is refused to another (a person's azd up, then the pipeline: same
+    uniqueName) unless that one owns it or holds Cloud Application Administrator. Both apps, and the sign-in app's
+    service principal, declare the deployer and ENTRA_APP_OWNER_IDS as owners with 'append' (msgraph-bicep-types
+    v1.0 1.0.0: `owners` is a MicrosoftGraphRelationship, relationships and relationshipSemantics)."""
+    from dev import preview_graph
+
+    resources = {r["name"]: r for r in preview_graph.graph_resources(ROOT / "infra")}
+    owned = {name for name, r in resources.items() if "owners" in r["properties"]}
+    assert owned == {"app", "principal", "readerApp"}  # every application, and the service principal we create
+    for name in owned:
+        assert resources[name]["properties"]["owners"] == {"relationships": "appOwners",
+                                                           "relationshipSemantics": "'append'"}, name  # fmt: skip
+    main = _code((ROOT / "infra" / "main.bicep").read_text())
+    assert "var appOwners = union(empty(deployerPrincipalId) ? [] : [ deployerPrincipalId ], empty(entraAppOwnerIds) " \
+           "? [] : split(replace(entraAppOwnerIds, ' ', ''), ','))" in main  # fmt: skip
+    for module in ("module entra ", "module reader "):
+        assert "ownerIds: appOwners" in _bicep_block(main, module)
+    parameters = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
+    assert parameters["deployerPrincipalId"] == {"value": "${AZURE_PRINCIPAL_ID}"}  # azd's signed-in principal
+    assert parameters["entraAppOwnerIds"] == {"value": "${ENTRA_APP_OWNER_IDS=}"}
+    assert "owners (append): `appOwners`" in preview_graph.summary(ROOT / "infra", {})
+    assert "ENTRA_APP_OWNER_IDS: `a, b`" in preview_graph.summary(ROOT / "infra", {"ENTRA_APP_OWNER_IDS": "a, b"})
 
 
 def test_the_graph_preview_lists_every_graph_resource_the_bicep_declares(tmp_path: Path) -> None:
@@ -465,9 +570,27 @@ def test_the_reader_apps_redirect_uri_is_the_consent_callback_at_app_url() -> No
     app = _bicep_block(_reader(), "resource readerApp ")
     assert "redirectUris: [ 'https://${hostName}/api/tenants/consent' ]" in app
     assert "enableIdTokenIssuance: false" in app and "enableAccessTokenIssuance: false" in app  # nobody signs in
-    assert "var hostName = '${functionAppName}.azurewebsites.net'" in main
-    assert "hostName: hostName" in _bicep_block(main, "module reader ")
-    assert "APP_URL: 'https://${hostName}'" in main.split("appSettings: {", 1)[1]
+    assert "var hostName = '${functionAppName}.azurewebsites.net'" in main  # the public cloud's, as the Graph
+    assert "hostName: hostName" in _bicep_block(main, "module reader ")  # extension is documented for it only
+    assert "APP_URL: 'https://${site.properties.defaultHostName}'" in _app_settings()[1]
+
+
+def _app_settings() -> tuple[str, str]:
+    """main.bicep's appSettings block and api.bicep's union, without comments: what the app settings are made of."""
+    main = _code((ROOT / "infra" / "main.bicep").read_text()).split("appSettings: {", 1)[1].split("\n    }\n", 1)[0]
+    api = _code((ROOT / "infra" / "app" / "api.bicep").read_text())
+    return main, api.split("properties: union(appSettings, {", 1)[1].split("})", 1)[0]
+
+
+def test_app_url_is_the_sites_own_host_name_in_every_cloud() -> None:
+    """A sovereign cloud's App Service domain is not azurewebsites.net: an APP_URL built with it sends the consent
+    link's redirect_uri to a host that matches no registered redirect URI (the admin consent endpoint refuses it;
+    learn entra/identity-platform/v2-admin-consent). The site's defaultHostName is its host in its own cloud."""
+    main, api = _app_settings()
+    assert "SERVICENOW_INSTANCE:" in main and "AZURE_CLIENT_ID:" in api  # the scans read the settings
+    assert "APP_URL" not in main
+    assert re.findall(r"^\s+APP_URL: (.+)$", api, re.MULTILINE) == ["'https://${site.properties.defaultHostName}'"]
+    assert "azurewebsites" not in main + api and "hostName" not in main + api
 
 
 def test_the_consent_callback_is_anonymous_at_app_service_authentication() -> None:
@@ -484,7 +607,7 @@ def test_the_reader_app_client_id_is_set_and_output_or_brought_like_the_sign_in_
     assert "var readerClientId = !empty(readerAppClientId) ? readerAppClientId : (empty(entraAppClientId) ? " \
            "reader!.outputs.clientId : '')" in main  # fmt: skip
     assert "READER_APP_CLIENT_ID: readerClientId" in main.split("appSettings: {", 1)[1]
-    assert "output READER_APP_CLIENT_ID string = readerClientId" in main
+    assert "output TENANT_READER_APP_CLIENT_ID string = readerClientId" in main  # not READER_APP_CLIENT_ID: an input
     assert {"READER_APP_CLIENT_ID", "APP_URL"} <= bicep_settings()
     parameters = json.loads((ROOT / "infra" / "main.parameters.json").read_text())["parameters"]
     assert parameters["readerAppClientId"] == {"value": "${READER_APP_CLIENT_ID=}"}

@@ -285,10 +285,12 @@ def test_a_thousand_creates_under_thirty_percent_faults_lose_nothing_and_duplica
         results = dict(zip(ids, pool.map(create, ids), strict=True))
     first_pass = Counter(status for status, _ in results.values())
     assert set(first_pass) <= {200, 201, 409, 503}
-    assert first_pass[201] > 950
+    # A POST cut before any answer (a 'drop': about 1 in 30 POSTs here) may still commit on a real instance, so its
+    # create waits out SERVICENOW_IN_DOUBT_SECONDS (docs/architecture.md): those finish in the drain below.
+    assert first_pass[201] > 900
     # Drain: a caller repeats what failed, as Retry-After tells it to, until every ticket is linked.
-    connected.clock.advance(minutes=5)
     for _ in range(10):
+        connected.clock.advance(minutes=5)  # past any lease and any create in doubt: the Retry-After they gave
         failed = [i for i, (status, _) in results.items() if status not in (200, 201)]
         for recommendation_id in failed:
             results[recommendation_id] = create(recommendation_id)
@@ -298,23 +300,28 @@ def test_a_thousand_creates_under_thirty_percent_faults_lose_nothing_and_duplica
     assert connected.sleeps.waits and max(connected.sleeps.waits) <= 30
 
 
+def on_store(connected: Harness, store: Any) -> Services:
+    """The connected harness's connector (its simulator, secrets and clock) on another store."""
+    moved = Services(
+        connected.services.settings,
+        transport=connected.transport,
+        store=store,
+        secrets=connected.services.secrets,
+        clock=connected.clock,
+        retry=connected.services.servicenow.retry,
+        sleep=connected.sleeps,
+    )
+    services_module.install(moved)
+    return moved
+
+
 def _on_table_storage(connected: Harness, service: Any) -> Services:
     """The connected harness's connector with its store moved to Azurite's Table service."""
     from shared.store.tables import TableTicketStore
 
     for table in service.list_tables():
         service.delete_table(table.name)
-    tables = Services(
-        connected.services.settings,
-        transport=connected.transport,
-        store=TableTicketStore(service),
-        secrets=connected.services.secrets,
-        clock=connected.clock,
-        retry=connected.services.servicenow.retry,
-        sleep=connected.sleeps,
-    )
-    services_module.install(tables)
-    return tables
+    return on_store(connected, TableTicketStore(service))
 
 
 def test_exactly_once_holds_on_table_storage_too(connected, azurite):

@@ -22,6 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from secure_score.overview import tenant_overview
 from shared import services as services_module
 from shared.auth import OBJECT_ID_CLAIM
 from shared.problems import PROBLEM_CODES
@@ -62,6 +63,7 @@ OPERATIONS = {  # function name -> (operationId, method, path)
     "refresh_recommendations": ("refreshRecommendations", "POST", "/recommendations/refresh"),
     "me": ("me", "GET", "/me"),
     "portal": ("portal", "GET", "/portal"),
+    "rename_tenant": ("renameTenant", "PATCH", "/tenants/{id}"),
 }
 # Every header the app reads, and a few it must never trust.
 HEADERS = ["Content-Type", "Idempotency-Key", "Authorization", "Origin", "Cookie", "X-ServiceNow-Timestamp",
@@ -172,12 +174,12 @@ def _call(harness: Harness, function: str, draw: Any) -> Any:
     _, method, path = OPERATIONS[function]
     params = draw(PARAMS)
     headers = draw(HEADER_SETS)
-    if method == "POST" and _mostly(draw):  # a clean JSON request: the body decides
+    if method in ("POST", "PATCH") and _mostly(draw):  # a clean JSON request: the body decides
         params = {}
         headers = {"Content-Type": "application/json"}
         if draw(st.booleans()):
             headers["Idempotency-Key"] = draw(st.one_of(st.uuids().map(str), TEXT))
-    body = draw(BODIES) if method == "POST" else draw(st.one_of(st.just(b""), BODIES))
+    body = draw(BODIES) if method in ("POST", "PATCH") else draw(st.one_of(st.just(b""), BODIES))
     if function == "create_ticket" and draw(st.booleans()):  # a valid ticket half the time, else any body
         body = json.dumps(draw(VALID_TICKET), ensure_ascii=draw(st.booleans())).encode()
     if function == "oauth_callback" and _mostly(draw):  # ServiceNow's real redirect, with fuzzed extras
@@ -187,6 +189,12 @@ def _call(harness: Harness, function: str, draw: Any) -> Any:
     if function == "get_ticket":  # mostly a seeded ticket's id, else any text or an id the store does not have
         tickets = [t.id for t, _ in harness.services.store.list_tickets()]
         route["id"] = draw(st.sampled_from(tickets) if _mostly(draw) else st.one_of(TEXT, SYS_IDS))
+    if function == "rename_tenant":  # mostly the home tenant (known once read) and a name, else anything
+        home = harness.services.home_tenant_id() or ""
+        route["id"] = draw(st.just(home) if _mostly(draw) else st.one_of(TEXT, st.uuids().map(str)))
+        if _mostly(draw):
+            name = st.text(VISIBLE, min_size=1, max_size=100).filter(str.strip) if _mostly(draw) else TEXT
+            body = json.dumps({"name": draw(name)}, ensure_ascii=draw(st.booleans())).encode()
     if function == "servicenow_events" and _mostly(draw):  # signed: a notice for a known or unknown record
         known = [t.sys_id for t, _ in harness.services.store.list_tickets() if t.sys_id]
         notice = st.fixed_dictionaries({"sys_id": st.one_of(st.sampled_from(known), SYS_IDS)},
@@ -243,6 +251,8 @@ def test_every_route_answers_only_what_it_documents(fuzzed: Harness, function: s
     # Whatever got in is clean text, and the status sync still runs over it.
     for ticket, _ in fuzzed.services.store.list_tickets():
         assert one_line_ok(ticket.name) and ticket.recommendation_id.isascii()
+    for row in tenant_overview(fuzzed.services, admin=True)["tenants"]:
+        assert one_line_ok(row["name"]) and 0 < len(row["name"]) <= 100 and row["name"] == row["name"].strip()
     assert StatusSync(fuzzed.services).run().status == "ok"
 
 

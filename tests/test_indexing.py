@@ -27,6 +27,7 @@ EXPECTED_HTTP = {
     "list_tenants": ("tenants", ["GET"], "ANONYMOUS"),
     "add_tenant": ("tenants", ["POST"], "ANONYMOUS"),
     "remove_tenant": ("tenants/{id:guid}", ["DELETE"], "ANONYMOUS"),
+    "rename_tenant": ("tenants/{id:guid}", ["PATCH"], "ANONYMOUS"),
     "tenant_consent": ("tenants/consent", ["GET"], "ANONYMOUS"),
     "list_connections": ("connections", ["GET"], "ANONYMOUS"),
     "add_connection": ("connections", ["POST"], "ANONYMOUS"),
@@ -43,7 +44,7 @@ def _trigger(function: Any) -> dict[str, Any]:
 
 
 def test_every_function_is_indexed_with_its_trigger_route_methods_and_auth_level(indexed_functions):
-    assert set(indexed_functions) == {*EXPECTED_HTTP, "status_sync", "secure_score_sync"}
+    assert set(indexed_functions) == {*EXPECTED_HTTP, "status_sync", "secure_score_sync", "tenant_confirmation"}
     for name, (route, methods, auth_level) in EXPECTED_HTTP.items():
         trigger = _trigger(indexed_functions[name])
         assert trigger["type"] == "httpTrigger"
@@ -72,6 +73,13 @@ def test_the_secure_score_timer(indexed_functions):
     assert trigger["runOnStartup"] is False and trigger["useMonitor"] is True
     retry = function.get_settings_dict("retry_policy")
     assert retry["strategy"] == "exponential_backoff" and retry["max_retry_count"] == "3"
+
+
+def test_the_tenant_confirmation_timer(indexed_functions):
+    """Every 30 s, with a literal schedule (no app setting to deploy) and no schedule monitor (sub-minute)."""
+    trigger = _trigger(indexed_functions["tenant_confirmation"])
+    assert trigger["type"] == "timerTrigger" and trigger["schedule"] == "*/30 * * * * *"
+    assert trigger["runOnStartup"] is False and trigger["useMonitor"] is False
 
 
 def test_python_parameter_names_equal_binding_names(indexed_functions):

@@ -148,7 +148,7 @@ def test_a_record_of_a_recommendation_whose_ticket_is_being_created_is_refused(m
     assert status == 201 and ticket["sysId"] != planted["sys_id"]
     assert [t.sys_id for t, _ in msp_two.services.store.list_tickets()] == [ticket["sysId"]]
     failed = _failed(msp_two, "default")
-    assert "has a ticket being created (pending" in failed, failed
+    assert "whose ticket is being created (pending" in failed, failed  # and without its reference: not linked
 
 
 def test_a_tag_that_decodes_to_a_tenant_but_is_not_the_one_the_connector_mints_is_not_its_correlation():

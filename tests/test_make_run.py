@@ -34,17 +34,19 @@ READ = "Secure Score read:"  # the first refresh is done: the recommendations ar
 class MakeRun:
     """`dev/run.py` on its own ports and data folder; its merged stdout and stderr, read with deadlines."""
 
-    def __init__(self, data: Path, ports: tuple[int, ...] | None = None, *args: str) -> None:
+    def __init__(
+        self, data: Path, ports: tuple[int, ...] | None = None, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.ports = ports or tuple(free_port() for _ in NAMES)
         self.port = self.ports[0]
         self.data = data
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("SERVICENOW_", "OAUTH_", "GRAPH_", "IDENTITY_", "WEBSITE_", "LOCAL_", "ENTRA_",
-                                    "READER_", "APP_URL"))}  # fmt: skip
-        env.update(dict(zip(NAMES, map(str, self.ports), strict=True)), LOCAL_DATA_DIR=str(data))
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("SERVICENOW_", "OAUTH_", "GRAPH_", "IDENTITY_", "WEBSITE_", "LOCAL_",
+                                          "ENTRA_", "READER_", "APP_URL"))}  # fmt: skip
+        inherited.update(dict(zip(NAMES, map(str, self.ports), strict=True)), LOCAL_DATA_DIR=str(data), **(env or {}))
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "dev" / "run.py"), *args],
-            env=env,
+            env=inherited,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

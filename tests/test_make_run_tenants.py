@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
 from dev.entra import FABRIKAM, NORTHWIND, READER_APP_ID
+from dev.entra.tenants import TAILSPIN
 from tests.entra_support import press
-from tests.test_make_run import NAMES, STARTED, MakeRun, reset
+from tests.test_local_host import press_allow
+from tests.test_make_run import NAMES, READ, STARTED, MakeRun, reset
 
 
 def _ports(run: MakeRun) -> dict[str, int]:
@@ -102,3 +105,33 @@ def test_make_run_serves_two_simulated_tenants_and_a_second_instance_and_keeps_t
     left = {p.name for p in data.iterdir()}
     assert not {"entra-simulator.json", "entra-simulator-ca.pem", "entra-simulator-ca-bundle.pem",
                 "servicenow-simulator-2.json"} & left, left  # fmt: skip
+
+
+def test_make_run_shows_a_consent_confirming_then_active_and_refuses_a_tenant_of_another_cloud(tmp_path: Path):
+    """Issue 27: `make run`'s Entra ID simulator applies a consent to tokens after a delay (20 s by default; 3 s here),
+    so a newcomer sees the tenant confirming, then active; Tailspin Toys, in Azure Government, is refused by name."""
+    data = tmp_path / "local"
+    run = MakeRun(data, env={"ENTRA_SIMULATOR_CONSENT_DELAY": "3"})
+    try:
+        banner = run.wait_for(STARTED)
+        assert "confirming for about 3 s" in banner and f"{TAILSPIN.name} ({TAILSPIN.domain})" in banner, banner
+        run.wait_for(READ)
+        trusted = ssl.create_default_context(cafile=str(data / "entra-simulator-ca.pem"))
+        with httpx.Client(timeout=30) as browser, httpx.Client(verify=trusted, timeout=10) as customer:
+            assert press_allow(browser, run.url).status_code == 200  # signed in (emulated), connected
+            other = browser.post(f"{run.url}/api/tenants", json={"tenant": TAILSPIN.domain})
+            assert other.status_code == 400 and "Azure Government" in other.json()["errors"][0]["message"]
+            added = browser.post(f"{run.url}/api/tenants", json={"tenant": FABRIKAM.domain, "name": FABRIKAM.name})
+            assert added.status_code == 201, added.text
+            back = press(customer, added.json()["consentUrl"]).headers["location"]
+            page = browser.get(back)
+            assert page.status_code == 202 and "Consent received" in page.text, page.text
+            row = next(t for t in browser.get(f"{run.url}/api/tenants").json()["tenants"] if t["id"] == FABRIKAM.id)
+            assert row["state"] == "confirming" and row["confirming"]["nextAttemptAt"]
+            time.sleep(3.5)  # the simulated Entra ID applies the consent meanwhile
+            assert browser.post(f"{run.url}/api/recommendations/refresh").status_code == 200
+            row = next(t for t in browser.get(f"{run.url}/api/tenants").json()["tenants"] if t["id"] == FABRIKAM.id)
+            assert row["state"] == "active" and row["score"]["current"] is not None
+    finally:
+        run.stop()
+    assert "Traceback" not in run.text

@@ -116,7 +116,8 @@ def test_a_poisoned_pending_row_is_skipped_and_the_sync_goes_on(connected):
 
 def test_a_ticket_whose_creation_always_fails_is_listed_and_resumes_on_request(connected):
     sim = connected.simulator
-    sim.inject(Fault("drop", method="POST", path_prefix="/api/now/v2/table/incident"))  # ambiguous: may exist
+    # Answered, but ambiguous: a 502 may come after the record was stored, so the row is kept and looked up.
+    sim.inject(Fault("status", status=502, method="POST", path_prefix="/api/now/v2/table/incident"))
     sim.mandatory["incident"] = {"close_code": "Resolution code"}  # then every POST is refused
     status, problem = post(connected, body_for("AlwaysFails"))
     assert (status, problem["code"]) == (502, "servicenow_rejected")
@@ -129,7 +130,7 @@ def test_a_ticket_whose_creation_always_fails_is_listed_and_resumes_on_request(c
     assert ticket["error"]["code"] == "servicenow_rejected" and "Resolution code" in ticket["error"]["detail"]
     assert ticket["error"]["attempts"] == MAX_ITEM_ATTEMPTS
     posts = [r for r in sim.requests if r.method == "POST" and r.path.endswith("/incident")]
-    # The request's two (the dropped one and its refused retry), one per run for five runs, the others': no more.
+    # The request's two (the failed one and its refused retry), one per run for five runs, the others': no more.
     assert len(posts) == 2 + MAX_ITEM_ATTEMPTS + len(other)
     check = _failed_items(connected)
     assert not check["ok"] and pending.id in check["detail"] and "Resolution code" in check["detail"]

@@ -380,3 +380,68 @@ def test_a_link_that_expired_unused_is_renewed_from_its_row(browser, tenants):
     page.wait_for_function("document.activeElement && document.activeElement.className.startsWith('button copy')")
     fresh = tenant_row(page, NORTHWIND.id).locator("input.link").input_value()
     assert fresh != old and fresh.startswith(f"{tenants.entra.url}/{NORTHWIND.id}/v2.0/adminconsent")
+
+
+def test_a_consent_still_being_applied_shows_confirming_with_its_meaning_and_then_active(browser, tenants):
+    """Issue 27: Microsoft applies a consent to tokens after a while; the consent page and the tenant's row say so
+    ("confirming", what it means, when the next check is), and the next refresh makes it active."""
+    setup = open_portal(browser, tenants.portal)
+    api(tenants, setup, "POST", "/api/recommendations/refresh")
+    link = api(tenants, setup, "POST", "/api/tenants", {"tenant": FABRIKAM.domain, "name": FABRIKAM.name})["consentUrl"]
+    tenants.entra.simulator.consent_delay = 3600  # not applied while the test looks
+    context = browser.new_context(ignore_https_errors=True)
+    admin_of_fabrikam = context.new_page()
+    admin_of_fabrikam.goto(link)
+    admin_of_fabrikam.click("#accept")
+    admin_of_fabrikam.wait_for_selector("h1:text-is('Consent received')")
+    said = admin_of_fabrikam.inner_text("main")
+    assert "is applying it" in said and "Nothing more to do here" in said and "not added" not in said
+    context.close()
+
+    page = open_portal(browser, tenants.portal, bypass_csp=True)  # bypass only so axe can be injected
+    assert page.get_attribute("body", "data-view") == "overview"
+    row = tenant_row(page, FABRIKAM.id)
+    shown = row.inner_text()
+    assert "Confirming consent" in shown and "Consent received" in shown and "Microsoft is applying it" in shown
+    assert "next check" in shown and "Not read:" not in shown and row.locator("input.link").count() == 0
+    assert "1 confirming consent" in page.inner_text("#tenants-summary")
+    found = axe_violations(page)
+    assert found == [], found
+    shoot(page, "portal-tenant-confirming-1280")
+
+    tenants.entra.simulator.consent_delay = 0  # Microsoft has applied it
+    page.click("#refresh-all")
+    page.wait_for_selector(f'#tenant-table tr[data-tenant="{FABRIKAM.id}"] .status:text-is("Active")')
+    assert " of " in tenant_row(page, FABRIKAM.id).inner_text()
+
+
+def test_an_admin_renames_a_tenant_added_by_its_domain(browser, tenants):
+    setup = open_portal(browser, tenants.portal)
+    api(tenants, setup, "POST", "/api/recommendations/refresh")
+    api(tenants, setup, "POST", "/api/tenants", {"tenant": NORTHWIND.domain})
+    page = open_portal(browser, tenants.portal)
+    row = tenant_row(page, NORTHWIND.id)
+    assert row.locator("a.title").inner_text() == NORTHWIND.domain  # named by its domain until renamed
+    row.locator("button", has_text="Rename").click()
+    assert page.is_visible("#rename-dialog") and page.input_value("#rn-name") == NORTHWIND.domain
+    page.fill("#rn-name", "Northwind\u202e")
+    page.click("#rename-submit")
+    page.wait_for_selector("#rn-name-error:visible")
+    assert page.inner_text("#rn-name-error") == "The name must be one line of 1-100 characters."
+    page.fill("#rn-name", NORTHWIND.name)
+    page.click("#rename-submit")
+    page.wait_for_selector(f'#tenant-table tr[data-tenant="{NORTHWIND.id}"] a.title:text-is("{NORTHWIND.name}")')
+    assert f"is now named {NORTHWIND.name}" in page.inner_text("#notice")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == f"Rename {NORTHWIND.name}"
+
+
+def test_every_id_on_the_page_is_unique():
+    """Two elements with one id break labels and every lookup by id (the rename dialog once reused the Routes
+    view's `r-name`)."""
+    import re
+    from collections import Counter
+
+    from tests.conftest import ROOT
+
+    ids = Counter(re.findall(r'\bid="([^"]+)"', (ROOT / "portal" / "static" / "index.html").read_text()))
+    assert [i for i, n in ids.items() if n > 1] == []

@@ -295,10 +295,11 @@ def test_a_record_number_that_is_not_one_line_of_printable_text_is_the_records_f
 
 
 def test_a_duplicate_a_person_opened_by_hand_never_takes_over(ticketed):
+    """A person (admin) copied the connector's record by hand, correlation id and all."""
     harness, ticket = ticketed
     sync(harness)
     copy = {**harness.simulator.tables["incident"][ticket["sysId"]], "sys_id": "d" * 32, "number": "INC0099001",
-            "sys_mod_count": "0"}  # fmt: skip
+            "sys_mod_count": "0", "sys_created_by": "admin"}  # fmt: skip
     harness.simulator.tables["incident"]["d" * 32] = copy
     harness.clock.advance(seconds=1)
     harness.simulator.update("incident", "d" * 32, short_description="copied by hand")

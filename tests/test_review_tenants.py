@@ -37,7 +37,8 @@ def test_an_unreachable_token_endpoint_during_consent_is_said_in_the_connectors_
     state = parse_qs(urlsplit(link).query)["state"][0]
     use(msp, entra, ENTRA_AUTHORITY=f"https://127.0.0.1:{free_port()}")  # nothing listens there
     status, page = consent(msp, {"tenant": FABRIKAM.id, "state": state, "admin_consent": "True"})
-    assert status == 503, page
+    # Consent received, not proved yet (issue 27): the tenant is confirming and the page says what the last try met.
+    assert status == 202 and "could not be reached" in page, page
 
 
 def test_live_provisioning_with_entra_unreachable_names_the_tenant_instead_of_failing(msp, entra):  # noqa: F811

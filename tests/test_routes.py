@@ -25,6 +25,7 @@ from dev.simulator.directory import (
     CONTOSO_SUBSIDIARY,
     FABRIKAM,
     IDENTITY_TEAM,
+    NETWORK_TEAM_RETIRED,
     SERVICE_DESK,
     SERVICE_DESK_EMEA,
 )
@@ -240,8 +241,45 @@ def test_a_missing_name_is_named_with_the_table_and_connection(connected):
     assert "no group is named 'Nobody'" in message and "sys_user_group" in message and "'default'" in message
 
 
-def test_a_name_must_match_exactly(connected):
-    assert "routes[0].set.company" in errors_of(put_routes(connected, [{"set": {"company": "fabrikam"}}]))
+def test_a_name_that_differs_only_in_case_is_taken_and_the_answer_says_so(connected):
+    """ServiceNow's queries ignore case (the simulator's `=` too), so `name=fabrikam` finds "Fabrikam": the record is
+    kept under the name ServiceNow gave, and `notes` says the names differ only in case (issue 27, DESIGN 13b)."""
+    response = put_routes(connected, [{"set": {"company": "fabrikam", "assignmentGroup": "identity AND access "
+                                                                                        "management"}}])  # fmt: skip
+    assert response.status_code == 200, response.get_body()
+    answer = body(response)
+    assert answer["routes"][0]["set"]["company"] == {"sysId": FABRIKAM, "name": "Fabrikam"}
+    assert answer["routes"][0]["set"]["assignmentGroup"] == {"sysId": IDENTITY_TEAM,
+                                                              "name": "Identity and Access Management"}  # fmt: skip
+    notes = {n["field"]: n["message"] for n in answer["notes"]}
+    assert "differ only in case" in notes["routes[0].set.company"] and "'Fabrikam'" in notes["routes[0].set.company"]
+    assert set(notes) == {"routes[0].set.company", "routes[0].set.assignmentGroup"}
+    exact = body(put_routes(connected, [{"set": {"company": "Fabrikam"}}]))
+    assert "notes" not in exact  # nothing to say when the name matched as given
+
+
+def test_an_exact_name_wins_over_one_that_differs_in_case_and_two_in_case_are_ambiguous(connected):
+    both = "Service desk"  # two active groups are "Service Desk": neither is exact, both differ only in case
+    problems = errors_of(put_routes(connected, [{"set": {"assignmentGroup": both}}]))
+    assert SERVICE_DESK in problems["routes[0].set.assignmentGroup"] and "give the sys_id" in problems[
+        "routes[0].set.assignmentGroup"]  # fmt: skip
+    connected.simulator.tables["sys_user_group"]["1" * 32] = {
+        **connected.simulator.tables["sys_user_group"][IDENTITY_TEAM], "sys_id": "1" * 32,
+        "name": "IDENTITY AND ACCESS MANAGEMENT"}  # fmt: skip
+    answer = body(put_routes(connected, [{"set": {"assignmentGroup": "Identity and Access Management"}}]))
+    assert answer["routes"][0]["set"]["assignmentGroup"]["sysId"] == IDENTITY_TEAM and "notes" not in answer
+
+
+def test_an_inactive_group_is_refused_with_that_reason_and_an_active_namesake_is_taken(connected):
+    """The simulator's "Cloud Security" is an active group and a retired one: the active one is taken, not called
+    ambiguous; "Network Operations" is only retired, and refused as such, by name or by sys_id."""
+    chosen = saved(connected, [{"set": {"assignmentGroup": "Cloud Security"}}])
+    assert chosen[0]["set"]["assignmentGroup"] == {"sysId": CLOUD_TEAM, "name": "Cloud Security"}
+    problems = errors_of(put_routes(connected, [{"set": {"assignmentGroup": "network operations"}},
+                                                {"set": {"assignmentGroup": NETWORK_TEAM_RETIRED}}]))  # fmt: skip
+    by_name, by_id = problems["routes[0].set.assignmentGroup"], problems["routes[1].set.assignmentGroup"]
+    assert "is inactive" in by_name and NETWORK_TEAM_RETIRED in by_name and "no group is named" not in by_name
+    assert "is inactive" in by_id and "Network Operations" in by_id
 
 
 def test_an_ambiguous_name_lists_the_candidates_sys_ids(connected):

@@ -344,6 +344,43 @@ def test_a_write_back_that_fails_is_kept_on_the_ticket_and_retried(ticketed):
     assert ticket_json(harness, ticket["id"])["secureScore"]["ok"] is True
 
 
+def history(harness: Harness) -> list[dict[str, Any]]:
+    return list(harness.graph.profiles[CONTROL]["controlStateUpdates"])
+
+
+def test_a_patch_that_lands_and_loses_its_answer_is_not_written_again(ticketed):
+    """The issue's trial: the PATCH lands in Secure Score and the connection drops before its answer. The retry
+    reads the control first, finds that its newest note already says it, and writes nothing; nor do later runs."""
+    harness, ticket = ticketed
+    before = len(history(harness))
+    harness.graph.inject(Fault("commit_then_drop", method="PATCH", path_prefix=PROFILES))
+    sync(harness)
+    assert len(history(harness)) == before + 1 and len(patches(harness)) == 1  # one note, not two
+    assert history(harness)[-1]["comment"] == f"ServiceNow {ticket['number']}: New - {ticket['url']}"
+    assert ticket_json(harness, ticket["id"])["secureScore"]["ok"] is True
+    sync(harness)
+    refresh(harness)
+    assert len(history(harness)) == before + 1
+
+
+def test_a_note_that_landed_but_was_never_recorded_is_not_written_again(ticketed):
+    """A host killed during a write-back: the PATCH landed, the store never recorded it. The next write reads the
+    control, finds the note there, records it as written and sends nothing."""
+    harness, ticket = ticketed
+    note = f"ServiceNow {ticket['number']}: New - {ticket['url']}"
+    vendor = {"provider": "SecureScore", "vendor": "Microsoft"}
+    harness.services.graph.update_control(CONTROL, {"comment": note, "vendorInformation": vendor})  # the lost run
+    before, sent = len(history(harness)), len(patches(harness))
+    sync(harness)
+    assert len(history(harness)) == before and len(patches(harness)) == sent
+    data = ticket_json(harness, ticket["id"])["secureScore"]
+    assert data["ok"] is True and data["writtenAt"]
+    harness.clock.advance(seconds=1)
+    harness.simulator.update("incident", ticket["sysId"], state="2")  # a new status is a new note: written once
+    sync(harness)
+    assert len(history(harness)) == before + 1 and ": In progress - " in history(harness)[-1]["comment"]
+
+
 # -- edges: resolve and reopen -------------------------------------------------------------------------
 
 

@@ -45,9 +45,24 @@ def test_groups_and_companies_are_found_by_name_and_two_share_one(api, table, na
 def test_every_group_and_company_is_listed_with_string_values(api):
     groups = api.get("/api/now/table/sys_user_group").json()["result"]
     companies = api.get("/api/now/table/core_company").json()["result"]
-    assert len(groups) == len(seeded.GROUPS) >= 4 and len(companies) == len(seeded.COMPANIES) >= 3
+    assert len(groups) == len(seeded.GROUPS) + len(seeded.RETIRED_GROUPS) >= 6
+    assert len(companies) == len(seeded.COMPANIES) >= 3
     assert all(isinstance(v, str) for row in groups + companies for v in row.values())
-    assert {g["active"] for g in groups} == {"true"}
+    assert {g["sys_id"] for g in groups if g["active"] == "false"} == {s for s, *_ in seeded.RETIRED_GROUPS}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("name=service desk", {seeded.SERVICE_DESK, seeded.SERVICE_DESK_EMEA}),
+     ("name=CLOUD SECURITY", {seeded.CLOUD_TEAM, seeded.CLOUD_TEAM_RETIRED}),  # an active group and a retired one
+     ("name=Cloud Security^active=true", {seeded.CLOUD_TEAM}),
+     ("name!=cloud security^active=TRUE", {seeded.SERVICE_DESK, seeded.SERVICE_DESK_EMEA, seeded.IDENTITY_TEAM,
+                                           seeded.ENDPOINT_TEAM})],
+)  # fmt: skip
+def test_equality_in_a_query_ignores_case_as_servicenow_does(api, query, expected):
+    """ServiceNow's GlideFilter API page: "GlideRecord queries are case-insensitive"; `=` and `!=` ignore case."""
+    found = api.get("/api/now/table/sys_user_group", params={"sysparm_query": query, "sysparm_fields": "sys_id"})
+    assert {r["sys_id"] for r in found.json()["result"]} == expected
 
 
 def _incident(api: httpx.Client, body: dict[str, str], **params: str) -> dict[str, object]:
@@ -110,5 +125,5 @@ def test_an_older_saved_state_keeps_the_seeded_groups_and_companies(tmp_path: Pa
     (tmp_path / STATE_FILE).write_text(json.dumps(old))
     restored = ServiceNowSimulator()
     assert keep(restored, tmp_path)[1]
-    assert len(restored.tables["sys_user_group"]) == len(seeded.GROUPS)
+    assert len(restored.tables["sys_user_group"]) == len(seeded.GROUPS) + len(seeded.RETIRED_GROUPS)
     assert "company" in restored.fields["incident"] and len(restored.tables["core_company"]) == len(seeded.COMPANIES)

@@ -191,6 +191,15 @@ def test_one_claim_per_recommendation(store):
     assert store.claim_recommendation("AdminMFAV2", "t9") is None
 
 
+def test_the_claim_holder_is_read_without_taking_the_claim(store):
+    assert store.claim_holder("AdminMFAV2") is None
+    assert store.claim_holder("AdminMFAV2") is None  # reading claimed nothing
+    assert store.claim_recommendation("AdminMFAV2", "t1") is None
+    assert store.claim_holder("AdminMFAV2") == "t1" and store.claim_holder("tenant|AdminMFAV2") is None
+    store.release_claim("AdminMFAV2", "t1")
+    assert store.claim_holder("AdminMFAV2") is None
+
+
 def test_concurrent_claims_have_one_winner(store):
     outcomes = concurrently(12, lambda i: store.claim_recommendation("Contended", f"t{i}"))
     assert outcomes.count(None) == 1

@@ -203,16 +203,24 @@ def test_an_error_page_never_repeats_what_the_redirect_said(msp, entra):
     assert status == 400 and "<script>" not in page and "evil text" not in page
 
 
-def test_a_redirect_that_claims_consent_nobody_gave_is_proved_wrong_by_the_token(msp, entra):
-    """admin_consent=True is a parameter anyone can type: without consent in Entra there is no token, and the
-    tenant stays pending with the error and a new consent link on its row."""
+def test_a_redirect_that_claims_consent_nobody_gave_is_proved_wrong_by_the_token(msp, entra, clock):
+    """admin_consent=True is a parameter anyone can type: without consent in Entra there is no token. The tenant is
+    confirming (a real consent can take minutes to reach tokens), never active; after 24 hours of tries it is
+    pending again with the error and a new consent link on its row."""
     link = body(add(msp, NORTHWIND.domain))["consentUrl"]
     forged = {"tenant": NORTHWIND.id, "state": parse_qs(urlsplit(link).query)["state"][0], "admin_consent": "True"}
     status, page = consent(msp, forged)
-    assert status == 503 and "cannot read it yet" in page
+    assert status == 202 and "Consent received" in page and "applying it" in page
     row = overview(msp)[NORTHWIND.id]
-    assert row["state"] == "pending" and row["lastError"]["code"] == "tenant_not_consented"
-    assert row["consentUrl"] != link  # the used link is gone; a new one waits for the real consent
+    assert row["state"] == "confirming" and row["lastError"]["code"] == "tenant_not_consented"
+    assert "AADSTS7000229" in row["lastError"]["detail"] and "consentUrl" not in row  # the used link is gone
+    refresh(msp)
+    assert overview(msp)[NORTHWIND.id]["state"] == "confirming"
+    clock.advance(hours=24, seconds=1)
+    refresh(msp)
+    row = overview(msp)[NORTHWIND.id]
+    assert row["state"] == "pending" and "for 24 hours" in row["lastError"]["detail"]
+    assert row["consentUrl"] != link  # a new one waits for the real consent
     assert consent(msp, accepted(entra, row["consentUrl"]))[0] == 200
     assert overview(msp)[NORTHWIND.id]["state"] == "active"
 

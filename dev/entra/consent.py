@@ -10,6 +10,10 @@ permissions with Accept (`#accept`) and Cancel (`#cancel`):
 - Cancel: `redirect_uri?error=access_denied&error_description=AADSTS65004: User declined to consent to access the
   app....&error_uri=...&admin_consent=True&state=...`, no `tenant` (the order and fields a real cancel returned,
   MicrosoftDocs/azure-docs#114009).
+An admin who signs in with an account of another organisation (a provider's admin with their own account, `#other-
+tenant`) is refused at sign-in and sent back with `error=access_denied` and AADSTS50020 "User account ... from
+identity provider ... does not exist in tenant ..." (the fields MicrosoftDocs/azure-docs#114009 shows; learn
+`troubleshoot/entra/entra-id/app-integration/error-code-aadsts50020-user-account-identity-provider-does-not-exist`).
 A signed-in user whose role cannot grant Microsoft Graph application permissions (only a Global Administrator or a
 Privileged Role Administrator can: learn `entra/identity/enterprise-apps/grant-admin-consent`) sees "Need admin
 approval" instead, with "Return to the application without granting consent" (`#back`: `error=access_denied`,
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from dev.entra.errors import description, error_page
-from dev.entra.tenants import Tenant, well_formed
+from dev.entra.tenants import HOME, PUBLIC_CLOUD, Tenant, well_formed
 from dev.simulator import pages
 from dev.simulator.core import SimRequest, SimResponse
 
@@ -61,6 +65,8 @@ def admin_consent(sim: EntraSimulator, request: SimRequest, identifier: str) -> 
     if tenant is None:
         return error_page(90002, f"Tenant '{identifier[:100]}' not found. Check to make sure you have the correct "
                           "tenant ID and are signing into the correct cloud.", now)  # fmt: skip
+    if tenant.cloud != PUBLIC_CLOUD:  # its admins sign in to their own cloud's login page, not this one
+        return error_page(900382, "Confidential Client is not supported in Cross Cloud request.", now)
     client_id = params.get("client_id", "")
     with sim.lock:
         app = sim.apps.get(client_id)
@@ -89,6 +95,12 @@ def admin_consent(sim: EntraSimulator, request: SimRequest, identifier: str) -> 
         return _refused(sim, target, state, "access_denied", 65004, "User declined to consent to access the app.")
     if action == "back":
         return _refused(sim, target, state, "access_denied", 90094, "Administrator consent is required.")
+    if action == "foreign":
+        return _refused(sim, target, state, "access_denied", 50020, f"User account '{{EmailHidden}}' from identity "
+                        f"provider 'https://sts.windows.net/{HOME.id}/' does not exist in tenant '{tenant.name}' and "
+                        f"cannot access the application '{app.client_id}'({app.name}) in that tenant. The account "
+                        "needs to be added as an external user in the tenant first. Sign out and sign in again with a "
+                        "different Azure Active Directory user account.")  # fmt: skip
     if action == "accept" and may_consent:
         sim.grant(tenant.id, app.client_id)
         granted = [("admin_consent", "True"), ("tenant", tenant.id), ("scope", scope)]
@@ -110,7 +122,9 @@ def _page(
                       for role in ROLES)  # fmt: skip
     switch = (f'<form method="post" action="{action}">{kept}<p><label for="role">Sign in with another account: '
               f'</label><select name="role" id="role">{options}</select> '
-              '<button name="action" value="signin" id="switch">Sign in</button></p></form>')  # fmt: skip
+              '<button name="action" value="signin" id="switch">Sign in</button></p>'
+              '<p><button name="action" value="foreign" id="other-tenant">Sign in with an account of another '
+              f"organization (admin@{HOME.domain})</button></p></form>")  # fmt: skip
     signed_in = (f'<p id="signed-in">Signed in as <b>{html.escape(who)}</b> ({html.escape(sim.signed_in_role)}) '
                  f"in <b>{html.escape(tenant.name)}</b></p>")  # fmt: skip
     name = html.escape(app.name)
@@ -140,49 +154,4 @@ def _page(
         )
     body = (f"<!doctype html><html lang=en>{pages.head('Permissions requested')}<body><main>{signed_in}{main}"
             f"{switch}</main></body></html>")  # fmt: skip
-    return SimResponse(200, {"Content-Type": "text/html; charset=utf-8"}, body.encode())
-
-
-def sim_page(sim: EntraSimulator, request: SimRequest, parts: list[str]) -> SimResponse:
-    """`/sim`: every tenant with the apps consented there, and the switches (add a tenant, withdraw consent)."""
-    if request.method == "POST" and parts == ["sim", "tenants"]:
-        form = request.form()
-        if not (well_formed(form.get("domain", "")) and form.get("name")):
-            return SimResponse(400, {"Content-Type": "text/plain"}, b"domain (a DNS name) and name are required")
-        sim.add_tenant(form["domain"], form["name"][:100])
-        return SimResponse(303, {"Location": "/sim"})
-    if request.method == "POST" and len(parts) == 4 and parts[1] == "tenants" and parts[3] == "withdraw":
-        how = request.form().get("how", "delete")
-        if parts[2] not in sim.tenants or how not in ("delete", "disable", "revoke"):
-            return SimResponse(404, {"Content-Type": "text/plain"}, b"no such tenant or withdrawal")
-        sim.withdraw(parts[2], how=how)
-        return SimResponse(303, {"Location": "/sim"})
-    if request.method != "GET" or parts != ["sim"]:
-        return SimResponse(404, {"Content-Type": "text/plain"}, b"Not found")
-    rows = []
-    with sim.lock:
-        for tenant in sim.tenants.values():
-            consented = [f"{html.escape(sim.apps[c].name if c in sim.apps else c)}: "
-                         f"{'enabled' if p.enabled else 'disabled'}, {', '.join(p.roles) or 'no permissions'}"
-                         for (t, c), p in sim.principals.items() if t == tenant.id]  # fmt: skip
-            withdraw = "".join(
-                f'<form method="post" action="/sim/tenants/{tenant.id}/withdraw" class="inline">'
-                f'<input type="hidden" name="how" value="{how}"><button>{label}</button></form> '
-                for how, label in (("delete", "Delete the app"), ("disable", "Disable it"),
-                                   ("revoke", "Remove its permissions"))
-            ) if consented else ""  # fmt: skip
-            rows.append(f"<tr><td>{html.escape(tenant.name)}</td><td>{html.escape(', '.join(tenant.domains))}</td>"
-                        f"<td><code>{tenant.id}</code></td><td>{'<br>'.join(consented) or 'not consented'}</td>"
-                        f"<td>{withdraw}</td></tr>")  # fmt: skip
-    body = (
-        f"<!doctype html><html lang=en>{pages.head('Entra ID simulator', 'form.inline{display:inline}')}<body><main>"
-        "<h1>Microsoft Entra ID simulator: tenants and consent</h1>"
-        f"<p>Whoever opens a consent link is signed in as a <b>{html.escape(sim.signed_in_role)}</b> of that tenant "
-        "(change it on the consent page).</p>"
-        '<table><tr><th scope="col">Tenant</th><th scope="col">Domains</th><th scope="col">Id</th>'
-        '<th scope="col">Consent</th><th scope="col">Withdraw</th></tr>' + "".join(rows) + "</table>"
-        '<h2>Add a tenant</h2><form method="post" action="/sim/tenants"><label>Domain <input name="domain" '
-        'required></label> <label>Name <input name="name" required></label> <button>Add</button></form>'
-        "</main></body></html>"
-    )
     return SimResponse(200, {"Content-Type": "text/html; charset=utf-8"}, body.encode())

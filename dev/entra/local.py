@@ -1,6 +1,9 @@
 """`make run`'s Entra ID simulator: the reader app registered with its federated credential naming the simulated
 managed identity, the Graph simulator trusting its tokens, the CA the app process trusts, the connector's settings,
-and what to tell the person at the terminal about adding the two simulated customer tenants."""
+and what to tell the person at the terminal about adding the two simulated customer tenants.
+
+As in Entra ID, a new consent reaches tokens only after a while (`CONSENT_DELAY`, about 20 s here; minutes in real
+tenants), so a newcomer sees the tenant `confirming` and then `active`. `ENTRA_SIMULATOR_CONSENT_DELAY` sets it."""
 
 from __future__ import annotations
 
@@ -10,11 +13,14 @@ from typing import TYPE_CHECKING
 
 from dev.entra import persist
 from dev.entra.simulator import READER_APP_ID, EntraSimulator
-from dev.entra.tenants import CUSTOMERS, FABRIKAM
+from dev.entra.tenants import CUSTOMERS, FABRIKAM, TAILSPIN
 from dev.entra.tls import ca_bundle, write_ca
 
 if TYPE_CHECKING:
     from dev.graph.simulator import GraphSimulator
+
+
+CONSENT_DELAY = 20.0
 
 
 class StateUnreadable(Exception):
@@ -32,6 +38,7 @@ def start(
     app_url = f"http://localhost:{port}"
     entra.register_app(READER_APP_ID, [f"{app_url}/api/tenants/consent"], resource=graph.base_url)
     entra.trust_identity(READER_APP_ID, graph.identity)
+    entra.consent_delay = float(os.environ.get("ENTRA_SIMULATOR_CONSENT_DELAY") or CONSENT_DELAY)
     graph.trust(entra)
     for tenant in CUSTOMERS:
         graph.tenant(tenant.id, tenant.name)  # listed on the Graph simulator's page from the start
@@ -48,7 +55,11 @@ def start(
         f"certificate from the project's own local CA {ca} (a browser warns once on the consent page).",
         f'  Two simulated customer tenants can be added, {customers}: on the page\'s "Add a tenant", or',
         f"  curl -X POST {app_url}/api/tenants -H 'Content-Type: application/json' -d '{example}'",
-        "  then open the consentUrl it answers and press Accept (as a Global Administrator of that tenant).",
+        "  then open the consentUrl it answers and press Accept (as a Global Administrator of that tenant): the "
+        f"tenant is confirming for about {entra.consent_delay:g} s (Microsoft applies a consent to tokens after a "
+        "while), then active.",
+        f"  {TAILSPIN.name} ({TAILSPIN.domain}) is in another cloud: adding it says why this deployment cannot "
+        "read it.",
     ]
     if found and consented:
         lines.append(f"  Consented already (kept in {data_dir / persist.STATE_FILE}): {', '.join(consented)}.")

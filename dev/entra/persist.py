@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dev.entra.simulator import EntraSimulator, ServicePrincipal
-from dev.entra.tenants import CUSTOMERS, HOME, Tenant
+from dev.entra.tenants import BUILT_IN, PUBLIC_CLOUD, Tenant
 from shared.secrets import replace_private_file
 
 STATE_FILE = "entra-simulator.json"
@@ -24,7 +24,7 @@ VERSION = 1
 
 
 def snapshot(simulator: EntraSimulator) -> dict[str, Any]:
-    builtin = {t.id for t in (HOME, *CUSTOMERS)}
+    builtin = {t.id for t in BUILT_IN}
     with simulator.lock:
         return {
             "version": VERSION,
@@ -42,7 +42,8 @@ def restore(simulator: EntraSimulator, data: dict[str, Any]) -> None:
         raise ValueError(f"the Entra simulator state has version {data.get('version')!r}, not {VERSION}")
     with simulator.lock:
         for tenant in data["tenants"]:
-            restored = Tenant(tenant["id"], tenant["domain"], tenant["name"], tuple(tenant["other_domains"]))
+            restored = Tenant(tenant["id"], tenant["domain"], tenant["name"], tuple(tenant["other_domains"]),
+                              str(tenant.get("cloud") or PUBLIC_CLOUD))  # fmt: skip
             simulator.tenants[restored.id] = restored
         for entry in data["principals"]:
             tenant, client = entry.pop("tenant"), entry.pop("client_id")

@@ -14,8 +14,20 @@ Facts and sources: ../shared/reference/tenants-and-routing.md, sections 2 and 3.
   tenant must hold the app's service principal (created by admin consent): none is 401 AADSTS7000229, a disabled
   one 400 AADSTS7000112. The token (RS256, its keys at `/{tenant}/discovery/v2.0/keys`) is for the resource the
   scope names, with `tid` = that tenant and `roles` = the application permissions its admin consented to.
-- Switches: `withdraw(tenant)` (the customer deleted the app, disabled it, or removed its permissions), the
-  signed-in admin's directory role (`signed_in_role`), more tenants (`add_tenant`), and the page at `/sim`.
+- Consent reaches tokens after a delay (`consent_delay` seconds; `make run`: 20): until then the tenant issues the
+  app tokens without the `roles` claim, as Entra does right after admin consent (microsoftgraph/microsoft-graph-docs
+  #10907, microsoft-graph-docs-contrib#4160, #7087; a retry minutes later works), and Graph answers them 403.
+- A tenant of another cloud (`TAILSPIN`, US Government): discovery answers 200 with that cloud's endpoints and
+  `cloud_instance_name` (smallstep/certificates#1309); its token endpoint here refuses with 400 AADSTS900382
+  "Confidential Client is not supported in Cross Cloud request" (MicrosoftDocs/azure-docs#35616,
+  webprofusion/certify#553).
+- Switches: `withdraw(tenant)` (the customer deleted the app, disabled it, or removed its permissions),
+  `delete_tenant` (the organisation deleted its tenant: AADSTS90002), `fail_discovery` (discovery fails for a moment:
+  503, a dropped connection, or AADSTS90024 "A transient error has occurred", learn `entra/identity-platform/
+  reference-error-codes`), `fail_tokens` (the token endpoint answers an AADSTS code), `break_federated_credential`
+  (the reader app's federated credential stops matching, one way per code: AADSTS70021, 700211, 700212, 700213,
+  7002138; Azure/login#482, #515, #517, Azure/azure-workload-identity#340, #616), the signed-in admin's directory
+  role (`signed_in_role`), more tenants (`add_tenant`), and the page at `/sim`.
 
 What azure-identity 1.27's `ClientAssertionCredential(tenant_id, client_id, func, authority=..., ...)` calls:
 only the token endpoint, `{authority}/{tenant}/oauth2/v2.0/token` (its `AadClient` posts there directly, no
@@ -38,7 +50,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -46,10 +58,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from dev.entra import consent
+from dev.entra import consent, page, token
 from dev.entra.consent import CONSENTING_ROLES, ROLES
 from dev.entra.errors import token_error
-from dev.entra.tenants import CUSTOMERS, HOME, Tenant, new_tenant, well_formed
+from dev.entra.tenants import BUILT_IN, CLOUDS, HOME, PUBLIC_CLOUD, Tenant, new_tenant, well_formed
 from dev.simulator.core import SimRequest, SimResponse
 
 if TYPE_CHECKING:
@@ -58,13 +70,14 @@ if TYPE_CHECKING:
 PUBLIC_LOGIN = "https://login.microsoftonline.com"  # where a real managed identity's token says it comes from
 GRAPH = "https://graph.microsoft.com"
 TOKEN_EXCHANGE = "api://AzureADTokenExchange"  # the public cloud's audience for a federated credential
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SECURITY_EVENTS_READWRITE_ALL = "SecurityEvents.ReadWrite.All"
 READER_APP_ID = "7d1c9b3e-5a2f-4e8d-b6c4-3f2a1e0d9c8b"  # make run's reader app
 CLAIMS_SUPPORTED = ["sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
                     "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name",
                     "tid", "ver", "at_hash", "c_hash", "email"]  # fmt: skip
 WITHDRAWALS = ("delete", "disable", "revoke")
+DISCOVERY_FAILURES = ("503", "drop", "90024")
+FEDERATED_MISMATCHES = (70021, 700211, 700212, 700213, 7002138)
 
 
 @dataclass(frozen=True)
@@ -114,8 +127,13 @@ class EntraSimulator:
         self.lifetime = lifetime
         self.base_url = PUBLIC_LOGIN
         self.lock = threading.RLock()
-        self.tenants: dict[str, Tenant] = {t.id: t for t in (HOME, *CUSTOMERS)}
+        self.tenants: dict[str, Tenant] = {t.id: t for t in BUILT_IN}
         self.apps: dict[str, App] = {}
+        self.trusted: dict[str, list[FederatedCredential]] = {}  # client id -> its credentials as registered
+        self.consent_delay = 0.0  # seconds from consent until tokens carry the consented roles
+        self.consent_clock = clock  # what a consent's age is measured by (a test moves it without real time passing)
+        self.discovery_failures: list[str] = []  # the next discoveries fail, one mode each (DISCOVERY_FAILURES)
+        self.token_failures: list[tuple[str, int, str]] = []  # the next token requests answer (error, code, text)
         self.principals: dict[tuple[str, str], ServicePrincipal] = {}  # (tenant id, client id)
         self.signed_in_role = CONSENTING_ROLES[0]  # the directory role of whoever opens the consent link
         self.requests: list[SimRequest] = []
@@ -165,7 +183,56 @@ class EntraSimulator:
         credential = FederatedCredential(issuer or f"{PUBLIC_LOGIN}/{app.home}/v2.0", subject, (audience,))
         with self.lock:
             app.federated.append(credential)
+            self.trusted[client_id] = list(app.federated)
         return credential
+
+    def break_federated_credential(self, client_id: str, code: int) -> None:
+        """What an admin or a redeployment does that makes the app's federated credential stop matching, one way
+        per code: 70021 none left; 700211 another issuer; 700212 another audience; 700213 another subject (the
+        managed identity deleted and created again: a new principal id); 7002138 the subject in another case."""
+        if code not in FEDERATED_MISMATCHES:
+            raise ValueError(f"code must be one of {FEDERATED_MISMATCHES}")
+        with self.lock:
+            app = self.apps[client_id]
+            kept = self.trusted.get(client_id, app.federated)
+
+            def changed(c: FederatedCredential) -> FederatedCredential | None:
+                if code == 700211:
+                    return replace(c, issuer=f"{PUBLIC_LOGIN}/{uuid.uuid4()}/v2.0")
+                if code == 700212:
+                    return replace(c, audiences=(f"{TOKEN_EXCHANGE}USGov",))
+                if code == 700213:
+                    return replace(c, subject=str(uuid.uuid4()))
+                return replace(c, subject=c.subject.upper()) if code == 7002138 else None
+
+            app.federated = [found for c in kept if (found := changed(c)) is not None]
+        self._changed()
+
+    def restore_federated_credential(self, client_id: str) -> None:
+        """`azd provision`: the credentials as registered."""
+        with self.lock:
+            self.apps[client_id].federated = list(self.trusted.get(client_id, []))
+        self._changed()
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        """The organisation deleted its tenant: discovery and the token endpoint answer AADSTS90002 from now on."""
+        with self.lock:
+            self.tenants.pop(tenant_id, None)
+            for key in [k for k in self.principals if k[0] == tenant_id]:
+                del self.principals[key]
+        self._changed()
+
+    def fail_discovery(self, mode: str, times: int = 1) -> None:
+        """The next `times` discoveries fail for a moment, as `mode` says (DISCOVERY_FAILURES)."""
+        if mode not in DISCOVERY_FAILURES:
+            raise ValueError(f"mode must be one of {DISCOVERY_FAILURES}")
+        with self.lock:
+            self.discovery_failures.extend([mode] * times)
+
+    def fail_tokens(self, code: int, text: str, error: str = "invalid_request", times: int = 1) -> None:
+        """The next `times` token requests answer `error` with AADSTS`code` and `text`."""
+        with self.lock:
+            self.token_failures.extend([(error, code, text)] * times)
 
     def trust_identity(self, client_id: str, identity: ManagedIdentity) -> FederatedCredential:
         """The reader app's federated credential naming `identity`, and that identity's tokens accepted."""
@@ -179,7 +246,8 @@ class EntraSimulator:
         required application permissions (learn `v2-admin-consent`: `/.default` asks for all of them)."""
         tenant, app = self.tenants[tenant_id], self.apps[client_id]
         with self.lock:
-            principal = ServicePrincipal(str(uuid.uuid4()), app.roles, by or f"admin@{tenant.domain}", self.clock())
+            principal = ServicePrincipal(str(uuid.uuid4()), app.roles, by or f"admin@{tenant.domain}",
+                                         self.consent_clock())  # fmt: skip
             self.principals[(tenant.id, client_id)] = principal
         self._changed()
         return principal
@@ -243,7 +311,8 @@ class EntraSimulator:
             "idp": f"https://sts.windows.net/{tenant.id}/", "idtyp": "app", "oid": principal.object_id,
             "sub": principal.object_id, "tid": tenant.id, "ver": "1.0",
         }  # fmt: skip
-        if principal.roles:  # no app role assigned: no roles claim at all
+        applied = self.consent_clock() >= principal.granted_at + self.consent_delay
+        if principal.roles and applied:  # no app role assigned (or not applied yet): no roles claim at all
             claims["roles"] = list(principal.roles)
         token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self._kid})
         with self.lock:
@@ -257,7 +326,7 @@ class EntraSimulator:
             self.requests.append(request)
         parts = [unquote(p) for p in request.path.strip("/").split("/")]
         if parts[0] == "sim":
-            return consent.sim_page(self, request, parts)
+            return page.sim_page(self, request, parts)
         rest = parts[1:]
         if rest not in (["v2.0", ".well-known", "openid-configuration"], ["discovery", "v2.0", "keys"],
                         ["v2.0", "adminconsent"], ["oauth2", "v2.0", "token"]):  # fmt: skip
@@ -279,15 +348,32 @@ class EntraSimulator:
         if rest[0] == "discovery":
             return SimResponse.json(200, self.jwks())
         if rest[0] == "v2.0":
+            failing = self._take(self.discovery_failures)
+            if failing is not None:
+                return self._discovery_failure(failing)
             return SimResponse.json(200, self.openid_configuration(tenant))
         if request.method != "POST":
             return token_error("invalid_request", 900561, "The endpoint only accepts POST requests. Received a "
                                f"{request.method} request.", self.clock(), self.base_url)  # fmt: skip
-        return self._token(request, tenant)
+        return token.endpoint(self, request, tenant)
+
+    def _take(self, queue: list[Any]) -> Any:
+        with self.lock:
+            return queue.pop(0) if queue else None
+
+    def _discovery_failure(self, mode: str) -> SimResponse:
+        if mode == "drop":
+            return SimResponse(200, drop=True)
+        if mode == "503":
+            return SimResponse(503, {"Content-Type": "text/html"}, b"<html><body>Service Unavailable</body></html>")
+        return token_error("temporarily_unavailable", 90024, "A transient error has occurred. Try again.",
+                           self.clock(), self.base_url)  # fmt: skip
 
     def openid_configuration(self, tenant: Tenant) -> dict[str, Any]:
-        """The v2.0 discovery document (its real fields; every URL names the tenant by id, whatever named it)."""
-        at = f"{self.base_url}/{tenant.id}"
+        """The v2.0 discovery document (its real fields; every URL names the tenant by id, whatever named it). A
+        tenant of another cloud answers with that cloud's login host and Graph (smallstep/certificates#1309)."""
+        login, graph = CLOUDS[tenant.cloud]
+        at = f"{self.base_url}/{tenant.id}" if tenant.cloud == PUBLIC_CLOUD else f"https://{login}/{tenant.id}"
         return {
             "token_endpoint": f"{at}/oauth2/v2.0/token",
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -299,7 +385,7 @@ class EntraSimulator:
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
             "issuer": f"{at}/v2.0",
             "request_uri_parameter_supported": False,
-            "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+            "userinfo_endpoint": f"https://{graph}/oidc/userinfo",
             "authorization_endpoint": f"{at}/oauth2/v2.0/authorize",
             "device_authorization_endpoint": f"{at}/oauth2/v2.0/devicecode",
             "http_logout_supported": True,
@@ -308,87 +394,8 @@ class EntraSimulator:
             "claims_supported": CLAIMS_SUPPORTED,
             "kerberos_endpoint": f"{at}/kerberos",
             "tenant_region_scope": "EU",
-            "cloud_instance_name": "microsoftonline.com",
+            "cloud_instance_name": tenant.cloud,
             "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": "graph.microsoft.com",
+            "msgraph_host": graph,
             "rbac_url": "https://pas.windows.net",
         }
-
-    def _token(self, request: SimRequest, tenant: Tenant) -> SimResponse:
-        now = self.clock()
-
-        def fail(error: str, code: int, text: str) -> SimResponse:
-            return token_error(error, code, text, now, self.base_url)
-
-        if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            return fail("invalid_request", 900144, "The request body must contain the following parameter: "
-                        "'grant_type'.")  # fmt: skip
-        form = request.form()
-        for required in ("grant_type", "client_id", "scope"):
-            if not form.get(required):
-                return fail("invalid_request", 900144,
-                            f"The request body must contain the following parameter: '{required}'.")  # fmt: skip
-        if form["grant_type"] != "client_credentials":
-            return fail("unsupported_grant_type", 70003, f"The app requested an unsupported grant type "
-                        f"'{form['grant_type'][:100]}'.")  # fmt: skip
-        with self.lock:
-            app = self.apps.get(form["client_id"])
-            principal = self.principals.get((tenant.id, form["client_id"]))
-        if app is None or (not app.multi_tenant and app.home != tenant.id):
-            return fail("unauthorized_client", 700016, f"Application with identifier '{form['client_id'][:100]}' "
-                        f"was not found in the directory '{tenant.name}'. This can happen if the application has not "
-                        "been installed by the administrator of the tenant or consented to by any user in the tenant. "
-                        "You may have sent your authentication request to the wrong tenant.")  # fmt: skip
-        if form.get("client_assertion_type") != JWT_BEARER or not form.get("client_assertion"):
-            return fail("invalid_client", 7000218, "The request body must contain the following parameter: "
-                        "'client_assertion' or 'client_secret'.")  # fmt: skip
-        if principal is None:
-            return fail("invalid_client", 7000229, f"The client application {app.client_id} is missing service "
-                        f"principal in the tenant {tenant.id}. See instructions here: "
-                        "https://go.microsoft.com/fwlink/?linkid=2225119")  # fmt: skip
-        if not principal.enabled:
-            return fail("unauthorized_client", 7000112, f"Application '{app.client_id}'({app.name}) is disabled.")
-        refused = self._assertion_refused(app, form["client_assertion"], now)
-        if refused is not None:
-            return fail("invalid_client", *refused)
-        scope = form["scope"]
-        if " " in scope.strip() or not scope.endswith("/.default"):
-            return fail("invalid_scope", 1002012, f"The provided value for scope {scope[:200]} is not valid. Client "
-                        "credential flows must have a scope value with /.default suffixed to the resource identifier "
-                        "(application ID URI).")  # fmt: skip
-        resource = scope.removesuffix("/.default").rstrip("/")
-        if resource != app.resource:
-            return fail("invalid_resource", 500011, f"The resource principal named {resource[:200]} was not found in "
-                        f"the tenant named {tenant.name}. This can happen if the application has not been installed "
-                        "by the administrator of the tenant or consented to by any user in the tenant. You might have "
-                        "sent your authentication request to the wrong tenant.")  # fmt: skip
-        token = self._access_token(tenant, app, principal, resource)
-        return SimResponse.json(200, {"token_type": "Bearer", "expires_in": self.lifetime,
-                                      "ext_expires_in": self.lifetime, "access_token": token},
-                                {"Cache-Control": "no-store"})  # fmt: skip
-
-    def _assertion_refused(self, app: App, assertion: str, now: float) -> tuple[int, str] | None:
-        """Why the client assertion does not prove the app (an AADSTS code and text), or None when it does: a token
-        the trusted managed identity signed, within its lifetime, matching one of the app's federated credentials
-        on issuer, subject and audience, each compared exactly (FIC matching is case-sensitive: learn
-        `entra/identity-platform/reference-breaking-changes`, February 2025)."""
-        claims = self.identity.verify(assertion) if self.identity is not None and assertion.isascii() else None
-        if claims is None:
-            return 700027, "Client assertion failed signature validation."
-        if not int(claims.get("nbf", 0)) <= now < int(claims.get("exp", 0)):
-            return 700024, (
-                f"Client assertion is not within its valid time range. Current time: {int(now)}, "
-                f"assertion valid from {claims.get('nbf')}, expiry time of assertion {claims.get('exp')}."
-            )
-        issuer, subject, audience = str(claims.get("iss")), str(claims.get("sub")), claims.get("aud")
-        matching = [c for c in app.federated if c.issuer == issuer]
-        if not matching:
-            return 700211, f"No matching federated identity record found for presented assertion issuer '{issuer}'."
-        matching = [c for c in matching if c.subject == subject]
-        if not matching:
-            return 700213, (f"No matching federated identity record found for presented assertion subject "
-                            f"'{subject}'. Check your federated identity credential Subject, Audience and Issuer "
-                            "against the presented assertion.")  # fmt: skip
-        if not any(audience in c.audiences for c in matching):
-            return 700212, f"No matching federated identity record found for presented assertion audience '{audience}'."
-        return None

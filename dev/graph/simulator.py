@@ -20,7 +20,8 @@ public documentation reads (shapes and sources: ../shared/reference/microsoft-gr
   (`catalogue.customer_scores`). Requests and requests in flight are counted per tenant too (`tenant(id)`).
 - Switches: complete or regress a control (`POST /sim/controls/{id}/complete|regress`, or the page at `/sim`);
   a failing provider (206 with `Warning: 199 - "{vendor}/{provider}/{status}/{ms}"`, its controls left out); a
-  dripping response; an empty listing; faults (429 with `Retry-After`, 503, latency, drops).
+  dripping response; an empty listing; faults (429 with `Retry-After`, 503, latency, drops, and `commit_then_drop`:
+  the work done, the answer lost).
 """
 
 from __future__ import annotations
@@ -286,6 +287,11 @@ class GraphSimulator:
             held = fault.seconds if fault is not None and fault.kind == "latency" else 0.0  # on top of `latency`
             time.sleep(held)
             if fault is not None and fault.kind == "drop":
+                response = SimResponse(0, drop=True)
+            elif fault is not None and fault.kind == "commit_then_drop":
+                # The work is done and the answer is lost on the way back: a PATCH is not idempotent (RFC 5789,
+                # section 2), and each one adds an entry to the control's history (securescorecontrolprofile-update).
+                self._route(request, caller, tenant)
                 response = SimResponse(0, drop=True)
             elif fault is not None and fault.kind == "drip":
                 response = self._route(request, caller, tenant)

@@ -144,7 +144,10 @@ class Fault:
     nothing until the client's deadline has passed: `seconds`), 'latency' (wait `seconds`, then answer),
     'drip' (answer, but send the body one byte every `seconds`), 'hold' (set `arrived`, wait for `release`, then
     answer: a test starts a second request only once the first is inside ServiceNow, and lets the first go on only
-    after the second has answered, by events instead of guessed sleeps; ServiceNow simulator only)."""
+    after the second has answered, by events instead of guessed sleeps; ServiceNow simulator only),
+    'commit_then_hold' (do the work, set `arrived`, wait for `release`, then answer: a late answer),
+    'late_commit' (the client waits in vain, past its deadline; the work is done afterwards, when `release` is set
+    or `seconds` have passed: a held transaction that commits after the client gave up)."""
 
     kind: str
     status: int = 503
@@ -331,6 +334,8 @@ class ServiceNowSimulator:
         if fault is not None and fault.kind == "hold":
             fault.hold()
             fault = None
+        if fault is not None and fault.kind == "late_commit":
+            return self._late_commit(request, fault)
         if fault is not None and fault.kind == "drop":
             return SimResponse(0, drop=True)
         if fault is not None and fault.kind == "status":
@@ -349,6 +354,8 @@ class ServiceNowSimulator:
         response = self._route(request)
         if self.on_change is not None and request.method not in ("GET", "HEAD"):
             self.on_change()
+        if fault is not None and fault.kind == "commit_then_hold":
+            fault.hold()
         if fault is not None and fault.kind == "commit_then_drop":
             return SimResponse(0, drop=True)
         if fault is not None and fault.kind == "commit_then_status":
@@ -358,6 +365,28 @@ class ServiceNowSimulator:
         if fault is not None and fault.kind == "drip":
             response.drip = fault.seconds
         return response
+
+    def _late_commit(self, request: SimRequest, fault: Fault) -> SimResponse:
+        """A transaction that outlives the client's wait. An inbound REST Table API transaction runs on its node until
+        it ends or its quota rule cancels it (60 s by default: "REST Table API request timeout",
+        https://www.servicenow.com/docs/r/yokohama/platform-administration/platform-performance/c_DefaultQuotaRules.html),
+        whether or not the client still waits: a client that hangs up is only logged (HTTP 499, "Client Closed the
+        Connection", https://support.servicenow.com/kb?id=kb_article_view&sysparm_article=KB3047080), and the work it
+        asked for is done (https://www.esmalliance.com/2019/05/10/investigating-the-root-cause-of-a-scripted-rest-api-
+        servicenow-integration-timeout-issue/: every timed-out request had been processed completely). So the
+        client gets no answer in time, and the record appears later."""
+
+        def commit() -> None:
+            fault.hold()
+            self._route(request)
+            if self.on_change is not None:
+                self.on_change()
+
+        threading.Thread(target=commit, name="late-commit", daemon=True).start()
+        # A client that waited this long would have been answered by the quota rule's cancellation (KB0866547).
+        late = SimResponse.envelope(500, "Transaction cancelled: maximum execution time exceeded", None)
+        late.stall = HOLD_LIMIT
+        return late
 
     def _chaos_fault(self) -> Fault:
         """One of the failures real instances produce, chosen by the seeded generator."""
@@ -781,6 +810,11 @@ class ServiceNowSimulator:
             sys_mod_count="0",
             number=f"INC{self._number:07d}",
         )
+        # Who made it, by user name, as a recorded POST shows (swimlane/techpubs-knowledgecenter,
+        # docs/Connectors/ServiceNow/Actions/create_incident.md: opened_by the admin's sys_id, sys_created_by "admin").
+        author = str(self.tables["sys_user"].get(user, {}).get("user_name") or "")
+        if "sys_created_by" in self.fields[table]:
+            record.update(sys_created_by=author, sys_updated_by=author)
         if table == "incident":
             record.update(
                 state="1",
@@ -813,6 +847,8 @@ class ServiceNowSimulator:
         if self._apply(table, record, body, display_input=_display_input(request)):
             record["sys_updated_on"] = _now_text(self.clock())
             record["sys_mod_count"] = str(int(record.get("sys_mod_count") or 0) + 1)
+            if "sys_updated_by" in self.fields[table]:
+                record["sys_updated_by"] = str(self.tables["sys_user"].get(user, {}).get("user_name") or "")
         return SimResponse.json(200, {"result": self._shape(table, record, request.query)})
 
     def _apply(self, table: str, record: dict[str, Any], body: dict[str, Any], *, display_input: bool = False) -> bool:

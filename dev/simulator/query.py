@@ -1,7 +1,11 @@
 """The subset of ServiceNow's encoded query language the connector uses, evaluated over dict records.
 
 `^` is AND, `^OR` ORs with its neighbour, `^NQ` starts a new OR-ed group; invalid fields are ignored
-(ServiceNow's default). Values compare as strings, which orders `YYYY-MM-DD HH:MM:SS` correctly.
+(ServiceNow's default). Values compare as strings, which orders `YYYY-MM-DD HH:MM:SS` correctly. `=` and `!=`
+ignore case, as ServiceNow's queries do: "GlideRecord queries are case-insensitive" (GlideFilter API,
+https://www.servicenow.com/docs/r/api-reference/server-api-reference/c_GlideFilterScopedAPI.html; GlideRecord
+`addQuery`: "Value on which to query (not case-sensitive)"), so `name=service desk` finds "Service Desk". (The
+Table API page calls values case-sensitive; the stricter answer for a client is the one that can surprise it.)
 """
 
 from __future__ import annotations
@@ -99,9 +103,9 @@ def _holds(condition: Condition, record: dict[str, Any], known: set[str]) -> boo
     actual = _plain(record.get(condition.field))
     value, op = condition.value, condition.op
     if op == "=":
-        return actual == value
+        return actual.casefold() == value.casefold()
     if op == "!=":
-        return actual != value
+        return actual.casefold() != value.casefold()
     if op == "STARTSWITH":
         return actual.startswith(value)
     if op == "ENDSWITH":

@@ -86,6 +86,9 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     WEBSITE_AUTH_AAD_ALLOWED_TENANTS: tenant().tenantId
     APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    // The consent link returns to APP_URL/api/tenants/consent: the site's own host name, so it matches the redirect
+    // URI registered with the cloud's App Service domain (azurewebsites.us, chinacloudsites.cn, ...) everywhere.
+    APP_URL: 'https://${site.properties.defaultHostName}'
   })
 }
 

@@ -1,7 +1,8 @@
 // The connector's app registration in Microsoft Entra ID: sign-in for the portal (App Service
 // Authentication), tokens for machine clients, and the two app roles that decide what a caller may do.
-// Creating it needs Application Developer (or Cloud Application Administrator); main.bicep skips this module
-// when an existing registration's client ID is given (admin guide: roles).
+// Creating it needs Application Developer (or Cloud Application Administrator), updating it ownership (declared
+// below) or Cloud Application Administrator; main.bicep skips this module when an existing registration's client ID
+// is given (admin guide: roles).
 extension microsoftGraphV1
 
 @description('Unique name of the registration, for idempotent redeployments.')
@@ -16,6 +17,9 @@ param hostName string
 @description('Principal ID of the app\'s user-assigned managed identity: its federated credential replaces a secret.')
 param managedIdentityPrincipalId string
 
+@description('Object IDs of the registration\'s owners: the deploying principal and any other that deploys it.')
+param ownerIds array
+
 // A managed identity's token-exchange audience is per cloud (msgraph-bicep-types quickstart-templates/msi-as-a-fic-secretless).
 var tokenExchangeAudiences = {
   AzureCloud: 'api://AzureADTokenExchange'
@@ -26,11 +30,18 @@ var tokenExchangeAudiences = {
 }
 var adminRoleId = guid(uniqueName, 'Connector.Admin')
 var createRoleId = guid(uniqueName, 'Tickets.Create')
-var identifierUri = 'api://${uniqueName}-${uniqueString(subscription().id, resourceGroup().id, uniqueName)}'
+// api://{tenant id}/{string}: a format Entra ID accepts where a tenant's app management policy requires a unique
+// tenant identifier in identifier URIs (learn entra/identity-platform/identifier-uri-restrictions; Graph
+// identifierUriConfiguration uriAdditionWithoutUniqueTenantIdentifier). Clients still ask for `{client id}/.default`.
+var identifierUri = 'api://${tenant().tenantId}/${uniqueName}'
 
 resource app 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: uniqueName
   displayName: displayName
+  // Owners may update the registration without a directory role, so a second deployer (the pipeline after a
+  // person's azd up, or the reverse) is not refused. 'append' adds them and removes no owner (msgraph-bicep-types
+  // v1.0 1.0.0 types: MicrosoftGraphRelationship).
+  owners: { relationships: ownerIds, relationshipSemantics: 'append' }
   signInAudience: 'AzureADMyOrg' // this tenant only
   identifierUris: [ identifierUri ]
   api: {
@@ -66,6 +77,7 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
 // User assignment required: only people and clients given a role (or none, for readers) can sign in.
 resource principal 'Microsoft.Graph/servicePrincipals@v1.0' = {
   appId: app.appId
+  owners: { relationships: ownerIds, relationshipSemantics: 'append' } // its updates need the same standing
   appRoleAssignmentRequired: true
 }
 

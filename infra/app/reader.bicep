@@ -20,6 +20,9 @@ param hostName string
 @description('Principal ID of the app\'s user-assigned managed identity: its federated credential replaces a secret.')
 param managedIdentityPrincipalId string
 
+@description('Object IDs of the registration\'s owners: the deploying principal and any other that deploys it.')
+param ownerIds array
+
 // A managed identity's token-exchange audience is per cloud (msgraph-bicep-types quickstart-templates/msi-as-a-fic-secretless).
 var tokenExchangeAudiences = {
   AzureCloud: 'api://AzureADTokenExchange'
@@ -34,6 +37,7 @@ var securityEventsReadWriteAll = 'd903a879-88e0-4c09-b0c9-82f6a1333f84' // Secur
 resource readerApp 'Microsoft.Graph/applications@v1.0' = {
   uniqueName: uniqueName
   displayName: displayName
+  owners: { relationships: ownerIds, relationshipSemantics: 'append' } // as the sign-in app's (entra.bicep)
   signInAudience: 'AzureADMultipleOrgs' // any organisation's admin may consent; nobody signs in to it
   requiredResourceAccess: [
     {

@@ -317,8 +317,10 @@ window.SecurityCenterRoutes = (core) => {
       }
       take(answer, previewed);
       const count = answer.routes.length;
+      // What the connector decided for the admin (a name ServiceNow matched only when case is ignored) is said too.
+      const notes = (answer.notes || []).map((n) => ` ${n.message}.`).join("");
       notice(`The routes are saved: ${count} ${count === 1 ? "rule" : "rules"}. The next ticket follows them; tickets `
-        + "made before stay where they are.");
+        + `made before stay where they are.${notes}`);
       $("notice").focus();
     });
   }

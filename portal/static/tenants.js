@@ -1,14 +1,16 @@
 // The tenant overview (DESIGN section 12): every Microsoft tenant the connector reads, from GET /api/tenants, with
 // its score and trend, open actions, tickets and health; for admins, adding a tenant (its consent link to copy),
-// removing one, pausing and resuming the home tenant. app.js calls it with its helpers and decides the view.
+// naming, removing one, pausing and resuming the home tenant. app.js calls it with its helpers and decides the view.
+// A tenant whose admin consented is "confirming" until a token and a read prove it (docs/admin-guide.md, 10.4).
 "use strict";
 
 window.SecurityCenterTenants = (core) => {
   const { $, api, el, when, can, ADMIN, problemNodes, showError, notice, act, formErrors } = core;
-  const STATES = { active: ["Active", "done"], pending: ["Waiting for consent", "open"], paused: ["Paused", ""] };
+  const STATES = { active: ["Active", "done"], pending: ["Waiting for consent", "open"], paused: ["Paused", ""],
+    confirming: ["Confirming consent", "open"] };
   const ASK = "a Global Administrator or Privileged Role Administrator of that tenant";
   const FIELDS = { tenant: "The tenant", name: "The name" };
-  const state = { rows: [], copyButtons: new Map(), opener: null, added: false };
+  const state = { rows: [], copyButtons: new Map(), opener: null, added: false, renaming: null };
 
   const key = (row) => (row.home ? "home" : row.id);
   const stateLabel = (row) => STATES[row.state] || [row.state, ""];
@@ -49,7 +51,24 @@ window.SecurityCenterTenants = (core) => {
       el("span", { className: overdue ? "sub overdue" : "sub" }, overdue ? `${overdue} overdue` : "none overdue")];
   }
 
+  // Consent came back; Microsoft applies it to the tenant's tokens within minutes, and the connector proves it with a
+  // read. Until then the row says so; a problem that is not "not applied yet" (the deployment's own setup) shows too.
+  function confirmingCell(row) {
+    const plan = row.confirming || {};
+    const next = plan.nextAttemptAt ? `next check ${when(plan.nextAttemptAt)}` : "next check at the next refresh";
+    const nodes = [el("span", {}, el("strong", {}, "Consent received"), plan.since ? ` ${when(plan.since)}. ` : ". ",
+      "Microsoft is applying it to the tenant's tokens, which can take a few minutes; the connector confirms it with "
+      + `a read (${next}; it keeps trying until ${plan.until ? when(plan.until) : "24 hours have passed"}).`)];
+    const error = row.lastError;  // "not applied yet" (tenant_not_consented) is what the line above says already
+    if (error && error.code !== "tenant_not_consented") {
+      nodes.push(el("span", { className: "problem" }, el("strong", {}, "Not read yet: "), error.detail,
+        error.remediation ? el("span", { className: "fix" }, `What to do: ${error.remediation}`) : null));
+    }
+    return nodes;
+  }
+
   function healthCell(row) {
+    if (row.state === "confirming") return confirmingCell(row);
     const nodes = [];
     const error = row.lastError;
     if (error) {
@@ -124,21 +143,23 @@ window.SecurityCenterTenants = (core) => {
   }
 
   function manageCell(row) {
+    const rename = el("button", { type: "button", className: "button", "aria-label": `Rename ${row.name}` }, "Rename");
+    rename.addEventListener("click", () => openRename(row, rename));
     if (!row.home) {
       const remove = el("button", { type: "button", className: "button danger", "aria-label": `Remove ${row.name}` },
         "Remove");
       remove.addEventListener("click", () => removeTenant(row, remove));
-      return [remove];
+      return [rename, remove];
     }
     if (row.state === "paused") {
       const resume = el("button", { type: "button", className: "button", "aria-label": `Resume ${row.name}` },
         "Resume");
       resume.addEventListener("click", () => resumeHome(row, resume));
-      return row.id ? [resume] : [];
+      return row.id ? [rename, resume] : [];
     }
     const pause = el("button", { type: "button", className: "button", "aria-label": `Pause ${row.name}` }, "Pause");
     pause.addEventListener("click", () => pauseHome(row, pause));
-    return row.id ? [pause] : [];  // its id is known once it was read (or from the sign-in's tenant)
+    return row.id ? [rename, pause] : [];  // its id is known once it was read (or from the sign-in's tenant)
   }
 
   function renderRow(row) {
@@ -163,10 +184,11 @@ window.SecurityCenterTenants = (core) => {
     $("add-tenant").hidden = !can(ADMIN);
     $("refresh-all").hidden = !can(ADMIN);
     const waiting = state.rows.filter((row) => row.state === "pending").length;
-    const failing = state.rows.filter((row) => row.lastError).length;
+    const confirming = state.rows.filter((row) => row.state === "confirming").length;
+    const failing = state.rows.filter((row) => row.lastError && row.state !== "confirming").length;
     const overdue = state.rows.reduce((sum, row) => sum + (row.overdueTickets || 0), 0);
     $("tenants-summary").textContent = [`${state.rows.length} tenants`, waiting ? `${waiting} waiting for consent` : null,
-      failing ? `${failing} not read (see Health)` : null,
+      confirming ? `${confirming} confirming consent` : null, failing ? `${failing} not read (see Health)` : null,
       `${overdue} overdue ${overdue === 1 ? "ticket" : "tickets"} in all`].filter(Boolean).join(" · ");
   }
 
@@ -200,7 +222,7 @@ window.SecurityCenterTenants = (core) => {
       notice(`${row.name} is paused: the connector no longer reads its Secure Score; its tickets stay. Resume reads `
         + "it again.");
       await changed();
-      focusRow("home", "button");
+      focusRow("home", ".manage button:last-child");
     });
   }
 
@@ -209,7 +231,7 @@ window.SecurityCenterTenants = (core) => {
       await api("/api/tenants", { method: "POST", body: { tenant: row.id } });
       notice(`${row.name} is read again from the next refresh.`);
       await changed();
-      focusRow("home", "button");
+      focusRow("home", ".manage button:last-child");
     });
   }
 
@@ -271,6 +293,45 @@ window.SecurityCenterTenants = (core) => {
     }
   }
 
+  // -- naming a tenant (one added by its domain is named by it until then) ------------------------------------------
+  const renameForm = formErrors("rn-", { name: "The name" }, "rename-dialog-error");
+
+  function openRename(row, opener) {
+    state.renaming = row;
+    state.opener = opener;
+    state.added = false;
+    renameForm.clear();
+    $("rename-dialog-title").textContent = `Rename ${row.name}`;
+    $("rn-name").value = row.name;
+    $("rename-submit").disabled = false;
+    $("rename-dialog").showModal();
+    $("rn-name").select();
+  }
+
+  async function submitRename(event) {
+    event.preventDefault();
+    renameForm.clear();
+    const row = state.renaming;
+    const name = $("rn-name").value.trim();
+    if (!name) {
+      renameForm.show("name", "Give the tenant a name");
+      $("rn-name").focus();
+      return;
+    }
+    $("rename-submit").disabled = true;
+    try {
+      const renamed = await api(`/api/tenants/${encodeURIComponent(row.id)}`, { method: "PATCH", body: { name } });
+      state.added = true;
+      $("rename-dialog").close();
+      notice(`${row.name} is now named ${renamed.name}.`);
+      await changed("tenants");
+      focusRow(key(row), ".manage button");
+    } catch (error) {
+      renameForm.answer(error);
+      $("rename-submit").disabled = false;
+    }
+  }
+
   function wire(onChange) {
     changed = onChange;
     $("add-tenant").addEventListener("click", () => openAdd($("add-tenant")));
@@ -278,6 +339,11 @@ window.SecurityCenterTenants = (core) => {
     $("refresh-all").addEventListener("click", () => refreshAll($("refresh-all")));
     $("tenant-form").addEventListener("submit", submitAdd);
     $("tenant-cancel").addEventListener("click", () => $("tenant-dialog").close());
+    $("rename-form").addEventListener("submit", submitRename);
+    $("rename-cancel").addEventListener("click", () => $("rename-dialog").close());
+    $("rename-dialog").addEventListener("close", () => {
+      if (!state.added && state.opener && document.activeElement === document.body) state.opener.focus();
+    });
     // Closing a modal dialog gives focus back to its opener already; the close event comes a task later, when the
     // user may have moved on: it only catches a focus that was lost.
     $("tenant-dialog").addEventListener("close", () => {

@@ -72,6 +72,9 @@ class TicketStore(Protocol):
     def release_claim(self, recommendation_id: str, holder: str) -> None:
         """Drop the claim if `holder` still holds it."""
 
+    def claim_holder(self, recommendation_id: str) -> str | None:
+        """The id of the ticket holding the claim (open or not: the caller looks), or None; writes nothing."""
+
     # -- Idempotency-Key --
     def remember_idempotency_key(self, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:
         """Record the key; returns None when new, else the record already there."""

@@ -230,6 +230,13 @@ class SqliteTicketStore:
                 "DELETE FROM claims WHERE recommendation_id = ? AND ticket_id = ?", (recommendation_id, holder)
             )
 
+    def claim_holder(self, recommendation_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT ticket_id FROM claims WHERE recommendation_id = ?", (recommendation_id,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
     # -- idempotency keys ---------------------------------------------------------------------------
 
     def remember_idempotency_key(self, key: str, record: IdempotencyRecord) -> IdempotencyRecord | None:

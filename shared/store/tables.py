@@ -1,6 +1,6 @@
 """TableTicketStore: Azure Table Storage (azure-data-tables). ETags for every conditional write;
 filters are always parameterized. Tickets, claims and keys here; OAuth states, run states and the Secure Score
-snapshot in `tables_documents.py`."""
+snapshot in `tables_documents.py`. An outage of the service is `store_unavailable` (`outage.py`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from shared.store._models import IdempotencyRecord, StoreConflict
+from shared.store.outage import client_options, outages_unavailable
 from shared.store.tables_documents import TableDocuments
 from shared.tickets import Ticket
 
@@ -55,6 +56,7 @@ def _row_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@outages_unavailable
 class TableTicketStore(TableDocuments):
     def __init__(self, service: Any) -> None:
         """`service` is an `azure.data.tables.TableServiceClient`; see `from_settings`."""
@@ -64,18 +66,19 @@ class TableTicketStore(TableDocuments):
         self._legacy_migrated = False
 
     @classmethod
-    def from_connection_string(cls, connection_string: str) -> TableTicketStore:
+    def from_connection_string(cls, connection_string: str, connections: int = 10) -> TableTicketStore:
+        """`connections`: how many the process may use at once (outage.connections_for)."""
         from azure.data.tables import TableServiceClient  # lazy: cold start
 
-        return cls(TableServiceClient.from_connection_string(connection_string))
+        return cls(TableServiceClient.from_connection_string(connection_string, **client_options(connections)))
 
     @classmethod
-    def from_endpoint(cls, endpoint: str, client_id: str | None) -> TableTicketStore:
+    def from_endpoint(cls, endpoint: str, client_id: str | None, connections: int = 10) -> TableTicketStore:
         from azure.data.tables import TableServiceClient
         from azure.identity import DefaultAzureCredential
 
         credential = DefaultAzureCredential(managed_identity_client_id=client_id)
-        return cls(TableServiceClient(endpoint=endpoint, credential=credential))
+        return cls(TableServiceClient(endpoint=endpoint, credential=credential, **client_options(connections)))
 
     def _write_if_unchanged(self, table: Any, entity: dict[str, Any], etag: str, *, merge: bool = False) -> str | None:
         """Write `entity` only if its row still carries `etag`: the new ETag, or None when the row changed or
@@ -270,6 +273,15 @@ class TableTicketStore(TableDocuments):
                 )
         except (ResourceModifiedError, ResourceNotFoundError):
             return
+
+    def claim_holder(self, recommendation_id: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        self._migrate_legacy()
+        try:
+            return str(self._table(TICKETS).get_entity(_TICKET_PARTITION, _claim_key(recommendation_id))["ticket_id"])
+        except ResourceNotFoundError:
+            return None
 
     # -- idempotency keys ---------------------------------------------------------------------------
 

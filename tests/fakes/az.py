@@ -4,10 +4,14 @@ $FAKE_AZ_LOG.
 
 - `az provider show|register --namespace X` (register with --wait returns once registered). Not signed in, az says
   "Please run 'az login' to setup account." and exits 1.
-- `az rest` against Microsoft Graph: Graph's service principal by appId, a service principal's appRoleAssignments
+- `az rest` against Microsoft Graph: Graph's service principal by appId (the `$filter=appId eq '...'` list, learn
+  graph/api/serviceprincipal-list, and the `(appId='...')` alternate key), a service principal's appRoleAssignments
   (GET, POST). A managed identity created seconds ago is not replicated yet: reads answer Request_ResourceNotFound
   and a grant answers "Not a valid reference update" (microsoftgraph/msgraph-bicep-types#193) until it is. az rest
-  prints Graph's error as `<Reason>({json})` on stderr and exits 1.
+  prints Graph's error as `<Reason>({json})` on stderr and exits 1. `--body @file` reads the body from a file.
+- `az ad sp show --id <appId> --query id -o tsv`: Graph's service principal id (the printed grant commands use it).
+- FAKE_AZ_WINDOWS=1: the arguments first go through Windows's `az.cmd` as cmd.exe parses them
+  (tests/fakes/windows_cmd.py); a line cmd refuses never reaches the CLI, as on Windows.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from tests.fakes.windows_cmd import BatchError, through_az_cmd
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
@@ -32,6 +38,12 @@ def _option(args: list[str], name: str) -> str:
 
 
 def main(args: list[str]) -> int:
+    if os.environ.get("FAKE_AZ_WINDOWS") == "1":
+        try:
+            args = through_az_cmd(args)
+        except BatchError as refused:
+            print(refused.message, file=sys.stderr)
+            return refused.code
     world_path = Path(os.environ["FAKE_AZ_WORLD"])
     world: dict[str, Any] = json.loads(world_path.read_text())
     with open(os.environ["FAKE_AZ_LOG"], "a", encoding="utf-8") as log:
@@ -56,8 +68,16 @@ def _answer(args: list[str], world: dict[str, Any]) -> int:
             return 1
         world["providers"][_option(args, "--namespace")] = "Registered"
         return 0
+    if args[:3] == ["ad", "sp", "show"]:
+        if _option(args, "--id") != GRAPH_APP_ID or _option(args, "--query") != "id":
+            return _fail("Not Found", "Request_ResourceNotFound", "the fake knows Graph's service principal only")
+        print(world["graph_sp"])
+        return 0
     if args[0] == "rest":
-        return _graph(_option(args, "--method"), _option(args, "--uri"), _option(args, "--body"), world)
+        body = _option(args, "--body")
+        if body.startswith("@"):
+            body = Path(body[1:]).read_text(encoding="utf-8-sig")
+        return _graph(_option(args, "--method"), _option(args, "--uri"), body, world)
     print(f"ERROR: the fake az does not know `az {' '.join(args[:2])}`", file=sys.stderr)
     return 2
 
@@ -65,6 +85,10 @@ def _answer(args: list[str], world: dict[str, Any]) -> int:
 def _graph(method: str, uri: str, body: str, world: dict[str, Any]) -> int:
     if uri.endswith(f"/v1.0/servicePrincipals(appId='{GRAPH_APP_ID}')?$select=id"):
         print(json.dumps({"id": world["graph_sp"]}))
+        return 0
+    listed = re.search(r"/v1\.0/servicePrincipals\?\$filter=appId eq '([^']*)'&\$select=id$", uri)
+    if listed is not None and method == "GET":
+        print(json.dumps({"value": [{"id": world["graph_sp"]}] if listed[1] == GRAPH_APP_ID else []}))
         return 0
     match = re.search(r"/v1\.0/servicePrincipals/([^/]+)/appRoleAssignments$", uri)
     if match is None:
