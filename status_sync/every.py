@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from shared import deadlines
 from shared.connections import Connection
 from shared.services import Services
-from status_sync.sync import StatusSync, SyncResult
+from status_sync.reader import SyncResult
+from status_sync.sync import StatusSync
 
 log = logging.getLogger(__name__)
 
