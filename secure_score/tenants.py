@@ -21,7 +21,7 @@ from shared.auth import new_state
 from shared.problems import FieldError, NotConfigured, NotFound, SecureScoreUnavailable, ValidationFailed
 from shared.runs import TENANTS
 from shared.services import Services
-from shared.store import StoreConflict
+from shared.store import update_document
 from shared.text import clean_line, printable
 from shared.tickets import HOME, TENANT_ID, tenant_filter
 
@@ -54,16 +54,11 @@ def change(services: Services, edit: Any) -> Any:
 
 
 def _change(services: Services, edit: Any) -> Any:
-    for _ in range(10):
-        document, etag = _load(services)
+    def edited(document: dict[str, Any]) -> Any:
         document.setdefault("tenants", {})
-        answer = edit(document)
-        try:
-            services.store.put_document(DOCUMENT, document, etag)
-        except StoreConflict:
-            continue
-        return answer
-    raise StoreConflict("the tenants kept changing")
+        return edit(document)
+
+    return update_document(services.store, DOCUMENT, edited)
 
 
 def registered(services: Services) -> dict[str, dict[str, Any]]:
