@@ -22,9 +22,9 @@ from shared.records import apply_record, record_fields
 from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import change_ticket
-from shared.tickets import Ticket
+from shared.tickets import OPEN_STATUSES, Ticket
 
-OPEN = frozenset({"new", "in_progress", "on_hold", "unknown"})
+OPEN = OPEN_STATUSES - {"pending"}  # a ticket whose record exists: a pending one has nothing to resolve yet
 
 
 class Tally(Protocol):

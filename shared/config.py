@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shared.fieldmap import FieldMap, parse_field_map
+from shared.fieldmap import SERVICENOW_NAME, FieldMap, parse_field_map
 from shared.text import ascii_int
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -35,7 +35,6 @@ DEFAULT_TENANT_PARALLELISM = 8
 # https://www.servicenow.com/docs/r/yokohama/platform-administration/platform-performance/c_DefaultQuotaRules.html).
 DEFAULT_IN_DOUBT_SECONDS = 120
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
 
 class InvalidSetting(ValueError):
@@ -267,7 +266,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
 
     table = (get("SERVICENOW_TABLE") or DEFAULT_TABLE).lower()
-    if not _TABLE_NAME.match(table):
+    if not SERVICENOW_NAME.fullmatch(table):
         issues.append(SettingIssue("SERVICENOW_TABLE", f"'{table}' is not a ServiceNow table name"))
         table = DEFAULT_TABLE
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared import deadlines
-from shared.graph_tokens import HOME, GraphTokens, unverified_claims
+from shared.graph_tokens import GraphTokens, unverified_claims
 from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable, TenantNotConsented
 from shared.retries import (
     RETRY_STATUSES,
@@ -37,6 +37,7 @@ from shared.retries import (
     with_retries,
 )
 from shared.text import printable
+from shared.tickets import HOME
 
 T = TypeVar("T")
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's well-known application id

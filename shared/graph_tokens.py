@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 from shared import deadlines, entra_errors
 from shared.problems import SecureScoreUnavailable, TenantNotConsented
 
-HOME = ""
 # The federated credential's audience by the cloud's login host (learn `entra/workload-id/workload-identity-
 # federation-config-app-trust-managed-identity`: Public, Fairfax, Mooncake, USNat, USSec; msgraph-bicep-types
 # `quickstart-templates/msi-as-a-fic-secretless/main.bicep`). The hosts: Azure's cloud metadata

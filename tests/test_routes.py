@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from create_ticket.patterns import compile_pattern
 from create_ticket.request import NAME
-from create_ticket.route_rules import RULE_ID, TABLE
+from create_ticket.route_rules import RULE_ID
 from create_ticket.routes import MAX_RULES
 from dev.simulator.core import Fault, SimRequest
 from dev.simulator.directory import (
@@ -29,6 +29,7 @@ from dev.simulator.directory import (
     SERVICE_DESK,
     SERVICE_DESK_EMEA,
 )
+from shared.fieldmap import SERVICENOW_NAME
 from shared.problems import PROBLEM_CODES
 from shared.tickets import CATEGORY_NAME
 from tests.conftest import ROOT, Harness
@@ -434,7 +435,7 @@ def test_the_documents_patterns_are_the_validators_patterns():
     schemas = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())["components"]["schemas"]
     assert schemas["RouteRule"]["properties"]["name"]["pattern"] == NAME.pattern
     assert schemas["RouteRule"]["properties"]["id"]["pattern"] == RULE_ID.pattern
-    assert schemas["RouteSet"]["properties"]["table"]["pattern"] == TABLE.pattern
+    assert schemas["RouteSet"]["properties"]["table"]["pattern"] == f"^{SERVICENOW_NAME.pattern}$"
     assert schemas["RouteMatch"]["properties"]["categories"]["items"]["pattern"] == CATEGORY_NAME.pattern
     assert schemas["RouteSet"]["properties"]["dueInDays"]["maximum"] == 365
     assert schemas["RoutesChange"]["properties"]["routes"]["maxItems"] == MAX_RULES
