@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from shared.claims import take_claim
 from shared.problems import ConnectorError
+from shared.recommendation_claims import take_claim
 from shared.runs import failure_entry, merge_failures
 from shared.services import Services
 from shared.store import StoreConflict, TicketStore, change_ticket, update_conditionally
