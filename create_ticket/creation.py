@@ -117,7 +117,7 @@ class TicketCreator:
         except (NotConnected, ReauthorizationRequired):
             if services.connection.is_default:
                 raise
-            authorized = False  # an added connection a route names: its ticket waits there, pending (DESIGN 13)
+            authorized = False  # an added connection: its ticket waits, pending (docs/design.md#connections-and-routes)
         fingerprint = request.fingerprint()
         scoped_key = f"{caller.principal}\n{idempotency_key}" if idempotency_key else None
         caller_sys_id = self._directory.find(request.requested_by) if authorized else None

@@ -1,4 +1,5 @@
-"""Provisioning's check per added Microsoft tenant (DESIGN 12): consent, permission and last refresh, with the fix.
+"""Provisioning's check per added Microsoft tenant (docs/design.md#several-microsoft-tenants): consent, permission and
+last refresh, with the fix.
 
 The home tenant is the `secure_score` check beside these; a removed tenant has none.
 """

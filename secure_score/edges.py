@@ -1,4 +1,5 @@
-"""Edges, not levels (DESIGN section 9): what a refresh does to a ticket when its control's completion changes.
+"""Edges, not levels (docs/design.md#secure-score): what a refresh does to a ticket when its control's completion
+changes.
 
 Each ticket remembers the completion it last saw for its control. A change from not completed to completed
 resolves the ServiceNow record (once); from completed to not completed, a resolved record goes back to in

@@ -1,5 +1,5 @@
-"""Secure Score refresh (DESIGN sections 9 and 12): for every tenant the connector reads, read Graph, store the
-joined snapshot, act on edges, write back.
+"""Secure Score refresh (docs/design.md#secure-score, docs/design.md#several-microsoft-tenants): for every tenant the
+connector reads, read Graph, store the joined snapshot, act on edges, write back.
 
 Tenants are read `SECURE_SCORE_TENANT_PARALLELISM` at a time, each with at most 4 Graph requests in flight (Graph's
 limit is per app per tenant). A tenant that fails never stops the others: its failure is kept on its own record

@@ -1,6 +1,6 @@
-"""The Microsoft tenants the connector reads (DESIGN 12): the home tenant, always there unless paused, and the
-tenants an admin added, each `pending` until its own admin consents, `confirming` while the connector waits for that
-consent to reach a token (confirmation.py), then `active`.
+"""The Microsoft tenants the connector reads (docs/design.md#several-microsoft-tenants): the home tenant, always there
+unless paused, and the tenants an admin added, each `pending` until its own admin consents, `confirming` while the
+connector waits for that consent to reach a token (confirmation.py), then `active`.
 
 All of them live in one store document under its ETag, so two admins adding at once never lose one another's
 tenant, and a consent `state` is taken once: the write that clears it is conditional on the version it read.

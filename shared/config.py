@@ -189,7 +189,8 @@ class Settings:
     secure_score_write_back: str = "comment"  # comment | off
     secure_score_auto_resolve: bool = True
     azure_client_id: str | None = None  # the user-assigned managed identity azure-identity uses in Azure
-    reader_app_client_id: str | None = None  # the multi-tenant reader app (DESIGN 12); unset: the home tenant only
+    # the multi-tenant reader app (docs/design.md#several-microsoft-tenants); unset: the home tenant only
+    reader_app_client_id: str | None = None
     tenant_parallelism: int = DEFAULT_TENANT_PARALLELISM  # tenants one refresh reads at a time
     in_doubt_seconds: int = DEFAULT_IN_DOUBT_SECONDS  # no second POST this soon after one that got no answer
     app_url: str | None = None  # the app's public base URL: links, the consent redirect
@@ -197,7 +198,8 @@ class Settings:
 
 
 def running_in_azure(env: Mapping[str, str]) -> bool:
-    """The one definition of "running in Azure" (DESIGN section 10), for every decision the app makes on it.
+    """The one definition of "running in Azure" (docs/design.md#portal-and-sign-in), for every decision the app makes on
+    it.
 
     The platform sets `WEBSITE_INSTANCE_ID` on App Service plans and `WEBSITE_SITE_NAME` on every plan; Flex
     Consumption sets no `WEBSITE_INSTANCE_ID` (azure-functions-host `EnvironmentExtensions.IsAppService` and its

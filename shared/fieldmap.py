@@ -1,4 +1,4 @@
-"""Where each ticket field goes in ServiceNow (DESIGN section 5), and how its states read back.
+"""Where each ticket field goes in ServiceNow (docs/design.md#servicenow-mapping), and how its states read back.
 
 `SERVICENOW_FIELD_MAP` overrides any entry: `{"recommendation_source": "u_recommendation_source"}` adds a
 custom field, `""` leaves a field out, and `"states": {"10": "new", ...}` maps another table's states.

@@ -1,4 +1,4 @@
-"""Tokens for Microsoft Graph, with no secret anywhere (DESIGN 12).
+"""Tokens for Microsoft Graph, with no secret anywhere (docs/design.md#several-microsoft-tenants).
 
 The home tenant's come from the managed identity (`DefaultAzureCredential`: the user-assigned identity in Azure).
 Another tenant's come from the multi-tenant reader app, whose federated credential trusts that identity: the

@@ -1,5 +1,5 @@
 """What ServiceNow's record says, applied to the store: the one place the status sync, a push notice and a Secure
-Score edge bring a ticket up to date, so they all follow the same rules (DESIGN section 11):
+Score edge bring a ticket up to date, so they all follow the same rules (docs/design.md#robustness):
 
 - never back to an older version of the record (`sys_mod_count`, then `sys_updated_on`), so order, replays and
   overlapping runs end where one run would;

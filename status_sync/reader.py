@@ -108,7 +108,8 @@ class RecordReader:
                 record_ticket_error(self._store, self._failures.now, ticket_id, exc, source="sync")
             attempts = self._failures.attempts(key) + 1
             entry = failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
-            connection = self._services.connection  # where the record was found (DESIGN 15: listed with where)
+            # where the record was found (docs/design.md#isolation-between-customers: listed with where)
+            connection = self._services.connection
             self._failures.record(key, {**entry, "version": version, "connection": connection.id,
                                         "instance": connection.instance_url})  # fmt: skip
         else:
@@ -118,7 +119,8 @@ class RecordReader:
         sys_id = str(row.get("sys_id") or "")
         if not SYS_ID.fullmatch(sys_id):
             raise RecordRefused("ServiceNow returned a record without a valid sys_id")
-        ticket_id = index.get(sys_id) or self._settle_own(row, index)  # DESIGN 11b, before any adoption
+        # docs/design.md#writes-in-doubt-and-store-outages, before any adoption
+        ticket_id = index.get(sys_id) or self._settle_own(row, index)
         if ticket_id is None:
             adopted = self._adoption.adopt(row)
             index.add(sys_id, adopted.id)

@@ -5,7 +5,7 @@ and says so, and the next run resumes):
 1. resumes tickets whose creation was left pending (a crash, or retries that ran out);
 2. reads the records changed since the watermark, minus an overlap window, in pages ordered by
    (sys_updated_on, sys_id), until ServiceNow's `Link` header names no next page. ServiceNow applies
-   `sysparm_limit` before ACLs (reference/servicenow-api.md), so a page can come back short, or empty, while more
+   `sysparm_limit` before ACLs (docs/design.md#servicenow-facts), so a page can come back short, or empty, while more
    follow: a page with visible rows moves a keyset cursor past them (a record updated mid-scan moves behind the
    cursor and is read again with its new state; nothing is skipped); a page of hidden rows is stepped over by
    offset. After each page the watermark advances (ETag-guarded), so a run killed anywhere resumes from its

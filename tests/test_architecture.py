@@ -1,5 +1,5 @@
-"""The architecture as code (DESIGN 2): the import-linter contracts in pyproject.toml hold, each one fails on a
-planted violation (so none passes vacuously), and no module of the app outgrows one sitting."""
+"""The architecture as code (docs/design.md#layout-and-ownership): the import-linter contracts in pyproject.toml hold,
+each one fails on a planted violation (so none passes vacuously), and no module of the app outgrows one sitting."""
 
 from __future__ import annotations
 

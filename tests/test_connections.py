@@ -1,6 +1,6 @@
-"""ServiceNow connections (DESIGN 13) over two simulated instances: adding one (its secret kept, never shown),
-connecting it through the one OAuth callback, its own tokens, provisioning and status sync, one failing connection
-never stopping the other, and removing one only when nothing depends on it."""
+"""ServiceNow connections (docs/design.md#connections-and-routes) over two simulated instances: adding one (its secret
+kept, never shown), connecting it through the one OAuth callback, its own tokens, provisioning and status sync, one
+failing connection never stopping the other, and removing one only when nothing depends on it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Routes (DESIGN 13): GET and PUT /api/routes under If-Match, every rule validated (errors naming the rule index and
-field, nothing saved), groups and companies resolved once against the rule's connection's ServiceNow (the
-simulator's sys_user_group and core_company, with two records sharing a name in each), and the preview of a proposed
-list over the current recommendations. Against the simulators, called as the worker calls the functions."""
+"""Routes (docs/design.md#connections-and-routes): GET and PUT /api/routes under If-Match, every rule validated (errors
+naming the rule index and field, nothing saved), groups and companies resolved once against the rule's connection's
+ServiceNow (the simulator's sys_user_group and core_company, with two records sharing a name in each), and the preview
+of a proposed list over the current recommendations. Against the simulators, called as the worker calls the
+functions."""
 
 from __future__ import annotations
 
@@ -244,7 +245,8 @@ def test_a_missing_name_is_named_with_the_table_and_connection(connected):
 
 def test_a_name_that_differs_only_in_case_is_taken_and_the_answer_says_so(connected):
     """ServiceNow's queries ignore case (the simulator's `=` too), so `name=fabrikam` finds "Fabrikam": the record is
-    kept under the name ServiceNow gave, and `notes` says the names differ only in case (issue 27, DESIGN 13b)."""
+    kept under the name ServiceNow gave, and `notes` says the names differ only in case (issue 27,
+    docs/design.md#where-the-admin-reads-what)."""
     response = put_routes(connected, [{"set": {"company": "fabrikam", "assignmentGroup": "identity AND access "
                                                                                         "management"}}])  # fmt: skip
     assert response.status_code == 200, response.get_body()

@@ -1,7 +1,7 @@
-"""Several Microsoft tenants (DESIGN 12), end to end over the simulators: the Entra ID simulator over TLS (discovery,
-the admin consent page, the token endpoint azure-identity's ClientAssertionCredential calls with the managed
-identity's token as its assertion) and the Graph simulator serving each tenant its own data. No mocks: the consent
-page is pressed as a browser presses it, and the connector is called as the worker calls it."""
+"""Several Microsoft tenants (docs/design.md#several-microsoft-tenants), end to end over the simulators: the Entra ID
+simulator over TLS (discovery, the admin consent page, the token endpoint azure-identity's ClientAssertionCredential
+calls with the managed identity's token as its assertion) and the Graph simulator serving each tenant its own data. No
+mocks: the consent page is pressed as a browser presses it, and the connector is called as the worker calls it."""
 
 from __future__ import annotations
 
