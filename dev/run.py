@@ -196,7 +196,8 @@ def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
     os.environ.update(
         SERVICENOW_INSTANCE=url, SERVICENOW_CLIENT_ID=LOCAL_CLIENT, SERVICENOW_CLIENT_SECRET=client_secret
     )
-    notes = [f"No SERVICENOW_INSTANCE is configured: using the ServiceNow simulator at {url}."]
+    notes = [f"No SERVICENOW_INSTANCE is configured: using the ServiceNow simulator at {url} (its groups and "
+             f"companies, which routes can name: {url}/sim)."]  # fmt: skip
     records = len(simulator.tables.get("incident", {}))
     if found:
         notes.append(f"  Its state is kept in {kept.path} ({records} records); `make reset` starts afresh.")

@@ -444,6 +444,8 @@
     }
     const several = tenants.several();
     const wanted = several ? wantedTenant() : null;
+    // One tenant: its page has no address of its own (a simulator's link back names #tenant=home).
+    if (!several && wantedTenant() !== null) window.history.replaceState(null, "", window.location.pathname);
     const row = wanted ? tenants.find(wanted) : null;
     if (wanted && !row) notice(`The connector reads no tenant "${wanted}": here are the ones it reads.`);
     const chosen = row ? tenants.key(row) : null;

@@ -1,0 +1,90 @@
+"""The admin's day with many tenants and instances (issue 29), in Chromium: the local host with App Service
+Authentication emulated, the ServiceNow, Graph and Entra ID simulators on loopback. Each thing is said where it
+belongs: a ticket's route on its ServiceNow record, a tenant's health on its row and never on the ServiceNow card, a
+note Secure Score does not take on its ticket and nowhere as a failure, overdue in words and colour, the Routes
+view's Back as the browser's. Screenshots go to tests/artifacts/ (docs/images/ with `make pictures`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dev.entra import FABRIKAM
+from tests.test_portal import Portal, axe_violations, browser, connect, open_portal, portal, shoot
+from tests.test_portal_tenants import api, several, tenants
+
+__all__ = ["browser", "portal", "tenants"]  # fixtures, used by name
+
+OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+IAM = "Identity and Access Management"
+
+
+def fits(page: Any, name: str) -> None:
+    """Nothing wider than the window at 1280 and 390 pixels; a picture of each."""
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate(OVERFLOW) <= 0, (name, width)
+        shoot(page, f"{name}-{width}")
+
+
+def _route_everything_to(page: Any, portal: Portal, **chosen: Any) -> None:
+    current = page.request.get(f"{portal.url}/api/routes")
+    rule = {"name": "Everything to IAM", "set": chosen}
+    saved = page.request.put(f"{portal.url}/api/routes", data={"routes": [rule]},
+                             headers={"If-Match": current.headers["etag"]})  # fmt: skip
+    assert saved.ok, saved.text()
+
+
+def test_the_record_page_shows_what_the_route_set_and_a_page_lists_groups_and_companies(browser, portal):
+    """Item 7: company, assignment group, due date and assignee on the simulated record, by name; the groups and
+    companies a route can name, with their sys_ids, on the simulator's own page."""
+    page = open_portal(browser, portal)
+    connect(page, portal)
+    assert page.request.post(f"{portal.url}/api/recommendations/refresh").ok
+    _route_everything_to(page, portal, assignmentGroup=IAM, company="Fabrikam", dueInDays=14)
+    created = page.request.post(f"{portal.url}/api/tickets", data={"recommendation": {"id": "AdminMFAV2"}})
+    assert created.status == 201, created.text()
+    ticket = created.json()
+    agent = page.context.new_page()
+    agent.goto(ticket["url"])
+    assert agent.inner_text("#assignment-group").startswith(IAM)
+    assert agent.inner_text("#company").startswith("Fabrikam")
+    assert agent.inner_text("#due-date") == ticket["dueDate"].replace("T", " ").removesuffix("Z")
+    assert agent.inner_text("#assigned-to") == ""
+    agent.select_option("#assigned_to", label="M365 Integration")
+    agent.click("#update")
+    agent.wait_for_selector("#assigned-to:has-text('M365 Integration')")
+    fits(agent, "servicenow-record-routed")
+
+    agent.click("#directory")
+    agent.wait_for_selector("#groups")
+    groups = agent.inner_text("#groups")
+    assert "477a05d153013010b846ddeeff7b1225" in groups and IAM in groups  # by name and sys_id
+    assert groups.count("Service Desk") == 2 and "inactive" in groups
+    assert agent.locator("#groups tbody tr").count() == len(portal.servicenow.tables["sys_user_group"])
+    assert agent.locator("#companies tbody tr").count() == len(portal.servicenow.tables["core_company"])
+    fits(agent, "servicenow-directory")
+    agent.click("#portal")
+    agent.wait_for_selector("body[data-ready=true]")
+    assert agent.url == f"{portal.url}/api/portal"
+
+
+def test_back_to_the_connector_from_a_record_or_the_graph_page_lands_on_its_tenant(browser, tenants):
+    """Item 11: from a Fabrikam ticket's record (and Fabrikam's controls on the Graph simulator's page), "Back to
+    the connector" opens Fabrikam's own view, not the overview; the Graph simulator's page fits a phone."""
+    setup = several(browser, tenants)
+    fabrikam = api(tenants, setup, "GET", f"/api/tickets?tenant={FABRIKAM.id}")["tickets"][0]
+    agent = setup.context.new_page()
+    agent.goto(fabrikam["url"])
+    agent.click("#portal")
+    agent.wait_for_selector(f'body[data-ready=true][data-view=tenant][data-tenant="{FABRIKAM.id}"]')
+    graph = setup.context.new_page()
+    graph.goto(f"{tenants.portal.graph_url}/sim?tenant={FABRIKAM.id}")
+    graph.set_viewport_size({"width": 390, "height": 900})
+    assert graph.evaluate(OVERFLOW) <= 0
+    rightmost = "Math.max(...[...document.querySelectorAll('button')].map((b) => b.getBoundingClientRect().right))"
+    assert graph.evaluate(rightmost) <= 390
+    shoot(graph, "graph-sim-390")
+    graph.click("#portal")
+    graph.wait_for_selector(f'body[data-ready=true][data-view=tenant][data-tenant="{FABRIKAM.id}"]')
+    found = axe_violations(open_portal(browser, tenants.portal, bypass_csp=True))
+    assert found == [], found
