@@ -452,3 +452,16 @@ def test_a_refresh_that_finds_every_control_as_it_was_rewrites_none_and_asks_one
     SecureScoreSync(msp.services).refresh()
     after = stored()
     assert {k for k in after if after[k] != before[k]} == {k for k in after if k.startswith(f"{FABRIKAM.id}|")}
+
+
+def test_a_tenant_waiting_for_consent_is_its_own_check_group_and_never_the_servicenow_connections(msp):
+    """Issue 29, item 3 (DESIGN 13b): the ServiceNow connection's state is ServiceNow's alone; a Microsoft tenant's
+    health is on its row and in its own provisioning check group."""
+    assert add(msp, FABRIKAM.domain).status_code == 201
+    status = body(msp.call("provisioning", path="/provisioning"))
+    fabrikam = next(c for c in status["checks"] if c.get("tenant") == FABRIKAM.id)
+    assert fabrikam["ok"] is False and "waiting for its admin's consent" in fabrikam["detail"]
+    assert fabrikam["group"] == "tenant"
+    assert status["state"] == "connected", status  # not "Connected, but something needs attention"
+    assert all(c["ok"] for c in status["checks"] if c["group"] == "servicenow")
+    assert overview(msp)[FABRIKAM.id]["state"] == "pending"  # on its row
