@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dev.entra import FABRIKAM
+from dev.entra import FABRIKAM, NORTHWIND
 from tests.test_portal import Portal, axe_violations, browser, connect, open_portal, portal, shoot
 from tests.test_portal_tenants import api, several, tenants
 
@@ -88,3 +88,38 @@ def test_back_to_the_connector_from_a_record_or_the_graph_page_lands_on_its_tena
     graph.wait_for_selector(f'body[data-ready=true][data-view=tenant][data-tenant="{FABRIKAM.id}"]')
     found = axe_violations(open_portal(browser, tenants.portal, bypass_csp=True))
     assert found == [], found
+
+
+def test_each_thing_is_said_where_it_belongs_and_a_refused_note_is_no_failure(browser, tenants):
+    """Items 2 and 3: with Fabrikam active, Northwind waiting for consent and a ticket for a control whose notes
+    Secure Score refuses (scid_5094), the ServiceNow card says Connected, on every view; the refusal is said on the
+    ticket; Northwind's wait is on its row and its own page."""
+    setup = several(browser, tenants)
+    scid = api(tenants, setup, "POST", "/api/tickets", {"recommendation": {"id": "scid_5094"}})
+    for _ in range(2):
+        assert setup.request.post(f"{tenants.url}/admin/functions/status_sync").status == 202
+    api(tenants, setup, "POST", "/api/recommendations/refresh")
+    ticket = api(tenants, setup, "GET", f"/api/tickets/{scid['id']}")
+    assert ticket["secureScore"]["refused"] is True
+
+    page = open_portal(browser, tenants.portal, bypass_csp=True)  # bypass only so axe can be injected
+    views = ["#tenants", "#tenant=home", f"#tenant={FABRIKAM.id}", f"#tenant={NORTHWIND.id}"]
+    for view in views:
+        page.goto(f"{tenants.url}/api/portal{view}")
+        page.wait_for_selector("body[data-ready=true]")
+        state = page.inner_text("#connection-state")
+        assert state.startswith("Connected \N{EN DASH}"), (view, state)
+        assert page.locator("#checks li").count() == 0, (view, page.inner_text("#checks"))
+        assert "scid_5094" not in page.inner_text("#connection") and "consent" not in page.inner_text("#connection")
+    assert "Waiting for consent" in page.locator(f'#tenant-table tr[data-tenant="{NORTHWIND.id}"]').inner_text()
+    page.goto(f"{tenants.url}/api/portal#tenant={NORTHWIND.id}")
+    page.wait_for_selector(f'body[data-ready=true][data-tenant="{NORTHWIND.id}"]')
+    assert "waiting for its admin's consent" in page.inner_text("#score-checks")
+    page.goto(f"{tenants.url}/api/portal#tenant=home")
+    page.wait_for_selector("body[data-ready=true][data-tenant=home]")
+    refused = page.locator("#tickets tbody tr", has_text=ticket["number"])
+    assert "Secure Score does not accept notes for this control" in refused.inner_text()
+    assert page.locator("#score-checks li").count() == 0
+    found = axe_violations(page)
+    assert found == [], found
+    shoot(page, "portal-refused-note-1280")

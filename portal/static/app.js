@@ -319,7 +319,9 @@
       $("tickets").closest(".scroll").hidden = card.tickets.length === 0;
       tbody.replaceChildren(...card.tickets.slice(0, 200).map((t) => el("tr", {},
         el("td", { className: "num" }, ticketNumber(t)),
-        el("td", { className: "name" }, t.name, routes.dueNote(t) ? el("span", { className: "sub due" }, routes.dueNote(t)) : null),
+        el("td", { className: "name" }, t.name, routes.dueNote(t) ? el("span", { className: "sub due" }, routes.dueNote(t)) : null,
+          t.secureScore && t.secureScore.refused ? el("span", { className: "sub note" },
+            "Secure Score does not accept notes for this control") : null),
         el("td", {}, el("span", { className: "status" }, STATUS[t.status] || t.status)),
         el("td", { className: "assigned" }, t.assignedTo || ""),
         several ? el("td", { className: "where", "data-label": "Connection" }, t.connection || "default") : null)));
@@ -416,6 +418,18 @@
     const connection = loadConnection();  // first: the tickets card waits for its list of connections
     const parts = page.view === "overview" ? [tenants.reload()] : [loadActions(), loadTickets()];
     await Promise.allSettled([connection, ...parts]);
+    if (page.view !== "overview") showTenantChecks();
+  }
+
+  // What needs attention in the tenant shown (its Secure Score, consent, notes): on its own Secure Score card, never
+  // on the ServiceNow card. Checks without a tenant are this organization's.
+  function showTenantChecks() {
+    const home = !page.tenant || page.tenant === "home";
+    const homeRow = tenants.find("home");
+    const mine = connections.tenantChecks().filter((c) => !c.ok && (c.tenant
+      ? c.tenant === page.tenant || (home && homeRow && c.tenant === homeRow.id) : home));
+    $("score-checks").replaceChildren(...mine.map((c) => el("li", {}, el("strong", {}, c.name.replaceAll("_", " ")),
+      ": ", c.detail, c.remediation ? el("span", { className: "fix" }, `What to do: ${c.remediation}`) : null)));
   }
 
   // -- the view: the one-tenant page, the tenant overview, or one tenant's page (#tenant=<id>, kept on reload) -------
