@@ -123,3 +123,31 @@ def test_each_thing_is_said_where_it_belongs_and_a_refused_note_is_no_failure(br
     found = axe_violations(page)
     assert found == [], found
     shoot(page, "portal-refused-note-1280")
+
+
+def test_the_consent_link_opens_from_the_page_and_the_consent_page_leads_back_to_the_tenant(browser, tenants):
+    """Item 5: the link is opened from its row (not only copied out of a cut-off box), and the page Microsoft sends
+    the admin back to leads to the tenant's own view."""
+    setup = open_portal(browser, tenants.portal)
+    api(tenants, setup, "POST", "/api/recommendations/refresh")
+    added = api(tenants, setup, "POST", "/api/tenants", {"tenant": FABRIKAM.domain, "name": FABRIKAM.name})
+    page = open_portal(browser, tenants.portal, ignore_https_errors=True)  # the simulator's own CA
+    row = page.locator(f'#tenant-table tr[data-tenant="{FABRIKAM.id}"]')
+    box = row.locator(".link")
+    assert box.inner_text() == added["consentUrl"]
+    shown = box.evaluate("(b) => b.scrollWidth <= b.clientWidth && b.getBoundingClientRect().right <= innerWidth")
+    assert shown, "the whole link is on screen"
+    box.focus()  # selects all of it, to copy by hand
+    assert page.evaluate("getSelection().toString()") == added["consentUrl"]
+    shoot(page, "portal-consent-link-1280")
+    opening = row.locator("a.open")
+    assert opening.get_attribute("aria-label") == f"Open consent link for {FABRIKAM.name}"
+    opening.click()
+    page.wait_for_selector("#accept")
+    page.click("#accept")
+    page.wait_for_selector("h1:text-is('Tenant added')")
+    back = page.locator("#back")
+    assert back.get_attribute("href") == f"/api/portal#tenant={FABRIKAM.id}"
+    back.click()
+    page.wait_for_selector(f'body[data-ready=true][data-view=tenant][data-tenant="{FABRIKAM.id}"]')
+    assert page.inner_text("#tenant-title") == FABRIKAM.name and "Active" in page.inner_text("#tenant-about")
