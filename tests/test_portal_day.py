@@ -151,3 +151,43 @@ def test_the_consent_link_opens_from_the_page_and_the_consent_page_leads_back_to
     back.click()
     page.wait_for_selector(f'body[data-ready=true][data-view=tenant][data-tenant="{FABRIKAM.id}"]')
     assert page.inner_text("#tenant-title") == FABRIKAM.name and "Active" in page.inner_text("#tenant-about")
+
+
+def test_overdue_is_said_in_words_and_colour_and_the_dialog_refuses_a_past_due_date(browser, tenants):
+    """Item 8: "Overdue: due Jan 31, 2001" in the alert colour, a future date as before; a past date in the create
+    dialog is said under its field and nothing is created."""
+    setup = several(browser, tenants)
+    api(tenants, setup, "POST", "/api/tickets", {"recommendation": {"id": "MFARegistrationV2"}, "tenant": FABRIKAM.id,
+                                                 "dueDate": "2999-01-31"})  # fmt: skip
+    page = open_portal(browser, tenants.portal, bypass_csp=True)
+    page.goto(f"{tenants.url}/api/portal#tenant={FABRIKAM.id}")
+    page.wait_for_selector(f'body[data-ready=true][data-tenant="{FABRIKAM.id}"]')
+    late = page.locator("#tickets .due.overdue")
+    said = late.inner_text()  # the date in the browser's own locale
+    assert late.count() == 1 and said.startswith("Overdue: due ") and "2001" in said, said
+    future = page.locator("#tickets .due:not(.overdue)")
+    assert future.inner_text().startswith("Due ") and "2999" in future.inner_text()
+    colour = "(e) => getComputedStyle(e).color"
+    assert late.evaluate(colour) != future.evaluate(colour)
+    assert late.evaluate(colour) == page.locator("#overdue").evaluate(colour)  # the overdue count's colour
+
+    records = len(tenants.portal.servicenow.records())
+    page.check('input[data-id="BlockLegacyAuthentication"]')
+    page.click("#create")
+    assert page.get_attribute("#t-due", "min") is not None  # the picker offers no past day
+    page.fill("#t-due", "2001-01-01")
+    page.click("#submit")
+    error = page.locator("#t-due-error")
+    assert error.is_visible() and "is in the past" in error.inner_text()
+    assert page.get_attribute("#t-due", "aria-invalid") == "true"
+    assert "t-due-error" in (page.get_attribute("#t-due", "aria-describedby") or "")
+    assert page.evaluate("document.activeElement.id") == "t-due"
+    found = axe_violations(page)
+    assert found == [], found
+    shoot(page, "portal-past-due-1280")
+    assert len(tenants.portal.servicenow.records()) == records  # nothing was sent
+    page.fill("#t-due", "2999-06-30")
+    assert not error.is_visible()
+    page.click("#submit")
+    page.wait_for_selector("#dialog", state="hidden")
+    assert len(tenants.portal.servicenow.records()) == records + 1

@@ -319,7 +319,7 @@
       $("tickets").closest(".scroll").hidden = card.tickets.length === 0;
       tbody.replaceChildren(...card.tickets.slice(0, 200).map((t) => el("tr", {},
         el("td", { className: "num" }, ticketNumber(t)),
-        el("td", { className: "name" }, t.name, routes.dueNote(t) ? el("span", { className: "sub due" }, routes.dueNote(t)) : null,
+        el("td", { className: "name" }, t.name, dueLine(t),
           t.secureScore && t.secureScore.refused ? el("span", { className: "sub note" },
             "Secure Score does not accept notes for this control") : null),
         el("td", {}, el("span", { className: "status" }, STATUS[t.status] || t.status)),
@@ -328,6 +328,14 @@
     } catch (error) {
       tbody.replaceChildren(el("tr", {}, el("td", { colspan: 5 }, ...problemNodes(error))));
     }
+  }
+
+  // A due date, and past it (open and overdue, as the connector counts it) in words and colour, not colour alone.
+  function dueLine(ticket) {
+    const due = routes.dueNote(ticket);
+    if (!due) return null;
+    return ticket.overdue ? el("span", { className: "sub due overdue" }, `Overdue: ${due.charAt(0).toLowerCase()}${due.slice(1)}`)
+      : el("span", { className: "sub due" }, due);
   }
 
   function when(iso) {
@@ -357,10 +365,34 @@
       $(hint).hidden = !routed;  // and not read out either: a hidden node named by aria-describedby still is
       if (routed) $(field).setAttribute("aria-describedby", hint); else $(field).removeAttribute("aria-describedby");
     }
+    $("t-due").min = today();  // the date picker offers no past day; a typed one is said below the field
+    pastDue();
     $("dialog-error").hidden = true;
     $("submit").disabled = false;
     $("dialog").showModal();
     (single ? $("t-name") : $("t-priority")).focus();
+  }
+
+  // Today in the admin's own time zone, as the date field gives its value (YYYY-MM-DD).
+  function today() {
+    const now = new Date();
+    return [now.getFullYear(), now.getMonth() + 1, now.getDate()].map((n) => String(n).padStart(2, "0")).join("-");
+  }
+
+  // A due date before today would make the ticket overdue the moment it exists: said under the field, not sent.
+  function pastDue() {
+    const field = $("t-due");
+    const past = Boolean(field.value) && field.value < today();
+    const shown = $("t-due-error");
+    shown.textContent = past ? `The due date ${field.value} is in the past: the ticket would be overdue at once. `
+      + "Choose today or a later date, or none." : "";
+    shown.hidden = !past;
+    const described = (field.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== "t-due-error");
+    if (past) described.push("t-due-error");
+    if (described.length) field.setAttribute("aria-describedby", described.join(" "));
+    else field.removeAttribute("aria-describedby");
+    if (past) field.setAttribute("aria-invalid", "true"); else field.removeAttribute("aria-invalid");
+    return past;
   }
 
   async function submitDialog(event) {
@@ -370,6 +402,10 @@
     if (single && !$("t-name").value.trim()) {
       showError($("dialog-error"), new ApiError({ title: "Name required", detail: "Give the ticket a name." }, 400));
       $("t-name").focus();
+      return;
+    }
+    if (pastDue()) {
+      $("t-due").focus();
       return;
     }
     $("submit").disabled = true;
@@ -532,6 +568,7 @@
     $("cancel").addEventListener("click", () => $("dialog").close());
     $("dialog").addEventListener("close", () => $("create").focus());
     $("ticket-form").addEventListener("submit", submitDialog);
+    $("t-due").addEventListener("change", pastDue);
     $("overdue").addEventListener("click", () => { page.overdueOnly = !page.overdueOnly; loadTickets(); });
     $("refresh").addEventListener("click", () => adminAction($("refresh"),
       () => api("/api/recommendations/refresh", { method: "POST" })));
