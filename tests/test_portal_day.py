@@ -191,3 +191,45 @@ def test_overdue_is_said_in_words_and_colour_and_the_dialog_refuses_a_past_due_d
     page.click("#submit")
     page.wait_for_selector("#dialog", state="hidden")
     assert len(tenants.portal.servicenow.records()) == records + 1
+
+
+def test_back_with_unsaved_routes_asks_keeps_the_address_and_never_leaves_a_bare_hash(browser, portal):
+    """Item 9: Back, then Cancel, leaves the address at #routes with the Routes view; the next Back asks the page's
+    own question again (not the browser's); "Back to the page" goes to the page's own address."""
+    page = open_portal(browser, portal)
+    asked: list[tuple[str, str]] = []
+    answers = ["dismiss", "accept", "accept"]
+
+    def answer(dialog: Any) -> None:
+        asked.append((dialog.type, dialog.message))
+        getattr(dialog, answers[len(asked) - 1])()
+
+    page.on("dialog", answer)
+    page.click("#routes-link")
+    page.wait_for_selector("body[data-view=routes]")
+
+    def change() -> None:
+        page.click("#route-add")
+        page.wait_for_selector("#rule-dialog[open]")
+        page.fill("#r-name", "Everything")
+        page.click("#rule-apply")
+        page.wait_for_selector("#rule-dialog", state="hidden")
+
+    change()
+    page.go_back()
+    page.wait_for_function("location.hash === '#routes'")
+    assert page.get_attribute("body", "data-view") == "routes" and page.is_visible("#routes")
+    page.go_back()  # asks again, this time answered Leave
+    page.wait_for_selector("body[data-view=single]")
+    assert page.url == f"{portal.url}/api/portal"
+    assert [kind for kind, _ in asked] == ["confirm", "confirm"]  # the page's own question, twice
+    assert asked[1][1] == "Leave the routes without saving? Your changes are lost."
+
+    page.click("#routes-link")
+    page.wait_for_selector("body[data-view=routes]")
+    assert page.get_attribute("#routes-back", "href") == "/api/portal"
+    change()
+    page.click("#routes-back")
+    page.wait_for_selector("body[data-view=single]")
+    assert page.url == f"{portal.url}/api/portal" and len(asked) == 3  # no bare "#"
+    assert page.is_visible("#actions")

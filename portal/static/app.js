@@ -539,13 +539,16 @@
   }
 
   // Only the view's own addresses choose the view: a skip link's #actions stays where it is. Leaving the Routes view
-  // with unsaved changes asks first; the Routes view's Back leads where it was opened from.
+  // with unsaved changes asks first; staying puts the Routes view's address back as the newest entry, so the address
+  // bar says where the admin is and the next Back asks again (never the browser's own leave-the-page prompt). The
+  // Routes view's Back leads where it was opened from.
+  const LEAVE = "Leave the routes without saving? Your changes are lost.";
   function onHashChange(event) {
     const hash = window.location.hash;
     if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=")) return;
     if (page.view === "routes" && hash !== "#routes") {
-      if (routes.unsaved() && !window.confirm("Leave the routes without saving? Your changes are lost.")) {
-        window.history.replaceState(null, "", "#routes");
+      if (routes.unsaved() && !window.confirm(LEAVE)) {
+        window.history.pushState(null, "", "#routes");
         return;
       }
       routes.reset();
@@ -554,6 +557,18 @@
       const before = new URL(event.oldURL).hash;
       page.back = before && before !== "#routes" ? before : "#";
     }
+    notice([]);
+    $("error").hidden = true;
+    route(true);
+  }
+
+  // The Routes view's "Back to the page": to the view it was opened from, or the page itself (never a bare "#").
+  function leaveRoutes(event) {
+    event.preventDefault();
+    if (routes.unsaved() && !window.confirm(LEAVE)) return;
+    routes.reset();
+    const back = page.back && page.back !== "#" ? page.back : window.location.pathname;
+    window.history.pushState(null, "", back);
     notice([]);
     $("error").hidden = true;
     route(true);
@@ -584,6 +599,7 @@
     routes = window.SecurityCenterRoutes({ $, api, el, when, can, ADMIN, problemNodes, showError, notice });
     routes.wire();
     window.addEventListener("hashchange", onHashChange);
+    $("routes-back").addEventListener("click", leaveRoutes);
     window.addEventListener("beforeunload", (event) => {
       if (routes.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
     });

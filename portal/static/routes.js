@@ -118,7 +118,7 @@ window.SecurityCenterRoutes = (core) => {
   // -- the view --------------------------------------------------------------------------------------------------------
   async function open(back) {
     if (back !== undefined) state.back = back;
-    $("routes-back").setAttribute("href", state.back);
+    $("routes-back").setAttribute("href", state.back && state.back !== "#" ? state.back : window.location.pathname);
     const admin = can(ADMIN);
     $("routes-tools").hidden = !admin;
     $("route-add").hidden = !admin;
