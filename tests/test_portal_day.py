@@ -233,3 +233,31 @@ def test_back_with_unsaved_routes_asks_keeps_the_address_and_never_leaves_a_bare
     page.wait_for_selector("body[data-view=single]")
     assert page.url == f"{portal.url}/api/portal" and len(asked) == 3  # no bare "#"
     assert page.is_visible("#actions")
+
+
+def test_the_small_things_the_name_field_the_refresh_and_the_counts(browser, tenants):
+    """Item 11: the create dialog's Name opens at its start; a refresh says which tickets it resolved; the count of
+    shown actions is out of those listed (the scored ones), as the README says."""
+    setup = several(browser, tenants)
+    tenants.portal.graph.tenant(FABRIKAM.id).complete("AdminMFAV2")  # Fabrikam's ticketed control is done
+    page = open_portal(browser, tenants.portal)
+    page.click("#refresh-all")
+    page.wait_for_selector("#notice:has-text('Secure Score is read')")
+    assert "1 ticket resolved" in page.inner_text("#notice"), page.inner_text("#notice")
+
+    page.goto(f"{tenants.url}/api/portal#tenant=home")
+    page.wait_for_selector("body[data-ready=true][data-tenant=home]")
+    listed = api(tenants, setup, "GET", "/api/recommendations?status=all")["recommendations"]
+    scored = [r for r in listed if r.get("scored") is not False]
+    to_address = [r for r in scored if not r["completed"] and not r["deprecated"]]
+    assert page.inner_text("#shown") == f"{len(to_address)} of {len(scored)} shown"
+    assert page.inner_text("#unscored") == f"Show {len(listed) - len(scored)} not scored for this tenant"
+    page.check('input[data-id="AdminMFAV2"]')
+    page.click("#create")
+    position = page.evaluate("[document.activeElement.id, document.activeElement.selectionStart, "
+                             "document.activeElement.scrollLeft]")  # fmt: skip
+    assert position == ["t-name", 0, 0]
+    page.keyboard.press("Escape")
+    page.click("#refresh")
+    page.wait_for_selector("#notice:has-text('Secure Score is read')")
+    assert "no ticket changed" in page.inner_text("#notice")

@@ -97,8 +97,7 @@ def test_an_admin_builds_previews_and_saves_routes_and_the_next_ticket_follows_t
     page.click("#routes-preview-button")
     page.wait_for_selector("#routes-preview:not([hidden])")
     assert page.evaluate("document.activeElement.id") == "preview-title"
-    summary = page.inner_text("#preview-summary")
-    assert "nothing is saved" in summary
+    assert "Nothing is saved yet" in page.inner_text("#preview-saved")
     identity = page.locator('#preview-table tbody tr[data-rule="0"]')
     others = page.locator('#preview-table tbody tr[data-rule="none"]')
     assert identity.count() > 0 and others.count() > 0
@@ -115,6 +114,9 @@ def test_an_admin_builds_previews_and_saves_routes_and_the_next_ticket_follows_t
     page.wait_for_selector("#routes-dirty", state="hidden")
     assert "The routes are saved: 1 rule" in page.inner_text("#notice")
     assert page.inner_text("#routes-saved").startswith("Saved ")
+    # Issue 29, item 11: the preview still shown is of the list now saved, and says so (not "nothing is saved").
+    assert page.is_visible("#routes-preview") and "Nothing is saved" not in page.inner_text("#routes-preview")
+    assert "This is where tickets go now" in page.inner_text("#preview-saved")
     assert names(page) == ["1. Identity to IAM"]  # no longer new
     stored = load(services_module.get_services().store).routes
     group = stored[0]["set"]["assignmentGroup"]

@@ -272,7 +272,9 @@
       row.hidden = !visible;
       if (visible) shown += 1;
     }
-    $("shown").textContent = `${shown} of ${page.rows.length} shown`;
+    // Out of what is listed: the scored actions, and the others only once the admin asks for them.
+    const listed = page.showUnscored ? page.rows.length : page.rows.length - (page.unscored || 0);
+    $("shown").textContent = `${shown} of ${listed} shown`;
     // Controls this tenant's snapshot does not score do not apply to it: hidden unless the admin asks for them.
     const toggle = $("unscored");
     toggle.hidden = !page.unscored;
@@ -370,7 +372,13 @@
     $("dialog-error").hidden = true;
     $("submit").disabled = false;
     $("dialog").showModal();
-    (single ? $("t-name") : $("t-priority")).focus();
+    if (single) {  // a long name opens at its start, not scrolled to its end
+      $("t-name").focus();
+      $("t-name").setSelectionRange(0, 0);
+      $("t-name").scrollLeft = 0;
+    } else {
+      $("t-priority").focus();
+    }
   }
 
   // Today in the admin's own time zone, as the date field gives its value (YYYY-MM-DD).
@@ -449,6 +457,17 @@
   }
 
   const adminAction = (button, run) => act(button, async () => { await run(); await refreshAll(); });
+
+  // What a refresh from Secure Score did to the tickets, in words: resolved, reopened, new, notes written.
+  function refreshWords(result) {
+    const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+    const done = [
+      result.resolved ? `${count(result.resolved, "ticket", "tickets")} resolved (their improvement actions are completed)` : null,
+      result.reopened ? `${count(result.reopened, "ticket", "tickets")} reopened (regressed)` : null,
+      result.recreated ? `${count(result.recreated, "new ticket", "new tickets")} for regressed actions` : null,
+      result.written ? `${count(result.written, "note", "notes")} written to Secure Score` : null].filter(Boolean);
+    return done.length ? `: ${done.join(", ")}.` : "; no ticket changed.";
+  }
 
   async function refreshAll() {
     const connection = loadConnection();  // first: the tickets card waits for its list of connections
@@ -585,10 +604,12 @@
     $("ticket-form").addEventListener("submit", submitDialog);
     $("t-due").addEventListener("change", pastDue);
     $("overdue").addEventListener("click", () => { page.overdueOnly = !page.overdueOnly; loadTickets(); });
-    $("refresh").addEventListener("click", () => adminAction($("refresh"),
-      () => api("/api/recommendations/refresh", { method: "POST" })));
+    $("refresh").addEventListener("click", () => adminAction($("refresh"), async () => {
+      const result = await api("/api/recommendations/refresh", { method: "POST" });
+      notice(`Secure Score is read${refreshWords(result)}`);
+    }));
     tenants = window.SecurityCenterTenants({ $, api, el, when, can, ADMIN, problemNodes, showError, notice,
-      act, formErrors });
+      act, formErrors, refreshWords });
     tenants.wire(async (hash) => {
       if (hash && window.location.hash !== `#${hash}`) window.history.replaceState(null, "", `#${hash}`);
       await route();

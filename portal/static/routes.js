@@ -151,6 +151,9 @@ window.SecurityCenterRoutes = (core) => {
     $("routes-discard").disabled = !changed;
     $("routes-preview-button").disabled = !state.loaded;
     $("preview-stale").hidden = !state.preview || same(state.previewedAs, rules());
+    // Whether what the preview shows is saved: after Save it is the list in force, before it nothing is.
+    $("preview-saved").textContent = !state.preview ? "" : same(state.previewedAs, state.saved)
+      ? "This is where tickets go now: the list previewed is the one saved." : "Nothing is saved yet: Save keeps this list.";
   }
 
   function ruleItem(item, i, catchAll, admin) {
@@ -398,7 +401,7 @@ window.SecurityCenterRoutes = (core) => {
       + `${items.length - (answer.unmatched || 0)} take a rule, ${answer.unmatched || 0} go as before routes.`
       + (idle.length ? ` ${idle.length === 1 ? "This rule takes" : "These rules take"} nothing: `
         + `${idle.map(ruleWords).join("; ")}.` : "")
-      + ` Previewed ${when(answer.at)}; nothing is saved.`;
+      + ` Previewed ${when(answer.at)}.`;
     $("routes-preview").hidden = false;
     filterPreview();
   }

@@ -5,7 +5,7 @@
 "use strict";
 
 window.SecurityCenterTenants = (core) => {
-  const { $, api, el, when, can, ADMIN, problemNodes, showError, notice, act, formErrors } = core;
+  const { $, api, el, when, can, ADMIN, problemNodes, showError, notice, act, formErrors, refreshWords } = core;
   const STATES = { active: ["Active", "done"], pending: ["Waiting for consent", "open"], paused: ["Paused", ""],
     confirming: ["Confirming consent", "open"] };
   const ASK = "a Global Administrator or Privileged Role Administrator of that tenant";
@@ -246,8 +246,8 @@ window.SecurityCenterTenants = (core) => {
     await act(button, async () => {
       const result = await api("/api/recommendations/refresh", { method: "POST" });
       const failed = (result.tenants || []).filter((t) => t.status === "failed").length;
-      notice(failed ? `Secure Score is read; ${failed} tenant(s) could not be read: their Health says why.`
-        : "Secure Score is read for every tenant.");
+      notice(failed ? `Secure Score is read; ${failed} tenant(s) could not be read (their Health says why)`
+        + refreshWords(result) : `Secure Score is read for every tenant${refreshWords(result)}`);
       await reload();
     });
   }
