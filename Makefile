@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 CHECKOV := .venv-checkov/bin/checkov
 PROD := .venv-prod/.installed
 
-.PHONY: run test lint bench pictures reset clean
+.PHONY: run test lint bench mutate pictures reset clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -62,10 +62,15 @@ bench: $(STAMP) $(AZURITE) $(PROD)
 pictures: $(STAMP) $(AZURITE) $(CHROMIUM)
 	PICTURES=1 $(PY) -m pytest -q -p no:cacheprovider $(sort $(wildcard tests/test_portal*.py))
 
+# Mutation testing of the isolation-critical modules (pyproject.toml [tool.mutmut]): the score and every survivor.
+# Not part of `make test`: it takes a long while (its results are kept in mutants/, so a second run is quicker).
+mutate: $(STAMP)
+	$(PY) dev/mutate.py
+
 # The ticket store, the token bundle and the ServiceNow simulator's state in LOCAL_DATA_DIR, together (not while
 # a `make run` holds the folder).
 reset:
 	$(PYTHON) dev/run.py --reset
 
 clean:
-	rm -rf $(VENV) .venv-checkov .venv-prod .local .mypy_cache .pytest_cache .ruff_cache .hypothesis tools/node_modules
+	rm -rf $(VENV) .venv-checkov .venv-prod .local .mypy_cache .pytest_cache .ruff_cache .hypothesis tools/node_modules mutants

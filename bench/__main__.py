@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from bench import create, secure_score, sync, tenants
+from bench import create, routes, secure_score, sync, tenants
 
 
 def main() -> None:
     create.main()
+    print()
+    routes.main()
     print()
     sync.main()
     print()

@@ -34,6 +34,7 @@ from shared.connections import connection_id
 from shared.problems import (
     Conflict,
     IdempotencyKeyReused,
+    NotConfigured,
     NotConnected,
     NotFound,
     ReauthorizationRequired,
@@ -245,8 +246,15 @@ class TicketCreator:
                 if holder is not None:
                     ticket_id = holder
                     continue
-            if ticket.connection != self._services.connection.key:  # made where its route sent it, never moved
+            if not self._services.connection.serves(ticket):  # made where its route sent it, never moved
                 owner = connection_of(self._services, connection_id(ticket.connection), f"Ticket {ticket.id}")
+                if not owner.serves(ticket):  # its connection's id now names another instance: gone for it
+                    raise NotConfigured(
+                        f"Ticket {ticket.id} was to be made on {ticket.instance}, which ServiceNow connection "
+                        f"'{owner.id}' no longer names; the ticket is not made anywhere else.",
+                        remediation="Request the recommendation again once this ticket is closed, or ask for it to be "
+                        "removed.",
+                    )
                 return creator_for(self._services.for_connection(owner))._ensure(ticket_id, verify_claim=False)
             now = self._services.clock()
             orphan = None if free(ticket, now) else self._orphans.take(ticket)

@@ -1,78 +1,117 @@
-"""A route's control id patterns: compiled once when saved, and refused when they could backtrack for long.
+"""A route's control id patterns, matched by RE2 (google-re2): in time linear in the control id, whatever the pattern.
 
-The patterns run on every create (fullmatch against a control id of at most 64 characters), so a pattern that can
-backtrack exponentially (a repeated group that itself repeats or alternates: `(a+)+`, `(a|aa)*`) or that needs
-backtracking by nature (a backreference) is refused when the rules are saved; so is a pattern with more than
-MAX_REPEATS repeats, whose polynomial backtracking grows with each one. Python's own regex parser reads the pattern,
-so what is checked is exactly what runs.
+Python's `re` backtracks, so a pattern such as `.?` repeated 32 times then `!` takes minutes on a 60-character id,
+and holds the interpreter (every other request waits) while it runs. RE2 never backtracks; what it cannot do in linear
+time (backreferences, lookaround, conditionals) it refuses to compile, and such a pattern is `validation_failed`
+naming it. The syntax: https://github.com/google/re2/wiki/Syntax (docs/routes.md says which parts routes use).
+
+RE2 is imported on first use, so a cold start that never routes a ticket does not load it.
+
+A list's patterns are matched all at once through one RE2 set (one pass over the id for every rule): a create and a
+preview then cost about the same whatever the number of patterns. A set whose automaton does not fit its memory
+budget answers "no match" to everything (RE2::Set::Match's documented out-of-memory failure), so a set is used only
+once it has answered a probe it must match; otherwise each rule's patterns are matched one by one (still linear).
 """
 
 from __future__ import annotations
 
-import importlib
-import re
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 MAX_LENGTH = 200
-MAX_REPEATS = 4
-_REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
-# The standard library's parser (`sre_parse`, which `re` itself uses); imported by name, since the public alias
-# warns of its deprecation and the private module has no type stubs.
-_parser: Any = importlib.import_module("re._parser")
+SET_MEMORY = 32 << 20  # bytes RE2 may use for a list's set (its default is 8 MiB per pattern)
+_PROBE = "\x00"  # never in a control id (ids are A-Z, a-z, 0-9, '.', '_', ':', '-'): the set's self-check
 
 
-def compile_pattern(text: str) -> tuple[re.Pattern[str] | None, str | None]:
-    """(the compiled pattern, None), or (None, why it is refused)."""
+def _re2() -> Any:
+    import re2  # lazy: cold start
+
+    return re2
+
+
+def _options(max_mem: int | None = None) -> Any:
+    options = _re2().Options()
+    options.log_errors = False  # a refused pattern is said in the answer; RE2 must not also print it to stderr
+    options.never_capture = True  # fullmatch only: no submatch is ever read
+    if max_mem is not None:
+        options.max_mem = max_mem
+    return options
+
+
+@lru_cache(maxsize=8192)
+def compile_pattern(text: str) -> tuple[Any | None, str | None]:
+    """(the compiled RE2 pattern, None), or (None, why it is refused); each text compiled once per process (a save
+    checks a list's patterns, and then its rules are compiled from the same texts)."""
     if not 1 <= len(text) <= MAX_LENGTH:
         return None, f"must be a regular expression of 1-{MAX_LENGTH} characters"
+    re2 = _re2()
     try:
-        compiled = re.compile(text)
-    except (re.error, OverflowError, RecursionError) as exc:
-        return None, f"is not a regular expression Python can compile ({getattr(exc, 'msg', type(exc).__name__)})"
-    refusal = _risk(_parser.parse(text))
-    return (None, refusal) if refusal else (compiled, None)
+        return re2.compile(text, _options()), None
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else "refused"
+        return None, (
+            f"is not a pattern RE2 can run in linear time ({_printable(reason)}): backreferences, lookaround "
+            "((?=...), (?!...), (?<=...)), conditionals and possessive repeats are not RE2 syntax, and a repeat "
+            "counts at most 1000 (docs/routes.md: Patterns)"
+        )
 
 
-def _risk(tree: Any) -> str | None:
-    repeats = 0
-    stack = [tree]
-    while stack:
-        for op, value in stack.pop():
-            name = str(op)
-            if name in ("GROUPREF", "GROUPREF_EXISTS"):
-                return "must not use a backreference or a conditional group (they backtrack by nature)"
-            if name in _REPEATS and value[1] > 1:
-                repeats += 1
-                if _repeats_or_alternates(value[2]):
-                    return (
-                        "must not repeat a group that itself repeats or alternates, such as (a+)+ or (a|b)*: "
-                        "it can backtrack exponentially; write the alternatives out, or use a character class"
-                    )
-            stack.extend(_inside(name, value))
-    if repeats > MAX_REPEATS:
-        return f"must have at most {MAX_REPEATS} repeats (*, +, {{m,n}}): each one multiplies the backtracking"
-    return None
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)[:120]
 
 
-def _repeats_or_alternates(tree: Any) -> bool:
-    stack = [tree]
-    while stack:
-        for op, value in stack.pop():
-            name = str(op)
-            if name == "BRANCH" or (name in _REPEATS and value[0] != value[1]):
-                return True  # a choice inside the repeat: the same text splits many ways
-            stack.extend(_inside(name, value))
-    return False
+class ControlMatcher:
+    """Which rules' control patterns match a control id (each pattern against the whole id). `patterns[i]` is rule
+    i's list, or None for a rule that matches any control."""
+
+    def __init__(self, patterns: Sequence[Sequence[str] | None]) -> None:
+        self._rules: list[list[Any] | None] = []
+        owners: list[int] = []
+        texts: list[str] = []
+        for index, listed in enumerate(patterns):
+            if listed is None:
+                self._rules.append(None)
+                continue
+            compiled = []
+            for text in listed:
+                pattern, _ = compile_pattern(text)
+                if pattern is not None:  # saved rules were validated; an unreadable one matches nothing
+                    compiled.append(pattern)
+                    owners.append(index)
+                    texts.append(text)
+            self._rules.append(compiled)
+        self._owners = owners
+        self._set = _set_of(texts)
+
+    def rules_matching(self, control: str) -> list[int] | None:
+        """The rules (ascending) whose patterns match `control`, found in one pass by the set; None when there is
+        no set to ask (then ask `rule_matches` rule by rule)."""
+        if self._set is None:
+            return None
+        found = self._set.Match(control) or ()
+        return sorted({self._owners[i] for i in found if i < len(self._owners)})
+
+    def rule_matches(self, rule: int, control: str) -> bool:
+        """Whether rule `rule`'s own patterns match `control` (a rule without patterns: True)."""
+        compiled = self._rules[rule]
+        return compiled is None or any(p.fullmatch(control) is not None for p in compiled)
 
 
-def _inside(name: str, value: Any) -> list[Any]:
-    """The subpatterns a parsed node holds."""
-    if name in _REPEATS:
-        return [value[2]]
-    if name == "SUBPATTERN":
-        return [value[3]]
-    if name == "BRANCH":
-        return list(value[1])
-    if name in ("ASSERT", "ASSERT_NOT"):
-        return [value[1]]
-    return [value] if name == "ATOMIC_GROUP" else []
+def _set_of(texts: list[str]) -> Any | None:
+    """One RE2 set over every pattern (anchored at both ends: the whole id), or None when RE2 cannot build it
+    within SET_MEMORY (then each rule is matched on its own)."""
+    if not texts:
+        return None
+    re2 = _re2()
+    matcher = re2.Set.FullMatchSet(_options(SET_MEMORY))
+    try:
+        for text in texts:
+            matcher.Add(text)
+        probe = matcher.Add(re2.escape(_PROBE))
+        matcher.Compile()
+    except re2.error:
+        return None
+    # An automaton too large for its budget fails on every text alike (RE2's DFA refuses at its start), so one
+    # probe it must match tells whether the set can be trusted with "no match".
+    return matcher if (matcher.Match(_PROBE) or []) == [probe] else None

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from create_ticket.route_saving import validated, with_notes
-from create_ticket.routes import Rule, Target, decide, load, rule_of
+from create_ticket.route_saving import validated, with_notes, within_deadline
+from create_ticket.routes import Rules, Target, decide, load, rule_of
 from create_ticket.routing import control_facts
+from shared import deadlines
 from shared.connections import Connection
 from shared.problems import FieldError
 from shared.runs import TENANTS, run_document
@@ -56,10 +57,16 @@ def describe_target(target: Target, connection: Connection) -> dict[str, Any]:
 
 
 def preview(services: Services, body: Any) -> dict[str, Any]:
+    """The dry run, within ROUTES_DEADLINE (route_saving.py)."""
+    with within_deadline(services, "The preview of the routes"):
+        return _preview(services, body)
+
+
+def _preview(services: Services, body: Any) -> dict[str, Any]:
     notes: list[FieldError] = []
     routes = validated(services, body, load(services.store), notes)
     given = [r.get("id") for r in body["routes"]]  # a new rule's id is made when it is saved: none yet
-    rules: list[Rule] = [rule_of(i, {**r, "id": given[i]}) for i, r in enumerate(routes)]
+    rules = Rules([rule_of(i, {**r, "id": given[i]}) for i, r in enumerate(routes)])
     now = services.clock()
     connections: dict[str, Connection] = {}
     open_tickets = _open_tickets(services)
@@ -70,6 +77,7 @@ def preview(services: Services, body: Any) -> dict[str, Any]:
         for control in sorted((snapshot or ({}, []))[1], key=_rank):
             if not _is_open(control):
                 continue
+            deadlines.check_run()
             target = decide(rules, control_facts(tenant, control), priority=None, due=None, now=now)
             if target.connection not in connections:
                 connections[target.connection] = services.connection_named(target.connection)

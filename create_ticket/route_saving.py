@@ -10,14 +10,19 @@ the other gets the 412, even between instances.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from create_ticket.route_names import resolve
 from create_ticket.route_rules import MAX_ERRORS, parse_routes
 from create_ticket.routes import DOCUMENT, Saved, load
-from shared.problems import FieldError, PreconditionFailed, PreconditionRequired, ValidationFailed
+from shared import deadlines
+from shared.connections import stored
+from shared.problems import DeadlineExceeded, FieldError, PreconditionFailed, PreconditionRequired, ValidationFailed
 from shared.services import Services
 from shared.store import StoreConflict
 
@@ -51,13 +56,77 @@ def _named(if_match: str, version: str) -> bool:
     return any(tag in (f'"{version}"', version) for tag in tags)
 
 
+@contextlib.contextmanager
+def within_deadline(services: Services, what: str) -> Iterator[None]:
+    """Work a person can make large stops at ROUTES_DEADLINE: a clear problem, nothing saved."""
+    try:
+        with deadlines.run_deadline(services.routes_deadline):
+            yield
+    except deadlines.RunOutOfTime:
+        raise DeadlineExceeded(
+            f"{what} took longer than {services.routes_deadline:g} s (ROUTES_DEADLINE) and was stopped; nothing was "
+            "saved.",
+            remediation="Make the list smaller: fewer rules, fewer tenants or control patterns per rule, or one "
+            "pattern that covers several (docs/routes.md: Patterns). Then send it again.",
+        ) from None
+
+
+REMOVING = "removing"  # the routes document's member: connections being removed (id -> the record's addedAt)
+
+
+def removing(services: Services, saved: Saved) -> dict[str, str]:
+    """The connections a removal has fenced off (`fence`) that still exist as the removal saw them: no rule may
+    name them. A marker whose connection is gone, or was added again since, no longer counts."""
+    marked = saved.document.get(REMOVING)
+    if not isinstance(marked, dict) or not marked:
+        return {}
+    records = stored(services.store)
+    return {str(c): str(at) for c, at in marked.items() if (records.get(c) or {}).get("addedAt") == at}
+
+
+def fence(services: Services, connection_id: str, added_at: str) -> list[str]:
+    """Before a connection is removed: the rules that name it (then nothing is written), or none, and the removal is
+    written into the routes document under its ETag. A concurrent `PUT /api/routes` then conflicts with it, whichever
+    writes last (docs/routes.md: Versions): a save that checked its rules before the fence is refused as stale (412),
+    one that checks after it sees the connection as removed, and a save that lands first is seen by this read."""
+    for _ in range(10):
+        saved = load(services.store)
+        named = [str(rule.get("name") or f"rule {i + 1}") for i, rule in enumerate(saved.routes)
+                 if isinstance(rule, dict) and (rule.get("set") or {}).get("connection") == connection_id]  # fmt: skip
+        if named:
+            return named
+        marked = {**removing(services, saved), connection_id: added_at}
+        try:
+            services.store.put_document(DOCUMENT, {**saved.document, "routes": saved.routes, REMOVING: marked},
+                                        saved.etag)  # fmt: skip
+            return []
+        except StoreConflict:
+            continue
+    raise StoreConflict("the routes kept changing")
+
+
+def unfence(services: Services, connection_id: str) -> None:
+    """A removal that stopped before the end: its connection may be routed to again."""
+    for _ in range(10):
+        saved = load(services.store)
+        marked = saved.document.get(REMOVING)
+        if not isinstance(marked, dict) or connection_id not in marked:
+            return
+        left = {c: at for c, at in marked.items() if c != connection_id}
+        try:
+            services.store.put_document(DOCUMENT, {**saved.document, REMOVING: left}, saved.etag)
+            return
+        except StoreConflict:
+            continue
+
+
 def validated(
     services: Services, body: Any, saved: Saved, notes: list[FieldError] | None = None
 ) -> list[dict[str, Any]]:
     """The proposed rules as they would be saved: shape first, then every group and company found in ServiceNow
     (`notes`: what the answer says about names found only when case is ignored). PUT and preview both take them from
     here, so a preview is of exactly what a save would keep."""
-    parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes})
+    parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes}, set(removing(services, saved)))
     errors = resolve(services, parsed.wanted, notes)
     if errors:
         raise ValidationFailed(errors[:MAX_ERRORS])
@@ -91,11 +160,15 @@ def save(
     saved = load(services.store)
     if not _named(if_match, version_of(saved.etag)):
         raise _stale(services)
-    routes = validated(services, body, saved, notes)
+    with within_deadline(services, "Checking the routes"):
+        routes = validated(services, body, saved, notes)
     now = services.clock().isoformat()
-    document = {"routes": routes, "savedAt": now, "savedBy": saved_by}
+    revision = uuid.uuid4().hex  # what the compiled rules are kept by (create_ticket/routes.py `compiled`)
+    document: dict[str, Any] = {"routes": routes, "savedAt": now, "savedBy": saved_by, "revision": revision}
+    if fenced := removing(services, saved):
+        document[REMOVING] = fenced  # a removal under way still holds its connection
     try:
         etag = services.store.put_document(DOCUMENT, document, saved.etag)
     except StoreConflict:
         raise _stale(services) from None
-    return Saved(routes, etag, now, saved_by)
+    return Saved(routes, etag, now, saved_by, revision, document)

@@ -9,12 +9,17 @@ default connection, its table, nothing more.
 
 from __future__ import annotations
 
-import re
+import hashlib
+import heapq
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
+from create_ticket.patterns import ControlMatcher
 from shared.connections import DEFAULT
 from shared.store import TicketStore
 from shared.tickets import HOME, PRIORITIES, PRIORITY_NAMES
@@ -55,18 +60,17 @@ class Match:
     categories: frozenset[str] | None = None
     services: frozenset[str] | None = None
     min_points: float | None = None
-    controls: tuple[re.Pattern[str], ...] | None = None
+    controls: tuple[str, ...] | None = None  # RE2 patterns, each against the whole control id (Rules matches them)
 
-    def holds(self, facts: Facts) -> bool:
+    def admits(self, facts: Facts) -> bool:
+        """Whether every member but `controls` matches (the control patterns are Rules' to match, all at once)."""
         if self.tenants is not None and facts.tenant not in self.tenants:
             return False
         if self.categories is not None and facts.category not in self.categories:
             return False
         if self.services is not None and facts.service not in self.services:
             return False
-        if self.min_points is not None and (facts.max_score is None or facts.max_score < self.min_points):
-            return False
-        return self.controls is None or any(p.fullmatch(facts.control) for p in self.controls)
+        return self.min_points is None or (facts.max_score is not None and facts.max_score >= self.min_points)
 
     @property
     def needs_control(self) -> bool:
@@ -117,14 +121,39 @@ class Target:
         return values
 
 
-def first_match(rules: list[Rule], facts: Facts) -> Rule | None:
-    return next((rule for rule in rules if rule.match.holds(facts)), None)
+class Rules:
+    """An ordered list of rules with their control patterns compiled once (create_ticket/patterns.py): the first
+    rule that matches wins."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.items = rules
+        self._matcher = ControlMatcher([r.match.controls for r in rules])
+        self._unpatterned = [i for i, r in enumerate(rules) if r.match.controls is None]
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def need_control(self) -> bool:
+        """Some rule matches on what only the Secure Score control knows (its service, its points)."""
+        return any(r.match.needs_control for r in self.items)
+
+    def first_match(self, facts: Facts) -> Rule | None:
+        hits = self._matcher.rules_matching(facts.control)
+        if hits is not None:  # only the rules whose patterns match, and those without patterns, can match
+            return next((self.items[i] for i in heapq.merge(hits, self._unpatterned)
+                         if self.items[i].match.admits(facts)), None)  # fmt: skip
+        return next((rule for i, rule in enumerate(self.items)
+                     if rule.match.admits(facts) and self._matcher.rule_matches(i, facts.control)), None)  # fmt: skip
 
 
-def decide(rules: list[Rule], facts: Facts, *, priority: int | None, due: datetime | None, now: datetime) -> Target:
+def decide(rules: Rules, facts: Facts, *, priority: int | None, due: datetime | None, now: datetime) -> Target:
     """The target of a ticket for `facts`: the first matching rule's, the request's own priority and due date
     winning over the rule's (None: the request names none)."""
-    rule = first_match(rules, facts)
+    rule = rules.first_match(facts)
     if rule is None:
         return Target(DEFAULT, None, priority or DEFAULT_PRIORITY, due)
     chosen = rule.set
@@ -151,12 +180,6 @@ def decide(rules: list[Rule], facts: Facts, *, priority: int | None, due: dateti
 # -- the saved rules --------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    """Each saved pattern compiled once per process (re's own cache holds 512; a long list has more)."""
-    return re.compile(pattern)
-
-
 def _reference(value: Any) -> Reference | None:
     return Reference(str(value["sysId"]), str(value.get("name") or "")) if isinstance(value, dict) else None
 
@@ -179,7 +202,7 @@ def rule_of(index: int, saved: dict[str, Any]) -> Rule:
             _members(match.get("categories")),
             _members(match.get("services")),
             float(match["minPoints"]) if match.get("minPoints") is not None else None,
-            tuple(_compiled(p) for p in match["controls"]) if isinstance(match.get("controls"), list) else None,
+            tuple(str(p) for p in match["controls"]) if isinstance(match.get("controls"), list) else None,
         ),
         Setting(
             str(chosen.get("connection") or DEFAULT),
@@ -201,9 +224,33 @@ class Saved:
     etag: str | None
     saved_at: str | None = None
     saved_by: str | None = None
+    revision: str | None = None  # a random id each save writes: the compiled rules are kept by it
+    document: dict[str, Any] = field(default_factory=dict)  # the whole document as stored (its other members too)
 
-    def rules(self) -> list[Rule]:
-        return [rule_of(i, r) for i, r in enumerate(self.routes)]
+    def rules(self) -> Rules:
+        return compiled(self.routes, self.revision)
+
+
+_CACHE_SIZE = 4  # compiled lists kept per process (the one in force, and a few being previewed or saved)
+_cache: OrderedDict[str, Rules] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def compiled(routes: list[dict[str, Any]], revision: str | None = None) -> Rules:
+    """The rules of a saved list, compiled once per process: by the save's `revision`, or (a list saved before
+    revisions) by its content."""
+    key = revision or hashlib.sha256(json.dumps(routes, sort_keys=True).encode()).hexdigest()
+    with _cache_lock:
+        held = _cache.get(key)
+        if held is not None:
+            _cache.move_to_end(key)
+            return held
+    built = Rules([rule_of(i, r) for i, r in enumerate(routes)])
+    with _cache_lock:
+        _cache[key] = built
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return built
 
 
 def load(store: TicketStore) -> Saved:
@@ -211,4 +258,6 @@ def load(store: TicketStore) -> Saved:
     if found is None:
         return Saved([], None)
     document, etag = found
-    return Saved(list(document.get("routes") or []), etag, document.get("savedAt"), document.get("savedBy"))
+    revision = document.get("revision")
+    return Saved(list(document.get("routes") or []), etag, document.get("savedAt"), document.get("savedBy"),
+                 revision if isinstance(revision, str) else None, dict(document))  # fmt: skip

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from create_ticket.request import TicketRequest
-from create_ticket.routes import Facts, Rule, Target, decide, load
+from create_ticket.routes import Facts, Rules, Target, decide, load
 from shared.connections import Connection
 from shared.problems import NotConfigured, NotConnected, NotFound, ReauthorizationRequired
 from shared.services import Services
@@ -21,12 +21,12 @@ def control_facts(tenant: str, control: dict[str, Any]) -> Facts:
                  float(points) if isinstance(points, int | float) else None)  # fmt: skip
 
 
-def request_facts(services: Services, request: TicketRequest, rules: list[Rule]) -> Facts:
+def request_facts(services: Services, request: TicketRequest, rules: Rules) -> Facts:
     """A request's facts. One that did not need its control (the caller named everything) reads it only when a
     rule matches on what only the control knows (its service, its points)."""
     rec = request.recommendation
     control = request.control
-    if control is None and rec.source == "microsoft" and any(r.match.needs_control for r in rules):
+    if control is None and rec.source == "microsoft" and rules.need_control:
         control = services.store.get_secure_score_control(rec.id, request.tenant)
     control = control or {}
     points = control.get("maxScore")

@@ -1,20 +1,29 @@
-"""`/api/connections`: the ServiceNow instances the connector works with (DESIGN 13).
+"""`/api/connections`: the ServiceNow instances the connector works with (docs/admin-guide.md section 11).
 
 The `default` connection is the settings' one and cannot be added or removed here. Another is added with its
 instance, OAuth client and (optionally) table and field map; its client secret goes to the secret store at once and
-is never returned. Removing one revokes and forgets its tokens and secret, but never while a route sends tickets to
-it or an open ticket lives on it: those would be lost track of.
+is never returned, and it gets a push-notice key of its own. Removing one revokes its tokens, erases its secrets
+(deleted, then purged where the vault allows) and its sync state, but never while a route sends tickets to it or an
+open ticket lives on it: those would be lost track of. An id added again after a removal is a new connection: its
+secrets and sync state have new names, and the tickets of the earlier one stay with the instance they live on.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
+import secrets as random_bytes
+import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
+from create_ticket.route_saving import fence, unfence
 from oauth_callback.connection import disconnect
+from oauth_callback.forgetting import erase_secrets
 from shared.config import InvalidSetting, parse_instance
 from shared.connections import CONNECTION_ID, DEFAULT, DOCUMENT, Connection, from_record, stored
+from shared.egress import refusal
 from shared.fieldmap import parse_field_map
 from shared.problems import Conflict, ConnectorError, FieldError, ValidationFailed
 from shared.services import Services
@@ -26,7 +35,8 @@ log = logging.getLogger(__name__)
 MEMBERS = ("id", "instance", "clientId", "clientSecret", "table", "fieldMap")
 MAX_CONNECTIONS = 50
 _TABLE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
-ROUTES = "routes"  # the store document of the routes (create_ticket): rules naming a connection keep it
+REMOVED = "removed"  # the connections document's member: ids removed before (id -> when), so an id added again is new
+EVENTS = "/api/servicenow/events"
 
 
 def connection_state(services: Services, connection: Connection) -> dict[str, Any]:
@@ -58,6 +68,10 @@ def shown(services: Services, connection: Connection, record: dict[str, Any] | N
         **connection_state(services, connection),
         "lastSync": found,
         "connectUrl": f"/api/connect?connection={connection.id}",
+        "push": {
+            "url": EVENTS if connection.is_default else f"{EVENTS}?connection={connection.id}",
+            "secretName": connection.push_secret_name,
+        },  # a name, never a value (docs/status-sync.md)
     }
 
 
@@ -91,6 +105,8 @@ def add_connection(services: Services, body: Any, added_by: str) -> dict[str, An
         instance = parse_instance(raw)
         if services.settings.in_azure and not instance.startswith("https://"):  # loopback http is for local runs
             raise InvalidSetting("it must be an https:// URL")
+        if services.settings.in_azure:  # checked again on each new connection to it (shared/egress.py)
+            _public(services, instance)
     except InvalidSetting as exc:
         errors.append(FieldError("instance", f"is not valid: {exc}"))
     client_id, secret = body.get("clientId"), body.get("clientSecret")
@@ -113,36 +129,55 @@ def add_connection(services: Services, body: Any, added_by: str) -> dict[str, An
         raise ValidationFailed(errors[:10])
     record = {"id": wanted, "instance": instance, "clientId": client_id, "table": table, "fieldMap": field_map,
               "addedAt": services.clock().isoformat(), "addedBy": added_by}  # fmt: skip
-    connection = from_record(record)
-    # The id is taken first, under the document's ETag; only then is the secret written, so a refused add (an id
+    # The id is taken first, under the document's ETag; only then are the secrets written, so a refused add (an id
     # taken, by a typo or a concurrent admin) never replaces the secret of the connection that holds it.
-    _change(services, lambda connections: _register(connections, record))
+    _change(services, lambda document: _register(document, record))
+    connection = from_record(record)
     try:
         services.secrets.set(connection.client_secret_name, str(secret))
+        # Each connection's own push-notice key: a notice signed with another connection's key is refused.
+        services.secrets.set(connection.push_secret_name, base64.b64encode(random_bytes.token_bytes(32)).decode())
     except Exception:
-        _change(services, lambda connections: connections.pop(connection.id, None))
+        _change(services, lambda document: document["connections"].pop(connection.id, None))
         raise
     log.info("Connection %s added for %s by %s", wanted, instance, added_by)
     return shown(services, connection, record)
 
 
-def _register(connections: dict[str, Any], record: dict[str, Any]) -> None:
+def _public(services: Services, instance: str) -> None:
+    """In Azure the instance's name must resolve, and only to public addresses."""
+    parts = urlsplit(instance)
+    host = parts.hostname or ""
+    try:
+        addresses = services.resolver(host, parts.port or 443)
+    except OSError:
+        addresses = []
+    why = refusal(host, addresses, public_only=True)
+    if why is not None:
+        raise InvalidSetting(why)
+
+
+def _register(document: dict[str, Any], record: dict[str, Any]) -> None:
+    connections = document["connections"]
     held = connections.get(record["id"])
     if held is not None:
         raise ValidationFailed([FieldError("id", f"is taken by another connection ({held.get('instance')})")])
     if len(connections) >= MAX_CONNECTIONS:
         raise ValidationFailed([FieldError("id", f"the connector holds {MAX_CONNECTIONS} connections already")])
+    if record["id"] in (document.get(REMOVED) or {}):  # used before: new names for its secrets and sync state
+        record["tag"] = record.get("tag") or uuid.uuid4().hex
     connections[record["id"]] = record
 
 
 def _change(services: Services, edit: Any) -> None:
+    """`edit(document)` on the connections document (its `connections` a dict), under its ETag."""
     for _ in range(10):
         found = services.store.get_document(DOCUMENT)
         document, etag = (dict(found[0]), found[1]) if found else ({}, None)
-        connections = dict(document.get("connections") or {})
-        edit(connections)
+        document["connections"] = dict(document.get("connections") or {})
+        edit(document)
         try:
-            services.store.put_document(DOCUMENT, {**document, "connections": connections}, etag)
+            services.store.put_document(DOCUMENT, document, etag)
             return
         except StoreConflict:
             continue
@@ -150,32 +185,37 @@ def _change(services: Services, edit: Any) -> None:
 
 
 def remove_connection(services: Services, connection_id: str, *, force: bool) -> dict[str, Any]:
-    """Revoke and forget its tokens (`force`: even when ServiceNow cannot revoke them), its secret, and itself."""
+    """Revoke its tokens (`force`: forget them even when ServiceNow cannot revoke them), erase its secrets and sync
+    state, and forget it; the answer says what remains of it, where, and for how long."""
     if connection_id == DEFAULT:
         raise Conflict("The default connection is the app settings' (SERVICENOW_INSTANCE and the rest); it is "
                        "changed there, not removed here.", remediation="Change the app settings, or disconnect "
                        "it with POST /api/disconnect.")  # fmt: skip
     connection = services.connection_named(connection_id)
-    routed = routed_to(services, connection_id)
+    added_at = str((stored(services.store).get(connection_id) or {}).get("addedAt") or "")
+    # Written into the routes document under its ETag: a concurrent PUT /api/routes naming this connection and this
+    # removal conflict, whichever writes last (create_ticket/route_saving.py `fence`).
+    routed = fence(services, connection_id, added_at)
     if routed:
         raise Conflict(f"Routes send tickets to connection {connection_id}: {', '.join(routed[:10])}.",
                        remediation="Change or remove those rules (PUT /api/routes) first.")  # fmt: skip
-    open_tickets = [t for t, _ in services.store.list_tickets() if t.connection == connection.key and t.is_open]
-    if open_tickets:
-        raise Conflict(f"{len(open_tickets)} open ticket(s) live on connection {connection_id}; removing it would "
-                       "stop tracking them.", remediation="Resolve or close them in ServiceNow and let the status "
-                       "sync bring that back, then remove the connection.")  # fmt: skip
-    disconnect(services, force=force, connection=connection_id)
-    services.for_connection(connection).secrets.delete(connection.client_secret_name)
-    _change(services, lambda connections: connections.pop(connection_id, None))
+    try:
+        open_tickets = [t for t, _ in services.store.list_tickets() if connection.serves(t) and t.is_open]
+        if open_tickets:
+            raise Conflict(f"{len(open_tickets)} open ticket(s) live on connection {connection_id}; removing it would "
+                           "stop tracking them.", remediation="Resolve or close them in ServiceNow and let the status "
+                           "sync bring that back, then remove the connection.")  # fmt: skip
+        disconnect(services, force=force, connection=connection_id)
+        erased = erase_secrets(services, connection)  # a vault that cannot be reached stops the removal: try again
+    except Exception:
+        unfence(services, connection_id)
+        raise
+    services.store.delete_document(connection.sync_state_name)  # its run state, watermark and sweep go with it
+
+    def forget(document: dict[str, Any]) -> None:
+        document["connections"].pop(connection_id, None)
+        document[REMOVED] = {**(document.get(REMOVED) or {}), connection_id: services.clock().isoformat()}
+
+    _change(services, forget)
     log.info("Connection %s (%s) removed", connection_id, connection.instance_url)
-    return {"id": connection_id, "removed": True, "detail": f"The connector no longer works with "
-            f"{connection.instance_url}; its tokens were revoked and its client secret forgotten."}  # fmt: skip
-
-
-def routed_to(services: Services, connection_id: str) -> list[str]:
-    """The rules (by name, or position) that send tickets to the connection."""
-    found = services.store.get_document(ROUTES)
-    rules = (found[0] if found else {}).get("routes") or []
-    return [str(rule.get("name") or f"rule {i + 1}") for i, rule in enumerate(rules)
-            if isinstance(rule, dict) and (rule.get("set") or {}).get("connection") == connection_id]  # fmt: skip
+    return {"id": connection_id, "removed": True, **erased.answer(connection)}

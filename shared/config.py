@@ -22,6 +22,8 @@ _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]", "::1"}
 _SERVICENOW_SUFFIXES = ("service-now.com", "servicenowservices.com")
 _URL_FORBIDDEN = re.compile(r"[\s\\%@#?<>\"'`^{}|\x00-\x1f\x7f]")
+_NUMBER = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")  # a label an IPv4 parser takes as a number (decimal, octal, hex)
+_HEXISH = re.compile(r"^(?:0x)?[0-9a-f]+$")  # a label of digits and hex letters only
 
 DEFAULT_TABLE = "incident"
 DEFAULT_SCHEDULE = "0 */5 * * * *"
@@ -64,6 +66,11 @@ def _check_host(host: str, *, allow_loopback: bool) -> None:
     labels = host.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or len(host) > 253:
         raise InvalidSetting(f"'{host}' is not a valid DNS host name")
+    # Resolvers read `127.1`, `0x7f.1`, `10.5` or `169.254.43518` as IP addresses (inet_aton; a URL host whose last
+    # label is a number is IPv4 to the WHATWG URL standard), so a name made of numbers is refused as an IP literal is.
+    if _NUMBER.match(labels[-1]) or all(_HEXISH.match(label) for label in labels):
+        raise InvalidSetting(f"'{host}' is made of numbers, which resolvers read as an IP address; use the instance's "
+                             "DNS name")  # fmt: skip
     for suffix in _SERVICENOW_SUFFIXES:
         marker = "." + suffix + "."
         if marker in "." + host + "." and not host.endswith("." + suffix):

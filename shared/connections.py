@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.fieldmap import FieldMap, parse_field_map
-from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE
+from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE, WEBHOOK_SECRET
 
 if TYPE_CHECKING:
     from shared.config import Settings
     from shared.store import TicketStore
+    from shared.tickets import Ticket
 
 DEFAULT = "default"
 DOCUMENT = "connections"
@@ -34,6 +35,9 @@ class Connection:
     client_id: str | None
     table: str
     field_map: FieldMap
+    # An id added again after it was removed gets a tag of its own: its secrets and sync state are new ones, never
+    # the earlier connection's (Key Vault keeps a deleted name reserved for its retention: docs/admin-guide.md 13).
+    tag: str = ""
 
     @property
     def is_default(self) -> bool:
@@ -44,13 +48,38 @@ class Connection:
         """What a ticket records: "" for the default connection (every ticket from before connections)."""
         return "" if self.is_default else self.id
 
+    def _named(self, base: str) -> str:
+        """A secret of this connection: `{base}-{id}`, and `-{tag}` after it for an id used again. A tag makes the
+        name longer than any id's, so it never meets another connection's names (Key Vault: 1-127 of 0-9a-zA-Z-)."""
+        return base if self.is_default else f"{base}-{self.id}" + (f"-{self.tag}" if self.tag else "")
+
     @property
     def client_secret_name(self) -> str:
-        return CLIENT_SECRET if self.is_default else f"{CLIENT_SECRET}-{self.id}"
+        return self._named(CLIENT_SECRET)
 
     @property
     def token_name(self) -> str:
-        return TOKEN_BUNDLE if self.is_default else f"{TOKEN_BUNDLE}-{self.id}"
+        return self._named(TOKEN_BUNDLE)
+
+    @property
+    def push_secret_name(self) -> str:
+        """The key push notices from this connection's instance are signed with (status_sync/events.py)."""
+        return self._named(WEBHOOK_SECRET)
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        return (self.client_secret_name, self.token_name, self.push_secret_name)
+
+    @property
+    def sync_state_name(self) -> str:
+        return f"sync-state:{self.id}" + (f":{self.tag}" if self.tag else "")
+
+    def serves(self, ticket: Ticket) -> bool:
+        """A connection is its instance: a ticket made on an earlier connection of the same id, for another
+        instance, is not this one's (its connection is gone), and nothing is sent anywhere on its behalf."""
+        if ticket.connection != self.key:
+            return False
+        return self.is_default or ticket.instance == self.instance_url
 
 
 def connection_id(key: str) -> str:
@@ -71,15 +100,15 @@ def stored(store: TicketStore) -> dict[str, dict[str, Any]]:
 def from_record(record: dict[str, Any]) -> Connection:
     table = str(record["table"])
     return Connection(str(record["id"]), str(record["instance"]), str(record["clientId"]), table,
-                      parse_field_map(record.get("fieldMap") or {}, table))  # fmt: skip
+                      parse_field_map(record.get("fieldMap") or {}, table), str(record.get("tag") or ""))  # fmt: skip
 
 
 class ConnectionStore:
     """The store as one added connection sees it: its own sync state (a document of its own), all else shared."""
 
-    def __init__(self, store: TicketStore, connection: str) -> None:
+    def __init__(self, store: TicketStore, connection: Connection) -> None:
         self._store = store
-        self._name = f"sync-state:{connection}"
+        self._name = connection.sync_state_name
 
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
         return self._store.get_document(self._name)

@@ -23,6 +23,7 @@ import httpx
 T = TypeVar("T")
 REQUEST_DEADLINE = 30.0  # seconds for one whole response, connect to last byte
 RUN_DEADLINE = 120.0  # seconds for one run of a timer's work
+ROUTES_DEADLINE = 10.0  # seconds for checking (saving) or previewing a routes list: work a person can make large
 CONNECT_TIMEOUT = 5.0
 
 _run_ends: contextvars.ContextVar[float | None] = contextvars.ContextVar("run_ends", default=None)

@@ -212,6 +212,14 @@ class PreconditionRequired(ConnectorError):
     title = "The change must name the version it changes (If-Match)"
 
 
+class DeadlineExceeded(ConnectorError):
+    """Work a person made large (a routes list to check or preview) ran past its deadline and was stopped."""
+
+    status = 422
+    code = "deadline_exceeded"
+    title = "The request would take too long and was stopped"
+
+
 class StoreUnavailable(ConnectorError):
     """The connector's own store (Table Storage) could not be reached, failed, or throttled: nothing the caller
     did, and nothing was half-written (each step of a create is one store transaction)."""
@@ -242,6 +250,7 @@ PROBLEM_CODES: dict[str, type[ConnectorError]] = {
         ReaderAppMisconfigured,
         PreconditionFailed,
         PreconditionRequired,
+        DeadlineExceeded,
         StoreUnavailable,
     )
 }

@@ -97,7 +97,7 @@ def apply_record(services: Services, ticket_id: str, row: dict[str, Any]) -> boo
         if found is None:
             return False
         ticket, etag = found
-        if ticket.connection != services.connection.key:  # a record of another instance (a clone shares sys_ids)
+        if not services.connection.serves(ticket):  # a record of another instance (a clone shares sys_ids)
             return False
         order = compare(row, ticket)
         if order < 0:
@@ -164,7 +164,7 @@ def mark_missing(services: Services, ticket_id: str) -> bool:
     store = services.store
     for _ in range(10):
         found = store.get_ticket(ticket_id)
-        if found is None or found[0].status == "missing" or found[0].connection != services.connection.key:
+        if found is None or found[0].status == "missing" or not services.connection.serves(found[0]):
             return False
         ticket, etag = found
         now = services.clock().isoformat()

@@ -13,6 +13,8 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,12 +43,26 @@ def replace_private_file(path: Path, text: str) -> None:
         raise
 
 
+@dataclass(frozen=True)
+class Erased:
+    """What became of a secret the connector erased (a removed connection's): `purged` (gone, with every earlier
+    version), `deleted` (soft-deleted: every version recoverable until `until` by someone allowed to recover
+    secrets, then purged by the vault itself; `why` says why it was not purged now), or `absent` (there was none)."""
+
+    name: str
+    state: str
+    until: datetime | None = None
+    why: str | None = None
+
+
 class SecretStore(Protocol):
     def get(self, name: str) -> str | None: ...
 
     def set(self, name: str, value: str) -> None: ...
 
     def delete(self, name: str) -> None: ...
+
+    def erase(self, name: str) -> Erased: ...
 
 
 class FileSecretStore:
@@ -93,13 +109,28 @@ class FileSecretStore:
             if data.pop(name, None) is not None:
                 self._write(data)
 
+    def erase(self, name: str) -> Erased:
+        """The file keeps no history: a deleted secret is gone (the file is replaced whole)."""
+        with self._exclusive():
+            data = self._read()
+            if data.pop(name, None) is None:
+                return Erased(name, "absent")
+            self._write(data)
+        return Erased(name, "purged")
+
 
 class KeyVaultSecretStore:
     """Key Vault through azure-keyvault-secrets and `DefaultAzureCredential` (the app's managed identity).
 
     `delete` writes a tombstone instead of deleting: with soft delete and purge protection on, a deleted
     name cannot be set again until its retention ends, which would block reconnecting after a disconnect.
+    `erase` really deletes (a removed connection's secrets): every version goes, soft-deleted, then purged where the
+    vault allows it (https://learn.microsoft.com/en-us/rest/api/keyvault/secrets/delete-secret/delete-secret,
+    https://learn.microsoft.com/en-us/rest/api/keyvault/secrets/purge-deleted-secret/purge-deleted-secret,
+    https://learn.microsoft.com/en-us/azure/key-vault/general/soft-delete-overview).
     """
+
+    DELETE_WAIT = 60.0  # seconds to wait for Key Vault to finish a deletion before purging
 
     TOMBSTONE = "-deleted-"
 
@@ -169,3 +200,53 @@ class KeyVaultSecretStore:
         if self.get(name) is not None:
             with self._translated():
                 self._secrets().set_secret(name, self.TOMBSTONE)
+
+    def erase(self, name: str) -> Erased:
+        """Delete every version of `name`, then purge it. With purge protection (the deployment's vault has it) the
+        purge is refused (403) and the deleted secret stays recoverable until its scheduled purge date."""
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+        with self._translated():
+            client = self._secrets()
+            try:
+                poller = client.begin_delete_secret(name)
+            except ResourceNotFoundError:
+                try:  # deleted before (a removal that stopped half way and is done again)
+                    deleted = client.get_deleted_secret(name)
+                except ResourceNotFoundError:
+                    return Erased(name, "absent")
+            else:
+                poller.wait(timeout=self.DELETE_WAIT)  # deletion completes in the background; a purge must wait
+                deleted = poller.result()
+        if deleted.recovery_id is None:  # a vault without soft delete: the deletion was final
+            return Erased(name, "purged")
+        until = deleted.scheduled_purge_date
+        try:
+            with self._translated_purge():
+                self._secrets().purge_deleted_secret(name)
+        except _PurgeRefused as refused:
+            return Erased(name, "deleted", until, refused.why)
+        except HttpResponseError:
+            return Erased(name, "deleted", until, "Key Vault did not purge it (it failed, try again later)")
+        return Erased(name, "purged")
+
+    @contextlib.contextmanager
+    def _translated_purge(self) -> Iterator[None]:
+        from azure.core.exceptions import HttpResponseError
+
+        try:
+            yield
+        except HttpResponseError as exc:
+            message = str(getattr(exc, "message", "") or exc)
+            if exc.status_code == 403 and "purge protection" in message.lower():
+                raise _PurgeRefused("the vault has purge protection, so Key Vault purges it itself at the end of "
+                                    "its retention") from None  # fmt: skip
+            if exc.status_code == 403:
+                raise _PurgeRefused("the app's identity may not purge secrets in this vault") from None
+            raise
+
+
+class _PurgeRefused(Exception):
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why

@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared import deadlines
+from shared.egress import refused_by_egress
 from shared.problems import (
     ConnectorError,
+    NotConfigured,
     NotFound,
     ServiceNowRejected,
     ServiceNowUnavailable,
@@ -200,11 +202,23 @@ class ServiceNowClient:
             try:
                 response = deadlines.send(self._http, request, deadlines.budget(self.retry.deadline))
             except httpx.TimeoutException as exc:
+                if isinstance(exc, httpx.ConnectTimeout):  # as a refused connection: it says nothing of the port
+                    span.set_attribute("error.type", "connect")
+                    raise TransientFailure("no answer", None) from exc
                 span.set_attribute("error.type", "timeout")
                 raise TransientFailure("timed out", None) from exc
             except httpx.TransportError as exc:
                 span.set_attribute("error.type", type(exc).__name__)
-                raise TransientFailure(f"connection failed ({type(exc).__name__})", None) from exc
+                refused = refused_by_egress(exc)
+                if refused is not None:
+                    raise NotConfigured(
+                        f"ServiceNow at {self.instance_url} was not contacted: {refused}.",
+                        remediation="Check the connection's instance URL and its DNS name: in Azure the connector "
+                        "connects only to public addresses (docs/admin-guide.md: What one customer can and cannot "
+                        "reach).",
+                    ) from None
+                # Never which socket error (refused, reset, timed out): that would tell a caller which ports answer.
+                raise TransientFailure("no answer", None) from exc
             span.set_attribute("http.response.status_code", response.status_code)
             return response
 

@@ -29,7 +29,8 @@ from shared.connections import (
     from_record,
     stored,
 )
-from shared.deadlines import RUN_DEADLINE
+from shared.deadlines import ROUTES_DEADLINE, RUN_DEADLINE
+from shared.egress import CheckedTransport, Resolver, resolve
 from shared.problems import ConnectorError, FieldError, NotConfigured, NotFound, ValidationFailed
 from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore, KeyVaultSecretStore, SecretStore
@@ -66,9 +67,13 @@ class Services:
         entra_transport: httpx.BaseTransport | None = None,
         run_deadline: float = RUN_DEADLINE,
         creation_wait: float = 25.0,
+        routes_deadline: float = ROUTES_DEADLINE,
+        resolver: Resolver = resolve,
     ) -> None:
         self.settings = settings
         self.run_deadline = run_deadline  # seconds a status sync or a Secure Score refresh may take
+        self.routes_deadline = routes_deadline  # seconds saving or previewing routes may take
+        self.resolver = resolver  # names to addresses for ServiceNow connections (shared/egress.py); tests hand one in
         self.creation_wait = creation_wait  # seconds a create waits for a concurrent one making the same ticket
         self._graph_transport = graph_transport
         self._entra_transport = entra_transport
@@ -124,8 +129,9 @@ class Services:
                 )  # fmt: skip
                 held = Services(
                     settings, transport=root._transport, store=cast(TicketStore, ConnectionStore(root.store,
-                    connection.id)), secrets=root.secrets, clock=root.clock, retry=root._retry, sleep=root._sleep,
+                    connection)), secrets=root.secrets, clock=root.clock, retry=root._retry, sleep=root._sleep,
                     run_deadline=root.run_deadline, creation_wait=root.creation_wait,
+                    routes_deadline=root.routes_deadline, resolver=root.resolver,
                 )  # fmt: skip
                 held.connection = connection
                 held._parent = root
@@ -148,8 +154,16 @@ class Services:
         return tid.lower() if isinstance(tid, str) and TENANT_ID.fullmatch(tid.lower()) else None
 
     def for_ticket(self, ticket: Ticket) -> Services:
-        """The services of the connection a ticket lives on."""
-        return self.for_connection(self.connection_named(connection_id(ticket.connection)))
+        """The services of the connection a ticket lives on; `not_found` when that connection is gone: removed, or
+        removed and added again for another instance (nothing is ever sent to the new instance on its behalf)."""
+        connection = self.connection_named(connection_id(ticket.connection))
+        if not connection.serves(ticket):
+            raise NotFound(
+                f"Ticket {ticket.number or ticket.id} lives on {ticket.instance}, and ServiceNow connection "
+                f"'{connection.id}' now names another instance ({connection.instance_url}): its connection is gone, "
+                "and nothing is sent to the new instance on its behalf."
+            )
+        return self.for_connection(connection)
 
     def require_configured(self) -> None:
         """Raise `not_configured` naming every setting to fix (ServiceNow is never called before this)."""
@@ -183,8 +197,12 @@ class Services:
             if self._servicenow is None:
                 self.require_configured()
                 assert self.settings.instance_url is not None
+                # Without a transport handed in (tests, the local host), each new connection goes to an address the
+                # connector resolved and checked itself: a public one in Azure (shared/egress.py).
+                transport = self._transport or CheckedTransport(public_only=self.settings.in_azure,
+                                                                resolver=self.resolver)  # fmt: skip
                 self._servicenow = ServiceNowClient(
-                    self.settings.instance_url, transport=self._transport, retry=self._retry, sleep=self._sleep
+                    self.settings.instance_url, transport=transport, retry=self._retry, sleep=self._sleep
                 )
             return self._servicenow
 

@@ -108,8 +108,9 @@ def parse_correlation(value: str) -> tuple[str, str] | None:
     rest = value.removeprefix(CORRELATION_PREFIX)
     tagged = _TENANT_TAG.fullmatch(rest)
     if tagged and RECOMMENDATION_ID.fullmatch(tagged[2]):
-        raw = base64.b32decode(tagged[1].upper() + "======")
-        return str(uuid.UUID(bytes=raw)), tagged[2]
+        tenant = str(uuid.UUID(bytes=base64.b32decode(tagged[1].upper() + "======")))
+        # Only the tag the connector mints: 26 letters carry 130 bits for 128, so four spellings decode to one id.
+        return (tenant, tagged[2]) if tenant_tag(tenant) == tagged[1] else None
     return (HOME, rest) if RECOMMENDATION_ID.fullmatch(rest) else None
 
 

@@ -31,13 +31,14 @@ def status_sync(timer: func.TimerRequest) -> None:
 
 @bp.route(route="servicenow/events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def servicenow_events(req: func.HttpRequest) -> func.HttpResponse:
-    """A change notice from the ServiceNow business rule (docs/status-sync.md: Push notices)."""
+    """A change notice from a ServiceNow business rule (docs/status-sync.md: Push notices); `?connection=` names
+    the connection whose key signed it (none: the default connection)."""
     from shared import web
     from shared.edge import Body
     from status_sync.events import MAX_NOTICE, apply_notice, verify
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
-        outcome = apply_notice(services, verify(services, inbound))
+        outcome = apply_notice(*verify(services, inbound))
         return web.json_response({"result": outcome}, 202 if outcome == "unknown" else 200)
 
     return web.handle(

@@ -37,8 +37,8 @@ def settle_own_record(services: Services, row: dict[str, Any]) -> str | None:
     tenant, control = minted
     holder_id = services.store.claim_holder(claim_key(tenant, control))
     found = services.store.get_ticket(holder_id) if holder_id else None
-    if found is None or found[0].connection != services.connection.key:
-        return None  # no ticket for it yet, or one on another instance (a clone shares correlation ids)
+    if found is None or not services.connection.serves(found[0]):
+        return None  # no ticket for it yet, or one on another instance (a clone shares correlation ids; DESIGN 15)
     holder = found[0]
     if holder.status == "pending":
         return link_to_pending(services, holder, row)

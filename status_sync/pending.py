@@ -39,7 +39,7 @@ def resume_pending(
     stale = [
         t
         for t, _ in services.store.list_pending_tickets()
-        if t.connection == services.connection.key  # each connection resumes its own
+        if services.connection.serves(t)  # each connection resumes its own (never an earlier one's of its id)
         and (t.lease_until is None or datetime.fromisoformat(t.lease_until) <= now)
         and int((t.error or {}).get("attempts") or 0) < MAX_ITEM_ATTEMPTS
     ]

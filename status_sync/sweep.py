@@ -90,6 +90,11 @@ class Sweep:
         update_sync_state(self._store, lambda s: {**s, "sweep": {"started": started.isoformat(), "position": position}})
 
     def _verify(self, batch: list[tuple[str, str]], index: Index, result: SyncResult) -> None:
+        connection = self._services.connection
+        if connection.tag:  # an id added again: its earlier connection's tickets are never asked of this instance
+            batch = [(s, t) for s, t in batch if (found := self._store.get_ticket(t)) and connection.serves(found[0])]
+            if not batch:
+                return
         result.reconciled = True
         result.verified += len(batch)
         tracked = dict(batch)

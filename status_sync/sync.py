@@ -55,7 +55,7 @@ from shared.services import Services
 from shared.telemetry import record_sync
 from shared.text import printable
 from shared.tickets import CORRELATION_PREFIX, SERVICENOW_TIME, SYS_ID, RecordRefused
-from status_sync.adoption import adopt
+from status_sync.adoption import Adoption
 from status_sync.index import Index
 from status_sync.own_records import settle_own_record
 from status_sync.pending import forget_recovered, resume_pending
@@ -118,6 +118,7 @@ class StatusSync:
         self._overlap = overlap
         self._failures = Failures(None, services.clock().isoformat())
         self._seen: list[str] = []  # tickets this run read from ServiceNow
+        self._adoption = Adoption(services)  # the routes and tenants adoption goes by, read once per run
 
     @property
     def services(self) -> Services:
@@ -312,7 +313,9 @@ class StatusSync:
                 record_ticket_error(self._store, self._failures.now, ticket_id, exc, source="sync")
             attempts = self._failures.attempts(key) + 1
             entry = failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
-            self._failures.record(key, {**entry, "version": version})
+            connection = self._services.connection  # where the record was found (DESIGN 15: listed with where)
+            self._failures.record(key, {**entry, "version": version, "connection": connection.id,
+                                        "instance": connection.instance_url})  # fmt: skip
         else:
             self._failures.clear(key)
 
@@ -322,7 +325,7 @@ class StatusSync:
             raise RecordRefused("ServiceNow returned a record without a valid sys_id")
         ticket_id = index.get(sys_id) or self._settle_own(row, index)  # DESIGN 11b, before any adoption
         if ticket_id is None:
-            adopted = adopt(self._services, row)
+            adopted = self._adoption.adopt(row)
             index.add(sys_id, adopted.id)
             result.adopted += 1
             self._seen.append(adopted.id)

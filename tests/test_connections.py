@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from create_ticket.creation import creator_for
+from create_ticket.fill import complete_request
 from create_ticket.request import parse_ticket_request
 from dev.simulator import Fault, ServiceNowSimulator, SimulatorTransport
 from shared import services as services_module
@@ -197,8 +198,48 @@ def test_a_connection_in_use_is_not_removed(both, second):
 
 
 def test_disconnect_names_its_connection(both, second):
+    default_tokens = both.services.secrets.get(TOKEN_BUNDLE)
     response = both.call("disconnect", "POST", "/disconnect", params={"connection": "fabrikam"})
     assert response.status_code == 204
     assert listed(both)["fabrikam"]["state"] == "not_connected"
-    assert listed(both)["default"]["state"] == "connected"
-    assert DEFAULT_SECRET  # the default connection's client secret is the settings' still
+    assert both.services.secrets.get(f"{TOKEN_BUNDLE}-fabrikam") is None
+    assert all(g.revoked for g in second.refresh_tokens.values())
+    # The default connection is untouched: its tokens as they were, none of its grants revoked, and it still works.
+    assert listed(both)["default"]["state"] == "connected" and both.services.secrets.get(TOKEN_BUNDLE) == default_tokens
+    assert not any(g.revoked for g in both.simulator.refresh_tokens.values())
+    assert both.services.settings.client_secret == DEFAULT_SECRET
+    assert [r.status for r in sync_every_connection(both.services)] == ["ok", "skipped"]
+
+
+def test_a_connection_a_saved_route_names_is_not_removed_and_the_rule_is_named(both, second):
+    saved(both, [{"name": "Fabrikam's service desk", "match": {"categories": ["Identity"]},
+                  "set": {"connection": "fabrikam"}}])  # fmt: skip
+    refused = both.call("remove_connection", "DELETE", "/connections/fabrikam", route_params={"id": "fabrikam"})
+    assert refused.status_code == 409, refused.get_body()
+    assert "Fabrikam's service desk" in body(refused)["detail"] and "PUT /api/routes" in body(refused)["remediation"]
+    assert "fabrikam" in listed(both) and both.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") == SECOND_SECRET
+    assert not any(g.revoked for g in second.refresh_tokens.values())  # nothing was revoked either
+
+
+def test_a_ticket_on_a_second_connection_is_resolved_and_reopened_there(both, second):
+    """Secure Score's edges act on the record where it lives: the PATCHes go to the second instance only."""
+    control = "AdminMFAV2"
+    assert both.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
+    saved(both, [{"match": {"controls": [control]}, "set": {"connection": "fabrikam"}}])
+    draft = parse_ticket_request({"recommendation": {"id": control}}, initiating_user=None)
+    ticket, _ = creator_for(both.services).create(complete_request(both.services, draft), caller=Caller("test"),
+                                                  idempotency_key=None)  # fmt: skip
+    assert ticket.connection == "fabrikam"
+    saved(both, [])
+    both.simulator.requests.clear()
+    both.graph.complete(control)
+    assert both.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
+    assert second.tables["incident"][ticket.sys_id]["state"] == "6"
+    both.graph.regress(control)
+    both.clock.advance(hours=4)
+    assert both.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
+    assert second.tables["incident"][ticket.sys_id]["state"] == "2"
+    assert [j for j in second.journal if j[0] == ticket.sys_id and j[1] == "work_notes"]
+    assert not [r for r in both.simulator.requests if r.method == "PATCH"]  # the default instance was never asked
+    (stored,) = [t for t, _ in both.services.store.list_tickets()]
+    assert (stored.id, stored.status, stored.connection) == (ticket.id, "in_progress", "fabrikam")

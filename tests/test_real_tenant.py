@@ -304,13 +304,13 @@ def test_a_duplicate_a_person_opened_by_hand_never_takes_over(ticketed):
     harness.clock.advance(seconds=1)
     harness.simulator.update("incident", "d" * 32, short_description="copied by hand")
     sync(harness)
-    (adopted,) = [t for t, _ in harness.services.store.list_tickets() if t.sys_id == "d" * 32]
-    assert adopted.duplicate_of == ticket["id"] and adopted.error and adopted.error["code"] == "duplicate_open_record"
+    # The recommendation has a ticket: the copy is refused, listed with where it was found, and never a ticket.
+    assert [t.id for t, _ in harness.services.store.list_tickets()] == [ticket["id"]]
+    failed = _check(harness, "failed_items")["detail"]
+    assert "INC0099001" in failed and "record_refused" in failed and "connection 'default'" in failed
     (row,) = [r for r in recommendations(harness, ticket="with")["recommendations"] if r["id"] == CONTROL]
     assert row["ticket"]["id"] == ticket["id"]  # the connector's own ticket stays the recommendation's
     harness.graph.complete(CONTROL)
     assert refresh(harness)[1]["resolved"] == 1
     assert record(harness, ticket["sysId"])["state"] == "6" and record(harness, "d" * 32)["state"] == "1"
     assert harness.graph.state_of(CONTROL)["comment"].startswith(f"ServiceNow {ticket['number']}:")
-    duplicate = ticket_json(harness, adopted.id)
-    assert duplicate["duplicateOf"] == ticket["id"] and duplicate["secureScore"] is None

@@ -305,6 +305,15 @@ def test_documents_are_replaced_under_their_etag(store):
     assert store.get_document("run") == ({"a": 2}, new)
 
 
+def test_a_document_is_deleted_and_can_be_written_anew(store):
+    store.put_document("sync-state:gone", {"watermark": "2026-01-01 00:00:00"}, None)
+    store.delete_document("sync-state:gone")
+    assert store.get_document("sync-state:gone") is None
+    store.delete_document("sync-state:gone")  # absent: nothing to do, no error
+    store.put_document("sync-state:gone", {}, None)  # a new one starts from nothing
+    assert store.get_document("sync-state:gone")[0] == {}
+
+
 def test_begin_creation_writes_the_ticket_and_its_claim_together(store):
     first = _ticket()
     holder, etag = store.begin_creation(first)
@@ -315,6 +324,16 @@ def test_begin_creation_writes_the_ticket_and_its_claim_together(store):
     assert store.get_ticket(second.id) is None  # nothing of the loser was written
     assert store.claim_recommendation(first.recommendation_id, "someone-else") == first.id
     assert [t.id for t, _ in store.list_tickets()] == [first.id]  # claims never show up as tickets
+
+
+def test_a_linked_ticket_begun_with_its_claim_is_found_by_its_sys_id_and_tracked(store):
+    """Adoption stores a record's ticket with its claim in one transaction (status_sync/adoption.py): by sys_id it is
+    a point read, and the sweep lists it like any tracked record."""
+    adopted = replace(_ticket(), status="new", sys_id="0" * 31 + "a", connection="second")
+    assert store.begin_creation(adopted)[0] is None
+    found = store.find_ticket_by_sys_id(adopted.sys_id)
+    assert found is not None and found[0].id == adopted.id
+    assert store.list_tracked_by_sys_id("", "g", 10, "second") == [(adopted.sys_id, adopted.id)]
 
 
 def test_begin_creation_takes_the_claim_only_from_the_holder_it_names(store):

@@ -6,6 +6,7 @@ page is pressed as a browser presses it, and the connector is called as the work
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
@@ -17,7 +18,7 @@ from dev.graph import ManagedIdentity
 from secure_score.refresh import SecureScoreSync
 from shared import services as services_module
 from shared.tickets import correlation_id
-from tests.conftest import Harness, build_services
+from tests.conftest import Harness, build_services, concurrently
 from tests.entra_support import CONSENT_REDIRECT, ServedEntra, press, served_entra
 from tests.test_signin import principal
 
@@ -308,25 +309,133 @@ def test_a_completed_control_resolves_only_its_own_tenants_ticket(msp, entra):
 
 
 def test_one_failing_tenant_never_stops_the_others(msp, entra):
+    """The failing tenant is read first, one tenant at a time: a run that stopped at its first failure would leave
+    the tenants after it unread."""
+    from secure_score import tenants
+
     for tenant in (FABRIKAM, NORTHWIND):
         added(msp, entra, tenant)
-    msp.graph.tenant(NORTHWIND.id).forbidden = True
-    fabrikam = msp.graph.tenant(FABRIKAM.id)
-    fabrikam.requests.clear()
+    use(msp, entra, SECURE_SCORE_TENANT_PARALLELISM="1")
+    order = tenants.to_read(msp.services)
+    assert order.index(FABRIKAM.id) < order.index(NORTHWIND.id)
+    msp.graph.tenant(FABRIKAM.id).forbidden = True
+    northwind = msp.graph.tenant(NORTHWIND.id)
+    northwind.requests.clear()
     status, result = refresh(msp)
     assert status == 200 and result["status"] == "partial"
-    assert {t["tenant"]: t["status"] for t in result["tenants"]} == {None: "ok", FABRIKAM.id: "ok",
-                                                                     NORTHWIND.id: "failed"}  # fmt: skip
-    assert fabrikam.requests  # read in the same run
-    assert overview(msp)[NORTHWIND.id]["lastError"]["code"] == "tenant_not_consented"
+    assert {t["tenant"]: t["status"] for t in result["tenants"]} == {None: "ok", FABRIKAM.id: "failed",
+                                                                     NORTHWIND.id: "ok"}  # fmt: skip
+    assert northwind.requests  # read in the same run, after the failure
+    assert overview(msp)[FABRIKAM.id]["lastError"]["code"] == "tenant_not_consented"
 
 
-def test_each_tenant_has_at_most_four_requests_in_flight(msp, entra):
+def test_each_tenant_has_at_most_four_requests_in_flight_and_tenants_go_at_once(msp, entra):
+    """Sixteen reads, eight per tenant, all started together and held at Graph until eight are in flight: the cap is
+    four per tenant (Graph's limit is per app per tenant), so both tenants reach four, and eight are in flight at once
+    (one cap for every tenant would allow four in all)."""
     for tenant in (FABRIKAM, NORTHWIND):
         added(msp, entra, tenant)
-    SecureScoreSync(msp.services).refresh()
+    graph = msp.graph
+
+    def held(request: Any) -> None:
+        until = time.monotonic() + 3
+        while graph.in_flight < 8 and time.monotonic() < until:
+            time.sleep(0.01)
+
+    graph.max_in_flight = 0
     for tenant in (FABRIKAM, NORTHWIND):
-        assert 1 <= msp.graph.tenant(tenant.id).max_in_flight <= 4
+        graph.tenant(tenant.id).max_in_flight = 0
+    graph.while_in_flight = held
+    try:
+        concurrently(16, lambda i: msp.services.graph.control_profile(CONTROL, tenant=(FABRIKAM, NORTHWIND)[i % 2].id))
+    finally:
+        graph.while_in_flight = None
+    assert [graph.tenant(t.id).max_in_flight for t in (FABRIKAM, NORTHWIND)] == [4, 4]
+    assert graph.max_in_flight == 8
+
+
+def test_a_pending_tenant_whose_consent_nobody_reported_is_not_read(msp, entra):
+    from secure_score import tenants
+
+    assert add(msp, NORTHWIND.id).status_code == 201  # pending: its admin has not consented
+    northwind = msp.graph.tenant(NORTHWIND.id)
+    northwind.requests.clear()
+    assert NORTHWIND.id not in tenants.to_read(msp.services)
+    status, _ = refresh(msp)
+    assert status == 200 and northwind.requests == []
+    assert overview(msp)[NORTHWIND.id]["state"] == "pending"
+
+
+class SlowTenantWrites:
+    """The real store, its writes of the tenants document slow (as Table Storage's can be under load): two requests
+    that arrive together both look before either has written."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def put_document(self, name: str, data: Any, etag: str | None) -> str:
+        if name == "tenants":
+            time.sleep(0.3)
+        return str(self._store.put_document(name, data, etag))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def test_two_redirects_with_one_state_at_once_use_it_once(msp, entra):
+    from shared.services import Services
+
+    response = add(msp, FABRIKAM.domain)
+    params = accepted(entra, body(response)["consentUrl"])
+    old = msp.services
+    slow = SlowTenantWrites(old.store)
+    services_module.install(Services(old.settings, transport=msp.transport, store=slow, secrets=old.secrets,
+                                     clock=msp.clock, graph_transport=old._graph_transport))  # fmt: skip
+    msp.services = services_module.get_services()
+    answers = concurrently(2, lambda _: consent(msp, params))
+    assert sorted(status for status, _ in answers) == [200, 400], answers
+    assert overview(msp)[FABRIKAM.id]["state"] == "active"
+
+
+def test_a_ticket_for_a_removed_tenant_is_refused(msp, entra):
+    added(msp, entra, FABRIKAM)
+    assert (
+        msp.call("remove_tenant", "DELETE", f"/tenants/{FABRIKAM.id}", route_params={"id": FABRIKAM.id}).status_code
+        == 200
+    )
+    payload = {"recommendation": {"id": CONTROL}, "tenant": FABRIKAM.id}
+    response = msp.call("create_ticket", "POST", "/tickets", body=json.dumps(payload).encode())
+    assert response.status_code == 400 and body(response)["errors"][0]["field"] == "tenant"
+    assert msp.simulator.records() == []
+
+
+def test_the_preview_lists_every_tenants_recommendations_each_with_its_own_ticket(msp, entra):
+    added(msp, entra, FABRIKAM)
+    response = msp.call(
+        "create_ticket", "POST", "/tickets", body=json.dumps({"recommendation": {"id": CONTROL}}).encode()
+    )
+    assert response.status_code == 201
+    home_ticket = body(response)
+    answer = msp.call("preview_routes", "POST", "/routes/preview", body=json.dumps({"routes": []}).encode())
+    items = {(i["tenant"], i["id"]): i for i in body(answer)["recommendations"]}
+    assert {tenant for tenant, _ in items} == {None, FABRIKAM.id}
+    assert items[(None, CONTROL)]["ticket"]["id"] == home_ticket["id"]
+    assert items[(FABRIKAM.id, CONTROL)]["ticket"] is None  # the same control of another tenant has no ticket
+
+
+def test_the_same_control_failing_its_write_back_in_two_tenants_is_listed_for_each(msp, entra):
+    from dev.simulator.core import Fault
+
+    added(msp, entra, FABRIKAM)
+    msp.graph.inject(Fault("status", status=503, method="PATCH", path_prefix="/v1.0/security/", times=1000))
+    for tenant in (None, FABRIKAM.id):
+        payload = {"recommendation": {"id": CONTROL}, **({"tenant": tenant} if tenant else {})}
+        assert msp.call("create_ticket", "POST", "/tickets", body=json.dumps(payload).encode()).status_code == 201
+    refresh(msp)
+    msp.graph.faults.clear()
+    checks = body(msp.call("provisioning", path="/provisioning"))["checks"]
+    failed = next(c for c in checks if c["name"] == "failed_items")["detail"]
+    assert failed.startswith("2 item(s) failed") and failed.count(f"{CONTROL} (ticket") == 2, failed
 
 
 def test_removing_a_tenant_keeps_its_tickets_and_says_how_to_remove_the_app(msp, entra):
@@ -465,3 +574,20 @@ def test_a_tenant_waiting_for_consent_is_its_own_check_group_and_never_the_servi
     assert status["state"] == "connected", status  # not "Connected, but something needs attention"
     assert all(c["ok"] for c in status["checks"] if c["group"] == "servicenow")
     assert overview(msp)[FABRIKAM.id]["state"] == "pending"  # on its row
+
+
+def test_a_preview_decides_each_tenants_recommendations_by_their_own_tenant_and_snapshot(msp, entra):
+    added(msp, entra, FABRIKAM)
+    rules = [{"name": "Fabrikam", "match": {"tenants": [FABRIKAM.id]}, "set": {"priority": "low"}}]
+    answer = msp.call("preview_routes", "POST", "/routes/preview", body=json.dumps({"routes": rules}).encode())
+    items = body(answer)["recommendations"]
+
+    def own(tenant: str) -> set[str]:
+        _, controls = msp.services.store.get_secure_score(tenant)
+        return {c["id"] for c in controls if c.get("scored") and not c.get("completed") and not c.get("deprecated")}
+
+    theirs = [i for i in items if i["tenant"] == FABRIKAM.id]
+    home = [i for i in items if i["tenant"] is None]
+    assert {i["id"] for i in theirs} == own(FABRIKAM.id) and {i["id"] for i in home} == own("")
+    assert own(FABRIKAM.id) != own("")  # the simulated tenants differ: a mix-up cannot pass unseen
+    assert all(i["rule"]["name"] == "Fabrikam" for i in theirs) and all(i["rule"] is None for i in home)

@@ -169,7 +169,8 @@ window.SecurityCenterConnections = (core) => {
         $("connections-error").focus();
         return;
       }
-      notice([el("strong", {}, `${id} is removed.`), " ", answer.detail]);
+      // What remains of it, where and until when (its secrets in Key Vault): said as the removal answers it.
+      notice([el("strong", {}, `${id} is removed.`), " ", answer.detail, answer.remains ? ` ${answer.remains}` : ""]);
       $("notice").focus();  // at once: its entry (and the button pressed) goes with the new list
       await changed();
     }, $("connections-error"));

@@ -120,3 +120,7 @@ class TicketStore(Protocol):
 
     def put_document(self, name: str, data: dict[str, Any], etag: str | None) -> str:
         """Insert (etag None) or replace if the ETag matches; raises StoreConflict otherwise."""
+        ...
+
+    def delete_document(self, name: str) -> None:
+        """Delete the document if there is one (a removed connection's sync state goes with it)."""

@@ -383,3 +383,7 @@ class SqliteTicketStore:
         if cursor.rowcount != 1:
             raise StoreConflict(f"the document {name} changed")
         return new
+
+    def delete_document(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM documents WHERE name = ?", (name,))

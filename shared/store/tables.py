@@ -199,7 +199,7 @@ class TableTicketStore(TableDocuments):
         table = self._table(TICKETS)
         key = _claim_key(ticket.claim_key)
         claim = {"PartitionKey": _TICKET_PARTITION, "RowKey": key, "ticket_id": ticket.id}
-        operations: list[Any] = [("create", _ticket_entity(ticket))]
+        operations: list[Any] = [("create", _ticket_entity(ticket)), *self._sys_id_hint(ticket)]  # adoption's sys_id
         if replacing is None:
             operations.append(("create", claim))
         else:

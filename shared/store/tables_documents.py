@@ -248,3 +248,6 @@ class TableDocuments:
 
     def put_document(self, name: str, data: dict[str, Any], etag: str | None) -> str:
         return self._put_json(DOCUMENTS, "doc", name, data, etag, f"the document {name} changed")
+
+    def delete_document(self, name: str) -> None:
+        self._table(DOCUMENTS).delete_entity("doc", name)  # no error when it is absent (azure-data-tables 12.x)
