@@ -164,6 +164,10 @@ window.SecurityCenterConnections = (core) => {
       } catch (error) {
         const nodes = problemNodes(error);
         nodes[0] = el("strong", {}, `${id} is not removed.`);  // instead of the problem's title: what did not happen
+        const problem = error.problem || {};
+        if (problem.rules && problem.rules.length && problem.routesUrl) {  // where those rules are changed
+          nodes.push(" ", el("a", { href: problem.routesUrl, id: "connections-routes-link" }, "Open the Routes view"));
+        }
         $("connections-error").replaceChildren(...nodes);
         $("connections-error").hidden = false;
         $("connections-error").focus();
