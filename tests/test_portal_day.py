@@ -266,3 +266,24 @@ def test_the_small_things_the_name_field_the_refresh_and_the_counts(browser, ten
     page.click("#refresh")
     page.wait_for_selector("#notice:has-text('Secure Score is read')")
     assert "no ticket changed" in page.inner_text("#notice")
+
+
+def test_a_tenant_confirming_consent_turns_active_on_the_open_overview_with_no_reload(browser, tenants):
+    """Found walking the README (issue 29): "Fabrikam is confirming and then active" on the page the admin has open,
+    without pressing anything, once the connector's own check confirms it."""
+    setup = open_portal(browser, tenants.portal)
+    api(tenants, setup, "POST", "/api/recommendations/refresh")
+    link = api(tenants, setup, "POST", "/api/tenants", {"tenant": FABRIKAM.domain, "name": FABRIKAM.name})["consentUrl"]
+    tenants.entra.simulator.consent_delay = 3600  # not applied yet
+    customer = browser.new_context(ignore_https_errors=True).new_page()
+    customer.goto(link)
+    customer.click("#accept")
+    customer.wait_for_selector("h1:text-is('Consent received')")
+    page = open_portal(browser, tenants.portal, bypass_csp=True)
+    status = f'#tenant-table tr[data-tenant="{FABRIKAM.id}"] .status'
+    assert page.inner_text(status) == "Confirming consent"
+    tenants.entra.simulator.consent_delay = 0  # Microsoft has applied it; the connector confirms it elsewhere
+    api(tenants, setup, "POST", "/api/recommendations/refresh")  # (its timer does when the next check is due)
+    page.wait_for_selector(f'{status}:text-is("Active")', timeout=25_000)
+    assert "1 confirming" not in page.inner_text("#tenants-summary")
+    clean(page, "portal-tenant-confirmed")

@@ -192,6 +192,19 @@ window.SecurityCenterTenants = (core) => {
     $("tenants-summary").textContent = [`${state.rows.length} tenants`, waiting ? `${waiting} waiting for consent` : null,
       confirming ? `${confirming} confirming consent` : null, failing ? `${failing} not read (see Health)` : null,
       `${overdue} overdue ${overdue === 1 ? "ticket" : "tickets"} in all`].filter(Boolean).join(" · ");
+    watchConfirming();
+  }
+
+  // While a consent is being confirmed (the connector checks it on its own timer), the overview reads the tenants
+  // again every 10 seconds, so Confirming turns Active with no reload; never while the admin is in the table.
+  let confirmTimer = null;
+  function watchConfirming() {
+    window.clearTimeout(confirmTimer);
+    if (!state.rows.some((row) => row.state === "confirming")) return;
+    confirmTimer = window.setTimeout(() => {
+      if ($("tenants").hidden || $("tenant-table").contains(document.activeElement)) watchConfirming();
+      else reload();
+    }, 10000);
   }
 
   async function reload() {
