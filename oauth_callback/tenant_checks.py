@@ -26,6 +26,8 @@ def tenant_checks(services: Services, *, live: bool) -> list[Check]:
         if state == "removed":
             continue
         checks.append(_check(services, tenant_id, record, now, live=live and state == "active"))
+    for check in checks:
+        check.group = "tenant"  # a tenant's health is on its row, never on the ServiceNow card (DESIGN 13b)
     return checks
 
 
