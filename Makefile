@@ -1,4 +1,4 @@
-# make run | make test | make bench | make lint — each creates .venv (and installs the test services) when missing.
+# make run | make test | make bench | make lint | make pictures — each creates .venv (and installs the test services) when missing.
 # make lint: ruff, mypy, the import-linter contracts (pyproject.toml), and checkov on the Bicep
 # (infra/checkov-skips.txt says what is accepted, and why).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -10,7 +10,7 @@ CHROMIUM := /usr/bin/chromium
 CHECKOV := .venv-checkov/bin/checkov
 PROD := .venv-prod/.installed
 
-.PHONY: run test lint bench mutate reset clean
+.PHONY: run test lint bench mutate pictures reset clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ test: $(STAMP) $(AZURITE) $(CHROMIUM) lint
 
 bench: $(STAMP) $(AZURITE) $(PROD)
 	$(PY) -m bench
+
+# The pictures in docs/images/, renewed by the browser tests themselves from the very views they check
+# (tests/test_portal*.py with PICTURES=1); a picture the docs show that no test took fails the run.
+pictures: $(STAMP) $(AZURITE) $(CHROMIUM)
+	PICTURES=1 $(PY) -m pytest -q -p no:cacheprovider $(sort $(wildcard tests/test_portal*.py))
 
 # Mutation testing of the isolation-critical modules (pyproject.toml [tool.mutmut]): the score and every survivor.
 # Not part of `make test`: it takes a long while (its results are kept in mutants/, so a second run is quicker).

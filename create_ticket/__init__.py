@@ -1,5 +1,6 @@
 """The ticket routes: POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}; and where tickets go:
-GET /api/routes, PUT /api/routes, POST /api/routes/preview (docs/design.md#connections-and-routes).
+GET /api/routes, PUT /api/routes, POST /api/routes/preview, and the names a rule can give,
+GET /api/connections/{id}/lookup (docs/design.md#connections-and-routes).
 
 Nothing from `shared` is imported at module level: a cold start pays only for azure.functions, and each
 function imports what it needs on its first call (docs/design.md#layout-and-ownership).
@@ -122,3 +123,19 @@ def preview_routes(req: func.HttpRequest) -> func.HttpResponse:
         return web.json_response(preview(services, inbound.json))
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(ROUTES_BODY))
+
+
+@bp.route(route="connections/{id}/lookup", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def lookup_names(req: func.HttpRequest) -> func.HttpResponse:
+    """The active groups or companies of a connection's instance whose name contains `prefix`, at most 20: the rule
+    editor's suggestions (Connector.Admin)."""
+    from create_ticket.route_names import lookup
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        found = lookup(services, req.route_params.get("id", ""), inbound.params.get("table"),
+                       inbound.params.get("prefix"))  # fmt: skip
+        return web.json_response(found)
+
+    return web.handle(req, run, role=ROLE_ADMIN)

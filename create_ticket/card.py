@@ -52,7 +52,8 @@ def ticket_card(
     shown.sort(key=lambda t: t.created_at, reverse=True)
     sync = services.store.get_sync_state()
     return {
-        "tickets": [t.to_json(services.settings.instance_url) for t in shown],
+        # Each says whether it is overdue now (open and past its due date), as the count does: the page marks them.
+        "tickets": [{**t.to_json(services.settings.instance_url), "overdue": t.is_overdue(now)} for t in shown],
         "summary": dict(summary),
         "lastSync": (sync[0].get("last") if sync else None),
     }

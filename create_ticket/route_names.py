@@ -12,15 +12,28 @@ its name, and a ticket assigned to it reaches nobody.
 
 A name reaches an encoded query (`name=...`): the rules refuse `^` in it (create_ticket/route_rules.py), so it can add
 no condition; a sys_id is 32 hex characters. Rows from ServiceNow are input too: only a well-formed sys_id counts.
+
+A name found nowhere is refused with the names like it that the instance has (a word of it, whatever its case), and
+`GET /api/connections/{id}/lookup` (`lookup`) gives the rule editor the active names containing what the admin types.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
-from create_ticket.route_rules import Wanted
+from create_ticket.request import NAME
+from create_ticket.route_rules import MAX_NAME, Wanted, runs_as_script
 from create_ticket.routes import Reference
-from shared.problems import ConnectorError, FieldError, ServiceNowUnavailable
+from shared.problems import (
+    Conflict,
+    ConnectorError,
+    FieldError,
+    NotConnected,
+    ReauthorizationRequired,
+    ServiceNowUnavailable,
+    ValidationFailed,
+)
 from shared.services import Services
 from shared.text import clean_line, printable
 from shared.tickets import SYS_ID
@@ -28,6 +41,9 @@ from shared.tickets import SYS_ID
 KINDS = {"sys_user_group": "group", "core_company": "company"}
 CHUNK = 100  # sys_ids asked for in one request
 CANDIDATES = 10  # records with one name listed at most
+LOOKUP_LIMIT = 20  # names a lookup answers at most (docs/design.md#where-the-admin-reads-what)
+SUGGESTIONS = 5  # names like it that a "no such name" problem offers
+_ASKED = 50  # rows asked for per lookup: ACLs and inactive rows may thin a page (sysparm_limit applies first)
 
 
 def resolve(services: Services, wanted: list[Wanted], notes: list[FieldError] | None = None) -> list[FieldError]:
@@ -75,6 +91,8 @@ def _resolve_on(services: Services, connection_id: str, items: list[Wanted], err
         for name in dict.fromkeys(i.value for i in items if i.table == table and not i.by_id):
             found = _rows(scoped, table, f"name={name}", CANDIDATES)
             chosen, message, note = _named(table, connection_id, name, found)
+            if chosen is None and not found:  # found nowhere: what the instance has that looks like it
+                message += _like(scoped, table, name)
             for item in (i for i in items if i.table == table and not i.by_id and i.value == name):
                 if chosen is None:
                     errors.append(FieldError(item.where, message))
@@ -135,3 +153,45 @@ def _rows(services: Services, table: str, query: str, limit: int) -> dict[str, t
         if SYS_ID.fullmatch(sys_id):
             found[sys_id] = (str(row.get("name") or ""), str(row.get("active", "true")).strip().lower() != "false")
     return found
+
+
+def _like(services: Services, table: str, name: str) -> str:
+    """ "; names like it there: ..." from the instance (its longest word, whatever its case), or nothing."""
+    word = max(name.split(), key=len, default="")
+    if len(word) < 3:
+        return ""
+    like = _containing(services, table, word)[:SUGGESTIONS]
+    return f"; names like it there: {', '.join(repr(printable(n, 100)) for _, n in like)}" if like else ""
+
+
+def _containing(services: Services, table: str, text: str) -> list[tuple[str, str]]:
+    """(sys_id, name) of the active records whose name contains `text`, whatever its case, those that start with it
+    first, then by name. LIKE is ServiceNow's "contains" (https://www.servicenow.com/docs/r/platform-user-interface/
+    c_ConditionBuilder.html); the case is checked here again, whatever the instance's collation."""
+    rows = _rows(services, table, f"nameLIKE{text}^ORDERBYname", _ASKED)
+    folded = text.casefold()
+    found = [(s, n) for s, (n, on) in rows.items() if on and folded in n.casefold()]
+    return sorted(found, key=lambda row: (not row[1].casefold().startswith(folded), row[1].casefold(), row[0]))
+
+
+def lookup(services: Services, connection_id: str, table: str | None, prefix: str | None) -> dict[str, Any]:
+    """`GET /api/connections/{id}/lookup?table=&prefix=`: at most LOOKUP_LIMIT active groups or companies of that
+    connection's instance whose name contains `prefix` (those starting with it first), for the rule editor."""
+    errors = []
+    if table not in KINDS:
+        errors.append(FieldError("table", f"must be one of {', '.join(KINDS)}"))
+    text = prefix or ""
+    if not (0 < len(text) <= MAX_NAME and NAME.fullmatch(text) and "^" not in text) or runs_as_script(text):
+        errors.append(FieldError("prefix", f"must be one line of 1-{MAX_NAME} characters without '^' (the start of a "
+                                 "name, or a part of it)"))  # fmt: skip
+    if errors:
+        raise ValidationFailed(errors)
+    assert table is not None  # checked above
+    connection = services.connection_named(connection_id)
+    try:
+        found = _containing(services.for_connection(connection), table, text)[:LOOKUP_LIMIT]
+    except (NotConnected, ReauthorizationRequired) as exc:  # the connection's state, not a failure of the connector
+        raise Conflict(f"Connection {connection.id} cannot look names up yet: {exc.detail}",
+                       remediation=exc.remediation) from None  # fmt: skip
+    return {"connection": connection.id, "table": table, "prefix": text,
+            "records": [{"sysId": s, "name": clean_line(n, 100)} for s, n in found]}  # fmt: skip

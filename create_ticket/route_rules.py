@@ -60,6 +60,7 @@ class Wanted:
 class Parsed:
     routes: list[dict[str, Any]]  # as they will be saved (references filled in once found)
     wanted: list[Wanted] = field(default_factory=list)
+    errors: list[FieldError] = field(default_factory=list)  # every problem of the list's shape (route_saving.py)
 
 
 class _Context:
@@ -230,7 +231,7 @@ def _fields(value: Any, where: str, errors: list[FieldError], field_map: FieldMa
             errors.append(FieldError(at, "is a field the connector writes itself; it cannot be set by a route"))
         if not (isinstance(text, str) and 0 < len(text) <= MAX_VALUE and one_line_ok(text) and text.strip()):
             errors.append(FieldError(at, f"must be one line of 1-{MAX_VALUE} characters"))
-        elif _script(text):
+        elif runs_as_script(text):
             errors.append(FieldError(at, "must not start with 'javascript:' (ServiceNow may run it as a script)"))
     return dict(given)
 
@@ -253,14 +254,14 @@ def _reference(value: Any, where: str, errors: list[FieldError]) -> tuple[str, b
         errors.append(FieldError(where, f"must be a sys_id or an exact name: one line of 1-{MAX_NAME} characters "
                                  "without '^' or leading or trailing spaces"))  # fmt: skip
         return None
-    if _script(value):
+    if runs_as_script(value):
         errors.append(FieldError(where, "must not start with 'javascript:' (ServiceNow runs such a query value as a "
                                  "script on the instance)"))  # fmt: skip
         return None
     return value, False
 
 
-def _script(value: str) -> bool:
+def runs_as_script(value: str) -> bool:
     """A value ServiceNow's encoded queries evaluate as script: `javascript:` in any case, after any spaces
     (ServiceNow's Table API docs show `caller_id=javascript:gs.getUserID()`)."""
     return value.lstrip().lower().startswith("javascript:")
@@ -283,7 +284,8 @@ def _set(value: Any, where: str, errors: list[FieldError], context: _Context, wa
             errors.append(FieldError(f"{where}.table", "must be a ServiceNow table name (a-z, 0-9, _)"))
         saved["table"] = chosen["table"]
     for member, table in REFERENCE_TABLES.items():
-        if member in chosen and (found := _reference(chosen[member], f"{where}.{member}", errors)):
+        found = _reference(chosen[member], f"{where}.{member}", errors) if member in chosen else None
+        if found and connection is not None:  # a name is looked up only in the connection the rule names
             wanted.append(Wanted(f"{where}.{member}", saved["connection"], table, found[0], found[1], saved, member))
     if "priority" in chosen:
         saved["priority"] = _priority(chosen["priority"])
@@ -325,7 +327,9 @@ def _rule(value: Any, where: str, errors: list[FieldError], context: _Context, w
 
 
 def parse_routes(services: Services, body: Any, saved_ids: set[str], removing: Set[str] = frozenset()) -> Parsed:
-    """The rules of `{"routes": [...]}` as they will be saved, or `validation_failed` naming every bad field."""
+    """The rules of `{"routes": [...]}` as they will be saved, with every bad field in `errors` (the names to look up
+    too, so the caller names every problem of the list at once: docs/design.md#where-the-admin-reads-what); a body that
+    is no list of rules at all is `validation_failed` at once."""
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("body", 'must be a JSON object: {"routes": [...]}')])
     errors: list[FieldError] = []
@@ -340,6 +344,5 @@ def parse_routes(services: Services, body: Any, saved_ids: set[str], removing: S
     for index, value in enumerate(listed):
         deadlines.check_run()  # saving and previewing stop at ROUTES_DEADLINE (route_saving.py)
         parsed.routes.append(_rule(value, f"routes[{index}]", errors, context, parsed.wanted, seen))
-    if errors:
-        raise ValidationFailed(errors[:MAX_ERRORS])
+    parsed.errors = errors
     return parsed

@@ -124,11 +124,13 @@ def unfence(services: Services, connection_id: str) -> None:
 def validated(
     services: Services, body: Any, saved: Saved, notes: list[FieldError] | None = None
 ) -> list[dict[str, Any]]:
-    """The proposed rules as they would be saved: shape first, then every group and company found in ServiceNow
-    (`notes`: what the answer says about names found only when case is ignored). PUT and preview both take them from
-    here, so a preview is of exactly what a save would keep."""
+    """The proposed rules as they would be saved: their shape, and every group and company found in ServiceNow
+    (`notes`: what the answer says about names found only when case is ignored), all problems named at once (DESIGN
+    13b: one round, not the names only after everything else is right). PUT and preview both take them from here,
+    so a preview is of exactly what a save would keep."""
     parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes}, set(removing(services, saved)))
-    errors = resolve(services, parsed.wanted, notes)
+    errors = parsed.errors + resolve(services, parsed.wanted, notes)
+    errors.sort(key=lambda e: _position(e.field))
     if errors:
         raise ValidationFailed(errors[:MAX_ERRORS])
     size = len(json.dumps(parsed.routes))
@@ -136,6 +138,13 @@ def validated(
         raise ValidationFailed([FieldError("routes", f"take {size} characters of JSON; at most {MAX_DOCUMENT} "
                                            "are kept (fewer tenants, fields or patterns per rule)")])  # fmt: skip
     return parsed.routes
+
+
+def _position(where: str) -> int:
+    """Problems in the order of the list, rule by rule (`routes[3]...`), the body's own first; within a rule, as
+    found (a sort that keeps order)."""
+    index = where.removeprefix("routes[").partition("]")[0]
+    return int(index) if where.startswith("routes[") and index.isdigit() else -1
 
 
 def _stale(services: Services) -> PreconditionFailed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 from pathlib import Path
 from typing import TextIO
 
@@ -29,7 +30,9 @@ DATA_FILES = (
     "entra-simulator.json",
     "entra-simulator-ca.pem",
     "entra-simulator-ca-bundle.pem",
+    "local-api-token",
 )
+API_TOKEN_FILE = "local-api-token"  # what curl sends as its bearer token (dev/easyauth.py)
 
 
 class DataDirInUse(Exception):
@@ -72,3 +75,22 @@ def reset(data_dir: Path) -> list[str]:
             leftover.unlink()
         handle.truncate(0)
     return removed
+
+
+def api_token(data_dir: Path) -> str:
+    """The local API token in the folder (readable by its owner only), made once and kept across restarts, so a
+    command printed by an earlier run still works; `make reset` makes a new one. Call it while holding the folder."""
+    path = data_dir / API_TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError, UnicodeDecodeError):
+        kept = path.read_text(encoding="ascii").strip()
+        if 40 <= len(kept) <= 100 and kept.replace("-", "").replace("_", "").isalnum():
+            return kept
+    token = secrets.token_urlsafe(32)
+    temporary = data_dir / f".{API_TOKEN_FILE}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(token + "\n")
+    os.replace(temporary, path)
+    return token

@@ -5,11 +5,17 @@ Like the platform: a session cookie from `/.auth/login/aad`; for requests carryi
 and whatever a client sent under those names is stripped first; without it, a browser page is redirected to
 sign in and an API call (`X-Requested-With: XMLHttpRequest`, or not a GET) answers 401; the OAuth callback and
 the push endpoint are excluded paths. `/.auth/me`, `/.auth/refresh` and `/.auth/logout` answer as the platform's.
+
+A terminal (curl) signs in as a machine client does in Azure, with a bearer token (docs/admin-guide.md, 1a): the
+local API token `make run` keeps in its data folder (`api_token`), which signs the request in as the first user.
+It is no weaker against another site than the session: a page elsewhere cannot send an `Authorization` header
+without a CORS preflight, which nothing here ever allows, and cannot read the token (a file, mode 0600).
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import secrets
 import uuid
@@ -64,6 +70,7 @@ class EasyAuth:
 
     users: list[LocalUser]
     sessions: dict[str, LocalUser] = field(default_factory=dict)
+    api_token: str | None = None  # `Authorization: Bearer <it>` signs a request in as users[0] (make run)
 
     def _session(self, headers: Mapping[str, str]) -> str | None:
         cookie = next((v for k, v in headers.items() if k.lower() == "cookie"), "") or ""
@@ -109,16 +116,35 @@ class EasyAuth:
             return None
         session = self._session(headers)
         if session is not None:
-            user = self.sessions[session]
-            headers["X-MS-CLIENT-PRINCIPAL"] = user.principal()
-            headers["X-MS-CLIENT-PRINCIPAL-NAME"] = user.name
-            headers["X-MS-CLIENT-PRINCIPAL-ID"] = user.object_id
-            headers["X-MS-CLIENT-PRINCIPAL-IDP"] = "aad"
-            headers[LOCAL_PROOF_HEADER] = local_host_proof()  # outside Azure, the app trusts only a vouched principal
+            self._sign_in(self.sessions[session], headers)
+            return None
+        if self._token_presented(headers):
+            for name in [k for k in headers if k.lower() == "authorization"]:
+                del headers[name]  # consumed here, as the platform consumes what it validated
+            self._sign_in(self.users[0], headers)
             return None
         ajax = any(k.lower() == "x-requested-with" and v == "XMLHttpRequest" for k, v in headers.items())
         if method == "GET" and not ajax:
             return Answer(302, {"Location": f"/.auth/login/aad?post_login_redirect_uri={quote(target, safe='')}"})
+        detail = "App Service Authentication: sign in at /.auth/login/aad."
+        if self.api_token:
+            detail += " From a terminal, send the local API token: Authorization: Bearer <it> (make run prints how)."
+        body = {"status": 401, "code": "unauthorized", "title": "Sign in first", "detail": detail}
         return Answer(401, {"Content-Type": "application/problem+json", "WWW-Authenticate": 'Bearer realm="local"'},
-                      b'{"status":401,"code":"unauthorized","title":"Sign in first",'
-                      b'"detail":"App Service Authentication: sign in at /.auth/login/aad."}')  # fmt: skip
+                      json.dumps(body).encode())  # fmt: skip
+
+    def _token_presented(self, headers: Mapping[str, str]) -> bool:
+        if not self.api_token:
+            return False
+        value = next((v for k, v in headers.items() if k.lower() == "authorization"), "") or ""
+        scheme, _, token = value.partition(" ")
+        presented = token.strip().encode("utf-8", "replace")
+        return scheme.lower() == "bearer" and hmac.compare_digest(presented, self.api_token.encode("ascii"))
+
+    @staticmethod
+    def _sign_in(user: LocalUser, headers: dict[str, str]) -> None:
+        headers["X-MS-CLIENT-PRINCIPAL"] = user.principal()
+        headers["X-MS-CLIENT-PRINCIPAL-NAME"] = user.name
+        headers["X-MS-CLIENT-PRINCIPAL-ID"] = user.object_id
+        headers["X-MS-CLIENT-PRINCIPAL-IDP"] = "aad"
+        headers[LOCAL_PROOF_HEADER] = local_host_proof()  # outside Azure, the app trusts only a vouched principal

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import sys
 import threading
@@ -196,7 +197,8 @@ def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
     os.environ.update(
         SERVICENOW_INSTANCE=url, SERVICENOW_CLIENT_ID=LOCAL_CLIENT, SERVICENOW_CLIENT_SECRET=client_secret
     )
-    notes = [f"No SERVICENOW_INSTANCE is configured: using the ServiceNow simulator at {url}."]
+    notes = [f"No SERVICENOW_INSTANCE is configured: using the ServiceNow simulator at {url} (its groups and "
+             f"companies, which routes can name: {url}/sim)."]  # fmt: skip
     records = len(simulator.tables.get("incident", {}))
     if found:
         notes.append(f"  Its state is kept in {kept.path} ({records} records); `make reset` starts afresh.")
@@ -208,7 +210,7 @@ def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
     return notes
 
 
-def _second_servicenow(bound: Bound, data_dir: Path, port: int) -> list[str]:
+def _second_servicenow(bound: Bound, data_dir: Path, port: int, auth: str) -> list[str]:
     """The second simulated instance: nothing points at it until an admin adds it as a connection."""
     from dev.simulator.persist import SECOND_STATE_FILE
 
@@ -220,7 +222,7 @@ def _second_servicenow(bound: Bound, data_dir: Path, port: int) -> list[str]:
     return [
         f"A second simulated ServiceNow instance runs at {url} (client id {SECOND_CLIENT}, client secret "
         f"{client_secret}), to try two connections:",
-        f"  curl -X POST http://localhost:{port}/api/connections -H 'Content-Type: application/json' -d '{body}'",
+        f"  curl -X POST http://localhost:{port}/api/connections -H 'Content-Type: application/json' -d '{body}'{auth}",
         f"  then connect it at http://localhost:{port}/api/connect?connection=second.",
     ]
 
@@ -276,10 +278,23 @@ def _run(data_dir: Path) -> int:
         held.close()
 
 
+def _api_token(bound: Bound, data_dir: Path) -> str:
+    """The emulated sign-in takes the local API token from a terminal; the curl option that sends it, as printed
+    (empty without the emulation, when every caller is a local user)."""
+    auth = bound.host.auth
+    if auth is None:
+        return ""
+    from dev.datadir import API_TOKEN_FILE, api_token
+
+    auth.api_token = api_token(data_dir)
+    return f' -H "Authorization: Bearer $(cat {shlex.quote(str(data_dir / API_TOKEN_FILE))})"'
+
+
 def _serve(bound: Bound, data_dir: Path, port: int) -> int:
     """Point the connector at the simulators, start everything, say what runs where, and wait for Ctrl-C."""
+    auth = _api_token(bound, data_dir)
     notes = _servicenow_simulator(bound, data_dir, port) if bound.servicenow else []
-    notes += _second_servicenow(bound, data_dir, port) if bound.second else []
+    notes += _second_servicenow(bound, data_dir, port, auth) if bound.second else []
     if bound.graph is not None:
         graph, _, graph_url = bound.graph
         graph.portal_port = port
@@ -291,7 +306,7 @@ def _serve(bound: Bound, data_dir: Path, port: int) -> int:
             f"No GRAPH_URL is configured: using the Microsoft Graph simulator at {graph_url} "
             f"(complete or regress a control at {graph_url}/sim)."
         )
-        notes += _entra_simulator(bound, data_dir, port)
+        notes += _entra_simulator(bound, data_dir, port, auth)
     host = bound.host
     if host.auth is not None:
         user = host.auth.users[0]
@@ -309,8 +324,10 @@ def _serve(bound: Bound, data_dir: Path, port: int) -> int:
                 *notes,
                 f"Connector running at {host.url}/api/ (127.0.0.1 and [::1] on port {port} lead there too)",
                 routes,
-                "Timers:",
+                "Timers (each runs now with POST /admin/functions/<name>; the status sync every 5 minutes):",
                 timers,
+                f"  curl -X POST {host.url}/admin/functions/status_sync",
+                *_terminal(host, auth),
                 f"Open {host.url}/api/portal in a browser (or {host.url}/api/connect to connect). Ctrl-C stops.",
             ]
         ),
@@ -323,12 +340,23 @@ def _serve(bound: Bound, data_dir: Path, port: int) -> int:
     return 0
 
 
-def _entra_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
+def _terminal(host: Any, auth: str) -> list[str]:
+    """How a terminal calls the API: with the local API token, when the sign-in is emulated."""
+    if not auth:
+        return []
+    return [
+        "From a terminal, the API takes the local API token as a bearer token (as it takes a script's Entra ID token "
+        "in Azure), e.g.:",
+        f"  curl {host.url}/api/tenants{auth}",
+    ]
+
+
+def _entra_simulator(bound: Bound, data_dir: Path, port: int, auth: str) -> list[str]:
     from dev.entra import local
 
     entra, _, url, ca_pem = bound.entra
     try:
-        return local.start(entra, url, bound.graph[0], ca_pem, data_dir, port)
+        return local.start(entra, url, bound.graph[0], ca_pem, data_dir, port, auth)
     except local.StateUnreadable as exc:
         raise CannotStart(
             f"The Entra ID simulator's state in {exc} cannot be read. `make reset` starts the store "

@@ -29,6 +29,7 @@ from shared.problems import Conflict, ConnectorError, FieldError, ValidationFail
 from shared.services import Services
 from shared.store import StoreConflict
 from shared.text import clean_line, one_line_ok, printable
+from shared.tickets import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,37 @@ def _change(services: Services, edit: Any) -> None:
     raise StoreConflict("the connections kept changing")
 
 
+ROUTES_VIEW = "/api/portal#routes"  # where the rules are changed, on the page (docs/portal.md)
+SHOWN_TICKETS = 20
+
+
+def in_use(connection_id: str, rules: list[str], tickets: list[Ticket]) -> Conflict:
+    """One refusal naming every reason a connection cannot go (docs/admin-guide.md section 11): the rules that send
+    tickets to it, by name, and the open tickets that live on it, by number, with where each is changed."""
+    reasons, steps = [], []
+    if rules:
+        named = ", ".join(f"'{printable(r, 100)}'" for r in rules[:10]) + (f" and {len(rules) - 10} more"
+                                                                            if len(rules) > 10 else "")  # fmt: skip
+        reasons.append(f"{len(rules)} rule(s) of the routes send tickets to it ({named})")
+        steps.append(f"change or remove those rules on the Routes view ({ROUTES_VIEW}, or PUT /api/routes)")
+    if tickets:
+        numbers = [t.number or f"ticket {t.id} (being created)" for t in tickets]
+        shown = ", ".join(numbers[:SHOWN_TICKETS]) + (f" and {len(numbers) - SHOWN_TICKETS} more"
+                                                      if len(numbers) > SHOWN_TICKETS else "")  # fmt: skip
+        reasons.append(f"{len(tickets)} open ticket(s) live on it ({shown}): removing it would stop tracking them")
+        steps.append("resolve or close those tickets in ServiceNow and let the status sync bring that back")
+    first = "; then ".join(steps)
+    return Conflict(
+        f"Connection {connection_id} is in use: {'; and '.join(reasons)}. Nothing was removed.",
+        remediation=f"{first[:1].upper()}{first[1:]}; then remove the connection.",
+        extra={
+            "rules": list(rules),
+            "openTickets": [t.number or t.id for t in tickets][:100],
+            "routesUrl": ROUTES_VIEW,
+        },
+    )
+
+
 def remove_connection(services: Services, connection_id: str, *, force: bool) -> dict[str, Any]:
     """Revoke its tokens (`force`: forget them even when ServiceNow cannot revoke them), erase its secrets and sync
     state, and forget it; the answer says what remains of it, where, and for how long."""
@@ -196,19 +228,15 @@ def remove_connection(services: Services, connection_id: str, *, force: bool) ->
     # Written into the routes document under its ETag: a concurrent PUT /api/routes naming this connection and this
     # removal conflict, whichever writes last (create_ticket/route_saving.py `fence`).
     routed = fence(services, connection_id, added_at)
-    if routed:
-        raise Conflict(f"Routes send tickets to connection {connection_id}: {', '.join(routed[:10])}.",
-                       remediation="Change or remove those rules (PUT /api/routes) first.")  # fmt: skip
     try:
         open_tickets = [t for t, _ in services.store.list_tickets() if connection.serves(t) and t.is_open]
-        if open_tickets:
-            raise Conflict(f"{len(open_tickets)} open ticket(s) live on connection {connection_id}; removing it would "
-                           "stop tracking them.", remediation="Resolve or close them in ServiceNow and let the status "
-                           "sync bring that back, then remove the connection.")  # fmt: skip
+        if routed or open_tickets:
+            raise in_use(connection_id, routed, open_tickets)
         disconnect(services, force=force, connection=connection_id)
         erased = erase_secrets(services, connection)  # a vault that cannot be reached stops the removal: try again
     except Exception:
-        unfence(services, connection_id)
+        if not routed:  # the fence was written: take it back
+            unfence(services, connection_id)
         raise
     services.store.delete_document(connection.sync_state_name)  # its run state, watermark and sweep go with it
 

@@ -13,6 +13,7 @@ from typing import Any
 from oauth_callback.checks import Check
 from oauth_callback.connection_checks import connect_path, connection_checks
 from oauth_callback.tenant_checks import tenant_checks
+from shared.graph import ControlRefused
 from shared.problems import ConnectorError, NotConnected, ReauthorizationRequired
 from shared.runs import SECURE_SCORE_RUN, run_document
 from shared.services import Services
@@ -108,18 +109,24 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
     checks.append(Check("connection", True, f"Connected as {bundle.connected_as or 'an unidentified user'}."))
     checks.append(_refresh_lifetime(bundle, now))
     checks.append(_sync_check(sync))
+    notes: dict[str, Any] = {}
     if services.connection.is_default:  # what the whole app does, on the default connection's page
         checks.append(_secure_score_check(services, live=live))
         checks.extend(tenant_checks(services, live=live))
         checks.extend(connection_checks(services))
-        failures = {**failures, **_secure_score_state(services).get("failures", {})}
+        scored = _secure_score_state(services).get("failures", {})
+        notes = {k: v for k, v in scored.items() if isinstance(v, dict) and v.get("kind") == "control"}
+        failures = {**failures, **{k: v for k, v in scored.items() if k not in notes}}
     checks.append(_failed_items(failures))
+    checks.extend(_note_checks(notes) if services.connection.is_default else [])
     if live:
         checks.extend(_live_checks(services))
         if any(c.name == "token_valid" and not c.ok and c.remediation == RECONNECT_REMEDIATION for c in checks):
             body["state"] = "reauthorization_required"
             return _finish(body)
-    body["state"] = "connected" if all(c.ok for c in checks) else "degraded"
+    # The connection's state is ServiceNow's alone: a tenant's checks say how that tenant is
+    # (docs/design.md#where-the-admin-reads-what).
+    body["state"] = "connected" if all(c.ok for c in checks if c.group == "servicenow") else "degraded"
     return _finish(body)
 
 
@@ -202,7 +209,13 @@ def _secure_score_state(services: Services) -> dict[str, Any]:
 
 
 def _secure_score_check(services: Services, *, live: bool) -> Check:
-    """Permission, reachability and the last refresh, with the exact grant when the permission is missing."""
+    """The home tenant's: permission, reachability and the last refresh, with the exact grant when missing."""
+    check = _home_secure_score(services, live=live)
+    check.group = "tenant"  # this organization's (a check of the tenant group without `tenant` is the home tenant's)
+    return check
+
+
+def _home_secure_score(services: Services, *, live: bool) -> Check:
     if live:
         try:
             services.graph.secure_scores(1)
@@ -241,10 +254,7 @@ def _secure_score_check(services: Services, *, live: bool) -> Check:
     )
 
 
-def _failed_items(failures: dict[str, Any]) -> Check:
-    entries = [e for e in failures.values() if isinstance(e, dict)]
-    if not entries:
-        return Check("failed_items", True, "No ticket or ServiceNow record is failing.")
+def _listed(entries: list[dict[str, Any]]) -> str:
     entries.sort(key=lambda e: str(e.get("at")), reverse=True)
     shown = [
         f"{_ITEM_KINDS.get(str(e.get('kind')), 'item')} {_item_name(e)}: {e.get('code')}: "
@@ -253,13 +263,43 @@ def _failed_items(failures: dict[str, Any]) -> Check:
         for e in entries[:10]
     ]
     more = f"; and {len(entries) - 10} more" if len(entries) > 10 else ""
+    return "; ".join(shown) + more
+
+
+def _failed_items(failures: dict[str, Any]) -> Check:
+    entries = [e for e in failures.values() if isinstance(e, dict)]
+    if not entries:
+        return Check("failed_items", True, "No ticket or ServiceNow record is failing.")
     return Check(
         "failed_items",
         False,
-        f"{len(entries)} item(s) failed and were skipped; everything else goes on: " + "; ".join(shown) + more,
+        f"{len(entries)} item(s) failed and were skipped; everything else goes on: {_listed(entries)}",
         "Fix what each names (a ticket's `error` says the same); each is retried by the next status syncs, up to "
         "5 times. A pending ticket that stopped retrying resumes when its recommendation is requested again.",
     )
+
+
+_NOTES_FIX = ("Fix what each names (the ticket's `secureScore` says the same); each is written again by the next "
+              "refreshes and status syncs, up to 5 times.")  # fmt: skip
+
+
+def _note_checks(notes: dict[str, Any]) -> list[Check]:
+    """`secure_score_notes`, per tenant: the notes a write-back could not write to Secure Score (a tenant's, never
+    the ServiceNow connection's). A documented refusal is no failure, not even one an earlier version recorded."""
+    by_tenant: dict[str, list[dict[str, Any]]] = {"": []}  # "": the home tenant, whose check names no tenant
+    for key, entry in notes.items():
+        if entry.get("code") != ControlRefused.code:
+            by_tenant.setdefault(key.removeprefix("control:").rpartition("|")[0], []).append(entry)
+    checks = []
+    for tenant, entries in sorted(by_tenant.items()):
+        if not entries:
+            detail = "Every ticket's note is in Secure Score, or waits for its next write."
+            checks.append(Check("secure_score_notes", True, detail, group="tenant"))
+            continue
+        detail = f"{len(entries)} note(s) could not be written to Secure Score; everything else goes on: "
+        checks.append(Check("secure_score_notes", False, detail + _listed(entries), _NOTES_FIX, tenant or None,
+                            group="tenant"))  # fmt: skip
+    return checks
 
 
 def _item_name(entry: dict[str, Any]) -> str:

@@ -27,6 +27,9 @@ def tenant_checks(services: Services, *, live: bool) -> list[Check]:
         if state == "removed":
             continue
         checks.append(_check(services, tenant_id, record, now, live=live and state == "active"))
+    for check in checks:
+        # A tenant's health is on its row, never on the ServiceNow card (docs/design.md#where-the-admin-reads-what).
+        check.group = "tenant"
     return checks
 
 

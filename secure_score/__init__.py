@@ -148,11 +148,12 @@ def tenant_consent(req: func.HttpRequest) -> func.HttpResponse:
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         page = finish_consent(services, inbound.params)
-        return web.html_page(page.title, list(page.lines), page.status)
+        return web.html_page(page.title, list(page.lines), page.status, back=page.back)
 
     def failed(error: ConnectorError) -> func.HttpResponse:
         advice = "Open the consent link again." if error.status < 500 else (error.remediation or "")
-        return web.html_page("Tenant not added", ["The consent could not be processed.", advice], error.status)
+        return web.html_page("Tenant not added", ["The consent could not be processed.", advice], error.status,
+                             back=(web.PORTAL_PATH, "Open the connector's page (for its administrators)"))  # fmt: skip
 
     # Entra ID's error_description ends with trace lines; the page never shows it, but it must not be refused.
     return web.handle(req, run, authenticate=False, on_error=failed, multi_line=frozenset({"error_description"}))

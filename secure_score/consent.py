@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from secure_score import confirmation, tenants
 from secure_score.refresh import SecureScoreSync
@@ -48,6 +48,14 @@ class ConsentPage:
     status: int
     title: str
     lines: tuple[str, ...]
+    tenant: str | None = None  # the tenant the link was for: the page leads to its view on the connector's page
+
+    @property
+    def back(self) -> tuple[str, str]:
+        """The way on: the connector's page, at the tenant's own view (its admins sign in there; a customer's admin
+        who is not one is asked to sign in and refused, as anywhere else)."""
+        view = f"#tenant={self.tenant}" if self.tenant else ""
+        return f"/api/portal{view}", "Open the connector's page (for its administrators)"
 
 
 def _failed(status: int, *lines: str) -> ConsentPage:
@@ -57,6 +65,11 @@ def _failed(status: int, *lines: str) -> ConsentPage:
 def finish_consent(services: Services, params: Mapping[str, str]) -> ConsentPage:
     state = params.get("state", "")
     record = tenants.find_consent(services, state) if state else None
+    page = _finish(services, params, state, record)
+    return replace(page, tenant=str(record["id"])) if record is not None else page
+
+
+def _finish(services: Services, params: Mapping[str, str], state: str, record: dict[str, str] | None) -> ConsentPage:
     if record is None:
         return _failed(
             400,
@@ -83,7 +96,8 @@ def finish_consent(services: Services, params: Mapping[str, str]) -> ConsentPage
             SecureScoreSync(services).refresh(only=[taken["id"]])  # its first refresh; a failure shows on its row
     if failure is None:
         log.info("Tenant %s consented and read", taken["id"])
-        lines = (f"{name} is now read by the connector.", "Its improvement actions are on the connector's page.")
+        lines = (f"{name} is now read by the connector.", "Its score and improvement actions are on the connector's "
+                 "page, in its own view.")  # fmt: skip
         return ConsentPage(True, 200, "Tenant added", lines)
     if isinstance(failure, ReaderAppMisconfigured):  # the deployment's own setup: not for this admin to fix
         return ConsentPage(False, 503, "Consent received", (

@@ -11,9 +11,10 @@ to write, and when it already says it, nothing is written; a PATCH is never retr
 and PATCH together.
 
 Failures are kept on the ticket (`secureScore`) and listed in provisioning, never silent: 429, 5xx, timeouts and
-a 400 without a clear refusal are tried again by later runs, at most MAX_ITEM_ATTEMPTS times for the same note;
-a documented refusal (Defender for Endpoint `scid_*`) stops the writes for that control; a 403 stops them until a
-refresh finds the permission in place.
+a 400 without a clear refusal are tried again by later runs, at most MAX_ITEM_ATTEMPTS times for the same note; a
+403 stops them until a refresh finds the permission in place. A documented refusal (Defender for Endpoint `scid_*`:
+"not supported through this API") is no failure: there is nothing to fix, so it is said on the ticket (`refused`,
+with `REFUSED`) and nowhere else, and that control's notes are not written again.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ LABELS = {"new": "New", "in_progress": "In progress", "on_hold": "On hold", "res
           "closed": "Closed", "canceled": "Canceled", "missing": "Missing", "unknown": "Unknown"}  # fmt: skip
 VENDOR = {"provider": "SecureScore", "vendor": "Microsoft"}  # the documented values (securescorecontrolprofile-update)
 _control_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+REFUSED = (
+    "Secure Score does not accept notes for this control: Microsoft manages it in the Defender portal, and Graph "
+    "answers that updating it is not supported through this API. Nothing to fix; the ticket is worked as any other."
+)
 
 
 def note_of(ticket: Ticket, instance_url: str | None) -> dict[str, str]:
@@ -134,9 +139,11 @@ class WriteBack:
         with _control_locks[ticket.claim_key]:
             try:
                 wrote = graph.retried(once)
-            except ControlRefused as exc:
-                self._record(ticket.id, {"writtenAt": now, "ok": False, "detail": exc.detail, "refused": True})
-                self._fail(key, ticket, exc, now, 1)
+            except ControlRefused:
+                self._record(ticket.id, {"writtenAt": now, "ok": False, "detail": REFUSED, "refused": True,
+                                         "attempts": 0, "failedNote": None})  # fmt: skip
+                self._failures[key] = None  # as the entry an earlier version kept for it
+                log.info("Secure Score does not accept notes for control %s: not written again", control_id)
                 return False
             except SecureScoreForbidden as exc:
                 self._record(ticket.id, {"writtenAt": now, "ok": False, "detail": exc.detail, "forbidden": True})

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +38,27 @@ CLIENT_ID = "3e57bb02663102004d010ee8f561307a"
 CLIENT_SECRET = "sim-client-secret-9f8e7d6c5b4a"
 REDIRECT_URI = "https://connector.example.net/api/oauth/callback"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+PICTURES = os.environ.get("PICTURES") == "1"  # `make pictures`: the browser tests renew docs/images/
 T = TypeVar("T")
+_STARTED = time.time()
+
+
+def docs_pictures() -> set[str]:
+    """The names of the pictures README.md and docs/*.md show (docs/images/NAME.png)."""
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return {name for doc in docs for name in re.findall(r"images/([\w-]+)\.png", doc.read_text(encoding="utf-8"))}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With PICTURES=1 every picture the docs show must come from this run: one the tests did not take fails it."""
+    if not PICTURES:
+        return
+    images = ROOT / "docs" / "images"
+    stale = sorted(n for n in docs_pictures() if not (images / f"{n}.png").exists()
+                   or (images / f"{n}.png").stat().st_mtime < _STARTED)  # fmt: skip
+    if stale:
+        print(f"\nPICTURES: not renewed by this run (no browser test took them): {', '.join(stale)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def require_service(name: str, why: str) -> None:

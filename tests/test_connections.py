@@ -221,6 +221,32 @@ def test_a_connection_a_saved_route_names_is_not_removed_and_the_rule_is_named(b
     assert not any(g.revoked for g in second.refresh_tokens.values())  # nothing was revoked either
 
 
+def test_a_connection_in_use_two_ways_is_refused_once_naming_every_reason(both, second):
+    """Issue 29, item 6 (docs/design.md#where-the-admin-reads-what): one refusal with every reason, the rules by name
+    and the open tickets by number, and where each is changed (the Routes view); nothing removed, nothing fenced off."""
+    first, other = ticket_on(both, "fabrikam", "OnSecond"), ticket_on(both, "fabrikam", "AlsoOnSecond")
+    to_fabrikam = {"connection": "fabrikam"}
+    rules = [{"name": "Fabrikam's service desk", "match": {"categories": ["Identity"]}, "set": to_fabrikam},
+             {"name": "Fabrikam's apps", "match": {"categories": ["Apps"]}, "set": to_fabrikam}]  # fmt: skip
+    saved(both, rules)
+    refused = both.call("remove_connection", "DELETE", "/connections/fabrikam", route_params={"id": "fabrikam"})
+    assert refused.status_code == 409, refused.get_body()
+    problem = body(refused)
+    detail, fix = problem["detail"], problem["remediation"]
+    assert "Fabrikam's service desk" in detail and "Fabrikam's apps" in detail and "2 rule(s)" in detail, detail
+    assert first["number"] in detail and other["number"] in detail and "2 open ticket(s)" in detail, detail
+    assert "/api/portal#routes" in fix and "Resolve or close" not in fix and "resolve or close" in fix, fix
+    assert problem["rules"] == ["Fabrikam's service desk", "Fabrikam's apps"]
+    assert sorted(problem["openTickets"]) == sorted([first["number"], other["number"]])
+    assert problem["routesUrl"] == "/api/portal#routes"
+    assert "fabrikam" in listed(both) and not any(g.revoked for g in second.refresh_tokens.values())
+    # Only the tickets left: still one refusal, now naming them alone; no removal left half-fenced.
+    saved(both, [])
+    again = body(both.call("remove_connection", "DELETE", "/connections/fabrikam", route_params={"id": "fabrikam"}))
+    assert again["rules"] == [] and "rule" not in again["detail"] and first["number"] in again["detail"]
+    saved(both, rules[:1])  # the connection can still be routed to: the refusal took its fence back
+
+
 def test_a_ticket_on_a_second_connection_is_resolved_and_reopened_there(both, second):
     """Secure Score's edges act on the record where it lives: the PATCHes go to the second instance only."""
     control = "AdminMFAV2"

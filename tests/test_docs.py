@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, docs_pictures
 
 # characters (bytes, as `wc -c` counts): read in five minutes (docs/design.md#layout-and-ownership)
 README_LIMIT = 12_000
@@ -103,3 +103,11 @@ def test_github_anchors():
 def test_the_readme_is_a_front_page():
     size = len((ROOT / "README.md").read_bytes())
     assert size <= README_LIMIT, f"README.md is {size} characters; move reference material to docs/"
+
+
+def test_every_picture_in_docs_images_is_shown_by_a_doc_and_every_one_shown_is_there():
+    """`make pictures` renews docs/images/ from the browser tests (PICTURES=1) and fails on a picture the docs show
+    that no test took; here, nothing in the folder is an orphan a test would never renew, and nothing shown is
+    missing."""
+    shown = docs_pictures()
+    assert shown and shown == {p.stem for p in (ROOT / "docs" / "images").glob("*.png")}

@@ -35,6 +35,7 @@ EXPECTED_HTTP = {
     "get_routes": ("routes", ["GET"], "ANONYMOUS"),
     "put_routes": ("routes", ["PUT"], "ANONYMOUS"),
     "preview_routes": ("routes/preview", ["POST"], "ANONYMOUS"),
+    "lookup_names": ("connections/{id}/lookup", ["GET"], "ANONYMOUS"),
 }
 
 

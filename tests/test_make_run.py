@@ -249,7 +249,9 @@ def test_the_app_opened_at_127_0_0_1_or_ipv6_loopback_is_the_same_app(tmp_path: 
             assert "Connected to ServiceNow" in done.text, done.text
             ticket = create(browser, run.url, "AdminMFAV2", Origin=alias)  # localhost and 127.0.0.1: one site
             record = browser.get(ticket["url"])  # the simulator's page, at 127.0.0.1
-            assert f'href="http://127.0.0.1:{run.port}/api/portal"' in record.text  # back, the way they came
+            assert (
+                f'href="http://127.0.0.1:{run.port}/api/portal#tenant=home"' in record.text
+            )  # back, the way they came, to its tenant
         if _ipv6_loopback():
             with httpx.Client(timeout=10) as browser:
                 moved = browser.get(f"http://[::1]:{run.port}/api/portal")

@@ -189,6 +189,42 @@ def test_an_admin_adds_an_instance_connects_it_and_sees_each_tickets_connection(
     assert page.locator("#tickets tbody tr").count() == 2
 
 
+def test_a_connection_in_use_two_ways_is_refused_once_with_every_reason_and_a_link_to_routes(browser, portal, second):
+    """Issue 29, item 6: a rule and an open ticket: one refusal naming the rule, the ticket by number, and the way to
+    the Routes view, axe-clean at 1280 and 390 pixels."""
+    setup = two_connected(browser, portal, second)
+    current = setup.request.get(f"{portal.url}/api/routes")
+    rule = {"name": "Fabrikam's desk", "match": {"categories": ["Identity"]}, "set": {"connection": "fabrikam"}}
+    routed = setup.request.put(f"{portal.url}/api/routes", data={"routes": [rule]},
+                               headers={"If-Match": current.headers["etag"]})  # fmt: skip
+    assert routed.ok, routed.text()
+    page = open_portal(browser, portal, bypass_csp=True)
+    asked: list[str] = []
+
+    def confirm(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", confirm)
+    entry(page, "fabrikam").locator("button", has_text="Remove").click()
+    page.wait_for_selector("#connections-error:not([hidden])")
+    refusal = page.inner_text("#connections-error")
+    (number,) = [r["number"] for r in second.records()]
+    assert len(asked) == 1 and refusal.startswith("fabrikam is not removed."), refusal
+    assert "'Fabrikam's desk'" in refusal and f"1 open ticket(s) live on it ({number})" in refusal, refusal
+    assert "What to do: Change or remove those rules on the Routes view" in refusal
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+        found = axe_violations(page)
+        assert found == [], (width, found)
+        shoot(page, f"portal-connection-in-use-{width}")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.click("#connections-routes-link")
+    page.wait_for_selector("body[data-view=routes]")
+    assert "Fabrikam's desk" in page.inner_text("#routes")
+
+
 def test_removing_an_instance_in_use_is_refused_with_the_reason_then_done(browser, portal, second):
     two_connected(browser, portal, second)
     page = open_portal(browser, portal)
@@ -197,8 +233,10 @@ def test_removing_an_instance_in_use_is_refused_with_the_reason_then_done(browse
     page.wait_for_selector("#connections-error:not([hidden])")
     refusal = page.inner_text("#connections-error")
     assert refusal.startswith("fabrikam is not removed.")
-    assert "1 open ticket(s) live on connection fabrikam" in refusal
-    assert "What to do: Resolve or close them in ServiceNow" in refusal
+    (number,) = [r["number"] for r in second.records()]
+    assert f"1 open ticket(s) live on it ({number})" in refusal  # by number (issue 29, item 6)
+    assert "What to do: Resolve or close those tickets in ServiceNow" in refusal
+    assert not page.is_visible("#connections-routes-link")  # no rule to change
     assert page.evaluate("document.activeElement.id") == "connections-error"
     assert entry(page, "fabrikam").count() == 1
     shoot(page, "portal-connection-refused-1280")

@@ -97,8 +97,7 @@ def test_an_admin_builds_previews_and_saves_routes_and_the_next_ticket_follows_t
     page.click("#routes-preview-button")
     page.wait_for_selector("#routes-preview:not([hidden])")
     assert page.evaluate("document.activeElement.id") == "preview-title"
-    summary = page.inner_text("#preview-summary")
-    assert "nothing is saved" in summary
+    assert "Nothing is saved yet" in page.inner_text("#preview-saved")
     identity = page.locator('#preview-table tbody tr[data-rule="0"]')
     others = page.locator('#preview-table tbody tr[data-rule="none"]')
     assert identity.count() > 0 and others.count() > 0
@@ -115,6 +114,9 @@ def test_an_admin_builds_previews_and_saves_routes_and_the_next_ticket_follows_t
     page.wait_for_selector("#routes-dirty", state="hidden")
     assert "The routes are saved: 1 rule" in page.inner_text("#notice")
     assert page.inner_text("#routes-saved").startswith("Saved ")
+    # Issue 29, item 11: the preview still shown is of the list now saved, and says so (not "nothing is saved").
+    assert page.is_visible("#routes-preview") and "Nothing is saved" not in page.inner_text("#routes-preview")
+    assert "This is where tickets go now" in page.inner_text("#preview-saved")
     assert names(page) == ["1. Identity to IAM"]  # no longer new
     stored = load(services_module.get_services().store).routes
     group = stored[0]["set"]["assignmentGroup"]
@@ -149,40 +151,68 @@ def test_problems_show_on_their_rule_and_under_their_field_and_nothing_is_saved(
     page.click("#rule-apply")
     page.wait_for_selector("#rule-dialog", state="hidden")
 
-    # The shape first: the rule and its field are named, focus on the banner, the draft kept.
+    # Every problem at once (issue 29, item 4): the shape and ServiceNow's answer about the name, in one round; the
+    # rule and its fields named, focus on the banner, the draft kept.
     page.click("#routes-save")
     page.wait_for_selector("#routes-error:not([hidden])")
     banner = page.inner_text("#routes-error")
-    assert banner.startswith("Nothing is saved: the connector found 1 problem.")
+    assert banner.startswith("Nothing is saved: the connector found 2 problems."), banner
     assert "Due in days must be a whole number of days from 1 to 365." in banner
+    assert "records in sys_user_group of ServiceNow connection 'default' are named 'Service Desk'" in banner
     assert page.evaluate("document.activeElement.id") == "routes-error"
-    assert "Due in days must be" in rule(page, 1).locator(".rule-errors").inner_text()
+    problems = rule(page, 1).locator(".rule-errors").inner_text()
+    assert "Due in days must be" in problems and "named 'Service Desk'" in problems
     assert page.is_visible("#routes-dirty")
 
-    # "Rule 1" in the banner opens its editor at that field, the problem under it.
-    page.click("#routes-error button.linkish")
+    # "Rule 1" in the banner opens its editor at the first field named, each problem under its own field.
+    page.locator("#routes-error button.linkish").first.click()
     page.wait_for_selector("#rule-dialog[open]")
     assert page.evaluate("document.activeElement.id") == "r-dueInDays"
     assert page.get_attribute("#r-dueInDays", "aria-invalid") == "true"
     assert page.inner_text("#r-dueInDays-error").startswith("Due in days must be a whole number")
+    assert page.inner_text("#r-assignmentGroup-error").startswith("The assignment group: 2 records in sys_user_group")
+    assert page.get_attribute("#r-assignmentGroup", "aria-invalid") == "true"
+    shoot(page, "portal-routes-errors-1280")
     page.fill("#r-dueInDays", "30")
     page.click("#rule-apply")
     page.wait_for_selector("#rule-dialog", state="hidden")
-    assert rule(page, 1).locator(".rule-errors").count() == 0  # changed: its old problem is gone
+    assert rule(page, 1).locator(".rule-errors").count() == 0  # changed: its old problems are gone
+    assert load(services_module.get_services().store).routes == []  # nothing saved by the refusal
 
-    # Then ServiceNow's answer: an ambiguous group, with both sys_ids, under the assignment group.
+
+def test_the_editor_suggests_the_instances_names_and_a_missing_one_comes_with_names_like_it(browser, portal):
+    """Issue 29, item 4: typing part of a name offers the rule's connection's active names (GET
+    /api/connections/{id}/lookup), two records of one name by sys_id; a name found nowhere is refused with the names
+    like it; the editor is axe-clean at 1280 and 390 pixels with suggestions shown."""
+    refreshed(browser, portal)
+    page = routes_view(browser, portal, bypass_csp=True)
+    page.click("#route-add")
+    page.wait_for_selector("#rule-dialog[open]")
+    options = "(id) => [...document.querySelectorAll(`#${id} option`)].map((o) => [o.value, o.label])"
+
+    def offered(field: str, text: str, count: int) -> list[list[str]]:
+        page.fill(f"#r-{field}", text)
+        page.wait_for_function(f"document.querySelectorAll('#r-{field}-list option').length === {count}")
+        return list(page.evaluate(options, f"r-{field}-list"))
+
+    assert [value for value, _ in offered("assignmentGroup", "ident", 1)] == [IAM]
+    desks = offered("assignmentGroup", "desk", 2)
+    assert all(len(value) == 32 and label == f"Service Desk (sys_id {value})" for value, label in desks), desks
+    assert [value for value, _ in offered("company", "fab", 1)] == ["Fabrikam"]
+    for width in (1280, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate(OVERFLOW) <= 0
+        found = axe_violations(page)
+        assert found == [], (width, found)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.fill("#r-company", "")
+    page.fill("#r-assignmentGroup", "identity management")
+    page.click("#rule-apply")
+    page.wait_for_selector("#rule-dialog", state="hidden")
     page.click("#routes-save")
     page.wait_for_selector("#routes-error:not([hidden])")
-    assert "records in sys_user_group of ServiceNow connection 'default' are named 'Service Desk'" in page.inner_text(
-        "#routes-error"
-    )
-    rule(page, 1).locator("button[data-action=edit]").click()
-    page.wait_for_selector("#rule-dialog[open]")
-    assert page.evaluate("document.activeElement.id") == "r-assignmentGroup"
-    assert page.inner_text("#r-assignmentGroup-error").startswith("The assignment group: 2 records in sys_user_group")
-    shoot(page, "portal-routes-errors-1280")
-    page.keyboard.press("Escape")
-    assert load(services_module.get_services().store).routes == []  # nothing saved by either refusal
+    banner = page.inner_text("#routes-error")
+    assert "no group is named 'identity management'" in banner and f"names like it there: '{IAM}'" in banner, banner
 
 
 def test_a_save_over_someone_elses_is_refused_and_offers_theirs(browser, portal):

@@ -141,8 +141,8 @@ def test_the_overview_lists_each_tenant_with_its_numbers_and_opens_one(browser, 
     assert "1 open" in home and "none overdue" in home and "This deployment's own tenant" in home
     northwind = tenant_row(page, NORTHWIND.id)
     assert "Waiting for consent" in northwind.inner_text() and "Not read yet" in northwind.inner_text()
-    link = northwind.locator("input.link")
-    assert link.input_value() == expected[NORTHWIND.id]["consentUrl"]  # shown to select by hand
+    link = northwind.locator(".link")
+    assert link.inner_text() == expected[NORTHWIND.id]["consentUrl"]  # shown to select by hand
     assert northwind.locator("button.copy").get_attribute("aria-label") == f"Copy consent link for {NORTHWIND.name}"
     assert "1 overdue ticket in all" in page.inner_text("#tenants-summary")
 
@@ -235,7 +235,7 @@ def test_an_admin_adds_a_tenant_by_domain_copies_its_link_and_its_admin_consents
     shoot(page, "portal-tenant-added-1280")
     page.keyboard.press("Enter")
     page.wait_for_selector("#notice:has-text('is copied')")
-    link = row.locator("input.link").input_value()
+    link = row.locator(".link").inner_text()
     assert page.evaluate("navigator.clipboard.readText()") == link
     assert link.startswith(f"{tenants.entra.url}/{FABRIKAM.id}/v2.0/adminconsent?client_id={READER_APP_ID}")
 
@@ -245,7 +245,7 @@ def test_an_admin_adds_a_tenant_by_domain_copies_its_link_and_its_admin_consents
     page.wait_for_selector("body[data-ready=true][data-view=overview]")
     shown = tenant_row(page, FABRIKAM.id).inner_text()
     assert "Active" in shown and " of " in shown and "Waiting" not in shown
-    assert tenant_row(page, FABRIKAM.id).locator("input.link").count() == 0
+    assert tenant_row(page, FABRIKAM.id).locator(".link").count() == 0
 
     page.click("#add-tenant")  # added again: refused by its field, in the connector's words
     page.fill("#n-tenant", FABRIKAM.id)
@@ -378,7 +378,7 @@ def test_a_link_that_expired_unused_is_renewed_from_its_row(browser, tenants):
     page.wait_for_selector(f'#tenant-table tr[data-tenant="{NORTHWIND.id}"] .copy')
     assert "has a new consent link" in page.inner_text("#notice")
     page.wait_for_function("document.activeElement && document.activeElement.className.startsWith('button copy')")
-    fresh = tenant_row(page, NORTHWIND.id).locator("input.link").input_value()
+    fresh = tenant_row(page, NORTHWIND.id).locator(".link").inner_text()
     assert fresh != old and fresh.startswith(f"{tenants.entra.url}/{NORTHWIND.id}/v2.0/adminconsent")
 
 
@@ -403,7 +403,7 @@ def test_a_consent_still_being_applied_shows_confirming_with_its_meaning_and_the
     row = tenant_row(page, FABRIKAM.id)
     shown = row.inner_text()
     assert "Confirming consent" in shown and "Consent received" in shown and "Microsoft is applying it" in shown
-    assert "next check" in shown and "Not read:" not in shown and row.locator("input.link").count() == 0
+    assert "next check" in shown and "Not read:" not in shown and row.locator(".link").count() == 0
     assert "1 confirming consent" in page.inner_text("#tenants-summary")
     found = axe_violations(page)
     assert found == [], found

@@ -54,12 +54,15 @@ def test_connected_with_every_live_check_passing(connected):
         "status_sync",
         "secure_score",
         "failed_items",
+        "secure_score_notes",
         "token_valid",
         "servicenow_reachable",
         "table_readable",
         "table_writable",
     ]
     assert all(c["ok"] for c in body["checks"])
+    groups = {c["name"]: c["group"] for c in body["checks"]}
+    assert {n for n, g in groups.items() if g == "tenant"} == {"secure_score", "secure_score_notes"}
 
 
 def test_the_writable_check_updates_a_connector_record_without_changing_it(connected):

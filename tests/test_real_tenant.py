@@ -141,8 +141,8 @@ def test_a_write_that_keeps_failing_stops_after_the_bounded_attempts_visibly(tic
     assert len(patches(harness)) == MAX_ITEM_ATTEMPTS
     data = ticket_json(harness, ticket["id"])["secureScore"]
     assert data["ok"] is False and data["attempts"] == MAX_ITEM_ATTEMPTS
-    failed = _check(harness, "failed_items")
-    assert not failed["ok"] and CONTROL in failed["detail"]
+    failed = _check(harness, "secure_score_notes")  # the tenant's own check: not the ServiceNow connection's
+    assert not failed["ok"] and CONTROL in failed["detail"] and failed["group"] == "tenant"
 
 
 def test_a_403_stops_writes_until_a_refresh_finds_the_permission_in_place(scored):
@@ -155,7 +155,7 @@ def test_a_403_stops_writes_until_a_refresh_finds_the_permission_in_place(scored
         refresh(scored)
         data = ticket_json(scored, ticket["id"])["secureScore"]
         assert data["forbidden"] is True and data["ok"] is False
-        assert CONTROL in _check(scored, "failed_items")["detail"]
+        assert CONTROL in _check(scored, "secure_score_notes")["detail"]
         before = len(patches(scored))
         refresh(scored)
         assert len(patches(scored)) == before  # stopped: no write while the token lacks the permission

@@ -261,6 +261,83 @@ def test_a_name_that_differs_only_in_case_is_taken_and_the_answer_says_so(connec
     assert "notes" not in exact  # nothing to say when the name matched as given
 
 
+def lookup(harness: Harness, table: str | None, prefix: str | None, connection: str = "default", **headers: str) -> Any:
+    params = {k: v for k, v in {"table": table, "prefix": prefix}.items() if v is not None}
+    return harness.call("lookup_names", path=f"/connections/{connection}/lookup", params=params, headers=headers,
+                        route_params={"id": connection})  # fmt: skip
+
+
+def test_a_missing_name_offers_the_names_like_it_that_the_instance_has(connected):
+    """Issue 29, item 4: a group that does not exist is refused with the instance's names like it (a word of it,
+    whatever its case), inactive ones left out; a name with nothing like it says only that it is missing."""
+    problems = errors_of(put_routes(connected, [{"set": {"assignmentGroup": "identity management"}},
+                                                {"set": {"assignmentGroup": "Network Ops"}},
+                                                {"set": {"company": "Nobody at all"}}]))  # fmt: skip
+    group = problems["routes[0].set.assignmentGroup"]
+    assert "no group is named 'identity management'" in group and "'Identity and Access Management'" in group, group
+    assert "names like it" not in problems["routes[1].set.assignmentGroup"]  # only a retired group is "Network ..."
+    assert "names like it" not in problems["routes[2].set.company"]
+
+
+def test_every_problem_of_a_list_is_named_at_once_the_names_with_the_rest(connected):
+    """Issue 29, item 4 (docs/design.md#where-the-admin-reads-what): a bad priority in one rule and a missing group in
+    another are named in one answer, in the order of the list, not the group only once the priority is fixed."""
+    response = put_routes(connected, [{"set": {"priority": "urgent"}}, {"set": {"assignmentGroup": "Nobody"}},
+                                      {"set": {"connection": "nowhere", "assignmentGroup": "Nobody"}}])  # fmt: skip
+    problems = errors_of(response)
+    assert list(problems) == ["routes[0].set.priority", "routes[1].set.assignmentGroup", "routes[2].set.connection"]
+    assert "no group is named 'Nobody'" in problems["routes[1].set.assignmentGroup"]
+    # A rule naming a connection the connector does not have: its names are not looked up in another one.
+    assert not any("'Nobody'" in q for q in table_reads(connected, "sys_user_group")[1:])
+    assert len([q for q in table_reads(connected, "sys_user_group") if q == "name=Nobody"]) == 1
+
+
+def test_the_lookup_suggests_at_most_20_active_names_containing_what_is_typed(connected):
+    """Issue 29, item 4: `GET /api/connections/{id}/lookup` (docs/design.md#where-the-admin-reads-what), the rule
+    editor's suggestions: the active names that contain the text whatever its case, those starting with it first; at
+    most 20."""
+    answer = lookup(connected, "sys_user_group", "serv")
+    assert answer.status_code == 200, answer.get_body()
+    found = body(answer)
+    assert found["connection"] == "default" and found["table"] == "sys_user_group" and found["prefix"] == "serv"
+    assert sorted(r["sysId"] for r in found["records"]) == sorted([SERVICE_DESK, SERVICE_DESK_EMEA])
+    assert [r["name"] for r in body(lookup(connected, "sys_user_group", "cloud"))["records"]] == ["Cloud Security"]
+    assert body(lookup(connected, "sys_user_group", "network"))["records"] == []  # only a retired group
+    access = body(lookup(connected, "sys_user_group", "ACCESS"))["records"]  # inside the name, any case
+    assert [r["sysId"] for r in access] == [IDENTITY_TEAM]
+    assert [r["name"] for r in body(lookup(connected, "core_company", "fab"))["records"]] == ["Fabrikam"]
+    groups = connected.simulator.tables["sys_user_group"]
+    for n in range(30):
+        sys_id = f"{n:032x}"
+        groups[sys_id] = {**groups[IDENTITY_TEAM], "sys_id": sys_id, "name": f"Zone team {n:02d}"}
+    groups[f"{99:032x}"] = {**groups[IDENTITY_TEAM], "sys_id": f"{99:032x}", "name": "The zone team"}
+    many = body(lookup(connected, "sys_user_group", "zone"))["records"]
+    assert len(many) == 20 and many[0]["name"] == "Zone team 00" and "The zone team" not in [r["name"] for r in many]
+
+
+@pytest.mark.parametrize(("table", "prefix", "field"), [
+    ("sys_user", "a", "table"), (None, "a", "table"), ("core_company", None, "prefix"), ("core_company", "", "prefix"),
+    ("core_company", "a^ORname!=x", "prefix"), ("core_company", "javascript:gs.getUserID()", "prefix"),
+    ("core_company", "x" * 101, "prefix"),
+])  # fmt: skip
+def test_a_lookup_is_checked_before_servicenow_is_asked(connected, table, prefix, field):
+    before = len(connected.simulator.requests)
+    assert field in errors_of(lookup(connected, table, prefix))
+    assert len(connected.simulator.requests) == before  # nothing reached the instance
+
+
+def test_a_lookup_is_for_admins_and_names_a_connection_the_connector_has(connected):
+    assert lookup(connected, "core_company", "fab", "nowhere").status_code == 404
+    use(connected, WEBSITE_AUTH_ENABLED="True", WEBSITE_SITE_NAME="func-connector")
+    assert lookup(connected, "core_company", "fab", **READER).status_code == 403
+    assert lookup(connected, "core_company", "fab", **ADMIN).status_code == 200
+
+
+def test_a_lookup_on_a_connection_not_connected_yet_says_so_and_how(harness):
+    refused = lookup(harness, "core_company", "fab")
+    assert refused.status_code == 409 and "/api/connect" in body(refused)["remediation"], refused.get_body()
+
+
 def test_an_exact_name_wins_over_one_that_differs_in_case_and_two_in_case_are_ambiguous(connected):
     both = "Service desk"  # two active groups are "Service Desk": neither is exact, both differ only in case
     problems = errors_of(put_routes(connected, [{"set": {"assignmentGroup": both}}]))

@@ -133,6 +133,16 @@ def test_a_ruled_due_date_makes_the_ticket_overdue_when_it_passes(connected):
     assert [t["id"] for t in card["tickets"]] == [ticket["id"]] and card["summary"]["overdue"] == 1
 
 
+def test_each_ticket_of_the_card_says_whether_it_is_overdue_now(connected):
+    """Issue 29, item 8: the page marks an overdue ticket by what the connector counts, not by its own clock."""
+    _, past = create(connected, rec("AdminMFAV2", dueDate="2001-01-31"))
+    _, future = create(connected, rec("MFARegistrationV2", dueDate="2999-01-31"))
+    _, undated = create(connected, rec("BlockLegacyAuthentication"))
+    card = body(connected.call("list_tickets", path="/tickets", params={"status": "all"}))
+    overdue = {t["id"]: t["overdue"] for t in card["tickets"]}
+    assert overdue == {past["id"]: True, future["id"]: False, undated["id"]: False}
+
+
 def test_a_table_of_the_rule(connected):
     connected.simulator.add_table("sn_si_task", {"short_description", "description", "state", "correlation_id",
                                                  "correlation_display", "due_date", "impact", "urgency"})  # fmt: skip

@@ -311,16 +311,32 @@ def test_a_status_or_assignee_change_is_one_more_patch(ticketed):
     assert ticket_json(harness, ticket["id"])["assignedTo"] == "admin@example.com"
 
 
-def test_a_control_that_refuses_updates_is_marked_and_never_retried(scored):
+def test_a_control_that_refuses_updates_is_said_on_its_ticket_never_retried_and_no_failure_anywhere(scored):
+    """Issue 29, item 2 (docs/design.md#where-the-admin-reads-what): a documented refusal has nothing to fix, so it is
+    said on the ticket and is no failure in provisioning (the connection stays connected) nor in any run's errors."""
     _, ticket = post(scored, {"recommendation": {"id": "scid_2016"}})
     sync(scored)
     sync(scored)
-    refresh(scored)
+    refreshed = refresh(scored)[1]
     assert len(patches(scored)) == 1
     data = ticket_json(scored, ticket["id"])["secureScore"]
     assert data["refused"] is True and data["ok"] is False and "Defender portal" in data["detail"]
-    failed = next(c for c in _provisioning(scored)["checks"] if c["name"] == "failed_items")
-    assert "scid_2016" in failed["detail"]
+    assert data["detail"].startswith("Secure Score does not accept notes for this control")
+    status = _provisioning(scored)
+    assert status["state"] == "connected" and all(c["ok"] for c in status["checks"]), status
+    assert "scid_2016" not in json.dumps(status) and refreshed["errors"] == []
+
+
+def test_a_refusal_an_earlier_version_listed_as_failed_is_no_failure_either(scored):
+    """Deployments upgraded with the entry an earlier version kept ("(attempts: 1)" for good): it shows nowhere."""
+    store = scored.services.store
+    document, etag = store.get_document("secure_score") or ({}, None)
+    legacy = {"kind": "control", "id": "scid_5094", "number": "INC0010001", "code": "secure_score_control_refused",
+              "detail": "Graph refused to update control scid_5094: not supported through this API", "attempts": 1,
+              "at": "2026-01-01T00:00:00+00:00", "remediation": None}  # fmt: skip
+    store.put_document("secure_score", {**document, "failures": {"control:scid_5094": legacy}}, etag)
+    status = _provisioning(scored)
+    assert status["state"] == "connected" and "scid_5094" not in json.dumps(status), status
 
 
 def test_write_back_off_writes_nothing(ticketed, tmp_path):

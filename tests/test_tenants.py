@@ -434,8 +434,14 @@ def test_the_same_control_failing_its_write_back_in_two_tenants_is_listed_for_ea
     refresh(msp)
     msp.graph.faults.clear()
     checks = body(msp.call("provisioning", path="/provisioning"))["checks"]
-    failed = next(c for c in checks if c["name"] == "failed_items")["detail"]
-    assert failed.startswith("2 item(s) failed") and failed.count(f"{CONTROL} (ticket") == 2, failed
+    # Each tenant's own notes check lists its own (issue 29, item 3: a tenant's health is that tenant's).
+    notes = {c.get("tenant"): c for c in checks if c["name"] == "secure_score_notes"}
+    assert set(notes) == {None, FABRIKAM.id}, checks
+    for check in notes.values():
+        detail = check["detail"]
+        assert not check["ok"] and detail.startswith("1 note(s) could not be written"), detail
+        assert detail.count(f"{CONTROL} (ticket") == 1, detail
+    assert next(c for c in checks if c["name"] == "failed_items")["ok"]
 
 
 def test_removing_a_tenant_keeps_its_tickets_and_says_how_to_remove_the_app(msp, entra):
@@ -561,6 +567,19 @@ def test_a_refresh_that_finds_every_control_as_it_was_rewrites_none_and_asks_one
     SecureScoreSync(msp.services).refresh()
     after = stored()
     assert {k for k in after if after[k] != before[k]} == {k for k in after if k.startswith(f"{FABRIKAM.id}|")}
+
+
+def test_a_tenant_waiting_for_consent_is_its_own_check_group_and_never_the_servicenow_connections(msp):
+    """Issue 29, item 3 (docs/design.md#where-the-admin-reads-what): the ServiceNow connection's state is ServiceNow's
+    alone; a Microsoft tenant's health is on its row and in its own provisioning check group."""
+    assert add(msp, FABRIKAM.domain).status_code == 201
+    status = body(msp.call("provisioning", path="/provisioning"))
+    fabrikam = next(c for c in status["checks"] if c.get("tenant") == FABRIKAM.id)
+    assert fabrikam["ok"] is False and "waiting for its admin's consent" in fabrikam["detail"]
+    assert fabrikam["group"] == "tenant"
+    assert status["state"] == "connected", status  # not "Connected, but something needs attention"
+    assert all(c["ok"] for c in status["checks"] if c["group"] == "servicenow")
+    assert overview(msp)[FABRIKAM.id]["state"] == "pending"  # on its row
 
 
 def test_a_preview_decides_each_tenants_recommendations_by_their_own_tenant_and_snapshot(msp, entra):

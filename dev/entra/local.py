@@ -28,9 +28,10 @@ class StateUnreadable(Exception):
 
 
 def start(
-    entra: EntraSimulator, url: str, graph: GraphSimulator, ca_pem: bytes, data_dir: Path, port: int
+    entra: EntraSimulator, url: str, graph: GraphSimulator, ca_pem: bytes, data_dir: Path, port: int, auth: str = ""
 ) -> list[str]:
-    """Point the connector at the simulator (settings and trust), and the lines that say how to use it."""
+    """Point the connector at the simulator (settings and trust), and the lines that say how to use it (`auth`: the
+    curl option that signs a terminal's request in, as `make run` prints it)."""
     try:
         found = persist.keep(entra, data_dir)
     except (ValueError, KeyError, TypeError) as exc:
@@ -54,7 +55,7 @@ def start(
         f"Other Microsoft tenants: the Entra ID simulator at {url} (tenants and consent: {url}/sim), its "
         f"certificate from the project's own local CA {ca} (a browser warns once on the consent page).",
         f'  Two simulated customer tenants can be added, {customers}: on the page\'s "Add a tenant", or',
-        f"  curl -X POST {app_url}/api/tenants -H 'Content-Type: application/json' -d '{example}'",
+        f"  curl -X POST {app_url}/api/tenants -H 'Content-Type: application/json' -d '{example}'{auth}",
         "  then open the consentUrl it answers and press Accept (as a Global Administrator of that tenant): the "
         f"tenant is confirming for about {entra.consent_delay:g} s (Microsoft applies a consent to tokens after a "
         "while), then active.",

@@ -515,19 +515,28 @@ class GraphSimulator:
                 else f'<a href="/sim{html.escape(_tenant_query(t, self.home))}">{html.escape(t.name)}</a>'
                 for t in others
             ) + "</p>"  # fmt: skip
-        back = pages.back_to_portal(request.url if request else "", self.portal_port)
+        view = "#tenant=home" if tenant is self.home else f"#tenant={tenant.id}"
+        back = pages.back_to_portal(request.url if request else "", self.portal_port, view)
         page = (
             "<!doctype html><html lang=en>"
-            + pages.head("Graph simulator: Secure Score", ".score{white-space:nowrap}th:nth-child(4){width:40%}")
+            + pages.head("Graph simulator: Secure Score", _STYLE)
             + f"<body><main>{back}<h1>Microsoft Graph simulator: Secure Score controls</h1>{links}"
             "<p>Complete or regress a control, then refresh Secure Score in the connector "
             "(<code>POST /api/recommendations/refresh</code> or the portal).</p>"
-            '<table><tr><th scope="col">Control</th><th scope="col">Title</th><th scope="col">Score</th>'
-            '<th scope="col">Note (write-back)</th><th scope="col">Switch</th></tr>'
+            '<table class="controls"><tr><th scope="col">Control</th><th scope="col">Title</th>'
+            '<th scope="col">Score</th><th scope="col">Note (write-back)</th><th scope="col">Switch</th></tr>'
             + "".join(rows)
             + "</table></main></body></html>"
         )
         return SimResponse(200, {"Content-Type": "text/html; charset=utf-8"}, page.encode())
+
+
+# At 1280 px a table; on a phone each control is a block of its own (no header row), nothing wider than the screen.
+_STYLE = (
+    ".score{white-space:nowrap}th:nth-child(4){width:40%}"
+    "@media (max-width:600px){.controls tr:first-child{display:none}.controls tr,.controls td{display:block}"
+    ".controls tr{padding:.4em 0;border-bottom:1px solid #ddd}.controls td{padding:.1em .3em}}"
+)
 
 
 def _tenant_query(tenant: TenantData, home: TenantData, joiner: str = "?") -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from dev.redirects import local_target
-from dev.simulator import directory, pages
+from dev.simulator import directory
 from dev.simulator import query as encoded_query
 
 ADMIN_SYS_ID = "6816f79cc0a8016401c5a33be04be441"
@@ -418,6 +418,10 @@ class ServiceNowSimulator:
             return self._revoke(request)
         if path == "/nav_to.do":
             return self._record_page(request)
+        if path == "/sim" and request.method == "GET":
+            from dev.simulator.record_page import directory_page
+
+            return directory_page(self, request)
         # The unversioned path is the latest version's (Table API docs): v2, which answers an empty query with 200.
         for prefix, latest in (("/api/now/v2/table/", True), ("/api/now/v1/table/", False), ("/api/now/table/", True)):
             if path.startswith(prefix):
@@ -573,65 +577,14 @@ class ServiceNowSimulator:
             for grant in [*self.access_tokens.values(), *self.refresh_tokens.values()]:
                 grant.revoked = True
 
-    # -- the record page an agent works in (what a ticket's `url` opens) ------------------------------
+    # -- the simulator's own pages: a record an agent works in (what a ticket's `url` opens), the directory ------
 
-    _STATE_LABELS = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"}
-    portal_port: int | None = None  # make run: the record page links back to the connector's portal on this port
+    portal_port: int | None = None  # make run: the pages link back to the connector's portal on this port
 
     def _record_page(self, request: SimRequest) -> SimResponse:
-        """The record as an agent sees it: its fields (multi-line ones keep their line breaks), resolution, work
-        notes and comments (newest first), and a form to change its state and assignee."""
-        target = urlsplit(request.query.get("uri", ""))
-        table = target.path.removesuffix(".do")
-        sys_id = dict(parse_qsl(target.query)).get("sys_id", "")
-        with self.lock:
-            record = self.tables.get(table, {}).get(sys_id)
-            journal = [entry for entry in self.journal if entry[0] == sys_id]
-        if record is None:
-            return _page(404, "No record", "Record not found")
-        if request.method == "POST":
-            form = request.form()
-            changes = {k: v for k, v in form.items() if k in ("state", "assigned_to") and v != ""}
-            self.update(table, sys_id, **changes)
-            return SimResponse(303, {"Location": f"/nav_to.do?{urlencode({'uri': request.query['uri']})}"})
-        assignee = record.get("assigned_to")
-        assigned = assignee.get("value") if isinstance(assignee, dict) else ""
-        states = "".join(
-            f'<option value="{v}"{" selected" if record.get("state") == v else ""}>{label}</option>'
-            for v, label in self._STATE_LABELS.items()
-        )
-        users = '<option value="">(nobody)</option>' + "".join(
-            f'<option value="{html.escape(u["sys_id"])}"{" selected" if u["sys_id"] == assigned else ""}>'
-            f"{html.escape(u['name'])}</option>"
-            for u in self.tables["sys_user"].values()
-        )
-        multi_line = ("description", "close_notes")
-        shown = ["number", "short_description", "priority", "correlation_id", "sys_updated_on"]
-        shown += ["description", "close_code", "close_notes"]
-        rows = "".join(
-            f'<tr><th scope="row">{name}</th><td id="{name.replace("_", "-")}"'
-            f"{' class=multi' if name in multi_line else ''}>{html.escape(str(record.get(name, '')))}</td></tr>"
-            for name in shown
-        )
-        labels = {"work_notes": "Work notes", "comments": "Additional comments"}
-        notes = "".join(
-            f"<li><b>{labels.get(kind, kind)}</b><div class=multi>{html.escape(text)}</div></li>"
-            for _, kind, text in reversed(journal)
-        )
-        number = html.escape(str(record["number"]))
-        body = (
-            f"<!doctype html><html lang=en>{pages.head(str(record['number']))}<body><main>"
-            f"{pages.back_to_portal(request.url, self.portal_port)}<h1>ServiceNow simulator: {number}</h1>"
-            f'<table class="fields">{rows}</table>'
-            f'<form method="post" action="/nav_to.do?{html.escape(urlencode({"uri": request.query["uri"]}))}">'
-            f'<p><label>State <select name="state" id="state">{states}</select></label> '
-            f'<label>Assigned to <select name="assigned_to" id="assigned_to">{users}</select></label> '
-            '<button id="update">Update</button></p></form>'
-            "<h2>Work notes and comments</h2>"
-            + (f'<ol id="journal" reversed>{notes}</ol>' if notes else '<p id="journal">None yet.</p>')
-            + "</main></body></html>"
-        )
-        return SimResponse(200, {"Content-Type": "text/html;charset=UTF-8"}, body.encode())
+        from dev.simulator.record_page import record_page
+
+        return record_page(self, request)
 
     # -- Table API -----------------------------------------------------------------------------------
 

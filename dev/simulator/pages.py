@@ -24,12 +24,13 @@ def head(title: str, style: str = "") -> str:
     )
 
 
-def back_to_portal(page_url: str, port: int | None) -> str:
+def back_to_portal(page_url: str, port: int | None, view: str = "") -> str:
     """A link to the connector's portal on the host name the browser used for this page (localhost, 127.0.0.1
-    or [::1]: the local host answers on all three); nothing when the portal's port is not known."""
+    or [::1]: the local host answers on all three), at `view` (`#tenant=...`); nothing when its port is not known."""
     if port is None:
         return ""
     host = urlsplit(page_url).hostname or "localhost"
     host = host if host in _LOOPBACK else "localhost"
     netloc = f"[{host}]" if ":" in host else host
-    return f'<p class="back"><a id="portal" href="http://{netloc}:{port}/api/portal">Back to the connector</a></p>'
+    target = html.escape(f"http://{netloc}:{port}/api/portal{view}")
+    return f'<p class="back"><a id="portal" href="{target}">Back to the connector</a></p>'

@@ -272,7 +272,9 @@
       row.hidden = !visible;
       if (visible) shown += 1;
     }
-    $("shown").textContent = `${shown} of ${page.rows.length} shown`;
+    // Out of what is listed: the scored actions, and the others only once the admin asks for them.
+    const listed = page.showUnscored ? page.rows.length : page.rows.length - (page.unscored || 0);
+    $("shown").textContent = `${shown} of ${listed} shown`;
     // Controls this tenant's snapshot does not score do not apply to it: hidden unless the admin asks for them.
     const toggle = $("unscored");
     toggle.hidden = !page.unscored;
@@ -319,13 +321,23 @@
       $("tickets").closest(".scroll").hidden = card.tickets.length === 0;
       tbody.replaceChildren(...card.tickets.slice(0, 200).map((t) => el("tr", {},
         el("td", { className: "num" }, ticketNumber(t)),
-        el("td", { className: "name" }, t.name, routes.dueNote(t) ? el("span", { className: "sub due" }, routes.dueNote(t)) : null),
+        el("td", { className: "name" }, t.name, dueLine(t),
+          t.secureScore && t.secureScore.refused ? el("span", { className: "sub note" },
+            "Secure Score does not accept notes for this control") : null),
         el("td", {}, el("span", { className: "status" }, STATUS[t.status] || t.status)),
         el("td", { className: "assigned" }, t.assignedTo || ""),
         several ? el("td", { className: "where", "data-label": "Connection" }, t.connection || "default") : null)));
     } catch (error) {
       tbody.replaceChildren(el("tr", {}, el("td", { colspan: 5 }, ...problemNodes(error))));
     }
+  }
+
+  // A due date, and past it (open and overdue, as the connector counts it) in words and colour, not colour alone.
+  function dueLine(ticket) {
+    const due = routes.dueNote(ticket);
+    if (!due) return null;
+    return ticket.overdue ? el("span", { className: "sub due overdue" }, `Overdue: ${due.charAt(0).toLowerCase()}${due.slice(1)}`)
+      : el("span", { className: "sub due" }, due);
   }
 
   function when(iso) {
@@ -355,10 +367,40 @@
       $(hint).hidden = !routed;  // and not read out either: a hidden node named by aria-describedby still is
       if (routed) $(field).setAttribute("aria-describedby", hint); else $(field).removeAttribute("aria-describedby");
     }
+    $("t-due").min = today();  // the date picker offers no past day; a typed one is said below the field
+    pastDue();
     $("dialog-error").hidden = true;
     $("submit").disabled = false;
     $("dialog").showModal();
-    (single ? $("t-name") : $("t-priority")).focus();
+    if (single) {  // a long name opens at its start, not scrolled to its end
+      $("t-name").focus();
+      $("t-name").setSelectionRange(0, 0);
+      $("t-name").scrollLeft = 0;
+    } else {
+      $("t-priority").focus();
+    }
+  }
+
+  // Today in the admin's own time zone, as the date field gives its value (YYYY-MM-DD).
+  function today() {
+    const now = new Date();
+    return [now.getFullYear(), now.getMonth() + 1, now.getDate()].map((n) => String(n).padStart(2, "0")).join("-");
+  }
+
+  // A due date before today would make the ticket overdue the moment it exists: said under the field, not sent.
+  function pastDue() {
+    const field = $("t-due");
+    const past = Boolean(field.value) && field.value < today();
+    const shown = $("t-due-error");
+    shown.textContent = past ? `The due date ${field.value} is in the past: the ticket would be overdue at once. `
+      + "Choose today or a later date, or none." : "";
+    shown.hidden = !past;
+    const described = (field.getAttribute("aria-describedby") || "").split(" ").filter((id) => id && id !== "t-due-error");
+    if (past) described.push("t-due-error");
+    if (described.length) field.setAttribute("aria-describedby", described.join(" "));
+    else field.removeAttribute("aria-describedby");
+    if (past) field.setAttribute("aria-invalid", "true"); else field.removeAttribute("aria-invalid");
+    return past;
   }
 
   async function submitDialog(event) {
@@ -368,6 +410,10 @@
     if (single && !$("t-name").value.trim()) {
       showError($("dialog-error"), new ApiError({ title: "Name required", detail: "Give the ticket a name." }, 400));
       $("t-name").focus();
+      return;
+    }
+    if (pastDue()) {
+      $("t-due").focus();
       return;
     }
     $("submit").disabled = true;
@@ -412,10 +458,33 @@
 
   const adminAction = (button, run) => act(button, async () => { await run(); await refreshAll(); });
 
+  // What a refresh from Secure Score did to the tickets, in words: resolved, reopened, new, notes written.
+  function refreshWords(result) {
+    const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+    const done = [
+      result.resolved ? `${count(result.resolved, "ticket", "tickets")} resolved (their improvement actions are completed)` : null,
+      result.reopened ? `${count(result.reopened, "ticket", "tickets")} reopened (regressed)` : null,
+      result.recreated ? `${count(result.recreated, "new ticket", "new tickets")} for regressed actions` : null,
+      result.written ? `${count(result.written, "note", "notes")} written to Secure Score` : null].filter(Boolean);
+    return done.length ? `: ${done.join(", ")}.` : "; no ticket changed.";
+  }
+
   async function refreshAll() {
     const connection = loadConnection();  // first: the tickets card waits for its list of connections
     const parts = page.view === "overview" ? [tenants.reload()] : [loadActions(), loadTickets()];
     await Promise.allSettled([connection, ...parts]);
+    if (page.view !== "overview") showTenantChecks();
+  }
+
+  // What needs attention in the tenant shown (its Secure Score, consent, notes): on its own Secure Score card, never
+  // on the ServiceNow card. Checks without a tenant are this organization's.
+  function showTenantChecks() {
+    const home = !page.tenant || page.tenant === "home";
+    const homeRow = tenants.find("home");
+    const mine = connections.tenantChecks().filter((c) => !c.ok && (c.tenant
+      ? c.tenant === page.tenant || (home && homeRow && c.tenant === homeRow.id) : home));
+    $("score-checks").replaceChildren(...mine.map((c) => el("li", {}, el("strong", {}, c.name.replaceAll("_", " ")),
+      ": ", c.detail, c.remediation ? el("span", { className: "fix" }, `What to do: ${c.remediation}`) : null)));
   }
 
   // -- the view: the one-tenant page, the tenant overview, or one tenant's page (#tenant=<id>, kept on reload) -------
@@ -444,6 +513,8 @@
     }
     const several = tenants.several();
     const wanted = several ? wantedTenant() : null;
+    // One tenant: its page has no address of its own (a simulator's link back names #tenant=home).
+    if (!several && wantedTenant() !== null) window.history.replaceState(null, "", window.location.pathname);
     const row = wanted ? tenants.find(wanted) : null;
     if (wanted && !row) notice(`The connector reads no tenant "${wanted}": here are the ones it reads.`);
     const chosen = row ? tenants.key(row) : null;
@@ -487,13 +558,16 @@
   }
 
   // Only the view's own addresses choose the view: a skip link's #actions stays where it is. Leaving the Routes view
-  // with unsaved changes asks first; the Routes view's Back leads where it was opened from.
+  // with unsaved changes asks first; staying puts the Routes view's address back as the newest entry, so the address
+  // bar says where the admin is and the next Back asks again (never the browser's own leave-the-page prompt). The
+  // Routes view's Back leads where it was opened from.
+  const LEAVE = "Leave the routes without saving? Your changes are lost.";
   function onHashChange(event) {
     const hash = window.location.hash;
     if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=")) return;
     if (page.view === "routes" && hash !== "#routes") {
-      if (routes.unsaved() && !window.confirm("Leave the routes without saving? Your changes are lost.")) {
-        window.history.replaceState(null, "", "#routes");
+      if (routes.unsaved() && !window.confirm(LEAVE)) {
+        window.history.pushState(null, "", "#routes");
         return;
       }
       routes.reset();
@@ -502,6 +576,18 @@
       const before = new URL(event.oldURL).hash;
       page.back = before && before !== "#routes" ? before : "#";
     }
+    notice([]);
+    $("error").hidden = true;
+    route(true);
+  }
+
+  // The Routes view's "Back to the page": to the view it was opened from, or the page itself (never a bare "#").
+  function leaveRoutes(event) {
+    event.preventDefault();
+    if (routes.unsaved() && !window.confirm(LEAVE)) return;
+    routes.reset();
+    const back = page.back && page.back !== "#" ? page.back : window.location.pathname;
+    window.history.pushState(null, "", back);
     notice([]);
     $("error").hidden = true;
     route(true);
@@ -516,11 +602,14 @@
     $("cancel").addEventListener("click", () => $("dialog").close());
     $("dialog").addEventListener("close", () => $("create").focus());
     $("ticket-form").addEventListener("submit", submitDialog);
+    $("t-due").addEventListener("change", pastDue);
     $("overdue").addEventListener("click", () => { page.overdueOnly = !page.overdueOnly; loadTickets(); });
-    $("refresh").addEventListener("click", () => adminAction($("refresh"),
-      () => api("/api/recommendations/refresh", { method: "POST" })));
+    $("refresh").addEventListener("click", () => adminAction($("refresh"), async () => {
+      const result = await api("/api/recommendations/refresh", { method: "POST" });
+      notice(`Secure Score is read${refreshWords(result)}`);
+    }));
     tenants = window.SecurityCenterTenants({ $, api, el, when, can, ADMIN, problemNodes, showError, notice,
-      act, formErrors });
+      act, formErrors, refreshWords });
     tenants.wire(async (hash) => {
       if (hash && window.location.hash !== `#${hash}`) window.history.replaceState(null, "", `#${hash}`);
       await route();
@@ -531,6 +620,7 @@
     routes = window.SecurityCenterRoutes({ $, api, el, when, can, ADMIN, problemNodes, showError, notice });
     routes.wire();
     window.addEventListener("hashchange", onHashChange);
+    $("routes-back").addEventListener("click", leaveRoutes);
     window.addEventListener("beforeunload", (event) => {
       if (routes.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
     });

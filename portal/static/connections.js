@@ -14,7 +14,7 @@ window.SecurityCenterConnections = (core) => {
   const FIELDS = { id: "The id", instance: "The instance", clientId: "The client ID",
     clientSecret: "The client secret", table: "The table" };
   const DEFAULT = "default";
-  const state = { list: [], redirectUri: null, listing: null, entries: new Map(), added: null };
+  const state = { list: [], redirectUri: null, listing: null, entries: new Map(), added: null, checks: [] };
   let changed = async () => {};
 
   const several = () => state.list.length > 1;
@@ -54,8 +54,12 @@ window.SecurityCenterConnections = (core) => {
     const added = list.status === "fulfilled" ? list.value.filter((c) => !c.default) : [];
     // Each added connection's own checks (its provisioning), asked together; one failing never hides the others.
     const own = await Promise.allSettled(added.map((c) => api(`/api/provisioning?connection=${encodeURIComponent(c.id)}`)));
+    state.checks = status.status === "fulfilled" ? status.value.checks || [] : [];
     render(status, list, added, own);
   }
+
+  // The Microsoft tenants' checks of the latest load (group "tenant"): each tenant's page shows its own.
+  const tenantChecks = () => state.checks.filter((c) => c.group === "tenant");
 
   function render(status, list, added, own) {
     const byId = new Map(state.list.map((c) => [c.id, c]));
@@ -86,8 +90,10 @@ window.SecurityCenterConnections = (core) => {
     const found = status && status.status === "fulfilled" ? status.value : null;
     const failure = status && status.status === "rejected" ? status.reason : null;
     const key = found ? found.state : connection ? connection.state : null;
-    // Another connection's check belongs to its own entry: on the default's it would say everything twice.
-    const failing = found ? found.checks.filter((c) => !c.ok && !(several() && c.name === "servicenow_connection")) : [];
+    // Another connection's check belongs to its own entry: on the default's it would say everything twice. A Microsoft
+    // tenant's checks (group "tenant") are that tenant's, on its row and page, never the ServiceNow card's.
+    const failing = found ? found.checks.filter((c) => !c.ok && c.group !== "tenant"
+      && !(several() && c.name === "servicenow_connection")) : [];
     const shown = key === "degraded" && !failing.length ? "connected" : key;
     const [label, tone] = WORDS[shown] || [shown || "The connection state is not available.", "warn"];
     const instance = (found && found.instance) || (connection && connection.instance);
@@ -158,6 +164,10 @@ window.SecurityCenterConnections = (core) => {
       } catch (error) {
         const nodes = problemNodes(error);
         nodes[0] = el("strong", {}, `${id} is not removed.`);  // instead of the problem's title: what did not happen
+        const problem = error.problem || {};
+        if (problem.rules && problem.rules.length && problem.routesUrl) {  // where those rules are changed
+          nodes.push(" ", el("a", { href: problem.routesUrl, id: "connections-routes-link" }, "Open the Routes view"));
+        }
         $("connections-error").replaceChildren(...nodes);
         $("connections-error").hidden = false;
         $("connections-error").focus();
@@ -251,5 +261,5 @@ window.SecurityCenterConnections = (core) => {
     });
   }
 
-  return { load, listed, several, syncSummary, wire };
+  return { load, listed, several, syncSummary, tenantChecks, wire };
 };

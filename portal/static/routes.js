@@ -118,7 +118,7 @@ window.SecurityCenterRoutes = (core) => {
   // -- the view --------------------------------------------------------------------------------------------------------
   async function open(back) {
     if (back !== undefined) state.back = back;
-    $("routes-back").setAttribute("href", state.back);
+    $("routes-back").setAttribute("href", state.back && state.back !== "#" ? state.back : window.location.pathname);
     const admin = can(ADMIN);
     $("routes-tools").hidden = !admin;
     $("route-add").hidden = !admin;
@@ -151,6 +151,9 @@ window.SecurityCenterRoutes = (core) => {
     $("routes-discard").disabled = !changed;
     $("routes-preview-button").disabled = !state.loaded;
     $("preview-stale").hidden = !state.preview || same(state.previewedAs, rules());
+    // Whether what the preview shows is saved: after Save it is the list in force, before it nothing is.
+    $("preview-saved").textContent = !state.preview ? "" : same(state.previewedAs, state.saved)
+      ? "This is where tickets go now: the list previewed is the one saved." : "Nothing is saved yet: Save keeps this list.";
   }
 
   function ruleItem(item, i, catchAll, admin) {
@@ -398,7 +401,7 @@ window.SecurityCenterRoutes = (core) => {
       + `${items.length - (answer.unmatched || 0)} take a rule, ${answer.unmatched || 0} go as before routes.`
       + (idle.length ? ` ${idle.length === 1 ? "This rule takes" : "These rules take"} nothing: `
         + `${idle.map(ruleWords).join("; ")}.` : "")
-      + ` Previewed ${when(answer.at)}; nothing is saved.`;
+      + ` Previewed ${when(answer.at)}.`;
     $("routes-preview").hidden = false;
     filterPreview();
   }
@@ -464,7 +467,36 @@ window.SecurityCenterRoutes = (core) => {
     const hint = $(`r-${member}-hint`);
     hint.textContent = value && typeof value === "object"
       ? `Found in ServiceNow when saved: ${value.name || "(no name)"}, sys_id ${value.sysId}. Change it to choose another.`
-      : "Its exact name in ServiceNow, or its sys_id; looked up when you save.";
+      : "Its name in ServiceNow (whatever its case; type part of it for the instance's names), or its sys_id; "
+        + "looked up when you save.";
+    $(`r-${member}-list`).replaceChildren();
+  }
+
+  // As the admin types, the active names of the rule's connection that contain it (GET /api/connections/{id}/lookup,
+  // at most 20), offered by the field; two records of one name are offered by sys_id, the name beside it.
+  const LOOKUP = { assignmentGroup: "sys_user_group", company: "core_company" };
+  let lookupTimer = null;
+
+  function suggest(member) {
+    window.clearTimeout(lookupTimer);
+    const text = $(`r-${member}`).value.trim();
+    if (text.length < 2 || text.includes("^") || /^[0-9a-f]{32}$/.test(text)) return;
+    lookupTimer = window.setTimeout(async () => {
+      const connection = encodeURIComponent($("r-connection").value || "default");
+      let answer;
+      try {
+        answer = await api(`/api/connections/${connection}/lookup?table=${LOOKUP[member]}&prefix=`
+          + encodeURIComponent(text));
+      } catch {
+        return;  // suggestions only: the save names any problem with the name
+      }
+      if ($(`r-${member}`).value.trim() !== text) return;  // typed on since: a newer lookup follows
+      const counts = new Map();
+      for (const r of answer.records) counts.set(r.name, (counts.get(r.name) || 0) + 1);
+      $(`r-${member}-list`).replaceChildren(...answer.records.map((r) => (counts.get(r.name) > 1
+        ? el("option", { value: r.sysId, label: `${r.name} (sys_id ${r.sysId})` })
+        : el("option", { value: r.name }))));
+    }, 250);
   }
 
   function fieldError(member, text) {
@@ -634,6 +666,7 @@ window.SecurityCenterRoutes = (core) => {
     $("rule-cancel").addEventListener("click", () => $("rule-dialog").close());
     $("rule-dialog").addEventListener("close", closed);
     $("r-field-add").addEventListener("click", () => fieldRow().querySelector(".field-name").focus());
+    for (const member of Object.keys(LOOKUP)) $(`r-${member}`).addEventListener("input", () => suggest(member));
     for (const id of ["p-rule", "p-tenant"]) $(id).addEventListener("change", filterPreview);
     $("p-text").addEventListener("input", filterPreview);
     $("preview-filters").addEventListener("submit", (event) => event.preventDefault());

@@ -6,7 +6,7 @@
 "use strict";
 
 window.SecurityCenterTenants = (core) => {
-  const { $, api, el, when, can, ADMIN, problemNodes, showError, notice, act, formErrors } = core;
+  const { $, api, el, when, can, ADMIN, problemNodes, showError, notice, act, formErrors, refreshWords } = core;
   const STATES = { active: ["Active", "done"], pending: ["Waiting for consent", "open"], paused: ["Paused", ""],
     confirming: ["Confirming consent", "open"] };
   const ASK = "a Global Administrator or Privileged Role Administrator of that tenant";
@@ -90,7 +90,8 @@ window.SecurityCenterTenants = (core) => {
   }
 
   // The consent link is a capability: GET /api/tenants gives it to admins only, while a consent is awaited. It is
-  // shown in a read-only field (to select by hand) and copied with one press.
+  // copied with one press, opened with another (an admin who is also that tenant's, or trying it locally), and shown
+  // whole, wrapped, where focus or a click selects all of it (to copy by hand).
   function consentBlock(row) {
     if (!can(ADMIN)) return el("span", { className: "sub" }, "An admin of the connector has its consent link.");
     if (!row.consentUrl && row.consent === "reported") {
@@ -103,14 +104,16 @@ window.SecurityCenterTenants = (core) => {
       return el("span", { className: "consent" }, el("span", { className: "sub" }, "Its 14-day consent link expired "
         + "unused."), renew);
     }
-    const field = el("input", { className: "link", readonly: true, value: row.consentUrl,
-      "aria-label": `Consent link for ${row.name}` });
-    field.addEventListener("focus", () => field.select());
+    const field = el("code", { className: "link", tabindex: "0", "aria-label": `Consent link for ${row.name}` },
+      row.consentUrl);
+    field.addEventListener("focus", () => window.getSelection().selectAllChildren(field));
     const button = el("button", { type: "button", className: "button copy", "aria-label": `Copy consent link for ${row.name}` },
       "Copy consent link");
     button.addEventListener("click", () => copy(row, field));
+    const open = el("a", { className: "button open", href: row.consentUrl,
+      "aria-label": `Open consent link for ${row.name}` }, "Open consent link");
     state.copyButtons.set(key(row), button);
-    return el("span", { className: "consent" }, button, field);
+    return el("span", { className: "consent" }, el("span", { className: "buttons" }, button, open), field);
   }
 
   // Adding a pending tenant whose link expired gives it a new one (the old one stops working).
@@ -134,8 +137,7 @@ window.SecurityCenterTenants = (core) => {
       await navigator.clipboard.writeText(row.consentUrl);
       copied = true;
     } catch {
-      field.focus();
-      field.select();
+      field.focus();  // which selects it
       try { copied = document.execCommand("copy"); } catch { copied = false; }
     }
     notice(copied ? `The consent link for ${row.name} is copied. Send it to ${ASK}: when they accept, the `
@@ -191,6 +193,19 @@ window.SecurityCenterTenants = (core) => {
     $("tenants-summary").textContent = [`${state.rows.length} tenants`, waiting ? `${waiting} waiting for consent` : null,
       confirming ? `${confirming} confirming consent` : null, failing ? `${failing} not read (see Health)` : null,
       `${overdue} overdue ${overdue === 1 ? "ticket" : "tickets"} in all`].filter(Boolean).join(" · ");
+    watchConfirming();
+  }
+
+  // While a consent is being confirmed (the connector checks it on its own timer), the overview reads the tenants
+  // again every 10 seconds, so Confirming turns Active with no reload; never while the admin is in the table.
+  let confirmTimer = null;
+  function watchConfirming() {
+    window.clearTimeout(confirmTimer);
+    if (!state.rows.some((row) => row.state === "confirming")) return;
+    confirmTimer = window.setTimeout(() => {
+      if ($("tenants").hidden || $("tenant-table").contains(document.activeElement)) watchConfirming();
+      else reload();
+    }, 10000);
   }
 
   async function reload() {
@@ -245,8 +260,8 @@ window.SecurityCenterTenants = (core) => {
     await act(button, async () => {
       const result = await api("/api/recommendations/refresh", { method: "POST" });
       const failed = (result.tenants || []).filter((t) => t.status === "failed").length;
-      notice(failed ? `Secure Score is read; ${failed} tenant(s) could not be read: their Health says why.`
-        : "Secure Score is read for every tenant.");
+      notice(failed ? `Secure Score is read; ${failed} tenant(s) could not be read (their Health says why)`
+        + refreshWords(result) : `Secure Score is read for every tenant${refreshWords(result)}`);
       await reload();
     });
   }
