@@ -1,4 +1,5 @@
-"""A many-tenant Secure Score refresh (DESIGN 12): 100 tenants (the home tenant and 99 customers) read in one run.
+"""A many-tenant Secure Score refresh (docs/design.md#several-microsoft-tenants): 100 tenants (the home tenant and 99
+customers) read in one run.
 
 Over the simulators, in a process of their own (bench/remote.py): Graph answers each request after a real 100 ms,
 the Entra ID simulator (over TLS, on loopback) gives each customer tenant's token to azure-identity's

@@ -1,9 +1,9 @@
 """The ticket routes: POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}; and where tickets go:
 GET /api/routes, PUT /api/routes, POST /api/routes/preview, and the names a rule can give,
-GET /api/connections/{id}/lookup (DESIGN 13).
+GET /api/connections/{id}/lookup (docs/design.md#connections-and-routes).
 
 Nothing from `shared` is imported at module level: a cold start pays only for azure.functions, and each
-function imports what it needs on its first call (DESIGN section 2).
+function imports what it needs on its first call (docs/design.md#layout-and-ownership).
 """
 
 from __future__ import annotations

@@ -29,7 +29,6 @@ from create_ticket.request import TicketRequest, servicenow_record
 from create_ticket.routes import Target
 from create_ticket.routing import connection_of, route_request, waiting
 from shared.auth import Caller
-from shared.claims import take_claim
 from shared.connections import connection_id
 from shared.problems import (
     Conflict,
@@ -42,6 +41,7 @@ from shared.problems import (
     ServiceNowUnavailable,
     StoreUnavailable,
 )
+from shared.recommendation_claims import take_claim
 from shared.retries import TransientFailure
 from shared.servicenow import table_result
 from shared.services import Services
@@ -117,7 +117,7 @@ class TicketCreator:
         except (NotConnected, ReauthorizationRequired):
             if services.connection.is_default:
                 raise
-            authorized = False  # an added connection a route names: its ticket waits there, pending (DESIGN 13)
+            authorized = False  # an added connection: its ticket waits, pending (docs/design.md#connections-and-routes)
         fingerprint = request.fingerprint()
         scoped_key = f"{caller.principal}\n{idempotency_key}" if idempotency_key else None
         caller_sys_id = self._directory.find(request.requested_by) if authorized else None

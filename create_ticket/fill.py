@@ -1,6 +1,6 @@
-"""A ticket request filled from a Secure Score control (DESIGN section 9): what the caller leaves out comes from the
-stored snapshot; what the caller sends wins. Secure Score's own new tickets (a regression after close) are filled
-the same way, so this lives with ticket creation and reads the control from the store."""
+"""A ticket request filled from a Secure Score control (docs/design.md#secure-score): what the caller leaves out comes
+from the stored snapshot; what the caller sends wins. Secure Score's own new tickets (a regression after close) are
+filled the same way, so this lives with ticket creation and reads the control from the store."""
 
 from __future__ import annotations
 

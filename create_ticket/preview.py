@@ -1,7 +1,8 @@
 """`POST /api/routes/preview`: a dry run of a proposed routes list over every open recommendation of every tenant the
-connector reads (DESIGN 13). The list is validated and its groups and companies found exactly as a save would; each
-recommendation then takes the decision a create takes (create_ticket/routes.py `decide`, from the same control's
-facts), with the request naming no priority and no due date, as the portal's "create" of an action does.
+connector reads (docs/design.md#connections-and-routes). The list is validated and its groups and companies found
+exactly as a save would; each recommendation then takes the decision a create takes (create_ticket/routes.py `decide`,
+from the same control's facts), with the request naming no priority and no due date, as the portal's "create" of an
+action does.
 
 Nothing is saved. A recommendation that has an open ticket already says so: a route change never moves a ticket.
 """

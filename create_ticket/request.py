@@ -1,4 +1,5 @@
-"""A ticket request: the rules of `POST /api/tickets`' body, and the ServiceNow record it becomes (DESIGN 4, 5).
+"""A ticket request: the rules of `POST /api/tickets`' body, and the ServiceNow record it becomes
+(docs/design.md#http-api-and-errors, docs/design.md#servicenow-mapping).
 
 Every value that can reach an encoded query (recommendation id, requestedBy) is held to a pattern that
 excludes ServiceNow's separators (`^`, `,`, `@` where it matters, CR/LF, non-ASCII) before it is used.
@@ -64,8 +65,9 @@ class TicketRequest:
     requested_by: str | None
     control: dict[str, Any] | None = None  # the Secure Score control's figures when filled from one
     origin: str | None = None  # the caller's own request's fingerprint, when fields were filled in
-    tenant: str = HOME  # whose recommendation: a tenant the connector reads (DESIGN 12)
-    priority_named: bool = True  # False: the caller named no priority, so a route's default may apply (DESIGN 13)
+    tenant: str = HOME  # whose recommendation: a tenant the connector reads (docs/design.md#several-microsoft-tenants)
+    # False: the caller named no priority, so a route's default may apply (docs/design.md#connections-and-routes)
+    priority_named: bool = True
 
     @property
     def needs_control(self) -> bool:
@@ -280,7 +282,7 @@ def footer(request: TicketRequest, ticket_id: str, caller_known: bool) -> str:
 def servicenow_record(
     request: TicketRequest, ticket_id: str, field_map: FieldMap, caller_sys_id: str | None
 ) -> dict[str, str]:
-    """The record to POST, as DESIGN section 5 maps it. The footer always fits: the description is
+    """The record to POST, as docs/design.md#servicenow-mapping maps it. The footer always fits: the description is
     shortened instead, so the connector reference that finds the record again is never cut off."""
     tail = footer(request, ticket_id, caller_sys_id is not None)
     description = request.description[: max(0, DESCRIPTION_LIMIT - len(tail))]

@@ -1,13 +1,14 @@
-"""Assignment groups and companies a route names, looked up once when the routes are saved (DESIGN 13), in the
-ServiceNow of the rule's own connection: `sys_user_group` and `core_company`, by name (one request per distinct
-name) or by sys_id (one request for all of a table's). What is kept is the sys_id, with the name ServiceNow gave; a
-create then adds no request.
+"""Assignment groups and companies a route names, looked up once when the routes are saved
+(docs/design.md#connections-and-routes), in the ServiceNow of the rule's own connection: `sys_user_group` and
+`core_company`, by name (one request per distinct name) or by sys_id (one request for all of a table's). What is kept is
+the sys_id, with the name ServiceNow gave; a create then adds no request.
 
-Names match as ServiceNow matches them (DESIGN 13b): its queries ignore case ("GlideRecord queries are
-case-insensitive", https://www.servicenow.com/docs/r/api-reference/server-api-reference/c_GlideFilterScopedAPI.html),
-so `name=service desk` also finds "Service Desk". An exact match wins; else one match that differs only in case is
-taken, and the answer says so (`notes`); two are ambiguous. A group whose `active` is false is refused, saying so: a
-retired group often keeps its name, and a ticket assigned to it reaches nobody.
+Names match as ServiceNow matches them (docs/design.md#where-the-admin-reads-what): its queries ignore case
+("GlideRecord queries are case-insensitive",
+https://www.servicenow.com/docs/r/api-reference/server-api-reference/c_GlideFilterScopedAPI.html), so `name=service
+desk` also finds "Service Desk". An exact match wins; else one match that differs only in case is taken, and the answer
+says so (`notes`); two are ambiguous. A group whose `active` is false is refused, saying so: a retired group often keeps
+its name, and a ticket assigned to it reaches nobody.
 
 A name reaches an encoded query (`name=...`): the rules refuse `^` in it (create_ticket/route_rules.py), so it can add
 no condition; a sys_id is 32 hex characters. Rows from ServiceNow are input too: only a well-formed sys_id counts.
@@ -40,7 +41,7 @@ from shared.tickets import SYS_ID
 KINDS = {"sys_user_group": "group", "core_company": "company"}
 CHUNK = 100  # sys_ids asked for in one request
 CANDIDATES = 10  # records with one name listed at most
-LOOKUP_LIMIT = 20  # names a lookup answers at most (DESIGN 13b)
+LOOKUP_LIMIT = 20  # names a lookup answers at most (docs/design.md#where-the-admin-reads-what)
 SUGGESTIONS = 5  # names like it that a "no such name" problem offers
 _ASKED = 50  # rows asked for per lookup: ACLs and inactive rows may thin a page (sysparm_limit applies first)
 

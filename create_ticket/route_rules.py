@@ -19,7 +19,7 @@ from create_ticket.request import NAME
 from create_ticket.routes import HOME_TENANT, MAX_RULES
 from shared import deadlines
 from shared.connections import DEFAULT, Connection
-from shared.fieldmap import FieldMap
+from shared.fieldmap import SERVICENOW_NAME, FieldMap
 from shared.problems import FieldError, ValidationFailed
 from shared.runs import TENANTS, run_document
 from shared.services import Services
@@ -27,8 +27,6 @@ from shared.text import one_line_ok, printable
 from shared.tickets import CATEGORIES, HOME, PRIORITIES, PRIORITY_NAMES, SYS_ID, TENANT_ID, known_categories
 
 RULE_ID = re.compile(r"^rule-[0-9a-f]{12}$")
-TABLE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
-FIELD = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 RULE_MEMBERS = ("id", "name", "match", "set")
 MATCH_MEMBERS = ("tenants", "categories", "services", "minPoints", "controls")
 SET_MEMBERS = ("connection", "table", "assignmentGroup", "company", "priority", "dueInDays", "fields")
@@ -227,7 +225,7 @@ def _fields(value: Any, where: str, errors: list[FieldError], field_map: FieldMa
     own = OWN_FIELDS | {target for target in field_map.fields.values() if target}
     for name, text in given.items():
         at = f"{where}.{printable(name, 64)}"
-        if not FIELD.fullmatch(name) or name.startswith("sys_"):
+        if not SERVICENOW_NAME.fullmatch(name) or name.startswith("sys_"):
             errors.append(FieldError(at, "must be a ServiceNow field name (a-z, 0-9, _; not a sys_ field)"))
         elif name in own:
             errors.append(FieldError(at, "is a field the connector writes itself; it cannot be set by a route"))
@@ -282,7 +280,7 @@ def _set(value: Any, where: str, errors: list[FieldError], context: _Context, wa
         errors.append(FieldError(f"{where}.connection", f"must be a connection the connector has{removed}: {known}"))
     saved: dict[str, Any] = {"connection": connection_id if connection else DEFAULT}
     if "table" in chosen:
-        if not (isinstance(chosen["table"], str) and TABLE.fullmatch(chosen["table"])):
+        if not (isinstance(chosen["table"], str) and SERVICENOW_NAME.fullmatch(chosen["table"])):
             errors.append(FieldError(f"{where}.table", "must be a ServiceNow table name (a-z, 0-9, _)"))
         saved["table"] = chosen["table"]
     for member, table in REFERENCE_TABLES.items():
@@ -330,8 +328,8 @@ def _rule(value: Any, where: str, errors: list[FieldError], context: _Context, w
 
 def parse_routes(services: Services, body: Any, saved_ids: set[str], removing: Set[str] = frozenset()) -> Parsed:
     """The rules of `{"routes": [...]}` as they will be saved, with every bad field in `errors` (the names to look up
-    too, so the caller names every problem of the list at once: DESIGN 13b); a body that is no list of rules at all
-    is `validation_failed` at once."""
+    too, so the caller names every problem of the list at once: docs/design.md#where-the-admin-reads-what); a body that
+    is no list of rules at all is `validation_failed` at once."""
     if not isinstance(body, dict):
         raise ValidationFailed([FieldError("body", 'must be a JSON object: {"routes": [...]}')])
     errors: list[FieldError] = []

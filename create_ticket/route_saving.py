@@ -1,4 +1,5 @@
-"""`GET /api/routes` and `PUT /api/routes`: the whole list at once, under a version (DESIGN 13).
+"""`GET /api/routes` and `PUT /api/routes`: the whole list at once, under a version
+(docs/design.md#connections-and-routes).
 
 The version is derived from the store's ETag of the routes document (a hash, so it says nothing about the store),
 and a PUT must name the version it changes in `If-Match`, as GET gave it (`ETag`). Without `If-Match`, or with

@@ -1,5 +1,5 @@
-"""Routes (DESIGN 13): the ordered rules that say where a recommendation's ticket goes, and the one decision that
-both a create and a preview take, so the two cannot drift.
+"""Routes (docs/design.md#connections-and-routes): the ordered rules that say where a recommendation's ticket goes, and
+the one decision that both a create and a preview take, so the two cannot drift.
 
 The rules live in one store document (`routes`) as they were saved: validated, and with every assignment group
 and company already a sys_id (names were resolved against ServiceNow when the rules were saved, so a create adds no

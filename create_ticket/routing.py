@@ -1,6 +1,6 @@
-"""A ticket request routed (DESIGN 13): the facts of its recommendation, the saved rules' decision, and the services
-of the connection it goes to. A preview of the same recommendation takes the same decision (create_ticket/preview.py
-builds its facts from the same control)."""
+"""A ticket request routed (docs/design.md#connections-and-routes): the facts of its recommendation, the saved rules'
+decision, and the services of the connection it goes to. A preview of the same recommendation takes the same decision
+(create_ticket/preview.py builds its facts from the same control)."""
 
 from __future__ import annotations
 

@@ -168,7 +168,8 @@ def _in_use(data_dir: Path, holder: str, what: str) -> CannotStart:
 
 def _instance(part: Any, data_dir: Path, file: str, client_id: str, port: int) -> tuple[Any, bool, str]:
     """Restore a simulated instance's state, register the local OAuth client (its secret kept across restarts, so
-    the stored tokens stay valid; the one callback serves every connection, DESIGN 13): (kept, found, secret)."""
+    the stored tokens stay valid; the one callback serves every connection, docs/design.md#connections-and-routes):
+    (kept, found, secret)."""
     from dev.simulator.persist import keep
 
     simulator = part[0]

@@ -223,10 +223,10 @@ module entra 'app/entra.bicep' = if (empty(entraAppClientId)) {
 
 var authClientId = empty(entraAppClientId) ? entra!.outputs.clientId : entraAppClientId
 
-// Other tenants: the multi-tenant reader app whose credential is the managed identity (DESIGN section 12). Like the
-// sign-in app it is not deployed when a registration is given, nor when ENTRA_APP_CLIENT_ID says the deployer brings
-// their own registrations (no Graph resource at all, as where the extension cannot run); without one, the connector
-// reads only its own tenant.
+// Other tenants: the multi-tenant reader app whose credential is the managed identity
+// (docs/design.md#several-microsoft-tenants). Like the sign-in app it is not deployed when a registration is given, nor
+// when ENTRA_APP_CLIENT_ID says the deployer brings their own registrations (no Graph resource at all, as where the
+// extension cannot run); without one, the connector reads only its own tenant.
 module reader 'app/reader.bicep' = if (empty(readerAppClientId) && empty(entraAppClientId)) {
   name: 'reader'
   scope: rg

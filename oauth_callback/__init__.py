@@ -1,7 +1,7 @@
 """The connection routes: connect, the OAuth callback, provisioning status, disconnect, who is signed in.
 
-Nothing from `shared` is imported at module level (cold start: DESIGN section 2); each function imports what it
-needs on its first call.
+Nothing from `shared` is imported at module level (cold start: docs/design.md#layout-and-ownership); each function
+imports what it needs on its first call.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Provisioning's check per added ServiceNow connection, on the default connection's page (DESIGN 13): each one's
-state and last sync, with where to look for the rest (`GET /api/provisioning?connection={id}`)."""
+"""Provisioning's check per added ServiceNow connection, on the default connection's page
+(docs/design.md#connections-and-routes): each one's state and last sync, with where to look for the rest (`GET
+/api/provisioning?connection={id}`)."""
 
 from __future__ import annotations
 

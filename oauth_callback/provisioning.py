@@ -124,7 +124,8 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
         if any(c.name == "token_valid" and not c.ok and c.remediation == RECONNECT_REMEDIATION for c in checks):
             body["state"] = "reauthorization_required"
             return _finish(body)
-    # The connection's state is ServiceNow's alone: a tenant's checks say how that tenant is (DESIGN 13b).
+    # The connection's state is ServiceNow's alone: a tenant's checks say how that tenant is
+    # (docs/design.md#where-the-admin-reads-what).
     body["state"] = "connected" if all(c.ok for c in checks if c.group == "servicenow") else "degraded"
     return _finish(body)
 

@@ -1,4 +1,5 @@
-"""Provisioning's check per added Microsoft tenant (DESIGN 12): consent, permission and last refresh, with the fix.
+"""Provisioning's check per added Microsoft tenant (docs/design.md#several-microsoft-tenants): consent, permission and
+last refresh, with the fix.
 
 The home tenant is the `secure_score` check beside these; a removed tenant has none.
 """
@@ -27,7 +28,8 @@ def tenant_checks(services: Services, *, live: bool) -> list[Check]:
             continue
         checks.append(_check(services, tenant_id, record, now, live=live and state == "active"))
     for check in checks:
-        check.group = "tenant"  # a tenant's health is on its row, never on the ServiceNow card (DESIGN 13b)
+        # A tenant's health is on its row, never on the ServiceNow card (docs/design.md#where-the-admin-reads-what).
+        check.group = "tenant"
     return checks
 
 

@@ -1,5 +1,5 @@
-"""The security center page (DESIGN section 10): one HTML page, its stylesheet and one script, all static
-files of the app (no build step, no CDN). The page is a client of the public API and nothing else."""
+"""The security center page (docs/design.md#portal-and-sign-in): one HTML page, its stylesheet and one script, all
+static files of the app (no build step, no CDN). The page is a client of the public API and nothing else."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Secure Score: the refresh timer, the recommendations list, refresh on demand (DESIGN section 9), and the
-Microsoft tenants the connector reads (DESIGN section 12)."""
+"""Secure Score: the refresh timer, the recommendations list, refresh on demand (docs/design.md#secure-score), and the
+Microsoft tenants the connector reads (docs/design.md#several-microsoft-tenants)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def secure_score_sync(timer: func.TimerRequest) -> None:
 
 
 # Every 30 s (a literal schedule: no setting to deploy): a consent Microsoft reported is tried again about 30 s
-# later, then after 1, 2, 4 and 8 minutes (DESIGN 12b). With no tenant confirming, a run reads one store document.
+# later, then after 1, 2, 4 and 8 minutes (docs/design.md#consent-clouds-and-identities). With no tenant confirming, a
+# run reads one store document.
 @bp.timer_trigger(arg_name="timer", schedule="*/30 * * * * *", run_on_startup=False, use_monitor=False)
 def tenant_confirmation(timer: func.TimerRequest) -> None:
     """Confirm the consents whose next try has come: a new token and a read; the confirmed tenants get their first

@@ -1,4 +1,4 @@
-"""A consent Microsoft reported, confirmed by a token and a read (DESIGN 12b).
+"""A consent Microsoft reported, confirmed by a token and a read (docs/design.md#consent-clouds-and-identities).
 
 Right after the admin consent redirect, Entra ID can still issue the reader app a token without the `roles` claim
 (or refuse one), and a retry minutes later works (microsoftgraph/microsoft-graph-docs#10907,

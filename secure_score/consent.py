@@ -1,4 +1,5 @@
-"""`GET /api/tenants/consent`: where a tenant's admin comes back from Microsoft's admin consent (DESIGN 12, 12b).
+"""`GET /api/tenants/consent`: where a tenant's admin comes back from Microsoft's admin consent
+(docs/design.md#several-microsoft-tenants, docs/design.md#consent-clouds-and-identities).
 
 Anonymous, like the OAuth callback: the single-use `state` bound to the tenant record is the guard. The redirect
 proves nothing by itself (`admin_consent=True` is a parameter anyone can type): the connector confirms consent by

@@ -1,4 +1,4 @@
-"""Secure Score controls (DESIGN section 9): a control profile joined with its score, and a ticket request
+"""Secure Score controls (docs/design.md#secure-score): a control profile joined with its score, and a ticket request
 filled from a control.
 
 Graph's data is input too: every value is held to the shape it must have (numbers are numbers, also when sent
@@ -7,7 +7,7 @@ reader sees; URLs are https), a missing or null field gets a neutral value, and 
 refused (the refresh records it and goes on).
 
 A control is *scored* when the tenant's latest snapshot lists it: the profiles are every control Microsoft has,
-whatever the licences, so one the snapshot leaves out does not apply to this tenant (DESIGN section 9).
+whatever the licences, so one the snapshot leaves out does not apply to this tenant (docs/design.md#secure-score).
 """
 
 from __future__ import annotations

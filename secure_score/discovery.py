@@ -1,4 +1,5 @@
-"""A tenant's id and cloud through OpenID Connect discovery, before it is added (DESIGN 12b).
+"""A tenant's id and cloud through OpenID Connect discovery, before it is added
+(docs/design.md#consent-clouds-and-identities).
 
 `GET {ENTRA_AUTHORITY}/{id or domain}/v2.0/.well-known/openid-configuration`: its `issuer` names the tenant id (learn
 `entra/identity-platform/v2-protocols-oidc`). The public cloud's discovery also answers 200 for a tenant of another

@@ -1,4 +1,5 @@
-"""Edges, not levels (DESIGN section 9): what a refresh does to a ticket when its control's completion changes.
+"""Edges, not levels (docs/design.md#secure-score): what a refresh does to a ticket when its control's completion
+changes.
 
 Each ticket remembers the completion it last saw for its control. A change from not completed to completed
 resolves the ServiceNow record (once); from completed to not completed, a resolved record goes back to in
@@ -22,9 +23,9 @@ from shared.records import apply_record, record_fields
 from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import change_ticket
-from shared.tickets import Ticket
+from shared.tickets import OPEN_STATUSES, Ticket
 
-OPEN = frozenset({"new", "in_progress", "on_hold", "unknown"})
+OPEN = OPEN_STATUSES - {"pending"}  # a ticket whose record exists: a pending one has nothing to resolve yet
 
 
 class Tally(Protocol):

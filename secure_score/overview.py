@@ -1,5 +1,6 @@
 """`GET /api/tenants`: every tenant with its score and trend, open actions, open and overdue tickets, last refresh and
-last error with its fix (DESIGN 12): the page's tenant overview, and what an MSP looks at first."""
+last error with its fix (docs/design.md#several-microsoft-tenants): the page's tenant overview, and what an MSP looks at
+first."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Secure Score refresh (DESIGN sections 9 and 12): for every tenant the connector reads, read Graph, store the
-joined snapshot, act on edges, write back.
+"""Secure Score refresh (docs/design.md#secure-score, docs/design.md#several-microsoft-tenants): for every tenant the
+connector reads, read Graph, store the joined snapshot, act on edges, write back.
 
 Tenants are read `SECURE_SCORE_TENANT_PARALLELISM` at a time, each with at most 4 Graph requests in flight (Graph's
 limit is per app per tenant). A tenant that fails never stops the others: its failure is kept on its own record
@@ -11,10 +11,11 @@ what it did, and says so. Reading is in `reading.py`, edges in `edges.py`, the w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -48,7 +49,7 @@ from shared.runs import (
     run_document,
 )
 from shared.services import Services
-from shared.store import StoreConflict, change_ticket
+from shared.store import StoreConflict, TicketStore, change_ticket, update_document
 from shared.tickets import HOME, Ticket
 
 log = logging.getLogger(__name__)
@@ -349,14 +350,17 @@ def _last(result: RefreshResult) -> dict[str, Any]:
     return {k: getattr(result, k) for k in keep}
 
 
-def _update_document(store: Any, change: Any) -> None:
-    for _ in range(10):
-        found = store.get_document(RUN_DOCUMENT)
-        try:
-            store.put_document(RUN_DOCUMENT, change(dict(found[0]) if found else {}), found[1] if found else None)
-            return
-        except StoreConflict:
-            continue
+def _update_document(store: TicketStore, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """The run document changed under its ETag (`change` returns the new document); one that keeps changing is
+    left to the next run, as before."""
+
+    def edit(document: dict[str, Any]) -> None:
+        changed = change(dict(document))
+        document.clear()
+        document.update(changed)
+
+    with contextlib.suppress(StoreConflict):
+        update_document(store, RUN_DOCUMENT, edit)
 
 
 def run_state(services: Services) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""The Microsoft tenants the connector reads (DESIGN 12): the home tenant, always there unless paused, and the
-tenants an admin added, each `pending` until its own admin consents, `confirming` while the connector waits for that
-consent to reach a token (confirmation.py), then `active`.
+"""The Microsoft tenants the connector reads (docs/design.md#several-microsoft-tenants): the home tenant, always there
+unless paused, and the tenants an admin added, each `pending` until its own admin consents, `confirming` while the
+connector waits for that consent to reach a token (confirmation.py), then `active`.
 
 All of them live in one store document under its ETag, so two admins adding at once never lose one another's
 tenant, and a consent `state` is taken once: the write that clears it is conditional on the version it read.
@@ -21,7 +21,7 @@ from shared.auth import new_state
 from shared.problems import FieldError, NotConfigured, NotFound, SecureScoreUnavailable, ValidationFailed
 from shared.runs import TENANTS
 from shared.services import Services
-from shared.store import StoreConflict
+from shared.store import update_document
 from shared.text import clean_line, printable
 from shared.tickets import HOME, TENANT_ID, tenant_filter
 
@@ -54,16 +54,11 @@ def change(services: Services, edit: Any) -> Any:
 
 
 def _change(services: Services, edit: Any) -> Any:
-    for _ in range(10):
-        document, etag = _load(services)
+    def edited(document: dict[str, Any]) -> Any:
         document.setdefault("tenants", {})
-        answer = edit(document)
-        try:
-            services.store.put_document(DOCUMENT, document, etag)
-        except StoreConflict:
-            continue
-        return answer
-    raise StoreConflict("the tenants kept changing")
+        return edit(document)
+
+    return update_document(services.store, DOCUMENT, edited)
 
 
 def registered(services: Services) -> dict[str, dict[str, Any]]:

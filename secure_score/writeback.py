@@ -1,4 +1,4 @@
-"""Write-back (DESIGN section 9): each ticket's number, status and link in its Secure Score control's notes.
+"""Write-back (docs/design.md#secure-score): each ticket's number, status and link in its Secure Score control's notes.
 
 The connector never undoes a person's decision: just before each write it reads the control as Graph holds it now
 and carries that read's `state` (an admin's `Ignored` or `ThirdParty` of a minute ago) and `assignedTo` (an

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from shared.fieldmap import FieldMap, parse_field_map
+from shared.fieldmap import SERVICENOW_NAME, FieldMap, parse_field_map
 from shared.text import ascii_int
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -35,7 +35,6 @@ DEFAULT_TENANT_PARALLELISM = 8
 # https://www.servicenow.com/docs/r/yokohama/platform-administration/platform-performance/c_DefaultQuotaRules.html).
 DEFAULT_IN_DOUBT_SECONDS = 120
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
 
 class InvalidSetting(ValueError):
@@ -190,7 +189,8 @@ class Settings:
     secure_score_write_back: str = "comment"  # comment | off
     secure_score_auto_resolve: bool = True
     azure_client_id: str | None = None  # the user-assigned managed identity azure-identity uses in Azure
-    reader_app_client_id: str | None = None  # the multi-tenant reader app (DESIGN 12); unset: the home tenant only
+    # the multi-tenant reader app (docs/design.md#several-microsoft-tenants); unset: the home tenant only
+    reader_app_client_id: str | None = None
     tenant_parallelism: int = DEFAULT_TENANT_PARALLELISM  # tenants one refresh reads at a time
     in_doubt_seconds: int = DEFAULT_IN_DOUBT_SECONDS  # no second POST this soon after one that got no answer
     app_url: str | None = None  # the app's public base URL: links, the consent redirect
@@ -198,7 +198,8 @@ class Settings:
 
 
 def running_in_azure(env: Mapping[str, str]) -> bool:
-    """The one definition of "running in Azure" (DESIGN section 10), for every decision the app makes on it.
+    """The one definition of "running in Azure" (docs/design.md#portal-and-sign-in), for every decision the app makes on
+    it.
 
     The platform sets `WEBSITE_INSTANCE_ID` on App Service plans and `WEBSITE_SITE_NAME` on every plan; Flex
     Consumption sets no `WEBSITE_INSTANCE_ID` (azure-functions-host `EnvironmentExtensions.IsAppService` and its
@@ -267,7 +268,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
 
     table = (get("SERVICENOW_TABLE") or DEFAULT_TABLE).lower()
-    if not _TABLE_NAME.match(table):
+    if not SERVICENOW_NAME.fullmatch(table):
         issues.append(SettingIssue("SERVICENOW_TABLE", f"'{table}' is not a ServiceNow table name"))
         table = DEFAULT_TABLE
 

@@ -1,4 +1,4 @@
-"""ServiceNow connections (DESIGN 13): one instance with its OAuth client and tokens each.
+"""ServiceNow connections (docs/design.md#connections-and-routes): one instance with its OAuth client and tokens each.
 
 The `default` connection is the one the settings describe (`SERVICENOW_INSTANCE`, ...), as before connections:
 its client secret and tokens keep their secret names and its tickets carry no connection. The others are added by

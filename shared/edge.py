@@ -1,4 +1,4 @@
-"""The edge: every request's input is checked here, once, before route logic sees it (DESIGN section 11).
+"""The edge: every request's input is checked here, once, before route logic sees it (docs/design.md#robustness).
 
 - The problem `instance` is the request path; `Host` and `X-Forwarded-*` are never echoed.
 - Query values are valid one-line text of bounded length.
@@ -6,7 +6,7 @@
   strict UTF-8; nesting deeper than `MAX_DEPTH` is refused by a linear scan *before* the parser runs, so no
   input reaches a recursion limit; every string (keys too) is free of lone surrogates and NUL; NaN and
   Infinity are not JSON; an integer too long to convert is refused, not raised.
-- Unsafe methods refuse a cross-site `Origin` (browser sessions are cookies: DESIGN section 10).
+- Unsafe methods refuse a cross-site `Origin` (browser sessions are cookies: docs/design.md#portal-and-sign-in).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where each ticket field goes in ServiceNow (DESIGN section 5), and how its states read back.
+"""Where each ticket field goes in ServiceNow (docs/design.md#servicenow-mapping), and how its states read back.
 
 `SERVICENOW_FIELD_MAP` overrides any entry: `{"recommendation_source": "u_recommendation_source"}` adds a
 custom field, `""` leaves a field out, and `"states": {"10": "new", ...}` maps another table's states.
@@ -39,7 +39,9 @@ INCIDENT_STATES: dict[str, str] = {
     "7": "closed",
     "8": "canceled",
 }
-_FIELD = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
+# A ServiceNow table or column name, as the platform makes them: a lower-case letter, then up to 79 of a-z, 0-9, _.
+# Always used with fullmatch (a `$` pattern with `match` would let a trailing newline through).
+SERVICENOW_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ def parse_field_map(raw: Any, table: str) -> FieldMap:
     for key, value in raw.items():
         if key == "resolution_code" and isinstance(value, dict):
             target, code = value.get("field"), value.get("value")
-            if not (isinstance(target, str) and _FIELD.match(target) and isinstance(code, str) and 0 < len(code) <= 80
-                    and "^" not in code and code.isprintable()):  # fmt: skip
+            if not (isinstance(target, str) and SERVICENOW_NAME.fullmatch(target) and isinstance(code, str)
+                    and 0 < len(code) <= 80 and "^" not in code and code.isprintable()):  # fmt: skip
                 raise ValueError('\'resolution_code\' must be {"field": "close_code", "value": "<one of its choices>"}')
             fields["resolution_code"], resolution_code = target, code
             continue
@@ -81,7 +83,7 @@ def parse_field_map(raw: Any, table: str) -> FieldMap:
             continue
         if key not in DEFAULT_FIELDS:
             raise ValueError(f"'{key}' is not a ticket field; known: {', '.join(DEFAULT_FIELDS)}, states")
-        if not isinstance(value, str) or (value and not _FIELD.match(value)):
+        if not isinstance(value, str) or (value and not SERVICENOW_NAME.fullmatch(value)):
             raise ValueError(f"'{key}' must name a ServiceNow field such as 'u_{key}', or be \"\"")
         if not value and key in REQUIRED:
             raise ValueError(f"'{key}' cannot be left out")

@@ -1,8 +1,8 @@
-"""Microsoft Graph: the Secure Score reads and the control-profile update (DESIGN section 9).
+"""Microsoft Graph: the Secure Score reads and the control-profile update (docs/design.md#secure-score).
 
 httpx with a token from azure-identity (`DefaultAzureCredential`: the user-assigned managed identity in
 Azure, `AZURE_CLIENT_ID`) for `{GRAPH_URL}/.default`. Not the msgraph SDK: its model drops the PATCH fields
-the connector writes (reference/microsoft-graph-secure-score.md). Only URLs on `GRAPH_URL`'s host are
+the connector writes (docs/design.md#microsoft-graph-facts). Only URLs on `GRAPH_URL`'s host are
 requested (every `@odata.nextLink` is checked; host names compare case-insensitively), redirects are never
 followed, at most 4 requests are in flight (Graph's limit for these resources), every response is read whole
 within its deadline, and 429/5xx are retried by the same rules as ServiceNow's.
@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from shared import deadlines
-from shared.graph_tokens import HOME, GraphTokens, unverified_claims
+from shared.graph_tokens import GraphTokens, unverified_claims
 from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable, TenantNotConsented
 from shared.retries import (
     RETRY_STATUSES,
@@ -37,6 +37,7 @@ from shared.retries import (
     with_retries,
 )
 from shared.text import printable
+from shared.tickets import HOME
 
 T = TypeVar("T")
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's well-known application id
@@ -325,7 +326,7 @@ class GraphClient:
 
     def secure_scores(self, top: int, *, count: RequestCount | None = None, tenant: str = HOME) -> Listing:
         """The newest `top` daily snapshots, newest first. Graph adds an `@odata.nextLink` even to `$top=1`:
-        it is ignored, as the reference advises."""
+        it is ignored (docs/design.md#secure-score)."""
         url = f"{self.base_url}/v1.0/security/secureScores?$top={int(top)}"
         response = self._call("GET", url, count=count, tenant=tenant)
         body = self._json(response)

@@ -1,4 +1,4 @@
-"""Tokens for Microsoft Graph, with no secret anywhere (DESIGN 12).
+"""Tokens for Microsoft Graph, with no secret anywhere (docs/design.md#several-microsoft-tenants).
 
 The home tenant's come from the managed identity (`DefaultAzureCredential`: the user-assigned identity in Azure).
 Another tenant's come from the multi-tenant reader app, whose federated credential trusts that identity: the
@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 from shared import deadlines, entra_errors
 from shared.problems import SecureScoreUnavailable, TenantNotConsented
 
-HOME = ""
 # The federated credential's audience by the cloud's login host (learn `entra/workload-id/workload-identity-
 # federation-config-app-trust-managed-identity`: Public, Fairfax, Mooncake, USNat, USSec; msgraph-bicep-types
 # `quickstart-templates/msi-as-a-fic-secretless/main.bicep`). The hosts: Azure's cloud metadata

@@ -1,5 +1,5 @@
 """What ServiceNow's record says, applied to the store: the one place the status sync, a push notice and a Secure
-Score edge bring a ticket up to date, so they all follow the same rules (DESIGN section 11):
+Score edge bring a ticket up to date, so they all follow the same rules (docs/design.md#robustness):
 
 - never back to an older version of the record (`sys_mod_count`, then `sys_updated_on`), so order, replays and
   overlapping runs end where one run would;
@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from shared.claims import take_claim
 from shared.problems import ConnectorError
+from shared.recommendation_claims import take_claim
 from shared.runs import failure_entry, merge_failures
 from shared.services import Services
-from shared.store import StoreConflict, TicketStore
+from shared.store import StoreConflict, TicketStore, change_ticket, update_conditionally
 from shared.tickets import CLOSED_STATUSES, SERVICENOW_TIME, Ticket, mod_count
 
 log = logging.getLogger(__name__)
@@ -54,16 +54,14 @@ def record_fields(services: Services) -> str:
 
 
 def update_sync_state(store: TicketStore, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Change the sync's run state under its ETag, re-reading on a lost race."""
-    for _ in range(10):
-        found = store.get_sync_state()
-        state, etag = (dict(found[0]), found[1]) if found else ({}, None)
-        try:
-            store.put_sync_state(change(state), etag)
-            return
-        except StoreConflict:
-            continue
-    raise StoreConflict("the sync state kept changing")
+    """Change the sync's run state under its ETag, re-reading on a lost race (`change` returns the new state)."""
+
+    def edit(state: dict[str, Any]) -> None:
+        changed = change(dict(state))
+        state.clear()
+        state.update(changed)
+
+    update_conditionally(store.get_sync_state, store.put_sync_state, edit, "the sync state")
 
 
 def note_failures(store: TicketStore, changes: dict[str, dict[str, Any] | None]) -> None:
@@ -161,17 +159,21 @@ def retake_claim(services: Services, ticket: Ticket, changes: dict[str, dict[str
 
 def mark_missing(services: Services, ticket_id: str) -> bool:
     """ServiceNow no longer shows the record (deleted, or hidden by ACLs): the ticket is `missing`, not dropped."""
-    store = services.store
-    for _ in range(10):
-        found = store.get_ticket(ticket_id)
-        if found is None or found[0].status == "missing" or not services.connection.serves(found[0]):
-            return False
-        ticket, etag = found
+    marked: list[Ticket] = []
+
+    def mark(ticket: Ticket) -> Ticket | None:
+        marked.clear()
+        if ticket.status == "missing" or not services.connection.serves(ticket):
+            return None
         now = services.clock().isoformat()
-        try:
-            store.update_ticket(replace(ticket, status="missing", updated_at=now, synced_at=now), etag)
-        except StoreConflict:
-            continue
-        log.warning("Ticket %s (%s) is gone from ServiceNow or hidden by ACLs", ticket.number, ticket.sys_id)
-        return True
-    return False
+        marked.append(replace(ticket, status="missing", updated_at=now, synced_at=now))
+        return marked[0]
+
+    try:
+        change_ticket(services.store, ticket_id, mark)
+    except StoreConflict:
+        return False  # it kept changing: the next run looks again
+    if not marked:
+        return False
+    log.warning("Ticket %s (%s) is gone from ServiceNow or hidden by ACLs", marked[0].number, marked[0].sys_id)
+    return True

@@ -1,5 +1,5 @@
-"""Batch-run bookkeeping shared by the status sync and the Secure Score refresh (DESIGN section 11): one bad item
-never stops the others. A failing item is recorded on its ticket and in the run state's `failures` (which
+"""Batch-run bookkeeping shared by the status sync and the Secure Score refresh (docs/design.md#robustness): one bad
+item never stops the others. A failing item is recorded on its ticket and in the run state's `failures` (which
 provisioning lists), skipped, and retried by later runs at most MAX_ITEM_ATTEMPTS times."""
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ class Services:
         self._parent: Services | None = None  # for another connection's services: the app's own
         self._scoped: dict[str, Services] = {}
 
-    # -- connections (DESIGN 13) ---------------------------------------------------------------
+    # -- connections (docs/design.md#connections-and-routes) -----------------------------------------------------------
 
     def connections(self) -> list[Connection]:
         """The default connection (when its settings are there) and every added one, by id."""
@@ -275,7 +275,7 @@ class Services:
         return self._authenticator
 
     def caller(self, headers: Mapping[str, str]) -> Caller:
-        """Who is calling (DESIGN section 10; shared/signin.py says which principal headers count)."""
+        """Who is calling (docs/design.md#portal-and-sign-in; shared/signin.py says which principal headers count)."""
         from shared.signin import identify
 
         return identify(self.settings, self._entra(), headers)

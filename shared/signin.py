@@ -1,4 +1,5 @@
-"""Who is calling (DESIGN section 10): a client's Entra bearer token, or App Service Authentication's principal.
+"""Who is calling (docs/design.md#portal-and-sign-in): a client's Entra bearer token, or App Service Authentication's
+principal.
 
 The principal header (`X-MS-CLIENT-PRINCIPAL`) names the caller only when something trustworthy put it there:
 

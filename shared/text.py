@@ -1,4 +1,4 @@
-"""What counts as acceptable text from outside (callers, ServiceNow, Graph, push notices): DESIGN section 11.
+"""What counts as acceptable text from outside (callers, ServiceNow, Graph, push notices): docs/design.md#robustness.
 
 Everywhere: valid Unicode (no lone surrogate) and no NUL. Multi-line text also refuses the other C0 and C1
 control characters except tab, CR and LF. One-line text additionally refuses line and paragraph separators,

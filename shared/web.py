@@ -108,7 +108,7 @@ def handle(
     on_error: Callable[[ConnectorError], func.HttpResponse] | None = None,
     multi_line: frozenset[str] = frozenset(),
 ) -> func.HttpResponse:
-    """Run a function body: the edge's checks (DESIGN section 11), the caller and the app `role` it needs
+    """Run a function body: the edge's checks (docs/design.md#robustness), the caller and the app `role` it needs
     (the two anonymous routes, which ServiceNow's redirect and its business rule call, pass
     `authenticate=False`), then `action`. A `ConnectorError` becomes its problem (or
     `on_error`'s page); anything else is logged by type only (messages may quote a request) and answered as a

@@ -5,8 +5,8 @@ connection's is the Key Vault secret `servicenow-webhook-secret`, as before conn
 minted when it is added (`servicenow-webhook-secret-{id}`), and its notices name it (`?connection={id}`). A notice is
 checked with the key of the connection it names, and acts only on that connection's tickets, so one instance's admin
 (who holds that instance's key) can never move another customer's ticket. The signature is base64. A notice older or
-newer than five minutes is refused. A notice is a hint, not the truth (DESIGN section 11): it names a `sys_id`, the
-connector reads that record from ServiceNow (one GET, only the fields it needs) and applies what
+newer than five minutes is refused. A notice is a hint, not the truth (docs/design.md#robustness): it names a `sys_id`,
+the connector reads that record from ServiceNow (one GET, only the fields it needs) and applies what
 ServiceNow says, so order, replays, equal timestamps or a forged time cannot move a ticket backwards.
 """
 

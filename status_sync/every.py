@@ -1,5 +1,5 @@
-"""The status sync of every connection (DESIGN 13): each one its own run, with its own watermark, sweep, failures
-and deadline, at most four at a time; one connection's failure never stops another's.
+"""The status sync of every connection (docs/design.md#connections-and-routes): each one its own run, with its own
+watermark, sweep, failures and deadline, at most four at a time; one connection's failure never stops another's.
 
 The whole timer run has a deadline too (TOTAL x the run deadline, well inside host.json's ten-minute
 functionTimeout), and the connection synced longest ago goes first, so slow instances cannot keep the same others
@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from shared import deadlines
 from shared.connections import Connection
 from shared.services import Services
-from status_sync.sync import StatusSync, SyncResult
+from status_sync.reader import SyncResult
+from status_sync.sync import StatusSync
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,9 @@ def settle_own_record(services: Services, row: dict[str, Any]) -> str | None:
     holder_id = services.store.claim_holder(claim_key(tenant, control))
     found = services.store.get_ticket(holder_id) if holder_id else None
     if found is None or not services.connection.serves(found[0]):
-        return None  # no ticket for it yet, or one on another instance (a clone shares correlation ids; DESIGN 15)
+        # no ticket for it yet, or one on another instance (a clone shares correlation ids;
+        # docs/design.md#isolation-between-customers)
+        return None
     holder = found[0]
     if holder.status == "pending":
         return link_to_pending(services, holder, row)

@@ -7,17 +7,14 @@ resumes it (create_ticket's exactly-once rules find the record if an earlier att
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from create_ticket.creation import creator_for
 from shared import deadlines
 from shared.problems import Conflict
 from shared.runs import MAX_ITEM_ATTEMPTS, Failures, describe, failure_entry, record_ticket_error
 from shared.services import Services
-
-if TYPE_CHECKING:
-    from status_sync.index import Index
-    from status_sync.sync import SyncResult
+from status_sync.index import Index
+from status_sync.reader import SyncResult
 
 RESUME_PER_RUN = 20
 

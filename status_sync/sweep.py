@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from shared import deadlines
 from shared.problems import ConnectorError
 from shared.records import mark_missing, update_sync_state
 from shared.tickets import SYS_ID
-
-if TYPE_CHECKING:
-    from status_sync.index import Index
-    from status_sync.sync import StatusSync, SyncResult
+from status_sync.index import Index
+from status_sync.reader import RecordReader, SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +42,10 @@ def position_at(fraction: float) -> str:
 
 
 class Sweep:
-    def __init__(self, sync: StatusSync) -> None:
-        self._sync = sync
-        self._services = sync.services
-        self._store = sync.services.store
+    def __init__(self, reader: RecordReader) -> None:
+        self._reader = reader
+        self._services = reader.services
+        self._store = reader.services.store
 
     def run(self, index: Index, result: SyncResult, since: str | None) -> None:
         self._deletions(index, result, since)
@@ -100,11 +97,11 @@ class Sweep:
         tracked = dict(batch)
         for sys_id, ticket_id in batch:
             index.add(sys_id, ticket_id)
-        rows, _ = self._sync.list_records(f"sys_idIN{','.join(tracked)}", len(tracked), result)
+        rows, _ = self._reader.list_records(f"sys_idIN{','.join(tracked)}", len(tracked), result)
         seen = set()
         for row in rows:
             seen.add(str(row.get("sys_id")))
-            self._sync.apply_isolated(row, index, result)
+            self._reader.apply_isolated(row, index, result)
         for sys_id in set(tracked) - seen:  # deleted, or hidden by ACLs
             if mark_missing(self._services, tracked[sys_id]):
                 result.missing += 1
@@ -123,7 +120,7 @@ class Sweep:
         table = self._services.settings.table  # validated as a table name: safe in the query
         query = f"tablename={table}^sys_created_on>={since}^ORDERBYsys_created_on"
         try:
-            rows, _ = self._sync.list_records(
+            rows, _ = self._reader.list_records(
                 query, 100, result, table=AUDIT_TABLE, fields="documentkey,sys_created_on"
             )
         except ConnectorError as exc:

@@ -5,7 +5,7 @@ and says so, and the next run resumes):
 1. resumes tickets whose creation was left pending (a crash, or retries that ran out);
 2. reads the records changed since the watermark, minus an overlap window, in pages ordered by
    (sys_updated_on, sys_id), until ServiceNow's `Link` header names no next page. ServiceNow applies
-   `sysparm_limit` before ACLs (reference/servicenow-api.md), so a page can come back short, or empty, while more
+   `sysparm_limit` before ACLs (docs/design.md#servicenow-facts), so a page can come back short, or empty, while more
    follow: a page with visible rows moves a keyset cursor past them (a record updated mid-scan moves behind the
    cursor and is read again with its new state; nothing is skipped); a page of hidden rows is stepped over by
    offset. After each page the watermark advances (ETag-guarded), so a run killed anywhere resumes from its
@@ -16,6 +16,8 @@ and says so, and the next run resumes):
    one and never acted on;
 4. verifies a slice of the tracked open records (the rolling sweep, `status_sync/sweep.py`): deleted or hidden ones
    are marked `missing`, never dropped.
+Every record is read and applied through the run's `RecordReader` (status_sync/reader.py), one at a time: a
+record that fails is kept on its item and skipped.
 Every update is conditional on the row's ETag and never moves a ticket back to an older ServiceNow state
 (`shared/records.py`), so overlapping runs (or a push notice racing a run) end where one run would.
 """
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -36,61 +37,30 @@ from shared.problems import (
     NotConfigured,
     NotConnected,
     ReauthorizationRequired,
-    ServiceNowUnavailable,
-    StoreUnavailable,
 )
-from shared.records import apply_record, record_fields, update_sync_state
+from shared.records import update_sync_state
 from shared.runs import (
     MAX_ITEM_ATTEMPTS as MAX_ITEM_ATTEMPTS,
 )
 from shared.runs import (
     Failures,
     describe,
-    failure_entry,
-    listed_errors,
     merge_failures,
-    record_ticket_error,
 )
 from shared.services import Services
 from shared.telemetry import record_sync
-from shared.text import printable
-from shared.tickets import CORRELATION_PREFIX, SERVICENOW_TIME, SYS_ID, RecordRefused
-from status_sync.adoption import Adoption
+from shared.tickets import CORRELATION_PREFIX, SERVICENOW_TIME, SYS_ID
 from status_sync.index import Index
-from status_sync.own_records import settle_own_record
 from status_sync.pending import forget_recovered, resume_pending
+from status_sync.reader import SYSTEMIC, RecordReader, SyncResult
+from status_sync.sweep import Sweep
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100
 OVERLAP = timedelta(minutes=2)
-RESUME_PER_RUN = 20
 MAX_PAGES = 1000  # a bound on one run's scan, whatever an instance answers
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-# Failures of the whole run (nothing else could succeed either): the run stops, fails, and is retried.
-SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, StoreUnavailable)
-
-
-@dataclass
-class SyncResult:
-    at: str
-    status: str = "ok"  # ok | partial (stopped at its deadline) | failed | skipped
-    changed: int = 0
-    adopted: int = 0
-    resumed: int = 0
-    missing: int = 0
-    requests: int = 0
-    pages: int = 0
-    reconciled: bool = False  # the sweep verified records this run
-    verified: int = 0  # records the sweep asked ServiceNow about
-    errors: list[str] = field(default_factory=list)
-    duration_ms: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["durationMs"] = data.pop("duration_ms")
-        data["errors"] = listed_errors(self.errors)
-        return data
 
 
 def has_next(response: httpx.Response) -> bool:
@@ -117,8 +87,7 @@ class StatusSync:
         self._page_size = page_size
         self._overlap = overlap
         self._failures = Failures(None, services.clock().isoformat())
-        self._seen: list[str] = []  # tickets this run read from ServiceNow
-        self._adoption = Adoption(services)  # the routes and tenants adoption goes by, read once per run
+        self._reader: RecordReader | None = None  # made when the run has read its stored failures
 
     @property
     def services(self) -> Services:
@@ -131,8 +100,6 @@ class StatusSync:
             return self._run()
 
     def _run(self) -> SyncResult:
-        from status_sync.sweep import Sweep
-
         services = self._services
         started = time.monotonic()
         now = services.clock()
@@ -147,12 +114,13 @@ class StatusSync:
         index = Index(self._store)
         found = self._store.get_sync_state()
         self._failures = Failures((found[0] if found else {}).get("failures"), now.isoformat())
+        reader = self._reader = RecordReader(services, self._failures)
         try:
             forget_recovered(services, self._failures)
             resume_pending(services, self._failures, index, result, SYSTEMIC)
-            self._retry_failed_records(index, result)
-            since = self._incremental(index, result)
-            Sweep(self).run(index, result, since)
+            self._retry_failed_records(reader, index, result)
+            since = self._incremental(reader, index, result)
+            Sweep(reader).run(index, result, since)
         except deadlines.RunOutOfTime:
             result.status = "partial"
             result.errors.append(f"The run reached its deadline ({services.run_deadline:g} s) and stopped; the next "
@@ -170,10 +138,11 @@ class StatusSync:
         """The notes of Secure Score controls whose tickets this run saw change (never fails the run)."""
         from secure_score.refresh import SecureScoreSync  # the status sync hands changes to Secure Score, one way
 
-        if not self._seen:
+        seen = self._reader.seen if self._reader else []
+        if not seen:
             return
         try:
-            SecureScoreSync(self._services).write_back_for(self._seen)
+            SecureScoreSync(self._services).write_back_for(seen)
         except Exception as exc:
             log.warning("Write-back to Secure Score after the status sync failed (%s)", describe(exc)[0])
 
@@ -196,26 +165,22 @@ class StatusSync:
         )  # fmt: skip
         return result
 
-    def _retry_failed_records(self, index: Index, result: SyncResult) -> None:
+    def _retry_failed_records(self, reader: RecordReader, index: Index, result: SyncResult) -> None:
         """Records that failed in an earlier run, asked for again (one request), a bounded number of times."""
         due = self._failures.retryable("record")
         if not due:
             return
-        rows, _ = self.list_records(f"sys_idIN{','.join(due)}", len(due), result)
+        rows, _ = reader.list_records(f"sys_idIN{','.join(due)}", len(due), result)
         seen = set()
         for row in rows:
             seen.add(str(row.get("sys_id")))
-            self.apply_isolated(row, index, result)
+            reader.apply_isolated(row, index, result)
         for sys_id in set(due) - seen:  # gone from ServiceNow or hidden: nothing left to retry
             self._failures.clear(f"record:{sys_id}")
 
     # -- 2. changed records ---------------------------------------------------------------------
 
-    @staticmethod
-    def fields(services: Services) -> str:
-        return record_fields(services)
-
-    def _incremental(self, index: Index, result: SyncResult) -> str | None:
+    def _incremental(self, reader: RecordReader, index: Index, result: SyncResult) -> str | None:
         """The changed records, page by page until the last; returns the window's start (None on a first run)."""
         found = self._store.get_sync_state()
         watermark = (found[0] if found else {}).get("watermark")
@@ -237,12 +202,12 @@ class StatusSync:
                 query = f"{base}^sys_updated_on>={since}{order}"
             else:
                 query = base + order
-            rows, response = self.list_records(query, self._page_size, result, offset=offset)
+            rows, response = reader.list_records(query, self._page_size, result, offset=offset)
             result.pages += 1
             clock = clock or server_time(response, self._services.clock())
             newest = cursor
             for row in rows:
-                self.apply_isolated(row, index, result)
+                reader.apply_isolated(row, index, result)
                 stamp, row_id = str(row.get("sys_updated_on") or ""), str(row.get("sys_id") or "")
                 if SERVICENOW_TIME.fullmatch(stamp) and SYS_ID.fullmatch(row_id):
                     newest = max(newest, (stamp, row_id)) if newest else (stamp, row_id)
@@ -274,70 +239,3 @@ class StatusSync:
             return state
 
         update_sync_state(self._store, advance)
-
-    def list_records(
-        self, query: str, limit: int, result: SyncResult, *, offset: int = 0, table: str | None = None,
-        fields: str | None = None,
-    ) -> tuple[list[dict[str, Any]], httpx.Response]:  # fmt: skip
-        services = self._services
-        result.requests += 1
-        params = {
-            "sysparm_query": query,
-            "sysparm_fields": fields or record_fields(services),
-            "sysparm_limit": str(limit),
-            "sysparm_exclude_reference_link": "true",
-        }
-        if offset:
-            params["sysparm_offset"] = str(offset)
-        return services.servicenow.table_list(services.tokens, table or services.settings.table, params)
-
-    # -- applying one record --------------------------------------------------------------------
-
-    def apply_isolated(self, row: dict[str, Any], index: Index, result: SyncResult) -> None:
-        """One record: a failure is recorded (on its ticket, in provisioning) and skipped; the run goes on."""
-        sys_id = str(row.get("sys_id") or "")
-        key = f"record:{printable(sys_id, 40)}"
-        version = printable(f"{row.get('sys_mod_count') or ''}@{row.get('sys_updated_on') or ''}", 60)
-        if self._failures.settled(key, version):
-            return
-        try:
-            self._apply(row, index, result)
-        except SYSTEMIC:
-            raise
-        except Exception as exc:
-            number = printable(str(row.get("number") or ""), 40) or None
-            code, detail = describe(exc)
-            result.errors.append(f"record {number or sys_id[:40]}: {code}: {detail}")
-            ticket_id = index.get(sys_id) if SYS_ID.fullmatch(sys_id) else None
-            if ticket_id is not None:
-                record_ticket_error(self._store, self._failures.now, ticket_id, exc, source="sync")
-            attempts = self._failures.attempts(key) + 1
-            entry = failure_entry("record", printable(sys_id, 40), number, exc, self._failures.now, attempts)
-            connection = self._services.connection  # where the record was found (DESIGN 15: listed with where)
-            self._failures.record(key, {**entry, "version": version, "connection": connection.id,
-                                        "instance": connection.instance_url})  # fmt: skip
-        else:
-            self._failures.clear(key)
-
-    def _apply(self, row: dict[str, Any], index: Index, result: SyncResult) -> None:
-        sys_id = str(row.get("sys_id") or "")
-        if not SYS_ID.fullmatch(sys_id):
-            raise RecordRefused("ServiceNow returned a record without a valid sys_id")
-        ticket_id = index.get(sys_id) or self._settle_own(row, index)  # DESIGN 11b, before any adoption
-        if ticket_id is None:
-            adopted = self._adoption.adopt(row)
-            index.add(sys_id, adopted.id)
-            result.adopted += 1
-            self._seen.append(adopted.id)
-            return
-        if apply_record(self._services, ticket_id, row):
-            result.changed += 1
-        self._seen.append(ticket_id)
-
-    def _settle_own(self, row: dict[str, Any], index: Index) -> str | None:
-        """A record of the connector's own the index does not know (status_sync/own_records.py): a pending
-        create's, linked to it; or the newer of two open records of its own, cancelled. None: adoption decides."""
-        ticket_id = settle_own_record(self._services, row)
-        if ticket_id is not None:
-            index.add(str(row["sys_id"]), ticket_id)
-        return ticket_id

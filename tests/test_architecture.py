@@ -1,5 +1,5 @@
-"""The architecture as code (DESIGN 2): the import-linter contracts in pyproject.toml hold, each one fails on a
-planted violation (so none passes vacuously), and no module of the app outgrows one sitting."""
+"""The architecture as code (docs/design.md#layout-and-ownership): the import-linter contracts in pyproject.toml hold,
+each one fails on a planted violation (so none passes vacuously), and no module of the app outgrows one sitting."""
 
 from __future__ import annotations
 
@@ -64,6 +64,23 @@ def test_each_contract_fails_on_a_planted_violation(tree, contract):
         for path in planted:
             path.unlink()
     assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
+
+
+def test_a_circle_hidden_under_type_checking_or_inside_a_function_is_a_circle(tree):
+    """The sync and its sweep once imported each other this way, out of the contract's sight."""
+    planted = {
+        tree / "status_sync" / "_planted_a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    import status_sync._planted_b\n",
+        tree / "status_sync" / "_planted_b.py": "def later() -> None:\n    import status_sync._planted_a\n",
+    }
+    for path, source in planted.items():
+        path.write_text(source)
+    try:
+        result = _lint(tree, "acyclic")
+    finally:
+        for path in planted:
+            path.unlink()
+    assert result.returncode != 0 and "No cycles are allowed in status_sync" in result.stdout, result.stdout[-2000:]
 
 
 def test_independent_features_may_not_import_each_other(tree):

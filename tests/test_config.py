@@ -127,6 +127,7 @@ def test_website_hostname_alone_is_not_azure_core_tools_sets_it_locally():
         ("SERVICENOW_TABLE", "incident; drop"),
         ("SERVICENOW_FIELD_MAP", "[1, 2]"),
         ("SERVICENOW_FIELD_MAP", "{not json"),
+        ("SERVICENOW_FIELD_MAP", '{"description": "description\\n"}'),  # a name is all of the value, no newline after
         ("OAUTH_REDIRECT_URI", "http://connector.example.net/api/oauth/callback"),
         ("KEY_VAULT_URL", "http://vault"),
         ("TICKET_STORE", "postgres://x"),

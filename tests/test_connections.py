@@ -1,6 +1,6 @@
-"""ServiceNow connections (DESIGN 13) over two simulated instances: adding one (its secret kept, never shown),
-connecting it through the one OAuth callback, its own tokens, provisioning and status sync, one failing connection
-never stopping the other, and removing one only when nothing depends on it."""
+"""ServiceNow connections (docs/design.md#connections-and-routes) over two simulated instances: adding one (its secret
+kept, never shown), connecting it through the one OAuth callback, its own tokens, provisioning and status sync, one
+failing connection never stopping the other, and removing one only when nothing depends on it."""
 
 from __future__ import annotations
 
@@ -222,8 +222,8 @@ def test_a_connection_a_saved_route_names_is_not_removed_and_the_rule_is_named(b
 
 
 def test_a_connection_in_use_two_ways_is_refused_once_naming_every_reason(both, second):
-    """Issue 29, item 6 (DESIGN 13b): one refusal with every reason, the rules by name and the open tickets by
-    number, and where each is changed (the Routes view); nothing removed, nothing fenced off."""
+    """Issue 29, item 6 (docs/design.md#where-the-admin-reads-what): one refusal with every reason, the rules by name
+    and the open tickets by number, and where each is changed (the Routes view); nothing removed, nothing fenced off."""
     first, other = ticket_on(both, "fabrikam", "OnSecond"), ticket_on(both, "fabrikam", "AlsoOnSecond")
     to_fabrikam = {"connection": "fabrikam"}
     rules = [{"name": "Fabrikam's service desk", "match": {"categories": ["Identity"]}, "set": to_fabrikam},

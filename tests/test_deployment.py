@@ -517,7 +517,7 @@ def test_the_graph_preview_lists_every_graph_resource_the_bicep_declares(tmp_pat
     assert "app role `Tickets.Everything`" in preview_graph.summary(changed, {})
 
 
-# -- The reader app: other tenants (issue 20, DESIGN section 12) -------------------------------------------------
+# -- The reader app: other tenants (issue 20, docs/design.md#several-microsoft-tenants) --------------------------------
 
 
 def _reader() -> str:

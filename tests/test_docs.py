@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tests.conftest import ROOT, docs_pictures
 
-README_LIMIT = 12_000  # characters (bytes, as `wc -c` counts): read in five minutes (DESIGN section 2)
+# characters (bytes, as `wc -c` counts): read in five minutes (docs/design.md#layout-and-ownership)
+README_LIMIT = 12_000
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.DOTALL)
 _LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")

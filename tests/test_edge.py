@@ -1,4 +1,4 @@
-"""The edge (DESIGN section 11): what every route refuses before its logic runs, and that nothing is stored."""
+"""The edge (docs/design.md#robustness): what every route refuses before its logic runs, and that nothing is stored."""
 
 from __future__ import annotations
 

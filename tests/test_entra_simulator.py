@@ -1,6 +1,6 @@
-"""The Entra ID simulator answers as login.microsoftonline.com does (reference tenants-and-routing.md sections 2 and
-3), over TLS, and azure-identity's real `ClientAssertionCredential` (and MSAL itself) gets tokens from it exactly as
-the connector will: the managed identity's token as the client assertion, one credential for every tenant."""
+"""The Entra ID simulator answers as login.microsoftonline.com does (docs/design.md#entra-id-facts), over TLS, and
+azure-identity's real `ClientAssertionCredential` (and MSAL itself) gets tokens from it exactly as the connector will:
+the managed identity's token as the client assertion, one credential for every tenant."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def entra(served: ServedEntra) -> Iterator[ServedEntra]:
 
 
 def consent_url(entra: ServedEntra, tenant: str, **overrides: str) -> str:
-    """The link the connector builds (DESIGN 12): client id, `{graph}/.default`, its redirect, a state."""
+    """The link the connector builds (docs/design.md#several-microsoft-tenants): client id, `{graph}/.default`, its
+    redirect, a state."""
     params = {"client_id": READER_APP_ID, "scope": f"{GRAPH}/.default", "redirect_uri": CONSENT_REDIRECT,
               "state": "s7a8t9e", **overrides}  # fmt: skip
     return f"{entra.url}/{tenant}/v2.0/adminconsent?{urlencode(params)}"

@@ -1,4 +1,4 @@
-"""One bad record never stops the others (DESIGN section 11): a failing item is recorded on the ticket and in
+"""One bad record never stops the others (docs/design.md#robustness): a failing item is recorded on the ticket and in
 provisioning, skipped, retried a bounded number of times; the run goes on."""
 
 from __future__ import annotations

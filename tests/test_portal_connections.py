@@ -1,5 +1,5 @@
-"""The page's ServiceNow connections card (DESIGN section 13) in Chromium: the local host with App Service
-Authentication emulated and two simulated ServiceNow instances on loopback (the connector calls each over real
+"""The page's ServiceNow connections card (docs/design.md#connections-and-routes) in Chromium: the local host with App
+Service Authentication emulated and two simulated ServiceNow instances on loopback (the connector calls each over real
 HTTP at its own URL). An admin adds the second instance from the page, connects it through its consent page, sees
 both, sees each ticket's connection, is refused removing one in use with the reason; a reader sees it read-only.
 Screenshots go to tests/artifacts/."""

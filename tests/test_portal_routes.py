@@ -1,8 +1,8 @@
-"""The page's Routes view (DESIGN section 13) in Chromium: the local host with App Service Authentication emulated,
-the ServiceNow simulator (its groups and companies, two groups sharing a name) and the Graph simulator on loopback.
-An admin builds a list on the page, previews it and saves it, and the next ticket follows it; problems the
-connector names show on their rule and under their field; a save over someone else's is refused and offers theirs;
-moving and deleting keep the focus; a reader sees the list read-only. Screenshots go to tests/artifacts/."""
+"""The page's Routes view (docs/design.md#connections-and-routes) in Chromium: the local host with App Service
+Authentication emulated, the ServiceNow simulator (its groups and companies, two groups sharing a name) and the Graph
+simulator on loopback. An admin builds a list on the page, previews it and saves it, and the next ticket follows it;
+problems the connector names show on their rule and under their field; a save over someone else's is refused and offers
+theirs; moving and deleting keep the focus; a reader sees the list read-only. Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The page's tenant overview (DESIGN section 12) in Chromium: the local host with App Service Authentication
-emulated, the ServiceNow and Graph simulators, and the Entra ID simulator over TLS whose consent page a browser
-opens and accepts, as a customer's admin does. Screenshots go to tests/artifacts/."""
+"""The page's tenant overview (docs/design.md#several-microsoft-tenants) in Chromium: the local host with App Service
+Authentication emulated, the ServiceNow and Graph simulators, and the Entra ID simulator over TLS whose consent page a
+browser opens and accepts, as a customer's admin does. Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 

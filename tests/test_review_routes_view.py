@@ -1,5 +1,5 @@
-"""The Routes view (DESIGN 13) in Chromium, where a review found it wrong: a rule opened and applied unchanged, a
-pattern typed twice, a preview outliving the list it showed,
+"""The Routes view (docs/design.md#connections-and-routes) in Chromium, where a review found it wrong: a rule opened and
+applied unchanged, a pattern typed twice, a preview outliving the list it showed,
 the routes unreadable, and extra fields named twice or not at all."""
 
 from __future__ import annotations

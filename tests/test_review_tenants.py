@@ -72,9 +72,9 @@ def test_a_home_recommendation_id_never_reads_back_as_another_tenants(connected)
 
 
 def test_the_home_tenant_is_known_before_its_first_refresh(connected, entra):  # noqa: F811
-    """Without ENTRA_TENANT_ID (unset by default, DESIGN 3) the home id comes only from a stored snapshot that names
-    it, which a store from before tenants lacks and a new deployment has not made yet (its managed identity's Graph
-    grant can take hours). Meanwhile the home tenant's own domain is registered as another tenant (201, a consent
+    """Without ENTRA_TENANT_ID (unset by default, docs/design.md#settings) the home id comes only from a stored snapshot
+    that names it, which a store from before tenants lacks and a new deployment has not made yet (its managed identity's
+    Graph grant can take hours). Meanwhile the home tenant's own domain is registered as another tenant (201, a consent
     link): once consented it is read twice and its controls can be ticketed twice."""
     use(connected, entra)
     response = add(connected, HOME.domain)

@@ -1,7 +1,8 @@
-"""Routes (DESIGN 13): GET and PUT /api/routes under If-Match, every rule validated (errors naming the rule index and
-field, nothing saved), groups and companies resolved once against the rule's connection's ServiceNow (the
-simulator's sys_user_group and core_company, with two records sharing a name in each), and the preview of a proposed
-list over the current recommendations. Against the simulators, called as the worker calls the functions."""
+"""Routes (docs/design.md#connections-and-routes): GET and PUT /api/routes under If-Match, every rule validated (errors
+naming the rule index and field, nothing saved), groups and companies resolved once against the rule's connection's
+ServiceNow (the simulator's sys_user_group and core_company, with two records sharing a name in each), and the preview
+of a proposed list over the current recommendations. Against the simulators, called as the worker calls the
+functions."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from create_ticket.patterns import compile_pattern
 from create_ticket.request import NAME
-from create_ticket.route_rules import RULE_ID, TABLE
+from create_ticket.route_rules import RULE_ID
 from create_ticket.routes import MAX_RULES
 from dev.simulator.core import Fault, SimRequest
 from dev.simulator.directory import (
@@ -29,6 +30,7 @@ from dev.simulator.directory import (
     SERVICE_DESK,
     SERVICE_DESK_EMEA,
 )
+from shared.fieldmap import SERVICENOW_NAME
 from shared.problems import PROBLEM_CODES
 from shared.tickets import CATEGORY_NAME
 from tests.conftest import ROOT, Harness
@@ -243,7 +245,8 @@ def test_a_missing_name_is_named_with_the_table_and_connection(connected):
 
 def test_a_name_that_differs_only_in_case_is_taken_and_the_answer_says_so(connected):
     """ServiceNow's queries ignore case (the simulator's `=` too), so `name=fabrikam` finds "Fabrikam": the record is
-    kept under the name ServiceNow gave, and `notes` says the names differ only in case (issue 27, DESIGN 13b)."""
+    kept under the name ServiceNow gave, and `notes` says the names differ only in case (issue 27,
+    docs/design.md#where-the-admin-reads-what)."""
     response = put_routes(connected, [{"set": {"company": "fabrikam", "assignmentGroup": "identity AND access "
                                                                                         "management"}}])  # fmt: skip
     assert response.status_code == 200, response.get_body()
@@ -277,8 +280,8 @@ def test_a_missing_name_offers_the_names_like_it_that_the_instance_has(connected
 
 
 def test_every_problem_of_a_list_is_named_at_once_the_names_with_the_rest(connected):
-    """Issue 29, item 4 (DESIGN 13b): a bad priority in one rule and a missing group in another are named in one
-    answer, in the order of the list, not the group only once the priority is fixed."""
+    """Issue 29, item 4 (docs/design.md#where-the-admin-reads-what): a bad priority in one rule and a missing group in
+    another are named in one answer, in the order of the list, not the group only once the priority is fixed."""
     response = put_routes(connected, [{"set": {"priority": "urgent"}}, {"set": {"assignmentGroup": "Nobody"}},
                                       {"set": {"connection": "nowhere", "assignmentGroup": "Nobody"}}])  # fmt: skip
     problems = errors_of(response)
@@ -290,8 +293,9 @@ def test_every_problem_of_a_list_is_named_at_once_the_names_with_the_rest(connec
 
 
 def test_the_lookup_suggests_at_most_20_active_names_containing_what_is_typed(connected):
-    """Issue 29, item 4: `GET /api/connections/{id}/lookup` (DESIGN 13b), the rule editor's suggestions: the active
-    names that contain the text whatever its case, those starting with it first; at most 20."""
+    """Issue 29, item 4: `GET /api/connections/{id}/lookup` (docs/design.md#where-the-admin-reads-what), the rule
+    editor's suggestions: the active names that contain the text whatever its case, those starting with it first; at
+    most 20."""
     answer = lookup(connected, "sys_user_group", "serv")
     assert answer.status_code == 200, answer.get_body()
     found = body(answer)
@@ -510,7 +514,7 @@ def test_the_documents_patterns_are_the_validators_patterns():
     schemas = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())["components"]["schemas"]
     assert schemas["RouteRule"]["properties"]["name"]["pattern"] == NAME.pattern
     assert schemas["RouteRule"]["properties"]["id"]["pattern"] == RULE_ID.pattern
-    assert schemas["RouteSet"]["properties"]["table"]["pattern"] == TABLE.pattern
+    assert schemas["RouteSet"]["properties"]["table"]["pattern"] == f"^{SERVICENOW_NAME.pattern}$"
     assert schemas["RouteMatch"]["properties"]["categories"]["items"]["pattern"] == CATEGORY_NAME.pattern
     assert schemas["RouteSet"]["properties"]["dueInDays"]["maximum"] == 365
     assert schemas["RoutesChange"]["properties"]["routes"]["maxItems"] == MAX_RULES

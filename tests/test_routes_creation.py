@@ -1,7 +1,7 @@
-"""Creation follows the first matching route (DESIGN 13): each rule field as ServiceNow's record shows it, first match
-wins, no match goes as before routes, a preview is what creation then does, a second connection (another simulated
-instance with its own OAuth client), a ticket that waits pending on a connection not yet authorized, a resumed
-creation posting the same record, and exactly once per (tenant, control) whatever the routes."""
+"""Creation follows the first matching route (docs/design.md#connections-and-routes): each rule field as ServiceNow's
+record shows it, first match wins, no match goes as before routes, a preview is what creation then does, a second
+connection (another simulated instance with its own OAuth client), a ticket that waits pending on a connection not yet
+authorized, a resumed creation posting the same record, and exactly once per (tenant, control) whatever the routes."""
 
 from __future__ import annotations
 

@@ -312,8 +312,8 @@ def test_a_status_or_assignee_change_is_one_more_patch(ticketed):
 
 
 def test_a_control_that_refuses_updates_is_said_on_its_ticket_never_retried_and_no_failure_anywhere(scored):
-    """Issue 29, item 2 (DESIGN 13b): a documented refusal has nothing to fix, so it is said on the ticket and is no
-    failure in provisioning (the connection stays connected) nor in any run's errors."""
+    """Issue 29, item 2 (docs/design.md#where-the-admin-reads-what): a documented refusal has nothing to fix, so it is
+    said on the ticket and is no failure in provisioning (the connection stays connected) nor in any run's errors."""
     _, ticket = post(scored, {"recommendation": {"id": "scid_2016"}})
     sync(scored)
     sync(scored)

@@ -1,5 +1,5 @@
-"""Sign-in and roles (DESIGN section 10) for every route: App Service Authentication's principal, Entra bearer
-tokens, the two app roles, nothing open in Azure without sign-in, the local host's emulation, and the hostile
+"""Sign-in and roles (docs/design.md#portal-and-sign-in) for every route: App Service Authentication's principal, Entra
+bearer tokens, the two app roles, nothing open in Azure without sign-in, the local host's emulation, and the hostile
 matrix: which principal headers count, for every combination of the emulation, WEBSITE_AUTH_ENABLED and each
 Azure marker, through the app and through the local host."""
 

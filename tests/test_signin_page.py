@@ -1,5 +1,5 @@
-"""The page and sign-in without the token store (DESIGN section 10): on 401 the page sends the browser once to App
-Service Authentication's sign-in (`/.auth/login/aad?post_login_redirect_uri=/api/portal`) and never loops.
+"""The page and sign-in without the token store (docs/design.md#portal-and-sign-in): on 401 the page sends the browser
+once to App Service Authentication's sign-in (`/.auth/login/aad?post_login_redirect_uri=/api/portal`) and never loops.
 
 In a real browser against the local host, whose emulation of App Service Authentication answers an API call
 without a session with 401, as the platform does for `X-Requested-With: XMLHttpRequest`."""

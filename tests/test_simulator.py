@@ -1,4 +1,5 @@
-"""The simulator speaks ServiceNow's wire protocol (reference/servicenow-api.md), so tests against it mean something."""
+"""The simulator speaks ServiceNow's wire protocol (docs/design.md#servicenow-facts), so tests against it mean
+something."""
 
 from __future__ import annotations
 

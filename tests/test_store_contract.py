@@ -7,10 +7,19 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shared.store import IdempotencyRecord, OAuthState, SqliteTicketStore, StoreConflict, TicketStore
+from shared.store import (
+    TRIES,
+    IdempotencyRecord,
+    OAuthState,
+    SqliteTicketStore,
+    StoreConflict,
+    TicketStore,
+    update_document,
+)
 from shared.tickets import Ticket
 from tests.conftest import concurrently
 
@@ -303,6 +312,41 @@ def test_documents_are_replaced_under_their_etag(store):
     with pytest.raises(StoreConflict):
         store.put_document("run", {"a": 3}, etag)
     assert store.get_document("run") == ({"a": 2}, new)
+
+
+def test_a_document_update_that_loses_a_race_edits_the_winners_document_again(store):
+    """Every read-edit-write of a document goes through update_document: a writer that lands between the read and
+    the write is never overwritten; the edit runs again on what it wrote."""
+    store.put_document("tenants", {"tenants": {}}, None)
+    tries: list[dict[str, Any]] = []
+
+    def add_b(document: dict[str, Any]) -> str:
+        tries.append(dict(document["tenants"]))
+        if len(tries) == 1:  # another writer lands between this read and this write
+            found = store.get_document("tenants")
+            store.put_document("tenants", {"tenants": {"a": 1}}, found[1])
+        document["tenants"]["b"] = 2
+        return "added"
+
+    assert update_document(store, "tenants", add_b) == "added"
+    assert tries == [{}, {"a": 1}]
+    assert store.get_document("tenants")[0] == {"tenants": {"a": 1, "b": 2}}
+
+
+def test_a_document_update_starts_from_nothing_and_gives_up_only_after_every_try_lost(store):
+    assert update_document(store, "fresh", lambda d: d.update(n=1)) is None
+    assert store.get_document("fresh")[0] == {"n": 1}
+    tries = 0
+
+    def always_beaten(document: dict[str, Any]) -> None:
+        nonlocal tries
+        tries += 1
+        current = store.get_document("fresh")
+        store.put_document("fresh", {"n": tries}, current[1])
+
+    with pytest.raises(StoreConflict, match="fresh kept changing"):
+        update_document(store, "fresh", always_beaten)
+    assert tries == TRIES and store.get_document("fresh")[0] == {"n": TRIES}
 
 
 def test_a_document_is_deleted_and_can_be_written_anew(store):

@@ -17,7 +17,8 @@ from dev.simulator.core import SimRequest
 from shared import services as services_module
 from shared.problems import ServiceNowUnavailable
 from shared.services import Services
-from status_sync.sync import StatusSync, SyncResult
+from status_sync.reader import SyncResult
+from status_sync.sync import StatusSync
 from tests.conftest import Harness, build_services
 from tests.test_exactly_once import body_for
 from tests.test_tickets import post

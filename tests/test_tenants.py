@@ -1,7 +1,7 @@
-"""Several Microsoft tenants (DESIGN 12), end to end over the simulators: the Entra ID simulator over TLS (discovery,
-the admin consent page, the token endpoint azure-identity's ClientAssertionCredential calls with the managed
-identity's token as its assertion) and the Graph simulator serving each tenant its own data. No mocks: the consent
-page is pressed as a browser presses it, and the connector is called as the worker calls it."""
+"""Several Microsoft tenants (docs/design.md#several-microsoft-tenants), end to end over the simulators: the Entra ID
+simulator over TLS (discovery, the admin consent page, the token endpoint azure-identity's ClientAssertionCredential
+calls with the managed identity's token as its assertion) and the Graph simulator serving each tenant its own data. No
+mocks: the consent page is pressed as a browser presses it, and the connector is called as the worker calls it."""
 
 from __future__ import annotations
 
@@ -570,8 +570,8 @@ def test_a_refresh_that_finds_every_control_as_it_was_rewrites_none_and_asks_one
 
 
 def test_a_tenant_waiting_for_consent_is_its_own_check_group_and_never_the_servicenow_connections(msp):
-    """Issue 29, item 3 (DESIGN 13b): the ServiceNow connection's state is ServiceNow's alone; a Microsoft tenant's
-    health is on its row and in its own provisioning check group."""
+    """Issue 29, item 3 (docs/design.md#where-the-admin-reads-what): the ServiceNow connection's state is ServiceNow's
+    alone; a Microsoft tenant's health is on its row and in its own provisioning check group."""
     assert add(msp, FABRIKAM.domain).status_code == 201
     status = body(msp.call("provisioning", path="/provisioning"))
     fabrikam = next(c for c in status["checks"] if c.get("tenant") == FABRIKAM.id)

@@ -1,8 +1,9 @@
-"""Consent, clouds and identities as Microsoft Entra ID answers (issue 27, DESIGN 12b), over the same simulators as
-tests/test_tenants.py: the Entra ID simulator over TLS (a consent that reaches tokens only after a delay, a tenant of
-another cloud, discovery that fails for a moment, a federated credential that stops matching, an admin who signs in
-with another organisation's account, a deleted tenant) and the Graph simulator. No mocks: the consent page is pressed
-as a browser presses it, the timer and the routes are called as the worker calls them."""
+"""Consent, clouds and identities as Microsoft Entra ID answers (issue 27,
+docs/design.md#consent-clouds-and-identities), over the same simulators as tests/test_tenants.py: the Entra ID simulator
+over TLS (a consent that reaches tokens only after a delay, a tenant of another cloud, discovery that fails for a
+moment, a federated credential that stops matching, an admin who signs in with another organisation's account, a deleted
+tenant) and the Graph simulator. No mocks: the consent page is pressed as a browser presses it, the timer and the routes
+are called as the worker calls them."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from tests.conftest import Harness
 from tests.test_tenants import accepted, add, added, body, consent, entra, msp, overview, refresh, use  # noqa: F401
 
 TOKEN_PATH = "/oauth2/v2.0/token"
-RETRIES = (30, 60, 120, 240, 480)  # DESIGN 12b: about 30 s, 1, 2, 4 and 8 minutes after the consent page's own try
+# docs/design.md#consent-clouds-and-identities: about 30 s, 1, 2, 4 and 8 minutes after the consent page's own try
+RETRIES = (30, 60, 120, 240, 480)
 
 
 def token_requests(entra: Any, tenant: str) -> int:  # noqa: F811

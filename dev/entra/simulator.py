@@ -2,7 +2,7 @@
 OpenID discovery per tenant, the admin consent endpoint (consent.py), and the token endpoint for a multi-tenant
 app that proves itself with a managed identity's token (a federated identity credential), no secret anywhere.
 
-Facts and sources: ../shared/reference/tenants-and-routing.md, sections 2 and 3.
+Facts and their sources: docs/design.md#entra-id-facts.
 - `GET /{tenant}/v2.0/.well-known/openid-configuration` ({tenant}: an id or a domain): `issuer`
   `{base}/{tenant id}/v2.0` and every endpoint under the tenant *id* (learn `entra/identity-platform/
   v2-protocols-oidc`). An unknown tenant is 400 AADSTS90002 `invalid_tenant`; something that is neither a GUID nor a

@@ -3,10 +3,10 @@
 `11770.MDA_Google_*`), HTML remediation, `"Unknown"`/null costs and display-string threats, and 90 daily
 snapshots whose `controlScores` carry the undocumented fields real tenants return. As in real tenants, the
 profiles are every control Microsoft has, whatever the licences, and only 120 of them are scored for this tenant
-(one tenant measured 244 control scores against 462 profiles; reference section 7). Older snapshots have
+(one tenant measured 244 control scores against 462 profiles; docs/design.md#microsoft-graph-facts). Older snapshots have
 `description: null` and lack `lastSynced`, `count`, `total` and `on`, as captured ones do. Other tenants (a managed
-service provider's customers) see the same profiles and their own scores (`customer_scores`). Shapes:
-../shared/reference/microsoft-graph-secure-score.md. Deterministic: the same data every run.
+service provider's customers) see the same profiles and their own scores (`customer_scores`). Shapes and their
+sources: docs/design.md#microsoft-graph-facts. Deterministic: the same data every run.
 """
 
 from __future__ import annotations

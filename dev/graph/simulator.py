@@ -1,5 +1,5 @@
 """An in-memory Microsoft Graph for Secure Score, speaking the wire protocol the connector uses, as strictly as the
-public documentation reads (shapes and sources: ../shared/reference/microsoft-graph-secure-score.md).
+public documentation reads (shapes and their sources: docs/design.md#microsoft-graph-facts).
 
 - `GET /v1.0/security/secureScores` with `$top` and `$skip` (daily snapshots, newest first, with an
   `@odata.nextLink` that advances, as Graph adds one even to `$top=1`), and `GET .../secureScores/{id}`.

@@ -1,7 +1,7 @@
 """One tenant's Secure Score in the Graph simulator: its control profiles, scores and 90 days of history, its own
 switches (complete, regress, a person's state change, a removed grant, failing providers), and how many requests
 reached it and how many were in flight at once (Graph's limit of 4 concurrent requests is per app per tenant:
-learn `graph/throttling-limits`, reference tenants-and-routing.md section 4)."""
+https://learn.microsoft.com/graph/throttling-limits)."""
 
 from __future__ import annotations
 

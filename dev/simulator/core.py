@@ -2,7 +2,7 @@
 
 OAuth (`oauth_auth.do` with a consent page, `oauth_token.do`, `oauth_revoke_token.do`) and the Table API
 with ServiceNow's value shapes (all strings, reference objects), `Link` and `X-Total-Count` headers and
-error envelopes, plus fault injection. Sources for every shape: ../shared/reference/servicenow-api.md.
+error envelopes, plus fault injection. Sources for every shape: docs/design.md#servicenow-facts.
 `handle()` is transport-neutral: `transport.py` serves it in process (httpx) and on a loopback port.
 """
 
@@ -876,7 +876,7 @@ def _page(status: int, title: str, message: str) -> SimResponse:
 def _links(request: SimRequest, offset: int, limit: int, total: int | None, more: bool) -> str:
     """The `Link` header a real instance sends: first, prev (not on the first page), next (while more follow)
     and last (when the total is counted); none at all when everything fits one page
-    (reference/servicenow-api.md, ServiceNowITOM/ansible-sn-inventory#15)."""
+    (https://github.com/ServiceNowITOM/ansible-sn-inventory/issues/15)."""
     if offset == 0 and not more:
         return ""
     parts = urlsplit(request.url)

@@ -1,10 +1,10 @@
-"""The groups and companies a ServiceNow instance holds, for routes (DESIGN section 13): `sys_user_group` (what an
-incident's `assignment_group` references) and `core_company` (its `company`), each with a few records and, as on
-real instances where teams and customers grow over the years, two records that share a name. Groups have an `active`
-flag, and a retired group often keeps its name (reference tenants-and-routing.md section 7): "Cloud Security" is an
-active group and a retired one, and "Network Operations" only a retired one. A record's display
+"""The groups and companies a ServiceNow instance holds, for routes (docs/design.md#connections-and-routes):
+`sys_user_group` (what an incident's `assignment_group` references) and `core_company` (its `company`), each with a few
+records and, as on real instances where teams and customers grow over the years, two records that share a name. Groups
+have an `active` flag, and a retired group often keeps its name (docs/design.md#servicenow-facts): "Cloud
+Security" is an active group and a retired one, and "Network Operations" only a retired one. A record's display
 value is its `name` (the tables' display field in the base system), so a name alone can be ambiguous: the
-connector resolves names to sys_ids when routes are saved (reference tenants-and-routing.md section 5).
+connector resolves names to sys_ids when routes are saved (docs/design.md#servicenow-facts).
 """
 
 from __future__ import annotations

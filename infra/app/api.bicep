@@ -108,8 +108,8 @@ resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@20
 // Sign-in with Microsoft Entra ID in front of every route but the OAuth callback (ServiceNow's redirect,
 // protected by its browser-bound state), the push endpoint (signed by ServiceNow with HMAC) and the tenant consent
 // callback (a customer's admin, who has no account here, comes back from Entra ID's admin consent endpoint; its
-// single-use state is bound to the tenant record, DESIGN section 12). The app checks the principal and the
-// caller's role itself as well (DESIGN section 10).
+// single-use state is bound to the tenant record, docs/design.md#several-microsoft-tenants). The app checks the
+// principal and the caller's role itself as well (docs/design.md#portal-and-sign-in).
 resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'authsettingsV2'
@@ -145,7 +145,7 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
     login: {
       // Off: on Flex Consumption the default (file) token store has no shared file system and the blob store needs
       // a SAS URL the storage account's no-shared-key policy forbids. The app needs only the principal header; an
-      // ID token, where a token store passes one, is still validated (DESIGN section 10).
+      // ID token, where a token store passes one, is still validated (docs/design.md#portal-and-sign-in).
       tokenStore: { enabled: false }
       preserveUrlFragmentsForLogins: false
       allowedExternalRedirectUrls: []

@@ -1,11 +1,11 @@
 // The reader app: a second, multi-tenant app registration through which the connector reads the Secure Score of
-// other tenants (a managed service provider's customers, DESIGN section 12). Each customer's admin consents to it once
-// (the admin consent link); its only permission is Microsoft Graph's SecurityEvents.ReadWrite.All as an application
-// permission. No secret exists: the function app's user-assigned managed identity is its federated identity
-// credential, and the connector exchanges that identity's token for a token in the customer's tenant
-// (learn entra/workload-id/workload-identity-federation-config-app-trust-managed-identity). The sign-in app
-// (entra.bicep) stays single-tenant. Creating it needs Application Developer (or Cloud Application Administrator);
-// main.bicep skips this module when READER_APP_CLIENT_ID or ENTRA_APP_CLIENT_ID is given.
+// other tenants (a managed service provider's customers, docs/design.md#several-microsoft-tenants). Each customer's
+// admin consents to it once (the admin consent link); its only permission is Microsoft Graph's
+// SecurityEvents.ReadWrite.All as an application permission. No secret exists: the function app's user-assigned managed
+// identity is its federated identity credential, and the connector exchanges that identity's token for a token in the
+// customer's tenant (learn entra/workload-id/workload-identity-federation-config-app-trust-managed-identity). The
+// sign-in app (entra.bicep) stays single-tenant. Creating it needs Application Developer (or Cloud Application
+// Administrator); main.bicep skips this module when READER_APP_CLIENT_ID or ENTRA_APP_CLIENT_ID is given.
 extension microsoftGraphV1
 
 @description('Unique name of the registration, for idempotent redeployments.')

@@ -1,7 +1,7 @@
-// The ServiceNow connections card (DESIGN section 13), from GET /api/connections and each connection's
-// GET /api/provisioning: the default connection (the app settings') first, then the instances added since, each with
-// its state, table, last status sync and failing checks; for admins Connect / Reconnect, Disconnect, Remove and
-// "Add a ServiceNow instance". With the default connection alone the card is the one-connection card it always was.
+// The ServiceNow connections card (docs/design.md#connections-and-routes), from GET /api/connections and each
+// connection's GET /api/provisioning: the default connection (the app settings') first, then the instances added since,
+// each with its state, table, last status sync and failing checks; for admins Connect / Reconnect, Disconnect, Remove
+// and "Add a ServiceNow instance". With the default connection alone the card is the one-connection card it always was.
 "use strict";
 
 window.SecurityCenterConnections = (core) => {

@@ -1,7 +1,7 @@
-// The Routes view (DESIGN section 13): the ordered rules of GET /api/routes, the first match deciding where each
-// recommendation's ticket goes, read by everyone. Admins edit a draft of the list on the page (add, edit, move,
-// delete), preview it (POST /api/routes/preview) and save it (PUT /api/routes with If-Match: the version read).
-// Nothing is saved until Save succeeds; a save over someone else's is refused (412) and offers theirs; a problem
+// The Routes view (docs/design.md#connections-and-routes): the ordered rules of GET /api/routes, the first match
+// deciding where each recommendation's ticket goes, read by everyone. Admins edit a draft of the list on the page (add,
+// edit, move, delete), preview it (POST /api/routes/preview) and save it (PUT /api/routes with If-Match: the version
+// read). Nothing is saved until Save succeeds; a save over someone else's is refused (412) and offers theirs; a problem
 // the connector names (routes[3].set.dueInDays) shows on that rule and, in its editor, under that field.
 "use strict";
 

@@ -1,7 +1,8 @@
-// The tenant overview (DESIGN section 12): every Microsoft tenant the connector reads, from GET /api/tenants, with
-// its score and trend, open actions, tickets and health; for admins, adding a tenant (its consent link to copy),
-// naming, removing one, pausing and resuming the home tenant. app.js calls it with its helpers and decides the view.
-// A tenant whose admin consented is "confirming" until a token and a read prove it (docs/admin-guide.md, 10.4).
+// The tenant overview (docs/design.md#several-microsoft-tenants): every Microsoft tenant the connector reads, from GET
+// /api/tenants, with its score and trend, open actions, tickets and health; for admins, adding a tenant (its consent
+// link to copy), naming, removing one, pausing and resuming the home tenant. app.js calls it with its helpers and
+// decides the view. A tenant whose admin consented is "confirming" until a token and a read prove it
+// (docs/admin-guide.md, 10.4).
 "use strict";
 
 window.SecurityCenterTenants = (core) => {

@@ -8,12 +8,47 @@ Two implementations keep one contract, proven by one test suite run against both
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, TicketStore
 from shared.store.sqlite import SqliteTicketStore
 from shared.tickets import Ticket
 
-__all__ = ["IdempotencyRecord", "OAuthState", "SqliteTicketStore", "StoreConflict", "TicketStore", "change_ticket"]
+__all__ = [
+    "IdempotencyRecord", "OAuthState", "SqliteTicketStore", "StoreConflict", "TicketStore", "change_ticket",
+    "update_conditionally", "update_document",
+]  # fmt: skip
+
+T = TypeVar("T")
+TRIES = 10  # lost races in a row before a writer gives up: each is another writer's finished change
+
+
+def update_conditionally(
+    read: Callable[[], tuple[dict[str, Any], str] | None],
+    write: Callable[[dict[str, Any], str | None], object],
+    edit: Callable[[dict[str, Any]], T],
+    what: str,
+) -> T:
+    """The one read-edit-write under an ETag: `edit` changes a copy of what `read` found (`{}` when nothing is
+    stored) in place and returns its answer; the copy is written on the ETag it was read with, and a lost race
+    reads again and edits again (so `edit` must be safe to run more than once)."""
+    for _ in range(TRIES):
+        found = read()
+        document, etag = (dict(found[0]), found[1]) if found else ({}, None)
+        answer = edit(document)
+        try:
+            write(document, etag)
+        except StoreConflict:
+            continue
+        return answer
+    raise StoreConflict(f"{what} kept changing")
+
+
+def update_document(store: TicketStore, name: str, edit: Callable[[dict[str, Any]], T]) -> T:
+    """`update_conditionally` for a named store document."""
+    return update_conditionally(
+        lambda: store.get_document(name), lambda data, etag: store.put_document(name, data, etag), edit, name
+    )
 
 
 def change_ticket(store: TicketStore, ticket_id: str, change: Callable[[Ticket], Ticket | None]) -> Ticket | None:
