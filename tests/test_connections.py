@@ -113,6 +113,12 @@ def test_a_connection_is_added_with_its_secret_kept_and_never_shown(two, second)
     assert SECOND_SECRET not in everything and SECOND_SECRET not in response.get_body().decode()
     assert two.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") == SECOND_SECRET
     assert set(listed(two)) == {"default", "fabrikam"} and listed(two)["default"]["state"] == "connected"
+    # The list shows who added it and when (as the add answered), and the one redirect URI every client registers.
+    assert shown["addedAt"] == two.clock().isoformat() and shown["addedBy"]
+    assert {k: listed(two)["fabrikam"][k] for k in ("addedAt", "addedBy")} == {
+        k: shown[k] for k in ("addedAt", "addedBy")
+    }
+    assert body(two.call("list_connections", path="/connections"))["redirectUri"] == REDIRECT_URI
 
 
 @pytest.mark.parametrize(
@@ -133,7 +139,31 @@ def test_a_bad_connection_is_refused_naming_the_field_and_nothing_is_kept(two, o
 def test_an_id_taken_is_refused(two):
     assert add(two).status_code == 201
     again = add(two)
-    assert again.status_code == 400 and "taken" in again.get_body().decode()
+    assert again.status_code == 400
+    assert body(again)["errors"] == [{"field": "id", "message": f"is taken by another connection ({SECOND})"}]
+
+
+def test_the_connector_holds_at_most_50_connections(two):
+    for n in range(50):
+        assert add(two, id=f"c{n}").status_code == 201
+    over = add(two, id="c50")
+    assert over.status_code == 400
+    assert body(over)["errors"] == [{"field": "id", "message": "the connector holds 50 connections already"}]
+    assert len(listed(two)) == 51  # the 50 and the default
+
+
+def test_every_id_removed_before_is_remembered_and_gets_new_names_when_added_again(two):
+    """Removing one connection never forgets that another id was removed before it: each id added again gets new
+    secret and sync-state names, never its earlier connection's."""
+    for connection in ("alpha", "beta"):
+        assert add(two, id=connection).status_code == 201
+        removed = two.call("remove_connection", "DELETE", f"/connections/{connection}",
+                           route_params={"id": connection})  # fmt: skip
+        assert removed.status_code == 200 and body(removed)["id"] == connection, removed.get_body()
+    for connection in ("alpha", "beta"):
+        assert add(two, id=connection).status_code == 201
+        again = two.services.connection_named(connection)
+        assert len(again.tag) == 32 and again.client_secret_name == f"{CLIENT_SECRET}-{connection}-{again.tag}"
 
 
 def test_the_one_callback_connects_the_connection_its_flow_names(two, second):
