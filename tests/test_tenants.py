@@ -608,3 +608,23 @@ def test_a_preview_leaves_out_removed_tenants_and_closed_tickets_and_lists_by_ra
         shown = [i["id"] for i in items if (i["tenant"] or "") == tenant_id]
         assert shown == sorted(shown, key=lambda c: (rank[c] is None, rank[c] or 0, c))
         assert len({rank[c] for c in shown}) > 1  # the ranks differ: an order by id alone would not pass
+
+
+def test_a_pending_tenant_stored_with_a_reported_consent_is_shown_confirming(msp):
+    """How a tenant waited before the `confirming` state: `pending` with `consentReportedAt`. Such a record (stored by
+    an earlier version) is confirming; a pending one nobody reported consent for is not."""
+    from secure_score.tenants import DOCUMENT
+
+    current = "1b6f0a2c-0000-4000-8000-00000000000c"
+    now = msp.clock().isoformat()
+    stored = {FABRIKAM.id: {"id": FABRIKAM.id, "name": "Fabrikam", "state": "pending", "consentReportedAt": now,
+                            "addedAt": now},
+              NORTHWIND.id: {"id": NORTHWIND.id, "name": "Northwind", "state": "pending", "addedAt": now},
+              current: {"id": current, "name": "Current", "state": "confirming", "consentReportedAt": now,
+                        "addedAt": now}}  # fmt: skip
+    found = msp.services.store.get_document(DOCUMENT)
+    msp.services.store.put_document(DOCUMENT, {**(found[0] if found else {}), "tenants": stored},
+                                    found[1] if found else None)  # fmt: skip
+    rows = overview(msp)
+    assert "confirming" in rows[FABRIKAM.id] and rows[FABRIKAM.id]["consent"] == "reported"
+    assert "confirming" not in rows[NORTHWIND.id] and "confirming" in rows[current]  # and today's state is too
