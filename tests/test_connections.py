@@ -152,6 +152,17 @@ def test_the_connector_holds_at_most_50_connections(two):
     assert len(listed(two)) == 51  # the 50 and the default
 
 
+def test_admins_adding_connections_at_once_each_get_theirs(two):
+    """Each add writes the connections document under its ETag: one that lost the race reads it again and retries,
+    so every add at once lands (none is refused for another's write)."""
+    from tests.conftest import concurrently
+
+    for burst in range(5):  # 8 at once: one may lose at most 7 times, within the 10 tries each add makes
+        answers = concurrently(8, lambda i, burst=burst: add(two, id=f"at-once-{burst}-{i}").status_code)
+        assert answers == [201] * 8
+    assert len(listed(two)) == 41  # the 40 and the default
+
+
 def test_every_id_removed_before_is_remembered_and_gets_new_names_when_added_again(two):
     """Removing one connection never forgets that another id was removed before it: each id added again gets new
     secret and sync-state names, never its earlier connection's."""
