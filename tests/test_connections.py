@@ -5,7 +5,7 @@ never stopping the other, and removing one only when nothing depends on it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -157,8 +157,11 @@ def test_admins_adding_connections_at_once_each_get_theirs(two):
     so every add at once lands (none is refused for another's write)."""
     from tests.conftest import concurrently
 
+    def adding(burst: int) -> Callable[[int], int]:
+        return lambda i: int(add(two, id=f"at-once-{burst}-{i}").status_code)
+
     for burst in range(5):  # 8 at once: one may lose at most 7 times, within the 10 tries each add makes
-        answers = concurrently(8, lambda i, burst=burst: add(two, id=f"at-once-{burst}-{i}").status_code)
+        answers = concurrently(8, adding(burst))
         assert answers == [201] * 8
     assert len(listed(two)) == 41  # the 40 and the default
 
