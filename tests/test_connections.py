@@ -20,8 +20,8 @@ from shared import services as services_module
 from shared.auth import Caller
 from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE
 from status_sync.every import sync_every_connection
+from tests.conftest import CLIENT_ID, INSTANCE, REDIRECT_URI, Harness, build_services
 from tests.conftest import CLIENT_SECRET as DEFAULT_SECRET
-from tests.conftest import REDIRECT_URI, Harness, build_services
 from tests.routes_support import saved
 
 SECOND = "https://fabrikam.service-now.com"
@@ -119,6 +119,8 @@ def test_a_connection_is_added_with_its_secret_kept_and_never_shown(two, second)
         k: shown[k] for k in ("addedAt", "addedBy")
     }
     assert body(two.call("list_connections", path="/connections"))["redirectUri"] == REDIRECT_URI
+    default = listed(two)["default"]  # the app settings' connection, as they describe it
+    assert (default["clientId"], default["table"], default["instance"]) == (CLIENT_ID, "incident", INSTANCE)
 
 
 @pytest.mark.parametrize(
