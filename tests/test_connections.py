@@ -168,6 +168,16 @@ def test_admins_adding_connections_at_once_each_get_theirs(two):
     assert len(listed(two)) == 41  # the 40 and the default
 
 
+def test_an_added_connections_field_map_is_the_one_its_tickets_are_written_with(two, second):
+    """The field map given when a connection is added is kept with it: its records carry the recommendation's
+    category in the field that map names (the default connection's map leaves it out)."""
+    assert add(two, fieldMap={"recommendation_category": "category"}).status_code == 201
+    assert connect(two, "fabrikam").status_code == 200
+    ticket_on(two, "fabrikam", "AdminMFAV2")
+    (record,) = second.records()
+    assert record["category"] == "Identity"
+
+
 def test_every_id_removed_before_is_remembered_and_gets_new_names_when_added_again(two):
     """Removing one connection never forgets that another id was removed before it: each id added again gets new
     secret and sync-state names, never its earlier connection's."""
