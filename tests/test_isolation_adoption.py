@@ -288,11 +288,16 @@ def test_an_adopted_ticket_is_what_its_record_says_and_stays_on_the_instance_it_
                                  short_description=long_name if p == 1 else ("" if p == 2 else f"Control {p}"))
                for p, (i, u) in impacts.items()}  # fmt: skip
     theirs = plant(world.second, correlation_id("Ctl1", tenant), impact="1", urgency="2", short_description="Theirs")
+    done = plant(world.default, correlation_id("Home6"), state="6")  # a resolved one is history: kept, no claim
     clock.advance(minutes=5)
     sync_every_connection(world.services)
     now = clock().isoformat()
     adopted = {(t.tenant, t.recommendation_id): t for t, _ in store.list_tickets()}
+    history = adopted.pop(("", "Home6"))
+    assert (history.sys_id, history.status) == (done["sys_id"], "resolved")
     assert set(adopted) == {*(("", c) for c in planted), (tenant, "Ctl1")}
+    first = store.get_sync_state()
+    assert first is not None and not first[0].get("failures"), first  # nothing failed on the way
     for control, record in [*planted.items(), ("Ctl1", theirs)]:
         ticket = adopted[(tenant if control == "Ctl1" else "", control)]
         assert ticket.sys_id == record["sys_id"] and ticket.priority == int(record["priority"])
