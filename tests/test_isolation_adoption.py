@@ -331,3 +331,24 @@ def test_an_adopted_ticket_is_what_its_record_says_and_stays_on_the_instance_it_
         f"({adopted[('', 'Home4')].number})" in failures
     ), failures
     world.services.close()
+
+
+def test_a_records_route_is_decided_by_its_own_tenants_control(tmp_path):
+    """(b) takes the facts of the record's own tenant's control: the same control id can be of another category in
+    another tenant's snapshot, and only its own decides where its tickets go."""
+    clock = Clock()
+    world = world_in(tmp_path, clock, SECURE_SCORE_WRITE_BACK="off")
+    store = world.services.store
+    tenant = TENANT_IDS[1]
+    store.put_document(TENANTS, {"tenants": {tenant: {"id": tenant, "state": "active"}}}, None)
+    for who, category in (("", "Identity"), (tenant, "Data")):
+        store.put_secure_score({"secureScore": {}}, [{"id": "Ctl1", "category": category, "service": "AzureAD",
+                                                      "maxScore": 5}], who)  # fmt: skip
+    store.put_document("routes", {"routes": [{"id": "rule-00000000000b", "match": {"categories": ["Data"]},
+                                              "set": {"connection": SECOND_ID}}]}, None)  # fmt: skip
+    theirs = plant(world.second, correlation_id("Ctl1", tenant))
+    home = plant(world.default, correlation_id("Ctl1"))
+    clock.advance(minutes=5)
+    sync_every_connection(world.services)
+    assert {t.sys_id for t, _ in store.list_tickets()} == {theirs["sys_id"], home["sys_id"]}
+    world.services.close()
