@@ -5,7 +5,7 @@ failing connection never stopping the other, and removing one only when nothing 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -20,8 +20,8 @@ from shared import services as services_module
 from shared.auth import Caller
 from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE
 from status_sync.every import sync_every_connection
+from tests.conftest import CLIENT_ID, INSTANCE, REDIRECT_URI, Harness, build_services
 from tests.conftest import CLIENT_SECRET as DEFAULT_SECRET
-from tests.conftest import REDIRECT_URI, Harness, build_services
 from tests.routes_support import saved
 
 SECOND = "https://fabrikam.service-now.com"
@@ -113,6 +113,14 @@ def test_a_connection_is_added_with_its_secret_kept_and_never_shown(two, second)
     assert SECOND_SECRET not in everything and SECOND_SECRET not in response.get_body().decode()
     assert two.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") == SECOND_SECRET
     assert set(listed(two)) == {"default", "fabrikam"} and listed(two)["default"]["state"] == "connected"
+    # The list shows who added it and when (as the add answered), and the one redirect URI every client registers.
+    assert shown["addedAt"] == two.clock().isoformat() and shown["addedBy"]
+    assert {k: listed(two)["fabrikam"][k] for k in ("addedAt", "addedBy")} == {
+        k: shown[k] for k in ("addedAt", "addedBy")
+    }
+    assert body(two.call("list_connections", path="/connections"))["redirectUri"] == REDIRECT_URI
+    default = listed(two)["default"]  # the app settings' connection, as they describe it
+    assert (default["clientId"], default["table"], default["instance"]) == (CLIENT_ID, "incident", INSTANCE)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +141,55 @@ def test_a_bad_connection_is_refused_naming_the_field_and_nothing_is_kept(two, o
 def test_an_id_taken_is_refused(two):
     assert add(two).status_code == 201
     again = add(two)
-    assert again.status_code == 400 and "taken" in again.get_body().decode()
+    assert again.status_code == 400
+    assert body(again)["errors"] == [{"field": "id", "message": f"is taken by another connection ({SECOND})"}]
+
+
+def test_the_connector_holds_at_most_50_connections(two):
+    for n in range(50):
+        assert add(two, id=f"c{n}").status_code == 201
+    over = add(two, id="c50")
+    assert over.status_code == 400
+    assert body(over)["errors"] == [{"field": "id", "message": "the connector holds 50 connections already"}]
+    assert len(listed(two)) == 51  # the 50 and the default
+
+
+def test_admins_adding_connections_at_once_each_get_theirs(two):
+    """Each add writes the connections document under its ETag: one that lost the race reads it again and retries,
+    so every add at once lands (none is refused for another's write)."""
+    from tests.conftest import concurrently
+
+    def adding(burst: int) -> Callable[[int], int]:
+        return lambda i: int(add(two, id=f"at-once-{burst}-{i}").status_code)
+
+    for burst in range(5):  # 8 at once: one may lose at most 7 times, within the 10 tries each add makes
+        answers = concurrently(8, adding(burst))
+        assert answers == [201] * 8
+    assert len(listed(two)) == 41  # the 40 and the default
+
+
+def test_an_added_connections_field_map_is_the_one_its_tickets_are_written_with(two, second):
+    """The field map given when a connection is added is kept with it: its records carry the recommendation's
+    category in the field that map names (the default connection's map leaves it out)."""
+    assert add(two, fieldMap={"recommendation_category": "category"}).status_code == 201
+    assert connect(two, "fabrikam").status_code == 200
+    ticket_on(two, "fabrikam", "AdminMFAV2")
+    (record,) = second.records()
+    assert record["category"] == "Identity"
+
+
+def test_every_id_removed_before_is_remembered_and_gets_new_names_when_added_again(two):
+    """Removing one connection never forgets that another id was removed before it: each id added again gets new
+    secret and sync-state names, never its earlier connection's."""
+    for connection in ("alpha", "beta"):
+        assert add(two, id=connection).status_code == 201
+        removed = two.call("remove_connection", "DELETE", f"/connections/{connection}",
+                           route_params={"id": connection})  # fmt: skip
+        assert removed.status_code == 200 and body(removed)["id"] == connection, removed.get_body()
+    for connection in ("alpha", "beta"):
+        assert add(two, id=connection).status_code == 201
+        again = two.services.connection_named(connection)
+        assert len(again.tag) == 32 and again.client_secret_name == f"{CLIENT_SECRET}-{connection}-{again.tag}"
 
 
 def test_the_one_callback_connects_the_connection_its_flow_names(two, second):

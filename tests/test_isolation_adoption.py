@@ -267,3 +267,88 @@ def test_a_record_is_adopted_exactly_when_the_three_conditions_hold(tmp_path_fac
     run()
     # Not vacuous: records of each kind were generated, and both outcomes were seen many times.
     assert min(tally.values()) >= 20 and len(tally) == 4, tally
+
+
+# -- what an adopted ticket records (mutation survivors of `Adoption._ticket`) ----------------------------------
+
+
+def test_an_adopted_ticket_is_what_its_record_says_and_stays_on_the_instance_it_was_found_on(tmp_path):
+    """A store that was lost: each record the routes sent where it is found becomes a ticket carrying its own
+    priority and name, and the instance it lives on, so the next sync still follows it there."""
+    clock = Clock()
+    world = world_in(tmp_path, clock, SECURE_SCORE_WRITE_BACK="off")
+    store = world.services.store
+    tenant = TENANT_IDS[0]
+    store.put_document(TENANTS, {"tenants": {tenant: {"id": tenant, "state": "active"}}}, None)
+    store.put_document("routes", {"routes": [{"id": "rule-00000000000a", "match": {"tenants": [tenant]},
+                                              "set": {"connection": SECOND_ID}}]}, None)  # fmt: skip
+    long_name = "Require MFA for administrative roles " * 6  # 222 characters
+    impacts = {1: ("1", "1"), 2: ("1", "2"), 3: ("1", "3"), 4: ("2", "3"), 5: ("3", "3")}
+    planted = {f"Home{p}": plant(world.default, correlation_id(f"Home{p}"), impact=i, urgency=u,
+                                 short_description=long_name if p == 1 else ("" if p == 2 else f"Control {p}"))
+               for p, (i, u) in impacts.items()}  # fmt: skip
+    theirs = plant(world.second, correlation_id("Ctl1", tenant), impact="1", urgency="2", short_description="Theirs")
+    done = plant(world.default, correlation_id("Home6"), state="6")  # a resolved one is history: kept, no claim
+    clock.advance(minutes=5)
+    sync_every_connection(world.services)
+    now = clock().isoformat()
+    adopted = {(t.tenant, t.recommendation_id): t for t, _ in store.list_tickets()}
+    history = adopted.pop(("", "Home6"))
+    assert (history.sys_id, history.status) == (done["sys_id"], "resolved")
+    assert set(adopted) == {*(("", c) for c in planted), (tenant, "Ctl1")}
+    first = store.get_sync_state()
+    assert first is not None and not first[0].get("failures"), first  # nothing failed on the way
+    for control, record in [*planted.items(), ("Ctl1", theirs)]:
+        ticket = adopted[(tenant if control == "Ctl1" else "", control)]
+        assert ticket.sys_id == record["sys_id"] and ticket.priority == int(record["priority"])
+        assert ticket.name == record["short_description"][:160] and ticket.table == "incident"
+        assert ticket.recommendation == {"id": control, "source": None, "category": None, "url": None}
+        assert (ticket.created_at, ticket.updated_at, ticket.synced_at) == (now, now, now)
+        # Table Storage keeps no null property: the stored ticket reads back from what it keeps
+        assert Ticket.from_record({k: v for k, v in ticket.to_record().items() if v is not None}) == ticket
+    assert sorted(t.priority for t in adopted.values()) == [1, 2, 2, 3, 4, 5]
+    assert len(adopted[("", "Home1")].name) == 160 and adopted[("", "Home2")].name == ""
+    assert {t.instance for k, t in adopted.items() if k[0] == ""} == {""}  # the default's: as its settings say
+    assert (adopted[(tenant, "Ctl1")].connection, adopted[(tenant, "Ctl1")].instance) == (SECOND_ID, SECOND_URL)
+
+    # The next sync follows each ticket on its own instance: resolved there, resolved here.
+    world.second.update("incident", theirs["sys_id"], state="6")
+    world.default.update("incident", planted["Home3"]["sys_id"], state="6")
+    clock.advance(minutes=5)
+    sync_every_connection(world.services)
+    status = {(t.tenant, t.recommendation_id): t.status for t, _ in store.list_tickets()}
+    assert status[(tenant, "Ctl1")] == status[("", "Home3")] == "resolved"
+
+    # A copy made by hand of a recommendation that has its open ticket is refused, naming that ticket.
+    copy = plant(world.default, correlation_id("Home4"))
+    clock.advance(minutes=5)
+    sync_every_connection(world.services)
+    state = store.get_sync_state()
+    assert state is not None
+    failures = json.dumps(state[0]["failures"])
+    assert (
+        f"{copy['number']} was not adopted: recommendation Home4 has a ticket already "
+        f"({adopted[('', 'Home4')].number})" in failures
+    ), failures
+    world.services.close()
+
+
+def test_a_records_route_is_decided_by_its_own_tenants_control(tmp_path):
+    """(b) takes the facts of the record's own tenant's control: the same control id can be of another category in
+    another tenant's snapshot, and only its own decides where its tickets go."""
+    clock = Clock()
+    world = world_in(tmp_path, clock, SECURE_SCORE_WRITE_BACK="off")
+    store = world.services.store
+    tenant = TENANT_IDS[1]
+    store.put_document(TENANTS, {"tenants": {tenant: {"id": tenant, "state": "active"}}}, None)
+    for who, category in (("", "Identity"), (tenant, "Data")):
+        store.put_secure_score({"secureScore": {}}, [{"id": "Ctl1", "category": category, "service": "AzureAD",
+                                                      "maxScore": 5}], who)  # fmt: skip
+    store.put_document("routes", {"routes": [{"id": "rule-00000000000b", "match": {"categories": ["Data"]},
+                                              "set": {"connection": SECOND_ID}}]}, None)  # fmt: skip
+    theirs = plant(world.second, correlation_id("Ctl1", tenant))
+    home = plant(world.default, correlation_id("Ctl1"))
+    clock.advance(minutes=5)
+    sync_every_connection(world.services)
+    assert {t.sys_id for t, _ in store.list_tickets()} == {theirs["sys_id"], home["sys_id"]}
+    world.services.close()

@@ -259,6 +259,8 @@ def test_a_name_that_differs_only_in_case_is_taken_and_the_answer_says_so(connec
     assert set(notes) == {"routes[0].set.company", "routes[0].set.assignmentGroup"}
     exact = body(put_routes(connected, [{"set": {"company": "Fabrikam"}}]))
     assert "notes" not in exact  # nothing to say when the name matched as given
+    previewed = body(preview(connected, [{"set": {"company": "fabrikam"}}]))  # the dry run says it too
+    assert [n["field"] for n in previewed["notes"]] == ["routes[0].set.company"]
 
 
 def lookup(harness: Harness, table: str | None, prefix: str | None, connection: str = "default", **headers: str) -> Any:

@@ -285,6 +285,7 @@ def test_a_connection_not_yet_authorized_keeps_the_ticket_pending_there_with_the
     assert status == 503 and problem["code"] == "not_connected"
     assert f"/api/connect?connection={SECOND}" in problem["remediation"]
     assert "never on another instance" in problem["detail"]
+    assert problem["detail"].startswith("The connector has no ServiceNow tokens yet.")  # what is wrong, then where
     ticket = connected.services.store.get_ticket(problem["ticketId"])[0]
     assert ticket.status == "pending" and ticket.connection == SECOND and ticket.lease_until is None
     assert ticket.error["code"] == "not_connected" and SECOND in ticket.error["remediation"]

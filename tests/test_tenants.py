@@ -597,3 +597,53 @@ def test_a_preview_decides_each_tenants_recommendations_by_their_own_tenant_and_
     assert {i["id"] for i in theirs} == own(FABRIKAM.id) and {i["id"] for i in home} == own("")
     assert own(FABRIKAM.id) != own("")  # the simulated tenants differ: a mix-up cannot pass unseen
     assert all(i["rule"]["name"] == "Fabrikam" for i in theirs) and all(i["rule"] is None for i in home)
+
+
+def test_a_preview_leaves_out_removed_tenants_and_closed_tickets_and_lists_by_rank(msp, entra):
+    """Mutation survivors of create_ticket/preview.py: a removed tenant is not previewed, a resolved ticket is not a
+    recommendation's ticket any more, and each tenant's recommendations come in Secure Score's rank order (unranked
+    last, then by id), as `GET /api/recommendations` lists them."""
+    from status_sync.every import sync_every_connection
+
+    for tenant in (FABRIKAM, NORTHWIND):
+        added(msp, entra, tenant)
+    removed = msp.call("remove_tenant", "DELETE", f"/tenants/{NORTHWIND.id}", route_params={"id": NORTHWIND.id})
+    assert removed.status_code == 200
+    made = msp.call("create_ticket", "POST", "/tickets", body=json.dumps({"recommendation": {"id": CONTROL}}).encode())
+    assert made.status_code == 201
+    msp.simulator.update("incident", body(made)["sysId"], state="6")
+    msp.clock.advance(minutes=5)
+    sync_every_connection(msp.services)
+    stored = msp.services.store.get_ticket(body(made)["id"])
+    assert stored is not None and stored[0].status == "resolved"
+
+    answer = msp.call("preview_routes", "POST", "/routes/preview", body=json.dumps({"routes": []}).encode())
+    items = body(answer)["recommendations"]
+    assert {i["tenant"] for i in items} == {None, FABRIKAM.id}
+    assert all(i["ticket"] is None for i in items)
+    for tenant_id in ("", FABRIKAM.id):
+        _, controls = msp.services.store.get_secure_score(tenant_id)
+        rank = {c["id"]: c.get("rank") for c in controls}
+        shown = [i["id"] for i in items if (i["tenant"] or "") == tenant_id]
+        assert shown == sorted(shown, key=lambda c: (rank[c] is None, rank[c] or 0, c))
+        assert len({rank[c] for c in shown}) > 1  # the ranks differ: an order by id alone would not pass
+
+
+def test_a_pending_tenant_stored_with_a_reported_consent_is_shown_confirming(msp):
+    """How a tenant waited before the `confirming` state: `pending` with `consentReportedAt`. Such a record (stored by
+    an earlier version) is confirming; a pending one nobody reported consent for is not."""
+    from secure_score.tenants import DOCUMENT
+
+    current = "1b6f0a2c-0000-4000-8000-00000000000c"
+    now = msp.clock().isoformat()
+    stored = {FABRIKAM.id: {"id": FABRIKAM.id, "name": "Fabrikam", "state": "pending", "consentReportedAt": now,
+                            "addedAt": now},
+              NORTHWIND.id: {"id": NORTHWIND.id, "name": "Northwind", "state": "pending", "addedAt": now},
+              current: {"id": current, "name": "Current", "state": "confirming", "consentReportedAt": now,
+                        "addedAt": now}}  # fmt: skip
+    found = msp.services.store.get_document(DOCUMENT)
+    msp.services.store.put_document(DOCUMENT, {**(found[0] if found else {}), "tenants": stored},
+                                    found[1] if found else None)  # fmt: skip
+    rows = overview(msp)
+    assert "confirming" in rows[FABRIKAM.id] and rows[FABRIKAM.id]["consent"] == "reported"
+    assert "confirming" not in rows[NORTHWIND.id] and "confirming" in rows[current]  # and today's state is too
