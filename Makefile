@@ -58,9 +58,9 @@ bench: $(STAMP) $(AZURITE) $(PROD)
 	$(PY) -m bench
 
 # The pictures in docs/images/, renewed by the browser tests themselves from the very views they check
-# (tests/test_portal*.py with PICTURES=1); a picture the docs show that no test took fails the run.
+# (tests/browser/test_portal*.py with PICTURES=1); a picture the docs show that no test took fails the run.
 pictures: $(STAMP) $(AZURITE) $(CHROMIUM)
-	PICTURES=1 $(PY) -m pytest -q -p no:cacheprovider $(sort $(wildcard tests/test_portal*.py))
+	PICTURES=1 $(PY) -m pytest -q -p no:cacheprovider $(sort $(wildcard tests/browser/test_portal*.py))
 
 # Mutation testing of the isolation-critical modules (pyproject.toml [tool.mutmut]): the score and every survivor.
 # Not part of `make test`: it takes a long while (its results are kept in mutants/, so a second run is quicker).
