@@ -83,8 +83,8 @@ ROUTES_BODY = 1024 * 1024  # 200 rules with their patterns, tenants and fields f
 @bp.route(route="routes", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def get_routes(req: func.HttpRequest) -> func.HttpResponse:
     """The ordered rules, as saved, with the version a PUT must name (any reader)."""
-    from create_ticket.route_saving import etag_header, shown
-    from create_ticket.routes import load
+    from create_ticket.routing.rules import load
+    from create_ticket.routing.saving import etag_header, shown
     from shared import web
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
@@ -97,7 +97,7 @@ def get_routes(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="routes", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
 def put_routes(req: func.HttpRequest) -> func.HttpResponse:
     """Replace the whole list, guarded by If-Match (Connector.Admin)."""
-    from create_ticket.route_saving import etag_header, save, shown, with_notes
+    from create_ticket.routing.saving import etag_header, save, shown, with_notes
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
@@ -114,7 +114,7 @@ def put_routes(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="routes/preview", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def preview_routes(req: func.HttpRequest) -> func.HttpResponse:
     """Where each open recommendation's ticket would go under a proposed list; nothing saved (Connector.Admin)."""
-    from create_ticket.preview import preview
+    from create_ticket.routing.preview import preview
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
@@ -129,7 +129,7 @@ def preview_routes(req: func.HttpRequest) -> func.HttpResponse:
 def lookup_names(req: func.HttpRequest) -> func.HttpResponse:
     """The active groups or companies of a connection's instance whose name contains `prefix`, at most 20: the rule
     editor's suggestions (Connector.Admin)."""
-    from create_ticket.route_names import lookup
+    from create_ticket.routing.names import lookup
     from shared import web
     from shared.auth import ROLE_ADMIN
 

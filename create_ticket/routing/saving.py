@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from create_ticket.route_names import resolve
-from create_ticket.route_rules import MAX_ERRORS, parse_routes
-from create_ticket.routes import DOCUMENT, Saved, load
+from create_ticket.routing.names import resolve
+from create_ticket.routing.rules import DOCUMENT, Saved, load
+from create_ticket.routing.validation import MAX_ERRORS, parse_routes
 from shared import deadlines
 from shared.connections import stored
 from shared.problems import DeadlineExceeded, FieldError, PreconditionFailed, PreconditionRequired, ValidationFailed
@@ -173,7 +173,7 @@ def save(
     with within_deadline(services, "Checking the routes"):
         routes = validated(services, body, saved, notes)
     now = services.clock().isoformat()
-    revision = uuid.uuid4().hex  # what the compiled rules are kept by (create_ticket/routes.py `compiled`)
+    revision = uuid.uuid4().hex  # what the compiled rules are kept by (create_ticket/routing/rules.py `compiled`)
     document: dict[str, Any] = {"routes": routes, "savedAt": now, "savedBy": saved_by, "revision": revision}
     if fenced := removing(services, saved):
         document[REMOVING] = fenced  # a removal under way still holds its connection

@@ -1,13 +1,13 @@
 """A ticket request routed (docs/design.md#connections-and-routes): the facts of its recommendation, the saved rules'
 decision, and the services of the connection it goes to. A preview of the same recommendation takes the same decision
-(create_ticket/preview.py builds its facts from the same control)."""
+(create_ticket/routing/preview.py builds its facts from the same control)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from create_ticket.request import TicketRequest
-from create_ticket.routes import Facts, Rules, Target, decide, load
+from create_ticket.routing.rules import Facts, Rules, Target, decide, load
 from shared.connections import Connection
 from shared.problems import NotConfigured, NotConnected, NotFound, ReauthorizationRequired
 from shared.services import Services

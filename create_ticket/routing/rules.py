@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from create_ticket.patterns import ControlMatcher
+from create_ticket.routing.patterns import ControlMatcher
 from shared.connections import DEFAULT
 from shared.store import TicketStore
 from shared.tickets import HOME, PRIORITIES, PRIORITY_NAMES
@@ -122,7 +122,7 @@ class Target:
 
 
 class Rules:
-    """An ordered list of rules with their control patterns compiled once (create_ticket/patterns.py): the first
+    """An ordered list of rules with their control patterns compiled once (create_ticket/routing/patterns.py): the first
     rule that matches wins."""
 
     def __init__(self, rules: list[Rule]) -> None:
