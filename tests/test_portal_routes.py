@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from create_ticket.routing.rules import load
+from create_ticket.routing.document import load
 from create_ticket.routing.saving import save as save_routes
 from create_ticket.routing.saving import version_of
 from shared import services as services_module

@@ -26,7 +26,7 @@ ROUTES_BODY = 1024 * 1024  # 200 rules with their patterns, tenants and fields f
 @bp.route(route="routes", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def get_routes(req: func.HttpRequest) -> func.HttpResponse:
     """The ordered rules, as saved, with the version a PUT must name (any reader)."""
-    from create_ticket.routing.rules import load
+    from create_ticket.routing.document import load
     from create_ticket.routing.saving import etag_header, shown
     from shared import web
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from create_ticket.routing.decision import control_facts
-from create_ticket.routing.rules import Rules, Target, decide, load, rule_of
+from create_ticket.routing.decision import Target, control_facts, decide
+from create_ticket.routing.document import load
+from create_ticket.routing.rules import Rules, rule_of
 from create_ticket.routing.saving import validated, with_notes, within_deadline
 from shared import deadlines
 from shared.connections import Connection
