@@ -117,9 +117,9 @@ def validated(
     services: Services, body: Any, saved: Saved, notes: list[FieldError] | None = None
 ) -> list[dict[str, Any]]:
     """The proposed rules as they would be saved: their shape, and every group and company found in ServiceNow
-    (`notes`: what the answer says about names found only when case is ignored), all problems named at once (DESIGN
-    13b: one round, not the names only after everything else is right). PUT and preview both take them from here,
-    so a preview is of exactly what a save would keep."""
+    (`notes`: what the answer says about names found only when case is ignored), all problems named at once
+    (docs/routes.md#validation: one round, not the names only after everything else is right). PUT and preview both
+    take them from here, so a preview is of exactly what a save would keep."""
     parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes},
                           set(removing(services, saved.document)))  # fmt: skip
     errors = parsed.errors + resolve(services, parsed.wanted, notes)
