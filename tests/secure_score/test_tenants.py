@@ -601,9 +601,9 @@ def test_a_preview_decides_each_tenants_recommendations_by_their_own_tenant_and_
 
 
 def test_a_preview_leaves_out_removed_tenants_and_closed_tickets_and_lists_by_rank(msp, entra):
-    """Mutation survivors of create_ticket/preview.py: a removed tenant is not previewed, a resolved ticket is not a
-    recommendation's ticket any more, and each tenant's recommendations come in Secure Score's rank order (unranked
-    last, then by id), as `GET /api/recommendations` lists them."""
+    """Mutation survivors of create_ticket/routing/preview.py: a removed tenant is not previewed, a resolved ticket is
+    not a recommendation's ticket any more, and each tenant's recommendations come in Secure Score's rank order
+    (unranked last, then by id), as `GET /api/recommendations` lists them."""
     from status_sync.every import sync_every_connection
 
     for tenant in (FABRIKAM, NORTHWIND):
