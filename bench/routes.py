@@ -22,8 +22,8 @@ from create_ticket.preview import preview
 from create_ticket.request import parse_ticket_request
 from create_ticket.route_saving import save, version_of
 from create_ticket.routing import route_request
-from shared.runs import TENANTS
 from shared.services import Services
+from shared.tenant_records import DOCUMENT as TENANTS
 
 RULES = 200
 PATTERNS = 20

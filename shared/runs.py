@@ -15,7 +15,6 @@ from shared.tickets import SYS_ID, Ticket
 log = logging.getLogger(__name__)
 
 SECURE_SCORE_RUN = "secure_score"  # the Secure Score refresh's run state: a store document of this name
-TENANTS = "tenants"  # the Microsoft tenants the connector reads (secure_score/tenants.py): a store document
 MAX_ITEM_ATTEMPTS = 5  # a ticket or record that keeps failing is retried this many runs, then only listed
 MAX_LISTED_FAILURES = 100
 MAX_LISTED_ERRORS = 50
