@@ -192,7 +192,8 @@ class TenantRefresh:
         key = f"ticket:{ticket.id}"
         try:
             followed = follow(self._services, ticket, control, day, result)
-            if followed is not None and (followed.error or {}).get("source") == RUN_DOCUMENT:  # an earlier try failed
+            earlier = followed.failure if followed is not None else None
+            if earlier is not None and earlier.source == RUN_DOCUMENT:  # an earlier try failed
                 followed = change_ticket(self._store, ticket.id, lambda t: replace(t, error=None))
         except (deadlines.RunOutOfTime, *SYSTEMIC):
             raise

@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.problems import ConnectorError
 from shared.store import TicketStore, change_ticket
-from shared.tickets import SYS_ID, Ticket
+from shared.tickets import SYS_ID, Ticket, TicketError
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,9 @@ def record_ticket_error(store: TicketStore, now: str, ticket_id: str, exc: BaseE
     attempts = [1]
 
     def change(ticket: Ticket) -> Ticket:
-        attempts[0] = int((ticket.error or {}).get("attempts") or 0) + 1
-        error = {"at": now, "code": code, "detail": detail, "attempts": attempts[0], "source": source,
-                 "remediation": remediation_of(exc)}  # fmt: skip
-        return replace(ticket, error=error)
+        attempts[0] = ticket.failed_attempts + 1
+        error = TicketError(now, code, detail, attempts[0], source, remediation_of(exc))
+        return replace(ticket, error=error.to_json())
 
     change_ticket(store, ticket_id, change)
     log.warning("Ticket %s failed (%s), attempt %d; other tickets go on", ticket_id, code, attempts[0])
