@@ -53,20 +53,14 @@ def record_fields(services: Services) -> str:
     )
 
 
-def update_sync_state(store: TicketStore, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Change the sync's run state under its ETag, re-reading on a lost race (`change` returns the new state)."""
-
-    def edit(state: dict[str, Any]) -> None:
-        changed = change(dict(state))
-        state.clear()
-        state.update(changed)
-
+def update_sync_state(store: TicketStore, edit: Callable[[dict[str, Any]], object]) -> None:
+    """`edit` the sync's run state in place under its ETag, re-reading on a lost race."""
     update_conditionally(store.get_sync_state, store.put_sync_state, edit, "the sync state")
 
 
 def note_failures(store: TicketStore, changes: dict[str, dict[str, Any] | None]) -> None:
     """Record (or clear, with None) item failures in the sync state, where provisioning lists them."""
-    update_sync_state(store, lambda state: {**state, "failures": merge_failures(state.get("failures"), changes)})
+    update_sync_state(store, lambda state: state.update(failures=merge_failures(state.get("failures"), changes)))
 
 
 def compare(row: dict[str, Any], ticket: Ticket) -> int:
