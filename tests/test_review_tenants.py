@@ -83,8 +83,8 @@ def test_the_home_tenant_is_known_before_its_first_refresh(connected, entra):  #
 
 def test_the_home_tenants_own_id_filters_tickets_as_it_filters_recommendations(msp, entra):  # noqa: F811
     """GET /api/tenants gives the home row its id (from the snapshot when ENTRA_TENANT_ID is unset), and
-    /api/recommendations takes that id (tenants.resolve uses home_id); /api/tickets compares with ENTRA_TENANT_ID
-    alone and refuses the same id: the overview's own row cannot be opened on the tickets card."""
+    /api/recommendations and /api/tickets both take that id (one `tenant=` resolution, shared/tenant_records.py):
+    the overview's own row opens on the tickets card too."""
     home = next(row for row in body(msp.call("list_tenants", path="/tenants"))["tenants"] if row["home"])
     assert home["id"] == HOME.id
     assert msp.call("recommendations", path="/recommendations", params={"tenant": HOME.id}).status_code == 200

@@ -632,7 +632,7 @@ def test_a_preview_leaves_out_removed_tenants_and_closed_tickets_and_lists_by_ra
 def test_a_pending_tenant_stored_with_a_reported_consent_is_shown_confirming(msp):
     """How a tenant waited before the `confirming` state: `pending` with `consentReportedAt`. Such a record (stored by
     an earlier version) is confirming; a pending one nobody reported consent for is not."""
-    from secure_score.tenants import DOCUMENT
+    from shared.tenant_records import DOCUMENT
 
     current = "1b6f0a2c-0000-4000-8000-00000000000c"
     now = msp.clock().isoformat()
