@@ -22,8 +22,8 @@ from create_ticket.request import parse_ticket_request
 from create_ticket.routing.decision import route_request
 from create_ticket.routing.preview import preview
 from create_ticket.routing.saving import save, version_of
-from shared.runs import TENANTS
 from shared.services import Services
+from shared.tenant_records import DOCUMENT as TENANTS
 
 RULES = 200
 PATTERNS = 20

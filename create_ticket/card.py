@@ -5,20 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from shared import tenant_records
 from shared.problems import FieldError, ValidationFailed
-from shared.runs import TENANTS, run_document
 from shared.services import Services
-from shared.tickets import CLOSED_STATUSES, HOME, OPEN_STATUSES, known_categories, tenant_filter
+from shared.tickets import CLOSED_STATUSES, HOME, OPEN_STATUSES, known_categories
 
 STATUS_FILTERS = ("open", "closed", "overdue", "all")
 SUMMARY_KEYS = ("pending", "new", "in_progress", "on_hold", "resolved", "closed", "canceled", "unknown", "missing")
 
 
 def _tenant(services: Services, value: str | None, errors: list[FieldError]) -> str | None:
-    tenants = run_document(services.store, TENANTS).get("tenants") or {}
     try:
-        return tenant_filter(value, services.home_tenant_id() if value not in (None, "home", "all") else None,
-                             tenants)  # fmt: skip
+        return tenant_records.resolve(services, value)
     except ValidationFailed as exc:
         errors.extend(exc.errors)
         return HOME

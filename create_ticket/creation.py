@@ -45,7 +45,7 @@ from shared.retries import TransientFailure
 from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import IdempotencyRecord, StoreConflict
-from shared.tickets import SYS_ID, RecordRefused, Ticket
+from shared.tickets import SYS_ID, RecordRefused, Ticket, TicketError
 
 log = logging.getLogger(__name__)
 
@@ -347,9 +347,9 @@ class TicketCreator:
         except (NotConnected, ReauthorizationRequired) as exc:
             # No token, so nothing was posted: the count taken for this POST is given back, the fix kept on the row.
             exc = waiting(services, exc)
-            attempts = max(1, int((current.ticket.error or {}).get("attempts") or 0))
-            error = {"at": services.clock().isoformat(), "code": exc.code, "detail": exc.detail, "attempts": attempts,
-                     "source": "create", "remediation": exc.remediation}  # fmt: skip
+            attempts = max(1, current.ticket.failed_attempts)
+            error = TicketError(services.clock().isoformat(), exc.code, exc.detail, attempts, "create",
+                                exc.remediation).to_json()  # fmt: skip
             unused = max(current.ticket.post_attempts - 1, 0)
             self._release_lease(replace(current.ticket, post_attempts=unused, error=error), current.etag, current.doubt)
             exc.extra["ticketId"] = ticket.id
@@ -373,8 +373,7 @@ class TicketCreator:
             linked.error = None
         except RecordRefused as exc:  # the record exists: link it, keep the number out, and say why
             linked = current.ticket.with_link({**record, "number": ""}, services.settings.field_map, now)
-            linked.error = {"at": now, "code": exc.code, "detail": exc.detail, "attempts": 1, "source": "create",
-                            "remediation": exc.remediation}  # fmt: skip
+            linked.error = TicketError(now, exc.code, exc.detail, 1, "create", exc.remediation).to_json()
         linked.extra = {}
         try:
             self._store.update_ticket(linked, current.etag)

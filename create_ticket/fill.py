@@ -8,8 +8,8 @@ from dataclasses import replace
 from typing import Any
 
 from create_ticket.request import DESCRIPTION_LIMIT, Recommendation, TicketRequest
+from shared import tenant_records
 from shared.problems import FieldError, SecureScoreUnavailable, ValidationFailed
-from shared.runs import TENANTS, run_document
 from shared.services import Services
 from shared.text import clean_line
 from shared.tickets import HOME
@@ -78,8 +78,7 @@ def known_tenant(services: Services, request: TicketRequest) -> TicketRequest:
         return request
     if request.tenant == services.home_tenant_id():
         return replace(request, tenant=HOME)
-    record = (run_document(services.store, TENANTS).get("tenants") or {}).get(request.tenant) or {}
-    if record.get("state") != "active":
+    if not tenant_records.reads(services.store, request.tenant):
         raise ValidationFailed([FieldError("tenant", "is not a tenant the connector reads (GET /api/tenants)")])
     return request
 

@@ -15,6 +15,7 @@ import logging
 import re
 import secrets as random_bytes
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +28,7 @@ from shared.egress import refusal
 from shared.fieldmap import parse_field_map
 from shared.problems import Conflict, ConnectorError, FieldError, ValidationFailed
 from shared.services import Services
-from shared.store import StoreConflict
+from shared.store import update_document
 from shared.text import clean_line, one_line_ok, printable
 from shared.tickets import Ticket
 
@@ -170,19 +171,14 @@ def _register(document: dict[str, Any], record: dict[str, Any]) -> None:
     connections[record["id"]] = record
 
 
-def _change(services: Services, edit: Any) -> None:
+def _change(services: Services, edit: Callable[[dict[str, Any]], object]) -> None:
     """`edit(document)` on the connections document (its `connections` a dict), under its ETag."""
-    for _ in range(10):
-        found = services.store.get_document(DOCUMENT)
-        document, etag = (dict(found[0]), found[1]) if found else ({}, None)
+
+    def edited(document: dict[str, Any]) -> None:
         document["connections"] = dict(document.get("connections") or {})
         edit(document)
-        try:
-            services.store.put_document(DOCUMENT, document, etag)
-            return
-        except StoreConflict:
-            continue
-    raise StoreConflict("the connections kept changing")
+
+    update_document(services.store, DOCUMENT, edited)
 
 
 ROUTES_VIEW = "/api/portal#routes"  # where the rules are changed, on the page (docs/portal.md)

@@ -10,34 +10,36 @@ from typing import Any
 
 from oauth_callback.checks import Check
 from secure_score import tenants
+from shared import tenant_records
 from shared.problems import ConnectorError
 from shared.services import Services
+from shared.tenant_records import Tenant
 
 _ROLE = "a Global Administrator or Privileged Role Administrator of that tenant"
 
 
 def tenant_checks(services: Services, *, live: bool) -> list[Check]:
     checks = []
-    if tenants.home_state(services) == "paused":
+    document = tenant_records.load(services.store)
+    if document.home_state == "paused":
         paused = "This organization's own tenant is paused: the connector does not read it (POST /api/tenants with "
         checks.append(Check("tenant", True, paused + "its id reads it again).", tenant=tenants.home_id(services)))
     now = services.clock()
-    for tenant_id, record in sorted(tenants.registered(services).items()):
-        state = record.get("state")
-        if state == "removed":
+    for tenant_id, record in sorted(document.added.items()):
+        if record.removed:
             continue
-        checks.append(_check(services, tenant_id, record, now, live=live and state == "active"))
+        checks.append(_check(services, tenant_id, record, now, live=live and record.active))
     for check in checks:
         # A tenant's health is on its row, never on the ServiceNow card (docs/design.md#where-the-admin-reads-what).
         check.group = "tenant"
     return checks
 
 
-def _check(services: Services, tenant_id: str, record: dict[str, Any], now: Any, *, live: bool) -> Check:
-    name = f"{record.get('name') or tenant_id} ({tenant_id})"
-    error = record.get("lastError") if isinstance(record.get("lastError"), dict) else None
+def _check(services: Services, tenant_id: str, record: Tenant, now: Any, *, live: bool) -> Check:
+    name = f"{record.name or tenant_id} ({tenant_id})"
+    error = record.last_error if isinstance(record.last_error, dict) else None
     code = str((error or {}).get("code") or "") or None
-    if tenants.is_confirming(record):
+    if record.confirming:
         plan = tenants.confirmation_schedule(record)
         when = f"next try {plan['nextAttemptAt']}" if plan["nextAttemptAt"] else "next try at the next refresh"
         said = f" The last try: {error.get('detail')}" if error else ""
@@ -45,8 +47,8 @@ def _check(services: Services, tenant_id: str, record: dict[str, Any], now: Any,
                      f"consent, which the connector confirms with a read ({when}; until {plan['until']}).{said}",
                      (error or {}).get("remediation") or "Nothing to do: a new consent can take minutes to reach "
                      "tokens, and the connector tries again.", tenant_id, code or "tenant_not_consented")  # fmt: skip
-    if record.get("state") == "pending":
-        if tenants.expired(record, now):
+    if record.state == "pending":
+        if record.consent_expired(now):
             return Check("tenant", False, f"{name}: its consent link expired before anyone used it.",
                          "Add the tenant again (the page's Add a tenant, or POST /api/tenants) for a new link.",
                          tenant_id, "tenant_not_consented")  # fmt: skip
@@ -64,7 +66,7 @@ def _check(services: Services, tenant_id: str, record: dict[str, Any], now: Any,
         return Check("tenant", False, f"{name}: the last refresh failed: {error.get('code')}: {error.get('detail')}",
                      error.get("remediation") or "Fix what the error names; the next refresh tries again.",
                      tenant_id, code)  # fmt: skip
-    last = record.get("lastRefresh") or {}
+    last = record.last_refresh or {}
     if not last:
         return Check("tenant", True, f"{name}: consented; not refreshed yet.", tenant=tenant_id)
     return Check("tenant", True, f"{name}: last refresh {last.get('at')}, {last.get('controls', 0)} controls "

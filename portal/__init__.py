@@ -1,5 +1,6 @@
-"""The security center page (docs/design.md#portal-and-sign-in): one HTML page, its stylesheet and one script, all
-static files of the app (no build step, no CDN). The page is a client of the public API and nothing else."""
+"""The security center page (docs/design.md#portal-and-sign-in): one HTML page, its stylesheet and its scripts, ES
+modules loaded from one entry module (docs/portal.md#how-the-page-is-built), all static files of the app (no build
+step, no CDN). The page is a client of the public API and nothing else."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def portal(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="portal/static/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def portal_static(req: func.HttpRequest) -> func.HttpResponse:
-    """The page's stylesheet and script (an allow-list of names: nothing else is ever read)."""
+    """The page's stylesheet and scripts (an allow-list of names: nothing else is ever read)."""
     from portal.page import static_response
     from shared import web
 

@@ -47,9 +47,8 @@ def tenant_confirmation(timer: func.TimerRequest) -> None:
 @bp.route(route="recommendations", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """The tenant's improvement actions with their score and ticket, from the stored snapshot."""
-    from secure_score import tenants
     from secure_score.recommendations import list_recommendations
-    from shared import web
+    from shared import tenant_records, web
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         params = inbound.params
@@ -60,7 +59,7 @@ def recommendations(req: func.HttpRequest) -> func.HttpResponse:
                 status=params.get("status"),
                 ticket=params.get("ticket"),
                 scored=params.get("scored"),
-                tenant=tenants.resolve(services, params.get("tenant")),
+                tenant=tenant_records.resolve(services, params.get("tenant")),
             )
         )
 
@@ -104,9 +103,8 @@ def add_tenant(req: func.HttpRequest) -> func.HttpResponse:
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         added = tenants.add(services, inbound.json, caller.user or "unknown")
         if added.consent_url is None:  # the home tenant, paused before, is read again
-            return web.json_response(added.tenant)
-        body = {**tenants.shown(added.tenant), "consentUrl": added.consent_url}
-        return web.json_response(body, 201, {"Location": f"/api/tenants/{added.tenant['id']}"})
+            return web.json_response(added.shown())
+        return web.json_response(added.shown(), 201, {"Location": f"/api/tenants/{added.tenant.id}"})
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(1024))
 

@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from secure_score import tenants
-from shared import deadlines
+from shared import deadlines, tenant_records
 from shared.problems import ConnectorError, SecureScoreUnavailable
 from shared.runs import describe
 from shared.services import Services
+from shared.tenant_records import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,12 @@ def due(services: Services, *, at_refresh: bool) -> list[str]:
     """The confirming tenants to try now: each whose next try has come; at a refresh, every one."""
     now = services.clock()
     chosen = []
-    for tenant_id, record in sorted(tenants.registered(services).items()):
-        if not tenants.is_confirming(record):
+    for tenant_id, record in sorted(tenant_records.registered(services.store).items()):
+        if not record.confirming:
             continue
-        next_at = (record.get("confirm") or {}).get("nextAt")
+        next_at = (record.confirm or {}).get("nextAt")
         scheduled = next_at is not None and datetime.fromisoformat(str(next_at)) <= now
-        if at_refresh or scheduled or now >= tenants.confirmation_until(record) or record.get("state") == "pending":
+        if at_refresh or scheduled or now >= tenants.confirmation_until(record) or record.state == "pending":
             chosen.append(tenant_id)
     return chosen
 
@@ -81,9 +82,11 @@ def _confirmed(services: Services, tenant_id: str) -> None:
     now = services.clock().isoformat()
 
     def edit(document: dict[str, Any]) -> None:
-        record = document["tenants"].get(tenant_id)
-        if record is not None and tenants.is_confirming(record):
-            record.update(state="active", consentedAt=now, consentReportedAt=None, confirm=None, lastError=None)
+        record = tenants.added_in(document, tenant_id)
+        if record is not None and record.confirming:
+            tenants.put_in(document, tenant_id, record.updated(state="active", consented_at=now,
+                                                               consent_reported_at=None, confirm=None,
+                                                               last_error=None))  # fmt: skip
 
     tenants.change(services, edit)
     log.info("Tenant %s: consent confirmed by a token and a read; active", tenant_id)
@@ -95,24 +98,24 @@ def _failed(services: Services, tenant_id: str, exc: ConnectorError) -> None:
     error = {"code": code, "detail": detail, "remediation": exc.remediation or "", "at": now.isoformat()}
 
     def edit(document: dict[str, Any]) -> None:
-        record = document["tenants"].get(tenant_id)
-        if record is None or not tenants.is_confirming(record):
+        record = tenants.added_in(document, tenant_id)
+        if record is None or not record.confirming:
             return
-        attempts = int((record.get("confirm") or {}).get("attempts") or 0) + 1
+        attempts = record.confirm_attempts + 1
         if now >= tenants.confirmation_until(record):
-            _give_up(services, record, error)
+            tenants.put_in(document, tenant_id, _given_up(services, record, error))
             return
         wait = RETRIES[attempts - 1] if attempts <= len(RETRIES) else None
-        record.update(state="confirming", lastError=error, confirm={
-            "attempts": attempts, "nextAt": (now + timedelta(seconds=wait)).isoformat() if wait else None})  # fmt: skip
+        confirm = {"attempts": attempts, "nextAt": (now + timedelta(seconds=wait)).isoformat() if wait else None}
+        tenants.put_in(document, tenant_id, record.updated(state="confirming", last_error=error, confirm=confirm))
 
     tenants.change(services, edit)
     log.info("Tenant %s: consent not confirmed yet (%s)", tenant_id, code)
 
 
-def _give_up(services: Services, record: dict[str, Any], error: dict[str, Any]) -> None:
+def _given_up(services: Services, record: Tenant, error: dict[str, Any]) -> Tenant:
     """24 hours after the consent: `pending` again, with why and what to do, and a new consent link."""
-    since = str(record.get("consentReportedAt"))[:16].replace("T", " ")
+    since = str(record.consent_reported_at)[:16].replace("T", " ")
     detail = (f"Microsoft reported its administrator's consent on {since} UTC, but for 24 hours no token for the "
               f"reader app could read its Secure Score. The last try: {error['detail']}")  # fmt: skip
     remediation = error["remediation"] or (
@@ -120,7 +123,7 @@ def _give_up(services: Services, record: dict[str, Any], error: dict[str, Any]) 
         "and accepts; in that tenant's Enterprise applications, the reader app must hold the Microsoft Graph "
         "permission SecurityEvents.ReadWrite.All, granted."
     )
-    record.update(state="pending", consentReportedAt=None, confirm=None,
-                  lastError={**error, "detail": detail, "remediation": remediation})  # fmt: skip
-    tenants.renew_link(services, record)
-    log.warning("Tenant %s: consent not confirmed within 24 hours; pending again with a new link", record.get("id"))
+    record = record.updated(state="pending", consent_reported_at=None, confirm=None,
+                            last_error={**error, "detail": detail, "remediation": remediation})  # fmt: skip
+    log.warning("Tenant %s: consent not confirmed within 24 hours; pending again with a new link", record.id)
+    return tenants.renew_link(services, record)

@@ -26,6 +26,7 @@ from shared import deadlines
 from shared.entra_errors import DECLINED, NEEDS_ADMIN, WRONG_ACCOUNT, codes
 from shared.problems import ReaderAppMisconfigured, TenantNotConsented
 from shared.services import Services
+from shared.tenant_records import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +67,22 @@ def finish_consent(services: Services, params: Mapping[str, str]) -> ConsentPage
     state = params.get("state", "")
     record = tenants.find_consent(services, state) if state else None
     page = _finish(services, params, state, record)
-    return replace(page, tenant=str(record["id"])) if record is not None else page
+    return replace(page, tenant=str(record.id)) if record is not None else page
 
 
-def _finish(services: Services, params: Mapping[str, str], state: str, record: dict[str, str] | None) -> ConsentPage:
+def _finish(services: Services, params: Mapping[str, str], state: str, record: Tenant | None) -> ConsentPage:
     if record is None:
         return _failed(
             400,
             "This consent link is unknown, was already used, or has expired (links last 14 days).",
             "Ask the connector's admin for the tenant's current link (its row on the connector's page).",
         )
-    name = str(record.get("name") or record["id"])
+    name = str(record.name or record.id)
     error = params.get("error", "")
     if error:
         return _refused(services, record, name, error, codes(params.get("error_description", "")))
-    if params.get("tenant", "").lower() != record["id"]:
-        log.warning("A consent for tenant %s came back from another tenant", record["id"])
+    if params.get("tenant", "").lower() != record.id:
+        log.warning("A consent for tenant %s came back from another tenant", record.id)
         return _failed(400, f"The consent was given in another tenant than {name}, the one this link was made for.",
                        f"The tenant stays pending. Open the link as {_ROLE} of {name} itself.")  # fmt: skip
     if params.get("admin_consent", "").lower() != "true":
@@ -91,11 +92,11 @@ def _finish(services: Services, params: Mapping[str, str], state: str, record: d
     if taken is None:
         return _failed(400, "This consent link was used a moment ago.", "Nothing to do if the tenant shows as active.")
     with deadlines.run_deadline(services.run_deadline):
-        failure = confirmation.attempt(services, taken["id"])  # proof: a real token and a real read
+        failure = confirmation.attempt(services, str(taken.id))  # proof: a real token and a real read
         if failure is None:
-            SecureScoreSync(services).refresh(only=[taken["id"]])  # its first refresh; a failure shows on its row
+            SecureScoreSync(services).refresh(only=[str(taken.id)])  # its first refresh; a failure shows on its row
     if failure is None:
-        log.info("Tenant %s consented and read", taken["id"])
+        log.info("Tenant %s consented and read", str(taken.id))
         lines = (f"{name} is now read by the connector.", "Its score and improvement actions are on the connector's "
                  "page, in its own view.")  # fmt: skip
         return ConsentPage(True, 200, "Tenant added", lines)
@@ -111,7 +112,7 @@ def _finish(services: Services, params: Mapping[str, str], state: str, record: d
         "until then, and then as active. Nothing more to do here.", *last))  # fmt: skip
 
 
-def _refused(services: Services, record: dict[str, str], name: str, error: str, found: frozenset[int]) -> ConsentPage:
+def _refused(services: Services, record: Tenant, name: str, error: str, found: frozenset[int]) -> ConsentPage:
     """An `error=` redirect: what happened, by its AADSTS code where one is known; the link stays usable."""
     again = "The tenant stays pending; the same link stays valid until it is used."
     if error == "access_denied" and WRONG_ACCOUNT in found:
@@ -135,8 +136,8 @@ def _refused(services: Services, record: dict[str, str], name: str, error: str, 
         fix = f"Open the same link again as {_ROLE} of {name} and accept."
         code = "consent_declined" if error == "access_denied" else "consent_failed"
     said = "".join(f" (AADSTS{c})" for c in sorted(found)[:1]) if code in ("consent_declined", "consent_failed") else ""
-    _note(services, record["id"], code, meaning.rstrip(".") + said + ".", fix)
-    log.info("Consent for tenant %s ended with an error (%s, %s)", record["id"], error if error in _ERRORS else "?",
+    _note(services, str(record.id), code, meaning.rstrip(".") + said + ".", fix)
+    log.info("Consent for tenant %s ended with an error (%s, %s)", record.id, error if error in _ERRORS else "?",
              ",".join(str(c) for c in sorted(found)) or "no code")  # fmt: skip
     return _failed(400, f"{name}: {meaning}", f"{fix} {again}")
 

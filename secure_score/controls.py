@@ -187,12 +187,6 @@ def is_completed(score: float | None, max_score: float | None) -> bool:
     return score is not None and max_score is not None and max_score > 0 and score >= max_score - TOLERANCE
 
 
-def by_rank(control: dict[str, Any]) -> tuple[bool, int, str]:
-    """Sort key: Graph's rank first (unranked last), then the id."""
-    rank = control.get("rank")
-    return rank is None, rank or 0, str(control["id"])
-
-
 def newest_tickets(tickets: Iterable[Ticket], tenant: str | None = HOME) -> dict[str, Ticket]:
     """Per recommendation of `tenant` (None: of every tenant, keyed by claim key), its newest ticket: the one a
     control's row shows, its edges act on and its note names. Tickets of the caller's own recommendations (source

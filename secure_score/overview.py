@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from secure_score import tenants
+from shared import tenant_records
 from shared.services import Services
+from shared.tenant_records import Tenant
 from shared.tickets import HOME, Ticket
 
 
@@ -28,49 +30,43 @@ def _open_actions(controls: list[dict[str, Any]]) -> int:
                and not c.get("deprecated"))  # fmt: skip
 
 
-def _row(services: Services, tenant: str, record: dict[str, Any], tickets: list[Ticket], admin: bool) -> dict[str, Any]:
-    snapshot = services.store.get_secure_score(tenant) if record.get("state") != "removed" else None
+def _row(services: Services, tenant: str, record: Tenant, tickets: list[Ticket], admin: bool) -> dict[str, Any]:
+    snapshot = services.store.get_secure_score(tenant) if not record.removed else None
     summary, controls = snapshot if snapshot is not None else ({}, [])
     history = list(summary.get("history") or [])
     mine = [t for t in tickets if t.tenant == tenant]
     now = services.clock()
     row = {
-        "id": record.get("id") or (tenants.home_id(services) if tenant == HOME else tenant),
-        "name": record.get("name") or ("This organization" if tenant == HOME else tenant),
-        "domain": record.get("domain"),
+        "id": record.id or (tenants.home_id(services) if tenant == HOME else tenant),
+        "name": record.name or ("This organization" if tenant == HOME else tenant),
+        "domain": record.domain,
         "home": tenant == HOME,
-        "state": record.get("state") or "active",
+        "state": record.state or "active",
         "score": summary.get("secureScore"),
         "change7": _change(history, 7),
         "change30": _change(history, 30),
         "openRecommendations": _open_actions(controls) if snapshot is not None else None,
         "openTickets": sum(1 for t in mine if t.is_open),
         "overdueTickets": sum(1 for t in mine if t.is_overdue(now)),
-        "lastRefresh": record.get("lastRefresh"),
-        "lastError": record.get("lastError"),
+        "lastRefresh": record.last_refresh,
+        "lastError": record.last_error,
     }
-    waiting = tenant != HOME and record.get("consentState") and not tenants.expired(record, now)
-    if tenant != HOME and tenants.is_confirming(record):  # consent received, not proved by a read yet
+    waiting = tenant != HOME and record.consent_state and not record.consent_expired(now)
+    if tenant != HOME and record.confirming:  # consent received, not proved by a read yet
         row["confirming"] = tenants.confirmation_schedule(record)
     if tenant != HOME and row["state"] == "pending":  # which wait: for the admin, for the proof, or for a new link
-        row["consent"] = "reported" if record.get("consentReportedAt") else "open" if waiting else "expired"
+        row["consent"] = "reported" if record.consent_reported_at else "open" if waiting else "expired"
     if admin and waiting:
-        row["consentUrl"] = tenants.consent_url(services, tenant, str(record["consentState"]))
+        row["consentUrl"] = tenants.consent_url(services, tenant, str(record.consent_state))
     return row
 
 
 def tenant_overview(services: Services, *, admin: bool) -> dict[str, Any]:
     """The home tenant first, then the others by name; consent links only for admins (a link is a capability)."""
-    document = tenants.registered(services)
+    document = tenant_records.load(services.store)
     every = [t for t, _ in services.store.list_tickets()]
-    home = {"state": tenants.home_state(services), **_home_record(services)}
-    rows = [_row(services, HOME, home, every, admin)]
-    for tenant_id, record in sorted(document.items(), key=lambda kv: str(kv[1].get("name")).lower()):
-        if record.get("state") != "removed":
+    rows = [_row(services, HOME, document.home.updated(state=document.home_state), every, admin)]
+    for tenant_id, record in sorted(document.added.items(), key=lambda kv: str(kv[1].name).lower()):
+        if not record.removed:
             rows.append(_row(services, tenant_id, record, every, admin))
     return {"tenants": rows}
-
-
-def _home_record(services: Services) -> dict[str, Any]:
-    found = services.store.get_document(tenants.DOCUMENT)
-    return dict((found[0] if found else {}).get("home") or {})

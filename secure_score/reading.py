@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any, Protocol
 
-from secure_score.controls import ProfileRefused, build_control, by_rank
-from shared import deadlines
+from secure_score.controls import ProfileRefused, build_control
+from shared import deadlines, tenant_records
 from shared.graph import Listing, ProviderWarning, RequestCount
 from shared.problems import ConnectorError, SecureScoreUnavailable
 from shared.services import Services
@@ -168,7 +168,7 @@ def join(profiles: list[dict[str, Any]], latest: dict[str, Any] | None, findings
             findings.errors.append(f"control profile: {exc}")
             continue
         controls.setdefault(control["id"], control)
-    return sorted(controls.values(), key=by_rank)
+    return sorted(controls.values(), key=tenant_records.by_rank)
 
 
 def carry_forward(controls: list[dict[str, Any]], before: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -181,4 +181,4 @@ def carry_forward(controls: list[dict[str, Any]], before: list[dict[str, Any]]) 
             now[old["id"]] = {**old, "stale": True}
         elif not held.get("scored") and old.get("scored"):
             now[old["id"]] = {**held, **{k: old.get(k) for k in ("score", "scored", "completed")}, "stale": True}
-    return sorted(now.values(), key=by_rank)
+    return sorted(now.values(), key=tenant_records.by_rank)

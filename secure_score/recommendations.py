@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from secure_score import tenants
-from secure_score.controls import by_rank, newest_tickets
+from secure_score.controls import newest_tickets
+from shared import tenant_records
 from shared.problems import FieldError, ValidationFailed
 from shared.services import Services
 from shared.tickets import HOME, Ticket, known_categories
@@ -61,7 +61,7 @@ def list_recommendations(
         errors.append(FieldError("ticket", "must be with, without or any"))
     if scored not in SCORED_FILTERS:
         errors.append(FieldError("scored", "must be true, false or any"))
-    chosen = [tenant] if tenant is not None else tenants.readable(services)
+    chosen = [tenant] if tenant is not None else tenant_records.readable(services.store)
     snapshots = {t: services.store.get_secure_score(t) for t in chosen}
     known = known_categories(c.get("category") for found in snapshots.values() if found for c in found[1])
     if category is not None and category not in known:
@@ -77,7 +77,7 @@ def list_recommendations(
         controls = snapshot[1]
         not_scored += sum(1 for c in controls if not _is_scored(c))
         newest = newest_tickets(every, tenant_id)
-        for control in sorted(controls, key=by_rank):
+        for control in sorted(controls, key=tenant_records.by_rank):
             matches = _status_matches(control, status) and (
                 scored == "any" or _is_scored(control) == (scored == "true")
             )

@@ -144,7 +144,7 @@ class TenantRefresh:
             reading.provider_warning(services, result, warning)
         key = f"suspectDrop:{tenant}" if tenant else "suspectDrop"
         doubt = reading.doubt(scores.items, listing, previous, run_state(services).get(key),
-                              lambda drop: _update_document(self._store, lambda s: {**s, key: drop}))  # fmt: skip
+                              lambda drop: _update_document(self._store, lambda s: s.update({key: drop})))  # fmt: skip
         if doubt is not None:
             result.warn(doubt)
             return
@@ -192,7 +192,8 @@ class TenantRefresh:
         key = f"ticket:{ticket.id}"
         try:
             followed = follow(self._services, ticket, control, day, result)
-            if followed is not None and (followed.error or {}).get("source") == RUN_DOCUMENT:  # an earlier try failed
+            earlier = followed.failure if followed is not None else None
+            if earlier is not None and earlier.source == RUN_DOCUMENT:  # an earlier try failed
                 followed = change_ticket(self._store, ticket.id, lambda t: replace(t, error=None))
         except (deadlines.RunOutOfTime, *SYSTEMIC):
             raise
@@ -309,12 +310,13 @@ class SecureScoreSync:
         failures = dict(self._failures)
         shown = home if home is not None else (result if result is not None and not result.tenants else None)
 
-        def update(state: dict[str, Any]) -> dict[str, Any]:
+        def update(state: dict[str, Any]) -> None:
             merged = merge_failures(state.get("failures"), failures)
-            extra = {"last": shown.to_json()} if shown is not None else {}
+            if shown is not None:
+                state["last"] = shown.to_json()
             if result is not None and result.tenants:
-                extra["run"] = {k: v for k, v in result.to_json().items() if k != "tenants"}
-            return {**state, **extra, "failures": merged}
+                state["run"] = {k: v for k, v in result.to_json().items() if k != "tenants"}
+            state["failures"] = merged
 
         _update_document(self._store, update)
 
@@ -350,15 +352,9 @@ def _last(result: RefreshResult) -> dict[str, Any]:
     return {k: getattr(result, k) for k in keep}
 
 
-def _update_document(store: TicketStore, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """The run document changed under its ETag (`change` returns the new document); one that keeps changing is
-    left to the next run, as before."""
-
-    def edit(document: dict[str, Any]) -> None:
-        changed = change(dict(document))
-        document.clear()
-        document.update(changed)
-
+def _update_document(store: TicketStore, edit: Callable[[dict[str, Any]], object]) -> None:
+    """`edit` the run document in place under its ETag; one that keeps changing is left to the next run, as
+    before."""
     with contextlib.suppress(StoreConflict):
         update_document(store, RUN_DOCUMENT, edit)
 

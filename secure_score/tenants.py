@@ -3,7 +3,8 @@ unless paused, and the tenants an admin added, each `pending` until its own admi
 connector waits for that consent to reach a token (confirmation.py), then `active`.
 
 All of them live in one store document under its ETag, so two admins adding at once never lose one another's
-tenant, and a consent `state` is taken once: the write that clears it is conditional on the version it read.
+tenant, and a consent `state` is taken once: the write that clears it is conditional on the version it read. This
+module writes it; every feature reads it through shared/tenant_records.py.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from secure_score.discovery import discover, same_cloud
+from shared import tenant_records
 from shared.auth import new_state
 from shared.problems import FieldError, NotConfigured, NotFound, SecureScoreUnavailable, ValidationFailed
-from shared.runs import TENANTS
 from shared.services import Services
 from shared.store import update_document
+from shared.tenant_records import DOCUMENT, REMOVED, Tenant, Tenants
 from shared.text import clean_line, printable
-from shared.tickets import HOME, TENANT_ID, tenant_filter
+from shared.tickets import HOME, TENANT_ID
 
-DOCUMENT = TENANTS
 CONSENT_LIFETIME = timedelta(days=14)
 CONFIRMATION_WINDOW = timedelta(hours=24)  # how long a reported consent is tried (confirmation.py)
 CONSENT_PATH = "/api/tenants/consent"
@@ -35,20 +36,20 @@ STATES = ("pending", "confirming", "active", "paused", "removed")
 
 @dataclass(frozen=True)
 class Added:
-    tenant: dict[str, Any]
+    tenant: Tenant
     consent_url: str | None  # None: the home tenant, resumed
 
-
-def _load(services: Services) -> tuple[dict[str, Any], str | None]:
-    found = services.store.get_document(DOCUMENT)
-    return (dict(found[0]), found[1]) if found else ({"tenants": {}}, None)
+    def shown(self) -> dict[str, Any]:
+        if self.consent_url is None:
+            return {"id": self.tenant.id, "home": True, "state": self.tenant.state}
+        return {**shown(self.tenant), "consentUrl": self.consent_url}
 
 
 _CHANGING = threading.Lock()  # this instance's writers queue up; the ETag settles races with other instances
 
 
 def change(services: Services, edit: Any) -> Any:
-    """Apply `edit(document) -> answer` under the document's ETag, re-reading on a lost race."""
+    """Apply `edit(document) -> answer` to the stored document (as JSON) under its ETag, re-reading on a lost race."""
     with _CHANGING:
         return _change(services, edit)
 
@@ -61,49 +62,47 @@ def _change(services: Services, edit: Any) -> Any:
     return update_document(services.store, DOCUMENT, edited)
 
 
-def registered(services: Services) -> dict[str, dict[str, Any]]:
-    """Every tenant an admin added (any state), by id."""
-    return dict(_load(services)[0].get("tenants") or {})
+def added_in(document: dict[str, Any], tenant_id: str) -> Tenant | None:
+    """An added tenant's record in the document being changed (None: no such tenant)."""
+    found = document["tenants"].get(tenant_id)
+    return None if found is None else Tenant.from_json(found)
 
 
-def home_state(services: Services) -> str:
-    return str(_load(services)[0].get("home", {}).get("state") or "active")
+def home_in(document: dict[str, Any]) -> Tenant:
+    """The home tenant's record in the document being changed (empty until something is noted on it)."""
+    return Tenant.from_json(document.get("home"))
+
+
+def put_in(document: dict[str, Any], tenant_id: str, record: Tenant) -> None:
+    """`record` as `tenant_id`'s (HOME: the home tenant's) in the document being changed."""
+    if tenant_id == HOME:
+        document["home"] = record.to_json()
+    else:
+        document["tenants"][tenant_id] = record.to_json()
 
 
 def to_read(services: Services) -> list[str]:
     """The tenants a refresh reads: the home tenant unless paused, and the active ones; the one read longest ago
     first, so a run cut short by its deadline never leaves the same tenants unread twice in a row. A `confirming`
     tenant is not among them: only its confirmation reads it (confirmation.py), and makes it active."""
-    document = _load(services)[0]
-    home = document.get("home") or {}
-    chosen = [(_last_at(home), HOME)] if home.get("state") != "paused" else []
-    for tenant_id, record in sorted((document.get("tenants") or {}).items()):
-        if record.get("state") == "active":
-            chosen.append((_last_at(record), tenant_id))
+    document = tenant_records.load(services.store)
+    chosen = [(document.home.last_refresh_at, HOME)] if document.home.state != "paused" else []
+    for tenant_id, record in sorted(document.added.items()):
+        if record.active:
+            chosen.append((record.last_refresh_at, tenant_id))
     return [tenant for _, tenant in sorted(chosen)]
 
 
-def _last_at(record: dict[str, Any]) -> str:
-    last = record.get("lastRefresh")
-    return str(last.get("at") or "") if isinstance(last, dict) else ""
+def confirmation_until(record: Tenant) -> datetime:
+    return datetime.fromisoformat(str(record.consent_reported_at)) + CONFIRMATION_WINDOW
 
 
-def is_confirming(record: dict[str, Any]) -> bool:
-    """`confirming`; or `pending` with a consent Microsoft reported (how a tenant waited before that state)."""
-    state = record.get("state")
-    return state == "confirming" or (state == "pending" and bool(record.get("consentReportedAt")))
-
-
-def confirmation_until(record: dict[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(record.get("consentReportedAt"))) + CONFIRMATION_WINDOW
-
-
-def confirmation_schedule(record: dict[str, Any]) -> dict[str, Any]:
+def confirmation_schedule(record: Tenant) -> dict[str, Any]:
     """Where a confirming tenant's confirmation stands, as its row shows it: since, tries, the next scheduled try
     (None: at the next refresh), until."""
-    confirm = record.get("confirm") or {}
-    return {"since": record.get("consentReportedAt"), "attempts": int(confirm.get("attempts") or 0),
-            "nextAttemptAt": confirm.get("nextAt"), "until": confirmation_until(record).isoformat()}  # fmt: skip
+    return {"since": record.consent_reported_at, "attempts": record.confirm_attempts,
+            "nextAttemptAt": (record.confirm or {}).get("nextAt"),
+            "until": confirmation_until(record).isoformat()}  # fmt: skip
 
 
 def consent_url(services: Services, tenant_id: str, state: str) -> str:
@@ -119,10 +118,10 @@ def _fresh_consent(services: Services) -> dict[str, str]:
     return {"state": state, "hash": _hash(state), "expiresAt": (now + CONSENT_LIFETIME).isoformat()}
 
 
-def renew_link(services: Services, record: dict[str, Any]) -> None:
-    """A new consent link on `record` (a single-use state, 14 days); the old one stops working."""
+def renew_link(services: Services, record: Tenant) -> Tenant:
+    """`record` with a new consent link (a single-use state, 14 days); the old one stops working."""
     consent = _fresh_consent(services)
-    record.update(consent={k: consent[k] for k in ("hash", "expiresAt")}, consentState=consent["state"])
+    return record.updated(consent={k: consent[k] for k in ("hash", "expiresAt")}, consent_state=consent["state"])
 
 
 def _hash(state: str) -> str:
@@ -168,26 +167,28 @@ def add(services: Services, body: Any, added_by: str) -> Added:
     if tenant_id != home:
         same_cloud(services, found, home)
     if tenant_id == home:
-        if home_state(services) != "paused":
+        if tenant_records.load(services.store).home_state != "paused":
             raise ValidationFailed([FieldError("tenant", "is this deployment's own tenant, which is read already")])
         resume_home(services)
-        return Added({"id": tenant_id, "home": True, "state": "active"}, None)
+        return Added(Tenant(id=tenant_id, state="active"), None)
     consent = _fresh_consent(services)
     now = services.clock().isoformat()
 
-    def register(document: dict[str, Any]) -> dict[str, Any]:
-        held = document["tenants"].get(tenant_id)
-        renewing = held is not None and held.get("state") == "pending" and expired(held, services.clock())
-        if held is not None and held.get("state") != "removed" and not renewing:
-            raise ValidationFailed([FieldError("tenant", f"is registered already ({held.get('state')})")])
-        if renewing:  # its link expired unused: the same pending tenant, a new link
-            held.update(consent={k: consent[k] for k in ("hash", "expiresAt")}, consentState=consent["state"])
-            return dict(held)
-        record = {"id": tenant_id, "name": (name or "").strip() or (wanted if wanted != tenant_id else tenant_id),
-                  "domain": wanted if wanted != tenant_id else None, "state": "pending", "addedAt": now,
-                  "addedBy": added_by, "consent": {k: consent[k] for k in ("hash", "expiresAt")},
-                  "consentState": consent["state"]}  # fmt: skip
-        document["tenants"][tenant_id] = record
+    link = {k: consent[k] for k in ("hash", "expiresAt")}
+
+    def register(document: dict[str, Any]) -> Tenant:
+        held = added_in(document, tenant_id)
+        renewing = held is not None and held.state == "pending" and held.consent_expired(services.clock())
+        if held is not None and not held.removed and not renewing:
+            raise ValidationFailed([FieldError("tenant", f"is registered already ({held.state})")])
+        if held is not None and renewing:  # its link expired unused: the same pending tenant, a new link
+            record = held.updated(consent=link, consent_state=consent["state"])
+        else:
+            record = Tenant().updated(
+                id=tenant_id, name=(name or "").strip() or (wanted if wanted != tenant_id else tenant_id),
+                domain=wanted if wanted != tenant_id else None, state="pending", added_at=now, added_by=added_by,
+                consent=link, consent_state=consent["state"])  # fmt: skip
+        put_in(document, tenant_id, record)
         return record
 
     record = change(services, register)
@@ -215,58 +216,40 @@ def rename(services: Services, tenant_id: str, body: Any) -> dict[str, Any]:
 
     def edit(document: dict[str, Any]) -> dict[str, Any]:
         if wanted == (home or "-"):
-            record = document.setdefault("home", {})
-            record["name"] = name
-            return {"id": home, "home": True, "name": name, "state": record.get("state") or "active"}
-        record = document["tenants"].get(wanted)
-        if record is None or record.get("state") == "removed":
+            record = home_in(document).updated(name=name)
+            put_in(document, HOME, record)
+            return {"id": home, "home": True, "name": name, "state": record.state or "active"}
+        found = added_in(document, wanted)
+        if found is None or found.removed:
             raise NotFound(f"The connector reads no tenant '{printable(tenant_id, 64)}'.")
-        record["name"] = name
-        return shown(record)
+        put_in(document, wanted, found.updated(name=name))
+        return shown(found.updated(name=name))
 
     return change(services, edit)  # type: ignore[no-any-return]
 
 
-def pause_or_remove(services: Services, tenant_id: str) -> dict[str, Any]:
-    """DELETE: the home tenant is paused; another stops being read (its tickets stay, marked as its)."""
+def removal(services: Services, tenant_id: str) -> dict[str, Any]:
+    """DELETE: the home tenant is paused; another stops being read (its tickets stay, marked as its). The answer
+    says what changed, and what only the tenant's own admin can do."""
     wanted = tenant_id.lower()
     home = home_id(services)
     if wanted == (home or "-"):
+        change(services, lambda document: put_in(document, HOME, home_in(document).updated(state="paused")))
+        return {"id": home, "home": True, "state": "paused", "detail": "The connector no longer reads this "
+                "organization's own Secure Score; its tickets stay. POST /api/tenants with this tenant's id reads it "
+                "again."}  # fmt: skip
 
-        def pause(document: dict[str, Any]) -> dict[str, Any]:
-            document.setdefault("home", {})["state"] = "paused"
-            return {"id": home, "home": True, "state": "paused"}
-
-        return change(services, pause)  # type: ignore[no-any-return]
-
-    def remove(document: dict[str, Any]) -> dict[str, Any]:
-        record = document["tenants"].get(wanted)
-        if record is None or record.get("state") == "removed":
+    def remove(document: dict[str, Any]) -> Tenant:
+        record = added_in(document, wanted)
+        if record is None or record.removed:
             raise NotFound(f"The connector reads no tenant '{printable(tenant_id, 64)}'.")
-        record.update(state="removed", consent=None, consentState=None, consentReportedAt=None, confirm=None)
-        return dict(record)
+        record = record.updated(state=REMOVED, consent=None, consent_state=None, consent_reported_at=None,
+                                confirm=None)  # fmt: skip
+        put_in(document, wanted, record)
+        return record
 
-    return change(services, remove)  # type: ignore[no-any-return]
-
-
-_SHOWN = ("id", "name", "domain", "state", "addedAt", "addedBy", "consentedAt", "lastRefresh", "lastError")
-
-
-def shown(record: dict[str, Any]) -> dict[str, Any]:
-    """A tenant record as the API shows it: never its consent state (the link is given to admins only)."""
-    answer = {k: record.get(k) for k in _SHOWN}
-    answer["consentExpiresAt"] = (record.get("consent") or {}).get("expiresAt")
-    return answer
-
-
-def removal(services: Services, tenant_id: str) -> dict[str, Any]:
-    """DELETE's answer: what changed, and what only the tenant's own admin can do."""
-    done = pause_or_remove(services, tenant_id)
-    if done.get("home"):
-        return {**done, "detail": "The connector no longer reads this organization's own Secure Score; its tickets "
-                "stay. POST /api/tenants with this tenant's id reads it again."}  # fmt: skip
     return {
-        **shown(done),
+        **shown(change(services, remove)),
         "detail": "The connector no longer reads this tenant; its tickets stay in ServiceNow and in the connector, "
         "marked as the tenant's.",
         "removeApp": "The connector cannot remove its reader app from a tenant it no longer reads. That tenant's "
@@ -276,19 +259,25 @@ def removal(services: Services, tenant_id: str) -> dict[str, Any]:
     }
 
 
+def shown(record: Tenant) -> dict[str, Any]:
+    """A tenant record as the API shows it: never its consent state (the link is given to admins only)."""
+    return {"id": record.id, "name": record.name, "domain": record.domain, "state": record.state,
+            "addedAt": record.added_at, "addedBy": record.added_by, "consentedAt": record.consented_at,
+            "lastRefresh": record.last_refresh, "lastError": record.last_error,
+            "consentExpiresAt": record.consent_expires_at}  # fmt: skip
+
+
 def resume_home(services: Services) -> None:
-    change(services, lambda d: d.setdefault("home", {}).update(state="active"))
+    change(services, lambda document: put_in(document, HOME, home_in(document).updated(state="active")))
 
 
 def record_run(services: Services, tenant_id: str, last: dict[str, Any], error: dict[str, Any] | None) -> None:
     """A refresh's outcome on its tenant's record: the last run, and the error that stopped it (or none)."""
 
     def note(document: dict[str, Any]) -> None:
-        record = document.setdefault("home", {}) if tenant_id == HOME else document["tenants"].get(tenant_id)
-        if record is None:
-            return
-        record["lastRefresh"] = last
-        _set_error(services, tenant_id, record, error)
+        record = home_in(document) if tenant_id == HOME else added_in(document, tenant_id)
+        if record is not None:
+            put_in(document, tenant_id, _with_error(services, tenant_id, record.updated(last_refresh=last), error))
 
     change(services, note)
 
@@ -297,61 +286,52 @@ def note_error(services: Services, tenant_id: str, error: dict[str, Any]) -> Non
     """An error met outside a refresh (the consent's proof read) on the tenant's row."""
 
     def note(document: dict[str, Any]) -> None:
-        record = document["tenants"].get(tenant_id)
+        record = added_in(document, tenant_id)
         if record is not None:
-            _set_error(services, tenant_id, record, error)
+            put_in(document, tenant_id, _with_error(services, tenant_id, record, error))
 
     change(services, note)
 
 
-def _set_error(services: Services, tenant_id: str, record: dict[str, Any], error: dict[str, Any] | None) -> None:
-    record["lastError"] = error
-    waiting = record.get("state") == "confirming"  # consent was received: no new link while it is confirmed
-    if tenant_id != HOME and error and error.get("code") == "tenant_not_consented" and not record.get("consent") \
+def _with_error(services: Services, tenant_id: str, record: Tenant, error: dict[str, Any] | None) -> Tenant:
+    record = record.updated(last_error=error)
+    waiting = record.state == "confirming"  # consent was received: no new link while it is confirmed
+    if tenant_id != HOME and error and error.get("code") == "tenant_not_consented" and not record.consent \
             and not waiting:  # fmt: skip
-        renew_link(services, record)  # never consented after all, or withdrawn: its row shows a new link
+        return renew_link(services, record)  # never consented after all, or withdrawn: its row shows a new link
+    return record
 
 
-def expired(record: dict[str, Any], now: datetime) -> bool:
-    consent = record.get("consent") or {}
-    return not consent or datetime.fromisoformat(str(consent.get("expiresAt"))) <= now
-
-
-def _holding(document: dict[str, Any], state: str, now: datetime) -> dict[str, Any] | None:
+def _holding(document: Tenants, state: str, now: datetime) -> str | None:
+    """The tenant whose current, unexpired link carries `state`."""
     digest = _hash(state)
-    for record in (document.get("tenants") or {}).values():
-        consent = record.get("consent") or {}
-        if consent.get("hash") == digest and not expired(record, now) and record.get("state") != "removed":
-            return dict(record)
+    for tenant_id, record in document.added.items():
+        if (record.consent or {}).get("hash") == digest and not record.consent_expired(now) and not record.removed:
+            return tenant_id
     return None
 
 
-def find_consent(services: Services, state: str) -> dict[str, Any] | None:
+def find_consent(services: Services, state: str) -> Tenant | None:
     """The tenant whose current link carries `state` (nothing is used up), or None."""
-    return _holding(_load(services)[0], state, services.clock())
+    document = tenant_records.load(services.store)
+    found = _holding(document, state, services.clock())
+    return None if found is None else document.added[found]
 
 
-def take_consent(services: Services, state: str, *, reported_at: str) -> dict[str, Any] | None:
+def take_consent(services: Services, state: str, *, reported_at: str) -> Tenant | None:
     """Use the state up (once, whoever races: the write is conditional on the version read): Microsoft reported the
-    consent, so the tenant is `confirming` from now on; None when the state was used or expired meanwhile."""
+    consent, so the tenant is `confirming` from now on; None when the state was used or expired meanwhile. The
+    answer is the record as it was found."""
     now = services.clock()
 
-    def take(document: dict[str, Any]) -> dict[str, Any] | None:
-        found = _holding(document, state, now)
+    def take(document: dict[str, Any]) -> Tenant | None:
+        parsed = Tenants.from_json(document)
+        found = _holding(parsed, state, now)
         if found is None:
             return None
-        document["tenants"][found["id"]].update(state="confirming", consent=None, consentState=None,
-                                                consentReportedAt=reported_at, confirm=None)  # fmt: skip
-        return found
+        record = parsed.added[found]
+        put_in(document, found, record.updated(state="confirming", consent=None, consent_state=None,
+                                               consent_reported_at=reported_at, confirm=None))  # fmt: skip
+        return record
 
     return change(services, take)  # type: ignore[no-any-return]
-
-
-def resolve(services: Services, value: str | None) -> str | None:
-    """A `tenant=` filter against the tenants the connector knows (removed ones too: their tickets stay)."""
-    return tenant_filter(value, home_id(services), registered(services))
-
-
-def readable(services: Services) -> list[str]:
-    """HOME and every registered tenant not removed (what `tenant=all` lists)."""
-    return [HOME, *sorted(t for t, r in registered(services).items() if r.get("state") != "removed")]

@@ -21,7 +21,7 @@ from shared.recommendation_claims import take_claim
 from shared.runs import failure_entry, merge_failures
 from shared.services import Services
 from shared.store import StoreConflict, TicketStore, change_ticket, update_conditionally
-from shared.tickets import CLOSED_STATUSES, SERVICENOW_TIME, Ticket, mod_count
+from shared.tickets import CLOSED_STATUSES, SERVICENOW_TIME, Ticket, TicketError, mod_count
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +53,14 @@ def record_fields(services: Services) -> str:
     )
 
 
-def update_sync_state(store: TicketStore, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """Change the sync's run state under its ETag, re-reading on a lost race (`change` returns the new state)."""
-
-    def edit(state: dict[str, Any]) -> None:
-        changed = change(dict(state))
-        state.clear()
-        state.update(changed)
-
+def update_sync_state(store: TicketStore, edit: Callable[[dict[str, Any]], object]) -> None:
+    """`edit` the sync's run state in place under its ETag, re-reading on a lost race."""
     update_conditionally(store.get_sync_state, store.put_sync_state, edit, "the sync state")
 
 
 def note_failures(store: TicketStore, changes: dict[str, dict[str, Any] | None]) -> None:
     """Record (or clear, with None) item failures in the sync state, where provisioning lists them."""
-    update_sync_state(store, lambda state: {**state, "failures": merge_failures(state.get("failures"), changes)})
+    update_sync_state(store, lambda state: state.update(failures=merge_failures(state.get("failures"), changes)))
 
 
 def compare(row: dict[str, Any], ticket: Ticket) -> int:
@@ -82,8 +76,9 @@ def compare(row: dict[str, Any], ticket: Ticket) -> int:
     return 1  # a ticket without a version yet: what ServiceNow says now is the truth
 
 
-def is_conflict(error: dict[str, Any] | None) -> bool:
-    return error is not None and error.get("code") == DuplicateOpenRecord.code
+def is_conflict(ticket: Ticket) -> bool:
+    failure = ticket.failure
+    return failure is not None and failure.code == DuplicateOpenRecord.code
 
 
 def apply_record(services: Services, ticket_id: str, row: dict[str, Any]) -> bool:
@@ -115,7 +110,7 @@ def apply_record(services: Services, ticket_id: str, row: dict[str, Any]) -> boo
         conflicts: dict[str, dict[str, Any] | None] = {}
         if updated.is_open and not ticket.is_open and not ticket.duplicate_of:
             updated = retake_claim(services, updated, conflicts)
-        elif not updated.is_open and is_conflict(ticket.error):
+        elif not updated.is_open and is_conflict(ticket):
             updated = replace(updated, error=None)
             conflicts[f"ticket:{ticket.id}"] = None
         try:
@@ -137,7 +132,7 @@ def retake_claim(services: Services, ticket: Ticket, changes: dict[str, dict[str
     holder = take_claim(store, ticket.claim_key, ticket.id)
     key = f"ticket:{ticket.id}"
     if holder is None:
-        if is_conflict(ticket.error):
+        if is_conflict(ticket):
             changes[key] = None
             return replace(ticket, error=None)
         return ticket
@@ -153,8 +148,7 @@ def retake_claim(services: Services, ticket: Ticket, changes: dict[str, dict[str
     changes[key] = failure_entry("conflict", ticket.id, ticket.number, error, now, 1)
     log.warning("Ticket %s is open while %s holds its recommendation", ticket.number, other_name)
     duplicate_of = holder if ticket.extra.get("adopted") else ticket.duplicate_of  # a copy never takes over
-    error_json = {"at": now, "code": error.code, "detail": error.detail, "attempts": 1}
-    return replace(ticket, error=error_json, duplicate_of=duplicate_of)
+    return replace(ticket, error=TicketError(now, error.code, error.detail).to_json(), duplicate_of=duplicate_of)
 
 
 def mark_missing(services: Services, ticket_id: str) -> bool:

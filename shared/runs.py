@@ -10,12 +10,11 @@ from typing import Any
 
 from shared.problems import ConnectorError
 from shared.store import TicketStore, change_ticket
-from shared.tickets import SYS_ID, Ticket
+from shared.tickets import SYS_ID, Ticket, TicketError
 
 log = logging.getLogger(__name__)
 
 SECURE_SCORE_RUN = "secure_score"  # the Secure Score refresh's run state: a store document of this name
-TENANTS = "tenants"  # the Microsoft tenants the connector reads (secure_score/tenants.py): a store document
 MAX_ITEM_ATTEMPTS = 5  # a ticket or record that keeps failing is retried this many runs, then only listed
 MAX_LISTED_FAILURES = 100
 MAX_LISTED_ERRORS = 50
@@ -47,10 +46,9 @@ def record_ticket_error(store: TicketStore, now: str, ticket_id: str, exc: BaseE
     attempts = [1]
 
     def change(ticket: Ticket) -> Ticket:
-        attempts[0] = int((ticket.error or {}).get("attempts") or 0) + 1
-        error = {"at": now, "code": code, "detail": detail, "attempts": attempts[0], "source": source,
-                 "remediation": remediation_of(exc)}  # fmt: skip
-        return replace(ticket, error=error)
+        attempts[0] = ticket.failed_attempts + 1
+        error = TicketError(now, code, detail, attempts[0], source, remediation_of(exc))
+        return replace(ticket, error=error.to_json())
 
     change_ticket(store, ticket_id, change)
     log.warning("Ticket %s failed (%s), attempt %d; other tickets go on", ticket_id, code, attempts[0])

@@ -120,6 +120,34 @@ def claim_key(tenant: str, recommendation_id: str) -> str:
     return f"{tenant}|{recommendation_id}" if tenant else recommendation_id
 
 
+@dataclass(frozen=True)
+class TicketError:
+    """The last failure working on a ticket (its `error`, stored and shown as `to_json` says), kept until the work
+    that failed succeeds."""
+
+    at: str
+    code: str
+    detail: str
+    attempts: int = 1  # how many times in a row it has failed
+    source: str | None = None  # the work that failed ("create", a run's name): only its success clears it
+    remediation: str | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> TicketError | None:
+        if not data:
+            return None
+        return cls(str(data.get("at") or ""), str(data.get("code") or ""), str(data.get("detail") or ""),
+                   int(data.get("attempts") or 0), data.get("source"), data.get("remediation"))  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        """`{at, code, detail, attempts}`, and `source` and `remediation` when it names the work that failed (a
+        conflict between two records names none: it ends when one of them closes, shared/records.py)."""
+        json = {"at": self.at, "code": self.code, "detail": self.detail, "attempts": self.attempts}
+        if self.source is not None:
+            json.update(source=self.source, remediation=self.remediation)
+        return json
+
+
 @dataclass
 class Ticket:
     """The connector's record of one ticket; `sys_id` is empty while creation is pending."""
@@ -147,7 +175,7 @@ class Ticket:
     posted_at: str | None = None  # when a POST began whose answer nobody has seen: the create is in doubt
     assigned_to: str | None = None  # the assignee's email in ServiceNow (assigned_to.email)
     secure_score: dict[str, Any] | None = None  # the control's figures at creation, what was seen and written
-    error: dict[str, Any] | None = None  # the last failure working on this ticket: {at, code, detail, attempts}
+    error: dict[str, Any] | None = None  # the last failure working on this ticket, as stored: TicketError.to_json()
     extra: dict[str, Any] = field(default_factory=dict)
     duplicate_of: str | None = None  # a record opened by hand with this recommendation's id: the ticket it copies
     tenant: str = HOME  # the Microsoft tenant whose recommendation this is (HOME: the deployment's own)
@@ -162,6 +190,16 @@ class Ticket:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def failure(self) -> TicketError | None:
+        return TicketError.from_json(self.error)
+
+    @property
+    def failed_attempts(self) -> int:
+        """How many times in a row the work on it has failed (0: its last work succeeded)."""
+        failure = self.failure
+        return failure.attempts if failure is not None else 0
 
     def is_overdue(self, now: datetime) -> bool:
         """Past its due date and not done (resolved, closed and canceled are done)."""

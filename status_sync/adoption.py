@@ -20,7 +20,7 @@ from typing import Any
 from create_ticket.routing.decision import control_facts, decide
 from create_ticket.routing.document import load
 from create_ticket.routing.rules import Rules
-from shared.runs import TENANTS, run_document
+from shared import tenant_records
 from shared.services import Services
 from shared.text import printable
 from shared.tickets import CORRELATION_PREFIX, HOME, RecordRefused, Ticket, parse_correlation
@@ -34,7 +34,7 @@ class Adoption:
     def __init__(self, services: Services) -> None:
         self._services = services
         self._rules: Rules | None = None
-        self._tenants: dict[str, Any] | None = None
+        self._tenants: dict[str, tenant_records.Tenant] | None = None
 
     def _where(self) -> str:
         connection = self._services.connection
@@ -44,8 +44,8 @@ class Adoption:
         """Why a record naming (tenant, control), found on this connection, may not be adopted by (a) and (b)."""
         if tenant != HOME:
             if self._tenants is None:
-                self._tenants = dict(run_document(self._services.store, TENANTS).get("tenants") or {})
-            state = (self._tenants.get(tenant) or {}).get("state")
+                self._tenants = tenant_records.registered(self._services.store)
+            state = self._tenants[tenant].state if tenant in self._tenants else None
             if state != "active":
                 return (f"its correlation id names the tenant {tenant}, which the connector does not read "
                         f"({state or 'not registered'})")  # fmt: skip

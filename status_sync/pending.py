@@ -38,7 +38,7 @@ def resume_pending(
         for t, _ in services.store.list_pending_tickets()
         if services.connection.serves(t)  # each connection resumes its own (never an earlier one's of its id)
         and (t.lease_until is None or datetime.fromisoformat(t.lease_until) <= now)
-        and int((t.error or {}).get("attempts") or 0) < MAX_ITEM_ATTEMPTS
+        and t.failed_attempts < MAX_ITEM_ATTEMPTS
     ]
     for ticket in stale[:RESUME_PER_RUN]:
         deadlines.check_run()

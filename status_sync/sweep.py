@@ -84,7 +84,7 @@ class Sweep:
             self._save(started, position)
 
     def _save(self, started: datetime, position: str) -> None:
-        update_sync_state(self._store, lambda s: {**s, "sweep": {"started": started.isoformat(), "position": position}})
+        update_sync_state(self._store, lambda s: s.update(sweep={"started": started.isoformat(), "position": position}))
 
     def _verify(self, batch: list[tuple[str, str]], index: Index, result: SyncResult) -> None:
         connection = self._services.connection
@@ -126,11 +126,11 @@ class Sweep:
         except ConnectorError as exc:
             if exc.extra.get("serviceNow", {}).get("status") in (403, 400) or exc.code == "not_found":
                 log.info("%s is not readable by the integration user; deletions are found by the sweep", AUDIT_TABLE)
-                update_sync_state(self._store, lambda s: {**s, "audit": {"refused_at": now.isoformat()}})
+                update_sync_state(self._store, lambda s: s.update(audit={"refused_at": now.isoformat()}))
                 return
             raise
         if refused_at:
-            update_sync_state(self._store, lambda s: {**s, "audit": {}})
+            update_sync_state(self._store, lambda s: s.update(audit={}))
         for row in rows:
             sys_id = str(row.get("documentkey") or "")
             ticket_id = index.get(sys_id) if SYS_ID.fullmatch(sys_id) else None

@@ -150,11 +150,10 @@ class StatusSync:
         result.duration_ms = int((time.monotonic() - started) * 1000)
         changes = self._failures.changes
 
-        def update(state: dict[str, Any]) -> dict[str, Any]:
+        def update(state: dict[str, Any]) -> None:
             state["last"] = result.to_json()
             if changes:
                 state["failures"] = merge_failures(state.get("failures"), changes)
-            return state
 
         update_sync_state(self._store, update)
         record_sync(result.to_json())
@@ -232,10 +231,9 @@ class StatusSync:
         if stamp is None:
             return
 
-        def advance(state: dict[str, Any]) -> dict[str, Any]:
+        def advance(state: dict[str, Any]) -> None:
             current = state.get("watermark")
             if not isinstance(current, str) or stamp > current:
                 state["watermark"] = stamp
-            return state
 
         update_sync_state(self._store, advance)

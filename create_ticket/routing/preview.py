@@ -15,29 +15,17 @@ from create_ticket.routing.decision import Target, control_facts, decide
 from create_ticket.routing.document import load
 from create_ticket.routing.rules import Rules, rule_of
 from create_ticket.routing.saving import validated, with_notes, within_deadline
-from shared import deadlines
+from shared import deadlines, tenant_records
 from shared.connections import Connection
 from shared.problems import FieldError
-from shared.runs import TENANTS, run_document
 from shared.services import Services
-from shared.tickets import HOME, PRIORITY_NAMES, Ticket
+from shared.tickets import PRIORITY_NAMES, Ticket
 
 
 def _is_open(control: dict[str, Any]) -> bool:
     """What `GET /api/recommendations` lists as open: scored, not completed, not deprecated."""
     scored = bool(control.get("scored", control.get("score") is not None))
     return scored and not control.get("completed") and not control.get("deprecated")
-
-
-def _rank(control: dict[str, Any]) -> tuple[bool, int, str]:
-    rank = control.get("rank")
-    return rank is None, rank if isinstance(rank, int) else 0, str(control.get("id"))
-
-
-def _tenants(services: Services) -> list[str]:
-    """HOME and every registered tenant not removed: what `GET /api/recommendations?tenant=all` lists."""
-    registered = run_document(services.store, TENANTS).get("tenants") or {}
-    return [HOME, *sorted(t for t, r in registered.items() if r.get("state") != "removed")]
 
 
 def _open_tickets(services: Services) -> dict[str, Ticket]:
@@ -74,9 +62,9 @@ def _preview(services: Services, body: Any) -> dict[str, Any]:
     open_tickets = _open_tickets(services)
     counts = [0] * len(rules)
     items = []
-    for tenant in _tenants(services):
+    for tenant in tenant_records.readable(services.store):  # what `GET /api/recommendations?tenant=all` lists
         snapshot = services.store.get_secure_score(tenant)
-        for control in sorted((snapshot or ({}, []))[1], key=_rank):
+        for control in sorted((snapshot or ({}, []))[1], key=tenant_records.by_rank):
             if not _is_open(control):
                 continue
             deadlines.check_run()

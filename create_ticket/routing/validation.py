@@ -17,12 +17,12 @@ from typing import Any
 from create_ticket.request import NAME
 from create_ticket.routing.patterns import compile_pattern
 from create_ticket.routing.rules import HOME_TENANT, MAX_RULES
-from shared import deadlines
+from shared import deadlines, tenant_records
 from shared.connections import DEFAULT, Connection
 from shared.fieldmap import SERVICENOW_NAME, FieldMap
 from shared.problems import FieldError, ValidationFailed
-from shared.runs import TENANTS, run_document
 from shared.services import Services
+from shared.tenant_records import Tenant, Tenants
 from shared.text import one_line_ok, printable
 from shared.tickets import CATEGORIES, HOME, PRIORITIES, PRIORITY_NAMES, SYS_ID, TENANT_ID, known_categories
 
@@ -73,7 +73,7 @@ class _Context:
         self.removing = removing  # connections a removal under way has fenced off (routing/saving.py `fence`)
         self._connections: dict[str, Connection] | None = None
         self._snapshots: list[list[dict[str, Any]]] | None = None
-        self._tenants: dict[str, Any] | None = None
+        self._tenants: Tenants | None = None
         self._home_id: str | None = None
         self._categories: list[str] | None = None
         self._services_named: list[str] | None = None
@@ -84,9 +84,9 @@ class _Context:
             self._connections.setdefault(DEFAULT, self.services.connection_named(DEFAULT))
         return self._connections
 
-    def tenants(self) -> dict[str, Any]:
+    def tenants(self) -> Tenants:
         if self._tenants is None:
-            self._tenants = dict(run_document(self.services.store, TENANTS).get("tenants") or {})
+            self._tenants = tenant_records.load(self.services.store)
         return self._tenants
 
     def home_id(self) -> str:
@@ -101,8 +101,7 @@ class _Context:
     def controls(self) -> list[list[dict[str, Any]]]:
         """Every read tenant's controls (for the categories and services Secure Score names)."""
         if self._snapshots is None:
-            tenants = [HOME, *(t for t, r in self.tenants().items() if r.get("state") != "removed")]
-            found = (self.services.store.get_secure_score(t) for t in tenants)
+            found = (self.services.store.get_secure_score(t) for t in self.tenants().readable())
             self._snapshots = [snapshot[1] for snapshot in found if snapshot is not None]
         return self._snapshots
 
@@ -155,15 +154,17 @@ def _tenants(value: Any, where: str, errors: list[FieldError], context: _Context
         wanted = tenant.lower() if TENANT_ID.fullmatch(tenant.lower()) else tenant  # "home" is lower case only
         if wanted == HOME_TENANT or (TENANT_ID.fullmatch(wanted) and wanted == context.home_id()):
             chosen.append(HOME_TENANT)
-        elif TENANT_ID.fullmatch(wanted) and (context.tenants().get(wanted) or {}).get("state") not in (
-            None,
-            "removed",
-        ):
+        elif TENANT_ID.fullmatch(wanted) and _reads(context.tenants().added.get(wanted)):
             chosen.append(wanted)
         else:
             errors.append(FieldError(f"{where}[{i}]", "must be 'home' or the id of a tenant the connector reads "
                                      "(GET /api/tenants)"))  # fmt: skip
     return list(dict.fromkeys(chosen))
+
+
+def _reads(record: Tenant | None) -> bool:
+    """A tenant a rule may name: one an admin added, in any state but removed."""
+    return record is not None and record.state is not None and not record.removed
 
 
 def _match(value: Any, where: str, errors: list[FieldError], context: _Context) -> dict[str, Any]:

@@ -260,3 +260,18 @@ def test_a_custom_table_and_field_map(connected):
     )
     assert record["u_due"] == "2026-12-31 23:59:59" and "Recommendation: AdminMFAV2" in record["u_details"]
     assert "u_security_task.do" in ticket["url"]
+
+
+def test_a_tickets_error_is_stored_as_it_always_was():
+    """`TicketError` is the one way a ticket's `error` is made: a failure of named work carries its source and fix
+    (null when there is none); a conflict between two records names neither. Read back, it is the same."""
+    from shared.tickets import TicketError
+
+    failed = TicketError("2026-01-02T03:04:05+00:00", "not_connected", "No token.", 2, "create", None)
+    assert json.dumps(failed.to_json()) == json.dumps({"at": "2026-01-02T03:04:05+00:00", "code": "not_connected",
+                                                       "detail": "No token.", "attempts": 2, "source": "create",
+                                                       "remediation": None})  # fmt: skip
+    conflict = TicketError("2026-01-02T03:04:05+00:00", "duplicate_open_record", "Two open.")
+    assert list(conflict.to_json()) == ["at", "code", "detail", "attempts"] and conflict.attempts == 1
+    assert TicketError.from_json(failed.to_json()) == failed and TicketError.from_json(conflict.to_json()) == conflict
+    assert TicketError.from_json(None) is None and TicketError.from_json({}) is None

@@ -633,7 +633,7 @@ def test_a_preview_leaves_out_removed_tenants_and_closed_tickets_and_lists_by_ra
 def test_a_pending_tenant_stored_with_a_reported_consent_is_shown_confirming(msp):
     """How a tenant waited before the `confirming` state: `pending` with `consentReportedAt`. Such a record (stored by
     an earlier version) is confirming; a pending one nobody reported consent for is not."""
-    from secure_score.tenants import DOCUMENT
+    from shared.tenant_records import DOCUMENT
 
     current = "1b6f0a2c-0000-4000-8000-00000000000c"
     now = msp.clock().isoformat()
@@ -738,8 +738,8 @@ def test_the_home_tenant_is_known_before_its_first_refresh(connected, entra):
 
 def test_the_home_tenants_own_id_filters_tickets_as_it_filters_recommendations(msp, entra):
     """GET /api/tenants gives the home row its id (from the snapshot when ENTRA_TENANT_ID is unset), and
-    /api/recommendations takes that id (tenants.resolve uses home_id); /api/tickets compares with ENTRA_TENANT_ID
-    alone and refuses the same id: the overview's own row cannot be opened on the tickets card."""
+    /api/recommendations and /api/tickets both take that id (one `tenant=` resolution, shared/tenant_records.py):
+    the overview's own row opens on the tickets card too."""
     home = next(row for row in body(msp.call("list_tenants", path="/tenants"))["tenants"] if row["home"])
     assert home["id"] == HOME.id
     assert msp.call("recommendations", path="/recommendations", params={"tenant": HOME.id}).status_code == 200

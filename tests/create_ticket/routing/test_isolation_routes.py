@@ -12,9 +12,9 @@ from typing import Any, cast
 import pytest
 
 from shared import services as services_module
-from shared.runs import TENANTS
 from shared.services import Services
 from shared.store import TicketStore
+from shared.tenant_records import DOCUMENT as TENANTS
 from tests.conftest import Harness
 from tests.routes_support import body, create, preview, put_routes
 

@@ -14,7 +14,7 @@ from create_ticket.creation import creator_for
 from dev.simulator import ServiceNowSimulator
 from dev.simulator.core import Fault
 from dev.simulator.directory import CLOUD_TEAM, FABRIKAM, IDENTITY_TEAM, NORTHWIND, SERVICE_DESK_EMEA
-from shared.runs import TENANTS
+from shared.tenant_records import DOCUMENT as TENANTS
 from status_sync.sync import StatusSync
 from tests.conftest import INSTANCE, Clock, Harness
 from tests.routes_support import (

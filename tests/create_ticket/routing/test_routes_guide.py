@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dev.entra import FABRIKAM, NORTHWIND
-from shared.runs import TENANTS
+from shared.tenant_records import DOCUMENT as TENANTS
 from tests.conftest import ROOT, Harness
 from tests.routes_support import body, create, put_routes, saved
 

@@ -1,0 +1,142 @@
+// Which view the page shows, from its address: the one-tenant page, the tenant overview (#tenants), one tenant's page
+// (#tenant=<id>, kept on reload) or the Routes view (#routes); and reading again what the view shows.
+import * as actions from "./actions.js";
+import * as connections from "./connections.js";
+import { $, el, notice } from "./dom.js";
+import { showError } from "./problems.js";
+import { ADMIN, can } from "./roles.js";
+import * as routes from "./routes.js";
+import { shown } from "./scope.js";
+import * as tenants from "./tenants.js";
+import * as tickets from "./tickets.js";
+
+const TITLE = document.title;
+let back = "#";  // where the Routes view was opened from
+
+export async function refreshAll() {
+  const connection = connections.load();  // first: the tickets card waits for its list of connections
+  const parts = shown.view === "overview" ? [tenants.reload()] : [actions.loadActions(), tickets.loadTickets()];
+  await Promise.allSettled([connection, ...parts]);
+  if (shown.view !== "overview") showTenantChecks();
+}
+
+// What needs attention in the tenant shown (its Secure Score, consent, notes): on its own Secure Score card, never
+// on the ServiceNow card. Checks without a tenant are this organization's.
+function showTenantChecks() {
+  const home = !shown.tenant || shown.tenant === "home";
+  const homeRow = tenants.find("home");
+  const mine = connections.tenantChecks().filter((c) => !c.ok && (c.tenant
+    ? c.tenant === shown.tenant || (home && homeRow && c.tenant === homeRow.id) : home));
+  $("score-checks").replaceChildren(...mine.map((c) => el("li", {}, el("strong", {}, c.name.replaceAll("_", " ")),
+    ": ", c.detail, c.remediation ? el("span", { className: "fix" }, `What to do: ${c.remediation}`) : null)));
+}
+
+function wantedTenant() {
+  const hash = window.location.hash;
+  if (!hash.startsWith("#tenant=")) return null;
+  try { return decodeURIComponent(hash.slice("#tenant=".length)); } catch { return hash.slice("#tenant=".length); }
+}
+
+export async function route(moved = false) {
+  if (window.location.hash === "#routes") {
+    shown.view = "routes";
+    layout(null);
+    await routes.open(back);
+    document.body.dataset.view = shown.view;
+    if (moved) $("routes-title").focus();
+    return;
+  }
+  try {
+    await tenants.load();
+  } catch (error) {
+    showError($("error"), error);  // the page of the home tenant, as it was before tenants
+  }
+  const several = tenants.several();
+  const wanted = several ? wantedTenant() : null;
+  // One tenant: its page has no address of its own (a simulator's link back names #tenant=home).
+  if (!several && wantedTenant() !== null) window.history.replaceState(null, "", window.location.pathname);
+  const row = wanted ? tenants.find(wanted) : null;
+  if (wanted && !row) notice(`The connector reads no tenant "${wanted}": here are the ones it reads.`);
+  const chosen = row ? tenants.key(row) : null;
+  if (chosen !== shown.tenant) {
+    tickets.showAll();
+    actions.selected.clear();
+    actions.select("", false);
+  }
+  shown.view = !several ? "single" : row ? "tenant" : "overview";
+  shown.tenant = chosen;
+  layout(row);
+  if (shown.view === "overview") {
+    tenants.render();
+    await connections.load();
+  } else {
+    await refreshAll();
+  }
+  document.body.dataset.view = shown.view;
+  document.body.dataset.tenant = shown.tenant || "";
+  if (moved) $(shown.view === "tenant" ? "tenant-title" : "tenants-title").focus();
+}
+
+function layout(row) {
+  const overview = shown.view === "overview";
+  const away = shown.view === "routes";  // the Routes view alone
+  $("routes").hidden = !away;
+  $("connection").parentElement.hidden = away;
+  $("tenants").hidden = !overview;
+  for (const id of ["score", "servicenow", "actions"]) $(id).hidden = overview || away;
+  $("connection").parentElement.classList.toggle("alone", overview);  // under the overview, the whole width
+  $("tenant-bar").hidden = shown.view !== "tenant";
+  $("add-first").hidden = !(shown.view === "single" && can(ADMIN));
+  $("skip").setAttribute("href", away ? "#routes" : overview ? "#tenants" : "#actions");
+  $("skip").textContent = away ? "Skip to the routes" : overview ? "Skip to the tenants"
+    : "Skip to the improvement actions";
+  if (row) {
+    $("tenant-title").textContent = row.name;
+    $("tenant-about").textContent = tenants.describe(row);
+  }
+  document.title = shown.view === "single" ? TITLE : `${away ? "Routes" : overview ? "Tenants" : row.name} – ${TITLE}`;
+}
+
+// Only the view's own addresses choose the view: a skip link's #actions stays where it is. Leaving the Routes view
+// with unsaved changes asks first; staying puts the Routes view's address back as the newest entry, so the address
+// bar says where the admin is and the next Back asks again (never the browser's own leave-the-page prompt). The
+// Routes view's Back leads where it was opened from.
+const LEAVE = "Leave the routes without saving? Your changes are lost.";
+function onHashChange(event) {
+  const hash = window.location.hash;
+  if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=")) return;
+  if (shown.view === "routes" && hash !== "#routes") {
+    if (routes.unsaved() && !window.confirm(LEAVE)) {
+      window.history.pushState(null, "", "#routes");
+      return;
+    }
+    routes.reset();
+  }
+  if (hash === "#routes") {
+    const before = new URL(event.oldURL).hash;
+    back = before && before !== "#routes" ? before : "#";
+  }
+  notice([]);
+  $("error").hidden = true;
+  route(true);
+}
+
+// The Routes view's "Back to the page": to the view it was opened from, or the page itself (never a bare "#").
+function leaveRoutes(event) {
+  event.preventDefault();
+  if (routes.unsaved() && !window.confirm(LEAVE)) return;
+  routes.reset();
+  const to = back && back !== "#" ? back : window.location.pathname;
+  window.history.pushState(null, "", to);
+  notice([]);
+  $("error").hidden = true;
+  route(true);
+}
+
+export function wire() {
+  window.addEventListener("hashchange", onHashChange);
+  $("routes-back").addEventListener("click", leaveRoutes);
+  window.addEventListener("beforeunload", (event) => {
+    if (routes.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
+  });
+}

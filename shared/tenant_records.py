@@ -1,0 +1,157 @@
+"""The Microsoft tenants the connector reads, as stored (docs/design.md#several-microsoft-tenants): one store document,
+`DOCUMENT`, holds the home tenant's record and every added tenant's by id. Secure Score writes it
+(secure_score/tenants.py, under its ETag); every feature reads it here, so its name and shape are said once. Also
+the order in which every feature lists a tenant's stored controls.
+
+A record keeps its members as they were stored, in their order, and members this version does not know: a record
+written back is the record read, with only what changed changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from shared.tickets import HOME, tenant_filter
+
+if TYPE_CHECKING:
+    from shared.services import Services
+    from shared.store import TicketStore
+
+DOCUMENT = "tenants"  # the store document
+REMOVED = "removed"  # a tenant no longer read; its record stays, for its tickets
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """One tenant's record: the home tenant's (no id; no state means active) or an added one's."""
+
+    id: str | None = None
+    name: str | None = None
+    domain: str | None = None  # the domain it was added by, if any
+    state: str | None = None  # pending | confirming | active | paused | removed
+    added_at: str | None = None
+    added_by: str | None = None
+    consent: dict[str, Any] | None = None  # the current consent link's {hash, expiresAt}
+    consent_state: str | None = None  # that link's single-use state
+    consent_reported_at: str | None = None  # when Microsoft reported the admin's consent
+    confirm: dict[str, Any] | None = None  # the consent's confirmation so far: {attempts, nextAt}
+    consented_at: str | None = None
+    last_refresh: dict[str, Any] | None = None
+    last_error: dict[str, Any] | None = None  # {code, detail, remediation, at}
+    members: tuple[str, ...] = field(default=(), repr=False, compare=False)  # the stored members, in their order
+    unknown: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # members of a newer version
+
+    @classmethod
+    def from_json(cls, data: Any) -> Tenant:
+        stored = data if isinstance(data, dict) else {}
+        known = {_FIELD[m]: v for m, v in stored.items() if m in _FIELD}
+        return cls(**known, members=tuple(stored), unknown={m: v for m, v in stored.items() if m not in _FIELD})
+
+    def to_json(self) -> dict[str, Any]:
+        return {m: getattr(self, _FIELD[m]) if m in _FIELD else self.unknown[m] for m in self.members}
+
+    def updated(self, **changes: Any) -> Tenant:
+        """The record with `changes` (by field name), as a dict's update: a member it did not have yet is added
+        after the others, in the order given."""
+        added = tuple(m for m in map(_MEMBER.__getitem__, changes) if m not in self.members)
+        return replace(self, **changes, members=self.members + added)
+
+    @property
+    def removed(self) -> bool:
+        return self.state == REMOVED
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+    @property
+    def confirming(self) -> bool:
+        """`confirming`; or `pending` with a consent Microsoft reported (how a tenant waited before that state)."""
+        return self.state == "confirming" or (self.state == "pending" and bool(self.consent_reported_at))
+
+    @property
+    def consent_expires_at(self) -> Any:
+        return (self.consent or {}).get("expiresAt")
+
+    def consent_expired(self, now: datetime) -> bool:
+        """No consent link, or one past its expiry."""
+        return not self.consent or datetime.fromisoformat(str(self.consent_expires_at)) <= now
+
+    @property
+    def confirm_attempts(self) -> int:
+        return int((self.confirm or {}).get("attempts") or 0)
+
+    @property
+    def last_refresh_at(self) -> str:
+        """When it was last refreshed ('' never)."""
+        return str(self.last_refresh.get("at") or "") if isinstance(self.last_refresh, dict) else ""
+
+
+_MEMBER = {"id": "id", "name": "name", "domain": "domain", "state": "state", "added_at": "addedAt",
+           "added_by": "addedBy", "consent": "consent", "consent_state": "consentState",
+           "consent_reported_at": "consentReportedAt", "confirm": "confirm", "consented_at": "consentedAt",
+           "last_refresh": "lastRefresh", "last_error": "lastError"}  # fmt: skip
+_FIELD = {member: name for name, member in _MEMBER.items()}
+assert set(_MEMBER) == {f.name for f in fields(Tenant)} - {"members", "unknown"}
+
+
+@dataclass(frozen=True)
+class Tenants:
+    """The document: the home tenant's record and the added tenants' by id."""
+
+    home: Tenant
+    added: dict[str, Tenant]
+
+    @classmethod
+    def from_json(cls, data: Any) -> Tenants:
+        stored = data if isinstance(data, dict) else {}
+        added = stored.get("tenants")
+        records = added.items() if isinstance(added, dict) else ()
+        return cls(Tenant.from_json(stored.get("home")), {t: Tenant.from_json(r) for t, r in records})
+
+    @property
+    def home_state(self) -> str:
+        return self.home.state or "active"
+
+    def readable(self) -> list[str]:
+        """HOME and every added tenant not removed (what `tenant=all` lists)."""
+        return [HOME, *sorted(t for t, r in self.added.items() if not r.removed)]
+
+
+def load(store: TicketStore) -> Tenants:
+    """The document as stored now (empty before the first tenant is added)."""
+    found = store.get_document(DOCUMENT)
+    return Tenants.from_json(found[0] if found else {})
+
+
+def registered(store: TicketStore) -> dict[str, Tenant]:
+    """Every tenant an admin added (any state), by id."""
+    return load(store).added
+
+
+def readable(store: TicketStore) -> list[str]:
+    """HOME and every added tenant not removed (what `tenant=all` lists)."""
+    return load(store).readable()
+
+
+def resolve(services: Services, value: str | None) -> str | None:
+    """A `tenant=` value against the tenants the connector knows (removed ones too: their tickets stay): HOME, None
+    for `all`, or a tenant's id; `validation_failed` otherwise. The home tenant's own id is looked up only when
+    the value may be it."""
+    home_id = services.home_tenant_id() if value not in (None, "home", "all") else None
+    return tenant_filter(value, home_id, registered(services.store))
+
+
+def reads(store: TicketStore, tenant: str) -> bool:
+    """Whether `tenant` (an added tenant's id) is one the connector reads: `active`."""
+    found = registered(store).get(tenant)
+    return found is not None and found.active
+
+
+def by_rank(control: dict[str, Any]) -> tuple[bool, int, str]:
+    """The order a tenant's stored Secure Score controls are listed in, by every feature: Graph's rank first
+    (unranked last), then the id."""
+    rank = control.get("rank")
+    return rank is None, rank or 0, str(control["id"])
