@@ -16,7 +16,7 @@ from create_ticket.request import parse_ticket_request
 from create_ticket.route_saving import save as save_routes
 from create_ticket.route_saving import version_of
 from create_ticket.routes import load
-from dev.simulator import ServiceNowSimulator, serve
+from dev.servicenow import ServiceNowSimulator, serve
 from shared import services as services_module
 from shared.auth import Caller
 from tests.test_portal import ARTIFACTS, Portal, axe_violations, browser, connect, open_portal, portal, shoot

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from dev.graph.simulator import PROFILES, WRITE_ROLE, ManagedIdentity
-from dev.simulator import Fault
+from dev.servicenow import Fault
 from shared import services as services_module
 from shared.retries import RetryPolicy
 from shared.runs import MAX_ITEM_ATTEMPTS

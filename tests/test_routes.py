@@ -19,8 +19,8 @@ from create_ticket.patterns import compile_pattern
 from create_ticket.request import NAME
 from create_ticket.route_rules import RULE_ID
 from create_ticket.routes import MAX_RULES
-from dev.simulator.core import Fault, SimRequest
-from dev.simulator.directory import (
+from dev.servicenow.core import Fault, SimRequest
+from dev.servicenow.directory import (
     CLOUD_TEAM,
     CONTOSO,
     CONTOSO_SUBSIDIARY,

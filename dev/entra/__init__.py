@@ -1,6 +1,6 @@
 """The Microsoft Entra ID simulator: tenants found by domain or id (OpenID discovery), the admin consent endpoint,
 and the token endpoint for a multi-tenant app proven by a managed identity's token. Served over TLS:
-`server, url = dev.simulator.serve(EntraSimulator(identity), tls=make_certs(folder)[0])`."""
+`server, url = dev.servicenow.serve(EntraSimulator(identity), tls=make_certs(folder)[0])`."""
 
 from dev.entra.consent import CONSENTING_ROLES, ROLES
 from dev.entra.simulator import (

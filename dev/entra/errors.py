@@ -12,8 +12,8 @@ import html
 import uuid
 from datetime import UTC, datetime
 
-from dev.simulator import pages
-from dev.simulator.core import SimResponse
+from dev.servicenow import pages
+from dev.servicenow.core import SimResponse
 
 
 def _stamp(now: float) -> str:

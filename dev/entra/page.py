@@ -8,8 +8,8 @@ import html
 from typing import TYPE_CHECKING
 
 from dev.entra.tenants import well_formed
-from dev.simulator import pages
-from dev.simulator.core import SimRequest, SimResponse
+from dev.servicenow import pages
+from dev.servicenow.core import SimRequest, SimResponse
 
 if TYPE_CHECKING:
     from dev.entra.simulator import EntraSimulator

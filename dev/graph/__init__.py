@@ -1,5 +1,5 @@
 """The Microsoft Graph simulator (Secure Score): `GraphSimulator` with its `ManagedIdentity` endpoint, served
-in process by `dev.simulator.SimulatorTransport` or on a loopback port by `dev.simulator.serve`."""
+in process by `dev.servicenow.SimulatorTransport` or on a loopback port by `dev.servicenow.serve`."""
 
 from dev.graph.simulator import GraphSimulator, ManagedIdentity
 from dev.graph.tenant import TenantData

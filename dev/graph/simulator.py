@@ -42,8 +42,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from dev.graph import catalogue
 from dev.graph.tenant import TenantData
-from dev.simulator import pages
-from dev.simulator.core import Fault, SimRequest, SimResponse, take_fault
+from dev.servicenow import pages
+from dev.servicenow.core import Fault, SimRequest, SimResponse, take_fault
 
 PROFILES = "/v1.0/security/secureScoreControlProfiles"
 SCORES = "/v1.0/security/secureScores"

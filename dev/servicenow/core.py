@@ -24,9 +24,9 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from dev.redirects import local_target
-from dev.simulator import directory
-from dev.simulator import query as encoded_query
+from dev.host.redirects import local_target
+from dev.servicenow import directory
+from dev.servicenow import query as encoded_query
 
 ADMIN_SYS_ID = "6816f79cc0a8016401c5a33be04be441"
 INTEGRATION_USER_SYS_ID = "5137153cc611227c000bbd1bd8cd2007"
@@ -240,7 +240,7 @@ class ServiceNowSimulator:
         self.hidden: set[str] = set()  # sys_ids an ACL hides from the integration user
         self.journal: list[tuple[str, str, str]] = []  # (sys_id, work_notes|comments, text): read back as ""
         self.before_request: Callable[[SimRequest], None] | None = None  # lets a test change data mid-scan
-        self.on_change: Callable[[], None] | None = None  # make run keeps the state (dev/simulator/persist.py)
+        self.on_change: Callable[[], None] | None = None  # make run keeps the state (dev/servicenow/persist.py)
         self._number = 10000
         self.add_user(ADMIN_SYS_ID, "admin", "System Administrator", "admin@example.com")
         self.add_user(INTEGRATION_USER_SYS_ID, "m365.integration", "M365 Integration", "m365.integration@example.com")
@@ -419,7 +419,7 @@ class ServiceNowSimulator:
         if path == "/nav_to.do":
             return self._record_page(request)
         if path == "/sim" and request.method == "GET":
-            from dev.simulator.record_page import directory_page
+            from dev.servicenow.record_page import directory_page
 
             return directory_page(self, request)
         # The unversioned path is the latest version's (Table API docs): v2, which answers an empty query with 200.
@@ -582,7 +582,7 @@ class ServiceNowSimulator:
     portal_port: int | None = None  # make run: the pages link back to the connector's portal on this port
 
     def _record_page(self, request: SimRequest) -> SimResponse:
-        from dev.simulator.record_page import record_page
+        from dev.servicenow.record_page import record_page
 
         return record_page(self, request)
 

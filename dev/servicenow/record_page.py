@@ -10,11 +10,11 @@ import html
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from dev.simulator import pages
+from dev.servicenow import pages
 from shared.tickets import HOME, parse_correlation
 
 if TYPE_CHECKING:
-    from dev.simulator.core import ServiceNowSimulator, SimRequest, SimResponse
+    from dev.servicenow.core import ServiceNowSimulator, SimRequest, SimResponse
 
 STATE_LABELS = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"}
 # The record's fields, in the order its form shows them (the state is the form's own); references are shown by
@@ -35,7 +35,7 @@ STYLE = (
 
 
 def _html(status: int, title: str, body: str) -> SimResponse:
-    from dev.simulator.core import SimResponse
+    from dev.servicenow.core import SimResponse
 
     page = f"<!doctype html><html lang=en>{pages.head(title, STYLE)}<body><main>{body}</main></body></html>"
     return SimResponse(status, {"Content-Type": "text/html;charset=UTF-8"}, page.encode())
@@ -63,7 +63,7 @@ def _cell(simulator: ServiceNowSimulator, name: str, record: dict[str, Any]) -> 
 def record_page(simulator: ServiceNowSimulator, request: SimRequest) -> SimResponse:
     """The record as an agent sees it: its fields (multi-line ones keep their line breaks), resolution, work notes
     and comments (newest first), and a form to change its state and assignee."""
-    from dev.simulator.core import SimResponse
+    from dev.servicenow.core import SimResponse
 
     uri = request.query.get("uri", "")
     target = urlsplit(uri)

@@ -4,7 +4,7 @@ HTTP functions answer on http://localhost:{port}/api/{route} with their declared
 functions fire on their NCRONTAB schedules (`%SETTING%` resolved from the environment), and, like Core
 Tools, `POST /admin/functions/{name}` runs one now. Like Core Tools, it does not check function keys unless
 given one (then FUNCTION and ADMIN routes require it). Given a user, it emulates App Service Authentication
-in front of the app (dev/easyauth.py), as the platform does in Azure.
+in front of the app (dev/host/easyauth.py), as the platform does in Azure.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 import azure.functions as func
 from azure.functions.timer import TimerRequest
 
-from dev import ncrontab
-from dev.easyauth import Answer, EasyAuth, LocalUser
+from dev.host import ncrontab
+from dev.host.easyauth import Answer, EasyAuth, LocalUser
 from shared.auth import ROLE_ADMIN
 from shared.edge import request_path
 from shared.text import ascii_int, printable
@@ -399,7 +399,7 @@ class LocalHost(ThreadingHTTPServer):
         auth = self.auth
         if auth is None:
             return True
-        session = auth._session(headers)  # the emulation's own session lookup (dev/easyauth.py)
+        session = auth._session(headers)  # the emulation's own session lookup (dev/host/easyauth.py)
         return session is not None and ROLE_ADMIN in auth.sessions[session].roles
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
