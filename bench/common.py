@@ -13,8 +13,8 @@ import httpx
 
 from dev.graph.simulator import APP_ID
 from dev.servicenow import ServiceNowSimulator, SimulatorTransport
-from dev.servicenow.core import ADMIN_SYS_ID, Grant
-from dev.servicenow.transport import Simulated
+from dev.servicenow.state import ADMIN_SYS_ID, Grant
+from dev.wire.transport import Simulated
 from shared.config import load_settings
 from shared.secrets import FileSecretStore
 from shared.services import Services, utcnow

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from dev.servicenow import ServiceNowSimulator, SimulatorTransport
-from dev.servicenow.core import SimRequest, SimResponse
+from dev.wire import SimRequest, SimResponse
 from tests.conftest import REDIRECT_URI, Harness
 
 SECOND = "fabrikam"

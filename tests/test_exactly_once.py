@@ -15,7 +15,7 @@ import pytest
 from create_ticket.creation import creator_for
 from create_ticket.request import parse_ticket_request
 from dev.servicenow import ADMIN_SYS_ID, Fault, SimulatorTransport
-from dev.servicenow.core import Grant
+from dev.servicenow.state import Grant
 from shared import services as services_module
 from shared.auth import LOCAL_CALLER
 from shared.problems import ServiceNowUnavailable

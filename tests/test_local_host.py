@@ -280,7 +280,7 @@ OFF_SITE = ["//evil.example/x", "/\\evil.example/x", "\\\\evil.example/x", "/\t/
 @pytest.mark.parametrize("target", OFF_SITE)
 def test_the_sign_in_and_the_simulators_login_follow_only_paths_on_their_own_site(signed_in_host, target):
     from dev.servicenow import ADMIN_SYS_ID
-    from dev.servicenow.core import SimRequest
+    from dev.wire import SimRequest
 
     with httpx.Client(base_url=signed_in_host.url) as browser:
         login = browser.get("/.auth/login/aad", params={"post_login_redirect_uri": target})
@@ -297,7 +297,7 @@ def test_the_sign_in_and_the_simulators_login_follow_only_paths_on_their_own_sit
 
 def test_same_site_paths_are_followed(signed_in_host):
     from dev.servicenow import ADMIN_SYS_ID
-    from dev.servicenow.core import SimRequest
+    from dev.wire import SimRequest
 
     with httpx.Client(base_url=signed_in_host.url) as browser:
         login = browser.get("/.auth/login/aad", params={"post_login_redirect_uri": "/api/tickets?status=all"})

@@ -16,7 +16,7 @@ import pytest
 from dev.entra import HOME
 from dev.graph import GraphSimulator
 from dev.servicenow import ServiceNowSimulator, SimulatorTransport
-from dev.servicenow.core import INTEGRATION_USER_SYS_ID, Grant
+from dev.servicenow.state import INTEGRATION_USER_SYS_ID, Grant
 from shared import services as services_module
 from shared.config import load_settings
 from shared.retries import RetryPolicy

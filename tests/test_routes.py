@@ -19,7 +19,6 @@ from create_ticket.patterns import compile_pattern
 from create_ticket.request import NAME
 from create_ticket.route_rules import RULE_ID
 from create_ticket.routes import MAX_RULES
-from dev.servicenow.core import Fault, SimRequest
 from dev.servicenow.directory import (
     CLOUD_TEAM,
     CONTOSO,
@@ -30,6 +29,7 @@ from dev.servicenow.directory import (
     SERVICE_DESK,
     SERVICE_DESK_EMEA,
 )
+from dev.wire import Fault, SimRequest
 from shared.fieldmap import SERVICENOW_NAME
 from shared.problems import PROBLEM_CODES
 from shared.tickets import CATEGORY_NAME

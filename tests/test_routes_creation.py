@@ -12,8 +12,8 @@ import pytest
 
 from create_ticket.creation import creator_for
 from dev.servicenow import ServiceNowSimulator
-from dev.servicenow.core import Fault
 from dev.servicenow.directory import CLOUD_TEAM, FABRIKAM, IDENTITY_TEAM, NORTHWIND, SERVICE_DESK_EMEA
+from dev.wire import Fault
 from shared.runs import TENANTS
 from status_sync.sync import StatusSync
 from tests.conftest import INSTANCE, Clock, Harness

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from dev.host.azurite import Azurite, AzuriteUnavailable
-from dev.servicenow.core import SimRequest
+from dev.wire import SimRequest
 from shared.services import Services
 from shared.store.outage import connections_for
 from shared.store.tables import TableTicketStore

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from dev.servicenow import Fault, SimulatorTransport
-from dev.servicenow.core import SimRequest
+from dev.wire import SimRequest
 from shared import services as services_module
 from shared.problems import ServiceNowUnavailable
 from shared.services import Services

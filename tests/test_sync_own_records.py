@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from dev.servicenow import Fault
-from dev.servicenow.core import ADMIN_SYS_ID, INTEGRATION_USER_SYS_ID, Grant
+from dev.servicenow.state import ADMIN_SYS_ID, INTEGRATION_USER_SYS_ID, Grant
 from shared import services as services_module
 from shared.tickets import Ticket
 from status_sync.sync import StatusSync

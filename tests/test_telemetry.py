@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dev.servicenow import Fault, serve
-from dev.servicenow.core import SimRequest, SimResponse
+from dev.wire import SimRequest, SimResponse
 from shared import services as services_module
 from status_sync.sync import StatusSync
 from tests.conftest import ROOT, Harness

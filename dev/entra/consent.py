@@ -29,8 +29,7 @@ from urllib.parse import urlencode
 
 from dev.entra.errors import description, error_page
 from dev.entra.tenants import HOME, PUBLIC_CLOUD, Tenant, well_formed
-from dev.servicenow import pages
-from dev.servicenow.core import SimRequest, SimResponse
+from dev.wire import SimRequest, SimResponse, pages
 
 if TYPE_CHECKING:
     from dev.entra.simulator import App, EntraSimulator

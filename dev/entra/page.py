@@ -8,8 +8,7 @@ import html
 from typing import TYPE_CHECKING
 
 from dev.entra.tenants import well_formed
-from dev.servicenow import pages
-from dev.servicenow.core import SimRequest, SimResponse
+from dev.wire import SimRequest, SimResponse, pages
 
 if TYPE_CHECKING:
     from dev.entra.simulator import EntraSimulator

@@ -62,7 +62,7 @@ from dev.entra import consent, page, token
 from dev.entra.consent import CONSENTING_ROLES, ROLES
 from dev.entra.errors import token_error
 from dev.entra.tenants import BUILT_IN, CLOUDS, HOME, PUBLIC_CLOUD, Tenant, new_tenant, well_formed
-from dev.servicenow.core import SimRequest, SimResponse
+from dev.wire import SimRequest, SimResponse
 
 if TYPE_CHECKING:
     from dev.graph.simulator import ManagedIdentity

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dev.entra.errors import token_error
 from dev.entra.tenants import PUBLIC_CLOUD, Tenant
-from dev.servicenow.core import SimRequest, SimResponse
+from dev.wire import SimRequest, SimResponse
 
 if TYPE_CHECKING:
     from dev.entra.simulator import App, EntraSimulator

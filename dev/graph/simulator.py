@@ -42,8 +42,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from dev.graph import catalogue
 from dev.graph.tenant import TenantData
-from dev.servicenow import pages
-from dev.servicenow.core import Fault, SimRequest, SimResponse, take_fault
+from dev.wire import Fault, SimRequest, SimResponse, pages, take_fault
 
 PROFILES = "/v1.0/security/secureScoreControlProfiles"
 SCORES = "/v1.0/security/secureScores"

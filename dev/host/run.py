@@ -59,7 +59,7 @@ class Bound:
         return [part[1] for part in parts if part is not None]
 
     def start(self) -> None:
-        from dev.servicenow.transport import start
+        from dev.wire.transport import start
 
         for server in self.servers():
             start(server)
@@ -109,7 +109,7 @@ def _listen(name: str, bind: Any) -> Any:
 
 def _bind(simulate_servicenow: bool, simulate_graph: bool) -> Bound:
     from dev.host.server import LocalHost, load_app
-    from dev.servicenow.transport import listen
+    from dev.wire.transport import listen
 
     functions = load_app().get_functions()
     opened: list[ThreadingHTTPServer] = []
