@@ -108,7 +108,8 @@ def _listen(name: str, bind: Any) -> Any:
 
 
 def _bind(simulate_servicenow: bool, simulate_graph: bool) -> Bound:
-    from dev.host.server import LocalHost, load_app
+    from dev.host.functions import load_app
+    from dev.host.server import LocalHost
     from dev.wire.transport import listen
 
     functions = load_app().get_functions()
