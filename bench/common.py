@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from dev.graph.simulator import APP_ID
+from dev.graph.identity import APP_ID
 from dev.servicenow import ServiceNowSimulator, SimulatorTransport
 from dev.servicenow.state import ADMIN_SYS_ID, Grant
 from dev.wire.transport import Simulated

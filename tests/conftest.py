@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from dev.graph import GraphSimulator, ManagedIdentity
-from dev.graph.simulator import APP_ID
+from dev.graph.identity import APP_ID
 from dev.host.azurite import AzuriteUnavailable, azurite_tables
 from dev.host.azurite import free_port as free_port  # for the tests
 from dev.servicenow import ServiceNowSimulator, SimulatorTransport, serve

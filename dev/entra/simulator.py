@@ -65,7 +65,7 @@ from dev.entra.tenants import BUILT_IN, CLOUDS, HOME, PUBLIC_CLOUD, Tenant, new_
 from dev.wire import SimRequest, SimResponse
 
 if TYPE_CHECKING:
-    from dev.graph.simulator import ManagedIdentity
+    from dev.graph.identity import ManagedIdentity
 
 PUBLIC_LOGIN = "https://login.microsoftonline.com"  # where a real managed identity's token says it comes from
 GRAPH = "https://graph.microsoft.com"
