@@ -32,7 +32,8 @@ from dev.entra.tenants import HOME, PUBLIC_CLOUD, Tenant, well_formed
 from dev.wire import SimRequest, SimResponse, pages
 
 if TYPE_CHECKING:
-    from dev.entra.simulator import App, EntraSimulator
+    from dev.entra.apps import App
+    from dev.entra.simulator import EntraSimulator
 
 OPENID_SCOPES = {"openid", "profile", "email", "offline_access"}
 # Who may grant tenant-wide consent to Microsoft Graph application permissions (learn `entra/identity/

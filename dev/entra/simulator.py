@@ -50,7 +50,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -59,10 +59,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from dev.entra import consent, page, token
+from dev.entra.apps import App, FederatedCredential, ServicePrincipal
 from dev.entra.consent import CONSENTING_ROLES, ROLES
 from dev.entra.errors import token_error
-from dev.entra.tenants import BUILT_IN, CLOUDS, HOME, PUBLIC_CLOUD, Tenant, new_tenant, well_formed
-from dev.wire import SimRequest, SimResponse
+from dev.entra.tenants import BUILT_IN, CLOUDS, PUBLIC_CLOUD, Tenant, new_tenant, well_formed
+from dev.wire.messages import SimRequest, SimResponse
 
 if TYPE_CHECKING:
     from dev.graph.identity import ManagedIdentity
@@ -78,39 +79,6 @@ CLAIMS_SUPPORTED = ["sub", "iss", "cloud_instance_name", "cloud_instance_host_na
 WITHDRAWALS = ("delete", "disable", "revoke")
 DISCOVERY_FAILURES = ("503", "drop", "90024")
 FEDERATED_MISMATCHES = (70021, 700211, 700212, 700213, 7002138)
-
-
-@dataclass(frozen=True)
-class FederatedCredential:
-    issuer: str
-    subject: str
-    audiences: tuple[str, ...]
-
-
-@dataclass
-class App:
-    """An app registration in the home tenant: its redirect URIs, and the application permissions (app roles of
-    `resource`, Microsoft Graph's identifier) it requires."""
-
-    client_id: str
-    name: str
-    redirect_uris: list[str]
-    roles: tuple[str, ...]
-    resource: str
-    multi_tenant: bool = True
-    home: str = HOME.id
-    federated: list[FederatedCredential] = field(default_factory=list)
-
-
-@dataclass
-class ServicePrincipal:
-    """The app in a tenant whose admin consented: its object id, its app role assignments, whether it is enabled."""
-
-    object_id: str
-    roles: tuple[str, ...]
-    granted_by: str
-    granted_at: float
-    enabled: bool = True
 
 
 def _public_jwk(key: rsa.RSAPublicKey) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from dev.entra.tenants import PUBLIC_CLOUD, Tenant
 from dev.wire import SimRequest, SimResponse
 
 if TYPE_CHECKING:
-    from dev.entra.simulator import App, EntraSimulator
+    from dev.entra.apps import App
+    from dev.entra.simulator import EntraSimulator
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
