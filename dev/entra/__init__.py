@@ -3,8 +3,15 @@ and the token endpoint for a multi-tenant app proven by a managed identity's tok
 `server, url = dev.wire.serve(EntraSimulator(identity), tls=make_certs(folder)[0])`."""
 
 from dev.entra.apps import App, ServicePrincipal
-from dev.entra.consent import CONSENTING_ROLES, ROLES
-from dev.entra.simulator import GRAPH, READER_APP_ID, SECURITY_EVENTS_READWRITE_ALL, TOKEN_EXCHANGE, EntraSimulator
+from dev.entra.directory import (
+    CONSENTING_ROLES,
+    GRAPH,
+    READER_APP_ID,
+    ROLES,
+    SECURITY_EVENTS_READWRITE_ALL,
+    TOKEN_EXCHANGE,
+)
+from dev.entra.simulator import EntraSimulator
 from dev.entra.tenants import CUSTOMERS, FABRIKAM, HOME, NORTHWIND, Tenant
 from dev.entra.tls import ca_bundle, make_certs
 
