@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.common import TimedTransport, timed_servicenow
 from dev.graph import GraphSimulator, ManagedIdentity
-from dev.simulator import serve
+from dev.servicenow import serve
 from secure_score.refresh import SecureScoreSync
 from shared.services import Services
 from shared.tickets import Ticket

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import ManualClock, TimedTransport, timed_servicenow
-from dev.simulator import ServiceNowSimulator
+from dev.servicenow import ServiceNowSimulator
 from shared.services import Services
 from shared.tickets import Ticket
 from status_sync.sync import PAGE_SIZE, StatusSync

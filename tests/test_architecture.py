@@ -97,3 +97,9 @@ def test_no_module_of_the_app_is_over_400_lines():
              for package in APP for p in (ROOT / package).rglob("*.py")}  # fmt: skip
     sizes["function_app.py"] = len((ROOT / "function_app.py").read_text().splitlines())
     assert sizes and max(sizes.values()) <= 400, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
+
+
+def test_no_module_of_dev_is_over_400_lines():
+    """The local host and the simulators keep the app's rule too: a module per concern (docs/architecture.md)."""
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in (ROOT / "dev").rglob("*.py")}
+    assert sizes and max(sizes.values()) <= 400, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]

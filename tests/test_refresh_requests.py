@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from dev.graph.simulator import PROFILES
-from dev.simulator import Fault
+from dev.servicenow import Fault
 from secure_score.refresh import RUN_DOCUMENT, SecureScoreSync
 from shared.problems import SecureScoreUnavailable
 from tests.conftest import Harness

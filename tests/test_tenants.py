@@ -424,7 +424,7 @@ def test_the_preview_lists_every_tenants_recommendations_each_with_its_own_ticke
 
 
 def test_the_same_control_failing_its_write_back_in_two_tenants_is_listed_for_each(msp, entra):
-    from dev.simulator.core import Fault
+    from dev.wire import Fault
 
     added(msp, entra, FABRIKAM)
     msp.graph.inject(Fault("status", status=503, method="PATCH", path_prefix="/v1.0/security/", times=1000))
