@@ -28,6 +28,13 @@ def run_document(store: TicketStore, name: str) -> dict[str, Any]:
     return found[0] if found else {}
 
 
+def last_sync(store: TicketStore) -> dict[str, Any] | None:
+    """The last status sync run of the connection whose store this is, as its sync state keeps it (None: never)."""
+    found = store.get_sync_state()
+    last = (found[0] if found else {}).get("last")
+    return last if isinstance(last, dict) else None
+
+
 def remediation_of(exc: BaseException) -> str | None:
     return exc.remediation if isinstance(exc, ConnectorError) else None
 

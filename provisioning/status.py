@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from oauth_callback.checks import Check
-from oauth_callback.connection_checks import connect_path, connection_checks
-from oauth_callback.tenant_checks import tenant_checks
+from provisioning.checks import Check
+from provisioning.connection_checks import connect_path, connection_checks
+from provisioning.tenant_checks import tenant_checks
 from shared.graph import ControlRefused
 from shared.problems import ConnectorError, NotConnected, ReauthorizationRequired
 from shared.runs import SECURE_SCORE_RUN, run_document
