@@ -1,14 +1,29 @@
 """Batch-run bookkeeping shared by the status sync and the Secure Score refresh (docs/design.md#robustness): one bad
 item never stops the others. A failing item is recorded on its ticket and in the run state's `failures` (which
-provisioning lists), skipped, and retried by later runs at most MAX_ITEM_ATTEMPTS times."""
+provisioning lists), skipped, and retried by later runs at most MAX_ITEM_ATTEMPTS times.
+
+The one vocabulary of both runs: a `RunResult` (what a run reports and stores as its `last`), its `Failures` (the
+items that failed, merged into the run state at the end) and the errors that stop a whole run rather than one item
+(`SYNC_SYSTEMIC`, `REFRESH_SYSTEMIC`)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import threading
+from dataclasses import asdict, replace
 from typing import Any
 
-from shared.problems import ConnectorError
+from shared.problems import (
+    ConnectorError,
+    NotConfigured,
+    NotConnected,
+    ReauthorizationRequired,
+    SecureScoreForbidden,
+    SecureScoreUnavailable,
+    ServiceNowUnavailable,
+    StoreUnavailable,
+    TenantNotConsented,
+)
 from shared.store import TicketStore, change_ticket
 from shared.tickets import SYS_ID, Ticket
 
@@ -20,6 +35,11 @@ MAX_ITEM_ATTEMPTS = 5  # a ticket or record that keeps failing is retried this m
 MAX_LISTED_FAILURES = 100
 MAX_LISTED_ERRORS = 50
 RETRY_CHUNK = 100  # failed records asked for again in one request
+
+# Failures of a whole status sync run (nothing else in it could succeed either): the run stops, fails, and is retried.
+SYNC_SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, StoreUnavailable)
+# Failures of a tenant's whole Secure Score refresh: it stops acting on that tenant's tickets (the snapshot is kept).
+REFRESH_SYSTEMIC = (*SYNC_SYSTEMIC, SecureScoreForbidden, SecureScoreUnavailable, TenantNotConsented)
 
 
 def run_document(store: TicketStore, name: str) -> dict[str, Any]:
@@ -94,21 +114,62 @@ def merge_failures(current: Any, changes: dict[str, dict[str, Any] | None]) -> d
     return merged
 
 
+class RunResult:
+    """What every batch run reports (and stores as its run state's `last`): when it started, how it ended (`ok`,
+    `partial`, `failed`, ...), its requests, its errors and its duration. Each run's result is a dataclass of its
+    own fields, in the order its JSON has always had; this is what they share."""
+
+    at: str
+    status: str
+    requests: int
+    errors: list[str]
+    duration_ms: int
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)  # type: ignore[call-overload]  # every run result is a dataclass
+        data["durationMs"] = data.pop("duration_ms")
+        data["errors"] = listed_errors(self.errors)
+        return dict(data)
+
+    def fail(self, exc: BaseException) -> None:
+        """The run itself failed (a systemic error): it says so, and why, last among its errors."""
+        code, detail = describe(exc)
+        self.status = "failed"
+        self.errors.append(f"{code}: {detail}")
+
+
 class Failures:
     """The items that failed: as the last run left them, and this run's changes (merged at the end, so a
-    concurrent writer's entries survive)."""
+    concurrent writer's entries survive). Safe to share between threads (the refresh's tenants and writes).
+
+    A run that never read its stored failures (`Failures.unread`: the refresh merges blind) records every clear,
+    so the merge removes the entry whatever the store holds."""
 
     def __init__(self, stored: Any, now: str) -> None:
         self.stored: dict[str, dict[str, Any]] = dict(stored) if isinstance(stored, dict) else {}
         self.changes: dict[str, dict[str, Any] | None] = {}
         self.now = now
+        self._read = True
+        self._lock = threading.Lock()
+
+    @classmethod
+    def unread(cls, now: str) -> Failures:
+        failures = cls(None, now)
+        failures._read = False
+        return failures
 
     def attempts(self, key: str) -> int:
         entry = self.changes[key] if key in self.changes else self.stored.get(key)
         return int((entry or {}).get("attempts") or 0)
 
     def record(self, key: str, entry: dict[str, Any]) -> None:
-        self.changes[key] = entry
+        with self._lock:
+            self.changes[key] = entry
+
+    def snapshot(self) -> dict[str, dict[str, Any] | None]:
+        """This run's changes so far, as `merge_failures` takes them."""
+        with self._lock:
+            return dict(self.changes)
 
     def settled(self, key: str, version: str) -> bool:
         """A record that failed in this very version is not tried again in the run that tried it, nor once its
@@ -119,8 +180,9 @@ class Failures:
         return key in self.changes or int(entry.get("attempts") or 0) >= MAX_ITEM_ATTEMPTS
 
     def clear(self, key: str) -> None:
-        if key in self.stored or key in self.changes:
-            self.changes[key] = None
+        with self._lock:
+            if not self._read or key in self.stored or key in self.changes:
+                self.changes[key] = None
 
     def retryable(self, kind: str) -> list[str]:
         return [

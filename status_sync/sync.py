@@ -39,20 +39,14 @@ from shared.problems import (
     ReauthorizationRequired,
 )
 from shared.records import update_sync_state
-from shared.runs import (
-    MAX_ITEM_ATTEMPTS as MAX_ITEM_ATTEMPTS,
-)
-from shared.runs import (
-    Failures,
-    describe,
-    merge_failures,
-)
+from shared.runs import MAX_ITEM_ATTEMPTS as MAX_ITEM_ATTEMPTS
+from shared.runs import Failures, describe, merge_failures
 from shared.services import Services
 from shared.telemetry import record_sync
 from shared.tickets import CORRELATION_PREFIX, SERVICENOW_TIME, SYS_ID
 from status_sync.index import Index
 from status_sync.pending import forget_recovered, resume_pending
-from status_sync.reader import SYSTEMIC, RecordReader, SyncResult
+from status_sync.reader import RecordReader, SyncResult
 from status_sync.sweep import Sweep
 
 log = logging.getLogger(__name__)
@@ -117,7 +111,7 @@ class StatusSync:
         reader = self._reader = RecordReader(services, self._failures)
         try:
             forget_recovered(services, self._failures)
-            resume_pending(services, self._failures, index, result, SYSTEMIC)
+            resume_pending(services, self._failures, index, result)
             self._retry_failed_records(reader, index, result)
             since = self._incremental(reader, index, result)
             Sweep(reader).run(index, result, since)
@@ -126,9 +120,7 @@ class StatusSync:
             result.errors.append(f"The run reached its deadline ({services.run_deadline:g} s) and stopped; the next "
                                  "run goes on from where this one got to.")  # fmt: skip
         except Exception as exc:  # the run itself failed: record it now, then let the retry policy run it again
-            code, detail = describe(exc)
-            result.status = "failed"
-            result.errors.append(f"{code}: {detail}")
+            result.fail(exc)
             self._finish(result, started)
             raise
         self._write_back()
@@ -136,19 +128,19 @@ class StatusSync:
 
     def _write_back(self) -> None:
         """The notes of Secure Score controls whose tickets this run saw change (never fails the run)."""
-        from secure_score.refresh import SecureScoreSync  # the status sync hands changes to Secure Score, one way
+        from secure_score.refresh import SecureScoreRefresh  # the status sync hands changes to Secure Score, one way
 
         seen = self._reader.seen if self._reader else []
         if not seen:
             return
         try:
-            SecureScoreSync(self._services).write_back_for(seen)
+            SecureScoreRefresh(self._services).write_back_for(seen)
         except Exception as exc:
             log.warning("Write-back to Secure Score after the status sync failed (%s)", describe(exc)[0])
 
     def _finish(self, result: SyncResult, started: float) -> SyncResult:
         result.duration_ms = int((time.monotonic() - started) * 1000)
-        changes = self._failures.changes
+        changes = self._failures.snapshot()
 
         def update(state: dict[str, Any]) -> dict[str, Any]:
             state["last"] = result.to_json()
