@@ -31,16 +31,18 @@ from shared.runs import (
     REFRESH_SYSTEMIC,
     SECURE_SCORE_RUN,
     Failures,
+    RefreshState,
     RunResult,
     describe,
     failure_entry,
     merge_failures,
     record_ticket_error,
+    refresh_state,
     remediation_of,
-    run_document,
+    update_refresh_state,
 )
 from shared.services import Services
-from shared.store import StoreConflict, TicketStore, change_ticket, update_document
+from shared.store import StoreConflict, TicketStore, change_ticket
 from shared.tickets import HOME, Ticket
 
 log = logging.getLogger(__name__)
@@ -130,9 +132,9 @@ class TenantRefresh:
             raise
         for warning in dict.fromkeys(scores.warnings + listing.warnings):  # each failed provider once
             reading.provider_warning(services, result, warning)
-        key = f"suspectDrop:{tenant}" if tenant else "suspectDrop"
-        doubt = reading.doubt(scores.items, listing, previous, run_state(services).get(key),
-                              lambda drop: _update_document(self._store, lambda s: {**s, key: drop}))  # fmt: skip
+        drop = refresh_state(self._store).suspect_drop(tenant)
+        doubt = reading.doubt(scores.items, listing, previous, drop,
+                              lambda new: _update(self._store, lambda s: s.set_suspect_drop(tenant, new)))  # fmt: skip
         if doubt is not None:
             result.warn(doubt)
             return
@@ -298,14 +300,14 @@ class SecureScoreRefresh:
         failures = self._failures.snapshot()
         shown = home if home is not None else (result if result is not None and not result.tenants else None)
 
-        def update(state: dict[str, Any]) -> dict[str, Any]:
-            merged = merge_failures(state.get("failures"), failures)
-            extra = {"last": shown.to_json()} if shown is not None else {}
+        def update(state: RefreshState) -> None:
+            if shown is not None:
+                state.last = shown.to_json()
             if result is not None and result.tenants:
-                extra["run"] = {k: v for k, v in result.to_json().items() if k != "tenants"}
-            return {**state, **extra, "failures": merged}
+                state.run = {k: v for k, v in result.to_json().items() if k != "tenants"}
+            state.failures = merge_failures(state.failures, failures)
 
-        _update_document(self._store, update)
+        _update(self._store, update)
 
     def write_back_for(self, ticket_ids: Iterable[str]) -> None:
         """After a status sync: the notes of the tickets it saw, if they changed (point reads, no listing)."""
@@ -339,18 +341,7 @@ def _last(result: RefreshResult) -> dict[str, Any]:
     return {k: getattr(result, k) for k in keep}
 
 
-def _update_document(store: TicketStore, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-    """The run document changed under its ETag (`change` returns the new document); one that keeps changing is
-    left to the next run, as before."""
-
-    def edit(document: dict[str, Any]) -> None:
-        changed = change(dict(document))
-        document.clear()
-        document.update(changed)
-
+def _update(store: TicketStore, edit: Callable[[RefreshState], None]) -> None:
+    """The run document changed under its ETag; one that keeps changing is left to the next run, as before."""
     with contextlib.suppress(StoreConflict):
-        update_document(store, RUN_DOCUMENT, edit)
-
-
-def run_state(services: Services) -> dict[str, Any]:
-    return run_document(services.store, RUN_DOCUMENT)
+        update_refresh_state(store, edit)

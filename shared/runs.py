@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar, Self
 
 from shared.problems import (
     ConnectorError,
@@ -24,7 +25,7 @@ from shared.problems import (
     StoreUnavailable,
     TenantNotConsented,
 )
-from shared.store import TicketStore, change_ticket
+from shared.store import TicketStore, change_ticket, update_conditionally, update_document
 from shared.tickets import SYS_ID, Ticket
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,110 @@ def run_document(store: TicketStore, name: str) -> dict[str, Any]:
     return found[0] if found else {}
 
 
+@dataclass
+class RunState:
+    """A run's stored state: its last result and its item failures, typed; members this version does not know (or
+    holds in a shape it does not expect) are kept in `other` as they were. Written back with the members in the
+    order they were read, new ones after them, so a read and a write change nothing else in the stored JSON."""
+
+    MEMBERS: ClassVar[dict[str, type]] = {"last": dict, "failures": dict}  # member -> its JSON type, in write order
+    last: dict[str, Any] | None = None
+    failures: dict[str, Any] | None = None
+    other: dict[str, Any] = field(default_factory=dict)
+    _order: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Any) -> Self:
+        state = cls()
+        document = data if isinstance(data, dict) else {}
+        for name, value in document.items():
+            if name in cls.MEMBERS and isinstance(value, cls.MEMBERS[name]):
+                setattr(state, name, value)
+            else:
+                state.other[name] = value
+        state._order = list(document)
+        return state
+
+    def to_json(self) -> dict[str, Any]:
+        values = dict(self.other)
+        values.update({name: getattr(self, name) for name in self.MEMBERS if getattr(self, name) is not None})
+        order = dict.fromkeys([*self._order, *self.MEMBERS, *self.other])
+        return {name: values[name] for name in order if name in values}
+
+
+@dataclass
+class SyncState(RunState):
+    """A connection's status sync state (its store's sync state): the watermark, the sweep's place, whether the
+    audit table refused it, the last run and the failing records and tickets."""
+
+    MEMBERS: ClassVar[dict[str, type]] = {
+        "watermark": str,
+        "audit": dict,
+        "sweep": dict,
+        "last": dict,
+        "failures": dict,
+    }
+    watermark: str | None = None
+    sweep: dict[str, Any] | None = None
+    audit: dict[str, Any] | None = None
+
+
+@dataclass
+class RefreshState(RunState):
+    """The Secure Score refresh's run state (the `secure_score` document): the home tenant's last result, the whole
+    run's (`run`, with several tenants), the failing tickets and notes, and each tenant's suspect drop."""
+
+    MEMBERS: ClassVar[dict[str, type]] = {"last": dict, "run": dict, "failures": dict}
+    run: dict[str, Any] | None = None
+
+    @staticmethod
+    def _drop_key(tenant: str) -> str:
+        return f"suspectDrop:{tenant}" if tenant else "suspectDrop"
+
+    def suspect_drop(self, tenant: str) -> Any:
+        return self.other.get(self._drop_key(tenant))
+
+    def set_suspect_drop(self, tenant: str, drop: Any) -> None:
+        self.other[self._drop_key(tenant)] = drop
+
+
+def sync_state(store: TicketStore) -> SyncState:
+    found = store.get_sync_state()
+    return SyncState.from_json(found[0] if found else {})
+
+
+def update_sync_state(store: TicketStore, edit: Callable[[SyncState], None]) -> None:
+    """Change the sync's run state under its ETag, re-reading on a lost race (`edit` may run more than once)."""
+
+    def change(document: dict[str, Any]) -> None:
+        state = SyncState.from_json(document)
+        edit(state)
+        document.clear()
+        document.update(state.to_json())
+
+    update_conditionally(store.get_sync_state, store.put_sync_state, change, "the sync state")
+
+
+def refresh_state(store: TicketStore) -> RefreshState:
+    found = store.get_document(SECURE_SCORE_RUN)
+    return RefreshState.from_json(found[0] if found else {})
+
+
+def update_refresh_state(store: TicketStore, edit: Callable[[RefreshState], None]) -> None:
+    """Change the refresh's run state under its ETag (`edit` may run more than once)."""
+
+    def change(document: dict[str, Any]) -> None:
+        state = RefreshState.from_json(document)
+        edit(state)
+        document.clear()
+        document.update(state.to_json())
+
+    update_document(store, SECURE_SCORE_RUN, change)
+
+
 def last_sync(store: TicketStore) -> dict[str, Any] | None:
     """The last status sync run of the connection whose store this is, as its sync state keeps it (None: never)."""
-    found = store.get_sync_state()
-    last = (found[0] if found else {}).get("last")
-    return last if isinstance(last, dict) else None
+    return sync_state(store).last
 
 
 def remediation_of(exc: BaseException) -> str | None:

@@ -28,7 +28,6 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import httpx
 
@@ -38,9 +37,8 @@ from shared.problems import (
     NotConnected,
     ReauthorizationRequired,
 )
-from shared.records import update_sync_state
 from shared.runs import MAX_ITEM_ATTEMPTS as MAX_ITEM_ATTEMPTS
-from shared.runs import Failures, describe, merge_failures
+from shared.runs import Failures, SyncState, describe, merge_failures, sync_state, update_sync_state
 from shared.services import Services
 from shared.telemetry import record_sync
 from shared.tickets import CORRELATION_PREFIX, SERVICENOW_TIME, SYS_ID
@@ -106,8 +104,7 @@ class StatusSync:
             result.errors.append(f"{exc.code}: {exc.detail}")
             return self._finish(result, started)
         index = Index(self._store)
-        found = self._store.get_sync_state()
-        self._failures = Failures((found[0] if found else {}).get("failures"), now.isoformat())
+        self._failures = Failures(sync_state(self._store).failures, now.isoformat())
         reader = self._reader = RecordReader(services, self._failures)
         try:
             forget_recovered(services, self._failures)
@@ -142,11 +139,10 @@ class StatusSync:
         result.duration_ms = int((time.monotonic() - started) * 1000)
         changes = self._failures.snapshot()
 
-        def update(state: dict[str, Any]) -> dict[str, Any]:
-            state["last"] = result.to_json()
+        def update(state: SyncState) -> None:
+            state.last = result.to_json()
             if changes:
-                state["failures"] = merge_failures(state.get("failures"), changes)
-            return state
+                state.failures = merge_failures(state.failures, changes)
 
         update_sync_state(self._store, update)
         record_sync(result.to_json())
@@ -174,10 +170,9 @@ class StatusSync:
 
     def _incremental(self, reader: RecordReader, index: Index, result: SyncResult) -> str | None:
         """The changed records, page by page until the last; returns the window's start (None on a first run)."""
-        found = self._store.get_sync_state()
-        watermark = (found[0] if found else {}).get("watermark")
+        watermark = sync_state(self._store).watermark
         since = None
-        if isinstance(watermark, str) and SERVICENOW_TIME.fullmatch(watermark):
+        if watermark is not None and SERVICENOW_TIME.fullmatch(watermark):
             since = (datetime.strptime(watermark, TIME_FORMAT) - self._overlap).strftime(TIME_FORMAT)
         base = f"{self._services.settings.field_map.target('correlation_id')}STARTSWITH{CORRELATION_PREFIX}"
         order = "^ORDERBYsys_updated_on^ORDERBYsys_id"
@@ -224,10 +219,8 @@ class StatusSync:
         if stamp is None:
             return
 
-        def advance(state: dict[str, Any]) -> dict[str, Any]:
-            current = state.get("watermark")
-            if not isinstance(current, str) or stamp > current:
-                state["watermark"] = stamp
-            return state
+        def advance(state: SyncState) -> None:
+            if state.watermark is None or stamp > state.watermark:
+                state.watermark = stamp
 
         update_sync_state(self._store, advance)
