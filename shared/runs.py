@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from shared.problems import (
     ConnectorError,
@@ -116,21 +116,29 @@ class RefreshState(RunState):
         self.other[self._drop_key(tenant)] = drop
 
 
+S = TypeVar("S", bound=RunState)
+
+
 def sync_state(store: TicketStore) -> SyncState:
     found = store.get_sync_state()
     return SyncState.from_json(found[0] if found else {})
 
 
-def update_sync_state(store: TicketStore, edit: Callable[[SyncState], None]) -> None:
-    """Change the sync's run state under its ETag, re-reading on a lost race (`edit` may run more than once)."""
+def _edited_as(kind: type[S], edit: Callable[[S], None]) -> Callable[[dict[str, Any]], None]:
+    """`edit` of a typed run state, as an edit of its stored document in place."""
 
     def change(document: dict[str, Any]) -> None:
-        state = SyncState.from_json(document)
+        state = kind.from_json(document)
         edit(state)
         document.clear()
         document.update(state.to_json())
 
-    update_conditionally(store.get_sync_state, store.put_sync_state, change, "the sync state")
+    return change
+
+
+def update_sync_state(store: TicketStore, edit: Callable[[SyncState], None]) -> None:
+    """Change the sync's run state under its ETag, re-reading on a lost race (`edit` may run more than once)."""
+    update_conditionally(store.get_sync_state, store.put_sync_state, _edited_as(SyncState, edit), "the sync state")
 
 
 def refresh_state(store: TicketStore) -> RefreshState:
@@ -140,14 +148,7 @@ def refresh_state(store: TicketStore) -> RefreshState:
 
 def update_refresh_state(store: TicketStore, edit: Callable[[RefreshState], None]) -> None:
     """Change the refresh's run state under its ETag (`edit` may run more than once)."""
-
-    def change(document: dict[str, Any]) -> None:
-        state = RefreshState.from_json(document)
-        edit(state)
-        document.clear()
-        document.update(state.to_json())
-
-    update_document(store, SECURE_SCORE_RUN, change)
+    update_document(store, SECURE_SCORE_RUN, _edited_as(RefreshState, edit))
 
 
 def last_sync(store: TicketStore) -> dict[str, Any] | None:

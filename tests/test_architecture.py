@@ -52,17 +52,22 @@ PLANTS = {
 }
 
 
+def _lint_planted(tree: Path, contract: str, planted: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The contract on the copy with `planted` (path -> source) in it; the copy is as it was afterwards."""
+    paths = {tree / name: source for name, source in planted.items()}
+    for path, source in paths.items():
+        path.write_text(source)
+    try:
+        return _lint(tree, contract)
+    finally:
+        for path in paths:
+            path.unlink()
+
+
 @pytest.mark.parametrize("contract", sorted(PLANTS))
 def test_each_contract_fails_on_a_planted_violation(tree, contract):
     assert _lint(tree, contract).returncode == 0  # the copy keeps the contract before the plant
-    planted = [tree / name for name in PLANTS[contract]]
-    for path, source in zip(planted, PLANTS[contract].values(), strict=True):
-        path.write_text(source)
-    try:
-        result = _lint(tree, contract)
-    finally:
-        for path in planted:
-            path.unlink()
+    result = _lint_planted(tree, contract, PLANTS[contract])
     assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
 
 
@@ -102,14 +107,7 @@ def test_independent_features_may_not_import_each_other(tree):
 )
 def test_provisioning_stands_on_its_own_in_the_top_layer(tree, planted):
     """Provisioning checks every part from the kernel's and Secure Score's facts; no feature depends on it."""
-    paths = {tree / name: source for name, source in planted.items()}
-    for path, source in paths.items():
-        path.write_text(source)
-    try:
-        result = _lint(tree, "features")
-    finally:
-        for path in paths:
-            path.unlink()
+    result = _lint_planted(tree, "features", planted)
     assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
 
 
