@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import timed_servicenow
-from create_ticket.preview import preview
 from create_ticket.request import parse_ticket_request
-from create_ticket.route_saving import save, version_of
-from create_ticket.routing import route_request
+from create_ticket.routing.decision import route_request
+from create_ticket.routing.preview import preview
+from create_ticket.routing.saving import save, version_of
 from shared.runs import TENANTS
 from shared.services import Services
 

@@ -26,8 +26,7 @@ from create_ticket import in_doubt
 from create_ticket.directory import UserDirectory
 from create_ticket.leases import LEASE, Orphans, free
 from create_ticket.request import TicketRequest, servicenow_record
-from create_ticket.routes import Target
-from create_ticket.routing import connection_of, route_request, waiting
+from create_ticket.routing.decision import Target, connection_of, route_request, waiting
 from shared.auth import Caller
 from shared.connections import connection_id
 from shared.problems import (

@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-from create_ticket.route_saving import fence, unfence
+from create_ticket.routing.saving import fence, unfence
 from oauth_callback.authorization import disconnect
 from oauth_callback.forgetting import erase_secrets
 from shared.config import InvalidSetting, parse_instance
@@ -206,7 +206,7 @@ def remove_connection(services: Services, connection_id: str, *, force: bool) ->
     connection = services.connection_named(connection_id)
     added_at = str((stored(services.store).get(connection_id) or {}).get("addedAt") or "")
     # Written into the routes document under its ETag: a concurrent PUT /api/routes naming this connection and this
-    # removal conflict, whichever writes last (create_ticket/route_saving.py `fence`).
+    # removal conflict, whichever writes last (create_ticket/routing/saving.py `fence`).
     routed = fence(services, connection_id, added_at)
     try:
         open_tickets = [t for t, _ in services.store.list_tickets() if connection.serves(t) and t.is_open]

@@ -17,8 +17,9 @@ import logging
 import uuid
 from typing import Any
 
-from create_ticket.routes import Rules, decide, load
-from create_ticket.routing import control_facts
+from create_ticket.routing.decision import control_facts, decide
+from create_ticket.routing.document import load
+from create_ticket.routing.rules import Rules
 from shared.runs import TENANTS, run_document
 from shared.services import Services
 from shared.text import printable

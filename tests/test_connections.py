@@ -325,3 +325,25 @@ def test_a_ticket_on_a_second_connection_is_resolved_and_reopened_there(both, se
     assert not [r for r in both.simulator.requests if r.method == "PATCH"]  # the default instance was never asked
     (stored,) = [t for t, _ in both.services.store.list_tickets()]
     assert (stored.id, stored.status, stored.connection) == (ticket.id, "in_progress", "fabrikam")
+
+
+def test_a_connection_whose_key_vault_refuses_is_listed_as_not_configured_naming_the_vault(harness, tmp_path):
+    """The list asks the secret store for each connection's tokens; a Key Vault the app cannot reach is the setup's
+    to fix (`not_configured`, naming the vault), never `not_connected` (which would send the admin to connect)."""
+    from shared.config import load_settings
+    from shared.secrets import KeyVaultSecretStore
+    from shared.services import Services
+    from shared.store import SqliteTicketStore
+    from tests.conftest import settings_env
+
+    class NoCredential:
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            raise PermissionError("no identity")
+
+    vault = KeyVaultSecretStore("https://127.0.0.1:9", credential=NoCredential(), retry_total=0)
+    harness.services.close()
+    services_module.install(Services(load_settings(settings_env()), transport=harness.transport, secrets=vault,
+                                     store=SqliteTicketStore(tmp_path / "store.db"), clock=harness.clock))  # fmt: skip
+    harness.services = services_module.get_services()
+    default = listed(harness)["default"]
+    assert default["state"] == "not_configured" and "Key Vault at https://127.0.0.1:9" in default["detail"]

@@ -352,3 +352,24 @@ def test_a_records_route_is_decided_by_its_own_tenants_control(tmp_path):
     sync_every_connection(world.services)
     assert {t.sys_id for t, _ in store.list_tickets()} == {theirs["sys_id"], home["sys_id"]}
     world.services.close()
+
+
+def test_a_record_for_a_control_its_tenants_snapshot_lacks_is_routed_by_its_control_id(tmp_path):
+    """(b) for a control the last snapshot no longer lists (Microsoft retired it, or the snapshot is older than the
+    record): its id, from the correlation id, still decides a rule that names controls."""
+    clock = Clock()
+    world = world_in(tmp_path, clock, SECURE_SCORE_WRITE_BACK="off")
+    store = world.services.store
+    tenant = TENANT_IDS[1]
+    store.put_document(TENANTS, {"tenants": {tenant: {"id": tenant, "state": "active"}}}, None)
+    store.put_secure_score({"secureScore": {}}, [{"id": "Other", "category": "Data", "service": "AzureAD",
+                                                  "maxScore": 5}], tenant)  # fmt: skip
+    store.put_document("routes", {"routes": [{"id": "rule-00000000000c", "match": {"controls": ["Retired1"]},
+                                              "set": {"connection": SECOND_ID}}]}, None)  # fmt: skip
+    routed = plant(world.second, correlation_id("Retired1", tenant))
+    elsewhere = plant(world.default, correlation_id("Retired1", tenant))
+    clock.advance(minutes=5)
+    sync_every_connection(world.services)
+    assert {t.sys_id for t, _ in store.list_tickets()} == {routed["sys_id"]}
+    assert elsewhere["sys_id"] != routed["sys_id"]
+    world.services.close()

@@ -13,9 +13,9 @@ import pytest
 
 from create_ticket.creation import creator_for
 from create_ticket.request import parse_ticket_request
-from create_ticket.route_saving import save as save_routes
-from create_ticket.route_saving import version_of
-from create_ticket.routes import load
+from create_ticket.routing.document import load
+from create_ticket.routing.saving import save as save_routes
+from create_ticket.routing.saving import version_of
 from dev.simulator import ServiceNowSimulator, serve
 from shared import services as services_module
 from shared.auth import Caller

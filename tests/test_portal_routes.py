@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from create_ticket.route_saving import save as save_routes
-from create_ticket.route_saving import version_of
-from create_ticket.routes import load
+from create_ticket.routing.document import load
+from create_ticket.routing.saving import save as save_routes
+from create_ticket.routing.saving import version_of
 from shared import services as services_module
 from tests.test_portal import Portal, axe_violations, browser, connect, open_portal, portal, shoot
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from create_ticket.routes import load
+from create_ticket.routing.document import load
 from shared import services as services_module
 from tests.test_portal import browser, portal
 from tests.test_portal_routes import names, refreshed, routes_view, rule, saved_routes

@@ -15,10 +15,10 @@ import yaml
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from create_ticket.patterns import compile_pattern
 from create_ticket.request import NAME
-from create_ticket.route_rules import RULE_ID
-from create_ticket.routes import MAX_RULES
+from create_ticket.routing.patterns import compile_pattern
+from create_ticket.routing.rules import MAX_RULES
+from create_ticket.routing.validation import RULE_ID
 from dev.simulator.core import Fault, SimRequest
 from dev.simulator.directory import (
     CLOUD_TEAM,

@@ -647,3 +647,18 @@ def test_a_pending_tenant_stored_with_a_reported_consent_is_shown_confirming(msp
     rows = overview(msp)
     assert "confirming" in rows[FABRIKAM.id] and rows[FABRIKAM.id]["consent"] == "reported"
     assert "confirming" not in rows[NORTHWIND.id] and "confirming" in rows[current]  # and today's state is too
+
+
+def test_a_token_whose_roles_lack_the_secure_score_permission_is_never_used(msp, entra):
+    """An admin removed the reader app's Secure Score permission but left it another one: the token carries roles,
+    none of them reads Secure Score, so it is dropped before any Graph request and the row says to consent again."""
+    added(msp, entra, FABRIKAM)
+    entra.simulator.principals[(FABRIKAM.id, READER_APP_ID)].roles = ("User.Read.All",)
+    use(msp, entra)  # a new instance of the app: no token cached from before the change
+    msp.graph.tenant(FABRIKAM.id).requests.clear()
+    status, result = refresh(msp)
+    assert status == 200 and {t["tenant"]: t["status"] for t in result["tenants"]}[FABRIKAM.id] == "failed"
+    row = overview(msp)[FABRIKAM.id]
+    assert row["lastError"]["code"] == "tenant_not_consented"
+    assert "without its Microsoft Graph permission" in row["lastError"]["detail"]
+    assert msp.graph.tenant(FABRIKAM.id).requests == []

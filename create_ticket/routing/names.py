@@ -10,7 +10,7 @@ desk` also finds "Service Desk". An exact match wins; else one match that differ
 says so (`notes`); two are ambiguous. A group whose `active` is false is refused, saying so: a retired group often keeps
 its name, and a ticket assigned to it reaches nobody.
 
-A name reaches an encoded query (`name=...`): the rules refuse `^` in it (create_ticket/route_rules.py), so it can add
+A name reaches an encoded query (`name=...`): the rules refuse `^` in it (routing/validation.py), so it can add
 no condition; a sys_id is 32 hex characters. Rows from ServiceNow are input too: only a well-formed sys_id counts.
 
 A name found nowhere is refused with the names like it that the instance has (a word of it, whatever its case), and
@@ -23,8 +23,8 @@ from collections import defaultdict
 from typing import Any
 
 from create_ticket.request import NAME
-from create_ticket.route_rules import MAX_NAME, Wanted, runs_as_script
-from create_ticket.routes import Reference
+from create_ticket.routing.rules import Reference
+from create_ticket.routing.validation import MAX_NAME, Wanted, runs_as_script
 from shared.problems import (
     Conflict,
     ConnectorError,

@@ -1,17 +1,76 @@
-"""A ticket request routed (docs/design.md#connections-and-routes): the facts of its recommendation, the saved rules'
-decision, and the services of the connection it goes to. A preview of the same recommendation takes the same decision
-(create_ticket/preview.py builds its facts from the same control)."""
+"""Where a ticket goes (docs/design.md#connections-and-routes): the one decision that both a create and a preview take,
+so the two cannot drift, and a ticket request routed: the facts of its recommendation, the saved rules' decision, and
+the services of the connection it goes to. A preview of the same recommendation takes the same decision
+(routing/preview.py builds its facts from the same control). With no rule matching, a ticket goes as before routes:
+the default connection, its table, nothing more.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from create_ticket.request import TicketRequest
-from create_ticket.routes import Facts, Rules, Target, decide, load
-from shared.connections import Connection
+from create_ticket.routing.document import load
+from create_ticket.routing.rules import Facts, Reference, Rules
+from shared.connections import DEFAULT, Connection
 from shared.problems import NotConfigured, NotConnected, NotFound, ReauthorizationRequired
 from shared.services import Services
 from shared.text import printable
+from shared.tickets import PRIORITY_NAMES
+
+DEFAULT_PRIORITY = 3  # medium: what a request without a priority gets when no rule sets one
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how one ticket is made: the decision a create follows and a preview shows."""
+
+    connection: str
+    table: str | None  # None: the connection's table
+    priority: int
+    due_date: datetime | None
+    assignment_group: Reference | None = None
+    company: Reference | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    route: dict[str, Any] | None = None  # what the ticket records: the rule, and what it set (None: no rule)
+
+    def record_fields(self) -> dict[str, str]:
+        """The ServiceNow fields the rule adds to the record (group and company by sys_id, then its extra fields)."""
+        values = dict(self.fields)
+        if self.assignment_group is not None:
+            values["assignment_group"] = self.assignment_group.sys_id
+        if self.company is not None:
+            values["company"] = self.company.sys_id
+        return values
+
+
+def decide(rules: Rules, facts: Facts, *, priority: int | None, due: datetime | None, now: datetime) -> Target:
+    """The target of a ticket for `facts`: the first matching rule's, the request's own priority and due date
+    winning over the rule's (None: the request names none)."""
+    rule = rules.first_match(facts)
+    if rule is None:
+        return Target(DEFAULT, None, priority or DEFAULT_PRIORITY, due)
+    chosen = rule.set
+    applied: dict[str, Any] = {"connection": chosen.connection}
+    if chosen.table:
+        applied["table"] = chosen.table
+    if chosen.assignment_group is not None:
+        applied["assignmentGroup"] = chosen.assignment_group.to_json()
+    if chosen.company is not None:
+        applied["company"] = chosen.company.to_json()
+    if priority is None and chosen.priority is not None:
+        priority = chosen.priority
+        applied["priority"] = PRIORITY_NAMES[priority]
+    if due is None and chosen.due_in_days is not None:
+        due = (now + timedelta(days=chosen.due_in_days)).replace(microsecond=0)
+        applied["dueInDays"] = chosen.due_in_days
+    if chosen.fields:
+        applied["fields"] = dict(chosen.fields)
+    route = {"rule": rule.id, "name": rule.name, "index": rule.index, "set": applied}
+    return Target(chosen.connection, chosen.table, priority or DEFAULT_PRIORITY, due, chosen.assignment_group,
+                  chosen.company, dict(chosen.fields), route)  # fmt: skip
 
 
 def control_facts(tenant: str, control: dict[str, Any]) -> Facts:

@@ -1,10 +1,9 @@
-"""Routes (docs/design.md#connections-and-routes): the ordered rules that say where a recommendation's ticket goes, and
-the one decision that both a create and a preview take, so the two cannot drift.
+"""The rules model (docs/design.md#connections-and-routes): the ordered rules that say where a recommendation's ticket
+goes, each read from its saved JSON, and a list of them compiled once per process.
 
-The rules live in one store document (`routes`) as they were saved: validated, and with every assignment group
-and company already a sys_id (names were resolved against ServiceNow when the rules were saved, so a create adds no
-ServiceNow request). The first rule that matches wins; with none matching a ticket goes as before routes: the
-default connection, its table, nothing more.
+The rules live in the routes document (routing/document.py) as they were saved: validated, and with every assignment
+group and company already a sys_id (names were resolved against ServiceNow when the rules were saved, so a create adds
+no ServiceNow request). The first rule that matches wins (routing/decision.py `decide`).
 """
 
 from __future__ import annotations
@@ -16,18 +15,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
-from create_ticket.patterns import ControlMatcher
+from create_ticket.routing.patterns import ControlMatcher
 from shared.connections import DEFAULT
-from shared.store import TicketStore
-from shared.tickets import HOME, PRIORITIES, PRIORITY_NAMES
+from shared.tickets import HOME, PRIORITIES
 
-DOCUMENT = "routes"
 HOME_TENANT = "home"  # how a rule names the deployment's own tenant (tickets carry HOME, "")
 MAX_RULES = 200
-DEFAULT_PRIORITY = 3  # medium: what a request without a priority gets when no rule sets one
 
 
 @dataclass(frozen=True)
@@ -98,31 +93,8 @@ class Rule:
     set: Setting
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where and how one ticket is made: the decision a create follows and a preview shows."""
-
-    connection: str
-    table: str | None  # None: the connection's table
-    priority: int
-    due_date: datetime | None
-    assignment_group: Reference | None = None
-    company: Reference | None = None
-    fields: dict[str, str] = field(default_factory=dict)
-    route: dict[str, Any] | None = None  # what the ticket records: the rule, and what it set (None: no rule)
-
-    def record_fields(self) -> dict[str, str]:
-        """The ServiceNow fields the rule adds to the record (group and company by sys_id, then its extra fields)."""
-        values = dict(self.fields)
-        if self.assignment_group is not None:
-            values["assignment_group"] = self.assignment_group.sys_id
-        if self.company is not None:
-            values["company"] = self.company.sys_id
-        return values
-
-
 class Rules:
-    """An ordered list of rules with their control patterns compiled once (create_ticket/patterns.py): the first
+    """An ordered list of rules with their control patterns compiled once (create_ticket/routing/patterns.py): the first
     rule that matches wins."""
 
     def __init__(self, rules: list[Rule]) -> None:
@@ -148,33 +120,6 @@ class Rules:
                          if self.items[i].match.admits(facts)), None)  # fmt: skip
         return next((rule for i, rule in enumerate(self.items)
                      if rule.match.admits(facts) and self._matcher.rule_matches(i, facts.control)), None)  # fmt: skip
-
-
-def decide(rules: Rules, facts: Facts, *, priority: int | None, due: datetime | None, now: datetime) -> Target:
-    """The target of a ticket for `facts`: the first matching rule's, the request's own priority and due date
-    winning over the rule's (None: the request names none)."""
-    rule = rules.first_match(facts)
-    if rule is None:
-        return Target(DEFAULT, None, priority or DEFAULT_PRIORITY, due)
-    chosen = rule.set
-    applied: dict[str, Any] = {"connection": chosen.connection}
-    if chosen.table:
-        applied["table"] = chosen.table
-    if chosen.assignment_group is not None:
-        applied["assignmentGroup"] = chosen.assignment_group.to_json()
-    if chosen.company is not None:
-        applied["company"] = chosen.company.to_json()
-    if priority is None and chosen.priority is not None:
-        priority = chosen.priority
-        applied["priority"] = PRIORITY_NAMES[priority]
-    if due is None and chosen.due_in_days is not None:
-        due = (now + timedelta(days=chosen.due_in_days)).replace(microsecond=0)
-        applied["dueInDays"] = chosen.due_in_days
-    if chosen.fields:
-        applied["fields"] = dict(chosen.fields)
-    route = {"rule": rule.id, "name": rule.name, "index": rule.index, "set": applied}
-    return Target(chosen.connection, chosen.table, priority or DEFAULT_PRIORITY, due, chosen.assignment_group,
-                  chosen.company, dict(chosen.fields), route)  # fmt: skip
 
 
 # -- the saved rules --------------------------------------------------------------------------------
@@ -216,21 +161,6 @@ def rule_of(index: int, saved: dict[str, Any]) -> Rule:
     )
 
 
-@dataclass(frozen=True)
-class Saved:
-    """The routes document as stored: its rules' JSON, and the store's ETag (None: never saved)."""
-
-    routes: list[dict[str, Any]]
-    etag: str | None
-    saved_at: str | None = None
-    saved_by: str | None = None
-    revision: str | None = None  # a random id each save writes: the compiled rules are kept by it
-    document: dict[str, Any] = field(default_factory=dict)  # the whole document as stored (its other members too)
-
-    def rules(self) -> Rules:
-        return compiled(self.routes, self.revision)
-
-
 _CACHE_SIZE = 4  # compiled lists kept per process (the one in force, and a few being previewed or saved)
 _cache: OrderedDict[str, Rules] = OrderedDict()
 _cache_lock = threading.Lock()
@@ -251,13 +181,3 @@ def compiled(routes: list[dict[str, Any]], revision: str | None = None) -> Rules
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return built
-
-
-def load(store: TicketStore) -> Saved:
-    found = store.get_document(DOCUMENT)
-    if found is None:
-        return Saved([], None)
-    document, etag = found
-    revision = document.get("revision")
-    return Saved(list(document.get("routes") or []), etag, document.get("savedAt"), document.get("savedBy"),
-                 revision if isinstance(revision, str) else None, dict(document))  # fmt: skip

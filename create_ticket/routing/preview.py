@@ -1,6 +1,6 @@
 """`POST /api/routes/preview`: a dry run of a proposed routes list over every open recommendation of every tenant the
 connector reads (docs/design.md#connections-and-routes). The list is validated and its groups and companies found
-exactly as a save would; each recommendation then takes the decision a create takes (create_ticket/routes.py `decide`,
+exactly as a save would; each recommendation then takes the decision a create takes (routing/rules.py `decide`,
 from the same control's facts), with the request naming no priority and no due date, as the portal's "create" of an
 action does.
 
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from create_ticket.route_saving import validated, with_notes, within_deadline
-from create_ticket.routes import Rules, Target, decide, load, rule_of
-from create_ticket.routing import control_facts
+from create_ticket.routing.decision import Target, control_facts, decide
+from create_ticket.routing.document import load
+from create_ticket.routing.rules import Rules, rule_of
+from create_ticket.routing.saving import validated, with_notes, within_deadline
 from shared import deadlines
 from shared.connections import Connection
 from shared.problems import FieldError
@@ -58,7 +59,7 @@ def describe_target(target: Target, connection: Connection) -> dict[str, Any]:
 
 
 def preview(services: Services, body: Any) -> dict[str, Any]:
-    """The dry run, within ROUTES_DEADLINE (route_saving.py)."""
+    """The dry run, within ROUTES_DEADLINE (create_ticket/routing/saving.py)."""
     with within_deadline(services, "The preview of the routes"):
         return _preview(services, body)
 

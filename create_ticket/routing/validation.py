@@ -2,7 +2,7 @@
 by rule index and field (`routes[3].set.dueInDays`), and the rules as they will be saved.
 
 Only the shape is checked here, without ServiceNow; assignment groups and companies are looked up afterwards
-(create_ticket/route_names.py), only when the whole list is well-formed.
+(create_ticket/routing/names.py), only when the whole list is well-formed.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import Any
 
-from create_ticket.patterns import compile_pattern
 from create_ticket.request import NAME
-from create_ticket.routes import HOME_TENANT, MAX_RULES
+from create_ticket.routing.patterns import compile_pattern
+from create_ticket.routing.rules import HOME_TENANT, MAX_RULES
 from shared import deadlines
 from shared.connections import DEFAULT, Connection
 from shared.fieldmap import SERVICENOW_NAME, FieldMap
@@ -60,7 +60,7 @@ class Wanted:
 class Parsed:
     routes: list[dict[str, Any]]  # as they will be saved (references filled in once found)
     wanted: list[Wanted] = field(default_factory=list)
-    errors: list[FieldError] = field(default_factory=list)  # every problem of the list's shape (route_saving.py)
+    errors: list[FieldError] = field(default_factory=list)  # every problem of the list's shape (routing/saving.py)
 
 
 class _Context:
@@ -70,7 +70,7 @@ class _Context:
     def __init__(self, services: Services, saved_ids: set[str], removing: set[str]) -> None:
         self.services = services
         self.saved_ids = saved_ids
-        self.removing = removing  # connections a removal under way has fenced off (route_saving.py `fence`)
+        self.removing = removing  # connections a removal under way has fenced off (routing/saving.py `fence`)
         self._connections: dict[str, Connection] | None = None
         self._snapshots: list[list[dict[str, Any]]] | None = None
         self._tenants: dict[str, Any] | None = None
@@ -342,7 +342,7 @@ def parse_routes(services: Services, body: Any, saved_ids: set[str], removing: S
     parsed = Parsed([])
     seen: set[str] = set()
     for index, value in enumerate(listed):
-        deadlines.check_run()  # saving and previewing stop at ROUTES_DEADLINE (route_saving.py)
+        deadlines.check_run()  # saving and previewing stop at ROUTES_DEADLINE (routing/saving.py)
         parsed.routes.append(_rule(value, f"routes[{index}]", errors, context, parsed.wanted, seen))
     parsed.errors = errors
     return parsed

@@ -18,9 +18,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from create_ticket.route_names import resolve
-from create_ticket.route_rules import MAX_ERRORS, parse_routes
-from create_ticket.routes import DOCUMENT, Saved, load
+from create_ticket.routing.document import DOCUMENT, RoutesDocument, Saved, change, load
+from create_ticket.routing.names import resolve
+from create_ticket.routing.validation import MAX_ERRORS, parse_routes
 from shared import deadlines
 from shared.connections import stored
 from shared.problems import DeadlineExceeded, FieldError, PreconditionFailed, PreconditionRequired, ValidationFailed
@@ -36,8 +36,8 @@ def version_of(etag: str | None) -> str:
 
 def shown(saved: Saved) -> dict[str, Any]:
     """GET's answer (and PUT's): the version, and each rule as saved, references as {sysId, name}."""
-    return {"version": version_of(saved.etag), "routes": saved.routes, "savedAt": saved.saved_at,
-            "savedBy": saved.saved_by}  # fmt: skip
+    return {"version": version_of(saved.etag), "routes": saved.routes, "savedAt": saved.document.saved_at,
+            "savedBy": saved.document.saved_by}  # fmt: skip
 
 
 def with_notes(answer: dict[str, Any], notes: list[FieldError]) -> dict[str, Any]:
@@ -72,17 +72,13 @@ def within_deadline(services: Services, what: str) -> Iterator[None]:
         ) from None
 
 
-REMOVING = "removing"  # the routes document's member: connections being removed (id -> the record's addedAt)
-
-
-def removing(services: Services, saved: Saved) -> dict[str, str]:
+def removing(services: Services, document: RoutesDocument) -> dict[str, str]:
     """The connections a removal has fenced off (`fence`) that still exist as the removal saw them: no rule may
     name them. A marker whose connection is gone, or was added again since, no longer counts."""
-    marked = saved.document.get(REMOVING)
-    if not isinstance(marked, dict) or not marked:
+    if not document.removing:
         return {}
     records = stored(services.store)
-    return {str(c): str(at) for c, at in marked.items() if (records.get(c) or {}).get("addedAt") == at}
+    return {c: at for c, at in document.removing.items() if (records.get(c) or {}).get("addedAt") == at}
 
 
 def fence(services: Services, connection_id: str, added_at: str) -> list[str]:
@@ -90,45 +86,42 @@ def fence(services: Services, connection_id: str, added_at: str) -> list[str]:
     written into the routes document under its ETag. A concurrent `PUT /api/routes` then conflicts with it, whichever
     writes last (docs/routes.md: Versions): a save that checked its rules before the fence is refused as stale (412),
     one that checks after it sees the connection as removed, and a save that lands first is seen by this read."""
-    for _ in range(10):
-        saved = load(services.store)
-        named = [str(rule.get("name") or f"rule {i + 1}") for i, rule in enumerate(saved.routes)
-                 if isinstance(rule, dict) and (rule.get("set") or {}).get("connection") == connection_id]  # fmt: skip
+    named: list[str] = []
+
+    def mark(document: RoutesDocument) -> bool:
+        named[:] = document.rules_naming(connection_id)
         if named:
-            return named
-        marked = {**removing(services, saved), connection_id: added_at}
-        try:
-            services.store.put_document(DOCUMENT, {**saved.document, "routes": saved.routes, REMOVING: marked},
-                                        saved.etag)  # fmt: skip
-            return []
-        except StoreConflict:
-            continue
-    raise StoreConflict("the routes kept changing")
+            return False
+        document.removing = {**removing(services, document), connection_id: added_at}
+        return True
+
+    change(services.store, mark)
+    return named
 
 
 def unfence(services: Services, connection_id: str) -> None:
-    """A removal that stopped before the end: its connection may be routed to again."""
-    for _ in range(10):
-        saved = load(services.store)
-        marked = saved.document.get(REMOVING)
-        if not isinstance(marked, dict) or connection_id not in marked:
-            return
-        left = {c: at for c, at in marked.items() if c != connection_id}
-        try:
-            services.store.put_document(DOCUMENT, {**saved.document, REMOVING: left}, saved.etag)
-            return
-        except StoreConflict:
-            continue
+    """A removal that stopped before the end: its connection may be routed to again (a routes document that keeps
+    changing meanwhile keeps the marker: it counts only while the connection is as the removal saw it)."""
+
+    def unmark(document: RoutesDocument) -> bool:
+        if document.removing is None or connection_id not in document.removing:
+            return False
+        document.removing = {c: at for c, at in document.removing.items() if c != connection_id}
+        return True
+
+    with contextlib.suppress(StoreConflict):
+        change(services.store, unmark)
 
 
 def validated(
     services: Services, body: Any, saved: Saved, notes: list[FieldError] | None = None
 ) -> list[dict[str, Any]]:
     """The proposed rules as they would be saved: their shape, and every group and company found in ServiceNow
-    (`notes`: what the answer says about names found only when case is ignored), all problems named at once (DESIGN
-    13b: one round, not the names only after everything else is right). PUT and preview both take them from here,
-    so a preview is of exactly what a save would keep."""
-    parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes}, set(removing(services, saved)))
+    (`notes`: what the answer says about names found only when case is ignored), all problems named at once
+    (docs/routes.md#validation: one round, not the names only after everything else is right). PUT and preview both
+    take them from here, so a preview is of exactly what a save would keep."""
+    parsed = parse_routes(services, body, {str(r.get("id")) for r in saved.routes},
+                          set(removing(services, saved.document)))  # fmt: skip
     errors = parsed.errors + resolve(services, parsed.wanted, notes)
     errors.sort(key=lambda e: _position(e.field))
     if errors:
@@ -173,12 +166,10 @@ def save(
     with within_deadline(services, "Checking the routes"):
         routes = validated(services, body, saved, notes)
     now = services.clock().isoformat()
-    revision = uuid.uuid4().hex  # what the compiled rules are kept by (create_ticket/routes.py `compiled`)
-    document: dict[str, Any] = {"routes": routes, "savedAt": now, "savedBy": saved_by, "revision": revision}
-    if fenced := removing(services, saved):
-        document[REMOVING] = fenced  # a removal under way still holds its connection
-    try:
-        etag = services.store.put_document(DOCUMENT, document, saved.etag)
+    revision = uuid.uuid4().hex  # what the compiled rules are kept by (routing/rules.py `compiled`)
+    document = RoutesDocument(routes, now, saved_by, revision, removing(services, saved.document) or None)
+    try:  # on the ETag the caller's version named: a save in between makes this one stale, never overwritten
+        etag = services.store.put_document(DOCUMENT, document.to_json(), saved.etag)
     except StoreConflict:
         raise _stale(services) from None
-    return Saved(routes, etag, now, saved_by, revision, document)
+    return Saved(document, etag)
