@@ -12,8 +12,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = ("shared", "oauth_callback", "create_ticket", "status_sync", "secure_score", "portal", "dev")
-APP = ("shared", "oauth_callback", "create_ticket", "status_sync", "secure_score", "portal")
+PACKAGES = ("shared", "oauth_callback", "provisioning", "create_ticket", "status_sync", "secure_score", "portal", "dev")
+APP = ("shared", "oauth_callback", "provisioning", "create_ticket", "status_sync", "secure_score", "portal")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
@@ -52,17 +52,22 @@ PLANTS = {
 }
 
 
+def _lint_planted(tree: Path, contract: str, planted: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The contract on the copy with `planted` (path -> source) in it; the copy is as it was afterwards."""
+    paths = {tree / name: source for name, source in planted.items()}
+    for path, source in paths.items():
+        path.write_text(source)
+    try:
+        return _lint(tree, contract)
+    finally:
+        for path in paths:
+            path.unlink()
+
+
 @pytest.mark.parametrize("contract", sorted(PLANTS))
 def test_each_contract_fails_on_a_planted_violation(tree, contract):
     assert _lint(tree, contract).returncode == 0  # the copy keeps the contract before the plant
-    planted = [tree / name for name in PLANTS[contract]]
-    for path, source in zip(planted, PLANTS[contract].values(), strict=True):
-        path.write_text(source)
-    try:
-        result = _lint(tree, contract)
-    finally:
-        for path in planted:
-            path.unlink()
+    result = _lint_planted(tree, contract, PLANTS[contract])
     assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
 
 
@@ -84,12 +89,26 @@ def test_a_circle_hidden_under_type_checking_or_inside_a_function_is_a_circle(tr
 
 
 def test_independent_features_may_not_import_each_other(tree):
-    (tree / "portal" / "_planted.py").write_text("import oauth_callback.connection\n")
+    (tree / "portal" / "_planted.py").write_text("import oauth_callback.authorization\n")
     try:
         result = _lint(tree, "features")
     finally:
         (tree / "portal" / "_planted.py").unlink()
     assert result.returncode != 0 and "BROKEN" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        {"provisioning/_planted.py": "import oauth_callback.connections\n"},  # beside connections, not on them
+        {"oauth_callback/_planted.py": "import provisioning.status\n"},
+        {"secure_score/_planted.py": "import provisioning.tenant_checks\n"},  # a lower layer reaching up
+    ],
+)
+def test_provisioning_stands_on_its_own_in_the_top_layer(tree, planted):
+    """Provisioning checks every part from the kernel's and Secure Score's facts; no feature depends on it."""
+    result = _lint_planted(tree, "features", planted)
+    assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
 
 
 def test_no_module_of_the_app_is_over_400_lines():

@@ -367,11 +367,11 @@ def _entra_simulator(bound: Bound, data_dir: Path, port: int, auth: str) -> list
 
 def _first_refresh() -> None:
     """What the timer would do at its first occurrence, done at start so the page is not empty for hours."""
-    from secure_score.refresh import SecureScoreSync
+    from secure_score.refresh import SecureScoreRefresh
     from shared.services import get_services
 
     try:
-        result = SecureScoreSync(get_services()).refresh()
+        result = SecureScoreRefresh(get_services()).refresh()
         logging.getLogger("dev.run").info("Secure Score read: %d improvement actions", result.controls)
     except Exception as exc:
         logging.getLogger("dev.run").warning("The first Secure Score refresh failed (%s)", type(exc).__name__)

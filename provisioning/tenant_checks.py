@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oauth_callback.checks import Check
+from provisioning.checks import Check
 from secure_score import tenants
 from shared import tenant_records
 from shared.problems import ConnectorError
