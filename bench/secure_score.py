@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.common import TimedTransport, timed_servicenow
 from dev.graph import GraphSimulator, ManagedIdentity
 from dev.servicenow import serve
-from secure_score.refresh import SecureScoreRefresh
+from secure_score.api import SecureScoreRefresh
 from shared.services import Services
 from shared.tickets import Ticket
 

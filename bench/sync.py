@@ -26,7 +26,7 @@ from bench.common import ManualClock, TimedTransport, timed_servicenow
 from dev.servicenow import ServiceNowSimulator
 from shared.services import Services
 from shared.tickets import Ticket
-from status_sync.sync import PAGE_SIZE, StatusSync
+from status_sync.api import PAGE_SIZE, StatusSync
 
 LATENCY = 0.020
 CHANGED = 100

@@ -27,7 +27,7 @@ from typing import Any
 from bench.common import timed_servicenow
 from dev.entra import READER_APP_ID, ca_bundle
 from secure_score import tenants
-from secure_score.refresh import SecureScoreRefresh
+from secure_score.api import SecureScoreRefresh
 from shared.services import Services
 
 TENANTS = 100

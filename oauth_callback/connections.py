@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from create_ticket.routing.saving import fence, unfence
+from create_ticket.api import fence, unfence
 from oauth_callback.authorization import disconnect
 from oauth_callback.forgetting import erase_secrets
 from shared.config import InvalidSetting, parse_instance

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from create_ticket.creation import creator_for
+from create_ticket.api import creator_for
 from shared import deadlines
 from shared.problems import Conflict
 from shared.runs import MAX_ITEM_ATTEMPTS, SYNC_SYSTEMIC, Failures, describe, failure_entry, record_ticket_error

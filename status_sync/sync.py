@@ -125,7 +125,7 @@ class StatusSync:
 
     def _write_back(self) -> None:
         """The notes of Secure Score controls whose tickets this run saw change (never fails the run)."""
-        from secure_score.refresh import SecureScoreRefresh  # the status sync hands changes to Secure Score, one way
+        from secure_score.api import SecureScoreRefresh  # the status sync hands changes to Secure Score, one way
 
         seen = self._reader.seen if self._reader else []
         if not seen:

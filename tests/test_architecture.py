@@ -38,13 +38,14 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_contracts_hold_on_the_real_tree():
     result = _lint(ROOT)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "4 kept, 0 broken" in result.stdout
+    assert "5 kept, 0 broken" in result.stdout
 
 
 PLANTS = {
     "kernel": {"shared/_planted.py": "import create_ticket.card\n"},
     "features": {"create_ticket/_planted.py": "import status_sync.sync\n"},  # a lower feature importing a higher
     "deployed": {"secure_score/_planted.py": "import dev.host\n"},
+    "public": {"status_sync/_planted.py": "import create_ticket.creation\n"},  # past create_ticket's api.py
     "acyclic": {
         "shared/_planted_a.py": "import shared._planted_b\n",
         "shared/_planted_b.py": "import shared._planted_a\n",
@@ -109,6 +110,27 @@ def test_provisioning_stands_on_its_own_in_the_top_layer(tree, planted):
     """Provisioning checks every part from the kernel's and Secure Score's facts; no feature depends on it."""
     result = _lint_planted(tree, "features", planted)
     assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        {"secure_score/_planted.py": "from create_ticket.routing import rules\n"},  # routing is create_ticket's own
+        {"provisioning/_planted.py": "import secure_score.tenants\n"},
+        {"status_sync/_planted.py": "import create_ticket\n"},  # a feature's blueprint is not its public face
+        {"dev/_planted.py": "from secure_score.refresh import SecureScoreRefresh\n"},  # the local host too
+    ],
+)
+def test_a_feature_is_reached_only_through_its_api(tree, planted):
+    """Each feature's api.py is the one module another may import; what sits beside it is private."""
+    result = _lint_planted(tree, "public", planted)
+    assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
+
+
+def test_importing_a_features_api_keeps_the_contract(tree):
+    planted = {"status_sync/_planted.py": "from create_ticket.api import creator_for\n",
+               "provisioning/_planted.py": "from secure_score.api import home_id\n"}  # fmt: skip
+    assert _lint_planted(tree, "public", planted).returncode == 0
 
 
 def test_no_module_of_the_app_is_over_400_lines():

@@ -367,7 +367,7 @@ def _entra_simulator(bound: Bound, data_dir: Path, port: int, auth: str) -> list
 
 def _first_refresh() -> None:
     """What the timer would do at its first occurrence, done at start so the page is not empty for hours."""
-    from secure_score.refresh import SecureScoreRefresh
+    from secure_score.api import SecureScoreRefresh
     from shared.services import get_services
 
     try:
