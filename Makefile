@@ -41,7 +41,7 @@ $(CHECKOV): requirements-checkov.txt
 	touch $(CHECKOV)
 
 run: $(STAMP)
-	$(PY) dev/run.py
+	$(PY) dev/host/run.py
 
 lint: $(STAMP) $(CHECKOV)
 	$(PY) -m ruff check .
@@ -70,7 +70,7 @@ mutate: $(STAMP)
 # The ticket store, the token bundle and the ServiceNow simulator's state in LOCAL_DATA_DIR, together (not while
 # a `make run` holds the folder).
 reset:
-	$(PYTHON) dev/run.py --reset
+	$(PYTHON) dev/host/run.py --reset
 
 clean:
 	rm -rf $(VENV) .venv-checkov .venv-prod .local .mypy_cache .pytest_cache .ruff_cache .hypothesis tools/node_modules mutants

@@ -8,11 +8,13 @@ from create_ticket import bp as create_ticket_bp
 from create_ticket.routing import bp as routing_bp
 from oauth_callback import bp as oauth_callback_bp
 from portal import bp as portal_bp
+from provisioning import bp as provisioning_bp
 from secure_score import bp as secure_score_bp
 from status_sync import bp as status_sync_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)  # the app checks every caller itself
 app.register_functions(oauth_callback_bp)
+app.register_functions(provisioning_bp)
 app.register_functions(create_ticket_bp)
 app.register_functions(routing_bp)
 app.register_functions(status_sync_bp)

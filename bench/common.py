@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 
-from dev.graph.simulator import APP_ID
-from dev.simulator import ServiceNowSimulator, SimulatorTransport
-from dev.simulator.core import ADMIN_SYS_ID, Grant
-from dev.simulator.transport import Simulated
+from dev.graph.identity import APP_ID
+from dev.servicenow import ServiceNowSimulator, SimulatorTransport
+from dev.servicenow.state import ADMIN_SYS_ID, Grant
+from dev.wire.transport import Simulated
 from shared.config import load_settings
 from shared.secrets import FileSecretStore
 from shared.services import Services, utcnow

@@ -37,10 +37,8 @@ from typing import Any, cast
 import httpx
 
 from bench.common import INSTANCE, TimedServiceNow, timed_servicenow
-from create_ticket.creation import creator_for
-from create_ticket.request import parse_ticket_request
-from create_ticket.routing.saving import save, version_of
-from dev.azurite import AzuriteUnavailable, azurite_tables
+from create_ticket.api import creator_for, parse_ticket_request, save, version_of
+from dev.host.azurite import AzuriteUnavailable, azurite_tables
 from shared.auth import LOCAL_CALLER
 from shared.store import SqliteTicketStore, TicketStore
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dev.entra import READER_APP_ID, EntraSimulator, make_certs
 from dev.graph import GraphSimulator, ManagedIdentity
-from dev.simulator import serve
+from dev.servicenow import serve
 
 
 def main() -> None:

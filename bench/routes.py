@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import timed_servicenow
-from create_ticket.request import parse_ticket_request
-from create_ticket.routing.decision import route_request
-from create_ticket.routing.preview import preview
-from create_ticket.routing.saving import save, version_of
+from create_ticket.api import parse_ticket_request, route_request, save, version_of
+from create_ticket.api import preview_routes as preview
 from shared.services import Services
 from shared.tenant_records import DOCUMENT as TENANTS
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from bench.common import TimedTransport, timed_servicenow
 from dev.graph import GraphSimulator, ManagedIdentity
-from dev.simulator import serve
-from secure_score.refresh import SecureScoreSync
+from dev.servicenow import serve
+from secure_score.api import SecureScoreRefresh
 from shared.services import Services
 from shared.tickets import Ticket
 
@@ -88,14 +88,14 @@ def _measure(graph: GraphSimulator, transports: list[TimedTransport], run: objec
 
 def connector(directory: Path, identity: ManagedIdentity) -> Measured:
     services, graph, _ = build(directory, identity)
-    SecureScoreSync(services).refresh()  # the previous run: every ticket's note is written once
+    SecureScoreRefresh(services).refresh()  # the previous run: every ticket's note is written once
     changed = [t.recommendation_id for t, _ in services.store.list_tickets()][:CHANGED]
     for cid in changed:
         graph.complete(cid)
     graph.latency = LATENCY  # from here on, each Graph answer really takes 100 ms
     before = len(graph.requests)
     started = time.perf_counter()
-    SecureScoreSync(services).refresh()
+    SecureScoreRefresh(services).refresh()
     wall = time.perf_counter() - started
     requests = graph.requests[before:]
     gets = sum(1 for r in requests if r.method == "GET")

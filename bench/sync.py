@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.common import ManualClock, TimedTransport, timed_servicenow
-from dev.simulator import ServiceNowSimulator
+from dev.servicenow import ServiceNowSimulator
 from shared.services import Services
 from shared.tickets import Ticket
-from status_sync.sync import PAGE_SIZE, StatusSync
+from status_sync.api import PAGE_SIZE, StatusSync
 
 LATENCY = 0.020
 CHANGED = 100

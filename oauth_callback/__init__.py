@@ -1,4 +1,4 @@
-"""The connection routes: connect, the OAuth callback, provisioning status, disconnect, who is signed in.
+"""ServiceNow connections: add, list and remove them, connect one (the OAuth callback), disconnect.
 
 Nothing from `shared` is imported at module level (cold start: docs/design.md#layout-and-ownership); each function
 imports what it needs on its first call.
@@ -22,7 +22,7 @@ bp = func.Blueprint()
 @bp.route(route="connect", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def connect(req: func.HttpRequest) -> func.HttpResponse:
     """Send the admin's browser to ServiceNow's consent page with a cookie binding the flow to that browser."""
-    from oauth_callback.connection import start_connect
+    from oauth_callback.authorization import start_connect
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.connections import DEFAULT
@@ -37,7 +37,7 @@ def connect(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     """ServiceNow redirects here; anonymous, protected by the single-use `state` bound to the browser."""
-    from oauth_callback.connection import clear_state_cookie, finish_callback
+    from oauth_callback.authorization import clear_state_cookie, finish_callback
     from shared import web
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
@@ -67,28 +67,10 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     return web.handle(req, run, authenticate=False, on_error=failed)
 
 
-@bp.route(route="provisioning", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def provisioning(req: func.HttpRequest) -> func.HttpResponse:
-    """Health and what to fix, for any signed-in user; `?live=true` also asks ServiceNow and Graph (admins)."""
-    from oauth_callback.provisioning import provisioning_status
-    from shared import web
-    from shared.auth import ROLE_ADMIN
-    from shared.connections import DEFAULT
-
-    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
-        live = web.flag(inbound, "live")
-        if live:
-            caller.require(ROLE_ADMIN)
-        connection = services.connection_named(inbound.params.get("connection", DEFAULT))
-        return web.json_response(provisioning_status(services.for_connection(connection), live=live))
-
-    return web.handle(req, run)
-
-
 @bp.route(route="disconnect", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def disconnect(req: func.HttpRequest) -> func.HttpResponse:
     """Revoke and forget the tokens; `?force=true` forgets them even when revocation fails."""
-    from oauth_callback.connection import disconnect as disconnect_servicenow
+    from oauth_callback.authorization import disconnect as disconnect_servicenow
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.connections import DEFAULT
@@ -99,17 +81,6 @@ def disconnect(req: func.HttpRequest) -> func.HttpResponse:
         return web.no_content()
 
     return web.handle(req, run, role=ROLE_ADMIN)
-
-
-@bp.route(route="me", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-def me(req: func.HttpRequest) -> func.HttpResponse:
-    """The signed-in user and their app roles (the portal shows admins' and creators' controls by them)."""
-    from shared import web
-
-    def run(services: Services, caller: Caller, _: Inbound) -> func.HttpResponse:
-        return web.json_response({"user": caller.user, "roles": sorted(caller.roles)})
-
-    return web.handle(req, run)
 
 
 @bp.route(route="connections", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

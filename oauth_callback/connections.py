@@ -19,14 +19,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from create_ticket.routing.saving import fence, unfence
-from oauth_callback.connection import disconnect
+from create_ticket.api import fence, unfence
+from oauth_callback.authorization import disconnect
 from oauth_callback.forgetting import erase_secrets
 from shared.config import InvalidSetting, parse_instance
-from shared.connections import CONNECTION_ID, DEFAULT, DOCUMENT, Connection, from_record, stored
+from shared.connections import CONNECTION_ID, DEFAULT, DOCUMENT, Connection, connection_state, from_record, stored
 from shared.egress import refusal
 from shared.fieldmap import parse_field_map
-from shared.problems import Conflict, ConnectorError, FieldError, ValidationFailed
+from shared.problems import Conflict, FieldError, ValidationFailed
+from shared.runs import last_sync
 from shared.services import Services
 from shared.store import update_document
 from shared.text import clean_line, one_line_ok, printable
@@ -41,24 +42,9 @@ REMOVED = "removed"  # the connections document's member: ids removed before (id
 EVENTS = "/api/servicenow/events"
 
 
-def connection_state(services: Services, connection: Connection) -> dict[str, Any]:
-    """Whether it is connected, from its stored tokens (no call to ServiceNow)."""
-    scoped = services.for_connection(connection)
-    try:
-        bundle = scoped.tokens.load()
-    except ConnectorError as exc:
-        return {"state": "not_configured", "detail": exc.detail}
-    except Exception as exc:  # the secret store itself failed
-        return {"state": "degraded", "detail": f"The secret store could not be read ({type(exc).__name__})."}
-    if bundle is None:
-        return {"state": "not_connected", "connectedAs": None}
-    if bundle.instance != connection.instance_url or bundle.needs_reauthorization(services.clock()):
-        return {"state": "reauthorization_required", "connectedAs": bundle.connected_as}
-    return {"state": "connected", "connectedAs": bundle.connected_as}
-
-
 def shown(services: Services, connection: Connection, record: dict[str, Any] | None = None) -> dict[str, Any]:
-    found = scoped_sync(services, connection)
+    scoped = services.for_connection(connection)
+    found = last_sync(scoped.store)
     return {
         "id": connection.id,
         "default": connection.is_default,
@@ -67,7 +53,7 @@ def shown(services: Services, connection: Connection, record: dict[str, Any] | N
         "table": connection.table,
         "addedAt": (record or {}).get("addedAt"),
         "addedBy": (record or {}).get("addedBy"),
-        **connection_state(services, connection),
+        **connection_state(lambda: scoped.tokens.load(), connection.instance_url, services.clock()),
         "lastSync": found,
         "connectUrl": f"/api/connect?connection={connection.id}",
         "push": {
@@ -75,12 +61,6 @@ def shown(services: Services, connection: Connection, record: dict[str, Any] | N
             "secretName": connection.push_secret_name,
         },  # a name, never a value (docs/status-sync.md)
     }
-
-
-def scoped_sync(services: Services, connection: Connection) -> dict[str, Any] | None:
-    found = services.for_connection(connection).store.get_sync_state()
-    last = (found[0] if found else {}).get("last")
-    return last if isinstance(last, dict) else None
 
 
 def list_connections(services: Services) -> dict[str, Any]:

@@ -23,12 +23,12 @@ log = logging.getLogger(__name__)
 def secure_score_sync(timer: func.TimerRequest) -> None:
     """Read Secure Score, store the snapshot, act on completions and regressions, write ticket notes back.
     A failed read raises, so the retry policy runs it again; the old snapshot stays meanwhile."""
-    from secure_score.refresh import SecureScoreSync
+    from secure_score.refresh import SecureScoreRefresh
     from shared.services import get_services
 
     if timer.past_due:
         log.info("The Secure Score refresh is past due (the app was idle or restarting)")
-    SecureScoreSync(get_services()).refresh()
+    SecureScoreRefresh(get_services()).refresh()
 
 
 # Every 30 s (a literal schedule: no setting to deploy): a consent Microsoft reported is tried again about 30 s
@@ -69,12 +69,12 @@ def recommendations(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="recommendations/refresh", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def refresh_recommendations(req: func.HttpRequest) -> func.HttpResponse:
     """Refresh from Graph now (admin); answers the run's result."""
-    from secure_score.refresh import SecureScoreSync
+    from secure_score.refresh import SecureScoreRefresh
     from shared import web
     from shared.auth import ROLE_ADMIN
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
-        return web.json_response(SecureScoreSync(services).refresh().to_json())
+        return web.json_response(SecureScoreRefresh(services).refresh().to_json())
 
     return web.handle(req, run, role=ROLE_ADMIN)
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from secure_score import confirmation, tenants
-from secure_score.refresh import SecureScoreSync
+from secure_score.refresh import SecureScoreRefresh
 from shared import deadlines
 from shared.entra_errors import DECLINED, NEEDS_ADMIN, WRONG_ACCOUNT, codes
 from shared.problems import ReaderAppMisconfigured, TenantNotConsented
@@ -94,7 +94,7 @@ def _finish(services: Services, params: Mapping[str, str], state: str, record: T
     with deadlines.run_deadline(services.run_deadline):
         failure = confirmation.attempt(services, str(taken.id))  # proof: a real token and a real read
         if failure is None:
-            SecureScoreSync(services).refresh(only=[str(taken.id)])  # its first refresh; a failure shows on its row
+            SecureScoreRefresh(services).refresh(only=[str(taken.id)])  # its first refresh; a failure shows on its row
     if failure is None:
         log.info("Tenant %s consented and read", str(taken.id))
         lines = (f"{name} is now read by the connector.", "Its score and improvement actions are on the connector's "
@@ -147,7 +147,7 @@ def confirm_due(services: Services, *, at_refresh: bool = False) -> list[str]:
     with deadlines.run_deadline(services.run_deadline):
         confirmed = confirmation.run_due(services, at_refresh=at_refresh)
         if confirmed:
-            SecureScoreSync(services).refresh(only=confirmed)
+            SecureScoreRefresh(services).refresh(only=confirmed)
     return confirmed
 
 

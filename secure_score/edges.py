@@ -14,9 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
-from create_ticket.creation import creator_for
-from create_ticket.fill import complete_from_control
-from create_ticket.request import Recommendation, TicketRequest
+from create_ticket.api import Recommendation, TicketRequest, complete_from_control, creator_for
 from shared.auth import SYSTEM_CALLER
 from shared.problems import NotFound, ServiceNowRejected
 from shared.records import apply_record, record_fields

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from secure_score import confirmation, reading, tenants
@@ -26,42 +25,36 @@ from secure_score.edges import follow, observe
 from secure_score.writeback import WriteBack, clear_forbidden
 from shared import deadlines
 from shared.graph import WRITE_ROLE, RequestCount
-from shared.problems import (
-    ConnectorError,
-    NotConfigured,
-    NotConnected,
-    ReauthorizationRequired,
-    SecureScoreForbidden,
-    SecureScoreUnavailable,
-    ServiceNowUnavailable,
-    StoreUnavailable,
-    TenantNotConsented,
-)
+from shared.problems import ConnectorError, SecureScoreUnavailable
 from shared.runs import (
     MAX_ITEM_ATTEMPTS,
+    REFRESH_SYSTEMIC,
     SECURE_SCORE_RUN,
+    Failures,
+    RefreshState,
+    RunResult,
     describe,
     failure_entry,
-    listed_errors,
     merge_failures,
     record_ticket_error,
+    refresh_state,
     remediation_of,
-    run_document,
+    update_refresh_state,
 )
 from shared.services import Services
-from shared.store import StoreConflict, TicketStore, change_ticket, update_document
+from shared.store import StoreConflict, TicketStore, change_ticket
 from shared.tickets import HOME, Ticket
 
 log = logging.getLogger(__name__)
 
 RUN_DOCUMENT = SECURE_SCORE_RUN
-# Failures of a tenant's whole run: stop acting on its tickets (the snapshot is kept) and say so.
-SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, SecureScoreForbidden,
-            SecureScoreUnavailable, TenantNotConsented, StoreUnavailable)  # fmt: skip
 
 
 @dataclass
-class RefreshResult:
+class RefreshResult(RunResult):
+    """One refresh (of one tenant, or the whole run over several): what `POST /api/recommendations/refresh`
+    answers and the run document keeps as `last` (the home tenant's) and `run` (the whole run's)."""
+
     at: str
     status: str = "ok"  # ok | partial (kept data, with warnings, or stopped at its deadline) | failed
     requests: int = 0
@@ -79,9 +72,7 @@ class RefreshResult:
     tenants: list[dict[str, Any]] = field(default_factory=list)  # with several tenants, each one's result
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["durationMs"] = data.pop("duration_ms")
-        data["errors"] = listed_errors(self.errors)
+        data = super().to_json()
         if not self.tenants:  # one tenant: the result is as before tenants
             data.pop("tenants")
         if self.tenant is None:
@@ -94,10 +85,10 @@ class RefreshResult:
             self.status = "partial"
 
     def fail(self, exc: BaseException) -> None:
+        """What stopped the run is also kept whole (`error`, with its remediation): provisioning shows it."""
         code, detail = describe(exc)
-        self.status = "failed"
         self.error = {"code": code, "detail": detail, "remediation": remediation_of(exc)}
-        self.errors.append(f"{code}: {detail}")
+        super().fail(exc)
 
 
 def _same_controls(
@@ -110,14 +101,13 @@ def _same_controls(
 
 
 class TenantRefresh:
-    """One tenant's refresh. `failures` (shared by the tenants of one run, under `lock`) collects item failures."""
+    """One tenant's refresh. `failures` (shared by the tenants of one run) collects item failures."""
 
-    def __init__(self, services: Services, tenant: str, failures: dict[str, Any], lock: threading.Lock) -> None:
+    def __init__(self, services: Services, tenant: str, failures: Failures) -> None:
         self._services = services
         self._store = services.store
         self._tenant = tenant
         self._failures = failures
-        self._lock = lock
         self.count = RequestCount()
 
     def run(self, result: RefreshResult) -> None:
@@ -142,9 +132,9 @@ class TenantRefresh:
             raise
         for warning in dict.fromkeys(scores.warnings + listing.warnings):  # each failed provider once
             reading.provider_warning(services, result, warning)
-        key = f"suspectDrop:{tenant}" if tenant else "suspectDrop"
-        doubt = reading.doubt(scores.items, listing, previous, run_state(services).get(key),
-                              lambda drop: _update_document(self._store, lambda s: s.update({key: drop})))  # fmt: skip
+        drop = refresh_state(self._store).suspect_drop(tenant)
+        doubt = reading.doubt(scores.items, listing, previous, drop,
+                              lambda new: _update(self._store, lambda s: s.set_suspect_drop(tenant, new)))  # fmt: skip
         if doubt is not None:
             result.warn(doubt)
             return
@@ -166,7 +156,7 @@ class TenantRefresh:
             result.warn(SecureScoreUnavailable(
                 f"The refresh reached its deadline ({services.run_deadline:g} s) and stopped; the snapshot is stored "
                 "and the next refresh goes on with the tickets this one did not reach.", retry_after=300))  # fmt: skip
-        except SYSTEMIC as exc:
+        except REFRESH_SYSTEMIC as exc:
             result.fail(exc)
 
     def _act(self, controls: list[dict[str, Any]], day: str, result: RefreshResult) -> None:
@@ -195,20 +185,18 @@ class TenantRefresh:
             earlier = followed.failure if followed is not None else None
             if earlier is not None and earlier.source == RUN_DOCUMENT:  # an earlier try failed
                 followed = change_ticket(self._store, ticket.id, lambda t: replace(t, error=None))
-        except (deadlines.RunOutOfTime, *SYSTEMIC):
+        except (deadlines.RunOutOfTime, *REFRESH_SYSTEMIC):
             raise
         except Exception as exc:
             attempts = record_ticket_error(self._store, result.at, ticket.id, exc, source=RUN_DOCUMENT)
             code, detail = describe(exc)
             result.errors.append(f"ticket {ticket.number or ticket.id}: {code}: {detail}")
-            with self._lock:
-                self._failures[key] = failure_entry("ticket", ticket.id, ticket.number, exc, result.at, attempts)
+            self._failures.record(key, failure_entry("ticket", ticket.id, ticket.number, exc, result.at, attempts))
             if attempts >= MAX_ITEM_ATTEMPTS:  # stop retrying the action: the edge counts as seen
                 return observe(self._services, ticket.id, bool(control["completed"]))
             found = self._store.get_ticket(ticket.id)
             return found[0] if found else None
-        with self._lock:
-            self._failures[key] = None
+        self._failures.clear(key)
         return followed
 
     def _permission_back(self, tickets: list[Ticket]) -> None:
@@ -229,12 +217,15 @@ class TenantRefresh:
                     tickets[i] = found[0]
 
 
-class SecureScoreSync:
+class SecureScoreRefresh:
+    """The Secure Score refresh of every tenant the connector reads (the `secure_score_sync` timer's work, and
+    `POST /api/recommendations/refresh`), and the write-back a status sync hands over."""
+
     def __init__(self, services: Services) -> None:
         self._services = services
         self._store = services.store
-        self._failures: dict[str, dict[str, Any] | None] = {}
-        self._lock = threading.Lock()
+        # Merged into the run document at the end, never read first: a clear always removes the stored entry.
+        self._failures = Failures.unread(services.clock().isoformat())
 
     def refresh(self, only: Iterable[str] | None = None) -> RefreshResult:
         """Every tenant to read (or `only` those); with just the home tenant, its result (raising on a failed read).
@@ -251,7 +242,7 @@ class SecureScoreSync:
     def _one(self, tenant: str) -> tuple[RefreshResult, BaseException | None]:
         started = time.monotonic()
         result = RefreshResult(at=self._services.clock().isoformat(), tenant=tenant or None)
-        work = TenantRefresh(self._services, tenant, self._failures, self._lock)
+        work = TenantRefresh(self._services, tenant, self._failures)
         failure: BaseException | None = None
         try:
             work.run(result)
@@ -307,18 +298,17 @@ class SecureScoreSync:
     def _persist(self, result: RefreshResult | None, *, home: RefreshResult | None = None) -> None:
         """The run's result and the item failures it changed, merged under the document's ETag so a concurrent
         writer's entries survive; `last` stays the home tenant's (provisioning reads it)."""
-        failures = dict(self._failures)
+        failures = self._failures.snapshot()
         shown = home if home is not None else (result if result is not None and not result.tenants else None)
 
-        def update(state: dict[str, Any]) -> None:
-            merged = merge_failures(state.get("failures"), failures)
+        def update(state: RefreshState) -> None:
             if shown is not None:
-                state["last"] = shown.to_json()
+                state.last = shown.to_json()
             if result is not None and result.tenants:
-                state["run"] = {k: v for k, v in result.to_json().items() if k != "tenants"}
-            state["failures"] = merged
+                state.run = {k: v for k, v in result.to_json().items() if k != "tenants"}
+            state.failures = merge_failures(state.failures, failures)
 
-        _update_document(self._store, update)
+        _update(self._store, update)
 
     def write_back_for(self, ticket_ids: Iterable[str]) -> None:
         """After a status sync: the notes of the tickets it saw, if they changed (point reads, no listing)."""
@@ -341,9 +331,9 @@ class SecureScoreSync:
         if chosen:
             try:
                 writes.run(chosen)
-            except (deadlines.RunOutOfTime, *SYSTEMIC) as exc:
+            except (deadlines.RunOutOfTime, *REFRESH_SYSTEMIC) as exc:
                 log.warning("Write-back to Secure Score stopped: %s", describe(exc)[0])
-            if self._failures:
+            if self._failures.snapshot():
                 self._persist(None)
 
 
@@ -352,12 +342,7 @@ def _last(result: RefreshResult) -> dict[str, Any]:
     return {k: getattr(result, k) for k in keep}
 
 
-def _update_document(store: TicketStore, edit: Callable[[dict[str, Any]], object]) -> None:
-    """`edit` the run document in place under its ETag; one that keeps changing is left to the next run, as
-    before."""
+def _update(store: TicketStore, edit: Callable[[RefreshState], None]) -> None:
+    """The run document changed under its ETag; one that keeps changing is left to the next run, as before."""
     with contextlib.suppress(StoreConflict):
-        update_document(store, RUN_DOCUMENT, edit)
-
-
-def run_state(services: Services) -> dict[str, Any]:
-    return run_document(services.store, RUN_DOCUMENT)
+        update_refresh_state(store, edit)

@@ -31,7 +31,7 @@ from secure_score.controls import STATES, current_update
 from shared import deadlines
 from shared.graph import MAX_CONCURRENT, ControlRefused, RequestCount, WriteFailed
 from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable
-from shared.runs import MAX_ITEM_ATTEMPTS, failure_entry
+from shared.runs import MAX_ITEM_ATTEMPTS, Failures, failure_entry
 from shared.services import Services
 from shared.store import change_ticket
 from shared.tickets import Ticket
@@ -76,9 +76,9 @@ def patch_body(note: dict[str, str], current: dict[str, Any]) -> dict[str, Any]:
 
 class WriteBack:
     """One batch of writes (a refresh's, or a status sync's), recording each outcome on its ticket and the
-    failures in `failures` (key -> entry, or None when cleared) for the run state."""
+    failures in the run's `failures` for the run state."""
 
-    def __init__(self, services: Services, failures: dict[str, dict[str, Any] | None], count: RequestCount) -> None:
+    def __init__(self, services: Services, failures: Failures, count: RequestCount) -> None:
         self._services = services
         self._failures = failures
         self._count = count
@@ -142,7 +142,7 @@ class WriteBack:
             except ControlRefused:
                 self._record(ticket.id, {"writtenAt": now, "ok": False, "detail": REFUSED, "refused": True,
                                          "attempts": 0, "failedNote": None})  # fmt: skip
-                self._failures[key] = None  # as the entry an earlier version kept for it
+                self._failures.clear(key)  # as the entry an earlier version kept for it
                 log.info("Secure Score does not accept notes for control %s: not written again", control_id)
                 return False
             except SecureScoreForbidden as exc:
@@ -158,11 +158,13 @@ class WriteBack:
                 return False
         self._record(ticket.id, {"writtenAt": now, "ok": True, "detail": None, "written": note, "attempts": 0,
                                  "failedNote": None})  # fmt: skip
-        self._failures[key] = None
+        self._failures.clear(key)
         return wrote
 
     def _fail(self, key: str, ticket: Ticket, exc: ConnectorError, now: str, attempts: int) -> None:
-        self._failures[key] = failure_entry("control", ticket.recommendation_id, ticket.number, exc, now, attempts)
+        self._failures.record(
+            key, failure_entry("control", ticket.recommendation_id, ticket.number, exc, now, attempts)
+        )
         self.errors.append(f"control {ticket.recommendation_id}: {exc.code}: {exc.detail}")
         log.warning("Write-back to control %s failed (%s), attempt %d", ticket.recommendation_id, exc.code, attempts)
 

@@ -16,12 +16,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.fieldmap import FieldMap, parse_field_map
+from shared.problems import ConnectorError
 from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE, WEBHOOK_SECRET
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from shared.config import Settings
     from shared.store import TicketStore
     from shared.tickets import Ticket
+    from shared.tokens import TokenBundle
 
 DEFAULT = "default"
 DOCUMENT = "connections"
@@ -118,3 +122,19 @@ class ConnectionStore:
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         return getattr(self._store, name)  # type: ignore[no-any-return]
+
+
+def connection_state(load: Callable[[], TokenBundle | None], instance_url: str | None, now: datetime) -> dict[str, Any]:
+    """Whether a connection is connected, from its stored tokens (`load` reads them; no call to ServiceNow): what
+    `GET /api/connections` shows and provisioning checks."""
+    try:
+        bundle = load()
+    except ConnectorError as exc:
+        return {"state": "not_configured", "detail": exc.detail}
+    except Exception as exc:  # the secret store itself failed
+        return {"state": "degraded", "detail": f"The secret store could not be read ({type(exc).__name__})."}
+    if bundle is None:
+        return {"state": "not_connected", "connectedAs": None}
+    if bundle.instance != instance_url or bundle.needs_reauthorization(now):
+        return {"state": "reauthorization_required", "connectedAs": bundle.connected_as}
+    return {"state": "connected", "connectedAs": bundle.connected_as}

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from shared.problems import ConnectorError
 from shared.recommendation_claims import take_claim
-from shared.runs import failure_entry, merge_failures
+from shared.runs import SyncState, failure_entry, merge_failures, update_sync_state
 from shared.services import Services
-from shared.store import StoreConflict, TicketStore, change_ticket, update_conditionally
+from shared.store import StoreConflict, TicketStore, change_ticket
 from shared.tickets import CLOSED_STATUSES, SERVICENOW_TIME, Ticket, TicketError, mod_count
 
 log = logging.getLogger(__name__)
@@ -53,14 +52,13 @@ def record_fields(services: Services) -> str:
     )
 
 
-def update_sync_state(store: TicketStore, edit: Callable[[dict[str, Any]], object]) -> None:
-    """`edit` the sync's run state in place under its ETag, re-reading on a lost race."""
-    update_conditionally(store.get_sync_state, store.put_sync_state, edit, "the sync state")
-
-
 def note_failures(store: TicketStore, changes: dict[str, dict[str, Any] | None]) -> None:
     """Record (or clear, with None) item failures in the sync state, where provisioning lists them."""
-    update_sync_state(store, lambda state: state.update(failures=merge_failures(state.get("failures"), changes)))
+
+    def note(state: SyncState) -> None:
+        state.failures = merge_failures(state.failures, changes)
+
+    update_sync_state(store, note)
 
 
 def compare(row: dict[str, Any], ticket: Ticket) -> int:

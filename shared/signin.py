@@ -6,7 +6,7 @@ The principal header (`X-MS-CLIENT-PRINCIPAL`) names the caller only when someth
 - in Azure with the platform's sign-in on (`WEBSITE_AUTH_ENABLED=True`): App Service Authentication strips these
   headers from outside requests and sets them itself, so the principal is enough. An ID token, present only where
   its token store works, is validated and must name the same object id; its absence is not an error.
-- anywhere, the local host's emulation of App Service Authentication (dev/easyauth.py): outside Azure nothing
+- anywhere, the local host's emulation of App Service Authentication (dev/host/easyauth.py): outside Azure nothing
   strips a client's header, so the emulation vouches for the principal it set with `LOCAL_PROOF_HEADER`.
 
 The proof cannot be forged by a remote caller: its value is 256 random bits minted in this process on first use
@@ -38,7 +38,7 @@ _proof_lock = threading.Lock()
 
 
 def local_host_proof() -> str:
-    """This process's proof that a principal header came from the local host's emulation (dev/easyauth.py)."""
+    """This process's proof that a principal header came from the local host's emulation (dev/host/easyauth.py)."""
     global _proof
     with _proof_lock:
         if _proof is None:

@@ -17,9 +17,7 @@ import logging
 import uuid
 from typing import Any
 
-from create_ticket.routing.decision import control_facts, decide
-from create_ticket.routing.document import load
-from create_ticket.routing.rules import Rules
+from create_ticket.api import Rules, control_facts, decide, load_routes
 from shared import tenant_records
 from shared.services import Services
 from shared.text import printable
@@ -50,7 +48,7 @@ class Adoption:
                 return (f"its correlation id names the tenant {tenant}, which the connector does not read "
                         f"({state or 'not registered'})")  # fmt: skip
         if self._rules is None:
-            self._rules = load(self._services.store).rules()
+            self._rules = load_routes(self._services.store).rules()
         stored = self._services.store.get_secure_score_control(control, tenant) or {}
         facts = control_facts(tenant, {**stored, "id": control})
         target = decide(self._rules, facts, priority=None, due=None, now=self._services.clock())

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from shared import deadlines
 from shared.connections import Connection
+from shared.runs import last_sync
 from shared.services import Services
 from status_sync.reader import SyncResult
 from status_sync.sync import StatusSync
@@ -25,9 +26,8 @@ TOTAL = 3  # the whole run: three connections' worth of run deadlines
 
 def _last_run(services: Services, connection: Connection) -> str:
     """When the connection's last sync started ("" when never): the oldest first."""
-    found = services.for_connection(connection).store.get_sync_state()
-    last = (found[0] if found else {}).get("last")
-    return str(last.get("at") or "") if isinstance(last, dict) else ""
+    last = last_sync(services.for_connection(connection).store)
+    return str(last.get("at") or "") if last is not None else ""
 
 
 def sync_every_connection(services: Services) -> list[SyncResult]:

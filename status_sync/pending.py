@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from create_ticket.creation import creator_for
+from create_ticket.api import creator_for
 from shared import deadlines
 from shared.problems import Conflict
-from shared.runs import MAX_ITEM_ATTEMPTS, Failures, describe, failure_entry, record_ticket_error
+from shared.runs import MAX_ITEM_ATTEMPTS, SYNC_SYSTEMIC, Failures, describe, failure_entry, record_ticket_error
 from shared.services import Services
 from status_sync.index import Index
 from status_sync.reader import SyncResult
@@ -28,9 +28,7 @@ def forget_recovered(services: Services, failures: Failures) -> None:
                 failures.clear(key)
 
 
-def resume_pending(
-    services: Services, failures: Failures, index: Index, result: SyncResult, systemic: tuple[type[Exception], ...]
-) -> None:
+def resume_pending(services: Services, failures: Failures, index: Index, result: SyncResult) -> None:
     """Finish the creations whose lease ran out, at most RESUME_PER_RUN a run; each failure stays with its ticket."""
     now = services.clock()
     stale = [
@@ -45,7 +43,7 @@ def resume_pending(
         key = f"ticket:{ticket.id}"
         try:
             linked = creator_for(services).resume(ticket.id)
-        except systemic:
+        except SYNC_SYSTEMIC:
             raise
         except Conflict:  # someone else is finishing it right now: not a failure of the ticket
             continue

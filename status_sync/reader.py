@@ -9,20 +9,13 @@ circle.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from shared.problems import (
-    NotConfigured,
-    NotConnected,
-    ReauthorizationRequired,
-    ServiceNowUnavailable,
-    StoreUnavailable,
-)
 from shared.records import apply_record, record_fields
-from shared.runs import Failures, describe, failure_entry, listed_errors, record_ticket_error
+from shared.runs import SYNC_SYSTEMIC, Failures, RunResult, describe, failure_entry, record_ticket_error
 from shared.services import Services
 from shared.text import printable
 from shared.tickets import SYS_ID, RecordRefused
@@ -30,12 +23,11 @@ from status_sync.adoption import Adoption
 from status_sync.index import Index
 from status_sync.own_records import settle_own_record
 
-# Failures of the whole run (nothing else could succeed either): the run stops, fails, and is retried.
-SYSTEMIC = (NotConfigured, NotConnected, ReauthorizationRequired, ServiceNowUnavailable, StoreUnavailable)
-
 
 @dataclass
-class SyncResult:
+class SyncResult(RunResult):
+    """One status sync run of one connection: what `status_sync` returns and the sync state keeps as `last`."""
+
     at: str
     status: str = "ok"  # ok | partial (stopped at its deadline) | failed | skipped
     changed: int = 0
@@ -48,12 +40,6 @@ class SyncResult:
     verified: int = 0  # records the sweep asked ServiceNow about
     errors: list[str] = field(default_factory=list)
     duration_ms: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["durationMs"] = data.pop("duration_ms")
-        data["errors"] = listed_errors(self.errors)
-        return data
 
 
 class RecordReader:
@@ -97,7 +83,7 @@ class RecordReader:
             return
         try:
             self._apply(row, index, result)
-        except SYSTEMIC:
+        except SYNC_SYSTEMIC:
             raise
         except Exception as exc:
             number = printable(str(row.get("number") or ""), 40) or None

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared import deadlines
 from shared.problems import ConnectorError
-from shared.records import mark_missing, update_sync_state
+from shared.records import mark_missing
+from shared.runs import SyncState, sync_state, update_sync_state
+from shared.store import TicketStore
 from shared.tickets import SYS_ID
 from status_sync.index import Index
 from status_sync.reader import RecordReader, SyncResult
@@ -55,9 +58,7 @@ class Sweep:
 
     def _slice(self, index: Index, result: SyncResult) -> None:
         now = self._services.clock()
-        found = self._store.get_sync_state()
-        state = (found[0] if found else {}).get("sweep")
-        state = state if isinstance(state, dict) else {}
+        state = sync_state(self._store).sweep or {}
         try:
             started = datetime.fromisoformat(str(state["started"]))
             position = str(state.get("position") or "")
@@ -84,7 +85,10 @@ class Sweep:
             self._save(started, position)
 
     def _save(self, started: datetime, position: str) -> None:
-        update_sync_state(self._store, lambda s: s.update(sweep={"started": started.isoformat(), "position": position}))
+        def save(state: SyncState) -> None:
+            state.sweep = {"started": started.isoformat(), "position": position}
+
+        update_sync_state(self._store, save)
 
     def _verify(self, batch: list[tuple[str, str]], index: Index, result: SyncResult) -> None:
         connection = self._services.connection
@@ -112,9 +116,8 @@ class Sweep:
         now = self._services.clock()
         if since is None:  # a first run: the sweep finds older deletions; this learns whether the table is readable
             since = (now - timedelta(minutes=2)).strftime("%Y-%m-%d %H:%M:%S")
-        found = self._store.get_sync_state()
-        audit = (found[0] if found else {}).get("audit") or {}
-        refused_at = audit.get("refused_at") if isinstance(audit, dict) else None
+        audit = sync_state(self._store).audit or {}
+        refused_at = audit.get("refused_at")
         if isinstance(refused_at, str) and datetime.fromisoformat(refused_at) + AUDIT_RETRY > now:
             return
         table = self._services.settings.table  # validated as a table name: safe in the query
@@ -126,13 +129,20 @@ class Sweep:
         except ConnectorError as exc:
             if exc.extra.get("serviceNow", {}).get("status") in (403, 400) or exc.code == "not_found":
                 log.info("%s is not readable by the integration user; deletions are found by the sweep", AUDIT_TABLE)
-                update_sync_state(self._store, lambda s: s.update(audit={"refused_at": now.isoformat()}))
+                _set_audit(self._store, {"refused_at": now.isoformat()})
                 return
             raise
         if refused_at:
-            update_sync_state(self._store, lambda s: s.update(audit={}))
+            _set_audit(self._store, {})
         for row in rows:
             sys_id = str(row.get("documentkey") or "")
             ticket_id = index.get(sys_id) if SYS_ID.fullmatch(sys_id) else None
             if ticket_id is not None and mark_missing(self._services, ticket_id):
                 result.missing += 1
+
+
+def _set_audit(store: TicketStore, audit: dict[str, Any]) -> None:
+    def save(state: SyncState) -> None:
+        state.audit = audit
+
+    update_sync_state(store, save)

@@ -28,7 +28,6 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import httpx
 
@@ -38,21 +37,14 @@ from shared.problems import (
     NotConnected,
     ReauthorizationRequired,
 )
-from shared.records import update_sync_state
-from shared.runs import (
-    MAX_ITEM_ATTEMPTS as MAX_ITEM_ATTEMPTS,
-)
-from shared.runs import (
-    Failures,
-    describe,
-    merge_failures,
-)
+from shared.runs import MAX_ITEM_ATTEMPTS as MAX_ITEM_ATTEMPTS
+from shared.runs import Failures, SyncState, describe, merge_failures, sync_state, update_sync_state
 from shared.services import Services
 from shared.telemetry import record_sync
 from shared.tickets import CORRELATION_PREFIX, SERVICENOW_TIME, SYS_ID
 from status_sync.index import Index
 from status_sync.pending import forget_recovered, resume_pending
-from status_sync.reader import SYSTEMIC, RecordReader, SyncResult
+from status_sync.reader import RecordReader, SyncResult
 from status_sync.sweep import Sweep
 
 log = logging.getLogger(__name__)
@@ -112,12 +104,11 @@ class StatusSync:
             result.errors.append(f"{exc.code}: {exc.detail}")
             return self._finish(result, started)
         index = Index(self._store)
-        found = self._store.get_sync_state()
-        self._failures = Failures((found[0] if found else {}).get("failures"), now.isoformat())
+        self._failures = Failures(sync_state(self._store).failures, now.isoformat())
         reader = self._reader = RecordReader(services, self._failures)
         try:
             forget_recovered(services, self._failures)
-            resume_pending(services, self._failures, index, result, SYSTEMIC)
+            resume_pending(services, self._failures, index, result)
             self._retry_failed_records(reader, index, result)
             since = self._incremental(reader, index, result)
             Sweep(reader).run(index, result, since)
@@ -126,9 +117,7 @@ class StatusSync:
             result.errors.append(f"The run reached its deadline ({services.run_deadline:g} s) and stopped; the next "
                                  "run goes on from where this one got to.")  # fmt: skip
         except Exception as exc:  # the run itself failed: record it now, then let the retry policy run it again
-            code, detail = describe(exc)
-            result.status = "failed"
-            result.errors.append(f"{code}: {detail}")
+            result.fail(exc)
             self._finish(result, started)
             raise
         self._write_back()
@@ -136,24 +125,24 @@ class StatusSync:
 
     def _write_back(self) -> None:
         """The notes of Secure Score controls whose tickets this run saw change (never fails the run)."""
-        from secure_score.refresh import SecureScoreSync  # the status sync hands changes to Secure Score, one way
+        from secure_score.api import SecureScoreRefresh  # the status sync hands changes to Secure Score, one way
 
         seen = self._reader.seen if self._reader else []
         if not seen:
             return
         try:
-            SecureScoreSync(self._services).write_back_for(seen)
+            SecureScoreRefresh(self._services).write_back_for(seen)
         except Exception as exc:
             log.warning("Write-back to Secure Score after the status sync failed (%s)", describe(exc)[0])
 
     def _finish(self, result: SyncResult, started: float) -> SyncResult:
         result.duration_ms = int((time.monotonic() - started) * 1000)
-        changes = self._failures.changes
+        changes = self._failures.snapshot()
 
-        def update(state: dict[str, Any]) -> None:
-            state["last"] = result.to_json()
+        def update(state: SyncState) -> None:
+            state.last = result.to_json()
             if changes:
-                state["failures"] = merge_failures(state.get("failures"), changes)
+                state.failures = merge_failures(state.failures, changes)
 
         update_sync_state(self._store, update)
         record_sync(result.to_json())
@@ -181,10 +170,9 @@ class StatusSync:
 
     def _incremental(self, reader: RecordReader, index: Index, result: SyncResult) -> str | None:
         """The changed records, page by page until the last; returns the window's start (None on a first run)."""
-        found = self._store.get_sync_state()
-        watermark = (found[0] if found else {}).get("watermark")
+        watermark = sync_state(self._store).watermark
         since = None
-        if isinstance(watermark, str) and SERVICENOW_TIME.fullmatch(watermark):
+        if watermark is not None and SERVICENOW_TIME.fullmatch(watermark):
             since = (datetime.strptime(watermark, TIME_FORMAT) - self._overlap).strftime(TIME_FORMAT)
         base = f"{self._services.settings.field_map.target('correlation_id')}STARTSWITH{CORRELATION_PREFIX}"
         order = "^ORDERBYsys_updated_on^ORDERBYsys_id"
@@ -231,9 +219,8 @@ class StatusSync:
         if stamp is None:
             return
 
-        def advance(state: dict[str, Any]) -> None:
-            current = state.get("watermark")
-            if not isinstance(current, str) or stamp > current:
-                state["watermark"] = stamp
+        def advance(state: SyncState) -> None:
+            if state.watermark is None or stamp > state.watermark:
+                state.watermark = stamp
 
         update_sync_state(self._store, advance)

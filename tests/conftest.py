@@ -20,11 +20,11 @@ import azure.functions as func
 import httpx
 import pytest
 
-from dev.azurite import AzuriteUnavailable, azurite_tables
-from dev.azurite import free_port as free_port  # for the tests
 from dev.graph import GraphSimulator, ManagedIdentity
-from dev.graph.simulator import APP_ID
-from dev.simulator import ServiceNowSimulator, SimulatorTransport, serve
+from dev.graph.identity import APP_ID
+from dev.host.azurite import AzuriteUnavailable, azurite_tables
+from dev.host.azurite import free_port as free_port  # for the tests
+from dev.servicenow import ServiceNowSimulator, SimulatorTransport, serve
 from shared import services as services_module
 from shared.config import load_settings
 from shared.retries import RetryPolicy

@@ -16,7 +16,7 @@ import httpx
 
 from dev.entra import READER_APP_ID, EntraSimulator, make_certs
 from dev.graph import GraphSimulator, ManagedIdentity
-from dev.simulator import serve
+from dev.servicenow import serve
 
 CONSENT_REDIRECT = "https://connector.example.net/api/tenants/consent"
 

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from dev.simulator import ServiceNowSimulator, SimulatorTransport
-from dev.simulator.core import ADMIN_SYS_ID, Grant
+from dev.servicenow import ServiceNowSimulator, SimulatorTransport
+from dev.servicenow.state import ADMIN_SYS_ID, Grant
 from shared.config import load_settings
 from shared.connections import DOCUMENT as CONNECTIONS
 from shared.secrets import FileSecretStore

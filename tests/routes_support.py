@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from dev.simulator import ServiceNowSimulator, SimulatorTransport
-from dev.simulator.core import SimRequest, SimResponse
+from dev.servicenow import ServiceNowSimulator, SimulatorTransport
+from dev.wire import SimRequest, SimResponse
 from tests.conftest import REDIRECT_URI, Harness
 
 SECOND = "fabrikam"

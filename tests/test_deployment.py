@@ -12,7 +12,15 @@ import pytest
 
 from tests.conftest import ROOT
 
-DEPLOYED_CODE = ["function_app.py", "shared", "create_ticket", "oauth_callback", "status_sync", "secure_score"]
+DEPLOYED_CODE = [
+    "function_app.py",
+    "shared",
+    "create_ticket",
+    "oauth_callback",
+    "provisioning",
+    "status_sync",
+    "secure_score",
+]
 READS = [
     re.compile(r"""\bget\(\s*"([A-Za-z][A-Za-z0-9_]*)"\s*\)"""),  # config.load_settings' get("NAME")
     re.compile(r"""\b_whole_number\(\s*get,\s*"([A-Za-z][A-Za-z0-9_]*)"\s*,"""),  # and its number settings

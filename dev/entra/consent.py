@@ -27,20 +27,16 @@ import html
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
+from dev.entra.directory import CONSENTING_ROLES, ROLES
 from dev.entra.errors import description, error_page
 from dev.entra.tenants import HOME, PUBLIC_CLOUD, Tenant, well_formed
-from dev.simulator import pages
-from dev.simulator.core import SimRequest, SimResponse
+from dev.wire import SimRequest, SimResponse, pages
 
 if TYPE_CHECKING:
-    from dev.entra.simulator import App, EntraSimulator
+    from dev.entra.apps import App
+    from dev.entra.directory import EntraDirectory
 
 OPENID_SCOPES = {"openid", "profile", "email", "offline_access"}
-# Who may grant tenant-wide consent to Microsoft Graph application permissions (learn `entra/identity/
-# enterprise-apps/grant-admin-consent`, Prerequisites): Cloud Application and Application Administrators may grant
-# "any permission for any API, except Microsoft Graph app roles".
-CONSENTING_ROLES = ("Global Administrator", "Privileged Role Administrator")
-ROLES = (*CONSENTING_ROLES, "Cloud Application Administrator", "Application Administrator", "User")
 PERMISSIONS = {  # what the consent page says each Microsoft Graph application permission allows
     "SecurityEvents.ReadWrite.All": "Read and update your organization's security events",
     "SecurityEvents.Read.All": "Read your organization's security events",
@@ -52,13 +48,13 @@ def _redirect(target: str, params: list[tuple[str, str]]) -> SimResponse:
     return SimResponse(302, {"Location": target + separator + urlencode(params)})
 
 
-def _refused(sim: EntraSimulator, target: str, state: str | None, error: str, code: int, text: str) -> SimResponse:
+def _refused(sim: EntraDirectory, target: str, state: str | None, error: str, code: int, text: str) -> SimResponse:
     params = [("error", error), ("error_description", description(code, text, sim.clock())),
               ("error_uri", f"{sim.base_url}/error?code={code}"), ("admin_consent", "True")]  # fmt: skip
     return _redirect(target, params + ([("state", state)] if state is not None else []))
 
 
-def admin_consent(sim: EntraSimulator, request: SimRequest, identifier: str) -> SimResponse:
+def admin_consent(sim: EntraDirectory, request: SimRequest, identifier: str) -> SimResponse:
     params = request.query if request.method == "GET" else request.form()
     now = sim.clock()
     tenant = sim.find(identifier) if well_formed(identifier) else None
@@ -112,7 +108,7 @@ def admin_consent(sim: EntraSimulator, request: SimRequest, identifier: str) -> 
 
 
 def _page(
-    sim: EntraSimulator, tenant: Tenant, app: App, identifier: str, params: dict[str, str], may: bool
+    sim: EntraDirectory, tenant: Tenant, app: App, identifier: str, params: dict[str, str], may: bool
 ) -> SimResponse:
     kept = "".join(f'<input type="hidden" name="{name}" value="{html.escape(params[name])}">'
                    for name in ("client_id", "scope", "redirect_uri", "state") if name in params)  # fmt: skip

@@ -12,8 +12,7 @@ import html
 import uuid
 from datetime import UTC, datetime
 
-from dev.simulator import pages
-from dev.simulator.core import SimResponse
+from dev.wire import SimResponse, pages
 
 
 def _stamp(now: float) -> str:

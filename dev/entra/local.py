@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dev.entra import persist
-from dev.entra.simulator import READER_APP_ID, EntraSimulator
+from dev.entra.directory import READER_APP_ID
+from dev.entra.simulator import EntraSimulator
 from dev.entra.tenants import CUSTOMERS, FABRIKAM, TAILSPIN
 from dev.entra.tls import ca_bundle, write_ca
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
+from dev.entra.directory import DISCOVERY_FAILURES, FEDERATED_MISMATCHES, WITHDRAWALS
 from dev.entra.tenants import well_formed
-from dev.simulator import pages
-from dev.simulator.core import SimRequest, SimResponse
+from dev.wire import SimRequest, SimResponse, pages
 
 if TYPE_CHECKING:
-    from dev.entra.simulator import EntraSimulator
+    from dev.entra.directory import EntraDirectory
 
 _BACK = SimResponse(303, {"Location": "/sim"})
 
@@ -21,10 +21,8 @@ def _text(status: int, message: str) -> SimResponse:
     return SimResponse(status, {"Content-Type": "text/plain"}, message.encode())
 
 
-def _switch(sim: EntraSimulator, parts: list[str], form: dict[str, str]) -> SimResponse:
+def _switch(sim: EntraDirectory, parts: list[str], form: dict[str, str]) -> SimResponse:
     """POST /sim/...: one switch, then back to the page."""
-    from dev.entra.simulator import DISCOVERY_FAILURES, FEDERATED_MISMATCHES, WITHDRAWALS
-
     if parts == ["sim", "tenants"]:
         if not (well_formed(form.get("domain", "")) and form.get("name")):
             return _text(400, "domain (a DNS name) and name are required")
@@ -58,7 +56,7 @@ def _inline(action: str, fields: dict[str, str], label: str) -> str:
     return f'<form method="post" action="{html.escape(action)}" class="inline">{hidden}<button>{label}</button></form> '
 
 
-def sim_page(sim: EntraSimulator, request: SimRequest, parts: list[str]) -> SimResponse:
+def sim_page(sim: EntraDirectory, request: SimRequest, parts: list[str]) -> SimResponse:
     if request.method == "POST":
         return _switch(sim, parts, request.form())
     if request.method != "GET" or parts != ["sim"]:

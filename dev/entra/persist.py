@@ -15,7 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dev.entra.simulator import EntraSimulator, ServicePrincipal
+from dev.entra.apps import ServicePrincipal
+from dev.entra.simulator import EntraSimulator
 from dev.entra.tenants import BUILT_IN, PUBLIC_CLOUD, Tenant
 from shared.secrets import replace_private_file
 

@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING
 
 from dev.entra.errors import token_error
 from dev.entra.tenants import PUBLIC_CLOUD, Tenant
-from dev.simulator.core import SimRequest, SimResponse
+from dev.wire import SimRequest, SimResponse
 
 if TYPE_CHECKING:
-    from dev.entra.simulator import App, EntraSimulator
+    from dev.entra.apps import App
+    from dev.entra.directory import EntraDirectory
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def endpoint(sim: EntraSimulator, request: SimRequest, tenant: Tenant) -> SimResponse:
+def endpoint(sim: EntraDirectory, request: SimRequest, tenant: Tenant) -> SimResponse:
     now = sim.clock()
 
     def fail(error: str, code: int, text: str) -> SimResponse:
@@ -79,7 +80,7 @@ def endpoint(sim: EntraSimulator, request: SimRequest, tenant: Tenant) -> SimRes
                             {"Cache-Control": "no-store"})  # fmt: skip
 
 
-def assertion_refused(sim: EntraSimulator, app: App, assertion: str, now: float) -> tuple[int, str] | None:
+def assertion_refused(sim: EntraDirectory, app: App, assertion: str, now: float) -> tuple[int, str] | None:
     """Why the client assertion does not prove the app (an AADSTS code and text), or None when it does: a token
     the trusted managed identity signed, within its lifetime, matching one of the app's federated credentials
     on issuer, subject and audience, each compared exactly (FIC matching is case-sensitive: learn

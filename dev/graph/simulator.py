@@ -26,10 +26,6 @@ public documentation reads (shapes and their sources: docs/design.md#microsoft-g
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import html
 import json
 import re
 import secrets
@@ -37,20 +33,18 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from dev.graph import catalogue
+from dev.graph.identity import READ_ROLE, WRITE_ROLE, ManagedIdentity, TokenIssuer
+from dev.graph.pages import controls_page, tenant_query
 from dev.graph.tenant import TenantData
-from dev.simulator import pages
-from dev.simulator.core import Fault, SimRequest, SimResponse, take_fault
+from dev.wire.faults import Fault, take_fault
+from dev.wire.messages import SimRequest, SimResponse
 
 PROFILES = "/v1.0/security/secureScoreControlProfiles"
 SCORES = "/v1.0/security/secureScores"
-APP_ID = "6b0f6e8a-1c2d-4e3f-9a8b-7c6d5e4f3a2b"  # the user-assigned managed identity's client id
-READ_ROLE = "SecurityEvents.Read.All"
-WRITE_ROLE = "SecurityEvents.ReadWrite.All"
-TOKEN_EXCHANGE = "api://AzureADTokenExchange"  # and its sovereign variants (...USGov, ...China)
 STATES = {"default", "ignored", "thirdparty", "reviewed"}  # securescorecontrolprofile-update: possible values
 VENDOR = {"provider": "SecureScore", "vendor": "Microsoft"}  # "must contain vendorInformation with valid ..."
 _FILTER = re.compile(r"^(id|service|controlCategory) eq '([^']{1,100})'$")
@@ -62,96 +56,6 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
                       "innerError": {"date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                                      "request-id": secrets.token_hex(16)}}}  # fmt: skip
     return SimResponse.json(status, body, headers)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class ManagedIdentity:
-    """The App Service managed-identity token endpoint (learn: "How to use managed identities for App Service and
-    Azure Functions", REST protocol): `GET {IDENTITY_ENDPOINT}?resource=...&api-version=2019-08-01&client_id=...`
-    with the `X-IDENTITY-HEADER` secret. Only the user-assigned identity `client_id` exists here (no
-    system-assigned one), so a request without it, or for another, is refused as App Service refuses it."""
-
-    def __init__(self, client_id: str = APP_ID, *, lifetime: int = 3600, now: Callable[[], float] = time.time):
-        self.header = secrets.token_hex(16)
-        self.client_id = client_id
-        self.object_id = "9c2b4e1a-5d6f-4a7b-8c9d-0e1f2a3b4c5d"  # its service principal's object id
-        self.tenant = catalogue.TENANT
-        self.roles: set[str] = {WRITE_ROLE}  # the Graph app roles granted to the identity
-        self.lifetime = lifetime
-        self.now = now
-        self.issued: set[str] = set()  # every token the endpoint handed out (a log scan looks for them)
-        self.requests = 0
-        self.base_url = ""
-        self._key = secrets.token_bytes(32)
-        self._lock = threading.Lock()
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.base_url}/msi/token"
-
-    def bind(self, base_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
-
-    def issue(self, resource: str, *, lifetime: int | None = None, roles: set[str] | None = None,
-              tenant: str | None = None, app_id: str | None = None) -> str:  # fmt: skip
-        """A signed token for `resource` (what Graph checks: its signature, `aud`, `exp`, `roles`)."""
-        issued = int(self.now())
-        tid = tenant or self.tenant
-        # A token for the token exchange is a v2.0 token: its issuer is what a federated identity credential names
-        # (learn `entra/workload-id/workload-identity-federation-config-app-trust-managed-identity`).
-        issuer = (f"https://login.microsoftonline.com/{tid}/v2.0" if resource.startswith(TOKEN_EXCHANGE)
-                  else f"https://sts.windows.net/{tid}/")  # fmt: skip
-        claims = {"aud": resource, "iss": issuer, "iat": issued,
-                  "nbf": issued, "exp": issued + (self.lifetime if lifetime is None else lifetime),
-                  "appid": app_id or self.client_id, "oid": self.object_id, "sub": self.object_id, "tid": tid,
-                  "roles": sorted(self.roles if roles is None else roles)}  # fmt: skip
-        signing_input = (
-            f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}"
-        )
-        signature = hmac.new(self._key, signing_input.encode(), hashlib.sha256).digest()
-        return f"{signing_input}.{_b64(signature)}"
-
-    def verify(self, token: str) -> dict[str, Any] | None:
-        """The claims of a token this endpoint issued, or None (another issuer, or tampered)."""
-        parts = token.split(".")
-        if len(parts) != 3:
-            return None
-        expected = _b64(hmac.new(self._key, f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(expected, parts[2]):
-            return None
-        claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        return claims
-
-    def handle(self, request: SimRequest) -> SimResponse:
-        if request.path != "/msi/token" or request.headers.get("x-identity-header") != self.header:
-            return SimResponse.json(401, {"error": "invalid_request", "error_description": "X-IDENTITY-HEADER"})
-        query = request.query
-        if query.get("api-version") != "2019-08-01":
-            return SimResponse.json(400, {"statusCode": 400, "message": "An invalid api-version was specified."})
-        if not query.get("resource"):
-            return SimResponse.json(400, {"statusCode": 400, "message": "Required query variable 'resource' is "
-                                          "missing."})  # fmt: skip
-        if query.get("client_id") != self.client_id:
-            return SimResponse.json(400, {"statusCode": 400, "message": "Unable to load the proper Managed "
-                                          "Identity.", "correlationId": secrets.token_hex(8)})  # fmt: skip
-        token = self.issue(query["resource"])
-        with self._lock:
-            self.requests += 1
-            self.issued.add(token)
-        return SimResponse.json(
-            200,
-            {"access_token": token, "expires_on": str(int(self.now()) + self.lifetime),
-             "resource": query["resource"], "token_type": "Bearer", "client_id": self.client_id},
-        )  # fmt: skip
-
-
-class TokenIssuer(Protocol):
-    """Something whose tokens Graph accepts: `verify` gives the claims of a token it signed, else None."""
-
-    def verify(self, token: str) -> dict[str, Any] | None: ...
 
 
 class GraphSimulator:
@@ -463,6 +367,8 @@ class GraphSimulator:
 
     # -- the switch, over HTTP -------------------------------------------------------------------
 
+    portal_port: int | None = None  # make run: the page links back to the connector's portal on this port
+
     def _switch(self, request: SimRequest) -> SimResponse:
         parts = request.path.strip("/").split("/")
         query = dict(parse_qsl(urlsplit(request.url).query))
@@ -478,67 +384,9 @@ class GraphSimulator:
                 return _error(404, "ResourceNotFound", control_id)
             (tenant.complete if parts[3] == "complete" else tenant.regress)(control_id)
             if query.get("back") == "page":
-                return SimResponse(303, {"Location": "/sim" + _tenant_query(tenant, self.home)})
+                return SimResponse(303, {"Location": "/sim" + tenant_query(tenant, self.home)})
             return SimResponse.json(200, {"id": control_id, "score": tenant.scores[control_id]})
         if request.method == "GET" and parts == ["sim"]:
-            return self._page(request, tenant)
+            with self.lock:
+                return controls_page(request, tenant, self.home, list(self._tenants.values()), self.portal_port)
         return _error(404, "NotFound", request.path)
-
-    portal_port: int | None = None  # make run: the page links back to the connector's portal on this port
-
-    def _page(self, request: SimRequest | None = None, tenant: TenantData | None = None) -> SimResponse:
-        """Every control with its score and its newest note, and the switch; long notes and ids wrap, so the page
-        fits a 1280 px window. With several tenants, links to each tenant's controls."""
-        tenant = tenant or self.home
-        rows = []
-        with self.lock:
-            for profile in tenant.ranked():
-                cid = profile["id"]
-                if cid not in tenant.scores:
-                    continue  # not scored for this tenant: nothing to complete
-                score, max_score = tenant.scores[cid], profile.get("maxScore") or 0.0
-                note = ((profile.get("controlStateUpdates") or [{}])[-1] or {}).get("comment") or ""
-                action = "regress" if score >= max_score else "complete"
-                target = f"/sim/controls/{quote(cid, safe='')}/{action}?back=page"
-                target += _tenant_query(tenant, self.home, "&")
-                rows.append(
-                    f"<tr><td>{html.escape(cid)}</td><td>{html.escape(str(profile.get('title')))}</td>"
-                    f'<td class="score">{score:g} / {max_score:g}</td><td class="multi">{html.escape(note)}</td><td>'
-                    f'<form method="post" action="{html.escape(target)}">'
-                    f"<button>{'Regress' if action == 'regress' else 'Complete'}</button></form></td></tr>"
-                )
-            others = list(self._tenants.values())
-        links = ""
-        if len(others) > 1:
-            links = "<p>Tenants: " + " | ".join(
-                f"<b>{html.escape(t.name)}</b>" if t is tenant
-                else f'<a href="/sim{html.escape(_tenant_query(t, self.home))}">{html.escape(t.name)}</a>'
-                for t in others
-            ) + "</p>"  # fmt: skip
-        view = "#tenant=home" if tenant is self.home else f"#tenant={tenant.id}"
-        back = pages.back_to_portal(request.url if request else "", self.portal_port, view)
-        page = (
-            "<!doctype html><html lang=en>"
-            + pages.head("Graph simulator: Secure Score", _STYLE)
-            + f"<body><main>{back}<h1>Microsoft Graph simulator: Secure Score controls</h1>{links}"
-            "<p>Complete or regress a control, then refresh Secure Score in the connector "
-            "(<code>POST /api/recommendations/refresh</code> or the portal).</p>"
-            '<table class="controls"><tr><th scope="col">Control</th><th scope="col">Title</th>'
-            '<th scope="col">Score</th><th scope="col">Note (write-back)</th><th scope="col">Switch</th></tr>'
-            + "".join(rows)
-            + "</table></main></body></html>"
-        )
-        return SimResponse(200, {"Content-Type": "text/html; charset=utf-8"}, page.encode())
-
-
-# At 1280 px a table; on a phone each control is a block of its own (no header row), nothing wider than the screen.
-_STYLE = (
-    ".score{white-space:nowrap}th:nth-child(4){width:40%}"
-    "@media (max-width:600px){.controls tr:first-child{display:none}.controls tr,.controls td{display:block}"
-    ".controls tr{padding:.4em 0;border-bottom:1px solid #ddd}.controls td{padding:.1em .3em}}"
-)
-
-
-def _tenant_query(tenant: TenantData, home: TenantData, joiner: str = "?") -> str:
-    """`?tenant={id}` for a tenant other than the home tenant (whose page needs none, as before)."""
-    return "" if tenant is home else f"{joiner}tenant={tenant.id}"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dev.graph import catalogue
-from dev.simulator.core import SimRequest
+from dev.wire import SimRequest
 
 
 def _by_rank(profile: dict[str, Any]) -> tuple[int, str]:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from dev.easyauth import LocalUser
 from dev.graph import GraphSimulator, ManagedIdentity
-from dev.host import LocalHost
-from dev.simulator import Fault, ServiceNowSimulator, serve
+from dev.host.easyauth import LocalUser
+from dev.host.server import LocalHost
+from dev.servicenow import Fault, ServiceNowSimulator, serve
 from shared import services as services_module
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PICTURES, ROOT, docs_pictures, free_port, require_service
 

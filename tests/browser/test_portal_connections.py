@@ -16,7 +16,7 @@ from create_ticket.request import parse_ticket_request
 from create_ticket.routing.document import load
 from create_ticket.routing.saving import save as save_routes
 from create_ticket.routing.saving import version_of
-from dev.simulator import ServiceNowSimulator, serve
+from dev.servicenow import ServiceNowSimulator, serve
 from shared import services as services_module
 from shared.auth import Caller
 from tests.browser.test_portal import ARTIFACTS, Portal, axe_violations, browser, connect, open_portal, portal, shoot

@@ -27,7 +27,7 @@ from msgraph.generated.models.secure_score_control_state_update import SecureSco
 
 from dev.graph import GraphSimulator
 from dev.graph.simulator import PROFILES, SCORES
-from dev.simulator import SimulatorTransport
+from dev.servicenow import SimulatorTransport
 
 GRAPH = "https://graph.microsoft.com"
 _DATE_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})$")

@@ -13,7 +13,7 @@ import pytest
 from dev.entra import FABRIKAM, HOME, NORTHWIND, READER_APP_ID, TOKEN_EXCHANGE, EntraSimulator
 from dev.graph import GraphSimulator, ManagedIdentity
 from dev.graph.simulator import PROFILES, SCORES
-from dev.simulator import SimulatorTransport
+from dev.servicenow import SimulatorTransport
 from tests.conftest import concurrently
 
 GRAPH = "https://graph.microsoft.com"

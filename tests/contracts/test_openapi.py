@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from create_ticket import request as rules
-from dev.easyauth import SESSION_COOKIE, LocalUser
 from dev.entra import READER_APP_ID, ca_bundle
-from dev.host import LocalHost
-from dev.simulator import ServiceNowSimulator, serve
+from dev.host.easyauth import SESSION_COOKIE, LocalUser
+from dev.host.server import LocalHost
+from dev.servicenow import ServiceNowSimulator, serve
 from shared import services as services_module
 from shared import tickets
 from shared.secrets import WEBHOOK_SECRET

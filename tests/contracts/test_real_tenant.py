@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dev.graph.simulator import PROFILES, WRITE_ROLE, ManagedIdentity
-from dev.simulator import Fault
+from dev.graph.identity import WRITE_ROLE, ManagedIdentity
+from dev.graph.simulator import PROFILES
+from dev.servicenow import Fault
 from shared import services as services_module
 from shared.retries import RetryPolicy
 from shared.runs import MAX_ITEM_ATTEMPTS

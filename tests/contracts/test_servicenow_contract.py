@@ -16,7 +16,7 @@ import requests
 import trustme
 from pysnc import ServiceNowClient
 
-from dev.simulator import ADMIN_SYS_ID, ServiceNowSimulator, serve
+from dev.servicenow import ADMIN_SYS_ID, ServiceNowSimulator, serve
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI
 
 

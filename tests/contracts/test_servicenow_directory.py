@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dev.simulator import INTEGRATION_USER_SYS_ID, ServiceNowSimulator, SimulatorTransport
-from dev.simulator import directory as seeded
+from dev.servicenow import INTEGRATION_USER_SYS_ID, ServiceNowSimulator, SimulatorTransport
+from dev.servicenow import directory as seeded
 from tests.conftest import INSTANCE
 from tests.contracts.test_simulator import _token
 
@@ -117,7 +117,7 @@ def test_an_update_by_display_value_moves_the_ticket_to_another_company(api):
 
 
 def test_an_older_saved_state_keeps_the_seeded_groups_and_companies(tmp_path: Path):
-    from dev.simulator.persist import STATE_FILE, keep, snapshot
+    from dev.servicenow.persist import STATE_FILE, keep, snapshot
 
     old = snapshot(ServiceNowSimulator())
     for table in ("sys_user_group", "core_company"):  # a state file written before these tables existed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from dev.simulator import ADMIN_SYS_ID, ServiceNowSimulator, SimulatorTransport
+from dev.servicenow import ADMIN_SYS_ID, ServiceNowSimulator, SimulatorTransport
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, INSTANCE, REDIRECT_URI
 
 

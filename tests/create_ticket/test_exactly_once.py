@@ -14,8 +14,8 @@ import pytest
 
 from create_ticket.creation import creator_for
 from create_ticket.request import parse_ticket_request
-from dev.simulator import ADMIN_SYS_ID, Fault, SimulatorTransport
-from dev.simulator.core import Grant
+from dev.servicenow import ADMIN_SYS_ID, Fault, SimulatorTransport
+from dev.servicenow.state import Grant
 from shared import services as services_module
 from shared.auth import LOCAL_CALLER
 from shared.problems import ServiceNowUnavailable
@@ -146,7 +146,7 @@ def test_a_timeout_after_commit_is_resolved_by_lookup(connected):
 def test_a_timeout_over_a_real_socket_is_servicenow_unavailable_and_leaves_the_ticket_pending(tmp_path, clock, sleeps):
     """The time-out branch of the ServiceNow client over loopback: the instance commits, then answers nothing
     until long after the deadline; every retry looks up first, finds nothing only if nothing was stored."""
-    from dev.simulator import ServiceNowSimulator, serve
+    from dev.servicenow import ServiceNowSimulator, serve
     from tests.conftest import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, build_services
 
     simulator = ServiceNowSimulator(clock=clock.epoch)

@@ -11,7 +11,7 @@ from typing import Any
 
 import azure.functions as func
 
-from dev.simulator import Fault
+from dev.servicenow import Fault
 from status_sync.sync import StatusSync
 from tests.conftest import Harness
 from tests.create_ticket.test_exactly_once import INCIDENTS, body_for, posts

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dev.simulator import INTEGRATION_USER_SYS_ID
+from dev.servicenow import INTEGRATION_USER_SYS_ID
 from tests.conftest import INSTANCE, Harness, build_services
 
 BODY: dict[str, Any] = {

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
-from dev.simulator import INTEGRATION_USER_SYS_ID
+from dev.servicenow import INTEGRATION_USER_SYS_ID
 from shared.auth import code_challenge
 from shared.secrets import TOKEN_BUNDLE
 from tests.conftest import CLIENT_ID, INSTANCE, REDIRECT_URI, Harness
@@ -176,7 +176,7 @@ def test_a_failed_exchange_stores_nothing_and_says_what_to_check(harness):
 
 
 def test_an_unreachable_instance_during_the_exchange_stores_nothing(harness):
-    from dev.simulator import Fault
+    from dev.servicenow import Fault
 
     harness.simulator.inject(Fault("drop", path_prefix="/oauth_token.do"))
     page = harness.connect()
@@ -218,7 +218,7 @@ def test_disconnect_revokes_both_tokens_and_forgets_them(harness, caplog):
 
 
 def test_disconnect_keeps_the_tokens_when_revocation_fails_unless_forced(harness):
-    from dev.simulator import Fault
+    from dev.servicenow import Fault
 
     harness.connect()
     harness.simulator.inject(Fault("status", status=503, path_prefix="/oauth_revoke_token.do", times=100))
@@ -250,7 +250,7 @@ def test_the_connected_user_is_the_one_who_consented(harness):
 
 def test_not_you_signs_in_as_another_user_before_consenting(harness):
     """The original connector's advice: connect as the integration user, using 'Not you?' if needed."""
-    from dev.simulator import ADMIN_SYS_ID
+    from dev.servicenow import ADMIN_SYS_ID
 
     harness.simulator.auto_approve = False
     harness.simulator.signed_in_user = ADMIN_SYS_ID  # the admin is signed in personally
@@ -392,7 +392,7 @@ def test_a_refresh_token_servicenow_hands_back_again_is_not_revoked(harness):
 
 
 def test_a_failed_revocation_of_the_replaced_tokens_keeps_the_new_connection_and_says_so(harness):
-    from dev.simulator import Fault
+    from dev.servicenow import Fault
 
     assert harness.connect().status_code == 200
     harness.simulator.inject(Fault("status", status=503, path_prefix="/oauth_revoke_token.do", times=100))

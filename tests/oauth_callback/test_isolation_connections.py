@@ -16,7 +16,7 @@ import pytest
 from create_ticket.creation import creator_for
 from create_ticket.fill import complete_request
 from create_ticket.request import parse_ticket_request
-from dev.simulator import Fault, ServiceNowSimulator
+from dev.servicenow import Fault, ServiceNowSimulator
 from shared import services as services_module
 from shared.auth import Caller
 from shared.problems import NotFound

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import trustme
 
-from dev.azurite import free_port
-from dev.simulator import ServiceNowSimulator, serve
+from dev.host.azurite import free_port
+from dev.servicenow import ServiceNowSimulator, serve
 from shared import services as services_module
 from shared.config import load_settings
 from shared.problems import NotConfigured, ServiceNowUnavailable

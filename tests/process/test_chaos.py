@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dev.azurite import Azurite, AzuriteUnavailable
+from dev.host.azurite import Azurite, AzuriteUnavailable
 from tests.conftest import require_service
 from tests.create_ticket.test_exactly_once import body_for
 from tests.process.test_local_host import press_allow

@@ -1,5 +1,5 @@
 """End to end over real HTTP: the local host in dev/ serving function_app, the simulator on loopback,
-and a browser-like client that presses Allow on the consent page. Also `dev/run.py` (make run) itself."""
+and a browser-like client that presses Allow on the consent page. Also `dev/host/run.py` (make run) itself."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from dev.easyauth import LocalUser
-from dev.host import LocalHost
-from dev.simulator import ServiceNowSimulator, serve
+from dev.host.easyauth import LocalUser
+from dev.host.server import LocalHost
+from dev.servicenow import ServiceNowSimulator, serve
 from shared import services as services_module
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, free_port, served_graph
 
@@ -279,8 +279,8 @@ OFF_SITE = ["//evil.example/x", "/\\evil.example/x", "\\\\evil.example/x", "/\t/
 
 @pytest.mark.parametrize("target", OFF_SITE)
 def test_the_sign_in_and_the_simulators_login_follow_only_paths_on_their_own_site(signed_in_host, target):
-    from dev.simulator import ADMIN_SYS_ID
-    from dev.simulator.core import SimRequest
+    from dev.servicenow import ADMIN_SYS_ID
+    from dev.wire import SimRequest
 
     with httpx.Client(base_url=signed_in_host.url) as browser:
         login = browser.get("/.auth/login/aad", params={"post_login_redirect_uri": target})
@@ -296,8 +296,8 @@ def test_the_sign_in_and_the_simulators_login_follow_only_paths_on_their_own_sit
 
 
 def test_same_site_paths_are_followed(signed_in_host):
-    from dev.simulator import ADMIN_SYS_ID
-    from dev.simulator.core import SimRequest
+    from dev.servicenow import ADMIN_SYS_ID
+    from dev.wire import SimRequest
 
     with httpx.Client(base_url=signed_in_host.url) as browser:
         login = browser.get("/.auth/login/aad", params={"post_login_redirect_uri": "/api/tickets?status=all"})

@@ -1,4 +1,4 @@
-"""`make run` (dev/run.py) as a process, as a newcomer meets it: the journey on both simulators, a busy port, a
+"""`make run` (dev/host/run.py) as a process, as a newcomer meets it: the journey on both simulators, a busy port, a
 second run on the same data folder, a restart, `make reset`, and the app opened at 127.0.0.1 or [::1].
 
 Every wait on the process is bounded: its output is read by a thread into a queue, and each read has a deadline.
@@ -32,7 +32,7 @@ READ = "Secure Score read:"  # the first refresh is done: the recommendations ar
 
 
 class MakeRun:
-    """`dev/run.py` on its own ports and data folder; its merged stdout and stderr, read with deadlines."""
+    """`dev/host/run.py` on its own ports and data folder; its merged stdout and stderr, read with deadlines."""
 
     def __init__(
         self, data: Path, ports: tuple[int, ...] | None = None, *args: str, env: dict[str, str] | None = None
@@ -45,7 +45,7 @@ class MakeRun:
                                           "ENTRA_", "READER_", "APP_URL"))}  # fmt: skip
         inherited.update(dict(zip(NAMES, map(str, self.ports), strict=True)), LOCAL_DATA_DIR=str(data), **(env or {}))
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "dev" / "run.py"), *args],
+            [sys.executable, str(ROOT / "dev" / "host" / "run.py"), *args],
             env=inherited,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -279,8 +279,8 @@ def _ipv6_loopback() -> bool:
 
 def test_the_simulator_state_file_is_json_a_person_can_read(tmp_path: Path):
     """The state is plain JSON (records, counter, clients), so a puzzled newcomer can look inside."""
-    from dev.simulator import ServiceNowSimulator
-    from dev.simulator.persist import STATE_FILE, keep
+    from dev.servicenow import ServiceNowSimulator
+    from dev.servicenow.persist import STATE_FILE, keep
 
     simulator = ServiceNowSimulator()
     kept, found = keep(simulator, tmp_path)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dev.ncrontab import next_after
+from dev.host.ncrontab import next_after
 
 
 @pytest.mark.parametrize(

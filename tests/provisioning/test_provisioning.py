@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dev.simulator import Fault
+from dev.servicenow import Fault
 from tests.conftest import Harness, build_services
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from dev.entra import HOME
 from dev.graph import GraphSimulator
-from dev.simulator import ServiceNowSimulator, SimulatorTransport
-from dev.simulator.core import INTEGRATION_USER_SYS_ID, Grant
+from dev.servicenow import ServiceNowSimulator, SimulatorTransport
+from dev.servicenow.state import INTEGRATION_USER_SYS_ID, Grant
 from shared import services as services_module
 from shared.config import load_settings
 from shared.retries import RetryPolicy

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from dev.graph.simulator import PROFILES
-from dev.simulator import Fault
-from secure_score.refresh import RUN_DOCUMENT, SecureScoreSync
+from dev.servicenow import Fault
+from secure_score.refresh import RUN_DOCUMENT, SecureScoreRefresh
 from shared.problems import SecureScoreUnavailable
 from tests.conftest import Harness
 
@@ -21,7 +21,7 @@ def _last_run(harness: Harness) -> dict[str, Any]:
 
 
 def test_a_refresh_reports_the_requests_graph_received(harness: Harness) -> None:
-    result = SecureScoreSync(harness.services).refresh()
+    result = SecureScoreRefresh(harness.services).refresh()
     assert result.status == "ok"
     assert result.requests == len(harness.graph.requests) > 2  # the scores and every page of the profiles
 
@@ -29,7 +29,7 @@ def test_a_refresh_reports_the_requests_graph_received(harness: Harness) -> None
 def test_a_refresh_that_fails_halfway_reports_the_requests_it_made(harness: Harness) -> None:
     harness.graph.inject(Fault("status", status=503, path_prefix=PROFILES, after=1, times=100))
     with pytest.raises(SecureScoreUnavailable):
-        SecureScoreSync(harness.services).refresh()
+        SecureScoreRefresh(harness.services).refresh()
     last = _last_run(harness)
     assert last["status"] == "failed"
     made = len(harness.graph.requests)  # the scores, the first page, then the second page and its retries

@@ -12,7 +12,7 @@ from azure.functions.timer import TimerRequest
 
 from dev.graph import ManagedIdentity
 from dev.graph.simulator import PROFILES
-from dev.simulator import Fault
+from dev.servicenow import Fault
 from shared import services as services_module
 from status_sync.sync import MAX_ITEM_ATTEMPTS, StatusSync
 from tests.conftest import Harness, build_services

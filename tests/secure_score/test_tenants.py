@@ -15,7 +15,7 @@ import pytest
 
 from dev.entra import FABRIKAM, HOME, NORTHWIND, READER_APP_ID, ca_bundle
 from dev.graph import ManagedIdentity
-from secure_score.refresh import SecureScoreSync
+from secure_score.refresh import SecureScoreRefresh
 from shared import services as services_module
 from shared.tickets import correlation_id, tenant_tag
 from status_sync.every import sync_every_connection
@@ -425,7 +425,7 @@ def test_the_preview_lists_every_tenants_recommendations_each_with_its_own_ticke
 
 
 def test_the_same_control_failing_its_write_back_in_two_tenants_is_listed_for_each(msp, entra):
-    from dev.simulator.core import Fault
+    from dev.wire import Fault
 
     added(msp, entra, FABRIKAM)
     msp.graph.inject(Fault("status", status=503, method="PATCH", path_prefix="/v1.0/security/", times=1000))
@@ -522,12 +522,12 @@ def test_the_tenant_read_longest_ago_is_read_first(msp, entra, clock):
     for tenant in (FABRIKAM, NORTHWIND):
         added(msp, entra, tenant)
     clock.advance(hours=4)
-    SecureScoreSync(msp.services).refresh(only=["", FABRIKAM.id])  # Northwind was not reached this time
+    SecureScoreRefresh(msp.services).refresh(only=["", FABRIKAM.id])  # Northwind was not reached this time
     assert tenants.to_read(msp.services)[0] == NORTHWIND.id
     clock.advance(hours=4)
-    SecureScoreSync(msp.services).refresh()
+    SecureScoreRefresh(msp.services).refresh()
     clock.advance(hours=4)
-    SecureScoreSync(msp.services).refresh(only=[NORTHWIND.id, ""])
+    SecureScoreRefresh(msp.services).refresh(only=[NORTHWIND.id, ""])
     assert tenants.to_read(msp.services)[0] == FABRIKAM.id
 
 
@@ -555,7 +555,7 @@ def test_a_refresh_that_finds_every_control_as_it_was_rewrites_none_and_asks_one
     use(msp, entra)  # new services: no token held
     entra.simulator.requests.clear()
     msp.clock.advance(hours=4)
-    result = SecureScoreSync(msp.services).refresh()
+    result = SecureScoreRefresh(msp.services).refresh()
     assert [t["status"] for t in result.tenants] == ["ok", "ok", "ok"]
     assert stored() == before  # not one control row rewritten
     assert all(summary(t) != s for t, s in summaries.items())  # each summary written: the new refresh time
@@ -565,7 +565,7 @@ def test_a_refresh_that_finds_every_control_as_it_was_rewrites_none_and_asks_one
     # One control of Fabrikam's changes: its snapshot is written whole, Northwind's stays as stored.
     msp.graph.tenant(FABRIKAM.id).complete(CONTROL)
     msp.clock.advance(hours=4)
-    SecureScoreSync(msp.services).refresh()
+    SecureScoreRefresh(msp.services).refresh()
     after = stored()
     assert {k for k in after if after[k] != before[k]} == {k for k in after if k.startswith(f"{FABRIKAM.id}|")}
 

@@ -10,7 +10,7 @@ import pytest
 
 from dev.graph import GraphSimulator, ManagedIdentity
 from dev.graph.simulator import PROFILES
-from dev.simulator import Fault, SimulatorTransport, serve
+from dev.servicenow import Fault, SimulatorTransport, serve
 from shared.graph import (
     MAX_CONCURRENT,
     SECURITY_EVENTS_READWRITE_ALL,

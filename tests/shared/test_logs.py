@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from dev.simulator import Fault
+from dev.servicenow import Fault
 from shared.secrets import WEBHOOK_SECRET
 from status_sync.events import sign
 from status_sync.sync import StatusSync

@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from dev.easyauth import SESSION_COOKIE, LocalUser
-from dev.host import LocalHost
-from dev.simulator.core import INTEGRATION_USER_SYS_ID
+from dev.host.easyauth import SESSION_COOKIE, LocalUser
+from dev.host.server import LocalHost
+from dev.servicenow.state import INTEGRATION_USER_SYS_ID
 from shared import services as services_module
 from shared.signin import LOCAL_PROOF_HEADER, local_host_proof
 from tests.conftest import Harness, build_services, free_port

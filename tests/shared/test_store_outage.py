@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from dev.azurite import Azurite, AzuriteUnavailable
-from dev.simulator.core import SimRequest
+from dev.host.azurite import Azurite, AzuriteUnavailable
+from dev.wire import SimRequest
 from shared.services import Services
 from shared.store.outage import connections_for
 from shared.store.tables import TableTicketStore

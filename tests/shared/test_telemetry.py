@@ -19,8 +19,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from dev.simulator import Fault, serve
-from dev.simulator.core import SimRequest, SimResponse
+from dev.servicenow import Fault, serve
+from dev.wire import SimRequest, SimResponse
 from shared import services as services_module
 from status_sync.sync import StatusSync
 from tests.conftest import ROOT, Harness
@@ -108,7 +108,7 @@ def connect_and_create_with_application_insights(ingestion: str) -> None:
     from opentelemetry import trace as api
 
     from dev.graph import GraphSimulator
-    from dev.simulator import ServiceNowSimulator, SimulatorTransport
+    from dev.servicenow import ServiceNowSimulator, SimulatorTransport
     from shared.telemetry import configure_telemetry
     from tests.conftest import CLIENT_ID, CLIENT_SECRET, INSTANCE, REDIRECT_URI, Clock, Sleeps, build_services
     from tests.indexing import indexed

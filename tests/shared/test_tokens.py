@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dev.simulator import Fault
+from dev.servicenow import Fault
 from shared.problems import ReauthorizationRequired, ServiceNowRejected
 from shared.secrets import TOKEN_BUNDLE
 from tests.conftest import Harness, concurrently

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from dev.entra import FABRIKAM, NORTHWIND
-from dev.simulator import Fault, ServiceNowSimulator
+from dev.servicenow import Fault, ServiceNowSimulator
 from shared.tenant_records import DOCUMENT as TENANTS
 from shared.tickets import Ticket, correlation_id, parse_correlation, tenant_tag
 from status_sync.every import sync_every_connection

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dev.simulator import Fault
+from dev.servicenow import Fault
 from shared.problems import ServiceNowUnavailable
 from shared.tickets import Ticket
 from status_sync.sync import MAX_ITEM_ATTEMPTS, StatusSync

@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 
-from dev.simulator import Fault, SimulatorTransport
-from dev.simulator.core import SimRequest
+from dev.servicenow import Fault, SimulatorTransport
+from dev.wire import SimRequest
 from shared import services as services_module
 from shared.problems import ServiceNowUnavailable
 from shared.services import Services

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from dev.simulator import Fault
-from dev.simulator.core import ADMIN_SYS_ID, INTEGRATION_USER_SYS_ID, Grant
+from dev.servicenow import Fault
+from dev.servicenow.state import ADMIN_SYS_ID, INTEGRATION_USER_SYS_ID, Grant
 from shared import services as services_module
 from shared.tickets import Ticket
 from status_sync.sync import StatusSync

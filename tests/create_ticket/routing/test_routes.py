@@ -19,8 +19,7 @@ from create_ticket.request import NAME
 from create_ticket.routing.patterns import compile_pattern
 from create_ticket.routing.rules import MAX_RULES
 from create_ticket.routing.validation import RULE_ID
-from dev.simulator.core import Fault, SimRequest
-from dev.simulator.directory import (
+from dev.servicenow.directory import (
     CLOUD_TEAM,
     CONTOSO,
     CONTOSO_SUBSIDIARY,
@@ -30,6 +29,7 @@ from dev.simulator.directory import (
     SERVICE_DESK,
     SERVICE_DESK_EMEA,
 )
+from dev.wire import Fault, SimRequest
 from shared.fieldmap import SERVICENOW_NAME
 from shared.problems import PROBLEM_CODES
 from shared.tickets import CATEGORY_NAME

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from create_ticket.creation import creator_for
-from dev.simulator import ServiceNowSimulator
-from dev.simulator.core import Fault
-from dev.simulator.directory import CLOUD_TEAM, FABRIKAM, IDENTITY_TEAM, NORTHWIND, SERVICE_DESK_EMEA
+from dev.servicenow import ServiceNowSimulator
+from dev.servicenow.directory import CLOUD_TEAM, FABRIKAM, IDENTITY_TEAM, NORTHWIND, SERVICE_DESK_EMEA
+from dev.wire import Fault
 from shared.tenant_records import DOCUMENT as TENANTS
 from status_sync.sync import StatusSync
 from tests.conftest import INSTANCE, Clock, Harness

@@ -7,14 +7,13 @@ sys_id and, for groups, whether it is active; so a newcomer can check the routes
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from dev.simulator import pages
+from dev.servicenow.table_api import TableApi
+from dev.wire.messages import SimRequest, SimResponse
+from dev.wire.pages import back_to_portal, head
 from shared.tickets import HOME, parse_correlation
-
-if TYPE_CHECKING:
-    from dev.simulator.core import ServiceNowSimulator, SimRequest, SimResponse
 
 STATE_LABELS = {"1": "New", "2": "In Progress", "3": "On Hold", "6": "Resolved", "7": "Closed", "8": "Canceled"}
 # The record's fields, in the order its form shows them (the state is the form's own); references are shown by
@@ -35,9 +34,7 @@ STYLE = (
 
 
 def _html(status: int, title: str, body: str) -> SimResponse:
-    from dev.simulator.core import SimResponse
-
-    page = f"<!doctype html><html lang=en>{pages.head(title, STYLE)}<body><main>{body}</main></body></html>"
+    page = f"<!doctype html><html lang=en>{head(title, STYLE)}<body><main>{body}</main></body></html>"
     return SimResponse(status, {"Content-Type": "text/html;charset=UTF-8"}, page.encode())
 
 
@@ -49,7 +46,7 @@ def _portal_view(record: dict[str, Any]) -> str:
     return "#tenant=home" if found[0] == HOME else f"#tenant={found[0]}"
 
 
-def _cell(simulator: ServiceNowSimulator, name: str, record: dict[str, Any]) -> str:
+def _cell(simulator: TableApi, name: str, record: dict[str, Any]) -> str:
     value = record.get(name, "")
     if isinstance(value, dict):  # a reference: its display value, and its sys_id under it
         sys_id = str(value.get("value") or "")
@@ -60,11 +57,9 @@ def _cell(simulator: ServiceNowSimulator, name: str, record: dict[str, Any]) -> 
     return html.escape(str(value))
 
 
-def record_page(simulator: ServiceNowSimulator, request: SimRequest) -> SimResponse:
+def record_page(simulator: TableApi, request: SimRequest) -> SimResponse:
     """The record as an agent sees it: its fields (multi-line ones keep their line breaks), resolution, work notes
     and comments (newest first), and a form to change its state and assignee."""
-    from dev.simulator.core import SimResponse
-
     uri = request.query.get("uri", "")
     target = urlsplit(uri)
     table = target.path.removesuffix(".do")
@@ -100,7 +95,7 @@ def record_page(simulator: ServiceNowSimulator, request: SimRequest) -> SimRespo
     notes = "".join(f"<li><b>{kinds.get(kind, kind)}</b><div class=multi>{html.escape(text)}</div></li>"
                     for _, kind, text in reversed(journal))  # fmt: skip
     number = html.escape(str(record["number"]))
-    back = pages.back_to_portal(request.url, simulator.portal_port, _portal_view(record))
+    back = back_to_portal(request.url, simulator.portal_port, _portal_view(record))
     body = (
         f'{back}<h1>ServiceNow simulator: {number}</h1><table class="fields">{rows}</table>'
         f'<form method="post" action="{html.escape(here)}">'
@@ -114,7 +109,7 @@ def record_page(simulator: ServiceNowSimulator, request: SimRequest) -> SimRespo
     return _html(200, str(record["number"]), body)
 
 
-def directory_page(simulator: ServiceNowSimulator, request: SimRequest) -> SimResponse:
+def directory_page(simulator: TableApi, request: SimRequest) -> SimResponse:
     """`/sim`: the assignment groups (`sys_user_group`) and companies (`core_company`) a route can name, by name and
     sys_id. Two records share a name in each table, and retired groups keep theirs, as on real instances: a route
     that names one of those gets the connector's answer, which this page lets a newcomer check."""
@@ -134,7 +129,7 @@ def directory_page(simulator: ServiceNowSimulator, request: SimRequest) -> SimRe
     )
     shared = [name for rows in (groups, companies) for name, count in _counts(rows).items() if count > 1]
     body = (
-        f"{pages.back_to_portal(request.url, simulator.portal_port)}<h1>ServiceNow simulator: groups and companies</h1>"
+        f"{back_to_portal(request.url, simulator.portal_port)}<h1>ServiceNow simulator: groups and companies</h1>"
         "<p>What a route's assignment group and company can name, by name or sys_id. "
         f"{html.escape(' and '.join(shared))} {'each name' if len(shared) > 1 else 'names'} two records: a route "
         "names the one it means by its sys_id. An inactive group is refused: a ticket assigned to it would reach "

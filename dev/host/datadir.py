@@ -32,7 +32,7 @@ DATA_FILES = (
     "entra-simulator-ca-bundle.pem",
     "local-api-token",
 )
-API_TOKEN_FILE = "local-api-token"  # what curl sends as its bearer token (dev/easyauth.py)
+API_TOKEN_FILE = "local-api-token"  # what curl sends as its bearer token (dev/host/easyauth.py)
 
 
 class DataDirInUse(Exception):

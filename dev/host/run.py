@@ -9,7 +9,7 @@ so the recommendations are there at once, and the Entra ID simulator (over TLS) 
 its consent pages and its tokens.
 
 Every port is taken, then the data folder, before anything is written: a run that cannot start changes nothing.
-`dev/run.py --reset` (`make reset`) empties the data folder's store, secrets and simulator state together.
+`dev/host/run.py --reset` (`make reset`) empties the data folder's store, secrets and simulator state together.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL_CLIENT = "local-connector"
 SECOND_CLIENT = "local-connector-2"
 PORTS = {"PORT": 7071, "SIMULATOR_PORT": 7072, "GRAPH_SIMULATOR_PORT": 7073, "SECOND_SIMULATOR_PORT": 7074,
@@ -47,7 +47,7 @@ class CannotStart(Exception):
 class Bound:
     """The servers `make run` listens with, bound but not serving yet."""
 
-    host: Any  # dev.host.LocalHost
+    host: Any  # dev.host.server.LocalHost
     servicenow: Any = None  # (ServiceNowSimulator, server, url)
     graph: Any = None  # (GraphSimulator, server, url)
     second: Any = None  # (ServiceNowSimulator, server, url): another instance, for a second connection
@@ -59,7 +59,7 @@ class Bound:
         return [part[1] for part in parts if part is not None]
 
     def start(self) -> None:
-        from dev.simulator.transport import start
+        from dev.wire.transport import start
 
         for server in self.servers():
             start(server)
@@ -108,15 +108,16 @@ def _listen(name: str, bind: Any) -> Any:
 
 
 def _bind(simulate_servicenow: bool, simulate_graph: bool) -> Bound:
-    from dev.host import LocalHost, load_app
-    from dev.simulator.transport import listen
+    from dev.host.functions import load_app
+    from dev.host.server import LocalHost
+    from dev.wire.transport import listen
 
     functions = load_app().get_functions()
     opened: list[ThreadingHTTPServer] = []
     bound = Bound(None)
     try:
         if simulate_servicenow:
-            from dev.simulator import ServiceNowSimulator
+            from dev.servicenow import ServiceNowSimulator
 
             for name, attribute in (("SIMULATOR_PORT", "servicenow"), ("SECOND_SIMULATOR_PORT", "second")):
                 simulator = ServiceNowSimulator()
@@ -150,7 +151,7 @@ def _host_options() -> dict[str, Any]:
     user = None
     local_user = os.environ.get("LOCAL_USER", "admin@contoso.com")
     if local_user:  # LOCAL_USER="" turns the sign-in emulation off
-        from dev.easyauth import LocalUser
+        from dev.host.easyauth import LocalUser
 
         user = LocalUser.parse(local_user, os.environ.get("LOCAL_USER_ROLES", "Connector.Admin Tickets.Create"))
     return {"function_key": key, "user": user}
@@ -170,7 +171,7 @@ def _instance(part: Any, data_dir: Path, file: str, client_id: str, port: int) -
     """Restore a simulated instance's state, register the local OAuth client (its secret kept across restarts, so
     the stored tokens stay valid; the one callback serves every connection, docs/design.md#connections-and-routes):
     (kept, found, secret)."""
-    from dev.simulator.persist import keep
+    from dev.servicenow.persist import keep
 
     simulator = part[0]
     try:
@@ -190,7 +191,7 @@ def _instance(part: Any, data_dir: Path, file: str, client_id: str, port: int) -
 
 def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
     """The first simulated instance, where the connector's `default` connection points."""
-    from dev.simulator.persist import STATE_FILE
+    from dev.servicenow.persist import STATE_FILE
 
     simulator, _, url = bound.servicenow
     kept, found, client_secret = _instance(bound.servicenow, data_dir, STATE_FILE, LOCAL_CLIENT, port)
@@ -212,7 +213,7 @@ def _servicenow_simulator(bound: Bound, data_dir: Path, port: int) -> list[str]:
 
 def _second_servicenow(bound: Bound, data_dir: Path, port: int, auth: str) -> list[str]:
     """The second simulated instance: nothing points at it until an admin adds it as a connection."""
-    from dev.simulator.persist import SECOND_STATE_FILE
+    from dev.servicenow.persist import SECOND_STATE_FILE
 
     _, _, url = bound.second
     _, _, client_secret = _instance(bound.second, data_dir, SECOND_STATE_FILE, SECOND_CLIENT, port)
@@ -243,7 +244,7 @@ def main(argv: list[str]) -> int:
 
 
 def _reset(data_dir: Path) -> int:
-    from dev.datadir import DataDirInUse, reset
+    from dev.host.datadir import DataDirInUse, reset
 
     try:
         removed = reset(data_dir)
@@ -264,7 +265,7 @@ def _run(data_dir: Path) -> int:
     os.environ.setdefault("OAUTH_REDIRECT_URI", f"http://localhost:{port}/api/oauth/callback")
 
     bound = _bind(not os.environ.get("SERVICENOW_INSTANCE"), not os.environ.get("GRAPH_URL"))
-    from dev.datadir import DataDirInUse, hold
+    from dev.host.datadir import DataDirInUse, hold
 
     try:
         held = hold(data_dir)
@@ -284,7 +285,7 @@ def _api_token(bound: Bound, data_dir: Path) -> str:
     auth = bound.host.auth
     if auth is None:
         return ""
-    from dev.datadir import API_TOKEN_FILE, api_token
+    from dev.host.datadir import API_TOKEN_FILE, api_token
 
     auth.api_token = api_token(data_dir)
     return f' -H "Authorization: Bearer $(cat {shlex.quote(str(data_dir / API_TOKEN_FILE))})"'
@@ -366,11 +367,11 @@ def _entra_simulator(bound: Bound, data_dir: Path, port: int, auth: str) -> list
 
 def _first_refresh() -> None:
     """What the timer would do at its first occurrence, done at start so the page is not empty for hours."""
-    from secure_score.refresh import SecureScoreSync
+    from secure_score.api import SecureScoreRefresh
     from shared.services import get_services
 
     try:
-        result = SecureScoreSync(get_services()).refresh()
+        result = SecureScoreRefresh(get_services()).refresh()
         logging.getLogger("dev.run").info("Secure Score read: %d improvement actions", result.controls)
     except Exception as exc:
         logging.getLogger("dev.run").warning("The first Secure Score refresh failed (%s)", type(exc).__name__)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import httpx
 
-from dev.simulator.core import SimRequest, SimResponse
+from dev.wire.messages import SimRequest, SimResponse
 
 
 class Simulated(Protocol):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from oauth_callback.checks import Check
-from secure_score import tenants
+from provisioning.checks import Check
+from secure_score.api import confirmation_schedule, home_id
 from shared import tenant_records
 from shared.problems import ConnectorError
 from shared.services import Services
@@ -23,7 +23,7 @@ def tenant_checks(services: Services, *, live: bool) -> list[Check]:
     document = tenant_records.load(services.store)
     if document.home_state == "paused":
         paused = "This organization's own tenant is paused: the connector does not read it (POST /api/tenants with "
-        checks.append(Check("tenant", True, paused + "its id reads it again).", tenant=tenants.home_id(services)))
+        checks.append(Check("tenant", True, paused + "its id reads it again).", tenant=home_id(services)))
     now = services.clock()
     for tenant_id, record in sorted(document.added.items()):
         if record.removed:
@@ -40,7 +40,7 @@ def _check(services: Services, tenant_id: str, record: Tenant, now: Any, *, live
     error = record.last_error if isinstance(record.last_error, dict) else None
     code = str((error or {}).get("code") or "") or None
     if record.confirming:
-        plan = tenants.confirmation_schedule(record)
+        plan = confirmation_schedule(record)
         when = f"next try {plan['nextAttemptAt']}" if plan["nextAttemptAt"] else "next try at the next refresh"
         said = f" The last try: {error.get('detail')}" if error else ""
         return Check("tenant", False, f"{name}: its admin consented on {plan['since']}; Microsoft is applying the "

@@ -17,7 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dev.simulator.core import Grant, OAuthClient, ServiceNowSimulator
+from dev.servicenow.instance import ServiceNowSimulator
+from dev.servicenow.state import Grant, OAuthClient
 from shared.secrets import replace_private_file
 
 STATE_FILE = "servicenow-simulator.json"

@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
-from oauth_callback.checks import Check
-from oauth_callback.connections import connection_state, scoped_sync
+from typing import Any
+
+from provisioning.checks import Check
+from shared.connections import connection_state
+from shared.runs import last_sync
 from shared.services import Services
 
 _FIXES = {
@@ -21,19 +24,24 @@ def connect_path(services: Services) -> str:
     return "/api/connect" if connection.is_default else f"/api/connect?connection={connection.id}"
 
 
+def _state(services: Services, scoped: Services) -> dict[str, Any]:
+    return connection_state(lambda: scoped.tokens.load(), scoped.connection.instance_url, services.clock())
+
+
 def connection_checks(services: Services) -> list[Check]:
     checks = []
     for connection in services.connections():
         if connection.is_default:
             continue
-        state = connection_state(services, connection)
-        connect = connect_path(services.for_connection(connection))
+        scoped = services.for_connection(connection)
+        state = _state(services, scoped)
+        connect = connect_path(scoped)
         name = f"{connection.id} ({connection.instance_url})"
         if state["state"] != "connected":
             detail = f"Connection {name}: {state['state'].replace('_', ' ')}."
             checks.append(Check("servicenow_connection", False, detail, _FIXES[state["state"]].format(connect=connect)))
             continue
-        last = scoped_sync(services, connection) or {}
+        last = last_sync(scoped.store) or {}
         if last.get("status") == "failed":
             errors = "; ".join(str(e) for e in (last.get("errors") or [])[:3])
             checks.append(Check("servicenow_connection", False, f"Connection {name}: its last sync ({last.get('at')})"

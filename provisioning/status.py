@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from oauth_callback.checks import Check
-from oauth_callback.connection_checks import connect_path, connection_checks
-from oauth_callback.tenant_checks import tenant_checks
+from provisioning.checks import Check
+from provisioning.connection_checks import connect_path, connection_checks
+from provisioning.tenant_checks import tenant_checks
 from shared.graph import ControlRefused
 from shared.problems import ConnectorError, NotConnected, ReauthorizationRequired
-from shared.runs import SECURE_SCORE_RUN, run_document
+from shared.runs import RefreshState, refresh_state, sync_state
 from shared.services import Services
 from shared.tokens import RECONNECT_REMEDIATION, RECONNECT_WARNING, TokenBundle
 
@@ -114,7 +114,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
         checks.append(_secure_score_check(services, live=live))
         checks.extend(tenant_checks(services, live=live))
         checks.extend(connection_checks(services))
-        scored = _secure_score_state(services).get("failures", {})
+        scored = _secure_score_state(services).failures or {}
         notes = {k: v for k, v in scored.items() if isinstance(v, dict) and v.get("kind") == "control"}
         failures = {**failures, **{k: v for k, v in scored.items() if k not in notes}}
     checks.append(_failed_items(failures))
@@ -183,13 +183,11 @@ def _sync_check(last: dict[str, Any] | None) -> Check:
 def _sync_state(services: Services) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The last sync run and the items that failed (kept in the sync state, so this is one read)."""
     try:
-        found = services.store.get_sync_state()
+        state = sync_state(services.store)
     except Exception:  # the store itself is unreachable: provisioning still answers
         log.warning("The ticket store could not be read for the last sync")
         return None, {}
-    state = found[0] if found else {}
-    last, failures = state.get("last"), state.get("failures")
-    return (last if isinstance(last, dict) else None), (failures if isinstance(failures, dict) else {})
+    return state.last, state.failures or {}
 
 
 _ITEM_KINDS = {
@@ -200,12 +198,12 @@ _ITEM_KINDS = {
 }
 
 
-def _secure_score_state(services: Services) -> dict[str, Any]:
+def _secure_score_state(services: Services) -> RefreshState:
     try:
-        return run_document(services.store, SECURE_SCORE_RUN)
+        return refresh_state(services.store)
     except Exception:
         log.warning("The ticket store could not be read for the Secure Score state")
-        return {}
+        return RefreshState()
 
 
 def _secure_score_check(services: Services, *, live: bool) -> Check:
@@ -221,8 +219,8 @@ def _home_secure_score(services: Services, *, live: bool) -> Check:
             services.graph.secure_scores(1)
         except ConnectorError as exc:
             return Check("secure_score", False, exc.detail, exc.remediation)
-    last = _secure_score_state(services).get("last")
-    if not isinstance(last, dict):
+    last = _secure_score_state(services).last
+    if last is None:
         detail = "Secure Score has not been read yet: it is read on SECURE_SCORE_SCHEDULE (every 4 hours by default)"
         return Check("secure_score", True, detail + " and on POST /api/recommendations/refresh.")
     if last.get("status") == "failed":
