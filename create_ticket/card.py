@@ -7,6 +7,7 @@ from typing import Any
 
 from shared import tenant_records
 from shared.problems import FieldError, ValidationFailed
+from shared.runs import last_sync
 from shared.services import Services
 from shared.tickets import CLOSED_STATUSES, HOME, OPEN_STATUSES, known_categories
 
@@ -48,10 +49,9 @@ def ticket_card(
     else:
         shown = [t for t in tickets if wanted is None or t.status in wanted]
     shown.sort(key=lambda t: t.created_at, reverse=True)
-    sync = services.store.get_sync_state()
     return {
         # Each says whether it is overdue now (open and past its due date), as the count does: the page marks them.
         "tickets": [{**t.to_json(services.settings.instance_url), "overdue": t.is_overdue(now)} for t in shown],
         "summary": dict(summary),
-        "lastSync": (sync[0].get("last") if sync else None),
+        "lastSync": last_sync(services.store),
     }
