@@ -2,7 +2,8 @@
 
 The order of writes is the guarantee:
 1. the ticket row (`pending`), the recommendation claim and a lease on the row, with the first POST already
-   counted, are stored in one transaction before ServiceNow is called (one store round trip);
+   counted, are stored in one transaction before ServiceNow is called (one store round trip, beside which the
+   routes in force are read: routing/in_force.py);
 2. the lease makes one worker at a time talk to ServiceNow for the row;
 3. `post_attempts` is incremented *before* each POST, with the time it begins (`posted_at`), so whoever holds
    the row next knows a record may exist and looks it up by `correlation_id` (plus the connector reference in the
@@ -14,38 +15,35 @@ next request for the same recommendation or key resumes, without a second record
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from create_ticket import in_doubt
 from create_ticket.directory import UserDirectory
 from create_ticket.leases import LEASE, Orphans, free
-from create_ticket.request import TicketRequest, servicenow_record
-from create_ticket.routing.decision import Target, connection_of, route_request, waiting
+from create_ticket.posting import Progress, Unconfirmed, confirmed, post_and_link, release_lease, roll_back
+from create_ticket.request import TicketRequest
+from create_ticket.routing.decision import Target, connection_of
+from create_ticket.routing.in_force import UNCONFIRMED, Routing, rules_in_force
+from create_ticket.rows import new_row
 from shared.auth import Caller
 from shared.connections import connection_id
 from shared.problems import (
     Conflict,
+    ConnectorError,
     IdempotencyKeyReused,
     NotConfigured,
     NotConnected,
-    NotFound,
     ReauthorizationRequired,
-    ServiceNowRejected,
     ServiceNowUnavailable,
     StoreUnavailable,
 )
 from shared.recommendation_claims import take_claim
-from shared.retries import TransientFailure
-from shared.servicenow import table_result
 from shared.services import Services
 from shared.store import IdempotencyRecord, StoreConflict
-from shared.tickets import SYS_ID, RecordRefused, Ticket, TicketError
+from shared.tickets import Ticket
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +56,6 @@ def _expired(record: IdempotencyRecord, now: datetime) -> bool:
 
 class _Gone(Exception):
     """The ticket row disappeared: superseded by a concurrent request, or rolled back after a refusal."""
-
-
-@dataclass
-class _Progress:
-    """The row as this worker last wrote it, and whether a record may already exist in ServiceNow."""
-
-    ticket: Ticket
-    etag: str
-    lookup: bool  # a record may exist already: look before posting
-    counted: bool  # the next POST is already counted in `post_attempts`
-    doubt: datetime | None = None  # when a POST began whose answer nobody saw: no new POST while it may commit
-    own: bool = False  # that unanswered POST was this worker's own
 
 
 def creator_for(services: Services) -> TicketCreator:
@@ -90,37 +76,44 @@ class TicketCreator:
     # -- entry point ----------------------------------------------------------------------------
 
     def create(
-        self, request: TicketRequest, *, caller: Caller, idempotency_key: str | None, target: Target | None = None
+        self, request: TicketRequest, *, caller: Caller, idempotency_key: str | None, routing: Routing | None = None
     ) -> tuple[Ticket, bool]:
         """Returns the ticket and whether this call created it (201) or found it (200). The ticket goes where the
-        routes send it (`target`, decided here when not given), on that connection's creator."""
-        if target is None:
-            target, services = route_request(self._services, request)
-            if services is not self._services:
-                return creator_for(services).create(request, caller=caller, idempotency_key=idempotency_key,
-                                                    target=target)  # fmt: skip
+        routes in force send it (`routing`, decided here when not given), on that connection's creator."""
+        if routing is None:
+            routing = rules_in_force(self._services).route(request)
+            if routing.route.services is not self._services:
+                chosen = creator_for(routing.route.services)
+                return chosen.create(request, caller=caller, idempotency_key=idempotency_key, routing=routing)
         try:
-            return self._create(request, caller, idempotency_key, target)
+            return self._create(request, caller, idempotency_key, routing)
         except ServiceNowUnavailable as exc:
             if "ticketId" in exc.extra:  # the row stays pending: said to the caller of a create, not to a resume
                 exc.detail += " The ticket is pending; repeating the request resumes it without a duplicate."
             raise
 
     def _create(
-        self, request: TicketRequest, caller: Caller, idempotency_key: str | None, target: Target
+        self, request: TicketRequest, caller: Caller, idempotency_key: str | None, routing: Routing
     ) -> tuple[Ticket, bool]:
         services = self._services
-        authorized = True
         try:
-            services.tokens.access_token()  # not connected / reauthorization: fail before writing anything
-        except (NotConnected, ReauthorizationRequired):
-            if services.connection.is_default:
+            authorized = True
+            try:
+                services.tokens.access_token()  # not connected / reauthorization: fail before writing anything
+            except (NotConnected, ReauthorizationRequired):
+                if services.connection.is_default:
+                    raise
+                # An added connection: its ticket waits there, pending (docs/design.md#connections-and-routes).
+                authorized = False
+            caller_sys_id = self._directory.find(request.requested_by) if authorized else None
+        except ConnectorError:  # said for the connection the routes in force name (the routes' own problem first)
+            moved = routing.settle()
+            if moved is None:
                 raise
-            authorized = False  # an added connection: its ticket waits, pending (docs/design.md#connections-and-routes)
+            return creator_for(moved.services)._create(request, caller, idempotency_key, routing.moved_to(moved))
         fingerprint = request.fingerprint()
         scoped_key = f"{caller.principal}\n{idempotency_key}" if idempotency_key else None
-        caller_sys_id = self._directory.find(request.requested_by) if authorized else None
-        ticket = self._new_ticket(request, fingerprint, caller_sys_id, target)
+        ticket = new_row(services, request, fingerprint, caller_sys_id, routing.route.target)
 
         if scoped_key is not None:
             record = IdempotencyRecord(ticket.id, fingerprint, ticket.created_at)
@@ -129,6 +122,7 @@ class TicketCreator:
                 self._store.repoint_idempotency_key(scoped_key, record)  # an old key starts afresh
                 known = None
             if known is not None:
+                routing.settle()
                 if known.fingerprint != fingerprint:
                     raise IdempotencyKeyReused(
                         "This Idempotency-Key was used for a different request.",
@@ -143,61 +137,66 @@ class TicketCreator:
 
         now = self._services.clock()
         leased = replace(ticket, lease_until=(now + LEASE).isoformat(), post_attempts=1, posted_at=now.isoformat())
+        if routing.unconfirmed:  # until the routes in force are read: a creator that dies meanwhile leaves it so
+            leased = replace(leased, extra={**leased.extra, UNCONFIRMED: routing.marker()})
         try:
             holder, etag = self._begin(leased)
         except StoreUnavailable:
             self._orphans.leave(leased, None)  # the row may have been written; nothing was posted for it
             raise
+        try:
+            moved = routing.settle()  # the routes read beside the claim: this create's route stands, or moves
+        except Exception:  # a failure, not the process ending: nothing is left of this request
+            if holder is None:
+                self._undo(leased)
+            raise
         if holder is not None:
             if scoped_key is not None:
                 self._store.repoint_idempotency_key(scoped_key, replace(record, ticket_id=holder))
             return self._ensure_or_conflict(holder), False
-        return self._create_record(_Progress(leased, etag, lookup=False, counted=True)), True
+        settled = confirmed(leased)
+        if moved is not None:
+            return creator_for(moved.services)._reroute(settled, etag, request, moved.target, fresh=True), True
+        return self._create_record(Progress(settled, etag, lookup=False, counted=True)), True
+
+    def _reroute(self, row: Ticket, etag: str, request: TicketRequest, target: Target, *, fresh: bool) -> Ticket:
+        """Rewrite a row, lease and count kept, to where the routes in force send it, before anything is posted
+        there. `fresh`: this request's own row, which a failure before the rewrite leaves nothing of (as a create
+        that failed before its claim); else a row left unconfirmed, whose POST (if any) was looked up and is not
+        there, and which waits on its new connection as any pending row would."""
+        try:
+            authorized = True
+            try:
+                self._services.tokens.access_token()
+            except (NotConnected, ReauthorizationRequired):
+                if fresh and self._services.connection.is_default:
+                    raise
+                authorized = False
+            caller_sys_id = self._directory.find(row.requested_by) if authorized else None
+            moved = new_row(self._services, request, row.fingerprint, caller_sys_id, target, row.id)
+            moved = replace(moved, created_at=row.created_at, lease_until=row.lease_until,
+                            post_attempts=row.post_attempts, posted_at=row.posted_at)  # fmt: skip
+            etag = self._store.update_ticket(moved, etag)
+        except StoreConflict:  # another worker took the row over: it routes it
+            raise Conflict("Another request is creating this ticket in ServiceNow right now.", retry_after=5,
+                           extra={"ticketId": row.id}) from None  # fmt: skip
+        except Exception:  # a failure, not the process ending: nothing is left of this request
+            if fresh:
+                self._undo(row)
+            raise
+        return self._create_record(Progress(moved, etag, lookup=False, counted=True))
+
+    def _undo(self, row: Ticket) -> None:
+        """Take back this request's own row and claim, before anything was posted; a store that fails meanwhile
+        leaves it pending, unconfirmed, for this process's next repeat (or the status sync) to route and finish."""
+        try:
+            roll_back(self._store, row)
+        except StoreUnavailable:
+            self._orphans.leave(row, None)
 
     def resume(self, ticket_id: str) -> Ticket:
         """Finish a pending creation (the status sync does this for creations a crash or an outage left)."""
         return self._ensure_or_conflict(ticket_id, verify_claim=True)
-
-    def _new_ticket(
-        self, request: TicketRequest, fingerprint: str, caller_sys_id: str | None, target: Target
-    ) -> Ticket:
-        """The row, with the record to POST as the route made it: a resume posts the same record."""
-        settings = self._services.settings
-        connection = self._services.connection
-        now = self._services.clock().isoformat()
-        ticket_id = uuid.uuid4().hex
-        rec = request.recommendation
-        routed = replace(request, priority=target.priority, due_date=target.due_date)
-        payload = servicenow_record(routed, ticket_id, settings.field_map, caller_sys_id)
-        for name, value in target.record_fields().items():
-            payload.setdefault(name, value)  # never over a field the connector writes itself
-        return Ticket(
-            id=ticket_id,
-            recommendation_id=rec.id,
-            recommendation={"id": rec.id, "source": rec.source, "category": rec.category, "url": rec.url},
-            name=request.name,
-            priority=routed.priority,
-            due_date=routed.due_date.isoformat().replace("+00:00", "Z") if routed.due_date else None,
-            requested_by=request.requested_by,
-            table=target.table or settings.table,
-            fingerprint=fingerprint,
-            created_at=now,
-            updated_at=now,
-            extra={"payload": payload},
-            tenant=request.tenant,
-            connection=connection.key,
-            instance="" if connection.is_default else connection.instance_url or "",
-            route=target.route,
-            secure_score=(
-                {
-                    "scoreAtCreation": request.control.get("score"),
-                    "maxScore": request.control.get("maxScore"),
-                    "completed": request.control.get("completed"),
-                }
-                if request.control
-                else None
-            ),
-        )
 
     def _begin(self, leased: Ticket) -> tuple[str | None, str]:
         """Store the row, its lease and its recommendation's claim at once; or the open ticket holding the claim.
@@ -272,7 +271,7 @@ class TicketCreator:
                 except StoreUnavailable:
                     self._orphans.leave(leased, doubt)
                     raise
-                return self._create_record(_Progress(leased, etag, lookup=not first, counted=first, doubt=doubt))
+                return self._create_record(Progress(leased, etag, lookup=not first, counted=first, doubt=doubt))
             if time.monotonic() > deadline:
                 raise Conflict(
                     "Another request is creating this ticket in ServiceNow right now.",
@@ -283,116 +282,32 @@ class TicketCreator:
             time.sleep(pause)
             pause = min(pause * 2, 0.25)
 
-    def _create_record(self, current: _Progress) -> Ticket:
+    def _create_record(self, current: Progress) -> Ticket:
         try:
-            return self._post_and_link(current)
+            return post_and_link(self._services, current)
+        except Unconfirmed:
+            return self._route_again(current)
         except StoreUnavailable:  # the lease could not be released: this process's next repeat takes it over
             self._orphans.leave(current.ticket, current.doubt)
             raise
 
-    def _post_and_link(self, current: _Progress) -> Ticket:
-        services = self._services
-        servicenow, tokens = services.servicenow, services.tokens
-        state_field = services.settings.field_map.target("state")
-        fields = f"sys_id,number,{state_field},sys_updated_on,sys_mod_count"
-        ticket = current.ticket
-        payload: dict[str, Any] = dict(ticket.extra.get("payload") or {})
-
-        def attempt() -> dict[str, Any]:
-            if current.lookup:
-                existing = in_doubt.lookup(services, current.ticket, fields)
-                if existing is not None:
-                    return existing
-                in_doubt.check(current.doubt, services.clock(), services.settings.in_doubt_seconds)
-            if current.counted:
-                current.counted = False
-            else:
-                counted = replace(current.ticket, post_attempts=current.ticket.post_attempts + 1,
-                                  posted_at=services.clock().isoformat())  # fmt: skip
-                current.etag = self._store.update_ticket(counted, current.etag)
-                current.ticket = counted
-            try:
-                response = servicenow.table_request(
-                    tokens,
-                    "POST",
-                    current.ticket.table,
-                    params={"sysparm_fields": fields},
-                    json_body=payload,
-                    retry=False,
-                )
-            except TransientFailure as failure:
-                # A 429 was refused before any work; anything else may have committed. Without an answer, it
-                # may still commit after this (in_doubt.py); with one, ServiceNow has finished with it.
-                if failure.response is None or failure.response.status_code != 429:
-                    current.lookup = True
-                answered = not in_doubt.unanswered(failure)
-                current.doubt = None if answered else in_doubt.posted_since(current.ticket)
-                current.own = not answered
-                raise
-            current.doubt = None
-            return table_result(response)
-
+    def _route_again(self, current: Progress) -> Ticket:
+        """A row left unconfirmed (its creator died before it settled the route), whose record is not in ServiceNow:
+        it goes where the routes in force send it, decided as at its creation; the same place if they are unchanged."""
+        marker = current.ticket.extra[UNCONFIRMED]
+        request = TicketRequest.from_json(marker["request"])
         try:
-            record = servicenow.with_retries(attempt)
-        except in_doubt.InDoubt as doubt:
-            self._release_lease(current.ticket, current.etag, current.doubt)
-            raise in_doubt.problem(doubt, ticket.id, own=current.own) from None
-        except StoreConflict:  # another worker counted a POST first: it owns the row now, and this one posts nothing
-            raise Conflict("Another request is creating this ticket in ServiceNow right now.", retry_after=5,
-                           extra={"ticketId": ticket.id}) from None  # fmt: skip
-        except ServiceNowUnavailable as exc:
-            self._release_lease(current.ticket, current.etag, current.doubt)
-            exc.extra["ticketId"] = ticket.id
+            created = datetime.fromisoformat(current.ticket.created_at)
+            route = rules_in_force(self._services).current(request, marker.get("routes"), created)
+        except StoreUnavailable:
+            self._orphans.leave(current.ticket, None)
             raise
-        except (NotConnected, ReauthorizationRequired) as exc:
-            # No token, so nothing was posted: the count taken for this POST is given back, the fix kept on the row.
-            exc = waiting(services, exc)
-            attempts = max(1, current.ticket.failed_attempts)
-            error = TicketError(services.clock().isoformat(), exc.code, exc.detail, attempts, "create",
-                                exc.remediation).to_json()  # fmt: skip
-            unused = max(current.ticket.post_attempts - 1, 0)
-            self._release_lease(replace(current.ticket, post_attempts=unused, error=error), current.etag, current.doubt)
-            exc.extra["ticketId"] = ticket.id
-            raise exc from None
-        except (ServiceNowRejected, NotFound) as exc:
-            if not current.lookup:
-                self._roll_back(current.ticket)
-            else:
-                self._release_lease(current.ticket, current.etag, current.doubt)
-            raise ServiceNowRejected(
-                f"ServiceNow refused to create the ticket: {exc.detail}",
-                remediation=exc.remediation,
-                extra=exc.extra,
-            ) from None
-        if not SYS_ID.fullmatch(str(record.get("sys_id") or "")):
-            self._release_lease(current.ticket, current.etag, None)
-            raise ServiceNowRejected("ServiceNow answered the create without the record's sys_id.")
-        now = services.clock().isoformat()
-        try:
-            linked = current.ticket.with_link(record, services.settings.field_map, now)
-            linked.error = None
-        except RecordRefused as exc:  # the record exists: link it, keep the number out, and say why
-            linked = current.ticket.with_link({**record, "number": ""}, services.settings.field_map, now)
-            linked.error = TicketError(now, exc.code, exc.detail, 1, "create", exc.remediation).to_json()
-        linked.extra = {}
-        try:
-            self._store.update_ticket(linked, current.etag)
-        except StoreConflict:
-            # Our lease ran out and someone else finished the row: theirs is the same record.
-            found = self._store.get_ticket(linked.id)
-            if found is None or not found[0].sys_id:
-                raise Conflict("The ticket changed while it was being created.", retry_after=5) from None
-            return found[0]
-        log.info("Ticket %s is %s (%s)", linked.id, linked.number, linked.sys_id)
-        return linked
-
-    def _release_lease(self, ticket: Ticket, etag: str, doubt: datetime | None) -> None:
-        """Give the row up, keeping when a POST nobody saw answered began (`doubt`), so no one posts too soon."""
-        posted_at = doubt.isoformat() if doubt is not None else None
-        with contextlib.suppress(StoreConflict):  # someone else holds the row now: nothing to release
-            self._store.update_ticket(replace(ticket, lease_until=None, posted_at=posted_at), etag)
-
-    def _roll_back(self, ticket: Ticket) -> None:
-        """ServiceNow refused the record and never stored it: leave nothing behind."""
-        self._store.release_claim(ticket.claim_key, ticket.id)
-        self._store.delete_ticket(ticket.id)
+        except ConnectorError:  # a rule names a connection since removed: the row waits, the fix said
+            release_lease(self._store, current.ticket, current.etag, None)
+            raise
+        current.ticket, current.lookup = confirmed(current.ticket), False  # looked up just now: not there
+        if route is None:
+            return self._create_record(current)
+        counted = replace(current.ticket, post_attempts=current.ticket.post_attempts + 1,
+                          posted_at=self._services.clock().isoformat())  # fmt: skip
+        return creator_for(route.services)._reroute(counted, current.etag, request, route.target, fresh=False)

@@ -88,6 +88,24 @@ class TicketRequest:
         data["due_date"] = self.due_date.isoformat() if self.due_date else None
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
+    def to_json(self) -> dict[str, Any]:
+        """The request as a row keeps it while its route is unconfirmed (routing/in_force.py): the control cut to
+        the figures a route or the row reads."""
+        data = asdict(self)
+        data["due_date"] = self.due_date.isoformat() if self.due_date else None
+        if self.control is not None:
+            data["control"] = {k: self.control[k] for k in CONTROL_FIGURES if k in self.control}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TicketRequest:
+        due = data.get("due_date")
+        return cls(**{**data, "recommendation": Recommendation(**data["recommendation"]),
+                      "due_date": datetime.fromisoformat(due) if due else None})  # fmt: skip
+
+
+CONTROL_FIGURES = ("id", "score", "maxScore", "completed", "service", "category")
+
 
 _ABSENT = object()
 

@@ -108,10 +108,13 @@ def connection_of(services: Services, connection_id: str, why: str) -> Connectio
 
 def route_request(services: Services, request: TicketRequest) -> tuple[Target, Services]:
     """Where the request's ticket goes (the first matching rule, or as before routes) and those services."""
-    rules = load(services.store).rules()
+    return routed_by(services, request, load(services.store).rules(), services.clock())
+
+
+def routed_by(services: Services, request: TicketRequest, rules: Rules, now: datetime) -> tuple[Target, Services]:
+    """Where the request's ticket goes under `rules`, decided at `now`, and the services of its connection."""
     priority = request.priority if request.priority_named else None
-    target = decide(rules, request_facts(services, request, rules), priority=priority, due=request.due_date,
-                    now=services.clock())  # fmt: skip
+    target = decide(rules, request_facts(services, request, rules), priority=priority, due=request.due_date, now=now)
     why = f"Route {target.route['index']}" if target.route else "The default route"
     return target, services.for_connection(connection_of(services, target.connection, why))
 

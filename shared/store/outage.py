@@ -27,8 +27,9 @@ TOTAL_TIMEOUT = 20.0  # seconds for one store call, its SDK retries included
 
 
 def connections_for(tenant_parallelism: int) -> int:
-    """How many connections to the store one process may use at once."""
-    return WORKER_THREADS + tenant_parallelism + 4 + 4
+    """How many connections to the store one process may use at once: each worker thread's call and the routes read
+    its create makes beside its claim, the refresh's tenants, the status sync's connections and write-backs."""
+    return 2 * WORKER_THREADS + tenant_parallelism + 4 + 4
 
 
 def client_options(connections: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -343,24 +344,40 @@ def test_exactly_once_holds_on_table_storage_too(connected, azurite):
     assert Counter(r["correlation_id"] for r in connected.simulator.records()).most_common(1)[0][1] == 1
 
 
-def test_a_create_is_two_table_storage_writes_after_reading_the_routes(connected, azurite):
+def test_a_create_is_two_table_storage_round_trips_in_a_row_the_routes_read_beside_the_claim(connected, azurite):
     """Exactly-once needs two durable writes: the ticket with its claim and lease before the POST (one
-    entity-group transaction) and the link after it. Before them, one point read of the saved routes (the rules in
-    force when the create starts: docs/routes.md). Nothing else reaches the store on the way."""
+    entity-group transaction) and the link after it. The routes in force are read beside the first (they are read
+    after the create starts, so a save committed before it is seen: docs/architecture.md#the-routes-beside-the-claim),
+    not before it: with 50 ms of latency on that read, the claim is sent before the read's answer is back. Nothing
+    else reaches the store on the way: three requests, two round trips in a row."""
     from azure.data.tables import TableServiceClient
 
-    sent: list[str] = []
+    sent: list[tuple[str, float]] = []
+    answered: list[tuple[str, float]] = []
+
+    def request_hook(request: Any) -> None:
+        line = f"{request.http_request.method} {request.http_request.url}"
+        sent.append((line, time.monotonic()))
+        if line.endswith("RowKey='routes')"):
+            time.sleep(0.05)  # the store's latency, on the routes read only
+
+    def response_hook(response: Any) -> None:
+        answered.append((f"{response.http_request.method} {response.http_request.url}", time.monotonic()))
+
     service = TableServiceClient.from_connection_string(
-        azurite, raw_request_hook=lambda r: sent.append(f"{r.http_request.method} {r.http_request.url}")
+        azurite, raw_request_hook=request_hook, raw_response_hook=response_hook
     )
     _on_table_storage(connected, service)
-    assert post(connected, body_for("Warm"))[0] == 201  # creates the table, moves no legacy claims
+    assert post(connected, body_for("Warm"))[0] == 201  # creates the table; this process reads the routes first
     for i in range(3):
         sent.clear()
+        answered.clear()
         assert post(connected, body_for(f"T{i}"))[0] == 201
-        routes, *writes = sent
-        assert routes.startswith("GET ") and routes.endswith("/documents(PartitionKey='doc',RowKey='routes')"), sent
-        assert len(writes) == 2 and all(line.endswith("/$batch") for line in writes), sent
+        routes = [at for line, at in answered if line.endswith("/documents(PartitionKey='doc',RowKey='routes')")]
+        writes = [at for line, at in sent if line.endswith("/$batch")]
+        assert len(sent) == 3 and len(routes) == 1 and len(writes) == 2, sent
+        assert writes[0] < routes[0], "the claim waited for the routes read"
+        assert writes[1] > routes[0]  # the link, after the POST, after both
 
 
 def test_an_idempotency_key_is_honoured_for_24_hours(connected):
