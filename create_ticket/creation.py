@@ -146,6 +146,10 @@ class TicketCreator:
             raise
         try:
             moved = routing.settle()  # the routes read beside the claim: this create's route stands, or moves
+        except StoreUnavailable:  # as a link the outage stopped: the row waits, unconfirmed, for the next repeat
+            if holder is None:
+                self._orphans.leave(leased, None)
+            raise
         except Exception:  # a failure, not the process ending: nothing is left of this request
             if holder is None:
                 self._undo(leased)

@@ -80,15 +80,18 @@ def test_a_store_that_stops_mid_burst_is_503_and_every_repeat_then_succeeds_once
     assert not [r for r in caplog.records if "Connection pool is full" in r.getMessage()]
 
     azurite_on_disk.start()  # the store is back, with everything it acknowledged
+    written = {t.recommendation_id for t, _ in services.store.list_tickets()}
     started = time.monotonic()
     repeats: Counter[int] = Counter()
     for recommendation_id, (status, _, _) in first.items():
         if status != 201:
             again, ticket, _ = create(connected, recommendation_id)
             assert again in (200, 201) and ticket["sysId"], (recommendation_id, again, ticket)
+            # a row written before the outage is finished, not made again; without one, the repeat makes it
+            assert again == (200 if recommendation_id in written else 201), (recommendation_id, again)
             repeats[again] += 1
     assert time.monotonic() - started < 30  # no repeat waited for a lease left before the outage
-    assert repeats[200] >= 10, repeats  # the rows written before the outage were finished, not made again
+    assert repeats[200] >= 1, repeats  # some rows were written before the outage (the tenth POST's, at least)
 
     records = connected.simulator.records()
     assert len(records) == BURST and len({r["correlation_id"] for r in records}) == BURST
