@@ -309,6 +309,29 @@ def test_a_completed_control_resolves_only_its_own_tenants_ticket(msp, entra):
     assert "ServiceNow" in str(notes.get("comment"))
 
 
+def test_a_regression_after_close_makes_the_new_ticket_for_the_same_tenant(msp, entra):
+    """The ticket a regression makes is the tenant's own, on its own correlation id, never the home tenant's."""
+    added(msp, entra, FABRIKAM)
+    payload = {"recommendation": {"id": CONTROL}, "tenant": FABRIKAM.id}
+    created = msp.call("create_ticket", "POST", "/tickets", body=json.dumps(payload).encode())
+    assert created.status_code == 201, created.get_body()
+    first = body(created)
+    fabrikam = msp.graph.tenant(FABRIKAM.id)
+    fabrikam.complete(CONTROL)
+    refresh(msp)
+    msp.clock.advance(seconds=1)
+    msp.simulator.update("incident", first["sysId"], state="7")
+    msp.clock.advance(minutes=5)
+    sync_every_connection(msp.services)
+    fabrikam.regress(CONTROL)
+    refresh(msp)
+    (new,) = [t for t, _ in msp.services.store.list_tickets() if t.id != first["id"]]
+    assert new.tenant == FABRIKAM.id and new.is_open
+    (record,) = [r for r in msp.simulator.records() if r["sys_id"] == new.sys_id]
+    assert record["correlation_id"] == correlation_id(CONTROL, FABRIKAM.id)
+    assert f"It was closed in {first['number']}." in record["description"]
+
+
 def test_one_failing_tenant_never_stops_the_others(msp, entra):
     """The failing tenant is read first, one tenant at a time: a run that stopped at its first failure would leave
     the tenants after it unread."""
