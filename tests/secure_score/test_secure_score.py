@@ -13,6 +13,7 @@ from azure.functions.timer import TimerRequest
 from dev.graph import ManagedIdentity
 from dev.graph.simulator import PROFILES
 from dev.servicenow import Fault
+from secure_score.edges import recreate
 from shared import services as services_module
 from status_sync.sync import MAX_ITEM_ATTEMPTS, StatusSync
 from tests.conftest import Harness, build_services
@@ -453,6 +454,70 @@ def test_a_regression_after_close_makes_one_new_ticket_naming_the_old(ticketed):
     assert f"It was closed in {ticket['number']}." in new["description"] and new["state"] == "1"
     (mine,) = recommendations(harness, ticket="with")["recommendations"]
     assert mine["ticket"]["number"] == new["number"]
+
+
+def day_of(harness: Harness) -> str:
+    """The day Secure Score dates its newest score: the day an edge is reported on."""
+    summary, _ = harness.services.store.get_secure_score()
+    return str(summary["history"][-1]["date"])[:10]
+
+
+def test_a_ticket_made_before_any_refresh_is_followed_from_the_first_one(connected):
+    """A ticket with no completion seen yet (made before Secure Score was read) has it recorded by the next refresh,
+    so the edge after that acts on it."""
+    own = {"id": CONTROL, "source": "microsoft", "category": "Identity"}
+    status, ticket = post(connected, {"name": "Require MFA for admins", "recommendation": own})
+    assert status == 201, ticket
+    assert refresh(connected)[1]["resolved"] == 0
+    connected.graph.complete(CONTROL)
+    assert refresh(connected)[1]["resolved"] == 1
+    assert record(connected, ticket["sysId"])["state"] == "6"
+
+
+def test_a_regression_while_a_person_keeps_the_ticket_open_leaves_it_open(ticketed):
+    """Resolved by the connector, reopened by an agent, then the control regresses: the ticket stays as the agent
+    left it (only a resolved ticket is reopened, only a completed control resolves)."""
+    harness, ticket = ticketed
+    harness.graph.complete(CONTROL)
+    refresh(harness)
+    harness.clock.advance(seconds=1)
+    harness.simulator.update("incident", ticket["sysId"], state="2")
+    sync(harness)
+    harness.graph.regress(CONTROL)
+    result = refresh(harness)[1]
+    assert (result["resolved"], result["reopened"], result["recreated"]) == (0, 0, 0)
+    assert record(harness, ticket["sysId"])["state"] == "2" and len(harness.simulator.records()) == 1
+
+
+def test_the_ticket_a_regression_makes_is_the_old_ones_again_and_a_retried_day_makes_no_other(scored):
+    """The new ticket carries the closed one's recommendation (Microsoft's, the control's category), priority and
+    tenant, is named and described by the control; the same day's recreation run again (a run retried after it
+    stopped between the create and recording the edge) finds that ticket, never makes a second."""
+    status, ticket = post(scored, {"recommendation": {"id": CONTROL}, "priority": 2})
+    assert status == 201, ticket
+    harness = scored
+    harness.graph.complete(CONTROL)
+    refresh(harness)
+    harness.clock.advance(seconds=1)
+    harness.simulator.update("incident", ticket["sysId"], state="7")
+    sync(harness)
+    harness.graph.regress(CONTROL)
+    assert refresh(harness)[1]["recreated"] == 1
+    old, _ = harness.services.store.get_ticket(ticket["id"])
+    (new,) = [t for t, _ in harness.services.store.list_tickets() if t.id != ticket["id"]]
+    assert new.recommendation == {**old.recommendation, "url": new.recommendation["url"]}
+    assert (new.recommendation["source"], new.recommendation["category"]) == ("microsoft", "Identity")
+    assert (new.priority, new.tenant, new.name) == (2, old.tenant, old.name)
+    described = harness.simulator.tables["incident"][new.sys_id]["description"]
+    opening = f"no longer completed on {day_of(harness)} (0 of 10 points). It was closed in {ticket['number']}."
+    assert described.startswith("Microsoft Secure Score reports this improvement action ") and opening in described
+    without_reference = described.split("\n\n", 1)[1].rsplit("\n", 1)[0]  # each ticket has its own reference line
+    assert without_reference == record(harness, ticket["sysId"])["description"].rsplit("\n", 1)[0]
+    # The same day's recreation again (a run retried after it stopped between the create and the edge's record).
+    day = day_of(harness)
+    control = harness.services.store.get_secure_score_control(CONTROL, old.tenant)
+    recreate(harness.services, old, control, day, "0 of 10 points")
+    assert len(harness.simulator.records()) == 2 and len(harness.services.store.list_tickets()) == 2
 
 
 def test_a_regression_leaves_a_canceled_ticket_alone(ticketed):
