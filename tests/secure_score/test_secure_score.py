@@ -18,6 +18,7 @@ from shared import services as services_module
 from status_sync.sync import MAX_ITEM_ATTEMPTS, StatusSync
 from tests.conftest import Harness, build_services
 from tests.create_ticket.test_tickets import post
+from tests.shared.test_signin import use
 
 CONTROL = "AdminMFAV2"
 
@@ -531,6 +532,35 @@ def test_a_regression_leaves_a_canceled_ticket_alone(ticketed):
     result = refresh(harness)[1]
     assert (result["reopened"], result["recreated"]) == (0, 0)
     assert len(harness.simulator.records()) == 1 and record(harness, ticket["sysId"])["state"] == "8"
+
+
+def test_only_the_resolve_sets_the_resolution_code_the_field_map_names(ticketed):
+    """SERVICENOW_FIELD_MAP's resolution code is written when the connector resolves, never when it reopens."""
+    harness, ticket = ticketed
+    close = {"resolution_code": {"field": "close_code", "value": "Solved (Permanently)"}}
+    use(harness, SERVICENOW_FIELD_MAP=json.dumps(close))
+    harness.graph.complete(CONTROL)
+    assert refresh(harness)[1]["resolved"] == 1
+    assert record(harness, ticket["sysId"])["close_code"] == "Solved (Permanently)"
+    kept = ticket_json(harness, ticket["id"])["secureScore"]  # the edge is recorded beside what was kept before
+    assert (kept["scoreAtCreation"], kept["maxScore"]) == (0.0, 10.0), kept
+    harness.clock.advance(seconds=1)
+    harness.simulator.update("incident", ticket["sysId"], close_code="")  # an agent clears it
+    sync(harness)
+    harness.graph.regress(CONTROL)
+    assert refresh(harness)[1]["reopened"] == 1
+    assert (record(harness, ticket["sysId"])["state"], record(harness, ticket["sysId"])["close_code"]) == ("2", "")
+
+
+def test_a_state_map_without_the_resolved_state_says_where_to_add_it(ticketed):
+    harness, ticket = ticketed
+    states = {"states": {"1": "new", "2": "in_progress", "7": "closed", "8": "canceled"}}
+    use(harness, SERVICENOW_FIELD_MAP=json.dumps(states))
+    harness.graph.complete(CONTROL)
+    refresh(harness)
+    error = ticket_json(harness, ticket["id"])["error"]
+    assert "'resolved'" in error["detail"] and "SERVICENOW_FIELD_MAP" in error["remediation"], error
+    assert record(harness, ticket["sysId"])["state"] == "1"
 
 
 def test_auto_resolve_off_only_observes(ticketed):
