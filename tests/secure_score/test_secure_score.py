@@ -521,6 +521,32 @@ def test_the_ticket_a_regression_makes_is_the_old_ones_again_and_a_retried_day_m
     assert len(harness.simulator.records()) == 2 and len(harness.services.store.list_tickets()) == 2
 
 
+def test_a_refresh_counts_every_ticket_it_reopens_and_every_one_it_makes_again(ticketed):
+    harness, ticket = ticketed
+    listed = recommendations(harness, status="all")["recommendations"]
+    second = next(r["id"] for r in listed if r["id"] != CONTROL and r["score"] == 0 and r["completed"] is False)
+    status, other = post(harness, {"recommendation": {"id": second}})
+    assert status == 201, other
+    both = (CONTROL, second)
+    for control in both:
+        harness.graph.complete(control)
+    assert refresh(harness)[1]["resolved"] == 2
+    for control in both:
+        harness.graph.regress(control)
+    assert refresh(harness)[1]["reopened"] == 2
+    for control in both:
+        harness.graph.complete(control)
+    refresh(harness)
+    harness.clock.advance(seconds=1)
+    for sys_id in (ticket["sysId"], other["sysId"]):
+        harness.simulator.update("incident", sys_id, state="7")
+    sync(harness)
+    for control in both:
+        harness.graph.regress(control)
+    assert refresh(harness)[1]["recreated"] == 2
+    assert len(harness.simulator.records()) == 4
+
+
 def test_a_regression_leaves_a_canceled_ticket_alone(ticketed):
     harness, ticket = ticketed
     harness.graph.complete(CONTROL)
