@@ -475,6 +475,22 @@ def test_a_ticket_made_before_any_refresh_is_followed_from_the_first_one(connect
     assert record(connected, ticket["sysId"])["state"] == "6"
 
 
+def test_an_edge_while_the_ticket_waits_for_its_record_is_acted_on_once_the_record_exists(scored):
+    """A ticket still pending (ServiceNow unavailable) when its control completes: the edge is kept for it, and the
+    refresh after its record is made resolves it."""
+    harness = scored
+    incidents = "/api/now/v2/table/incident"
+    harness.simulator.inject(Fault("status", status=503, path_prefix=incidents, times=5))
+    status, problem = post(harness, {"recommendation": {"id": CONTROL}})
+    assert status == 503, problem
+    harness.graph.complete(CONTROL)
+    assert refresh(harness)[1]["resolved"] == 0  # nothing to resolve yet
+    status, ticket = post(harness, {"recommendation": {"id": CONTROL}})  # the caller retries: the record is made
+    assert status == 200 and ticket["id"] == problem["ticketId"] and ticket["sysId"], ticket
+    assert refresh(harness)[1]["resolved"] == 1
+    assert record(harness, ticket["sysId"])["state"] == "6"
+
+
 def test_a_regression_while_a_person_keeps_the_ticket_open_leaves_it_open(ticketed):
     """Resolved by the connector, reopened by an agent, then the control regresses: the ticket stays as the agent
     left it (only a resolved ticket is reopened, only a completed control resolves)."""
