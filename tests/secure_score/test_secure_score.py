@@ -402,6 +402,17 @@ def test_a_note_that_landed_but_was_never_recorded_is_not_written_again(ticketed
 # -- edges: resolve and reopen -------------------------------------------------------------------------
 
 
+def resolved_then(harness: Harness, sys_id: str, state: str) -> None:
+    """The control completes (the connector resolves the record), an agent sets the record's `state`, the sync
+    brings that back, and the control regresses: the next refresh meets that edge."""
+    harness.graph.complete(CONTROL)
+    refresh(harness)
+    harness.clock.advance(seconds=1)
+    harness.simulator.update("incident", sys_id, state=state)
+    sync(harness)
+    harness.graph.regress(CONTROL)
+
+
 def test_a_completed_control_resolves_its_ticket_once(ticketed):
     harness, ticket = ticketed
     harness.graph.complete(CONTROL)
@@ -442,12 +453,7 @@ def test_a_regression_reopens_a_resolved_ticket_with_a_work_note(ticketed):
 
 def test_a_regression_after_close_makes_one_new_ticket_naming_the_old(ticketed):
     harness, ticket = ticketed
-    harness.graph.complete(CONTROL)
-    refresh(harness)
-    harness.clock.advance(seconds=1)
-    harness.simulator.update("incident", ticket["sysId"], state="7")
-    sync(harness)
-    harness.graph.regress(CONTROL)
+    resolved_then(harness, ticket["sysId"], "7")
     assert refresh(harness)[1]["recreated"] == 1
     assert refresh(harness)[1]["recreated"] == 0
     records = harness.simulator.records()
@@ -459,7 +465,9 @@ def test_a_regression_after_close_makes_one_new_ticket_naming_the_old(ticketed):
 
 def day_of(harness: Harness) -> str:
     """The day Secure Score dates its newest score: the day an edge is reported on."""
-    summary, _ = harness.services.store.get_secure_score()
+    stored = harness.services.store.get_secure_score()
+    assert stored is not None
+    summary = stored[0]
     return str(summary["history"][-1]["date"])[:10]
 
 
@@ -495,12 +503,7 @@ def test_a_regression_while_a_person_keeps_the_ticket_open_leaves_it_open(ticket
     """Resolved by the connector, reopened by an agent, then the control regresses: the ticket stays as the agent
     left it (only a resolved ticket is reopened, only a completed control resolves)."""
     harness, ticket = ticketed
-    harness.graph.complete(CONTROL)
-    refresh(harness)
-    harness.clock.advance(seconds=1)
-    harness.simulator.update("incident", ticket["sysId"], state="2")
-    sync(harness)
-    harness.graph.regress(CONTROL)
+    resolved_then(harness, ticket["sysId"], "2")
     result = refresh(harness)[1]
     assert (result["resolved"], result["reopened"], result["recreated"]) == (0, 0, 0)
     assert record(harness, ticket["sysId"])["state"] == "2" and len(harness.simulator.records()) == 1
@@ -513,14 +516,11 @@ def test_the_ticket_a_regression_makes_is_the_old_ones_again_and_a_retried_day_m
     status, ticket = post(scored, {"recommendation": {"id": CONTROL}, "priority": 2})
     assert status == 201, ticket
     harness = scored
-    harness.graph.complete(CONTROL)
-    refresh(harness)
-    harness.clock.advance(seconds=1)
-    harness.simulator.update("incident", ticket["sysId"], state="7")
-    sync(harness)
-    harness.graph.regress(CONTROL)
+    resolved_then(harness, ticket["sysId"], "7")
     assert refresh(harness)[1]["recreated"] == 1
-    old, _ = harness.services.store.get_ticket(ticket["id"])
+    found = harness.services.store.get_ticket(ticket["id"])
+    assert found is not None
+    old = found[0]
     (new,) = [t for t, _ in harness.services.store.list_tickets() if t.id != ticket["id"]]
     assert new.recommendation == {**old.recommendation, "url": new.recommendation["url"]}
     assert (new.recommendation["source"], new.recommendation["category"]) == ("microsoft", "Identity")
@@ -533,6 +533,7 @@ def test_the_ticket_a_regression_makes_is_the_old_ones_again_and_a_retried_day_m
     # The same day's recreation again (a run retried after it stopped between the create and the edge's record).
     day = day_of(harness)
     control = harness.services.store.get_secure_score_control(CONTROL, old.tenant)
+    assert control is not None
     recreate(harness.services, old, control, day, "0 of 10 points")
     assert len(harness.simulator.records()) == 2 and len(harness.services.store.list_tickets()) == 2
 
@@ -565,12 +566,7 @@ def test_a_refresh_counts_every_ticket_it_reopens_and_every_one_it_makes_again(t
 
 def test_a_regression_leaves_a_canceled_ticket_alone(ticketed):
     harness, ticket = ticketed
-    harness.graph.complete(CONTROL)
-    refresh(harness)
-    harness.clock.advance(seconds=1)
-    harness.simulator.update("incident", ticket["sysId"], state="8")
-    sync(harness)
-    harness.graph.regress(CONTROL)
+    resolved_then(harness, ticket["sysId"], "8")
     result = refresh(harness)[1]
     assert (result["reopened"], result["recreated"]) == (0, 0)
     assert len(harness.simulator.records()) == 1 and record(harness, ticket["sysId"])["state"] == "8"
