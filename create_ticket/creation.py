@@ -27,9 +27,9 @@ from create_ticket.posting import Progress, Unconfirmed, confirmed, post_and_lin
 from create_ticket.request import TicketRequest
 from create_ticket.routing.decision import Target, connection_of
 from create_ticket.routing.in_force import UNCONFIRMED, Routing, rules_in_force
-from create_ticket.rows import new_row
+from create_ticket.rows import kept_request, new_row
 from shared.auth import Caller
-from shared.connections import connection_id
+from shared.connections import Connection, connection_id
 from shared.problems import (
     Conflict,
     ConnectorError,
@@ -160,14 +160,16 @@ class TicketCreator:
             return self._ensure_or_conflict(holder), False
         settled = confirmed(leased)
         if moved is not None:
-            return creator_for(moved.services)._reroute(settled, etag, request, moved.target, fresh=True), True
+            return creator_for(moved.services)._reroute(settled, etag, request, moved.target, self, fresh=True), True
         return self._create_record(Progress(settled, etag, lookup=False, counted=True)), True
 
-    def _reroute(self, row: Ticket, etag: str, request: TicketRequest, target: Target, *, fresh: bool) -> Ticket:
-        """Rewrite a row, lease and count kept, to where the routes in force send it, before anything is posted
-        there. `fresh`: this request's own row, which a failure before the rewrite leaves nothing of (as a create
-        that failed before its claim); else a row left unconfirmed, whose POST (if any) was looked up and is not
-        there, and which waits on its new connection as any pending row would."""
+    def _reroute(self, row: Ticket, etag: str, request: TicketRequest, target: Target, origin: TicketCreator, *,
+                 fresh: bool) -> Ticket:  # fmt: skip
+        """Rewrite a row, count kept, to where the routes in force send it, before anything is posted there.
+        `fresh`: this request's own row, which a failure before the rewrite leaves nothing of (as a create that
+        failed before its claim); else a row left unconfirmed, whose POST (if any) was looked up and is not there,
+        and which waits on its new connection as any pending row would. `origin`: the creator of the connection the
+        row is on until rewritten, whose repeats take over what a failing store left of it."""
         try:
             authorized = True
             try:
@@ -178,15 +180,25 @@ class TicketCreator:
                 authorized = False
             caller_sys_id = self._directory.find(row.requested_by) if authorized else None
             moved = new_row(self._services, request, row.fingerprint, caller_sys_id, target, row.id)
-            moved = replace(moved, created_at=row.created_at, lease_until=row.lease_until,
-                            post_attempts=row.post_attempts, posted_at=row.posted_at)  # fmt: skip
+            # The lease and the in-doubt window count from the last write before the POST, this one, not from the
+            # claim: the token and requester calls above may have taken longer than a lease
+            # (docs/architecture.md#the-routes-beside-the-claim).
+            now = self._services.clock()
+            moved = replace(moved, created_at=row.created_at, lease_until=(now + LEASE).isoformat(),
+                            post_attempts=row.post_attempts, posted_at=now.isoformat())  # fmt: skip
             etag = self._store.update_ticket(moved, etag)
         except StoreConflict:  # another worker took the row over: it routes it
             raise Conflict("Another request is creating this ticket in ServiceNow right now.", retry_after=5,
                            extra={"ticketId": row.id}) from None  # fmt: skip
+        except StoreUnavailable:
+            if fresh:
+                origin._undo(row)
+            else:  # the lease this worker took: its next repeat in this process takes the row over at once
+                origin._orphans.leave(row, None)
+            raise
         except Exception:  # a failure, not the process ending: nothing is left of this request
             if fresh:
-                self._undo(row)
+                origin._undo(row)
             raise
         return self._create_record(Progress(moved, etag, lookup=False, counted=True))
 
@@ -248,16 +260,12 @@ class TicketCreator:
                 if holder is not None:
                     ticket_id = holder
                     continue
+            stranded = False
             if not self._services.connection.serves(ticket):  # made where its route sent it, never moved
-                owner = connection_of(self._services, connection_id(ticket.connection), f"Ticket {ticket.id}")
-                if not owner.serves(ticket):  # its connection's id now names another instance: gone for it
-                    raise NotConfigured(
-                        f"Ticket {ticket.id} was to be made on {ticket.instance}, which ServiceNow connection "
-                        f"'{owner.id}' no longer names; the ticket is not made anywhere else.",
-                        remediation="Request the recommendation again once this ticket is closed, or ask for it to be "
-                        "removed.",
-                    )
-                return creator_for(self._services.for_connection(owner))._ensure(ticket_id, verify_claim=False)
+                owner = self._owner(ticket)
+                if owner is not None:
+                    return creator_for(self._services.for_connection(owner))._ensure(ticket_id, verify_claim=False)
+                stranded = True  # unconfirmed on a connection gone since: routed by the rules in force, below
             now = self._services.clock()
             orphan = None if free(ticket, now) else self._orphans.take(ticket)
             if orphan is not None or free(ticket, now):
@@ -275,6 +283,8 @@ class TicketCreator:
                 except StoreUnavailable:
                     self._orphans.leave(leased, doubt)
                     raise
+                if stranded:
+                    return self._route_again(Progress(leased, etag, lookup=False, counted=False), decide=True)
                 return self._create_record(Progress(leased, etag, lookup=not first, counted=first, doubt=doubt))
             if time.monotonic() > deadline:
                 raise Conflict(
@@ -286,6 +296,33 @@ class TicketCreator:
             time.sleep(pause)
             pause = min(pause * 2, 0.25)
 
+    def _owner(self, ticket: Ticket) -> Connection | None:
+        """The connection a row not made here lives on; None for a row left unconfirmed on one gone since.
+
+        Routing such a row by the rules in force cannot make a second record: it cannot be looked up where it was
+        (the removal erased that connection's tokens), and no POST of it went there. A creator posts a row still
+        marked unconfirmed only when its routes read found the rules it routed by still in force, rules that sent it
+        to that connection; a removal goes ahead only once no rule names the connection (its fence,
+        create_ticket/routing/saving.py), no open ticket lives on it, and then revokes and erases its tokens. So
+        that POST needs the claim to land after the removal's ticket check and the POST to leave before its
+        disconnect, and the creator to die before its link: the race a create that read the routes before its
+        claim had already, when such a row stayed pending there for good (docs/architecture.md)."""
+        try:
+            owner = connection_of(self._services, connection_id(ticket.connection), f"Ticket {ticket.id}")
+        except NotConfigured:
+            if UNCONFIRMED in ticket.extra:
+                return None
+            raise
+        if owner.serves(ticket):
+            return owner
+        if UNCONFIRMED in ticket.extra:  # its connection's id now names another instance: gone for it as well
+            return None
+        raise NotConfigured(
+            f"Ticket {ticket.id} was to be made on {ticket.instance}, which ServiceNow connection "
+            f"'{owner.id}' no longer names; the ticket is not made anywhere else.",
+            remediation="Request the recommendation again once this ticket is closed, or ask for it to be removed.",
+        )
+
     def _create_record(self, current: Progress) -> Ticket:
         try:
             return post_and_link(self._services, current)
@@ -295,14 +332,16 @@ class TicketCreator:
             self._orphans.leave(current.ticket, current.doubt)
             raise
 
-    def _route_again(self, current: Progress) -> Ticket:
+    def _route_again(self, current: Progress, *, decide: bool = False) -> Ticket:
         """A row left unconfirmed (its creator died before it settled the route), whose record is not in ServiceNow:
-        it goes where the routes in force send it, decided as at its creation; the same place if they are unchanged."""
+        it goes where the routes in force send it, decided as at its creation; the same place if they are unchanged
+        (`decide`: its connection is gone, so decided again whatever they are)."""
         marker = current.ticket.extra[UNCONFIRMED]
-        request = TicketRequest.from_json(marker["request"])
+        request = kept_request(self._services, current.ticket)
         try:
             created = datetime.fromisoformat(current.ticket.created_at)
-            route = rules_in_force(self._services).current(request, marker.get("routes"), created)
+            routed_under = None if decide else marker.get("routes")
+            route = rules_in_force(self._services).current(request, routed_under, created)
         except StoreUnavailable:
             self._orphans.leave(current.ticket, None)
             raise
@@ -314,4 +353,4 @@ class TicketCreator:
             return self._create_record(current)
         counted = replace(current.ticket, post_attempts=current.ticket.post_attempts + 1,
                           posted_at=self._services.clock().isoformat())  # fmt: skip
-        return creator_for(route.services)._reroute(counted, current.etag, request, route.target, fresh=False)
+        return creator_for(route.services)._reroute(counted, current.etag, request, route.target, self, fresh=False)

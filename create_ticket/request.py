@@ -89,18 +89,23 @@ class TicketRequest:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
-        """The request as a row keeps it while its route is unconfirmed (routing/in_force.py): the control cut to
-        the figures a route or the row reads."""
+        """What a row keeps of the request while its route is unconfirmed (routing/in_force.py): what a route reads,
+        the control cut to its figures. Not the name and description, which route nothing and which the row has
+        already (its name, its payload): twice in one Table Storage property, a long non-ASCII description would
+        overflow its 64 KiB (https://learn.microsoft.com/en-us/rest/api/storageservices/understanding-the-table-service-data-model)."""
         data = asdict(self)
+        del data["name"], data["description"]
         data["due_date"] = self.due_date.isoformat() if self.due_date else None
         if self.control is not None:
             data["control"] = {k: self.control[k] for k in CONTROL_FIGURES if k in self.control}
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TicketRequest:
+    def from_json(cls, data: dict[str, Any], *, name: str, description: str) -> TicketRequest:
+        """The request a row kept (`to_json`), with the name and description the row has."""
         due = data.get("due_date")
-        return cls(**{**data, "recommendation": Recommendation(**data["recommendation"]),
+        return cls(**{**data, "name": name, "description": description,
+                      "recommendation": Recommendation(**data["recommendation"]),
                       "due_date": datetime.fromisoformat(due) if due else None})  # fmt: skip
 
 

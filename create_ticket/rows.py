@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from create_ticket.request import TicketRequest, servicenow_record
 from create_ticket.routing.decision import Target
+from create_ticket.routing.in_force import UNCONFIRMED
 from shared.services import Services
 from shared.tickets import Ticket
 
@@ -52,3 +53,14 @@ def new_row(services: Services, request: TicketRequest, fingerprint: str, caller
             else None
         ),
     )
+
+
+def kept_request(services: Services, row: Ticket) -> TicketRequest:
+    """The request of a row left unconfirmed, to route it again: what routes read, from its mark, with the name the
+    row has and the description its record carries (the text before the connector's footer, cut to fit it as the
+    record was)."""
+    kept = row.extra[UNCONFIRMED]["request"]
+    payload = row.extra.get("payload") or {}
+    text = str(payload.get(services.settings.field_map.target("description") or "", ""))
+    start = text.rfind(f"\n---\nRecommendation: {kept['recommendation']['id']}\n")
+    return TicketRequest.from_json(kept, name=row.name, description=text[:start] if start >= 0 else text)

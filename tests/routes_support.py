@@ -9,10 +9,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import pytest
 
 from dev.servicenow import ServiceNowSimulator, SimulatorTransport
 from dev.wire import SimRequest, SimResponse
-from tests.conftest import REDIRECT_URI, Harness
+from tests.conftest import REDIRECT_URI, Clock, Harness
 
 SECOND = "fabrikam"
 SECOND_INSTANCE = "https://fabrikam.service-now.com"
@@ -92,3 +93,15 @@ def connect_second(harness: Harness) -> None:
 
 def two_instances(first: ServiceNowSimulator, second: ServiceNowSimulator) -> SimulatorTransport:
     return SimulatorTransport(Instances(first, second))
+
+
+@pytest.fixture(name="second")
+def second_simulator(clock: Clock) -> ServiceNowSimulator:
+    """The second instance (import it, with `two_instances_transport`, into a test module that needs both)."""
+    return ServiceNowSimulator(SECOND_INSTANCE, clock=clock.epoch)
+
+
+@pytest.fixture(name="transport")
+def two_instances_transport(simulator: ServiceNowSimulator, second: ServiceNowSimulator) -> SimulatorTransport:
+    """The harness's transport answering for both instances."""
+    return two_instances(simulator, second)

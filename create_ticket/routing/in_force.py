@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as ReadTimeout
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,9 +21,9 @@ from typing import Any
 from create_ticket.request import TicketRequest
 from create_ticket.routing.decision import Target, routed_by
 from create_ticket.routing.document import Saved, load
-from shared.problems import ConnectorError
+from shared.problems import ConnectorError, StoreUnavailable
 from shared.services import Services
-from shared.store.outage import WORKER_THREADS
+from shared.store.outage import RETRY_AFTER, TOTAL_TIMEOUT, WORKER_THREADS
 
 UNCONFIRMED = "unconfirmedRoute"  # the row's `extra` member while its route may not be the one in force
 
@@ -116,9 +117,21 @@ class Routing:
         return Routing(route, self._request, None, self._owner)
 
     def settle(self) -> Route | None:
-        """Wait for the read beside the claim (its own store deadline bounds it): None when the route stands, else
-        the route under the rules in force. Raises what the read or that decision raises."""
+        """Wait for the read beside the claim, at most one store call's deadline (a read still queued or slow past it
+        is `store_unavailable`, as the store call itself would be): None when the route stands, else the route under
+        the rules in force. Raises what the read or that decision raises."""
         if self._reading is None:
             return None
         reading, self._reading = self._reading, None
-        return self._owner._settled(reading.result(), self.route, self._request)
+        try:
+            saved = reading.result(timeout=TOTAL_TIMEOUT)
+        except ReadTimeout:
+            reading.cancel()
+            raise StoreUnavailable(
+                f"The connector's store did not answer the routes read within {TOTAL_TIMEOUT:g} s; the ticket is "
+                "pending and nothing was posted.",
+                remediation="Repeat the request after the Retry-After delay. If it lasts, check the storage "
+                "account's health (Azure portal > the storage account > Resource health).",
+                retry_after=RETRY_AFTER,
+            ) from None
+        return self._owner._settled(saved, self.route, self._request)

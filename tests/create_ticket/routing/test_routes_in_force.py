@@ -17,26 +17,21 @@ from create_ticket.api import parse_ticket_request, save, version_of
 from create_ticket.creation import creator_for
 from create_ticket.routing.document import load
 from create_ticket.routing.in_force import UNCONFIRMED
-from dev.servicenow import ServiceNowSimulator
 from shared import services as services_module
 from shared.auth import LOCAL_CALLER
 from shared.services import Services
-from tests.conftest import Clock, Harness, build_services
-from tests.routes_support import SECOND, SECOND_INSTANCE, add_second, connect_second, two_instances
+from tests.conftest import Harness, build_services
+from tests.routes_support import (
+    SECOND,
+    add_second,
+    connect_second,
+    second_simulator,  # noqa: F401 (the fixture `second`)
+    two_instances_transport,  # noqa: F401 (the fixture `transport`)
+)
 
 SAVES = 30
 CREATORS = 4
 CREATES_EACH = 12
-
-
-@pytest.fixture
-def second(clock: Clock) -> ServiceNowSimulator:
-    return ServiceNowSimulator(SECOND_INSTANCE, clock=clock.epoch)
-
-
-@pytest.fixture
-def transport(simulator, second):
-    return two_instances(simulator, second)
 
 
 def request(control: str) -> Any:
