@@ -283,6 +283,10 @@ class Services:
     def close(self) -> None:
         for scoped in list(self._scoped.values()):
             scoped.close()
+        for component in list(self._components.values()):  # a feature's threads (the routes read beside a claim)
+            close = getattr(component, "close", None)
+            if callable(close):
+                close()
         if self._servicenow is not None:
             self._servicenow.close()
         if self._graph is not None:

@@ -85,6 +85,13 @@ class RulesInForce:
                 self._pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix="routes-in-force")
             return self._pool.submit(load, self._services.store)
 
+    def close(self) -> None:
+        """Stop the reading threads (Services.close()): reads already submitted finish first."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
     def _settled(self, saved: Saved, route: Route, request: TicketRequest) -> Route | None:
         self._last = saved
         if version(saved) == route.version:

@@ -297,3 +297,16 @@ def test_a_reroute_the_store_fails_under_is_taken_over_by_the_next_repeat_at_onc
     finally:
         services_module.install(connected.services)
         following.close()
+
+
+def test_closing_the_services_stops_their_routes_reading_threads(connected):
+    instance = another_instance(connected)
+    creator_for(instance).create(request("Warm"), caller=LOCAL_CALLER, idempotency_key=None)  # reads first
+    before = set(threading.enumerate())
+    creator_for(instance).create(request("Next"), caller=LOCAL_CALLER, idempotency_key=None)  # reads beside its claim
+    readers = [t for t in set(threading.enumerate()) - before if t.name.startswith("routes-in-force")]
+    assert readers
+
+    instance.close()
+
+    assert not [t for t in readers if t.is_alive()]
