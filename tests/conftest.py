@@ -307,6 +307,16 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         require_service("Azurite", str(missing))
 
 
+@pytest.fixture(scope="session")
+def azurite_queues(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's Queue and Table services (one process) on free loopback ports; yields their connection string."""
+    try:
+        with azurite_tables(tmp_path_factory.mktemp("azurite-queues"), queues=True) as connection_string:
+            yield connection_string
+    except AzuriteUnavailable as missing:
+        require_service("Azurite", str(missing))
+
+
 @pytest.fixture
 def connected(harness: Harness) -> Harness:
     """The harness after a completed connection, with the simulator's request log cleared."""
