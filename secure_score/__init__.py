@@ -41,7 +41,7 @@ def secure_score_tenant(msg: func.QueueMessage) -> None:
     from secure_score.queued import refresh_queued
     from shared.services import get_services
 
-    refresh_queued(get_services(), msg.get_body(), msg.dequeue_count or 1)
+    refresh_queued(get_services(), msg.get_body(), msg.dequeue_count or 1, msg.id or "")
 
 
 # Every 30 s (a literal schedule: no setting to deploy): a consent Microsoft reported is tried again about 30 s

@@ -15,7 +15,7 @@ from shared.services import Services
 log = logging.getLogger(__name__)
 
 
-def refresh_queued(services: Services, body: bytes, dequeue_count: int) -> str:
+def refresh_queued(services: Services, body: bytes, dequeue_count: int, message_id: str) -> str:
     """Refresh the one tenant a message names, unless a repeat: what happened (`refreshed`, `done`, `busy`, `gone`,
     `ignored`). A failed refresh raises, so the host tries the message again; on its last try, the tenant's row
     says where the message goes first."""
@@ -25,7 +25,7 @@ def refresh_queued(services: Services, body: bytes, dequeue_count: int) -> str:
         return "ignored"
     deadline = min(TENANT_DEADLINE, services.run_deadline)
     lease = timedelta(seconds=deadline + LEASE_GRACE)
-    outcome = tenants.claim_refresh(services, message.tenant, message.due, lease)
+    outcome = tenants.claim_refresh(services, message.tenant, message.due, lease, message_id)
     if outcome != "claimed":
         log.info("Queued refresh of %s: nothing to do (%s)", message.tenant or "the home tenant", outcome)
         return outcome

@@ -282,16 +282,18 @@ def record_run(
         if record is not None:
             record = record.updated(last_refresh=last)
             if release and record.refreshing_until is not None:
-                record = record.updated(refreshing_until=None)
+                record = record.updated(refreshing_until=None, refreshing_by=None)
             put_in(document, tenant_id, _with_error(services, tenant_id, record, error))
 
     change(services, note)
 
 
-def claim_refresh(services: Services, tenant_id: str, due: str, lease: timedelta) -> str:
-    """Take the tenant's refresh lease (`refreshingUntil`) for a queued refresh that was due at `due`, under the
-    document's ETag so two instances never both take it: `claimed`, or why not: `done` (a refresh began after `due`:
-    and did not fail: this message is a repeat), `busy` (another holds the lease), `gone` (no longer read)."""
+def claim_refresh(services: Services, tenant_id: str, due: str, lease: timedelta, message: str) -> str:
+    """Take the tenant's refresh lease (`refreshingUntil`, `refreshingBy`) for queue message `message`, due at
+    `due`, under the document's ETag so two instances never both take it: `claimed`, or why not: `done` (a refresh
+    began after `due` and did not fail: this message is a repeat), `busy` (another message's refresh holds the
+    lease), `gone` (no longer read). The queue hides a message while its function runs, so the same message seen
+    again means its earlier run is over (its instance died): it takes its own lease back at once."""
     now = services.clock()
 
     def take(document: dict[str, Any]) -> str:
@@ -301,9 +303,10 @@ def claim_refresh(services: Services, tenant_id: str, due: str, lease: timedelta
             return "gone"
         if record.last_refresh_at > due and (record.last_refresh or {}).get("status") != "failed":
             return "done"  # a failed one is not: the message's next try refreshes again
-        if record.refreshing_until is not None and record.refreshing_until > now.isoformat():
+        held = record.refreshing_until is not None and record.refreshing_until > now.isoformat()
+        if held and record.refreshing_by != message:
             return "busy"
-        put_in(document, tenant_id, record.updated(refreshing_until=(now + lease).isoformat()))
+        put_in(document, tenant_id, record.updated(refreshing_until=(now + lease).isoformat(), refreshing_by=message))
         return "claimed"
 
     answer: str = change(services, take)

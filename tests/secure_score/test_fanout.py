@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from azure.storage.queue import QueueClient
 
 from dev.host.queues import QueueOptions
 from dev.host.server import LocalHost
+from secure_score import tenants
 from secure_score.fanout import QUEUE, RefreshMessage
 from secure_score.queued import refresh_queued
 from shared import services as services_module
@@ -127,10 +129,10 @@ def test_a_message_repeated_after_its_refresh_reads_nothing(
 ) -> None:
     _fan_out(harness, monkeypatch, azurite_queues)
     body = _queued(harness)
-    assert refresh_queued(harness.services, body, 1) == "refreshed"
+    assert refresh_queued(harness.services, body, 1, "m1") == "refreshed"
     read = len(harness.graph.requests)
     assert read > 0
-    assert refresh_queued(harness.services, body, 1) == "done"  # delivered again (at least once): a no-op
+    assert refresh_queued(harness.services, body, 2, "m1") == "done"  # delivered again (at least once): a no-op
     assert len(harness.graph.requests) == read
 
 
@@ -140,9 +142,23 @@ def test_two_workers_never_refresh_one_tenant_at_once(
     _fan_out(harness, monkeypatch, azurite_queues)
     body = _queued(harness)
     harness.graph.latency = 0.3  # the first is still reading when the second takes its copy
-    outcomes = concurrently(2, lambda _: refresh_queued(harness.services, body, 1))
+    outcomes = concurrently(2, lambda i: refresh_queued(harness.services, body, 1, f"copy{i}"))
     assert sorted(outcomes) == ["busy", "refreshed"]
     assert _home(harness).refreshing_until is None
+
+
+def test_a_message_seen_again_takes_its_own_lease_back_and_another_copy_does_not(
+    harness: Harness, azurite_queues: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue hides a message while its function runs: seeing it again means the instance that held it died."""
+    _fan_out(harness, monkeypatch, azurite_queues)
+    body = _queued(harness)
+    lease = timedelta(seconds=150)
+    assert tenants.claim_refresh(harness.services, HOME, json.loads(body)["due"], lease, "m1") == "claimed"
+    # ...and its instance dies here, the lease still held
+    assert refresh_queued(harness.services, body, 2, "another copy") == "busy"
+    assert refresh_queued(harness.services, body, 2, "m1") == "refreshed"
+    assert _home(harness).refreshing_until is None and _home(harness).refreshing_by is None
 
 
 def test_a_message_that_fails_its_last_try_shows_on_the_row_and_in_provisioning_with_its_fix(
@@ -153,10 +169,10 @@ def test_a_message_that_fails_its_last_try_shows_on_the_row_and_in_provisioning_
     harness.graph.forbidden = True
     body = _queued(harness)
     with pytest.raises(SecureScoreForbidden):
-        refresh_queued(harness.services, body, 4)  # not the last try: the row shows the error, not the poison
+        refresh_queued(harness.services, body, 4, "m1")  # not the last try: the row shows the error, not the poison
     assert "poisoned" not in (_home(harness).last_error or {})
     with pytest.raises(SecureScoreForbidden):
-        refresh_queued(harness.services, body, 5)
+        refresh_queued(harness.services, body, 5, "m1")
     error = _home(harness).last_error or {}
     assert error["code"] == "secure_score_forbidden"
     assert error["poisoned"]["queue"] == poison_queue(QUEUE) and error["poisoned"]["attempts"] == 5
@@ -169,7 +185,7 @@ def test_a_message_that_fails_its_last_try_shows_on_the_row_and_in_provisioning_
     harness.graph.forbidden = False  # fixed: the next refresh clears it
     harness.clock.advance(seconds=1)
     later = _queued(harness)
-    assert refresh_queued(harness.services, later, 1) == "refreshed"
+    assert refresh_queued(harness.services, later, 1, "m2") == "refreshed"
     assert _home(harness).last_error is None
 
 
@@ -181,5 +197,5 @@ def test_a_message_that_fails_its_last_try_shows_on_the_row_and_in_provisioning_
      b"\xff\xfe", b'{"kind":"refresh","tenant":"home","due":"' + b"1" * 2000 + b'"}'],
 )  # fmt: skip
 def test_a_message_the_connector_did_not_queue_is_dropped_without_reading(harness: Harness, body: bytes) -> None:
-    assert refresh_queued(harness.services, body, 1) == "ignored"
+    assert refresh_queued(harness.services, body, 1, "m1") == "ignored"
     assert harness.graph.requests == []
