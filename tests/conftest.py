@@ -22,7 +22,7 @@ import pytest
 
 from dev.graph import GraphSimulator, ManagedIdentity
 from dev.graph.identity import APP_ID
-from dev.host.azurite import AzuriteUnavailable, azurite_tables
+from dev.host.azurite import Azurite, AzuriteUnavailable, azurite_tables
 from dev.host.azurite import free_port as free_port  # for the tests
 from dev.servicenow import ServiceNowSimulator, SimulatorTransport, serve
 from shared import services as services_module
@@ -305,6 +305,21 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield connection_string
     except AzuriteUnavailable as missing:
         require_service("Azurite", str(missing))
+
+
+@contextlib.contextmanager
+def own_azurite(tmp_path: Path, *, on_disk: bool = False, queues: bool = False) -> Iterator[Azurite]:
+    """An Azurite of the test's own (to stop, pause or share with other processes), stopped at the end."""
+    (tmp_path / "azurite").mkdir()
+    try:
+        azurite = Azurite(tmp_path / "azurite", on_disk=on_disk, queues=queues)
+        azurite.start()
+    except AzuriteUnavailable as missing:
+        require_service("Azurite", str(missing))
+    try:
+        yield azurite
+    finally:
+        azurite.stop()
 
 
 @pytest.fixture(scope="session")
