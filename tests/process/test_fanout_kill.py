@@ -3,7 +3,8 @@ real local hosts (`dev/host/run.py`) on one Azurite (tables and queues), the Gra
 first takes the message and its tenant's lease, and dies while Graph is still answering it; the message comes back
 after its visibility timeout (LOCAL_QUEUE_VISIBILITY, the Functions host's 10 minutes shortened), the second host
 takes the lease back for that same message and refreshes the tenant once; nothing is left in the queue or the
-poison queue, and the lease is ended."""
+poison queue, and the lease is ended. And with a ServiceNow connection and a ticket: killed after the resolve, with
+the Secure Score note in flight, the tenant's ticket is resolved once and noted once, and no second ticket is made."""
 
 from __future__ import annotations
 
@@ -13,19 +14,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from azure.storage.queue import QueueClient
 
 from dev.graph import GraphSimulator, ManagedIdentity
 from dev.host.azurite import Azurite
+from dev.servicenow import ServiceNowSimulator
 from dev.wire.transport import serve
 from secure_score.fanout import QUEUE, RefreshMessage
 from shared import tenant_records
 from shared.queues import WorkQueues, poison_queue
 from shared.store.tables import TableTicketStore
 from shared.tickets import HOME
-from tests.conftest import own_azurite
-from tests.process.test_make_run import STARTED, MakeRun
+from tests.conftest import free_port, own_azurite
+from tests.process.test_local_host import press_allow
+from tests.process.test_make_run import NAMES, STARTED, MakeRun
 
 VISIBILITY = 5  # seconds a taken message stays hidden (renewed while its host lives)
 SCORES = "/v1.0/security/secureScores"
@@ -44,12 +48,21 @@ def _until(condition: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.1)
 
 
+@pytest.fixture
+def remote_graph() -> Iterator[tuple[GraphSimulator, str]]:
+    """The Graph simulator (and its managed-identity endpoint) in this process: it outlives the hosts killed."""
+    simulator = GraphSimulator(ManagedIdentity())
+    server, url = serve(simulator)
+    yield simulator, url
+    server.shutdown()
+    server.server_close()
+
+
 def test_a_worker_killed_mid_message_leaves_it_to_come_back_and_the_tenant_is_refreshed_once(
-    tmp_path: Path, azurite: Azurite
+    tmp_path: Path, azurite: Azurite, remote_graph: tuple[GraphSimulator, str]
 ) -> None:
-    identity = ManagedIdentity()
-    graph = GraphSimulator(identity)
-    server, graph_url = serve(graph)
+    graph, graph_url = remote_graph
+    identity = graph.identity
     held = threading.Event()  # set: Graph answers again
 
     def hold(_: object) -> None:
@@ -57,11 +70,7 @@ def test_a_worker_killed_mid_message_leaves_it_to_come_back_and_the_tenant_is_re
 
     graph.while_in_flight = hold
     connection = azurite.connection_string
-    env = {"SERVICENOW_INSTANCE": "contoso", "SERVICENOW_CLIENT_ID": "unused-here", "GRAPH_URL": graph_url,
-           "IDENTITY_ENDPOINT": identity.endpoint, "IDENTITY_HEADER": identity.header,
-           "AZURE_CLIENT_ID": identity.client_id, "TICKET_STORE": "tables", "AzureWebJobsStorage": connection,
-           "FANOUT_THRESHOLD": "1", "LOCAL_QUEUE_VISIBILITY": str(VISIBILITY),
-           "STATUS_SYNC_SCHEDULE": "0 0 0 1 1 *", "SECURE_SCORE_SCHEDULE": "0 0 0 1 1 *"}  # fmt: skip
+    env = _env(identity, graph_url, connection, SERVICENOW_INSTANCE="contoso", SERVICENOW_CLIENT_ID="unused-here")
     store = TableTicketStore.from_connection_string(connection)
     first = MakeRun(tmp_path / "first", env=env)
     second: MakeRun | None = None
@@ -93,11 +102,24 @@ def test_a_worker_killed_mid_message_leaves_it_to_come_back_and_the_tenant_is_re
         assert "Traceback" not in second.text, second.text
     finally:
         held.set()
-        if first.process.poll() is None:
-            first.process.kill()
-            first.process.wait(timeout=30)
-        if second is not None:
-            second.stop()
+        _stop(first, second)
+
+
+def _env(identity: ManagedIdentity, graph_url: str, connection: str, **more: str) -> dict[str, str]:
+    """Both hosts' settings: the Graph simulator here, the store and the queues on Azurite, every tenant queued."""
+    return {"GRAPH_URL": graph_url, "IDENTITY_ENDPOINT": identity.endpoint, "IDENTITY_HEADER": identity.header,
+            "AZURE_CLIENT_ID": identity.client_id, "TICKET_STORE": "tables", "AzureWebJobsStorage": connection,
+            "FANOUT_THRESHOLD": "1", "LOCAL_QUEUE_VISIBILITY": str(VISIBILITY), "STATUS_SYNC_SCHEDULE": "0 0 0 1 1 *",
+            "SECURE_SCORE_SCHEDULE": "0 0 0 1 1 *", **more}  # fmt: skip
+
+
+def _stop(first: MakeRun, second: MakeRun | None, *servers: Any) -> None:
+    if first.process.poll() is None:
+        first.process.kill()
+        first.process.wait(timeout=30)
+    if second is not None:
+        second.stop()
+    for server in servers:
         server.shutdown()
         server.server_close()
 
@@ -116,3 +138,69 @@ def _count(connection: str, queue: str) -> int:
     except ResourceNotFoundError:
         return 0
     return int(props.approximate_message_count or 0)
+
+
+CONTROL = "AdminMFAV2"  # scored 0 in the simulated tenant
+
+
+def test_killed_with_the_note_in_flight_the_ticket_is_resolved_once_and_noted_once(
+    tmp_path: Path, azurite: Azurite, remote_graph: tuple[GraphSimulator, str]
+) -> None:
+    graph, graph_url = remote_graph
+    identity = graph.identity
+    servicenow = ServiceNowSimulator()
+    servicenow_server, servicenow_url = serve(servicenow)
+    ports = tuple(free_port() for _ in NAMES)
+    servicenow.register_client("local-connector", "local-secret", [f"http://localhost:{ports[0]}/api/oauth/callback"])
+    released = threading.Event()
+
+    def hold_the_note(request: Any) -> None:  # a write-back in flight: the resolve is done by then
+        if request.method == "PATCH":
+            released.wait(60)
+
+    connection = azurite.connection_string
+    env = _env(identity, graph_url, connection, SERVICENOW_INSTANCE=servicenow_url,
+               SERVICENOW_CLIENT_ID="local-connector", SERVICENOW_CLIENT_SECRET="local-secret")  # fmt: skip
+    store = TableTicketStore.from_connection_string(connection)
+    queues = WorkQueues.from_connection_string(connection)
+    first = MakeRun(tmp_path / "data", ports, env=env)
+    second: MakeRun | None = None
+    try:
+        first.wait_for(STARTED)
+        with httpx.Client(timeout=30) as browser:
+            press_allow(browser, first.url)
+            queues.send(QUEUE, [RefreshMessage(HOME, _now()).to_json()])  # the snapshot, through the queue
+            _until(lambda: tenant_records.load(store).home.last_refresh is not None, 60, "the first refresh")
+            made = browser.post(f"{first.url}/api/tickets", json={"recommendation": {"id": CONTROL}})
+            assert made.status_code == 201, made.text
+            ticket = made.json()
+        before = tenant_records.load(store).home.last_refresh_at
+        graph.complete(CONTROL)
+        graph.while_in_flight = hold_the_note
+        queues.send(QUEUE, [RefreshMessage(HOME, _now()).to_json()])
+        _until(lambda: any(r.method == "PATCH" for r in graph.requests), 60, "the note is in flight")
+        assert servicenow.tables["incident"][ticket["sysId"]]["state"] == "6"  # resolved before the kill
+        first.process.kill()
+        first.process.wait(timeout=30)
+        released.set()  # the note lands after all; its answer goes nowhere
+        second = MakeRun(tmp_path / "data", ports, env=env)
+        second.wait_for(STARTED)
+
+        def refreshed_again() -> bool:
+            home = tenant_records.load(store).home
+            return home.last_refresh_at > before and home.refreshing_until is None
+
+        _until(refreshed_again, 60, "the message's second delivery refreshes the tenant")
+        _until(lambda: _count(connection, QUEUE) == 0, 20, "the message is deleted")
+        time.sleep(VISIBILITY + 1)
+        assert _count(connection, QUEUE) == 0 and _count(connection, poison_queue(QUEUE)) == 0
+        assert (tenant_records.load(store).home.last_refresh or {}).get("status") == "ok"
+        records = [r for r in servicenow.tables["incident"].values() if CONTROL in str(r.get("correlation_id"))]
+        resolves = [r for r in servicenow.requests if r.method == "PATCH" and b'"6"' in r.body]
+        notes = [u for u in graph.profiles[CONTROL]["controlStateUpdates"] if ticket["number"] in str(u.get("comment"))]
+        assert (len(records), len(resolves), len(notes)) == (1, 1, 1), (records, resolves, notes)
+        assert "Traceback" not in second.text, second.text
+    finally:
+        released.set()
+        _stop(first, second, servicenow_server)
+        queues.close()
