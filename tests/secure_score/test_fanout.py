@@ -189,6 +189,29 @@ def test_a_message_that_fails_its_last_try_shows_on_the_row_and_in_provisioning_
     assert _home(harness).last_error is None
 
 
+def test_a_message_failing_every_try_lands_in_the_poison_queue_and_shows_on_the_row(
+    harness: Harness, azurite_queues: str, monkeypatch: pytest.MonkeyPatch, indexed_functions: dict[str, Any]
+) -> None:
+    """Through the local host's listener, as the Functions host runs it: five failed tries, then the poison queue."""
+    client, poison = _queue(azurite_queues), _queue(azurite_queues, poison_queue(QUEUE))
+    _fan_out(harness, monkeypatch, azurite_queues)
+    harness.graph.forbidden = True
+    status, answer = _refresh(harness)
+    assert status == 202 and answer["queued"] == 1
+    harness.clock.advance(seconds=1)
+    for schedule in ("STATUS_SYNC_SCHEDULE", "SECURE_SCORE_SCHEDULE"):
+        monkeypatch.setenv(schedule, "0 0 0 1 1 *")
+    host = LocalHost(indexed_functions.values(), "127.0.0.1", free_port(), queue_options=FAST)
+    host.start()
+    try:
+        _until(lambda: _messages(poison) != [])
+    finally:
+        host.stop()
+    assert _messages(poison) == [{"kind": "refresh", "tenant": "home", "due": answer["at"]}] and _messages(client) == []
+    error = _home(harness).last_error or {}
+    assert error["code"] == "secure_score_forbidden" and error["poisoned"]["attempts"] == FAST.max_dequeue_count
+
+
 @pytest.mark.parametrize(
     "body",
     [b"", b"not json", b"[]", b'{"kind":"sync","tenant":"home","due":"2026-01-01T00:00:00+00:00"}',
