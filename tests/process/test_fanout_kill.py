@@ -204,3 +204,37 @@ def test_killed_with_the_note_in_flight_the_ticket_is_resolved_once_and_noted_on
         released.set()
         _stop(first, second, servicenow_server)
         queues.close()
+
+
+def test_two_hosts_given_two_copies_of_a_tenant_never_refresh_it_at_once(
+    tmp_path: Path, azurite: Azurite, remote_graph: tuple[GraphSimulator, str]
+) -> None:
+    graph, graph_url = remote_graph
+    released = threading.Event()
+
+    def hold(_: object) -> None:
+        released.wait(60)
+
+    connection = azurite.connection_string
+    env = _env(graph.identity, graph_url, connection, SERVICENOW_INSTANCE="contoso", SERVICENOW_CLIENT_ID="unused")
+    store = TableTicketStore.from_connection_string(connection)
+    hosts = [MakeRun(tmp_path / name, env=env) for name in ("one", "two")]
+    try:
+        for host in hosts:
+            host.wait_for(STARTED)
+        graph.while_in_flight = hold
+        copy = RefreshMessage(HOME, _now()).to_json()
+        WorkQueues.from_connection_string(connection).send(QUEUE, [copy, copy])  # at least once: two deliveries
+        _until(lambda: bool(graph.requests), 30, "one host reads Graph")
+        # The other copy is taken by whichever host polls next, finds the tenant busy and is deleted; the first
+        # stays, hidden, while its host waits on Graph.
+        _until(lambda: _count(connection, QUEUE) == 1, 60, "the other copy is done with")
+        released.set()
+        _until(lambda: tenant_records.load(store).home.last_refresh is not None, 60, "the tenant is refreshed")
+        _until(lambda: _count(connection, QUEUE) == 0, 20, "the first copy is deleted")
+        assert sum(1 for r in graph.requests if r.path.startswith(SCORES)) == 1  # one refresh, not two
+        assert graph.max_in_flight <= 4
+    finally:
+        released.set()
+        for host in hosts:
+            host.stop()
