@@ -1,5 +1,5 @@
-"""The ticket routes: POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}. Where tickets go (the rules and
-their routes) is create_ticket/routing/, with a blueprint of its own.
+"""Tickets' HTTP functions: POST /api/tickets, GET /api/tickets, GET /api/tickets/{id}. Where tickets go (the rules
+and their decision) is create_ticket/routing/, with a blueprint of its own.
 
 Nothing from `shared` is imported at module level: a cold start pays only for azure.functions, and each
 function imports what it needs on its first call (docs/design.md#layout-and-ownership).

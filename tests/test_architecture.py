@@ -133,6 +133,13 @@ def test_importing_a_features_api_keeps_the_contract(tree):
     assert _lint_planted(tree, "public", planted).returncode == 0
 
 
+def test_a_circle_between_the_parts_of_dev_is_a_circle(tree):
+    """The local host starts the simulators; a simulator that reached back into the host would close a circle."""
+    planted = {"dev/servicenow/_planted.py": "import dev.host.run\n"}
+    result = _lint_planted(tree, "acyclic", planted)
+    assert result.returncode != 0 and "No cycles are allowed in dev" in result.stdout, result.stdout[-2000:]
+
+
 def test_no_module_of_the_app_is_over_400_lines():
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
              for package in APP for p in (ROOT / package).rglob("*.py")}  # fmt: skip

@@ -1,5 +1,5 @@
 """Where tickets go (docs/routes.md): the ordered rules, the one decision a create and a preview share, their
-validation, the names found in ServiceNow, saving under a version, and the preview. Its routes: GET /api/routes,
+validation, the names found in ServiceNow, saving under a version, and the preview. Its HTTP functions: GET /api/routes,
 PUT /api/routes, POST /api/routes/preview, and the names a rule can give, GET /api/connections/{id}/lookup
 (docs/design.md#connections-and-routes).
 

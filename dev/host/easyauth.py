@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote
 
-from dev.host.redirects import local_target
+from dev.wire.redirects import local_target
 from shared.signin import LOCAL_PROOF_HEADER, local_host_proof
 
 SESSION_COOKIE = "AppServiceAuthSession"

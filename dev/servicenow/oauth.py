@@ -12,9 +12,9 @@ import secrets
 from typing import Any
 from urllib.parse import urlencode
 
-from dev.host.redirects import local_target
 from dev.servicenow.state import Grant, InstanceState, OAuthClient
 from dev.wire.messages import SimRequest, SimResponse
+from dev.wire.redirects import local_target
 
 TOKEN_DENIED = {"error_description": "access_denied", "error": "server_error"}
 

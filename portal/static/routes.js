@@ -49,17 +49,19 @@ export async function open(back) {
   $("routes-back").setAttribute("href", state.back && state.back !== "#" ? state.back : window.location.pathname);
   const admin = can(ADMIN);
   $("routes-tools").hidden = !admin;
-  $("route-add").hidden = !admin;
+  $("route-add").hidden = !admin || !state.loaded;  // shown once the list is read (render)
   $("routes-who").textContent = admin ? "Change the list, preview where tickets would go, then save it: nothing "
     + "changes until you save." : "Only an admin of the connector (app role Connector.Admin) can change them.";
   const tenants = api("/api/tenants").then((answer) => { state.tenants = answer.tenants || []; }, () => {});
+  let failure = null;
   try {
     if (!unsaved()) await load();
   } catch (error) {
-    showError($("routes-error"), error);
+    failure = error;
   }
   await tenants;
-  render();
+  render();  // the view is whole before its error is shown: nothing on it offers what the error forbids
+  if (failure) showError($("routes-error"), failure);
 }
 
 function render() {

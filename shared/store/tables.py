@@ -26,6 +26,12 @@ _KEY_PARTITION = "key"
 _JSON_FIELDS = ("recommendation", "extra", "error", "secure_score", "route")
 
 
+_CLAIM_TRIES = 10  # the claim released between a refused begin and its read, this many times in a row
+# How Table Storage refuses the claim's operation: it exists (create), or changed or went (conditional update).
+# https://learn.microsoft.com/rest/api/storageservices/table-service-error-codes
+_CLAIM_TAKEN = {"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"}
+
+
 def _ticket_entity(ticket: Ticket) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": _TICKET_PARTITION, "RowKey": ticket.id}
     for name, value in ticket.to_record().items():
@@ -191,6 +197,14 @@ class TableTicketStore(TableDocuments):
             self._legacy_migrated = True
 
     def begin_creation(self, ticket: Ticket, replacing: str | None = None) -> tuple[str | None, str]:
+        for _ in range(_CLAIM_TRIES):
+            outcome = self._begin_once(ticket, replacing)
+            if outcome is not None:
+                return outcome
+        raise StoreConflict(f"the claim of {ticket.claim_key} kept changing while ticket {ticket.id} began")
+
+    def _begin_once(self, ticket: Ticket, replacing: str | None) -> tuple[str | None, str] | None:
+        """One try: (None, etag) begun, (holder, "") someone holds the claim, None the claim went in between."""
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceNotFoundError
         from azure.data.tables import TableTransactionError, UpdateMode
@@ -217,11 +231,13 @@ class TableTicketStore(TableDocuments):
                 operations.append(("update", claim, condition))
         try:
             results = table.submit_transaction(operations)
-        except TableTransactionError:  # the claim exists (or changed): nothing was written
+        except TableTransactionError as refused:  # nothing was written
+            if getattr(refused, "error_code", None) not in _CLAIM_TAKEN or refused.index != len(operations) - 1:
+                raise  # refused for another reason than the claim: said as it is, never read as a holder
             try:
                 return str(table.get_entity(_TICKET_PARTITION, key)["ticket_id"]), ""
-            except ResourceNotFoundError:  # released in between: try again
-                return self.begin_creation(ticket, replacing)
+            except ResourceNotFoundError:
+                return None  # released in between
         return None, str(results[0]["etag"])
 
     def claim_recommendation(self, recommendation_id: str, ticket_id: str) -> str | None:

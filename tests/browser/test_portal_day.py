@@ -6,7 +6,10 @@ view's Back as the browser's. Screenshots go to tests/artifacts/ (docs/images/ w
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from playwright.sync_api import expect
 
 from dev.entra import FABRIKAM, NORTHWIND
 from tests.browser.test_portal import Portal, axe_violations, browser, connect, open_portal, portal, shoot
@@ -219,7 +222,7 @@ def test_back_with_unsaved_routes_asks_keeps_the_address_and_never_leaves_a_bare
 
     change()
     page.go_back()
-    page.wait_for_function("location.hash === '#routes'")
+    expect(page).to_have_url(re.compile(r"#routes$"))
     assert page.get_attribute("body", "data-view") == "routes" and page.is_visible("#routes")
     clean(page, "portal-routes-unsaved")
     page.go_back()  # asks again, this time answered Leave

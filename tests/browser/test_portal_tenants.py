@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from dev.entra import FABRIKAM, NORTHWIND, READER_APP_ID, ca_bundle
 from shared import services as services_module
@@ -291,7 +292,7 @@ def test_an_admin_removes_a_tenant_and_pauses_and_resumes_the_home_tenant(browse
     notice = page.inner_text("#notice")
     assert "Northwind Traders is no longer read." in notice and "its tickets stay" in notice
     assert f"Enterprise applications > (filter: Application ID {READER_APP_ID})" in notice  # how its admin removes it
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'notice'")  # after its render
+    expect(page.locator("#notice")).to_be_focused()  # after its render
 
     tenant_row(page, "home").locator("button", has_text="Pause").click()
     page.wait_for_selector('#tenant-table tr[data-tenant="home"] button:text-is("Resume")')
@@ -377,7 +378,7 @@ def test_a_link_that_expired_unused_is_renewed_from_its_row(browser, tenants):
     row.locator("button", has_text="New consent link").click()
     page.wait_for_selector(f'#tenant-table tr[data-tenant="{NORTHWIND.id}"] .copy')
     assert "has a new consent link" in page.inner_text("#notice")
-    page.wait_for_function("document.activeElement && document.activeElement.className.startsWith('button copy')")
+    expect(page.locator(f'#tenant-table tr[data-tenant="{NORTHWIND.id}"] button.copy')).to_be_focused()
     fresh = tenant_row(page, NORTHWIND.id).locator(".link").inner_text()
     assert fresh != old and fresh.startswith(f"{tenants.entra.url}/{NORTHWIND.id}/v2.0/adminconsent")
 

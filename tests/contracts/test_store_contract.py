@@ -437,3 +437,21 @@ def test_large_run_states_and_documents_round_trip(store):
     assert store.put_document("secure_score", state, None)
     found = store.get_document("secure_score")
     assert found is not None and found[0] == state
+
+
+def test_a_begin_the_store_refuses_for_another_reason_than_the_claim_is_that_reason_and_writes_nothing(azurite):
+    """Only a claim that exists (or changed) means "someone holds it"; a transaction refused for anything else
+    (here a property over Table Storage's 64 KiB, https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model#property-types)
+    is raised as it is, once, instead of being read as a claim that is not there and tried again without end."""
+    from azure.core.exceptions import HttpResponseError
+    from azure.data.tables import TableServiceClient
+
+    from shared.store.tables import TableTicketStore
+
+    store = TableTicketStore(TableServiceClient.from_connection_string(azurite))  # SQLite has no such limit
+
+    huge = replace(_ticket(), extra={"payload": {"description": "é" * 40_000}})
+    with pytest.raises(HttpResponseError) as raised:
+        store.begin_creation(huge)
+    assert "PropertyValueTooLarge" in str(raised.value)
+    assert store.get_ticket(huge.id) is None and store.claim_recommendation(huge.recommendation_id, "x") is None

@@ -129,15 +129,38 @@ def test_a_connection_is_added_with_its_secret_kept_and_never_shown(two, second)
     ("overrides", "field"),
     [({"id": "default"}, "id"), ({"id": "Bad_Id"}, "id"), ({"id": None}, "id"), ({"instance": "ftp://x"}, "instance"),
      ({"instance": "https://evil.example/path"}, "instance"), ({"clientSecret": ""}, "clientSecret"),
-     ({"clientId": "a\nb"}, "clientId"), ({"table": "Incident;drop"}, "table"),
+     ({"clientId": "a\nb"}, "clientId"), ({"clientId": ""}, "clientId"), ({"table": "Incident;drop"}, "table"),
      ({"fieldMap": {"nope": "x"}}, "fieldMap"), ({"extra": 1}, "extra")],
 )  # fmt: skip
 def test_a_bad_connection_is_refused_naming_the_field_and_nothing_is_kept(two, overrides, field):
     response = add(two, **overrides)
     assert response.status_code == 400, response.get_body()
-    assert field in [e["field"] for e in body(response)["errors"]]
+    errors = body(response)["errors"]
+    assert field in [e["field"] for e in errors]
+    assert all(isinstance(e["message"], str) and e["message"] for e in errors), errors  # each says what is wrong
     assert set(listed(two)) == {"default"}
     assert two.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") is None
+
+
+@pytest.mark.parametrize("payload", [[], "fabrikam", 7, None])
+def test_a_body_that_is_not_an_object_is_refused_naming_the_body(two, payload):
+    """JSON that is not an object passes the edge's parsing; the add refuses it as a bad field, never a 500."""
+    response = two.call("add_connection", "POST", "/connections", body=json.dumps(payload).encode())
+    assert response.status_code == 400, response.get_body()
+    [error] = body(response)["errors"]
+    assert error["field"] == "body" and isinstance(error["message"], str) and error["message"], error
+    assert set(listed(two)) == {"default"}
+
+
+def test_the_longest_client_id_and_secret_are_taken_and_one_more_character_is_not(two):
+    """A Client ID of up to 100 characters and a Client Secret of up to 500 are kept whole."""
+    longest = add(two, clientId="c" * 100, clientSecret="s" * 500)
+    assert longest.status_code == 201, longest.get_body()
+    assert two.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") == "s" * 500
+    assert listed(two)["fabrikam"]["clientId"] == "c" * 100
+    for overrides, field in (({"clientId": "c" * 101}, "clientId"), ({"clientSecret": "s" * 501}, "clientSecret")):
+        refused = add(two, id="longer", **overrides)
+        assert refused.status_code == 400 and [e["field"] for e in body(refused)["errors"]] == [field]
 
 
 def test_an_id_taken_is_refused(two):

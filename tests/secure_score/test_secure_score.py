@@ -13,10 +13,12 @@ from azure.functions.timer import TimerRequest
 from dev.graph import ManagedIdentity
 from dev.graph.simulator import PROFILES
 from dev.servicenow import Fault
+from secure_score.edges import recreate
 from shared import services as services_module
 from status_sync.sync import MAX_ITEM_ATTEMPTS, StatusSync
 from tests.conftest import Harness, build_services
 from tests.create_ticket.test_tickets import post
+from tests.shared.test_signin import use
 
 CONTROL = "AdminMFAV2"
 
@@ -400,6 +402,17 @@ def test_a_note_that_landed_but_was_never_recorded_is_not_written_again(ticketed
 # -- edges: resolve and reopen -------------------------------------------------------------------------
 
 
+def resolved_then(harness: Harness, sys_id: str, state: str) -> None:
+    """The control completes (the connector resolves the record), an agent sets the record's `state`, the sync
+    brings that back, and the control regresses: the next refresh meets that edge."""
+    harness.graph.complete(CONTROL)
+    refresh(harness)
+    harness.clock.advance(seconds=1)
+    harness.simulator.update("incident", sys_id, state=state)
+    sync(harness)
+    harness.graph.regress(CONTROL)
+
+
 def test_a_completed_control_resolves_its_ticket_once(ticketed):
     harness, ticket = ticketed
     harness.graph.complete(CONTROL)
@@ -440,12 +453,7 @@ def test_a_regression_reopens_a_resolved_ticket_with_a_work_note(ticketed):
 
 def test_a_regression_after_close_makes_one_new_ticket_naming_the_old(ticketed):
     harness, ticket = ticketed
-    harness.graph.complete(CONTROL)
-    refresh(harness)
-    harness.clock.advance(seconds=1)
-    harness.simulator.update("incident", ticket["sysId"], state="7")
-    sync(harness)
-    harness.graph.regress(CONTROL)
+    resolved_then(harness, ticket["sysId"], "7")
     assert refresh(harness)[1]["recreated"] == 1
     assert refresh(harness)[1]["recreated"] == 0
     records = harness.simulator.records()
@@ -455,17 +463,142 @@ def test_a_regression_after_close_makes_one_new_ticket_naming_the_old(ticketed):
     assert mine["ticket"]["number"] == new["number"]
 
 
-def test_a_regression_leaves_a_canceled_ticket_alone(ticketed):
-    harness, ticket = ticketed
+def day_of(harness: Harness) -> str:
+    """The day Secure Score dates its newest score: the day an edge is reported on."""
+    stored = harness.services.store.get_secure_score()
+    assert stored is not None
+    summary = stored[0]
+    return str(summary["history"][-1]["date"])[:10]
+
+
+def test_a_ticket_made_before_any_refresh_is_followed_from_the_first_one(connected):
+    """A ticket with no completion seen yet (made before Secure Score was read) has it recorded by the next refresh,
+    so the edge after that acts on it."""
+    own = {"id": CONTROL, "source": "microsoft", "category": "Identity"}
+    status, ticket = post(connected, {"name": "Require MFA for admins", "recommendation": own})
+    assert status == 201, ticket
+    assert refresh(connected)[1]["resolved"] == 0
+    connected.graph.complete(CONTROL)
+    assert refresh(connected)[1]["resolved"] == 1
+    assert record(connected, ticket["sysId"])["state"] == "6"
+
+
+def test_an_edge_while_the_ticket_waits_for_its_record_is_acted_on_once_the_record_exists(scored):
+    """A ticket still pending (ServiceNow unavailable) when its control completes: the edge is kept for it, and the
+    refresh after its record is made resolves it."""
+    harness = scored
+    incidents = "/api/now/v2/table/incident"
+    harness.simulator.inject(Fault("status", status=503, path_prefix=incidents, times=5))
+    status, problem = post(harness, {"recommendation": {"id": CONTROL}})
+    assert status == 503, problem
     harness.graph.complete(CONTROL)
+    assert refresh(harness)[1]["resolved"] == 0  # nothing to resolve yet
+    status, ticket = post(harness, {"recommendation": {"id": CONTROL}})  # the caller retries: the record is made
+    assert status == 200 and ticket["id"] == problem["ticketId"] and ticket["sysId"], ticket
+    assert refresh(harness)[1]["resolved"] == 1
+    assert record(harness, ticket["sysId"])["state"] == "6"
+
+
+def test_a_regression_while_a_person_keeps_the_ticket_open_leaves_it_open(ticketed):
+    """Resolved by the connector, reopened by an agent, then the control regresses: the ticket stays as the agent
+    left it (only a resolved ticket is reopened, only a completed control resolves)."""
+    harness, ticket = ticketed
+    resolved_then(harness, ticket["sysId"], "2")
+    result = refresh(harness)[1]
+    assert (result["resolved"], result["reopened"], result["recreated"]) == (0, 0, 0)
+    assert record(harness, ticket["sysId"])["state"] == "2" and len(harness.simulator.records()) == 1
+
+
+def test_the_ticket_a_regression_makes_is_the_old_ones_again_and_a_retried_day_makes_no_other(scored):
+    """The new ticket carries the closed one's recommendation (Microsoft's, the control's category), priority and
+    tenant, is named and described by the control; the same day's recreation run again (a run retried after it
+    stopped between the create and recording the edge) finds that ticket, never makes a second."""
+    status, ticket = post(scored, {"recommendation": {"id": CONTROL}, "priority": 2})
+    assert status == 201, ticket
+    harness = scored
+    resolved_then(harness, ticket["sysId"], "7")
+    assert refresh(harness)[1]["recreated"] == 1
+    found = harness.services.store.get_ticket(ticket["id"])
+    assert found is not None
+    old = found[0]
+    (new,) = [t for t, _ in harness.services.store.list_tickets() if t.id != ticket["id"]]
+    assert new.recommendation == {**old.recommendation, "url": new.recommendation["url"]}
+    assert (new.recommendation["source"], new.recommendation["category"]) == ("microsoft", "Identity")
+    assert (new.priority, new.tenant, new.name) == (2, old.tenant, old.name)
+    described = harness.simulator.tables["incident"][new.sys_id]["description"]
+    opening = f"no longer completed on {day_of(harness)} (0 of 10 points). It was closed in {ticket['number']}."
+    assert described.startswith("Microsoft Secure Score reports this improvement action ") and opening in described
+    without_reference = described.split("\n\n", 1)[1].rsplit("\n", 1)[0]  # each ticket has its own reference line
+    assert without_reference == record(harness, ticket["sysId"])["description"].rsplit("\n", 1)[0]
+    # The same day's recreation again (a run retried after it stopped between the create and the edge's record).
+    day = day_of(harness)
+    control = harness.services.store.get_secure_score_control(CONTROL, old.tenant)
+    assert control is not None
+    recreate(harness.services, old, control, day, "0 of 10 points")
+    assert len(harness.simulator.records()) == 2 and len(harness.services.store.list_tickets()) == 2
+
+
+def test_a_refresh_counts_every_ticket_it_reopens_and_every_one_it_makes_again(ticketed):
+    harness, ticket = ticketed
+    listed = recommendations(harness, status="all")["recommendations"]
+    second = next(r["id"] for r in listed if r["id"] != CONTROL and r["score"] == 0 and r["completed"] is False)
+    status, other = post(harness, {"recommendation": {"id": second}})
+    assert status == 201, other
+    both = (CONTROL, second)
+    for control in both:
+        harness.graph.complete(control)
+    assert refresh(harness)[1]["resolved"] == 2
+    for control in both:
+        harness.graph.regress(control)
+    assert refresh(harness)[1]["reopened"] == 2
+    for control in both:
+        harness.graph.complete(control)
     refresh(harness)
     harness.clock.advance(seconds=1)
-    harness.simulator.update("incident", ticket["sysId"], state="8")
+    for sys_id in (ticket["sysId"], other["sysId"]):
+        harness.simulator.update("incident", sys_id, state="7")
     sync(harness)
-    harness.graph.regress(CONTROL)
+    for control in both:
+        harness.graph.regress(control)
+    assert refresh(harness)[1]["recreated"] == 2
+    assert len(harness.simulator.records()) == 4
+
+
+def test_a_regression_leaves_a_canceled_ticket_alone(ticketed):
+    harness, ticket = ticketed
+    resolved_then(harness, ticket["sysId"], "8")
     result = refresh(harness)[1]
     assert (result["reopened"], result["recreated"]) == (0, 0)
     assert len(harness.simulator.records()) == 1 and record(harness, ticket["sysId"])["state"] == "8"
+
+
+def test_only_the_resolve_sets_the_resolution_code_the_field_map_names(ticketed):
+    """SERVICENOW_FIELD_MAP's resolution code is written when the connector resolves, never when it reopens."""
+    harness, ticket = ticketed
+    close = {"resolution_code": {"field": "close_code", "value": "Solved (Permanently)"}}
+    use(harness, SERVICENOW_FIELD_MAP=json.dumps(close))
+    harness.graph.complete(CONTROL)
+    assert refresh(harness)[1]["resolved"] == 1
+    assert record(harness, ticket["sysId"])["close_code"] == "Solved (Permanently)"
+    kept = ticket_json(harness, ticket["id"])["secureScore"]  # the edge is recorded beside what was kept before
+    assert (kept["scoreAtCreation"], kept["maxScore"]) == (0.0, 10.0), kept
+    harness.clock.advance(seconds=1)
+    harness.simulator.update("incident", ticket["sysId"], close_code="")  # an agent clears it
+    sync(harness)
+    harness.graph.regress(CONTROL)
+    assert refresh(harness)[1]["reopened"] == 1
+    assert (record(harness, ticket["sysId"])["state"], record(harness, ticket["sysId"])["close_code"]) == ("2", "")
+
+
+def test_a_state_map_without_the_resolved_state_says_where_to_add_it(ticketed):
+    harness, ticket = ticketed
+    states = {"states": {"1": "new", "2": "in_progress", "7": "closed", "8": "canceled"}}
+    use(harness, SERVICENOW_FIELD_MAP=json.dumps(states))
+    harness.graph.complete(CONTROL)
+    refresh(harness)
+    error = ticket_json(harness, ticket["id"])["error"]
+    assert "'resolved'" in error["detail"] and "SERVICENOW_FIELD_MAP" in error["remediation"], error
+    assert record(harness, ticket["sysId"])["state"] == "1"
 
 
 def test_auto_resolve_off_only_observes(ticketed):

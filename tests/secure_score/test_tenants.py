@@ -309,6 +309,29 @@ def test_a_completed_control_resolves_only_its_own_tenants_ticket(msp, entra):
     assert "ServiceNow" in str(notes.get("comment"))
 
 
+def test_a_regression_after_close_makes_the_new_ticket_for_the_same_tenant(msp, entra):
+    """The ticket a regression makes is the tenant's own, on its own correlation id, never the home tenant's."""
+    added(msp, entra, FABRIKAM)
+    payload = {"recommendation": {"id": CONTROL}, "tenant": FABRIKAM.id}
+    created = msp.call("create_ticket", "POST", "/tickets", body=json.dumps(payload).encode())
+    assert created.status_code == 201, created.get_body()
+    first = body(created)
+    fabrikam = msp.graph.tenant(FABRIKAM.id)
+    fabrikam.complete(CONTROL)
+    refresh(msp)
+    msp.clock.advance(seconds=1)
+    msp.simulator.update("incident", first["sysId"], state="7")
+    msp.clock.advance(minutes=5)
+    sync_every_connection(msp.services)
+    fabrikam.regress(CONTROL)
+    refresh(msp)
+    (new,) = [t for t, _ in msp.services.store.list_tickets() if t.id != first["id"]]
+    assert new.tenant == FABRIKAM.id and new.is_open
+    (record,) = [r for r in msp.simulator.records() if r["sys_id"] == new.sys_id]
+    assert record["correlation_id"] == correlation_id(CONTROL, FABRIKAM.id)
+    assert f"It was closed in {first['number']}." in record["description"]
+
+
 def test_one_failing_tenant_never_stops_the_others(msp, entra):
     """The failing tenant is read first, one tenant at a time: a run that stopped at its first failure would leave
     the tenants after it unread."""
@@ -453,8 +476,10 @@ def test_removing_a_tenant_keeps_its_tickets_and_says_how_to_remove_the_app(msp,
     assert response.status_code == 200, response.get_body()
     answer = body(response)
     assert answer["state"] == "removed" and "Enterprise applications" in answer["removeApp"]
-    assert READER_APP_ID in answer["removeApp"]
+    assert READER_APP_ID in answer["removeApp"] and "home" not in answer and "its tickets stay" in answer["detail"]
     assert FABRIKAM.id not in overview(msp)
+    every = body(msp.call("recommendations", path="/recommendations", params={"tenant": "all", "status": "all"}))
+    assert {r.get("tenant") for r in every["recommendations"]} == {None}  # `all` is the tenants still read
     fabrikam = msp.graph.tenant(FABRIKAM.id)
     fabrikam.requests.clear()
     refresh(msp)
@@ -466,10 +491,35 @@ def test_removing_a_tenant_keeps_its_tickets_and_says_how_to_remove_the_app(msp,
     assert add(msp, FABRIKAM.id).status_code == 201  # added again: pending, with a new link
 
 
+def test_a_pending_tenant_removed_keeps_no_consent_link(msp, entra):
+    link = body(add(msp, FABRIKAM.id))["consentUrl"]
+    response = msp.call("remove_tenant", "DELETE", f"/tenants/{FABRIKAM.id}", route_params={"id": FABRIKAM.id})
+    assert response.status_code == 200, response.get_body()
+    assert (body(response)["state"], body(response)["consentExpiresAt"]) == ("removed", None)
+    status, page = consent(msp, accepted(entra, link))  # the admin consents after all: nothing is read
+    assert status != 200 and FABRIKAM.id not in overview(msp), page
+
+
+def test_the_home_tenant_is_paused_before_it_was_ever_read(connected, entra):
+    """The home tenant's id is known from the managed identity's token before any refresh; pausing it then works."""
+    use(connected, entra)
+    paused = connected.call("remove_tenant", "DELETE", f"/tenants/{HOME.id}", route_params={"id": HOME.id})
+    assert paused.status_code == 200, paused.get_body()
+    assert (body(paused)["id"], body(paused)["state"]) == (HOME.id, "paused")
+    home = connected.graph.tenant(HOME.id)
+    home.requests.clear()
+    refresh(connected)
+    assert home.requests == []  # paused: not read
+
+
 def test_the_home_tenant_is_paused_and_read_again(msp, entra):
     added(msp, entra, FABRIKAM)
     paused = msp.call("remove_tenant", "DELETE", f"/tenants/{HOME.id}", route_params={"id": HOME.id})
     assert paused.status_code == 200 and body(paused)["state"] == "paused"
+    # The answer is the home tenant's: no reader app to remove from it (that advice is for other tenants).
+    answer = body(paused)
+    assert (answer["id"], answer["home"]) == (HOME.id, True) and "removeApp" not in answer, answer
+    assert "POST /api/tenants" in answer["detail"]
     home = msp.graph.tenant(HOME.id)
     home.requests.clear()
     status, result = refresh(msp)
