@@ -53,7 +53,7 @@ class RefreshMessage:
             return None
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: brackets nested past the limit
             return None
         if not isinstance(data, dict) or data.get("kind") != KIND:
             return None

@@ -21,6 +21,7 @@ from typing import Any
 from shared.problems import StoreUnavailable
 
 SECURE_SCORE_REFRESH = "secure-score-refresh"  # one message per tenant due: {"kind": "refresh", "tenant", "due"}
+STATUS_SYNC = "status-sync"  # one message per ServiceNow connection: {"kind": "sync", "connection", "due"}
 POISON = "{queue}-poison"  # where the Functions host moves a message after maxDequeueCount failed tries
 MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount (a test holds the two equal)
 PEEK_LIMIT = 32  # the most messages one Peek Messages call returns

@@ -46,7 +46,7 @@ def _trigger(function: Any) -> dict[str, Any]:
 
 def test_every_function_is_indexed_with_its_trigger_route_methods_and_auth_level(indexed_functions):
     assert set(indexed_functions) == {*EXPECTED_HTTP, "status_sync", "secure_score_sync", "tenant_confirmation",
-                                      "secure_score_tenant"}  # fmt: skip
+                                      "secure_score_tenant", "status_sync_connection"}  # fmt: skip
     for name, (route, methods, auth_level) in EXPECTED_HTTP.items():
         trigger = _trigger(indexed_functions[name])
         assert trigger["type"] == "httpTrigger"
@@ -89,6 +89,14 @@ def test_the_secure_score_queue_function(indexed_functions):
     AzureWebJobsStorage__queueServiceUri), with host.json's retries and poison queue."""
     trigger = _trigger(indexed_functions["secure_score_tenant"])
     assert trigger["type"] == "queueTrigger" and trigger["queueName"] == "secure-score-refresh"
+    assert trigger["connection"] == "AzureWebJobsStorage"
+
+
+def test_the_status_sync_queue_function(indexed_functions):
+    """One connection's sync per message of `status-sync`, on the app's storage, with host.json's retries and
+    poison queue."""
+    trigger = _trigger(indexed_functions["status_sync_connection"])
+    assert trigger["type"] == "queueTrigger" and trigger["queueName"] == "status-sync"
     assert trigger["connection"] == "AzureWebJobsStorage"
 
 
