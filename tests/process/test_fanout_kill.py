@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,15 +144,55 @@ def _count(connection: str, queue: str) -> int:
 CONTROL = "AdminMFAV2"  # scored 0 in the simulated tenant
 
 
+@dataclass
+class ServiceNowApp:
+    """The ServiceNow simulator served here (it outlives a killed host), and what every host of the app shares: its
+    ports (the OAuth redirect), settings, store and queues on one Azurite."""
+
+    servicenow: ServiceNowSimulator
+    server: Any
+    ports: tuple[int, ...]
+    env: dict[str, str]
+    store: TableTicketStore
+    queues: WorkQueues
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.queues.close()
+
+
+def servicenow_app(azurite: Azurite, graph: GraphSimulator, graph_url: str) -> ServiceNowApp:
+    servicenow = ServiceNowSimulator()
+    server, servicenow_url = serve(servicenow)
+    ports = tuple(free_port() for _ in NAMES)
+    servicenow.register_client("local-connector", "local-secret", [f"http://localhost:{ports[0]}/api/oauth/callback"])
+    connection = azurite.connection_string
+    env = _env(graph.identity, graph_url, connection, SERVICENOW_INSTANCE=servicenow_url,
+               SERVICENOW_CLIENT_ID="local-connector", SERVICENOW_CLIENT_SECRET="local-secret")  # fmt: skip
+    return ServiceNowApp(servicenow, server, ports, env, TableTicketStore.from_connection_string(connection),
+                         WorkQueues.from_connection_string(connection))  # fmt: skip
+
+
+def first_ticket(app: ServiceNowApp, host: MakeRun) -> dict[str, Any]:
+    """An admin connects ServiceNow (Allow), the first refresh runs through the queue, and a ticket is made for
+    CONTROL: the ticket's JSON."""
+    with httpx.Client(timeout=30) as browser:
+        press_allow(browser, host.url)
+        app.queues.send(QUEUE, [RefreshMessage(HOME, _now()).to_json()])  # the snapshot, through the queue
+        _until(lambda: tenant_records.load(app.store).home.last_refresh is not None, 60, "the first refresh")
+        made = browser.post(f"{host.url}/api/tickets", json={"recommendation": {"id": CONTROL}})
+        assert made.status_code == 201, made.text
+        ticket: dict[str, Any] = made.json()
+    return ticket
+
+
 def test_killed_with_the_note_in_flight_the_ticket_is_resolved_once_and_noted_once(
     tmp_path: Path, azurite: Azurite, remote_graph: tuple[GraphSimulator, str]
 ) -> None:
     graph, graph_url = remote_graph
-    identity = graph.identity
-    servicenow = ServiceNowSimulator()
-    servicenow_server, servicenow_url = serve(servicenow)
-    ports = tuple(free_port() for _ in NAMES)
-    servicenow.register_client("local-connector", "local-secret", [f"http://localhost:{ports[0]}/api/oauth/callback"])
+    app = servicenow_app(azurite, graph, graph_url)
+    servicenow, ports, env, store, queues = app.servicenow, app.ports, app.env, app.store, app.queues
     released = threading.Event()
 
     def hold_the_note(request: Any) -> None:  # a write-back in flight: the resolve is done by then
@@ -159,21 +200,11 @@ def test_killed_with_the_note_in_flight_the_ticket_is_resolved_once_and_noted_on
             released.wait(60)
 
     connection = azurite.connection_string
-    env = _env(identity, graph_url, connection, SERVICENOW_INSTANCE=servicenow_url,
-               SERVICENOW_CLIENT_ID="local-connector", SERVICENOW_CLIENT_SECRET="local-secret")  # fmt: skip
-    store = TableTicketStore.from_connection_string(connection)
-    queues = WorkQueues.from_connection_string(connection)
     first = MakeRun(tmp_path / "data", ports, env=env)
     second: MakeRun | None = None
     try:
         first.wait_for(STARTED)
-        with httpx.Client(timeout=30) as browser:
-            press_allow(browser, first.url)
-            queues.send(QUEUE, [RefreshMessage(HOME, _now()).to_json()])  # the snapshot, through the queue
-            _until(lambda: tenant_records.load(store).home.last_refresh is not None, 60, "the first refresh")
-            made = browser.post(f"{first.url}/api/tickets", json={"recommendation": {"id": CONTROL}})
-            assert made.status_code == 201, made.text
-            ticket = made.json()
+        ticket = first_ticket(app, first)
         before = tenant_records.load(store).home.last_refresh_at
         graph.complete(CONTROL)
         graph.while_in_flight = hold_the_note
@@ -202,8 +233,8 @@ def test_killed_with_the_note_in_flight_the_ticket_is_resolved_once_and_noted_on
         assert "Traceback" not in second.text, second.text
     finally:
         released.set()
-        _stop(first, second, servicenow_server)
-        queues.close()
+        _stop(first, second)
+        app.close()
 
 
 def test_two_hosts_given_two_copies_of_a_tenant_never_refresh_it_at_once(
