@@ -83,7 +83,7 @@ class RunState:
 class SyncState(RunState):
     """A connection's status sync state (its store's sync state): the watermark, the sweep's place, whether the
     audit table refused it, the last run and the failing records and tickets; with the fan-out, the lease of the
-    queue message syncing it (`syncing`: `until`, `by`) and its last message's move to the poison queue."""
+    queue message syncing it (`syncing`: `until`, `by`)."""
 
     MEMBERS: ClassVar[dict[str, type]] = {
         "watermark": str,
@@ -92,13 +92,11 @@ class SyncState(RunState):
         "last": dict,
         "failures": dict,
         "syncing": dict,
-        "poisoned": dict,
     }
     watermark: str | None = None
     sweep: dict[str, Any] | None = None
     audit: dict[str, Any] | None = None
     syncing: dict[str, Any] | None = None
-    poisoned: dict[str, Any] | None = None
 
 
 @dataclass

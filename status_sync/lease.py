@@ -35,11 +35,12 @@ def claim_sync(services: Services, due: str, lease: timedelta, message: str) -> 
 
 
 def note_poisoned(services: Services, queue: str, attempts: int) -> None:
-    """The connection's queued sync failed its last try and the host moves the message to `queue`: its sync state
-    says so (beside the failed run in `last`, which provisioning shows with its fix) until a sync succeeds."""
+    """The connection's queued sync failed its last try and the host moves the message to `queue`: the failed run
+    (`last`, shown as `lastSync` on the connection's row and in provisioning, with the fix of its error) says so,
+    until the next run replaces it."""
     at = services.clock().isoformat()
 
     def note(state: SyncState) -> None:
-        state.poisoned = {"queue": queue, "attempts": attempts, "at": at}
+        state.last = {**(state.last or {}), "poisoned": {"queue": queue, "attempts": attempts, "at": at}}
 
     update_sync_state(services.store, note)

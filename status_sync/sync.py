@@ -148,8 +148,6 @@ class StatusSync:
                 state.failures = merge_failures(state.failures, changes)
             if self._lease is not None and (state.syncing or {}).get("by") == self._lease:
                 state.syncing = None
-            if result.status in ("ok", "partial"):
-                state.poisoned = None  # a sync that ran clears its last queued message's move to the poison queue
 
         update_sync_state(self._store, update)
         record_sync(result.to_json())

@@ -199,23 +199,28 @@ def test_a_message_for_a_connection_that_is_gone_does_nothing(connected: Harness
     assert connected.simulator.requests == []
 
 
-def test_a_message_that_fails_its_last_try_says_so_in_the_sync_state_until_a_sync_succeeds(
+def test_a_message_that_fails_its_last_try_shows_on_the_connection_and_in_provisioning_until_a_sync_succeeds(
     connected: Harness,
 ) -> None:
     connected.simulator.inject(Fault("status", status=503, times=10_000, path_prefix=INCIDENTS))
     body = _queued(connected)
     with pytest.raises(ServiceNowUnavailable):
         sync_queued(connected.services, body, 4, "m1")  # not the last try: the run's failure, not the poison
-    assert _state(connected).poisoned is None and _state(connected).syncing is None
+    assert "poisoned" not in (_state(connected).last or {}) and _state(connected).syncing is None
     with pytest.raises(ServiceNowUnavailable):
         sync_queued(connected.services, body, 5, "m1")
-    state = _state(connected)
-    assert (state.last or {}).get("status") == "failed"
-    assert state.poisoned is not None
-    assert (state.poisoned["queue"], state.poisoned["attempts"]) == ("status-sync-poison", 5)
-    connected.simulator.faults.clear()  # fixed: the next sync clears it
+    last = _state(connected).last or {}
+    assert last["status"] == "failed" and "servicenow_unavailable" in last["errors"][-1]
+    assert (last["poisoned"]["queue"], last["poisoned"]["attempts"]) == ("status-sync-poison", 5)
+    [row] = json.loads(connected.call("list_connections", path="/connections").get_body())["connections"]
+    assert row["lastSync"]["poisoned"]["queue"] == "status-sync-poison"
+    shown = json.loads(connected.call("provisioning", path="/provisioning").get_body())
+    assert shown["lastSync"]["poisoned"]["attempts"] == 5
+    [check] = [c for c in shown["checks"] if c["name"] == "status_sync"]
+    assert not check["ok"] and check["remediation"]  # the failed run, with the fix of its error
+    connected.simulator.faults.clear()  # fixed: the next sync replaces it
     assert sync_queued(connected.services, _queued(connected), 1, "m2") == "synced"
-    assert _state(connected).poisoned is None
+    assert "poisoned" not in (_state(connected).last or {})
 
 
 def test_a_message_failing_every_try_lands_in_the_poison_queue(
@@ -237,7 +242,7 @@ def test_a_message_failing_every_try_lands_in_the_poison_queue(
     finally:
         host.stop()
     assert _messages(poison) == [queued] and _messages(client) == []
-    assert (_state(connected).poisoned or {}).get("attempts") == FAST.max_dequeue_count
+    assert (_state(connected).last or {})["poisoned"]["attempts"] == FAST.max_dequeue_count
 
 
 @pytest.mark.parametrize(
