@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from shared.connections import DEFAULT
 from shared.problems import NotFound, ValidationFailed
 from shared.queues import MAX_DEQUEUE_COUNT, poison_queue
 from shared.services import Services
@@ -30,8 +29,6 @@ def sync_queued(services: Services, body: bytes, dequeue_count: int, message_id:
     except (NotFound, ValidationFailed):
         log.info("Queued sync of connection %s: it is gone", message.connection)
         return "gone"
-    if message.connection == DEFAULT and not connection.instance_url:
-        return "gone"  # the settings name no instance any more
     scoped = services.for_connection(connection)
     lease = timedelta(seconds=scoped.run_deadline + LEASE_GRACE)
     outcome = claim_sync(scoped, message.due, lease, message_id)
