@@ -12,7 +12,7 @@ from typing import Any
 
 from provisioning.checks import Check
 from provisioning.connection_checks import connect_path, connection_checks
-from provisioning.tenant_checks import tenant_checks
+from provisioning.tenant_checks import home_poisoned, tenant_checks
 from shared.graph import ControlRefused
 from shared.problems import ConnectorError, NotConnected, ReauthorizationRequired
 from shared.runs import RefreshState, refresh_state, sync_state
@@ -219,6 +219,9 @@ def _home_secure_score(services: Services, *, live: bool) -> Check:
             services.graph.secure_scores(1)
         except ConnectorError as exc:
             return Check("secure_score", False, exc.detail, exc.remediation)
+    poisoned = home_poisoned(services)
+    if poisoned is not None:
+        return poisoned
     last = _secure_score_state(services).last
     if last is None:
         detail = "Secure Score has not been read yet: it is read on SECURE_SCORE_SCHEDULE (every 4 hours by default)"

@@ -72,3 +72,22 @@ def _check(services: Services, tenant_id: str, record: Tenant, now: Any, *, live
     return Check("tenant", True, f"{name}: last refresh {last.get('at')}, {last.get('controls', 0)} controls "
                  f"({last.get('scored', 0)} scored)" + (" (Microsoft Graph answers now)." if live else "."),
                  tenant=tenant_id)  # fmt: skip
+
+
+def home_poisoned(services: Services) -> Check | None:
+    """The home tenant's queued refresh failed its last try and went to the poison queue: said with the fix
+    (docs/architecture.md#fan-out-on-storage-queues)."""
+    try:
+        error = tenant_records.load(services.store).home.last_error
+    except Exception:
+        return None  # the store is down: its own check says so
+    if not isinstance(error, dict) or not isinstance(error.get("poisoned"), dict):
+        return None
+    return Check(
+        "secure_score",
+        False,
+        f"The queued Secure Score refresh of this tenant failed {error['poisoned'].get('attempts')} times "
+        f"({error['poisoned'].get('at')}): {error.get('code')}: {error.get('detail')}",
+        str(error.get("remediation") or ""),
+        code=str(error.get("code") or "") or None,
+    )

@@ -28,7 +28,20 @@ def secure_score_sync(timer: func.TimerRequest) -> None:
 
     if timer.past_due:
         log.info("The Secure Score refresh is past due (the app was idle or restarting)")
-    SecureScoreRefresh(get_services()).refresh()
+    SecureScoreRefresh(get_services()).refresh_or_queue()
+
+
+# From FANOUT_THRESHOLD tenants due, the refresh queues one message per tenant, and this function refreshes that
+# tenant on whichever instance the host runs it (docs/architecture.md#fan-out-on-storage-queues). The connection is
+# the app's storage: AzureWebJobsStorage__queueServiceUri with the identity in Azure.
+@bp.queue_trigger(arg_name="msg", queue_name="secure-score-refresh", connection="AzureWebJobsStorage")
+def secure_score_tenant(msg: func.QueueMessage) -> None:
+    """One tenant's refresh; a failure raises, so the host tries the message again, then moves it to the poison
+    queue (host.json extensions.queues)."""
+    from secure_score.queued import refresh_queued
+    from shared.services import get_services
+
+    refresh_queued(get_services(), msg.get_body(), msg.dequeue_count or 1, msg.id or "")
 
 
 # Every 30 s (a literal schedule: no setting to deploy): a consent Microsoft reported is tried again about 30 s
@@ -68,13 +81,16 @@ def recommendations(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="recommendations/refresh", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def refresh_recommendations(req: func.HttpRequest) -> func.HttpResponse:
-    """Refresh from Graph now (admin); answers the run's result."""
-    from secure_score.refresh import SecureScoreRefresh
+    """Refresh from Graph now (admin); answers the run's result, or 202 when it queued one refresh per tenant."""
+    from secure_score.refresh import RefreshResult, SecureScoreRefresh
     from shared import web
     from shared.auth import ROLE_ADMIN
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
-        return web.json_response(SecureScoreRefresh(services).refresh().to_json())
+        outcome = SecureScoreRefresh(services).refresh_or_queue()
+        if isinstance(outcome, RefreshResult):
+            return web.json_response(outcome.to_json())
+        return web.json_response(outcome.to_json(), 202)  # queued: each tenant's row shows its refresh
 
     return web.handle(req, run, role=ROLE_ADMIN)
 

@@ -22,6 +22,7 @@ from typing import Any
 from secure_score import confirmation, reading, tenants
 from secure_score.controls import newest_tickets
 from secure_score.edges import follow, observe
+from secure_score.fanout import QueuedRefresh, enqueue
 from secure_score.writeback import WriteBack, clear_forbidden
 from shared import deadlines
 from shared.graph import WRITE_ROLE, RequestCount
@@ -239,7 +240,30 @@ class SecureScoreRefresh:
                 return self._home_alone()
             return self._several(chosen)
 
-    def _one(self, tenant: str) -> tuple[RefreshResult, BaseException | None]:
+    def refresh_or_queue(self) -> RefreshResult | QueuedRefresh:
+        """The timer's and `POST /api/recommendations/refresh`'s refresh: from FANOUT_THRESHOLD tenants due, one
+        queue message each (fanout.py), else every tenant here, as `refresh()`."""
+        with deadlines.run_deadline(self._services.run_deadline):
+            confirmation.run_due(self._services, at_refresh=True)
+            chosen = tenants.to_read(self._services)
+            queued = enqueue(self._services, chosen)
+            if queued is not None:
+                return queued
+            if chosen == [HOME]:
+                return self._home_alone()
+            return self._several(chosen)
+
+    def refresh_leased(self, tenant: str, deadline: float) -> RefreshResult:
+        """One tenant's refresh for a queue message whose lease it holds (fanout.py): the lease ends with the
+        outcome's write; a failed read raises (the host tries the message again)."""
+        with deadlines.run_deadline(deadline):
+            result, failure = self._one(tenant, release=True)
+        self._persist(result if tenant == HOME else None)
+        if failure is not None:
+            raise failure
+        return result
+
+    def _one(self, tenant: str, *, release: bool = False) -> tuple[RefreshResult, BaseException | None]:
         started = time.monotonic()
         result = RefreshResult(at=self._services.clock().isoformat(), tenant=tenant or None)
         work = TenantRefresh(self._services, tenant, self._failures)
@@ -250,7 +274,7 @@ class SecureScoreRefresh:
             failure = exc
         result.duration_ms = int((time.monotonic() - started) * 1000)
         result.requests = work.count.value
-        tenants.record_run(self._services, tenant, _last(result), result.error)
+        tenants.record_run(self._services, tenant, _last(result), result.error, release=release)
         log.info("Secure Score refresh of %s %s: %d controls, %d requests, %d resolved, %d reopened, %d new, "
                  "%d written, %d ms", tenant or "the home tenant", result.status, result.controls, result.requests,
                  result.resolved, result.reopened, result.recreated, result.written, result.duration_ms)  # fmt: skip

@@ -271,13 +271,65 @@ def resume_home(services: Services) -> None:
     change(services, lambda document: put_in(document, HOME, home_in(document).updated(state="active")))
 
 
-def record_run(services: Services, tenant_id: str, last: dict[str, Any], error: dict[str, Any] | None) -> None:
-    """A refresh's outcome on its tenant's record: the last run, and the error that stopped it (or none)."""
+def record_run(
+    services: Services, tenant_id: str, last: dict[str, Any], error: dict[str, Any] | None, *, release: bool = False
+) -> None:
+    """A refresh's outcome on its tenant's record: the last run, and the error that stopped it (or none); with
+    `release`, in the same write, the end of the fan-out's lease the refresh held (`claim_refresh`)."""
 
     def note(document: dict[str, Any]) -> None:
         record = home_in(document) if tenant_id == HOME else added_in(document, tenant_id)
         if record is not None:
-            put_in(document, tenant_id, _with_error(services, tenant_id, record.updated(last_refresh=last), error))
+            record = record.updated(last_refresh=last)
+            if release and record.refreshing_until is not None:
+                record = record.updated(refreshing_until=None, refreshing_by=None)
+            put_in(document, tenant_id, _with_error(services, tenant_id, record, error))
+
+    change(services, note)
+
+
+def claim_refresh(services: Services, tenant_id: str, due: str, lease: timedelta, message: str) -> str:
+    """Take the tenant's refresh lease (`refreshingUntil`, `refreshingBy`) for queue message `message`, due at
+    `due`, under the document's ETag so two instances never both take it: `claimed`, or why not: `done` (a refresh
+    began after `due` and did not fail: this message is a repeat), `busy` (another message's refresh holds the
+    lease), `gone` (no longer read). The queue hides a message while its function runs, so the same message seen
+    again means its earlier run is over (its instance died): it takes its own lease back at once."""
+    now = services.clock()
+
+    def take(document: dict[str, Any]) -> str:
+        record = home_in(document) if tenant_id == HOME else added_in(document, tenant_id)
+        if record is None or (tenant_id == HOME and record.state == "paused") or (tenant_id != HOME and not
+                                                                                   record.active):  # fmt: skip
+            return "gone"
+        if record.last_refresh_at > due and (record.last_refresh or {}).get("status") != "failed":
+            return "done"  # a failed one is not: the message's next try refreshes again
+        held = record.refreshing_until is not None and record.refreshing_until > now.isoformat()
+        if held and record.refreshing_by != message:
+            return "busy"
+        put_in(document, tenant_id, record.updated(refreshing_until=(now + lease).isoformat(), refreshing_by=message))
+        return "claimed"
+
+    answer: str = change(services, take)
+    return answer
+
+
+def note_poisoned(services: Services, tenant_id: str, queue: str, attempts: int) -> None:
+    """The tenant's queued refresh failed its last try and the host moves the message to `queue`: its row and
+    provisioning say so, with the fix of the error that failed it."""
+    at = services.clock().isoformat()
+
+    def note(document: dict[str, Any]) -> None:
+        record = home_in(document) if tenant_id == HOME else added_in(document, tenant_id)
+        if record is None:
+            return
+        error = dict(record.last_error or {"code": "refresh_failed", "detail": "The refresh failed."})
+        fix = error.get("remediation") or "Fix what the error names."
+        error["poisoned"] = {"queue": queue, "attempts": attempts, "at": at}
+        error["remediation"] = (
+            f"{fix} Its queued refresh failed {attempts} times in a row and its message moved to the queue {queue}; "
+            "the next scheduled refresh queues the tenant again (the message in that queue can then be deleted)."
+        )
+        put_in(document, tenant_id, record.updated(last_error=error))
 
     change(services, note)
 

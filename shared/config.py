@@ -31,6 +31,9 @@ DEFAULT_REFRESH_LIFESPAN = 8_640_000  # ServiceNow's default: 100 days
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 DEFAULT_SECURE_SCORE_SCHEDULE = "0 0 */4 * * *"
 DEFAULT_TENANT_PARALLELISM = 8
+# From this many tenants due, the Secure Score refresh goes out on a Storage queue, one message per tenant
+# (docs/architecture.md#fan-out-on-storage-queues); below it, the timer does the work itself.
+DEFAULT_FANOUT_THRESHOLD = 20
 # A POST with no answer may still commit until ServiceNow's REST Table API quota rule cancels it (60 s by default:
 # https://www.servicenow.com/docs/r/yokohama/platform-administration/platform-performance/c_DefaultQuotaRules.html).
 DEFAULT_IN_DOUBT_SECONDS = 120
@@ -192,6 +195,7 @@ class Settings:
     # the multi-tenant reader app (docs/design.md#several-microsoft-tenants); unset: the home tenant only
     reader_app_client_id: str | None = None
     tenant_parallelism: int = DEFAULT_TENANT_PARALLELISM  # tenants one refresh reads at a time
+    fanout_threshold: int = DEFAULT_FANOUT_THRESHOLD  # from this many tenants due, one queue message each
     in_doubt_seconds: int = DEFAULT_IN_DOUBT_SECONDS  # no second POST this soon after one that got no answer
     app_url: str | None = None  # the app's public base URL: links, the consent redirect
     app_service_auth: bool = False  # WEBSITE_AUTH_ENABLED=True: the platform's sign-in is on (it alone sets it)
@@ -338,6 +342,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reader_app = None
     parallelism = _whole_number(get, "SECURE_SCORE_TENANT_PARALLELISM", DEFAULT_TENANT_PARALLELISM, 64,
                                 "must be a number from 1 to 64", issues)  # fmt: skip
+    fanout = _whole_number(get, "FANOUT_THRESHOLD", DEFAULT_FANOUT_THRESHOLD, 100_000,
+                           "must be a number from 1 to 100000", issues)  # fmt: skip
     app_url = get("APP_URL") or (f"https://{get('WEBSITE_HOSTNAME')}" if in_azure and get("WEBSITE_HOSTNAME") else None)
     if app_url is None and redirect_uri:
         app_url = origin_of(redirect_uri)  # locally, the app is where its OAuth callback is
@@ -374,6 +380,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         azure_client_id=get("AZURE_CLIENT_ID"),
         reader_app_client_id=reader_app,
         tenant_parallelism=parallelism,
+        fanout_threshold=fanout,
         in_doubt_seconds=in_doubt,
         app_url=app_url.rstrip("/") if app_url else None,
         app_service_auth=(get("WEBSITE_AUTH_ENABLED") or "").lower() == "true",

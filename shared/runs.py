@@ -82,7 +82,8 @@ class RunState:
 @dataclass
 class SyncState(RunState):
     """A connection's status sync state (its store's sync state): the watermark, the sweep's place, whether the
-    audit table refused it, the last run and the failing records and tickets."""
+    audit table refused it, the last run and the failing records and tickets; with the fan-out, the lease of the
+    queue message syncing it (`syncing`: `until`, `by`)."""
 
     MEMBERS: ClassVar[dict[str, type]] = {
         "watermark": str,
@@ -90,10 +91,12 @@ class SyncState(RunState):
         "sweep": dict,
         "last": dict,
         "failures": dict,
+        "syncing": dict,
     }
     watermark: str | None = None
     sweep: dict[str, Any] | None = None
     audit: dict[str, Any] | None = None
+    syncing: dict[str, Any] | None = None
 
 
 @dataclass

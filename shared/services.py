@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from shared.graph import GraphClient
+    from shared.queues import WorkQueues
     from shared.tickets import Ticket
 
 
@@ -69,6 +70,7 @@ class Services:
         creation_wait: float = 25.0,
         routes_deadline: float = ROUTES_DEADLINE,
         resolver: Resolver = resolve,
+        queues: WorkQueues | None = None,
     ) -> None:
         self.settings = settings
         self.run_deadline = run_deadline  # seconds a status sync or a Secure Score refresh may take
@@ -82,6 +84,8 @@ class Services:
         self.clock = clock
         self._transport = transport
         self._store = store
+        self._queues = queues
+        self._queues_opened = queues is not None
         self._secrets = secrets
         self._retry = retry
         self._sleep = sleep
@@ -192,6 +196,19 @@ class Services:
             return self._store
 
     @property
+    def queues(self) -> WorkQueues | None:
+        """The fan-out's storage queues (shared/queues.py); None when the app has no queue configured."""
+        if self._parent is not None:
+            return self._parent.queues
+        with self._lock:
+            if not self._queues_opened:
+                from shared.queues import open_queues
+
+                self._queues = open_queues()
+                self._queues_opened = True
+            return self._queues
+
+    @property
     def servicenow(self) -> ServiceNowClient:
         with self._lock:
             if self._servicenow is None:
@@ -293,6 +310,8 @@ class Services:
             self._graph.close()
         if self._entra_http is not None:
             self._entra_http.close()
+        if self._queues is not None and self._parent is None:
+            self._queues.close()
 
 
 def _open_store(settings: Settings) -> TicketStore:

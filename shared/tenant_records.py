@@ -39,7 +39,9 @@ class Tenant:
     confirm: dict[str, Any] | None = None  # the consent's confirmation so far: {attempts, nextAt}
     consented_at: str | None = None
     last_refresh: dict[str, Any] | None = None
-    last_error: dict[str, Any] | None = None  # {code, detail, remediation, at}
+    last_error: dict[str, Any] | None = None  # {code, detail, remediation, at, poisoned?}
+    refreshing_until: str | None = None  # the fan-out's lease: a queued refresh of it runs until then
+    refreshing_by: str | None = None  # the queue message whose refresh holds that lease
     members: tuple[str, ...] = field(default=(), repr=False, compare=False)  # the stored members, in their order
     unknown: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # members of a newer version
 
@@ -92,7 +94,8 @@ class Tenant:
 _MEMBER = {"id": "id", "name": "name", "domain": "domain", "state": "state", "added_at": "addedAt",
            "added_by": "addedBy", "consent": "consent", "consent_state": "consentState",
            "consent_reported_at": "consentReportedAt", "confirm": "confirm", "consented_at": "consentedAt",
-           "last_refresh": "lastRefresh", "last_error": "lastError"}  # fmt: skip
+           "last_refresh": "lastRefresh", "last_error": "lastError",
+           "refreshing_until": "refreshingUntil", "refreshing_by": "refreshingBy"}  # fmt: skip
 _FIELD = {member: name for name, member in _MEMBER.items()}
 assert set(_MEMBER) == {f.name for f in fields(Tenant)} - {"members", "unknown"}
 

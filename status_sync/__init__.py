@@ -19,14 +19,26 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(arg_name="timer", schedule="%STATUS_SYNC_SCHEDULE%", run_on_startup=False, use_monitor=True)
 @bp.retry(strategy="exponential_backoff", max_retry_count="3", minimum_interval="00:00:30", maximum_interval="00:05:00")
 def status_sync(timer: func.TimerRequest) -> None:
-    """Incremental sync from the watermark, per ServiceNow connection. A run in which every connection failed
-    raises, so the retry policy runs it again."""
+    """Incremental sync from the watermark, per ServiceNow connection (from FANOUT_THRESHOLD connections, one
+    queued message each). A run in which every connection failed raises, so the retry policy runs it again."""
     from shared.services import get_services
-    from status_sync.every import sync_every_connection
+    from status_sync.every import sync_or_queue
 
     if timer.past_due:
         log.info("The status sync is past due (the app was idle or restarting); it resumes from its watermark")
-    sync_every_connection(get_services())
+    sync_or_queue(get_services())
+
+
+# From FANOUT_THRESHOLD connections, the timer queues one message per connection, and this function syncs that
+# connection on whichever instance the host runs it (docs/architecture.md#fan-out-on-storage-queues).
+@bp.queue_trigger(arg_name="msg", queue_name="status-sync", connection="AzureWebJobsStorage")
+def status_sync_connection(msg: func.QueueMessage) -> None:
+    """One connection's sync; a failure raises, so the host tries the message again, then moves it to the poison
+    queue (host.json extensions.queues)."""
+    from shared.services import get_services
+    from status_sync.queued import sync_queued
+
+    sync_queued(get_services(), msg.get_body(), msg.dequeue_count or 1, msg.id or "")
 
 
 @bp.route(route="servicenow/events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -4,6 +4,9 @@ watermark, sweep, failures and deadline, at most four at a time; one connection'
 The whole timer run has a deadline too (TOTAL x the run deadline, well inside host.json's ten-minute
 functionTimeout), and the connection synced longest ago goes first, so slow instances cannot keep the same others
 from ever syncing: whoever the deadline cuts short this time starts first next time.
+
+From FANOUT_THRESHOLD connections the timer only queues one message per connection (fanout.py), and the queue
+function syncs each on whichever instance takes it (queued.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from shared import deadlines
 from shared.connections import Connection
 from shared.runs import last_sync
 from shared.services import Services
+from status_sync.fanout import QueuedSync, enqueue
 from status_sync.reader import SyncResult
 from status_sync.sync import StatusSync
 
@@ -30,9 +34,19 @@ def _last_run(services: Services, connection: Connection) -> str:
     return str(last.get("at") or "") if last is not None else ""
 
 
-def sync_every_connection(services: Services) -> list[SyncResult]:
-    """Each connection's result; raises (so the timer's retry policy runs again) only when every one failed."""
-    connections = sorted(services.connections() or [services.connection], key=lambda c: _last_run(services, c))
+def sync_or_queue(services: Services) -> list[SyncResult] | QueuedSync:
+    """The timer's run: from FANOUT_THRESHOLD connections (and with a queue), one queued message per connection
+    (fanout.py); below it, every connection synced here, as `sync_every_connection` does."""
+    connections = services.connections() or [services.connection]
+    queued = enqueue(services, connections)
+    return queued if queued is not None else sync_every_connection(services, connections)
+
+
+def sync_every_connection(services: Services, connections: list[Connection] | None = None) -> list[SyncResult]:
+    """Each connection's result (of `connections`, read when not given); raises (so the timer's retry policy runs
+    again) only when every one failed."""
+    chosen = connections if connections is not None else services.connections() or [services.connection]
+    connections = sorted(chosen, key=lambda c: _last_run(services, c))
     outcomes: list[SyncResult | BaseException] = []
 
     def one(connection_services: Services) -> SyncResult | BaseException:

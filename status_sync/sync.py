@@ -73,8 +73,11 @@ def server_time(response: httpx.Response, near: datetime) -> str | None:
 
 
 class StatusSync:
-    def __init__(self, services: Services, *, page_size: int = PAGE_SIZE, overlap: timedelta = OVERLAP) -> None:
+    def __init__(
+        self, services: Services, *, page_size: int = PAGE_SIZE, overlap: timedelta = OVERLAP, lease: str | None = None
+    ) -> None:
         self._services = services
+        self._lease = lease  # the queue message whose lease this run ends in its last write (status_sync/lease.py)
         self._store = services.store
         self._page_size = page_size
         self._overlap = overlap
@@ -143,6 +146,8 @@ class StatusSync:
             state.last = result.to_json()
             if changes:
                 state.failures = merge_failures(state.failures, changes)
+            if self._lease is not None and (state.syncing or {}).get("by") == self._lease:
+                state.syncing = None
 
         update_sync_state(self._store, update)
         record_sync(result.to_json())

@@ -22,7 +22,7 @@ import pytest
 
 from dev.graph import GraphSimulator, ManagedIdentity
 from dev.graph.identity import APP_ID
-from dev.host.azurite import AzuriteUnavailable, azurite_tables
+from dev.host.azurite import Azurite, AzuriteUnavailable, azurite_tables
 from dev.host.azurite import free_port as free_port  # for the tests
 from dev.servicenow import ServiceNowSimulator, SimulatorTransport, serve
 from shared import services as services_module
@@ -302,6 +302,31 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Azurite's Table service on a free loopback port; yields its connection string."""
     try:
         with azurite_tables(tmp_path_factory.mktemp("azurite")) as connection_string:
+            yield connection_string
+    except AzuriteUnavailable as missing:
+        require_service("Azurite", str(missing))
+
+
+@contextlib.contextmanager
+def own_azurite(tmp_path: Path, *, on_disk: bool = False, queues: bool = False) -> Iterator[Azurite]:
+    """An Azurite of the test's own (to stop, pause or share with other processes), stopped at the end."""
+    (tmp_path / "azurite").mkdir()
+    try:
+        azurite = Azurite(tmp_path / "azurite", on_disk=on_disk, queues=queues)
+        azurite.start()
+    except AzuriteUnavailable as missing:
+        require_service("Azurite", str(missing))
+    try:
+        yield azurite
+    finally:
+        azurite.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_queues(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's Queue and Table services (one process) on free loopback ports; yields their connection string."""
+    try:
+        with azurite_tables(tmp_path_factory.mktemp("azurite-queues"), queues=True) as connection_string:
             yield connection_string
     except AzuriteUnavailable as missing:
         require_service("Azurite", str(missing))

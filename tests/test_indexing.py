@@ -45,7 +45,8 @@ def _trigger(function: Any) -> dict[str, Any]:
 
 
 def test_every_function_is_indexed_with_its_trigger_route_methods_and_auth_level(indexed_functions):
-    assert set(indexed_functions) == {*EXPECTED_HTTP, "status_sync", "secure_score_sync", "tenant_confirmation"}
+    assert set(indexed_functions) == {*EXPECTED_HTTP, "status_sync", "secure_score_sync", "tenant_confirmation",
+                                      "secure_score_tenant", "status_sync_connection"}  # fmt: skip
     for name, (route, methods, auth_level) in EXPECTED_HTTP.items():
         trigger = _trigger(indexed_functions[name])
         assert trigger["type"] == "httpTrigger"
@@ -81,6 +82,22 @@ def test_the_tenant_confirmation_timer(indexed_functions):
     trigger = _trigger(indexed_functions["tenant_confirmation"])
     assert trigger["type"] == "timerTrigger" and trigger["schedule"] == "*/30 * * * * *"
     assert trigger["runOnStartup"] is False and trigger["useMonitor"] is False
+
+
+def test_the_secure_score_queue_function(indexed_functions):
+    """One tenant's refresh per message of `secure-score-refresh`, on the app's storage (identity-based in Azure:
+    AzureWebJobsStorage__queueServiceUri), with host.json's retries and poison queue."""
+    trigger = _trigger(indexed_functions["secure_score_tenant"])
+    assert trigger["type"] == "queueTrigger" and trigger["queueName"] == "secure-score-refresh"
+    assert trigger["connection"] == "AzureWebJobsStorage"
+
+
+def test_the_status_sync_queue_function(indexed_functions):
+    """One connection's sync per message of `status-sync`, on the app's storage, with host.json's retries and
+    poison queue."""
+    trigger = _trigger(indexed_functions["status_sync_connection"])
+    assert trigger["type"] == "queueTrigger" and trigger["queueName"] == "status-sync"
+    assert trigger["connection"] == "AzureWebJobsStorage"
 
 
 def test_python_parameter_names_equal_binding_names(indexed_functions):

@@ -1,5 +1,8 @@
-"""Azurite's Table service on a free loopback port, for the tests and the benchmarks (installed by
-`npm ci --prefix tools`, which `make test` and `make bench` run)."""
+"""Azurite's Table service (and, for the fan-out, its Queue service) on free loopback ports, for the tests, the
+benchmarks and the local host (installed by `npm ci --prefix tools`, which `make test` and `make bench` run).
+
+Azurite serves the Queue service as the Storage account does, so queue triggers run against a real queue, not a fake:
+https://learn.microsoft.com/azure/storage/common/storage-use-azurite"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / "tools" / "node_modules" / ".bin" / "azurite-table"
+ALL_SERVICES = ROOT / "tools" / "node_modules" / ".bin" / "azurite"  # Blob, Queue and Table in one process
 # Azurite's published development account: not a secret.
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
@@ -30,7 +34,9 @@ def free_port() -> int:
 
 
 class Azurite:
-    """One Azurite Table service on a loopback port that a test can stop and start again on the same port.
+    """One Azurite Table service on a loopback port that a test can stop and start again on the same port; with
+    `queues`, Azurite's Queue service beside it in the same process (and its Blob service, which Azurite's all-in-one
+    command always starts; nothing uses it).
 
     In memory (the default) it loses everything when it stops, as Azurite documents for `--inMemoryPersistence`
     ("If the Azurite process is terminated, all data is lost"); with `on_disk` it keeps its tables in `workdir`
@@ -38,31 +44,42 @@ class Azurite:
     Azurite saves its database files on a timer and on a clean exit).
     """
 
-    def __init__(self, workdir: Path, *, on_disk: bool = False) -> None:
-        if not BINARY.exists() or shutil.which("node") is None:
-            raise AzuriteUnavailable(f"{BINARY} is missing (npm ci --prefix tools)")
+    def __init__(self, workdir: Path, *, on_disk: bool = False, queues: bool = False) -> None:
+        binary = ALL_SERVICES if queues else BINARY
+        if not binary.exists() or shutil.which("node") is None:
+            raise AzuriteUnavailable(f"{binary} is missing (npm ci --prefix tools)")
+        self.binary = binary
         self.workdir = workdir
         self.on_disk = on_disk
         self.port = free_port()
+        self.queue_port = free_port() if queues else None
+        self.blob_port = free_port() if queues else None
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def connection_string(self) -> str:
+        queue = f"QueueEndpoint=http://127.0.0.1:{self.queue_port}/devstoreaccount1;" if self.queue_port else ""
         return (
             "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-            f"AccountKey={ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;"
+            f"AccountKey={ACCOUNT_KEY};TableEndpoint=http://127.0.0.1:{self.port}/devstoreaccount1;{queue}"
         )
 
     def start(self) -> None:
         storage = ["--location", str(self.workdir)] if self.on_disk else ["--inMemoryPersistence"]
+        others = []
+        if self.queue_port is not None:
+            others = ["--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
+                      "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port)]  # fmt: skip
         self.process = subprocess.Popen(
-            [str(BINARY), "--tableHost", "127.0.0.1", "--tablePort", str(self.port), *storage,
+            [str(self.binary), "--tableHost", "127.0.0.1", "--tablePort", str(self.port), *others, *storage,
              "--skipApiVersionCheck", "--disableProductStyleUrl", "--disableTelemetry", "--silent"],
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )  # fmt: skip
-        _wait_for(self.process, self.port)
+        for port in (self.port, self.queue_port):
+            if port is not None:
+                _wait_for(self.process, port)
 
     def stop(self) -> None:
         """A clean stop: Azurite closes (and, on disk, saves its tables) on SIGINT, as Ctrl-C does; connections
@@ -95,9 +112,10 @@ class Azurite:
 
 
 @contextmanager
-def azurite_tables(workdir: Path) -> Iterator[str]:
-    """Start Azurite (in memory) and yield its connection string; stop it on exit."""
-    with Azurite(workdir) as azurite:
+def azurite_tables(workdir: Path, *, queues: bool = False) -> Iterator[str]:
+    """Start Azurite (in memory; with `queues`, its Queue service too) and yield its connection string; stop it on
+    exit."""
+    with Azurite(workdir, queues=queues) as azurite:
         yield azurite.connection_string
 
 

@@ -1,5 +1,6 @@
 """The app's functions as the Functions worker indexes them: HTTP functions with their routes (ASP.NET Core's
-route constraints) and methods, timer functions with their schedules (`%SETTING%` resolved from the environment)."""
+route constraints) and methods, timer functions with their schedules (`%SETTING%` resolved from the environment),
+queue functions with their queue and the app setting that names its storage connection."""
 
 from __future__ import annotations
 
@@ -32,6 +33,21 @@ class TimerFunction:
     call: Callable[..., Any]
 
 
+@dataclass
+class QueueFunction:
+    name: str
+    queue: str
+    connection: str  # the app setting holding the storage connection (AzureWebJobsStorage when not given)
+    call: Callable[..., Any]
+
+
+@dataclass
+class Indexed:
+    http: list[HttpFunction]
+    timers: list[TimerFunction]
+    queues: list[QueueFunction]
+
+
 # ASP.NET Core's route constraints, as the Functions host applies them (learn `aspnet/core/fundamentals/routing`,
 # Route constraints): a segment that fails its constraint does not match the route at all.
 _CONSTRAINTS = {"guid": r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}",
@@ -59,10 +75,11 @@ def resolve_setting(value: str) -> str:
     return setting
 
 
-def index(functions: Iterable[Any]) -> tuple[list[HttpFunction], list[TimerFunction]]:
+def index(functions: Iterable[Any]) -> Indexed:
     """Sort the app's indexed functions (`app.get_functions()`, which may be called only once) by trigger."""
     http: list[HttpFunction] = []
     timers: list[TimerFunction] = []
+    queues: list[QueueFunction] = []
     for function in functions:
         name = str(function.get_function_name())
         bindings = json.loads(function.get_function_json())["bindings"]
@@ -87,7 +104,16 @@ def index(functions: Iterable[Any]) -> tuple[list[HttpFunction], list[TimerFunct
                     function.get_user_function(),
                 )
             )
-    return http, timers
+        elif data["type"] == "queueTrigger":
+            queues.append(
+                QueueFunction(
+                    name,
+                    resolve_setting(data["queueName"]),
+                    data.get("connection") or "AzureWebJobsStorage",
+                    function.get_user_function(),
+                )
+            )
+    return Indexed(http, timers, queues)
 
 
 def load_app(module: str = "function_app") -> func.FunctionApp:

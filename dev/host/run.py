@@ -148,13 +148,19 @@ def _bind(simulate_servicenow: bool, simulate_graph: bool) -> Bound:
 
 def _host_options() -> dict[str, Any]:
     key = os.environ.get("LOCAL_FUNCTION_KEY") or None  # unset: no key checks, like Core Tools
+    options: dict[str, Any] = {}
+    visibility = os.environ.get("LOCAL_QUEUE_VISIBILITY") or ""  # seconds a queue message taken stays hidden
+    if visibility:
+        if not (visibility.isascii() and visibility.isdigit() and 1 <= int(visibility) <= 600):
+            raise CannotStart(f"LOCAL_QUEUE_VISIBILITY={visibility} is not a number of seconds (1-600).")
+        options["processing_visibility"] = float(visibility)
     user = None
     local_user = os.environ.get("LOCAL_USER", "admin@contoso.com")
     if local_user:  # LOCAL_USER="" turns the sign-in emulation off
         from dev.host.easyauth import LocalUser
 
         user = LocalUser.parse(local_user, os.environ.get("LOCAL_USER_ROLES", "Connector.Admin Tickets.Create"))
-    return {"function_key": key, "user": user}
+    return {"function_key": key, "user": user, **options}
 
 
 def _in_use(data_dir: Path, holder: str, what: str) -> CannotStart:

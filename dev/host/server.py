@@ -2,7 +2,8 @@
 
 HTTP functions answer on http://localhost:{port}/api/{route} with their declared methods; timer
 functions fire on their NCRONTAB schedules (`%SETTING%` resolved from the environment), and, like Core
-Tools, `POST /admin/functions/{name}` runs one now. Like Core Tools, it does not check function keys unless
+Tools, `POST /admin/functions/{name}` runs one now; queue functions take their queue's messages as the Functions
+host does (queues.py), when their storage connection is set. Like Core Tools, it does not check function keys unless
 given one (then FUNCTION and ADMIN routes require it). Given a user, it emulates App Service Authentication
 in front of the app (easyauth.py), as the platform does in Azure.
 """
@@ -25,6 +26,7 @@ from dev.host import ncrontab
 from dev.host.easyauth import EasyAuth, LocalUser
 from dev.host.functions import TimerFunction, index
 from dev.host.handler import Handler, HostServer
+from dev.host.queues import RECEIVE_FOR, QueueListener, QueueOptions, connection_string, load_options
 from shared.auth import ROLE_ADMIN
 
 log = logging.getLogger("dev.host")
@@ -55,9 +57,17 @@ class LocalHost(HostServer):
         ipv6: bool = False,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         wait: Callable[[float], bool] | None = None,
+        queue_options: QueueOptions | None = None,
+        processing_visibility: float = RECEIVE_FOR,
     ) -> None:
-        """`now` and `wait` (True: stop) are the timers' clock; tests pass their own, so no real time passes."""
-        self.http, self.timers = index(functions)
+        """`now` and `wait` (True: stop) are the timers' clock; tests pass their own, so no real time passes.
+        `queue_options` default to host.json's; `processing_visibility` is how long a message taken stays hidden
+        (the Functions host's 10 minutes, renewed while its function runs; tests shorten it)."""
+        indexed = index(functions)
+        self.http, self.timers, self.queue_functions = indexed.http, indexed.timers, indexed.queues
+        self.queue_options = queue_options or load_options()
+        self.processing_visibility = processing_visibility
+        self.queue_listeners: list[QueueListener] = []
         self.function_key = function_key
         # App Service Authentication, emulated: `user` signs in by default, `other_users` with a login_hint.
         self.auth = EasyAuth([user, *other_users]) if user is not None else None
@@ -135,11 +145,24 @@ class LocalHost(HostServer):
         self._serving.start()
         for timer in self.timers:
             threading.Thread(target=self._run_timer, args=(timer,), name=f"timer-{timer.name}", daemon=True).start()
+        for function in self.queue_functions:
+            connection = connection_string(function.connection)
+            if connection is None:
+                log.warning("Queue function %s does not run: its storage connection (%s) is not set",
+                            function.name, function.connection)  # fmt: skip
+                continue
+            listener = QueueListener(function.name, function.queue, connection, function.call, self.queue_options,
+                                     processing_visibility=self.processing_visibility, stop=self._stop)  # fmt: skip
+            listener.start()
+            self.queue_listeners.append(listener)
 
     def shutdown(self) -> None:
         self._stop.set()
         if self._serving is not None:
             self._serving.join()
+        for listener in self.queue_listeners:
+            listener.stop()
+        self.queue_listeners.clear()
 
     def stop(self) -> None:
         self.shutdown()

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from dev.host.azurite import Azurite, AzuriteUnavailable
+from dev.host.azurite import Azurite
 from dev.wire import SimRequest
 from shared.services import Services
 from shared.store.outage import connections_for
 from shared.store.tables import TableTicketStore
-from tests.conftest import Harness, require_service
+from tests.conftest import Harness, own_azurite
 from tests.create_ticket.test_exactly_once import INCIDENTS, body_for, on_store
 
 BURST = 30
@@ -31,14 +31,8 @@ BURST = 30
 @pytest.fixture
 def azurite_on_disk(tmp_path: Path) -> Iterator[Azurite]:
     """An Azurite of this test's own, keeping its tables on disk, so stopping it is an outage, not a loss."""
-    (tmp_path / "azurite").mkdir()
-    try:
-        azurite = Azurite(tmp_path / "azurite", on_disk=True)
-        azurite.start()
-    except AzuriteUnavailable as missing:
-        require_service("Azurite", str(missing))
-    yield azurite
-    azurite.stop()
+    with own_azurite(tmp_path, on_disk=True) as azurite:
+        yield azurite
 
 
 def on_tables(connected: Harness, azurite: Azurite) -> Services:

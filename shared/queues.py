@@ -1,0 +1,126 @@
+"""The fan-out's Storage queues (docs/architecture.md#fan-out-on-storage-queues): the connector adds one message per
+work item; the Functions host runs the queue-triggered function that takes each one, scaled out across instances
+(https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger).
+
+The account is the app's own storage: identity-based in Azure (`AzureWebJobsStorage__queueServiceUri`, with
+`AzureWebJobsStorage__clientId` for the user-assigned identity), a connection string locally (Azurite). Messages
+are JSON, base64-encoded: host.json's `messageEncoding` defaults to `base64`, so that is what the trigger decodes
+(https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json).
+azure-storage-queue is imported on first use, never at cold start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shared.problems import StoreUnavailable
+
+SECURE_SCORE_REFRESH = "secure-score-refresh"  # one message per tenant due: {"kind": "refresh", "tenant", "due"}
+STATUS_SYNC = "status-sync"  # one message per ServiceNow connection: {"kind": "sync", "connection", "due"}
+POISON = "{queue}-poison"  # where the Functions host moves a message after maxDequeueCount failed tries
+MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount (a test holds the two equal)
+PEEK_LIMIT = 32  # the most messages one Peek Messages call returns
+# Every call to the queue service has a total deadline: the connect, then the whole answer.
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 20
+
+
+def poison_queue(queue: str) -> str:
+    return POISON.format(queue=queue)
+
+
+class WorkQueues:
+    """The app's queues on one storage account: send work, and read what landed in a poison queue."""
+
+    def __init__(self, service: Any) -> None:
+        self._service = service  # azure.storage.queue.QueueServiceClient
+        self._created: set[str] = set()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str) -> WorkQueues:
+        from azure.storage.queue import QueueServiceClient
+
+        return cls(QueueServiceClient.from_connection_string(connection_string, **_options()))
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str, client_id: str | None) -> WorkQueues:
+        from azure.identity import DefaultAzureCredential
+        from azure.storage.queue import QueueServiceClient
+
+        credential = DefaultAzureCredential(managed_identity_client_id=client_id)
+        return cls(QueueServiceClient(endpoint, credential=credential, **_options()))
+
+    def _queue(self, name: str) -> Any:
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+
+        client = self._service.get_queue_client(
+            name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
+        )
+        with self._lock:
+            if name not in self._created:
+                with contextlib.suppress(ResourceExistsError):  # another instance made it first
+                    client.create_queue()
+                self._created.add(name)
+        return client
+
+    def send(self, queue: str, messages: Iterable[Mapping[str, Any]]) -> int:
+        """Add each message (as JSON) to `queue`, created when missing; how many were added. A storage failure
+        is `store_unavailable`: what was added stays (each message's work is idempotent)."""
+        from azure.core.exceptions import AzureError
+
+        sent = 0
+        try:
+            client = self._queue(queue)
+            for message in messages:
+                client.send_message(json.dumps(message, separators=(",", ":")))
+                sent += 1
+        except AzureError as exc:
+            raise StoreUnavailable(
+                f"The storage queue {queue} did not take the work ({type(exc).__name__}) after {sent} message(s)."
+            ) from None
+        return sent
+
+    def poisoned(self, queue: str) -> list[dict[str, Any]]:
+        """What sits in `queue`'s poison queue (at most PEEK_LIMIT messages, oldest first), decoded; a message that
+        is not the connector's JSON is shown as `{"unreadable": true}`."""
+        from azure.core.exceptions import AzureError
+
+        try:
+            peeked = self._queue(poison_queue(queue)).peek_messages(max_messages=PEEK_LIMIT)
+        except AzureError as exc:
+            raise StoreUnavailable(f"The poison queue of {queue} could not be read ({type(exc).__name__}).") from None
+        found: list[dict[str, Any]] = []
+        for message in peeked:
+            try:
+                body = json.loads(message.content)
+            except (TypeError, ValueError):
+                body = None
+            shown = body if isinstance(body, dict) else {"unreadable": True}
+            found.append({**shown, "insertedOn": message.inserted_on.isoformat() if message.inserted_on else None})
+        return found
+
+    def close(self) -> None:
+        self._service.close()
+
+
+def _options() -> dict[str, Any]:
+    return {"connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
+
+
+def open_queues(env: Mapping[str, str] = os.environ) -> WorkQueues | None:
+    """The app's queues as its settings name them: the identity-based queue URI first, then the connection string;
+    None when neither is set (a deployment that has no queue does its work in the timer itself)."""
+    endpoint = (env.get("AzureWebJobsStorage__queueServiceUri") or "").strip()
+    if endpoint:
+        return WorkQueues.from_endpoint(endpoint, (env.get("AzureWebJobsStorage__clientId") or "").strip() or None)
+    connection = (env.get("AzureWebJobsStorage") or "").strip()
+    if connection:
+        return WorkQueues.from_connection_string(connection)
+    return None

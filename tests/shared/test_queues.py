@@ -1,0 +1,55 @@
+"""The fan-out's queues (shared/queues.py) against Azurite's Queue service: what the connector sends is what the
+Functions host decodes (base64 JSON), and a poison queue's messages are read back for provisioning."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+from azure.storage.queue import QueueClient
+
+from shared.queues import WorkQueues, open_queues, poison_queue
+
+
+def _name() -> str:
+    return f"q{uuid.uuid4().hex[:20]}"
+
+
+def test_sent_messages_are_base64_json_as_the_queue_trigger_decodes_them(azurite_queues: str) -> None:
+    queues = WorkQueues.from_connection_string(azurite_queues)
+    name = _name()
+    assert queues.send(name, [{"kind": "refresh", "tenant": "a"}, {"kind": "refresh", "tenant": "b"}]) == 2
+    raw = QueueClient.from_connection_string(azurite_queues, name)
+    bodies = [json.loads(base64.b64decode(m.content)) for m in raw.receive_messages(max_messages=32)]
+    assert sorted(b["tenant"] for b in bodies) == ["a", "b"]
+    queues.close()
+
+
+def test_a_poison_queue_is_read_back_and_what_is_not_json_is_named_unreadable(azurite_queues: str) -> None:
+    queues = WorkQueues.from_connection_string(azurite_queues)
+    name = _name()
+    assert queues.poisoned(name) == []
+    raw = QueueClient.from_connection_string(azurite_queues, poison_queue(name))
+    raw.send_message(base64.b64encode(b'{"kind":"refresh","tenant":"t1","due":"2026-01-01"}').decode())
+    raw.send_message(base64.b64encode(b"not json").decode())
+    shown = queues.poisoned(name)
+    assert [{k: v for k, v in m.items() if k != "insertedOn"} for m in shown] == [
+        {"kind": "refresh", "tenant": "t1", "due": "2026-01-01"},
+        {"unreadable": True},
+    ]
+    assert all(m["insertedOn"] for m in shown)
+    queues.close()
+
+
+def test_the_identity_based_uri_wins_and_no_storage_means_no_queues(azurite_queues: str) -> None:
+    assert open_queues({}) is None
+    by_string = open_queues({"AzureWebJobsStorage": azurite_queues})
+    assert by_string is not None
+    by_string.close()
+    identity = "https://acct.queue.core.windows.net"
+    by_identity = open_queues({"AzureWebJobsStorage": azurite_queues, "AzureWebJobsStorage__queueServiceUri": identity})
+    assert by_identity is not None
+    assert by_identity._service.url.startswith("https://acct.queue.core.windows.net")
+    assert by_identity._service.credential is not None
+    by_identity.close()
