@@ -30,6 +30,11 @@ async function start() {
   tickets.wire();
   $("refresh").addEventListener("click", () => act($("refresh"), async () => {
     const result = await api("/api/recommendations/refresh", { method: "POST" });
+    if (result.status === "queued") {  // 202: queued per tenant; the progress shows until each has its outcome
+      notice(tenants.queuedWords(result));
+      await tenants.load();
+      return;
+    }
     notice(`Secure Score is read${refreshWords(result)}`);
     await view.refreshAll();
   }));

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,20 +30,12 @@ from shared.queues import POISON_DEADLINE, poison_queue
 from shared.tickets import HOME
 from tests.conftest import Harness
 from tests.entra_support import ServedEntra
-from tests.secure_score.test_fanout import _fan_out
+from tests.secure_score.test_fanout import _fan_out, _queue
 from tests.secure_score.test_tenants import added, entra
 
 __all__ = ["entra"]  # a fixture, used by name
 
 POISON = poison_queue(QUEUE)
-
-
-def _queue(connection: str, name: str) -> QueueClient:
-    client = QueueClient.from_connection_string(connection, name)
-    with contextlib.suppress(ResourceExistsError):
-        client.create_queue()
-    client.clear_messages()  # the session's Azurite: what an earlier test left
-    return client
 
 
 def _moved(poison: QueueClient, tenant: str, due: str) -> None:
