@@ -17,6 +17,12 @@ export function wire(onTick, onFinished) {
 
 const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 
+// The 202 of POST /api/recommendations/refresh, in words.
+export function queuedWords(result) {
+  return `Secure Score refresh queued for ${count(result.queued, "tenant", "tenants")}: each is read on its own, and `
+    + "its row shows it as it lands.";
+}
+
 // Each answer of GET /api/tenants comes here: while `refreshing` is set, it is shown and read again.
 export function show(refreshing) {
   const region = $("refresh-progress");

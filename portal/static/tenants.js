@@ -81,9 +81,10 @@ function confirmingCell(row) {
 function poisonedNode(row) {
   const stuck = row.poisoned;
   if (!stuck) return null;
+  const last = stuck.lastAt ? ` (the last ${when(stuck.lastAt)})` : "";
   return el("span", { className: "problem" }, el("strong", {}, "Queued refresh failed: "),
-    `${count(stuck.messages, "message", "messages")} in ${stuck.queue}` + (stuck.lastAt ? ` (the last ${when(stuck.lastAt)})`
-      : "") + " failed every try.", el("span", { className: "fix" }, "What to do: fix what the error names (when "
+    `${count(stuck.messages, "message", "messages")} in ${stuck.queue}${last} failed every try.`,
+    el("span", { className: "fix" }, "What to do: fix what the error names (when "
       + "none is shown, see the secure_score_tenant failures in Application Insights); the next refresh queues the "
       + "tenant again, and the message can then be cleared (admin guide, 10.5a)."));
 }
@@ -282,7 +283,7 @@ async function refreshAll(button) {
   await act(button, async () => {
     const result = await api("/api/recommendations/refresh", { method: "POST" });
     if (result.status === "queued") {  // 202: one refresh per tenant, on the queue; the progress shows meanwhile
-      notice(queuedWords(result));
+      notice(progress.queuedWords(result));
       await reload();
       return;
     }
@@ -291,11 +292,6 @@ async function refreshAll(button) {
       + refreshWords(result) : `Secure Score is read for every tenant${refreshWords(result)}`);
     await reload();
   });
-}
-
-export function queuedWords(result) {
-  return `Secure Score refresh queued for ${count(result.queued, "tenant", "tenants")}: each is read on its own, and `
-    + "its row shows it as it lands.";
 }
 
 // -- adding a tenant ---------------------------------------------------------------------------------------------
