@@ -50,7 +50,9 @@ def _refreshing(document: Tenants, poison: PoisonedRefreshes | None, now: dateti
         return None
     if not isinstance(due, int) or due <= 0 or not timedelta(0) <= now - started <= ROUND_LIMIT:
         return None
-    records = {HOME: document.home, **document.added}
+    records = {t: r for t, r in document.added.items() if r.active}  # what a refresh reads (tenants.to_read)
+    if document.home_state != "paused":
+        records[HOME] = document.home
     landed = {t for t, r in records.items() if r.last_refresh_at > at}
     failed = {t for t in landed if (records[t].last_refresh or {}).get("status") == "failed"}
     poisoned = {p.tenant for p in (poison.failing() if poison else []) if p.due >= at and p.tenant in records}
