@@ -15,7 +15,7 @@ STATIC = Path(__file__).resolve().parent.parent / "portal" / "static"
 # The page's ES modules (docs/portal.md#how-the-page-is-built): app.js is the entry, the others are what it imports.
 MODULES = (
     "app.js", "view.js", "actions.js", "trend.js", "tickets.js", "ticket-dialog.js", "tenants.js", "connections.js",
-    "routes.js", "route-draft.js", "route-words.js", "route-editor.js", "route-preview.js",
+    "routes.js", "route-draft.js", "route-words.js", "route-editor.js", "route-preview.js", "refreshing.js",
     "api.js", "dom.js", "problems.js", "roles.js", "scope.js", "words.js",
 )  # fmt: skip
 FILES = {**dict.fromkeys(MODULES, "text/javascript; charset=utf-8"), "app.css": "text/css; charset=utf-8"}

@@ -90,7 +90,8 @@ def refresh_recommendations(req: func.HttpRequest) -> func.HttpResponse:
         outcome = SecureScoreRefresh(services).refresh_or_queue()
         if isinstance(outcome, RefreshResult):
             return web.json_response(outcome.to_json())
-        return web.json_response(outcome.to_json(), 202)  # queued: each tenant's row shows its refresh
+        # Queued: GET /api/tenants shows its progress (`refreshing`) and each tenant's refresh as it lands.
+        return web.json_response(outcome.to_json(), 202, {"Location": "/api/tenants"})
 
     return web.handle(req, run, role=ROLE_ADMIN)
 

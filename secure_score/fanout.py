@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from secure_score import tenants
 from shared.problems import StoreUnavailable
 from shared.queues import SECURE_SCORE_REFRESH
 from shared.services import Services
+from shared.store import StoreConflict
 from shared.tickets import HOME, TENANT_ID
 
 log = logging.getLogger(__name__)
@@ -99,4 +101,8 @@ def enqueue(services: Services, chosen: list[str]) -> QueuedRefresh | None:
         log.warning("The refresh could not be queued (%s): the timer refreshes the tenants itself", exc.detail)
         return None
     log.info("Secure Score refresh queued for %d tenants on %s", sent, QUEUE)
+    try:
+        tenants.note_queued(services, due, sent)  # what the page counts its progress against
+    except (StoreUnavailable, StoreConflict) as exc:  # the work is queued all the same; no progress shows for it
+        log.warning("The queued refresh could not be noted for the page (%s)", type(exc).__name__)
     return QueuedRefresh(due, sent)

@@ -23,7 +23,7 @@ from shared.auth import new_state
 from shared.problems import FieldError, NotConfigured, NotFound, SecureScoreUnavailable, ValidationFailed
 from shared.services import Services
 from shared.store import update_document
-from shared.tenant_records import DOCUMENT, REMOVED, Tenant, Tenants
+from shared.tenant_records import DOCUMENT, FANOUT_MEMBER, REMOVED, Tenant, Tenants
 from shared.text import clean_line, printable
 from shared.tickets import HOME, TENANT_ID
 
@@ -311,6 +311,16 @@ def claim_refresh(services: Services, tenant_id: str, due: str, lease: timedelta
 
     answer: str = change(services, take)
     return answer
+
+
+def note_queued(services: Services, at: str, queued: int) -> None:
+    """A refresh was queued at `at` for `queued` tenants: the page counts them done as their outcomes land
+    (overview.py)."""
+
+    def note(document: dict[str, Any]) -> None:
+        document[FANOUT_MEMBER] = {"at": at, "queued": queued}
+
+    change(services, note)
 
 
 def note_poisoned(services: Services, tenant_id: str, queue: str, attempts: int) -> None:

@@ -11,11 +11,14 @@ azure-storage-queue is imported on first use, never at cold start.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import os
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from shared.problems import StoreUnavailable
@@ -28,6 +31,7 @@ PEEK_LIMIT = 32  # the most messages one Peek Messages call returns
 # Every call to the queue service has a total deadline: the connect, then the whole answer.
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 20
+POISON_DEADLINE = 5.0  # seconds for a poison queue's whole read (a page and provisioning wait on it)
 
 
 def poison_queue(queue: str) -> str:
@@ -87,27 +91,59 @@ class WorkQueues:
             ) from None
         return sent
 
-    def poisoned(self, queue: str) -> list[dict[str, Any]]:
-        """What sits in `queue`'s poison queue (at most PEEK_LIMIT messages, oldest first), decoded; a message that
-        is not the connector's JSON is shown as `{"unreadable": true}`."""
-        from azure.core.exceptions import AzureError
+    def poisoned(self, queue: str, seconds: float = POISON_DEADLINE) -> PoisonPeek:
+        """What sits in `queue`'s poison queue: its approximate length and its oldest messages (at most PEEK_LIMIT),
+        as they are, within `seconds` in all (a `StoreUnavailable` past it, or when the service fails). Peeking
+        changes nothing; a missing poison queue is an empty one (nothing failed yet), and is not created."""
+        from shared.deadlines import call_within
 
         try:
-            peeked = self._queue(poison_queue(queue)).peek_messages(max_messages=PEEK_LIMIT)
+            return call_within(seconds, lambda: self._peek(poison_queue(queue)), "the poison queue read")
+        except TimeoutError:
+            raise StoreUnavailable(f"The poison queue of {queue} did not answer within {seconds:g} s.") from None
+
+    def _peek(self, name: str) -> PoisonPeek:
+        from azure.core.exceptions import AzureError, ResourceNotFoundError
+
+        # No decode policy: one message that is not base64 (anyone with access can add one) must not hide the others.
+        client = self._service.get_queue_client(name)
+        try:
+            count = client.get_queue_properties(retry_total=0).approximate_message_count or 0
+            peeked = client.peek_messages(max_messages=PEEK_LIMIT, retry_total=0)
+        except ResourceNotFoundError:
+            return PoisonPeek(0, [])
         except AzureError as exc:
-            raise StoreUnavailable(f"The poison queue of {queue} could not be read ({type(exc).__name__}).") from None
-        found: list[dict[str, Any]] = []
-        for message in peeked:
-            try:
-                body = json.loads(message.content)
-            except (TypeError, ValueError):
-                body = None
-            shown = body if isinstance(body, dict) else {"unreadable": True}
-            found.append({**shown, "insertedOn": message.inserted_on.isoformat() if message.inserted_on else None})
-        return found
+            raise StoreUnavailable(f"The poison queue {name} could not be read ({type(exc).__name__}).") from None
+        found = [PoisonMessage(_unbase64(m.content), m.inserted_on.isoformat() if m.inserted_on else None)
+                 for m in peeked]  # fmt: skip
+        return PoisonPeek(max(count, len(found)), found)
 
     def close(self) -> None:
         self._service.close()
+
+
+@dataclass(frozen=True)
+class PoisonMessage:
+    """One message of a poison queue as it sits there: its body (None: not base64, so never one the connector
+    sent) and when it was first queued there."""
+
+    body: bytes | None
+    inserted_on: str | None
+
+
+@dataclass(frozen=True)
+class PoisonPeek:
+    count: int  # the queue's approximate length (the service's own count: it may lag by a moment)
+    messages: list[PoisonMessage]  # the oldest, at most PEEK_LIMIT
+
+
+def _unbase64(content: Any) -> bytes | None:
+    if not isinstance(content, str):
+        return None
+    try:
+        return base64.b64decode(content, validate=True)
+    except (ValueError, binascii.Error):
+        return None
 
 
 def _options() -> dict[str, Any]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 DOCUMENT = "tenants"  # the store document
 REMOVED = "removed"  # a tenant no longer read; its record stays, for its tickets
+FANOUT_MEMBER = "fanout"  # the document's member that says when a refresh was last queued, and for how many tenants
 
 
 @dataclass(frozen=True)
@@ -106,13 +107,16 @@ class Tenants:
 
     home: Tenant
     added: dict[str, Tenant]
+    fanout: dict[str, Any] | None = None  # the last refresh queued per tenant: {"at", "queued"} (FANOUT_MEMBER)
 
     @classmethod
     def from_json(cls, data: Any) -> Tenants:
         stored = data if isinstance(data, dict) else {}
         added = stored.get("tenants")
         records = added.items() if isinstance(added, dict) else ()
-        return cls(Tenant.from_json(stored.get("home")), {t: Tenant.from_json(r) for t, r in records})
+        fanout = stored.get(FANOUT_MEMBER)
+        return cls(Tenant.from_json(stored.get("home")), {t: Tenant.from_json(r) for t, r in records},
+                   fanout if isinstance(fanout, dict) else None)  # fmt: skip
 
     @property
     def home_state(self) -> str:

@@ -77,7 +77,7 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
     AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
-    AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+    AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue // also the fan-out's queue triggers (learn functions-reference#connecting-to-host-storage-with-an-identity)
     AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table // also the ticket store
     // The identity DefaultAzureCredential uses for Key Vault, Tables, Graph and telemetry.
     AZURE_CLIENT_ID: identityClientId

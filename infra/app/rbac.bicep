@@ -11,7 +11,7 @@ param appPrincipalId string
 var roles = {
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // read and rewrite secrets: the token bundle changes on every refresh
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // deployment package and the host's blob leases (timer singleton)
-  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // the host's internal queues, and the fan-out's: the app sends, its queue triggers take
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // the host's queues and the fan-out's: send, take, peek the poison queue (learn functions-bindings-storage-queue-trigger#identity-based-connections)
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // the ticket store (tickets, claims, keys, sync state)
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Entra ID ingestion into Application Insights
 }

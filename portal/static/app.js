@@ -8,6 +8,7 @@ import { SIGN_IN, api } from "./api.js";
 import * as connections from "./connections.js";
 import { $, el, notice } from "./dom.js";
 import { act, showError } from "./problems.js";
+import * as progress from "./refreshing.js";
 import { ADMIN, CREATE, can, grant } from "./roles.js";
 import * as routes from "./routes.js";
 import * as ticketDialog from "./ticket-dialog.js";
@@ -30,6 +31,11 @@ async function start() {
   tickets.wire();
   $("refresh").addEventListener("click", () => act($("refresh"), async () => {
     const result = await api("/api/recommendations/refresh", { method: "POST" });
+    if (result.status === "queued") {  // 202: queued per tenant; the progress shows until each has its outcome
+      notice(progress.queuedWords(result));
+      await tenants.load();
+      return;
+    }
     notice(`Secure Score is read${refreshWords(result)}`);
     await view.refreshAll();
   }));

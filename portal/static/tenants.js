@@ -6,6 +6,7 @@
 import { api } from "./api.js";
 import { $, el, notice } from "./dom.js";
 import { act, formErrors, problemNodes, showError } from "./problems.js";
+import * as progress from "./refreshing.js";
 import { ADMIN, can } from "./roles.js";
 import { refreshWords, when } from "./words.js";
 
@@ -19,9 +20,14 @@ export const key = (row) => (row.home ? "home" : row.id);
 const stateLabel = (row) => STATES[row.state] || [row.state, ""];
 
 export async function load() {
-  state.rows = (await api("/api/tenants")).tenants || [];
+  const answer = await api("/api/tenants");
+  state.rows = answer.tenants || [];
+  progress.show(answer.refreshing || null);  // a refresh queued per tenant, while it runs
   return state.rows;
 }
+
+// In the table: whether the admin is in it (the overview is then not drawn again under them).
+export const inTable = () => $("tenant-table").contains(document.activeElement);
 
 // One tenant, read as always: today's page. A paused home tenant alone still gets the overview (to resume it).
 export const several = () => state.rows.length > 1 || state.rows.some((row) => row.state !== "active");
@@ -70,9 +76,24 @@ function confirmingCell(row) {
   return nodes;
 }
 
+// Its queued refreshes that failed every try sit in the poison queue: what the admin does is on provisioning's
+// refresh_queue check and in the admin guide (10.5a); the row says it is so, and when.
+function poisonedNode(row) {
+  const stuck = row.poisoned;
+  if (!stuck) return null;
+  const last = stuck.lastAt ? ` (the last ${when(stuck.lastAt)})` : "";
+  return el("span", { className: "problem" }, el("strong", {}, "Queued refresh failed: "),
+    `${count(stuck.messages, "message", "messages")} in ${stuck.queue}${last} failed every try.`,
+    el("span", { className: "fix" }, "What to do: fix what the error names (when "
+      + "none is shown, see the secure_score_tenant failures in Application Insights); the next refresh queues the "
+      + "tenant again, and the message can then be cleared (admin guide, 10.5a)."));
+}
+
+const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
 function healthCell(row) {
   if (row.state === "confirming") return confirmingCell(row);
-  const nodes = [];
+  const nodes = [poisonedNode(row)].filter(Boolean);
   const error = row.lastError;
   if (error) {
     nodes.push(el("span", { className: "problem" }, el("strong", {}, "Not read: "), error.detail,
@@ -190,7 +211,7 @@ export function render() {
   $("refresh-all").hidden = !can(ADMIN);
   const waiting = state.rows.filter((row) => row.state === "pending").length;
   const confirming = state.rows.filter((row) => row.state === "confirming").length;
-  const failing = state.rows.filter((row) => row.lastError && row.state !== "confirming").length;
+  const failing = state.rows.filter((row) => (row.lastError || row.poisoned) && row.state !== "confirming").length;
   const overdue = state.rows.reduce((sum, row) => sum + (row.overdueTickets || 0), 0);
   $("tenants-summary").textContent = [`${state.rows.length} tenants`, waiting ? `${waiting} waiting for consent` : null,
     confirming ? `${confirming} confirming consent` : null, failing ? `${failing} not read (see Health)` : null,
@@ -205,7 +226,7 @@ function watchConfirming() {
   window.clearTimeout(confirmTimer);
   if (!state.rows.some((row) => row.state === "confirming")) return;
   confirmTimer = window.setTimeout(() => {
-    if ($("tenants").hidden || $("tenant-table").contains(document.activeElement)) watchConfirming();
+    if ($("tenants").hidden || inTable()) watchConfirming();
     else reload();
   }, 10000);
 }
@@ -261,6 +282,11 @@ function focusRow(wanted, selector) {
 async function refreshAll(button) {
   await act(button, async () => {
     const result = await api("/api/recommendations/refresh", { method: "POST" });
+    if (result.status === "queued") {  // 202: one refresh per tenant, on the queue; the progress shows meanwhile
+      notice(progress.queuedWords(result));
+      await reload();
+      return;
+    }
     const failed = (result.tenants || []).filter((t) => t.status === "failed").length;
     notice(failed ? `Secure Score is read; ${failed} tenant(s) could not be read (their Health says why)`
       + refreshWords(result) : `Secure Score is read for every tenant${refreshWords(result)}`);

@@ -4,6 +4,7 @@ import * as actions from "./actions.js";
 import * as connections from "./connections.js";
 import { $, el, notice } from "./dom.js";
 import { showError } from "./problems.js";
+import * as progress from "./refreshing.js";
 import { ADMIN, can } from "./roles.js";
 import * as routes from "./routes.js";
 import { shown } from "./scope.js";
@@ -133,7 +134,15 @@ function leaveRoutes(event) {
   route(true);
 }
 
+// While a queued refresh runs: the overview is drawn again (unless the admin is in its table), any other view reads
+// only the progress; when it ends, the view is read again.
+async function followRefresh() {
+  await tenants.load();  // a failure is tried again a little later (refreshing.js)
+  if (shown.view === "overview" && !tenants.inTable()) tenants.render();
+}
+
 export function wire() {
+  progress.wire(followRefresh, () => (shown.view === "routes" ? Promise.resolve() : refreshAll()));
   window.addEventListener("hashchange", onHashChange);
   $("routes-back").addEventListener("click", leaveRoutes);
   window.addEventListener("beforeunload", (event) => {

@@ -4,6 +4,7 @@ PICTURES=1 (`make pictures`) those the docs show go to docs/images/ too, so a pi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,20 @@ class Portal:
 def portal(
     indexed_functions, identity: ManagedIdentity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Portal]:
+    with served_portal(indexed_functions, identity, tmp_path, monkeypatch) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def served_portal(
+    indexed_functions: Any,
+    identity: ManagedIdentity,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str] | None = None,
+    **host: Any,
+) -> Iterator[Portal]:
+    """The local host with both simulators and `env` on top of the page's settings; `host`: LocalHost's options."""
     servicenow = ServiceNowSimulator()
     sn_server, instance = serve(servicenow)
     graph = GraphSimulator(identity)
@@ -65,21 +80,23 @@ def portal(
         "SERVICENOW_INSTANCE": instance, "SERVICENOW_CLIENT_ID": CLIENT_ID, "SERVICENOW_CLIENT_SECRET": CLIENT_SECRET,
         "OAUTH_REDIRECT_URI": redirect, "LOCAL_DATA_DIR": str(tmp_path), "TICKET_STORE": "sqlite",
         "STATUS_SYNC_SCHEDULE": "0 */5 * * * *", "SECURE_SCORE_SCHEDULE": "0 0 */4 * * *", "GRAPH_URL": graph_url,
-        "WEBSITE_AUTH_ENABLED": "True",
+        "WEBSITE_AUTH_ENABLED": "True", **(env or {}),
     }.items():  # fmt: skip
         monkeypatch.setenv(name, value)
     services_module.install(None)
     admin = LocalUser.parse("admin@contoso.com", "Connector.Admin Tickets.Create")
     reader = LocalUser.parse("reader@contoso.com", "")
-    host = LocalHost(indexed_functions.values(), "127.0.0.1", port, user=admin, other_users=(reader,))
-    host.start()
+    local = LocalHost(indexed_functions.values(), "127.0.0.1", port, user=admin, other_users=(reader,), **host)
+    local.start()
     servicenow.portal_port = graph.portal_port = port  # as make run sets them: their pages link back
-    yield Portal(f"http://localhost:{port}", servicenow, graph, graph_url)
-    host.stop()
-    for server in (sn_server, graph_server):
-        server.shutdown()
-        server.server_close()
-    services_module.install(None)
+    try:
+        yield Portal(f"http://localhost:{port}", servicenow, graph, graph_url)
+    finally:
+        local.stop()
+        for server in (sn_server, graph_server):
+            server.shutdown()
+            server.server_close()
+        services_module.install(None)
 
 
 def open_portal(browser: Any, portal: Portal, *, user: str | None = None, width: int = 1280, **context: Any) -> Any:

@@ -9,7 +9,7 @@ import uuid
 
 from azure.storage.queue import QueueClient
 
-from shared.queues import WorkQueues, open_queues, poison_queue
+from shared.queues import PoisonPeek, WorkQueues, open_queues, poison_queue
 
 
 def _name() -> str:
@@ -26,19 +26,21 @@ def test_sent_messages_are_base64_json_as_the_queue_trigger_decodes_them(azurite
     queues.close()
 
 
-def test_a_poison_queue_is_read_back_and_what_is_not_json_is_named_unreadable(azurite_queues: str) -> None:
+def test_a_poison_queue_is_read_back_as_it_sits_and_a_body_that_is_not_base64_is_none(azurite_queues: str) -> None:
     queues = WorkQueues.from_connection_string(azurite_queues)
     name = _name()
-    assert queues.poisoned(name) == []
+    assert queues.poisoned(name) == PoisonPeek(0, [])  # no poison queue yet: nothing failed (and none is made)
     raw = QueueClient.from_connection_string(azurite_queues, poison_queue(name))
+    raw.create_queue()
     raw.send_message(base64.b64encode(b'{"kind":"refresh","tenant":"t1","due":"2026-01-01"}').decode())
+    raw.send_message("not base64 %%%")  # one such message never hides the others
     raw.send_message(base64.b64encode(b"not json").decode())
     shown = queues.poisoned(name)
-    assert [{k: v for k, v in m.items() if k != "insertedOn"} for m in shown] == [
-        {"kind": "refresh", "tenant": "t1", "due": "2026-01-01"},
-        {"unreadable": True},
-    ]
-    assert all(m["insertedOn"] for m in shown)
+    assert shown.count == 3
+    assert [m.body for m in shown.messages] == [b'{"kind":"refresh","tenant":"t1","due":"2026-01-01"}', None,
+                                                b"not json"]  # fmt: skip
+    assert all(m.inserted_on for m in shown.messages)
+    assert len(raw.peek_messages(max_messages=32)) == 3  # peeked, not taken
     queues.close()
 
 
