@@ -19,7 +19,7 @@ from dev.servicenow import Fault, ServiceNowSimulator, SimulatorTransport
 from shared import services as services_module
 from shared.auth import Caller
 from shared.runs import MAX_ITEM_ATTEMPTS
-from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE
+from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE, FileSecretStore
 from status_sync.every import sync_every_connection
 from tests.conftest import CLIENT_ID, INSTANCE, REDIRECT_URI, Harness, build_services
 from tests.conftest import CLIENT_SECRET as DEFAULT_SECRET
@@ -110,7 +110,7 @@ def test_a_connection_is_added_with_its_secret_kept_and_never_shown(two, second)
     shown = body(response)
     assert (shown["id"], shown["instance"], shown["state"], shown["default"]) == ("fabrikam", SECOND,
                                                                                  "not_connected", False)  # fmt: skip
-    assert shown["connectUrl"] == "/api/connect?connection=fabrikam"
+    assert shown["connectUrl"] == "/api/connect?connection=fabrikam" and shown["connectedAs"] is None
     everything = json.dumps(body(two.call("list_connections", path="/connections")))
     assert SECOND_SECRET not in everything and SECOND_SECRET not in response.get_body().decode()
     assert two.services.secrets.get(f"{CLIENT_SECRET}-fabrikam") == SECOND_SECRET
@@ -372,6 +372,19 @@ def test_a_connection_whose_key_vault_refuses_is_listed_as_not_configured_naming
     harness.services = services_module.get_services()
     default = listed(harness)["default"]
     assert default["state"] == "not_configured" and "Key Vault at https://127.0.0.1:9" in default["detail"]
+
+
+def test_a_secret_store_that_cannot_be_read_lists_the_connection_degraded_saying_so(two):
+    """The secret store's file is damaged (not JSON): the list still answers, and each connection says the store
+    could not be read and how, not that it is unconnected (mutation survivors of connection_state 15, 16)."""
+    store = two.services.secrets
+    assert isinstance(store, FileSecretStore)
+    store.path.write_text("{not json", encoding="utf-8")
+    default = listed(two)["default"]
+    assert (default["state"], default["detail"]) == (
+        "degraded",
+        "The secret store could not be read (JSONDecodeError).",
+    )
 
 
 # A refused add, a regression after its connection was removed, and plain http in Azure

@@ -229,4 +229,5 @@ def test_tokens_of_another_instance_never_count_as_this_connections(three):
     bundle = scoped.tokens.load()
     assert bundle is not None and listed(three)["fabrikam"]["state"] == "connected"
     scoped.tokens.save(replace(bundle, instance=THIRD))
-    assert listed(three)["fabrikam"]["state"] == "reauthorization_required"
+    again = listed(three)["fabrikam"]  # and says who it was connected as (mutation survivors of connection_state 32-34)
+    assert (again["state"], again["connectedAs"]) == ("reauthorization_required", bundle.connected_as)

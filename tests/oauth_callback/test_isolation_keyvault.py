@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import HttpResponseError
 
+from dev.servicenow import ServiceNowSimulator
 from shared import services as services_module
 from shared.secrets import CLIENT_SECRET, TOKEN_BUNDLE, WEBHOOK_SECRET, KeyVaultSecretStore
 from shared.services import Services
@@ -66,10 +67,8 @@ def test_erase_waits_for_a_deletion_still_under_way_before_purging(vault, tls): 
     assert store.erase("servicenow-webhook-secret-x").state == "purged"
 
 
-@pytest.fixture
-def kv_world(connected: Harness, vault: FakeKeyVault, tls: Any, clock: Any) -> Any:  # noqa: F811
-    """The connected app keeping its secrets in Key Vault, with a second instance added and connected."""
-    second = second_simulator(clock)
+def _in_key_vault(connected: Harness, vault: FakeKeyVault, tls: Any, second: ServiceNowSimulator) -> Harness:  # noqa: F811
+    """The connected app keeping its secrets in Key Vault, on a network with `second` too."""
     transport = Instances(connected.simulator, second)
     store: KeyVaultSecretStore = _key_vault_store(vault, tls[1])
     old = connected.services
@@ -77,11 +76,22 @@ def kv_world(connected: Harness, vault: FakeKeyVault, tls: Any, clock: Any) -> A
                                      clock=connected.clock, retry=old._retry, sleep=connected.sleeps))  # fmt: skip
     connected.services = services_module.get_services()
     connected.transport = transport  # type: ignore[assignment]
-    payload = {"id": "second", "instance": second.instance_url, "clientId": next(iter(second.clients)),
-               "clientSecret": second.clients[next(iter(second.clients))].client_secret}  # fmt: skip
-    assert (
-        connected.call("add_connection", "POST", "/connections", body=json.dumps(payload).encode()).status_code == 201
-    )
+    return connected
+
+
+def _add(harness: Harness, second: ServiceNowSimulator) -> Any:
+    """POST /api/connections: `second` as the connection `second`."""
+    client = next(iter(second.clients))
+    payload = {"id": "second", "instance": second.instance_url, "clientId": client,
+               "clientSecret": second.clients[client].client_secret}  # fmt: skip
+    return harness.call("add_connection", "POST", "/connections", body=json.dumps(payload).encode())
+
+
+@pytest.fixture
+def kv_world(connected: Harness, vault: FakeKeyVault, tls: Any, clock: Any) -> Any:  # noqa: F811
+    """The connected app keeping its secrets in Key Vault, with a second instance added and connected."""
+    second = second_simulator(clock)
+    assert _add(_in_key_vault(connected, vault, tls, second), second).status_code == 201
     assert connect(connected, "second").status_code == 200
     assert all(vault.state.secrets.get(n) for n in NAMES)
     return connected
@@ -125,3 +135,18 @@ def test_the_fake_names_what_it_follows():
     text = (ROOT / "tests" / "fakes" / "keyvault.py").read_text()
     for source in ("delete-secret", "purge-deleted-secret", "get-deleted-secret", "soft-delete-overview"):
         assert source in text
+
+
+def test_an_add_whose_secret_the_vault_refuses_leaves_no_connection_and_its_id_free(connected, vault, tls, clock):  # noqa: F811
+    """Key Vault refuses the new connection's secret (the identity lacks its role): the add says so, and the id it had
+    taken is given back, so no half-made connection is listed and the same add goes through once the role is granted
+    (mutation survivors of oauth_callback/connections.py add_connection 224-233)."""
+    second = second_simulator(clock)
+    harness = _in_key_vault(connected, vault, tls, second)
+    vault.state.forbidden = True
+    refused = _add(harness, second)
+    assert (refused.status_code, body(refused)["code"]) == (503, "not_configured"), refused.get_body()
+    vault.state.forbidden = False
+    listed = body(harness.call("list_connections", path="/connections"))["connections"]
+    assert [c["id"] for c in listed] == ["default"]
+    assert _add(harness, second).status_code == 201

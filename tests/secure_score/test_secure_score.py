@@ -399,6 +399,96 @@ def test_a_note_that_landed_but_was_never_recorded_is_not_written_again(ticketed
     assert len(history(harness)) == before + 1 and ": In progress - " in history(harness)[-1]["comment"]
 
 
+VENDOR = {"provider": "SecureScore", "vendor": "Microsoft"}
+
+
+def patch_bodies(harness: Harness) -> dict[str, dict[str, Any]]:
+    """The last PATCH body sent to each control, by control id."""
+    return {r.path.rsplit("/", 1)[-1]: json.loads(r.body) for r in patches(harness)}
+
+
+def test_the_patch_sends_back_the_state_and_analyst_the_control_has_now(scored):
+    """What the write-back sends, whatever Graph then does with a member left out: the state and analyst a person set
+    (as read just before), a control nobody touched as Default, and a state outside the four Graph takes left out,
+    never replaced (mutation survivors of secure_score/writeback.py patch_body)."""
+    graph = scored.graph
+    graph.profiles["MFARegistrationV2"]["controlStateUpdates"] = []  # nobody has ever touched it
+    tickets = {c: post(scored, {"recommendation": {"id": c}})[1]
+               for c in (CONTROL, "MFARegistrationV2", "SelfServicePasswordReset")}  # fmt: skip
+    graph.set_state(CONTROL, "Ignored", "analyst@contoso.com")
+    graph.set_state("SelfServicePasswordReset", "Planned", "analyst@contoso.com")  # a state Graph would not take back
+    sync(scored)
+    note = {c: f"ServiceNow {t['number']}: New - {t['url']}" for c, t in tickets.items()}
+    assert patch_bodies(scored) == {
+        CONTROL: {"comment": note[CONTROL], "vendorInformation": VENDOR, "state": "Ignored",
+                  "assignedTo": "analyst@contoso.com"},
+        "MFARegistrationV2": {"comment": note["MFARegistrationV2"], "vendorInformation": VENDOR, "state": "Default"},
+        "SelfServicePasswordReset": {"comment": note["SelfServicePasswordReset"], "vendorInformation": VENDOR,
+                                     "assignedTo": "analyst@contoso.com"},
+    }  # fmt: skip
+    assert graph.state_of("SelfServicePasswordReset")["state"] == "Planned"
+    assert all(ticket_json(scored, t["id"])["secureScore"]["ok"] is True for t in tickets.values())
+
+
+def test_a_refresh_counts_every_graph_request_it_made_and_only_the_notes_it_wrote(scored):
+    """Of three notes due, one is written, one had landed already (its answer lost) and one is refused for good: the
+    refresh says it wrote one, and its `requests` are the requests Graph saw, the write-back's reads and PATCH
+    included (mutation survivors of secure_score/writeback.py WriteBack._write 11, 15, 26, 29, 34, 42, 67)."""
+    post(scored, {"recommendation": {"id": CONTROL}})
+    _, landed = post(scored, {"recommendation": {"id": "MFARegistrationV2"}})
+    post(scored, {"recommendation": {"id": "scid_2016"}})
+    note = f"ServiceNow {landed['number']}: New - {landed['url']}"
+    scored.services.graph.update_control("MFARegistrationV2", {"comment": note, "vendorInformation": VENDOR})
+    scored.graph.requests.clear()
+    status, result = refresh(scored)
+    assert status == 200 and result["written"] == 1, result
+    assert len(patches(scored)) == 2  # the note written, and the one Graph refused
+    assert result["requests"] == len([r for r in scored.graph.requests if r.path.startswith("/v1.0/")])
+
+
+def test_a_refused_note_says_when_it_was_tried_and_keeps_no_earlier_failure(scored):
+    """A control that refuses notes, after a write that failed: the ticket says when it was refused and no longer
+    counts the failed attempts (mutation survivors of secure_score/writeback.py WriteBack._write 49-51, 60-62)."""
+    _, ticket = post(scored, {"recommendation": {"id": "scid_2016"}})
+    scored.graph.inject(Fault("status", status=503, method="PATCH", path_prefix=PROFILES, times=100))
+    sync(scored)
+    failed = ticket_json(scored, ticket["id"])["secureScore"]
+    assert failed["attempts"] == 1 and failed["ok"] is False
+    scored.graph.faults.clear()
+    scored.clock.advance(minutes=1)
+    refresh(scored)
+    data = ticket_json(scored, ticket["id"])["secureScore"]
+    assert data["refused"] is True and data["writtenAt"] == scored.clock().isoformat()
+    assert data["attempts"] == 0
+
+
+def test_a_note_graph_forbids_is_kept_on_the_ticket_listed_and_not_tried_again(ticketed):
+    """A 403 on the PATCH (the app may read Secure Score but not write it): the ticket says so, with when; the tenant's
+    notes check lists it with its code and attempt; no later run writes again (mutation survivors of
+    secure_score/writeback.py WriteBack._write 68-77, WriteBack._fail 5, 7)."""
+    harness, ticket = ticketed
+    harness.graph.read_only = True
+    sync(harness)
+    data = ticket_json(harness, ticket["id"])["secureScore"]
+    assert data["forbidden"] is True and data["ok"] is False and data["writtenAt"] == harness.clock().isoformat()
+    assert "403" in data["detail"]
+    (notes,) = [c for c in _provisioning(harness)["checks"] if c["name"] == "secure_score_notes"]
+    assert not notes["ok"] and f"AdminMFAV2 (ticket {ticket['number']}): secure_score_forbidden: " in notes["detail"]
+    assert "(attempts: 1)" in notes["detail"]
+    sent = len(patches(harness))
+    sync(harness)
+    assert len(patches(harness)) == sent
+
+
+def test_a_refresh_whose_note_fails_names_the_control_in_its_errors(ticketed):
+    """Mutation survivor of secure_score/writeback.py WriteBack._fail 16 (the run's error was null)."""
+    harness, _ = ticketed
+    harness.graph.inject(Fault("status", status=503, method="PATCH", path_prefix=PROFILES, times=100))
+    status, result = refresh(harness)
+    assert status == 200 and result["written"] == 0
+    assert [e.split(": ")[:2] for e in result["errors"]] == [[f"control {CONTROL}", "secure_score_unavailable"]]
+
+
 # -- edges: resolve and reopen -------------------------------------------------------------------------
 
 

@@ -171,6 +171,9 @@ def test_consent_cancelled_leaves_the_tenant_pending_and_its_link_still_works(ms
     assert status == 400 and "declined" in page and "stays pending" in page
     row = overview(msp)[FABRIKAM.id]
     assert row["state"] == "pending" and row["consentUrl"] == link and row["lastError"]["code"] == "consent_declined"
+    error = row["lastError"]  # what happened, what to do, and when (mutation survivors of consent _note 4-9)
+    assert error["detail"].startswith("The administrator declined (or cancelled) the consent")
+    assert error["remediation"].startswith("Open the same link again as ") and error["at"] == msp.clock().isoformat()
     assert consent(msp, accepted(entra, link))[0] == 200  # the same link, accepted this time
     assert overview(msp)[FABRIKAM.id]["state"] == "active"
 
@@ -252,6 +255,8 @@ def test_a_removed_permission_is_a_403_that_shows_on_its_tenant(msp, entra):
     status, result = refresh(msp)
     assert status == 200 and result["status"] == "partial"
     assert overview(msp)[FABRIKAM.id]["lastError"]["code"] == "tenant_not_consented"
+    # The refresh's errors name the tenant and what stopped it (mutation survivor of RefreshResult.fail 14).
+    assert any(e.startswith(f"{FABRIKAM.id}: tenant_not_consented: ") for e in result["errors"]), result["errors"]
     assert overview(msp)[HOME.id]["lastError"] is None
 
 
@@ -466,6 +471,26 @@ def test_the_same_control_failing_its_write_back_in_two_tenants_is_listed_for_ea
         assert not check["ok"] and detail.startswith("1 note(s) could not be written"), detail
         assert detail.count(f"{CONTROL} (ticket") == 1, detail
     assert next(c for c in checks if c["name"] == "failed_items")["ok"]
+
+
+def test_a_tenants_note_carries_its_own_controls_state_never_the_home_tenants(msp, entra):
+    """The read before a note's PATCH is of the ticket's own tenant: the state and analyst sent back are the ones
+    Fabrikam's admin set, never the home tenant's for the same control (docs/design.md#several-microsoft-tenants;
+    mutation survivors of secure_score/writeback.py WriteBack._write 12, 16)."""
+    added(msp, entra, FABRIKAM)
+    fabrikam = msp.graph.tenant(FABRIKAM.id)
+    msp.graph.set_state(CONTROL, "ThirdParty", "analyst@contoso.com")
+    fabrikam.set_state(CONTROL, "Ignored", "analyst@fabrikam.com")
+    payload = {"recommendation": {"id": CONTROL}, "tenant": FABRIKAM.id}
+    response = msp.call("create_ticket", "POST", "/tickets", body=json.dumps(payload).encode())
+    assert response.status_code == 201, response.get_body()
+    msp.clock.advance(minutes=5)
+    sync_every_connection(msp.services)
+    theirs = fabrikam.state_of(CONTROL)
+    assert f"ServiceNow {body(response)['number']}: New - " in str(theirs["comment"])
+    assert (theirs["state"], theirs["assignedTo"]) == ("Ignored", "analyst@fabrikam.com")
+    home = msp.graph.state_of(CONTROL)
+    assert (home["state"], home["assignedTo"], home["comment"]) == ("ThirdParty", "analyst@contoso.com", None)
 
 
 def test_removing_a_tenant_keeps_its_tickets_and_says_how_to_remove_the_app(msp, entra):
