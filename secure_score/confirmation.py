@@ -18,7 +18,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from secure_score import tenants
+from secure_score import tenant_runs, tenants
 from shared import deadlines, tenant_records
 from shared.problems import ConnectorError, SecureScoreUnavailable
 from shared.runs import describe
@@ -81,14 +81,16 @@ def run_due(services: Services, *, at_refresh: bool) -> list[str]:
 def _confirmed(services: Services, tenant_id: str) -> None:
     now = services.clock().isoformat()
 
-    def edit(document: dict[str, Any]) -> None:
+    def edit(document: dict[str, Any]) -> bool:
         record = tenants.added_in(document, tenant_id)
         if record is not None and record.confirming:
             tenants.put_in(document, tenant_id, record.updated(state="active", consented_at=now,
-                                                               consent_reported_at=None, confirm=None,
-                                                               last_error=None))  # fmt: skip
+                                                               consent_reported_at=None, confirm=None))  # fmt: skip
+            return True
+        return False
 
-    tenants.change(services, edit)
+    if tenants.change(services, edit):
+        tenant_runs.note_error(services, tenant_id, None)  # its row's error is over
     log.info("Tenant %s: consent confirmed by a token and a read; active", tenant_id)
 
 
@@ -97,19 +99,24 @@ def _failed(services: Services, tenant_id: str, exc: ConnectorError) -> None:
     code, detail = describe(exc)
     error = {"code": code, "detail": detail, "remediation": exc.remediation or "", "at": now.isoformat()}
 
-    def edit(document: dict[str, Any]) -> None:
+    def edit(document: dict[str, Any]) -> dict[str, Any] | None:
+        """The tenants document's change; the answer is the error its row shows (None: not confirming)."""
         record = tenants.added_in(document, tenant_id)
         if record is None or not record.confirming:
-            return
+            return None
         attempts = record.confirm_attempts + 1
         if now >= tenants.confirmation_until(record):
-            tenants.put_in(document, tenant_id, _given_up(services, record, error))
-            return
+            given_up = _given_up(services, record, error)
+            tenants.put_in(document, tenant_id, given_up.updated(last_error=record.last_error))  # as it was
+            return given_up.last_error
         wait = RETRIES[attempts - 1] if attempts <= len(RETRIES) else None
         confirm = {"attempts": attempts, "nextAt": (now + timedelta(seconds=wait)).isoformat() if wait else None}
-        tenants.put_in(document, tenant_id, record.updated(state="confirming", last_error=error, confirm=confirm))
+        tenants.put_in(document, tenant_id, record.updated(state="confirming", confirm=confirm))
+        return error
 
-    tenants.change(services, edit)
+    shown = tenants.change(services, edit)
+    if shown is not None:
+        tenant_runs.note_error(services, tenant_id, shown, renew=False)  # the run document holds a row's error
     log.info("Tenant %s: consent not confirmed yet (%s)", tenant_id, code)
 
 

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from secure_score import confirmation, tenants
+from secure_score import confirmation, tenant_runs, tenants
 from secure_score.refresh import SecureScoreRefresh
 from shared import deadlines
 from shared.entra_errors import DECLINED, NEEDS_ADMIN, WRONG_ACCOUNT, codes
@@ -153,4 +153,4 @@ def confirm_due(services: Services, *, at_refresh: bool = False) -> list[str]:
 
 def _note(services: Services, tenant_id: str, code: str, detail: str, remediation: str) -> None:
     error = {"code": code, "detail": detail, "remediation": remediation, "at": services.clock().isoformat()}
-    tenants.note_error(services, tenant_id, error)
+    tenant_runs.note_error(services, tenant_id, error)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from secure_score import tenants
+from secure_score import tenant_runs
 from secure_score.fanout import LEASE_GRACE, QUEUE, TENANT_DEADLINE, RefreshMessage
 from secure_score.refresh import SecureScoreRefresh
 from shared.queues import MAX_DEQUEUE_COUNT, poison_queue
@@ -25,7 +25,7 @@ def refresh_queued(services: Services, body: bytes, dequeue_count: int, message_
         return "ignored"
     deadline = min(TENANT_DEADLINE, services.run_deadline)
     lease = timedelta(seconds=deadline + LEASE_GRACE)
-    outcome = tenants.claim_refresh(services, message.tenant, message.due, lease, message_id)
+    outcome = tenant_runs.claim_refresh(services, message.tenant, message.due, lease, message_id)
     if outcome != "claimed":
         log.info("Queued refresh of %s: nothing to do (%s)", message.tenant or "the home tenant", outcome)
         return outcome
@@ -33,6 +33,6 @@ def refresh_queued(services: Services, body: bytes, dequeue_count: int, message_
         SecureScoreRefresh(services).refresh_leased(message.tenant, deadline)
     except Exception:
         if dequeue_count >= MAX_DEQUEUE_COUNT:
-            tenants.note_poisoned(services, message.tenant, poison_queue(QUEUE), dequeue_count)
+            tenant_runs.note_poisoned(services, message.tenant, poison_queue(QUEUE), dequeue_count)
         raise
     return "refreshed"

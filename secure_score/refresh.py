@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from secure_score import confirmation, reading, tenants
+from secure_score import confirmation, reading, tenant_runs, tenants
 from secure_score.controls import newest_tickets
 from secure_score.edges import follow, observe
 from secure_score.fanout import QueuedRefresh, enqueue
@@ -274,7 +274,7 @@ class SecureScoreRefresh:
             failure = exc
         result.duration_ms = int((time.monotonic() - started) * 1000)
         result.requests = work.count.value
-        tenants.record_run(self._services, tenant, _last(result), result.error, release=release)
+        tenant_runs.record_run(self._services, tenant, _last(result), result.error, release=release)
         log.info("Secure Score refresh of %s %s: %d controls, %d requests, %d resolved, %d reopened, %d new, "
                  "%d written, %d ms", tenant or "the home tenant", result.status, result.controls, result.requests,
                  result.resolved, result.reopened, result.recreated, result.written, result.duration_ms)  # fmt: skip

@@ -4,7 +4,8 @@ connector waits for that consent to reach a token (confirmation.py), then `activ
 
 All of them live in one store document under its ETag, so two admins adding at once never lose one another's
 tenant, and a consent `state` is taken once: the write that clears it is conditional on the version it read. This
-module writes it; every feature reads it through shared/tenant_records.py.
+module writes it; every feature reads it through shared/tenant_records.py. What a refresh writes on every run (its
+outcome, the fan-out's lease) is each tenant's own run document instead (tenant_runs.py).
 """
 
 from __future__ import annotations
@@ -192,6 +193,8 @@ def add(services: Services, body: Any, added_by: str) -> Added:
         return record
 
     record = change(services, register)
+    if record.consent_state == consent["state"] and record.added_at == now:  # a new registration: no run state yet
+        services.store.delete_document(tenant_records.run_document(tenant_id))  # (a removed one's, before)
     return Added(record, consent_url(services, tenant_id, consent["state"]))
 
 
@@ -214,7 +217,7 @@ def rename(services: Services, tenant_id: str, body: Any) -> dict[str, Any]:
         raise ValidationFailed(errors)
     name, wanted, home = str(body["name"]).strip(), tenant_id.lower(), home_id(services)
 
-    def edit(document: dict[str, Any]) -> dict[str, Any]:
+    def edit(document: dict[str, Any]) -> dict[str, Any] | Tenant:
         if wanted == (home or "-"):
             record = home_in(document).updated(name=name)
             put_in(document, HOME, record)
@@ -223,9 +226,12 @@ def rename(services: Services, tenant_id: str, body: Any) -> dict[str, Any]:
         if found is None or found.removed:
             raise NotFound(f"The connector reads no tenant '{printable(tenant_id, 64)}'.")
         put_in(document, wanted, found.updated(name=name))
-        return shown(found.updated(name=name))
+        return found.updated(name=name)
 
-    return change(services, edit)  # type: ignore[no-any-return]
+    answer = change(services, edit)
+    if isinstance(answer, Tenant):
+        return shown(tenant_records.with_run(services.store, wanted, answer))
+    return answer  # type: ignore[no-any-return]
 
 
 def removal(services: Services, tenant_id: str) -> dict[str, Any]:
@@ -249,7 +255,7 @@ def removal(services: Services, tenant_id: str) -> dict[str, Any]:
         return record
 
     return {
-        **shown(change(services, remove)),
+        **shown(tenant_records.with_run(services.store, wanted, change(services, remove))),
         "detail": "The connector no longer reads this tenant; its tickets stay in ServiceNow and in the connector, "
         "marked as the tenant's.",
         "removeApp": "The connector cannot remove its reader app from a tenant it no longer reads. That tenant's "
@@ -271,48 +277,6 @@ def resume_home(services: Services) -> None:
     change(services, lambda document: put_in(document, HOME, home_in(document).updated(state="active")))
 
 
-def record_run(
-    services: Services, tenant_id: str, last: dict[str, Any], error: dict[str, Any] | None, *, release: bool = False
-) -> None:
-    """A refresh's outcome on its tenant's record: the last run, and the error that stopped it (or none); with
-    `release`, in the same write, the end of the fan-out's lease the refresh held (`claim_refresh`)."""
-
-    def note(document: dict[str, Any]) -> None:
-        record = home_in(document) if tenant_id == HOME else added_in(document, tenant_id)
-        if record is not None:
-            record = record.updated(last_refresh=last)
-            if release and record.refreshing_until is not None:
-                record = record.updated(refreshing_until=None, refreshing_by=None)
-            put_in(document, tenant_id, _with_error(services, tenant_id, record, error))
-
-    change(services, note)
-
-
-def claim_refresh(services: Services, tenant_id: str, due: str, lease: timedelta, message: str) -> str:
-    """Take the tenant's refresh lease (`refreshingUntil`, `refreshingBy`) for queue message `message`, due at
-    `due`, under the document's ETag so two instances never both take it: `claimed`, or why not: `done` (a refresh
-    began after `due` and did not fail: this message is a repeat), `busy` (another message's refresh holds the
-    lease), `gone` (no longer read). The queue hides a message while its function runs, so the same message seen
-    again means its earlier run is over (its instance died): it takes its own lease back at once."""
-    now = services.clock()
-
-    def take(document: dict[str, Any]) -> str:
-        record = home_in(document) if tenant_id == HOME else added_in(document, tenant_id)
-        if record is None or (tenant_id == HOME and record.state == "paused") or (tenant_id != HOME and not
-                                                                                   record.active):  # fmt: skip
-            return "gone"
-        if record.last_refresh_at > due and (record.last_refresh or {}).get("status") != "failed":
-            return "done"  # a failed one is not: the message's next try refreshes again
-        held = record.refreshing_until is not None and record.refreshing_until > now.isoformat()
-        if held and record.refreshing_by != message:
-            return "busy"
-        put_in(document, tenant_id, record.updated(refreshing_until=(now + lease).isoformat(), refreshing_by=message))
-        return "claimed"
-
-    answer: str = change(services, take)
-    return answer
-
-
 def note_queued(services: Services, at: str, queued: int) -> None:
     """A refresh was queued at `at` for `queued` tenants: the page counts them done as their outcomes land
     (overview.py)."""
@@ -321,47 +285,6 @@ def note_queued(services: Services, at: str, queued: int) -> None:
         document[FANOUT_MEMBER] = {"at": at, "queued": queued}
 
     change(services, note)
-
-
-def note_poisoned(services: Services, tenant_id: str, queue: str, attempts: int) -> None:
-    """The tenant's queued refresh failed its last try and the host moves the message to `queue`: its row and
-    provisioning say so, with the fix of the error that failed it."""
-    at = services.clock().isoformat()
-
-    def note(document: dict[str, Any]) -> None:
-        record = home_in(document) if tenant_id == HOME else added_in(document, tenant_id)
-        if record is None:
-            return
-        error = dict(record.last_error or {"code": "refresh_failed", "detail": "The refresh failed."})
-        fix = error.get("remediation") or "Fix what the error names."
-        error["poisoned"] = {"queue": queue, "attempts": attempts, "at": at}
-        error["remediation"] = (
-            f"{fix} Its queued refresh failed {attempts} times in a row and its message moved to the queue {queue}; "
-            "the next scheduled refresh queues the tenant again (the message in that queue can then be deleted)."
-        )
-        put_in(document, tenant_id, record.updated(last_error=error))
-
-    change(services, note)
-
-
-def note_error(services: Services, tenant_id: str, error: dict[str, Any]) -> None:
-    """An error met outside a refresh (the consent's proof read) on the tenant's row."""
-
-    def note(document: dict[str, Any]) -> None:
-        record = added_in(document, tenant_id)
-        if record is not None:
-            put_in(document, tenant_id, _with_error(services, tenant_id, record, error))
-
-    change(services, note)
-
-
-def _with_error(services: Services, tenant_id: str, record: Tenant, error: dict[str, Any] | None) -> Tenant:
-    record = record.updated(last_error=error)
-    waiting = record.state == "confirming"  # consent was received: no new link while it is confirmed
-    if tenant_id != HOME and error and error.get("code") == "tenant_not_consented" and not record.consent \
-            and not waiting:  # fmt: skip
-        return renew_link(services, record)  # never consented after all, or withdrawn: its row shows a new link
-    return record
 
 
 def _holding(document: Tenants, state: str, now: datetime) -> str | None:

@@ -1,7 +1,13 @@
 """The Microsoft tenants the connector reads, as stored (docs/design.md#several-microsoft-tenants): one store document,
-`DOCUMENT`, holds the home tenant's record and every added tenant's by id. Secure Score writes it
-(secure_score/tenants.py, under its ETag); every feature reads it here, so its name and shape are said once. Also
-the order in which every feature lists a tenant's stored controls.
+`DOCUMENT`, holds the home tenant's record and every added tenant's by id: what an admin changes (registration,
+consent, pause, names). Each tenant's run state (`RUN_MEMBERS`: its last refresh, its error, the fan-out's lease)
+is a small document of its own, `run_document(tenant)`, listed together by `RUN_PREFIX`: a refresh writes only its
+own tenant's, so refreshes of two tenants never write the same entity. Secure Score writes both (secure_score/
+tenants.py, secure_score/tenant_runs.py, under their ETags); every feature reads them here, merged, so their names
+and shapes are said once. Also the order in which every feature lists a tenant's stored controls.
+
+Stored before run documents, a record kept its run state in the tenants document: it is read from there until the
+tenant's run document exists (its first write starts from it), and is ignored after.
 
 A record keeps its members as they were stored, in their order, and members this version does not know: a record
 written back is the record read, with only what changed changed.
@@ -22,6 +28,13 @@ if TYPE_CHECKING:
 DOCUMENT = "tenants"  # the store document
 REMOVED = "removed"  # a tenant no longer read; its record stays, for its tickets
 FANOUT_MEMBER = "fanout"  # the document's member that says when a refresh was last queued, and for how many tenants
+RUN_PREFIX = "tenant-run:"  # each tenant's run document: this, then its id (`home` for the home tenant)
+RUN_MEMBERS = ("lastRefresh", "lastError", "refreshingUntil", "refreshingBy")
+
+
+def run_document(tenant_id: str) -> str:
+    """The name of the tenant's run document (HOME: the home tenant's)."""
+    return RUN_PREFIX + (tenant_id or "home")
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,14 @@ class Tenant:
     def confirm_attempts(self) -> int:
         return int((self.confirm or {}).get("attempts") or 0)
 
+    def run_state(self) -> dict[str, Any]:
+        """The record's run state, as its run document holds it."""
+        return {m: getattr(self, _FIELD[m]) for m in RUN_MEMBERS}
+
+    def with_run(self, run: dict[str, Any]) -> Tenant:
+        """The record with the run state of its run document (a member it lacks: none)."""
+        return self.updated(**{_FIELD[m]: run.get(m) for m in RUN_MEMBERS})
+
     @property
     def last_refresh_at(self) -> str:
         """When it was last refreshed ('' never)."""
@@ -127,20 +148,41 @@ class Tenants:
         return [HOME, *sorted(t for t, r in self.added.items() if not r.removed)]
 
 
-def load(store: TicketStore) -> Tenants:
-    """The document as stored now (empty before the first tenant is added)."""
+def registrations(store: TicketStore) -> Tenants:
+    """The tenants document as stored now (empty before the first tenant is added), without the run documents: what
+    an admin changed, and run state only as an earlier version stored it there."""
     found = store.get_document(DOCUMENT)
     return Tenants.from_json(found[0] if found else {})
 
 
+def load(store: TicketStore) -> Tenants:
+    """Every tenant's record as stored now, each with its run state: its run document's, where it has one (two
+    reads: the tenants document and one listing of the run documents)."""
+    document = registrations(store)
+    runs = {name: data for name, (data, _) in store.list_documents(RUN_PREFIX).items()}
+
+    def merged(tenant_id: str, record: Tenant) -> Tenant:
+        run = runs.get(run_document(tenant_id))
+        return record if run is None else record.with_run(run)
+
+    added = {t: merged(t, r) for t, r in document.added.items()}
+    return replace(document, home=merged(HOME, document.home), added=added)
+
+
+def with_run(store: TicketStore, tenant_id: str, record: Tenant) -> Tenant:
+    """One tenant's record (as the tenants document holds it) with its run state (one point read)."""
+    found = store.get_document(run_document(tenant_id))
+    return record if found is None else record.with_run(found[0])
+
+
 def registered(store: TicketStore) -> dict[str, Tenant]:
-    """Every tenant an admin added (any state), by id."""
-    return load(store).added
+    """Every tenant an admin added (any state), by id; run state only as an earlier version stored it."""
+    return registrations(store).added
 
 
 def readable(store: TicketStore) -> list[str]:
     """HOME and every added tenant not removed (what `tenant=all` lists)."""
-    return load(store).readable()
+    return registrations(store).readable()
 
 
 def resolve(services: Services, value: str | None) -> str | None:

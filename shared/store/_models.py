@@ -7,6 +7,13 @@ from typing import Any, Protocol
 from shared.tickets import Ticket
 
 
+def prefix_end(prefix: str) -> str:
+    """The first name past every name that starts with `prefix` (a document listing's range end)."""
+    if not prefix:
+        raise ValueError("a document prefix must not be empty")
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 class StoreConflict(Exception):
     """A conditional write lost: the row changed (ETag) or already exists."""
 
@@ -124,3 +131,8 @@ class TicketStore(Protocol):
 
     def delete_document(self, name: str) -> None:
         """Delete the document if there is one (a removed connection's sync state goes with it)."""
+
+    def list_documents(self, prefix: str) -> dict[str, tuple[dict[str, Any], str]]:
+        """Every document whose name starts with `prefix` (not empty), by name, with its ETag: one query, so many
+        small documents (one per tenant) are read together and written apart."""
+        ...

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict
+from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, prefix_end
 from shared.tickets import Ticket
 
 _SCHEMA = """
@@ -387,3 +387,10 @@ class SqliteTicketStore:
     def delete_document(self, name: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM documents WHERE name = ?", (name,))
+
+    def list_documents(self, prefix: str) -> dict[str, tuple[dict[str, Any], str]]:
+        with self._lock:  # a range on the primary key (BINARY collation: the same order as Tables' RowKey)
+            rows = self._db.execute(
+                "SELECT name, data, version FROM documents WHERE name >= ? AND name < ?", (prefix, prefix_end(prefix))
+            ).fetchall()
+        return {str(name): (json.loads(data), str(version)) for name, data, version in rows}

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from shared.store._models import OAuthState, StoreConflict
+from shared.store._models import OAuthState, StoreConflict, prefix_end
 
 OAUTH_STATES = "oauthstates"
 SYNC = "syncstate"
@@ -251,3 +251,12 @@ class TableDocuments:
 
     def delete_document(self, name: str) -> None:
         self._table(DOCUMENTS).delete_entity("doc", name)  # no error when it is absent (azure-data-tables 12.x)
+
+    def list_documents(self, prefix: str) -> dict[str, tuple[dict[str, Any], str]]:
+        # One partition, a RowKey range: keys compare as strings (https://learn.microsoft.com/rest/api/storageservices/
+        # querying-tables-and-entities#supported-comparison-operators).
+        rows = self._table(DOCUMENTS).query_entities(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            parameters={"pk": "doc", "low": prefix, "high": prefix_end(prefix)},
+        )
+        return {str(e["RowKey"]): (_json_of(e), str(e.metadata["etag"])) for e in rows}

@@ -455,3 +455,20 @@ def test_a_begin_the_store_refuses_for_another_reason_than_the_claim_is_that_rea
         store.begin_creation(huge)
     assert "PropertyValueTooLarge" in str(raised.value)
     assert store.get_ticket(huge.id) is None and store.claim_recommendation(huge.recommendation_id, "x") is None
+
+
+def test_documents_are_listed_by_the_prefix_of_their_names_with_their_etags(store):
+    """Many small documents (a tenant's run state each) are read in one query and written apart: the listing holds
+    exactly the names that start with the prefix (not a neighbour one character past it), each with the ETag its
+    next conditional write needs."""
+    assert store.list_documents("tenant-run:") == {}
+    first = store.put_document("tenant-run:a", {"n": 1}, None)
+    store.put_document("tenant-run:b", {"n": 2}, None)
+    for other in ("tenant-run", "tenant-run;", "tenant-runs:a", "tenants", "a-tenant-run:a"):
+        store.put_document(other, {"other": True}, None)
+    listed = store.list_documents("tenant-run:")
+    assert listed == {"tenant-run:a": ({"n": 1}, first), "tenant-run:b": ({"n": 2}, listed["tenant-run:b"][1])}
+    assert store.put_document("tenant-run:a", {"n": 3}, listed["tenant-run:a"][1])  # the listed ETag is current
+    assert store.list_documents("tenant-run:")["tenant-run:a"][0] == {"n": 3}
+    with pytest.raises(ValueError):
+        store.list_documents("")

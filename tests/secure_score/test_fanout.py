@@ -20,7 +20,7 @@ from azure.storage.queue import QueueClient
 
 from dev.host.queues import QueueOptions
 from dev.host.server import LocalHost
-from secure_score import tenants
+from secure_score import tenant_runs
 from secure_score.fanout import QUEUE, RefreshMessage
 from secure_score.queued import refresh_queued
 from shared import services as services_module
@@ -154,7 +154,7 @@ def test_a_message_seen_again_takes_its_own_lease_back_and_another_copy_does_not
     _fan_out(harness, monkeypatch, azurite_queues)
     body = _queued(harness)
     lease = timedelta(seconds=150)
-    assert tenants.claim_refresh(harness.services, HOME, json.loads(body)["due"], lease, "m1") == "claimed"
+    assert tenant_runs.claim_refresh(harness.services, HOME, json.loads(body)["due"], lease, "m1") == "claimed"
     # ...and its instance dies here, the lease still held
     assert refresh_queued(harness.services, body, 2, "another copy") == "busy"
     assert refresh_queued(harness.services, body, 2, "m1") == "refreshed"
