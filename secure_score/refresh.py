@@ -340,7 +340,7 @@ class SecureScoreRefresh:
             return
         writes = WriteBack(self._services, self._failures, RequestCount())
         chosen: list[Ticket] = []
-        read = set(tenants.to_read(self._services))  # a removed or paused tenant is never written to
+        read = tenants.being_read(self._services)  # a removed or paused tenant is never written to
         for ticket_id in dict.fromkeys(ticket_ids):
             found = self._store.get_ticket(ticket_id)
             if found is None or not writes.due(found[0]) or found[0].recommendation.get("source") == "user":

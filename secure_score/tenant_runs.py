@@ -29,14 +29,20 @@ def _registration(services: Services, tenant_id: str) -> Tenant | None:
     return document.home if tenant_id == HOME else document.added.get(tenant_id)
 
 
-def _change_run(services: Services, tenant_id: str, record: Tenant, edit: Callable[[Tenant], tuple[T, Tenant]]) -> T:
+def _change_run(
+    services: Services, tenant_id: str, record: Tenant | None, edit: Callable[[Tenant], tuple[T, Tenant]]
+) -> T:
     """Apply `edit(record with its run state) -> (answer, record to store)` to the tenant's run document under its
-    ETag, re-reading on a lost race. Only the run state of the record it returns is stored."""
+    ETag, re-reading on a lost race. Only the run state of the record it returns is stored. `record` is the
+    tenant's registration, None for one not read yet: the tenants document is then read only for a first write."""
+    known: list[Tenant] = [record] if record is not None else []
 
     def edited(run: dict[str, Any]) -> T:
+        if not known:
+            known.append(_registration(services, tenant_id) or Tenant())
         if not run:  # the first write: from the run state the tenants document kept (an earlier version's)
-            run.update(record.run_state())
-        answer, changed = edit(record.with_run(run))
+            run.update(known[0].run_state())
+        answer, changed = edit(known[0].with_run(run))
         run.clear()
         run.update(changed.run_state())
         return answer
@@ -48,10 +54,8 @@ def record_run(
     services: Services, tenant_id: str, last: dict[str, Any], error: dict[str, Any] | None, *, release: bool = False
 ) -> None:
     """A refresh's outcome on its tenant's run state: the last run, and the error that stopped it (or none); with
-    `release`, in the same write, the end of the fan-out's lease the refresh held (`claim_refresh`)."""
-    record = _registration(services, tenant_id)
-    if record is None:
-        return
+    `release`, in the same write, the end of the fan-out's lease the refresh held (`claim_refresh`). The tenants
+    document is not read (the refresh chose a registered tenant), unless this is the tenant's first write."""
 
     def note(current: Tenant) -> tuple[None, Tenant]:
         current = current.updated(last_refresh=last, last_error=error)
@@ -59,7 +63,7 @@ def record_run(
             current = current.updated(refreshing_until=None, refreshing_by=None)
         return None, current
 
-    _change_run(services, tenant_id, record, note)
+    _change_run(services, tenant_id, None, note)
     _renew_if_not_consented(services, tenant_id, error)
 
 

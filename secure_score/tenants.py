@@ -94,6 +94,13 @@ def to_read(services: Services) -> list[str]:
     return [tenant for _, tenant in sorted(chosen)]
 
 
+def being_read(services: Services) -> set[str]:
+    """The tenants a refresh reads (`to_read`), in no order: the tenants document alone, no run documents."""
+    document = tenant_records.registrations(services.store)
+    home = {HOME} if document.home.state != "paused" else set()
+    return home | {tenant_id for tenant_id, record in document.added.items() if record.active}
+
+
 def confirmation_until(record: Tenant) -> datetime:
     return datetime.fromisoformat(str(record.consent_reported_at)) + CONFIRMATION_WINDOW
 
@@ -279,10 +286,17 @@ def resume_home(services: Services) -> None:
 
 def note_queued(services: Services, at: str, queued: int) -> None:
     """A refresh was queued at `at` for `queued` tenants: the page counts them done as their outcomes land
-    (overview.py)."""
+    (overview.py). The same write drops the run state an earlier version kept on each record whose run document
+    exists now (tenant_runs.py): it is no longer read, and only made the document larger."""
+    runs = set(services.store.list_documents(tenant_records.RUN_PREFIX))
 
     def note(document: dict[str, Any]) -> None:
         document[FANOUT_MEMBER] = {"at": at, "queued": queued}
+        records = [(HOME, document.get("home")), *document["tenants"].items()]
+        for tenant_id, record in records:
+            if isinstance(record, dict) and tenant_records.run_document(tenant_id) in runs:
+                for member in tenant_records.RUN_MEMBERS:
+                    record.pop(member, None)
 
     change(services, note)
 

@@ -222,3 +222,26 @@ def test_a_message_failing_every_try_lands_in_the_poison_queue_and_shows_on_the_
 def test_a_message_the_connector_did_not_queue_is_dropped_without_reading(harness: Harness, body: bytes) -> None:
     assert refresh_queued(harness.services, body, 1, "m1") == "ignored"
     assert harness.graph.requests == []
+
+
+def test_queuing_a_refresh_drops_the_run_state_an_earlier_version_kept_in_the_tenants_document(
+    harness: Harness, azurite_queues: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tenant's run state is its run document's once that exists: the fan-out's one write of the tenants document
+    drops the copy an earlier version kept there (only what the page and the run document do not need)."""
+    _queue(azurite_queues)
+    _fan_out(harness, monkeypatch, azurite_queues)
+    assert refresh_queued(harness.services, _queued(harness), 1, "m1") == "refreshed"
+    outcome = _home(harness).last_refresh
+    store = harness.services.store
+    document, etag = store.get_document(tenant_records.DOCUMENT) or ({"tenants": {}}, None)
+    stale = {"lastRefresh": {"at": "2026-01-01T00:00:00+00:00", "status": "ok"}, "lastError": None}
+    store.put_document(tenant_records.DOCUMENT, {**document, "home": {"name": "Contoso", **stale}}, etag)
+    assert _home(harness).last_refresh == outcome  # the run document's, not the stale copy
+    status, answer = _refresh(harness)
+    assert (status, answer["queued"]) == (202, 1)
+    found = store.get_document(tenant_records.DOCUMENT)
+    assert found is not None
+    stored = found[0]
+    assert stored["home"] == {"name": "Contoso"} and stored[tenant_records.FANOUT_MEMBER]["queued"] == 1
+    assert _home(harness).last_refresh == outcome
