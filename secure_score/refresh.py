@@ -255,7 +255,11 @@ class SecureScoreRefresh:
 
     def refresh_leased(self, tenant: str, deadline: float) -> RefreshResult:
         """One tenant's refresh for a queue message whose lease it holds (fanout.py): the lease ends with the
-        outcome's write; a failed read raises (the host tries the message again)."""
+        outcome's write; a failed read raises (the host tries the message again). Another tenant's refresh reads the
+        stored item failures first, so only an entry stored for it is cleared: with none failing or cleared, it
+        writes nothing to the refresh's one run document, which every queued refresh would otherwise rewrite."""
+        if tenant != HOME:
+            self._failures = Failures(refresh_state(self._store).failures, self._services.clock().isoformat())
         with deadlines.run_deadline(deadline):
             result, failure = self._one(tenant, release=True)
         self._persist(result if tenant == HOME else None)
@@ -324,6 +328,8 @@ class SecureScoreRefresh:
         writer's entries survive; `last` stays the home tenant's (provisioning reads it)."""
         failures = self._failures.snapshot()
         shown = home if home is not None else (result if result is not None and not result.tenants else None)
+        if shown is None and (result is None or not result.tenants) and not failures:
+            return  # nothing of this run's to store (another tenant's queued refresh, no item failed or cleared)
 
         def update(state: RefreshState) -> None:
             if shown is not None:

@@ -5,11 +5,15 @@ write. Over the Entra and Graph simulators, as test_tenants.py."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 from dev.entra import FABRIKAM
 from secure_score import tenant_runs
+from secure_score.fanout import RefreshMessage
+from secure_score.queued import refresh_queued
+from shared.runs import SECURE_SCORE_RUN
 from shared.tenant_records import DOCUMENT, RUN_PREFIX
 from shared.tickets import HOME
 from tests.secure_score.test_tenants import added, entra, msp, overview, refresh  # noqa: F401  (fixtures)
@@ -76,3 +80,21 @@ def test_run_state_stored_in_the_tenants_document_by_an_earlier_version_is_read_
     row = overview(msp)[FABRIKAM.id]
     assert row["lastRefresh"]["status"] == "ok" and row["lastError"] is None
     assert store.get_document(DOCUMENT)[0]["tenants"][FABRIKAM.id]["lastError"] == error  # left, and ignored
+
+
+def test_a_queued_refresh_of_another_tenant_with_nothing_failing_writes_only_its_own_run_document(msp, entra):  # noqa: F811
+    """What makes several workers faster than one: a queued refresh of one tenant writes no document another tenant's
+    refresh writes too (neither the tenants document nor the refresh's run document, with no item failed or
+    cleared), only its own run document."""
+    store = msp.services.store
+    added(msp, entra, FABRIKAM)
+    assert refresh(msp)[0] == 200
+    due = msp.clock().isoformat()
+    body = json.dumps(RefreshMessage(FABRIKAM.id, due).to_json()).encode()
+    msp.clock.advance(seconds=1)
+    shared = (DOCUMENT, SECURE_SCORE_RUN)
+    before = {name: store.get_document(name) for name in shared}
+    assert refresh_queued(msp.services, body, 1, "m1") == "refreshed"
+    assert {name: store.get_document(name) for name in shared} == before
+    run = store.get_document(f"{RUN_PREFIX}{FABRIKAM.id}")[0]
+    assert run["lastRefresh"]["at"] > due and run["lastRefresh"]["status"] == "ok" and run["refreshingBy"] is None
