@@ -33,6 +33,11 @@ def test_a_refresh_of_several_tenants_writes_each_ones_run_document_and_never_th
         run = runs[name][0]
         assert run["lastRefresh"]["status"] == "ok" and run["lastError"] is None
         assert rows[tenant]["lastRefresh"] == run["lastRefresh"]  # what the row shows is the run document's
+    # Removed, its answer shows its last outcome; added again, it is a new registration with none of the old one's
+    removed = msp.call("remove_tenant", "DELETE", f"/tenants/{FABRIKAM.id}", route_params={"id": FABRIKAM.id})
+    assert removed.status_code == 200 and json.loads(removed.get_body())["lastRefresh"] == run["lastRefresh"]
+    again = msp.call("add_tenant", "POST", "/tenants", body=json.dumps({"tenant": FABRIKAM.id}).encode())
+    assert again.status_code == 201 and overview(msp)[FABRIKAM.id]["lastRefresh"] is None
 
 
 def _legacy(store: Any, home: dict[str, Any], fabrikam: dict[str, Any]) -> None:
