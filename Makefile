@@ -40,7 +40,8 @@ $(CHECKOV): requirements-checkov.txt
 	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	touch $(CHECKOV)
 
-run: $(STAMP)
+# `make run HOSTS=2`: two local hosts of the app, each its own process, on one Azurite (installed when missing).
+run: $(STAMP) $(if $(filter-out 1,$(HOSTS)),$(AZURITE))
 	$(PY) dev/host/run.py
 
 lint: $(STAMP) $(CHECKOV)

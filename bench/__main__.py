@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import create, routes, secure_score, sync, tenants
+from bench import create, fanout, routes, secure_score, sync, tenants
 
 
 def main() -> None:
@@ -15,6 +15,8 @@ def main() -> None:
     secure_score.main()
     print()
     tenants.main()
+    print()
+    fanout.main()
 
 
 if __name__ == "__main__":

@@ -8,9 +8,14 @@ tenants), then answers `count` on stdin with the Graph GETs so far, and stops at
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dev.entra import READER_APP_ID, EntraSimulator, make_certs
 from dev.graph import GraphSimulator, ManagedIdentity
@@ -43,6 +48,33 @@ def main() -> None:
             print(json.dumps({"gets": gets}), flush=True)
     graph_server.shutdown()
     entra_server.shutdown()
+
+
+@dataclass
+class Remote:
+    """The simulators' process as a benchmark sees it: what it printed at start, and its Graph GETs so far."""
+
+    started: dict[str, Any]
+    process: subprocess.Popen[str]
+
+    def gets(self) -> int:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        return int(json.loads(self.process.stdout.readline())["gets"])
+
+
+@contextmanager
+def remote(tenants: int, latency: float) -> Iterator[Remote]:
+    """`python -m bench.remote` for `tenants` tenants (the home tenant and the customers) at `latency` seconds per
+    Graph request; stopped on exit."""
+    command = [sys.executable, "-m", "bench.remote", str(tenants), str(latency)]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            yield Remote(json.loads(process.stdout.readline()), process)
+        finally:
+            process.stdin.close()
 
 
 if __name__ == "__main__":

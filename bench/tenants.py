@@ -14,17 +14,15 @@ The run measured is a scheduled refresh after the first: the first also reads ea
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.common import timed_servicenow
+from bench.remote import remote
 from dev.entra import READER_APP_ID, ca_bundle
 from secure_score import tenants
 from secure_score.api import SecureScoreRefresh
@@ -68,22 +66,13 @@ def run(directory: Path, remote: dict[str, Any], ask: Any) -> tuple[int, float, 
 
 
 def main() -> None:
-    command = [sys.executable, "-m", "bench.remote", str(TENANTS), str(LATENCY)]
     saved = {k: os.environ.get(k) for k in _ENV}
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as remote:
-        assert remote.stdin is not None and remote.stdout is not None
-        started = json.loads(remote.stdout.readline())
-
-        def ask() -> int:
-            remote.stdin.write("count\n")  # type: ignore[union-attr]
-            remote.stdin.flush()  # type: ignore[union-attr]
-            return int(json.loads(remote.stdout.readline())["gets"])  # type: ignore[union-attr]
-
+    with remote(TENANTS, LATENCY) as simulators:
+        started = simulators.started
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                reads, wall, ok, first = run(Path(tmp), started, ask)
+                reads, wall, ok, first = run(Path(tmp), started, simulators.gets)
         finally:
-            remote.stdin.close()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import TextIO
 
@@ -32,6 +33,9 @@ DATA_FILES = (
     "entra-simulator-ca-bundle.pem",
     "local-api-token",
 )
+# `make run HOSTS=n`: the store Azurite keeps for the hosts, and the other hosts' logs.
+DATA_FOLDERS = ("azurite",)
+HOST_LOGS = "host-*.log"
 API_TOKEN_FILE = "local-api-token"  # what curl sends as its bearer token (dev/host/easyauth.py)
 
 
@@ -71,6 +75,13 @@ def reset(data_dir: Path) -> list[str]:
             with contextlib.suppress(FileNotFoundError):
                 (data_dir / name).unlink()
                 removed.append(name)
+        for folder in DATA_FOLDERS:
+            if (data_dir / folder).is_dir():
+                shutil.rmtree(data_dir / folder)
+                removed.append(f"{folder}/")
+        for log in sorted(data_dir.glob(HOST_LOGS)):
+            log.unlink()
+            removed.append(log.name)
         for leftover in data_dir.glob(".*.tmp"):  # an interrupted atomic write
             leftover.unlink()
         handle.truncate(0)

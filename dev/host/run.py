@@ -8,6 +8,7 @@ two connections; when no GRAPH_URL is configured, the Microsoft Graph simulator 
 so the recommendations are there at once, and the Entra ID simulator (over TLS) for other tenants: the reader app,
 its consent pages and its tokens.
 
+`HOSTS=2` starts a second host (its own process) on one Azurite, to show scale-out (dev/host/processes.py).
 Every port is taken, then the data folder, before anything is written: a run that cannot start changes nothing.
 `dev/host/run.py --reset` (`make reset`) empties the data folder's store, secrets and simulator state together.
 """
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCAL_CLIENT = "local-connector"
 SECOND_CLIENT = "local-connector-2"
 PORTS = {"PORT": 7071, "SIMULATOR_PORT": 7072, "GRAPH_SIMULATOR_PORT": 7073, "SECOND_SIMULATOR_PORT": 7074,
-         "ENTRA_SIMULATOR_PORT": 7075}  # fmt: skip
+         "ENTRA_SIMULATOR_PORT": 7075, "MORE_HOSTS_PORT": 7076}  # fmt: skip
+MORE_HOST = "--more-host"  # how the first host of HOSTS starts the others
 OTHER_PORTS = ("PORT=8071 SIMULATOR_PORT=8072 GRAPH_SIMULATOR_PORT=8073 SECOND_SIMULATOR_PORT=8074 "
                "ENTRA_SIMULATOR_PORT=8075")  # fmt: skip
 
@@ -84,11 +86,7 @@ def load_local_settings(path: Path) -> None:
 
 
 def _port(name: str) -> int:
-    given = {"PORT": os.environ.get("PORT"), "SIMULATOR_PORT": os.environ.get("SIMULATOR_PORT"),
-             "GRAPH_SIMULATOR_PORT": os.environ.get("GRAPH_SIMULATOR_PORT"),
-             "SECOND_SIMULATOR_PORT": os.environ.get("SECOND_SIMULATOR_PORT"),
-             "ENTRA_SIMULATOR_PORT": os.environ.get("ENTRA_SIMULATOR_PORT")}  # fmt: skip
-    raw = given[name] or str(PORTS[name])
+    raw = os.environ.get(name) or str(PORTS[name])
     if not (raw.isascii() and raw.isdigit() and 0 < int(raw) < 65536):
         raise CannotStart(f"{name}={raw} is not a port number (1-65535).")
     return int(raw)
@@ -107,7 +105,7 @@ def _listen(name: str, bind: Any) -> Any:
         ) from None
 
 
-def _bind(simulate_servicenow: bool, simulate_graph: bool) -> Bound:
+def _bind(simulate_servicenow: bool, simulate_graph: bool, *, run_timers: bool = True) -> Bound:
     from dev.host.functions import load_app
     from dev.host.server import LocalHost
     from dev.wire.transport import listen
@@ -138,7 +136,7 @@ def _bind(simulate_servicenow: bool, simulate_graph: bool) -> Bound:
             opened.append(server)
             bound.entra = (entra, server, url, ca_pem)
         bound.host = _listen("PORT", lambda port: LocalHost(functions, "127.0.0.1", port, ipv6=True,
-                                                            **_host_options()))  # fmt: skip
+                                                            run_timers=run_timers, **_host_options()))  # fmt: skip
     except BaseException:
         for server in opened:
             server.server_close()
@@ -243,7 +241,7 @@ def main(argv: list[str]) -> int:
     try:
         if argv[1:] == ["--reset"]:
             return _reset(data_dir)
-        return _run(data_dir)
+        return _run(data_dir, more_host=argv[1:] == [MORE_HOST])
     except CannotStart as exc:
         print(f"make run: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -260,28 +258,33 @@ def _reset(data_dir: Path) -> int:
     return 0
 
 
-def _run(data_dir: Path) -> int:
+def _run(data_dir: Path, *, more_host: bool = False) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("azure").setLevel(logging.WARNING)  # azure-identity logs each token request at INFO
     port = _port("PORT")
+    from dev.host.processes import Hosts
+
+    hosts = Hosts(data_dir, 1 if more_host else os.environ.get("HOSTS") or "1", _port("MORE_HOSTS_PORT"), CannotStart)
     os.environ.setdefault("TICKET_STORE", "sqlite")
     os.environ.setdefault("STATUS_SYNC_SCHEDULE", "0 */5 * * * *")  # the timer's %STATUS_SYNC_SCHEDULE%
     os.environ.setdefault("SECURE_SCORE_SCHEDULE", "0 0 */4 * * *")  # the timer's %SECURE_SCORE_SCHEDULE%
     os.environ.setdefault("OAUTH_REDIRECT_URI", f"http://localhost:{port}/api/oauth/callback")
 
-    bound = _bind(not os.environ.get("SERVICENOW_INSTANCE"), not os.environ.get("GRAPH_URL"))
+    bound = _bind(not os.environ.get("SERVICENOW_INSTANCE"), not os.environ.get("GRAPH_URL"), run_timers=not more_host)
     from dev.host.datadir import DataDirInUse, hold
 
     try:
-        held = hold(data_dir)
+        held = open(os.devnull) if more_host else hold(data_dir)  # noqa: SIM115 - the first host holds the folder
     except DataDirInUse as exc:
         bound.close()
         raise _in_use(data_dir, exc.holder, "this one did not start") from None
     try:
-        return _serve(bound, data_dir, port)
+        hosts.share_storage()  # HOSTS: the store and the queues on one Azurite
+        return _serve(bound, data_dir, port, hosts)
     finally:
         bound.close()
+        hosts.close()  # the other hosts, then Azurite
         held.close()
 
 
@@ -297,7 +300,7 @@ def _api_token(bound: Bound, data_dir: Path) -> str:
     return f' -H "Authorization: Bearer $(cat {shlex.quote(str(data_dir / API_TOKEN_FILE))})"'
 
 
-def _serve(bound: Bound, data_dir: Path, port: int) -> int:
+def _serve(bound: Bound, data_dir: Path, port: int, hosts: Any) -> int:
     """Point the connector at the simulators, start everything, say what runs where, and wait for Ctrl-C."""
     auth = _api_token(bound, data_dir)
     notes = _servicenow_simulator(bound, data_dir, port) if bound.servicenow else []
@@ -321,6 +324,7 @@ def _serve(bound: Bound, data_dir: Path, port: int) -> int:
         notes.append(f"Signed in as {user.name} with roles {', '.join(user.roles) or '(none)'} (App Service "
                      "Authentication, emulated: LOCAL_USER, LOCAL_USER_ROLES).")  # fmt: skip
     bound.start()
+    notes += hosts.start_more(MORE_HOST)
     if bound.graph is not None:
         threading.Thread(target=_first_refresh, name="first-secure-score-refresh", daemon=True).start()
     routes = "\n".join(f"  {'/'.join(sorted(f.methods)):6} {host.url}{f.route}" for f in host.http)

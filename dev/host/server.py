@@ -59,14 +59,19 @@ class LocalHost(HostServer):
         wait: Callable[[float], bool] | None = None,
         queue_options: QueueOptions | None = None,
         processing_visibility: float = RECEIVE_FOR,
+        run_timers: bool = True,
     ) -> None:
         """`now` and `wait` (True: stop) are the timers' clock; tests pass their own, so no real time passes.
         `queue_options` default to host.json's; `processing_visibility` is how long a message taken stays hidden
-        (the Functions host's 10 minutes, renewed while its function runs; tests shorten it)."""
+        (the Functions host's 10 minutes, renewed while its function runs; tests shorten it). Without `run_timers`
+        its timers run only when called (`POST /admin/functions/{name}`): a timer runs on one instance of an app
+        at a time (https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer#scale-out), so of
+        several local hosts of one app only the first runs them."""
         indexed = index(functions)
         self.http, self.timers, self.queue_functions = indexed.http, indexed.timers, indexed.queues
         self.queue_options = queue_options or load_options()
         self.processing_visibility = processing_visibility
+        self.run_timers = run_timers
         self.queue_listeners: list[QueueListener] = []
         self.function_key = function_key
         # App Service Authentication, emulated: `user` signs in by default, `other_users` with a login_hint.
@@ -143,7 +148,7 @@ class LocalHost(HostServer):
     def start(self) -> None:
         self._serving = threading.Thread(target=self.serve_forever, args=(0.05,), name="local-host", daemon=True)
         self._serving.start()
-        for timer in self.timers:
+        for timer in self.timers if self.run_timers else ():
             threading.Thread(target=self._run_timer, args=(timer,), name=f"timer-{timer.name}", daemon=True).start()
         for function in self.queue_functions:
             connection = connection_string(function.connection)

@@ -66,6 +66,7 @@ def _count(connection: str, queue: str) -> int:
 def test_host_json_gives_the_queue_options_the_design_names() -> None:
     options = load_options(Path(__file__).resolve().parents[2] / "host.json")
     assert (options.batch_size, options.max_dequeue_count, options.visibility_timeout) == (8, 5, 30.0)
+    assert options.max_polling_interval == 2.0  # not the host's minute: docs/benchmarks.md#secure-score-fan-out
     assert options.max_dequeue_count == MAX_DEQUEUE_COUNT  # what the app says of poison messages holds
 
 
