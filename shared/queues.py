@@ -38,6 +38,16 @@ def poison_queue(queue: str) -> str:
     return POISON.format(queue=queue)
 
 
+def has_queue_service(connection_string: str) -> bool:
+    """Whether a storage connection string reaches a Queue service. One that names its services' endpoints
+    (`TableEndpoint=...`) reaches only those: without `QueueEndpoint` it has no queue, rather than one derived from
+    the account name (https://learn.microsoft.com/azure/storage/common/storage-configure-connection-string#create-a-connection-string-for-an-explicit-storage-endpoint).
+    Such a string is an emulator's with its Table service alone; the timers then work inline."""
+    members = {part.split("=", 1)[0].strip().lower() for part in connection_string.split(";") if "=" in part}
+    explicit = {"blobendpoint", "tableendpoint", "fileendpoint", "queueendpoint"} & members
+    return not explicit or "queueendpoint" in members
+
+
 class WorkQueues:
     """The app's queues on one storage account: send work, and read what landed in a poison queue."""
 
@@ -157,6 +167,6 @@ def open_queues(env: Mapping[str, str] = os.environ) -> WorkQueues | None:
     if endpoint:
         return WorkQueues.from_endpoint(endpoint, (env.get("AzureWebJobsStorage__clientId") or "").strip() or None)
     connection = (env.get("AzureWebJobsStorage") or "").strip()
-    if connection:
+    if connection and has_queue_service(connection):
         return WorkQueues.from_connection_string(connection)
     return None

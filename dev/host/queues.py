@@ -105,9 +105,10 @@ class QueueListener:
         self.options = options
         self.processing_visibility = processing_visibility
         self._call = call
-        self._client = QueueClient.from_connection_string(connection, queue, connection_timeout=5, read_timeout=20)
-        self._poison = QueueClient.from_connection_string(connection, f"{queue}-poison", connection_timeout=5,
-                                                          read_timeout=20)  # fmt: skip
+        # No retries inside a poll: the loop polls again itself, and a stop never waits out a retried call.
+        bounded: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 20, "retry_total": 0}
+        self._client = QueueClient.from_connection_string(connection, queue, **bounded)
+        self._poison = QueueClient.from_connection_string(connection, f"{queue}-poison", **bounded)
         self._stop = stop or threading.Event()
         self._in_hand = threading.Semaphore(0)
         self._running = 0
@@ -255,5 +256,9 @@ class _Renewal:
 
 
 def connection_string(setting: str) -> str | None:
-    """The binding's `connection` app setting as a connection string (None: unset, or identity-based only)."""
-    return (os.environ.get(setting) or "").strip() or None
+    """The binding's `connection` app setting as a connection string (None: unset, identity-based only, or a
+    string that reaches no Queue service, e.g. Azurite's Table service alone)."""
+    from shared.queues import has_queue_service
+
+    value = (os.environ.get(setting) or "").strip()
+    return value if value and has_queue_service(value) else None

@@ -153,8 +153,8 @@ class LocalHost(HostServer):
         for function in self.queue_functions:
             connection = connection_string(function.connection)
             if connection is None:
-                log.warning("Queue function %s does not run: its storage connection (%s) is not set",
-                            function.name, function.connection)  # fmt: skip
+                log.warning("Queue function %s does not run: its storage connection (%s) is unset or has no Queue "
+                            "service", function.name, function.connection)  # fmt: skip
                 continue
             listener = QueueListener(function.name, function.queue, connection, function.call, self.queue_options,
                                      processing_visibility=self.processing_visibility, stop=self._stop)  # fmt: skip

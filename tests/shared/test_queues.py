@@ -55,3 +55,13 @@ def test_the_identity_based_uri_wins_and_no_storage_means_no_queues(azurite_queu
     assert by_identity._service.url.startswith("https://acct.queue.core.windows.net")
     assert by_identity._service.credential is not None
     by_identity.close()
+
+
+def test_a_connection_string_naming_other_services_endpoints_but_not_the_queues_has_no_queue(azurite: str) -> None:
+    """Azurite's Table service alone (the string names TableEndpoint, no QueueEndpoint): no queue, so the timers work
+    inline and the local host starts no listener, instead of polling a queue host derived from the account name."""
+    assert open_queues({"AzureWebJobsStorage": azurite}) is None
+    with_queue = f"{azurite.rstrip(';')};QueueEndpoint=http://127.0.0.1:1/devstoreaccount1"
+    assert open_queues({"AzureWebJobsStorage": with_queue}) is not None
+    account = "DefaultEndpointsProtocol=https;AccountName=contoso;AccountKey=a2V5;EndpointSuffix=core.windows.net"
+    assert open_queues({"AzureWebJobsStorage": account}) is not None  # endpoints derived from the account: all four
