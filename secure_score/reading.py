@@ -33,9 +33,9 @@ class Findings(Protocol):
     def warn(self, error: ConnectorError, **about: Any) -> None: ...
 
 
-def days_to_read(previous: tuple[dict[str, Any], list[Any]] | None, today: date) -> int:
+def days_to_read(summary: dict[str, Any] | None, today: date) -> int:
     """How many daily snapshots to ask for: all 90 without a stored history, else back to its newest day."""
-    dates = [str(h.get("date")) for h in (previous[0].get("history") or []) if isinstance(h, dict)] if previous else []
+    dates = [str(h.get("date")) for h in (summary.get("history") or []) if isinstance(h, dict)] if summary else []
     try:
         newest = date.fromisoformat(max(dates)) if dates else None
     except ValueError:
@@ -120,13 +120,14 @@ def provider_warning(services: Services, findings: Findings, warning: ProviderWa
 def doubt(
     scores: list[dict[str, Any]],
     listing: Listing,
-    previous: tuple[dict[str, Any], list[Any]] | None,
+    previous: int | None,
     suspect: int | None,
     note_suspect: Callable[[int | None], None],
 ) -> SecureScoreUnavailable | None:
-    """Why this answer should not replace the snapshot, if it should not. `suspect` is the drop the last refresh
-    saw (`note_suspect` records this one's)."""
-    keep = "The previous snapshot is kept." if previous else "Nothing was stored."
+    """Why this answer should not replace the snapshot, if it should not. `previous` is how many controls the
+    stored snapshot has (None: there is none); `suspect` is the drop the last refresh saw (`note_suspect` records
+    this one's)."""
+    keep = "The previous snapshot is kept." if previous is not None else "Nothing was stored."
     again = "Nothing to fix in the connector: the next refresh reads it again."
     if not listing.items:
         return SecureScoreUnavailable(f"Microsoft Graph listed no control profiles. {keep}", retry_after=300,
@@ -134,7 +135,7 @@ def doubt(
     if not scores:
         return SecureScoreUnavailable(f"Microsoft Graph returned no Secure Score snapshot. {keep}", retry_after=300,
                                       remediation=again)  # fmt: skip
-    had = len(previous[1]) if previous else 0
+    had = previous or 0
     now = len(listing.items)
     if had and now < had / 2 and not listing.warnings:
         if suspect == now:

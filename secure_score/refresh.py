@@ -43,7 +43,7 @@ from shared.runs import (
     update_refresh_state,
 )
 from shared.services import Services
-from shared.store import StoreConflict, TicketStore, change_ticket
+from shared.store import DIGEST, StoreConflict, TicketStore, change_ticket, controls_digest
 from shared.tickets import HOME, Ticket
 
 log = logging.getLogger(__name__)
@@ -92,15 +92,6 @@ class RefreshResult(RunResult):
         super().fail(exc)
 
 
-def _same_controls(
-    previous: tuple[dict[str, Any], list[dict[str, Any]]] | None, controls: list[dict[str, Any]]
-) -> bool:
-    if previous is None or len(previous[1]) != len(controls):
-        return False
-    before = {c.get("id"): c for c in previous[1]}
-    return all(before.get(c.get("id")) == c for c in controls)
-
-
 class TenantRefresh:
     """One tenant's refresh. `failures` (shared by the tenants of one run) collects item failures."""
 
@@ -115,7 +106,11 @@ class TenantRefresh:
         """Fill `result`; a read that fails raises after the result says why (the old snapshot stays)."""
         services, tenant = self._services, self._tenant
         now = result.at
-        previous = self._store.get_secure_score(tenant)
+        # The summary alone: its digest says whether the controls changed, so a refresh that finds them as they were
+        # never reads them back (on Table Storage, 300 rows a tenant). A summary without a digest (stored by an
+        # earlier version) is read with its controls, as then.
+        previous = self._store.get_secure_score_summary(tenant)
+        stored = None if previous is None or DIGEST in previous else self._store.get_secure_score(tenant)
         days = reading.days_to_read(previous, services.clock().date())
         try:
             scores, listing = reading.read(services, tenant, self.count, days)
@@ -134,19 +129,21 @@ class TenantRefresh:
         for warning in dict.fromkeys(scores.warnings + listing.warnings):  # each failed provider once
             reading.provider_warning(services, result, warning)
         drop = refresh_state(self._store).suspect_drop(tenant)
-        doubt = reading.doubt(scores.items, listing, previous, drop,
+        had = len(stored[1]) if stored else previous.get("controls") if previous else None
+        doubt = reading.doubt(scores.items, listing, had if isinstance(had, int) else 0, drop,
                               lambda new: _update(self._store, lambda s: s.set_suspect_drop(tenant, new)))  # fmt: skip
         if doubt is not None:
             result.warn(doubt)
             return
         controls = reading.join(listing.items, scores.items[0], result)
         if result.warnings and previous is not None:
-            controls = reading.carry_forward(controls, previous[1])
-        kept = list((previous[0].get("history") or []) if previous else [])
-        summary = reading.summary(scores.items, controls, now, kept)
-        # Most refreshes find every control as it was: then only the summary is written (one write, not 300). As a
-        # set: a store gives its controls back in its own order (by id in Tables), not in Graph's.
-        if not _same_controls(previous, controls) or not self._store.put_secure_score_summary(summary, tenant):
+            stored = stored or self._store.get_secure_score(tenant)
+            controls = reading.carry_forward(controls, stored[1] if stored else [])
+        kept = list((previous.get("history") or []) if previous else [])
+        summary = {**reading.summary(scores.items, controls, now, kept), DIGEST: controls_digest(controls)}
+        # Most refreshes find every control as it was: then only the summary is written (one write, not 300), and
+        # only while the stored controls are still those its digest names.
+        if not self._store.put_secure_score_summary(summary, tenant):
             self._store.put_secure_score(summary, controls, tenant)
         result.controls = len(controls)
         result.scored = sum(1 for c in controls if c.get("scored"))

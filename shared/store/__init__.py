@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, TicketStore
+from shared.store._models import DIGEST, IdempotencyRecord, OAuthState, StoreConflict, TicketStore, controls_digest
 from shared.store.sqlite import SqliteTicketStore
 from shared.tickets import Ticket
 
 __all__ = [
-    "IdempotencyRecord", "OAuthState", "SqliteTicketStore", "StoreConflict", "TicketStore", "change_ticket",
-    "update_conditionally", "update_document",
+    "DIGEST", "IdempotencyRecord", "OAuthState", "SqliteTicketStore", "StoreConflict", "TicketStore", "change_ticket",
+    "controls_digest", "update_conditionally", "update_document",
 ]  # fmt: skip
 
 T = TypeVar("T")

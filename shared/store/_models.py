@@ -1,10 +1,22 @@
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared.tickets import Ticket
+
+DIGEST = "controlsDigest"  # the summary's digest of the snapshot's controls (controls_digest)
+
+
+def controls_digest(controls: list[dict[str, Any]]) -> str:
+    """A digest of a snapshot's controls, in any order: a refresh that reads the same controls again writes the
+    summary alone, without reading the stored controls back (put_secure_score_summary)."""
+    ordered = sorted(controls, key=lambda control: str(control.get("id")))
+    text = json.dumps(ordered, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def prefix_end(prefix: str) -> str:
@@ -114,7 +126,12 @@ class TicketStore(Protocol):
 
     def put_secure_score_summary(self, summary: dict[str, Any], tenant: str = "") -> bool:
         """Replace only the summary of the tenant's snapshot, its controls unchanged (a refresh that found every
-        control as it was: one write instead of one per control). False when there is no snapshot to update."""
+        control as it was: one write instead of one per control). False, writing nothing, when there is no snapshot
+        to update or the stored summary's `controlsDigest` is not the new one's (its controls changed meanwhile)."""
+
+    def get_secure_score_summary(self, tenant: str = "") -> dict[str, Any] | None:
+        """The tenant's summary alone (one point read), or None before its first refresh: a refresh that finds
+        every control as its digest says need not read them."""
 
     def get_secure_score(self, tenant: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         """The tenant's summary and every control, or None before its first refresh."""

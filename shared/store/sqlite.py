@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, prefix_end
+from shared.store._models import DIGEST, IdempotencyRecord, OAuthState, StoreConflict, prefix_end
 from shared.tickets import Ticket
 
 _SCHEMA = """
@@ -333,12 +333,26 @@ class SqliteTicketStore:
 
     def put_secure_score_summary(self, summary: dict[str, Any], tenant: str = "") -> bool:
         with self._lock:
+            stored = self._summary(tenant)
+            if stored is None or stored.get(DIGEST) != summary.get(DIGEST):
+                return False
             if tenant:
                 cursor = self._db.execute("UPDATE tenant_scores SET data = ? WHERE tenant = ?",
                                           (json.dumps(summary), tenant))  # fmt: skip
             else:
                 cursor = self._db.execute("UPDATE secure_score SET data = ? WHERE id = 1", (json.dumps(summary),))
         return cursor.rowcount > 0
+
+    def get_secure_score_summary(self, tenant: str = "") -> dict[str, Any] | None:
+        with self._lock:
+            return self._summary(tenant)
+
+    def _summary(self, tenant: str) -> dict[str, Any] | None:
+        if tenant:
+            row = self._db.execute("SELECT data FROM tenant_scores WHERE tenant = ?", (tenant,)).fetchone()
+        else:
+            row = self._db.execute("SELECT data FROM secure_score WHERE id = 1").fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def get_secure_score(self, tenant: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         with self._lock:

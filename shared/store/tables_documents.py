@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from shared.store._models import OAuthState, StoreConflict, prefix_end
+from shared.store._models import DIGEST, OAuthState, StoreConflict, prefix_end
 
 OAUTH_STATES = "oauthstates"
 SYNC = "syncstate"
@@ -205,7 +205,7 @@ class TableDocuments:
         old summary is left behind), conditional on its ETag: a concurrent refresh's new snapshot stands."""
         table = self._table(SECURE_SCORE)
         old = self._secure_score_pointer(tenant)
-        if old is None:
+        if old is None or _json_of(old, "summary").get(DIGEST) != summary.get(DIGEST):
             return False
         pointer = {"PartitionKey": "current", "RowKey": _pointer_key(tenant), "version": old["version"],
                    "previous": old.get("previous") or "", **_json_properties(summary, "summary")}  # fmt: skip
@@ -219,6 +219,10 @@ class TableDocuments:
             return self._table(SECURE_SCORE).get_entity("current", _pointer_key(tenant))
         except ResourceNotFoundError:
             return None
+
+    def get_secure_score_summary(self, tenant: str = "") -> dict[str, Any] | None:
+        pointer = self._secure_score_pointer(tenant)
+        return None if pointer is None else _json_of(pointer, "summary")
 
     def get_secure_score(self, tenant: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
         pointer = self._secure_score_pointer(tenant)

@@ -13,6 +13,7 @@ from dev.servicenow import Fault
 from shared import services as services_module
 from shared.retries import RetryPolicy
 from shared.runs import MAX_ITEM_ATTEMPTS
+from shared.store import DIGEST, controls_digest
 from status_sync.sync import StatusSync
 from tests.conftest import Harness, build_services
 from tests.create_ticket.test_tickets import post
@@ -274,6 +275,22 @@ def test_a_drop_of_more_than_half_is_kept_out_once_and_taken_when_seen_again(sco
     second = refresh(scored)[1]
     assert second["status"] == "ok"
     assert len(recommendations(scored, status="all")["recommendations"]) == len(scored.graph.profiles)
+
+
+def test_a_snapshot_an_earlier_version_stored_without_its_digest_is_read_whole_and_a_drop_still_kept_out(scored):
+    store = scored.services.store
+    summary, controls = store.get_secure_score()
+    assert summary.pop(DIGEST) == controls_digest(controls)  # a refresh stores the digest of what it stored
+    summary.pop("controls")  # an earlier version's summary: neither the digest nor the count
+    store.put_secure_score(summary, controls)
+    for control in [c for c in scored.graph.profiles if c.startswith(("1", "scid_"))]:
+        scored.graph.profiles.pop(control)
+    first = refresh(scored)[1]
+    assert first["status"] == "partial" and "fewer than half" in first["warnings"][0]["detail"]
+    assert len(recommendations(scored, status="all")["recommendations"]) == 300
+    assert refresh(scored)[1]["status"] == "ok"
+    summary, controls = store.get_secure_score()
+    assert summary[DIGEST] == controls_digest(controls) and len(controls) == len(scored.graph.profiles)
 
 
 # -- ServiceNow --------------------------------------------------------------------------------------

@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 
 from shared.store import (
+    DIGEST,
     TRIES,
     IdempotencyRecord,
     OAuthState,
     SqliteTicketStore,
     StoreConflict,
     TicketStore,
+    controls_digest,
     update_document,
 )
 from shared.tickets import Ticket
@@ -283,6 +285,23 @@ def test_only_the_summary_can_be_replaced_with_the_controls_kept(store, tenant):
     summary, controls = store.get_secure_score(tenant)
     assert summary == {"refreshedAt": "2"} and sorted(c["id"] for c in controls) == [f"ctl.{i}:a" for i in range(5)]
     assert store.get_secure_score("" if tenant else "c3f5a7b9-4d6e-4f80-9b1c-2d3e4f5a6b7c") is None  # its own only
+
+
+@pytest.mark.parametrize("tenant", ["", "b2e4f6a8-3c5d-4e7f-8a9b-0c1d2e3f4a5b"])
+def test_the_summary_is_read_alone_and_replaced_only_while_its_controls_are_the_ones_its_digest_names(store, tenant):
+    a, b = _controls(5, "a"), _controls(5, "b")
+    assert store.get_secure_score_summary(tenant) is None
+    assert controls_digest(a) == controls_digest(list(reversed(a))) != controls_digest(b)  # a set: any order
+    store.put_secure_score({"refreshedAt": "1", DIGEST: controls_digest(a)}, a, tenant)
+    assert store.get_secure_score_summary(tenant) == {"refreshedAt": "1", DIGEST: controls_digest(a)}
+    # Another refresh stored other controls since this one read the summary: its summary-only write is refused
+    # and writes nothing, so the caller writes its whole snapshot.
+    store.put_secure_score({"refreshedAt": "2", DIGEST: controls_digest(b)}, b, tenant)
+    assert store.put_secure_score_summary({"refreshedAt": "3", DIGEST: controls_digest(a)}, tenant) is False
+    assert store.get_secure_score_summary(tenant) == {"refreshedAt": "2", DIGEST: controls_digest(b)}
+    assert store.put_secure_score_summary({"refreshedAt": "4", DIGEST: controls_digest(b)}, tenant) is True
+    summary, controls = store.get_secure_score(tenant)
+    assert summary["refreshedAt"] == "4" and sorted(c["id"] for c in controls) == [c["id"] for c in b]
 
 
 def test_readers_during_replacements_see_one_whole_snapshot(store):
