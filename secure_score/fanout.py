@@ -13,16 +13,13 @@ refresh queues the tenant again. The queue function's work is in queued.py.
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from secure_score import tenants
 from shared.problems import StoreUnavailable
-from shared.queues import SECURE_SCORE_REFRESH
+from shared.queues import SECURE_SCORE_REFRESH, decode_work
 from shared.services import Services
 from shared.store import StoreConflict
 from shared.tickets import HOME, TENANT_ID
@@ -35,7 +32,6 @@ TENANT_DEADLINE = 120.0  # seconds one message's refresh may take (its run deadl
 # The lease outlives the deadline by the refresh's last writes (it stops between tickets at its deadline).
 LEASE_GRACE = 30.0
 _HOME_NAME = "home"  # the home tenant in a message (its id may not be known when the message is queued)
-_MAX_MESSAGE = 1024
 
 
 @dataclass(frozen=True)
@@ -51,24 +47,11 @@ class RefreshMessage:
     @classmethod
     def parse(cls, body: bytes) -> RefreshMessage | None:
         """The message, or None when it is not one the connector queues (never acted on)."""
-        if len(body) > _MAX_MESSAGE:
+        decoded = decode_work(body, KIND, "tenant")
+        if decoded is None:
             return None
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: brackets nested past the limit
-            return None
-        if not isinstance(data, dict) or data.get("kind") != KIND:
-            return None
-        tenant, due = data.get("tenant"), data.get("due")
-        if not isinstance(tenant, str) or not isinstance(due, str):
-            return None
+        tenant, due = decoded
         if tenant != _HOME_NAME and not TENANT_ID.fullmatch(tenant):
-            return None
-        if not re.fullmatch(r"\d{4}-\d\d-\d\dT[0-9:.]+\+00:00", due):
-            return None
-        try:
-            datetime.fromisoformat(due)
-        except ValueError:
             return None
         return cls(HOME if tenant == _HOME_NAME else tenant, due)
 

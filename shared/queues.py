@@ -16,9 +16,11 @@ import binascii
 import contextlib
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from shared.problems import StoreUnavailable
@@ -32,6 +34,32 @@ PEEK_LIMIT = 32  # the most messages one Peek Messages call returns
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 20
 POISON_DEADLINE = 5.0  # seconds for a poison queue's whole read (a page and provisioning wait on it)
+
+
+MAX_MESSAGE = 1024  # bytes: a work message names one tenant or connection and a time
+_DUE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?\+00:00")
+
+
+def decode_work(body: bytes, kind: str, member: str) -> tuple[str, str] | None:
+    """(`member`'s value, `due`) of a work message the connector queued (`{"kind", member, "due"}`, exactly those,
+    each a string, `due` a UTC ISO time), or None for anything else, which is never acted on: a message is input
+    like any other, checked here once, bounded in size and nesting."""
+    if len(body) > MAX_MESSAGE:
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: brackets nested past the limit
+        return None
+    if not isinstance(data, dict) or set(data) != {"kind", member, "due"} or data["kind"] != kind:
+        return None
+    value, due = data[member], data["due"]
+    if not isinstance(value, str) or not isinstance(due, str) or not _DUE.fullmatch(due):
+        return None
+    try:
+        datetime.fromisoformat(due)
+    except ValueError:
+        return None
+    return value, due
 
 
 def poison_queue(queue: str) -> str:

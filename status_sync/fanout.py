@@ -11,17 +11,14 @@ never moves a ticket back: status_sync/sync.py). The queue function's work is in
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shared.connections import CONNECTION_ID, Connection
 from shared.problems import StoreUnavailable
-from shared.queues import STATUS_SYNC
+from shared.queues import STATUS_SYNC, decode_work
 from shared.services import Services
 
 log = logging.getLogger(__name__)
@@ -30,8 +27,6 @@ QUEUE = STATUS_SYNC
 KIND = "sync"
 # The lease outlives the sync's run deadline by its last writes (it stops between pages at its deadline).
 LEASE_GRACE = 30.0
-_MAX_MESSAGE = 1024
-_DUE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?\+00:00")
 
 
 @dataclass(frozen=True)
@@ -48,23 +43,10 @@ class SyncMessage:
     def parse(cls, body: bytes) -> SyncMessage | None:
         """The message, or None when it is not one the connector queues (never acted on). Checked here, once:
         only exactly the three members, a connection id's shape and a UTC ISO time."""
-        if len(body) > _MAX_MESSAGE:
+        decoded = decode_work(body, KIND, "connection")
+        if decoded is None or not CONNECTION_ID.fullmatch(decoded[0]):
             return None
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return None
-        if not isinstance(data, dict) or set(data) != {"kind", "connection", "due"} or data["kind"] != KIND:
-            return None
-        connection, due = data["connection"], data["due"]
-        if not isinstance(connection, str) or not isinstance(due, str):
-            return None
-        if not CONNECTION_ID.fullmatch(connection) or not _DUE.fullmatch(due):
-            return None
-        try:
-            datetime.fromisoformat(due)
-        except ValueError:
-            return None
+        connection, due = decoded
         return cls(connection, due)
 
 

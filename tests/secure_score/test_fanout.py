@@ -217,6 +217,9 @@ def test_a_message_failing_every_try_lands_in_the_poison_queue_and_shows_on_the_
     [b"", b"not json", b"[]", b'{"kind":"sync","tenant":"home","due":"2026-01-01T00:00:00+00:00"}',
      b'{"kind":"refresh","tenant":"../x","due":"2026-01-01T00:00:00+00:00"}',
      b'{"kind":"refresh","tenant":"home","due":"yesterday"}', b'{"kind":"refresh","tenant":"home"}',
+     b'{"kind":"refresh","tenant":"home","due":"2026-01-01T00:00:00+00:00","more":1}', b"[" * 1000,
+     b'{"kind":"refresh","tenant":"home","due":"2026-01-01T00:00:00"}',
+     b'{"kind":"refresh","tenant":"home","due":"2026-13-01T00:00:00+00:00"}',
      b"\xff\xfe", b'{"kind":"refresh","tenant":"home","due":"' + b"1" * 2000 + b'"}'],
 )  # fmt: skip
 def test_a_message_the_connector_did_not_queue_is_dropped_without_reading(harness: Harness, body: bytes) -> None:
