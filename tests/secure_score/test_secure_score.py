@@ -480,6 +480,43 @@ def test_a_note_graph_forbids_is_kept_on_the_ticket_listed_and_not_tried_again(t
     assert len(patches(harness)) == sent
 
 
+def test_a_note_graph_forbade_is_no_longer_listed_once_it_is_written(ticketed):
+    """The 403 is listed under the control's own key, so the write that lands once the permission is back clears it:
+    the tenant's notes check is green again (mutation survivor of secure_score/writeback.py WriteBack._write 83, a
+    403 listed under no key, which no later write ever cleared)."""
+    harness, ticket = ticketed
+    harness.graph.read_only = True
+    sync(harness)
+    assert not next(c for c in _provisioning(harness)["checks"] if c["name"] == "secure_score_notes")["ok"]
+    harness.graph.read_only = False
+    harness.clock.advance(minutes=5)
+    refresh(harness)  # the token carries the write permission: the stopped write goes again, and lands
+    assert ticket_json(harness, ticket["id"])["secureScore"]["ok"] is True
+    (notes,) = [c for c in _provisioning(harness)["checks"] if c["name"] == "secure_score_notes"]
+    assert notes["ok"], notes
+
+
+def test_a_failed_note_says_when_it_was_tried_and_a_changed_note_counts_its_attempts_afresh(ticketed):
+    """Each failed write says when it was tried, and its attempts count for that note only: once the ticket moves on
+    (the agent takes it, so the note says "In progress"), the new note is at its first attempt, not carrying the
+    old note's, so it gets every one of its MAX_ITEM_ATTEMPTS (mutation survivors of secure_score/writeback.py
+    WriteBack._write 98, 117-119)."""
+    harness, ticket = ticketed
+    harness.graph.inject(Fault("status", status=503, method="PATCH", path_prefix=PROFILES, times=10_000))
+    sync(harness)
+    data = ticket_json(harness, ticket["id"])["secureScore"]
+    assert (data["ok"], data["attempts"], data["writtenAt"]) == (False, 1, harness.clock().isoformat())
+    harness.clock.advance(minutes=5)
+    refresh(harness)  # the next run tries the same note again
+    data = ticket_json(harness, ticket["id"])["secureScore"]
+    assert (data["ok"], data["attempts"], data["writtenAt"]) == (False, 2, harness.clock().isoformat())
+    harness.simulator.update("incident", ticket["sysId"], state="2")
+    sync(harness)
+    data = ticket_json(harness, ticket["id"])["secureScore"]
+    assert ticket_json(harness, ticket["id"])["status"] == "in_progress"
+    assert (data["ok"], data["attempts"], data["writtenAt"]) == (False, 1, harness.clock().isoformat())
+
+
 def test_a_refresh_whose_note_fails_names_the_control_in_its_errors(ticketed):
     """Mutation survivor of secure_score/writeback.py WriteBack._fail 16 (the run's error was null)."""
     harness, _ = ticketed
@@ -725,6 +762,71 @@ def test_a_data_policy_refusing_the_resolve_is_kept_on_the_ticket_and_the_others
     assert record(harness, first["sysId"])["close_code"] == "Solution provided"
     assert ticket_json(harness, first["id"])["error"] is None
     assert ticket_json(harness, second["id"])["status"] == "resolved"
+
+
+def test_a_ticket_whose_edge_fails_says_when_and_is_named_by_its_number_with_its_attempt(ticketed):
+    """A resolve a data policy refuses: the ticket's error says when, the refresh's errors and the failed items name
+    the ticket by its number with the error's code, and the attempt is counted (mutation survivors of
+    secure_score/refresh.py TenantRefresh._follow_isolated 33, 43-45, 52)."""
+    harness, ticket = ticketed
+    harness.simulator.mandatory_on_resolve["incident"] = {"close_code": "Resolution code"}
+    harness.graph.complete(CONTROL)
+    harness.clock.advance(minutes=1)
+    _, result = refresh(harness)
+    error = ticket_json(harness, ticket["id"])["error"]
+    assert (error["at"], error["attempts"], error["source"]) == (harness.clock().isoformat(), 1, "secure_score")
+    assert [e.split(": ")[:2] for e in result["errors"]] == [[f"ticket {ticket['number']}", error["code"]]]
+    (failed,) = [c for c in _provisioning(harness)["checks"] if c["name"] == "failed_items"]
+    assert f"ticket {ticket['number']}: {error['code']}: " in failed["detail"] and "(attempts: 1)" in failed["detail"]
+
+
+def test_a_refresh_leaves_the_error_another_work_kept_on_a_ticket(ticketed):
+    """A record the status sync refused (its number is not one line of text) keeps the sync's error on its ticket
+    through a refresh: a refresh clears only the failure an earlier refresh left (mutation survivor of
+    secure_score/refresh.py TenantRefresh._follow_isolated 13, which cleared every followed ticket's error)."""
+    harness, ticket = ticketed
+    harness.simulator.update("incident", ticket["sysId"], state="2")
+    harness.simulator.tables["incident"][ticket["sysId"]]["number"] = "INC001\nInjected: yes"
+    sync(harness)
+    kept = ticket_json(harness, ticket["id"])["error"]
+    assert kept and (kept["code"], kept["source"]) == ("record_refused", "sync")
+    assert refresh(harness)[0] == 200
+    assert ticket_json(harness, ticket["id"])["error"] == kept
+
+
+def test_a_note_due_is_written_by_the_refresh_in_which_its_tickets_edge_fails(ticketed):
+    """The note a failed write left due goes in the next refresh even when that refresh's resolve of the same ticket
+    is refused: the ticket is still written back (mutation survivors of secure_score/refresh.py
+    TenantRefresh._follow_isolated 71, 73, which dropped it)."""
+    harness, ticket = ticketed
+    harness.graph.inject(Fault("status", status=503, method="PATCH", path_prefix=PROFILES, times=10_000))
+    sync(harness)
+    assert ticket_json(harness, ticket["id"])["secureScore"]["ok"] is False
+    harness.graph.faults.clear()
+    harness.simulator.mandatory_on_resolve["incident"] = {"close_code": "Resolution code"}
+    harness.graph.complete(CONTROL)
+    _, result = refresh(harness)
+    assert result["resolved"] == 0 and ticket_json(harness, ticket["id"])["error"]
+    assert result["written"] == 1 and ticket_json(harness, ticket["id"])["secureScore"]["ok"] is True
+
+
+def test_a_resolve_given_up_still_counts_its_edge_so_a_later_regression_reopens(ticketed):
+    """After the bounded attempts the refused resolve is given up with the control's completion recorded: when a
+    person then resolves the record by hand and the control regresses, the next refresh reopens it (mutation
+    survivor of secure_score/refresh.py TenantRefresh._follow_isolated 64, which recorded no completion, so the
+    regression was taken for a first sight)."""
+    harness, ticket = ticketed
+    harness.simulator.mandatory_on_resolve["incident"] = {"close_code": "Resolution code"}
+    harness.graph.complete(CONTROL)
+    for _ in range(MAX_ITEM_ATTEMPTS):
+        refresh(harness)
+    assert ticket_json(harness, ticket["id"])["error"]["attempts"] == MAX_ITEM_ATTEMPTS
+    harness.simulator.update("incident", ticket["sysId"], state="6")  # the agent resolves it, with a close code
+    sync(harness)
+    assert ticket_json(harness, ticket["id"])["status"] == "resolved"
+    harness.graph.regress(CONTROL)
+    assert refresh(harness)[1]["reopened"] == 1
+    assert record(harness, ticket["sysId"])["state"] == "2"
 
 
 def test_a_resolve_that_keeps_failing_stops_after_the_bounded_attempts(ticketed):
