@@ -6,68 +6,37 @@ provisioning with its fix. Below the threshold, or with no queue, nothing change
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
-from dev.host.queues import QueueOptions
 from dev.host.server import LocalHost
 from secure_score import tenant_runs
 from secure_score.fanout import QUEUE, RefreshMessage
 from secure_score.queued import refresh_queued
-from shared import services as services_module
 from shared import tenant_records
 from shared.problems import SecureScoreForbidden
 from shared.queues import poison_queue
 from shared.tickets import HOME
-from tests.conftest import Harness, build_services, concurrently, free_port
-
-FAST = QueueOptions(batch_size=8, max_dequeue_count=5, visibility_timeout=0.0, max_polling_interval=0.2)
+from tests.conftest import Harness, concurrently, free_port
+from tests.queue_support import FAST, empty_queue, messages, until, with_queue
 
 
 def _queue(connection: str, name: str = QUEUE) -> QueueClient:
-    client = QueueClient.from_connection_string(connection, name)
-    with contextlib.suppress(ResourceExistsError):
-        client.create_queue()
-    client.clear_messages()  # the session's Azurite: what an earlier test left
-    return client
+    return empty_queue(connection, name)
 
 
 def _fan_out(harness: Harness, monkeypatch: pytest.MonkeyPatch, connection: str | None, **env: str) -> None:
     """The harness's app with the fan-out's queue (Azurite's, or none) and FANOUT_THRESHOLD=1."""
-    if connection is None:
-        monkeypatch.delenv("AzureWebJobsStorage", raising=False)
-    else:
-        monkeypatch.setenv("AzureWebJobsStorage", connection)
-    monkeypatch.delenv("AzureWebJobsStorage__queueServiceUri", raising=False)
-    harness.services.close()
-    services_module.install(build_services(harness.tmp, harness.transport, harness.clock, harness.sleeps,
-                                           harness.graph, **{"FANOUT_THRESHOLD": "1", **env}))  # fmt: skip
-    harness.services = services_module.get_services()
+    with_queue(harness, monkeypatch, connection, env.pop("FANOUT_THRESHOLD", "1"), **env)
 
 
 def _refresh(harness: Harness) -> tuple[int, dict[str, Any]]:
     response = harness.call("refresh_recommendations", "POST", "/recommendations/refresh")
     return response.status_code, json.loads(response.get_body())
-
-
-def _messages(client: QueueClient) -> list[dict[str, Any]]:
-    return [json.loads(base64.b64decode(m.content)) for m in client.peek_messages(max_messages=32)]
-
-
-def _until(condition: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.05)
 
 
 def _queued(harness: Harness) -> bytes:
@@ -88,7 +57,7 @@ def test_below_the_threshold_the_request_refreshes_and_queues_nothing(
     _fan_out(harness, monkeypatch, azurite_queues, FANOUT_THRESHOLD="2")  # one tenant due: below 2
     status, answer = _refresh(harness)
     assert status == 200 and answer["status"] == "ok" and answer["controls"] > 0
-    assert _messages(client) == []
+    assert messages(client) == []
 
 
 def test_without_a_queue_the_request_refreshes_whatever_the_threshold(
@@ -106,7 +75,7 @@ def test_from_the_threshold_the_request_queues_each_tenant_and_the_queue_functio
     _fan_out(harness, monkeypatch, azurite_queues)
     status, answer = _refresh(harness)
     assert (status, answer["status"], answer["queued"], answer["queue"]) == (202, "queued", 1, QUEUE)
-    assert _messages(client) == [{"kind": "refresh", "tenant": "home", "due": answer["at"]}]
+    assert messages(client) == [{"kind": "refresh", "tenant": "home", "due": answer["at"]}]
     assert harness.services.store.get_secure_score(HOME) is None  # nothing read yet: the queue does it
     harness.clock.advance(seconds=1)  # the message is taken after it was queued
     for schedule in ("STATUS_SYNC_SCHEDULE", "SECURE_SCORE_SCHEDULE"):  # the timers stay quiet: the queue works
@@ -114,8 +83,8 @@ def test_from_the_threshold_the_request_queues_each_tenant_and_the_queue_functio
     host = LocalHost(indexed_functions.values(), "127.0.0.1", free_port(), queue_options=FAST)
     host.start()
     try:
-        _until(lambda: _home(harness).last_refresh is not None)
-        _until(lambda: _messages(client) == [])
+        until(lambda: _home(harness).last_refresh is not None)
+        until(lambda: messages(client) == [])
     finally:
         host.stop()
     home = _home(harness)
@@ -204,10 +173,10 @@ def test_a_message_failing_every_try_lands_in_the_poison_queue_and_shows_on_the_
     host = LocalHost(indexed_functions.values(), "127.0.0.1", free_port(), queue_options=FAST)
     host.start()
     try:
-        _until(lambda: _messages(poison) != [])
+        until(lambda: messages(poison) != [])
     finally:
         host.stop()
-    assert _messages(poison) == [{"kind": "refresh", "tenant": "home", "due": answer["at"]}] and _messages(client) == []
+    assert messages(poison) == [{"kind": "refresh", "tenant": "home", "due": answer["at"]}] and messages(client) == []
     error = _home(harness).last_error or {}
     assert error["code"] == "secure_score_forbidden" and error["poisoned"]["attempts"] == FAST.max_dequeue_count
 

@@ -7,74 +7,43 @@ as before. Message bodies are checked at the edge, by fuzzing."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import json
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ResourceExistsError
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dev.host.queues import QueueOptions
 from dev.host.server import LocalHost
 from dev.servicenow import Fault
 from secure_score.fanout import RefreshMessage
-from shared import services as services_module
 from shared.problems import ServiceNowUnavailable
 from shared.queues import poison_queue
 from shared.runs import SyncState, sync_state
 from status_sync.fanout import QUEUE, SyncMessage
 from status_sync.lease import claim_sync
 from status_sync.queued import sync_queued
-from tests.conftest import Harness, build_services, concurrently, free_port
+from tests.conftest import Harness, concurrently, free_port
 from tests.oauth_callback.test_connections import add, connect, second, two  # noqa: F401  (fixtures)
+from tests.queue_support import FAST, empty_queue, messages, until, with_queue
 from tests.status_sync.test_sync import agent_changes, create_tickets
 
-FAST = QueueOptions(batch_size=8, max_dequeue_count=5, visibility_timeout=0.0, max_polling_interval=0.2)
 INCIDENTS = "/api/now/v2/table/incident"
 
 
 def _queue(connection: str, name: str = QUEUE) -> QueueClient:
-    client = QueueClient.from_connection_string(connection, name)
-    with contextlib.suppress(ResourceExistsError):
-        client.create_queue()
-    client.clear_messages()  # the session's Azurite: what an earlier test left
-    return client
+    return empty_queue(connection, name)
 
 
 def _fan_out(harness: Harness, monkeypatch: pytest.MonkeyPatch, queue: str | None, threshold: int) -> None:
-    """The harness's app (on its network) with the fan-out's queue (Azurite's, or none) and FANOUT_THRESHOLD."""
-    if queue is None:
-        monkeypatch.delenv("AzureWebJobsStorage", raising=False)
-    else:
-        monkeypatch.setenv("AzureWebJobsStorage", queue)
-    monkeypatch.delenv("AzureWebJobsStorage__queueServiceUri", raising=False)
-    harness.services.close()
-    services_module.install(build_services(harness.tmp, harness.transport, harness.clock, harness.sleeps,
-                                           harness.graph, FANOUT_THRESHOLD=str(threshold)))  # fmt: skip
-    harness.services = services_module.get_services()
+    with_queue(harness, monkeypatch, queue, threshold)
 
 
 def _timer(harness: Harness) -> None:
     harness.functions["status_sync"].get_user_function()(TimerRequest(past_due=False))
-
-
-def _messages(client: QueueClient) -> list[dict[str, Any]]:
-    return [json.loads(base64.b64decode(m.content)) for m in client.peek_messages(max_messages=32)]
-
-
-def _until(condition: Callable[[], bool], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.05)
 
 
 def _state(harness: Harness, connection: str = "default") -> SyncState:
@@ -110,11 +79,11 @@ def test_the_timer_queues_one_message_per_connection_from_the_threshold_and_sync
     _fan_out(both, monkeypatch, azurite_queues, threshold)
     _timer(both)
     if threshold == 3:  # two connections: below it, both synced here and nothing queued
-        assert _messages(client) == []
+        assert messages(client) == []
         assert _state(both).last is not None and _state(both, "fabrikam").last is not None
         return
     at = both.clock().isoformat()
-    assert sorted(_messages(client), key=lambda m: m["connection"]) == [
+    assert sorted(messages(client), key=lambda m: m["connection"]) == [
         {"kind": "sync", "connection": "default", "due": at},
         {"kind": "sync", "connection": "fabrikam", "due": at},
     ]
@@ -137,15 +106,15 @@ def test_the_queue_function_syncs_each_connection_once_and_ends_its_lease(
     both.clock.advance(minutes=5)
     agent_changes(both, [str(ticket.sys_id)], state="6")  # an agent resolves the record in ServiceNow
     _timer(both)
-    assert len(_messages(client)) == 2
+    assert len(messages(client)) == 2
     both.clock.advance(seconds=1)  # the messages are taken after they were queued
     for schedule in ("STATUS_SYNC_SCHEDULE", "SECURE_SCORE_SCHEDULE"):  # the timers stay quiet: the queue works
         monkeypatch.setenv(schedule, "0 0 0 1 1 *")
     host = LocalHost(indexed_functions.values(), "127.0.0.1", free_port(), queue_options=FAST)
     host.start()
     try:
-        _until(lambda: _state(both).last is not None and _state(both, "fabrikam").last is not None)
-        _until(lambda: _messages(client) == [])
+        until(lambda: _state(both).last is not None and _state(both, "fabrikam").last is not None)
+        until(lambda: messages(client) == [])
     finally:
         host.stop()
     for connection in ("default", "fabrikam"):
@@ -231,17 +200,17 @@ def test_a_message_failing_every_try_lands_in_the_poison_queue(
     _fan_out(connected, monkeypatch, azurite_queues, 1)
     connected.simulator.inject(Fault("status", status=503, times=10_000, path_prefix=INCIDENTS))
     _timer(connected)
-    [queued] = _messages(client)
+    [queued] = messages(client)
     connected.clock.advance(seconds=1)
     for schedule in ("STATUS_SYNC_SCHEDULE", "SECURE_SCORE_SCHEDULE"):
         monkeypatch.setenv(schedule, "0 0 0 1 1 *")
     host = LocalHost(indexed_functions.values(), "127.0.0.1", free_port(), queue_options=FAST)
     host.start()
     try:
-        _until(lambda: _messages(poison) != [])
+        until(lambda: messages(poison) != [])
     finally:
         host.stop()
-    assert _messages(poison) == [queued] and _messages(client) == []
+    assert messages(poison) == [queued] and messages(client) == []
     assert (_state(connected).last or {})["poisoned"]["attempts"] == FAST.max_dequeue_count
 
 
