@@ -93,7 +93,8 @@ def _updated_at(value: Any) -> datetime | None:
 def current_update(profile: dict[str, Any]) -> dict[str, Any]:
     """The newest `controlStateUpdates` entry by its parsed time (entries without a time are oldest, and among
     equals the later in the list wins); `{}` when there is none."""
-    updates = [u for u in profile.get("controlStateUpdates") or [] if isinstance(u, dict)]
+    raw = profile.get("controlStateUpdates")  # documented as a collection; anything else is no update at all
+    updates = [u for u in raw if isinstance(u, dict)] if isinstance(raw, list) else []
     if not updates:
         return {}
     oldest = datetime.min.replace(tzinfo=UTC)

@@ -156,9 +156,10 @@ def doubt(
 
 def join(profiles: list[dict[str, Any]], latest: dict[str, Any] | None, findings: Findings) -> list[dict[str, Any]]:
     """Each profile with its score from the latest snapshot (a control the snapshot leaves out is not scored)."""
+    listed = (latest or {}).get("controlScores")
     scores = {
         str(entry.get("controlName")): entry
-        for entry in (latest or {}).get("controlScores") or []
+        for entry in (listed if isinstance(listed, list) else [])
         if isinstance(entry, dict)
     }
     controls: dict[str, dict[str, Any]] = {}

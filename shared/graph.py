@@ -330,8 +330,7 @@ class GraphClient:
         url = f"{self.base_url}/v1.0/security/secureScores?$top={int(top)}"
         response = self._call("GET", url, count=count, tenant=tenant)
         body = self._json(response)
-        items = [item for item in body.get("value", []) if isinstance(item, dict)]
-        return Listing(items, 1, provider_warnings(response))
+        return Listing(_values(body), 1, provider_warnings(response))
 
     def control_profiles(self, *, count: RequestCount | None = None, tenant: str = HOME) -> Listing:
         """Every control profile, following each `@odata.nextLink`."""
@@ -345,7 +344,7 @@ class GraphClient:
             body = self._json(response)
             listing.pages += 1
             listing.warnings.extend(provider_warnings(response))
-            listing.items.extend(item for item in body.get("value", []) if isinstance(item, dict))
+            listing.items.extend(_values(body))
             link = body.get("@odata.nextLink")
             url = link if isinstance(link, str) and link else None
         return listing
@@ -389,3 +388,10 @@ class GraphClient:
         ):
             raise ControlRefused(f"Graph refused to update control {control_id}: {said}")
         raise WriteFailed(f"Graph did not take the update of control {control_id} ({response.status_code} {said}).")
+
+
+def _values(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """A collection's `value` members that are objects; a `value` that is not a list holds none (an empty listing,
+    which the refresh never takes in place of a stored snapshot)."""
+    value = body.get("value")
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from dev.graph.identity import WRITE_ROLE, ManagedIdentity
 from dev.graph.simulator import PROFILES
 from dev.servicenow import Fault
@@ -194,6 +196,17 @@ def test_the_newest_state_is_chosen_by_its_parsed_time(connected):
     refresh(connected)
     (item,) = [r for r in recommendations(connected, status="all")["recommendations"] if r["id"] == "OneAdmin"]
     assert item["state"] == "Ignored"
+
+
+@pytest.mark.parametrize("updates", [5, True, 2.5, "Ignored", {"state": "Ignored"}])
+def test_state_updates_that_are_not_a_list_are_no_state_and_stop_nothing(connected, updates):
+    # Graph documents controlStateUpdates as a collection; anything else is read as no update (the Default state),
+    # the control and every other one still stored.
+    connected.graph.profiles["OneAdmin"]["controlStateUpdates"] = updates
+    status, result = refresh(connected)
+    assert status == 200 and result["status"] == "ok", result
+    items = {r["id"]: r for r in recommendations(connected, status="all")["recommendations"]}
+    assert items["OneAdmin"]["state"] == "Default" and len(items) == 300
 
 
 def test_a_category_outside_the_five_is_kept_and_a_ticket_can_be_made_from_it(connected):
