@@ -38,11 +38,11 @@ def _change_run(
     known: list[Tenant] = [record] if record is not None else []
 
     def edited(run: dict[str, Any]) -> T:
-        if not known:
-            known.append(_registration(services, tenant_id) or Tenant())
         if not run:  # the first write: from the run state the tenants document kept (an earlier version's)
+            if not known:
+                known.append(_registration(services, tenant_id) or Tenant())
             run.update(known[0].run_state())
-        answer, changed = edit(known[0].with_run(run))
+        answer, changed = edit((known[0] if known else Tenant()).with_run(run))
         run.clear()
         run.update(changed.run_state())
         return answer
