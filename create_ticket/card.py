@@ -31,7 +31,7 @@ def ticket_card(
     if status not in STATUS_FILTERS:
         errors.append(FieldError("status", "must be open, closed, overdue or all"))
     chosen = _tenant(services, tenant, errors)
-    tickets = [t for t, _ in services.store.list_tickets() if chosen is None or t.tenant == chosen]
+    tickets = [t for t, _ in services.store.list_tickets(chosen)]
     known = known_categories(t.recommendation.get("category") for t in tickets)
     if category is not None and category not in known:
         errors.append(FieldError("category", f"must be one of {', '.join(known)}"))

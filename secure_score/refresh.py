@@ -159,7 +159,7 @@ class TenantRefresh:
 
     def _act(self, controls: list[dict[str, Any]], day: str, result: RefreshResult) -> None:
         by_id = {c["id"]: c for c in controls}
-        newest = newest_tickets((t for t, _ in self._store.list_tickets()), self._tenant)
+        newest = newest_tickets((t for t, _ in self._store.list_tickets(self._tenant)), self._tenant)
         followed = []
         for rec, ticket in newest.items():
             if rec in by_id:

@@ -101,8 +101,9 @@ class TicketStore(Protocol):
     def repoint_idempotency_key(self, key: str, record: IdempotencyRecord) -> None: ...
 
     # -- status sync --
-    def list_tickets(self) -> list[tuple[Ticket, str]]:
-        """Every ticket with its ETag."""
+    def list_tickets(self, tenant: str | None = None) -> list[tuple[Ticket, str]]:
+        """Every ticket with its ETag; with `tenant`, that tenant's alone (HOME: the home tenant's), so one tenant's
+        refresh does not read every other tenant's tickets."""
 
     def list_pending_tickets(self) -> list[tuple[Ticket, str]]:
         """Tickets whose ServiceNow record is not linked yet."""

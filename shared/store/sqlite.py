@@ -13,6 +13,11 @@ from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, p
 from shared.store.sqlite_scores import SqliteSecureScores
 from shared.tickets import Ticket
 
+_ALL_TICKETS = "SELECT data, version FROM tickets ORDER BY rowid"
+# A tenant's tickets; the home tenant's from before tenants carry no tenant at all.
+_TENANT_TICKETS = (
+    "SELECT data, version FROM tickets WHERE COALESCE(json_extract(data, '$.tenant'), '') = ? ORDER BY rowid"
+)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS oauth_states (
     state TEXT PRIMARY KEY,
@@ -262,9 +267,10 @@ class SqliteTicketStore(SqliteSecureScores):
 
     # -- status sync --------------------------------------------------------------------------------
 
-    def list_tickets(self) -> list[tuple[Ticket, str]]:
+    def list_tickets(self, tenant: str | None = None) -> list[tuple[Ticket, str]]:
+        query, parameters = (_ALL_TICKETS, ()) if tenant is None else (_TENANT_TICKETS, (tenant,))
         with self._lock:
-            rows = self._db.execute("SELECT data, version FROM tickets ORDER BY rowid").fetchall()
+            rows = self._db.execute(query, parameters).fetchall()
         return [(Ticket.from_record(json.loads(data)), str(version)) for data, version in rows]
 
     def list_pending_tickets(self) -> list[tuple[Ticket, str]]:

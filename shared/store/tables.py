@@ -338,11 +338,13 @@ class TableTicketStore(TableDocuments):
 
     # -- status sync --------------------------------------------------------------------------------
 
-    def list_tickets(self) -> list[tuple[Ticket, str]]:
-        entities = self._table(TICKETS).query_entities(
-            "PartitionKey eq @pk and RowKey lt @claims", parameters={"pk": _TICKET_PARTITION, "claims": "~"}
-        )
-        return [(_ticket_from(e), str(e.metadata["etag"])) for e in entities]
+    def list_tickets(self, tenant: str | None = None) -> list[tuple[Ticket, str]]:
+        query, parameters = "PartitionKey eq @pk and RowKey lt @claims", {"pk": _TICKET_PARTITION, "claims": "~"}
+        if tenant:  # another tenant's tickets all carry its id (the home tenant's from before tenants carry none)
+            query, parameters = f"{query} and tenant eq @tenant", {**parameters, "tenant": tenant}
+        found = [(_ticket_from(e), str(e.metadata["etag"])) for e in self._table(TICKETS).query_entities(
+            query, parameters=parameters)]  # fmt: skip
+        return found if tenant is None else [(t, etag) for t, etag in found if t.tenant == tenant]
 
     def list_pending_tickets(self) -> list[tuple[Ticket, str]]:
         entities = self._table(TICKETS).query_entities(

@@ -491,3 +491,18 @@ def test_documents_are_listed_by_the_prefix_of_their_names_with_their_etags(stor
     assert store.list_documents("tenant-run:")["tenant-run:a"][0] == {"n": 3}
     with pytest.raises(ValueError):
         store.list_documents("")
+
+
+def test_one_tenants_tickets_are_listed_without_the_others(store):
+    """A tenant's refresh lists its own tickets only (one filtered query), the home tenant's included those stored
+    before tenants, which carry no tenant at all on Table Storage."""
+    other, third = str(uuid.uuid4()), str(uuid.uuid4())
+    home, theirs, mine = _ticket(), replace(_ticket(), tenant=other), replace(_ticket(), tenant=third)
+    for ticket in (home, theirs, mine):
+        store.add_ticket(ticket)
+    assert [t.id for t, _ in store.list_tickets(other)] == [theirs.id]
+    assert [t.id for t, _ in store.list_tickets(third)] == [mine.id]
+    assert [t.id for t, _ in store.list_tickets("")] == [home.id]
+    assert {t.id for t, _ in store.list_tickets()} == {home.id, theirs.id, mine.id}
+    assert store.list_tickets(str(uuid.uuid4())) == []
+    assert store.list_tickets("' or tenant ne '") == []
