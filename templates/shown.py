@@ -1,0 +1,32 @@
+"""A template as the API answers it (docs/templates.md#the-api): what was saved, its version, its last apply, and
+what drifted or ends soon, read from its records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.services import Services
+from templates import records
+from templates.model import Template
+from templates.saving import version_of
+
+
+def shown(services: Services, template: Template) -> dict[str, Any]:
+    data = template.to_json()
+    data.pop("revision", None)
+    drift, expiring = records.drift_and_expiring(services.store, template.id, services.clock())
+    return {**data, "version": version_of(template), "drift": drift, "expiring": expiring}
+
+
+def apply_options(body: Any) -> bool:
+    """The apply's body: nothing, or `{"overwriteDrift": true|false}`."""
+    from shared.problems import FieldError, ValidationFailed
+
+    if body is None:
+        return False
+    if not isinstance(body, dict) or set(body) - {"overwriteDrift"}:
+        raise ValidationFailed([FieldError("body", 'must be empty or {"overwriteDrift": true|false}')])
+    overwrite = body.get("overwriteDrift", False)
+    if not isinstance(overwrite, bool):
+        raise ValidationFailed([FieldError("overwriteDrift", "must be true or false")])
+    return overwrite
