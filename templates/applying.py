@@ -14,7 +14,7 @@ The rules, each kept here (docs/templates.md#the-rules):
   recorded.
 
 `apply_tenant` is one tenant's whole apply: the seam a queue message can call when many tenants fan out
-(docs/design.md#fan-out-work-that-outgrows-one-invocation-runs-on-storage-queues).
+(docs/templates.md#bounded-work).
 """
 
 from __future__ import annotations

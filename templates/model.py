@@ -4,7 +4,7 @@ a set of tenants, and the checks a template passes before it is saved.
 Every bound is here so that the work a template can cause stays bounded: at most `MAX_CONTROLS` control ids (letters,
 digits, `_`, `-`, `.`), a comment of at most `MAX_COMMENT` characters on one line, one of the three states a person
 may set through the connector, and tenants the connector knows (`home`, or an added tenant's id that is not
-removed). All problems are named at once, each by its field (docs/design.md#robustness-rules-every-part).
+removed). All problems are named at once, each by its field (docs/design.md#robustness).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What each apply wrote, one store document per (template, tenant): `template-apply:{template id}:{tenant}`
-(docs/templates.md#records). A tenant's document is small (at most 500 controls' records) and is written by that
-tenant's apply only, so tenants never contend and no entity nears Table Storage's 1 MiB.
+(docs/templates.md#records-exactly-once). A tenant's document is small (at most 500 controls' records) and is
+written by that tenant's apply only, so tenants never contend and no entity nears Table Storage's 1 MiB.
 
 A document holds a lease (`applyingUntil`, `applyingBy`): one apply of a template in a tenant at a time, so two
 applies at once never both write a control. Each control's record (`before`, `after`, `version`, `by`, `at`,

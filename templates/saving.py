@@ -1,7 +1,7 @@
 """The templates document: every template in one store document (`templates`), so that the rule "a (tenant, control)
-belongs to at most one template" is checked and kept in one conditional write (docs/templates.md#one-control-one-
-template): two admins saving overlapping templates at once cannot both win, as the routes document works
-(create_ticket/routing/saving.py).
+belongs to at most one template" is checked and kept in one conditional write: two admins saving overlapping
+templates at once cannot both win, as the routes document works (create_ticket/routing/saving.py;
+docs/templates.md#one-control-one-template).
 
 Each template has its own version (from its `revision`, new on every save): `PUT` and `DELETE` name it in
 `If-Match` (428 without one or with `*`, 412 with an older one, as PUT /api/routes), and a change to one template

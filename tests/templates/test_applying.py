@@ -6,6 +6,7 @@ write-back never undoes a template's state."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from dev.servicenow import SimulatorTransport
@@ -166,3 +167,37 @@ def test_the_write_back_never_undoes_a_template_applied_between_its_read_and_its
     latest = harness.graph.home.state_of("DLPEnabled")
     assert latest["comment"].startswith("ServiceNow ")  # the note landed after the template's write
     assert latest["state"] == "ThirdParty"
+
+
+MAIL = ["mdo_atpprotection", "mdo_safelinksforOfficeApps", "mdo_safeattachments", "mdo_antiphishingpolicies",
+        "mdo_zapspam", "mdo_zapphish", "mdo_commonattachmentsfilter", "mdo_phishthresholdlevel", "exo_mailboxaudit",
+        "exo_outlookaddins", "exo_storageproviderrestricted", "exo_individualsharing"]  # fmt: skip
+
+
+def test_at_most_four_requests_are_in_flight_per_tenant(harness):
+    saved = created(harness, template(controls=MAIL))
+    harness.graph.latency = 0.05
+    answer = apply(harness, saved["id"])
+    harness.graph.latency = 0.0
+    assert answer["applied"] == len(MAIL) and len(patches(harness)) == len(MAIL)
+    assert 2 <= harness.graph.home.max_in_flight <= 4
+
+
+def test_a_tenant_whose_grant_cannot_write_is_named_per_control(harness):
+    saved = created(harness, template())
+    harness.graph.home.read_only = True  # SecurityEvents.Read.All only
+    answer = apply(harness, saved["id"])
+    assert {(f["tenant"], f["control"], f["code"]) for f in answer["failed"]} == {
+        ("home", c, "secure_score_forbidden") for c in DLP}  # fmt: skip
+    assert answer["applied"] == 0 and states(harness, DLP) == dict.fromkeys(DLP, "Default")
+
+
+def test_an_exception_that_ends_within_two_weeks_shows_as_expiring(harness):
+    soon = created(harness, template(expiresInDays=10))
+    later = created(harness, template(name="Later", controls=["AdminMFAV2"], expiresInDays=30))
+    apply(harness, soon["id"])
+    apply(harness, later["id"])
+    shown = body(get(harness, soon["id"]))
+    until = (harness.clock() + timedelta(days=10)).isoformat()
+    assert shown["expiring"] == [{"tenant": "home", "control": c, "until": until} for c in sorted(DLP)]
+    assert body(get(harness, later["id"]))["expiring"] == []
