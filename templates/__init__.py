@@ -63,7 +63,7 @@ def get_template(req: func.HttpRequest) -> func.HttpResponse:
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         template = find(services.store, req.route_params.get("id", ""))
-        return web.json_response(shown(services, template), headers=etag_header(template))
+        return web.json_response(shown(services, template, snapshots=True), headers=etag_header(template))
 
     return web.handle(req, run)
 

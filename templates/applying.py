@@ -31,6 +31,7 @@ from shared import deadlines, tenant_records
 from shared.graph import MAX_CONCURRENT
 from shared.problems import ConnectorError
 from shared.services import Services
+from shared.store import StoreConflict
 from shared.tickets import HOME
 from templates import records
 from templates.model import HOME_ID, Template
@@ -180,7 +181,7 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     store, run, now = services.store, uuid.uuid4().hex, services.clock()
     try:
         records.take_lease(store, template.id, tenant, run, now, services.run_deadline + LEASE_MARGIN)
-    except records.LeaseHeld:
+    except (records.LeaseHeld, StoreConflict):
         outcome.fail(tenant, None, "apply_in_progress", "Another apply of this template is writing this tenant now; "
                      "its answer says what it wrote.")  # fmt: skip
         return outcome
@@ -199,7 +200,11 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     except records.LeaseHeld:
         outcome.fail(tenant, None, "apply_in_progress", "Another apply took this tenant over; nothing was written.")
         return outcome
-    with contextlib.suppress(records.LeaseHeld):  # the lease ran out and another apply took it: its records stand
+    except StoreConflict:
+        outcome.fail(tenant, None, "conflict", "The tenant's records kept changing; nothing was written. Apply again.")
+    # The lease ran out and another apply took it (its records stand), or the store kept changing: an intent left
+    # pending is resolved by the next apply, from what Graph holds.
+    with contextlib.suppress(records.LeaseHeld, StoreConflict):
         records.write(store, template.id, tenant, run, decided.records, {}, release=True)
     return outcome
 

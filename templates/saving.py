@@ -10,15 +10,17 @@ never makes another's version stale.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from shared import tenant_records
-from shared.problems import FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
+from shared.problems import Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
 from shared.services import Services
-from shared.store import TicketStore, update_document
+from shared.store import StoreConflict, TicketStore, update_document
 from shared.tickets import HOME
 from templates.model import HOME_ID, TEMPLATE_ID, Template, parse
 
@@ -84,6 +86,14 @@ def _no_overlap(template: Template, others: dict[str, Template]) -> None:
                                                "tenant belongs to one template at most")])  # fmt: skip
 
 
+def _update(services: Services, edit: Callable[[dict[str, Any]], None]) -> None:
+    try:
+        update_document(services.store, DOCUMENT, edit)
+    except StoreConflict:
+        raise Conflict("The templates kept changing while this change was being saved; nothing was saved.",
+                       remediation="Send it again.") from None  # fmt: skip
+
+
 def save(services: Services, body: Any, saved_by: str | None, template_id: str | None = None,
          if_match: str | None = None) -> Template:  # fmt: skip
     """Create (`template_id` None) or replace a template, checked whole against every other in the same write."""
@@ -112,7 +122,7 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
         document["templates"] = templates
         saved[:] = [template]
 
-    update_document(services.store, DOCUMENT, edit)
+    _update(services, edit)
     return saved[0]
 
 
@@ -127,13 +137,14 @@ def delete(services: Services, template_id: str, if_match: str | None) -> None:
         del templates[template_id]
         document["templates"] = templates
 
-    update_document(services.store, DOCUMENT, edit)
+    _update(services, edit)
     for name in services.store.list_documents(f"{RECORDS_PREFIX}{template_id}:"):  # its records go with it
         services.store.delete_document(name)
 
 
 def note_applied(services: Services, template: Template, at: str, by: str | None) -> None:
-    """The template's last apply (who, when), kept under the same document's ETag; its version does not change."""
+    """The template's last apply (who, when), kept under the same document's ETag; its version does not change. A
+    document that kept changing keeps the older note: the apply's answer and records are what count."""
 
     def edit(document: dict[str, Any]) -> None:
         templates = dict(document.get("templates") or {})
@@ -141,4 +152,5 @@ def note_applied(services: Services, template: Template, at: str, by: str | None
             templates[template.id] = {**templates[template.id], "appliedAt": at, "appliedBy": by}
         document["templates"] = templates
 
-    update_document(services.store, DOCUMENT, edit)
+    with contextlib.suppress(StoreConflict):
+        update_document(services.store, DOCUMENT, edit)

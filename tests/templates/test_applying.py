@@ -201,3 +201,19 @@ def test_an_exception_that_ends_within_two_weeks_shows_as_expiring(harness):
     until = (harness.clock() + timedelta(days=10)).isoformat()
     assert shown["expiring"] == [{"tenant": "home", "control": c, "until": until} for c in sorted(DLP)]
     assert body(get(harness, later["id"]))["expiring"] == []
+
+
+def test_a_change_a_refresh_saw_after_the_apply_shows_as_drift(harness):
+    assert harness.connect().status_code == 200
+    saved = created(harness, template())
+    assert harness.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
+    apply(harness, saved["id"])
+    assert body(get(harness, saved["id"]))["drift"] == []  # the snapshot is older than the apply: no drift from it
+    harness.clock.advance(minutes=5)
+    harness.graph.set_state("mip_DLP_policies", "Reviewed", by="person@contoso.com")
+    assert harness.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
+    drift = body(get(harness, saved["id"]))["drift"]
+    assert [(d["tenant"], d["control"], d["state"], d["by"]) for d in drift] == [
+        ("home", "mip_DLP_policies", "Reviewed", None)]  # fmt: skip
+    assert apply(harness, saved["id"])["drifted"][0]["by"] == "person@contoso.com"
+    assert [d["by"] for d in body(get(harness, saved["id"]))["drift"]] == ["person@contoso.com"]
