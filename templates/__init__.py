@@ -74,11 +74,11 @@ def put_template(req: func.HttpRequest) -> func.HttpResponse:
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
-    from templates.saving import etag_header, find, save
+    from templates.saving import etag_header, save
     from templates.shown import shown
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
-        template_id = find(services.store, req.route_params.get("id", "")).id
+        template_id = req.route_params.get("id", "")
         template = save(
             services, inbound.json, caller.user or caller.principal, template_id, inbound.header("If-Match")
         )

@@ -58,13 +58,20 @@ def known_tenants(store: TicketStore) -> set[str]:
     return {HOME_ID, *(t for t in tenant_records.readable(store) if t != HOME)}
 
 
-def _check_if_match(if_match: str | None, template: Template, what: str) -> None:
+def require_if_match(if_match: str | None, what: str) -> str:
+    """`If-Match` is there and names a version: checked before anything else, the body included (RFC 9110, section
+    13.2.1), as PUT /api/routes does."""
     if if_match is None or if_match.strip() == "*":
         raise PreconditionRequired(
             f"A {what} of a template must name the version it changes: send If-Match with the ETag GET "
-            f"/api/templates/{template.id} gave.",
-            remediation=f"GET /api/templates/{template.id}, then send it again with 'If-Match: <its ETag>'.",
+            "/api/templates/{id} gave.",
+            remediation="GET /api/templates/{id}, then send it again with 'If-Match: <its ETag>'.",
         )
+    return if_match
+
+
+def _check_if_match(if_match: str | None, template: Template, what: str) -> None:
+    if_match = require_if_match(if_match, what)
     version = version_of(template)
     if not any(tag.strip() in (f'"{version}"', version) for tag in if_match.split(",")):
         raise PreconditionFailed(
@@ -96,7 +103,12 @@ def _update(services: Services, edit: Callable[[dict[str, Any]], None]) -> None:
 
 def save(services: Services, body: Any, saved_by: str | None, template_id: str | None = None,
          if_match: str | None = None) -> Template:  # fmt: skip
-    """Create (`template_id` None) or replace a template, checked whole against every other in the same write."""
+    """Create (`template_id` None) or replace a template, checked whole against every other in the same write. A
+    replacement's preconditions come first (428, 404, 412), then the body; the version is checked again in the
+    write."""
+    if template_id is not None:
+        require_if_match(if_match, "PUT")
+        _check_if_match(if_match, find(services.store, template_id), "PUT")
     fields = parse(body, known_tenants(services.store))
     now = services.clock().isoformat()
     new_id = template_id or uuid.uuid4().hex[:12]
@@ -127,6 +139,7 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
 
 
 def delete(services: Services, template_id: str, if_match: str | None) -> None:
+    require_if_match(if_match, "DELETE")
     find(services.store, template_id)
 
     def edit(document: dict[str, Any]) -> None:
