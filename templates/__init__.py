@@ -130,7 +130,7 @@ def apply_template(req: func.HttpRequest) -> func.HttpResponse:
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         template = find(services.store, req.route_params.get("id", ""))
-        overwrite = apply_options(inbound.json)
+        overwrite = apply_options(inbound.raw, inbound.json)
         by = caller.user or caller.principal
         at = services.clock().isoformat()
         outcome = apply(services, template, version_of(template), by, overwrite)

@@ -20,11 +20,11 @@ def shown(services: Services, template: Template, snapshots: bool = False) -> di
     return {**data, "version": version_of(template), "drift": drift, "expiring": expiring}
 
 
-def apply_options(body: Any) -> bool:
-    """The apply's body: nothing, or `{"overwriteDrift": true|false}`."""
+def apply_options(raw: bytes, body: Any) -> bool:
+    """The apply's body: nothing, or `{"overwriteDrift": true|false}` (a JSON `null` is no object: refused)."""
     from shared.problems import FieldError, ValidationFailed
 
-    if body is None:
+    if not raw.strip():
         return False
     if not isinstance(body, dict) or set(body) - {"overwriteDrift"}:
         raise ValidationFailed([FieldError("body", 'must be empty or {"overwriteDrift": true|false}')])

@@ -85,7 +85,7 @@ def test_a_control_changed_in_the_portal_is_drift_and_never_set_back_silently(ha
 
 def test_the_apply_body_is_checked(harness):
     saved = created(harness, template())
-    for wrong in ({"overwriteDrift": "yes"}, {"overwrite": True}, [True]):
+    for wrong in ({"overwriteDrift": "yes"}, {"overwrite": True}, [True], None):
         response = harness.call("apply_template", "POST", f"/templates/{saved['id']}/apply",
                                 body=json.dumps(wrong).encode(), route_params={"id": saved["id"]})  # fmt: skip
         assert (response.status_code, body(response)["code"]) == (400, "validation_failed"), wrong
