@@ -38,6 +38,7 @@ from templates.model import HOME_ID, Template
 
 TENANTS_AT_ONCE = 8  # tenants applied in parallel; each has its own 4 requests in flight at most
 LEASE_MARGIN = 60.0  # seconds a tenant's lease outlasts the apply's deadline
+MAX_LISTED = 2000  # entries of each list an answer holds
 
 
 @dataclass
@@ -61,10 +62,19 @@ class Outcome:
         self.failed.append({"tenant": tenant, "control": control, "code": code, "detail": detail})
 
     def applied_json(self) -> dict[str, Any]:
-        return {"applied": self.applied, "unchanged": self.unchanged, "failed": self.failed, "drifted": self.drifted}
+        return _listed({"applied": self.applied, "unchanged": self.unchanged}, failed=self.failed,
+                       drifted=self.drifted)  # fmt: skip
 
     def preview_json(self) -> dict[str, Any]:
-        return {"changes": self.changes, "missing": self.missing, "drifted": self.drifted, "failed": self.failed}
+        return _listed({}, changes=self.changes, missing=self.missing, drifted=self.drifted, failed=self.failed)
+
+
+def _listed(answer: dict[str, Any], **lists: list[dict[str, Any]]) -> dict[str, Any]:
+    """An answer's lists, each at most MAX_LISTED long: 500 controls in 2,000 tenants would otherwise make an answer of
+    a million entries. A list that was cut is counted whole in `listedOf` (the records keep every control)."""
+    cut = {name: len(items) for name, items in lists.items() if len(items) > MAX_LISTED}
+    answer.update({name: items[:MAX_LISTED] for name, items in lists.items()})
+    return {**answer, "listedOf": cut} if cut else answer
 
 
 def tenants_of(services: Services, template: Template) -> list[str]:

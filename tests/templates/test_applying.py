@@ -217,3 +217,13 @@ def test_a_change_a_refresh_saw_after_the_apply_shows_as_drift(harness):
         ("home", "mip_DLP_policies", "Reviewed", None)]  # fmt: skip
     assert apply(harness, saved["id"])["drifted"][0]["by"] == "person@contoso.com"
     assert [d["by"] for d in body(get(harness, saved["id"]))["drift"]] == ["person@contoso.com"]
+
+
+def test_an_answer_lists_at_most_its_limit_and_counts_the_rest(harness, monkeypatch):
+    """The cut itself (MAX_LISTED, 2,000 in use) shown on a small limit: the constant, not the code, is changed."""
+    monkeypatch.setattr("templates.applying.MAX_LISTED", 2)
+    saved = created(harness, template())
+    seen = preview(harness, saved["id"])
+    assert len(seen["changes"]) == 2 and seen["listedOf"] == {"changes": 3}
+    answer = apply(harness, saved["id"])
+    assert answer["applied"] == 3 and "listedOf" not in answer
