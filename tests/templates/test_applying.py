@@ -20,7 +20,7 @@ from shared.store import SqliteTicketStore
 from status_sync.sync import StatusSync
 from tests.conftest import Harness, settings_env
 from tests.create_ticket.test_tickets import post
-from tests.templates_support import DLP, apply, body, created, get, patches, preview, states, template
+from tests.templates_support import DLP, apply, body, created, delete, get, patches, preview, states, template
 
 PROFILES = "/v1.0/security/secureScoreControlProfiles"
 
@@ -227,3 +227,19 @@ def test_an_answer_lists_at_most_its_limit_and_counts_the_rest(harness, monkeypa
     assert len(seen["changes"]) == 2 and seen["listedOf"] == {"changes": 3}
     answer = apply(harness, saved["id"])
     assert answer["applied"] == 3 and "listedOf" not in answer
+
+
+def test_a_template_is_not_removed_while_an_apply_of_it_writes(harness):
+    saved = created(harness, template())
+    refused: list[Any] = []
+
+    def remove_now(request: Any) -> None:
+        if request.method == "PATCH" and not refused:
+            refused.append(delete(harness, saved["id"]))
+
+    harness.graph.while_in_flight = remove_now
+    assert apply(harness, saved["id"])["applied"] == 3
+    harness.graph.while_in_flight = None
+    assert (refused[0].status_code, body(refused[0])["code"]) == (409, "conflict")
+    assert delete(harness, saved["id"]).status_code == 204
+    assert harness.services.store.list_documents("template-apply:") == {}
