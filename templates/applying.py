@@ -35,6 +35,7 @@ from shared.store import StoreConflict
 from shared.tickets import HOME
 from templates import records
 from templates.model import HOME_ID, Template
+from templates.saving import removal_under_way
 
 TENANTS_AT_ONCE = 8  # tenants applied in parallel; each has its own 4 requests in flight at most
 LEASE_MARGIN = 60.0  # seconds a tenant's lease outlasts the apply's deadline
@@ -204,6 +205,11 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     except (records.LeaseHeld, StoreConflict):
         outcome.fail(tenant, None, "apply_in_progress", "Another apply of this template is writing this tenant now; "
                      "its answer says what it wrote.")  # fmt: skip
+        return outcome
+    if removal_under_way(store, template.id, now):  # after the lease: a removal either sees it or is seen here
+        with contextlib.suppress(records.LeaseHeld, StoreConflict):
+            records.write(store, template.id, tenant, run, {}, {}, release=True)
+        outcome.fail(tenant, None, "template_removed", "The template is being removed: nothing was written.")
         return outcome
     decided = Plan()
     try:

@@ -256,3 +256,16 @@ def test_a_template_is_not_removed_while_an_apply_of_it_writes(harness):
     assert (refused[0].status_code, body(refused[0])["code"]) == (409, "conflict")
     assert delete(harness, saved["id"]).status_code == 204
     assert harness.services.store.list_documents("template-apply:") == {}
+
+
+def test_an_apply_that_takes_its_lease_while_the_template_is_being_removed_writes_nothing(harness):
+    """The other half of the removal's fence: a removal has written its marker (and not yet seen this apply's lease);
+    the apply, after taking its lease, sees the marker and stops. A marker of a removal that stopped half-way counts
+    for 5 minutes only."""
+    saved = created(harness, template())
+    harness.services.store.put_document(f"template-removing:{saved['id']}", {"at": harness.clock().isoformat()}, None)
+    answer = apply(harness, saved["id"])
+    assert [(f["tenant"], f["code"]) for f in answer["failed"]] == [("home", "template_removed")]
+    assert patches(harness) == []
+    harness.clock.advance(minutes=6)
+    assert apply(harness, saved["id"])["applied"] == 3
