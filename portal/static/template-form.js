@@ -73,13 +73,16 @@ export function fill(template, editable) {
   const ids = [...new Set([...known.tenants.map(tenantKey), ...chosen])];
   $("tp-tenants-options").replaceChildren(...ids.map((id, i) => box("tenant", id, tenantName(id), chosen, i)));
   const controls = template.controls || [];
-  const offered = [...new Set([...controls, ...known.controls.map((c) => c.id)])];  // the chosen first
+  // The chosen first; a reader, who cannot choose, sees only those.
+  const offered = editable ? [...new Set([...controls, ...known.controls.map((c) => c.id)])] : controls;
   $("tp-controls-options").replaceChildren(...offered.map((id, i) => box("control", id, controlName(id), controls, i)));
   $("tp-controls-hint").textContent = known.read ? `${controls.length} chosen of ${offered.length}; each by its title `
     + "and service in Secure Score." : "The controls could not be read now; reload the page to retry.";
   if (!offered.length && known.read) $("tp-controls-hint").textContent = "No controls yet: they are the ones Secure "
     + "Score names, known once it is read (Refresh from Secure Score on the page).";
   $("tp-controls-filter").value = "";
+  for (const id of ["tp-controls-filter", "tp-controls-filter-label"]) $(id).hidden = !editable;
+  if (!editable) $("tp-controls-hint").textContent = `${controls.length} ${controls.length === 1 ? "control" : "controls"}.`;
   $("tp-expiresInDays").value = template.expiresInDays ? String(template.expiresInDays) : "";
   $("template-fields").disabled = !editable;
   reach();

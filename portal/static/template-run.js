@@ -7,7 +7,7 @@ import { controlName, tenantName } from "./template-form.js";
 import { when } from "./words.js";
 
 const STATES = { ThirdParty: "Third party", Ignored: "Ignored", Reviewed: "Reviewed", Default: "Default" };
-const stateWords = (s) => STATES[s] || s || "–";
+export const stateWords = (s) => STATES[s] || s || "–";
 const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 const POLL_MS = 2000;
 const POLL_LIMIT = 450;  // 15 minutes of polls: then the page says to look again later
@@ -17,7 +17,10 @@ function cells(...values) {
     ...values.slice(1).map((v) => el("td", { className: "name" }, v)));
 }
 
+// Each cell is named by its column (data-label), so that on a phone a row stacks and still says what each value is.
 function table(id, rows, none, noneText) {
+  const heads = [...$(id).tHead.rows[0].cells].map((c) => c.textContent);
+  for (const row of rows) [...row.cells].forEach((cell, i) => { if (i) cell.dataset.label = heads[i]; });
   $(id).tBodies[0].replaceChildren(...rows);
   $(id).closest(".scroll").hidden = !rows.length;
   if (none) $(none).textContent = rows.length ? "" : noneText;

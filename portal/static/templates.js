@@ -7,7 +7,7 @@ import { $, el } from "./dom.js";
 import { showError } from "./problems.js";
 import { ADMIN, can } from "./roles.js";
 import { body, errors, fill, known, readChoices, refused, tenantName, wire as wireForm } from "./template-form.js";
-import { follow, progressUrl, showApplied, showPreview, showRecords } from "./template-run.js";
+import { follow, progressUrl, showApplied, showPreview, showRecords, stateWords } from "./template-run.js";
 import { when } from "./words.js";
 
 const state = { list: [], template: null, back: "#" };
@@ -58,10 +58,10 @@ function listRow(t) {
     : ["Never"];
   return el("tr", { "data-id": t.id },
     el("th", { scope: "row", className: "name" }, el("a", { href: `#templates/${encodeURIComponent(t.id)}` }, t.name)),
-    el("td", { "data-label": "State" }, t.state),
+    el("td", { "data-label": "State" }, stateWords(t.state)),
     el("td", { className: "num", "data-label": "Controls" }, String(t.controls.length)),
     el("td", { className: "name", "data-label": "Tenants" }, tenants),
-    el("td", { "data-label": "Last applied" }, ...applied),
+    el("td", { className: "applied", "data-label": "Last applied" }, ...applied),
     el("td", { className: `num${(t.drift || []).length ? " alert" : ""}`, "data-label": "Drift" }, String((t.drift || []).length)),
     el("td", { className: "num", "data-label": "Ending soon" }, String((t.expiring || []).length)));
 }
