@@ -63,7 +63,7 @@ def get_template(req: func.HttpRequest) -> func.HttpResponse:
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         template = find(services.store, req.route_params.get("id", ""))
-        return web.json_response(shown(services, template), headers=etag_header(template))
+        return web.json_response(shown(services, template, snapshots=True), headers=etag_header(template))
 
     return web.handle(req, run)
 
@@ -74,11 +74,11 @@ def put_template(req: func.HttpRequest) -> func.HttpResponse:
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
-    from templates.saving import etag_header, find, save
+    from templates.saving import etag_header, save
     from templates.shown import shown
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
-        template_id = find(services.store, req.route_params.get("id", "")).id
+        template_id = req.route_params.get("id", "")
         template = save(
             services, inbound.json, caller.user or caller.principal, template_id, inbound.header("If-Match")
         )
@@ -130,7 +130,7 @@ def apply_template(req: func.HttpRequest) -> func.HttpResponse:
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         template = find(services.store, req.route_params.get("id", ""))
-        overwrite = apply_options(inbound.json)
+        overwrite = apply_options(inbound.raw, inbound.json)
         by = caller.user or caller.principal
         at = services.clock().isoformat()
         outcome = apply(services, template, version_of(template), by, overwrite)

@@ -31,6 +31,7 @@ from shared import deadlines, tenant_records
 from shared.graph import MAX_CONCURRENT
 from shared.problems import ConnectorError
 from shared.services import Services
+from shared.store import StoreConflict
 from shared.tickets import HOME
 from templates import records
 from templates.model import HOME_ID, Template
@@ -73,9 +74,12 @@ def tenants_of(services: Services, template: Template) -> list[str]:
     return [HOME_ID, *(t for t in tenant_records.readable(services.store) if t != HOME)]
 
 
-def not_written(services: Services, tenant: str) -> tuple[str, str] | None:
-    """Why a tenant is not written now (a code and a sentence), or None when it is."""
-    document = tenant_records.registrations(services.store)
+def not_written(
+    services: Services, tenant: str, document: tenant_records.Tenants | None = None
+) -> tuple[str, str] | None:
+    """Why a tenant is not written now (a code and a sentence), or None when it is (`document`: the tenants as read
+    already)."""
+    document = document or tenant_records.registrations(services.store)
     if tenant == HOME_ID:
         return ("tenant_paused", "The home tenant is paused: the connector does not read or write it.") if (
             document.home_state == "paused") else None  # fmt: skip
@@ -180,7 +184,7 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     store, run, now = services.store, uuid.uuid4().hex, services.clock()
     try:
         records.take_lease(store, template.id, tenant, run, now, services.run_deadline + LEASE_MARGIN)
-    except records.LeaseHeld:
+    except (records.LeaseHeld, StoreConflict):
         outcome.fail(tenant, None, "apply_in_progress", "Another apply of this template is writing this tenant now; "
                      "its answer says what it wrote.")  # fmt: skip
         return outcome
@@ -199,7 +203,11 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     except records.LeaseHeld:
         outcome.fail(tenant, None, "apply_in_progress", "Another apply took this tenant over; nothing was written.")
         return outcome
-    with contextlib.suppress(records.LeaseHeld):  # the lease ran out and another apply took it: its records stand
+    except StoreConflict:
+        outcome.fail(tenant, None, "conflict", "The tenant's records kept changing; nothing was written. Apply again.")
+    # The lease ran out and another apply took it (its records stand), or the store kept changing: an intent left
+    # pending is resolved by the next apply, from what Graph holds.
+    with contextlib.suppress(records.LeaseHeld, StoreConflict):
         records.write(store, template.id, tenant, run, decided.records, {}, release=True)
     return outcome
 
@@ -244,8 +252,16 @@ def _patch_all(services: Services, template: Template, tenant: str, decided: Pla
 
 def _each_tenant(services: Services, template: Template, work: Any) -> Outcome:
     total = Outcome()
-    with deadlines.run_deadline(services.run_deadline), ThreadPoolExecutor(TENANTS_AT_ONCE) as pool:
-        jobs = [pool.submit(deadlines.in_this_run(work), tenant) for tenant in tenants_of(services, template)]
+    chosen = tenants_of(services, template)
+    with deadlines.run_deadline(services.run_deadline), ThreadPoolExecutor(TENANTS_AT_ONCE) as tokens, \
+            ThreadPoolExecutor(TENANTS_AT_ONCE) as pool:  # fmt: skip
+        # Each tenant's token is asked for ahead of its reads, as the refresh does (secure_score/refresh.py), so a
+        # tenant waits on Graph alone; a failure is left to the tenant's own first read, which reports it.
+        registered = tenant_records.registrations(services.store)
+        for tenant in chosen:
+            if not_written(services, tenant, registered) is None:
+                tokens.submit(deadlines.in_this_run(services.graph.prepare_token), _graph_tenant(tenant))
+        jobs = [pool.submit(deadlines.in_this_run(work), tenant) for tenant in chosen]
     for job in jobs:
         total.add(job.result())
     return total

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.store import TicketStore, update_document
+from shared.tickets import HOME
+from templates.model import HOME_ID
 from templates.saving import RECORDS_PREFIX
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
@@ -81,17 +83,36 @@ def all_of(store: TicketStore, template_id: str) -> dict[str, dict[str, Any]]:
     return {n[len(prefix) :]: d for n, (d, _) in store.list_documents(prefix).items()}
 
 
-def drift_and_expiring(store: TicketStore, template_id: str, now: datetime) -> tuple[list[Any], list[Any]]:
-    """What GET /api/templates/{id} shows: each drifted control as the last apply or preview found it, and each
-    exception that ends within EXPIRING_DAYS."""
+def drift_and_expiring(
+    store: TicketStore, template_id: str, now: datetime, snapshots: bool = False
+) -> tuple[list[Any], list[Any]]:
+    """What a template's answer shows: each drifted control as the last apply found it (with `snapshots`, also each
+    control whose state in the tenant's latest refreshed snapshot, newer than the write, differs from what the
+    template wrote: `by` unknown), and each exception that ends within EXPIRING_DAYS."""
     drift: list[dict[str, Any]] = []
     expiring: list[dict[str, Any]] = []
     soon = (now + timedelta(days=EXPIRING_DAYS)).isoformat()
     for tenant, document in sorted(all_of(store, template_id).items()):
-        for control, found in sorted((document.get("drift") or {}).items()):
-            drift.append({"tenant": tenant, "control": control, **found})
+        found = dict(document.get("drift") or {})
+        if snapshots:
+            found.update({c: d for c, d in _refreshed_drift(store, tenant, document).items() if c not in found})
+        for control, seen in sorted(found.items()):
+            drift.append({"tenant": tenant, "control": control, **seen})
         for control, record in sorted(controls_of(document).items()):
             until = record.get("until")
             if record.get("status") == DONE and isinstance(until, str) and until <= soon:
                 expiring.append({"tenant": tenant, "control": control, "until": until})
     return drift, expiring
+
+
+def _refreshed_drift(store: TicketStore, tenant: str, document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The controls whose state in the tenant's stored snapshot (one read) differs from what the template wrote, when
+    that snapshot was refreshed after the write: a refresh saw a person's change before any apply did."""
+    stored = store.get_secure_score(HOME if tenant == HOME_ID else tenant)
+    if stored is None:
+        return {}
+    refreshed = str(stored[0].get("refreshedAt") or "")
+    states = {str(c.get("id")): c.get("state") for c in stored[1]}
+    return {c: {"state": states[c], "by": None, "at": refreshed} for c, r in controls_of(document).items()
+            if r.get("status") == DONE and c in states and states[c] != r.get("after")
+            and refreshed > str(r.get("at") or "")}  # fmt: skip

@@ -10,15 +10,17 @@ never makes another's version stale.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from shared import tenant_records
-from shared.problems import FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
+from shared.problems import Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
 from shared.services import Services
-from shared.store import TicketStore, update_document
+from shared.store import StoreConflict, TicketStore, update_document
 from shared.tickets import HOME
 from templates.model import HOME_ID, TEMPLATE_ID, Template, parse
 
@@ -56,13 +58,20 @@ def known_tenants(store: TicketStore) -> set[str]:
     return {HOME_ID, *(t for t in tenant_records.readable(store) if t != HOME)}
 
 
-def _check_if_match(if_match: str | None, template: Template, what: str) -> None:
+def require_if_match(if_match: str | None, what: str) -> str:
+    """`If-Match` is there and names a version: checked before anything else, the body included (RFC 9110, section
+    13.2.1), as PUT /api/routes does."""
     if if_match is None or if_match.strip() == "*":
         raise PreconditionRequired(
             f"A {what} of a template must name the version it changes: send If-Match with the ETag GET "
-            f"/api/templates/{template.id} gave.",
-            remediation=f"GET /api/templates/{template.id}, then send it again with 'If-Match: <its ETag>'.",
+            "/api/templates/{id} gave.",
+            remediation="GET /api/templates/{id}, then send it again with 'If-Match: <its ETag>'.",
         )
+    return if_match
+
+
+def _check_if_match(if_match: str | None, template: Template, what: str) -> None:
+    if_match = require_if_match(if_match, what)
     version = version_of(template)
     if not any(tag.strip() in (f'"{version}"', version) for tag in if_match.split(",")):
         raise PreconditionFailed(
@@ -84,9 +93,22 @@ def _no_overlap(template: Template, others: dict[str, Template]) -> None:
                                                "tenant belongs to one template at most")])  # fmt: skip
 
 
+def _update(services: Services, edit: Callable[[dict[str, Any]], None]) -> None:
+    try:
+        update_document(services.store, DOCUMENT, edit)
+    except StoreConflict:
+        raise Conflict("The templates kept changing while this change was being saved; nothing was saved.",
+                       remediation="Send it again.") from None  # fmt: skip
+
+
 def save(services: Services, body: Any, saved_by: str | None, template_id: str | None = None,
          if_match: str | None = None) -> Template:  # fmt: skip
-    """Create (`template_id` None) or replace a template, checked whole against every other in the same write."""
+    """Create (`template_id` None) or replace a template, checked whole against every other in the same write. A
+    replacement's preconditions come first (428, 404, 412), then the body; the version is checked again in the
+    write."""
+    if template_id is not None:
+        require_if_match(if_match, "PUT")
+        _check_if_match(if_match, find(services.store, template_id), "PUT")
     fields = parse(body, known_tenants(services.store))
     now = services.clock().isoformat()
     new_id = template_id or uuid.uuid4().hex[:12]
@@ -112,11 +134,12 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
         document["templates"] = templates
         saved[:] = [template]
 
-    update_document(services.store, DOCUMENT, edit)
+    _update(services, edit)
     return saved[0]
 
 
 def delete(services: Services, template_id: str, if_match: str | None) -> None:
+    require_if_match(if_match, "DELETE")
     find(services.store, template_id)
 
     def edit(document: dict[str, Any]) -> None:
@@ -127,13 +150,14 @@ def delete(services: Services, template_id: str, if_match: str | None) -> None:
         del templates[template_id]
         document["templates"] = templates
 
-    update_document(services.store, DOCUMENT, edit)
+    _update(services, edit)
     for name in services.store.list_documents(f"{RECORDS_PREFIX}{template_id}:"):  # its records go with it
         services.store.delete_document(name)
 
 
 def note_applied(services: Services, template: Template, at: str, by: str | None) -> None:
-    """The template's last apply (who, when), kept under the same document's ETag; its version does not change."""
+    """The template's last apply (who, when), kept under the same document's ETag; its version does not change. A
+    document that kept changing keeps the older note: the apply's answer and records are what count."""
 
     def edit(document: dict[str, Any]) -> None:
         templates = dict(document.get("templates") or {})
@@ -141,4 +165,5 @@ def note_applied(services: Services, template: Template, at: str, by: str | None
             templates[template.id] = {**templates[template.id], "appliedAt": at, "appliedBy": by}
         document["templates"] = templates
 
-    update_document(services.store, DOCUMENT, edit)
+    with contextlib.suppress(StoreConflict):
+        update_document(services.store, DOCUMENT, edit)

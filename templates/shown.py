@@ -11,18 +11,20 @@ from templates.model import Template
 from templates.saving import version_of
 
 
-def shown(services: Services, template: Template) -> dict[str, Any]:
+def shown(services: Services, template: Template, snapshots: bool = False) -> dict[str, Any]:
+    """`snapshots`: also compare with each tenant's latest refreshed snapshot (one read per tenant: one template's
+    answer, not the list's)."""
     data = template.to_json()
     data.pop("revision", None)
-    drift, expiring = records.drift_and_expiring(services.store, template.id, services.clock())
+    drift, expiring = records.drift_and_expiring(services.store, template.id, services.clock(), snapshots)
     return {**data, "version": version_of(template), "drift": drift, "expiring": expiring}
 
 
-def apply_options(body: Any) -> bool:
-    """The apply's body: nothing, or `{"overwriteDrift": true|false}`."""
+def apply_options(raw: bytes, body: Any) -> bool:
+    """The apply's body: nothing, or `{"overwriteDrift": true|false}` (a JSON `null` is no object: refused)."""
     from shared.problems import FieldError, ValidationFailed
 
-    if body is None:
+    if not raw.strip():
         return False
     if not isinstance(body, dict) or set(body) - {"overwriteDrift"}:
         raise ValidationFailed([FieldError("body", 'must be empty or {"overwriteDrift": true|false}')])

@@ -189,6 +189,15 @@ def _mostly(draw: Any) -> bool:
     return bool(draw(st.integers(0, 9)) < 7)
 
 
+_TEMPLATES_MADE = iter(range(10**9))
+
+
+def _own_controls(template: dict[str, Any]) -> dict[str, Any]:
+    """A valid template whose controls no other template sets (a control in a tenant belongs to one template)."""
+    made = next(_TEMPLATES_MADE)
+    return {**template, "controls": [f"{c}.{made}" for c in template["controls"]]}
+
+
 def _call(harness: Harness, function: str, draw: Any) -> Any:
     _, method, path = OPERATIONS[function]
     params = draw(PARAMS)
@@ -219,9 +228,9 @@ def _call(harness: Harness, function: str, draw: Any) -> Any:
         ids = st.from_regex(r"[a-z0-9]{12}", fullmatch=True)
         route["id"] = draw(st.sampled_from(saved) if _mostly(draw) else st.one_of(TEXT, ids))
     if function == "create_template" and draw(st.booleans()):  # a valid template half the time, else any body
-        body = json.dumps(draw(VALID_TEMPLATE), ensure_ascii=draw(st.booleans())).encode()
+        body = json.dumps(_own_controls(draw(VALID_TEMPLATE)), ensure_ascii=draw(st.booleans())).encode()
     if function == "put_template" and _mostly(draw):  # a valid template under the version GET gives now
-        body = json.dumps(draw(VALID_TEMPLATE), ensure_ascii=draw(st.booleans())).encode()
+        body = json.dumps(_own_controls(draw(VALID_TEMPLATE)), ensure_ascii=draw(st.booleans())).encode()
         current = harness.call("get_template", path=f"/templates/{route['id']}", route_params=route)
         headers["If-Match"] = current.headers.get("ETag") or draw(TEXT)
     if function in ("preview_template", "apply_template") and _mostly(draw):  # nothing, or the apply's option

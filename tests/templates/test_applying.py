@@ -85,7 +85,7 @@ def test_a_control_changed_in_the_portal_is_drift_and_never_set_back_silently(ha
 
 def test_the_apply_body_is_checked(harness):
     saved = created(harness, template())
-    for wrong in ({"overwriteDrift": "yes"}, {"overwrite": True}, [True]):
+    for wrong in ({"overwriteDrift": "yes"}, {"overwrite": True}, [True], None):
         response = harness.call("apply_template", "POST", f"/templates/{saved['id']}/apply",
                                 body=json.dumps(wrong).encode(), route_params={"id": saved["id"]})  # fmt: skip
         assert (response.status_code, body(response)["code"]) == (400, "validation_failed"), wrong
@@ -201,3 +201,19 @@ def test_an_exception_that_ends_within_two_weeks_shows_as_expiring(harness):
     until = (harness.clock() + timedelta(days=10)).isoformat()
     assert shown["expiring"] == [{"tenant": "home", "control": c, "until": until} for c in sorted(DLP)]
     assert body(get(harness, later["id"]))["expiring"] == []
+
+
+def test_a_change_a_refresh_saw_after_the_apply_shows_as_drift(harness):
+    assert harness.connect().status_code == 200
+    saved = created(harness, template())
+    assert harness.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
+    apply(harness, saved["id"])
+    assert body(get(harness, saved["id"]))["drift"] == []  # the snapshot is older than the apply: no drift from it
+    harness.clock.advance(minutes=5)
+    harness.graph.set_state("mip_DLP_policies", "Reviewed", by="person@contoso.com")
+    assert harness.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
+    drift = body(get(harness, saved["id"]))["drift"]
+    assert [(d["tenant"], d["control"], d["state"], d["by"]) for d in drift] == [
+        ("home", "mip_DLP_policies", "Reviewed", None)]  # fmt: skip
+    assert apply(harness, saved["id"])["drifted"][0]["by"] == "person@contoso.com"
+    assert [d["by"] for d in body(get(harness, saved["id"]))["drift"]] == ["person@contoso.com"]

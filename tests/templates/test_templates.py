@@ -59,6 +59,9 @@ def test_a_template_is_saved_read_and_changed_under_its_version(harness):
     assert delete(harness, saved["id"]).status_code == 204
     assert get(harness, saved["id"]).status_code == 404
     assert get(harness, "../../x").status_code == 404
+    assert put(harness, "a" * 12, [1], if_match=None).status_code == 428  # the precondition first, as PUT /api/routes
+    assert put(harness, "a" * 12, [1], if_match='"x"').status_code == 404
+    assert delete(harness, "a" * 12, if_match=None).status_code == 428
 
 
 def test_a_control_in_a_tenant_belongs_to_one_template_at_most(harness):
