@@ -96,7 +96,7 @@ export async function follow(url, say) {
   $("template-outcome-part").hidden = false;
   for (let polls = 0; polls < POLL_LIMIT; polls += 1) {
     const seen = await api(url);
-    const total = Number(seen.total ?? seen.tenants ?? 0);
+    const total = Number(seen.total ?? seen.due ?? seen.tenants ?? 0);
     const done = Number(seen.done ?? seen.completed ?? 0);
     if (total > 0) { bar.max = total; bar.value = Math.min(done, total); }
     say(total > 0 ? `Applying: ${done} of ${count(total, "tenant", "tenants")} done.` : "Applying…");

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from dev.entra import FABRIKAM, NORTHWIND
 from tests.browser.test_portal import Portal, axe_violations, browser, open_portal, portal, shoot
+from tests.browser.test_portal_tenants import several, tenants
 
-__all__ = ["browser", "portal"]  # fixtures, used by name
+__all__ = ["browser", "portal", "tenants"]  # fixtures, used by name
 
 DLP = ["DLPEnabled", "InformationProtectionPolicies", "mip_DLP_policies"]  # dev/graph/catalogue.py
 OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -201,3 +203,37 @@ def test_the_templates_view_is_accessible_and_fits_at_both_widths(browser, porta
     assert page.evaluate(OVERFLOW) <= 0
     page.evaluate("document.getElementById('template-title').scrollIntoView()")  # the template, its controls first
     shoot(page, f"portal-template-{width}")  # docs/images/portal-template-1280.png is this view
+
+
+def test_a_template_for_every_tenant_is_previewed_and_applied_across_them(browser, tenants):
+    """Fabrikam consented, Northwind not yet: the preview and the apply go across both readable tenants, and the
+    one that cannot be written is named with its code, the others going on."""
+    setup = several(browser, tenants)
+    made = saved(setup, tenants.portal)
+    page = open_portal(browser, tenants.portal)
+    page.click("#templates-link")
+    page.wait_for_selector("#template-table tbody tr")
+    page.click("#template-table tbody tr th a")
+    page.wait_for_selector("#template-part:not([hidden]) #tp-tenants-options input")
+    boxes = page.locator("#tp-tenants-options label").all_inner_texts()
+    assert {b.strip() for b in boxes} >= {"Fabrikam", "Northwind Traders"}, boxes
+    assert page.is_disabled(f"#tp-tenants-options input[value='{FABRIKAM.id}']")  # every tenant: none to choose
+
+    page.click("#template-preview")
+    page.wait_for_selector("#template-preview-part:not([hidden])")
+    changes = page.locator("#template-changes tbody tr").all_inner_texts()
+    assert len(changes) == 6 and sum("Fabrikam" in c for c in changes) == 3, changes
+    assert "in 2 tenants" in page.inner_text("#template-preview-summary")
+    (pending,) = [p for p in problems(page) if "Northwind Traders" in p]
+    assert "Failed: tenant_not_consented. The tenant's admin has not completed consent" in pending
+
+    page.click("#template-apply")
+    page.wait_for_selector("#template-outcome-title:text('Applied')")
+    assert page.inner_text("#templates-result") == "Applied: 6 changed, 0 unchanged, 1 failed, 0 drifted."
+    assert [p for p in problems(page) if "Northwind Traders" in p]
+    page.evaluate("document.getElementById('template-tools').scrollIntoView()")
+    shoot(page, "portal-template-applied-1280")
+    assert tenants.portal.graph.tenant(FABRIKAM.id).state_of("DLPEnabled")["state"] == "ThirdParty"
+    assert tenants.portal.graph.state_of("DLPEnabled")["state"] == "ThirdParty"
+    listed = setup.request.get(f"{tenants.url}/api/templates/{made['id']}").json()
+    assert listed["appliedBy"] == "admin@contoso.com" and NORTHWIND.id not in str(listed["drift"])
