@@ -30,7 +30,11 @@ export async function open(back) {
   $("templates-who").textContent = can(ADMIN) ? "Nothing is written to Secure Score until you press Apply."
     : "Only an admin of the connector (app role Connector.Admin) can change or apply them.";
   $("templates-error").hidden = true;
-  const which = wanted();
+  let which = wanted();
+  if (which === "new" && !can(ADMIN)) {  // a reader cannot make one: the list, and why
+    window.history.replaceState(null, "", "#templates");
+    which = null;
+  }
   $("templates-list-part").hidden = which !== null;
   $("template-part").hidden = which === null;
   try {
@@ -148,11 +152,20 @@ function remove() {
   });
 }
 
+// Whether the form says something other than the template saved: Preview and Apply use the saved one.
+function edited() {
+  const t = state.template;
+  const sorted = (v) => (Array.isArray(v) ? [...v].sort() : v);
+  const mine = body();
+  return ["name", "state", "comment", "controls", "tenants", "expiresInDays"].some((k) =>
+    JSON.stringify(sorted(mine[k] ?? null)) !== JSON.stringify(sorted(k === "comment" ? t[k] || "" : t[k] ?? null)));
+}
+
 function preview() {
   return busy($("template-preview"), async () => {
     say("Reading each tenant's controls…");
     const answer = await api(`${path(state.template.id)}/preview`, { method: "POST" });
-    say(showPreview(answer));
+    say(showPreview(answer) + (edited() ? " This is the template as saved: Save first to preview your changes." : ""));
     $("template-preview-title").focus();
   });
 }

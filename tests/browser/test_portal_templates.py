@@ -90,6 +90,7 @@ def test_an_admin_makes_previews_and_applies_a_template_and_sees_drift(browser, 
     # The preview: each control's state now and after, in each tenant; nothing written.
     page.click("#template-preview")
     page.wait_for_selector("#template-preview-part:not([hidden])")
+    assert "Save first" not in page.inner_text("#templates-result")
     rows = page.locator("#template-changes tbody tr").all_inner_texts()
     assert len(rows) == 3 and all("→ Third party" in r for r in rows), rows
     assert "Turn on data loss prevention policies (SCC)" in " ".join(rows)
@@ -98,6 +99,10 @@ def test_an_admin_makes_previews_and_applies_a_template_and_sees_drift(browser, 
     shoot(page, "portal-templates-preview-1280")  # docs/images/portal-templates-preview-1280.png is this view
 
     # Applied: three PATCHes, their counts on the page, Graph's states changed.
+    page.fill("#tp-comment", "Covered by the mail filter, and more")  # not saved: the preview says whose it is
+    page.click("#template-preview")
+    page.wait_for_selector("#templates-result:has-text('Save first to preview your changes')")
+    page.fill("#tp-comment", "Covered by the mail filter")
     page.click("#template-apply")
     page.wait_for_selector("#template-outcome-title:text('Applied')")
     counts = page.locator("#template-counts li").all_inner_texts()
@@ -159,16 +164,22 @@ def test_a_save_over_someone_elses_change_is_refused_and_delete_asks(browser, po
 
 def test_a_reader_sees_the_templates_read_only(browser, portal):
     setup = refreshed(browser, portal)
-    made = saved(setup, portal, tenants=["home"], expiresInDays=30)
+    made = saved(setup, portal, tenants=["home"], expiresInDays=10)
+    assert setup.request.post(f"{portal.url}/api/templates/{made['id']}/apply").json()["applied"] == 3
     page = open_portal(browser, portal, user="reader@contoso.com", bypass_csp=True)  # only so axe can be injected
     page.click("#templates-link")
     page.wait_for_selector("#template-table tbody tr")
     assert page.is_hidden("#template-new")
+    assert page.locator("#template-table tbody td").last.inner_text() == "3"  # ending soon: within 14 days
     assert "Only an admin of the connector" in page.inner_text("#templates-who")
     assert page.locator("#template-table tbody tr th").inner_text() == "Mail filter"
     page.click("#template-table tbody tr th a")
     page.wait_for_selector("#template-part:not([hidden]) #tp-controls-options input:checked")
-    assert page.input_value("#tp-name") == "Mail filter" and page.input_value("#tp-expiresInDays") == "30"
+    assert page.input_value("#tp-name") == "Mail filter" and page.input_value("#tp-expiresInDays") == "10"
+    ending = page.locator("#template-expiring tbody tr").all_inner_texts()
+    assert len(ending) == 3 and all(r.startswith("This organization") for r in ending), ending
+    assert page.inner_text("#template-expiring-none") == ""
+
     assert page.is_hidden("#template-tools") and page.is_hidden("#template-overwrite-field")
     assert page.is_disabled("#tp-name") and page.is_disabled("#tp-controls-options input[value=DLPEnabled]")
     assert page.locator("#tp-controls-options input:checked").count() == 3
@@ -176,6 +187,9 @@ def test_a_reader_sees_the_templates_read_only(browser, portal):
     assert page.locator("#template-part button:visible").count() == 0
     assert axe_violations(page) == []
     shoot(page, "portal-template-reader-1280")
+    page.goto(f"{portal.url}/api/portal#templates/new")  # a reader cannot make one: the list instead
+    page.wait_for_selector("#templates-list-part:not([hidden]) #template-table tbody tr")
+    assert page.evaluate("location.hash") == "#templates" and page.is_hidden("#template-part")
     forced = page.request.post(f"{portal.url}/api/templates/{made['id']}/apply")
     assert forced.status == 403 and forced.json()["code"] == "forbidden"
 
