@@ -97,6 +97,7 @@ const ifMatch = () => ({ "If-Match": `"${state.template.version}"` });
 async function busy(button, run) {
   button.disabled = true;
   $("templates-error").hidden = true;
+  $("template-form-error").hidden = true;
   try { await run(); } catch (error) {
     showError($("template-form-error"), error);
     $("template-form-error").focus();

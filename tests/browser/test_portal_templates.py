@@ -122,13 +122,21 @@ def test_an_admin_makes_previews_and_applies_a_template_and_sees_drift(browser, 
     drift = page.locator("#template-drift tbody tr").all_inner_texts()
     assert len(drift) == 1 and "alex@contoso.com" in drift[0] and "Default" in drift[0]
     assert portal.graph.state_of("DLPEnabled")["state"] == "Default"
+    # The admin decides to set it back: the box under Apply sends overwriteDrift.
+    page.check("#template-overwrite")
+    page.click("#template-apply")
+    page.wait_for_selector("#templates-result:has-text('1 changed')")
+    assert page.inner_text("#templates-result") == "Applied: 1 changed, 2 unchanged, 0 failed, 0 drifted."
+    assert portal.graph.state_of("DLPEnabled")["state"] == "ThirdParty"
+    assert not page.is_checked("#template-overwrite")  # each apply decides again
+    assert page.inner_text("#template-drift-none") == "No drift: every control is as the template set it."
 
     # The list: controls, tenants, who applied it, the drift.
     page.click("#template-part .back")
     page.wait_for_selector("#templates-list-part:not([hidden]) #template-table tbody tr")
     cells = page.locator("#template-table tbody tr").first.locator("th, td").all_inner_texts()
     assert cells[0] == "Mail filter" and cells[1] == "Third party" and cells[2] == "3" and cells[3] == "All"
-    assert "by admin@contoso.com" in cells[4] and cells[5] == "1" and cells[6] == "0"
+    assert "by admin@contoso.com" in cells[4] and cells[5] == "0" and cells[6] == "0"
 
 
 def test_a_save_over_someone_elses_change_is_refused_and_delete_asks(browser, portal):
@@ -204,6 +212,7 @@ def test_the_templates_view_is_accessible_and_fits_at_both_widths(browser, porta
     page = open_portal(browser, portal, width=width, bypass_csp=True)  # only so axe can be injected
     page.click("#templates-link")
     page.wait_for_selector("#template-table tbody tr")
+    assert page.locator("#template-table tbody td").nth(4).inner_text() == "1"  # the drift, counted in the list
     assert axe_violations(page) == []
     assert page.evaluate(OVERFLOW) <= 0
     shoot(page, f"portal-templates-{width}")
