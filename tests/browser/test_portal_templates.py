@@ -170,6 +170,24 @@ def test_a_save_over_someone_elses_change_is_refused_and_delete_asks(browser, po
     assert page.request.get(f"{portal.url}/api/templates").json()["templates"] == []
 
 
+def test_a_control_another_template_sets_is_named_under_the_controls(browser, portal):
+    setup = refreshed(browser, portal)
+    saved(setup, portal)
+    page = open_portal(browser, portal)
+    page.goto(f"{portal.url}/api/portal#templates/new")
+    page.wait_for_selector("#tp-controls-options label")
+    page.fill("#tp-name", "Accepted risk")
+    page.select_option("#tp-state", "Ignored")
+    page.check("#tp-reach-some")
+    page.check("#tp-tenants-options input[value=home]")
+    page.check("#tp-controls-options input[value=DLPEnabled]")
+    page.click("#template-save")
+    page.wait_for_selector("#tp-controls-error:not([hidden])")
+    assert "already belong to the template 'Mail filter'" in page.inner_text("#tp-controls-error")
+    assert page.is_hidden("#tp-name-error") and page.is_hidden("#template-form-error")
+    assert len(page.request.get(f"{portal.url}/api/templates").json()["templates"]) == 1
+
+
 def test_a_reader_sees_the_templates_read_only(browser, portal):
     setup = refreshed(browser, portal)
     made = saved(setup, portal, tenants=["home"], expiresInDays=10)
