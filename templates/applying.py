@@ -38,6 +38,7 @@ from templates.model import HOME_ID, Template
 
 TENANTS_AT_ONCE = 8  # tenants applied in parallel; each has its own 4 requests in flight at most
 LEASE_MARGIN = 60.0  # seconds a tenant's lease outlasts the apply's deadline
+MAX_LISTED = 2000  # entries of each list an answer holds
 
 
 @dataclass
@@ -61,10 +62,19 @@ class Outcome:
         self.failed.append({"tenant": tenant, "control": control, "code": code, "detail": detail})
 
     def applied_json(self) -> dict[str, Any]:
-        return {"applied": self.applied, "unchanged": self.unchanged, "failed": self.failed, "drifted": self.drifted}
+        return _listed({"applied": self.applied, "unchanged": self.unchanged}, failed=self.failed,
+                       drifted=self.drifted)  # fmt: skip
 
     def preview_json(self) -> dict[str, Any]:
-        return {"changes": self.changes, "missing": self.missing, "drifted": self.drifted, "failed": self.failed}
+        return _listed({}, changes=self.changes, missing=self.missing, drifted=self.drifted, failed=self.failed)
+
+
+def _listed(answer: dict[str, Any], **lists: list[dict[str, Any]]) -> dict[str, Any]:
+    """An answer's lists, each at most MAX_LISTED long: 500 controls in 2,000 tenants would otherwise make an answer of
+    a million entries. A list that was cut is counted whole in `listedOf` (the records keep every control)."""
+    cut = {name: len(items) for name, items in lists.items() if len(items) > MAX_LISTED}
+    answer.update({name: items[:MAX_LISTED] for name, items in lists.items()})
+    return {**answer, "listedOf": cut} if cut else answer
 
 
 def tenants_of(services: Services, template: Template) -> list[str]:
@@ -157,9 +167,10 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
     return decided
 
 
-def preview_tenant(services: Services, template: Template, version: str, tenant: str) -> Outcome:
+def preview_tenant(services: Services, template: Template, version: str, tenant: str,
+                   registered: tenant_records.Tenants | None = None) -> Outcome:  # fmt: skip
     outcome = Outcome()
-    refused = not_written(services, tenant)
+    refused = not_written(services, tenant, registered)
     if refused is not None:
         outcome.fail(tenant, None, *refused)
         return outcome
@@ -174,12 +185,18 @@ def preview_tenant(services: Services, template: Template, version: str, tenant:
 
 
 def apply_tenant(services: Services, template: Template, version: str, tenant: str, caller: str | None,
-                 overwrite: bool = False) -> Outcome:  # fmt: skip
-    """One tenant's apply, whole: lease, read, intents, PATCHes, records. Safe to run again (a queue redelivery)."""
+                 overwrite: bool = False, registered: tenant_records.Tenants | None = None) -> Outcome:  # fmt: skip
+    """One tenant's apply, whole: lease, read, intents, PATCHes, records. Safe to run again (a queue redelivery).
+    `registered`: the tenants as read already (one read for many tenants)."""
     outcome = Outcome()
-    refused = not_written(services, tenant)
+    refused = not_written(services, tenant, registered)
     if refused is not None:
         outcome.fail(tenant, None, *refused)
+        return outcome
+    left = deadlines.run_left()
+    if left is not None and left <= 0:  # the apply's deadline passed before this tenant's turn: nothing touched
+        outcome.fail(tenant, None, "deadline_exceeded", "The apply reached its deadline before this tenant's turn; "
+                     "apply again to write it.")  # fmt: skip
         return outcome
     store, run, now = services.store, uuid.uuid4().hex, services.clock()
     try:
@@ -261,18 +278,21 @@ def _each_tenant(services: Services, template: Template, work: Any) -> Outcome:
         for tenant in chosen:
             if not_written(services, tenant, registered) is None:
                 tokens.submit(deadlines.in_this_run(services.graph.prepare_token), _graph_tenant(tenant))
-        jobs = [pool.submit(deadlines.in_this_run(work), tenant) for tenant in chosen]
+        jobs = [pool.submit(deadlines.in_this_run(work), tenant, registered) for tenant in chosen]
     for job in jobs:
         total.add(job.result())
     return total
 
 
 def preview(services: Services, template: Template, version: str) -> Outcome:
-    return _each_tenant(services, template, lambda tenant: preview_tenant(services, template, version, tenant))
+    def one(tenant: str, registered: tenant_records.Tenants) -> Outcome:
+        return preview_tenant(services, template, version, tenant, registered)
+
+    return _each_tenant(services, template, one)
 
 
 def apply(services: Services, template: Template, version: str, caller: str | None, overwrite: bool) -> Outcome:
-    def one(tenant: str) -> Outcome:
-        return apply_tenant(services, template, version, tenant, caller, overwrite)
+    def one(tenant: str, registered: tenant_records.Tenants) -> Outcome:
+        return apply_tenant(services, template, version, tenant, caller, overwrite, registered)
 
     return _each_tenant(services, template, one)

@@ -139,8 +139,15 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
 
 
 def delete(services: Services, template_id: str, if_match: str | None) -> None:
+    """Remove a template and its records; refused (409) while an apply of it is writing a tenant, whose records
+    would outlive it."""
     require_if_match(if_match, "DELETE")
     find(services.store, template_id)
+    now = services.clock().isoformat()
+    held = services.store.list_documents(f"{RECORDS_PREFIX}{template_id}:")
+    if any(d.get("applyingBy") and str(d.get("applyingUntil") or "") > now for d, _ in held.values()):
+        raise Conflict("An apply of this template is writing its tenants now; nothing was removed.",
+                       remediation="Wait for the apply's answer, then remove the template.")  # fmt: skip
 
     def edit(document: dict[str, Any]) -> None:
         templates = dict(document.get("templates") or {})

@@ -20,7 +20,7 @@ from shared.store import SqliteTicketStore
 from status_sync.sync import StatusSync
 from tests.conftest import Harness, settings_env
 from tests.create_ticket.test_tickets import post
-from tests.templates_support import DLP, apply, body, created, get, patches, preview, states, template
+from tests.templates_support import DLP, apply, body, created, delete, get, patches, preview, states, template
 
 PROFILES = "/v1.0/security/secureScoreControlProfiles"
 
@@ -125,16 +125,29 @@ def test_a_patch_whose_answer_was_lost_is_never_sent_again(harness):
     assert records(harness, saved["id"])["DLPEnabled"]["status"] == "done"
 
 
-def test_the_apply_stops_at_its_deadline_with_what_is_done_recorded(harness):
+def with_deadline(harness: Harness, seconds: float) -> None:
+    """The harness's connector with the run deadline `seconds` (Services' own parameter)."""
     harness.services.close()
     short = Services(load_settings(settings_env()), transport=harness.transport,
                      graph_transport=SimulatorTransport(harness.graph),
                      store=SqliteTicketStore(harness.tmp / "store.db"),
                      secrets=FileSecretStore(harness.tmp / "secrets.json"), clock=harness.clock,
                      retry=RetryPolicy(base_delay=0.01, max_delay=0.05, max_total=60.0), sleep=harness.sleeps,
-                     run_deadline=1.0)  # fmt: skip
+                     run_deadline=seconds)  # fmt: skip
     services_module.install(short)
     harness.services = short
+
+
+def test_a_tenant_whose_turn_comes_after_the_deadline_is_not_touched(harness):
+    with_deadline(harness, 0.0)
+    saved = created(harness, template())
+    answer = apply(harness, saved["id"])
+    assert [(f["tenant"], f["control"], f["code"]) for f in answer["failed"]] == [("home", None, "deadline_exceeded")]
+    assert harness.graph.requests == [] and harness.services.store.list_documents("template-apply:") == {}
+
+
+def test_the_apply_stops_at_its_deadline_with_what_is_done_recorded(harness):
+    with_deadline(harness, 1.0)
     saved = created(harness, template())
     harness.graph.page_size = 1000  # the listing is one page, answered after the deadline
     harness.graph.inject(Fault("latency", seconds=1.2, method="GET", path_prefix=PROFILES))  # past the deadline
@@ -217,3 +230,29 @@ def test_a_change_a_refresh_saw_after_the_apply_shows_as_drift(harness):
         ("home", "mip_DLP_policies", "Reviewed", None)]  # fmt: skip
     assert apply(harness, saved["id"])["drifted"][0]["by"] == "person@contoso.com"
     assert [d["by"] for d in body(get(harness, saved["id"]))["drift"]] == ["person@contoso.com"]
+
+
+def test_an_answer_lists_at_most_its_limit_and_counts_the_rest(harness, monkeypatch):
+    """The cut itself (MAX_LISTED, 2,000 in use) shown on a small limit: the constant, not the code, is changed."""
+    monkeypatch.setattr("templates.applying.MAX_LISTED", 2)
+    saved = created(harness, template())
+    seen = preview(harness, saved["id"])
+    assert len(seen["changes"]) == 2 and seen["listedOf"] == {"changes": 3}
+    answer = apply(harness, saved["id"])
+    assert answer["applied"] == 3 and "listedOf" not in answer
+
+
+def test_a_template_is_not_removed_while_an_apply_of_it_writes(harness):
+    saved = created(harness, template())
+    refused: list[Any] = []
+
+    def remove_now(request: Any) -> None:
+        if request.method == "PATCH" and not refused:
+            refused.append(delete(harness, saved["id"]))
+
+    harness.graph.while_in_flight = remove_now
+    assert apply(harness, saved["id"])["applied"] == 3
+    harness.graph.while_in_flight = None
+    assert (refused[0].status_code, body(refused[0])["code"]) == (409, "conflict")
+    assert delete(harness, saved["id"]).status_code == 204
+    assert harness.services.store.list_documents("template-apply:") == {}
