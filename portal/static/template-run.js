@@ -50,18 +50,29 @@ function counts(items) {
     .map(([n, words]) => el("li", { "data-count": words }, el("strong", {}, String(n)), ` ${words}`)));
 }
 
+// How many entries a list of the answer has, counted whole when the connector cut it (`listedOf`).
+const whole = (answer, name) => (answer.listedOf || {})[name] ?? (answer[name] || []).length;
+
+// A list the connector cut (at most 2,000 entries each, `listedOf` counting it whole), in words; "" when none was.
+function cutWords(answer) {
+  const cut = Object.entries(answer.listedOf || {});
+  return cut.length ? ` Listed: ${cut.map(([name, whole]) => `the first ${answer[name].length} of ${whole} ${name}`)
+    .join(", ")} (the records keep every control).` : "";
+}
+
 export function showPreview(answer) {
   const changes = answer.changes || [];
   table("template-changes", changes.map((c) => cells(tenantName(c.tenant), controlName(c.control),
     `${stateWords(c.before)} → ${stateWords(c.after)}`)));
   const tenants = new Set(changes.map((c) => c.tenant)).size;
   $("template-preview-summary").textContent = changes.length
-    ? `Apply would change ${count(changes.length, "control", "controls")} in ${count(tenants, "tenant", "tenants")}; nothing is written yet.`
+    ? `Apply would change ${count(whole(answer, "changes"), "control", "controls")} in `
+      + `${count(tenants, "tenant", "tenants")}${answer.listedOf && answer.listedOf.changes ? " or more" : ""}; nothing is written yet.`
     : "Apply would change nothing: every control is already as the template says, or is listed below.";
   $("template-preview-part").hidden = false;
   outcome("Preview: what Apply would leave alone", answer, []);
-  return `Preview: ${count(changes.length, "change", "changes")}, ${count((answer.missing || []).length, "control", "controls")}`
-    + ` missing, ${(answer.drifted || []).length} drifted, ${(answer.failed || []).length} failed.`;
+  return `Preview: ${count(whole(answer, "changes"), "change", "changes")}, ${count(whole(answer, "missing"), "control",
+    "controls")} missing, ${whole(answer, "drifted")} drifted, ${whole(answer, "failed")} failed.${cutWords(answer)}`;
 }
 
 function outcome(title, answer, numbers) {
@@ -74,11 +85,12 @@ function outcome(title, answer, numbers) {
 
 export function showApplied(answer) {
   $("template-progress").hidden = true;
-  const failed = (answer.failed || []).length;
-  const drifted = (answer.drifted || []).length;
+  const failed = whole(answer, "failed");
+  const drifted = whole(answer, "drifted");
   outcome("Applied", answer, [[answer.applied, "applied"], [answer.unchanged, "unchanged"], [failed, "failed"],
     [drifted, "drifted"]]);
-  return `Applied: ${answer.applied || 0} changed, ${answer.unchanged || 0} unchanged, ${failed} failed, ${drifted} drifted.`;
+  return `Applied: ${answer.applied || 0} changed, ${answer.unchanged || 0} unchanged, ${failed} failed, ${drifted} drifted.`
+    + cutWords(answer);
 }
 
 // The progress URL of a 202 (fan-out), whatever member names it.
