@@ -153,6 +153,13 @@ function remove() {
   });
 }
 
+// Whether the form an admin has open says something other than the template saved (for a new one: anything).
+export function unsaved() {
+  if ($("template-part").hidden || !can(ADMIN)) return false;
+  if (!state.template) return Boolean($("tp-name").value.trim() || body().controls.length);
+  return edited();
+}
+
 // Whether the form says something other than the template saved: Preview and Apply use the saved one.
 function edited() {
   const t = state.template;

@@ -114,13 +114,19 @@ function layout(row) {
 }
 
 // Only the view's own addresses choose the view: a skip link's #actions stays where it is. Leaving the Routes view
-// with unsaved changes asks first; staying puts the Routes view's address back as the newest entry, so the address
-// bar says where the admin is and the next Back asks again (never the browser's own leave-the-page prompt). The
-// Routes view's Back leads where it was opened from.
+// (or a template's form) with unsaved changes asks first; staying puts the view's address back as the newest entry,
+// so the address bar says where the admin is and the next Back asks again (never the browser's own leave-the-page
+// prompt). The Routes and Templates views' Back leads where they were opened from.
 const LEAVE = "Leave the routes without saving? Your changes are lost.";
+const LEAVE_TEMPLATE = "Leave the template without saving? Your changes are lost.";
 function onHashChange(event) {
   const hash = window.location.hash;
   if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=") && !isTemplates(hash)) return;
+  const old = new URL(event.oldURL).hash;
+  if (shown.view === "templates" && old !== hash && templates.unsaved() && !window.confirm(LEAVE_TEMPLATE)) {
+    window.history.pushState(null, "", old);  // staying: the template's address is the newest entry again
+    return;
+  }
   if (shown.view === "routes" && hash !== "#routes") {
     if (routes.unsaved() && !window.confirm(LEAVE)) {
       window.history.pushState(null, "", "#routes");
@@ -141,6 +147,7 @@ function onHashChange(event) {
 function leaveRoutes(event) {
   event.preventDefault();
   if (routes.unsaved() && !window.confirm(LEAVE)) return;
+  if (templates.unsaved() && !window.confirm(LEAVE_TEMPLATE)) return;
   routes.reset();
   const to = back && back !== "#" ? back : window.location.pathname;
   window.history.pushState(null, "", to);
@@ -163,6 +170,6 @@ export function wire() {
   $("routes-back").addEventListener("click", leaveRoutes);
   $("templates-back").addEventListener("click", leaveRoutes);
   window.addEventListener("beforeunload", (event) => {
-    if (routes.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
+    if (routes.unsaved() || templates.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
   });
 }

@@ -186,6 +186,27 @@ def test_a_control_another_template_sets_is_named_under_the_controls(browser, po
     assert "already belong to the template 'Mail filter'" in page.inner_text("#tp-controls-error")
     assert page.is_hidden("#tp-name-error") and page.is_hidden("#template-form-error")
     assert len(page.request.get(f"{portal.url}/api/templates").json()["templates"]) == 1
+    # Leaving the unsaved form asks first; staying keeps it as it was.
+    asked: list[str] = []
+
+    def answering(accept: bool) -> Any:
+        def answer(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        return answer
+
+    page.once("dialog", answering(False))
+    with page.expect_event("dialog"):
+        page.click("#template-part .back")
+    page.wait_for_url("**#templates/new")
+    assert asked == ["Leave the template without saving? Your changes are lost."]
+    assert page.evaluate("location.hash") == "#templates/new" and page.input_value("#tp-name") == "Accepted risk"
+    page.once("dialog", answering(True))
+    with page.expect_event("dialog"):
+        page.click("#template-part .back")
+    page.wait_for_selector("#templates-list-part:not([hidden]) #template-table tbody tr")
+    assert len(asked) == 2 and page.evaluate("location.hash") == "#templates"
 
 
 def test_a_reader_sees_the_templates_read_only(browser, portal):
