@@ -1,5 +1,6 @@
 // Which view the page shows, from its address: the one-tenant page, the tenant overview (#tenants), one tenant's page
-// (#tenant=<id>, kept on reload) or the Routes view (#routes); and reading again what the view shows.
+// (#tenant=<id>, kept on reload), the Routes view (#routes) or the Templates view (#templates, #templates/{id}); and
+// reading again what the view shows.
 import * as actions from "./actions.js";
 import * as connections from "./connections.js";
 import { $, el, notice } from "./dom.js";
@@ -8,11 +9,13 @@ import * as progress from "./refreshing.js";
 import { ADMIN, can } from "./roles.js";
 import * as routes from "./routes.js";
 import { shown } from "./scope.js";
+import * as templates from "./templates.js";
 import * as tenants from "./tenants.js";
 import * as tickets from "./tickets.js";
 
 const TITLE = document.title;
-let back = "#";  // where the Routes view was opened from
+let back = "#";  // where the Routes or Templates view was opened from
+const isTemplates = (hash) => hash === "#templates" || hash.startsWith("#templates/");
 
 export async function refreshAll() {
   const connection = connections.load();  // first: the tickets card waits for its list of connections
@@ -45,6 +48,14 @@ export async function route(moved = false) {
     await routes.open(back);
     document.body.dataset.view = shown.view;
     if (moved) $("routes-title").focus();
+    return;
+  }
+  if (isTemplates(window.location.hash)) {
+    shown.view = "templates";
+    layout(null);
+    await templates.open(back);
+    document.body.dataset.view = shown.view;
+    if (moved) $(templates.wanted() === null ? "templates-title" : "template-title").focus();
     return;
   }
   try {
@@ -80,32 +91,42 @@ export async function route(moved = false) {
 
 function layout(row) {
   const overview = shown.view === "overview";
-  const away = shown.view === "routes";  // the Routes view alone
-  $("routes").hidden = !away;
+  const away = shown.view === "routes" || shown.view === "templates";  // the Routes or Templates view alone
+  $("routes").hidden = shown.view !== "routes";
+  $("templates").hidden = shown.view !== "templates";
   $("connection").parentElement.hidden = away;
   $("tenants").hidden = !overview;
   for (const id of ["score", "servicenow", "actions"]) $(id).hidden = overview || away;
   $("connection").parentElement.classList.toggle("alone", overview);  // under the overview, the whole width
   $("tenant-bar").hidden = shown.view !== "tenant";
   $("add-first").hidden = !(shown.view === "single" && can(ADMIN));
-  $("skip").setAttribute("href", away ? "#routes" : overview ? "#tenants" : "#actions");
-  $("skip").textContent = away ? "Skip to the routes" : overview ? "Skip to the tenants"
-    : "Skip to the improvement actions";
+  const skip = shown.view === "templates" ? ["#templates-title", "Skip to the templates"]
+    : away ? ["#routes", "Skip to the routes"] : overview ? ["#tenants", "Skip to the tenants"]
+      : ["#actions", "Skip to the improvement actions"];
+  $("skip").setAttribute("href", skip[0]);
+  $("skip").textContent = skip[1];
   if (row) {
     $("tenant-title").textContent = row.name;
     $("tenant-about").textContent = tenants.describe(row);
   }
-  document.title = shown.view === "single" ? TITLE : `${away ? "Routes" : overview ? "Tenants" : row.name} – ${TITLE}`;
+  const named = shown.view === "templates" ? "Templates" : away ? "Routes" : overview ? "Tenants" : row && row.name;
+  document.title = shown.view === "single" ? TITLE : `${named} – ${TITLE}`;
 }
 
 // Only the view's own addresses choose the view: a skip link's #actions stays where it is. Leaving the Routes view
-// with unsaved changes asks first; staying puts the Routes view's address back as the newest entry, so the address
-// bar says where the admin is and the next Back asks again (never the browser's own leave-the-page prompt). The
-// Routes view's Back leads where it was opened from.
+// (or a template's form) with unsaved changes asks first; staying puts the view's address back as the newest entry,
+// so the address bar says where the admin is and the next Back asks again (never the browser's own leave-the-page
+// prompt). The Routes and Templates views' Back leads where they were opened from.
 const LEAVE = "Leave the routes without saving? Your changes are lost.";
+const LEAVE_TEMPLATE = "Leave the template without saving? Your changes are lost.";
 function onHashChange(event) {
   const hash = window.location.hash;
-  if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=")) return;
+  if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=") && !isTemplates(hash)) return;
+  const old = new URL(event.oldURL).hash;
+  if (shown.view === "templates" && old !== hash && templates.unsaved() && !window.confirm(LEAVE_TEMPLATE)) {
+    window.history.pushState(null, "", old);  // staying: the template's address is the newest entry again
+    return;
+  }
   if (shown.view === "routes" && hash !== "#routes") {
     if (routes.unsaved() && !window.confirm(LEAVE)) {
       window.history.pushState(null, "", "#routes");
@@ -113,9 +134,9 @@ function onHashChange(event) {
     }
     routes.reset();
   }
-  if (hash === "#routes") {
+  if (hash === "#routes" || (isTemplates(hash) && shown.view !== "templates")) {
     const before = new URL(event.oldURL).hash;
-    back = before && before !== "#routes" ? before : "#";
+    back = before && before !== "#routes" && !isTemplates(before) ? before : "#";
   }
   notice([]);
   $("error").hidden = true;
@@ -126,6 +147,7 @@ function onHashChange(event) {
 function leaveRoutes(event) {
   event.preventDefault();
   if (routes.unsaved() && !window.confirm(LEAVE)) return;
+  if (templates.unsaved() && !window.confirm(LEAVE_TEMPLATE)) return;
   routes.reset();
   const to = back && back !== "#" ? back : window.location.pathname;
   window.history.pushState(null, "", to);
@@ -142,10 +164,12 @@ async function followRefresh() {
 }
 
 export function wire() {
-  progress.wire(followRefresh, () => (shown.view === "routes" ? Promise.resolve() : refreshAll()));
+  progress.wire(followRefresh, () => (shown.view === "routes" || shown.view === "templates" ? Promise.resolve()
+    : refreshAll()));
   window.addEventListener("hashchange", onHashChange);
   $("routes-back").addEventListener("click", leaveRoutes);
+  $("templates-back").addEventListener("click", leaveRoutes);
   window.addEventListener("beforeunload", (event) => {
-    if (routes.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
+    if (routes.unsaved() || templates.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
   });
 }
