@@ -1,0 +1,55 @@
+"""The `templates_endings` timer's work, every hour (docs/templates.md#exceptions-that-end): the exceptions whose end
+has come (templates/endings.py), then each template applied to `all` reaching the tenants whose consent completed
+since (docs/design.md, section 17: "A template applied to `all` also applies to tenants added later").
+
+A tenant is reached when the connector writes it (its consent complete, not paused) and the template has no record
+of any control there yet: it is applied as an admin's apply would, with the same lease, intents and records
+(`apply_tenant`), by the person who last applied the template, whose decision it was. A tenant the template already
+wrote (or found unchanged) is never applied again here: re-applying stays an admin's act. Secure Score cannot import
+the templates (the import-linter layers, pyproject.toml), so the templates come to the tenants, at most an hour
+after a consent completes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shared import deadlines, tenant_records
+from shared.services import Services
+from templates import records
+from templates.applying import apply_tenant, not_written, tenants_of
+from templates.endings import Endings, end_tenant
+from templates.model import Template
+from templates.saving import load_all, version_of
+
+log = logging.getLogger(__name__)
+
+
+def run(services: Services) -> Endings:
+    result = Endings()
+    store = services.store
+    with deadlines.run_deadline(services.run_deadline):
+        registered = tenant_records.registrations(store)
+        for template in sorted(load_all(store).values(), key=lambda t: t.id):
+            for tenant in sorted(records.all_of(store, template.id)):
+                end_tenant(services, template, tenant, registered, result)
+            if template.tenants is None and template.applied_at:
+                _reach(services, template, registered, result)
+    log.info("Templates, hourly: %d exceptions ended, %d tickets made, %d tenants reached, %d skipped, %d failed",
+             result.ended, result.tickets, len(result.reached), len(result.skipped), len(result.failed))  # fmt: skip
+    return result
+
+
+def _reach(services: Services, template: Template, registered: tenant_records.Tenants, result: Endings) -> None:
+    """Apply an `all` template to each tenant it does not know yet and the connector writes now."""
+    for tenant in tenants_of(services, template):
+        if not_written(services, tenant, registered) is not None:
+            continue  # pending, confirming, paused: reached once its consent completes (or it is resumed)
+        if records.controls_of(records.load(services.store, template.id, tenant)):
+            continue
+        outcome = apply_tenant(services, template, version_of(template), tenant, template.applied_by)
+        result.reached.append({"template": template.id, "tenant": tenant, "applied": outcome.applied,
+                               "unchanged": outcome.unchanged})  # fmt: skip
+        result.failed.extend({"template": template.id, **f} for f in outcome.failed)
+        log.info("Template %s (all) reached tenant %s: %d applied, %d unchanged", template.id, tenant,
+                 outcome.applied, outcome.unchanged)  # fmt: skip
