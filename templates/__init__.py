@@ -106,10 +106,12 @@ def delete_template(req: func.HttpRequest) -> func.HttpResponse:
     stays: a person's decision is undone by a person."""
     from shared import web
     from shared.auth import ROLE_ADMIN
+    from templates.hourly import summarize
     from templates.saving import delete
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         delete(services, req.route_params.get("id", ""), inbound.header("If-Match"))
+        summarize(services)
         return web.no_content()
 
     return web.handle(req, run, role=ROLE_ADMIN)
@@ -138,6 +140,7 @@ def apply_template(req: func.HttpRequest) -> func.HttpResponse:
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
     from templates.applying import apply
+    from templates.hourly import summarize
     from templates.saving import find, note_applied, version_of
     from templates.shown import apply_options
 
@@ -148,6 +151,7 @@ def apply_template(req: func.HttpRequest) -> func.HttpResponse:
         at = services.clock().isoformat()
         outcome = apply(services, template, version_of(template), by, overwrite)
         note_applied(services, template, at, by)
+        summarize(services)  # what ends soon, per tenant, for GET /api/tenants
         return web.json_response(outcome.applied_json())
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(APPLY_BODY, required=False))

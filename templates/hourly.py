@@ -12,10 +12,14 @@ after a consent completes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from datetime import timedelta
+from typing import Any
 
-from shared import deadlines, tenant_records
+from shared import deadlines, expiring, tenant_records
 from shared.services import Services
+from shared.store import StoreConflict
 from templates import records
 from templates.applying import apply_tenant, not_written, tenants_of
 from templates.endings import Endings, end_tenant
@@ -35,9 +39,27 @@ def run(services: Services) -> Endings:
                 end_tenant(services, template, tenant, registered, result)
             if template.tenants is None and template.applied_at:
                 _reach(services, template, registered, result)
+    summarize(services)
     log.info("Templates, hourly: %d exceptions ended, %d tickets made, %d tenants reached, %d skipped, %d failed",
              result.ended, result.tickets, len(result.reached), len(result.skipped), len(result.failed))  # fmt: skip
     return result
+
+
+def summarize(services: Services) -> None:
+    """Per tenant, the exceptions that end within 14 days (`GET /api/tenants` shows them: shared/expiring.py); after
+    each hourly run, apply and removal. A summary that kept changing under this write is left to the next."""
+    store, now = services.store, services.clock()
+    soon = (now + timedelta(days=records.EXPIRING_DAYS)).isoformat()
+    by_tenant: dict[str, dict[str, Any]] = {}
+    for template_id in sorted(load_all(store)):
+        for tenant, document in records.all_of(store, template_id).items():
+            for record in records.controls_of(document).values():
+                until = record.get("until")
+                if record.get("status") == records.DONE and isinstance(until, str) and until <= soon:
+                    seen = by_tenant.setdefault(tenant, {"count": 0, "next": until})
+                    seen.update(count=seen["count"] + 1, next=min(seen["next"], until))
+    with contextlib.suppress(StoreConflict):
+        expiring.save(store, by_tenant, now.isoformat())
 
 
 def _reach(services: Services, template: Template, registered: tenant_records.Tenants, result: Endings) -> None:

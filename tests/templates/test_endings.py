@@ -31,6 +31,17 @@ def record(harness: Harness, template_id: str, control: str = CONTROL, tenant: s
     return dict(found[0]["controls"][control])
 
 
+def home_row(harness: Harness) -> dict[str, Any]:
+    """The home tenant's row of GET /api/tenants."""
+    response = harness.call("list_tenants", path="/tenants")
+    assert response.status_code == 200, response.get_body()
+    return dict(next(row for row in body(response)["tenants"] if row["home"]))
+
+
+def ended_at(harness: Harness, template_id: str) -> str:
+    return str(record(harness, template_id)["until"])
+
+
 def incidents(harness: Harness) -> list[dict[str, Any]]:
     return list(harness.simulator.tables.get("incident", {}).values())
 
@@ -51,7 +62,9 @@ def test_an_exception_ends_once_and_its_ticket_is_made_once(excepted):
     harness.clock.advance(days=20)
     shown = body(get(harness, template_id))
     assert [(e["tenant"], e["control"]) for e in shown["expiring"]] == [("home", CONTROL)]
+    assert home_row(harness)["expiring"] is None  # the summary is as of the apply (then 30 days away)
     hourly(harness)
+    assert home_row(harness)["expiring"] == {"count": 1, "next": ended_at(harness, template_id)}
     assert states(harness, [CONTROL]) == {CONTROL: "Ignored"} and len(patches(harness)) == 1  # not ended yet
     harness.clock.advance(days=11)
     hourly(harness)
@@ -64,7 +77,7 @@ def test_an_exception_ends_once_and_its_ticket_is_made_once(excepted):
     assert "ended on" in made["description"] and made["impact"] == "1"  # the route's priority (high)
     hourly(harness)
     assert len(patches(harness)) == 2 and len(incidents(harness)) == 1
-    assert body(get(harness, template_id))["expiring"] == []
+    assert body(get(harness, template_id))["expiring"] == [] and home_row(harness)["expiring"] is None
 
 
 def test_an_ending_interrupted_after_its_patch_is_resolved_from_graph(excepted):
