@@ -23,7 +23,7 @@ from secure_score import confirmation, reading, tenant_runs, tenants
 from secure_score.controls import newest_tickets
 from secure_score.edges import follow, observe
 from secure_score.fanout import QueuedRefresh, enqueue
-from secure_score.risk import accept_risks
+from secure_score.risk import accept_risks, risk_pending
 from secure_score.writeback import WriteBack, clear_forbidden
 from shared import deadlines
 from shared.graph import WRITE_ROLE, RequestCount
@@ -174,6 +174,7 @@ class TenantRefresh:
         finally:
             result.written += writes.written
             result.errors.extend(writes.errors)
+            accept_risks(self._services, [t.id for t in kept if risk_pending(t)])  # one a sync failed to write
 
     def _follow_isolated(
         self, ticket: Ticket, control: dict[str, Any], day: str, result: RefreshResult

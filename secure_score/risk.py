@@ -35,16 +35,22 @@ def comment_of(ticket: Ticket, accepted: dict[str, Any]) -> str:
     return f"{notes} {mark}" if notes else mark
 
 
+def risk_pending(ticket: Ticket) -> bool:
+    """A risk accepted on the ticket and not written yet (a refresh tries again what a sync could not write)."""
+    accepted = ticket.extra.get("riskAccepted")
+    return isinstance(accepted, dict) and not accepted.get("written")
+
+
 def accept_risks(services: Services, ticket_ids: Iterable[str]) -> int:
     """Set `Ignored` for each of these tickets whose risk was accepted and not yet written; how many were PATCHed.
-    A failure stays on the ticket (`riskAccepted.error`) and the next sync that sees it tries again."""
+    A failure stays on the ticket (`riskAccepted.error`); the next refresh of its tenant, or a sync that sees it,
+    tries again."""
     written, read = 0, None
     for ticket_id in dict.fromkeys(ticket_ids):
         found = services.store.get_ticket(ticket_id)
-        accepted = found[0].extra.get("riskAccepted") if found else None
-        if found is None or not isinstance(accepted, dict) or accepted.get("written") or found[0].duplicate_of:
+        if found is None or not risk_pending(found[0]) or found[0].duplicate_of:
             continue
-        ticket = found[0]
+        ticket, accepted = found[0], found[0].extra["riskAccepted"]
         read = being_read(services) if read is None else read
         if ticket.tenant not in read:  # a paused or removed tenant is never written
             continue

@@ -104,6 +104,9 @@ def parse_field_map(raw: Any, table: str) -> FieldMap:
         fields[key] = value
     if fields["resolution_code"] and not resolution_code:
         raise ValueError('\'resolution_code\' needs a value: {"field": "close_code", "value": "..."}')
+    if resolution_code and resolution_code in risk_codes:  # the connector's own resolve would accept a risk
+        raise ValueError("'risk_accepted_codes' must not hold the code 'resolution_code' writes when the connector "
+                         "resolves a ticket")  # fmt: skip
     return FieldMap(fields, states, resolution_code, risk_codes)
 
 

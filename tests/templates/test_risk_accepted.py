@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from dev.wire import Fault
 from shared.config import load_settings
 from tests.conftest import Harness, settings_env
 from tests.create_ticket.test_tickets import post
@@ -18,6 +19,7 @@ from tests.shared.test_signin import use
 from tests.templates_support import patches, states
 
 CONTROL = "AdminMFAV2"
+PROFILES = "/v1.0/security/secureScoreControlProfiles"
 CODES = {"risk_accepted_codes": ["Risk Accepted"]}
 
 
@@ -79,3 +81,33 @@ def test_risk_accepted_codes_are_a_short_list_of_short_strings(codes):
     settings = load_settings(settings_env(SERVICENOW_FIELD_MAP=json.dumps({"risk_accepted_codes": codes})))
     assert [i.setting for i in settings.issues] == ["SERVICENOW_FIELD_MAP"]
     assert "'risk_accepted_codes' must be a list of 1 to 20 close codes" in settings.issues[0].message
+
+
+def test_the_code_the_connector_resolves_with_is_no_risk_accepted_code():
+    both = {"resolution_code": {"field": "close_code", "value": "Risk Accepted"}, **CODES}
+    settings = load_settings(settings_env(SERVICENOW_FIELD_MAP=json.dumps(both)))
+    assert "must not hold the code 'resolution_code' writes" in settings.issues[0].message
+
+
+def test_a_write_graph_refused_is_written_by_the_next_refresh(accepting):
+    saved_routes(accepting, [{"match": {"controls": [CONTROL]}, "set": {"onRiskAccepted": "ignore"}}])
+    accepting.graph.inject(Fault("status", status=503, method="PATCH", path_prefix=PROFILES, times=100))
+    ticket_id = closed(accepting, "Risk Accepted")
+    stored = accepting.services.store.get_ticket(ticket_id)
+    assert stored is not None and stored[0].extra["riskAccepted"]["written"] is False
+    assert states(accepting, [CONTROL]) == {CONTROL: "Default"}
+    accepting.graph.faults.clear()
+    assert refresh(accepting)[0] == 200
+    assert states(accepting, [CONTROL]) == {CONTROL: "Ignored"}
+
+
+def test_a_patch_whose_answer_was_lost_is_not_sent_again(accepting):
+    """With the notes' write-back off, too: the PATCH is the risk's alone, and its answer is lost."""
+    use(accepting, SERVICENOW_FIELD_MAP=json.dumps(CODES), SECURE_SCORE_WRITE_BACK="off")
+    saved_routes(accepting, [{"match": {"controls": [CONTROL]}, "set": {"onRiskAccepted": "ignore"}}])
+    accepting.graph.inject(Fault("commit_then_drop", method="PATCH", path_prefix=PROFILES, times=1))
+    closed(accepting, "Risk Accepted")
+    assert states(accepting, [CONTROL]) == {CONTROL: "Ignored"}
+    assert refresh(accepting)[0] == 200  # tries again whatever the sync did not mark written: reads first
+    sent = [p for p in patches(accepting) if json.loads(p.body).get("state") == "Ignored"]
+    assert len(sent) == 1
