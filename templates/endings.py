@@ -58,13 +58,17 @@ def due(record: dict[str, Any], now: str) -> bool:
     return record.get("status") in (records.DONE, ENDING) and isinstance(until, str) and until <= now
 
 
-def end_tenant(services: Services, template: Template, tenant: str, registered: tenant_records.Tenants,
-               result: Endings) -> None:  # fmt: skip
-    """End this tenant's due exceptions of `template`, then make the tickets of the controls that opened."""
+def _work(document: dict[str, Any], now: str) -> dict[str, dict[str, Any]]:
+    """The records to act on: exceptions whose end has come, and ended ones whose ticket is due."""
+    return {c: r for c, r in records.controls_of(document).items() if due(r, now) or opened.ticket_due(r)}
+
+
+def end_tenant(services: Services, template: Template, tenant: str, document: dict[str, Any],
+               registered: tenant_records.Tenants, result: Endings) -> None:  # fmt: skip
+    """End this tenant's due exceptions of `template` (`document`: its records as listed), then make the tickets of
+    the controls that opened."""
     store, now = services.store, services.clock()
-    controls = {c: r for c, r in records.controls_of(records.load(store, template.id, tenant)).items()
-                if due(r, now.isoformat()) or opened.ticket_due(r)}  # fmt: skip
-    if not controls:
+    if not _work(document, now.isoformat()):
         return
     refused = not_written(services, tenant, registered)
     if refused is not None:
@@ -86,6 +90,8 @@ def end_tenant(services: Services, template: Template, tenant: str, registered: 
         return  # fmt: skip
     written: dict[str, dict[str, Any]] = {}
     try:
+        # Read again under the lease: an apply that ended since the listing may have written newer records
+        controls = _work(records.load(store, template.id, tenant), now.isoformat())
         ending = {c: {**r, "status": ENDING} for c, r in controls.items() if due(r, now.isoformat())}
         records.write(store, template.id, tenant, run, ending, {})  # the intents, before any PATCH
         if ending:

@@ -35,10 +35,12 @@ def run(services: Services) -> Endings:
     with deadlines.run_deadline(services.run_deadline):
         registered = tenant_records.registrations(store)
         for template in sorted(load_all(store).values(), key=lambda t: t.id):
-            for tenant in sorted(records.all_of(store, template.id)):
-                end_tenant(services, template, tenant, registered, result)
+            documents = records.all_of(store, template.id)  # one listing: every tenant's record of the template
+            for tenant, document in sorted(documents.items()):
+                end_tenant(services, template, tenant, document, registered, result)
             if template.tenants is None and template.applied_at:
-                _reach(services, template, registered, result)
+                known = {t for t, d in documents.items() if records.controls_of(d)}
+                _reach(services, template, known, registered, result)
     summarize(services)
     log.info("Templates, hourly: %d exceptions ended, %d tickets made, %d tenants reached, %d skipped, %d failed",
              result.ended, result.tickets, len(result.reached), len(result.skipped), len(result.failed))  # fmt: skip
@@ -62,12 +64,14 @@ def summarize(services: Services) -> None:
         expiring.save(store, by_tenant, now.isoformat())
 
 
-def _reach(services: Services, template: Template, registered: tenant_records.Tenants, result: Endings) -> None:
-    """Apply an `all` template to each tenant it does not know yet and the connector writes now."""
+def _reach(services: Services, template: Template, known: set[str], registered: tenant_records.Tenants,
+           result: Endings) -> None:  # fmt: skip
+    """Apply an `all` template to each tenant it has no record in (`known`: those it has) and the connector writes
+    now."""
     for tenant in tenants_of(services, template):
         if not_written(services, tenant, registered) is not None:
             continue  # pending, confirming, paused: reached once its consent completes (or it is resumed)
-        if records.controls_of(records.load(services.store, template.id, tenant)):
+        if tenant in known:
             continue
         outcome = apply_tenant(services, template, version_of(template), tenant, template.applied_by)
         result.reached.append({"template": template.id, "tenant": tenant, "applied": outcome.applied,
