@@ -29,6 +29,7 @@ from shared.store import StoreConflict
 from templates import opened, records
 from templates.applying import LEASE_MARGIN, not_written, read_states
 from templates.model import Template
+from templates.saving import removal_under_way
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ def end_tenant(services: Services, template: Template, tenant: str, document: di
             }
         )
         return  # fmt: skip
+    if removal_under_way(store, template.id, now):  # after the lease, as an apply (templates/saving.py)
+        with contextlib.suppress(records.LeaseHeld, StoreConflict):
+            records.write(store, template.id, tenant, run, {}, {}, release=True)
+        return
     written: dict[str, dict[str, Any]] = {}
     try:
         # Read again under the lease: an apply that ended since the listing may have written newer records
