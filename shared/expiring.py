@@ -16,7 +16,11 @@ DOCUMENT = "templates-expiring"
 
 
 def save(store: TicketStore, by_tenant: dict[str, dict[str, Any]], at: str) -> None:
-    """Replace the summary (`{tenant: {"count": n, "next": until}}`), computed at `at`."""
+    """Replace the summary (`{tenant: {"count": n, "next": until}}`), computed at `at`; an unchanged one is not
+    written (most hours nothing changes)."""
+    found = store.get_document(DOCUMENT)
+    if found is not None and found[0].get("tenants") == by_tenant:
+        return
 
     def edit(document: dict[str, Any]) -> None:
         document.clear()
