@@ -10,7 +10,7 @@ from typing import Any
 
 from secure_score import tenants
 from secure_score.poison import PoisonedRefreshes, read_poisoned
-from shared import tenant_records
+from shared import expiring, tenant_records
 from shared.services import Services
 from shared.tenant_records import Tenant, Tenants
 from shared.tickets import HOME, Ticket
@@ -65,7 +65,7 @@ def _refreshing(document: Tenants, poison: PoisonedRefreshes | None, now: dateti
 
 
 def _row(services: Services, tenant: str, record: Tenant, tickets: list[Ticket], admin: bool,
-         poison: PoisonedRefreshes | None) -> dict[str, Any]:  # fmt: skip
+         poison: PoisonedRefreshes | None, soon: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     snapshot = services.store.get_secure_score(tenant) if not record.removed else None
     summary, controls = snapshot if snapshot is not None else ({}, [])
     history = list(summary.get("history") or [])
@@ -86,6 +86,7 @@ def _row(services: Services, tenant: str, record: Tenant, tickets: list[Ticket],
         "lastRefresh": record.last_refresh,
         "lastError": record.last_error,
         "poisoned": None,
+        "expiring": soon.get("home" if tenant == HOME else tenant),  # a template's exceptions ending within 14 days
     }
     stuck = poison.by_tenant.get(tenant) if poison is not None else None
     if stuck is not None and not stuck.stale:
@@ -105,8 +106,9 @@ def tenant_overview(services: Services, *, admin: bool) -> dict[str, Any]:
     document = tenant_records.load(services.store)
     poison = read_poisoned(services, document)
     every = [t for t, _ in services.store.list_tickets()]
-    rows = [_row(services, HOME, document.home.updated(state=document.home_state), every, admin, poison)]
+    soon = expiring.load(services.store)  # one point read: what the templates' exceptions end soon, per tenant
+    rows = [_row(services, HOME, document.home.updated(state=document.home_state), every, admin, poison, soon)]
     for tenant_id, record in sorted(document.added.items(), key=lambda kv: str(kv[1].name).lower()):
         if not record.removed:
-            rows.append(_row(services, tenant_id, record, every, admin, poison))
+            rows.append(_row(services, tenant_id, record, every, admin, poison, soon))
     return {"tenants": rows, "refreshing": _refreshing(document, poison, services.clock())}

@@ -23,6 +23,7 @@ from secure_score import confirmation, reading, tenant_runs, tenants
 from secure_score.controls import newest_tickets
 from secure_score.edges import follow, observe
 from secure_score.fanout import QueuedRefresh, enqueue
+from secure_score.risk import accept_risks, risk_pending
 from secure_score.writeback import WriteBack, clear_forbidden
 from shared import deadlines
 from shared.graph import WRITE_ROLE, RequestCount
@@ -173,6 +174,7 @@ class TenantRefresh:
         finally:
             result.written += writes.written
             result.errors.extend(writes.errors)
+            accept_risks(self._services, [t.id for t in kept if risk_pending(t)])  # one a sync failed to write
 
     def _follow_isolated(
         self, ticket: Ticket, control: dict[str, Any], day: str, result: RefreshResult
@@ -338,7 +340,14 @@ class SecureScoreRefresh:
         _update(self._store, update)
 
     def write_back_for(self, ticket_ids: Iterable[str]) -> None:
-        """After a status sync: the notes of the tickets it saw, if they changed (point reads, no listing)."""
+        """After a status sync: the notes of the tickets it saw, if they changed (point reads, no listing), then the
+        risks a person accepted in ServiceNow (secure_score/risk.py: a route's choice, with or without notes)."""
+        try:
+            self._notes_for(ticket_ids := list(ticket_ids))
+        finally:
+            accept_risks(self._services, ticket_ids)
+
+    def _notes_for(self, ticket_ids: Iterable[str]) -> None:
         if self._services.settings.secure_score_write_back != "comment":
             return
         writes = WriteBack(self._services, self._failures, RequestCount())

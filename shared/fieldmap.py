@@ -4,6 +4,9 @@
 custom field, `""` leaves a field out, and `"states": {"10": "new", ...}` maps another table's states.
 `"resolution_code": {"field": "close_code", "value": "Solution provided"}` sets a resolution code when the
 connector resolves a ticket (close_code's choices differ between releases, so there is no default).
+`"risk_accepted_codes": ["Risk Accepted"]`: a ticket closed with one of these close codes (read from the field
+`resolution_code` names, `close_code` by default) sets its control to `Ignored` with the close notes, where its route
+says `"onRiskAccepted": "ignore"` (docs/templates.md#risk-accepted-in-servicenow).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ INCIDENT_STATES: dict[str, str] = {
 # A ServiceNow table or column name, as the platform makes them: a lower-case letter, then up to 79 of a-z, 0-9, _.
 # Always used with fullmatch (a `$` pattern with `match` would let a trailing newline through).
 SERVICENOW_NAME = re.compile(r"[a-z][a-z0-9_]{0,79}")
+MAX_RISK_CODES = 20
+CLOSE_CODE = "close_code"  # the incident table's resolution code (a choice list), where no other field is mapped
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,17 @@ class FieldMap:
     fields: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FIELDS))
     states: dict[str, str] = field(default_factory=lambda: dict(INCIDENT_STATES))
     resolution_code: str = ""  # the value written to fields["resolution_code"] when resolving
+    risk_accepted_codes: tuple[str, ...] = ()  # close codes by which a person in ServiceNow accepts the risk
 
     def target(self, logical: str) -> str:
         return self.fields.get(logical, "")
 
     def status_of(self, raw_state: str) -> str:
         return self.states.get(raw_state, "unknown")
+
+    def close_code_field(self) -> str:
+        """Where a record's close code is read: the field `resolution_code` names, else `close_code`."""
+        return self.fields.get("resolution_code") or CLOSE_CODE
 
     def state_for(self, status: str) -> str | None:
         """The raw state value that means `status` (the first the map names), to write it back."""
@@ -68,7 +78,11 @@ def parse_field_map(raw: Any, table: str) -> FieldMap:
     fields = dict(DEFAULT_FIELDS)
     states = dict(INCIDENT_STATES) if table == "incident" else {}
     resolution_code = ""
+    risk_codes: tuple[str, ...] = ()
     for key, value in raw.items():
+        if key == "risk_accepted_codes":
+            risk_codes = _risk_codes(value)
+            continue
         if key == "resolution_code" and isinstance(value, dict):
             target, code = value.get("field"), value.get("value")
             if not (isinstance(target, str) and SERVICENOW_NAME.fullmatch(target) and isinstance(code, str)
@@ -90,4 +104,17 @@ def parse_field_map(raw: Any, table: str) -> FieldMap:
         fields[key] = value
     if fields["resolution_code"] and not resolution_code:
         raise ValueError('\'resolution_code\' needs a value: {"field": "close_code", "value": "..."}')
-    return FieldMap(fields, states, resolution_code)
+    if resolution_code and resolution_code in risk_codes:  # the connector's own resolve would accept a risk
+        raise ValueError("'risk_accepted_codes' must not hold the code 'resolution_code' writes when the connector "
+                         "resolves a ticket")  # fmt: skip
+    return FieldMap(fields, states, resolution_code, risk_codes)
+
+
+def _risk_codes(value: Any) -> tuple[str, ...]:
+    """1 to MAX_RISK_CODES close codes, each text of 1 to 80 printable characters without '^' (ServiceNow's query
+    separator)."""
+    if not (isinstance(value, list) and 0 < len(value) <= MAX_RISK_CODES and all(
+            isinstance(c, str) and 0 < len(c) <= 80 and "^" not in c and c.isprintable() for c in value)):  # fmt: skip
+        raise ValueError(f"'risk_accepted_codes' must be a list of 1 to {MAX_RISK_CODES} close codes, each 1 to 80 "
+                         "printable characters, e.g. [\"Risk Accepted\"]")  # fmt: skip
+    return tuple(dict.fromkeys(value))

@@ -15,6 +15,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from shared.fieldmap import FieldMap
 from shared.problems import ConnectorError
 from shared.recommendation_claims import take_claim
 from shared.runs import SyncState, failure_entry, merge_failures, update_sync_state
@@ -47,9 +48,27 @@ def record_fields(services: Services) -> str:
                 "priority",
                 "sys_mod_count",
                 f"{field_map.target('assignee')}.email",
+                # A risk accepted in ServiceNow is read only where the admin maps its close codes
+                *(
+                    (field_map.close_code_field(), field_map.target("resolution_notes"))
+                    if field_map.risk_accepted_codes
+                    else ()
+                ),
             ]
         )
     )
+
+
+def risk_accepted(row: dict[str, Any], ticket: Ticket, field_map: FieldMap) -> dict[str, Any] | None:
+    """`{code, notes}` when the record is done (resolved or closed) with a close code of `risk_accepted_codes` and
+    the ticket's route says `onRiskAccepted: "ignore"` (recorded on the ticket when it was made); else None."""
+    code = row.get(field_map.close_code_field())
+    if (ticket.status not in ("resolved", "closed") or not isinstance(code, str)
+            or code not in field_map.risk_accepted_codes
+            or ((ticket.route or {}).get("set") or {}).get("onRiskAccepted") != "ignore"):  # fmt: skip
+        return None
+    notes = row.get(field_map.target("resolution_notes"))
+    return {"code": code, "notes": " ".join(notes.split())[:1000] if isinstance(notes, str) else ""}
 
 
 def note_failures(store: TicketStore, changes: dict[str, dict[str, Any] | None]) -> None:
@@ -96,6 +115,9 @@ def apply_record(services: Services, ticket_id: str, row: dict[str, Any]) -> boo
         now = services.clock().isoformat()
         updated = ticket.with_link({**row, "number": row.get("number") or ticket.number}, field_map, now)
         updated = replace(updated, lease_until=ticket.lease_until, extra=ticket.extra, error=ticket.error)
+        accepted = risk_accepted(row, updated, field_map)
+        if accepted is not None and "riskAccepted" not in ticket.extra:  # the first close with it is the decision
+            updated = replace(updated, extra={**ticket.extra, "riskAccepted": {**accepted, "written": False}})
         if (updated.status, updated.servicenow_state, updated.assigned_to) == (
             ticket.status,
             ticket.servicenow_state,

@@ -1,7 +1,7 @@
 """Posture templates (docs/templates.md): one decision (a state and a comment) for a set of Secure Score controls in
 many tenants, previewed, applied exactly once per change, recorded, and watched for drift. Its HTTP functions:
 GET/POST /api/templates, GET/PUT/DELETE /api/templates/{id}, POST /api/templates/{id}/preview and
-POST /api/templates/{id}/apply (docs/design.md, section 17).
+POST /api/templates/{id}/apply (docs/design.md, section 17), and the hourly `templates_endings` timer.
 
 Nothing from `shared` is imported at module level: a cold start pays only for azure.functions.
 """
@@ -18,6 +18,19 @@ if TYPE_CHECKING:
     from shared.services import Services
 
 bp = func.Blueprint()
+
+
+# Every hour, on the hour (a literal schedule, as `tenant_confirmation`'s: no setting to deploy). An exception ends
+# at most an hour after its `until`; an `all` template reaches a tenant at most an hour after its consent completes.
+@bp.timer_trigger(arg_name="timer", schedule="0 0 * * * *", run_on_startup=False, use_monitor=True)
+def templates_endings(timer: func.TimerRequest) -> None:
+    """End the exceptions whose end has come (their tickets where a route matches), and apply each template applied
+    to `all` to the tenants added since (docs/templates.md#exceptions-that-end)."""
+    from shared.services import get_services
+    from templates.hourly import run
+
+    run(get_services())
+
 
 TEMPLATE_BODY = 256 * 1024  # 500 control ids, 2,000 tenant ids and a comment fit well inside
 APPLY_BODY = 1024
@@ -93,10 +106,12 @@ def delete_template(req: func.HttpRequest) -> func.HttpResponse:
     stays: a person's decision is undone by a person."""
     from shared import web
     from shared.auth import ROLE_ADMIN
+    from templates.hourly import summarize
     from templates.saving import delete
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         delete(services, req.route_params.get("id", ""), inbound.header("If-Match"))
+        summarize(services)
         return web.no_content()
 
     return web.handle(req, run, role=ROLE_ADMIN)
@@ -125,6 +140,7 @@ def apply_template(req: func.HttpRequest) -> func.HttpResponse:
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
     from templates.applying import apply
+    from templates.hourly import summarize
     from templates.saving import find, note_applied, version_of
     from templates.shown import apply_options
 
@@ -135,6 +151,7 @@ def apply_template(req: func.HttpRequest) -> func.HttpResponse:
         at = services.clock().isoformat()
         outcome = apply(services, template, version_of(template), by, overwrite)
         note_applied(services, template, at, by)
+        summarize(services)  # what ends soon, per tenant, for GET /api/tenants
         return web.json_response(outcome.applied_json())
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(APPLY_BODY, required=False))

@@ -53,7 +53,7 @@ def _trigger(function: Any) -> dict[str, Any]:
 
 def test_every_function_is_indexed_with_its_trigger_route_methods_and_auth_level(indexed_functions):
     assert set(indexed_functions) == {*EXPECTED_HTTP, "status_sync", "secure_score_sync", "tenant_confirmation",
-                                      "secure_score_tenant", "status_sync_connection"}  # fmt: skip
+                                      "secure_score_tenant", "status_sync_connection", "templates_endings"}  # fmt: skip
     for name, (route, methods, auth_level) in EXPECTED_HTTP.items():
         trigger = _trigger(indexed_functions[name])
         assert trigger["type"] == "httpTrigger"
@@ -89,6 +89,13 @@ def test_the_tenant_confirmation_timer(indexed_functions):
     trigger = _trigger(indexed_functions["tenant_confirmation"])
     assert trigger["type"] == "timerTrigger" and trigger["schedule"] == "*/30 * * * * *"
     assert trigger["runOnStartup"] is False and trigger["useMonitor"] is False
+
+
+def test_the_templates_endings_timer(indexed_functions):
+    """Every hour, with a literal schedule (no app setting to deploy), watched by the schedule monitor."""
+    trigger = _trigger(indexed_functions["templates_endings"])
+    assert trigger["type"] == "timerTrigger" and trigger["schedule"] == "0 0 * * * *"
+    assert trigger["runOnStartup"] is False and trigger["useMonitor"] is True
 
 
 def test_the_secure_score_queue_function(indexed_functions):

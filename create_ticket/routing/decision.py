@@ -68,6 +68,8 @@ def decide(rules: Rules, facts: Facts, *, priority: int | None, due: datetime | 
         applied["dueInDays"] = chosen.due_in_days
     if chosen.fields:
         applied["fields"] = dict(chosen.fields)
+    if chosen.on_risk_accepted:  # kept on the ticket (its `route`): the status sync reads it there when it closes
+        applied["onRiskAccepted"] = chosen.on_risk_accepted
     route = {"rule": rule.id, "name": rule.name, "index": rule.index, "set": applied}
     return Target(chosen.connection, chosen.table, priority or DEFAULT_PRIORITY, due, chosen.assignment_group,
                   chosen.company, dict(chosen.fields), route)  # fmt: skip

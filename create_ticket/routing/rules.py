@@ -82,6 +82,7 @@ class Setting:
     priority: int | None = None  # used when the request names none
     due_in_days: int | None = None  # used when the request names no due date
     fields: dict[str, str] = field(default_factory=dict)
+    on_risk_accepted: str | None = None  # "ignore": a close code of risk_accepted_codes sets the control Ignored
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ def rule_of(index: int, saved: dict[str, Any]) -> Rule:
             PRIORITIES[priority] if isinstance(priority, str) else None,
             int(chosen["dueInDays"]) if chosen.get("dueInDays") is not None else None,
             {str(k): str(v) for k, v in (chosen.get("fields") or {}).items()},
+            "ignore" if chosen.get("onRiskAccepted") == "ignore" else None,
         ),
     )
 

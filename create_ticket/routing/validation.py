@@ -29,7 +29,7 @@ from shared.tickets import CATEGORIES, HOME, PRIORITIES, PRIORITY_NAMES, SYS_ID,
 RULE_ID = re.compile(r"^rule-[0-9a-f]{12}$")
 RULE_MEMBERS = ("id", "name", "match", "set")
 MATCH_MEMBERS = ("tenants", "categories", "services", "minPoints", "controls")
-SET_MEMBERS = ("connection", "table", "assignmentGroup", "company", "priority", "dueInDays", "fields")
+SET_MEMBERS = ("connection", "table", "assignmentGroup", "company", "priority", "dueInDays", "fields", "onRiskAccepted")
 LIST_LIMITS = {"tenants": 500, "categories": 20, "services": 50, "controls": 20}
 MAX_FIELDS = 20
 MAX_VALUE = 255
@@ -299,6 +299,10 @@ def _set(value: Any, where: str, errors: list[FieldError], context: _Context, wa
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 365:
             errors.append(FieldError(f"{where}.dueInDays", "must be a whole number of days from 1 to 365"))
         saved["dueInDays"] = days
+    if "onRiskAccepted" in chosen:  # docs/templates.md#risk-accepted-in-servicenow
+        if chosen["onRiskAccepted"] != "ignore":
+            errors.append(FieldError(f"{where}.onRiskAccepted", 'must be "ignore" (or left out)'))
+        saved["onRiskAccepted"] = chosen["onRiskAccepted"]
     if "fields" in chosen:
         field_map = connection.field_map if connection else FieldMap()
         saved["fields"] = _fields(chosen["fields"], f"{where}.fields", errors, field_map)

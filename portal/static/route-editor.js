@@ -198,6 +198,8 @@ function formRule() {
     if (fieldName || value) fields[fieldName] = value;
   }
   if (Object.keys(fields).length) set.fields = fields;
+  // Not in the form yet (docs/templates.md#risk-accepted-in-servicenow): kept as saved, never dropped by an edit.
+  if ((before.set || {}).onRiskAccepted) set.onRiskAccepted = before.set.onRiskAccepted;
   rule.set = set;
   return rule;
 }
