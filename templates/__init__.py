@@ -93,10 +93,12 @@ def delete_template(req: func.HttpRequest) -> func.HttpResponse:
     stays: a person's decision is undone by a person."""
     from shared import web
     from shared.auth import ROLE_ADMIN
+    from templates.fanout import forget_runs
     from templates.saving import delete
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         delete(services, req.route_params.get("id", ""), inbound.header("If-Match"))
+        forget_runs(services.store, req.route_params.get("id", ""))  # its queued applies' progress too
         return web.no_content()
 
     return web.handle(req, run, role=ROLE_ADMIN)

@@ -185,5 +185,11 @@ def apply_rest(services: Services, template: Template, version: str, queued: Que
         job.result()
 
 
+def forget_runs(store: TicketStore, template_id: str) -> None:
+    """A removed template's runs go with it (a message still queued finds no template and writes nothing)."""
+    for name in store.list_documents(f"{RUN_PREFIX}{template_id}:"):
+        store.delete_document(name)
+
+
 def poisoned_queue() -> str:
     return poison_queue(QUEUE)

@@ -24,7 +24,7 @@ from templates.queued import ApplyFailed, apply_queued
 from tests.conftest import Harness, free_port
 from tests.queue_support import FAST, empty_queue, messages, until, with_queue
 from tests.secure_score.test_tenants import added, entra, msp  # noqa: F401 (fixtures)
-from tests.templates_support import DLP, body, created, patches, put, states, template
+from tests.templates_support import DLP, body, created, delete, patches, put, states, template
 
 QUIET = {"STATUS_SYNC_SCHEDULE": "0 0 0 1 1 *", "SECURE_SCORE_SCHEDULE": "0 0 0 1 1 *"}  # the timers stay quiet
 
@@ -107,6 +107,9 @@ def test_a_repeated_message_writes_nothing_again(
     assert len(patches(harness)) == 3
     shown = body(_progress(harness, saved["id"], run))
     assert (shown["applied"], shown["done"], shown["finished"]) == (3, 1, True)
+    assert delete(harness, saved["id"]).status_code == 204  # its runs go with it
+    assert harness.services.store.list_documents(f"template-run:{saved['id']}:") == {}
+    assert apply_queued(harness.services, raw, 3) == "gone" and len(patches(harness)) == 3
 
 
 def test_a_template_edited_after_queueing_is_not_written(
