@@ -4,7 +4,10 @@ tenants, where each one's error is, and the fix. No queue configured: no fan-out
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from provisioning.checks import Check
+from provisioning.queue_checks import queue_checks
 from shared.services import Services
 from templates.api import read_poisoned
 
@@ -16,6 +19,15 @@ POISON_QUEUE = "template-apply-poison"
 CLEAR = (f"az storage message clear --queue-name {POISON_QUEUE} --account-name <the app's storage account> "
          "--auth-mode login, or the Azure portal: the storage account > Queues > "
          f"{POISON_QUEUE} > Clear queue")  # fmt: skip
+
+
+def poison_checks(services: Services) -> list[Check]:
+    """The refresh's and the templates' poison queues, read at once: each within its own 5 s, the page not in 10."""
+    if services.queues is None:  # opened here, once, before two threads ask
+        return []
+    with ThreadPoolExecutor(1) as pool:
+        templates = pool.submit(template_checks, services)
+        return [*queue_checks(services), *templates.result()]
 
 
 def template_checks(services: Services) -> list[Check]:
