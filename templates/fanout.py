@@ -88,6 +88,17 @@ class ApplyMessage:
         return cls(template, version, tenant, run, by, overwrite, due)
 
 
+def short_by(by: str | None) -> str | None:
+    """The admin's name as a message carries it: at most MAX_BY characters and 400 bytes of JSON (a name of
+    characters JSON escapes would otherwise make a message past MAX_MESSAGE, which would be dropped, not run)."""
+    if by is None:
+        return None
+    by = by[:MAX_BY]
+    while len(json.dumps(by)) > 400:
+        by = by[:-1]
+    return by
+
+
 def run_name(template_id: str, run: str) -> str:
     return f"{RUN_PREFIX}{template_id}:{run}"
 
@@ -129,7 +140,7 @@ def enqueue(services: Services, template: Template, version: str, tenants: list[
         log.warning("%d tenants to apply, but no storage queue is configured: the request applies them itself",
                     len(tenants))  # fmt: skip
         return None, tenants
-    run, due, store = uuid.uuid4().hex, services.clock().isoformat(), services.store
+    run, due, store, by = uuid.uuid4().hex, services.clock().isoformat(), services.store, short_by(by)
     header = {"template": template.id, "version": version, "run": run, "by": by, "at": due, "tenants": len(tenants)}
     try:
         store.put_document(run_name(template.id, run), header, None)

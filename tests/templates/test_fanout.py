@@ -19,7 +19,7 @@ import pytest
 from dev.entra import FABRIKAM, READER_APP_ID
 from dev.host.server import LocalHost
 from shared.queues import poison_queue
-from templates.fanout import QUEUE
+from templates.fanout import QUEUE, ApplyMessage, short_by
 from templates.queued import ApplyFailed, apply_queued
 from tests.conftest import Harness, free_port
 from tests.queue_support import FAST, empty_queue, messages, until, with_queue
@@ -256,3 +256,11 @@ def test_an_unknown_run_is_not_found(harness: Harness) -> None:
     for run in ("0" * 32, "../x", "A" * 32):
         response = _progress(harness, saved["id"], run)
         assert response.status_code == 404 and body(response)["code"] == "not_found"
+
+
+@pytest.mark.parametrize("by", ["admin@contoso.com", "é" * 300, "\U0001f600" * 300, "\u2028" * 100, None])
+def test_an_admin_name_of_any_length_or_script_still_makes_a_message_the_function_takes(by: str | None) -> None:
+    message = ApplyMessage("a" * 12, "0" * 20, "5f1c1d2e-3a4b-4c5d-8e6f-7a8b9c0d1e2f", "0" * 32, short_by(by), True,
+                           "2026-01-01T00:00:00.123456+00:00")  # fmt: skip
+    raw = json.dumps(message.to_json(), separators=(",", ":")).encode()  # as shared/queues.py sends it
+    assert ApplyMessage.parse(raw) == message
