@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dev.entra import FABRIKAM, READER_APP_ID
 from dev.host.server import LocalHost
@@ -264,3 +266,17 @@ def test_an_admin_name_of_any_length_or_script_still_makes_a_message_the_functio
                            "2026-01-01T00:00:00.123456+00:00")  # fmt: skip
     raw = json.dumps(message.to_json(), separators=(",", ":")).encode()  # as shared/queues.py sends it
     assert ApplyMessage.parse(raw) == message
+
+
+_GOOD = {"kind": "apply", "template": "a" * 12, "version": "0" * 20, "tenant": "home", "run": "0" * 32, "by": None,
+         "overwrite": False, "due": "2026-01-01T00:00:00+00:00"}  # fmt: skip
+_VALUES = st.none() | st.booleans() | st.integers() | st.text(max_size=40) | st.lists(st.integers(), max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1100) | st.dictionaries(st.sampled_from([*_GOOD, "more"]), _VALUES).map(
+    lambda changed: json.dumps({**_GOOD, **changed}).encode()))  # fmt: skip
+def test_any_body_parses_to_a_message_the_connector_would_queue_or_none(raw: bytes) -> None:
+    message = ApplyMessage.parse(raw)
+    if message is not None:  # only ever what to_json makes: the same message again
+        assert json.loads(raw) == message.to_json() and ApplyMessage.parse(raw) == message
