@@ -25,14 +25,14 @@ APPLY_BODY = 1024
 
 @bp.route(route="templates", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def list_templates(req: func.HttpRequest) -> func.HttpResponse:
-    """Every template (any reader)."""
+    """Every template, without its drift and endings (any reader): one store read, whatever the tenants."""
     from shared import web
     from templates.saving import load_all
     from templates.shown import shown
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         saved = sorted(load_all(services.store).values(), key=lambda t: (t.name.lower(), t.id))
-        return web.json_response({"templates": [shown(services, t) for t in saved]})
+        return web.json_response({"templates": [shown(services, t, detail=False) for t in saved]})
 
     return web.handle(req, run)
 

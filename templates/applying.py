@@ -35,6 +35,7 @@ from shared.store import StoreConflict
 from shared.tickets import HOME
 from templates import records
 from templates.model import HOME_ID, Template
+from templates.saving import removal_under_way
 
 TENANTS_AT_ONCE = 8  # tenants applied in parallel; each has its own 4 requests in flight at most
 LEASE_MARGIN = 60.0  # seconds a tenant's lease outlasts the apply's deadline
@@ -167,9 +168,10 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
     return decided
 
 
-def preview_tenant(services: Services, template: Template, version: str, tenant: str) -> Outcome:
+def preview_tenant(services: Services, template: Template, version: str, tenant: str,
+                   registered: tenant_records.Tenants | None = None) -> Outcome:  # fmt: skip
     outcome = Outcome()
-    refused = not_written(services, tenant)
+    refused = not_written(services, tenant, registered)
     if refused is not None:
         outcome.fail(tenant, None, *refused)
         return outcome
@@ -184,12 +186,18 @@ def preview_tenant(services: Services, template: Template, version: str, tenant:
 
 
 def apply_tenant(services: Services, template: Template, version: str, tenant: str, caller: str | None,
-                 overwrite: bool = False) -> Outcome:  # fmt: skip
-    """One tenant's apply, whole: lease, read, intents, PATCHes, records. Safe to run again (a queue redelivery)."""
+                 overwrite: bool = False, registered: tenant_records.Tenants | None = None) -> Outcome:  # fmt: skip
+    """One tenant's apply, whole: lease, read, intents, PATCHes, records. Safe to run again (a queue redelivery).
+    `registered`: the tenants as read already (one read for many tenants)."""
     outcome = Outcome()
-    refused = not_written(services, tenant)
+    refused = not_written(services, tenant, registered)
     if refused is not None:
         outcome.fail(tenant, None, *refused)
+        return outcome
+    left = deadlines.run_left()
+    if left is not None and left <= 0:  # the apply's deadline passed before this tenant's turn: nothing touched
+        outcome.fail(tenant, None, "deadline_exceeded", "The apply reached its deadline before this tenant's turn; "
+                     "apply again to write it.")  # fmt: skip
         return outcome
     store, run, now = services.store, uuid.uuid4().hex, services.clock()
     try:
@@ -197,6 +205,11 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     except (records.LeaseHeld, StoreConflict):
         outcome.fail(tenant, None, "apply_in_progress", "Another apply of this template is writing this tenant now; "
                      "its answer says what it wrote.")  # fmt: skip
+        return outcome
+    if removal_under_way(store, template.id, now):  # after the lease: a removal either sees it or is seen here
+        with contextlib.suppress(records.LeaseHeld, StoreConflict):
+            records.write(store, template.id, tenant, run, {}, {}, release=True)
+        outcome.fail(tenant, None, "template_removed", "The template is being removed: nothing was written.")
         return outcome
     decided = Plan()
     try:
@@ -271,18 +284,21 @@ def _each_tenant(services: Services, template: Template, work: Any) -> Outcome:
         for tenant in chosen:
             if not_written(services, tenant, registered) is None:
                 tokens.submit(deadlines.in_this_run(services.graph.prepare_token), _graph_tenant(tenant))
-        jobs = [pool.submit(deadlines.in_this_run(work), tenant) for tenant in chosen]
+        jobs = [pool.submit(deadlines.in_this_run(work), tenant, registered) for tenant in chosen]
     for job in jobs:
         total.add(job.result())
     return total
 
 
 def preview(services: Services, template: Template, version: str) -> Outcome:
-    return _each_tenant(services, template, lambda tenant: preview_tenant(services, template, version, tenant))
+    def one(tenant: str, registered: tenant_records.Tenants) -> Outcome:
+        return preview_tenant(services, template, version, tenant, registered)
+
+    return _each_tenant(services, template, one)
 
 
 def apply(services: Services, template: Template, version: str, caller: str | None, overwrite: bool) -> Outcome:
-    def one(tenant: str) -> Outcome:
-        return apply_tenant(services, template, version, tenant, caller, overwrite)
+    def one(tenant: str, registered: tenant_records.Tenants) -> Outcome:
+        return apply_tenant(services, template, version, tenant, caller, overwrite, registered)
 
     return _each_tenant(services, template, one)

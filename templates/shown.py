@@ -11,13 +11,17 @@ from templates.model import Template
 from templates.saving import version_of
 
 
-def shown(services: Services, template: Template, snapshots: bool = False) -> dict[str, Any]:
-    """`snapshots`: also compare with each tenant's latest refreshed snapshot (one read per tenant: one template's
-    answer, not the list's)."""
+def shown(services: Services, template: Template, *, detail: bool = True, snapshots: bool = False) -> dict[str, Any]:
+    """`detail`: with `drift` and `expiring`, read from the template's records (one listing of its tenants' record
+    documents: one template's answer, never the list's, which stays one read whatever the tenants); `snapshots`: also
+    compare with each tenant's latest refreshed snapshot (one read per tenant)."""
     data = template.to_json()
     data.pop("revision", None)
-    drift, expiring = records.drift_and_expiring(services.store, template.id, services.clock(), snapshots)
-    return {**data, "version": version_of(template), "drift": drift, "expiring": expiring}
+    answer = {**data, "version": version_of(template)}
+    if detail:
+        answer["drift"], answer["expiring"] = records.drift_and_expiring(services.store, template.id,
+                                                                          services.clock(), snapshots)  # fmt: skip
+    return answer
 
 
 def apply_options(raw: bytes, body: Any) -> bool:

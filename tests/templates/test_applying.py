@@ -125,16 +125,29 @@ def test_a_patch_whose_answer_was_lost_is_never_sent_again(harness):
     assert records(harness, saved["id"])["DLPEnabled"]["status"] == "done"
 
 
-def test_the_apply_stops_at_its_deadline_with_what_is_done_recorded(harness):
+def with_deadline(harness: Harness, seconds: float) -> None:
+    """The harness's connector with the run deadline `seconds` (Services' own parameter)."""
     harness.services.close()
     short = Services(load_settings(settings_env()), transport=harness.transport,
                      graph_transport=SimulatorTransport(harness.graph),
                      store=SqliteTicketStore(harness.tmp / "store.db"),
                      secrets=FileSecretStore(harness.tmp / "secrets.json"), clock=harness.clock,
                      retry=RetryPolicy(base_delay=0.01, max_delay=0.05, max_total=60.0), sleep=harness.sleeps,
-                     run_deadline=1.0)  # fmt: skip
+                     run_deadline=seconds)  # fmt: skip
     services_module.install(short)
     harness.services = short
+
+
+def test_a_tenant_whose_turn_comes_after_the_deadline_is_not_touched(harness):
+    with_deadline(harness, 0.0)
+    saved = created(harness, template())
+    answer = apply(harness, saved["id"])
+    assert [(f["tenant"], f["control"], f["code"]) for f in answer["failed"]] == [("home", None, "deadline_exceeded")]
+    assert harness.graph.requests == [] and harness.services.store.list_documents("template-apply:") == {}
+
+
+def test_the_apply_stops_at_its_deadline_with_what_is_done_recorded(harness):
+    with_deadline(harness, 1.0)
     saved = created(harness, template())
     harness.graph.page_size = 1000  # the listing is one page, answered after the deadline
     harness.graph.inject(Fault("latency", seconds=1.2, method="GET", path_prefix=PROFILES))  # past the deadline
@@ -243,3 +256,16 @@ def test_a_template_is_not_removed_while_an_apply_of_it_writes(harness):
     assert (refused[0].status_code, body(refused[0])["code"]) == (409, "conflict")
     assert delete(harness, saved["id"]).status_code == 204
     assert harness.services.store.list_documents("template-apply:") == {}
+
+
+def test_an_apply_that_takes_its_lease_while_the_template_is_being_removed_writes_nothing(harness):
+    """The other half of the removal's fence: a removal has written its marker (and not yet seen this apply's lease);
+    the apply, after taking its lease, sees the marker and stops. A marker of a removal that stopped half-way counts
+    for 5 minutes only."""
+    saved = created(harness, template())
+    harness.services.store.put_document(f"template-removing:{saved['id']}", {"at": harness.clock().isoformat()}, None)
+    answer = apply(harness, saved["id"])
+    assert [(f["tenant"], f["code"]) for f in answer["failed"]] == [("home", "template_removed")]
+    assert patches(harness) == []
+    harness.clock.advance(minutes=6)
+    assert apply(harness, saved["id"])["applied"] == 3

@@ -44,6 +44,8 @@ def test_a_template_is_saved_read_and_changed_under_its_version(harness):
     saved = created(harness, template(expiresInDays=30))
     assert saved["controls"] == DLP and saved["tenants"] == ["home"] and saved["expiresInDays"] == 30
     assert saved["drift"] == [] and saved["expiring"] == [] and saved["appliedAt"] is None
+    (listed,) = body(harness.call("list_templates", path="/templates"))["templates"]
+    assert listed["version"] == saved["version"] and "drift" not in listed  # the list reads no records
     response = get(harness, saved["id"])
     assert response.headers["ETag"] == f'"{saved["version"]}"' and body(response)["name"] == "Mail filter"
     assert put(harness, saved["id"], template(), if_match=None).status_code == 428
