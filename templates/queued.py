@@ -98,8 +98,23 @@ def progress(services: Services, template_id: str, run: str) -> dict[str, Any]:
                             for f in document.get("failed") or [] if isinstance(f, dict))  # fmt: skip
         total.drifted.extend(d for d in document.get("drifted") or [] if isinstance(d, dict))
     queued = int(header.get("tenants") or 0)
+    if done < queued:  # a message whose every try stopped midway (an instance died) noted nothing: the queue says
+        done += _poisoned_unrecorded(services, template_id, run, total, {str(f.get("tenant")) for f in total.failed})
     answer = total.applied_json()
     return {"run": run, "queued": queued, "done": done, **answer, "finished": done >= queued}
+
+
+def _poisoned_unrecorded(services: Services, template_id: str, run: str, total: Outcome, recorded: set[str]) -> int:
+    """The run's tenants whose message sits in the poison queue with no outcome recorded (at most the 32 oldest
+    messages are read), each added to `failed`; how many."""
+    found = read_poisoned(services)
+    tenants = sorted(set(found.by_run.get((template_id, run), [])) - recorded) if found is not None else []
+    for tenant in tenants:
+        total.fail(tenant, None, POISONED, "The queued apply failed every try without noting an error (an instance "
+                   "stopped midway each time): look at the templates_apply_tenant invocations in Application "
+                   "Insights, then apply the template again.")  # fmt: skip
+        total.failed[-1]["poisoned"] = {"queue": poisoned_queue(), "attempts": None}
+    return len(tenants)
 
 
 @dataclass

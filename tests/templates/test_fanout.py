@@ -280,3 +280,19 @@ def test_any_body_parses_to_a_message_the_connector_would_queue_or_none(raw: byt
     message = ApplyMessage.parse(raw)
     if message is not None:  # only ever what to_json makes: the same message again
         assert json.loads(raw) == message.to_json() and ApplyMessage.parse(raw) == message
+
+
+def test_a_message_whose_tries_all_stopped_midway_shows_on_the_progress_from_the_poison_queue(
+    harness: Harness, azurite_queues: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance that died on every try noted nothing: the Functions host moved the message all the same."""
+    client, poison = empty_queue(azurite_queues, QUEUE), empty_queue(azurite_queues, poison_queue(QUEUE))
+    with_queue(harness, monkeypatch, azurite_queues, 1)
+    saved = created(harness, template())
+    run = body(_apply(harness, saved["id"]))["run"]
+    [message] = client.receive_messages()
+    poison.send_message(message.content)  # as the host moves it, base64 and all
+    client.delete_message(message)
+    shown = body(_progress(harness, saved["id"], run))
+    assert [(f["tenant"], f["code"]) for f in shown["failed"]] == [("home", "apply_poisoned")]
+    assert shown["failed"][0]["poisoned"]["queue"] == "template-apply-poison" and shown["finished"]
