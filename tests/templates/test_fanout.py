@@ -23,7 +23,7 @@ from dev.host.server import LocalHost
 from shared.queues import poison_queue
 from templates.fanout import QUEUE, ApplyMessage, short_by
 from templates.queued import ApplyFailed, apply_queued
-from tests.conftest import Harness, free_port
+from tests.conftest import Harness, concurrently, free_port
 from tests.queue_support import FAST, empty_queue, messages, until, with_queue
 from tests.secure_score.test_tenants import added, entra, msp  # noqa: F401 (fixtures)
 from tests.templates_support import DLP, body, created, delete, patches, put, states, template
@@ -296,3 +296,25 @@ def test_a_message_whose_tries_all_stopped_midway_shows_on_the_progress_from_the
     shown = body(_progress(harness, saved["id"], run))
     assert [(f["tenant"], f["code"]) for f in shown["failed"]] == [("home", "apply_poisoned")]
     assert shown["failed"][0]["poisoned"]["queue"] == "template-apply-poison" and shown["finished"]
+
+
+def test_two_copies_of_a_message_at_once_write_each_control_once(
+    harness: Harness, azurite_queues: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = empty_queue(azurite_queues, QUEUE)
+    with_queue(harness, monkeypatch, azurite_queues, 1)
+    saved = created(harness, template())
+    run = body(_apply(harness, saved["id"]))["run"]
+    raw = json.dumps(messages(client)[0]).encode()
+    harness.graph.latency = 0.3  # the first copy is still writing when the second takes the tenant
+
+    def copy(_: int) -> str:
+        try:
+            return apply_queued(harness.services, raw, 1)
+        except ApplyFailed:  # the tenant's lease is held: the host tries this copy again later
+            return "again"
+
+    assert sorted(concurrently(2, copy)) == ["again", "applied"]
+    assert len(patches(harness)) == 3
+    assert apply_queued(harness.services, raw, 2) == "done" and len(patches(harness)) == 3
+    assert body(_progress(harness, saved["id"], run))["applied"] == 3
