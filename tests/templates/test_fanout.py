@@ -135,6 +135,7 @@ class _Refusing(BaseHTTPRequestHandler):
     """Azurite's Queue service behind a door that takes `allow` messages, then answers 403 as Azure Storage does
     for a request it refuses (https://learn.microsoft.com/rest/api/storageservices/queue-service-error-codes)."""
 
+    protocol_version = "HTTP/1.1"  # the SDK keeps its connection open between requests (each answer has a length)
     target: tuple[str, int] = ("127.0.0.1", 0)
     allow = 1
     lock = threading.Lock()
@@ -318,3 +319,18 @@ def test_two_copies_of_a_message_at_once_write_each_control_once(
     assert len(patches(harness)) == 3
     assert apply_queued(harness.services, raw, 2) == "done" and len(patches(harness)) == 3
     assert body(_progress(harness, saved["id"], run))["applied"] == 3
+
+
+def test_without_a_queue_or_when_the_queue_takes_nothing_the_apply_runs_inline(
+    harness: Harness, azurite_queues: str, refusing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    saved = created(harness, template())
+    with_queue(harness, monkeypatch, None, 1)
+    response = _apply(harness, saved["id"])
+    assert response.status_code == 200 and body(response)["applied"] == 3
+    client = empty_queue(azurite_queues, QUEUE)
+    with_queue(harness, monkeypatch, refusing, 1)
+    _Refusing.allow = 0  # the queue refuses the first message: nothing queued, the request applies it all
+    response = _apply(harness, saved["id"])
+    assert response.status_code == 200 and body(response)["unchanged"] == 3
+    assert messages(client) == [] and harness.services.store.list_documents("template-run:") == {}
