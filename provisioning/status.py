@@ -12,7 +12,7 @@ from typing import Any
 
 from provisioning.checks import Check
 from provisioning.connection_checks import connect_path, connection_checks
-from provisioning.queue_checks import queue_checks
+from provisioning.template_checks import poison_checks
 from provisioning.tenant_checks import home_poisoned, tenant_checks
 from shared.graph import ControlRefused
 from shared.problems import ConnectorError, NotConnected, ReauthorizationRequired
@@ -114,7 +114,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
     if services.connection.is_default:  # what the whole app does, on the default connection's page
         checks.append(_secure_score_check(services, live=live))
         checks.extend(tenant_checks(services, live=live))
-        checks.extend(queue_checks(services))
+        checks.extend(poison_checks(services))
         checks.extend(connection_checks(services))
         scored = _secure_score_state(services).failures or {}
         notes = {k: v for k, v in scored.items() if isinstance(v, dict) and v.get("kind") == "control"}

@@ -27,6 +27,9 @@ from shared.problems import StoreUnavailable
 
 SECURE_SCORE_REFRESH = "secure-score-refresh"  # one message per tenant due: {"kind": "refresh", "tenant", "due"}
 STATUS_SYNC = "status-sync"  # one message per ServiceNow connection: {"kind": "sync", "connection", "due"}
+# One message per tenant of a template's apply: {"kind": "apply", "template", "version", "tenant", "run", "by",
+# "overwrite", "due"} (templates/fanout.py).
+TEMPLATE_APPLY = "template-apply"
 POISON = "{queue}-poison"  # where the Functions host moves a message after maxDequeueCount failed tries
 MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount (a test holds the two equal)
 PEEK_LIMIT = 32  # the most messages one Peek Messages call returns

@@ -106,12 +106,14 @@ def delete_template(req: func.HttpRequest) -> func.HttpResponse:
     stays: a person's decision is undone by a person."""
     from shared import web
     from shared.auth import ROLE_ADMIN
+    from templates.fanout import forget_runs
     from templates.hourly import summarize
     from templates.saving import delete
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         delete(services, req.route_params.get("id", ""), inbound.header("If-Match"))
         summarize(services)
+        forget_runs(services.store, req.route_params.get("id", ""))  # its queued applies' progress too
         return web.no_content()
 
     return web.handle(req, run, role=ROLE_ADMIN)
@@ -135,11 +137,13 @@ def preview_template(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="templates/{id}/apply", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def apply_template(req: func.HttpRequest) -> func.HttpResponse:
-    """Write the template's state in each tenant where it changes (Connector.Admin)."""
+    """Write the template's state in each tenant where it changes (Connector.Admin); from FANOUT_THRESHOLD tenants,
+    202 with the run's progress URL: one queue message per tenant (templates/fanout.py)."""
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
-    from templates.applying import apply
+    from templates.applying import apply, tenants_of
+    from templates.fanout import apply_rest, enqueue
     from templates.hourly import summarize
     from templates.saving import find, note_applied, version_of
     from templates.shown import apply_options
@@ -149,9 +153,41 @@ def apply_template(req: func.HttpRequest) -> func.HttpResponse:
         overwrite = apply_options(inbound.raw, inbound.json)
         by = caller.user or caller.principal
         at = services.clock().isoformat()
-        outcome = apply(services, template, version_of(template), by, overwrite)
-        note_applied(services, template, at, by)
-        summarize(services)  # what ends soon, per tenant, for GET /api/tenants
-        return web.json_response(outcome.applied_json())
+        version = version_of(template)
+        queued, rest = enqueue(services, template, version, tenants_of(services, template), by, overwrite)
+        if queued is None:
+            outcome = apply(services, template, version, by, overwrite)
+            note_applied(services, template, at, by)
+            summarize(services)  # what ends soon, per tenant, for GET /api/tenants
+            return web.json_response(outcome.applied_json())
+        apply_rest(services, template, version, queued, rest, by, overwrite)  # those the queue did not take
+        note_applied(services, template, at, by)  # what ends soon: the hourly run sums the queued tenants' records
+        return web.json_response(queued.to_json(), 202, {"Location": queued.progress})
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(APPLY_BODY, required=False))
+
+
+@bp.route(route="templates/{id}/applies/{run}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def template_apply_progress(req: func.HttpRequest) -> func.HttpResponse:
+    """A queued apply's progress, from its tenants' outcomes (any reader)."""
+    from shared import web
+    from templates.queued import progress
+    from templates.saving import find
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        template = find(services.store, req.route_params.get("id", ""))
+        return web.json_response(progress(services, template.id, req.route_params.get("run", "")))
+
+    return web.handle(req, run)
+
+
+# From FANOUT_THRESHOLD tenants, an apply queues one message per tenant, and this function applies that tenant on
+# whichever instance the host runs it (docs/templates.md#many-tenants-the-apply-goes-out-on-a-queue).
+@bp.queue_trigger(arg_name="msg", queue_name="template-apply", connection="AzureWebJobsStorage")
+def templates_apply_tenant(msg: func.QueueMessage) -> None:
+    """One tenant's apply; a failure another try may fix raises, so the host tries the message again, then moves it
+    to the poison queue (host.json extensions.queues)."""
+    from shared.services import get_services
+    from templates.queued import apply_queued
+
+    apply_queued(get_services(), msg.get_body(), msg.dequeue_count or 1)

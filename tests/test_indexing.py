@@ -43,6 +43,7 @@ EXPECTED_HTTP = {
     "delete_template": ("templates/{id}", ["DELETE"], "ANONYMOUS"),
     "preview_template": ("templates/{id}/preview", ["POST"], "ANONYMOUS"),
     "apply_template": ("templates/{id}/apply", ["POST"], "ANONYMOUS"),
+    "template_apply_progress": ("templates/{id}/applies/{run}", ["GET"], "ANONYMOUS"),
 }
 
 
@@ -53,7 +54,8 @@ def _trigger(function: Any) -> dict[str, Any]:
 
 def test_every_function_is_indexed_with_its_trigger_route_methods_and_auth_level(indexed_functions):
     assert set(indexed_functions) == {*EXPECTED_HTTP, "status_sync", "secure_score_sync", "tenant_confirmation",
-                                      "secure_score_tenant", "status_sync_connection", "templates_endings"}  # fmt: skip
+                                      "secure_score_tenant", "status_sync_connection", "templates_endings",
+                                      "templates_apply_tenant"}  # fmt: skip
     for name, (route, methods, auth_level) in EXPECTED_HTTP.items():
         trigger = _trigger(indexed_functions[name])
         assert trigger["type"] == "httpTrigger"
@@ -111,6 +113,14 @@ def test_the_status_sync_queue_function(indexed_functions):
     poison queue."""
     trigger = _trigger(indexed_functions["status_sync_connection"])
     assert trigger["type"] == "queueTrigger" and trigger["queueName"] == "status-sync"
+    assert trigger["connection"] == "AzureWebJobsStorage"
+
+
+def test_the_template_apply_queue_function(indexed_functions):
+    """One tenant's apply per message of `template-apply`, on the app's storage, with host.json's retries and poison
+    queue."""
+    trigger = _trigger(indexed_functions["templates_apply_tenant"])
+    assert trigger["type"] == "queueTrigger" and trigger["queueName"] == "template-apply"
     assert trigger["connection"] == "AzureWebJobsStorage"
 
 

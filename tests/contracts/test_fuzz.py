@@ -11,6 +11,7 @@ successes is asserted (over 50 answers or more; always in CI). Seeded; `FUZZ_EXA
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter, defaultdict
@@ -27,10 +28,13 @@ from shared import services as services_module
 from shared.auth import OBJECT_ID_CLAIM
 from shared.problems import PROBLEM_CODES
 from shared.secrets import WEBHOOK_SECRET
+from shared.store import StoreConflict
 from shared.text import one_line_ok
 from status_sync.events import sign
 from status_sync.sync import StatusSync
 from templates.api import load_all
+from templates.fanout import run_name
+from templates.model import TEMPLATE_ID
 from tests.conftest import IN_CI, ROOT, Harness, build_services
 from tests.create_ticket.test_tickets import BODY
 from tests.fakes.entra import AUDIENCE, TENANT, FakeEntra
@@ -71,8 +75,10 @@ OPERATIONS = {  # function name -> (operationId, method, path)
     "put_template": ("putTemplate", "PUT", "/templates/{id}"),
     "preview_template": ("previewTemplate", "POST", "/templates/{id}/preview"),
     "apply_template": ("applyTemplate", "POST", "/templates/{id}/apply"),
+    "template_apply_progress": ("templateApplyProgress", "GET", "/templates/{id}/applies/{run}"),
 }
-TEMPLATE_ROUTES = ("get_template", "put_template", "preview_template", "apply_template")
+RUN = "0123456789abcdef0123456789abcdef"  # a queued apply's run the fuzz stores for a template
+TEMPLATE_ROUTES = ("get_template", "put_template", "preview_template", "apply_template", "template_apply_progress")
 # Every header the app reads, and a few it must never trust.
 HEADERS = ["Content-Type", "Idempotency-Key", "Authorization", "Origin", "Cookie", "X-ServiceNow-Timestamp",
            "X-ServiceNow-Signature", "X-MS-CLIENT-PRINCIPAL", "X-MS-CLIENT-PRINCIPAL-NAME", "X-MS-TOKEN-AAD-ID-TOKEN",
@@ -227,6 +233,12 @@ def _call(harness: Harness, function: str, draw: Any) -> Any:
         saved = sorted(load_all(harness.services.store))
         ids = st.from_regex(r"[a-z0-9]{12}", fullmatch=True)
         route["id"] = draw(st.sampled_from(saved) if _mostly(draw) else st.one_of(TEXT, ids))
+    if function == "template_apply_progress":  # mostly a run of the template (stored as a queued apply stores it)
+        route["run"] = draw(st.one_of(st.from_regex(r"[0-9a-f]{32}", fullmatch=True), TEXT))
+        if _mostly(draw) and TEMPLATE_ID.fullmatch(route["id"]):
+            route["run"] = RUN
+            with contextlib.suppress(StoreConflict):
+                harness.services.store.put_document(run_name(route["id"], RUN), {"run": RUN, "tenants": 1}, None)
     if function == "create_template" and draw(st.booleans()):  # a valid template half the time, else any body
         body = json.dumps(_own_controls(draw(VALID_TEMPLATE)), ensure_ascii=draw(st.booleans())).encode()
     if function == "put_template" and _mostly(draw):  # a valid template under the version GET gives now
@@ -242,7 +254,8 @@ def _call(harness: Harness, function: str, draw: Any) -> Any:
         body = json.dumps(draw(notice)).encode() if _mostly(draw) else body
         timestamp = str(int(harness.clock.epoch()))
         headers.update({"X-ServiceNow-Timestamp": timestamp, "X-ServiceNow-Signature": sign(SECRET, timestamp, body)})
-    return harness.call(function, method, path.replace("{id}", route.get("id", "")), params=params, body=body,
+    path = path.replace("{id}", route.get("id", "")).replace("{run}", route.get("run", ""))
+    return harness.call(function, method, path, params=params, body=body,
                         headers=headers, route_params=route, content_type=None)  # fmt: skip
 
 
