@@ -93,13 +93,14 @@ export function showApplied(answer) {
     + cutWords(answer);
 }
 
-// The progress URL of a 202 (fan-out), whatever member names it.
+// The progress URL of a 202 (the apply went to the queue, one message per tenant).
 export function progressUrl(answer) {
-  const url = answer && (answer.progress || answer.progressUrl || answer.statusUrl || answer.location);
+  const url = answer && answer.progress;
   return typeof url === "string" && url.startsWith("/") ? url : null;
 }
 
-const finished = (p) => p.done === true || ["done", "completed", "succeeded", "failed", "finished"].includes(p.status);
+// GET /api/templates/{id}/applies/{run}: {run, queued, done, applied, unchanged, failed, drifted, finished}.
+const finished = (p) => p.finished === true;
 
 // Reads the progress until the apply is done, showing tenants done of all; answers the last reading.
 export async function follow(url, say) {
@@ -108,8 +109,8 @@ export async function follow(url, say) {
   $("template-outcome-part").hidden = false;
   for (let polls = 0; polls < POLL_LIMIT; polls += 1) {
     const seen = await api(url);
-    const total = Number(seen.total ?? seen.due ?? seen.tenants ?? 0);
-    const done = Number(seen.done ?? seen.completed ?? 0);
+    const total = Number(seen.queued ?? 0);
+    const done = Number(seen.done ?? 0);
     if (total > 0) { bar.max = total; bar.value = Math.min(done, total); }
     say(total > 0 ? `Applying: ${done} of ${count(total, "tenant", "tenants")} done.` : "Applying…");
     if (finished(seen)) return seen;

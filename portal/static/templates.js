@@ -172,7 +172,8 @@ function edited() {
 function preview() {
   return busy($("template-preview"), async () => {
     say("Reading each tenant's controls…");
-    const answer = await api(`${path(state.template.id)}/preview`, { method: "POST" });
+    const answer = await api(`${path(state.template.id)}/preview`, { method: "POST",
+      body: $("template-overwrite").checked ? { overwriteDrift: true } : undefined });
     say(showPreview(answer) + (edited() ? " This is the template as saved: Save first to preview your changes." : ""));
     $("template-preview-title").focus();
   });
@@ -182,7 +183,8 @@ function apply() {
   return busy($("template-apply"), async () => {
     const overwrite = $("template-overwrite").checked;
     say("Applying…");
-    let answer = await api(`${path(state.template.id)}/apply`, { method: "POST",
+    // If-Match: the version on the screen is the one written (412 when someone saved another since).
+    let answer = await api(`${path(state.template.id)}/apply`, { method: "POST", headers: ifMatch(),
       body: overwrite ? { overwriteDrift: true } : undefined });
     const url = typeof answer.applied === "number" ? null : progressUrl(answer);
     if (url) answer = await follow(url, say);
