@@ -33,7 +33,7 @@ def portal(
     monkeypatch: pytest.MonkeyPatch,
     azurite_queues: str,
 ) -> Iterator[Portal]:
-    """The page's portal on Azurite's queues, an apply fanning out from two tenants (the tenants fixture builds on it)."""
+    """The portal on Azurite's queues, an apply fanning out from two tenants (the tenants fixture builds on it)."""
     for name in (QUEUE, poison_queue(QUEUE)):
         _queue(azurite_queues, name)
     monkeypatch.delenv("AzureWebJobsStorage__queueServiceUri", raising=False)
