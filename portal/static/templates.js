@@ -1,4 +1,4 @@
-// The Templates view (docs/templates.md, docs/portal.md#templates): the list (#templates), one template
+// The Templates view (docs/templates.md, docs/portal.md#templates-one-decision-for-many-tenants): the list (#templates), one template
 // (#templates/{id}, #templates/new) with its form, and for admins Save and Delete (If-Match: the version read, as
 // the routes), Preview and Apply. A reader sees the same read-only. A 412 says someone else changed the template and
 // shows theirs; a problem the connector names shows under its field (template-form.js).

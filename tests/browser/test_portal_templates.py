@@ -1,8 +1,9 @@
-"""The page's Templates view (docs/templates.md, docs/portal.md#templates) in Chromium: the local host with App Service
-Authentication emulated and the Graph simulator on loopback. An admin makes a template on the page (controls chosen by
-title and service), previews it, applies it and sees the counts and Graph's states change; a control changed back in
-the simulator shows as drift; problems the connector names show under their field; a save over someone else's change
-is refused and shows theirs; a reader sees it read-only. Axe-clean at 1280 and 390 pixels."""
+"""The page's Templates view (docs/templates.md, docs/portal.md#templates-one-decision-for-many-tenants) in Chromium:
+the local host with App Service Authentication emulated and the Graph simulator on loopback. An admin makes a
+template on the page (controls chosen by title and service), previews it, applies it and sees the counts and Graph's
+states change; a control changed back in the simulator shows as drift; problems the connector names show under their
+field; a save over someone else's change is refused and shows theirs; a reader sees it read-only. Axe-clean at 1280
+and 390 pixels."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""A template's apply queued per tenant, on the page (docs/templates.md, docs/portal.md#templates), in Chromium: the
-local host runs the `template-apply` queue trigger against Azurite's Queue service (as the Functions host does),
-FANOUT_THRESHOLD=2, the Graph and Entra ID simulators. The apply answers 202; the page reads its progress until every
-tenant's message has run, then shows what the apply did across them."""
+"""A template's apply queued per tenant, on the page (docs/templates.md,
+docs/portal.md#templates-one-decision-for-many-tenants), in Chromium: the local host runs the `template-apply` queue
+trigger against Azurite's Queue service (as the Functions host does), FANOUT_THRESHOLD=2, the Graph and Entra ID
+simulators. The apply answers 202; the page reads its progress until every tenant's message has run, then shows what
+the apply did across them."""
 
 from __future__ import annotations
 
