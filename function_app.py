@@ -11,6 +11,7 @@ from portal import bp as portal_bp
 from provisioning import bp as provisioning_bp
 from secure_score import bp as secure_score_bp
 from status_sync import bp as status_sync_bp
+from templates import bp as templates_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)  # the app checks every caller itself
 app.register_functions(oauth_callback_bp)
@@ -19,4 +20,5 @@ app.register_functions(create_ticket_bp)
 app.register_functions(routing_bp)
 app.register_functions(status_sync_bp)
 app.register_functions(secure_score_bp)
+app.register_functions(templates_bp)
 app.register_functions(portal_bp)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import create, fanout, routes, secure_score, sync, tenants
+from bench import create, fanout, routes, secure_score, sync, templates, tenants
 
 
 def main() -> None:
@@ -17,6 +17,8 @@ def main() -> None:
     tenants.main()
     print()
     fanout.main()
+    print()
+    templates.main()
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 signing) never competes with the connector's for one interpreter, so the connector's time is its own.
 
 `python -m bench.remote TENANTS LATENCY` prints one JSON line (the URLs, the managed identity, the CA, the customer
-tenants), then answers `count` on stdin with the Graph GETs so far, and stops at end of input.
+tenants), then answers `count` on stdin with the Graph GETs and PATCHes so far, and stops at end of input.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def main() -> None:
     for line in sys.stdin:
         if line.strip() == "count":
             gets = sum(1 for r in graph.requests if r.method == "GET")
-            print(json.dumps({"gets": gets}), flush=True)
+            patches = sum(1 for r in graph.requests if r.method == "PATCH")
+            print(json.dumps({"gets": gets, "patches": patches}), flush=True)
     graph_server.shutdown()
     entra_server.shutdown()
 
@@ -58,10 +59,17 @@ class Remote:
     process: subprocess.Popen[str]
 
     def gets(self) -> int:
+        return self.counts()["gets"]
+
+    def patches(self) -> int:
+        return self.counts()["patches"]
+
+    def counts(self) -> dict[str, int]:
+        """The Graph GETs and PATCHes so far."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write("count\n")
         self.process.stdin.flush()
-        return int(json.loads(self.process.stdout.readline())["gets"])
+        return {name: int(n) for name, n in json.loads(self.process.stdout.readline()).items()}
 
 
 @contextmanager

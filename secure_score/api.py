@@ -1,12 +1,16 @@
 """Secure Score's public face: the only module of secure_score another feature may import (the import-linter
 contract `public`, pyproject.toml; docs/design.md#layout-and-ownership): the refresh the status sync hands changes to,
-what provisioning shows of a tenant's consent, and what sits in the refresh's poison queue."""
+what provisioning shows of a tenant's consent, what sits in the refresh's poison queue, and how a control's current
+state is read and written (the templates apply a state through the same rules)."""
 
 from __future__ import annotations
 
+from secure_score.controls import current_update, state_of
 from secure_score.poison import CLEAR, POISON_QUEUE, PoisonedRefreshes, TenantPoison, read_poisoned
 from secure_score.refresh import RefreshResult, SecureScoreRefresh
 from secure_score.tenants import confirmation_schedule, home_id
+from secure_score.writeback import VENDOR
 
-__all__ = ["CLEAR", "POISON_QUEUE", "PoisonedRefreshes", "RefreshResult", "SecureScoreRefresh", "TenantPoison",
-           "confirmation_schedule", "home_id", "read_poisoned"]  # fmt: skip
+__all__ = ["CLEAR", "POISON_QUEUE", "VENDOR", "PoisonedRefreshes", "RefreshResult", "SecureScoreRefresh",
+           "TenantPoison", "confirmation_schedule",
+           "current_update", "home_id", "read_poisoned", "state_of"]  # fmt: skip

@@ -12,8 +12,17 @@ import pytest
 
 from tests.conftest import ROOT
 
-PACKAGES = ("shared", "oauth_callback", "provisioning", "create_ticket", "status_sync", "secure_score", "portal", "dev")
-APP = ("shared", "oauth_callback", "provisioning", "create_ticket", "status_sync", "secure_score", "portal")
+APP = (
+    "shared",
+    "oauth_callback",
+    "provisioning",
+    "create_ticket",
+    "status_sync",
+    "secure_score",
+    "portal",
+    "templates",
+)
+PACKAGES = (*APP, "dev")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 

@@ -36,6 +36,13 @@ EXPECTED_HTTP = {
     "put_routes": ("routes", ["PUT"], "ANONYMOUS"),
     "preview_routes": ("routes/preview", ["POST"], "ANONYMOUS"),
     "lookup_names": ("connections/{id}/lookup", ["GET"], "ANONYMOUS"),
+    "list_templates": ("templates", ["GET"], "ANONYMOUS"),
+    "create_template": ("templates", ["POST"], "ANONYMOUS"),
+    "get_template": ("templates/{id}", ["GET"], "ANONYMOUS"),
+    "put_template": ("templates/{id}", ["PUT"], "ANONYMOUS"),
+    "delete_template": ("templates/{id}", ["DELETE"], "ANONYMOUS"),
+    "preview_template": ("templates/{id}/preview", ["POST"], "ANONYMOUS"),
+    "apply_template": ("templates/{id}/apply", ["POST"], "ANONYMOUS"),
 }
 
 
@@ -132,7 +139,7 @@ def test_importing_the_app_does_no_io_and_imports_only_the_function_modules():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     added, opened = json.loads(result.stdout)
     assert added == ["create_ticket", "create_ticket.routing", "function_app", "oauth_callback", "portal",
-                     "provisioning", "secure_score", "status_sync"]  # fmt: skip
+                     "provisioning", "secure_score", "status_sync", "templates"]  # fmt: skip
     assert opened == []
     heavy = ("httpx", "tenacity", "azure.identity", "azure.keyvault", "azure.data", "azure.core", "azure.monitor",
              "opentelemetry", "jwt", "sqlite3", "shared")  # fmt: skip

@@ -30,6 +30,7 @@ from shared.secrets import WEBHOOK_SECRET
 from shared.text import one_line_ok
 from status_sync.events import sign
 from status_sync.sync import StatusSync
+from templates.api import load_all
 from tests.conftest import IN_CI, ROOT, Harness, build_services
 from tests.create_ticket.test_tickets import BODY
 from tests.fakes.entra import AUDIENCE, TENANT, FakeEntra
@@ -64,7 +65,14 @@ OPERATIONS = {  # function name -> (operationId, method, path)
     "me": ("me", "GET", "/me"),
     "portal": ("portal", "GET", "/portal"),
     "rename_tenant": ("renameTenant", "PATCH", "/tenants/{id}"),
+    "list_templates": ("listTemplates", "GET", "/templates"),
+    "create_template": ("createTemplate", "POST", "/templates"),
+    "get_template": ("getTemplate", "GET", "/templates/{id}"),
+    "put_template": ("putTemplate", "PUT", "/templates/{id}"),
+    "preview_template": ("previewTemplate", "POST", "/templates/{id}/preview"),
+    "apply_template": ("applyTemplate", "POST", "/templates/{id}/apply"),
 }
+TEMPLATE_ROUTES = ("get_template", "put_template", "preview_template", "apply_template")
 # Every header the app reads, and a few it must never trust.
 HEADERS = ["Content-Type", "Idempotency-Key", "Authorization", "Origin", "Cookie", "X-ServiceNow-Timestamp",
            "X-ServiceNow-Signature", "X-MS-CLIENT-PRINCIPAL", "X-MS-CLIENT-PRINCIPAL-NAME", "X-MS-TOKEN-AAD-ID-TOKEN",
@@ -148,6 +156,15 @@ PARAMS = st.dictionaries(
 
 
 SYS_IDS = st.from_regex(r"[0-9a-f]{32}", fullmatch=True)
+VALID_TEMPLATE = st.fixed_dictionaries(
+    {"name": st.text(VISIBLE, min_size=1, max_size=100).filter(str.strip),
+     "controls": st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True), min_size=1, max_size=5),
+     "state": st.sampled_from(["ThirdParty", "Ignored", "Reviewed"]),
+     "tenants": st.sampled_from(["all", ["home"]])},
+    optional={"comment": st.text(VISIBLE, max_size=200), "expiresInDays": st.integers(1, 3650)},
+)  # fmt: skip
+SEEDED_TEMPLATE = {"name": "Mail filter", "controls": ["DLPEnabled", "mip_DLP_policies"], "state": "ThirdParty",
+                   "tenants": ["home"]}  # fmt: skip
 
 
 @pytest.fixture
@@ -162,6 +179,8 @@ def fuzzed(connected: Harness) -> Iterator[Harness]:
     deleted = next(t for t, _ in connected.services.store.list_tickets() if t.recommendation_id == CONTROL_IDS[-1])
     assert deleted.sys_id is not None
     connected.simulator.delete("incident", deleted.sys_id)
+    seeded = connected.call("create_template", "POST", "/templates", body=json.dumps(SEEDED_TEMPLATE).encode())
+    assert seeded.status_code == 201, seeded.get_body()
     yield connected
 
 
@@ -170,16 +189,25 @@ def _mostly(draw: Any) -> bool:
     return bool(draw(st.integers(0, 9)) < 7)
 
 
+_TEMPLATES_MADE = iter(range(10**9))
+
+
+def _own_controls(template: dict[str, Any]) -> dict[str, Any]:
+    """A valid template whose controls no other template sets (a control in a tenant belongs to one template)."""
+    made = next(_TEMPLATES_MADE)
+    return {**template, "controls": [f"{c}.{made}" for c in template["controls"]]}
+
+
 def _call(harness: Harness, function: str, draw: Any) -> Any:
     _, method, path = OPERATIONS[function]
     params = draw(PARAMS)
     headers = draw(HEADER_SETS)
-    if method in ("POST", "PATCH") and _mostly(draw):  # a clean JSON request: the body decides
+    if method in ("POST", "PATCH", "PUT") and _mostly(draw):  # a clean JSON request: the body decides
         params = {}
         headers = {"Content-Type": "application/json"}
         if draw(st.booleans()):
             headers["Idempotency-Key"] = draw(st.one_of(st.uuids().map(str), TEXT))
-    body = draw(BODIES) if method in ("POST", "PATCH") else draw(st.one_of(st.just(b""), BODIES))
+    body = draw(BODIES) if method in ("POST", "PATCH", "PUT") else draw(st.one_of(st.just(b""), BODIES))
     if function == "create_ticket" and draw(st.booleans()):  # a valid ticket half the time, else any body
         body = json.dumps(draw(VALID_TICKET), ensure_ascii=draw(st.booleans())).encode()
     if function == "oauth_callback" and _mostly(draw):  # ServiceNow's real redirect, with fuzzed extras
@@ -195,6 +223,18 @@ def _call(harness: Harness, function: str, draw: Any) -> Any:
         if _mostly(draw):
             name = st.text(VISIBLE, min_size=1, max_size=100).filter(str.strip) if _mostly(draw) else TEXT
             body = json.dumps({"name": draw(name)}, ensure_ascii=draw(st.booleans())).encode()
+    if function in TEMPLATE_ROUTES:  # mostly a saved template's id, else any text or an id no template has
+        saved = sorted(load_all(harness.services.store))
+        ids = st.from_regex(r"[a-z0-9]{12}", fullmatch=True)
+        route["id"] = draw(st.sampled_from(saved) if _mostly(draw) else st.one_of(TEXT, ids))
+    if function == "create_template" and draw(st.booleans()):  # a valid template half the time, else any body
+        body = json.dumps(_own_controls(draw(VALID_TEMPLATE)), ensure_ascii=draw(st.booleans())).encode()
+    if function == "put_template" and _mostly(draw):  # a valid template under the version GET gives now
+        body = json.dumps(_own_controls(draw(VALID_TEMPLATE)), ensure_ascii=draw(st.booleans())).encode()
+        current = harness.call("get_template", path=f"/templates/{route['id']}", route_params=route)
+        headers["If-Match"] = current.headers.get("ETag") or draw(TEXT)
+    if function in ("preview_template", "apply_template") and _mostly(draw):  # nothing, or the apply's option
+        body = draw(st.sampled_from([b"", b'{"overwriteDrift": true}', b'{"overwriteDrift": false}']))
     if function == "servicenow_events" and _mostly(draw):  # signed: a notice for a known or unknown record
         known = [t.sys_id for t, _ in harness.services.store.list_tickets() if t.sys_id]
         notice = st.fixed_dictionaries({"sys_id": st.one_of(st.sampled_from(known), SYS_IDS)},

@@ -59,7 +59,10 @@ ROUTES = [("connect", "GET", "/connect", None), ("provisioning", "GET", "/provis
           ("rename_tenant", "PATCH", "/tenants/b2e4f6a8-3c5d-4e7f-8a9b-0c1d2e3f4a5b", {"name": "Fabrikam"}),
           ("list_connections", "GET", "/connections", None),
           ("add_connection", "POST", "/connections", {"id": "second", "instance": "second"}),
-          ("remove_connection", "DELETE", "/connections/second", None)]  # fmt: skip
+          ("remove_connection", "DELETE", "/connections/second", None),
+          ("list_templates", "GET", "/templates", None),
+          ("create_template", "POST", "/templates", {"name": "x", "controls": ["DLPEnabled"], "state": "Ignored",
+                                                     "tenants": ["home"]})]  # fmt: skip
 
 
 def call(harness: Harness, route: tuple[str, str, str, Any], headers: dict[str, str] | None = None) -> Any:
@@ -119,7 +122,7 @@ def test_roles_decide_what_a_signed_in_user_may_do(easy_auth):
         name = route[0]
         status = call(easy_auth, route, reader).status_code
         needs = {"connect", "disconnect", "create_ticket", "refresh_recommendations", "add_tenant", "remove_tenant",
-                 "rename_tenant", "add_connection", "remove_connection"}  # fmt: skip
+                 "rename_tenant", "add_connection", "remove_connection", "create_template"}  # fmt: skip
         assert (status == 403) == (name in needs), (name, status)
     assert easy_auth.call("provisioning", params={"live": "true"}, headers=reader).status_code == 403
     assert easy_auth.call("provisioning", params={"live": "true"}, headers=admin).status_code == 200

@@ -1,0 +1,140 @@
+"""Posture templates (docs/templates.md): one decision (a state and a comment) for a set of Secure Score controls in
+many tenants, previewed, applied exactly once per change, recorded, and watched for drift. Its HTTP functions:
+GET/POST /api/templates, GET/PUT/DELETE /api/templates/{id}, POST /api/templates/{id}/preview and
+POST /api/templates/{id}/apply (docs/design.md, section 17).
+
+Nothing from `shared` is imported at module level: a cold start pays only for azure.functions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import azure.functions as func
+
+if TYPE_CHECKING:
+    from shared.auth import Caller
+    from shared.edge import Inbound
+    from shared.services import Services
+
+bp = func.Blueprint()
+
+TEMPLATE_BODY = 256 * 1024  # 500 control ids, 2,000 tenant ids and a comment fit well inside
+APPLY_BODY = 1024
+
+
+@bp.route(route="templates", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def list_templates(req: func.HttpRequest) -> func.HttpResponse:
+    """Every template, without its drift and endings (any reader): one store read, whatever the tenants."""
+    from shared import web
+    from templates.saving import load_all
+    from templates.shown import shown
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        saved = sorted(load_all(services.store).values(), key=lambda t: (t.name.lower(), t.id))
+        return web.json_response({"templates": [shown(services, t, detail=False) for t in saved]})
+
+    return web.handle(req, run)
+
+
+@bp.route(route="templates", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def create_template(req: func.HttpRequest) -> func.HttpResponse:
+    """A new template, checked against every other (Connector.Admin)."""
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.edge import Body
+    from templates.saving import etag_header, save
+    from templates.shown import shown
+
+    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
+        template = save(services, inbound.json, caller.user or caller.principal)
+        headers = {**etag_header(template), "Location": f"/api/templates/{template.id}"}
+        return web.json_response(shown(services, template), 201, headers)
+
+    return web.handle(req, run, role=ROLE_ADMIN, body=Body(TEMPLATE_BODY))
+
+
+@bp.route(route="templates/{id}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def get_template(req: func.HttpRequest) -> func.HttpResponse:
+    """One template with its version, last apply, drift and endings (any reader)."""
+    from shared import web
+    from templates.saving import etag_header, find
+    from templates.shown import shown
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        template = find(services.store, req.route_params.get("id", ""))
+        return web.json_response(shown(services, template, snapshots=True), headers=etag_header(template))
+
+    return web.handle(req, run)
+
+
+@bp.route(route="templates/{id}", methods=["PUT"], auth_level=func.AuthLevel.ANONYMOUS)
+def put_template(req: func.HttpRequest) -> func.HttpResponse:
+    """Replace a template, guarded by If-Match (Connector.Admin)."""
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.edge import Body
+    from templates.saving import etag_header, save
+    from templates.shown import shown
+
+    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
+        template_id = req.route_params.get("id", "")
+        template = save(
+            services, inbound.json, caller.user or caller.principal, template_id, inbound.header("If-Match")
+        )
+        return web.json_response(shown(services, template), headers=etag_header(template))
+
+    return web.handle(req, run, role=ROLE_ADMIN, body=Body(TEMPLATE_BODY))
+
+
+@bp.route(route="templates/{id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+def delete_template(req: func.HttpRequest) -> func.HttpResponse:
+    """Remove a template and its records, guarded by If-Match (Connector.Admin). What it wrote in Secure Score
+    stays: a person's decision is undone by a person."""
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from templates.saving import delete
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        delete(services, req.route_params.get("id", ""), inbound.header("If-Match"))
+        return web.no_content()
+
+    return web.handle(req, run, role=ROLE_ADMIN)
+
+
+@bp.route(route="templates/{id}/preview", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def preview_template(req: func.HttpRequest) -> func.HttpResponse:
+    """Per tenant and control, the state now and after; nothing written (Connector.Admin)."""
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.edge import Body
+    from templates.applying import preview
+    from templates.saving import find, version_of
+
+    def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
+        template = find(services.store, req.route_params.get("id", ""))
+        return web.json_response(preview(services, template, version_of(template)).preview_json())
+
+    return web.handle(req, run, role=ROLE_ADMIN, body=Body(APPLY_BODY, required=False))
+
+
+@bp.route(route="templates/{id}/apply", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+def apply_template(req: func.HttpRequest) -> func.HttpResponse:
+    """Write the template's state in each tenant where it changes (Connector.Admin)."""
+    from shared import web
+    from shared.auth import ROLE_ADMIN
+    from shared.edge import Body
+    from templates.applying import apply
+    from templates.saving import find, note_applied, version_of
+    from templates.shown import apply_options
+
+    def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
+        template = find(services.store, req.route_params.get("id", ""))
+        overwrite = apply_options(inbound.raw, inbound.json)
+        by = caller.user or caller.principal
+        at = services.clock().isoformat()
+        outcome = apply(services, template, version_of(template), by, overwrite)
+        note_applied(services, template, at, by)
+        return web.json_response(outcome.applied_json())
+
+    return web.handle(req, run, role=ROLE_ADMIN, body=Body(APPLY_BODY, required=False))

@@ -1,0 +1,202 @@
+"""The templates document: every template in one store document (`templates`), so that the rule "a (tenant, control)
+belongs to at most one template" is checked and kept in one conditional write: two admins saving overlapping
+templates at once cannot both win, as the routes document works (create_ticket/routing/saving.py;
+docs/templates.md#one-control-one-template).
+
+Each template has its own version (from its `revision`, new on every save): `PUT` and `DELETE` name it in
+`If-Match` (428 without one or with `*`, 412 with an older one, as PUT /api/routes), and a change to one template
+never makes another's version stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared import tenant_records
+from shared.problems import Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
+from shared.services import Services
+from shared.store import StoreConflict, TicketStore, update_document
+from shared.tickets import HOME
+from templates.model import HOME_ID, TEMPLATE_ID, Template, parse
+
+DOCUMENT = "templates"
+REMOVING_PREFIX = "template-removing:"  # then the template's id: a removal under way (`removing`)
+REMOVAL_SECONDS = 300  # a removal's marker counts this long
+RECORDS_PREFIX = "template-apply:"  # then `{template id}:{tenant}`: what each apply wrote (templates/records.py)
+MAX_DOCUMENT = 600_000  # characters of JSON: well inside a Table entity's 1 MiB
+
+
+def load_all(store: TicketStore) -> dict[str, Template]:
+    found = store.get_document(DOCUMENT)
+    stored = (found[0] if found else {}).get("templates")
+    return (
+        {t: Template.from_json(d) for t, d in stored.items() if isinstance(d, dict)} if isinstance(stored, dict) else {}
+    )
+
+
+def version_of(template: Template) -> str:
+    return hashlib.sha256(f"template\n{template.id}\n{template.revision}".encode()).hexdigest()[:20]
+
+
+def etag_header(template: Template) -> dict[str, str]:
+    return {"ETag": f'"{version_of(template)}"'}
+
+
+def find(store: TicketStore, template_id: str) -> Template:
+    template = load_all(store).get(template_id) if TEMPLATE_ID.fullmatch(template_id) else None
+    if template is None:
+        raise NotFound(f"There is no template '{template_id[:40]}'.", remediation="GET /api/templates lists them.")
+    return template
+
+
+def known_tenants(store: TicketStore) -> set[str]:
+    """What a template may name: `home` and every added tenant not removed (pending and paused ones too: an apply
+    skips them and says so)."""
+    return {HOME_ID, *(t for t in tenant_records.readable(store) if t != HOME)}
+
+
+def require_if_match(if_match: str | None, what: str) -> str:
+    """`If-Match` is there and names a version: checked before anything else, the body included (RFC 9110, section
+    13.2.1), as PUT /api/routes does."""
+    if if_match is None or if_match.strip() == "*":
+        raise PreconditionRequired(
+            f"A {what} of a template must name the version it changes: send If-Match with the ETag GET "
+            "/api/templates/{id} gave.",
+            remediation="GET /api/templates/{id}, then send it again with 'If-Match: <its ETag>'.",
+        )
+    return if_match
+
+
+def _check_if_match(if_match: str | None, template: Template, what: str) -> None:
+    if_match = require_if_match(if_match, what)
+    version = version_of(template)
+    if not any(tag.strip() in (f'"{version}"', version) for tag in if_match.split(",")):
+        raise PreconditionFailed(
+            "The template changed since you read it (If-Match names an older version); nothing was saved.",
+            remediation="Apply your change to the current template (in this answer) and send it with its version.",
+            extra={"template": template.to_json() | {"version": version}},
+        )
+
+
+def _no_overlap(template: Template, others: dict[str, Template]) -> None:
+    for other in others.values():
+        if other.id == template.id:
+            continue
+        shared_controls = template.overlaps(other)
+        if shared_controls:
+            where = "every tenant" if None in (template.tenants, other.tenants) else "the same tenants"
+            raise ValidationFailed([FieldError("controls", f"{', '.join(shared_controls[:5])} already belong to the "
+                                               f"template '{other.name}' ({other.id}) in {where}; a control in a "
+                                               "tenant belongs to one template at most")])  # fmt: skip
+
+
+def _update(services: Services, edit: Callable[[dict[str, Any]], None]) -> None:
+    try:
+        update_document(services.store, DOCUMENT, edit)
+    except StoreConflict:
+        raise Conflict("The templates kept changing while this change was being saved; nothing was saved.",
+                       remediation="Send it again.") from None  # fmt: skip
+
+
+def save(services: Services, body: Any, saved_by: str | None, template_id: str | None = None,
+         if_match: str | None = None) -> Template:  # fmt: skip
+    """Create (`template_id` None) or replace a template, checked whole against every other in the same write. A
+    replacement's preconditions come first (428, 404, 412), then the body; the version is checked again in the
+    write."""
+    if template_id is not None:
+        require_if_match(if_match, "PUT")
+        _check_if_match(if_match, find(services.store, template_id), "PUT")
+    fields = parse(body, known_tenants(services.store))
+    now = services.clock().isoformat()
+    new_id = template_id or uuid.uuid4().hex[:12]
+    saved: list[Template] = []
+
+    def edit(document: dict[str, Any]) -> None:
+        templates = dict(document.get("templates") or {})
+        current = {t: Template.from_json(d) for t, d in templates.items()}
+        old = current.get(new_id)
+        if template_id is not None:
+            if old is None:
+                raise NotFound(f"There is no template '{template_id}'.", remediation="GET /api/templates lists them.")
+            _check_if_match(if_match, old, "PUT")
+        template = Template(new_id, revision=uuid.uuid4().hex, saved_at=now, saved_by=saved_by,
+                            applied_at=old.applied_at if old else None, applied_by=old.applied_by if old else None,
+                            **fields)  # fmt: skip
+        _no_overlap(template, current)
+        templates[new_id] = template.to_json()
+        size = len(json.dumps(templates))
+        if size > MAX_DOCUMENT:
+            raise ValidationFailed([FieldError("controls", f"the templates would take {size} characters; at most "
+                                               f"{MAX_DOCUMENT} are kept (fewer controls or tenants)")])  # fmt: skip
+        document["templates"] = templates
+        saved[:] = [template]
+
+    _update(services, edit)
+    return saved[0]
+
+
+def removing(template_id: str) -> str:
+    """The marker a removal writes before it looks for applies: an apply that takes a tenant's lease after it stops
+    (templates/applying.py), one that took it before is seen by the removal. Each writes, then reads the other's."""
+    return f"{REMOVING_PREFIX}{template_id}"
+
+
+def removal_under_way(store: TicketStore, template_id: str, now: datetime) -> bool:
+    """A removal's marker younger than REMOVAL_SECONDS (an older one is a removal that stopped half-way)."""
+    found = store.get_document(removing(template_id))
+    at = str((found[0] if found else {}).get("at") or "")
+    return bool(at) and at > (now - timedelta(seconds=REMOVAL_SECONDS)).isoformat()
+
+
+def delete(services: Services, template_id: str, if_match: str | None) -> None:
+    """Remove a template and its records; refused (409) while an apply of it is writing a tenant, whose records
+    would outlive it."""
+    require_if_match(if_match, "DELETE")
+    _check_if_match(if_match, find(services.store, template_id), "DELETE")
+    store, now = services.store, services.clock()
+    marker = removing(template_id)
+    with contextlib.suppress(StoreConflict):
+        store.delete_document(marker)
+        store.put_document(marker, {"at": now.isoformat()}, None)
+    held = store.list_documents(f"{RECORDS_PREFIX}{template_id}:")
+    if any(d.get("applyingBy") and str(d.get("applyingUntil") or "") > now.isoformat() for d, _ in held.values()):
+        store.delete_document(marker)
+        raise Conflict("An apply of this template is writing its tenants now; nothing was removed.",
+                       remediation="Wait for the apply's answer, then remove the template.")  # fmt: skip
+
+    def edit(document: dict[str, Any]) -> None:
+        templates = dict(document.get("templates") or {})
+        if template_id not in templates:
+            raise NotFound(f"There is no template '{template_id}'.", remediation="GET /api/templates lists them.")
+        _check_if_match(if_match, Template.from_json(templates[template_id]), "DELETE")
+        del templates[template_id]
+        document["templates"] = templates
+
+    try:
+        _update(services, edit)
+    except Exception:
+        store.delete_document(marker)  # not removed (412, 404, 409): applies may go on
+        raise
+    for name in store.list_documents(f"{RECORDS_PREFIX}{template_id}:"):  # its records go with it
+        store.delete_document(name)
+    store.delete_document(marker)
+
+
+def note_applied(services: Services, template: Template, at: str, by: str | None) -> None:
+    """The template's last apply (who, when), kept under the same document's ETag; its version does not change. A
+    document that kept changing keeps the older note: the apply's answer and records are what count."""
+
+    def edit(document: dict[str, Any]) -> None:
+        templates = dict(document.get("templates") or {})
+        if template.id in templates:
+            templates[template.id] = {**templates[template.id], "appliedAt": at, "appliedBy": by}
+        document["templates"] = templates
+
+    with contextlib.suppress(StoreConflict):
+        update_document(services.store, DOCUMENT, edit)
