@@ -180,6 +180,10 @@ def preview_tenant(services: Services, template: Template, version: str, tenant:
     except ConnectorError as exc:
         outcome.fail(tenant, None, exc.code, exc.detail)
         return outcome
+    except deadlines.RunOutOfTime:  # a 500 otherwise (docs/design.md, section 11: never a 500)
+        outcome.fail(tenant, None, "deadline_exceeded", "The preview reached its deadline before this tenant was read; "
+                     "preview again.")  # fmt: skip
+        return outcome
     stored = records.controls_of(records.load(services.store, template.id, tenant))
     plan(template, version, tenant, states, stored, False, None, services.clock().isoformat(), outcome)
     return outcome

