@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from secure_score.api import VENDOR, current_update, state_of
+from secure_score.api import VENDOR, current_update, is_note, last_change, state_of
 from shared import deadlines, tenant_records
 from shared.graph import MAX_CONCURRENT
 from shared.problems import ConnectorError
@@ -34,7 +34,7 @@ from shared.services import Services
 from shared.store import StoreConflict
 from shared.tickets import HOME
 from templates import records
-from templates.model import HOME_ID, Template
+from templates.model import HOME_ID, TEMPLATE_MARK, Template
 from templates.saving import removal_under_way
 
 TENANTS_AT_ONCE = 8  # tenants applied in parallel; each has its own 4 requests in flight at most
@@ -109,15 +109,22 @@ def _graph_tenant(tenant: str) -> str:
 
 
 def read_states(services: Services, tenant: str, controls: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Each of `controls` the tenant has, as Graph holds it now: {state, by, at} (one listing, paged)."""
+    """Each of `controls` the tenant has, as Graph holds it now (one listing, paged): its `state`, who set it and when
+    (`by`, `at`: the entry where the state last changed, not a later note), and whether that was the connector
+    itself (`ours`: its own app, a write-back note or a template's note), never a person's decision."""
     wanted = set(controls)
     found: dict[str, dict[str, Any]] = {}
+    claims = services.graph.token_claims(_graph_tenant(tenant)) or {}
+    app = claims.get("appid") or claims.get("azp")
     for profile in services.graph.control_profiles(tenant=_graph_tenant(tenant)).items:
         control = profile.get("id")
         if isinstance(control, str) and control in wanted:
-            update = current_update(profile)
-            found[control] = {"state": state_of(update) if update else "Default", "by": update.get("updatedBy"),
-                              "at": update.get("updatedDateTime")}  # fmt: skip
+            update, changed = current_update(profile), last_change(profile)
+            comment = changed.get("comment")
+            ours = bool(changed) and ((app is not None and changed.get("updatedBy") == app) or is_note(comment) or (
+                isinstance(comment, str) and TEMPLATE_MARK in comment))  # fmt: skip
+            found[control] = {"state": state_of(update) if update else "Default", "by": changed.get("updatedBy"),
+                              "at": changed.get("updatedDateTime"), "ours": ours}  # fmt: skip
     return found
 
 
@@ -150,7 +157,9 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
             elif state == record.get("before"):  # it never landed: as if never written
                 record = None
         wrote = None if record is None else record.get("after")
-        if wrote is not None and state != wrote and not overwrite:
+        # A state the connector itself set last (a write-back's PATCH re-sends the state it read, which can land
+        # after this template's write) is no person's decision: set back without overwriteDrift.
+        if wrote is not None and state != wrote and not overwrite and not now["ours"]:
             seen = {"state": state, "by": now["by"], "at": now["at"]}
             outcome.drifted.append({"tenant": tenant, "control": control, **seen})
             decided.drift[control] = seen
@@ -165,6 +174,8 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
         outcome.changes.append({"tenant": tenant, "control": control, "before": state, "after": template.state})
         decided.intents[control] = {"before": state, "after": template.state, "version": version, "by": by,
                                     "at": at, "status": records.PENDING, "until": until}  # fmt: skip
+        if wrote is not None and state != wrote:  # set back: the record says from what, and who had set it
+            decided.intents[control]["restored"] = {"state": state, "by": now["by"], "at": now["at"]}
     return decided
 
 

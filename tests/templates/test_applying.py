@@ -160,7 +160,10 @@ def test_the_apply_stops_at_its_deadline_with_what_is_done_recorded(harness):
     assert states(harness, DLP) == dict.fromkeys(DLP, "ThirdParty")
 
 
-def test_the_write_back_never_undoes_a_template_applied_between_its_read_and_its_patch(harness):
+def test_a_template_undone_by_a_write_back_is_set_back_by_the_next_apply_without_drift(harness):
+    """The write-back reads the control, a template is applied, then the write-back's PATCH lands with the state it
+    read (docs/design.md: it sends it back): the connector's own write, no person's drift, so the next apply sets the
+    template's state back without overwriteDrift and records what it set back."""
     assert harness.connect().status_code == 200
     assert harness.call("refresh_recommendations", "POST", "/recommendations/refresh").status_code == 200
     saved = created(harness, template(controls=["DLPEnabled"]))
@@ -178,8 +181,12 @@ def test_the_write_back_never_undoes_a_template_applied_between_its_read_and_its
     harness.graph.while_in_flight = None
     assert applied and applied[0]["applied"] == 1
     latest = harness.graph.home.state_of("DLPEnabled")
-    assert latest["comment"].startswith("ServiceNow ")  # the note landed after the template's write
-    assert latest["state"] == "ThirdParty"
+    assert latest["comment"].startswith("ServiceNow ") and latest["state"] == "Default"  # the read state, re-sent
+    harness.clock.advance(minutes=5)
+    again = apply(harness, saved["id"])
+    assert (again["applied"], again["drifted"], again["failed"]) == (1, [], [])
+    assert states(harness, ["DLPEnabled"]) == {"DLPEnabled": "ThirdParty"}
+    assert records(harness, saved["id"])["DLPEnabled"]["restored"]["state"] == "Default"
 
 
 MAIL = ["mdo_atpprotection", "mdo_safelinksforOfficeApps", "mdo_safeattachments", "mdo_antiphishingpolicies",

@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from dev.wire import Fault
+from secure_score.writeback import patch_body
 from tests.templates.test_applying import PROFILES, with_deadline
-from tests.templates_support import body, created, template
+from tests.templates_support import apply, body, created, states, template
 
 
 def test_a_preview_past_its_deadline_names_the_tenant_in_failed(harness):
@@ -22,3 +23,18 @@ def test_a_preview_past_its_deadline_names_the_tenant_in_failed(harness):
     answer: dict[str, Any] = body(response)
     assert [(f["tenant"], f["code"]) for f in answer["failed"]] == [("home", "deadline_exceeded")]
     assert answer["changes"] == []
+
+
+def test_drift_names_who_changed_the_state_not_a_later_note(harness):
+    saved = created(harness, template(controls=["DLPEnabled"]))
+    apply(harness, saved["id"])
+    harness.clock.advance(minutes=5)
+    harness.graph.set_state("DLPEnabled", "Default", by="person@contoso.com")
+    changed = harness.graph.state_of("DLPEnabled")["updatedDateTime"]
+    harness.clock.advance(minutes=5)
+    harness.services.graph.update_control(
+        "DLPEnabled", patch_body({"comment": "ServiceNow INC1: New", "assignedTo": ""}, {})
+    )  # a write-back's note
+    (drifted,) = apply(harness, saved["id"])["drifted"]
+    assert (drifted["state"], drifted["by"], drifted["at"]) == ("Default", "person@contoso.com", changed)
+    assert states(harness, ["DLPEnabled"]) == {"DLPEnabled": "Default"}
