@@ -35,7 +35,7 @@ from shared.store import StoreConflict
 from shared.tickets import HOME
 from templates import records
 from templates.model import HOME_ID, TEMPLATE_MARK, Template
-from templates.saving import removal_under_way
+from templates.saving import load_all, version_of
 
 TENANTS_AT_ONCE = 8  # tenants applied in parallel; each has its own 4 requests in flight at most
 LEASE_MARGIN = 60.0  # seconds a tenant's lease outlasts the apply's deadline
@@ -221,10 +221,17 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
         outcome.fail(tenant, None, "apply_in_progress", "Another apply of this template is writing this tenant now; "
                      "its answer says what it wrote.")  # fmt: skip
         return outcome
-    if removal_under_way(store, template.id, now):  # after the lease: a removal either sees it or is seen here
-        with contextlib.suppress(records.LeaseHeld, StoreConflict):
-            records.write(store, template.id, tenant, run, {}, {}, release=True)
-        outcome.fail(tenant, None, "template_removed", "The template is being removed: nothing was written.")
+    current = load_all(store).get(template.id)  # after the lease: a removal or a PUT either sees it or is seen here
+    if current is None or version_of(current) != version:
+        if current is None:  # removed: its records go with it (this lease is ours)
+            store.delete_document(records.name(template.id, tenant))
+        else:
+            with contextlib.suppress(records.LeaseHeld, StoreConflict):
+                records.write(store, template.id, tenant, run, {}, {}, release=True)
+        code, detail = ("template_removed", "The template was removed: nothing was written.") if current is None else (
+            "template_changed", "The template changed since this apply read it: nothing was written. Preview the "
+            "current version, then apply it.")  # fmt: skip
+        outcome.fail(tenant, None, code, detail)
         return outcome
     decided = Plan()
     try:

@@ -15,7 +15,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from shared import tenant_records
@@ -26,8 +25,6 @@ from shared.tickets import HOME
 from templates.model import HOME_ID, TEMPLATE_ID, Template, parse
 
 DOCUMENT = "templates"
-REMOVING_PREFIX = "template-removing:"  # then the template's id: a removal under way (`removing`)
-REMOVAL_SECONDS = 300  # a removal's marker counts this long
 RECORDS_PREFIX = "template-apply:"  # then `{template id}:{tenant}`: what each apply wrote (templates/records.py)
 MAX_DOCUMENT = 600_000  # characters of JSON: well inside a Table entity's 1 MiB
 
@@ -141,34 +138,12 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
     return saved[0]
 
 
-def removing(template_id: str) -> str:
-    """The marker a removal writes before it looks for applies: an apply that takes a tenant's lease after it stops
-    (templates/applying.py), one that took it before is seen by the removal. Each writes, then reads the other's."""
-    return f"{REMOVING_PREFIX}{template_id}"
-
-
-def removal_under_way(store: TicketStore, template_id: str, now: datetime) -> bool:
-    """A removal's marker younger than REMOVAL_SECONDS (an older one is a removal that stopped half-way)."""
-    found = store.get_document(removing(template_id))
-    at = str((found[0] if found else {}).get("at") or "")
-    return bool(at) and at > (now - timedelta(seconds=REMOVAL_SECONDS)).isoformat()
-
-
 def delete(services: Services, template_id: str, if_match: str | None) -> None:
-    """Remove a template and its records; refused (409) while an apply of it is writing a tenant, whose records
-    would outlive it."""
+    """Remove a template, then its records. The template goes first: an apply that takes a tenant's lease after it
+    reads the templates again and stops (templates/applying.py); deleting a tenant's record document ends the lease of
+    an apply that took it before (its later writes find no lease of its own and write nothing)."""
     require_if_match(if_match, "DELETE")
     _check_if_match(if_match, find(services.store, template_id), "DELETE")
-    store, now = services.store, services.clock()
-    marker = removing(template_id)
-    with contextlib.suppress(StoreConflict):
-        store.delete_document(marker)
-        store.put_document(marker, {"at": now.isoformat()}, None)
-    held = store.list_documents(f"{RECORDS_PREFIX}{template_id}:")
-    if any(d.get("applyingBy") and str(d.get("applyingUntil") or "") > now.isoformat() for d, _ in held.values()):
-        store.delete_document(marker)
-        raise Conflict("An apply of this template is writing its tenants now; nothing was removed.",
-                       remediation="Wait for the apply's answer, then remove the template.")  # fmt: skip
 
     def edit(document: dict[str, Any]) -> None:
         templates = dict(document.get("templates") or {})
@@ -178,14 +153,9 @@ def delete(services: Services, template_id: str, if_match: str | None) -> None:
         del templates[template_id]
         document["templates"] = templates
 
-    try:
-        _update(services, edit)
-    except Exception:
-        store.delete_document(marker)  # not removed (412, 404, 409): applies may go on
-        raise
-    for name in store.list_documents(f"{RECORDS_PREFIX}{template_id}:"):  # its records go with it
-        store.delete_document(name)
-    store.delete_document(marker)
+    _update(services, edit)
+    for name in services.store.list_documents(f"{RECORDS_PREFIX}{template_id}:"):  # its records go with it
+        services.store.delete_document(name)
 
 
 def note_applied(services: Services, template: Template, at: str, by: str | None) -> None:

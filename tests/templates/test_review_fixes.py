@@ -8,8 +8,9 @@ from typing import Any
 
 from dev.wire import Fault
 from secure_score.writeback import patch_body
+from templates.api import apply_tenant, load_all, version_of
 from tests.templates.test_applying import PROFILES, with_deadline
-from tests.templates_support import apply, body, created, states, template
+from tests.templates_support import DLP, apply, body, created, delete, patches, put, states, template
 
 
 def test_a_preview_past_its_deadline_names_the_tenant_in_failed(harness):
@@ -38,3 +39,24 @@ def test_drift_names_who_changed_the_state_not_a_later_note(harness):
     (drifted,) = apply(harness, saved["id"])["drifted"]
     assert (drifted["state"], drifted["by"], drifted["at"]) == ("Default", "person@contoso.com", changed)
     assert states(harness, ["DLPEnabled"]) == {"DLPEnabled": "Default"}
+
+
+def test_an_apply_holding_a_template_removed_since_writes_nothing(harness):
+    """A queued `apply_tenant` (or an apply that found the template before a DELETE) reads the templates again after
+    taking its lease."""
+    saved = created(harness, template())
+    held = load_all(harness.services.store)[saved["id"]]
+    assert delete(harness, saved["id"]).status_code == 204
+    outcome = apply_tenant(harness.services, held, version_of(held), "home", "admin@msp.com")
+    assert (outcome.applied, [f["code"] for f in outcome.failed]) == (0, ["template_removed"])
+    assert patches(harness) == [] and harness.services.store.list_documents("template-apply:") == {}
+
+
+def test_an_apply_of_a_version_edited_since_writes_nothing(harness):
+    saved = created(harness, template())
+    held = load_all(harness.services.store)[saved["id"]]
+    assert put(harness, saved["id"], template(controls=DLP[1:])).status_code == 200
+    outcome = apply_tenant(harness.services, held, version_of(held), "home", "admin@msp.com")
+    assert (outcome.applied, [f["code"] for f in outcome.failed]) == (0, ["template_changed"])
+    assert patches(harness) == []
+    assert apply(harness, saved["id"])["applied"] == 2  # the current version writes, the lease was released
