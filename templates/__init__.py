@@ -104,32 +104,42 @@ def delete_template(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="templates/{id}/preview", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def preview_template(req: func.HttpRequest) -> func.HttpResponse:
-    """Per tenant and control, the state now and after; nothing written (Connector.Admin)."""
+    """Per tenant and control, the state now and after, and the `version` previewed (also the ETag: the apply sends
+    it in If-Match); nothing written (Connector.Admin). The body is the apply's: `{"overwriteDrift": true}` previews
+    what that apply would set back."""
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
     from templates.applying import preview
-    from templates.saving import find, version_of
+    from templates.saving import etag_header, find, version_of
+    from templates.shown import apply_options
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         template = find(services.store, req.route_params.get("id", ""))
-        return web.json_response(preview(services, template, version_of(template)).preview_json())
+        overwrite = apply_options(inbound.raw, inbound.json)
+        version = version_of(template)
+        answer = {"version": version, **preview(services, template, version, overwrite).preview_json()}
+        return web.json_response(answer, headers=etag_header(template))
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(APPLY_BODY, required=False))
 
 
 @bp.route(route="templates/{id}/apply", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def apply_template(req: func.HttpRequest) -> func.HttpResponse:
-    """Write the template's state in each tenant where it changes (Connector.Admin)."""
+    """Write the template's state in each tenant where it changes (Connector.Admin). With `If-Match` (the version a
+    preview answered), only that version is written: another is 412 with the current template."""
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
     from templates.applying import apply
-    from templates.saving import find, note_applied, version_of
+    from templates.saving import check_if_match, find, note_applied, version_of
     from templates.shown import apply_options
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         template = find(services.store, req.route_params.get("id", ""))
+        if_match = inbound.header("If-Match")
+        if if_match is not None and if_match.strip() != "*":
+            check_if_match(if_match, template, "apply")
         overwrite = apply_options(inbound.raw, inbound.json)
         by = caller.user or caller.principal
         at = services.clock().isoformat()

@@ -180,7 +180,7 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
 
 
 def preview_tenant(services: Services, template: Template, version: str, tenant: str,
-                   registered: tenant_records.Tenants | None = None) -> Outcome:  # fmt: skip
+                   registered: tenant_records.Tenants | None = None, overwrite: bool = False) -> Outcome:  # fmt: skip
     outcome = Outcome()
     refused = not_written(services, tenant, registered)
     if refused is not None:
@@ -196,7 +196,7 @@ def preview_tenant(services: Services, template: Template, version: str, tenant:
                      "preview again.")  # fmt: skip
         return outcome
     stored = records.controls_of(records.load(services.store, template.id, tenant))
-    plan(template, version, tenant, states, stored, False, None, services.clock().isoformat(), outcome)
+    plan(template, version, tenant, states, stored, overwrite, None, services.clock().isoformat(), outcome)
     return outcome
 
 
@@ -312,9 +312,9 @@ def _each_tenant(services: Services, template: Template, work: Any) -> Outcome:
     return total
 
 
-def preview(services: Services, template: Template, version: str) -> Outcome:
+def preview(services: Services, template: Template, version: str, overwrite: bool = False) -> Outcome:
     def one(tenant: str, registered: tenant_records.Tenants) -> Outcome:
-        return preview_tenant(services, template, version, tenant, registered)
+        return preview_tenant(services, template, version, tenant, registered, overwrite)
 
     return _each_tenant(services, template, one)
 

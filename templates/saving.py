@@ -70,12 +70,15 @@ def require_if_match(if_match: str | None, what: str) -> str:
     return if_match
 
 
-def _check_if_match(if_match: str | None, template: Template, what: str) -> None:
+def check_if_match(if_match: str | None, template: Template, what: str) -> None:
+    """`If-Match` names the template's current version, else 412 with the current template (an apply sends the
+    version it previewed: docs/templates.md#the-api)."""
     if_match = require_if_match(if_match, what)
+    what_done = "written" if what == "apply" else "saved"
     version = version_of(template)
     if not any(tag.strip() in (f'"{version}"', version) for tag in if_match.split(",")):
         raise PreconditionFailed(
-            "The template changed since you read it (If-Match names an older version); nothing was saved.",
+            f"The template changed since you read it (If-Match names an older version); nothing was {what_done}.",
             remediation="Apply your change to the current template (in this answer) and send it with its version.",
             extra={"template": template.to_json() | {"version": version}},
         )
@@ -108,7 +111,7 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
     write."""
     if template_id is not None:
         require_if_match(if_match, "PUT")
-        _check_if_match(if_match, find(services.store, template_id), "PUT")
+        check_if_match(if_match, find(services.store, template_id), "PUT")
     fields = parse(body, known_tenants(services.store))
     now = services.clock().isoformat()
     new_id = template_id or uuid.uuid4().hex[:12]
@@ -121,7 +124,7 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
         if template_id is not None:
             if old is None:
                 raise NotFound(f"There is no template '{template_id}'.", remediation="GET /api/templates lists them.")
-            _check_if_match(if_match, old, "PUT")
+            check_if_match(if_match, old, "PUT")
         template = Template(new_id, revision=uuid.uuid4().hex, saved_at=now, saved_by=saved_by,
                             applied_at=old.applied_at if old else None, applied_by=old.applied_by if old else None,
                             **fields)  # fmt: skip
@@ -143,13 +146,13 @@ def delete(services: Services, template_id: str, if_match: str | None) -> None:
     reads the templates again and stops (templates/applying.py); deleting a tenant's record document ends the lease of
     an apply that took it before (its later writes find no lease of its own and write nothing)."""
     require_if_match(if_match, "DELETE")
-    _check_if_match(if_match, find(services.store, template_id), "DELETE")
+    check_if_match(if_match, find(services.store, template_id), "DELETE")
 
     def edit(document: dict[str, Any]) -> None:
         templates = dict(document.get("templates") or {})
         if template_id not in templates:
             raise NotFound(f"There is no template '{template_id}'.", remediation="GET /api/templates lists them.")
-        _check_if_match(if_match, Template.from_json(templates[template_id]), "DELETE")
+        check_if_match(if_match, Template.from_json(templates[template_id]), "DELETE")
         del templates[template_id]
         document["templates"] = templates
 

@@ -9,8 +9,9 @@ from typing import Any
 from dev.wire import Fault
 from secure_score.writeback import patch_body
 from templates.api import apply_tenant, load_all, version_of
+from tests.conftest import Harness
 from tests.templates.test_applying import PROFILES, with_deadline
-from tests.templates_support import DLP, apply, body, created, delete, patches, put, states, template
+from tests.templates_support import DLP, apply, body, created, delete, get, patches, put, states, template
 
 
 def test_a_preview_past_its_deadline_names_the_tenant_in_failed(harness):
@@ -60,3 +61,38 @@ def test_an_apply_of_a_version_edited_since_writes_nothing(harness):
     assert (outcome.applied, [f["code"] for f in outcome.failed]) == (0, ["template_changed"])
     assert patches(harness) == []
     assert apply(harness, saved["id"])["applied"] == 2  # the current version writes, the lease was released
+
+
+def _post(harness: Harness, template_id: str, what: str, raw: bytes = b"", if_match: str | None = None) -> Any:
+    headers = {"If-Match": if_match} if if_match is not None else None
+    return harness.call(f"{what}_template", "POST", f"/templates/{template_id}/{what}", body=raw, headers=headers,
+                        route_params={"id": template_id})  # fmt: skip
+
+
+def test_an_apply_writes_only_the_version_its_preview_answered(harness):
+    saved = created(harness, template())
+    seen = _post(harness, saved["id"], "preview")
+    version = body(seen)["version"]
+    assert seen.headers["ETag"] == f'"{version}"' == get(harness, saved["id"]).headers["ETag"]
+    assert put(harness, saved["id"], template(state="Ignored")).status_code == 200  # another admin edits it
+    refused = _post(harness, saved["id"], "apply", if_match=f'"{version}"')
+    assert (refused.status_code, body(refused)["code"]) == (412, "precondition_failed")
+    assert body(refused)["template"]["state"] == "Ignored" and patches(harness) == []
+    current = body(_post(harness, saved["id"], "preview"))["version"]
+    written = _post(harness, saved["id"], "apply", if_match=f'"{current}"')
+    assert written.status_code == 200 and states(harness, DLP) == dict.fromkeys(DLP, "Ignored")
+
+
+def test_a_preview_checks_its_body_and_previews_an_overwrite(harness):
+    saved = created(harness, template(controls=["DLPEnabled"]))
+    for raw in (b'{"x": 1}', b"[]", b"null", b'{"overwriteDrift": 1}'):
+        refused = _post(harness, saved["id"], "preview", raw)
+        assert (refused.status_code, body(refused)["code"]) == (400, "validation_failed"), raw
+    apply(harness, saved["id"])
+    harness.clock.advance(minutes=5)
+    harness.graph.set_state("DLPEnabled", "Default", by="person@contoso.com")
+    assert body(_post(harness, saved["id"], "preview"))["changes"] == []
+    seen = body(_post(harness, saved["id"], "preview", b'{"overwriteDrift": true}'))
+    assert [(c["control"], c["before"], c["after"]) for c in seen["changes"]] == [
+        ("DLPEnabled", "Default", "ThirdParty")
+    ]
