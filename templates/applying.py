@@ -157,9 +157,11 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
             elif state == record.get("before"):  # it never landed: as if never written
                 record = None
         wrote = None if record is None else record.get("after")
-        # A state the connector itself set last (a write-back's PATCH re-sends the state it read, which can land
+        # Drift: a person changed what this template wrote, or (no record) had decided a state of their own before
+        # it. A state the connector itself set last (a write-back's PATCH re-sends the state it read, which can land
         # after this template's write) is no person's decision: set back without overwriteDrift.
-        if wrote is not None and state != wrote and not overwrite and not now["ours"]:
+        decided_before = wrote is None and state not in ("Default", template.state)
+        if ((wrote is not None and state != wrote) or decided_before) and not overwrite and not now["ours"]:
             seen = {"state": state, "by": now["by"], "at": now["at"]}
             outcome.drifted.append({"tenant": tenant, "control": control, **seen})
             decided.drift[control] = seen

@@ -96,3 +96,16 @@ def test_a_preview_checks_its_body_and_previews_an_overwrite(harness):
     assert [(c["control"], c["before"], c["after"]) for c in seen["changes"]] == [
         ("DLPEnabled", "Default", "ThirdParty")
     ]
+
+
+def test_a_persons_decision_before_the_first_apply_is_drift(harness):
+    saved = created(harness, template(controls=["DLPEnabled"]))
+    harness.graph.set_state("DLPEnabled", "Ignored", by="ciso@customer.com")  # before any apply of the template
+    at = harness.graph.state_of("DLPEnabled")["updatedDateTime"]
+    answer = apply(harness, saved["id"])
+    assert answer["applied"] == 0 and patches(harness) == []
+    assert answer["drifted"] == [{"tenant": "home", "control": "DLPEnabled", "state": "Ignored",
+                                  "by": "ciso@customer.com", "at": at}]  # fmt: skip
+    assert [d["control"] for d in body(get(harness, saved["id"]))["drift"]] == ["DLPEnabled"]
+    assert apply(harness, saved["id"], {"overwriteDrift": True})["applied"] == 1
+    assert states(harness, ["DLPEnabled"]) == {"DLPEnabled": "ThirdParty"}
