@@ -135,10 +135,38 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
             raise ValidationFailed([FieldError("controls", f"the templates would take {size} characters; at most "
                                                f"{MAX_DOCUMENT} are kept (fewer controls or tenants)")])  # fmt: skip
         document["templates"] = templates
-        saved[:] = [template]
+        saved[:] = [template, *([old] if old else [])]
 
     _update(services, edit)
+    if len(saved) > 1:
+        _drop_records(services.store, saved[1], saved[0])
     return saved[0]
+
+
+def _drop_records(store: TicketStore, old: Template, new: Template) -> None:
+    """A PUT's records of the controls and tenants it took out go: they are no longer the template's (another
+    template may set that control now), so neither its drift nor its endings (docs/templates.md#records-exactly-once).
+    A tenant taken out loses its document; that ends the lease of an apply writing it, as a removal does."""
+    gone = set(old.controls) - set(new.controls)
+    narrowed = new.tenants is not None and (old.tenants is None or bool(set(old.tenants) - set(new.tenants)))
+    if not (gone or narrowed):
+        return
+    prefix = f"{RECORDS_PREFIX}{new.id}:"
+
+    def edit(document: dict[str, Any]) -> None:
+        if not document:  # removed meanwhile: not written again
+            raise KeyError
+        for part in ("controls", "drift"):
+            kept = document.get(part)
+            if isinstance(kept, dict):
+                document[part] = {c: r for c, r in kept.items() if c not in gone}
+
+    for name in store.list_documents(prefix):
+        if not new.covers(name[len(prefix) :]):
+            store.delete_document(name)
+        elif gone:
+            with contextlib.suppress(StoreConflict, KeyError):
+                update_document(store, name, edit)
 
 
 def delete(services: Services, template_id: str, if_match: str | None) -> None:

@@ -19,7 +19,7 @@ def shown(services: Services, template: Template, *, detail: bool = True, snapsh
     data.pop("revision", None)
     answer = {**data, "version": version_of(template)}
     if detail:
-        answer["drift"], answer["expiring"] = records.drift_and_expiring(services.store, template.id,
+        answer["drift"], answer["expiring"] = records.drift_and_expiring(services.store, template,
                                                                           services.clock(), snapshots)  # fmt: skip
     return answer
 

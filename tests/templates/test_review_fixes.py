@@ -109,3 +109,18 @@ def test_a_persons_decision_before_the_first_apply_is_drift(harness):
     assert [d["control"] for d in body(get(harness, saved["id"]))["drift"]] == ["DLPEnabled"]
     assert apply(harness, saved["id"], {"overwriteDrift": True})["applied"] == 1
     assert states(harness, ["DLPEnabled"]) == {"DLPEnabled": "ThirdParty"}
+
+
+def test_records_of_controls_and_tenants_taken_out_go_with_them(harness):
+    saved = created(harness, template(expiresInDays=5))
+    apply(harness, saved["id"])
+    harness.clock.advance(minutes=5)
+    harness.graph.set_state("DLPEnabled", "Ignored", by="person@contoso.com")
+    apply(harness, saved["id"])  # DLPEnabled drifted
+    shown = body(get(harness, saved["id"]))
+    assert [d["control"] for d in shown["drift"]] == ["DLPEnabled"] and len(shown["expiring"]) == 3
+    assert put(harness, saved["id"], template(controls=DLP[1:], expiresInDays=5)).status_code == 200
+    shown = body(get(harness, saved["id"]))
+    assert shown["drift"] == [] and [e["control"] for e in shown["expiring"]] == DLP[1:]
+    stored = harness.services.store.get_document(f"template-apply:{saved['id']}:home")
+    assert stored is not None and set(stored[0]["controls"]) == set(DLP[1:]) and stored[0]["drift"] == {}
