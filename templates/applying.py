@@ -169,13 +169,19 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
         decided.drift[control] = None
         if state == template.state:
             outcome.unchanged += 1
-            if record is None or record.get("after") != state or record.get("version") != version:
+            days = template.expires_in_days
+            if record is not None and record.get("after") == state and record.get("days", days) == days:
+                # the same decision: its first `at` and `until` stand (a rename is no new exception)
+                if record.get("version") != version or record.get("status") != records.DONE:
+                    decided.records[control] = {**record, "version": version, "status": records.DONE, "days": days}
+            else:
                 decided.records[control] = {"before": state, "after": state, "version": version, "by": by, "at": at,
-                                            "status": records.DONE, "until": until}  # fmt: skip
+                                            "status": records.DONE, "until": until, "days": days}  # fmt: skip
             continue
         outcome.changes.append({"tenant": tenant, "control": control, "before": state, "after": template.state})
         decided.intents[control] = {"before": state, "after": template.state, "version": version, "by": by,
-                                    "at": at, "status": records.PENDING, "until": until}  # fmt: skip
+                                    "at": at, "status": records.PENDING, "until": until,
+                                    "days": template.expires_in_days}  # fmt: skip
         if wrote is not None and state != wrote:  # set back: the record says from what, and who had set it
             decided.intents[control]["restored"] = {"state": state, "by": now["by"], "at": now["at"]}
     return decided

@@ -124,3 +124,17 @@ def test_records_of_controls_and_tenants_taken_out_go_with_them(harness):
     assert shown["drift"] == [] and [e["control"] for e in shown["expiring"]] == DLP[1:]
     stored = harness.services.store.get_document(f"template-apply:{saved['id']}:home")
     assert stored is not None and set(stored[0]["controls"]) == set(DLP[1:]) and stored[0]["drift"] == {}
+
+
+def test_an_unchanged_exception_keeps_its_end_until_its_days_change(harness):
+    saved = created(harness, template(expiresInDays=10))
+    apply(harness, saved["id"])
+    first = {e["until"] for e in body(get(harness, saved["id"]))["expiring"]}
+    harness.clock.advance(days=9)
+    assert put(harness, saved["id"], template(name="Mail filter (renamed)", expiresInDays=10)).status_code == 200
+    assert apply(harness, saved["id"])["unchanged"] == 3 and len(patches(harness)) == 3
+    assert {e["until"] for e in body(get(harness, saved["id"]))["expiring"]} == first  # a rename ends nothing later
+    assert put(harness, saved["id"], template(expiresInDays=12)).status_code == 200
+    apply(harness, saved["id"])
+    later = {e["until"] for e in body(get(harness, saved["id"]))["expiring"]}
+    assert later and min(later) > max(first)  # new days: a new end, from this apply
