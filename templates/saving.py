@@ -20,13 +20,13 @@ from typing import Any
 from shared import tenant_records
 from shared.problems import Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
 from shared.services import Services
-from shared.store import StoreConflict, TicketStore, update_document
+from shared.store import MAX_DOCUMENT_CHARS, StoreConflict, TicketStore, update_document
 from shared.tickets import HOME
 from templates.model import HOME_ID, TEMPLATE_ID, Template, parse
 
 DOCUMENT = "templates"
 RECORDS_PREFIX = "template-apply:"  # then `{template id}:{tenant}`: what each apply wrote (templates/records.py)
-MAX_DOCUMENT = 600_000  # characters of JSON: well inside a Table entity's 1 MiB
+MAX_DOCUMENT = MAX_DOCUMENT_CHARS - 1000  # characters of JSON: what one Table entity holds, less the document's own
 
 
 def load_all(store: TicketStore) -> dict[str, Template]:
