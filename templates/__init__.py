@@ -25,7 +25,8 @@ APPLY_BODY = 1024
 
 @bp.route(route="templates", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def list_templates(req: func.HttpRequest) -> func.HttpResponse:
-    """Every template, without its drift and endings (any reader): one store read, whatever the tenants."""
+    """Every template, without its drift and endings (any reader): one store read, whatever the tenants; each with
+    its last apply's counts (`lastApply`)."""
     from shared import web
     from templates.saving import load_all
     from templates.shown import shown
@@ -143,8 +144,11 @@ def apply_template(req: func.HttpRequest) -> func.HttpResponse:
         overwrite = apply_options(inbound.raw, inbound.json)
         by = caller.user or caller.principal
         at = services.clock().isoformat()
-        outcome = apply(services, template, version_of(template), by, overwrite)
-        note_applied(services, template, at, by)
+        version = version_of(template)
+        outcome = apply(services, template, version, by, overwrite)
+        counts = {"applied": outcome.applied, "unchanged": outcome.unchanged, "failed": len(outcome.failed),
+                  "drifted": len(outcome.drifted)}  # fmt: skip
+        note_applied(services, template, version, at, by, counts)
         return web.json_response(outcome.applied_json())
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(APPLY_BODY, required=False))

@@ -63,14 +63,14 @@ class Outcome:
         self.failed.append({"tenant": tenant, "control": control, "code": code, "detail": detail})
 
     def applied_json(self) -> dict[str, Any]:
-        return _listed({"applied": self.applied, "unchanged": self.unchanged}, failed=self.failed,
+        return listed({"applied": self.applied, "unchanged": self.unchanged}, failed=self.failed,
                        drifted=self.drifted)  # fmt: skip
 
     def preview_json(self) -> dict[str, Any]:
-        return _listed({}, changes=self.changes, missing=self.missing, drifted=self.drifted, failed=self.failed)
+        return listed({}, changes=self.changes, missing=self.missing, drifted=self.drifted, failed=self.failed)
 
 
-def _listed(answer: dict[str, Any], **lists: list[dict[str, Any]]) -> dict[str, Any]:
+def listed(answer: dict[str, Any], **lists: list[dict[str, Any]]) -> dict[str, Any]:
     """An answer's lists, each at most MAX_LISTED long: 500 controls in 2,000 tenants would otherwise make an answer of
     a million entries. A list that was cut is counted whole in `listedOf` (the records keep every control)."""
     cut = {name: len(items) for name, items in lists.items() if len(items) > MAX_LISTED}

@@ -29,7 +29,8 @@ TEMPLATE_ID = re.compile(r"^[a-z0-9]{12}$")  # the ids the connector gives: safe
 TEMPLATE_MARK = "[template: "  # how a template's note ends (`Template.note`): the connector's own write
 TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Members of a template's answer that a PUT may send back as GET gave them: they are the connector's, not the caller's.
-ANSWER_ONLY = frozenset({"id", "version", "savedAt", "savedBy", "appliedAt", "appliedBy", "drift", "expiring"})
+ANSWER_ONLY = frozenset({"id", "version", "savedAt", "savedBy", "appliedAt", "appliedBy", "lastApply", "drift",
+                         "expiring", "listedOf", "partial"})  # fmt: skip
 WRITABLE = ("name", "controls", "state", "comment", "tenants", "expiresInDays")
 
 

@@ -189,14 +189,22 @@ def delete(services: Services, template_id: str, if_match: str | None) -> None:
         services.store.delete_document(name)
 
 
-def note_applied(services: Services, template: Template, at: str, by: str | None) -> None:
-    """The template's last apply (who, when), kept under the same document's ETag; its version does not change. A
-    document that kept changing keeps the older note: the apply's answer and records are what count."""
+def note_applied(services: Services, template: Template, version: str, at: str, by: str | None,
+                 counts: dict[str, int]) -> None:  # fmt: skip
+    """The template's last apply, kept under the same document's ETag (its version does not change): `lastApply`
+    (when, who, the version, how many applied, unchanged, failed, drifted: what the list shows), and `appliedAt` /
+    `appliedBy` only when it wrote or confirmed something. Nothing when the template is another version now: that
+    version was never applied. A document that kept changing keeps the older note: the records are what count."""
 
     def edit(document: dict[str, Any]) -> None:
         templates = dict(document.get("templates") or {})
-        if template.id in templates:
-            templates[template.id] = {**templates[template.id], "appliedAt": at, "appliedBy": by}
+        entry = templates.get(template.id)
+        if not isinstance(entry, dict) or version_of(Template.from_json(entry)) != version:
+            return
+        entry = {**entry, "lastApply": {"at": at, "by": by, "version": version, **counts}}
+        if counts.get("applied", 0) + counts.get("unchanged", 0) > 0:
+            entry.update(appliedAt=at, appliedBy=by)
+        templates[template.id] = entry
         document["templates"] = templates
 
     with contextlib.suppress(StoreConflict):

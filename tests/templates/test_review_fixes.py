@@ -138,3 +138,33 @@ def test_an_unchanged_exception_keeps_its_end_until_its_days_change(harness):
     apply(harness, saved["id"])
     later = {e["until"] for e in body(get(harness, saved["id"]))["expiring"]}
     assert later and min(later) > max(first)  # new days: a new end, from this apply
+
+
+def test_a_templates_answer_lists_at_most_its_limit_and_the_list_shows_counts(harness, monkeypatch):
+    monkeypatch.setattr("templates.applying.MAX_LISTED", 2)
+    saved = created(harness, template(expiresInDays=5))
+    apply(harness, saved["id"])
+    shown = body(get(harness, saved["id"]))
+    assert len(shown["expiring"]) == 2 and shown["listedOf"] == {"expiring": 3} and "partial" not in shown
+    (listed,) = body(harness.call("list_templates", path="/templates"))["templates"]
+    assert "drift" not in listed and "expiring" not in listed
+    assert {k: listed["lastApply"][k] for k in ("applied", "unchanged", "failed", "drifted", "version")} == {
+        "applied": 3, "unchanged": 0, "failed": 0, "drifted": 0, "version": saved["version"]}  # fmt: skip
+
+
+def test_a_templates_answer_reads_its_tenants_under_a_deadline(harness, monkeypatch):
+    monkeypatch.setattr("templates.shown.READ_SECONDS", 0.0)
+    saved = created(harness, template(expiresInDays=5))
+    apply(harness, saved["id"])
+    shown = body(get(harness, saved["id"]))
+    assert (shown["expiring"], shown["partial"]) == ([], True)
+
+
+def test_an_apply_that_wrote_nothing_is_no_last_apply(harness):
+    saved = created(harness, template())
+    home = harness.services.home_tenant_id()
+    assert harness.call("remove_tenant", "DELETE", f"/tenants/{home}", route_params={"id": home}).status_code == 200
+    assert apply(harness, saved["id"])["failed"][0]["code"] == "tenant_paused"
+    shown = body(get(harness, saved["id"]))
+    assert shown["appliedAt"] is None and shown["appliedBy"] is None
+    assert (shown["lastApply"]["applied"], shown["lastApply"]["failed"]) == (0, 1)
