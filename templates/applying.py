@@ -20,6 +20,7 @@ The rules, each kept here (docs/templates.md#the-rules):
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import Any
 from secure_score.api import VENDOR, current_update, is_note, last_change, state_of
 from shared import deadlines, tenant_records
 from shared.graph import MAX_CONCURRENT
-from shared.problems import ConnectorError
+from shared.problems import ConnectorError, SecureScoreForbidden
 from shared.services import Services
 from shared.store import StoreConflict
 from shared.tickets import HOME
@@ -269,10 +270,17 @@ def _patch_all(services: Services, template: Template, tenant: str, decided: Pla
     """One PATCH per intent, at most MAX_CONCURRENT at once; each outcome goes to `decided.records`."""
     graph, target = services.graph, _graph_tenant(tenant)
     body = {"state": template.state, "comment": template.note(), "vendorInformation": dict(VENDOR)}
+    refused = threading.Event()  # the tenant refused a write (403): the rest are not sent, as the write-back stops
+    counted = threading.Lock()  # `applied` is added to from MAX_CONCURRENT threads
 
     def one(control: str) -> None:
         intent = decided.intents[control]
         sent = [False]
+        if refused.is_set():
+            decided.records[control] = {**intent, "status": records.FAILED, "code": SecureScoreForbidden.code}
+            outcome.fail(tenant, control, SecureScoreForbidden.code, "Not sent: the tenant refused an earlier write "
+                         "of this apply (the grant cannot write); apply again once it can.")  # fmt: skip
+            return
 
         def once() -> bool:
             if sent[0]:  # a retry: read first, so a PATCH whose answer was lost is not sent twice
@@ -287,6 +295,8 @@ def _patch_all(services: Services, template: Template, tenant: str, decided: Pla
         try:
             graph.retried(once)
         except ConnectorError as exc:
+            if isinstance(exc, SecureScoreForbidden):
+                refused.set()
             decided.records[control] = {**intent, "status": records.FAILED, "code": exc.code}
             outcome.fail(tenant, control, exc.code, exc.detail)
             return
@@ -295,7 +305,8 @@ def _patch_all(services: Services, template: Template, tenant: str, decided: Pla
                          "was written; apply again to write it.")  # fmt: skip
             return
         decided.records[control] = {**intent, "status": records.DONE}
-        outcome.applied += 1
+        with counted:
+            outcome.applied += 1
 
     with ThreadPoolExecutor(MAX_CONCURRENT) as pool:  # each job carries the run's deadline in a context of its own
         jobs = [pool.submit(deadlines.in_this_run(one), control) for control in decided.intents]

@@ -168,3 +168,13 @@ def test_an_apply_that_wrote_nothing_is_no_last_apply(harness):
     shown = body(get(harness, saved["id"]))
     assert shown["appliedAt"] is None and shown["appliedBy"] is None
     assert (shown["lastApply"]["applied"], shown["lastApply"]["failed"]) == (0, 1)
+
+
+def test_a_tenant_that_refuses_a_write_is_not_sent_the_rest(harness):
+    from tests.templates.test_applying import MAIL
+
+    saved = created(harness, template(controls=MAIL))
+    harness.graph.home.read_only = True  # SecurityEvents.Read.All only
+    answer = apply(harness, saved["id"])
+    assert {(f["control"], f["code"]) for f in answer["failed"]} == {(c, "secure_score_forbidden") for c in MAIL}
+    assert len(patches(harness)) <= 4 < len(MAIL)  # at most those already in flight when the first 403 came
