@@ -245,6 +245,10 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     decided = Plan()
     try:
         states = read_states(services, tenant, template.controls)
+        paused = not_written(services, tenant)  # read again (one store read): paused or removed while it was read
+        if paused is not None:
+            outcome.fail(tenant, None, *paused)
+            raise _Stop
         stored = records.controls_of(records.load(store, template.id, tenant))
         decided = plan(template, version, tenant, states, stored, overwrite, caller, now.isoformat(), outcome)
         outcome.changes.clear()
@@ -257,6 +261,8 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     except records.LeaseHeld:
         outcome.fail(tenant, None, "apply_in_progress", "Another apply took this tenant over; nothing was written.")
         return outcome
+    except _Stop:
+        pass
     except StoreConflict:
         outcome.fail(tenant, None, "conflict", "The tenant's records kept changing; nothing was written. Apply again.")
     # The lease ran out and another apply took it (its records stand), or the store kept changing: an intent left
@@ -264,6 +270,10 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     with contextlib.suppress(records.LeaseHeld, StoreConflict):
         records.write(store, template.id, tenant, run, decided.records, {}, release=True)
     return outcome
+
+
+class _Stop(Exception):
+    """The tenant is not written any more (paused or removed during the apply): nothing more is sent there."""
 
 
 def _patch_all(services: Services, template: Template, tenant: str, decided: Plan, outcome: Outcome) -> None:

@@ -178,3 +178,20 @@ def test_a_tenant_that_refuses_a_write_is_not_sent_the_rest(harness):
     answer = apply(harness, saved["id"])
     assert {(f["control"], f["code"]) for f in answer["failed"]} == {(c, "secure_score_forbidden") for c in MAIL}
     assert len(patches(harness)) <= 4 < len(MAIL)  # at most those already in flight when the first 403 came
+
+
+def test_a_tenant_paused_while_an_apply_reads_it_is_not_written(harness):
+    saved = created(harness, template())
+    home = harness.services.home_tenant_id()
+    paused: list[Any] = []
+
+    def pause_now(request: Any) -> None:  # the apply is reading the tenant's controls: its admin pauses it
+        if request.method == "GET" and request.path.startswith(PROFILES) and not paused:
+            paused.append(harness.call("remove_tenant", "DELETE", f"/tenants/{home}", route_params={"id": home}))
+
+    harness.graph.while_in_flight = pause_now
+    answer = apply(harness, saved["id"])
+    harness.graph.while_in_flight = None
+    assert paused[0].status_code == 200
+    assert [(f["tenant"], f["code"]) for f in answer["failed"]] == [("home", "tenant_paused")]
+    assert answer["applied"] == 0 and patches(harness) == []
