@@ -129,6 +129,14 @@ def read_states(services: Services, tenant: str, controls: tuple[str, ...]) -> d
     return found
 
 
+def _later(seen: Any, intent: Any) -> bool:
+    """Graph's `updatedDateTime` is after the intent's `at` (both ISO 8601; unreadable: not after)."""
+    try:
+        return datetime.fromisoformat(str(seen).replace("Z", "+00:00")) > datetime.fromisoformat(str(intent))
+    except (TypeError, ValueError):
+        return False
+
+
 @dataclass
 class Plan:
     """One tenant's decisions: the intents to write before PATCHing, and the records and drift to keep."""
@@ -155,6 +163,9 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
             if state == record.get("after"):  # the earlier PATCH landed (its answer was lost, or the run stopped)
                 record = {**record, "status": records.DONE}
                 decided.records[control] = record
+            elif state == record.get("before") and not now["ours"] and _later(now["at"], record.get("at")):
+                # it landed (its answer was lost), then a person set the state back after the intent: drift
+                record = {**record, "status": records.DONE}
             elif state == record.get("before"):  # it never landed: as if never written
                 record = None
         wrote = None if record is None else record.get("after")

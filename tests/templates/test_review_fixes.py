@@ -195,3 +195,22 @@ def test_a_tenant_paused_while_an_apply_reads_it_is_not_written(harness):
     assert paused[0].status_code == 200
     assert [(f["tenant"], f["code"]) for f in answer["failed"]] == [("home", "tenant_paused")]
     assert answer["applied"] == 0 and patches(harness) == []
+
+
+def test_a_pending_intent_that_landed_then_a_person_reverted_is_drift(harness):
+    """The PATCH landed, its answer was lost (the intent still pending), then a person set the control back: the
+    entry after the intent is the person's, so it is drift, not a PATCH that never landed."""
+    saved = created(harness, template(controls=["DLPEnabled"]))
+    store = harness.services.store
+    name = f"template-apply:{saved['id']}:home"
+    apply(harness, saved["id"])
+    found = store.get_document(name)
+    assert found is not None
+    document, etag = found
+    document["controls"]["DLPEnabled"]["status"] = "pending"  # as if the answer had been lost
+    store.put_document(name, document, etag)
+    harness.clock.advance(minutes=5)
+    harness.graph.set_state("DLPEnabled", "Default", by="person@contoso.com")
+    answer = apply(harness, saved["id"])
+    assert [(d["control"], d["by"]) for d in answer["drifted"]] == [("DLPEnabled", "person@contoso.com")]
+    assert len(patches(harness)) == 1 and states(harness, ["DLPEnabled"]) == {"DLPEnabled": "Default"}
