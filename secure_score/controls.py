@@ -101,6 +101,21 @@ def current_update(profile: dict[str, Any]) -> dict[str, Any]:
     return max(enumerate(updates), key=lambda pair: (_updated_at(pair[1].get("updatedDateTime")) or oldest, pair[0]))[1]
 
 
+def last_change(profile: dict[str, Any]) -> dict[str, Any]:
+    """The newest `controlStateUpdates` entry that changed the state (the one before it had another, or it is the
+    first and not Default): who decided the state and when, not the newest note; `{}` when none did."""
+    raw = profile.get("controlStateUpdates")
+    updates = [u for u in raw if isinstance(u, dict)] if isinstance(raw, list) else []
+    oldest = datetime.min.replace(tzinfo=UTC)
+    ordered = [u for _, u in sorted(enumerate(updates), key=lambda p: (_updated_at(p[1].get("updatedDateTime"))
+                                                                      or oldest, p[0]))]  # fmt: skip
+    for index in range(len(ordered) - 1, -1, -1):
+        before = state_of(ordered[index - 1]) if index else "Default"
+        if state_of(ordered[index]) != before:
+            return ordered[index]
+    return {}
+
+
 def state_of(update: dict[str, Any]) -> str:
     """An entry's state, in the documented spelling when it is one of the four (compared case-insensitively)."""
     raw = _line(update.get("state"), 40)

@@ -1,8 +1,8 @@
 """Write-back (docs/design.md#secure-score): each ticket's number, status and link in its Secure Score control's notes.
 
-The connector never undoes a person's decision: its PATCH carries the note (and ServiceNow's assignee, when there is
-one) and nothing else, so the `state` an admin or a template set (`Ignored`, `ThirdParty`) and the analyst assigned in
-Secure Score stay as Graph holds them, even when they change between the write's read and its PATCH. It never claims
+The connector never undoes a person's decision: just before each write it reads the control as Graph holds it now
+and carries that read's `state` (an admin's `Ignored` or `ThirdParty` of a minute ago) and `assignedTo` (an
+analyst assigned in Secure Score, unless ServiceNow names an assignee) into the PATCH unchanged. It never claims
 points. One write per change of the note, one at a time per control, at most `MAX_CONCURRENT` at once.
 
 A write is idempotent: every PATCH adds an entry to the control's history, so a PATCH that landed but whose
@@ -20,6 +20,7 @@ with `REFUSED`) and nowhere else, and that control's notes are not written again
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterable
@@ -27,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from secure_score.controls import current_update
+from secure_score.controls import STATES, current_update
 from shared import deadlines
 from shared.graph import MAX_CONCURRENT, ControlRefused, RequestCount, WriteFailed
 from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUnavailable
@@ -57,14 +58,29 @@ def note_of(ticket: Ticket, instance_url: str | None) -> dict[str, str]:
     return {"comment": comment, "assignedTo": ticket.assigned_to or ""}
 
 
-def patch_body(note: dict[str, str]) -> dict[str, Any]:
-    """The PATCH: the note, and ServiceNow's assignee when there is one; never a state. Graph keeps every property a
-    PATCH leaves out ("The values for existing properties that are not included in the request body will not
-    change": https://learn.microsoft.com/graph/api/securescorecontrolprofile-update), so a state a person or a
-    template set between this write's read and its PATCH stands (docs/templates.md: the write-back)."""
+NOTE = re.compile(r"ServiceNow \S+: ")  # how every note of `note_of` begins
+
+
+def is_note(comment: Any) -> bool:
+    """A comment the write-back wrote (`note_of`): its PATCH re-sends the state it read, so an entry with it is the
+    connector's, never a person's decision (docs/templates.md#the-write-back)."""
+    return isinstance(comment, str) and NOTE.match(comment) is not None
+
+
+def patch_body(note: dict[str, str], current: dict[str, Any]) -> dict[str, Any]:
+    """The PATCH: the note, plus the state and analyst the control has *now* (as just read), unchanged. A state
+    outside the documented four is left out rather than sent back (Graph refuses it); ServiceNow's assignee, when
+    there is one, is the analyst."""
+    update = current_update(current)
     body: dict[str, Any] = {"comment": note["comment"], "vendorInformation": dict(VENDOR)}
-    if note["assignedTo"]:
-        body["assignedTo"] = note["assignedTo"]
+    state = update.get("state")
+    if isinstance(state, str) and state.lower() in STATES:
+        body["state"] = state
+    elif not update:
+        body["state"] = "Default"  # a control nobody has touched: Default is its state
+    assigned = note["assignedTo"] or update.get("assignedTo")
+    if isinstance(assigned, str):
+        body["assignedTo"] = assigned
     return body
 
 
@@ -126,7 +142,8 @@ class WriteBack:
             current = graph.control_profile(control_id, count=self._count, tenant=ticket.tenant, retry=False)
             if current_update(current).get("comment") == note["comment"]:
                 return False  # it landed already (an answer lost on the way back, or an earlier run's write)
-            graph.update_control(control_id, patch_body(note), count=self._count, tenant=ticket.tenant, retry=False)
+            graph.update_control(control_id, patch_body(note, current), count=self._count, tenant=ticket.tenant,
+                                 retry=False)  # fmt: skip
             return True
 
         with _control_locks[ticket.claim_key]:

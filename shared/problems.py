@@ -21,6 +21,7 @@ Every error a caller or ServiceNow can cause is one of these; the function modul
     ├── ReaderAppMisconfigured  503     the reader app's federated credential does not match the managed identity
     ├── PreconditionFailed      412     `If-Match` names an older version (the routes)
     ├── PreconditionRequired    428     a change that must name the version it changes came without `If-Match`
+    ├── DocumentTooLarge        413     a stored document would outgrow what one store entity holds: nothing saved
     └── StoreUnavailable        503     the connector's own store is unreachable, failing or throttled (`Retry-After`)
 """
 
@@ -220,6 +221,15 @@ class DeadlineExceeded(ConnectorError):
     title = "The request would take too long and was stopped"
 
 
+class DocumentTooLarge(ConnectorError):
+    """A store document would be larger than one Table entity holds (1 MiB, strings 2 bytes a character): refused
+    before it is sent, on both stores, so no owner meets Azure's EntityTooLarge as a 500 (shared/store/_models.py)."""
+
+    status = 413
+    code = "document_too_large"
+    title = "The change would make a stored document too large"
+
+
 class StoreUnavailable(ConnectorError):
     """The connector's own store (Table Storage) could not be reached, failed, or throttled: nothing the caller
     did, and nothing was half-written (each step of a create is one store transaction)."""
@@ -251,6 +261,7 @@ PROBLEM_CODES: dict[str, type[ConnectorError]] = {
         PreconditionFailed,
         PreconditionRequired,
         DeadlineExceeded,
+        DocumentTooLarge,
         StoreUnavailable,
     )
 }

@@ -38,7 +38,8 @@ APPLY_BODY = 1024
 
 @bp.route(route="templates", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def list_templates(req: func.HttpRequest) -> func.HttpResponse:
-    """Every template, without its drift and endings (any reader): one store read, whatever the tenants."""
+    """Every template, without its drift and endings (any reader): one store read, whatever the tenants; each with
+    its last apply's counts (`lastApply`)."""
     from shared import web
     from templates.saving import load_all
     from templates.shown import shown
@@ -121,16 +122,22 @@ def delete_template(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="templates/{id}/preview", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def preview_template(req: func.HttpRequest) -> func.HttpResponse:
-    """Per tenant and control, the state now and after; nothing written (Connector.Admin)."""
+    """Per tenant and control, the state now and after, and the `version` previewed (also the ETag: the apply sends
+    it in If-Match); nothing written (Connector.Admin). The body is the apply's: `{"overwriteDrift": true}` previews
+    what that apply would set back."""
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
     from templates.applying import preview
-    from templates.saving import find, version_of
+    from templates.saving import etag_header, find, version_of
+    from templates.shown import apply_options
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         template = find(services.store, req.route_params.get("id", ""))
-        return web.json_response(preview(services, template, version_of(template)).preview_json())
+        overwrite = apply_options(inbound.raw, inbound.json)
+        version = version_of(template)
+        answer = {"version": version, **preview(services, template, version, overwrite).preview_json()}
+        return web.json_response(answer, headers=etag_header(template))
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(APPLY_BODY, required=False))
 
@@ -138,18 +145,22 @@ def preview_template(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="templates/{id}/apply", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 def apply_template(req: func.HttpRequest) -> func.HttpResponse:
     """Write the template's state in each tenant where it changes (Connector.Admin); from FANOUT_THRESHOLD tenants,
-    202 with the run's progress URL: one queue message per tenant (templates/fanout.py)."""
+    202 with the run's progress URL: one queue message per tenant (templates/fanout.py). With `If-Match` (the version
+    a preview answered), only that version is written: another is 412 with the current template."""
     from shared import web
     from shared.auth import ROLE_ADMIN
     from shared.edge import Body
     from templates.applying import apply, tenants_of
     from templates.fanout import apply_rest, enqueue
     from templates.hourly import summarize
-    from templates.saving import find, note_applied, version_of
+    from templates.saving import check_if_match, find, note_applied, version_of
     from templates.shown import apply_options
 
     def run(services: Services, caller: Caller, inbound: Inbound) -> func.HttpResponse:
         template = find(services.store, req.route_params.get("id", ""))
+        if_match = inbound.header("If-Match")
+        if if_match is not None and if_match.strip() != "*":
+            check_if_match(if_match, template, "apply")
         overwrite = apply_options(inbound.raw, inbound.json)
         by = caller.user or caller.principal
         at = services.clock().isoformat()
@@ -157,11 +168,14 @@ def apply_template(req: func.HttpRequest) -> func.HttpResponse:
         queued, rest = enqueue(services, template, version, tenants_of(services, template), by, overwrite)
         if queued is None:
             outcome = apply(services, template, version, by, overwrite)
-            note_applied(services, template, at, by)
+            counts = {"applied": outcome.applied, "unchanged": outcome.unchanged, "failed": len(outcome.failed),
+                      "drifted": len(outcome.drifted)}  # fmt: skip
+            note_applied(services, template, version, at, by, counts)
             summarize(services)  # what ends soon, per tenant, for GET /api/tenants
             return web.json_response(outcome.applied_json())
         apply_rest(services, template, version, queued, rest, by, overwrite)  # those the queue did not take
-        note_applied(services, template, at, by)  # what ends soon: the hourly run sums the queued tenants' records
+        # What ends soon: the hourly run sums the queued tenants' records; the run's progress has the counts.
+        note_applied(services, template, version, at, by, {"queued": queued.queued})
         return web.json_response(queued.to_json(), 202, {"Location": queued.progress})
 
     return web.handle(req, run, role=ROLE_ADMIN, body=Body(APPLY_BODY, required=False))

@@ -20,22 +20,23 @@ The rules, each kept here (docs/templates.md#the-rules):
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from secure_score.api import VENDOR, current_update, state_of
+from secure_score.api import VENDOR, current_update, is_note, last_change, state_of
 from shared import deadlines, tenant_records
 from shared.graph import MAX_CONCURRENT
-from shared.problems import ConnectorError
+from shared.problems import ConnectorError, SecureScoreForbidden
 from shared.services import Services
 from shared.store import StoreConflict
 from shared.tickets import HOME
 from templates import records
-from templates.model import HOME_ID, Template
-from templates.saving import removal_under_way
+from templates.model import HOME_ID, TEMPLATE_MARK, Template
+from templates.saving import load_all, version_of
 
 TENANTS_AT_ONCE = 8  # tenants applied in parallel; each has its own 4 requests in flight at most
 LEASE_MARGIN = 60.0  # seconds a tenant's lease outlasts the apply's deadline
@@ -63,14 +64,14 @@ class Outcome:
         self.failed.append({"tenant": tenant, "control": control, "code": code, "detail": detail})
 
     def applied_json(self) -> dict[str, Any]:
-        return _listed({"applied": self.applied, "unchanged": self.unchanged}, failed=self.failed,
+        return listed({"applied": self.applied, "unchanged": self.unchanged}, failed=self.failed,
                        drifted=self.drifted)  # fmt: skip
 
     def preview_json(self) -> dict[str, Any]:
-        return _listed({}, changes=self.changes, missing=self.missing, drifted=self.drifted, failed=self.failed)
+        return listed({}, changes=self.changes, missing=self.missing, drifted=self.drifted, failed=self.failed)
 
 
-def _listed(answer: dict[str, Any], **lists: list[dict[str, Any]]) -> dict[str, Any]:
+def listed(answer: dict[str, Any], **lists: list[dict[str, Any]]) -> dict[str, Any]:
     """An answer's lists, each at most MAX_LISTED long: 500 controls in 2,000 tenants would otherwise make an answer of
     a million entries. A list that was cut is counted whole in `listedOf` (the records keep every control)."""
     cut = {name: len(items) for name, items in lists.items() if len(items) > MAX_LISTED}
@@ -109,16 +110,31 @@ def _graph_tenant(tenant: str) -> str:
 
 
 def read_states(services: Services, tenant: str, controls: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Each of `controls` the tenant has, as Graph holds it now: {state, by, at} (one listing, paged)."""
+    """Each of `controls` the tenant has, as Graph holds it now (one listing, paged): its `state`, who set it and when
+    (`by`, `at`: the entry where the state last changed, not a later note), and whether that was the connector
+    itself (`ours`: its own app, a write-back note or a template's note), never a person's decision."""
     wanted = set(controls)
     found: dict[str, dict[str, Any]] = {}
+    claims = services.graph.token_claims(_graph_tenant(tenant)) or {}
+    app = claims.get("appid") or claims.get("azp")
     for profile in services.graph.control_profiles(tenant=_graph_tenant(tenant)).items:
         control = profile.get("id")
         if isinstance(control, str) and control in wanted:
-            update = current_update(profile)
-            found[control] = {"state": state_of(update) if update else "Default", "by": update.get("updatedBy"),
-                              "at": update.get("updatedDateTime")}  # fmt: skip
+            update, changed = current_update(profile), last_change(profile)
+            comment = changed.get("comment")
+            ours = bool(changed) and ((app is not None and changed.get("updatedBy") == app) or is_note(comment) or (
+                isinstance(comment, str) and TEMPLATE_MARK in comment))  # fmt: skip
+            found[control] = {"state": state_of(update) if update else "Default", "by": changed.get("updatedBy"),
+                              "at": changed.get("updatedDateTime"), "ours": ours}  # fmt: skip
     return found
+
+
+def _later(seen: Any, intent: Any) -> bool:
+    """Graph's `updatedDateTime` is after the intent's `at` (both ISO 8601; unreadable: not after)."""
+    try:
+        return datetime.fromisoformat(str(seen).replace("Z", "+00:00")) > datetime.fromisoformat(str(intent))
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass
@@ -147,10 +163,17 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
             if state == record.get("after"):  # the earlier PATCH landed (its answer was lost, or the run stopped)
                 record = {**record, "status": records.DONE}
                 decided.records[control] = record
+            elif state == record.get("before") and not now["ours"] and _later(now["at"], record.get("at")):
+                # it landed (its answer was lost), then a person set the state back after the intent: drift
+                record = {**record, "status": records.DONE}
             elif state == record.get("before"):  # it never landed: as if never written
                 record = None
         wrote = None if record is None else record.get("after")
-        if wrote is not None and state != wrote and not overwrite:
+        # Drift: a person changed what this template wrote, or (no record) had decided a state of their own before
+        # it. A state the connector itself set last (a write-back's PATCH re-sends the state it read, which can land
+        # after this template's write) is no person's decision: set back without overwriteDrift.
+        decided_before = wrote is None and state not in ("Default", template.state)
+        if ((wrote is not None and state != wrote) or decided_before) and not overwrite and not now["ours"]:
             seen = {"state": state, "by": now["by"], "at": now["at"]}
             outcome.drifted.append({"tenant": tenant, "control": control, **seen})
             decided.drift[control] = seen
@@ -158,18 +181,26 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
         decided.drift[control] = None
         if state == template.state:
             outcome.unchanged += 1
-            if record is None or record.get("after") != state or record.get("version") != version:
+            days = template.expires_in_days
+            if record is not None and record.get("after") == state and record.get("days", days) == days:
+                # the same decision: its first `at` and `until` stand (a rename is no new exception)
+                if record.get("version") != version or record.get("status") != records.DONE:
+                    decided.records[control] = {**record, "version": version, "status": records.DONE, "days": days}
+            else:
                 decided.records[control] = {"before": state, "after": state, "version": version, "by": by, "at": at,
-                                            "status": records.DONE, "until": until}  # fmt: skip
+                                            "status": records.DONE, "until": until, "days": days}  # fmt: skip
             continue
         outcome.changes.append({"tenant": tenant, "control": control, "before": state, "after": template.state})
         decided.intents[control] = {"before": state, "after": template.state, "version": version, "by": by,
-                                    "at": at, "status": records.PENDING, "until": until}  # fmt: skip
+                                    "at": at, "status": records.PENDING, "until": until,
+                                    "days": template.expires_in_days}  # fmt: skip
+        if wrote is not None and state != wrote:  # set back: the record says from what, and who had set it
+            decided.intents[control]["restored"] = {"state": state, "by": now["by"], "at": now["at"]}
     return decided
 
 
 def preview_tenant(services: Services, template: Template, version: str, tenant: str,
-                   registered: tenant_records.Tenants | None = None) -> Outcome:  # fmt: skip
+                   registered: tenant_records.Tenants | None = None, overwrite: bool = False) -> Outcome:  # fmt: skip
     outcome = Outcome()
     refused = not_written(services, tenant, registered)
     if refused is not None:
@@ -180,8 +211,12 @@ def preview_tenant(services: Services, template: Template, version: str, tenant:
     except ConnectorError as exc:
         outcome.fail(tenant, None, exc.code, exc.detail)
         return outcome
+    except deadlines.RunOutOfTime:  # a 500 otherwise (docs/design.md, section 11: never a 500)
+        outcome.fail(tenant, None, "deadline_exceeded", "The preview reached its deadline before this tenant was read; "
+                     "preview again.")  # fmt: skip
+        return outcome
     stored = records.controls_of(records.load(services.store, template.id, tenant))
-    plan(template, version, tenant, states, stored, False, None, services.clock().isoformat(), outcome)
+    plan(template, version, tenant, states, stored, overwrite, None, services.clock().isoformat(), outcome)
     return outcome
 
 
@@ -206,14 +241,25 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
         outcome.fail(tenant, None, "apply_in_progress", "Another apply of this template is writing this tenant now; "
                      "its answer says what it wrote.")  # fmt: skip
         return outcome
-    if removal_under_way(store, template.id, now):  # after the lease: a removal either sees it or is seen here
-        with contextlib.suppress(records.LeaseHeld, StoreConflict):
-            records.write(store, template.id, tenant, run, {}, {}, release=True)
-        outcome.fail(tenant, None, "template_removed", "The template is being removed: nothing was written.")
+    current = load_all(store).get(template.id)  # after the lease: a removal or a PUT either sees it or is seen here
+    if current is None or version_of(current) != version:
+        if current is None:  # removed: its records go with it (this lease is ours)
+            store.delete_document(records.name(template.id, tenant))
+        else:
+            with contextlib.suppress(records.LeaseHeld, StoreConflict):
+                records.write(store, template.id, tenant, run, {}, {}, release=True)
+        code, detail = ("template_removed", "The template was removed: nothing was written.") if current is None else (
+            "template_changed", "The template changed since this apply read it: nothing was written. Preview the "
+            "current version, then apply it.")  # fmt: skip
+        outcome.fail(tenant, None, code, detail)
         return outcome
     decided = Plan()
     try:
         states = read_states(services, tenant, template.controls)
+        paused = not_written(services, tenant)  # read again (one store read): paused or removed while it was read
+        if paused is not None:
+            outcome.fail(tenant, None, *paused)
+            raise _Stop
         stored = records.controls_of(records.load(store, template.id, tenant))
         decided = plan(template, version, tenant, states, stored, overwrite, caller, now.isoformat(), outcome)
         outcome.changes.clear()
@@ -226,6 +272,8 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     except records.LeaseHeld:
         outcome.fail(tenant, None, "apply_in_progress", "Another apply took this tenant over; nothing was written.")
         return outcome
+    except _Stop:
+        pass
     except StoreConflict:
         outcome.fail(tenant, None, "conflict", "The tenant's records kept changing; nothing was written. Apply again.")
     # The lease ran out and another apply took it (its records stand), or the store kept changing: an intent left
@@ -235,14 +283,25 @@ def apply_tenant(services: Services, template: Template, version: str, tenant: s
     return outcome
 
 
+class _Stop(Exception):
+    """The tenant is not written any more (paused or removed during the apply): nothing more is sent there."""
+
+
 def _patch_all(services: Services, template: Template, tenant: str, decided: Plan, outcome: Outcome) -> None:
     """One PATCH per intent, at most MAX_CONCURRENT at once; each outcome goes to `decided.records`."""
     graph, target = services.graph, _graph_tenant(tenant)
     body = {"state": template.state, "comment": template.note(), "vendorInformation": dict(VENDOR)}
+    refused = threading.Event()  # the tenant refused a write (403): the rest are not sent, as the write-back stops
+    counted = threading.Lock()  # `applied` is added to from MAX_CONCURRENT threads
 
     def one(control: str) -> None:
         intent = decided.intents[control]
         sent = [False]
+        if refused.is_set():
+            decided.records[control] = {**intent, "status": records.FAILED, "code": SecureScoreForbidden.code}
+            outcome.fail(tenant, control, SecureScoreForbidden.code, "Not sent: the tenant refused an earlier write "
+                         "of this apply (the grant cannot write); apply again once it can.")  # fmt: skip
+            return
 
         def once() -> bool:
             if sent[0]:  # a retry: read first, so a PATCH whose answer was lost is not sent twice
@@ -257,6 +316,8 @@ def _patch_all(services: Services, template: Template, tenant: str, decided: Pla
         try:
             graph.retried(once)
         except ConnectorError as exc:
+            if isinstance(exc, SecureScoreForbidden):
+                refused.set()
             decided.records[control] = {**intent, "status": records.FAILED, "code": exc.code}
             outcome.fail(tenant, control, exc.code, exc.detail)
             return
@@ -265,7 +326,8 @@ def _patch_all(services: Services, template: Template, tenant: str, decided: Pla
                          "was written; apply again to write it.")  # fmt: skip
             return
         decided.records[control] = {**intent, "status": records.DONE}
-        outcome.applied += 1
+        with counted:
+            outcome.applied += 1
 
     with ThreadPoolExecutor(MAX_CONCURRENT) as pool:  # each job carries the run's deadline in a context of its own
         jobs = [pool.submit(deadlines.in_this_run(one), control) for control in decided.intents]
@@ -290,9 +352,9 @@ def _each_tenant(services: Services, template: Template, work: Any) -> Outcome:
     return total
 
 
-def preview(services: Services, template: Template, version: str) -> Outcome:
+def preview(services: Services, template: Template, version: str, overwrite: bool = False) -> Outcome:
     def one(tenant: str, registered: tenant_records.Tenants) -> Outcome:
-        return preview_tenant(services, template, version, tenant, registered)
+        return preview_tenant(services, template, version, tenant, registered, overwrite)
 
     return _each_tenant(services, template, one)
 

@@ -29,7 +29,7 @@ from shared.store import StoreConflict
 from templates import opened, records
 from templates.applying import LEASE_MARGIN, not_written, read_states
 from templates.model import Template
-from templates.saving import removal_under_way
+from templates.saving import load_all
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,8 @@ def end_tenant(services: Services, template: Template, tenant: str, document: di
             }
         )
         return  # fmt: skip
-    if removal_under_way(store, template.id, now):  # after the lease, as an apply (templates/saving.py)
-        with contextlib.suppress(records.LeaseHeld, StoreConflict):
-            records.write(store, template.id, tenant, run, {}, {}, release=True)
+    if template.id not in load_all(store):  # after the lease, as an apply: a removal either sees it or is seen here
+        store.delete_document(records.name(template.id, tenant))  # removed: its records go with it (the lease is ours)
         return
     written: dict[str, dict[str, Any]] = {}
     try:

@@ -26,9 +26,11 @@ ALL = "all"
 HOME_ID = "home"  # the home tenant in a template's list (its records' names too)
 CONTROL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TEMPLATE_ID = re.compile(r"^[a-z0-9]{12}$")  # the ids the connector gives: safe in a Table RowKey and a URL
+TEMPLATE_MARK = "[template: "  # how a template's note ends (`Template.note`): the connector's own write
 TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Members of a template's answer that a PUT may send back as GET gave them: they are the connector's, not the caller's.
-ANSWER_ONLY = frozenset({"id", "version", "savedAt", "savedBy", "appliedAt", "appliedBy", "drift", "expiring"})
+ANSWER_ONLY = frozenset({"id", "version", "savedAt", "savedBy", "appliedAt", "appliedBy", "lastApply", "drift",
+                         "expiring", "listedOf", "partial"})  # fmt: skip
 WRITABLE = ("name", "controls", "state", "comment", "tenants", "expiresInDays")
 
 
@@ -84,7 +86,7 @@ class Template:
 
     def note(self) -> str:
         """The comment the PATCH writes: the template's comment and its name, so the portal says where it came from."""
-        mark = f"[template: {self.name}]"
+        mark = f"{TEMPLATE_MARK}{self.name}]"
         return f"{self.comment} {mark}" if self.comment else mark
 
 

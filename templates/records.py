@@ -16,9 +16,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared import deadlines
 from shared.store import TicketStore, update_document
 from shared.tickets import HOME
-from templates.model import HOME_ID
+from templates.model import HOME_ID, Template
 from templates.saving import RECORDS_PREFIX
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
@@ -84,25 +85,34 @@ def all_of(store: TicketStore, template_id: str) -> dict[str, dict[str, Any]]:
 
 
 def drift_and_expiring(
-    store: TicketStore, template_id: str, now: datetime, snapshots: bool = False
-) -> tuple[list[Any], list[Any]]:
+    store: TicketStore, template: Template, now: datetime, snapshots: bool = False
+) -> tuple[list[Any], list[Any], bool]:
     """What a template's answer shows: each drifted control as the last apply found it (with `snapshots`, also each
     control whose state in the tenant's latest refreshed snapshot, newer than the write, differs from what the
-    template wrote: `by` unknown), and each exception that ends within EXPIRING_DAYS."""
+    template wrote: `by` unknown), and each exception that ends within EXPIRING_DAYS. Only the template's controls and
+    tenants now: a record of one taken out since is no longer the template's (another may set that control now).
+    Under the run's deadline: the tenants read by then, and False when some were not."""
     drift: list[dict[str, Any]] = []
     expiring: list[dict[str, Any]] = []
     soon = (now + timedelta(days=EXPIRING_DAYS)).isoformat()
-    for tenant, document in sorted(all_of(store, template_id).items()):
-        found = dict(document.get("drift") or {})
+    mine = set(template.controls)
+    for tenant, document in sorted(all_of(store, template.id).items()):
+        if not template.covers(tenant):
+            continue
+        left = deadlines.run_left()
+        if left is not None and left <= 0:
+            return drift, expiring, False
+        found = {c: d for c, d in (document.get("drift") or {}).items() if c in mine}
         if snapshots:
-            found.update({c: d for c, d in _refreshed_drift(store, tenant, document).items() if c not in found})
+            found.update({c: d for c, d in _refreshed_drift(store, tenant, document).items()
+                          if c not in found and c in mine})  # fmt: skip
         for control, seen in sorted(found.items()):
             drift.append({"tenant": tenant, "control": control, **seen})
-        for control, record in sorted(controls_of(document).items()):
+        for control, record in sorted((c, r) for c, r in controls_of(document).items() if c in mine):
             until = record.get("until")
             if record.get("status") == DONE and isinstance(until, str) and until <= soon:
                 expiring.append({"tenant": tenant, "control": control, "until": until})
-    return drift, expiring
+    return drift, expiring, True
 
 
 def _refreshed_drift(store: TicketStore, tenant: str, document: dict[str, Any]) -> dict[str, dict[str, Any]]:

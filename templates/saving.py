@@ -15,21 +15,18 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from shared import tenant_records
 from shared.problems import Conflict, FieldError, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
 from shared.services import Services
-from shared.store import StoreConflict, TicketStore, update_document
+from shared.store import MAX_DOCUMENT_CHARS, StoreConflict, TicketStore, update_document
 from shared.tickets import HOME
 from templates.model import HOME_ID, TEMPLATE_ID, Template, parse
 
 DOCUMENT = "templates"
-REMOVING_PREFIX = "template-removing:"  # then the template's id: a removal under way (`removing`)
-REMOVAL_SECONDS = 300  # a removal's marker counts this long
 RECORDS_PREFIX = "template-apply:"  # then `{template id}:{tenant}`: what each apply wrote (templates/records.py)
-MAX_DOCUMENT = 600_000  # characters of JSON: well inside a Table entity's 1 MiB
+MAX_DOCUMENT = MAX_DOCUMENT_CHARS - 1000  # characters of JSON: what one Table entity holds, less the document's own
 
 
 def load_all(store: TicketStore) -> dict[str, Template]:
@@ -73,12 +70,15 @@ def require_if_match(if_match: str | None, what: str) -> str:
     return if_match
 
 
-def _check_if_match(if_match: str | None, template: Template, what: str) -> None:
+def check_if_match(if_match: str | None, template: Template, what: str) -> None:
+    """`If-Match` names the template's current version, else 412 with the current template (an apply sends the
+    version it previewed: docs/templates.md#the-api)."""
     if_match = require_if_match(if_match, what)
+    what_done = "written" if what == "apply" else "saved"
     version = version_of(template)
     if not any(tag.strip() in (f'"{version}"', version) for tag in if_match.split(",")):
         raise PreconditionFailed(
-            "The template changed since you read it (If-Match names an older version); nothing was saved.",
+            f"The template changed since you read it (If-Match names an older version); nothing was {what_done}.",
             remediation="Apply your change to the current template (in this answer) and send it with its version.",
             extra={"template": template.to_json() | {"version": version}},
         )
@@ -111,7 +111,7 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
     write."""
     if template_id is not None:
         require_if_match(if_match, "PUT")
-        _check_if_match(if_match, find(services.store, template_id), "PUT")
+        check_if_match(if_match, find(services.store, template_id), "PUT")
     fields = parse(body, known_tenants(services.store))
     now = services.clock().isoformat()
     new_id = template_id or uuid.uuid4().hex[:12]
@@ -124,7 +124,7 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
         if template_id is not None:
             if old is None:
                 raise NotFound(f"There is no template '{template_id}'.", remediation="GET /api/templates lists them.")
-            _check_if_match(if_match, old, "PUT")
+            check_if_match(if_match, old, "PUT")
         template = Template(new_id, revision=uuid.uuid4().hex, saved_at=now, saved_by=saved_by,
                             applied_at=old.applied_at if old else None, applied_by=old.applied_by if old else None,
                             **fields)  # fmt: skip
@@ -135,67 +135,76 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
             raise ValidationFailed([FieldError("controls", f"the templates would take {size} characters; at most "
                                                f"{MAX_DOCUMENT} are kept (fewer controls or tenants)")])  # fmt: skip
         document["templates"] = templates
-        saved[:] = [template]
+        saved[:] = [template, *([old] if old else [])]
 
     _update(services, edit)
+    if len(saved) > 1:
+        _drop_records(services.store, saved[1], saved[0])
     return saved[0]
 
 
-def removing(template_id: str) -> str:
-    """The marker a removal writes before it looks for applies: an apply that takes a tenant's lease after it stops
-    (templates/applying.py), one that took it before is seen by the removal. Each writes, then reads the other's."""
-    return f"{REMOVING_PREFIX}{template_id}"
+def _drop_records(store: TicketStore, old: Template, new: Template) -> None:
+    """A PUT's records of the controls and tenants it took out go: they are no longer the template's (another
+    template may set that control now), so neither its drift nor its endings (docs/templates.md#records-exactly-once).
+    A tenant taken out loses its document; that ends the lease of an apply writing it, as a removal does."""
+    gone = set(old.controls) - set(new.controls)
+    narrowed = new.tenants is not None and (old.tenants is None or bool(set(old.tenants) - set(new.tenants)))
+    if not (gone or narrowed):
+        return
+    prefix = f"{RECORDS_PREFIX}{new.id}:"
 
+    def edit(document: dict[str, Any]) -> None:
+        if not document:  # removed meanwhile: not written again
+            raise KeyError
+        for part in ("controls", "drift"):
+            kept = document.get(part)
+            if isinstance(kept, dict):
+                document[part] = {c: r for c, r in kept.items() if c not in gone}
 
-def removal_under_way(store: TicketStore, template_id: str, now: datetime) -> bool:
-    """A removal's marker younger than REMOVAL_SECONDS (an older one is a removal that stopped half-way)."""
-    found = store.get_document(removing(template_id))
-    at = str((found[0] if found else {}).get("at") or "")
-    return bool(at) and at > (now - timedelta(seconds=REMOVAL_SECONDS)).isoformat()
+    for name in store.list_documents(prefix):
+        if not new.covers(name[len(prefix) :]):
+            store.delete_document(name)
+        elif gone:
+            with contextlib.suppress(StoreConflict, KeyError):
+                update_document(store, name, edit)
 
 
 def delete(services: Services, template_id: str, if_match: str | None) -> None:
-    """Remove a template and its records; refused (409) while an apply of it is writing a tenant, whose records
-    would outlive it."""
+    """Remove a template, then its records. The template goes first: an apply that takes a tenant's lease after it
+    reads the templates again and stops (templates/applying.py); deleting a tenant's record document ends the lease of
+    an apply that took it before (its later writes find no lease of its own and write nothing)."""
     require_if_match(if_match, "DELETE")
-    _check_if_match(if_match, find(services.store, template_id), "DELETE")
-    store, now = services.store, services.clock()
-    marker = removing(template_id)
-    with contextlib.suppress(StoreConflict):
-        store.delete_document(marker)
-        store.put_document(marker, {"at": now.isoformat()}, None)
-    held = store.list_documents(f"{RECORDS_PREFIX}{template_id}:")
-    if any(d.get("applyingBy") and str(d.get("applyingUntil") or "") > now.isoformat() for d, _ in held.values()):
-        store.delete_document(marker)
-        raise Conflict("An apply of this template is writing its tenants now; nothing was removed.",
-                       remediation="Wait for the apply's answer, then remove the template.")  # fmt: skip
+    check_if_match(if_match, find(services.store, template_id), "DELETE")
 
     def edit(document: dict[str, Any]) -> None:
         templates = dict(document.get("templates") or {})
         if template_id not in templates:
             raise NotFound(f"There is no template '{template_id}'.", remediation="GET /api/templates lists them.")
-        _check_if_match(if_match, Template.from_json(templates[template_id]), "DELETE")
+        check_if_match(if_match, Template.from_json(templates[template_id]), "DELETE")
         del templates[template_id]
         document["templates"] = templates
 
-    try:
-        _update(services, edit)
-    except Exception:
-        store.delete_document(marker)  # not removed (412, 404, 409): applies may go on
-        raise
-    for name in store.list_documents(f"{RECORDS_PREFIX}{template_id}:"):  # its records go with it
-        store.delete_document(name)
-    store.delete_document(marker)
+    _update(services, edit)
+    for name in services.store.list_documents(f"{RECORDS_PREFIX}{template_id}:"):  # its records go with it
+        services.store.delete_document(name)
 
 
-def note_applied(services: Services, template: Template, at: str, by: str | None) -> None:
-    """The template's last apply (who, when), kept under the same document's ETag; its version does not change. A
-    document that kept changing keeps the older note: the apply's answer and records are what count."""
+def note_applied(services: Services, template: Template, version: str, at: str, by: str | None,
+                 counts: dict[str, int]) -> None:  # fmt: skip
+    """The template's last apply, kept under the same document's ETag (its version does not change): `lastApply`
+    (when, who, the version, how many applied, unchanged, failed, drifted: what the list shows), and `appliedAt` /
+    `appliedBy` only when it wrote, confirmed or queued something. Nothing when the template is another version now:
+    that version was never applied. A document that kept changing keeps the older note: the records are what count."""
 
     def edit(document: dict[str, Any]) -> None:
         templates = dict(document.get("templates") or {})
-        if template.id in templates:
-            templates[template.id] = {**templates[template.id], "appliedAt": at, "appliedBy": by}
+        entry = templates.get(template.id)
+        if not isinstance(entry, dict) or version_of(Template.from_json(entry)) != version:
+            return
+        entry = {**entry, "lastApply": {"at": at, "by": by, "version": version, **counts}}
+        if counts.get("applied", 0) + counts.get("unchanged", 0) + counts.get("queued", 0) > 0:
+            entry.update(appliedAt=at, appliedBy=by)
+        templates[template.id] = entry
         document["templates"] = templates
 
     with contextlib.suppress(StoreConflict):

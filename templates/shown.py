@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared import deadlines
 from shared.services import Services
 from templates import records
+from templates.applying import listed
 from templates.model import Template
 from templates.saving import version_of
+
+READ_SECONDS = 10.0  # one template's answer reads its tenants' records (and snapshots) for this long at most
 
 
 def shown(services: Services, template: Template, *, detail: bool = True, snapshots: bool = False) -> dict[str, Any]:
@@ -19,8 +23,11 @@ def shown(services: Services, template: Template, *, detail: bool = True, snapsh
     data.pop("revision", None)
     answer = {**data, "version": version_of(template)}
     if detail:
-        answer["drift"], answer["expiring"] = records.drift_and_expiring(services.store, template.id,
-                                                                          services.clock(), snapshots)  # fmt: skip
+        with deadlines.run_deadline(READ_SECONDS):
+            drift, expiring, whole = records.drift_and_expiring(services.store, template, services.clock(), snapshots)
+        answer = listed(answer, drift=drift, expiring=expiring)
+        if not whole:  # some tenants' records were not read in time: the lists are the others'
+            answer["partial"] = True
     return answer
 
 

@@ -10,13 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from shared.store._models import DIGEST, IdempotencyRecord, OAuthState, StoreConflict, TicketStore, controls_digest
+from shared.store._models import (
+    DIGEST,
+    MAX_DOCUMENT_CHARS,
+    IdempotencyRecord,
+    OAuthState,
+    StoreConflict,
+    TicketStore,
+    controls_digest,
+)
 from shared.store.sqlite import SqliteTicketStore
 from shared.tickets import Ticket
 
 __all__ = [
-    "DIGEST", "IdempotencyRecord", "OAuthState", "SqliteTicketStore", "StoreConflict", "TicketStore", "change_ticket",
-    "controls_digest", "update_conditionally", "update_document",
+    "DIGEST", "MAX_DOCUMENT_CHARS", "IdempotencyRecord", "OAuthState", "SqliteTicketStore", "StoreConflict",
+    "TicketStore", "change_ticket", "controls_digest", "update_conditionally", "update_document",
 ]  # fmt: skip
 
 T = TypeVar("T")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from shared.problems import DocumentTooLarge
 from shared.tickets import Ticket
 
 DIGEST = "controlsDigest"  # the summary's digest of the snapshot's controls (controls_digest)
@@ -24,6 +25,26 @@ def prefix_end(prefix: str) -> str:
     if not prefix:
         raise ValueError("a document prefix must not be empty")
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+# The most characters of JSON one store document may take. Table Storage holds at most 1 MiB per entity and counts a
+# String property as 4 + 2 bytes per character, each property also 8 + 2 bytes per character of its name, and the
+# keys 2 bytes per character (https://learn.microsoft.com/azure/storage/tables/scalability-targets; the entity size
+# formula: https://learn.microsoft.com/en-us/archive/blogs/avkashchauhan/how-the-size-of-an-entity-is-caclulated-in-
+# windows-azure-table-storage). 500,000 characters are 1,000,000 bytes in 17 chunks of 30,000 (about 400 bytes of
+# property overhead), which leaves more than 47,000 bytes for the keys (at most 2 KiB each) and the Timestamp.
+# Azurite does not enforce the limit, so both stores check it themselves.
+MAX_DOCUMENT_CHARS = 500_000
+
+
+def check_size(name: str, text: str) -> None:
+    """Refuse a document larger than MAX_DOCUMENT_CHARS before it is written (413 `document_too_large`)."""
+    if len(text) > MAX_DOCUMENT_CHARS:
+        raise DocumentTooLarge(
+            f"The change would make the stored document '{name[:60]}' {len(text)} characters long; one document "
+            f"holds at most {MAX_DOCUMENT_CHARS}. Nothing was saved.",
+            remediation="Make it smaller (fewer entries, shorter texts), then send it again.",
+        )
 
 
 class StoreConflict(Exception):

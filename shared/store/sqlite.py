@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, prefix_end
+from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, check_size, prefix_end
 from shared.store.sqlite_scores import SqliteSecureScores
 from shared.tickets import Ticket
 
@@ -299,14 +299,16 @@ class SqliteTicketStore(SqliteSecureScores):
         return None if row is None else (json.loads(row[0]), str(row[1]))
 
     def put_sync_state(self, state: dict[str, Any], etag: str | None) -> str:
+        text = json.dumps(state)
+        check_size("state", text)  # as Table Storage's entity would refuse it
         with self._lock:
             if etag is None:
-                cursor = self._db.execute("INSERT OR IGNORE INTO sync_state VALUES (1, 1, ?)", (json.dumps(state),))
+                cursor = self._db.execute("INSERT OR IGNORE INTO sync_state VALUES (1, 1, ?)", (text,))
                 new = "1"
             else:
                 cursor = self._db.execute(
                     "UPDATE sync_state SET version = version + 1, data = ? WHERE id = 1 AND version = ?",
-                    (json.dumps(state), int(etag)),
+                    (text, int(etag)),
                 )
                 new = str(int(etag) + 1)
         if cursor.rowcount != 1:
@@ -321,14 +323,16 @@ class SqliteTicketStore(SqliteSecureScores):
         return None if row is None else (json.loads(row[0]), str(row[1]))
 
     def put_document(self, name: str, data: dict[str, Any], etag: str | None) -> str:
+        text = json.dumps(data)
+        check_size(name, text)  # as Table Storage's entity would refuse it
         with self._lock:
             if etag is None:
-                cursor = self._db.execute("INSERT OR IGNORE INTO documents VALUES (?, 1, ?)", (name, json.dumps(data)))
+                cursor = self._db.execute("INSERT OR IGNORE INTO documents VALUES (?, 1, ?)", (name, text))
                 new = "1"
             else:
                 cursor = self._db.execute(
                     "UPDATE documents SET version = version + 1, data = ? WHERE name = ? AND version = ?",
-                    (json.dumps(data), name, int(etag)),
+                    (text, name, int(etag)),
                 )
                 new = str(int(etag) + 1)
         if cursor.rowcount != 1:

@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from shared.store._models import DIGEST, OAuthState, StoreConflict, prefix_end
+from shared.store._models import DIGEST, OAuthState, StoreConflict, check_size, prefix_end
 
 OAUTH_STATES = "oauthstates"
 SYNC = "syncstate"
@@ -21,8 +21,9 @@ _STATE_PARTITION = "state"
 _CHUNK = 30_000
 
 
-def _json_properties(value: Any, name: str = "data") -> dict[str, str]:
+def _json_properties(value: Any, name: str = "data", row: str = "") -> dict[str, str]:
     text = json.dumps(value)  # ensure_ascii: one UTF-16 unit per character
+    check_size(row, text)
     chunks = [text[start : start + _CHUNK] for start in range(0, len(text), _CHUNK)] or [""]
     return {(name if i == 0 else f"{name}{i}"): chunk for i, chunk in enumerate(chunks)}
 
@@ -132,7 +133,7 @@ class TableDocuments:
         needs."""
         from azure.core.exceptions import ResourceExistsError
 
-        entity = {"PartitionKey": partition, "RowKey": row, **_json_properties(data)}
+        entity = {"PartitionKey": partition, "RowKey": row, **_json_properties(data, row=row)}
         table = self._table(table_name)
         if etag is not None:
             new_etag = self._write_if_unchanged(table, entity, etag)

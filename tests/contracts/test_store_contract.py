@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from shared.problems import DocumentTooLarge
 from shared.store import (
     DIGEST,
+    MAX_DOCUMENT_CHARS,
     TRIES,
     IdempotencyRecord,
     OAuthState,
@@ -447,7 +449,7 @@ def test_claims_of_a_store_from_before_move_into_the_tickets_table(azurite):
 
 def test_large_run_states_and_documents_round_trip(store):
     """A run state listing a hundred failures is far beyond one Table property (64 KiB): it must still store."""
-    failures = {f"record:{i:032x}": {"detail": "é" * 900, "at": str(i)} for i in range(100)}
+    failures = {f"record:{i:032x}": {"detail": "é" * 600, "at": str(i)} for i in range(100)}
     state = {"last": {"errors": ["x" * 500] * 50}, "failures": failures}
     etag = store.put_sync_state(state, None)
     assert store.get_sync_state() == (state, etag)
@@ -456,6 +458,21 @@ def test_large_run_states_and_documents_round_trip(store):
     assert store.put_document("secure_score", state, None)
     found = store.get_document("secure_score")
     assert found is not None and found[0] == state
+
+
+def test_a_document_larger_than_one_entity_holds_is_refused_before_it_is_written(store):
+    """Table Storage takes at most 1 MiB per entity, counting a string 2 bytes a character; Azurite does not enforce
+    it, so both stores refuse a larger document themselves (413 document_too_large), and none ever meets Azure's
+    EntityTooLarge as a 500."""
+    assert MAX_DOCUMENT_CHARS * 2 + 2 * 2048 + 17 * (8 + 2 * 6 + 4) + 40_000 <= 1024 * 1024  # keys, chunks, margin
+    fits = {"pad": "a" * (MAX_DOCUMENT_CHARS - 20)}
+    assert store.put_document("big", fits, None)
+    with pytest.raises(DocumentTooLarge) as raised:
+        store.put_document("bigger", {"pad": "a" * MAX_DOCUMENT_CHARS}, None)
+    assert raised.value.status == 413 and raised.value.code == "document_too_large"
+    assert store.get_document("bigger") is None
+    with pytest.raises(DocumentTooLarge):
+        store.put_sync_state({"pad": "é" * (MAX_DOCUMENT_CHARS // 6 + 1)}, None)  # "\u00e9": 6 characters of JSON
 
 
 def test_a_begin_the_store_refuses_for_another_reason_than_the_claim_is_that_reason_and_writes_nothing(azurite):
