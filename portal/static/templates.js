@@ -66,9 +66,12 @@ function listRow(t) {
     el("td", { className: "num", "data-label": "Controls" }, String(t.controls.length)),
     el("td", { className: "name", "data-label": "Tenants" }, tenants),
     el("td", { className: "applied", "data-label": "Last applied" }, ...applied),
-    el("td", { className: `num${(t.drift || []).length ? " alert" : ""}`, "data-label": "Drift" }, String((t.drift || []).length)),
-    el("td", { className: "num", "data-label": "Ending soon" }, String((t.expiring || []).length)));
+    el("td", { className: `num${drifted(t) ? " alert" : ""}`, "data-label": "Drifted" }, String(drifted(t))));
 }
+
+// The list is one store read: it has the last apply's counts (lastApply), not each tenant's drift and endings,
+// which the template's own view reads.
+const drifted = (t) => Number((t.lastApply && t.lastApply.drifted) || 0);
 
 // -- one template ----------------------------------------------------------------------------------------------
 async function showOne(id) {
