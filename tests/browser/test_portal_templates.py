@@ -252,7 +252,7 @@ def test_the_templates_view_is_accessible_and_fits_at_both_widths(browser, porta
     page = open_portal(browser, portal, width=width, bypass_csp=True)  # only so axe can be injected
     page.click("#templates-link")
     page.wait_for_selector("#template-table tbody tr")
-    assert page.locator("#template-table tbody td").nth(4).inner_text() == "1"  # its last apply's drift, counted in the list
+    assert page.locator("#template-table tbody td").nth(4).inner_text() == "1"  # its last apply found one drifted
     assert axe_violations(page) == []
     assert page.evaluate(OVERFLOW) <= 0
     shoot(page, f"portal-templates-{width}")
