@@ -10,6 +10,7 @@ import base64
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,20 @@ FAST = QueueOptions(batch_size=8, max_dequeue_count=5, visibility_timeout=0.0, m
 OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
 
 
+@contextmanager
+def queued_portal(
+    indexed_functions: Any, identity: ManagedIdentity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    azurite_queues: str, queue: str,
+) -> Iterator[Portal]:  # fmt: skip
+    """The page's portal on Azurite's queues (`queue` and its poison queue emptied), fanning out from two."""
+    for name in (queue, poison_queue(queue)):
+        _queue(azurite_queues, name)
+    monkeypatch.delenv("AzureWebJobsStorage__queueServiceUri", raising=False)
+    env = {"AzureWebJobsStorage": azurite_queues, "FANOUT_THRESHOLD": "2"}
+    with served_portal(indexed_functions, identity, tmp_path, monkeypatch, env, queue_options=FAST) as served:
+        yield served
+
+
 @pytest.fixture
 def portal(
     indexed_functions: Any,
@@ -43,11 +58,7 @@ def portal(
     azurite_queues: str,
 ) -> Iterator[Portal]:
     """The page's portal on Azurite's queues, fanning out from two tenants due (the tenants fixture builds on it)."""
-    for name in (QUEUE, poison_queue(QUEUE)):
-        _queue(azurite_queues, name)
-    monkeypatch.delenv("AzureWebJobsStorage__queueServiceUri", raising=False)
-    env = {"AzureWebJobsStorage": azurite_queues, "FANOUT_THRESHOLD": "2"}
-    with served_portal(indexed_functions, identity, tmp_path, monkeypatch, env, queue_options=FAST) as served:
+    with queued_portal(indexed_functions, identity, tmp_path, monkeypatch, azurite_queues, QUEUE) as served:
         yield served
 
 

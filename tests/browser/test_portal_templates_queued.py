@@ -15,13 +15,11 @@ from playwright.sync_api import expect
 
 from dev.entra import FABRIKAM
 from dev.graph import ManagedIdentity
-from shared.queues import poison_queue
 from templates.fanout import QUEUE
-from tests.browser.test_portal import Portal, axe_violations, browser, open_portal, served_portal
-from tests.browser.test_portal_refresh import FAST
+from tests.browser.test_portal import Portal, axe_violations, browser, open_portal
+from tests.browser.test_portal_refresh import queued_portal
 from tests.browser.test_portal_templates import problems, saved
 from tests.browser.test_portal_tenants import Tenants, several, tenants
-from tests.secure_score.test_fanout import _queue
 
 __all__ = ["browser", "tenants"]  # fixtures, used by name
 
@@ -35,11 +33,7 @@ def portal(
     azurite_queues: str,
 ) -> Iterator[Portal]:
     """The portal on Azurite's queues, an apply fanning out from two tenants (the tenants fixture builds on it)."""
-    for name in (QUEUE, poison_queue(QUEUE)):
-        _queue(azurite_queues, name)
-    monkeypatch.delenv("AzureWebJobsStorage__queueServiceUri", raising=False)
-    env = {"AzureWebJobsStorage": azurite_queues, "FANOUT_THRESHOLD": "2"}
-    with served_portal(indexed_functions, identity, tmp_path, monkeypatch, env, queue_options=FAST) as served:
+    with queued_portal(indexed_functions, identity, tmp_path, monkeypatch, azurite_queues, QUEUE) as served:
         yield served
 
 
