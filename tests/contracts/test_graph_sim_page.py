@@ -10,7 +10,7 @@ from dev.entra import FABRIKAM
 from dev.graph import GraphSimulator, ManagedIdentity
 from dev.graph.simulator import PROFILES
 from dev.servicenow import SimulatorTransport
-from tests.templates_support import apply, created, preview, template
+from tests.templates_support import apply, body, created, get, preview, template
 
 GRAPH = "https://graph.microsoft.com"
 
@@ -70,3 +70,6 @@ def test_a_person_s_change_on_the_page_is_a_templates_drift_naming_them(harness)
         assert browser.post("/sim/controls/DLPEnabled/state", data=form).status_code == 303
     (drifted,) = preview(harness, saved["id"])["drifted"]
     assert (drifted["control"], drifted["state"], drifted["by"]) == ("DLPEnabled", "Default", "alex@contoso.com")
+    assert apply(harness, saved["id"])["drifted"][0]["by"] == "alex@contoso.com"  # never set back silently
+    assert [(d["control"], d["by"]) for d in body(get(harness, saved["id"]))["drift"]] == [
+        ("DLPEnabled", "alex@contoso.com")]  # fmt: skip
