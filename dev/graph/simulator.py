@@ -18,7 +18,8 @@ public documentation reads (shapes and their sources: docs/design.md#microsoft-g
   app-only tokens for another tenant) and answers each token with the data of the tenant its `tid` names: the home
   tenant as always (`catalogue.initial_scores`), any other with its own scores and history
   (`catalogue.customer_scores`). Requests and requests in flight are counted per tenant too (`tenant(id)`).
-- Switches: complete or regress a control (`POST /sim/controls/{id}/complete|regress`, or the page at `/sim`);
+- Switches: complete or regress a control (`POST /sim/controls/{id}/complete|regress`, or the page at `/sim`), a
+  person's state change (`POST /sim/controls/{id}/state`, form-encoded: `dev/graph/pages.py`);
   a failing provider (206 with `Warning: 199 - "{vendor}/{provider}/{status}/{ms}"`, its controls left out); a
   dripping response; an empty listing; faults (429 with `Retry-After`, 503, latency, drops, and `commit_then_drop`:
   the work done, the answer lost).
@@ -38,7 +39,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from dev.graph import catalogue
 from dev.graph.identity import READ_ROLE, WRITE_ROLE, ManagedIdentity, TokenIssuer
-from dev.graph.pages import controls_page, tenant_query
+from dev.graph.pages import controls_page, state_form, tenant_query
 from dev.graph.tenant import TenantData
 from dev.wire.faults import Fault, take_fault
 from dev.wire.messages import SimRequest, SimResponse
@@ -386,6 +387,8 @@ class GraphSimulator:
             if query.get("back") == "page":
                 return SimResponse(303, {"Location": "/sim" + tenant_query(tenant, self.home)})
             return SimResponse.json(200, {"id": control_id, "score": tenant.scores[control_id]})
+        if request.method == "POST" and len(parts) == 4 and parts[1] == "controls" and parts[3] == "state":
+            return state_form(request, tenant, unquote(parts[2]), self.home)
         if request.method == "GET" and parts == ["sim"]:
             with self.lock:
                 return controls_page(request, tenant, self.home, list(self._tenants.values()), self.portal_port)

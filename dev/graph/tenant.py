@@ -57,12 +57,17 @@ class TenantData:
             self.scores[control_id] = 0.0
 
     def set_state(
-        self, control_id: str, state: str, assigned_to: str | None = None, by: str = "admin@contoso.com"
+        self,
+        control_id: str,
+        state: str,
+        assigned_to: str | None = None,
+        by: str = "admin@contoso.com",
+        comment: str | None = None,
     ) -> None:
         """What an admin does in the Defender portal: a new history entry with a state and an analyst."""
         with self.lock:
             self.profiles[control_id]["controlStateUpdates"].append(
-                {"assignedTo": assigned_to, "comment": None, "state": state, "updatedBy": by,
+                {"assignedTo": assigned_to, "comment": comment, "state": state, "updatedBy": by,
                  "updatedDateTime": self.now_text()})  # fmt: skip
 
     def state_of(self, control_id: str) -> dict[str, Any]:
