@@ -24,7 +24,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from secure_score.api import VENDOR, current_update, is_note, last_change, state_of
@@ -150,10 +150,10 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
          stored: dict[str, dict[str, Any]], overwrite: bool, by: str | None, at: str,
          outcome: Outcome) -> Plan:  # fmt: skip
     decided = Plan()
-    until = None
-    if template.expires_in_days:
-        until = (datetime.fromisoformat(at) + timedelta(days=template.expires_in_days)).isoformat()
     for control in template.controls:
+        until, days = template.ends(control, at)  # `days`: what the end came from, kept to see it change
+        if until is not None and until <= at:  # its own `until` has passed: the exception is over, nothing is written
+            continue
         now = states.get(control)
         if now is None:
             outcome.missing.append({"tenant": tenant, "control": control})
@@ -181,9 +181,9 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
         decided.drift[control] = None
         if state == template.state:
             outcome.unchanged += 1
-            days = template.expires_in_days
             if record is not None and record.get("after") == state and record.get("days", days) == days:
-                # the same decision: its first `at` and `until` stand (a rename is no new exception)
+                # the same decision: its first `at` and `until` stand (a rename is no new exception); a changed
+                # `expiresInDays`, or a changed `until` of this control, starts it again
                 if record.get("version") != version or record.get("status") != records.DONE:
                     decided.records[control] = {**record, "version": version, "status": records.DONE, "days": days}
             else:
@@ -192,8 +192,7 @@ def plan(template: Template, version: str, tenant: str, states: dict[str, dict[s
             continue
         outcome.changes.append({"tenant": tenant, "control": control, "before": state, "after": template.state})
         decided.intents[control] = {"before": state, "after": template.state, "version": version, "by": by,
-                                    "at": at, "status": records.PENDING, "until": until,
-                                    "days": template.expires_in_days}  # fmt: skip
+                                    "at": at, "status": records.PENDING, "until": until, "days": days}  # fmt: skip
         if wrote is not None and state != wrote:  # set back: the record says from what, and who had set it
             decided.intents[control]["restored"] = {"state": state, "by": now["by"], "at": now["at"]}
     return decided

@@ -1,7 +1,7 @@
 """Exceptions that end (docs/templates.md#exceptions-that-end): the `templates_endings` timer's first half.
 
-A control a template wrote with an `until` (the template's `expiresInDays` from the apply) goes back to `Default`
-when `until` has passed, once:
+A control a template wrote with an `until` (the control's own `until` day, else the template's `expiresInDays` from
+the apply: `Template.ends`) goes back to `Default` when `until` has passed, once:
 - The record is marked `ending` (the intent) before the PATCH and `ended` after it, under the tenant's lease (the
   same lease an apply takes, templates/records.py), so an apply and an ending never write a tenant at once. A crash
   between the two leaves `ending`, which the next run resolves by what Graph holds: `Default` there means the PATCH

@@ -15,6 +15,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 from shared import tenant_records
@@ -109,11 +110,15 @@ def save(services: Services, body: Any, saved_by: str | None, template_id: str |
     """Create (`template_id` None) or replace a template, checked whole against every other in the same write. A
     replacement's preconditions come first (428, 404, 412), then the body; the version is checked again in the
     write."""
+    kept: dict[str, str] = {}
     if template_id is not None:
         require_if_match(if_match, "PUT")
-        check_if_match(if_match, find(services.store, template_id), "PUT")
-    fields = parse(body, known_tenants(services.store))
-    now = services.clock().isoformat()
+        stored = find(services.store, template_id)
+        check_if_match(if_match, stored, "PUT")
+        kept = stored.until
+    clock = services.clock()
+    fields = parse(body, known_tenants(services.store), clock.astimezone(UTC).date(), kept)
+    now = clock.isoformat()
     new_id = template_id or uuid.uuid4().hex[:12]
     saved: list[Template] = []
 

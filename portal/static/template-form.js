@@ -59,6 +59,8 @@ function filterControls() {
   for (const label of $("tp-controls-options").children) label.hidden = Boolean(text) && !label.dataset.text.includes(text);
 }
 
+let until = {}; // the loaded template's `until` (docs/templates.md#the-members), kept through a save
+
 // The form for `template` (a new one: empty); `editable` false: every input read-only (a reader).
 export function fill(template, editable) {
   errors.clear();
@@ -84,6 +86,7 @@ export function fill(template, editable) {
   for (const id of ["tp-controls-filter", "tp-controls-filter-label"]) $(id).hidden = !editable;
   if (!editable) $("tp-controls-hint").textContent = `${controls.length} ${controls.length === 1 ? "control" : "controls"}.`;
   $("tp-expiresInDays").value = template.expiresInDays ? String(template.expiresInDays) : "";
+  until = template.until || {};
   $("template-fields").disabled = !editable;
   reach();
 }
@@ -97,6 +100,9 @@ export function body() {
     tenants: $("tp-reach-all").checked ? "all" : picked("tp-tenants-options"),
     controls: picked("tp-controls-options") };
   if (days) out.expiresInDays = /^\d+$/.test(days) ? Number(days) : days;
+  // The page does not edit `until`: it sends back what it read, for the controls still chosen.
+  const kept = Object.entries(until).filter(([control]) => out.controls.includes(control));
+  if (kept.length) out.until = Object.fromEntries(kept);
   return out;
 }
 

@@ -171,6 +171,20 @@ def test_a_save_over_someone_elses_change_is_refused_and_delete_asks(browser, po
     assert page.request.get(f"{portal.url}/api/templates").json()["templates"] == []
 
 
+def test_a_save_on_the_page_keeps_each_control_s_until(browser, portal):
+    """The page does not edit `until` (docs/portal.md): a save sends back what it read, so no end is dropped."""
+    setup = refreshed(browser, portal)
+    last = setup.evaluate("new Date(Date.now() + 30 * 86400000).toISOString().slice(0, 10)")
+    made = saved(setup, portal, until={DLP[0]: last})
+    page = open_portal(browser, portal)
+    one_template(page, made["id"])
+    page.fill("#tp-name", "Mail filter, renamed")
+    page.click("#template-save")
+    page.wait_for_selector("#templates-result:has-text('is saved')")
+    kept = page.request.get(f"{portal.url}/api/templates/{made['id']}").json()
+    assert (kept["name"], kept["until"]) == ("Mail filter, renamed", {DLP[0]: last})
+
+
 def test_a_control_another_template_sets_is_named_under_the_controls(browser, portal):
     setup = refreshed(browser, portal)
     saved(setup, portal)

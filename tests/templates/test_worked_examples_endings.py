@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 from azure.functions.timer import TimerRequest
@@ -39,20 +40,24 @@ def test_a_customer_accepts_a_risk_until_a_date(msp, entra):  # noqa: F811
     template, route = blocks("Worked example: a customer accepts a risk until a date")
     assert template["tenants"] == [FABRIKAM.id]
     (control,) = template["controls"]
+    assert list(template["until"]) == [control] and "expiresInDays" not in template
+    # the document's date, moved to 90 days from the day the test runs: a date written in a document passes
+    last = (msp.clock.now + timedelta(days=90)).date().isoformat()
+    template["until"] = {control: last}
     added(msp, entra, FABRIKAM)
     assert refresh(msp)[0] == 200
     saved_routes(msp, [route])
     made = created(msp, template)
     assert apply(msp, made["id"])["applied"] == 1
     assert states(msp, [control], FABRIKAM.id) == {control: "Ignored"}
-    msp.clock.advance(days=75)
+    msp.clock.advance(days=76)  # the exception ends at the last second of day 90: listed from day 77
     assert body(get(msp, made["id"]))["expiring"] == []
     msp.clock.advance(days=1)
     assert [e["tenant"] for e in body(get(msp, made["id"]))["expiring"]] == [FABRIKAM.id]
-    msp.clock.advance(days=14, hours=1)
+    msp.clock.advance(days=14)  # the day after the last
     hourly(msp)
     assert states(msp, [control], FABRIKAM.id) == {control: "Default"}
-    assert msp.graph.tenant(FABRIKAM.id).state_of(control)["comment"].startswith("The exception ended on")
+    assert msp.graph.tenant(FABRIKAM.id).state_of(control)["comment"].startswith(f"The exception ended on {last}")
     (ticket,) = incidents(msp)
     assert ticket["impact"] == "1" and "ended on" in ticket["description"]
     written = len(patches(msp, FABRIKAM.id))
