@@ -31,7 +31,8 @@ TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 # Members of a template's answer that a PUT may send back as GET gave them: they are the connector's, not the caller's.
 ANSWER_ONLY = frozenset({"id", "version", "savedAt", "savedBy", "appliedAt", "appliedBy", "lastApply", "drift",
                          "expiring", "listedOf", "partial"})  # fmt: skip
-WRITABLE = ("name", "controls", "state", "comment", "tenants", "expiresInDays")
+WRITABLE = ("name", "controls", "state", "comment", "tenants", "expiresInDays", "onRiskAccepted")
+IGNORE = "ignore"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Template:
     saved_by: str | None = None
     applied_at: str | None = None
     applied_by: str | None = None
+    on_risk_accepted: str | None = None  # "ignore": a risk accepted in ServiceNow sets the control Ignored
     others: dict[str, Any] = field(default_factory=dict, compare=False)  # members of a newer version, kept
 
     @classmethod
@@ -57,14 +59,15 @@ class Template:
         tenants = data.get("tenants")
         days = data.get("expiresInDays")
         known = {"id", "name", "controls", "state", "comment", "tenants", "expiresInDays", "revision", "savedAt",
-                 "savedBy", "appliedAt", "appliedBy"}  # fmt: skip
+                 "savedBy", "appliedAt", "appliedBy", "onRiskAccepted"}  # fmt: skip
         return cls(
             str(data.get("id") or ""), str(data.get("name") or ""), tuple(str(c) for c in data.get("controls") or []),
             str(data.get("state") or ""), str(data.get("comment") or ""),
             None if tenants == ALL or not isinstance(tenants, list) else tuple(str(t) for t in tenants),
             days if isinstance(days, int) and not isinstance(days, bool) else None,
             str(data.get("revision") or ""), data.get("savedAt"), data.get("savedBy"), data.get("appliedAt"),
-            data.get("appliedBy"), {k: v for k, v in data.items() if k not in known},
+            data.get("appliedBy"), IGNORE if data.get("onRiskAccepted") == IGNORE else None,
+            {k: v for k, v in data.items() if k not in known},
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -72,7 +75,7 @@ class Template:
                 "comment": self.comment, "tenants": ALL if self.tenants is None else list(self.tenants),
                 "expiresInDays": self.expires_in_days, "revision": self.revision, "savedAt": self.saved_at,
                 "savedBy": self.saved_by, "appliedAt": self.applied_at, "appliedBy": self.applied_by,
-                **self.others}  # fmt: skip
+                "onRiskAccepted": self.on_risk_accepted, **self.others}  # fmt: skip
 
     def covers(self, tenant: str) -> bool:
         return self.tenants is None or tenant in self.tenants
@@ -112,10 +115,13 @@ def parse(body: Any, known_tenants: set[str]) -> dict[str, Any]:
     days = body.get("expiresInDays")
     if days is not None and not (isinstance(days, int) and not isinstance(days, bool) and 1 <= days <= MAX_DAYS):
         errors.append(FieldError("expiresInDays", f"must be a whole number of days from 1 to {MAX_DAYS}, or absent"))
+    risk = body.get("onRiskAccepted")
+    if risk is not None and risk != IGNORE:
+        errors.append(FieldError("onRiskAccepted", f'must be "{IGNORE}", null or absent'))
     if errors:
         raise ValidationFailed(errors)
     return {"name": str(name).strip(), "controls": controls, "state": state, "comment": str(comment).strip(),
-            "tenants": tenants, "expires_in_days": days}  # fmt: skip
+            "tenants": tenants, "expires_in_days": days, "on_risk_accepted": risk}  # fmt: skip
 
 
 def _controls(value: Any, errors: list[FieldError]) -> tuple[str, ...]:
