@@ -5,9 +5,11 @@ as a route saying so does; against the ServiceNow and Graph simulators, the stat
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
+from tests.conftest import Harness
 from tests.create_ticket.test_tickets import post
 from tests.secure_score.test_secure_score import sync
 from tests.templates.test_risk_accepted import CONTROL, accepting, closed
@@ -16,7 +18,7 @@ from tests.templates_support import body, create, created, delete, patches, stat
 __all__ = ["accepting"]
 
 
-def ignoring(harness) -> list:
+def ignoring(harness: Harness) -> list[Any]:
     return [p for p in patches(harness) if json.loads(p.body).get("state") == "Ignored"]
 
 
