@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from shared.secrets import WEBHOOK_SECRET
 from tests.conftest import Harness
 from tests.create_ticket.test_tickets import post
-from tests.secure_score.test_secure_score import sync
+from tests.secure_score.test_secure_score import refresh, sync
+from tests.status_sync.test_events import SECRET, notice_for, notify
 from tests.templates.test_risk_accepted import CONTROL, accepting, closed
 from tests.templates_support import body, create, created, delete, patches, states, template
 
@@ -67,3 +69,18 @@ def test_on_risk_accepted_is_ignore_or_nothing(harness, wrong):
     assert (response.status_code, problem["code"]) == (400, "validation_failed")
     assert [e["field"] for e in problem["errors"]] == ["onRiskAccepted"]
     assert created(harness, template(onRiskAccepted=None))["onRiskAccepted"] is None
+
+
+def test_a_servicenow_event_records_the_templates_acceptance_too(accepting):
+    """The notice path asks the templates as the sync does; the next refresh writes what it recorded."""
+    accepting.services.secrets.set(WEBHOOK_SECRET, SECRET)
+    created(accepting, template(controls=[CONTROL], state="Reviewed", onRiskAccepted="ignore"))
+    status, ticket = post(accepting, {"recommendation": {"id": CONTROL}})
+    assert status == 201, ticket
+    accepting.clock.advance(seconds=1)
+    accepting.simulator.update("incident", ticket["sysId"], state="7", close_code="Risk Accepted", close_notes="n")
+    assert notify(accepting, notice_for(ticket, "7")) == (200, {"result": "updated"})
+    stored = accepting.services.store.get_ticket(ticket["id"])
+    assert stored is not None and stored[0].extra["riskAccepted"]["written"] is False
+    assert refresh(accepting)[0] == 200
+    assert states(accepting, [CONTROL]) == {CONTROL: "Ignored"} and len(ignoring(accepting)) == 1
