@@ -341,7 +341,8 @@ class SecureScoreRefresh:
 
     def write_back_for(self, ticket_ids: Iterable[str]) -> None:
         """After a status sync: the notes of the tickets it saw, if they changed (point reads, no listing), then the
-        risks a person accepted in ServiceNow (secure_score/risk.py: a route's choice, with or without notes)."""
+        risks a person accepted in ServiceNow (secure_score/risk.py: a route's or a template's choice, with or without
+        notes)."""
         try:
             self._notes_for(ticket_ids := list(ticket_ids))
         finally:

@@ -1,12 +1,13 @@
 """A risk accepted in ServiceNow (docs/templates.md#risk-accepted-in-servicenow): the one case where the connector sets
 a control's `state` from ServiceNow, because a person decided there.
 
-A ticket whose route said `"onRiskAccepted": "ignore"` (kept on the ticket when it was made) and that the status sync
-found closed with a close code of `SERVICENOW_FIELD_MAP.risk_accepted_codes` carries `riskAccepted` (shared/records.py).
-After the sync, its control is set to `Ignored` with the close notes as the comment, exactly once: the ticket says
-`written` after the PATCH, and a run that stopped between the two reads Graph first and sends nothing when the control
-already says it. A later sync of the same closed ticket writes nothing. The PATCH follows the note's (if any), so
-the close notes are the control's comment.
+A ticket whose route said `"onRiskAccepted": "ignore"` (kept on the ticket when it was made), or of a template's
+controls and tenants when that template said it at the close (the status sync asks the templates), and that the
+status sync found closed with a close code of `SERVICENOW_FIELD_MAP.risk_accepted_codes` carries `riskAccepted`
+(shared/records.py). After the sync, its control is set to `Ignored` with the close notes as the comment, exactly
+once: the ticket says `written` after the PATCH, and a run that stopped between the two reads Graph first and sends
+nothing when the control already says it. A later sync of the same closed ticket writes nothing. The PATCH follows
+the note's (if any), so the close notes are the control's comment.
 """
 
 from __future__ import annotations

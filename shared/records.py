@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -59,13 +60,22 @@ def record_fields(services: Services) -> str:
     )
 
 
-def risk_accepted(row: dict[str, Any], ticket: Ticket, field_map: FieldMap) -> dict[str, Any] | None:
+# `accepts(tenant, control)`: whether a template accepts the risks of that control there (the status sync asks
+# templates.api; the kernel cannot): docs/templates.md#risk-accepted-in-servicenow
+Acceptor = Callable[[str, str], bool]
+
+
+def risk_accepted(row: dict[str, Any], ticket: Ticket, field_map: FieldMap,
+                  accepts: Acceptor | None = None) -> dict[str, Any] | None:  # fmt: skip
     """`{code, notes}` when the record is done (resolved or closed) with a close code of `risk_accepted_codes` and
-    the ticket's route says `onRiskAccepted: "ignore"` (recorded on the ticket when it was made); else None."""
+    the ticket's route says `onRiskAccepted: "ignore"` (recorded on the ticket when it was made) or, asked last,
+    `accepts` says a template does; else None."""
     code = row.get(field_map.close_code_field())
     if (ticket.status not in ("resolved", "closed") or not isinstance(code, str)
-            or code not in field_map.risk_accepted_codes
-            or ((ticket.route or {}).get("set") or {}).get("onRiskAccepted") != "ignore"):  # fmt: skip
+            or code not in field_map.risk_accepted_codes):  # fmt: skip
+        return None
+    if ((ticket.route or {}).get("set") or {}).get("onRiskAccepted") != "ignore" and not (
+            accepts is not None and accepts(ticket.tenant, ticket.recommendation_id)):  # fmt: skip
         return None
     notes = row.get(field_map.target("resolution_notes"))
     return {"code": code, "notes": " ".join(notes.split())[:1000] if isinstance(notes, str) else ""}
@@ -98,8 +108,8 @@ def is_conflict(ticket: Ticket) -> bool:
     return failure is not None and failure.code == DuplicateOpenRecord.code
 
 
-def apply_record(services: Services, ticket_id: str, row: dict[str, Any]) -> bool:
-    """Bring one ticket to what ServiceNow's record says; True if that changed it."""
+def apply_record(services: Services, ticket_id: str, row: dict[str, Any], accepts: Acceptor | None = None) -> bool:
+    """Bring one ticket to what ServiceNow's record says; True if that changed it. `accepts`: see risk_accepted."""
     store = services.store
     field_map = services.settings.field_map
     for _ in range(10):
@@ -115,8 +125,11 @@ def apply_record(services: Services, ticket_id: str, row: dict[str, Any]) -> boo
         now = services.clock().isoformat()
         updated = ticket.with_link({**row, "number": row.get("number") or ticket.number}, field_map, now)
         updated = replace(updated, lease_until=ticket.lease_until, extra=ticket.extra, error=ticket.error)
-        accepted = risk_accepted(row, updated, field_map)
-        if accepted is not None and "riskAccepted" not in ticket.extra:  # the first close with it is the decision
+        # the first close with it is the decision; a template is asked at the close only (one saved later: nothing)
+        closing = ticket.status not in ("resolved", "closed")
+        accepted = None if "riskAccepted" in ticket.extra else risk_accepted(row, updated, field_map,
+                                                                             accepts if closing else None)  # fmt: skip
+        if accepted is not None:
             updated = replace(updated, extra={**ticket.extra, "riskAccepted": {**accepted, "written": False}})
         if (updated.status, updated.servicenow_state, updated.assigned_to) == (
             ticket.status,

@@ -26,6 +26,7 @@ from shared.servicenow import table_result
 from shared.services import Services
 from shared.text import ascii_int
 from shared.tickets import SYS_ID
+from templates.api import risk_acceptor
 
 MAX_SKEW_SECONDS = 300
 MAX_NOTICE = 16 * 1024
@@ -91,7 +92,7 @@ def apply_notice(services: Services, sys_id: str) -> str:
         record = _read(services, ticket.table, sys_id)
     except NotFound:  # deleted, or hidden by ACLs: what the sweep would conclude
         return "updated" if mark_missing(services, ticket.id) else "unchanged"
-    return "updated" if apply_record(services, ticket.id, record) else "unchanged"
+    return "updated" if apply_record(services, ticket.id, record, risk_acceptor(services.store)) else "unchanged"
 
 
 def _read(services: Services, table: str, sys_id: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from shared.tickets import SYS_ID, RecordRefused
 from status_sync.adoption import Adoption
 from status_sync.index import Index
 from status_sync.own_records import settle_own_record
+from templates.api import risk_acceptor
 
 
 @dataclass
@@ -51,6 +52,7 @@ class RecordReader:
         self._failures = failures
         self._adoption = Adoption(services)  # the routes and tenants adoption goes by, read once per run
         self.seen: list[str] = []
+        self._accepts = risk_acceptor(services.store)  # the templates that accept risks, read once per run if asked
 
     @property
     def services(self) -> Services:
@@ -113,7 +115,7 @@ class RecordReader:
             result.adopted += 1
             self.seen.append(adopted.id)
             return
-        if apply_record(self._services, ticket_id, row):
+        if apply_record(self._services, ticket_id, row, self._accepts):
             result.changed += 1
         self.seen.append(ticket_id)
 

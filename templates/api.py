@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from templates.applying import Outcome, apply_tenant
 from templates.queued import PoisonedApplies, read_poisoned
+from templates.risks import risk_acceptor
 from templates.saving import load_all, version_of
 
-__all__ = ["Outcome", "PoisonedApplies", "apply_tenant", "load_all", "read_poisoned", "version_of"]
+__all__ = ["Outcome", "PoisonedApplies", "apply_tenant", "load_all", "read_poisoned", "risk_acceptor", "version_of"]

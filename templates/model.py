@@ -37,8 +37,9 @@ TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 # Members of a template's answer that a PUT may send back as GET gave them: they are the connector's, not the caller's.
 ANSWER_ONLY = frozenset({"id", "version", "savedAt", "savedBy", "appliedAt", "appliedBy", "lastApply", "drift",
                          "expiring", "listedOf", "partial"})  # fmt: skip
-WRITABLE = ("name", "controls", "state", "comment", "tenants", "expiresInDays", "until")
+WRITABLE = ("name", "controls", "state", "comment", "tenants", "expiresInDays", "until", "onRiskAccepted")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+IGNORE = "ignore"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Template:
     saved_by: str | None = None
     applied_at: str | None = None
     applied_by: str | None = None
+    on_risk_accepted: str | None = None  # "ignore": a risk accepted in ServiceNow sets the control Ignored
     others: dict[str, Any] = field(default_factory=dict, compare=False)  # members of a newer version, kept
 
     @classmethod
@@ -65,7 +67,7 @@ class Template:
         tenants = data.get("tenants")
         days, until = data.get("expiresInDays"), data.get("until")
         known = {"id", "name", "controls", "state", "comment", "tenants", "expiresInDays", "until", "revision",
-                 "savedAt", "savedBy", "appliedAt", "appliedBy"}  # fmt: skip
+                 "savedAt", "savedBy", "appliedAt", "appliedBy", "onRiskAccepted"}  # fmt: skip
         return cls(
             str(data.get("id") or ""), str(data.get("name") or ""), tuple(str(c) for c in data.get("controls") or []),
             str(data.get("state") or ""), str(data.get("comment") or ""),
@@ -73,7 +75,8 @@ class Template:
             days if isinstance(days, int) and not isinstance(days, bool) else None,
             {str(c): str(d) for c, d in until.items()} if isinstance(until, dict) else {},
             str(data.get("revision") or ""), data.get("savedAt"), data.get("savedBy"), data.get("appliedAt"),
-            data.get("appliedBy"), {k: v for k, v in data.items() if k not in known},
+            data.get("appliedBy"), IGNORE if data.get("onRiskAccepted") == IGNORE else None,
+            {k: v for k, v in data.items() if k not in known},
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -81,7 +84,7 @@ class Template:
                 "comment": self.comment, "tenants": ALL if self.tenants is None else list(self.tenants),
                 "expiresInDays": self.expires_in_days, "until": dict(self.until), "revision": self.revision,
                 "savedAt": self.saved_at, "savedBy": self.saved_by, "appliedAt": self.applied_at,
-                "appliedBy": self.applied_by,
+                "appliedBy": self.applied_by, "onRiskAccepted": self.on_risk_accepted,
                 **self.others}  # fmt: skip
 
     def ends(self, control: str, at: str) -> tuple[str | None, int | str | None]:
@@ -135,10 +138,13 @@ def parse(body: Any, known_tenants: set[str], today: date, kept: dict[str, str] 
     if days is not None and not (isinstance(days, int) and not isinstance(days, bool) and 1 <= days <= MAX_DAYS):
         errors.append(FieldError("expiresInDays", f"must be a whole number of days from 1 to {MAX_DAYS}, or absent"))
     until = _until(body.get("until"), controls, today, kept or {}, errors)
+    risk = body.get("onRiskAccepted")
+    if risk is not None and risk != IGNORE:
+        errors.append(FieldError("onRiskAccepted", f'must be "{IGNORE}", null or absent'))
     if errors:
         raise ValidationFailed(errors)
     return {"name": str(name).strip(), "controls": controls, "state": state, "comment": str(comment).strip(),
-            "tenants": tenants, "expires_in_days": days, "until": until}  # fmt: skip
+            "tenants": tenants, "expires_in_days": days, "until": until, "on_risk_accepted": risk}  # fmt: skip
 
 
 def _until(value: Any, controls: tuple[str, ...], today: date, kept: dict[str, str],

@@ -115,7 +115,9 @@ function save(event) {
     let answer;
     try {
       answer = await api(isNew ? "/api/templates" : path(state.template.id),
-        { method: isNew ? "POST" : "PUT", body: body(), headers: isNew ? {} : ifMatch() });
+        // onRiskAccepted has no field here (the API sets it): a save from the portal keeps what was saved
+        { method: isNew ? "POST" : "PUT", headers: isNew ? {} : ifMatch(),
+          body: isNew ? body() : { ...body(), onRiskAccepted: state.template.onRiskAccepted ?? null } });
     } catch (error) {
       if (error.status === 412) return stale();
       if (error.status === 400) return refused(error);

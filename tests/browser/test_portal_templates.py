@@ -314,3 +314,16 @@ def test_a_template_for_every_tenant_is_previewed_and_applied_across_them(browse
     assert tenants.portal.graph.state_of("DLPEnabled")["state"] == "ThirdParty"
     listed = setup.request.get(f"{tenants.url}/api/templates/{made['id']}").json()
     assert listed["appliedBy"] == "admin@contoso.com" and NORTHWIND.id not in str(listed["drift"])
+
+
+def test_a_save_from_the_portal_keeps_the_templates_on_risk_accepted(browser, portal):
+    """The form has no field for it (docs/templates.md#risk-accepted-in-servicenow): a rename keeps it."""
+    setup = refreshed(browser, portal)
+    made = saved(setup, portal, onRiskAccepted="ignore")
+    page = open_portal(browser, portal)
+    one_template(page, made["id"])
+    page.fill("#tp-name", "Renamed")
+    page.click("#template-save")
+    page.wait_for_selector("#template-title:text('Renamed')")
+    again = page.request.get(f"{portal.url}/api/templates/{made['id']}").json()
+    assert (again["name"], again["onRiskAccepted"]) == ("Renamed", "ignore")
