@@ -8,9 +8,11 @@ from __future__ import annotations
 from secure_score.controls import current_update, last_change, state_of
 from secure_score.poison import CLEAR, POISON_QUEUE, PoisonedRefreshes, TenantPoison, read_poisoned
 from secure_score.refresh import RefreshResult, SecureScoreRefresh
+from secure_score.risk import is_risk_acceptance
 from secure_score.tenants import confirmation_schedule, home_id
 from secure_score.writeback import VENDOR, is_note
 
 __all__ = ["CLEAR", "POISON_QUEUE", "VENDOR", "PoisonedRefreshes", "RefreshResult", "SecureScoreRefresh",
            "TenantPoison", "confirmation_schedule",
-           "current_update", "home_id", "is_note", "last_change", "read_poisoned", "state_of"]  # fmt: skip
+           "current_update", "home_id", "is_note", "is_risk_acceptance", "last_change", "read_poisoned",
+           "state_of"]  # fmt: skip

@@ -13,6 +13,7 @@ the note's (if any), so the close notes are the control's comment.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,16 @@ from shared.tickets import Ticket
 log = logging.getLogger(__name__)
 
 IGNORED = "Ignored"
+
+
+# How `comment_of` ends a risk's comment: the mark names the ServiceNow record and the close code a person chose.
+_MARK = re.compile(r"\[ServiceNow [^\s\]:]+: [^\]]+\]\Z")
+
+
+def is_risk_acceptance(comment: Any) -> bool:
+    """A comment `comment_of` wrote: the state with it is a person's decision (made in ServiceNow), even though the
+    connector's app wrote it, so no template sets it back without `overwriteDrift`."""
+    return isinstance(comment, str) and _MARK.search(comment) is not None
 
 
 def comment_of(ticket: Ticket, accepted: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from secure_score.api import VENDOR, current_update, is_note, last_change, state_of
+from secure_score.api import VENDOR, current_update, is_note, is_risk_acceptance, last_change, state_of
 from shared import deadlines, tenant_records
 from shared.graph import MAX_CONCURRENT
 from shared.problems import ConnectorError, SecureScoreForbidden
@@ -112,7 +112,8 @@ def _graph_tenant(tenant: str) -> str:
 def read_states(services: Services, tenant: str, controls: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Each of `controls` the tenant has, as Graph holds it now (one listing, paged): its `state`, who set it and when
     (`by`, `at`: the entry where the state last changed, not a later note), and whether that was the connector
-    itself (`ours`: its own app, a write-back note or a template's note), never a person's decision."""
+    itself (`ours`: its own app, a write-back note or a template's note), never a person's decision (a risk accepted
+    in ServiceNow is one, though the connector's app wrote it)."""
     wanted = set(controls)
     found: dict[str, dict[str, Any]] = {}
     claims = services.graph.token_claims(_graph_tenant(tenant)) or {}
@@ -122,8 +123,9 @@ def read_states(services: Services, tenant: str, controls: tuple[str, ...]) -> d
         if isinstance(control, str) and control in wanted:
             update, changed = current_update(profile), last_change(profile)
             comment = changed.get("comment")
-            ours = bool(changed) and ((app is not None and changed.get("updatedBy") == app) or is_note(comment) or (
-                isinstance(comment, str) and TEMPLATE_MARK in comment))  # fmt: skip
+            ours = bool(changed) and not is_risk_acceptance(comment) and (
+                (app is not None and changed.get("updatedBy") == app) or is_note(comment)
+                or (isinstance(comment, str) and TEMPLATE_MARK in comment))  # fmt: skip
             found[control] = {"state": state_of(update) if update else "Default", "by": changed.get("updatedBy"),
                               "at": changed.get("updatedDateTime"), "ours": ours}  # fmt: skip
     return found

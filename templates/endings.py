@@ -122,7 +122,9 @@ def _end(services: Services, template: Template, tenant: str, control: str, reco
     at = services.clock().isoformat()
     state = None if now_in_graph is None else now_in_graph["state"]
     ended = {**record, "status": ENDED, "endedAt": at}
-    if state != record.get("after"):  # Default already (landed before a crash), a person's state, or no control
+    # Default already (landed before a crash), a person's state, or no control; or the template's state, set again by
+    # a person since (the last change is not the connector's): a person's decision, which no ending undoes.
+    if state != record.get("after") or not (now_in_graph or {}).get("ours"):
         opens = state == DEFAULT
         return {**ended, "after": DEFAULT, "ticket": opened.DUE if opens else None} if opens else ended
     graph, target = services.graph, opened.graph_tenant(tenant)

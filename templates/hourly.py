@@ -38,13 +38,20 @@ def run(services: Services) -> Endings:
             documents = records.all_of(store, template.id)  # one listing: every tenant's record of the template
             for tenant, document in sorted(documents.items()):
                 end_tenant(services, template, tenant, document, registered, result)
-            if template.tenants is None and template.applied_at:
+            if template.tenants is None and template.applied_at and applied_version(template) == version_of(template):
                 known = {t for t, d in documents.items() if records.controls_of(d)}
                 _reach(services, template, known, registered, result)
     summarize(services)
     log.info("Templates, hourly: %d exceptions ended, %d tickets made, %d tenants reached, %d skipped, %d failed",
              result.ended, result.tickets, len(result.reached), len(result.skipped), len(result.failed))  # fmt: skip
     return result
+
+
+def applied_version(template: Template) -> str | None:
+    """The version its last apply wrote (`lastApply`, templates/saving.py): only that one reaches tenants added later,
+    never an edit saved (or previewed) since and not applied."""
+    last = template.others.get("lastApply")
+    return str(last.get("version")) if isinstance(last, dict) and last.get("version") else None
 
 
 def summarize(services: Services) -> None:
