@@ -8,7 +8,7 @@ removed). All problems are named at once, each by its field (docs/design.md#robu
 
 `until` ends one control's decision on a date of its own: `{control id: "YYYY-MM-DD"}`, the decision standing through
 that whole day in UTC (it ends at 23:59:59Z), a date not past when saved and at most `MAX_DAYS` ahead; it wins over
-`expiresInDays` for that control (docs/templates.md#the-members).
+`expiresInDays` for that control (docs/templates.md#a-template).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ function filterControls() {
   for (const label of $("tp-controls-options").children) label.hidden = Boolean(text) && !label.dataset.text.includes(text);
 }
 
-let until = {}; // the loaded template's `until` (docs/templates.md#the-members), kept through a save
+let until = {}; // the loaded template's `until` (docs/templates.md#a-template), kept through a save
 
 // The form for `template` (a new one: empty); `editable` false: every input read-only (a reader).
 export function fill(template, editable) {

@@ -1,4 +1,4 @@
-"""An exception's end per control (`until`, docs/templates.md#the-members): a control's own last day wins over
+"""An exception's end per control (`until`, docs/templates.md#a-template): a control's own last day wins over
 `expiresInDays`, the hourly run ends that control alone, and a changed `until` starts only that control's exception
 again. Over the Graph simulator, the app called as the worker calls it."""
 
