@@ -3,8 +3,11 @@ own time out of ours), and a connector already connected to it."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,3 +102,17 @@ def timed_servicenow(
         TokenBundle(access, "refresh", now + timedelta(days=30), now + timedelta(days=90), INSTANCE, now, CLIENT_ID)
     )
     return TimedServiceNow(services, simulator, transport)
+
+
+@contextmanager
+def environment_kept(names: Iterable[str]) -> Iterator[None]:
+    """The environment variables `names` as they were before, whatever a benchmark set meanwhile."""
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import timed_servicenow
+from bench.common import environment_kept, timed_servicenow
 from bench.remote import Remote, remote
 from dev.entra import READER_APP_ID, ca_bundle
 from secure_score import tenants
@@ -61,17 +61,8 @@ def run(directory: Path, simulators: Remote) -> tuple[int, float, int, int]:
 
 
 def main() -> None:
-    saved = {k: os.environ.get(k) for k in _ENV}
-    with remote(TENANTS, LATENCY) as simulators:
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                writes, wall, applied, second = run(Path(tmp), simulators)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with remote(TENANTS, LATENCY) as simulators, environment_kept(_ENV), tempfile.TemporaryDirectory() as tmp:
+        writes, wall, applied, second = run(Path(tmp), simulators)
     pages = math.ceil(simulators.started["profiles"] / simulators.started["page"])
     limit = TENANTS * len(CONTROLS)
     modelled = math.ceil(TENANTS / TENANTS_AT_ONCE) * (pages + math.ceil(len(CONTROLS) / MAX_CONCURRENT)) * LATENCY

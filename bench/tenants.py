@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import timed_servicenow
+from bench.common import environment_kept, timed_servicenow
 from bench.remote import remote
 from dev.entra import READER_APP_ID, ca_bundle
 from secure_score import tenants
@@ -66,18 +66,9 @@ def run(directory: Path, remote: dict[str, Any], ask: Any) -> tuple[int, float, 
 
 
 def main() -> None:
-    saved = {k: os.environ.get(k) for k in _ENV}
-    with remote(TENANTS, LATENCY) as simulators:
+    with remote(TENANTS, LATENCY) as simulators, environment_kept(_ENV), tempfile.TemporaryDirectory() as tmp:
         started = simulators.started
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                reads, wall, ok, first = run(Path(tmp), started, simulators.gets)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        reads, wall, ok, first = run(Path(tmp), started, simulators.gets)
     profiles, page = started["profiles"], started["page"]
     pages = math.ceil(profiles / page)
     limit = TENANTS * (1 + pages)
