@@ -202,3 +202,27 @@ def test_the_review_never_calls_graph(msp, entra):
     msp.graph.home.forbidden = True
     assert review(msp, FABRIKAM.id)[0] == 200 and review(msp, "home")[0] == 200
     assert len(msp.graph.requests) == before
+
+
+def test_a_tickets_resolution_time_is_when_the_sync_first_saw_it_done(connected):
+    assert refresh(connected)[0] == 200
+    made = ticket(connected, CONTROL)
+
+    seen: list[str] = []
+
+    def resolved_at() -> str | None:
+        shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
+        seen.append(shown["status"])
+        return None if shown["resolvedAt"] is None else str(shown["resolvedAt"])
+
+    assert resolved_at() is None
+    resolve(connected, made)  # resolved
+    first = resolved_at()
+    assert first == connected.clock().isoformat()
+    resolve(connected, made, "7")  # then closed: still resolved when it was first seen done
+    assert resolved_at() == first
+    resolve(connected, made, "2")  # reopened: not done any more
+    assert resolved_at() is None
+    resolve(connected, made, "8")  # canceled: a decision, not a resolution
+    assert resolved_at() is None
+    assert seen == ["new", "resolved", "closed", "in_progress", "canceled"]
