@@ -183,6 +183,21 @@ def test_a_period_of_exactly_90_days_is_accepted(connected):
     assert status == 200 and (shown["from"], shown["to"]) == ("2026-01-01", "2026-03-31")
 
 
+@pytest.mark.parametrize(
+    ("params", "status", "period"),
+    [
+        ({"from": "9999-12-01", "to": "9999-12-31"}, 200, ("9999-12-01", "9999-12-31")),  # the last day of all
+        ({"from": "9999-12-31"}, 400, None),  # after today
+        ({"to": "2000-01-01"}, 200, ("1999-10-04", "2000-01-01")),
+    ],
+)
+def test_the_ends_of_the_calendar_are_answers_not_errors(connected, params, status, period):
+    answer, shown = review(connected, "home", **params)
+    assert answer == status, shown
+    if period:
+        assert (shown["from"], shown["to"]) == period
+
+
 @pytest.mark.parametrize("tenant", ["0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "not-a-tenant", "all"])
 def test_a_tenant_the_connector_does_not_read_is_not_found(msp, tenant):
     status, problem = review(msp, tenant)
