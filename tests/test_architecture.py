@@ -21,6 +21,7 @@ APP = (
     "secure_score",
     "portal",
     "templates",
+    "alerts",
 )
 PACKAGES = (*APP, "dev")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"

@@ -1,0 +1,9 @@
+"""The alerts' public face: the only module of alerts another feature may import (the import-linter contract
+`public`, pyproject.toml): the step a refresh takes after storing a tenant's snapshot, and the failures provisioning
+shows (docs/alerts.md)."""
+
+from __future__ import annotations
+
+from alerts.engine import Outcome, after_refresh, failures
+
+__all__ = ["Outcome", "after_refresh", "failures"]
