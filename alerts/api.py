@@ -5,5 +5,6 @@ shows (docs/alerts.md)."""
 from __future__ import annotations
 
 from alerts.engine import Outcome, after_refresh, failures
+from alerts.saving import load as load_alerts
 
-__all__ = ["Outcome", "after_refresh", "failures"]
+__all__ = ["Outcome", "after_refresh", "failures", "load_alerts"]

@@ -123,9 +123,22 @@ class Episode:
         update_document(self.services.store, self.name, edit)
 
 
+def _due(data: dict[str, Any], crossing: Crossing) -> bool:
+    """Whether the episode has a step to take: most refreshes find none, and then write nothing (no lease either)."""
+    state = data.get("state") or OVER
+    if state in (OPENING, RESOLVING) or data.get("error"):
+        return True
+    if state == OVER:
+        return crossing.crossed
+    return not crossing.crossed or crossing.current != data.get("noted")
+
+
 def _act(episode: Episode, crossing: Crossing) -> str | None:
     """One step (or two: a resolve left half done, then a new crossing); what it did."""
     services, alert, tenant = episode.services, episode.alert, episode.tenant
+    found = services.store.get_document(episode.name)
+    if not _due(found[0] if found else {}, crossing):
+        return None
     data, now = episode.take(), services.clock().isoformat()
     state, number = data.get("state") or OVER, int(data.get("episode") or 0)
     if state in (OPENING, OPEN) and not crossing.crossed:
@@ -196,7 +209,8 @@ def after_refresh(services: Services, tenant: str, summary: dict[str, Any]) -> O
         except Exception as exc:
             outcome.failed.append(_record(episode, exc))
             continue
-        episode_release(episode)
+        if episode.data:  # taken: released, with the error of an earlier try cleared
+            episode_release(episode)
         if did:
             outcome.done[alert.id] = did
             log.info("Alert %s in %s: %s", alert.id, tickets.whose(tenant), did)
@@ -205,7 +219,7 @@ def after_refresh(services: Services, tenant: str, summary: dict[str, Any]) -> O
 
 def episode_release(episode: Episode) -> None:
     with contextlib.suppress(Busy, StoreConflict):
-        episode.write(release=True)
+        episode.write(release=True, error=None)
 
 
 def _record(episode: Episode, exc: Exception) -> dict[str, Any]:

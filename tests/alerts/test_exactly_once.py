@@ -1,0 +1,108 @@
+"""An alert's ticket exactly once (docs/alerts.md#exactly-once): a refresh repeated, refreshes at once, a crash between
+ServiceNow's commit and the store's write; and one tenant's alert never reaches another tenant's ticket
+(docs/design.md#isolation-between-customers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from alerts.api import after_refresh
+from dev.entra.tenants import FABRIKAM
+from dev.servicenow import SimulatorTransport
+from shared import services as services_module
+from shared.tickets import HOME, tenant_tag
+from tests.alerts.alerts_support import INCIDENTS, alert_records, episode, posts, refresh, saved
+from tests.conftest import Harness, build_services, concurrently
+from tests.secure_score.test_tenants import added, entra, msp  # noqa: F401  (fixtures)
+
+
+def summary(harness: Harness, tenant: str = HOME) -> dict[str, Any]:
+    found = harness.services.store.get_secure_score_summary(tenant)
+    assert found is not None
+    return found
+
+
+@pytest.fixture
+def crossed(connected: Harness) -> Harness:
+    """Connected, read once, with an alert the home tenant is below now."""
+    refresh(connected)
+    saved(connected, [{"id": "low", "tenants": "all", "below": summary(connected)["secureScore"]["percent"] + 1}])
+    connected.simulator.requests.clear()
+    return connected
+
+
+class Crash(BaseException):
+    """The process dies: nothing in the connector catches this."""
+
+
+class CrashAfterCommit(SimulatorTransport):
+    """ServiceNow commits the record, then the connector's process dies before it reads the answer."""
+
+    armed = True
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.armed and request.method == "POST" and request.url.path == INCIDENTS:
+            self.armed = False
+            raise Crash()
+        return response
+
+
+def test_a_crash_between_servicenow_s_commit_and_the_store_s_write_leaves_one_ticket(crossed):
+    crashing = build_services(crossed.tmp, CrashAfterCommit(crossed.simulator), crossed.clock, crossed.sleeps,
+                              crossed.graph)  # fmt: skip
+    services_module.install(crashing)
+    with pytest.raises(Crash):
+        refresh(crossed)
+    assert len(alert_records(crossed)) == 1 and episode(crossed, "low")["state"] == "opening"
+    services_module.install(crossed.services)  # "the next process"
+    crossed.clock.advance(minutes=10)  # the dead refresh's leases lapse, and the unanswered POST's in-doubt window
+    refresh(crossed)
+    (record,) = alert_records(crossed)
+    assert posts(crossed) == 1
+    state = episode(crossed, "low")
+    ticket = crossed.services.store.get_ticket(state["ticket"])
+    assert state["state"] == "open" and ticket is not None and ticket[0].sys_id == record["sys_id"]
+
+
+def test_refreshes_at_once_make_one_ticket(crossed):
+    snapshot = summary(crossed)
+    outcomes = concurrently(8, lambda _: after_refresh(crossed.services, HOME, snapshot))
+    assert len(alert_records(crossed)) == 1 and posts(crossed) == 1
+    assert sum(1 for o in outcomes if o.done.get("low") == "opened") >= 1
+    assert episode(crossed, "low")["state"] == "open" and "lease" not in episode(crossed, "low")
+
+
+def test_a_repeated_refresh_makes_nothing_more(crossed):
+    for _ in range(3):
+        refresh(crossed)
+    assert len(alert_records(crossed)) == 1 and posts(crossed) == 1
+
+
+def test_one_tenant_s_alert_never_touches_another_tenant_s_ticket(msp, entra):  # noqa: F811
+    added(msp, entra, FABRIKAM)
+    refresh(msp)
+    home_percent = summary(msp)["secureScore"]["percent"]
+    fabrikam_percent = summary(msp, FABRIKAM.id)["secureScore"]["percent"]
+    saved(msp, [{"id": "home-low", "tenants": ["home"], "below": home_percent + 1},
+                {"id": "fab-low", "tenants": [FABRIKAM.id], "below": fabrikam_percent + 1}])  # fmt: skip
+    refresh(msp)
+    by_correlation = {r["correlation_id"]: r for r in alert_records(msp)}
+    assert set(by_correlation) == {"m365sec:alert/home-low", f"m365sec:{tenant_tag(FABRIKAM.id)}/alert/fab-low"}
+    home_ticket = msp.services.store.get_ticket(episode(msp, "home-low")["ticket"])
+    fab_ticket = msp.services.store.get_ticket(episode(msp, "fab-low", FABRIKAM.id)["ticket"])
+    assert home_ticket is not None and fab_ticket is not None
+    assert (home_ticket[0].tenant, fab_ticket[0].tenant) == (HOME, FABRIKAM.id)
+    assert episode(msp, "home-low", FABRIKAM.id) == {} and episode(msp, "fab-low") == {}
+    # Fabrikam recovers: only its own ticket is resolved; the home tenant's stays open, unnoted
+    maximum = summary(msp, FABRIKAM.id)["secureScore"]["max"]
+    msp.graph.tenant(FABRIKAM.id).set_score(maximum)
+    msp.simulator.requests.clear()
+    refresh(msp)
+    states = {r["correlation_id"]: r["state"] for r in alert_records(msp)}
+    assert states == {"m365sec:alert/home-low": "1", f"m365sec:{tenant_tag(FABRIKAM.id)}/alert/fab-low": "6"}
+    patched = [r.path.rsplit("/", 1)[-1] for r in msp.simulator.requests if r.method == "PATCH"]
+    assert home_ticket[0].sys_id not in patched
