@@ -6,5 +6,6 @@ from __future__ import annotations
 
 from alerts.engine import Outcome, after_refresh, failures
 from alerts.saving import load as load_alerts
+from alerts.tickets import CATEGORY
 
-__all__ = ["Outcome", "after_refresh", "failures", "load_alerts"]
+__all__ = ["CATEGORY", "Outcome", "after_refresh", "failures", "load_alerts"]

@@ -4,6 +4,7 @@ failure is recorded and shown, never fails the refresh."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,9 +13,11 @@ from alerts.engine import decide
 from alerts.model import Alert
 from dev.servicenow import Fault
 from secure_score.controls import newest_tickets
+from secure_score.risk import accept_risks
 from secure_score.writeback import WriteBack
 from shared.graph import RequestCount
 from shared.runs import Failures
+from shared.store import change_ticket
 from shared.tickets import HOME, claim_key, parse_correlation
 from status_sync.api import StatusSync
 from tests.alerts.alerts_support import INCIDENTS, alert_records, body, episode, posts, put_alerts, refresh, saved
@@ -175,6 +178,14 @@ def test_an_alert_ticket_has_no_control_edges_write_back_nor_risk_acceptance_act
     refresh(scored)
     StatusSync(scored.services).run()
     assert not [r for r in scored.graph.requests if "alert" in r.path]
+    # a risk accepted on it in ServiceNow (a close code that means it) sets no control Ignored
+    change_ticket(scored.services.store, alert_ticket.id,
+                  lambda t: replace(t, extra={**t.extra, "riskAccepted": {"code": "Risk Accepted"}}))  # fmt: skip
+    scored.graph.requests.clear()
+    assert accept_risks(scored.services, [alert_ticket.id]) == 0
+    assert scored.graph.requests == []  # not even a read of a control it does not have
+    after = scored.services.store.get_ticket(alert_ticket.id)
+    assert after is not None and after[0].extra["riskAccepted"] == {"code": "Risk Accepted"}  # no error, not written
 
 
 def test_the_drop_is_measured_from_the_highest_day_in_the_window_not_the_earliest():
