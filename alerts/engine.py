@@ -206,6 +206,11 @@ def after_refresh(services: Services, tenant: str, summary: dict[str, Any]) -> O
             did = _act(episode, crossing)
         except (Busy, StoreConflict):
             continue  # another refresh acts on it now
+        except deadlines.RunOutOfTime:  # the refresh's deadline: the next refresh goes on (no failure of the alert)
+            if episode.data:
+                with contextlib.suppress(Busy, StoreConflict):
+                    episode.write(release=True)
+            break
         except Exception as exc:
             outcome.failed.append(_record(episode, exc))
             continue

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
+from alerts.api import after_refresh
 from alerts.engine import decide
 from alerts.model import Alert
 from dev.servicenow import Fault
 from secure_score.controls import newest_tickets
 from secure_score.risk import accept_risks
 from secure_score.writeback import WriteBack
+from shared import deadlines
 from shared.graph import RequestCount
 from shared.runs import Failures
 from shared.store import change_ticket
@@ -64,6 +66,7 @@ def test_a_crossing_opens_one_ticket_through_the_routes_with_the_alert_s_correla
     assert record["correlation_id"] == "m365sec:alert/low"
     assert parse_correlation(record["correlation_id"]) == (HOME, "alert/low")
     assert record["short_description"] == "Secure Score alert: Score low"
+    assert "Source: Secure Score alert\n" in record["description"] and "the alert's line is" in record["description"]
     ticket = scored.services.store.get_ticket(episode(scored, "low")["ticket"])
     assert ticket is not None and ticket[0].sys_id == record["sys_id"]
     assert ticket[0].recommendation["category"] == "Infrastructure" and ticket[0].connection in ("", "default")
@@ -206,3 +209,12 @@ def test_either_condition_crosses_and_a_snapshot_without_figures_decides_nothing
     crossing = decide(alert, {"secureScore": {"current": 40.0, "max": 100.0, "percent": 40.0}, "history": flat})
     assert crossing is not None and crossing.crossed
     assert decide(Alert("b", "b", None, below=50), {"secureScore": {"percent": None}, "history": []}) is None
+
+
+def test_a_refresh_out_of_time_leaves_the_alerts_to_the_next_one_and_records_no_failure(scored):
+    saved(scored, [below_now(scored)])
+    with deadlines.run_deadline(-1):
+        outcome = after_refresh(scored.services, HOME, summary(scored))
+    assert (outcome.done, outcome.failed) == ({}, []) and alert_records(scored) == [] and episode(scored, "low") == {}
+    refresh(scored)
+    assert len(alert_records(scored)) == 1
