@@ -13,7 +13,7 @@ from alerts.api import after_refresh
 from dev.entra.tenants import FABRIKAM
 from dev.servicenow import SimulatorTransport
 from shared import services as services_module
-from shared.tickets import HOME, tenant_tag
+from shared.tickets import HOME, claim_key, tenant_tag
 from tests.alerts.alerts_support import INCIDENTS, alert_records, episode, posts, refresh, saved
 from tests.conftest import Harness, build_services, concurrently
 from tests.secure_score.test_tenants import added, entra, msp  # noqa: F401  (fixtures)
@@ -106,3 +106,38 @@ def test_one_tenant_s_alert_never_touches_another_tenant_s_ticket(msp, entra):  
     assert states == {"m365sec:alert/home-low": "1", f"m365sec:{tenant_tag(FABRIKAM.id)}/alert/fab-low": "6"}
     patched = [r.path.rsplit("/", 1)[-1] for r in msp.simulator.requests if r.method == "PATCH"]
     assert home_ticket[0].sys_id not in patched
+
+
+def test_on_table_storage_an_alert_s_claim_keeps_one_open_ticket_per_episode(connected, azurite):
+    """`alert/{id}` holds a '/', which a Table Storage RowKey may not: its claim is kept under another key
+    (https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model)."""
+    from azure.data.tables import TableServiceClient
+
+    from shared.services import Services
+    from shared.store.tables import TableTicketStore
+
+    service = TableServiceClient.from_connection_string(azurite)
+    for table in service.list_tables():
+        service.delete_table(table.name)
+    current = connected.services
+    moved = Services(current.settings, transport=connected.transport,
+                     graph_transport=SimulatorTransport(connected.graph), store=TableTicketStore(service),
+                     secrets=current.secrets, clock=connected.clock, retry=current.servicenow.retry,
+                     sleep=connected.sleeps)  # fmt: skip
+    services_module.install(moved)
+    connected.services = moved
+    refresh(connected)
+    percent = summary(connected)["secureScore"]["percent"]
+    saved(connected, [{"id": "low", "tenants": "all", "below": percent + 1}])
+    refresh(connected)
+    refresh(connected)
+    (first,) = alert_records(connected)
+    assert moved.store.claim_holder(claim_key(HOME, "alert/low")) == episode(connected, "low")["ticket"]
+    maximum = summary(connected)["secureScore"]["max"]
+    connected.graph.home.set_score(maximum)
+    refresh(connected)
+    connected.graph.home.set_score(round(maximum * (percent - 1) / 100, 2))
+    refresh(connected)
+    assert len(alert_records(connected)) == 2 and posts(connected) == 2
+    assert moved.store.claim_holder(claim_key(HOME, "alert/low")) == episode(connected, "low")["ticket"]
+    assert next(r for r in alert_records(connected) if r["sys_id"] == first["sys_id"])["state"] == "6"
