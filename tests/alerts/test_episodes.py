@@ -24,6 +24,7 @@ from shared.tickets import HOME, claim_key, parse_correlation
 from status_sync.api import StatusSync
 from tests.alerts.alerts_support import INCIDENTS, alert_records, body, episode, posts, put_alerts, refresh, saved
 from tests.conftest import Harness
+from tests.routes_support import saved as routes_saved
 
 
 def summary(harness: Harness) -> dict[str, Any]:
@@ -218,3 +219,23 @@ def test_a_refresh_out_of_time_leaves_the_alerts_to_the_next_one_and_records_no_
     assert (outcome.done, outcome.failed) == ({}, []) and alert_records(scored) == [] and episode(scored, "low") == {}
     refresh(scored)
     assert len(alert_records(scored)) == 1
+
+
+def test_the_routes_place_an_alert_s_ticket_by_its_category_and_none_matching_is_the_default(scored):
+    routes_saved(scored, [{"name": "Identity", "match": {"categories": ["Identity"]}, "set": {"priority": "low"}},
+                          {"name": "Alerts", "match": {"categories": ["Infrastructure"], "tenants": ["home"]},
+                           "set": {"priority": "critical", "dueInDays": 3}}])  # fmt: skip
+    saved(scored, [below_now(scored)])
+    refresh(scored)
+    (record,) = alert_records(scored)
+    assert (record["impact"], record["urgency"]) == ("1", "1") and record["due_date"]
+    ticket = scored.services.store.get_ticket(episode(scored, "low")["ticket"])
+    assert ticket is not None and ticket[0].route is not None and ticket[0].route["name"] == "Alerts"
+
+
+def test_where_no_route_matches_an_alert_s_ticket_goes_as_a_create_no_route_matches(scored):
+    routes_saved(scored, [{"name": "Identity", "match": {"categories": ["Identity"]}, "set": {"priority": "low"}}])
+    saved(scored, [below_now(scored)])
+    refresh(scored)
+    (record,) = alert_records(scored)
+    assert (record["impact"], record["urgency"]) == ("2", "2")  # priority 3: no route decided it
