@@ -76,6 +76,13 @@ def test_refreshes_at_once_make_one_ticket(crossed):
     assert episode(crossed, "low")["state"] == "open" and "lease" not in episode(crossed, "low")
 
 
+def test_whole_refreshes_at_once_make_one_ticket(crossed):
+    answers = concurrently(4, lambda _: crossed.call("refresh_recommendations", "POST", "/recommendations/refresh"))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len(alert_records(crossed)) == 1 and posts(crossed) == 1
+    assert episode(crossed, "low").get("error") is None
+
+
 def test_a_repeated_refresh_makes_nothing_more(crossed):
     for _ in range(3):
         refresh(crossed)
