@@ -76,6 +76,24 @@ def test_refreshes_at_once_make_one_ticket(crossed):
     assert episode(crossed, "low")["state"] == "open" and "lease" not in episode(crossed, "low")
 
 
+def test_refreshes_at_once_write_one_note_and_one_resolve(crossed):
+    refresh(crossed)
+    (record,) = alert_records(crossed)
+    snapshot = summary(crossed)
+    score = snapshot["secureScore"]
+    lower = {**snapshot, "secureScore": {**score, "current": score["current"] - 3, "percent": score["percent"] - 1}}
+    crossed.simulator.requests.clear()
+    concurrently(8, lambda _: after_refresh(crossed.services, HOME, lower))
+    patches = [r for r in crossed.simulator.requests if r.method == "PATCH"]
+    assert len(patches) == 1 and b"work_notes" in patches[0].body
+    recovered = {**snapshot, "secureScore": {**score, "current": score["max"], "percent": 100.0}}
+    crossed.simulator.requests.clear()
+    concurrently(8, lambda _: after_refresh(crossed.services, HOME, recovered))
+    patches = [r for r in crossed.simulator.requests if r.method == "PATCH"]
+    assert len(patches) == 1 and record["sys_id"] in patches[0].path
+    assert alert_records(crossed)[0]["state"] == "6" and episode(crossed, "low")["state"] == "over"
+
+
 def test_whole_refreshes_at_once_make_one_ticket(crossed):
     answers = concurrently(4, lambda _: crossed.call("refresh_recommendations", "POST", "/recommendations/refresh"))
     assert [a.status_code for a in answers] == [200] * 4
