@@ -68,6 +68,40 @@ def test_a_crash_between_servicenow_s_commit_and_the_store_s_write_leaves_one_ti
     assert state["state"] == "open" and ticket is not None and ticket[0].sys_id == record["sys_id"]
 
 
+class CrashAfterPatch(SimulatorTransport):
+    """ServiceNow commits a PATCH, then the connector's process dies before it reads the answer."""
+
+    armed = True
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if self.armed and request.method == "PATCH" and request.url.path.startswith(INCIDENTS):
+            self.armed = False
+            raise Crash()
+        return response
+
+
+def test_a_crash_after_the_resolve_is_finished_by_the_next_refresh(crossed):
+    refresh(crossed)
+    (record,) = alert_records(crossed)
+    maximum = summary(crossed)["secureScore"]["max"]
+    crossed.graph.home.set_score(maximum)
+    crashing = build_services(crossed.tmp, CrashAfterPatch(crossed.simulator), crossed.clock, crossed.sleeps,
+                              crossed.graph)  # fmt: skip
+    services_module.install(crashing)
+    with pytest.raises(Crash):
+        refresh(crossed)
+    assert episode(crossed, "low")["state"] == "resolving" and alert_records(crossed)[0]["state"] == "6"
+    services_module.install(crossed.services)
+    crossed.clock.advance(minutes=10)
+    refresh(crossed)
+    assert episode(crossed, "low")["state"] == "over" and [r["sys_id"] for r in alert_records(crossed)] == [
+        record["sys_id"]
+    ]
+    ticket = crossed.services.store.get_ticket(episode(crossed, "low")["ticket"])
+    assert ticket is not None and ticket[0].status == "resolved"
+
+
 def test_refreshes_at_once_make_one_ticket(crossed):
     snapshot = summary(crossed)
     outcomes = concurrently(8, lambda _: after_refresh(crossed.services, HOME, snapshot))
