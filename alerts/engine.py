@@ -7,7 +7,7 @@ recovery inside the window still counts the whole fall from the top). Either con
 recovered when no condition it sets holds. A snapshot without the figures a condition needs leaves the episode as it
 is (neither crossed nor recovered).
 
-Per (tenant, alert) one store document (`alert-episode:{alert id}:{tenant}`) keeps the episode: its number, state
+Per (tenant, alert) one store document (`alert-episode:{tenant}:{alert id}`) keeps the episode: its number, state
 (`opening` -> `open` -> `resolving` -> `over`), ticket, the score last noted and the last failure. Every step is
 taken under a lease on that document (a conditional write), so two refreshes at once never act twice; the intent is
 written before ServiceNow is called, so a crash is finished by the next refresh: `opening` creates again with the
@@ -39,8 +39,13 @@ OPENING, OPEN, RESOLVING, OVER = "opening", "open", "resolving", "over"
 LEASE_MARGIN = timedelta(seconds=60)
 
 
+def tenant_prefix(tenant: str) -> str:
+    """A tenant's episodes sort together: one range read per refresh, whatever the number of alerts."""
+    return f"{PREFIX}{tenant or 'home'}:"
+
+
 def document_name(alert_id: str, tenant: str) -> str:
-    return f"{PREFIX}{alert_id}:{tenant or 'home'}"
+    return f"{tenant_prefix(tenant)}{alert_id}"
 
 
 @dataclass(frozen=True)
@@ -133,11 +138,11 @@ def _due(data: dict[str, Any], crossing: Crossing) -> bool:
     return not crossing.crossed or crossing.current != data.get("noted")
 
 
-def _act(episode: Episode, crossing: Crossing) -> str | None:
-    """One step (or two: a resolve left half done, then a new crossing); what it did."""
+def _act(episode: Episode, crossing: Crossing, listed: dict[str, Any]) -> str | None:
+    """One step (or two: a resolve left half done, then a new crossing); what it did. `listed`: the episode as the
+    refresh's one read of the tenant's episodes found it (taking the lease reads it again)."""
     services, alert, tenant = episode.services, episode.alert, episode.tenant
-    found = services.store.get_document(episode.name)
-    if not _due(found[0] if found else {}, crossing):
+    if not _due(listed, crossing):
         return None
     data, now = episode.take(), services.clock().isoformat()
     state, number = data.get("state") or OVER, int(data.get("episode") or 0)
@@ -194,16 +199,17 @@ def after_refresh(services: Services, tenant: str, summary: dict[str, Any]) -> O
     """Every alert covering `tenant`, each on its own: one that fails is recorded on its episode (provisioning shows
     it) and never stops the others, nor the refresh."""
     outcome = Outcome({}, [])
-    for alert in load(services.store).alerts:
-        if not alert.covers(tenant):
-            continue
+    alerts = [a for a in load(services.store).alerts if a.covers(tenant)]
+    found = services.store.list_documents(tenant_prefix(tenant)) if alerts else {}
+    listed = {name: data for name, (data, _) in found.items()}
+    for alert in alerts:
         crossing = decide(alert, summary)
         if crossing is None:
             continue
         episode = Episode(services, alert, tenant)
         try:
             deadlines.check_run()
-            did = _act(episode, crossing)
+            did = _act(episode, crossing, listed.get(episode.name) or {})
         except (Busy, StoreConflict):
             continue  # another refresh acts on it now
         except deadlines.RunOutOfTime:  # the refresh's deadline: the next refresh goes on (no failure of the alert)

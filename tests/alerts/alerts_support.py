@@ -61,5 +61,5 @@ def alert_records(harness: Harness) -> list[dict[str, Any]]:
 
 
 def episode(harness: Harness, alert_id: str, tenant: str = "home") -> dict[str, Any]:
-    found = harness.services.store.get_document(f"alert-episode:{alert_id}:{tenant}")
+    found = harness.services.store.get_document(f"alert-episode:{tenant}:{alert_id}")
     return dict(found[0]) if found else {}
