@@ -4,7 +4,8 @@ shows (docs/alerts.md)."""
 
 from __future__ import annotations
 
-from alerts.engine import Outcome, after_refresh, failures
+from alerts.engine import Outcome, after_refresh
+from alerts.failures import failures
 from alerts.saving import load as load_alerts
 from alerts.tickets import CATEGORY
 

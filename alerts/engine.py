@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from alerts import tickets
+from alerts.failures import clear_failure, note_failure
 from alerts.model import Alert
 from alerts.saving import load
 from shared import deadlines
@@ -222,6 +223,8 @@ def after_refresh(services: Services, tenant: str, summary: dict[str, Any]) -> O
             continue
         if episode.data:  # taken: released, with the error of an earlier try cleared
             episode_release(episode)
+            if (listed.get(episode.name) or {}).get("error"):
+                clear_failure(services.store, episode.name)
         if did:
             outcome.done[alert.id] = did
             log.info("Alert %s in %s: %s", alert.id, tickets.whose(tenant), did)
@@ -241,14 +244,6 @@ def _record(episode: Episode, exc: Exception) -> dict[str, Any]:
     log.warning("Alert %s in %s failed: %s", episode.alert.id, tickets.whose(episode.tenant), code)
     with contextlib.suppress(Busy, StoreConflict):
         episode.write(release=True, error=error)
-    return {"alert": episode.alert.id, "tenant": episode.tenant or "home", **error}
-
-
-def failures(services: Services) -> list[dict[str, Any]]:
-    """The episodes whose last step failed, for provisioning: `{alert, tenant, at, code, detail, attempts}`."""
-    found = []
-    for name, (data, _) in sorted(services.store.list_documents(PREFIX).items()):
-        error = data.get("error")
-        if isinstance(error, dict):
-            found.append({"alert": data.get("alert") or name, "tenant": data.get("tenant"), **error})
-    return found
+    entry = {"alert": episode.alert.id, "tenant": episode.tenant or "home", **error}
+    note_failure(episode.services.store, episode.name, entry)
+    return entry

@@ -12,9 +12,10 @@ NAME = "score_alerts"
 
 
 def alert_checks(services: Services) -> list[Check]:
-    failed = failures(services)
+    saved = load_alerts(services.store).alerts
+    failed = failures(services.store, {a.id for a in saved})
     if not failed:
-        count = len(load_alerts(services.store).alerts)
+        count = len(saved)
         if not count:
             return []
         return [Check(NAME, True, f"{count} score alert(s); none failed at the last refresh of its tenants.",

@@ -239,3 +239,14 @@ def test_where_no_route_matches_an_alert_s_ticket_goes_as_a_create_no_route_matc
     refresh(scored)
     (record,) = alert_records(scored)
     assert (record["impact"], record["urgency"]) == ("2", "2")  # priority 3: no route decided it
+
+
+def test_a_failing_alert_taken_out_is_no_longer_shown_failing(scored):
+    saved(scored, [below_now(scored), {**below_now(scored, "other"), "tenants": "all"}])
+    scored.simulator.inject(Fault("status", status=400, path_prefix=INCIDENTS, method="POST", times=100))
+    refresh(scored)
+    checks = body(scored.call("provisioning", path="/provisioning"))["checks"]
+    assert sorted(c["detail"].split("'")[1] for c in checks if c["name"] == "score_alerts") == ["low", "other"]
+    saved(scored, [{**below_now(scored, "other"), "tenants": "all"}])
+    checks = body(scored.call("provisioning", path="/provisioning"))["checks"]
+    assert [c["detail"].split("'")[1] for c in checks if c["name"] == "score_alerts"] == ["other"]
