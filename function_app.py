@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from alerts import bp as alerts_bp
 from create_ticket import bp as create_ticket_bp
 from create_ticket.routing import bp as routing_bp
 from oauth_callback import bp as oauth_callback_bp
@@ -23,4 +24,5 @@ app.register_functions(status_sync_bp)
 app.register_functions(secure_score_bp)
 app.register_functions(templates_bp)
 app.register_functions(reviews_bp)
+app.register_functions(alerts_bp)
 app.register_functions(portal_bp)

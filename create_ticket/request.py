@@ -28,6 +28,7 @@ from shared.tickets import (
     TENANT_ID,
     USER_NAME,
     correlation_id,
+    is_alert,
 )
 
 IMPACT_URGENCY = {1: ("1", "1"), 2: ("1", "2"), 3: ("2", "2"), 4: ("2", "3"), 5: ("3", "3")}
@@ -283,6 +284,12 @@ def servicenow_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _source(rec: Recommendation) -> str:
+    if is_alert(rec.id):
+        return "Secure Score alert"
+    return "Microsoft recommendation" if rec.source == "microsoft" else "User recommendation"
+
+
 def footer(request: TicketRequest, ticket_id: str, caller_known: bool) -> str:
     rec = request.recommendation
     lines = [
@@ -290,7 +297,7 @@ def footer(request: TicketRequest, ticket_id: str, caller_known: bool) -> str:
         "---",
         f"Recommendation: {rec.id}",
         f"Category: {rec.category}",
-        f"Source: {'Microsoft recommendation' if rec.source == 'microsoft' else 'User recommendation'}",
+        f"Source: {_source(rec)}",
     ]
     if rec.url:
         lines.append(f"Portal: {rec.url}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from provisioning.alert_checks import alert_checks
 from provisioning.checks import Check
 from provisioning.connection_checks import connect_path, connection_checks
 from provisioning.template_checks import poison_checks
@@ -115,6 +116,7 @@ def provisioning_status(services: Services, *, live: bool) -> dict[str, Any]:
         checks.append(_secure_score_check(services, live=live))
         checks.extend(tenant_checks(services, live=live))
         checks.extend(poison_checks(services))
+        checks.extend(alert_checks(services))
         checks.extend(connection_checks(services))
         scored = _secure_score_state(services).failures or {}
         notes = {k: v for k, v in scored.items() if isinstance(v, dict) and v.get("kind") == "control"}

@@ -20,7 +20,7 @@ from typing import Any
 
 from secure_score.htmltext import html_to_text
 from shared.text import clean_line, printable
-from shared.tickets import CATEGORIES, CATEGORY_NAME, HOME, HTTPS_URL, RECOMMENDATION_ID, Ticket
+from shared.tickets import CATEGORIES, CATEGORY_NAME, CONTROL_ID, HOME, HTTPS_URL, Ticket, is_alert
 
 STATES = {"default": "Default", "ignored": "Ignored", "thirdparty": "ThirdParty", "reviewed": "Reviewed"}
 TOLERANCE = 1e-6  # points: a score this close to the maximum is the maximum (Graph's numbers are doubles)
@@ -131,7 +131,7 @@ def build_control(profile: dict[str, Any], score_entry: dict[str, Any] | None) -
     """One stored control: the profile's documented fields, today's score, and whether it is completed
     (score >= maxScore; the undocumented `scoreInPercentage`/`implementationStatus` are shown, never used)."""
     control_id = profile.get("id")
-    if not isinstance(control_id, str) or not RECOMMENDATION_ID.fullmatch(control_id):
+    if not isinstance(control_id, str) or not CONTROL_ID.fullmatch(control_id):
         raise ProfileRefused(
             f"a control profile with an id the connector cannot use ({printable(str(control_id), 64)})"
         )
@@ -217,8 +217,8 @@ def newest_tickets(tickets: Iterable[Ticket], tenant: str | None = HOME) -> dict
     duplicate) never takes the connector's place."""
     newest: dict[str, Ticket] = {}
     for ticket in tickets:
-        if ticket.recommendation.get("source") == "user" or ticket.duplicate_of:
-            continue
+        if ticket.recommendation.get("source") == "user" or ticket.duplicate_of or is_alert(ticket.recommendation_id):
+            continue  # a score alert's ticket has no control (docs/alerts.md#tickets)
         if tenant is not None and ticket.tenant != tenant:
             continue
         key = ticket.recommendation_id if tenant is not None else ticket.claim_key

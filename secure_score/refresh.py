@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from alerts.api import after_refresh
 from secure_score import confirmation, daily, reading, tenant_runs, tenants
 from secure_score.controls import newest_tickets
 from secure_score.edges import follow, observe
@@ -158,6 +159,15 @@ class TenantRefresh:
                 "and the next refresh goes on with the tickets this one did not reach.", retry_after=300))  # fmt: skip
         except REFRESH_SYSTEMIC as exc:
             result.fail(exc)
+        self._alerts(summary)
+
+    def _alerts(self, summary: dict[str, Any]) -> None:
+        """The score alerts of this tenant (docs/alerts.md): each alert's failure is kept on its episode and shown in
+        provisioning; nothing of it ever fails the refresh."""
+        try:
+            after_refresh(self._services, self._tenant, summary)
+        except Exception as exc:  # the alerts document unreadable, the deadline: the next refresh tries again
+            log.warning("Score alerts of %s not checked: %s", self._tenant or "the home tenant", describe(exc)[0])
 
     def _act(self, controls: list[dict[str, Any]], day: str, result: RefreshResult) -> None:
         by_id = {c["id"]: c for c in controls}

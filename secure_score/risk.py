@@ -24,7 +24,7 @@ from secure_score.writeback import VENDOR
 from shared.problems import ConnectorError
 from shared.services import Services
 from shared.store import StoreConflict, change_ticket
-from shared.tickets import Ticket
+from shared.tickets import Ticket, is_alert
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,8 @@ def accept_risks(services: Services, ticket_ids: Iterable[str]) -> int:
     written, read = 0, None
     for ticket_id in dict.fromkeys(ticket_ids):
         found = services.store.get_ticket(ticket_id)
-        if found is None or not risk_pending(found[0]) or found[0].duplicate_of:
-            continue
+        if found is None or not risk_pending(found[0]) or found[0].duplicate_of or is_alert(found[0].recommendation_id):
+            continue  # a score alert's ticket has no control to set Ignored (docs/alerts.md#tickets)
         ticket, accepted = found[0], found[0].extra["riskAccepted"]
         read = being_read(services) if read is None else read
         if ticket.tenant not in read:  # a paused or removed tenant is never written

@@ -35,7 +35,7 @@ from shared.problems import ConnectorError, SecureScoreForbidden, SecureScoreUna
 from shared.runs import MAX_ITEM_ATTEMPTS, Failures, failure_entry
 from shared.services import Services
 from shared.store import change_ticket
-from shared.tickets import Ticket
+from shared.tickets import Ticket, is_alert
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class WriteBack:
         """The note changed since it was last written, and nothing stops writing it."""
         data = ticket.secure_score or {}
         if not (ticket.sys_id and ticket.number) or data.get("refused") or data.get("forbidden"):
+            return False
+        if is_alert(ticket.recommendation_id):  # a score alert's ticket has no control to write to (docs/alerts.md)
             return False
         note = self.note(ticket)
         if data.get("written") == note:

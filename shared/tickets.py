@@ -42,7 +42,12 @@ RESOLVED_STATUSES = frozenset({"resolved", "closed"})  # done by the work (cance
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 SERVICENOW_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$")
 HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!#-~]*)?$")
-RECOMMENDATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+CONTROL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # a Secure Score control's id as Graph names one
+# A score alert's ticket is `alert/{alert id}` (docs/alerts.md#tickets): `/` is in no control id, so it never reads
+# as a control, and 6 + 58 characters keep `m365sec:{tag}/alert/{id}` within correlation_id's 100 (8 + 26 + 1 + 64).
+ALERT_PREFIX = "alert/"
+ALERT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,57}$")
+RECOMMENDATION_ID = re.compile(r"^(?:[A-Za-z0-9._:-]{1,64}|alert/[A-Za-z0-9][A-Za-z0-9._-]{0,57})$")
 EMAIL = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+$")
 USER_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
@@ -72,7 +77,8 @@ def record_number(value: Any) -> str:
 
 HOME = ""  # the deployment's own tenant: every ticket, claim and snapshot from before tenants is the home tenant's
 TENANT_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-# `/` is in no recommendation id, so no home id (`m365sec:{control}`) ever reads as another tenant's.
+# `/` is in no control id, and a home alert's `alert/` is no 26-letter tag, so no home id (`m365sec:{control}`,
+# `m365sec:alert/{id}`) ever reads as another tenant's.
 _TENANT_TAG = re.compile(r"^([a-z2-7]{26})/(.+)$")
 
 
@@ -113,6 +119,12 @@ def parse_correlation(value: str) -> tuple[str, str] | None:
         # Only the tag the connector mints: 26 letters carry 130 bits for 128, so four spellings decode to one id.
         return (tenant, tagged[2]) if tenant_tag(tenant) == tagged[1] else None
     return (HOME, rest) if RECOMMENDATION_ID.fullmatch(rest) else None
+
+
+def is_alert(recommendation_id: str) -> bool:
+    """A score alert's ticket (docs/alerts.md#tickets): it has no Secure Score control, so no edge, write-back or
+    risk acceptance acts on it."""
+    return recommendation_id.startswith(ALERT_PREFIX)
 
 
 def claim_key(tenant: str, recommendation_id: str) -> str:

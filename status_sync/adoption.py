@@ -17,11 +17,12 @@ import logging
 import uuid
 from typing import Any
 
+from alerts.api import CATEGORY as ALERT_CATEGORY
 from create_ticket.api import Rules, control_facts, decide, load_routes
 from shared import tenant_records
 from shared.services import Services
 from shared.text import printable
-from shared.tickets import CORRELATION_PREFIX, HOME, RecordRefused, Ticket, parse_correlation
+from shared.tickets import CORRELATION_PREFIX, HOME, RecordRefused, Ticket, is_alert, parse_correlation
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ class Adoption:
                         f"({state or 'not registered'})")  # fmt: skip
         if self._rules is None:
             self._rules = load_routes(self._services.store).rules()
-        stored = self._services.store.get_secure_score_control(control, tenant) or {}
+        # An alert's ticket has no control: it was routed by its category (docs/alerts.md#tickets), as here
+        stored = {"category": ALERT_CATEGORY} if is_alert(control) else (
+            self._services.store.get_secure_score_control(control, tenant) or {})  # fmt: skip
         facts = control_facts(tenant, {**stored, "id": control})
         target = decide(self._rules, facts, priority=None, due=None, now=self._services.clock())
         if target.connection != self._services.connection.id:

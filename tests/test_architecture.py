@@ -22,6 +22,7 @@ APP = (
     "portal",
     "reviews",
     "templates",
+    "alerts",
 )
 PACKAGES = (*APP, "dev")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"

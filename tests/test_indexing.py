@@ -45,6 +45,8 @@ EXPECTED_HTTP = {
     "preview_template": ("templates/{id}/preview", ["POST"], "ANONYMOUS"),
     "apply_template": ("templates/{id}/apply", ["POST"], "ANONYMOUS"),
     "template_apply_progress": ("templates/{id}/applies/{run}", ["GET"], "ANONYMOUS"),
+    "list_alerts": ("alerts", ["GET"], "ANONYMOUS"),
+    "put_alerts": ("alerts", ["PUT"], "ANONYMOUS"),
 }
 
 
@@ -156,7 +158,7 @@ def test_importing_the_app_does_no_io_and_imports_only_the_function_modules():
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     added, opened = json.loads(result.stdout)
-    assert added == ["create_ticket", "create_ticket.routing", "function_app", "oauth_callback", "portal",
+    assert added == ["alerts", "create_ticket", "create_ticket.routing", "function_app", "oauth_callback", "portal",
                      "provisioning", "reviews", "secure_score", "status_sync", "templates"]  # fmt: skip
     assert opened == []
     heavy = ("httpx", "tenacity", "azure.identity", "azure.keyvault", "azure.data", "azure.core", "azure.monitor",

@@ -36,6 +36,7 @@ class TenantData:
         self.requests: list[SimRequest] = []  # the requests whose token named this tenant
         self.in_flight = 0
         self.max_in_flight = 0
+        self.day_scores: dict[int, float] = {}  # days ago -> that day's currentScore, where a test sets one
         self._history = catalogue.history(
             datetime.fromtimestamp(clock(), UTC), list(self.profiles.values()), scores, tenant=tenant_id
         )
@@ -93,4 +94,12 @@ class TenantData:
                 self.scores,
                 tenant=self.id,
             )
-        return [today, *self._history[1:]]
+        every = [today, *self._history[1:]]
+        return [{**s, "currentScore": self.day_scores[ago]} if ago in self.day_scores else s
+                for ago, s in enumerate(every)]  # fmt: skip
+
+    def set_score(self, current: float, days_ago: int = 0) -> None:
+        """One day's total (`currentScore`, out of the day's `maxScore`), as Secure Score reports a day whose controls
+        summed to it (https://learn.microsoft.com/graph/api/resources/securescore): what the score alerts read."""
+        with self.lock:
+            self.day_scores[days_ago] = current

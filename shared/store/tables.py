@@ -50,7 +50,8 @@ def _ticket_from(entity: Any) -> Ticket:
 
 
 def _claim_key(recommendation_id: str) -> str:
-    return f"~claim|{recommendation_id}"
+    """An alert's `alert/{id}` (shared/tickets.py) holds a '/', which RowKey forbids; '!' is in no recommendation id."""
+    return f"~claim|{recommendation_id.replace('/', '!')}"
 
 
 def _sys_id_key(sys_id: str) -> str:

@@ -78,6 +78,8 @@ OPERATIONS = {  # function name -> (operationId, method, path)
     "preview_template": ("previewTemplate", "POST", "/templates/{id}/preview"),
     "apply_template": ("applyTemplate", "POST", "/templates/{id}/apply"),
     "template_apply_progress": ("templateApplyProgress", "GET", "/templates/{id}/applies/{run}"),
+    "list_alerts": ("getAlerts", "GET", "/alerts"),
+    "put_alerts": ("putAlerts", "PUT", "/alerts"),
 }
 RUN = "0123456789abcdef0123456789abcdef"  # a queued apply's run the fuzz stores for a template
 TEMPLATE_ROUTES = ("get_template", "put_template", "preview_template", "apply_template", "template_apply_progress")
@@ -171,6 +173,18 @@ VALID_TEMPLATE = st.fixed_dictionaries(
      "tenants": st.sampled_from(["all", ["home"]])},
     optional={"comment": st.text(VISIBLE, max_size=200), "expiresInDays": st.integers(1, 3650)},
 )  # fmt: skip
+VALID_ALERT = st.fixed_dictionaries(
+    {"id": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,57}", fullmatch=True),
+     "tenants": st.sampled_from(["all", ["home"]])},
+    optional={"name": st.text(VISIBLE, min_size=1, max_size=160).filter(str.strip),
+              "below": st.floats(0, 100), "dropOf": st.floats(0.5, 1000), "within": st.integers(1, 90)},
+).filter(lambda a: "below" in a or "dropOf" in a)  # fmt: skip
+ALERTISH = st.fixed_dictionaries(
+    {}, optional={"id": st.one_of(TEXT, JSON), "tenants": st.one_of(TEXT, JSON, st.just(["home", "x"])),
+                  "below": st.one_of(st.sampled_from([-1, 101, 50, True]), JSON),
+                  "dropOf": st.one_of(st.just(-5), JSON),
+                  "within": st.one_of(st.sampled_from([0, 91, 7.5]), JSON), "extra": JSON},
+)  # fmt: skip
 SEEDED_TEMPLATE = {"name": "Mail filter", "controls": ["DLPEnabled", "mip_DLP_policies"], "state": "ThirdParty",
                    "tenants": ["home"]}  # fmt: skip
 
@@ -260,6 +274,10 @@ def _call(harness: Harness, function: str, draw: Any) -> Any:
         body = json.dumps(_own_controls(draw(VALID_TEMPLATE)), ensure_ascii=draw(st.booleans())).encode()
         current = harness.call("get_template", path=f"/templates/{route['id']}", route_params=route)
         headers["If-Match"] = current.headers.get("ETag") or draw(TEXT)
+    if function == "put_alerts" and _mostly(draw):  # a list (valid or not) under the version GET gives now
+        alerts = st.lists(st.one_of(VALID_ALERT, ALERTISH), max_size=4) if _mostly(draw) else JSON
+        body = json.dumps({"alerts": draw(alerts)}, ensure_ascii=draw(st.booleans())).encode()
+        headers["If-Match"] = harness.call("list_alerts", path="/alerts").headers.get("ETag") or draw(TEXT)
     if function in ("preview_template", "apply_template") and _mostly(draw):  # nothing, or the apply's option
         body = draw(st.sampled_from([b"", b'{"overwriteDrift": true}', b'{"overwriteDrift": false}']))
     if function == "servicenow_events" and _mostly(draw):  # signed: a notice for a known or unknown record
