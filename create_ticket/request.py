@@ -19,12 +19,12 @@ from shared.problems import FieldError, ValidationFailed
 from shared.text import MULTI_LINE_CLASS, ONE_LINE_CLASS, printable
 from shared.tickets import (
     CATEGORIES,
+    CONTROL_ID,
     CORRELATION_DISPLAY,
     EMAIL,
     HOME,
     HTTPS_URL,
     PRIORITIES,
-    RECOMMENDATION_ID,
     TENANT_ID,
     USER_NAME,
     correlation_id,
@@ -207,7 +207,9 @@ def _recommendation(value: Any, errors: list[FieldError]) -> Recommendation:
     source = _optional(value, "source", errors, "recommendation.source")
     category = _optional(value, "category", errors, "recommendation.category")
     url = _optional(value, "url", errors, "recommendation.url")
-    if not isinstance(rec_id, str) or not RECOMMENDATION_ID.fullmatch(rec_id):
+    # CONTROL_ID, not RECOMMENDATION_ID: `alert/{id}` is the connector's own (docs/alerts.md#tickets); a caller's
+    # would be a ticket the alert's next episode takes as its own.
+    if not isinstance(rec_id, str) or not CONTROL_ID.fullmatch(rec_id):
         errors.append(FieldError("recommendation.id", "must be 1-64 characters of A-Z, a-z, 0-9, '.', '_', ':', '-'"))
     if source is not None and source not in SOURCES:
         errors.append(FieldError("recommendation.source", "must be 'microsoft' or 'user'"))
