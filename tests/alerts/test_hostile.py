@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.alerts.alerts_support import alert_records, posts, refresh, saved
+from shared.tickets import HOME
+from tests.alerts.alerts_support import alert_records, episode, posts, refresh, saved
 from tests.conftest import Harness
 from tests.create_ticket.test_tickets import BODY, post
 
@@ -32,3 +33,60 @@ def test_a_caller_s_alert_shaped_ticket_is_never_an_alert_s_ticket(connected: Ha
     refresh(connected)
     (record,) = alert_records(connected)
     assert record["short_description"] == "Secure Score alert: Score low" and posts(connected) == 1
+
+
+def percent_of(harness: Harness) -> float:
+    found = harness.services.store.get_secure_score_summary(HOME)
+    assert found is not None
+    return float(found["secureScore"]["percent"])
+
+
+def set_percent(harness: Harness, percent: float) -> None:
+    found = harness.services.store.get_secure_score_summary(HOME)
+    assert found is not None
+    harness.graph.home.set_score(round(found["secureScore"]["max"] * percent / 100, 2))
+
+
+def record_of(harness: Harness, sys_id: str) -> dict[str, Any]:
+    return next(r for r in harness.simulator.records() if r["sys_id"] == sys_id)
+
+
+def notes_on(harness: Harness, sys_id: str) -> list[str]:
+    return [text for s, kind, text in harness.simulator.journal if s == sys_id and kind == "work_notes"]
+
+
+@pytest.fixture
+def low(connected: Harness) -> tuple[Harness, dict[str, Any], float]:
+    """The home tenant read, an alert 20 points over its percent, crossed: its one ticket open."""
+    refresh(connected)
+    percent = percent_of(connected)
+    saved(connected, [{"id": "low", "name": "Score low", "tenants": ["home"], "below": min(100.0, percent + 20)}])
+    refresh(connected)
+    (record,) = alert_records(connected)
+    return connected, record, percent
+
+
+PERSON = pytest.mark.parametrize(("state", "what"), [("8", "canceled"), ("7", "closed"), ("6", "resolved")])
+
+
+@PERSON
+def test_a_person_s_decision_in_servicenow_gets_no_note_before_the_sync_saw_it(low, state, what):
+    """The store may not have seen a person's close yet (the status sync runs on its own clock): a note reads the
+    record first."""
+    harness, record, percent = low
+    harness.simulator.update("incident", record["sys_id"], state=state, close_notes=f"{what} by a person")
+    set_percent(harness, percent - 5)  # still crossed, moved: a note is due
+    refresh(harness)
+    assert notes_on(harness, record["sys_id"]) == [] and len(alert_records(harness)) == 1
+
+
+@PERSON
+def test_a_person_s_decision_in_servicenow_is_never_resolved_over_before_the_sync_saw_it(low, state, what):
+    """The resolve reads the record first and leaves a person's cancel, close or resolution (and its notes) as is."""
+    harness, record, percent = low
+    harness.simulator.update("incident", record["sys_id"], state=state, close_notes=f"{what} by a person")
+    set_percent(harness, min(100.0, percent + 25))  # recovered: a resolve is due
+    refresh(harness)
+    after = record_of(harness, record["sys_id"])
+    assert (after["state"], after["close_notes"]) == (state, f"{what} by a person")
+    assert episode(harness, "low")["state"] == "over" and len(alert_records(harness)) == 1
