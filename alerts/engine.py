@@ -155,6 +155,8 @@ def _act(episode: Episode, crossing: Crossing, listed: dict[str, Any]) -> str | 
         if ticket is None and data.get("ticket") is None:
             ticket = _left_by_a_crash(episode, number)
         if tickets.is_open(ticket) and ticket is not None:
+            ticket = tickets.as_servicenow_has_it(services, ticket)  # a person's close not yet synced stands
+        if tickets.is_open(ticket) and ticket is not None:
             tickets.resolve(services, ticket, f"The Secure Score recovered: {crossing.why}")
         episode.write(state=OVER, endedAt=now, error=None, ticket=ticket.id if ticket else data.get("ticket"))
         state = OVER
@@ -174,6 +176,9 @@ def _act(episode: Episode, crossing: Crossing, listed: dict[str, Any]) -> str | 
     ticket = tickets.ticket_of(services, episode.data.get("ticket"), tenant)
     if crossing.current == episode.data.get("noted") or not tickets.is_open(ticket) or ticket is None:
         return None  # unchanged, or a person closed it: their decision stands until the score recovers
+    ticket = tickets.as_servicenow_has_it(services, ticket)  # a close the status sync has not seen yet
+    if not tickets.is_open(ticket) or ticket is None:
+        return None
     tickets.note(services, ticket, f"Still crossed: {crossing.why}")
     episode.write(noted=crossing.current, error=None)
     return "noted"

@@ -15,8 +15,8 @@ from typing import Any
 from alerts.model import Alert
 from create_ticket.api import Recommendation, TicketRequest, creator_for
 from shared.auth import SYSTEM_CALLER
-from shared.problems import ServiceNowRejected
-from shared.records import apply_record, record_fields
+from shared.problems import NotFound, ServiceNowRejected
+from shared.records import apply_record, mark_missing, record_fields
 from shared.servicenow import table_result
 from shared.services import Services
 from shared.tickets import ALERT_PREFIX, OPEN_STATUSES, Ticket
@@ -62,6 +62,23 @@ def ticket_of(services: Services, ticket_id: str | None, tenant: str) -> Ticket 
 
 def is_open(ticket: Ticket | None) -> bool:
     return ticket is not None and bool(ticket.sys_id) and ticket.status in OPEN_STATUSES - {"pending"}
+
+
+def as_servicenow_has_it(services: Services, ticket: Ticket) -> Ticket | None:
+    """The ticket after one GET of its record (as a change notice is read, status_sync/events.py): a person's
+    close or cancel that the status sync has not seen yet is never noted nor resolved over (docs/alerts.md)."""
+    services = services.for_ticket(ticket)
+    try:
+        response = services.servicenow.table_request(
+            services.tokens, "GET", ticket.table, sys_id=ticket.sys_id,
+            params={"sysparm_fields": record_fields(services), "sysparm_exclude_reference_link": "true"},
+        )  # fmt: skip
+    except NotFound:  # deleted, or hidden by ACLs: as the sweep concludes
+        mark_missing(services, ticket.id)
+        return None
+    apply_record(services, ticket.id, table_result(response))
+    found = services.store.get_ticket(ticket.id)
+    return found[0] if found else None
 
 
 def note(services: Services, ticket: Ticket, text: str) -> None:
