@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from shared.tickets import HOME
-from tests.alerts.alerts_support import alert_records, episode, posts, refresh, saved
+from tests.alerts.alerts_support import alert_records, episode, errors_of, posts, put_alerts, refresh, saved
 from tests.conftest import Harness
 from tests.create_ticket.test_tickets import BODY, post
 
@@ -90,3 +90,10 @@ def test_a_person_s_decision_in_servicenow_is_never_resolved_over_before_the_syn
     after = record_of(harness, record["sys_id"])
     assert (after["state"], after["close_notes"]) == (state, f"{what} by a person")
     assert episode(harness, "low")["state"] == "over" and len(alert_records(harness)) == 1
+
+
+@pytest.mark.parametrize("member", ["below", "dropOf"])
+def test_a_number_too_large_for_a_float_is_refused_by_field_not_a_500(harness, member):
+    """JSON integers have no bound: 1 followed by 400 zeros parses as an int that float() cannot hold."""
+    raw = b'{"alerts": [{"id": "a", "tenants": "all", "%s": 1%s}]}' % (member.encode(), b"0" * 400)
+    assert list(errors_of(put_alerts(harness, raw))) == [f"alerts[0].{member}"]
