@@ -97,3 +97,12 @@ def test_a_number_too_large_for_a_float_is_refused_by_field_not_a_500(harness, m
     """JSON integers have no bound: 1 followed by 400 zeros parses as an int that float() cannot hold."""
     raw = b'{"alerts": [{"id": "a", "tenants": "all", "%s": 1%s}]}' % (member.encode(), b"0" * 400)
     assert list(errors_of(put_alerts(harness, raw))) == [f"alerts[0].{member}"]
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf")])
+def test_a_score_that_is_no_number_decides_nothing_and_never_resolves(low, score):
+    """Python's JSON reader takes NaN and Infinity: such a day is no recovery (a NaN compares false to any line)."""
+    harness, record, _ = low
+    harness.graph.home.set_score(score)
+    refresh(harness)
+    assert record_of(harness, record["sys_id"])["state"] == "1" and episode(harness, "low")["state"] == "open"
