@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from alerts import tickets
 from alerts.failures import clear_failure, note_failure
@@ -56,8 +57,14 @@ class Crossing:
     current: float | None
 
 
+def _finite(value: Any) -> TypeGuard[float]:
+    """A number that compares: Python's JSON reader takes NaN and Infinity, and a NaN is under no line (a false
+    recovery would resolve the ticket)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _days(history: Any) -> list[dict[str, Any]]:
-    good = [h for h in history or [] if isinstance(h, dict) and isinstance(h.get("current"), int | float)]
+    good = [h for h in history or [] if isinstance(h, dict) and _finite(h.get("current"))]
     return sorted(good, key=lambda h: str(h.get("date")))
 
 
@@ -67,7 +74,7 @@ def decide(alert: Alert, summary: dict[str, Any]) -> Crossing | None:
     days = _days(summary.get("history"))
     found: list[bool] = []
     said: list[str] = []
-    if alert.below is not None and isinstance(percent, int | float):
+    if alert.below is not None and _finite(percent) and _finite(current) and _finite(maximum):
         found.append(percent < alert.below)
         said.append(f"The Secure Score is {percent:g}% ({current:g} of {maximum:g} points); the alert's line is "
                     f"{alert.below:g}%.")  # fmt: skip
