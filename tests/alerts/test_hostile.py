@@ -106,3 +106,21 @@ def test_a_score_that_is_no_number_decides_nothing_and_never_resolves(low, score
     harness.graph.home.set_score(score)
     refresh(harness)
     assert record_of(harness, record["sys_id"])["state"] == "1" and episode(harness, "low")["state"] == "open"
+
+
+def test_a_score_flapping_around_the_line_makes_one_ticket_not_a_ticket_per_crossing(connected: Harness):
+    """Half a point either side of the line, refresh after refresh: one episode and its one ticket, no resolve, until
+    the score is back a whole point over the line (the hysteresis of docs/alerts.md)."""
+    refresh(connected)
+    percent = percent_of(connected)
+    line = percent + 0.5
+    saved(connected, [{"id": "low", "name": "Score low", "tenants": ["home"], "below": line}])
+    refresh(connected)
+    for step in range(6):
+        set_percent(connected, line + (0.4 if step % 2 == 0 else -0.4))
+        refresh(connected)
+    (record,) = alert_records(connected)
+    assert record["state"] == "1" and episode(connected, "low")["episode"] == 1 and posts(connected) == 1
+    set_percent(connected, line + 1.5)
+    refresh(connected)
+    assert record_of(connected, record["sys_id"])["state"] == "6" and episode(connected, "low")["state"] == "over"
