@@ -4,8 +4,10 @@ not, and the episode that follows.
 Crossed: the snapshot's percent is under `below`, or the score fell by `dropOf` points or more within `within` days:
 the newest day's score against the HIGHEST score of the days in the window (not the earliest: a dip and a partial
 recovery inside the window still counts the whole fall from the top). Either condition set crosses; the alert has
-recovered when no condition it sets holds. A snapshot without the figures a condition needs leaves the episode as it
-is (neither crossed nor recovered).
+recovered when no condition it sets holds, with a margin against flapping (RECOVERY_MARGIN): an open episode's
+percent must be back a point over `below`, its fall a point (at most half the drop) under `dropOf`, so a score
+wiggling around the line keeps one ticket instead of making one per crossing. A snapshot without the figures a
+condition needs leaves the episode as it is (neither crossed nor recovered).
 
 Per (tenant, alert) one store document (`alert-episode:{tenant}:{alert id}`) keeps the episode: its number, state
 (`opening` -> `open` -> `resolving` -> `over`), ticket, the score last noted and the last failure. Every step is
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 PREFIX = "alert-episode:"
 OPENING, OPEN, RESOLVING, OVER = "opening", "open", "resolving", "over"
 LEASE_MARGIN = timedelta(seconds=60)
+RECOVERY_MARGIN = 1.0  # percent over `below`, points under `dropOf`: an open episode's hysteresis
 
 
 def tenant_prefix(tenant: str) -> str:
@@ -68,16 +71,18 @@ def _days(history: Any) -> list[dict[str, Any]]:
     return sorted(good, key=lambda h: str(h.get("date")))
 
 
-def decide(alert: Alert, summary: dict[str, Any]) -> Crossing | None:
+def decide(alert: Alert, summary: dict[str, Any], ongoing: bool = False) -> Crossing | None:
+    """Crossed or not; `ongoing`: the episode is open, so recovering needs the margin (hysteresis)."""
     score = summary.get("secureScore") or {}
     percent, current, maximum = score.get("percent"), score.get("current"), score.get("max")
     days = _days(summary.get("history"))
     found: list[bool] = []
     said: list[str] = []
     if alert.below is not None and _finite(percent) and _finite(current) and _finite(maximum):
-        found.append(percent < alert.below)
+        line = min(100.0, alert.below + RECOVERY_MARGIN) if ongoing else alert.below
+        found.append(percent < line)
         said.append(f"The Secure Score is {percent:g}% ({current:g} of {maximum:g} points); the alert's line is "
-                    f"{alert.below:g}%.")  # fmt: skip
+                    f"{alert.below:g}%" + (f" (it recovers at {line:g}%)." if ongoing else "."))  # fmt: skip
     if alert.drop_of is not None and days:
         newest = days[-1]
         try:
@@ -87,10 +92,11 @@ def decide(alert: Alert, summary: dict[str, Any]) -> Crossing | None:
         window = [h for h in days if str(h["date"]) >= start]
         top = max(window, key=lambda h: (h["current"], str(h["date"])))
         fall = float(top["current"]) - float(newest["current"])
-        found.append(fall >= alert.drop_of)
+        drop = alert.drop_of - min(RECOVERY_MARGIN, alert.drop_of / 2) if ongoing else alert.drop_of
+        found.append(fall >= drop)
         said.append(f"The score fell {fall:g} points within {alert.within} days (from {top['current']:g} on "
                     f"{top['date']} to {newest['current']:g} on {newest['date']}); the alert's drop is "
-                    f"{alert.drop_of:g} points.")  # fmt: skip
+                    f"{alert.drop_of:g} points" + (f" (it recovers under {drop:g})." if ongoing else "."))  # fmt: skip
         current = newest["current"]
     if not found:
         return None
@@ -216,7 +222,8 @@ def after_refresh(services: Services, tenant: str, summary: dict[str, Any]) -> O
     found = services.store.list_documents(tenant_prefix(tenant)) if alerts else {}
     listed = {name: data for name, (data, _) in found.items()}
     for alert in alerts:
-        crossing = decide(alert, summary)
+        state = (listed.get(document_name(alert.id, tenant)) or {}).get("state")
+        crossing = decide(alert, summary, ongoing=state in (OPENING, OPEN))
         if crossing is None:
             continue
         episode = Episode(services, alert, tenant)
