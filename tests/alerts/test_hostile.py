@@ -124,3 +124,12 @@ def test_a_score_flapping_around_the_line_makes_one_ticket_not_a_ticket_per_cros
     set_percent(connected, line + 1.5)
     refresh(connected)
     assert record_of(connected, record["sys_id"])["state"] == "6" and episode(connected, "low")["state"] == "over"
+
+
+def test_a_score_wiggling_while_crossed_is_noted_at_most_once_a_day(low):
+    """Secure Score reports one total a day, yet its newest day can move between refreshes: no note per refresh."""
+    harness, record, percent = low
+    for step in range(6):
+        set_percent(harness, percent - 2 - (0.3 if step % 2 else 0.0))
+        refresh(harness)
+    assert len(notes_on(harness, record["sys_id"])) == 1
