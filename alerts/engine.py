@@ -142,21 +142,27 @@ class Episode:
         update_document(self.services.store, self.name, edit)
 
 
-def _due(data: dict[str, Any], crossing: Crossing) -> bool:
+def _note_due(data: dict[str, Any], crossing: Crossing, today: str) -> bool:
+    """A work note when the score moved since the last one, at most one a day: Secure Score reports one total a day,
+    yet its newest day can move between refreshes (no note per refresh)."""
+    return crossing.current != data.get("noted") and data.get("notedOn") != today
+
+
+def _due(data: dict[str, Any], crossing: Crossing, today: str) -> bool:
     """Whether the episode has a step to take: most refreshes find none, and then write nothing (no lease either)."""
     state = data.get("state") or OVER
     if state in (OPENING, RESOLVING) or data.get("error"):
         return True
     if state == OVER:
         return crossing.crossed
-    return not crossing.crossed or crossing.current != data.get("noted")
+    return not crossing.crossed or _note_due(data, crossing, today)
 
 
 def _act(episode: Episode, crossing: Crossing, listed: dict[str, Any]) -> str | None:
     """One step (or two: a resolve left half done, then a new crossing); what it did. `listed`: the episode as the
     refresh's one read of the tenant's episodes found it (taking the lease reads it again)."""
     services, alert, tenant = episode.services, episode.alert, episode.tenant
-    if not _due(listed, crossing):
+    if not _due(listed, crossing, services.clock().date().isoformat()):
         return None
     data, now = episode.take(), services.clock().isoformat()
     state, number = data.get("state") or OVER, int(data.get("episode") or 0)
@@ -185,15 +191,16 @@ def _act(episode: Episode, crossing: Crossing, listed: dict[str, Any]) -> str | 
         ticket = tickets.open_ticket(services, alert, tenant, number, crossing.why)
         episode.write(state=OPEN, ticket=ticket.id, noted=crossing.current, error=None)
         return "opened"
-    # open and still crossed: a work note when the score changed since the last note, at most one per refresh
+    # open and still crossed: a work note when the score changed since the last note, at most one a day
     ticket = tickets.ticket_of(services, episode.data.get("ticket"), tenant)
-    if crossing.current == episode.data.get("noted") or not tickets.is_open(ticket) or ticket is None:
+    today = services.clock().date().isoformat()
+    if not _note_due(episode.data, crossing, today) or not tickets.is_open(ticket) or ticket is None:
         return None  # unchanged, or a person closed it: their decision stands until the score recovers
     ticket = tickets.as_servicenow_has_it(services, ticket)  # a close the status sync has not seen yet
     if not tickets.is_open(ticket) or ticket is None:
         return None
     tickets.note(services, ticket, f"Still crossed: {crossing.why}")
-    episode.write(noted=crossing.current, error=None)
+    episode.write(noted=crossing.current, notedOn=today, error=None)
     return "noted"
 
 

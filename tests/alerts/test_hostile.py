@@ -133,3 +133,7 @@ def test_a_score_wiggling_while_crossed_is_noted_at_most_once_a_day(low):
         set_percent(harness, percent - 2 - (0.3 if step % 2 else 0.0))
         refresh(harness)
     assert len(notes_on(harness, record["sys_id"])) == 1
+    harness.clock.advance(days=1)
+    set_percent(harness, percent - 4)
+    refresh(harness)  # the next day, moved: its one note
+    assert len(notes_on(harness, record["sys_id"])) == 2
