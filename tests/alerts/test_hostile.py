@@ -137,3 +137,15 @@ def test_a_score_wiggling_while_crossed_is_noted_at_most_once_a_day(low):
     set_percent(harness, percent - 4)
     refresh(harness)  # the next day, moved: its one note
     assert len(notes_on(harness, record["sys_id"])) == 2
+
+
+def test_a_record_deleted_in_servicenow_ends_the_episode_on_recovery_instead_of_failing_every_refresh(low):
+    """The resolve's read finds it gone (404): the ticket is `missing` as the sweep marks it, and the episode over."""
+    harness, record, percent = low
+    harness.simulator.delete("incident", record["sys_id"])
+    set_percent(harness, min(100.0, percent + 25))
+    refresh(harness)
+    refresh(harness)
+    assert episode(harness, "low")["state"] == "over" and episode(harness, "low").get("error") is None
+    ticket = harness.services.store.get_ticket(episode(harness, "low")["ticket"])
+    assert ticket is not None and ticket[0].status == "missing"
