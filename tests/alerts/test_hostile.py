@@ -6,10 +6,23 @@ from typing import Any
 
 import pytest
 
+from dev.entra.tenants import FABRIKAM
+from dev.servicenow import Fault
 from shared.tickets import HOME
-from tests.alerts.alerts_support import alert_records, episode, errors_of, posts, put_alerts, refresh, saved
+from tests.alerts.alerts_support import (
+    INCIDENTS,
+    alert_records,
+    body,
+    episode,
+    errors_of,
+    posts,
+    put_alerts,
+    refresh,
+    saved,
+)
 from tests.conftest import Harness
 from tests.create_ticket.test_tickets import BODY, post
+from tests.secure_score.test_tenants import added, entra, msp  # noqa: F401  (fixtures)
 
 
 def with_id(recommendation_id: str) -> dict[str, Any]:
@@ -149,3 +162,22 @@ def test_a_record_deleted_in_servicenow_ends_the_episode_on_recovery_instead_of_
     assert episode(harness, "low")["state"] == "over" and episode(harness, "low").get("error") is None
     ticket = harness.services.store.get_ticket(episode(harness, "low")["ticket"])
     assert ticket is not None and ticket[0].status == "missing"
+
+
+def test_a_failure_of_a_tenant_since_removed_is_no_longer_shown_failing(msp, entra):  # noqa: F811
+    """Its episode is never stepped again, so nothing would clear it: provisioning would stay failing for ever."""
+    added(msp, entra, FABRIKAM)
+    saved(msp, [{"id": "low", "name": "Score low", "tenants": "all", "below": 100}])
+    msp.simulator.inject(Fault("status", status=400, path_prefix=INCIDENTS, method="POST", times=100))
+    refresh(msp)
+    assert {c.get("tenant") for c in score_alert_checks(msp) if not c["ok"]} == {None, FABRIKAM.id}
+    removed = msp.call("remove_tenant", "DELETE", f"/tenants/{FABRIKAM.id}", route_params={"id": FABRIKAM.id})
+    assert removed.status_code == 200, removed.get_body()
+    msp.simulator.faults.clear()
+    refresh(msp)  # the home tenant's ticket is made; Fabrikam is no longer read
+    assert [c["ok"] for c in score_alert_checks(msp)] == [True]
+
+
+def score_alert_checks(harness: Harness) -> list[dict[str, Any]]:
+    checks = body(harness.call("provisioning", path="/provisioning"))["checks"]
+    return [c for c in checks if c["name"] == "score_alerts"]
