@@ -7,7 +7,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from alerts.model import HOME_ID, Alert
+from shared import tenant_records
 from shared.store import StoreConflict, TicketStore, update_document
+from shared.tickets import HOME
 
 DOCUMENT = "alert-failures"
 KEPT = 100
@@ -36,10 +39,19 @@ def clear_failure(store: TicketStore, episode: str) -> None:
         update_document(store, DOCUMENT, edit)
 
 
-def failures(store: TicketStore, alert_ids: set[str]) -> list[dict[str, Any]]:
-    """The failing (alert, tenant) pairs of the alerts saved now, newest first: `{alert, tenant, at, code, detail,
-    attempts}`. An alert taken out of the list is no longer checked, so its failure is not shown."""
+def failures(store: TicketStore, alerts: list[Alert]) -> list[dict[str, Any]]:
+    """The failing (alert, tenant) pairs the alerts saved now still check, newest first: `{alert, tenant, at, code,
+    detail, attempts}`. An alert taken out, a tenant taken out of an alert, or a tenant removed is no longer checked:
+    its episode never steps again to clear the entry, so it is not shown."""
     found = store.get_document(DOCUMENT)
     failing = (found[0].get("failing") or {}) if found else {}
-    kept = [v for v in failing.values() if isinstance(v, dict) and v.get("alert") in alert_ids]
+    by_id = {a.id: a for a in alerts}
+    read = set(tenant_records.readable(store)) if failing else set()
+
+    def checked(entry: dict[str, Any]) -> bool:
+        tenant = HOME if entry.get("tenant") in (None, HOME_ID) else str(entry["tenant"])
+        alert = by_id.get(str(entry.get("alert")))
+        return alert is not None and alert.covers(tenant) and tenant in read
+
+    kept = [v for v in failing.values() if isinstance(v, dict) and checked(v)]
     return sorted(kept, key=lambda v: str(v.get("at")), reverse=True)

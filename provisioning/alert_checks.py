@@ -13,7 +13,7 @@ NAME = "score_alerts"
 
 def alert_checks(services: Services) -> list[Check]:
     saved = load_alerts(services.store).alerts
-    failed = failures(services.store, {a.id for a in saved})
+    failed = failures(services.store, saved)
     if not failed:
         count = len(saved)
         if not count:
