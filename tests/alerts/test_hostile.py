@@ -9,6 +9,7 @@ import pytest
 from dev.entra.tenants import FABRIKAM
 from dev.servicenow import Fault
 from shared.tickets import HOME
+from status_sync.api import StatusSync
 from tests.alerts.alerts_support import (
     INCIDENTS,
     alert_records,
@@ -181,3 +182,16 @@ def test_a_failure_of_a_tenant_since_removed_is_no_longer_shown_failing(msp, ent
 def score_alert_checks(harness: Harness) -> list[dict[str, Any]]:
     checks = body(harness.call("provisioning", path="/provisioning"))["checks"]
     return [c for c in checks if c["name"] == "score_alerts"]
+
+
+def test_a_ticket_a_person_closed_while_the_score_moves_costs_no_store_write_per_refresh(low):
+    """The episode was leased and released (two writes) on every refresh while a person's closed ticket waited."""
+    harness, record, percent = low
+    harness.simulator.update("incident", record["sys_id"], state="7")
+    StatusSync(harness.services).run()
+    set_percent(harness, percent - 5)
+    refresh(harness)
+    found = harness.services.store.get_document("alert-episode:home:low")
+    refresh(harness)
+    assert harness.services.store.get_document("alert-episode:home:low") == found
+    assert notes_on(harness, record["sys_id"]) == []
