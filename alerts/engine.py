@@ -194,10 +194,14 @@ def _act(episode: Episode, crossing: Crossing, listed: dict[str, Any]) -> str | 
     # open and still crossed: a work note when the score changed since the last note, at most one a day
     ticket = tickets.ticket_of(services, episode.data.get("ticket"), tenant)
     today = services.clock().date().isoformat()
-    if not _note_due(episode.data, crossing, today) or not tickets.is_open(ticket) or ticket is None:
-        return None  # unchanged, or a person closed it: their decision stands until the score recovers
-    ticket = tickets.as_servicenow_has_it(services, ticket)  # a close the status sync has not seen yet
+    if not _note_due(episode.data, crossing, today):
+        return None
+    if tickets.is_open(ticket) and ticket is not None:
+        ticket = tickets.as_servicenow_has_it(services, ticket)  # a close the status sync has not seen yet
     if not tickets.is_open(ticket) or ticket is None:
+        # a person closed it: their decision stands until the score recovers; taken as noted, so the next
+        # refreshes of the day find nothing to do (no lease written for it)
+        episode.write(noted=crossing.current, notedOn=today)
         return None
     tickets.note(services, ticket, f"Still crossed: {crossing.why}")
     episode.write(noted=crossing.current, notedOn=today, error=None)
