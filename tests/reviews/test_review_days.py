@@ -59,3 +59,17 @@ def test_only_the_documented_members_of_the_comparative_averages_are_kept():
 def test_a_tenant_of_300_controls_keeps_its_summary_small(graph):
     full = _summary(graph, 90)
     assert len(json.dumps(full)) < MAX_DOCUMENT_CHARS // 10
+
+
+def test_a_refresh_that_reads_days_already_stored_keeps_their_changes(graph):
+    """Before today's snapshot is made, `$top=2` answers the newest stored day and the one before it again: the
+    older one has no known day before it in that read, and what the earlier refresh found of it must stay."""
+    snapshots = graph.home.all_scores()
+    controls = reading.join(list(graph.home.profiles.values()), snapshots[0], Findings())
+    full = reading.summary(snapshots, controls, "2026-12-07T00:00:00+00:00")
+    older = next(k for k in range(len(snapshots) - 2, 0, -1) if full["history"][-1 - k]["completed"])
+    stored = reading.summary(snapshots[older - 1 :], controls, "2026-12-07T00:00:00+00:00")
+    assert stored["history"][-2]["completed"]
+    again = reading.summary(snapshots[older - 1 : older + 1], controls, "2026-12-07T04:00:00+00:00",
+                            copy.deepcopy(stored["history"]), stored[daily.BASE])  # fmt: skip
+    assert again["history"] == stored["history"]
