@@ -17,6 +17,7 @@ from secure_score.controls import is_completed, number
 from shared.text import one_line_ok
 
 BASE = "scoresBefore"  # the summary's {"date", "scores": {control: score}} of the day before the newest one
+CHANGES = ("completed", "regressed")  # what a day keeps of the day before it
 MAX_BASES = 10  # comparative averages kept per day (Graph documents three bases)
 
 

@@ -96,9 +96,12 @@ def summary(
 
 
 def _merged(kept: list[dict[str, Any]], read: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The stored days and the days read (a day read replaces its stored entry), the last 90 days of them."""
+    """The stored days and the days read (a day read replaces its stored entry's numbers but keeps the changes
+    found of it, which daily.annotate finds again only when it knows the day before), the last 90 days of them."""
     by_day = {str(h.get("date")): h for h in kept if isinstance(h, dict) and len(str(h.get("date"))) == 10}
-    by_day.update({str(h["date"]): h for h in read})
+    for entry in read:
+        stored = by_day.get(str(entry["date"])) or {}
+        by_day[str(entry["date"])] = {**{k: stored[k] for k in daily.CHANGES if k in stored}, **entry}
     days = sorted(by_day)
     if days:
         try:
