@@ -73,3 +73,15 @@ def test_a_refresh_that_reads_days_already_stored_keeps_their_changes(graph):
     again = reading.summary(snapshots[older - 1 : older + 1], controls, "2026-12-07T04:00:00+00:00",
                             copy.deepcopy(stored["history"]), stored[daily.BASE])  # fmt: skip
     assert again["history"] == stored["history"]
+
+
+def test_a_days_score_sent_as_strings_is_a_day_of_the_review(graph):
+    """Numbers sent as strings are read as numbers (docs/design.md#secure-score): such a day is not missing."""
+    snapshots = copy.deepcopy(graph.home.all_scores()[:3])
+    for snapshot in snapshots[:2]:
+        snapshot["currentScore"], snapshot["maxScore"] = str(snapshot["currentScore"]), f" {snapshot['maxScore']} "
+    controls = reading.join(list(graph.home.profiles.values()), snapshots[0], Findings())
+    found = reading.summary(snapshots, controls, "2026-12-07T00:00:00+00:00")
+    assert [d["current"] for d in found["history"]] == [float(s["currentScore"]) for s in reversed(snapshots)]
+    assert found["secureScore"]["current"] == float(snapshots[0]["currentScore"]) and found["secureScore"]["percent"]
+    assert all(isinstance(d["max"], float) for d in found["history"])
