@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Any, Protocol
 
 from secure_score import daily
-from secure_score.controls import ProfileRefused, build_control
+from secure_score.controls import ProfileRefused, build_control, number
 from shared import deadlines, tenant_records
 from shared.graph import Listing, ProviderWarning, RequestCount
 from shared.problems import ConnectorError, SecureScoreUnavailable
@@ -63,11 +63,8 @@ def summary(
     base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The snapshot's summary; `kept` is the stored history, which the days just read update and extend, each day
-    with what a review shows of it (daily.py; `base`: the stored scores of the day before the newest)."""
-
-    def number(value: Any) -> float | None:
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
+    with what a review shows of it (daily.py; `base`: the stored scores of the day before the newest). Scores sent
+    as strings are read as numbers (docs/design.md#secure-score), so such a day is not missing from the history."""
     latest = scores[0] if scores else {}
     current, maximum = number(latest.get("currentScore")), number(latest.get("maxScore"))
     history = []
