@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import date
 from typing import Any
 
 from dev.graph import GraphSimulator
@@ -85,3 +86,14 @@ def test_a_days_score_sent_as_strings_is_a_day_of_the_review(graph):
     assert [d["current"] for d in found["history"]] == [float(s["currentScore"]) for s in reversed(snapshots)]
     assert found["secureScore"]["current"] == float(snapshots[0]["currentScore"]) and found["secureScore"]["percent"]
     assert all(isinstance(d["max"], float) for d in found["history"])
+
+
+def test_a_history_stored_before_reviews_is_read_whole_once(graph):
+    """A summary an earlier version stored has days without their changes and averages: the next refresh reads all
+    90 days once (a review would otherwise show a quarter without a change), then back from the newest day only."""
+    full = _summary(graph, 90)
+    today = date.fromisoformat(full["history"][-1]["date"])
+    earlier = {**full, "history": [{k: d[k] for k in ("date", "current", "max")} for d in full["history"]]}
+    del earlier[daily.BASE]
+    assert reading.days_to_read(earlier, today) == reading.HISTORY_DAYS
+    assert reading.days_to_read(full, today) == 1
