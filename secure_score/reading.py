@@ -35,8 +35,11 @@ class Findings(Protocol):
 
 
 def days_to_read(summary: dict[str, Any] | None, today: date) -> int:
-    """How many daily snapshots to ask for: all 90 without a stored history, else back to its newest day."""
-    dates = [str(h.get("date")) for h in (summary.get("history") or []) if isinstance(h, dict)] if summary else []
+    """How many daily snapshots to ask for: all 90 without a stored history, or one stored before a history kept
+    what a review needs of each day (no `daily.BASE`: read whole once), else back to its newest day."""
+    if summary is None or daily.BASE not in summary:
+        return HISTORY_DAYS
+    dates = [str(h.get("date")) for h in (summary.get("history") or []) if isinstance(h, dict)]
     try:
         newest = date.fromisoformat(max(dates)) if dates else None
     except ValueError:
