@@ -97,3 +97,27 @@ def test_a_history_stored_before_reviews_is_read_whole_once(graph):
     del earlier[daily.BASE]
     assert reading.days_to_read(earlier, today) == reading.HISTORY_DAYS
     assert reading.days_to_read(full, today) == 1
+
+
+def _flapping(controls: int, days: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A tenant whose every control is done one day and undone the next (a provider that comes and goes)."""
+    ids = [f"scid_{n}_{'x' * 40}" for n in range(controls)]
+    snapshots = []
+    for ago in range(days):
+        scores = [{"controlName": c, "score": 10.0 * ((ago + n) % 2)} for n, c in enumerate(ids)]
+        snapshots.append({"createdDateTime": f"{date.fromordinal(740_000 - ago).isoformat()}T00:00:00Z",
+                          "currentScore": 2000.0, "maxScore": 4000.0, "controlScores": scores,
+                          "averageComparativeScores": [{"basis": "AllTenants", "averageScore": 41.0}]})  # fmt: skip
+    return snapshots, [{"id": c, "maxScore": 10.0} for c in ids]
+
+
+def test_a_summary_of_400_controls_changing_every_day_fits_the_store():
+    """The store holds at most 500,000 characters a document: a summary past it would fail every refresh of the
+    tenant for good. The largest changes stay, and each day says how many were left out."""
+    snapshots, controls = _flapping(400, 90)
+    found = reading.summary(snapshots, controls, "2026-12-07T00:00:00+00:00")
+    assert len(json.dumps(found)) < MAX_DOCUMENT_CHARS * 0.8
+    day = found["history"][-1]
+    assert day["completed"] and day["regressed"] and day["omitted"] == 400 - len(day["completed"] + day["regressed"])
+    again = reading.summary(snapshots[:2], controls, "2026-12-07T04:00:00+00:00", found["history"], found[daily.BASE])
+    assert len(json.dumps(again)) < MAX_DOCUMENT_CHARS * 0.8 and again["history"][-1]["omitted"] == day["omitted"]
