@@ -11,13 +11,18 @@ changes; the document stays small: the changes per day, and one day's scores.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from secure_score.controls import is_completed, number
 from shared.text import one_line_ok
 
 BASE = "scoresBefore"  # the summary's {"date", "scores": {control: score}} of the day before the newest one
-CHANGES = ("completed", "regressed")  # what a day keeps of the day before it
+CHANGES = ("completed", "regressed", "omitted")  # what a day keeps of the day before it
+# The changes of all days together stay under this many characters, so the summary stays far below the store's
+# 500,000 a document (docs/architecture.md): past it every refresh of the tenant would fail. A real quarter is a few
+# thousand; a provider that comes and goes every day with 400 controls would be millions.
+CHANGES_BUDGET = 200_000
 MAX_BASES = 10  # comparative averages kept per day (Graph documents three bases)
 
 
@@ -82,10 +87,32 @@ def annotate(
         before = seen[-1] if seen else None
         if before is not None:
             entry.update(changes(before, scores, maxima))
+            entry.pop("omitted", None)
         else:  # the day before is unknown: what an earlier refresh found stays, if anything
             entry.setdefault("completed", [])
             entry.setdefault("regressed", [])
-        seen.append(scores)
+        seen.append({k: v for k, v in scores.items() if k in maxima})
+    fit(history)
     if len(seen) < 2 or seen[-2] is None:
         return None
     return {"date": days[-2], "scores": seen[-2]}
+
+
+def fit(history: list[dict[str, Any]]) -> None:
+    """Keep each day's largest changes (by points moved) within CHANGES_BUDGET for all days: the most changes a
+    day may keep is the largest number that fits; a day cut to it counts the rest in `omitted`."""
+    ranked = [sorted(((abs(c.get("points") or 0), kind, c) for kind in CHANGES[:2] for c in d.get(kind) or []),
+                     key=lambda item: -item[0]) for d in history]  # fmt: skip
+    sizes = [[len(json.dumps(c)) + 2 for _, _, c in day] for day in ranked]
+    if sum(map(sum, sizes)) <= CHANGES_BUDGET:
+        return
+    low, high = 0, max(map(len, sizes))  # the largest cap that fits, by bisection
+    while low < high:
+        cap = (low + high + 1) // 2
+        low, high = (cap, high) if sum(sum(day[:cap]) for day in sizes) <= CHANGES_BUDGET else (low, cap - 1)
+    for entry, day in zip(history, ranked, strict=True):
+        if len(day) > low:
+            kept = {id(c) for _, _, c in day[:low]}
+            for kind in CHANGES[:2]:
+                entry[kind] = [c for c in entry.get(kind) or [] if id(c) in kept]
+            entry["omitted"] = int(entry.get("omitted") or 0) + len(day) - low
