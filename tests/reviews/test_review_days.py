@@ -123,3 +123,18 @@ def test_a_summary_of_400_controls_changing_every_day_fits_the_store():
     assert len(json.dumps(again)) < MAX_DOCUMENT_CHARS * 0.8 and all(
         len(d["completed"] + d["regressed"]) + d["omitted"] == 400 for d in again["history"][1:]
     )
+
+
+def test_a_snapshot_dated_in_the_future_or_not_a_date_leaves_the_history_whole(graph):
+    """One bad day from Graph must not cost the others: a snapshot dated after the refresh (the history keeps the
+    90 days before its newest, so it would push every real day out, for good) or not a date at all is left out."""
+    snapshots = graph.home.all_scores()
+    now = snapshots[0]["createdDateTime"]
+    controls = reading.join(list(graph.home.profiles.values()), snapshots[0], Findings())
+    full = reading.summary(snapshots, controls, now)
+    bad = [{**copy.deepcopy(snapshots[0]), "createdDateTime": when} for when in ("2099-01-01T00:00:00Z", "2026-13-45")]
+    again = reading.summary([*bad, snapshots[0]], controls, now, copy.deepcopy(full["history"]), full[daily.BASE])
+    assert [d["date"] for d in again["history"]] == [d["date"] for d in full["history"]]
+    stored = {**full, "history": [*copy.deepcopy(full["history"]), {"date": "2099-01-01", "current": 1.0, "max": 2.0}]}
+    healed = reading.summary(snapshots[:1], controls, now, stored["history"], full[daily.BASE])
+    assert [d["date"] for d in healed["history"]] == [d["date"] for d in full["history"]]
