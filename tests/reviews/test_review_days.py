@@ -12,6 +12,8 @@ from dev.graph import GraphSimulator
 from secure_score import daily, reading
 from shared.store._models import MAX_DOCUMENT_CHARS
 
+LATER = "9999-12-31T00:00:00+00:00"  # a refresh time after every simulated day
+
 
 class Findings:
     def __init__(self) -> None:
@@ -25,7 +27,7 @@ def _summary(graph: GraphSimulator, days: int, kept: dict[str, Any] | None = Non
     snapshots = graph.home.all_scores()[:days]
     controls = reading.join(list(graph.home.profiles.values()), snapshots[0], Findings())
     history = copy.deepcopy(kept["history"]) if kept else None
-    return reading.summary(snapshots, controls, "2026-12-07T00:00:00+00:00", history,
+    return reading.summary(snapshots, controls, LATER, history,
                            kept.get(daily.BASE) if kept else None)  # fmt: skip
 
 
@@ -67,11 +69,11 @@ def test_a_refresh_that_reads_days_already_stored_keeps_their_changes(graph):
     older one has no known day before it in that read, and what the earlier refresh found of it must stay."""
     snapshots = graph.home.all_scores()
     controls = reading.join(list(graph.home.profiles.values()), snapshots[0], Findings())
-    full = reading.summary(snapshots, controls, "2026-12-07T00:00:00+00:00")
+    full = reading.summary(snapshots, controls, LATER)
     older = next(k for k in range(len(snapshots) - 2, 0, -1) if full["history"][-1 - k]["completed"])
-    stored = reading.summary(snapshots[older - 1 :], controls, "2026-12-07T00:00:00+00:00")
+    stored = reading.summary(snapshots[older - 1 :], controls, LATER)
     assert stored["history"][-2]["completed"]
-    again = reading.summary(snapshots[older - 1 : older + 1], controls, "2026-12-07T04:00:00+00:00",
+    again = reading.summary(snapshots[older - 1 : older + 1], controls, LATER,
                             copy.deepcopy(stored["history"]), stored[daily.BASE])  # fmt: skip
     assert again["history"] == stored["history"]
 
@@ -82,7 +84,7 @@ def test_a_days_score_sent_as_strings_is_a_day_of_the_review(graph):
     for snapshot in snapshots[:2]:
         snapshot["currentScore"], snapshot["maxScore"] = str(snapshot["currentScore"]), f" {snapshot['maxScore']} "
     controls = reading.join(list(graph.home.profiles.values()), snapshots[0], Findings())
-    found = reading.summary(snapshots, controls, "2026-12-07T00:00:00+00:00")
+    found = reading.summary(snapshots, controls, LATER)
     assert [d["current"] for d in found["history"]] == [float(s["currentScore"]) for s in reversed(snapshots)]
     assert found["secureScore"]["current"] == float(snapshots[0]["currentScore"]) and found["secureScore"]["percent"]
     assert all(isinstance(d["max"], float) for d in found["history"])
@@ -115,11 +117,11 @@ def test_a_summary_of_400_controls_changing_every_day_fits_the_store():
     """The store holds at most 500,000 characters a document: a summary past it would fail every refresh of the
     tenant for good. The largest changes stay, and each day says how many were left out."""
     snapshots, controls = _flapping(400, 90)
-    found = reading.summary(snapshots, controls, "2026-12-07T00:00:00+00:00")
+    found = reading.summary(snapshots, controls, LATER)
     assert len(json.dumps(found)) < MAX_DOCUMENT_CHARS * 0.8
     day = found["history"][-1]
     assert day["completed"] + day["regressed"] and len(day["completed"] + day["regressed"]) + day["omitted"] == 400
-    again = reading.summary(snapshots[:2], controls, "2026-12-07T04:00:00+00:00", found["history"], found[daily.BASE])
+    again = reading.summary(snapshots[:2], controls, LATER, found["history"], found[daily.BASE])
     assert len(json.dumps(again)) < MAX_DOCUMENT_CHARS * 0.8 and all(
         len(d["completed"] + d["regressed"]) + d["omitted"] == 400 for d in again["history"][1:]
     )
