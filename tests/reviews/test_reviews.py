@@ -243,3 +243,20 @@ def test_a_tickets_resolution_time_is_when_the_sync_first_saw_it_done(connected)
     resolve(connected, made, "8")  # canceled: a decision, not a resolution
     assert resolved_at() is None
     assert seen == ["new", "resolved", "closed", "in_progress", "canceled"]
+
+
+def test_a_tickets_resolution_time_is_servicenows_when_the_record_says_it(connected):
+    """An incident's `resolved_at` is when a person resolved it: a sync that first sees it days later (the
+    connector was stopped) must not move the resolution into the next period or lengthen the days to resolve."""
+    assert refresh(connected)[0] == 200
+    made = ticket(connected, CONTROL)
+    connected.clock.advance(hours=2)
+    connected.simulator.update("incident", made["sysId"], state="6")
+    done = connected.clock().isoformat()
+    connected.clock.advance(days=3)
+    sync_every_connection(connected.services)
+    shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
+    assert shown["status"] == "resolved" and shown["resolvedAt"] == done
+    resolve(connected, made, "7")  # closed later: still resolved when the person resolved it
+    shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
+    assert shown["status"] == "closed" and shown["resolvedAt"] == done
