@@ -236,11 +236,13 @@ class Ticket:
         assignee_field = f"{field_map.target('assignee')}.email"
         assignee = _plain(record.get(assignee_field))[:254] if assignee_field in record else self.assigned_to or ""
         status = field_map.status_of(raw_state)
-        # A review counts tickets resolved in its period: the time is the connector's, when it first saw the change
-        # (resolved then closed keeps the first; a reopened ticket has none until it is done again).
+        # A review counts tickets resolved in its period: when ServiceNow says the record was resolved (else closed),
+        # else when the connector first saw it done (resolved then closed keeps the first); a reopened ticket has
+        # none until it is done again.
         resolved_at = None
         if status in RESOLVED_STATUSES:
-            resolved_at = self.resolved_at if self.status in RESOLVED_STATUSES else now
+            stamped = _stamp(record.get("resolved_at"), now) or _stamp(record.get("closed_at"), now)
+            resolved_at = stamped or (self.resolved_at if self.status in RESOLVED_STATUSES else now)
         return replace(
             self,
             sys_id=_plain(record.get("sys_id")),
@@ -307,3 +309,17 @@ def _plain(value: Any) -> str:
     if isinstance(value, dict):
         return str(value.get("value") or "")
     return "" if value is None else str(value)
+
+
+def _stamp(value: Any, now: str) -> str | None:
+    """A record's date-time (the Table API's UTC `YYYY-MM-DD HH:MM:SS`, docs/status-sync.md) as an ISO time, never
+    after `now` (an instance clock ahead of ours); None when it is not one."""
+    text = _plain(value)
+    if not SERVICENOW_TIME.fullmatch(text):
+        return None
+    try:
+        stamped = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        seen = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return min(stamped, seen if seen.tzinfo else seen.replace(tzinfo=UTC)).isoformat()

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from dev.entra import FABRIKAM
+from shared.fieldmap import FieldMap
+from shared.tickets import Ticket
 from status_sync.every import sync_every_connection
 from tests.conftest import Harness
 from tests.secure_score.test_tenants import add, added, body, overview, refresh
@@ -221,7 +223,7 @@ def test_the_review_never_calls_graph(msp, entra):
     assert len(msp.graph.requests) == before
 
 
-def test_a_tickets_resolution_time_is_when_the_sync_first_saw_it_done(connected):
+def test_a_tickets_resolution_time_is_kept_when_closed_and_cleared_when_reopened(connected):
     assert refresh(connected)[0] == 200
     made = ticket(connected, CONTROL)
 
@@ -235,7 +237,7 @@ def test_a_tickets_resolution_time_is_when_the_sync_first_saw_it_done(connected)
     assert resolved_at() is None
     resolve(connected, made)  # resolved
     first = resolved_at()
-    assert first == connected.clock().isoformat()
+    assert first == (connected.clock() - timedelta(minutes=5)).isoformat()  # when ServiceNow says it was resolved
     resolve(connected, made, "7")  # then closed: still resolved when it was first seen done
     assert resolved_at() == first
     resolve(connected, made, "2")  # reopened: not done any more
@@ -260,3 +262,15 @@ def test_a_tickets_resolution_time_is_servicenows_when_the_record_says_it(connec
     resolve(connected, made, "7")  # closed later: still resolved when the person resolved it
     shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
     assert shown["status"] == "closed" and shown["resolvedAt"] == done
+
+    # A table without `resolved_at`/`closed_at` (or a value that is not a time): the first time seen done.
+    mine = Ticket(id="t1", recommendation_id=CONTROL, recommendation={}, name="MFA", priority=3, due_date=None,
+                    requested_by=None, table="incident", fingerprint="", created_at="2026-01-01T00:00:00+00:00",
+                    updated_at="2026-01-01T00:00:00+00:00", status="in_progress")  # fmt: skip
+    record = {"sys_id": "a" * 32, "number": "INC0010001", "state": "6", "resolved_at": "yesterday", "closed_at": ""}
+    first = mine.with_link(record, FieldMap(), "2026-02-01T10:00:00+00:00")
+    assert first.resolved_at == "2026-02-01T10:00:00+00:00"
+    later = first.with_link({**record, "state": "7", "resolved_at": ""}, FieldMap(), "2026-02-03T10:00:00+00:00")
+    assert later.resolved_at == "2026-02-01T10:00:00+00:00"
+    ahead = mine.with_link({**record, "resolved_at": "2026-02-09 00:00:00"}, FieldMap(), "2026-02-01T10:00:00+00:00")
+    assert ahead.resolved_at == "2026-02-01T10:00:00+00:00"  # never after the connector saw it
