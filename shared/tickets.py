@@ -183,7 +183,7 @@ class Ticket:
     connection: str = ""  # the ServiceNow connection it lives on ("": the default connection, as before connections)
     instance: str = ""  # that connection's instance URL when it was made ("": the default connection's)
     route: dict[str, Any] | None = None  # the rule that placed it: {"rule": id, "name": ...} (None: no routes)
-    resolved_at: str | None = None  # when a sync first saw it resolved or closed (None: not done, or seen before this)
+    resolved_at: str | None = None  # when it was resolved: ServiceNow's stamp, else first seen so (None: not done)
 
     @property
     def claim_key(self) -> str:
