@@ -140,3 +140,22 @@ def test_a_snapshot_dated_in_the_future_or_not_a_date_leaves_the_history_whole(g
     stored = {**full, "history": [*copy.deepcopy(full["history"]), {"date": "2099-01-01", "current": 1.0, "max": 2.0}]}
     healed = reading.summary(snapshots[:1], controls, now, stored["history"], full[daily.BASE])
     assert [d["date"] for d in healed["history"]] == [d["date"] for d in full["history"]]
+
+
+def test_a_control_missing_from_one_day_is_compared_with_its_last_known_score():
+    """A day whose snapshot leaves a control out (a provider's hiccup) must not hide that control's change the
+    day after: it is compared with the last day that scored it, in one read or across refreshes."""
+
+    def day(ago: int, **scores: float) -> dict[str, Any]:
+        listed = [{"controlName": c, "score": s} for c, s in scores.items()]
+        when = f"{date.fromordinal(740_000 - ago).isoformat()}T00:00:00Z"
+        return {"createdDateTime": when, "currentScore": 1.0, "maxScore": 20.0, "controlScores": listed}
+
+    controls = [{"id": "a", "maxScore": 10.0}, {"id": "b", "maxScore": 10.0}]
+    snapshots = [day(0, a=10.0, b=0.0), day(1, b=10.0), day(2, a=0.0, b=10.0)]
+    found = reading.summary(snapshots, controls, LATER)
+    assert found["history"][-1]["completed"] == [{"id": "a", "points": 10.0}]
+    stored = reading.summary(snapshots[1:], controls, LATER)
+    again = reading.summary(snapshots[:1], controls, LATER, stored["history"], stored[daily.BASE])
+    assert again["history"][-1]["completed"] == [{"id": "a", "points": 10.0}]
+    assert again["history"][-1]["regressed"] == [{"id": "b", "points": -10.0}]
