@@ -4,7 +4,8 @@ comparative averages that day, and the controls completed and regressed that day
 
 Completed is as everywhere (score >= the profile's maxScore, docs/design.md#secure-score): a control completed on a
 day was scored and not completed in the snapshot before, a control regressed was completed before and is scored and
-not completed now (a control that only starts or stops being scored is neither). The day before the first day a
+not completed now (a control that only starts or stops being scored is neither; one a day left out is compared with
+its last known score when it is back). The day before the first day a
 refresh reads is kept as its scores (`BASE`), so a refresh that reads one or two snapshots still finds that day's
 changes; the document stays small: the changes per day, and one day's scores.
 """
@@ -76,7 +77,7 @@ def annotate(
     if known is not None:
         kept = {str(k): float(v) for k, v in known["scores"].items() if isinstance(v, int | float)}
     days = [str(h.get("date")) for h in history]
-    seen: list[dict[str, float] | None] = []  # each day's scores, where known
+    seen: list[dict[str, float] | None] = []  # each control's last known score on each day, where known
     for entry, day in zip(history, days, strict=True):
         snapshot = read.get(day)
         if snapshot is None:
@@ -91,7 +92,8 @@ def annotate(
         else:  # the day before is unknown: what an earlier refresh found stays, if anything
             entry.setdefault("completed", [])
             entry.setdefault("regressed", [])
-        seen.append({k: v for k, v in scores.items() if k in maxima})
+        # A control a day leaves out keeps its last known score, so its change the day it is back is found.
+        seen.append({k: v for k, v in {**(before or {}), **scores}.items() if k in maxima})
     fit(history)
     if len(seen) < 2 or seen[-2] is None:
         return None

@@ -156,6 +156,7 @@ def test_a_control_missing_from_one_day_is_compared_with_its_last_known_score():
     found = reading.summary(snapshots, controls, LATER)
     assert found["history"][-1]["completed"] == [{"id": "a", "points": 10.0}]
     stored = reading.summary(snapshots[1:], controls, LATER)
-    again = reading.summary(snapshots[:1], controls, LATER, stored["history"], stored[daily.BASE])
+    # The next refresh reads back from the newest stored day (reading.days_to_read): the left-out day and today.
+    again = reading.summary(snapshots[:2], controls, LATER, stored["history"], stored[daily.BASE])
     assert again["history"][-1]["completed"] == [{"id": "a", "points": 10.0}]
     assert again["history"][-1]["regressed"] == [{"id": "b", "points": -10.0}]
