@@ -263,6 +263,15 @@ def test_a_tickets_resolution_time_is_servicenows_when_the_record_says_it(connec
     shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
     assert shown["status"] == "closed" and shown["resolvedAt"] == done
 
+    # Reopened, then closed without a new resolution: the old stamp is not this resolution, the closing is.
+    resolve(connected, made, "2")
+    connected.clock.advance(days=1)
+    connected.simulator.update("incident", made["sysId"], state="7")
+    closed = connected.clock().isoformat()
+    sync_every_connection(connected.services)
+    shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
+    assert shown["status"] == "closed" and shown["resolvedAt"] == closed
+
     # A table without `resolved_at`/`closed_at` (or a value that is not a time): the first time seen done.
     mine = Ticket(id="t1", recommendation_id=CONTROL, recommendation={}, name="MFA", priority=3, due_date=None,
                     requested_by=None, table="incident", fingerprint="", created_at="2026-01-01T00:00:00+00:00",
