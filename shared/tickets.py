@@ -241,7 +241,10 @@ class Ticket:
         # none until it is done again.
         resolved_at = None
         if status in RESOLVED_STATUSES:
-            stamped = _stamp(record.get("resolved_at"), now) or _stamp(record.get("closed_at"), now)
+            # A stamp older than the open version we held is an earlier resolution's (reopened since).
+            held = self.servicenow_updated_on if self.status not in RESOLVED_STATUSES else None
+            stamps = [_stamp(record.get(name), now, held) for name in ("resolved_at", "closed_at")]
+            stamped = next((found for found in stamps if found), None)
             resolved_at = stamped or (self.resolved_at if self.status in RESOLVED_STATUSES else now)
         return replace(
             self,
@@ -311,11 +314,11 @@ def _plain(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _stamp(value: Any, now: str) -> str | None:
+def _stamp(value: Any, now: str, after: str | None = None) -> str | None:
     """A record's date-time (the Table API's UTC `YYYY-MM-DD HH:MM:SS`, docs/status-sync.md) as an ISO time, never
-    after `now` (an instance clock ahead of ours); None when it is not one."""
+    after `now` (an instance clock ahead of ours); None when it is not one, or is before `after` (same format)."""
     text = _plain(value)
-    if not SERVICENOW_TIME.fullmatch(text):
+    if not SERVICENOW_TIME.fullmatch(text) or (after is not None and text < after):
         return None
     try:
         stamped = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
