@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from dev.graph import GraphSimulator
@@ -160,3 +160,14 @@ def test_a_control_missing_from_one_day_is_compared_with_its_last_known_score():
     again = reading.summary(snapshots[:2], controls, LATER, stored["history"], stored[daily.BASE])
     assert again["history"][-1]["completed"] == [{"id": "a", "points": 10.0}]
     assert again["history"][-1]["regressed"] == [{"id": "b", "points": -10.0}]
+
+
+def test_a_snapshot_time_with_an_offset_is_its_utc_day(graph):
+    """A review's days are UTC days: a `createdDateTime` sent with an offset is the day it is in UTC."""
+    snapshots = copy.deepcopy(graph.home.all_scores()[:2])
+    newest = date.fromisoformat(snapshots[0]["createdDateTime"][:10])
+    snapshots[0]["createdDateTime"] = f"{newest - timedelta(days=1)}T20:00:00.1234567-04:00"  # midnight UTC
+    controls = reading.join(list(graph.home.profiles.values()), snapshots[0], Findings())
+    found = reading.summary(snapshots, controls, LATER)
+    assert [d["date"] for d in found["history"]] == [str(newest - timedelta(days=1)), str(newest)]
+    assert found["history"][-1]["comparative"]
