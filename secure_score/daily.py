@@ -13,6 +13,7 @@ changes; the document stays small: the changes per day, and one day's scores.
 from __future__ import annotations
 
 import json
+from datetime import UTC, date, datetime
 from typing import Any
 
 from secure_score.controls import is_completed, number
@@ -25,6 +26,19 @@ CHANGES = ("completed", "regressed", "omitted")  # what a day keeps of the day b
 # thousand; a provider that comes and goes every day with 400 controls would be millions.
 CHANGES_BUDGET = 200_000
 MAX_BASES = 10  # comparative averages kept per day (Graph documents three bases)
+
+
+def day_of(value: Any) -> str | None:
+    """The UTC day (YYYY-MM-DD) an ISO time or date names, None when it names none: a review's days are UTC days,
+    and `createdDateTime` is the day's midnight UTC (docs/secure-score.md); a time with an offset is converted."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        day = date.fromisoformat(value[:10])
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if len(value) > 10 else None
+    except ValueError:
+        return None
+    return (moment.astimezone(UTC).date() if moment is not None and moment.tzinfo else day).isoformat()
 
 
 def scores_of(snapshot: dict[str, Any]) -> dict[str, float]:
@@ -71,7 +85,7 @@ def annotate(
     """Add each read day's comparative averages and changes to its entry in `history` (oldest first, the days read
     in it); `base` is the stored scores of the day before the newest stored day. Answers the new base."""
     maxima = {str(c.get("id")): float(c["maxScore"]) for c in controls if number(c.get("maxScore")) is not None}
-    read = {str(s.get("createdDateTime") or "")[:10]: s for s in snapshots if isinstance(s, dict)}
+    read = {day_of(s.get("createdDateTime")) or "": s for s in snapshots if isinstance(s, dict)}
     known = base if isinstance(base, dict) and isinstance(base.get("scores"), dict) else None
     kept: dict[str, float] = {}
     if known is not None:

@@ -70,10 +70,10 @@ def summary(
     as strings are read as numbers (docs/design.md#secure-score), so such a day is not missing from the history."""
     latest = scores[0] if scores else {}
     current, maximum = number(latest.get("currentScore")), number(latest.get("maxScore"))
-    today = _day(now) or date.max.isoformat()
+    today = daily.day_of(now) or date.max.isoformat()
     history = []
     for item in scores:
-        day = _day(item.get("createdDateTime"))
+        day = daily.day_of(item.get("createdDateTime"))
         if day is not None and day <= today and number(item.get("currentScore")) is not None:
             history.append(
                 {"date": day, "current": number(item.get("currentScore")), "max": number(item.get("maxScore"))}
@@ -96,21 +96,13 @@ def summary(
     }
 
 
-def _day(value: Any) -> str | None:
-    """The UTC day (YYYY-MM-DD) an ISO time names, None when it names none (createdDateTime is the day's midnight
-    UTC: docs/secure-score.md)."""
-    day = value[:10] if isinstance(value, str) else ""
-    try:
-        return date.fromisoformat(day).isoformat() if len(day) == 10 else None
-    except ValueError:
-        return None
-
-
 def _merged(kept: list[dict[str, Any]], read: list[dict[str, Any]], today: str) -> list[dict[str, Any]]:
     """The stored days and the days read (a day read replaces its stored entry's numbers but keeps the changes
     found of it, which daily.annotate finds again only when it knows the day before), the last 90 days of them.
     A day that is not a date or is after today is left out: the 90 days are counted back from the newest."""
-    by_day = {str(h.get("date")): h for h in kept if isinstance(h, dict) and (_day(h.get("date")) or "~") <= today}
+    by_day = {
+        str(h.get("date")): h for h in kept if isinstance(h, dict) and (daily.day_of(h.get("date")) or "~") <= today
+    }
     for entry in read:
         stored = by_day.get(str(entry["date"])) or {}
         by_day[str(entry["date"])] = {**{k: stored[k] for k in daily.CHANGES if k in stored}, **entry}
