@@ -55,18 +55,21 @@ def _score(history: list[dict[str, Any]], period: Period) -> list[dict[str, Any]
 
 
 def _actions(history: list[dict[str, Any]], period: Period, controls: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Each change in the period with the control's title and maxScore as the snapshot has them now."""
+    """Each change in the period with the control's title and maxScore as the snapshot has them now; `omitted`
+    counts the smallest changes of days with too many to keep (secure_score/daily.py)."""
     found: dict[str, list[dict[str, Any]]] = {"completed": [], "regressed": []}
+    omitted = 0
     for day in history:
         if not period.start.isoformat() <= str(day.get("date")) <= period.end.isoformat():
             continue
+        omitted += day["omitted"] if isinstance(day.get("omitted"), int) else 0
         for kind, items in found.items():
             for change in day.get(kind) or []:
                 control = controls.get(str(change.get("id"))) or {}
                 items.append({"id": change.get("id"), "title": control.get("title") or change.get("id"),
                               "points": change.get("points"), "maxScore": control.get("maxScore"),
                               "date": day["date"]})  # fmt: skip
-    return found
+    return {**found, "omitted": omitted}
 
 
 def _comparative(history: list[dict[str, Any]], period: Period) -> list[dict[str, Any]]:

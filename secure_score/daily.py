@@ -4,20 +4,41 @@ comparative averages that day, and the controls completed and regressed that day
 
 Completed is as everywhere (score >= the profile's maxScore, docs/design.md#secure-score): a control completed on a
 day was scored and not completed in the snapshot before, a control regressed was completed before and is scored and
-not completed now (a control that only starts or stops being scored is neither). The day before the first day a
+not completed now (a control that only starts or stops being scored is neither; one a day left out is compared with
+its last known score when it is back). The day before the first day a
 refresh reads is kept as its scores (`BASE`), so a refresh that reads one or two snapshots still finds that day's
 changes; the document stays small: the changes per day, and one day's scores.
 """
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, date, datetime
 from typing import Any
 
 from secure_score.controls import is_completed, number
 from shared.text import one_line_ok
 
 BASE = "scoresBefore"  # the summary's {"date", "scores": {control: score}} of the day before the newest one
+CHANGES = ("completed", "regressed", "omitted")  # what a day keeps of the day before it
+# The changes of all days together stay under this many characters, so the summary stays far below the store's
+# 500,000 a document (docs/architecture.md): past it every refresh of the tenant would fail. A real quarter is a few
+# thousand; a provider that comes and goes every day with 400 controls would be millions.
+CHANGES_BUDGET = 200_000
 MAX_BASES = 10  # comparative averages kept per day (Graph documents three bases)
+
+
+def day_of(value: Any) -> str | None:
+    """The UTC day (YYYY-MM-DD) an ISO time or date names, None when it names none: a review's days are UTC days,
+    and `createdDateTime` is the day's midnight UTC (docs/secure-score.md); a time with an offset is converted."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        day = date.fromisoformat(value[:10])
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")) if len(value) > 10 else None
+    except ValueError:
+        return None
+    return (moment.astimezone(UTC).date() if moment is not None and moment.tzinfo else day).isoformat()
 
 
 def scores_of(snapshot: dict[str, Any]) -> dict[str, float]:
@@ -64,13 +85,13 @@ def annotate(
     """Add each read day's comparative averages and changes to its entry in `history` (oldest first, the days read
     in it); `base` is the stored scores of the day before the newest stored day. Answers the new base."""
     maxima = {str(c.get("id")): float(c["maxScore"]) for c in controls if number(c.get("maxScore")) is not None}
-    read = {str(s.get("createdDateTime") or "")[:10]: s for s in snapshots if isinstance(s, dict)}
+    read = {day_of(s.get("createdDateTime")) or "": s for s in snapshots if isinstance(s, dict)}
     known = base if isinstance(base, dict) and isinstance(base.get("scores"), dict) else None
     kept: dict[str, float] = {}
     if known is not None:
         kept = {str(k): float(v) for k, v in known["scores"].items() if isinstance(v, int | float)}
     days = [str(h.get("date")) for h in history]
-    seen: list[dict[str, float] | None] = []  # each day's scores, where known
+    seen: list[dict[str, float] | None] = []  # each control's last known score on each day, where known
     for entry, day in zip(history, days, strict=True):
         snapshot = read.get(day)
         if snapshot is None:
@@ -81,10 +102,33 @@ def annotate(
         before = seen[-1] if seen else None
         if before is not None:
             entry.update(changes(before, scores, maxima))
+            entry.pop("omitted", None)
         else:  # the day before is unknown: what an earlier refresh found stays, if anything
             entry.setdefault("completed", [])
             entry.setdefault("regressed", [])
-        seen.append(scores)
+        # A control a day leaves out keeps its last known score, so its change the day it is back is found.
+        seen.append({k: v for k, v in {**(before or {}), **scores}.items() if k in maxima})
+    fit(history)
     if len(seen) < 2 or seen[-2] is None:
         return None
     return {"date": days[-2], "scores": seen[-2]}
+
+
+def fit(history: list[dict[str, Any]]) -> None:
+    """Keep each day's largest changes (by points moved) within CHANGES_BUDGET for all days: the most changes a
+    day may keep is the largest number that fits; a day cut to it counts the rest in `omitted`."""
+    ranked = [sorted(((abs(c.get("points") or 0), kind, c) for kind in CHANGES[:2] for c in d.get(kind) or []),
+                     key=lambda item: -item[0]) for d in history]  # fmt: skip
+    sizes = [[len(json.dumps(c)) + 2 for _, _, c in day] for day in ranked]
+    if sum(map(sum, sizes)) <= CHANGES_BUDGET:
+        return
+    low, high = 0, max(map(len, sizes))  # the largest cap that fits, by bisection
+    while low < high:
+        cap = (low + high + 1) // 2
+        low, high = (cap, high) if sum(sum(day[:cap]) for day in sizes) <= CHANGES_BUDGET else (low, cap - 1)
+    for entry, day in zip(history, ranked, strict=True):
+        if len(day) > low:
+            kept = {id(c) for _, _, c in day[:low]}
+            for kind in CHANGES[:2]:
+                entry[kind] = [c for c in entry.get(kind) or [] if id(c) in kept]
+            entry["omitted"] = int(entry.get("omitted") or 0) + len(day) - low

@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from typing import Any, Protocol
 
 from secure_score import daily
-from secure_score.controls import ProfileRefused, build_control
+from secure_score.controls import ProfileRefused, build_control, number
 from shared import deadlines, tenant_records
 from shared.graph import Listing, ProviderWarning, RequestCount
 from shared.problems import ConnectorError, SecureScoreUnavailable
@@ -35,8 +35,11 @@ class Findings(Protocol):
 
 
 def days_to_read(summary: dict[str, Any] | None, today: date) -> int:
-    """How many daily snapshots to ask for: all 90 without a stored history, else back to its newest day."""
-    dates = [str(h.get("date")) for h in (summary.get("history") or []) if isinstance(h, dict)] if summary else []
+    """How many daily snapshots to ask for: all 90 without a stored history, or one stored before a history kept
+    what a review needs of each day (no `daily.BASE`: read whole once), else back to its newest day."""
+    if summary is None or daily.BASE not in summary:
+        return HISTORY_DAYS
+    dates = [str(h.get("date")) for h in (summary.get("history") or []) if isinstance(h, dict)]
     try:
         newest = date.fromisoformat(max(dates)) if dates else None
     except ValueError:
@@ -63,22 +66,20 @@ def summary(
     base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The snapshot's summary; `kept` is the stored history, which the days just read update and extend, each day
-    with what a review shows of it (daily.py; `base`: the stored scores of the day before the newest)."""
-
-    def number(value: Any) -> float | None:
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
+    with what a review shows of it (daily.py; `base`: the stored scores of the day before the newest). Scores sent
+    as strings are read as numbers (docs/design.md#secure-score), so such a day is not missing from the history."""
     latest = scores[0] if scores else {}
     current, maximum = number(latest.get("currentScore")), number(latest.get("maxScore"))
+    today = daily.day_of(now) or date.max.isoformat()
     history = []
     for item in scores:
-        day = str(item.get("createdDateTime") or "")[:10]
-        if len(day) == 10 and number(item.get("currentScore")) is not None:
+        day = daily.day_of(item.get("createdDateTime"))
+        if day is not None and day <= today and number(item.get("currentScore")) is not None:
             history.append(
                 {"date": day, "current": number(item.get("currentScore")), "max": number(item.get("maxScore"))}
             )
     tenant_id = latest.get("azureTenantId")
-    merged = _merged(kept or [], history)
+    merged = _merged(kept or [], history, today)
     before = daily.annotate(merged, scores, controls, base)
     return {
         "secureScore": {
@@ -95,10 +96,16 @@ def summary(
     }
 
 
-def _merged(kept: list[dict[str, Any]], read: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The stored days and the days read (a day read replaces its stored entry), the last 90 days of them."""
-    by_day = {str(h.get("date")): h for h in kept if isinstance(h, dict) and len(str(h.get("date"))) == 10}
-    by_day.update({str(h["date"]): h for h in read})
+def _merged(kept: list[dict[str, Any]], read: list[dict[str, Any]], today: str) -> list[dict[str, Any]]:
+    """The stored days and the days read (a day read replaces its stored entry's numbers but keeps the changes
+    found of it, which daily.annotate finds again only when it knows the day before), the last 90 days of them.
+    A day that is not a date or is after today is left out: the 90 days are counted back from the newest."""
+    by_day = {
+        str(h.get("date")): h for h in kept if isinstance(h, dict) and (daily.day_of(h.get("date")) or "~") <= today
+    }
+    for entry in read:
+        stored = by_day.get(str(entry["date"])) or {}
+        by_day[str(entry["date"])] = {**{k: stored[k] for k in daily.CHANGES if k in stored}, **entry}
     days = sorted(by_day)
     if days:
         try:

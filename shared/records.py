@@ -49,6 +49,9 @@ def record_fields(services: Services) -> str:
                 "priority",
                 "sys_mod_count",
                 f"{field_map.target('assignee')}.email",
+                # When a person resolved or closed it (an incident's own stamps; other tables may lack them)
+                "resolved_at",
+                "closed_at",
                 # A risk accepted in ServiceNow is read only where the admin maps its close codes
                 *(
                     (field_map.close_code_field(), field_map.target("resolution_notes"))

@@ -195,7 +195,7 @@ class Ticket:
     connection: str = ""  # the ServiceNow connection it lives on ("": the default connection, as before connections)
     instance: str = ""  # that connection's instance URL when it was made ("": the default connection's)
     route: dict[str, Any] | None = None  # the rule that placed it: {"rule": id, "name": ...} (None: no routes)
-    resolved_at: str | None = None  # when a sync first saw it resolved or closed (None: not done, or seen before this)
+    resolved_at: str | None = None  # when it was resolved: ServiceNow's stamp, else first seen so (None: not done)
 
     @property
     def claim_key(self) -> str:
@@ -248,11 +248,16 @@ class Ticket:
         assignee_field = f"{field_map.target('assignee')}.email"
         assignee = _plain(record.get(assignee_field))[:254] if assignee_field in record else self.assigned_to or ""
         status = field_map.status_of(raw_state)
-        # A review counts tickets resolved in its period: the time is the connector's, when it first saw the change
-        # (resolved then closed keeps the first; a reopened ticket has none until it is done again).
+        # A review counts tickets resolved in its period: when ServiceNow says the record was resolved (else closed),
+        # else when the connector first saw it done (resolved then closed keeps the first); a reopened ticket has
+        # none until it is done again.
         resolved_at = None
         if status in RESOLVED_STATUSES:
-            resolved_at = self.resolved_at if self.status in RESOLVED_STATUSES else now
+            # A stamp older than the open version we held is an earlier resolution's (reopened since).
+            held = self.servicenow_updated_on if self.status not in RESOLVED_STATUSES else None
+            stamps = [_stamp(record.get(name), now, held) for name in ("resolved_at", "closed_at")]
+            stamped = next((found for found in stamps if found), None)
+            resolved_at = stamped or (self.resolved_at if self.status in RESOLVED_STATUSES else now)
         return replace(
             self,
             sys_id=_plain(record.get("sys_id")),
@@ -319,3 +324,17 @@ def _plain(value: Any) -> str:
     if isinstance(value, dict):
         return str(value.get("value") or "")
     return "" if value is None else str(value)
+
+
+def _stamp(value: Any, now: str, after: str | None = None) -> str | None:
+    """A record's date-time (the Table API's UTC `YYYY-MM-DD HH:MM:SS`, docs/status-sync.md) as an ISO time, never
+    after `now` (an instance clock ahead of ours); None when it is not one, or is before `after` (same format)."""
+    text = _plain(value)
+    if not SERVICENOW_TIME.fullmatch(text) or (after is not None and text < after):
+        return None
+    try:
+        stamped = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        seen = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return min(stamped, seen if seen.tzinfo else seen.replace(tzinfo=UTC)).isoformat()

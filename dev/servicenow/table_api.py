@@ -219,7 +219,7 @@ class TableApi(RecordShapes):
         return SimResponse.json(200, {"result": self._shape(table, record, request.query)})
 
     def _apply(self, table: str, record: dict[str, Any], body: dict[str, Any], *, display_input: bool = False) -> bool:
-        changed = False
+        changed, state = False, record.get("state")
         for name, value in body.items():
             if name not in self.fields[table] or name in ("sys_id", "number", "sys_created_on"):
                 continue  # ServiceNow ignores unknown fields
@@ -241,6 +241,12 @@ class TableApi(RecordShapes):
         if table == "incident":
             record["priority"] = PRIORITY.get((str(record.get("impact")), str(record.get("urgency"))), "5")
             record["incident_state"] = record.get("state", "1")
+            # The incident's business rules stamp Resolved (resolved_at) and Closed (closed_at) when the state
+            # becomes 6 or 7 ("Resolve time": https://www.servicenow.com/docs/r/platform-administration/
+            # time-configuration/c_ResolveTime.html); a reopen leaves the old stamp, as the record keeps it.
+            stamped = {"6": "resolved_at", "7": "closed_at"}.get(str(record.get("state")))
+            if stamped and record.get("state") != state:
+                record[stamped] = now_text(self.clock())
         return changed
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from dev.entra import FABRIKAM
+from shared.fieldmap import FieldMap
+from shared.tickets import Ticket
 from status_sync.every import sync_every_connection
 from tests.conftest import Harness
 from tests.secure_score.test_tenants import add, added, body, overview, refresh
@@ -120,7 +122,9 @@ def test_actions_completed_and_regressed_and_the_comparative_averages_are_graphs
     simulated = msp.graph.tenant(FABRIKAM.id)
     before = review(msp, FABRIKAM.id)[1]
     # The simulator's history: controls done over the quarter, and one done long ago undone for a week and redone.
-    assert before["actions"]["completed"] and len(before["actions"]["regressed"]) == 1
+    assert (
+        before["actions"]["completed"] and len(before["actions"]["regressed"]) == 1 and not before["actions"]["omitted"]
+    )
     undone = before["actions"]["regressed"][0]
     assert undone["points"] < 0 and undone["maxScore"] > 0 and undone["title"]
     assert any(c["id"] == undone["id"] and c["date"] > undone["date"] for c in before["actions"]["completed"])
@@ -157,7 +161,7 @@ def test_a_tenant_never_read_has_an_empty_review(msp, entra):
     status, shown = review(msp, FABRIKAM.id)
     assert status == 200, shown
     assert shown["score"] == [] and shown["comparative"] == [] and shown["topOpen"] == []
-    assert shown["actions"] == {"completed": [], "regressed": []}
+    assert shown["actions"] == {"completed": [], "regressed": [], "omitted": 0}
     assert shown["tickets"] == {"opened": 0, "resolved": 0, "overdue": 0, "medianDaysToResolve": None}
 
 
@@ -219,7 +223,7 @@ def test_the_review_never_calls_graph(msp, entra):
     assert len(msp.graph.requests) == before
 
 
-def test_a_tickets_resolution_time_is_when_the_sync_first_saw_it_done(connected):
+def test_a_tickets_resolution_time_is_kept_when_closed_and_cleared_when_reopened(connected):
     assert refresh(connected)[0] == 200
     made = ticket(connected, CONTROL)
 
@@ -233,7 +237,7 @@ def test_a_tickets_resolution_time_is_when_the_sync_first_saw_it_done(connected)
     assert resolved_at() is None
     resolve(connected, made)  # resolved
     first = resolved_at()
-    assert first == connected.clock().isoformat()
+    assert first == (connected.clock() - timedelta(minutes=5)).isoformat()  # when ServiceNow says it was resolved
     resolve(connected, made, "7")  # then closed: still resolved when it was first seen done
     assert resolved_at() == first
     resolve(connected, made, "2")  # reopened: not done any more
@@ -241,3 +245,41 @@ def test_a_tickets_resolution_time_is_when_the_sync_first_saw_it_done(connected)
     resolve(connected, made, "8")  # canceled: a decision, not a resolution
     assert resolved_at() is None
     assert seen == ["new", "resolved", "closed", "in_progress", "canceled"]
+
+
+def test_a_tickets_resolution_time_is_servicenows_when_the_record_says_it(connected):
+    """An incident's `resolved_at` is when a person resolved it: a sync that first sees it days later (the
+    connector was stopped) must not move the resolution into the next period or lengthen the days to resolve."""
+    assert refresh(connected)[0] == 200
+    made = ticket(connected, CONTROL)
+    connected.clock.advance(hours=2)
+    connected.simulator.update("incident", made["sysId"], state="6")
+    done = connected.clock().isoformat()
+    connected.clock.advance(days=3)
+    sync_every_connection(connected.services)
+    shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
+    assert shown["status"] == "resolved" and shown["resolvedAt"] == done
+    resolve(connected, made, "7")  # closed later: still resolved when the person resolved it
+    shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
+    assert shown["status"] == "closed" and shown["resolvedAt"] == done
+
+    # Reopened, then closed without a new resolution: the old stamp is not this resolution, the closing is.
+    resolve(connected, made, "2")
+    connected.clock.advance(days=1)
+    connected.simulator.update("incident", made["sysId"], state="7")
+    closed = connected.clock().isoformat()
+    sync_every_connection(connected.services)
+    shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
+    assert shown["status"] == "closed" and shown["resolvedAt"] == closed
+
+    # A table without `resolved_at`/`closed_at` (or a value that is not a time): the first time seen done.
+    mine = Ticket(id="t1", recommendation_id=CONTROL, recommendation={}, name="MFA", priority=3, due_date=None,
+                    requested_by=None, table="incident", fingerprint="", created_at="2026-01-01T00:00:00+00:00",
+                    updated_at="2026-01-01T00:00:00+00:00", status="in_progress")  # fmt: skip
+    record = {"sys_id": "a" * 32, "number": "INC0010001", "state": "6", "resolved_at": "yesterday", "closed_at": ""}
+    first = mine.with_link(record, FieldMap(), "2026-02-01T10:00:00+00:00")
+    assert first.resolved_at == "2026-02-01T10:00:00+00:00"
+    later = first.with_link({**record, "state": "7", "resolved_at": ""}, FieldMap(), "2026-02-03T10:00:00+00:00")
+    assert later.resolved_at == "2026-02-01T10:00:00+00:00"
+    ahead = mine.with_link({**record, "resolved_at": "2026-02-09 00:00:00"}, FieldMap(), "2026-02-01T10:00:00+00:00")
+    assert ahead.resolved_at == "2026-02-01T10:00:00+00:00"  # never after the connector saw it

@@ -91,7 +91,7 @@ def test_a_state_change_comes_back_with_one_query(synced):
     assert query["sysparm_exclude_reference_link"] == "true"
     assert set(query["sysparm_fields"].split(",")) == {
         "sys_id", "number", "state", "sys_updated_on", "correlation_id", "short_description", "priority",
-        "sys_mod_count", "assigned_to.email",
+        "sys_mod_count", "assigned_to.email", "resolved_at", "closed_at",
     }  # fmt: skip
 
 
