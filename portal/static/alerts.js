@@ -60,7 +60,7 @@ function openTickets(alert) {
   const mine = state.tickets.filter((t) => t.recommendation && t.recommendation.id === `alert/${alert.id}`
     && !CLOSED.has(t.status));
   if (!mine.length) return ["None open"];
-  return mine.map((t) => el("span", { className: "sub" }, `${tenantName(t.tenant || "home")}: `,
+  return mine.map((t) => el("span", { className: "ticket" }, `${tenantName(t.tenant || "home")}: `,
     t.url ? el("a", { href: t.url, target: "_blank", rel: "noopener" }, t.number || "pending") : t.number || "pending",
     ` (${String(t.status).replaceAll("_", " ")})`));
 }

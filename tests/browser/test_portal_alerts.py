@@ -127,6 +127,7 @@ def test_an_alert_s_open_ticket_shows_with_its_tenant(browser, portal):
                  if t["recommendation"]["id"] == "alert/low"]  # fmt: skip
     assert cells(page)[3] == f"This organization: {ticket['number']} (new)"
     assert page.get_attribute("#alert-table tbody a", "href") == ticket["url"]
+    shoot(page, "portal-alerts-ticket-1280")  # docs/images/portal-alerts-ticket-1280.png is this view
 
 
 def test_a_save_over_someone_elses_change_is_refused_and_offers_to_reload(browser, portal):
