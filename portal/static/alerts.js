@@ -163,6 +163,18 @@ async function remove(index) {
   }
 }
 
+// Whether the form an admin has open says something other than the alert read (for a new one: anything typed).
+export function unsaved() {
+  if ($("alerts").hidden || $("alert-part").hidden || !can(ADMIN)) return false;
+  const mine = body();
+  if (state.editing === null) return Boolean(mine.name || mine.id || mine.below !== undefined
+    || mine.dropOf !== undefined || mine.within !== undefined || mine.tenants !== "all");
+  const read = state.alerts[state.editing];
+  const keys = ["name", "tenants", "below", "dropOf"];
+  const differs = keys.some((k) => JSON.stringify(mine[k] ?? null) !== JSON.stringify(read[k] ?? null));
+  return differs || (mine.dropOf !== undefined && (mine.within ?? 7) !== read.within);
+}
+
 function onTable(event) {
   const button = event.target.closest("button");
   if (!button) return;

@@ -132,11 +132,16 @@ function layout(row) {
 // prompt). The Routes and Templates views' Back leads where they were opened from.
 const LEAVE = "Leave the routes without saving? Your changes are lost.";
 const LEAVE_TEMPLATE = "Leave the template without saving? Your changes are lost.";
+const LEAVE_ALERT = "Leave the alert without saving? Your changes are lost.";
 function onHashChange(event) {
   const hash = window.location.hash;
   if (hash && hash !== "#tenants" && hash !== "#routes" && hash !== "#alerts" && !hash.startsWith("#tenant=")
     && !isTemplates(hash)) return;
   const old = new URL(event.oldURL).hash;
+  if (shown.view === "alerts" && old !== hash && alerts.unsaved() && !window.confirm(LEAVE_ALERT)) {
+    window.history.pushState(null, "", old);  // staying: the alert's form is still open
+    return;
+  }
   if (shown.view === "templates" && old !== hash && templates.unsaved() && !window.confirm(LEAVE_TEMPLATE)) {
     window.history.pushState(null, "", old);  // staying: the template's address is the newest entry again
     return;
@@ -162,6 +167,7 @@ function leaveRoutes(event) {
   event.preventDefault();
   if (routes.unsaved() && !window.confirm(LEAVE)) return;
   if (templates.unsaved() && !window.confirm(LEAVE_TEMPLATE)) return;
+  if (alerts.unsaved() && !window.confirm(LEAVE_ALERT)) return;
   routes.reset();
   const to = back && back !== "#" ? back : window.location.pathname;
   window.history.pushState(null, "", to);
@@ -185,6 +191,6 @@ export function wire() {
   $("templates-back").addEventListener("click", leaveRoutes);
   $("alerts-back").addEventListener("click", leaveRoutes);
   window.addEventListener("beforeunload", (event) => {
-    if (routes.unsaved() || templates.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
+    if (routes.unsaved() || templates.unsaved() || alerts.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
   });
 }

@@ -206,3 +206,32 @@ def test_the_alerts_view_is_accessible_and_fits_at_both_widths(browser, portal, 
     assert page.evaluate(OVERFLOW) <= 0
     page.evaluate("document.getElementById('alert-form-title').scrollIntoView()")
     shoot(page, f"portal-alert-form-{width}")  # docs/images/portal-alert-form-1280.png is this view
+
+
+def test_leaving_the_form_with_unsaved_changes_asks_first(browser, portal):
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    page.click("#alert-new")
+    page.fill("#al-name", "Half done")
+    asked: list[str] = []
+
+    def answering(accept: bool) -> Any:
+        def answer(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        return answer
+
+    page.once("dialog", answering(False))
+    with page.expect_event("dialog"):
+        page.click("#alerts-back")
+    assert asked == ["Leave the alert without saving? Your changes are lost."]
+    assert page.evaluate("location.hash") == "#alerts" and page.input_value("#al-name") == "Half done"
+    page.once("dialog", answering(True))
+    with page.expect_event("dialog"):
+        page.go_back()  # the page before the view: the browser's Back asks too
+    page.wait_for_selector("#alerts[hidden]", state="attached")
+    assert len(asked) == 2 and page.is_visible("#connection")
+    page.goto(f"{portal.url}/api/portal#alerts")  # opened again: the list, the form closed
+    page.wait_for_selector("#alerts-summary:not(:empty)")
+    assert page.is_hidden("#alert-part")
