@@ -75,15 +75,25 @@ export function body() {
 }
 
 // A refusal's problems: those of this alert (alerts[i]) under their fields, a tenant named by its name; one without
-// a member (neither below nor dropOf) under Below; any other alert's in the banner.
-export function refused(error, index, sent) {
+// a member (neither below nor dropOf) under Below; another alert's (a tenant removed since it named it) in the
+// banner, under that alert's name. `list`: the alerts sent.
+export function refused(error, index, list) {
   const problem = error.problem || {};
+  const sent = list[index];
+  const others = [];
   if (Array.isArray(problem.errors)) {
     const own = `alerts[${index}]`;
     problem.errors = problem.errors.map((e) => {
       const field = (e && e.field) || "";
       if (field === own) return { ...e, field: "below" };
-      if (!field.startsWith(`${own}.`)) return e;
+      if (!field.startsWith(`${own}.`)) {
+        const at = /^alerts\[(\d+)\](?:\.tenants\[(\d+)\])?/.exec(field);
+        const alert = at ? list[Number(at[1])] : null;
+        const what = alert && at[2] !== undefined && Array.isArray(alert.tenants)
+          ? `${tenantName(alert.tenants[Number(at[2])])}: ${e.message}` : `${field} ${e.message}`;
+        others.push(alert ? `The alert "${alert.name || alert.id}": ${what}` : what);
+        return e;
+      }
       const rest = field.slice(own.length + 1);
       const at = /^tenants\[(\d+)\]$/.exec(rest);
       if (at) return { ...e, field: "tenants", message: `${tenantName(sent.tenants[Number(at[1])])}: ${e.message}` };
@@ -91,6 +101,10 @@ export function refused(error, index, sent) {
     });
   }
   errors.answer(error);
+  if (others.length) {
+    $("alert-form-error").append(el("ul", {}, ...others.map((text) => el("li", {}, text))));
+    $("alert-form-error").focus();
+  }
 }
 
 export function wire() {

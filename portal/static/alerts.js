@@ -134,7 +134,7 @@ async function save(event) {
     $("alerts-result").focus();
   } catch (error) {
     if (error.status === 412) stale($("alert-form-error"));
-    else if (error.status === 400) refused(error, index, mine);
+    else if (error.status === 400) refused(error, index, list);
     else {
       showError($("alert-form-error"), error);
       $("alert-form-error").focus();

@@ -235,3 +235,23 @@ def test_leaving_the_form_with_unsaved_changes_asks_first(browser, portal):
     page.goto(f"{portal.url}/api/portal#alerts")  # opened again: the list, the form closed
     page.wait_for_selector("#alerts-summary:not(:empty)")
     assert page.is_hidden("#alert-part")
+
+
+def test_another_alert_s_problem_shows_in_the_banner_under_its_name(browser, tenants):
+    """A tenant removed since an alert named it (docs/alerts.md#a-rule): a save of another alert is refused on that
+    alert's field, which the form has not; the banner names the alert and the tenant."""
+    setup = several(browser, tenants)
+    saved(setup, tenants.portal, [{"id": "fab", "name": "Fabrikam low", "tenants": [FABRIKAM.id], "below": 50}])
+    gone = setup.request.delete(f"{tenants.url}/api/tenants/{FABRIKAM.id}")
+    assert gone.status in (200, 202, 204), gone.text()
+    page = open_portal(browser, tenants.portal)
+    open_alerts(page)
+    page.click("#alert-new")
+    page.fill("#al-name", "Home low")
+    page.fill("#al-below", "40")
+    page.click("#alert-save")
+    page.wait_for_selector("#alert-form-error:not([hidden]) li")
+    (said,) = page.locator("#alert-form-error li").all_inner_texts()
+    assert said.startswith(f'The alert "Fabrikam low": {FABRIKAM.id}: ') and "is not" in said, said
+    assert page.evaluate("document.activeElement.id") == "alert-form-error" and page.is_hidden("#al-below-error")
+    assert [a["id"] for a in listed(page, tenants.portal)["alerts"]] == ["fab"]
