@@ -255,3 +255,17 @@ def test_another_alert_s_problem_shows_in_the_banner_under_its_name(browser, ten
     assert said.startswith(f'The alert "Fabrikam low": {FABRIKAM.id}: ') and "is not" in said, said
     assert page.evaluate("document.activeElement.id") == "alert-form-error" and page.is_hidden("#al-below-error")
     assert [a["id"] for a in listed(page, tenants.portal)["alerts"]] == ["fab"]
+
+
+def test_a_remove_over_someone_elses_change_is_refused_and_offers_to_reload(browser, portal):
+    page = open_portal(browser, portal)
+    saved(page, portal, [{"id": "mine", "tenants": "all", "below": 50}])
+    open_alerts(page)
+    saved(page, portal, [{"id": "mine", "tenants": "all", "below": 45}])  # another admin, meanwhile
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#alert-table button[data-remove='0']")
+    page.wait_for_selector("#alerts-error:has-text('Someone else changed the alerts')")
+    assert [a["below"] for a in listed(page, portal)["alerts"]] == [45]
+    page.click("#alerts-reload")
+    page.wait_for_selector("#alerts-result:has-text('These are the alerts now')")
+    assert page.is_hidden("#alerts-error") and cells(page)[2] == "below 45 %"
