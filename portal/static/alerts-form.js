@@ -52,7 +52,7 @@ export function fill(alert) {
     el("input", { type: "checkbox", value: id, id: `al-tenant-${i}`, checked: chosen.includes(id) }), tenantName(id))));
   $("al-below").value = shownNumber(a.below);
   $("al-dropOf").value = shownNumber(a.dropOf);
-  $("al-within").value = alert && a.dropOf !== undefined ? shownNumber(a.within) : "";
+  $("al-within").value = alert ? shownNumber(a.within) : "";
   reach();
 }
 

@@ -172,7 +172,7 @@ export function unsaved() {
   const read = state.alerts[state.editing];
   const keys = ["name", "tenants", "below", "dropOf"];
   const differs = keys.some((k) => JSON.stringify(mine[k] ?? null) !== JSON.stringify(read[k] ?? null));
-  return differs || (mine.dropOf !== undefined && (mine.within ?? 7) !== read.within);
+  return differs || (mine.within ?? 7) !== (read.within ?? 7);
 }
 
 function onTable(event) {
