@@ -1,10 +1,12 @@
 // The security center page, its entry module: a client of the connector's public API (/api/me, /api/provisioning,
-// /api/connections, /api/recommendations, /api/tickets, /api/tenants, /api/routes, /api/templates), nothing else. Every piece of
-// text is set as text, never as HTML (dom.js). With one Microsoft tenant it is one page; with several, an overview
-// (tenants.js) and each tenant's own view (view.js decides which). The cards are actions.js, tickets.js and
-// connections.js; the create dialog is ticket-dialog.js; the Routes view (#routes: where each ticket goes) routes.js;
-// the Templates view (#templates: one decision for many tenants' controls) templates.js.
+// /api/connections, /api/recommendations, /api/tickets, /api/tenants, /api/routes, /api/templates, /api/alerts),
+// nothing else. Every piece of text is set as text, never as HTML (dom.js). With one Microsoft tenant it is one
+// page; with several, an overview (tenants.js) and each tenant's own view (view.js decides which). The cards are
+// actions.js, tickets.js and connections.js; the create dialog is ticket-dialog.js; the Routes view (#routes: where
+// each ticket goes) routes.js; the Templates view (#templates: one decision for many tenants' controls)
+// templates.js; the Alerts view (#alerts: a falling score becomes a ticket) alerts.js.
 import * as actions from "./actions.js";
+import * as alerts from "./alerts.js";
 import { SIGN_IN, api } from "./api.js";
 import * as connections from "./connections.js";
 import { $, el, notice } from "./dom.js";
@@ -48,6 +50,7 @@ async function start() {
   connections.wire(view.refreshAll);
   routes.wire();
   templates.wire();
+  alerts.wire();
   view.wire();
   try {
     await loadMe();

@@ -1,7 +1,9 @@
 // Which view the page shows, from its address: the one-tenant page, the tenant overview (#tenants), one tenant's page
-// (#tenant=<id>, kept on reload), the Routes view (#routes) or the Templates view (#templates, #templates/{id}); and
+// (#tenant=<id>, kept on reload), the Routes view (#routes), the Templates view (#templates, #templates/{id}) or the
+// Alerts view (#alerts); and
 // reading again what the view shows.
 import * as actions from "./actions.js";
+import * as alerts from "./alerts.js";
 import * as connections from "./connections.js";
 import { $, el, notice } from "./dom.js";
 import { showError } from "./problems.js";
@@ -16,6 +18,7 @@ import * as tickets from "./tickets.js";
 const TITLE = document.title;
 let back = "#";  // where the Routes or Templates view was opened from
 const isTemplates = (hash) => hash === "#templates" || hash.startsWith("#templates/");
+const AWAY = ["routes", "templates", "alerts"];  // the views shown alone, without the cards
 
 export async function refreshAll() {
   const connection = connections.load();  // first: the tickets card waits for its list of connections
@@ -48,6 +51,14 @@ export async function route(moved = false) {
     await routes.open(back);
     document.body.dataset.view = shown.view;
     if (moved) $("routes-title").focus();
+    return;
+  }
+  if (window.location.hash === "#alerts") {  // the Alerts view (alerts.js)
+    shown.view = "alerts";
+    layout(null);
+    await alerts.open(back);
+    document.body.dataset.view = shown.view;
+    if (moved) $("alerts-title").focus();
     return;
   }
   if (isTemplates(window.location.hash)) {
@@ -91,16 +102,18 @@ export async function route(moved = false) {
 
 function layout(row) {
   const overview = shown.view === "overview";
-  const away = shown.view === "routes" || shown.view === "templates";  // the Routes or Templates view alone
+  const away = AWAY.includes(shown.view);  // the Routes, Templates or Alerts view alone
   $("routes").hidden = shown.view !== "routes";
   $("templates").hidden = shown.view !== "templates";
+  $("alerts").hidden = shown.view !== "alerts";
   $("connection").parentElement.hidden = away;
   $("tenants").hidden = !overview;
   for (const id of ["score", "servicenow", "actions"]) $(id).hidden = overview || away;
   $("connection").parentElement.classList.toggle("alone", overview);  // under the overview, the whole width
   $("tenant-bar").hidden = shown.view !== "tenant";
   $("add-first").hidden = !(shown.view === "single" && can(ADMIN));
-  const skip = shown.view === "templates" ? ["#templates-title", "Skip to the templates"]
+  const skip = shown.view === "alerts" ? ["#alerts-title", "Skip to the alerts"]
+    : shown.view === "templates" ? ["#templates-title", "Skip to the templates"]
     : away ? ["#routes", "Skip to the routes"] : overview ? ["#tenants", "Skip to the tenants"]
       : ["#actions", "Skip to the improvement actions"];
   $("skip").setAttribute("href", skip[0]);
@@ -109,7 +122,7 @@ function layout(row) {
     $("tenant-title").textContent = row.name;
     $("tenant-about").textContent = tenants.describe(row);
   }
-  const named = shown.view === "templates" ? "Templates" : away ? "Routes" : overview ? "Tenants" : row && row.name;
+  const named = shown.view === "alerts" ? "Alerts" : shown.view === "templates" ? "Templates" : away ? "Routes" : overview ? "Tenants" : row && row.name;
   document.title = shown.view === "single" ? TITLE : `${named} – ${TITLE}`;
 }
 
@@ -119,10 +132,16 @@ function layout(row) {
 // prompt). The Routes and Templates views' Back leads where they were opened from.
 const LEAVE = "Leave the routes without saving? Your changes are lost.";
 const LEAVE_TEMPLATE = "Leave the template without saving? Your changes are lost.";
+const LEAVE_ALERT = "Leave the alert without saving? Your changes are lost.";
 function onHashChange(event) {
   const hash = window.location.hash;
-  if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=") && !isTemplates(hash)) return;
+  if (hash && hash !== "#tenants" && hash !== "#routes" && hash !== "#alerts" && !hash.startsWith("#tenant=")
+    && !isTemplates(hash)) return;
   const old = new URL(event.oldURL).hash;
+  if (shown.view === "alerts" && old !== hash && alerts.unsaved() && !window.confirm(LEAVE_ALERT)) {
+    window.history.pushState(null, "", old);  // staying: the alert's form is still open
+    return;
+  }
   if (shown.view === "templates" && old !== hash && templates.unsaved() && !window.confirm(LEAVE_TEMPLATE)) {
     window.history.pushState(null, "", old);  // staying: the template's address is the newest entry again
     return;
@@ -134,9 +153,9 @@ function onHashChange(event) {
     }
     routes.reset();
   }
-  if (hash === "#routes" || (isTemplates(hash) && shown.view !== "templates")) {
+  if (hash === "#routes" || hash === "#alerts" || (isTemplates(hash) && shown.view !== "templates")) {
     const before = new URL(event.oldURL).hash;
-    back = before && before !== "#routes" && !isTemplates(before) ? before : "#";
+    back = before && before !== "#routes" && before !== "#alerts" && !isTemplates(before) ? before : "#";
   }
   notice([]);
   $("error").hidden = true;
@@ -148,6 +167,7 @@ function leaveRoutes(event) {
   event.preventDefault();
   if (routes.unsaved() && !window.confirm(LEAVE)) return;
   if (templates.unsaved() && !window.confirm(LEAVE_TEMPLATE)) return;
+  if (alerts.unsaved() && !window.confirm(LEAVE_ALERT)) return;
   routes.reset();
   const to = back && back !== "#" ? back : window.location.pathname;
   window.history.pushState(null, "", to);
@@ -164,12 +184,13 @@ async function followRefresh() {
 }
 
 export function wire() {
-  progress.wire(followRefresh, () => (shown.view === "routes" || shown.view === "templates" ? Promise.resolve()
+  progress.wire(followRefresh, () => (AWAY.includes(shown.view) ? Promise.resolve()
     : refreshAll()));
   window.addEventListener("hashchange", onHashChange);
   $("routes-back").addEventListener("click", leaveRoutes);
   $("templates-back").addEventListener("click", leaveRoutes);
+  $("alerts-back").addEventListener("click", leaveRoutes);
   window.addEventListener("beforeunload", (event) => {
-    if (routes.unsaved() || templates.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
+    if (routes.unsaved() || templates.unsaved() || alerts.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
   });
 }
