@@ -1,11 +1,12 @@
 // Which view the page shows, from its address: the one-tenant page, the tenant overview (#tenants), one tenant's page
-// (#tenant=<id>, kept on reload), the Routes view (#routes) or the Templates view (#templates, #templates/{id}); and
-// reading again what the view shows.
+// (#tenant=<id>, kept on reload), the Routes view (#routes), the Templates view (#templates, #templates/{id}) or a
+// tenant's review (#review/{tenant}); and reading again what the view shows.
 import * as actions from "./actions.js";
 import * as connections from "./connections.js";
 import { $, el, notice } from "./dom.js";
 import { showError } from "./problems.js";
 import * as progress from "./refreshing.js";
+import * as review from "./review.js";
 import { ADMIN, can } from "./roles.js";
 import * as routes from "./routes.js";
 import { shown } from "./scope.js";
@@ -16,6 +17,8 @@ import * as tickets from "./tickets.js";
 const TITLE = document.title;
 let back = "#";  // where the Routes or Templates view was opened from
 const isTemplates = (hash) => hash === "#templates" || hash.startsWith("#templates/");
+const isReview = (hash) => hash.startsWith("#review/");
+const AWAY = ["routes", "templates", "review"];  // the views shown alone, without the cards
 
 export async function refreshAll() {
   const connection = connections.load();  // first: the tickets card waits for its list of connections
@@ -63,6 +66,14 @@ export async function route(moved = false) {
   } catch (error) {
     showError($("error"), error);  // the page of the home tenant, as it was before tenants
   }
+  if (isReview(window.location.hash)) {  // after the tenants: the review names its tenant
+    shown.view = "review";
+    layout(null);
+    await review.open(back);
+    document.body.dataset.view = shown.view;
+    if (moved) $("review-title").focus();
+    return;
+  }
   const several = tenants.several();
   const wanted = several ? wantedTenant() : null;
   // One tenant: its page has no address of its own (a simulator's link back names #tenant=home).
@@ -91,9 +102,8 @@ export async function route(moved = false) {
 
 function layout(row) {
   const overview = shown.view === "overview";
-  const away = shown.view === "routes" || shown.view === "templates";  // the Routes or Templates view alone
-  $("routes").hidden = shown.view !== "routes";
-  $("templates").hidden = shown.view !== "templates";
+  const away = AWAY.includes(shown.view);
+  for (const id of AWAY) $(id).hidden = shown.view !== id;
   $("connection").parentElement.hidden = away;
   $("tenants").hidden = !overview;
   for (const id of ["score", "servicenow", "actions"]) $(id).hidden = overview || away;
@@ -101,7 +111,7 @@ function layout(row) {
   $("tenant-bar").hidden = shown.view !== "tenant";
   $("add-first").hidden = !(shown.view === "single" && can(ADMIN));
   const skip = shown.view === "templates" ? ["#templates-title", "Skip to the templates"]
-    : away ? ["#routes", "Skip to the routes"] : overview ? ["#tenants", "Skip to the tenants"]
+    : shown.view === "review" ? ["#review-title", "Skip to the review"] : away ? ["#routes", "Skip to the routes"] : overview ? ["#tenants", "Skip to the tenants"]
       : ["#actions", "Skip to the improvement actions"];
   $("skip").setAttribute("href", skip[0]);
   $("skip").textContent = skip[1];
@@ -109,7 +119,8 @@ function layout(row) {
     $("tenant-title").textContent = row.name;
     $("tenant-about").textContent = tenants.describe(row);
   }
-  const named = shown.view === "templates" ? "Templates" : away ? "Routes" : overview ? "Tenants" : row && row.name;
+  $("review-link").setAttribute("href", `#review/${encodeURIComponent(shown.tenant || "home")}`);
+  const named = shown.view === "templates" ? "Templates" : shown.view === "review" ? "Review" : away ? "Routes" : overview ? "Tenants" : row && row.name;
   document.title = shown.view === "single" ? TITLE : `${named} – ${TITLE}`;
 }
 
@@ -121,7 +132,8 @@ const LEAVE = "Leave the routes without saving? Your changes are lost.";
 const LEAVE_TEMPLATE = "Leave the template without saving? Your changes are lost.";
 function onHashChange(event) {
   const hash = window.location.hash;
-  if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=") && !isTemplates(hash)) return;
+  if (hash && hash !== "#tenants" && hash !== "#routes" && !hash.startsWith("#tenant=") && !isTemplates(hash)
+    && !isReview(hash)) return;
   const old = new URL(event.oldURL).hash;
   if (shown.view === "templates" && old !== hash && templates.unsaved() && !window.confirm(LEAVE_TEMPLATE)) {
     window.history.pushState(null, "", old);  // staying: the template's address is the newest entry again
@@ -134,9 +146,10 @@ function onHashChange(event) {
     }
     routes.reset();
   }
-  if (hash === "#routes" || (isTemplates(hash) && shown.view !== "templates")) {
+  if (hash === "#routes" || (isTemplates(hash) && shown.view !== "templates")
+    || (isReview(hash) && shown.view !== "review")) {
     const before = new URL(event.oldURL).hash;
-    back = before && before !== "#routes" && !isTemplates(before) ? before : "#";
+    back = before && before !== "#routes" && !isTemplates(before) && !isReview(before) ? before : "#";
   }
   notice([]);
   $("error").hidden = true;
@@ -164,11 +177,12 @@ async function followRefresh() {
 }
 
 export function wire() {
-  progress.wire(followRefresh, () => (shown.view === "routes" || shown.view === "templates" ? Promise.resolve()
+  progress.wire(followRefresh, () => (AWAY.includes(shown.view) ? Promise.resolve()
     : refreshAll()));
   window.addEventListener("hashchange", onHashChange);
   $("routes-back").addEventListener("click", leaveRoutes);
   $("templates-back").addEventListener("click", leaveRoutes);
+  $("review-back").addEventListener("click", leaveRoutes);
   window.addEventListener("beforeunload", (event) => {
     if (routes.unsaved() || templates.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
   });
