@@ -41,14 +41,15 @@ export function drawScore(svg, review) {
     ? `Secure Score from ${points(first.current)} on ${first.date} to ${points(last.current)} on ${last.date}, out of `
       + `${points(last.max)}.` : "No Secure Score was read in this period.";
   const averages = compared.map((c) => `${basisName(c.basis)}: average ${points(c.averageScore)}`).join("; ");
-  const [width, height] = [640, 240];
+  // As wide as it is shown (a phone's too), so its words keep their size: 320 to 640 units.
+  const width = Math.round(Math.min(640, Math.max(320, svg.parentElement.clientWidth || 640))), height = 240;
   frame(svg, width, height, "Secure Score over the period", averages ? `${words} ${averages}.` : words);
   if (!score.length) {
     svg.append(svgEl("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "note" },
       "No score read in this period"));
     return;
   }
-  const left = 44, top = 12, w = width - left - 120, h = height - top - 26;
+  const left = 36, top = 12, w = width - left - 110, h = height - top - 26;
   const most = Math.max(...score.map((s) => s.max || s.current), ...compared.map((c) => c.averageScore), 1);
   const start = day(review.from || first.date), end = Math.max(day(review.to || last.date), start + 1);
   const x = (date) => left + ((day(date) - start) / (end - start)) * w;

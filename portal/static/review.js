@@ -61,8 +61,8 @@ async function show(from, to) {
   try {
     const path = `/api/tenants/${encodeURIComponent(state.tenant)}/review?from=${from}&to=${to}`;
     state.review = await api(path);
+    $("review-body").hidden = false;  // first: the charts are drawn as wide as they are shown
     render(state.review, name);
-    $("review-body").hidden = false;
   } catch (error) {
     $("review-body").hidden = true;
     $("review-period-shown").textContent = "";
