@@ -198,6 +198,13 @@ def category_of(value: Any) -> str | None:
     return text if CATEGORY_NAME.fullmatch(text) else None
 
 
+def is_open_action(control: dict[str, Any]) -> bool:
+    """Open, as GET /api/recommendations' default `open`: scored (snapshots stored before `scored` was recorded knew
+    it as a score that is not null), not completed, not deprecated."""
+    scored = control.get("scored", control.get("score") is not None)
+    return bool(scored) and not control.get("completed") and not control.get("deprecated")
+
+
 def is_completed(score: float | None, max_score: float | None) -> bool:
     """Completed: the tenant has all the control's points (as numbers, within a hair of the maximum)."""
     return score is not None and max_score is not None and max_score > 0 and score >= max_score - TOLERANCE

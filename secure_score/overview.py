@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from secure_score import tenants
+from secure_score.controls import is_open_action
 from secure_score.poison import PoisonedRefreshes, read_poisoned
 from shared import expiring, tenant_records
 from shared.services import Services
@@ -28,8 +29,7 @@ def _change(history: list[dict[str, Any]], days: int) -> float | None:
 
 
 def _open_actions(controls: list[dict[str, Any]]) -> int:
-    return sum(1 for c in controls if c.get("scored", c.get("score") is not None) and not c.get("completed")
-               and not c.get("deprecated"))  # fmt: skip
+    return sum(1 for c in controls if is_open_action(c))
 
 
 # A queued refresh shows as in progress at most this long: the tries of its last messages (host.json: 5 tries, 30 s

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any, Protocol
 
+from secure_score import daily
 from secure_score.controls import ProfileRefused, build_control
 from shared import deadlines, tenant_records
 from shared.graph import Listing, ProviderWarning, RequestCount
@@ -55,9 +56,14 @@ def read(services: Services, tenant: str, count: RequestCount, days: int = HISTO
 
 
 def summary(
-    scores: list[dict[str, Any]], controls: list[dict[str, Any]], now: str, kept: list[dict[str, Any]] | None = None
+    scores: list[dict[str, Any]],
+    controls: list[dict[str, Any]],
+    now: str,
+    kept: list[dict[str, Any]] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The snapshot's summary; `kept` is the stored history, which the days just read update and extend."""
+    """The snapshot's summary; `kept` is the stored history, which the days just read update and extend, each day
+    with what a review shows of it (daily.py; `base`: the stored scores of the day before the newest)."""
 
     def number(value: Any) -> float | None:
         return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -72,6 +78,8 @@ def summary(
                 {"date": day, "current": number(item.get("currentScore")), "max": number(item.get("maxScore"))}
             )
     tenant_id = latest.get("azureTenantId")
+    merged = _merged(kept or [], history)
+    before = daily.annotate(merged, scores, controls, base)
     return {
         "secureScore": {
             "current": current,
@@ -80,7 +88,8 @@ def summary(
             "at": str(latest.get("createdDateTime") or "") or None,
         },
         "refreshedAt": now,
-        "history": _merged(kept or [], history),
+        "history": merged,
+        daily.BASE: before,
         "controls": len(controls),
         "tenantId": tenant_id.lower() if isinstance(tenant_id, str) and len(tenant_id) <= 64 else None,
     }

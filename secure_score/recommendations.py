@@ -96,7 +96,8 @@ def list_recommendations(
     return {
         "secureScore": summary.get("secureScore"),
         "refreshedAt": summary.get("refreshedAt"),
-        "history": summary.get("history") or [],
+        # The days as the list has always shown them; what a review keeps of each day is the review's.
+        "history": [{k: h.get(k) for k in ("date", "current", "max")} for h in summary.get("history") or []],
         "recommendations": shown,
         "notScored": not_scored,
     }

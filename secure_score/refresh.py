@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from secure_score import confirmation, reading, tenant_runs, tenants
+from secure_score import confirmation, daily, reading, tenant_runs, tenants
 from secure_score.controls import newest_tickets
 from secure_score.edges import follow, observe
 from secure_score.fanout import QueuedRefresh, enqueue
@@ -141,7 +141,8 @@ class TenantRefresh:
             stored = stored or self._store.get_secure_score(tenant)
             controls = reading.carry_forward(controls, stored[1] if stored else [])
         kept = list((previous.get("history") or []) if previous else [])
-        summary = {**reading.summary(scores.items, controls, now, kept), DIGEST: controls_digest(controls)}
+        base = previous.get(daily.BASE) if previous else None
+        summary = {**reading.summary(scores.items, controls, now, kept, base), DIGEST: controls_digest(controls)}
         # Most refreshes find every control as it was: then only the summary is written (one write, not 300), and
         # only while the stored controls are still those its digest names.
         if not self._store.put_secure_score_summary(summary, tenant):

@@ -38,6 +38,7 @@ def known_categories(seen: Iterable[Any]) -> list[str]:
 
 OPEN_STATUSES = frozenset({"pending", "new", "in_progress", "on_hold", "unknown"})
 CLOSED_STATUSES = frozenset({"resolved", "closed", "canceled"})
+RESOLVED_STATUSES = frozenset({"resolved", "closed"})  # done by the work (canceled is a decision not to)
 SYS_ID = re.compile(r"^[0-9a-f]{32}$")
 SERVICENOW_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$")
 HTTPS_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!#-~]*)?$")
@@ -182,6 +183,7 @@ class Ticket:
     connection: str = ""  # the ServiceNow connection it lives on ("": the default connection, as before connections)
     instance: str = ""  # that connection's instance URL when it was made ("": the default connection's)
     route: dict[str, Any] | None = None  # the rule that placed it: {"rule": id, "name": ...} (None: no routes)
+    resolved_at: str | None = None  # when a sync first saw it resolved or closed (None: not done, or seen before this)
 
     @property
     def claim_key(self) -> str:
@@ -233,6 +235,12 @@ class Ticket:
         number = record_number(record.get("number"))
         assignee_field = f"{field_map.target('assignee')}.email"
         assignee = _plain(record.get(assignee_field))[:254] if assignee_field in record else self.assigned_to or ""
+        status = field_map.status_of(raw_state)
+        # A review counts tickets resolved in its period: the time is the connector's, when it first saw the change
+        # (resolved then closed keeps the first; a reopened ticket has none until it is done again).
+        resolved_at = None
+        if status in RESOLVED_STATUSES:
+            resolved_at = self.resolved_at if self.status in RESOLVED_STATUSES else now
         return replace(
             self,
             sys_id=_plain(record.get("sys_id")),
@@ -241,7 +249,8 @@ class Ticket:
             servicenow_updated_on=stamp if SERVICENOW_TIME.fullmatch(stamp) else self.servicenow_updated_on,
             servicenow_mod_count=mod_count(record),
             assigned_to=assignee if EMAIL.fullmatch(assignee) else None,
-            status=field_map.status_of(raw_state),
+            status=status,
+            resolved_at=resolved_at,
             updated_at=now,
             synced_at=now,
             lease_until=None,
@@ -276,6 +285,7 @@ class Ticket:
             "tenant": self.tenant or None,
             "connection": self.connection or "default",
             "route": self.route,
+            "resolvedAt": self.resolved_at,
         }
 
     def secure_score_json(self) -> dict[str, Any] | None:

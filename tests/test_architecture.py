@@ -20,6 +20,7 @@ APP = (
     "status_sync",
     "secure_score",
     "portal",
+    "reviews",
     "templates",
 )
 PACKAGES = (*APP, "dev")

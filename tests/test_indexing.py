@@ -29,6 +29,7 @@ EXPECTED_HTTP = {
     "remove_tenant": ("tenants/{id:guid}", ["DELETE"], "ANONYMOUS"),
     "rename_tenant": ("tenants/{id:guid}", ["PATCH"], "ANONYMOUS"),
     "tenant_consent": ("tenants/consent", ["GET"], "ANONYMOUS"),
+    "tenant_review": ("tenants/{id}/review", ["GET"], "ANONYMOUS"),
     "list_connections": ("connections", ["GET"], "ANONYMOUS"),
     "add_connection": ("connections", ["POST"], "ANONYMOUS"),
     "remove_connection": ("connections/{id}", ["DELETE"], "ANONYMOUS"),
@@ -156,7 +157,7 @@ def test_importing_the_app_does_no_io_and_imports_only_the_function_modules():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     added, opened = json.loads(result.stdout)
     assert added == ["create_ticket", "create_ticket.routing", "function_app", "oauth_callback", "portal",
-                     "provisioning", "secure_score", "status_sync", "templates"]  # fmt: skip
+                     "provisioning", "reviews", "secure_score", "status_sync", "templates"]  # fmt: skip
     assert opened == []
     heavy = ("httpx", "tenacity", "azure.identity", "azure.keyvault", "azure.data", "azure.core", "azure.monitor",
              "opentelemetry", "jwt", "sqlite3", "shared")  # fmt: skip

@@ -228,6 +228,26 @@ def seats(tenant: str) -> tuple[int, int]:
     return active, active + active // 10
 
 
+# The averages Secure Score compares a tenant with, per `basis` ("Depending on the type of average: AllTenants,
+# TotalSeats, IndustryTypes"), with `averageScore` ("Average score within specified basis"):
+# https://learn.microsoft.com/en-us/graph/api/resources/averagecomparativescore and the `averageComparativeScores`
+# of https://learn.microsoft.com/en-us/graph/api/resources/securescore. Live answers carry more members than the
+# documented two (identityScore, SeatSizeRangeLowerValue, ...; docs/design.md#microsoft-graph-facts), kept here.
+COMPARATIVE_BASES: tuple[tuple[str, float, dict[str, Any]], ...] = (
+    ("AllTenants", 41.2, {"identityScore": 60.1, "identityScoreMax": 100.0}),
+    ("TotalSeats", 43.7, {"SeatSizeRangeLowerValue": "100", "SeatSizeRangeUpperValue": "500"}),
+    ("IndustryTypes", 38.9, {}),
+)
+
+
+def comparative(day: datetime) -> list[dict[str, Any]]:
+    """The day's averages: they drift a little from day to day, as other tenants' scores move (deterministic)."""
+    drift = (day.toordinal() % 30) / 10
+    return [
+        {"basis": basis, "averageScore": round(base + drift, 2), **extra} for basis, base, extra in COMPARATIVE_BASES
+    ]
+
+
 def snapshot(
     day: datetime,
     profiles: list[dict[str, Any]],
@@ -274,15 +294,7 @@ def snapshot(
         "enabledServices": ["HasExchange", "HasSharePoint", "HasOD4B", "HasYammer", "HasTeams"],
         "licensedUserCount": licensed,
         "maxScore": float(sum(float(p.get("maxScore") or 0.0) for p in profiles if p["id"] in scores)),
-        "averageComparativeScores": [
-            {"basis": "AllTenants", "averageScore": 41.2, "identityScore": 60.1, "identityScoreMax": 100.0},
-            {
-                "basis": "TotalSeats",
-                "averageScore": 43.7,
-                "SeatSizeRangeLowerValue": "100",
-                "SeatSizeRangeUpperValue": "500",
-            },
-        ],
+        "averageComparativeScores": comparative(day),
         "controlScores": controls,
         "vendorInformation": {
             "provider": "SecureScore",
@@ -296,12 +308,19 @@ def snapshot(
 def history(
     today: datetime, profiles: list[dict[str, Any]], scores: dict[str, float], days: int = 90, *, tenant: str = TENANT
 ) -> list[dict[str, Any]]:
-    """`days` snapshots, newest first; the score climbs over the quarter as controls get done."""
+    """`days` snapshots, newest first; the score climbs over the quarter as controls get done, and one control done
+    long ago regressed for a week in the middle of it and was done again (controlScore's `score` "varies day by day":
+    https://learn.microsoft.com/en-us/graph/api/resources/controlscore), so a quarter shows both."""
     rng = random.Random(11 if tenant == TENANT else tenant)
     done_on = {cid: rng.randint(0, days - 1) for cid in scores}  # the day (ago) each control reached today's score
+    maxima = {p["id"]: float(p.get("maxScore") or 0.0) for p in profiles}
+    early = sorted(c for c, s in scores.items() if s and s >= maxima.get(c, 0.0) and done_on[c] >= days * 2 // 3)
+    lapse = range(days // 2, days // 2 + 8) if early else range(0)  # the days (ago) the first of them was undone
     midnight = today.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     snapshots = []
     for ago in range(days):
         then = {cid: (score if ago <= done_on[cid] else round(score / 2, 2)) for cid, score in scores.items()}
+        if ago in lapse:
+            then[early[0]] = 0.0
         snapshots.append(snapshot(midnight - timedelta(days=ago), profiles, then, older=ago >= 30, tenant=tenant))
     return snapshots
