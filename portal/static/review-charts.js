@@ -49,7 +49,7 @@ export function drawScore(svg, review) {
       "No score read in this period"));
     return;
   }
-  const left = 36, top = 12, w = width - left - 110, h = height - top - 26;
+  const left = 40, top = 12, w = width - left - 140, h = height - top - 26;
   const most = Math.max(...score.map((s) => s.max || s.current), ...compared.map((c) => c.averageScore), 1);
   const start = day(review.from || first.date), end = Math.max(day(review.to || last.date), start + 1);
   const x = (date) => left + ((day(date) - start) / (end - start)) * w;
@@ -71,7 +71,7 @@ export function drawScore(svg, review) {
   if (score.length === 1) svg.append(svgEl("circle", { cx: x(first.date), cy: y(first.current), r: 3, class: "dot" }));
   let floor = -Infinity;
   for (const label of labels.sort((a, b) => a.at - b.at)) {
-    floor = Math.max(label.at + 4, floor + 13);
+    floor = Math.max(label.at + 4, floor + 14);
     svg.append(svgEl("text", { x: left + w + 6, y: floor, class: label.kind }, label.text));
   }
 }

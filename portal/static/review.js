@@ -8,15 +8,18 @@ import { $, el } from "./dom.js";
 import { formErrors } from "./problems.js";
 import { basisName, drawBars, drawRanked, drawScore, points } from "./review-charts.js";
 import * as tenants from "./tenants.js";
+import { STATUS } from "./tickets.js";
 
 const DAYS = 90;  // the longest period the API answers (docs/api.md)
-const FIELDS = { from: "The start", to: "The end" };
+const PRINTED = 8;  // the actions completed and regressed a printed page lists
+const FIELDS = { from: "From", to: "To" };  // as the API names them in a validation_failed answer
 const form = formErrors("rv-", FIELDS, "review-error");
 const state = { back: "#", tenant: null, review: null };
 const TITLE = document.title;
 
 const iso = (date) => date.toISOString().slice(0, 10);
 const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+const signed = (value) => (typeof value === "number" && value > 0 ? `+${points(value)}` : points(value));
 const dayOnly = (value) => (value ? String(value).slice(0, 10) : "–");
 
 // The tenant and the period the address asks for; the period is the last 90 days when it names none.
@@ -54,15 +57,14 @@ export async function open(back) {
 async function show(from, to) {
   form.clear();
   const row = tenants.find(state.tenant);
-  const name = row ? row.name : state.tenant === "home" ? "This organization" : state.tenant;
-  $("review-title").textContent = `Review: ${name}`;
-  document.title = `Review of ${name} – ${TITLE}`;
+  named(row ? row.name : state.tenant === "home" ? "This organization" : state.tenant);
   $("review-body").setAttribute("aria-busy", "true");
   try {
     const path = `/api/tenants/${encodeURIComponent(state.tenant)}/review?from=${from}&to=${to}`;
     state.review = await api(path);
     $("review-body").hidden = false;  // first: the charts are drawn as wide as they are shown
-    render(state.review, name);
+    if (state.review.tenant && state.review.tenant.name) named(state.review.tenant.name);
+    render(state.review);
   } catch (error) {
     $("review-body").hidden = true;
     $("review-period-shown").textContent = "";
@@ -70,6 +72,11 @@ async function show(from, to) {
   } finally {
     $("review-body").removeAttribute("aria-busy");
   }
+}
+
+function named(name) {
+  $("review-title").textContent = `Review: ${name}`;
+  document.title = `Review of ${name} – ${TITLE}`;
 }
 
 function showDates() {
@@ -96,7 +103,7 @@ async function choose(event) {
 }
 
 // -- the four parts ----------------------------------------------------------------------------------------------
-function render(review, name) {
+function render(review) {
   const score = review.score || [];
   $("review-period-shown").textContent = `${review.from} to ${review.to}`;
   $("review-print-date").textContent = `Printed ${new Date().toLocaleDateString()}`;
@@ -105,20 +112,21 @@ function render(review, name) {
   $("rv-compare").tBodies[0].replaceChildren(
     el("tr", {}, el("th", { scope: "row" }, last ? `This tenant on ${last.date}` : "This tenant"),
       el("td", { className: "num" }, last ? points(last.current) : "–"),
-      el("td", { className: "num" }, last ? `${points(last.max)} (${last.percent}%)` : "–")),
+      el("td", { className: "num" }, last ? `${points(last.max)} (${percent(last.percent)})` : "–")),
     ...(review.comparative || []).map((c) => el("tr", {}, el("th", { scope: "row" }, `${basisName(c.basis)} (average)`),
       el("td", { className: "num" }, points(c.averageScore)), el("td", {}, ""))));
   $("rv-score-table").tBodies[0].replaceChildren(...score.map((s) => el("tr", {}, el("th", { scope: "row" }, s.date),
     el("td", { className: "num" }, points(s.current)), el("td", { className: "num" }, points(s.max)),
-    el("td", { className: "num" }, `${s.percent}%`))));
+    el("td", { className: "num" }, percent(s.percent)))));
   $("rv-score-days").textContent = count(score.length, "day", "days");
   renderActions(review.actions || {});
   renderTickets(review.tickets || {});
   renderTop(review.topOpen || []);
 }
 
-const actionPoints = (item) => (typeof item.points === "number" ? item.points : item.maxScore);
-const total = (items) => items.reduce((sum, item) => sum + (actionPoints(item) || 0), 0);
+const percent = (value) => (typeof value === "number" ? `${value}%` : "–");
+// What an action completed (or regressed) moved the score by, in points: negative for a regression.
+const moved = (items) => items.reduce((sum, item) => sum + (typeof item.points === "number" ? item.points : 0), 0);
 
 function renderActions(actions) {
   const completed = actions.completed || [], regressed = actions.regressed || [];
@@ -126,12 +134,20 @@ function renderActions(actions) {
     { label: "Completed", value: completed.length, tone: "done" },
     { label: "Regressed", value: regressed.length, tone: "regressed" }],
   "Improvement actions completed and regressed", `${count(completed.length, "action", "actions")} completed `
-    + `(${points(total(completed))} points), ${count(regressed.length, "action", "actions")} regressed `
-    + `(${points(total(regressed))} points).`);
+    + `(${signed(moved(completed))} points), ${count(regressed.length, "action", "actions")} regressed `
+    + `(${signed(moved(regressed))} points).`);
   const line = (item, what) => el("tr", { "data-id": item.id, className: what.toLowerCase() },
     el("th", { scope: "row" }, item.title || item.id), el("td", {}, what),
-    el("td", { className: "num" }, points(actionPoints(item))), el("td", { className: "when" }, dayOnly(item.date)));
-  const rows = [...completed.map((item) => line(item, "Completed")), ...regressed.map((item) => line(item, "Regressed"))];
+    el("td", { className: "num" }, signed(item.points)), el("td", { className: "when" }, dayOnly(item.date)));
+  // The regressions first (what went wrong), then the completed by the points they brought: a printed page keeps
+  // the first PRINTED of them and says how many more the portal lists (app.css).
+  const byPoints = [...completed].sort((a, b) => (b.points || 0) - (a.points || 0));
+  const rows = [...regressed.map((item) => line(item, "Regressed")), ...byPoints.map((item) => line(item, "Completed"))];
+  rows.forEach((row, i) => { if (i >= PRINTED) row.classList.add("beyond"); });
+  if (rows.length > PRINTED) {
+    rows.push(el("tr", { className: "print-only more" }, el("td", { colspan: 4 }, `and ${rows.length - PRINTED} more `
+      + "(the portal's review lists each)")));
+  }
   $("rv-actions").tBodies[0].replaceChildren(...(rows.length ? rows
     : [el("tr", {}, el("td", { colspan: 4 }, "No action was completed or regressed in this period."))]));
 }
@@ -150,14 +166,18 @@ function renderTickets(t) {
     el("th", { scope: "row" }, label), el("td", { className: "num" }, value === undefined ? "–" : value))));
 }
 
+// The open actions with the most points left to gain, each with its ticket when it has one.
 function renderTop(items) {
-  drawRanked($("rv-top-chart"), items.map((item) => ({ value: actionPoints(item) })),
+  drawRanked($("rv-top-chart"), items.map((item) => ({ value: item.pointsLeft })),
     "Top open improvement actions by points", items.length ? items.map((item, i) => `${i + 1}. ${item.title || item.id}: `
-      + `${points(actionPoints(item))} points`).join("; ") : "No improvement action is open.");
+      + `${points(item.pointsLeft)} points to gain`).join("; ") : "No improvement action is open.");
+  const ticket = (t) => (t ? [el("span", { className: "number", title: t.number }, t.number),
+    el("span", { className: "sub" }, STATUS[t.status] || t.status)] : ["–"]);
   $("rv-top").tBodies[0].replaceChildren(...(items.length ? items.map((item, i) => el("tr", { "data-id": item.id },
     el("td", { className: "num" }, i + 1), el("th", { scope: "row" }, item.title || item.id),
-    el("td", { className: "num" }, points(actionPoints(item)))))
-    : [el("tr", {}, el("td", { colspan: 3 }, "No improvement action is open."))]));
+    el("td", { className: "num" }, points(item.pointsLeft)), el("td", { className: "num" }, points(item.maxScore)),
+    el("td", { className: "ticket" }, ...ticket(item.ticket))))
+    : [el("tr", {}, el("td", { colspan: 5 }, "No improvement action is open."))]));
 }
 
 export function wire() {
