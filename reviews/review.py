@@ -2,7 +2,7 @@
 comparative averages, the actions completed and regressed, its tickets (opened, resolved, overdue, median days to
 resolve) and the open actions with the most points left. Everything comes from the store (the refresh keeps what a
 review needs of each day, secure_score/daily.py), so a review never waits for Microsoft Graph, and only this
-tenant's tickets are read (docs/design.md#one-customer-never-reaches-another)."""
+tenant's tickets are read (docs/design.md#isolation-between-customers)."""
 
 from __future__ import annotations
 

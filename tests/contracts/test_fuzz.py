@@ -16,6 +16,7 @@ import json
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -69,6 +70,7 @@ OPERATIONS = {  # function name -> (operationId, method, path)
     "me": ("me", "GET", "/me"),
     "portal": ("portal", "GET", "/portal"),
     "rename_tenant": ("renameTenant", "PATCH", "/tenants/{id}"),
+    "tenant_review": ("tenantReview", "GET", "/tenants/{id}/review"),
     "list_templates": ("listTemplates", "GET", "/templates"),
     "create_template": ("createTemplate", "POST", "/templates"),
     "get_template": ("getTemplate", "GET", "/templates/{id}"),
@@ -229,6 +231,19 @@ def _call(harness: Harness, function: str, draw: Any) -> Any:
         if _mostly(draw):
             name = st.text(VISIBLE, min_size=1, max_size=100).filter(str.strip) if _mostly(draw) else TEXT
             body = json.dumps({"name": draw(name)}, ensure_ascii=draw(st.booleans())).encode()
+    if function == "tenant_review":  # mostly the home tenant (by name or id) and a period, else anything
+        home = harness.services.home_tenant_id() or ""
+        route["id"] = draw(st.sampled_from(["home", home]) if _mostly(draw) else st.one_of(TEXT, st.uuids().map(str)))
+        if _mostly(draw):  # a period of 1-90 days, or dates of any kind
+            start = draw(st.dates(min_value=date(2000, 1, 1), max_value=date(9998, 1, 1)))
+            end = start + timedelta(days=draw(st.integers(0, 89)))
+            period = {"from": start.isoformat(), "to": end.isoformat()}
+            anything = st.one_of(st.dates().map(date.isoformat), TEXT)
+            params = (
+                period
+                if _mostly(draw)
+                else draw(st.fixed_dictionaries({}, optional={"from": anything, "to": anything}))
+            )
     if function in TEMPLATE_ROUTES:  # mostly a saved template's id, else any text or an id no template has
         saved = sorted(load_all(harness.services.store))
         ids = st.from_regex(r"[a-z0-9]{12}", fullmatch=True)
