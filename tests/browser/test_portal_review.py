@@ -138,6 +138,7 @@ def test_the_review_shows_the_api_s_numbers_axe_clean_and_by_keyboard(browser, p
     assert page.title().startswith(f"Review of {answer['tenant']['name']} \N{EN DASH} Security center")
     assert not page.is_visible("#actions") and not page.is_visible("#score") and not page.is_visible("#connection")
     assert_numbers_are_the_api_s(page, answer)
+    assert page.evaluate("window.__xss") is None and page.locator("#review img").count() == 0  # Graph's titles: text
     assert page.locator("#rv-score-table").is_hidden()  # the table by day is behind its summary
     found = axe_violations(page)
     assert found == [], found
@@ -266,9 +267,19 @@ def test_a_tenant_s_row_leads_to_its_review_and_the_period_is_chosen(browser, te
     assert page.url.endswith(f"#review/{FABRIKAM.id}?from={start}&to={end.isoformat()}")
     assert page.is_hidden("#rv-to-error") and page.get_attribute("#rv-to", "aria-invalid") is None
 
-    # Back leads to the overview; a tenant the connector does not read is said as the API says it.
+    # Back leads to the overview; a tenant's own page leads to its review too; a tenant the connector does not read
+    # is said as the API says it.
     page.click("#review-back")
     page.wait_for_selector("body[data-view=overview]")
+    page.click(f'#tenant-table a:text-is("{FABRIKAM.name}")')
+    page.wait_for_selector(f'body[data-view=tenant][data-tenant="{FABRIKAM.id}"]')
+    page.click("#review-link")
+    ready(page)
+    assert (
+        page.url.endswith(f"#review/{FABRIKAM.id}") and page.inner_text("#review-title") == f"Review: {FABRIKAM.name}"
+    )
+    page.go_back()
+    page.wait_for_selector(f'body[data-view=tenant][data-tenant="{FABRIKAM.id}"]')
     page.goto(f"{tenants.url}/api/portal#review/nobody")
     page.wait_for_selector("body[data-ready=true]")
     expect(page.locator("#review-error")).to_contain_text("The connector reads no tenant 'nobody'")
