@@ -14,7 +14,7 @@ const DAYS = 90;  // the longest period the API answers (docs/api.md)
 const PRINTED = 8;  // the actions completed and regressed a printed page lists
 const FIELDS = { from: "From", to: "To" };  // as the API names them in a validation_failed answer
 const form = formErrors("rv-", FIELDS, "review-error");
-const state = { back: "#", tenant: null, review: null };
+const state = { back: "#", tenant: null, review: null, asked: 0 };
 const TITLE = document.title;
 
 const iso = (date) => date.toISOString().slice(0, 10);
@@ -38,7 +38,7 @@ export function wanted(hash = window.location.hash) {
 }
 
 const address = (tenant, span, from, to) => `#review/${encodeURIComponent(tenant)}`
-  + (span === "dates" ? `?from=${from}&to=${to}` : span === "30" ? "?days=30" : "");
+  + (span === "dates" ? `?${new URLSearchParams({ from, to })}` : span === "30" ? "?days=30" : "");
 
 export async function open(back) {
   if (back !== undefined) state.back = back;
@@ -59,18 +59,22 @@ async function show(from, to) {
   const row = tenants.find(state.tenant);
   named(row ? row.name : state.tenant === "home" ? "This organization" : state.tenant);
   $("review-body").setAttribute("aria-busy", "true");
+  const asked = ++state.asked;  // only the newest answer is shown: a period chosen while one is read wins
   try {
-    const path = `/api/tenants/${encodeURIComponent(state.tenant)}/review?from=${from}&to=${to}`;
-    state.review = await api(path);
+    const query = new URLSearchParams({ from, to });
+    const answer = await api(`/api/tenants/${encodeURIComponent(state.tenant)}/review?${query}`);
+    if (asked !== state.asked) return;
+    state.review = answer;
     $("review-body").hidden = false;  // first: the charts are drawn as wide as they are shown
     if (state.review.tenant && state.review.tenant.name) named(state.review.tenant.name);
     render(state.review);
   } catch (error) {
+    if (asked !== state.asked) return;
     $("review-body").hidden = true;
     $("review-period-shown").textContent = "";
     form.answer(error);
   } finally {
-    $("review-body").removeAttribute("aria-busy");
+    if (asked === state.asked) $("review-body").removeAttribute("aria-busy");
   }
 }
 
@@ -171,7 +175,8 @@ function renderTop(items) {
   drawRanked($("rv-top-chart"), items.map((item) => ({ value: item.pointsLeft })),
     "Top open improvement actions by points", items.length ? items.map((item, i) => `${i + 1}. ${item.title || item.id}: `
       + `${points(item.pointsLeft)} points to gain`).join("; ") : "No improvement action is open.");
-  const ticket = (t) => (t ? [el("span", { className: "number", title: t.number }, t.number),
+  const ticket = (t) => (t ? [t.url ? el("a", { className: "number", href: t.url, title: t.number }, t.number)
+    : el("span", { className: "number", title: t.number }, t.number),
     el("span", { className: "sub" }, STATUS[t.status] || t.status)] : ["–"]);
   $("rv-top").tBodies[0].replaceChildren(...(items.length ? items.map((item, i) => el("tr", { "data-id": item.id },
     el("td", { className: "num" }, i + 1), el("th", { scope: "row" }, item.title || item.id),

@@ -284,3 +284,6 @@ def test_a_tenant_s_row_leads_to_its_review_and_the_period_is_chosen(browser, te
     page.wait_for_selector("body[data-ready=true]")
     expect(page.locator("#review-error")).to_contain_text("The connector reads no tenant 'nobody'")
     assert page.is_hidden("#review-body")
+    page.goto(f"{tenants.url}/api/portal#review/home?from=2026-01-01%26tenant%3Dx&to=2026-01-31")  # one value, whole
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.locator("#rv-from-error")).to_have_text("From must be a date YYYY-MM-DD (years 2000-9999).")
