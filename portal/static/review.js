@@ -128,6 +128,8 @@ function render(review) {
   renderTop(review.topOpen || []);
 }
 
+// An action's title: whole on screen, at most two lines on a printed page (app.css).
+const titled = (item) => el("span", { className: "rv-title" }, item.title || item.id);
 const percent = (value) => (typeof value === "number" ? `${value}%` : "–");
 // What an action completed (or regressed) moved the score by, in points: negative for a regression.
 const moved = (items) => items.reduce((sum, item) => sum + (typeof item.points === "number" ? item.points : 0), 0);
@@ -141,7 +143,7 @@ function renderActions(actions) {
     + `(${signed(moved(completed))} points), ${count(regressed.length, "action", "actions")} regressed `
     + `(${signed(moved(regressed))} points).`);
   const line = (item, what) => el("tr", { "data-id": item.id, className: what.toLowerCase() },
-    el("th", { scope: "row" }, item.title || item.id), el("td", {}, what),
+    el("th", { scope: "row" }, titled(item)), el("td", {}, what),
     el("td", { className: "num" }, signed(item.points)), el("td", { className: "when" }, dayOnly(item.date)));
   // The regressions first (what went wrong), then the completed by the points they brought: a printed page keeps
   // the first PRINTED of them and says how many more the portal lists (app.css).
@@ -179,7 +181,7 @@ function renderTop(items) {
     : el("span", { className: "number", title: t.number }, t.number),
     el("span", { className: "sub" }, STATUS[t.status] || t.status)] : ["–"]);
   $("rv-top").tBodies[0].replaceChildren(...(items.length ? items.map((item, i) => el("tr", { "data-id": item.id },
-    el("td", { className: "num" }, i + 1), el("th", { scope: "row" }, item.title || item.id),
+    el("td", { className: "num" }, i + 1), el("th", { scope: "row" }, titled(item)),
     el("td", { className: "num" }, points(item.pointsLeft)), el("td", { className: "num" }, points(item.maxScore)),
     el("td", { className: "ticket" }, ...ticket(item.ticket))))
     : [el("tr", {}, el("td", { colspan: 5 }, "No improvement action is open."))]));

@@ -19,6 +19,7 @@ from dev.entra import FABRIKAM
 from tests.browser.test_portal import (
     ARTIFACTS,
     IMAGES,
+    LONG_TITLE,
     Portal,
     axe_violations,
     browser,
@@ -193,6 +194,15 @@ def picture_of(browser: Any, pdf: Path, paper: str) -> Path:
     return path
 
 
+def print_both(browser: Any, page: Any, name: str) -> None:
+    """The review printed to PDF in A4 and Letter: one page each; the PDFs and their pictures kept as artifacts."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    for paper in ("A4", "Letter"):
+        pdf = ARTIFACTS / f"{name}-{paper.lower()}.pdf"
+        assert pages(page.pdf(path=str(pdf), format=paper)) == 1, paper
+        assert picture_of(browser, pdf, paper).stat().st_size > 20000
+
+
 def test_the_review_prints_to_one_page_a4_and_letter(browser, portal):
     setup = reviewed(portal, browser)
     answer = setup.request.get(f"{portal.url}/api/tenants/home/review").json()
@@ -201,11 +211,7 @@ def test_the_review_prints_to_one_page_a4_and_letter(browser, portal):
     assert pages(page.pdf(format="A4")) > 1
     page.goto(f"{portal.url}/api/portal#review/home")
     ready(page)
-    ARTIFACTS.mkdir(exist_ok=True)
-    for paper in ("A4", "Letter"):
-        pdf = ARTIFACTS / f"portal-review-{paper.lower()}.pdf"
-        assert pages(page.pdf(path=str(pdf), format=paper)) == 1, paper
-        assert picture_of(browser, pdf, paper).stat().st_size > 20000
+    print_both(browser, page, "portal-review")
 
     # What the print shows: no header, navigation, period form or buttons; the charts and tables; the actions
     # beyond the first eight said in one line.
@@ -287,3 +293,19 @@ def test_a_tenant_s_row_leads_to_its_review_and_the_period_is_chosen(browser, te
     page.goto(f"{tenants.url}/api/portal#review/home?from=2026-01-01%26tenant%3Dx&to=2026-01-31")  # one value, whole
     page.wait_for_selector("body[data-ready=true]")
     expect(page.locator("#rv-from-error")).to_have_text("From must be a date YYYY-MM-DD (years 2000-9999).")
+
+
+def test_long_titles_wrap_on_screen_and_keep_the_printed_review_to_one_page(browser, portal):
+    for profile in portal.graph.profiles.values():  # every action's title long, one without a place to break
+        profile["title"] = f"{profile['title']}: " + "and then some more words of a long title " * 6
+    portal.graph.profiles["AdminMFAV2"]["title"] = LONG_TITLE
+    reviewed(portal, browser)
+    page = open_portal(browser, portal, width=390)
+    page.goto(f"{portal.url}/api/portal#review/home")
+    ready(page)
+    assert page.evaluate(OVERFLOW) <= 0
+    assert LONG_TITLE in page.inner_text("#rv-top")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.reload()
+    ready(page)
+    print_both(browser, page, "portal-review-long")
