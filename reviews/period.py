@@ -25,11 +25,11 @@ class Period:
 
     @property
     def until(self) -> datetime:
-        """The first moment after the period."""
-        return datetime.combine(self.end + timedelta(days=1), time(), UTC)
+        """The last moment of the period (9999-12-31 has no day after it)."""
+        return datetime.combine(self.end, time.max, UTC)
 
     def holds(self, moment: datetime | None) -> bool:
-        return moment is not None and self.since <= moment < self.until
+        return moment is not None and self.since <= moment <= self.until
 
 
 def _day(params: Mapping[str, str], name: str, errors: list[FieldError]) -> date | None:
@@ -51,7 +51,7 @@ def parse(params: Mapping[str, str], today: date) -> Period:
     start, end = _day(params, "from", errors), _day(params, "to", errors)
     if errors:
         raise ValidationFailed(errors)
-    end = end or (min(today, start + timedelta(days=DAYS - 1)) if start else today)
+    end = end or (min(today, start + timedelta(days=min(DAYS - 1, (date.max - start).days))) if start else today)
     start = start or end - timedelta(days=DAYS - 1)
     if start > end:
         raise ValidationFailed([FieldError("from", "must not be after to")])

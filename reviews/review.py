@@ -24,17 +24,23 @@ TOP_OPEN = 10
 
 def tenant_of(services: Services, raw: str) -> tuple[str, dict[str, Any]]:
     """The tenant `raw` names (`home`, the home tenant's id, or an added tenant not removed): its store key and
-    how the review names it. Any other is 404, as for PATCH and DELETE /api/tenants/{id}."""
+    how the review names it. Any other is 404, as for PATCH and DELETE /api/tenants/{id}. `home` and an added
+    tenant are known from the store alone; only another id is compared with the home tenant's (which may need the
+    managed identity's token when no snapshot names it yet)."""
     wanted = raw.strip().lower()
     document = tenant_records.registrations(services.store)
-    home_id = services.home_tenant_id() if wanted != "home" else None
-    if wanted == "home" or (home_id is not None and wanted == home_id):
-        home_id = home_id or services.home_tenant_id()
-        return HOME, {"id": home_id, "name": document.home.name or "This organization", "home": True}
+    home = {"name": document.home.name or "This organization", "home": True}
+    if wanted == "home":
+        known = services.settings.entra_tenant_id or (services.store.get_secure_score_summary(HOME) or {}).get(
+            "tenantId"
+        )
+        return HOME, {"id": known.lower() if isinstance(known, str) else None, **home}
     found = document.added.get(wanted) if TENANT_ID.fullmatch(wanted) else None
-    if found is None or found.removed:
-        raise NotFound(f"The connector reads no tenant '{printable(raw, 64)}'.")
-    return wanted, {"id": wanted, "name": found.name or wanted, "home": False}
+    if found is not None and not found.removed:
+        return wanted, {"id": wanted, "name": found.name or wanted, "home": False}
+    if found is None and TENANT_ID.fullmatch(wanted) and wanted == services.home_tenant_id():
+        return HOME, {"id": wanted, **home}
+    raise NotFound(f"The connector reads no tenant '{printable(raw, 64)}'.")
 
 
 def _score(history: list[dict[str, Any]], period: Period) -> list[dict[str, Any]]:

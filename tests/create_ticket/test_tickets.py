@@ -63,7 +63,7 @@ def test_a_ticket_is_created_with_every_field_mapped(connected):
     assert set(ticket) == {
         "id", "number", "sysId", "table", "url", "status", "serviceNowState", "priority", "dueDate", "name",
         "recommendation", "requestedBy", "createdAt", "updatedAt", "syncedAt", "assignedTo", "secureScore", "error",
-        "duplicateOf", "tenant", "connection", "route",
+        "duplicateOf", "tenant", "connection", "route", "resolvedAt",
     }  # fmt: skip
     assert ticket["error"] is None and ticket["assignedTo"] is None and ticket["secureScore"] is None
 

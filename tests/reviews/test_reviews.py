@@ -183,6 +183,21 @@ def test_a_period_of_exactly_90_days_is_accepted(connected):
     assert status == 200 and (shown["from"], shown["to"]) == ("2026-01-01", "2026-03-31")
 
 
+@pytest.mark.parametrize(
+    ("params", "status", "period"),
+    [
+        ({"from": "9999-12-01", "to": "9999-12-31"}, 200, ("9999-12-01", "9999-12-31")),  # the last day of all
+        ({"from": "9999-12-31"}, 400, None),  # after today
+        ({"to": "2000-01-01"}, 200, ("1999-10-04", "2000-01-01")),
+    ],
+)
+def test_the_ends_of_the_calendar_are_answers_not_errors(connected, params, status, period):
+    answer, shown = review(connected, "home", **params)
+    assert answer == status, shown
+    if period:
+        assert (shown["from"], shown["to"]) == period
+
+
 @pytest.mark.parametrize("tenant", ["0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", "not-a-tenant", "all"])
 def test_a_tenant_the_connector_does_not_read_is_not_found(msp, tenant):
     status, problem = review(msp, tenant)
@@ -202,3 +217,27 @@ def test_the_review_never_calls_graph(msp, entra):
     msp.graph.home.forbidden = True
     assert review(msp, FABRIKAM.id)[0] == 200 and review(msp, "home")[0] == 200
     assert len(msp.graph.requests) == before
+
+
+def test_a_tickets_resolution_time_is_when_the_sync_first_saw_it_done(connected):
+    assert refresh(connected)[0] == 200
+    made = ticket(connected, CONTROL)
+
+    seen: list[str] = []
+
+    def resolved_at() -> str | None:
+        shown = body(connected.call("get_ticket", path=f"/tickets/{made['id']}", route_params={"id": made["id"]}))
+        seen.append(shown["status"])
+        return None if shown["resolvedAt"] is None else str(shown["resolvedAt"])
+
+    assert resolved_at() is None
+    resolve(connected, made)  # resolved
+    first = resolved_at()
+    assert first == connected.clock().isoformat()
+    resolve(connected, made, "7")  # then closed: still resolved when it was first seen done
+    assert resolved_at() == first
+    resolve(connected, made, "2")  # reopened: not done any more
+    assert resolved_at() is None
+    resolve(connected, made, "8")  # canceled: a decision, not a resolution
+    assert resolved_at() is None
+    assert seen == ["new", "resolved", "closed", "in_progress", "canceled"]
