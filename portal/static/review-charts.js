@@ -19,7 +19,8 @@ function frame(svg, width, height, title, desc) {
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("role", "img");
   const id = svg.id;
-  svg.setAttribute("aria-labelledby", `${id}-t ${id}-d`);
+  svg.setAttribute("aria-labelledby", `${id}-t`);
+  svg.setAttribute("aria-describedby", `${id}-d`);
   svg.replaceChildren(svgEl("title", { id: `${id}-t` }, title), svgEl("desc", { id: `${id}-d` }, desc));
 }
 

@@ -141,6 +141,12 @@ def test_the_review_shows_the_api_s_numbers_axe_clean_and_by_keyboard(browser, p
     assert_numbers_are_the_api_s(page, answer)
     assert page.evaluate("window.__xss") is None and page.locator("#review img").count() == 0  # Graph's titles: text
     assert page.locator("#rv-score-table").is_hidden()  # the table by day is behind its summary
+    for chart in ("Secure Score over the period", "ServiceNow tickets in the period",
+                  "Improvement actions completed and regressed", "Top open improvement actions by points"):  # fmt: skip
+        assert page.get_by_role("img", name=chart, exact=True).count() == 1, chart  # each chart, named for a reader
+    for caption in ("Tickets opened and resolved in the period, overdue at its end",
+                    "Each improvement action completed or regressed in the period"):  # fmt: skip
+        assert page.get_by_role("table", name=caption).is_visible()
     found = axe_violations(page)
     assert found == [], found
     assert page.evaluate(OVERFLOW) <= 0
