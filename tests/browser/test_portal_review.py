@@ -218,6 +218,10 @@ def test_the_review_prints_to_one_page_a4_and_letter(browser, portal):
     page.goto(f"{portal.url}/api/portal#review/home")
     ready(page)
     print_both(browser, page, "portal-review")
+    reader = open_portal(browser, portal, user="reader@contoso.com")  # a reader reviews too (GET only)
+    reader.click("#review-link")
+    ready(reader)
+    assert_numbers_are_the_api_s(reader, answer)
 
     # What the print shows: no header, navigation, period form or buttons; the charts and tables; the actions
     # beyond the first eight said in one line.
