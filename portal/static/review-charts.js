@@ -43,7 +43,7 @@ export function drawScore(svg, review) {
       + `${points(last.max)}.` : "No Secure Score was read in this period.";
   const averages = compared.map((c) => `${basisName(c.basis)}: average ${points(c.averageScore)}`).join("; ");
   // As wide as it is shown (a phone's too), so its words keep their size: 320 to 640 units.
-  const width = Math.round(Math.min(640, Math.max(320, svg.parentElement.clientWidth || 640))), height = 240;
+  const width = Math.round(Math.min(640, Math.max(320, svg.getBoundingClientRect().width || 640))), height = 240;
   frame(svg, width, height, "Secure Score over the period", averages ? `${words} ${averages}.` : words);
   if (!score.length) {
     svg.append(svgEl("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "note" },

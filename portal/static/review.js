@@ -187,8 +187,18 @@ function renderTop(items) {
     : [el("tr", {}, el("td", { colspan: 5 }, "No improvement action is open."))]));
 }
 
+// The score chart is drawn as wide as it is shown: a window made narrower or wider (a phone turned) draws it again.
+let resized = null;
+function redraw() {
+  window.clearTimeout(resized);
+  resized = window.setTimeout(() => {
+    if (state.review && !$("review").hidden && !$("review-body").hidden) drawScore($("rv-score-chart"), state.review);
+  }, 150);
+}
+
 export function wire() {
   $("review-period").addEventListener("submit", choose);
   $("rv-span").addEventListener("change", showDates);
   $("review-print").addEventListener("click", () => window.print());
+  window.addEventListener("resize", redraw);
 }

@@ -151,6 +151,13 @@ def test_the_review_shows_the_api_s_numbers_axe_clean_and_by_keyboard(browser, p
     assert found == [], found
     assert page.evaluate(OVERFLOW) <= 0
     shoot(page, f"portal-review-{width}")
+    chart = page.locator("#rv-score-chart")
+    drawn = int(chart.get_attribute("viewBox").split()[2])
+    assert (drawn == 640) if width == 1280 else (320 <= drawn < 360), drawn  # as wide as shown (at most 640 units)
+    page.set_viewport_size({"width": 1670 - width, "height": 900})  # the other width: drawn again for it
+    expect(chart).not_to_have_attribute("viewBox", chart.get_attribute("viewBox"))
+    page.set_viewport_size({"width": width, "height": 900})
+    expect(chart).to_have_attribute("viewBox", f"0 0 {drawn} 240")
 
     # By keyboard: the period, Show and Print, the table by day (opened with Enter), back to the page.
     reached = []
