@@ -34,7 +34,7 @@ const shortName = (basis) => (BASES[basis] || [String(basis).slice(0, 14)])[1] |
 
 // The score over the period as a line, with each comparative average as a horizontal line of its own style, each
 // named at its right end (names moved apart where lines are close).
-export function drawScore(svg, review) {
+export function drawScore(svg, review, wide = null) {
   const score = (review.score || []).filter((s) => typeof s.current === "number");
   const compared = (review.comparative || []).filter((c) => typeof c.averageScore === "number");
   const first = score[0], last = score[score.length - 1];
@@ -43,7 +43,8 @@ export function drawScore(svg, review) {
       + `${points(last.max)}.` : "No Secure Score was read in this period.";
   const averages = compared.map((c) => `${basisName(c.basis)}: average ${points(c.averageScore)}`).join("; ");
   // As wide as it is shown (a phone's too), so its words keep their size: 320 to 640 units.
-  const width = Math.round(Math.min(640, Math.max(320, svg.getBoundingClientRect().width || 640))), height = 240;
+  const shown = wide || svg.getBoundingClientRect().width || 640;
+  const width = Math.round(Math.min(640, Math.max(320, shown))), height = 240;
   frame(svg, width, height, "Secure Score over the period", averages ? `${words} ${averages}.` : words);
   if (!score.length) {
     svg.append(svgEl("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "note" },

@@ -12,6 +12,7 @@ import { STATUS } from "./tickets.js";
 
 const DAYS = 90;  // the longest period the API answers (docs/api.md)
 const PRINTED = 8;  // the actions completed and regressed a printed page lists
+const PAPER = 400;  // the score chart's width on a printed page, in CSS pixels (about 105 mm)
 const FIELDS = { from: "From", to: "To" };  // as the API names them in a validation_failed answer
 const form = formErrors("rv-", FIELDS, "review-error");
 const state = { back: "#", tenant: null, review: null, asked: 0 };
@@ -201,4 +202,9 @@ export function wire() {
   $("rv-span").addEventListener("change", showDates);
   $("review-print").addEventListener("click", () => window.print());
   window.addEventListener("resize", redraw);
+  // On paper the chart is a little over half the page wide: drawn for that, its words print at a readable size.
+  window.addEventListener("beforeprint", () => {
+    if (state.review && !$("review").hidden) drawScore($("rv-score-chart"), state.review, PAPER);
+  });
+  window.addEventListener("afterprint", redraw);
 }

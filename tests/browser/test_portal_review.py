@@ -224,6 +224,11 @@ def test_the_review_prints_to_one_page_a4_and_letter(browser, portal):
     assert pages(page.pdf(format="A4")) > 1
     page.goto(f"{portal.url}/api/portal#review/home")
     ready(page)
+    chart = page.locator("#rv-score-chart")
+    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")  # as the browser does before it prints
+    assert chart.get_attribute("viewBox") == "0 0 400 240"  # drawn for the paper: its words print larger
+    page.evaluate("window.dispatchEvent(new Event('afterprint'))")
+    expect(chart).to_have_attribute("viewBox", "0 0 640 240")  # and for the screen again
     print_both(browser, page, "portal-review")
     reader = open_portal(browser, portal, user="reader@contoso.com")  # a reader reviews too (GET only)
     reader.click("#review-link")
