@@ -1,10 +1,11 @@
 // The security center page, its entry module: a client of the connector's public API (/api/me, /api/provisioning,
-// /api/connections, /api/recommendations, /api/tickets, /api/tenants, /api/routes, /api/templates, /api/alerts),
-// nothing else. Every piece of text is set as text, never as HTML (dom.js). With one Microsoft tenant it is one
-// page; with several, an overview (tenants.js) and each tenant's own view (view.js decides which). The cards are
-// actions.js, tickets.js and connections.js; the create dialog is ticket-dialog.js; the Routes view (#routes: where
-// each ticket goes) routes.js; the Templates view (#templates: one decision for many tenants' controls)
-// templates.js; the Alerts view (#alerts: a falling score becomes a ticket) alerts.js.
+// /api/connections, /api/recommendations, /api/tickets, /api/tenants and a tenant's review, /api/routes,
+// /api/templates, /api/alerts), nothing else. Every piece of text is set as text, never as HTML (dom.js). With one
+// Microsoft tenant it is one page; with several, an overview (tenants.js) and each tenant's own view (view.js decides
+// which). The cards are actions.js, tickets.js and connections.js; the create dialog is ticket-dialog.js; the Routes
+// view (#routes: where each ticket goes) routes.js; the Templates view (#templates: one decision for many tenants'
+// controls) templates.js; the Alerts view (#alerts: a falling score becomes a ticket) alerts.js; a tenant's review
+// (#review/{tenant}: its quarter in charts, printable) review.js.
 import * as actions from "./actions.js";
 import * as alerts from "./alerts.js";
 import { SIGN_IN, api } from "./api.js";
@@ -12,6 +13,7 @@ import * as connections from "./connections.js";
 import { $, el, notice } from "./dom.js";
 import { act, showError } from "./problems.js";
 import * as progress from "./refreshing.js";
+import * as review from "./review.js";
 import { ADMIN, CREATE, can, grant } from "./roles.js";
 import * as routes from "./routes.js";
 import * as templates from "./templates.js";
@@ -51,6 +53,7 @@ async function start() {
   routes.wire();
   templates.wire();
   alerts.wire();
+  review.wire();
   view.wire();
   try {
     await loadMe();

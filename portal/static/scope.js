@@ -1,7 +1,7 @@
 // Which view the page shows and for which Microsoft tenant: decided by view.js, read by the cards.
 
 export const shown = {
-  view: "single",  // "single" (one tenant), "overview", "tenant" (one tenant's page of several), "routes", "templates"
+  view: "single",  // "single" (one tenant), "overview", "tenant" (one tenant's page of several), "routes", "templates", "review"
   tenant: null,  // null on the one-tenant page, else "home" or a tenant id
 };
 

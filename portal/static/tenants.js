@@ -193,7 +193,9 @@ function renderRow(row) {
   const name = el("a", { className: "title", href: `#tenant=${encodeURIComponent(key(row))}` }, row.name);
   // data-label names each cell where the phone layout stacks a row (app.css).
   return el("tr", { "data-tenant": key(row) },
-    el("td", { className: "tenant" }, name, about(row) ? el("span", { className: "sub" }, about(row)) : null),
+    el("td", { className: "tenant" }, name, about(row) ? el("span", { className: "sub" }, about(row)) : null,
+      el("a", { className: "sub review", href: `#review/${encodeURIComponent(key(row))}`,
+        "aria-label": `Review of ${row.name}` }, "Review")),
     el("td", { className: "state", "data-label": "State" }, el("span", { className: `status ${tone}` }, label)),
     el("td", { className: "score", "data-label": "Secure Score" }, ...scoreCell(row)),
     el("td", { className: "num open-actions", "data-label": "Open actions" },

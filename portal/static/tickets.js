@@ -9,7 +9,7 @@ import { dueNote } from "./route-words.js";
 import { scope, shown } from "./scope.js";
 import { when } from "./words.js";
 
-const STATUS = { pending: "Pending", new: "New", in_progress: "In progress", on_hold: "On hold",
+export const STATUS = { pending: "Pending", new: "New", in_progress: "In progress", on_hold: "On hold",
   resolved: "Resolved", closed: "Closed", canceled: "Canceled", unknown: "Unknown", missing: "Missing" };
 let overdueOnly = false;
 

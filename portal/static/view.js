@@ -1,13 +1,13 @@
 // Which view the page shows, from its address: the one-tenant page, the tenant overview (#tenants), one tenant's page
-// (#tenant=<id>, kept on reload), the Routes view (#routes), the Templates view (#templates, #templates/{id}) or the
-// Alerts view (#alerts); and
-// reading again what the view shows.
+// (#tenant=<id>, kept on reload), the Routes view (#routes), the Templates view (#templates, #templates/{id}), the
+// Alerts view (#alerts) or a tenant's review (#review/{tenant}); and reading again what the view shows.
 import * as actions from "./actions.js";
 import * as alerts from "./alerts.js";
 import * as connections from "./connections.js";
 import { $, el, notice } from "./dom.js";
 import { showError } from "./problems.js";
 import * as progress from "./refreshing.js";
+import * as review from "./review.js";
 import { ADMIN, can } from "./roles.js";
 import * as routes from "./routes.js";
 import { shown } from "./scope.js";
@@ -18,7 +18,8 @@ import * as tickets from "./tickets.js";
 const TITLE = document.title;
 let back = "#";  // where the Routes or Templates view was opened from
 const isTemplates = (hash) => hash === "#templates" || hash.startsWith("#templates/");
-const AWAY = ["routes", "templates", "alerts"];  // the views shown alone, without the cards
+const isReview = (hash) => hash.startsWith("#review/");
+const AWAY = ["routes", "templates", "alerts", "review"];  // the views shown alone, without the cards
 
 export async function refreshAll() {
   const connection = connections.load();  // first: the tickets card waits for its list of connections
@@ -74,6 +75,14 @@ export async function route(moved = false) {
   } catch (error) {
     showError($("error"), error);  // the page of the home tenant, as it was before tenants
   }
+  if (isReview(window.location.hash)) {  // after the tenants: the review names its tenant
+    shown.view = "review";
+    layout(null);
+    await review.open(back);
+    document.body.dataset.view = shown.view;
+    if (moved) $("review-title").focus();
+    return;
+  }
   const several = tenants.several();
   const wanted = several ? wantedTenant() : null;
   // One tenant: its page has no address of its own (a simulator's link back names #tenant=home).
@@ -102,10 +111,8 @@ export async function route(moved = false) {
 
 function layout(row) {
   const overview = shown.view === "overview";
-  const away = AWAY.includes(shown.view);  // the Routes, Templates or Alerts view alone
-  $("routes").hidden = shown.view !== "routes";
-  $("templates").hidden = shown.view !== "templates";
-  $("alerts").hidden = shown.view !== "alerts";
+  const away = AWAY.includes(shown.view);  // the Routes, Templates, Alerts or Review view alone
+  for (const id of AWAY) $(id).hidden = shown.view !== id;
   $("connection").parentElement.hidden = away;
   $("tenants").hidden = !overview;
   for (const id of ["score", "servicenow", "actions"]) $(id).hidden = overview || away;
@@ -114,6 +121,7 @@ function layout(row) {
   $("add-first").hidden = !(shown.view === "single" && can(ADMIN));
   const skip = shown.view === "alerts" ? ["#alerts-title", "Skip to the alerts"]
     : shown.view === "templates" ? ["#templates-title", "Skip to the templates"]
+    : shown.view === "review" ? ["#review-title", "Skip to the review"]
     : away ? ["#routes", "Skip to the routes"] : overview ? ["#tenants", "Skip to the tenants"]
       : ["#actions", "Skip to the improvement actions"];
   $("skip").setAttribute("href", skip[0]);
@@ -122,7 +130,9 @@ function layout(row) {
     $("tenant-title").textContent = row.name;
     $("tenant-about").textContent = tenants.describe(row);
   }
-  const named = shown.view === "alerts" ? "Alerts" : shown.view === "templates" ? "Templates" : away ? "Routes" : overview ? "Tenants" : row && row.name;
+  $("review-link").setAttribute("href", `#review/${encodeURIComponent(shown.tenant || "home")}`);
+  const named = shown.view === "alerts" ? "Alerts" : shown.view === "templates" ? "Templates"
+    : shown.view === "review" ? "Review" : away ? "Routes" : overview ? "Tenants" : row && row.name;
   document.title = shown.view === "single" ? TITLE : `${named} – ${TITLE}`;
 }
 
@@ -136,7 +146,7 @@ const LEAVE_ALERT = "Leave the alert without saving? Your changes are lost.";
 function onHashChange(event) {
   const hash = window.location.hash;
   if (hash && hash !== "#tenants" && hash !== "#routes" && hash !== "#alerts" && !hash.startsWith("#tenant=")
-    && !isTemplates(hash)) return;
+    && !isTemplates(hash) && !isReview(hash)) return;
   const old = new URL(event.oldURL).hash;
   if (shown.view === "alerts" && old !== hash && alerts.unsaved() && !window.confirm(LEAVE_ALERT)) {
     window.history.pushState(null, "", old);  // staying: the alert's form is still open
@@ -153,9 +163,11 @@ function onHashChange(event) {
     }
     routes.reset();
   }
-  if (hash === "#routes" || hash === "#alerts" || (isTemplates(hash) && shown.view !== "templates")) {
+  if (hash === "#routes" || hash === "#alerts" || (isTemplates(hash) && shown.view !== "templates")
+    || (isReview(hash) && shown.view !== "review")) {
     const before = new URL(event.oldURL).hash;
-    back = before && before !== "#routes" && before !== "#alerts" && !isTemplates(before) ? before : "#";
+    back = before && before !== "#routes" && before !== "#alerts" && !isTemplates(before) && !isReview(before)
+      ? before : "#";
   }
   notice([]);
   $("error").hidden = true;
@@ -190,6 +202,7 @@ export function wire() {
   $("routes-back").addEventListener("click", leaveRoutes);
   $("templates-back").addEventListener("click", leaveRoutes);
   $("alerts-back").addEventListener("click", leaveRoutes);
+  $("review-back").addEventListener("click", leaveRoutes);
   window.addEventListener("beforeunload", (event) => {
     if (routes.unsaved() || templates.unsaved() || alerts.unsaved()) event.preventDefault();  // the browser asks before the changes are lost
   });
