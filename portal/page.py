@@ -16,7 +16,8 @@ STATIC = Path(__file__).resolve().parent.parent / "portal" / "static"
 MODULES = (
     "app.js", "view.js", "actions.js", "trend.js", "tickets.js", "ticket-dialog.js", "tenants.js", "connections.js",
     "routes.js", "route-draft.js", "route-words.js", "route-editor.js", "route-preview.js", "refreshing.js",
-    "templates.js", "template-form.js", "template-run.js", "alerts.js", "alerts-form.js", "review.js", "review-charts.js",
+    "templates.js", "template-form.js", "template-run.js", "alerts.js", "alerts-form.js", "review.js",
+    "review-charts.js",
     "api.js", "dom.js", "problems.js", "roles.js", "scope.js", "words.js",
 )  # fmt: skip
 FILES = {**dict.fromkeys(MODULES, "text/javascript; charset=utf-8"), "app.css": "text/css; charset=utf-8"}

@@ -233,6 +233,7 @@ def seats(tenant: str) -> tuple[int, int]:
 # https://learn.microsoft.com/en-us/graph/api/resources/averagecomparativescore and the `averageComparativeScores`
 # of https://learn.microsoft.com/en-us/graph/api/resources/securescore. Live answers carry more members than the
 # documented two (identityScore, SeatSizeRangeLowerValue, ...; docs/design.md#microsoft-graph-facts), kept here.
+# `averageScore` is a percent of the maximum (docs/api.md#a-tenants-review), so the simulator's sit near 40-45.
 COMPARATIVE_BASES: tuple[tuple[str, float, dict[str, Any]], ...] = (
     ("AllTenants", 41.2, {"identityScore": 60.1, "identityScoreMax": 100.0}),
     ("TotalSeats", 43.7, {"SeatSizeRangeLowerValue": "100", "SeatSizeRangeUpperValue": "500"}),

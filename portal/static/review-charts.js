@@ -32,16 +32,23 @@ const BASES = { AllTenants: ["All organizations", "All"], TotalSeats: ["Organiza
 export const basisName = (basis) => (BASES[basis] || [String(basis)])[0];
 const shortName = (basis) => (BASES[basis] || [String(basis).slice(0, 14)])[1] || String(basis).slice(0, 14);
 
-// The score over the period as a line, with each comparative average as a horizontal line of its own style, each
-// named at its right end (names moved apart where lines are close).
+// The score over the period as a line of its percent (of the day's maximum), with each comparative average as a
+// horizontal line of its own style, each named at its right end (names moved apart where lines are close). Secure
+// Score's `averageScore` is a percent, not points: the live answer docs/api.md#a-tenants-review cites (a tenant of
+// 815 of 1,376 points beside averages of 52.86 and 48.1) fits no other reading, so both share one 0-100 scale.
+const percentOf = (s) => (typeof s.percent === "number" ? s.percent
+  : s.max ? Math.round((1000 * s.current) / s.max) / 10 : null);
+export const pct = (value) => (typeof value === "number" ? `${points(value)}%` : "–");
+
 export function drawScore(svg, review, wide = null) {
-  const score = (review.score || []).filter((s) => typeof s.current === "number");
+  const score = (review.score || []).filter((s) => typeof percentOf(s) === "number");
   const compared = (review.comparative || []).filter((c) => typeof c.averageScore === "number");
   const first = score[0], last = score[score.length - 1];
   const words = score.length
-    ? `Secure Score from ${points(first.current)} on ${first.date} to ${points(last.current)} on ${last.date}, out of `
-      + `${points(last.max)}.` : "No Secure Score was read in this period.";
-  const averages = compared.map((c) => `${basisName(c.basis)}: average ${points(c.averageScore)}`).join("; ");
+    ? `Secure Score from ${pct(percentOf(first))} on ${first.date} (${points(first.current)} points) to `
+      + `${pct(percentOf(last))} on ${last.date} (${points(last.current)} of ${points(last.max)} points).`
+    : "No Secure Score was read in this period.";
+  const averages = compared.map((c) => `${basisName(c.basis)}: average ${pct(c.averageScore)}`).join("; ");
   // As wide as it is shown (a phone's too), so its words keep their size: 320 to 640 units.
   const shown = wide || svg.getBoundingClientRect().width || 640;
   const width = Math.round(Math.min(640, Math.max(320, shown))), height = 240;
@@ -52,25 +59,26 @@ export function drawScore(svg, review, wide = null) {
     return;
   }
   const left = 40, top = 12, w = width - left - 140, h = height - top - 26;
-  const most = Math.max(...score.map((s) => s.max || s.current), ...compared.map((c) => c.averageScore), 1);
   const start = day(review.from || first.date), end = Math.max(day(review.to || last.date), start + 1);
   const x = (date) => left + ((day(date) - start) / (end - start)) * w;
-  const y = (v) => top + h - (v / most) * h;
-  for (const v of [0, most / 2, most]) {
+  const y = (v) => top + h - (Math.min(100, Math.max(0, v)) / 100) * h;
+  for (const v of [0, 50, 100]) {
     svg.append(svgEl("line", { x1: left, x2: left + w, y1: y(v), y2: y(v), class: "grid" }),
-      svgEl("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, points(Math.round(v))));
+      svgEl("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, `${v}%`));
   }
   svg.append(svgEl("text", { x: left, y: height - 6 }, short(review.from || first.date)),
     svgEl("text", { x: left + w, y: height - 6, "text-anchor": "end" }, short(review.to || last.date)));
-  const labels = [{ at: y(last.current), text: `This tenant ${points(last.current)}`, kind: "label strong" }];
+  const labels = [{ at: y(percentOf(last)), text: `This tenant ${pct(percentOf(last))}`, kind: "label strong" }];
   compared.forEach((c, i) => {
     const at = y(c.averageScore);
     svg.append(svgEl("line", { x1: left, x2: left + w, y1: at, y2: at, class: `average ${COMPARED[i % 3]}` }));
-    labels.push({ at, text: `${shortName(c.basis)} ${points(c.averageScore)}`, kind: "label" });
+    labels.push({ at, text: `${shortName(c.basis)} ${pct(c.averageScore)}`, kind: "label" });
   });
-  svg.append(svgEl("polyline", { points: score.map((s) => `${x(s.date).toFixed(1)},${y(s.current).toFixed(1)}`)
+  svg.append(svgEl("polyline", { points: score.map((s) => `${x(s.date).toFixed(1)},${y(percentOf(s)).toFixed(1)}`)
     .join(" "), class: "score" }));
-  if (score.length === 1) svg.append(svgEl("circle", { cx: x(first.date), cy: y(first.current), r: 3, class: "dot" }));
+  if (score.length === 1) {
+    svg.append(svgEl("circle", { cx: x(first.date), cy: y(percentOf(first)), r: 3, class: "dot" }));
+  }
   let floor = -Infinity;
   for (const label of labels.sort((a, b) => a.at - b.at)) {
     floor = Math.max(label.at + 4, floor + 14);

@@ -6,7 +6,7 @@
 import { api } from "./api.js";
 import { $, el } from "./dom.js";
 import { formErrors } from "./problems.js";
-import { basisName, drawBars, drawRanked, drawScore, points } from "./review-charts.js";
+import { basisName, drawBars, drawRanked, drawScore, pct, points } from "./review-charts.js";
 import * as tenants from "./tenants.js";
 import { STATUS } from "./tickets.js";
 
@@ -116,10 +116,10 @@ function render(review) {
   const last = score.length ? score[score.length - 1] : null;
   $("rv-compare").tBodies[0].replaceChildren(
     el("tr", {}, el("th", { scope: "row" }, last ? `This tenant on ${last.date}` : "This tenant"),
-      el("td", { className: "num" }, last ? points(last.current) : "–"),
-      el("td", { className: "num" }, last ? `${points(last.max)} (${percent(last.percent)})` : "–")),
+      el("td", { className: "num" }, last ? percent(last.percent) : "–"),
+      el("td", { className: "num" }, last ? `${points(last.current)} of ${points(last.max)}` : "–")),
     ...(review.comparative || []).map((c) => el("tr", {}, el("th", { scope: "row" }, `${basisName(c.basis)} (average)`),
-      el("td", { className: "num" }, points(c.averageScore)), el("td", {}, ""))));
+      el("td", { className: "num" }, pct(c.averageScore)), el("td", {}, "–"))));
   $("rv-score-table").tBodies[0].replaceChildren(...score.map((s) => el("tr", {}, el("th", { scope: "row" }, s.date),
     el("td", { className: "num" }, points(s.current)), el("td", { className: "num" }, points(s.max)),
     el("td", { className: "num" }, percent(s.percent)))));

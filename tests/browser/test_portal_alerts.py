@@ -191,7 +191,8 @@ def test_an_admin_adds_an_alert_with_the_keyboard_alone(browser, portal):
 def test_the_alerts_view_is_accessible_and_fits_at_both_widths(browser, portal, width):
     setup = open_portal(browser, portal)
     saved(setup, portal, [{"id": "below-60", "name": "Score under 60 %", "tenants": "all", "below": 60},
-                          {"id": "fell-20", "name": "A drop of twenty points in a week, whatever the score was (an early warning for this organization)", "tenants": ["home"],
+                          {"id": "fell-20", "tenants": ["home"],
+                           "name": "A drop of twenty points in a week, whatever the score was (an early warning)",
                            "dropOf": 20, "within": 7, "below": 40}])  # fmt: skip
     page = open_portal(browser, portal, width=width, bypass_csp=True)  # only so axe can be injected
     open_alerts(page)

@@ -98,9 +98,10 @@ def assert_numbers_are_the_api_s(page: Any, answer: dict[str, Any]) -> None:
     ]
     last = score[-1]
     compared = cells(page, "rv-compare")
-    out_of = f"{number(last['max'])} ({percent(last['percent'])})"
-    assert compared[0] == [f"This tenant on {last['date']}", number(last["current"]), out_of]
-    assert [row[1] for row in compared[1:]] == [number(c["averageScore"]) for c in answer["comparative"]]
+    of = f"{number(last['current'])} of {number(last['max'])}"
+    assert compared[0] == [f"This tenant on {last['date']}", percent(last["percent"]), of]
+    # Secure Score's averages are percents (docs/api.md#a-tenants-review): beside the tenant's percent, not its points
+    assert [row[1:] for row in compared[1:]] == [[f"{number(c['averageScore'])}%", NONE] for c in answer["comparative"]]
     assert len(answer["comparative"]) >= 2  # the simulator's days carry Secure Score's averages
     changes = [(item, "Regressed") for item in answer["actions"]["regressed"]] + sorted(
         ((item, "Completed") for item in answer["actions"]["completed"]), key=lambda change: -change[0]["points"]
@@ -121,7 +122,8 @@ def assert_numbers_are_the_api_s(page: Any, answer: dict[str, Any]) -> None:
     for row, item in zip(rows, top, strict=True):
         assert row[4] == (f"{item['ticket']['number']}\n{STATUS[item['ticket']['status']]}" if item["ticket"] else NONE)
     # The charts say the same in words (role="img" with a title and a description).
-    assert f"to {number(last['current'])} on {last['date']}" in page.text_content("#rv-score-chart-d")
+    said = f"to {percent(last['percent'])} on {last['date']} ({number(last['current'])} of {number(last['max'])} points"
+    assert f"{said})" in page.text_content("#rv-score-chart-d")
     assert f"{tickets['opened']} ticket" in page.text_content("#rv-tickets-chart-d")
     assert page.locator("#rv-top-chart rect.bar").count() == len(top)
 
