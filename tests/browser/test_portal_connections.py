@@ -278,7 +278,7 @@ def test_a_reader_sees_every_connection_read_only(browser, portal, second):
     assert "Only an admin of the connector (app role Connector.Admin)" in entry(page, "fabrikam").inner_text()
     assert "/api/connect" not in page.inner_text("#connection")
     shown = page.locator("#connection a:visible, #connection button:visible")
-    assert shown.all_inner_texts() == ["Routes: none yet", "Templates"]  # to read them; no action on a connection
+    assert shown.all_inner_texts() == ["Routes: none yet", "Templates", "Alerts"]  # to read; none acts
     assert page.is_visible("#where-head") and page.locator("#tickets td.where").count() == 2
     assert SECOND_SECRET not in page.content()
     shoot(page, "portal-connections-reader-1280")
