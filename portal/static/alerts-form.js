@@ -3,6 +3,7 @@
 // connector names for this alert (alerts[2].below, alerts[2].tenants[0]) show under their field.
 import { $, el } from "./dom.js";
 import { formErrors } from "./problems.js";
+import { tenantName as wordsTenantName } from "./words.js";
 
 const FIELDS = { name: "The name", id: "The id", tenants: "Tenants", below: "Below", dropOf: "Drops by",
   within: "Within" };
@@ -11,12 +12,7 @@ export const errors = formErrors("al-", FIELDS, "alert-form-error");
 export const known = { tenants: [] };  // GET /api/tenants, read when the view opens
 const tenantKey = (t) => (t.home ? "home" : t.id);
 
-export function tenantName(id) {
-  const found = known.tenants.find((t) => tenantKey(t) === id);
-  if (id === "home") return found && found.name && !/^this organi[sz]ation$/i.test(found.name)
-    ? `${found.name} (this organization)` : "This organization";
-  return found ? found.name || id : id;
-}
+export const tenantName = (id) => wordsTenantName(known.tenants, id);
 
 // The alert's line in words: "below 60 %", "drops 20 points within 7 days", or both joined by "or".
 export function line(alert) {

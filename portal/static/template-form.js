@@ -4,6 +4,7 @@
 import { api } from "./api.js";
 import { $, el } from "./dom.js";
 import { formErrors } from "./problems.js";
+import { tenantName as wordsTenantName } from "./words.js";
 
 export const MAX_COMMENT = 1000;  // templates/model.py MAX_COMMENT
 const FIELDS = { name: "The name", state: "The state", comment: "The comment", tenants: "Tenants",
@@ -27,12 +28,7 @@ export async function readChoices() {
 
 const tenantKey = (t) => (t.home ? "home" : t.id);
 
-export function tenantName(id) {
-  const found = known.tenants.find((t) => tenantKey(t) === id);
-  if (id === "home") return found && found.name && !/^this organi[sz]ation$/i.test(found.name)
-    ? `${found.name} (this organization)` : "This organization";
-  return found ? found.name || id : id;
-}
+export const tenantName = (id) => wordsTenantName(known.tenants, id);
 
 export function controlName(id) {
   const found = known.controls.find((c) => c.id === id);

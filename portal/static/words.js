@@ -15,3 +15,12 @@ export function refreshWords(result) {
     result.written ? `${count(result.written, "note", "notes")} written to Secure Score` : null].filter(Boolean);
   return done.length ? `: ${done.join(", ")}.` : "; no ticket changed.";
 }
+
+// A tenant as the page names it: its name from GET /api/tenants (`tenants`), the home tenant as "This organization"
+// (with its own name beside when it has one), an unknown id as itself.
+export function tenantName(tenants, id) {
+  const found = tenants.find((t) => (t.home ? "home" : t.id) === id);
+  if (id === "home") return found && found.name && !/^this organi[sz]ation$/i.test(found.name)
+    ? `${found.name} (this organization)` : "This organization";
+  return found ? found.name || id : id;
+}
