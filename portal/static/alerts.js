@@ -83,6 +83,7 @@ function row(alert, i, admin) {
 // -- the form --------------------------------------------------------------------------------------------------
 function openForm(index) {
   state.editing = index;
+  say("");  // the last save's words are not about this change
   const alert = index === null ? null : state.alerts[index];
   fill(alert);
   $("alert-form-title").textContent = alert ? `Edit: ${alert.name}` : "New alert";

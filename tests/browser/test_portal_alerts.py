@@ -72,6 +72,7 @@ def test_an_admin_adds_edits_and_removes_an_alert_and_a_bad_value_shows_under_it
 
     page.click("#alert-table button[data-edit='0']")
     assert page.input_value("#al-below") == "60" and page.get_attribute("#al-id", "readonly") is not None
+    assert page.inner_text("#alerts-result") == ""  # the last save's words go: the next wait is for this save's
     page.fill("#al-below", "")
     page.fill("#al-dropOf", "20")
     page.click("#alert-save")
