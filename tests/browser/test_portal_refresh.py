@@ -76,7 +76,9 @@ def _tenant_of(request: SimRequest) -> str | None:
 def test_a_queued_refresh_shows_its_progress_until_each_tenant_is_read(
     browser, tenants: Tenants, azurite_queues: str, width: int
 ):
-    several(browser, tenants)  # this organization and Fabrikam are read; Northwind waits for consent
+    setup = several(browser, tenants)  # this organization and Fabrikam are read; Northwind waits for consent
+    first = {t["id"]: t for t in setup.request.get(f"{tenants.url}/api/tenants").json()["tenants"]}
+    before = first[FABRIKAM.id]["lastRefresh"]["at"]
     released = threading.Event()
 
     def hold_fabrikam(request: SimRequest) -> None:
@@ -101,7 +103,12 @@ def test_a_queued_refresh_shows_its_progress_until_each_tenant_is_read(
         released.set()
     expect(progress).to_contain_text("The queued refresh is done", timeout=30_000)
     expect(progress).not_to_contain_text("Refreshing")
-    expect(tenant_row(page, FABRIKAM.id)).to_contain_text("Read ")
+    # Fabrikam's row says when it was read now (it said "Read" since the set-up: the time is what changed)
+    read = {t["id"]: t for t in page.request.get(f"{tenants.url}/api/tenants").json()["tenants"]}
+    at = read[FABRIKAM.id]["lastRefresh"]["at"]
+    assert at > before, (at, before)
+    shown = page.evaluate("a => new Date(a).toLocaleString()", at)  # as the page's when() says it
+    expect(tenant_row(page, FABRIKAM.id)).to_contain_text(f"Read {shown}")
 
     # A message the host moved to the poison queue (its tries never ended): the tenant's row says so, and what to do.
     queued = json.dumps(RefreshMessage(FABRIKAM.id, datetime.now(UTC).isoformat()).to_json()).encode()
