@@ -23,13 +23,17 @@ ALERTS_BODY = 512 * 1024  # a little over what one store document holds (beyond 
 
 @bp.route(route="alerts", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def list_alerts(req: func.HttpRequest) -> func.HttpResponse:
-    """The alerts and their version, also the ETag a PUT names in If-Match (any reader)."""
+    """The alerts and their version, also the ETag a PUT names in If-Match, and each alert's episodes not over or
+    failing (any reader)."""
+    from alerts.episodes_view import episodes
     from alerts.saving import etag_header, load, shown
     from shared import web
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         saved = load(services.store)
-        return web.json_response(shown(saved), headers=etag_header(saved))
+        listed, left_out = episodes(services.store, saved.alerts)
+        answer = {**shown(saved), "episodes": listed, "episodesLeftOut": left_out}
+        return web.json_response(answer, headers=etag_header(saved))
 
     return web.handle(req, run)
 

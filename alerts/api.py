@@ -5,8 +5,8 @@ shows (docs/alerts.md)."""
 from __future__ import annotations
 
 from alerts.engine import Outcome, after_refresh
-from alerts.failures import failures
+from alerts.failures import FIX, failures
 from alerts.saving import load as load_alerts
 from alerts.tickets import CATEGORY
 
-__all__ = ["CATEGORY", "Outcome", "after_refresh", "failures", "load_alerts"]
+__all__ = ["CATEGORY", "FIX", "Outcome", "after_refresh", "failures", "load_alerts"]

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "alert-episode:"
 OPENING, OPEN, RESOLVING, OVER = "opening", "open", "resolving", "over"
+STATES = (OPENING, OPEN, RESOLVING, OVER)
 LEASE_MARGIN = timedelta(seconds=60)
 RECOVERY_MARGIN = 1.0  # percent over `below`, points under `dropOf`: an open episode's hysteresis
 

@@ -14,6 +14,9 @@ from shared.tickets import HOME
 
 DOCUMENT = "alert-failures"
 KEPT = 100
+# What to do about a failed step: provisioning's `score_alerts` check and the Alerts view (`GET /api/alerts`) say it
+FIX = ("Fix what the error names (the ServiceNow connection, its state map's resolved state, the route's connection); "
+       "the next refresh of the tenant tries again, without a second ticket (docs/alerts.md).")  # fmt: skip
 
 
 def note_failure(store: TicketStore, episode: str, entry: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ tenant's group, with the error and the fix. No alerts saved and none failing: no
 
 from __future__ import annotations
 
-from alerts.api import failures, load_alerts
+from alerts.api import FIX, failures, load_alerts
 from provisioning.checks import Check
 from shared.services import Services
 
@@ -28,8 +28,7 @@ def alert_checks(services: Services) -> list[Check]:
             NAME, False,
             f"The score alert '{item.get('alert')}' failed for {whose} at {item.get('at')} ({item.get('attempts')} "
             f"time(s) in a row): {item.get('detail')}",
-            "Fix what the error names (the ServiceNow connection, its state map's resolved state, the route's "
-            "connection); the next refresh of the tenant tries again, without a second ticket (docs/alerts.md).",
+            FIX,
             tenant, str(item.get("code") or "internal_error"), group="tenant",
         ))  # fmt: skip
     return checks

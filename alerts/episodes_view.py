@@ -1,0 +1,67 @@
+"""The episodes `GET /api/alerts` shows beside the alerts (docs/alerts.md#episodes-on-the-alerts-view): each (alert,
+tenant) episode that is not over or that carries an error, so the Alerts view says what each alert is doing in each
+tenant, a ticket a person closed while the score is still across and a step that failed with its fix, instead of
+inferring it from the open tickets.
+
+One range read of the episode documents (`alert-episode:`, the store's list_documents by prefix). An episode of an
+alert no longer saved is left out; an error where the alert no longer checks the tenant (taken out of its tenants,
+the tenant removed) is not shown, as provisioning does not show it (alerts/failures.py): nothing would step the
+episode again to clear it. At most SHOWN entries, failing ones first, then the newest; `episodesLeftOut` counts
+the rest. Only the episode's own words: never a token, nor a ServiceNow value beyond the connector's ticket id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alerts.engine import OVER, PREFIX, STATES
+from alerts.failures import FIX
+from alerts.model import HOME_ID, Alert
+from shared import tenant_records
+from shared.store import TicketStore
+from shared.tickets import HOME
+
+SHOWN = 1000  # entries; 100 alerts over many tenants could be more, yet most episodes are over and not shown
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _error(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    attempts = value.get("attempts")
+    return {"code": _text(value.get("code")) or "internal_error", "detail": _text(value.get("detail")) or "",
+            "attempts": attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 1,
+            "at": _text(value.get("at")), "fix": FIX}  # fmt: skip
+
+
+def _entry(data: dict[str, Any], alert: Alert, read: set[str]) -> dict[str, Any] | None:
+    shown = _text(data.get("tenant")) or HOME_ID
+    tenant = HOME if shown == HOME_ID else shown
+    checked = alert.covers(tenant) and tenant in read
+    error = _error(data.get("error")) if checked else None
+    state = data.get("state") if data.get("state") in STATES else OVER
+    if state == OVER and error is None:
+        return None
+    number = data.get("episode")
+    return {"alert": alert.id, "tenant": shown, "state": state,
+            "episode": number if isinstance(number, int) and not isinstance(number, bool) else 0,
+            "since": _text(data.get("since")), "ticket": _text(data.get("ticket")), "error": error}  # fmt: skip
+
+
+def episodes(store: TicketStore, alerts: list[Alert]) -> tuple[list[dict[str, Any]], int]:
+    """The episodes to show, failing first, then the newest; and how many were left out over SHOWN."""
+    by_id = {a.id: a for a in alerts}
+    found = store.list_documents(PREFIX) if alerts else {}
+    read = set(tenant_records.readable(store)) if found else set()
+    kept = []
+    for data, _ in found.values():
+        alert = by_id.get(str(data.get("alert"))) if isinstance(data, dict) else None
+        entry = _entry(data, alert, read) if alert is not None else None
+        if entry is not None:
+            kept.append(entry)
+    failing = sorted((e for e in kept if e["error"]), key=lambda e: str(e["error"]["at"]), reverse=True)
+    others = sorted((e for e in kept if not e["error"]), key=lambda e: str(e["since"] or ""), reverse=True)
+    kept = failing + others
+    return kept[:SHOWN], max(0, len(kept) - SHOWN)

@@ -1,0 +1,103 @@
+"""The episodes `GET /api/alerts` shows (docs/alerts.md#episodes-on-the-alerts-view), against the ServiceNow and Graph
+simulators: a step that failed with its code and the fix provisioning gives, a ticket a person closed while the score
+is still across, an alert removed taking its episodes with it, a reader reading them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from alerts.api import FIX
+from dev.servicenow import Fault
+from shared.tickets import HOME
+from status_sync.api import StatusSync
+from tests.alerts.alerts_support import (
+    ADMIN,
+    INCIDENTS,
+    READER,
+    alert_records,
+    body,
+    episode,
+    get_alerts,
+    put_alerts,
+    refresh,
+    saved,
+)
+from tests.conftest import Harness
+from tests.shared.test_signin import use
+
+
+@pytest.fixture
+def scored(connected: Harness) -> Harness:
+    refresh(connected)
+    return connected
+
+
+def low(harness: Harness, alert_id: str = "low", margin: float = 1.0) -> dict[str, Any]:
+    found = harness.services.store.get_secure_score_summary(HOME)
+    assert found is not None
+    return {"id": alert_id, "name": "Score low", "tenants": ["home"],
+            "below": min(100.0, found["secureScore"]["percent"] + margin)}  # fmt: skip
+
+
+def episodes(harness: Harness, headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    response = get_alerts(harness, headers)
+    assert response.status_code == 200, response.get_body()
+    return list(body(response)["episodes"])
+
+
+def test_a_step_failing_against_servicenow_shows_with_its_code_and_the_fix_provisioning_gives(scored):
+    saved(scored, [low(scored)])
+    scored.simulator.inject(Fault("status", status=400, path_prefix=INCIDENTS, method="POST", times=100))
+    refresh(scored)
+    refresh(scored)
+    (shown,) = episodes(scored)
+    assert (shown["alert"], shown["tenant"], shown["state"], shown["episode"], shown["ticket"]) == (
+        "low", "home", "opening", 1, None)  # fmt: skip
+    error = shown["error"]
+    assert error["code"] == "servicenow_rejected" and error["attempts"] == 2 and error["detail"] and error["at"]
+    (check,) = [c for c in body(scored.call("provisioning", path="/provisioning"))["checks"]
+                if c["name"] == "score_alerts"]  # fmt: skip
+    assert error["fix"] == FIX == check["remediation"] and error["detail"] in check["detail"]
+    assert shown["since"] == episode(scored, "low")["since"]
+    scored.simulator.faults.clear()
+    refresh(scored)  # made now: open, its ticket named, the error gone
+    (shown,) = episodes(scored)
+    assert (shown["state"], shown["error"]) == ("open", None)
+    assert shown["ticket"] == episode(scored, "low")["ticket"] and len(alert_records(scored)) == 1
+
+
+def test_a_ticket_a_person_closed_while_the_score_is_across_stays_an_open_episode_naming_it(scored):
+    saved(scored, [low(scored, margin=20)])
+    refresh(scored)
+    (record,) = alert_records(scored)
+    scored.simulator.update("incident", record["sys_id"], state="7")
+    StatusSync(scored.services).run()
+    refresh(scored)
+    (shown,) = episodes(scored)
+    assert (shown["state"], shown["error"]) == ("open", None)
+    ticket = body(scored.call("get_ticket", path=f"/tickets/{shown['ticket']}", route_params={"id": shown["ticket"]}))
+    assert ticket["status"] == "closed" and ticket["number"] == record["number"]
+
+
+def test_an_episode_over_is_not_shown_and_an_alert_removed_takes_its_episodes_with_it(scored):
+    saved(scored, [low(scored), low(scored, "other")])
+    refresh(scored)
+    assert sorted(e["alert"] for e in episodes(scored)) == ["low", "other"]
+    assert put_alerts(scored, [{**low(scored, "other"), "below": 0}]).status_code == 200
+    refresh(scored)  # `other` recovers: its episode is over
+    assert episode(scored, "other")["state"] == "over" and episode(scored, "low")["state"] == "open"
+    assert episodes(scored) == []
+
+
+def test_a_reader_reads_the_episodes_and_the_alerts_version_and_etag_are_as_before(scored):
+    saved(scored, [low(scored)])
+    refresh(scored)
+    use(scored, WEBSITE_AUTH_ENABLED="True", WEBSITE_SITE_NAME="func-connector")
+    response = get_alerts(scored, READER)
+    answer = body(response)
+    assert response.status_code == 200 and [e["alert"] for e in answer["episodes"]] == ["low"]
+    assert answer["episodesLeftOut"] == 0 and response.headers["ETag"] == f'"{answer["version"]}"'
+    assert set(answer) == {"alerts", "version", "savedAt", "savedBy", "episodes", "episodesLeftOut"}
+    assert get_alerts(scored, ADMIN).headers["ETag"] == response.headers["ETag"]
