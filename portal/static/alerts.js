@@ -1,6 +1,7 @@
 // The Alerts view (docs/alerts.md, docs/portal.md#alerts-a-falling-score-becomes-a-ticket): the score alerts
-// (GET /api/alerts) with each tenant's open ticket (GET /api/tickets: an alert's ticket has the recommendation id
-// alert/{id}), and for admins New, Edit and Remove, each a PUT of the whole list with If-Match (the version read).
+// (GET /api/alerts) with each tenant's episode in words (its `episodes`: open with its ticket from GET /api/tickets,
+// a ticket a person closed, a step that failed and what to do), and for admins New, Edit and Remove, each a PUT of
+// the whole list with If-Match (the version read).
 // A 412 says someone else changed the list and offers to reload it; a refusal shows under the form's fields.
 import { api } from "./api.js";
 import { $, el } from "./dom.js";
@@ -9,7 +10,7 @@ import { ADMIN, can } from "./roles.js";
 import { body, errors, fill, known, line, refused, tenantName, wire as wireForm } from "./alerts-form.js";
 import { when } from "./words.js";
 
-const state = { alerts: [], version: null, tickets: [], editing: null, back: "#" };
+const state = { alerts: [], version: null, episodes: [], tickets: null, editing: null, back: "#" };
 const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 const CLOSED = new Set(["resolved", "closed", "canceled"]);
 
@@ -37,8 +38,10 @@ async function load() {
   if (alerts.status === "rejected") throw alerts.reason;
   state.alerts = alerts.value.alerts || [];
   state.version = alerts.value.version;
+  state.episodes = alerts.value.episodes || [];
   known.tenants = tenants.status === "fulfilled" ? tenants.value.tenants || [] : [];
-  state.tickets = tickets.status === "fulfilled" ? tickets.value.tickets || [] : [];
+  // null: not read, so an episode's ticket missing from the open ones is not taken as closed
+  state.tickets = tickets.status === "fulfilled" ? tickets.value.tickets || [] : null;
   const saved = alerts.value.savedAt;
   $("alerts-saved").textContent = saved ? `Saved ${when(saved)}${alerts.value.savedBy ? ` by ${alerts.value.savedBy}`
     : ""}.` : "";
@@ -55,14 +58,45 @@ function render() {
     : `No alerts yet.${admin ? " New alert makes one." : ""}`;
 }
 
-// The open tickets of an alert, one per tenant: its episode while the score stays across the line.
-function openTickets(alert) {
-  const mine = state.tickets.filter((t) => t.recommendation && t.recommendation.id === `alert/${alert.id}`
-    && !CLOSED.has(t.status));
-  if (!mine.length) return ["None open"];
-  return mine.map((t) => el("span", { className: "ticket" }, `${tenantName(t.tenant || "home")}: `,
-    t.url ? el("a", { href: t.url, target: "_blank", rel: "noopener" }, t.number || "pending") : t.number || "pending",
-    ` (${String(t.status).replaceAll("_", " ")})`));
+// A ticket as a link into ServiceNow (its number; "pending" before the record is made).
+function ticketLink(t) {
+  return t.url ? el("a", { href: t.url, target: "_blank", rel: "noopener" }, t.number || "pending")
+    : t.number || "pending";
+}
+
+// A failed step: what failed, the connector's words, and what to do (the fix provisioning's score_alerts gives).
+function failed(episode, whose) {
+  const detail = String(episode.error.detail || episode.error.code).replace(/[.\s]+$/, "");
+  return el("span", { className: "problem" }, el("strong", {}, `Failed for ${whose}: `), `${detail}.`,
+    el("span", { className: "fix" }, `What to do: ${episode.error.fix}`));
+}
+
+// An episode's ticket in words: open (a link), closed by a person while the score is still across, or on its way.
+function ticketWords(episode, whose) {
+  const open = state.tickets && state.tickets.find((t) => t.id === episode.ticket && !CLOSED.has(t.status));
+  if (episode.state === "over") return null;  // shown for its error only
+  if (episode.state === "opening") return episode.error ? null : `Opening: its ticket is being made (${whose})`;
+  if (open) {
+    return [episode.state === "resolving" ? "The score recovered; resolving: " : "Open: ", ticketLink(open),
+      ` (${whose})`];
+  }
+  if (episode.state === "open" && episode.ticket && state.tickets) {
+    return `Ticket closed by a person; the score is still under the line (${whose})`;
+  }
+  return episode.state === "resolving" ? `The score recovered; resolving its ticket (${whose})` : `Open (${whose})`;
+}
+
+// Each tenant's episode of an alert (GET /api/alerts `episodes`): what it is doing, and a failure as a problem.
+function episodesOf(alert) {
+  const mine = state.episodes.filter((e) => e.alert === alert.id);
+  const nodes = [];
+  for (const episode of mine) {
+    const whose = tenantName(episode.tenant);
+    if (episode.error) nodes.push(failed(episode, whose));
+    const words = ticketWords(episode, whose);
+    if (words) nodes.push(el("span", { className: "ticket" }, ...[words].flat()));
+  }
+  return nodes.length ? nodes : ["None open"];
 }
 
 function row(alert, i, admin) {
@@ -72,7 +106,7 @@ function row(alert, i, admin) {
       alert.name !== alert.id ? el("span", { className: "sub" }, alert.id) : null),
     el("td", { className: "name", "data-label": "Tenants" }, tenants),
     el("td", { "data-label": "Line" }, line(alert)),
-    el("td", { className: "name tickets", "data-label": "Open tickets" }, ...openTickets(alert)),
+    el("td", { className: "name tickets", "data-label": "Open tickets" }, ...episodesOf(alert)),
     admin ? el("td", { className: "manage" },
       el("button", { type: "button", className: "button", "data-edit": String(i),
         "aria-label": `Edit ${alert.name}` }, "Edit"),

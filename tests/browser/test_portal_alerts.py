@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from alerts.api import FIX
 from dev.entra import FABRIKAM
+from dev.servicenow import Fault
 from tests.browser.test_portal import Portal, axe_violations, browser, connect, open_portal, portal, shoot
 from tests.browser.test_portal_tenants import several, tenants
 
@@ -126,9 +128,46 @@ def test_an_alert_s_open_ticket_shows_with_its_tenant(browser, portal):
     open_alerts(page)
     (ticket,) = [t for t in page.request.get(f"{portal.url}/api/tickets?status=open&tenant=all").json()["tickets"]
                  if t["recommendation"]["id"] == "alert/low"]  # fmt: skip
-    assert cells(page)[3] == f"This organization: {ticket['number']} (new)"
+    assert cells(page)[3] == f"Open: {ticket['number']} (This organization)"
     assert page.get_attribute("#alert-table tbody a", "href") == ticket["url"]
     shoot(page, "portal-alerts-ticket-1280")  # docs/images/portal-alerts-ticket-1280.png is this view
+
+
+def test_a_failing_alert_shows_its_failure_and_what_to_do_to_a_reader_too(browser, portal):
+    """ServiceNow refuses the alert's ticket: the view says the alert failed for the tenant, the connector's words
+    and the fix provisioning's score_alerts check gives (docs/alerts.md#episodes-on-the-alerts-view)."""
+    setup = open_portal(browser, portal)
+    connect(setup, portal)
+    saved(setup, portal, [{"id": "low", "name": "Score low", "tenants": ["home"], "below": 100}])
+    portal.servicenow.inject(Fault("status", status=400, path_prefix="/api/now/v2/table/incident", method="POST",
+                                   times=100))  # fmt: skip
+    assert setup.request.post(f"{portal.url}/api/recommendations/refresh").status == 200  # crossed: the create fails
+    (episode,) = listed(setup, portal)["episodes"]
+    assert episode["error"]["code"] == "servicenow_rejected"
+    page = open_portal(browser, portal, user="reader@contoso.com", bypass_csp=True)  # only so axe can be injected
+    open_alerts(page)
+    problem = page.wait_for_selector("#alert-table tbody tr[data-id='low'] .problem")
+    detail = episode["error"]["detail"].rstrip(". ")
+    assert problem.inner_text() == f"Failed for This organization: {detail}.\nWhat to do: {FIX}"
+    assert cells(page)[3] == problem.inner_text()  # no ticket: none was made
+    assert axe_violations(page) == []
+    shoot(page, "portal-alerts-failed-1280")  # docs/images/portal-alerts-failed-1280.png is this view
+
+
+def test_a_ticket_a_person_closed_while_the_score_is_across_is_said_on_the_view(browser, portal):
+    setup = open_portal(browser, portal)
+    connect(setup, portal)
+    saved(setup, portal, [{"id": "low", "name": "Score low", "tenants": ["home"], "below": 100}])
+    assert setup.request.post(f"{portal.url}/api/recommendations/refresh").status == 200  # crossed: a ticket
+    (record,) = [r for r in portal.servicenow.records() if r.get("correlation_id") == "m365sec:alert/low"]
+    portal.servicenow.update("incident", record["sys_id"], state="7")
+    assert setup.request.post(f"{portal.url}/admin/functions/status_sync").status == 202
+    closed = setup.request.get(f"{portal.url}/api/tickets?status=closed&tenant=all").json()["tickets"]
+    assert [t["recommendation"]["id"] for t in closed] == ["alert/low"]  # the sync ran before its 202
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    page.wait_for_selector("#alert-table tbody tr[data-id='low'] .ticket")
+    assert cells(page)[3] == "Ticket closed by a person; the score is still under the line (This organization)"
 
 
 def test_a_save_over_someone_elses_change_is_refused_and_offers_to_reload(browser, portal):
