@@ -152,6 +152,8 @@ def test_a_failing_alert_shows_its_failure_and_what_to_do_to_a_reader_too(browse
     assert cells(page)[3] == problem.inner_text()  # no ticket: none was made
     assert axe_violations(page) == []
     shoot(page, "portal-alerts-failed-1280")  # docs/images/portal-alerts-failed-1280.png is this view
+    page.set_viewport_size({"width": 390, "height": 900})  # on a phone: the problem wraps inside its row
+    assert page.evaluate(OVERFLOW) <= 0 and axe_violations(page) == []
 
 
 def test_a_ticket_a_person_closed_while_the_score_is_across_is_said_on_the_view(browser, portal):
