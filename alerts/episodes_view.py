@@ -61,7 +61,7 @@ def episodes(store: TicketStore, alerts: list[Alert]) -> tuple[list[dict[str, An
         entry = _entry(data, alert, read) if alert is not None else None
         if entry is not None:
             kept.append(entry)
-    failing = sorted((e for e in kept if e["error"]), key=lambda e: str(e["error"]["at"]), reverse=True)
+    failing = sorted((e for e in kept if e["error"]), key=lambda e: str(e["error"]["at"] or ""), reverse=True)
     others = sorted((e for e in kept if not e["error"]), key=lambda e: str(e["since"] or ""), reverse=True)
     kept = failing + others
     return kept[:SHOWN], max(0, len(kept) - SHOWN)

@@ -101,3 +101,23 @@ def test_a_reader_reads_the_episodes_and_the_alerts_version_and_etag_are_as_befo
     assert answer["episodesLeftOut"] == 0 and response.headers["ETag"] == f'"{answer["version"]}"'
     assert set(answer) == {"alerts", "version", "savedAt", "savedBy", "episodes", "episodesLeftOut"}
     assert get_alerts(scored, ADMIN).headers["ETag"] == response.headers["ETag"]
+
+
+def test_at_most_1000_episodes_are_shown_the_failing_first_and_the_rest_counted(harness):
+    """Many tenants under one alert (documents written as the engine writes them): the answer stays bounded, and a
+    failure is never the one left out."""
+    saved(harness, [{"id": "low", "tenants": "all", "below": 50}])
+    store = harness.services.store
+    for n in range(1003):
+        since = f"2026-12-01T00:00:{n % 60:02d}+00:00"
+        store.put_document(f"alert-episode:home:x{n:04d}", {}, None)  # an episode of an alert not saved: left out
+        store.put_document(f"alert-episode:t{n:04d}:low", {"alert": "low", "tenant": "home" if n == 0 else f"t{n}",
+                           "state": "open", "episode": 1, "since": since, "ticket": None}, None)  # fmt: skip
+    failing = {"code": "servicenow_unavailable", "detail": "ServiceNow did not answer.", "attempts": 3, "at": "x"}
+    store.put_document("alert-episode:home:low", {"alert": "low", "tenant": "home", "state": "opening", "episode": 2,
+                                                  "since": None, "ticket": None, "error": failing}, None)  # fmt: skip
+    answer = body(get_alerts(harness))
+    shown = answer["episodes"]
+    assert len(shown) == 1000 and answer["episodesLeftOut"] == 4
+    assert shown[0]["error"] == {**failing, "fix": FIX} and all(e["error"] is None for e in shown[1:])
+    assert [e["since"] for e in shown[1:]] == sorted((e["since"] for e in shown[1:]), reverse=True)
