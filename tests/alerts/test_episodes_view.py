@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from alerts.api import FIX
+from dev.entra.tenants import FABRIKAM
 from dev.servicenow import Fault
 from shared.tickets import HOME
 from status_sync.api import StatusSync
@@ -25,6 +26,7 @@ from tests.alerts.alerts_support import (
     saved,
 )
 from tests.conftest import Harness
+from tests.secure_score.test_tenants import added, entra, msp  # noqa: F401  (fixtures)
 from tests.shared.test_signin import use
 
 
@@ -121,3 +123,17 @@ def test_at_most_1000_episodes_are_shown_the_failing_first_and_the_rest_counted(
     assert len(shown) == 1000 and answer["episodesLeftOut"] == 4
     assert shown[0]["error"] == {**failing, "fix": FIX} and all(e["error"] is None for e in shown[1:])
     assert [e["since"] for e in shown[1:]] == sorted((e["since"] for e in shown[1:]), reverse=True)
+
+
+def test_a_tenant_s_failure_shows_by_its_id_and_goes_with_the_tenant_as_provisioning_s(msp, entra):  # noqa: F811
+    """A tenant removed is no longer read: nothing steps its episode again, so its error would show for ever."""
+    added(msp, entra, FABRIKAM)
+    saved(msp, [{"id": "low", "name": "Score low", "tenants": "all", "below": 100}])
+    msp.simulator.inject(Fault("status", status=400, path_prefix=INCIDENTS, method="POST", times=100))
+    refresh(msp)
+    failing = {e["tenant"]: e["error"]["code"] for e in episodes(msp) if e["error"]}
+    assert failing == {"home": "servicenow_rejected", FABRIKAM.id: "servicenow_rejected"}
+    removed = msp.call("remove_tenant", "DELETE", f"/tenants/{FABRIKAM.id}", route_params={"id": FABRIKAM.id})
+    assert removed.status_code == 200, removed.get_body()
+    shown = {e["tenant"]: (e["state"], e["error"]) for e in episodes(msp)}
+    assert shown[FABRIKAM.id] == ("opening", None) and shown["home"][1] is not None
