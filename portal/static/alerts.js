@@ -106,7 +106,7 @@ function row(alert, i, admin) {
       alert.name !== alert.id ? el("span", { className: "sub" }, alert.id) : null),
     el("td", { className: "name", "data-label": "Tenants" }, tenants),
     el("td", { "data-label": "Line" }, line(alert)),
-    el("td", { className: "name tickets", "data-label": "Open tickets" }, ...episodesOf(alert)),
+    el("td", { className: "name tickets", "data-label": "Tickets and failures" }, ...episodesOf(alert)),
     admin ? el("td", { className: "manage" },
       el("button", { type: "button", className: "button", "data-edit": String(i),
         "aria-label": `Edit ${alert.name}` }, "Edit"),
