@@ -25,11 +25,11 @@ from tests.isolation_support import two_instance_world as world_in
 from tests.status_sync.test_sync import INCIDENTS, create_tickets, sync, sync_queries
 
 
-def stored_by_an_older_version(services: Services) -> None:
-    """The store as a version before `resolvedAt` left it: done tickets without one, a sync state without the
-    backfill's place (every connection's)."""
+def stored_by_an_older_version(services: Services, only: set[str] | None = None) -> None:
+    """The store as a version before `resolvedAt` left it: done tickets (those of `only`, by id) without one, a
+    sync state without the backfill's place (every connection's)."""
     for ticket, etag in services.store.list_tickets():
-        if ticket.resolved_at is not None:
+        if ticket.resolved_at is not None and (only is None or ticket.id in only):
             services.store.update_ticket(replace(ticket, resolved_at=None), etag)
     for connection in services.connections():
 
