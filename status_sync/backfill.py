@@ -5,7 +5,7 @@ again: the incremental pass reads changed records, the sweep open ones. So a rev
 Each run walks this connection's such tickets in ticket id order from a cursor kept in its sync state (`backfill`),
 at most MAX_REQUESTS `sys_idIN` requests of CHUNK sys_ids, through the run's reader (the same fields, the same
 deadline). Each ticket gets ServiceNow's `resolved_at`, else `closed_at`, and nothing else: one conditional write of
-`resolved_at`; a ticket changed since it was listed, or whose record is no longer done, is left to the sync. The
+`resolved_at`; a ticket the sync changed since it was listed, or whose record is no longer done, is left to it. The
 cursor passing a ticket is its mark: a record ServiceNow does not return, or that has neither stamp, is asked once
 and keeps null. When the walk finds none left the state says `done`, and later runs read nothing for it.
 """
@@ -84,6 +84,23 @@ class Backfill:
             return False
         try:
             self._store.update_ticket(replace(ticket, resolved_at=stamp), etag)
+            return True
         except StoreConflict:
-            return False  # changed since it was listed: the sync's
+            pass
+        # Changed since it was listed. Still done, without one, at the ServiceNow version it was listed with: only the
+        # connector's own bookkeeping changed (a write-back, an error), so it is stamped still, once more
+        # conditionally. Any other change is the sync's, which stamps a done record it applies itself.
+        found = self._store.get_ticket(ticket.id)
+        if found is None or _version(found[0]) != _version(ticket):
+            return False
+        try:
+            self._store.update_ticket(replace(found[0], resolved_at=stamp), found[1])
+        except StoreConflict:
+            return False
         return True
+
+
+def _version(ticket: Ticket) -> tuple[Any, ...]:
+    """What the backfill stamps by: the record, done, without a resolution time, at one ServiceNow version."""
+    return (ticket.sys_id, ticket.status in RESOLVED_STATUSES, ticket.resolved_at, ticket.servicenow_mod_count,
+            ticket.servicenow_updated_on)  # fmt: skip

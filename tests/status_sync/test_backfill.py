@@ -16,6 +16,7 @@ from shared.problems import ServiceNowUnavailable
 from shared.records import record_fields
 from shared.runs import SyncState, sync_state, update_sync_state
 from shared.services import Services
+from shared.store import change_ticket
 from shared.tickets import Ticket
 from status_sync.backfill import CHUNK, MAX_REQUESTS
 from status_sync.every import sync_every_connection
@@ -187,3 +188,38 @@ def test_each_instance_is_asked_only_for_its_own_connections_tickets(tmp_path):
     assert (stamped[str(mine.sys_id)], stamped[str(theirs.sys_id)]) == (closed_default, closed_second)
     assert stamped[str(gone.sys_id)] is None
     world.services.close()
+
+
+def test_a_ticket_changed_while_servicenow_was_asked_keeps_what_changed_it(connected):
+    """The write is conditional: the connector's own bookkeeping written meanwhile (a write-back's outcome) is kept
+    and the ticket still stamped; a ticket the sync moved on meanwhile (reopened) is the sync's, never stamped."""
+    sys_ids = list(create_tickets(connected, 2))
+    connected.clock.advance(minutes=10)
+    for sys_id in sys_ids:
+        connected.simulator.update("incident", sys_id, state="7")
+    closed = connected.clock().isoformat()
+    connected.clock.advance(minutes=5)
+    sync(connected)
+    stored_by_an_older_version(connected.services)
+    ids = {str(t.sys_id): t.id for t, _ in connected.services.store.list_tickets()}
+    store = connected.services.store
+    written_back = {"writtenAt": closed, "ok": True, "detail": "noted", "attempts": 1}
+
+    def meanwhile(request: SimRequest) -> None:
+        if "sys_idIN" not in request.query.get("sysparm_query", ""):
+            return
+        change_ticket(store, ids[sys_ids[0]], lambda t: replace(t, secure_score=written_back))
+        change_ticket(store, ids[sys_ids[1]], reopened_by_the_sync)
+
+    def reopened_by_the_sync(ticket: Ticket) -> Ticket:
+        count = (ticket.servicenow_mod_count or 0) + 1
+        return replace(ticket, status="in_progress", servicenow_state="2", servicenow_mod_count=count)
+
+    connected.simulator.before_request = meanwhile
+    connected.clock.advance(minutes=5)
+    result = sync(connected)
+    connected.simulator.before_request = None
+    assert result.backfilled == 1
+    kept, reopened = (store.get_ticket(ids[s])[0] for s in sys_ids)
+    assert (kept.resolved_at, kept.secure_score, kept.status) == (closed, written_back, "closed")
+    assert (reopened.resolved_at, reopened.status) == (None, "in_progress")
