@@ -383,15 +383,17 @@ class TableTicketStore(TableDocuments):
         return found
 
     def list_unstamped_done(self, after: str, limit: int, connection: str = "") -> list[tuple[Ticket, str]]:
-        """Table Storage keeps no null property: `resolved_at` and `connection` are checked here, on the done ones."""
+        """No null property is kept: the done ones are read with 4 small properties to check them; a match whole."""
         # spaces inside the parentheses: the SDK finds each @parameter as a word between spaces
         query = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @claims and ( status eq @r or status eq @c )"
         parameters = {"pk": _TICKET_PARTITION, "after": after, "claims": "~", "r": "resolved", "c": "closed"}
         found: list[tuple[Ticket, str]] = []
-        for entity in self._table(TICKETS).query_entities(query, parameters=parameters):
-            ticket = _ticket_from(entity)
-            if ticket.sys_id and ticket.resolved_at is None and ticket.connection == connection:
-                found.append((ticket, str(entity.metadata["etag"])))
+        select = ["RowKey", "sys_id", "resolved_at", "connection"]
+        for e in self._table(TICKETS).query_entities(query, parameters=parameters, select=select):
+            if e.get("sys_id") and e.get("resolved_at") is None and str(e.get("connection") or "") == connection:
+                ticket = self.get_ticket(str(e["RowKey"]))
+                if ticket and ticket[0].resolved_at is None and ticket[0].status in ("resolved", "closed"):
+                    found.append(ticket)
                 if len(found) >= limit:
                     break
         return found
