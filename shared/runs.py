@@ -83,7 +83,7 @@ class RunState:
 class SyncState(RunState):
     """A connection's status sync state (its store's sync state): the watermark, the sweep's place, whether the
     audit table refused it, the last run and the failing records and tickets; with the fan-out, the lease of the
-    queue message syncing it (`syncing`: `until`, `by`)."""
+    queue message syncing it (`syncing`: `until`, `by`); the backfill's place (status_sync/backfill.py)."""
 
     MEMBERS: ClassVar[dict[str, type]] = {
         "watermark": str,
@@ -92,11 +92,13 @@ class SyncState(RunState):
         "last": dict,
         "failures": dict,
         "syncing": dict,
+        "backfill": dict,
     }
     watermark: str | None = None
     sweep: dict[str, Any] | None = None
     audit: dict[str, Any] | None = None
     syncing: dict[str, Any] | None = None
+    backfill: dict[str, Any] | None = None  # the resolution times' backfill: `{after}`, then `{done}`
 
 
 @dataclass

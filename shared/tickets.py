@@ -255,9 +255,8 @@ class Ticket:
         if status in RESOLVED_STATUSES:
             # A stamp older than the open version we held is an earlier resolution's (reopened since).
             held = self.servicenow_updated_on if self.status not in RESOLVED_STATUSES else None
-            stamps = [_stamp(record.get(name), now, held) for name in ("resolved_at", "closed_at")]
-            stamped = next((found for found in stamps if found), None)
-            resolved_at = stamped or (self.resolved_at if self.status in RESOLVED_STATUSES else now)
+            seen_done = self.resolved_at if self.status in RESOLVED_STATUSES else now
+            resolved_at = resolution_stamp(record, now, held) or seen_done
         return replace(
             self,
             sys_id=_plain(record.get("sys_id")),
@@ -318,6 +317,13 @@ def mod_count(record: dict[str, Any]) -> int | None:
     """ServiceNow's `sys_mod_count`: incremented on every update of the record, so it orders versions even when
     two changes share one `sys_updated_on` second."""
     return ascii_int(_plain(record.get("sys_mod_count")), max_digits=12)
+
+
+def resolution_stamp(record: dict[str, Any], now: str, held: str | None = None) -> str | None:
+    """When ServiceNow says the record was resolved (`resolved_at`), else closed (`closed_at`), as an ISO time never
+    after `now`; None when it says neither (a stamp before `held`, the open version we held, is an earlier one's)."""
+    stamps = (_stamp(record.get(name), now, held) for name in ("resolved_at", "closed_at"))
+    return next((found for found in stamps if found), None)
 
 
 def _plain(value: Any) -> str:

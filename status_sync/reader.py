@@ -39,6 +39,7 @@ class SyncResult(RunResult):
     pages: int = 0
     reconciled: bool = False  # the sweep verified records this run
     verified: int = 0  # records the sweep asked ServiceNow about
+    backfilled: int = 0  # tickets done before `resolvedAt` existed that got ServiceNow's (status_sync/backfill.py)
     errors: list[str] = field(default_factory=list)
     duration_ms: int = 0
 

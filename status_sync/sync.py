@@ -15,7 +15,9 @@ and says so, and the next run resumes):
    by hand with the connector's correlation id while the connector's own ticket is open is a duplicate, shown as
    one and never acted on;
 4. verifies a slice of the tracked open records (the rolling sweep, `status_sync/sweep.py`): deleted or hidden ones
-   are marked `missing`, never dropped.
+   are marked `missing`, never dropped;
+5. gives tickets done before `resolvedAt` existed ServiceNow's resolution time, a few requests per run until none
+   is left (`status_sync/backfill.py`).
 Every record is read and applied through the run's `RecordReader` (status_sync/reader.py), one at a time: a
 record that fails is kept on its item and skipped.
 Every update is conditional on the row's ETag and never moves a ticket back to an older ServiceNow state
@@ -42,6 +44,7 @@ from shared.runs import Failures, SyncState, describe, merge_failures, sync_stat
 from shared.services import Services
 from shared.telemetry import record_sync
 from shared.tickets import CORRELATION_PREFIX, SERVICENOW_TIME, SYS_ID
+from status_sync.backfill import Backfill
 from status_sync.index import Index
 from status_sync.pending import forget_recovered, resume_pending
 from status_sync.reader import RecordReader, SyncResult
@@ -115,6 +118,7 @@ class StatusSync:
             self._retry_failed_records(reader, index, result)
             since = self._incremental(reader, index, result)
             Sweep(reader).run(index, result, since)
+            Backfill(reader).run(result)
         except deadlines.RunOutOfTime:
             result.status = "partial"
             result.errors.append(f"The run reached its deadline ({services.run_deadline:g} s) and stopped; the next "

@@ -135,6 +135,10 @@ class TicketStore(Protocol):
         """(sys_id, ticket id) of linked tickets not closed or canceled, with `after` < sys_id <= `upto`, in
         sys_id order, at most `limit` of them, on `connection` ("": the default; the rolling sweep's slice)."""
 
+    def list_unstamped_done(self, after: str, limit: int, connection: str = "") -> list[tuple[Ticket, str]]:
+        """Resolved or closed tickets with a sys_id and no `resolved_at` (stored before it existed), with their
+        ETags, ticket id > `after`, in id order, at most `limit`, on `connection` (status_sync/backfill.py)."""
+
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
         """The sync watermark and the last run's result, with its ETag."""
 

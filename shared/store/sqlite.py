@@ -293,6 +293,16 @@ class SqliteTicketStore(SqliteSecureScores):
             ).fetchall()
         return [(str(sys_id), str(ticket_id)) for sys_id, ticket_id in rows]
 
+    def list_unstamped_done(self, after: str, limit: int, connection: str = "") -> list[tuple[Ticket, str]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data, version FROM tickets WHERE id > ? AND status IN ('resolved', 'closed') "
+                "AND COALESCE(sys_id, '') != '' AND json_extract(data, '$.resolved_at') IS NULL "
+                "AND COALESCE(json_extract(data, '$.connection'), '') = ? ORDER BY id LIMIT ?",
+                (after, connection, limit),
+            ).fetchall()
+        return [(Ticket.from_record(json.loads(data)), str(version)) for data, version in rows]
+
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
         with self._lock:
             row = self._db.execute("SELECT data, version FROM sync_state WHERE id = 1").fetchone()

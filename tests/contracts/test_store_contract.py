@@ -401,6 +401,29 @@ def test_a_linked_ticket_begun_with_its_claim_is_found_by_its_sys_id_and_tracked
     assert store.list_tracked_by_sys_id("", "g", 10, "second") == [(adopted.sys_id, adopted.id)]
 
 
+def test_the_done_tickets_without_a_resolution_time_are_listed_by_id_on_their_connection(store):
+    """The backfill's walk (status_sync/backfill.py): resolved or closed, linked, no `resolved_at`, of one
+    connection, in id order after a cursor; a claim or a sys_id hint (Table Storage's rows) is never one."""
+
+    def made(n: int, **fields: Any) -> Ticket:
+        ticket = replace(_ticket(f"{n:032x}", f"Control{n}"), **{"status": "closed", "sys_id": f"{n:032x}", **fields})
+        store.begin_creation(ticket)
+        return ticket
+
+    wanted = [made(1), made(2, status="resolved"), made(6), made(7)]
+    made(3, resolved_at="2026-11-27T10:00:00+00:00")  # stamped already
+    made(4, status="canceled")
+    made(5, status="new")
+    made(8, sys_id=None, status="pending")
+    made(9, connection="second")
+    found = store.list_unstamped_done("", 3)
+    assert [t.id for t, _ in found] == [t.id for t in wanted[:3]]
+    assert [t for t, _ in found] == wanted[:3] and all(store.get_ticket(t.id)[1] == e for t, e in found)
+    assert [t.id for t, _ in store.list_unstamped_done(wanted[2].id, 3)] == [wanted[3].id]
+    assert store.list_unstamped_done(wanted[3].id, 3) == []
+    assert [t.id for t, _ in store.list_unstamped_done("", 10, "second")] == [f"{9:032x}"]
+
+
 def test_begin_creation_takes_the_claim_only_from_the_holder_it_names(store):
     old = _ticket()
     store.begin_creation(old)

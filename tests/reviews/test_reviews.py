@@ -16,6 +16,7 @@ from shared.tickets import Ticket
 from status_sync.every import sync_every_connection
 from tests.conftest import Harness
 from tests.secure_score.test_tenants import add, added, body, overview, refresh
+from tests.status_sync.test_backfill import stored_by_an_older_version
 
 CONTROL = "AdminMFAV2"  # scored 0 in every simulated tenant
 
@@ -283,3 +284,27 @@ def test_a_tickets_resolution_time_is_servicenows_when_the_record_says_it(connec
     assert later.resolved_at == "2026-02-01T10:00:00+00:00"
     ahead = mine.with_link({**record, "resolved_at": "2026-02-09 00:00:00"}, FieldMap(), "2026-02-01T10:00:00+00:00")
     assert ahead.resolved_at == "2026-02-01T10:00:00+00:00"  # never after the connector saw it
+
+
+def test_tickets_resolved_before_resolved_at_existed_count_once_the_sync_asked_servicenow(connected):
+    """An admin upgrading: tickets done under an older version had no `resolvedAt`, so the review counted them
+    resolved in no period; the status sync's backfill (docs/status-sync.md#older-resolution-times) gives them
+    ServiceNow's, and the review of the period counts them, its median with them."""
+    assert refresh(connected)[0] == 200
+    older, closed, newer = (
+        ticket(connected, CONTROL),
+        ticket(connected, "MFARegistrationV2"),
+        ticket(connected, "BlockLegacyAuthentication"),
+    )
+    for made, days, state in ((newer, 1, "6"), (older, 1, "6"), (closed, 4, "7")):
+        connected.clock.advance(days=days)
+        connected.simulator.update("incident", made["sysId"], state=state)
+    connected.clock.advance(minutes=5)
+    sync_every_connection(connected.services)
+    stored_by_an_older_version(connected.services, only={older["id"], closed["id"]})
+    assert review(connected, "home")[1]["tickets"] == {"opened": 3, "resolved": 1, "overdue": 0,
+                                                      "medianDaysToResolve": 1.0}  # fmt: skip
+    connected.clock.advance(minutes=5)
+    sync_every_connection(connected.services)
+    assert review(connected, "home")[1]["tickets"] == {"opened": 3, "resolved": 3, "overdue": 0,
+                                                      "medianDaysToResolve": 2.0}  # fmt: skip

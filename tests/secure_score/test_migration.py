@@ -8,6 +8,7 @@ import json
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from shared.retries import RetryPolicy
 from shared.secrets import FileSecretStore
 from shared.services import Services
 from shared.store import SqliteTicketStore, TicketStore
+from status_sync.every import sync_every_connection
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, INSTANCE, REDIRECT_URI, ROOT, Clock, Harness, Sleeps, settings_env
 
 BEFORE = ROOT / "tests" / "fixtures" / "before-tenants"
@@ -140,3 +142,17 @@ def test_the_old_connection_is_the_default_connection_with_no_step(before):
     status = body(before.call("provisioning", path="/provisioning"))
     assert status["connection"] == "default" and status["instance"] == "https://contoso.service-now.com"
     assert not [c for c in status["checks"] if c["name"] == "servicenow_connection"]
+
+
+def test_an_old_done_ticket_gets_servicenows_resolution_time_from_the_sync(before):
+    """A ticket closed under the old code has no `resolvedAt` (docs/status-sync.md#older-resolution-times): the
+    status sync asks ServiceNow once and a review can count it; in Table Storage too, on entities as written then."""
+    store = before.services.store
+    ticket, etag = next((t, e) for t, e in store.list_tickets() if t.recommendation_id == CONTROL)
+    record = before.simulator.tables["incident"][str(ticket.sys_id)]
+    record.update(state="7", closed_at="2026-11-27 09:00:00")  # closed then, as the old sync stored it
+    store.update_ticket(replace(ticket, status="closed", servicenow_state="7"), etag)
+    before.clock.advance(hours=2)
+    assert sync_every_connection(before.services)[0].backfilled == 1
+    shown = body(before.call("get_ticket", path=f"/tickets/{ticket.id}", route_params={"id": ticket.id}))
+    assert (shown["status"], shown["resolvedAt"]) == ("closed", "2026-11-27T09:00:00+00:00")
