@@ -3,11 +3,12 @@ tenant) episode that is not over or that carries an error, so the Alerts view sa
 tenant, a ticket a person closed while the score is still across and a step that failed with its fix, instead of
 inferring it from the open tickets.
 
-One range read of the episode documents (`alert-episode:`, the store's list_documents by prefix). An episode of an
-alert no longer saved is left out; an error where the alert no longer checks the tenant (taken out of its tenants,
-the tenant removed) is not shown, as provisioning does not show it (alerts/failures.py): nothing would step the
-episode again to clear it. At most SHOWN entries, failing ones first, then the newest; `episodesLeftOut` counts
-the rest. Only the episode's own words: never a token, nor a ServiceNow value beyond the connector's ticket id."""
+One range read of the episode documents (`alert-episode:{tenant}:{alert}`, the store's list_documents by prefix), each
+shown under the tenant and alert its name says, as the engine finds it. An episode of an alert no longer saved is
+left out; an error where the alert no longer checks the tenant (taken out of its tenants, the tenant removed) is not
+shown, as provisioning does not show it (alerts/failures.py): nothing would step the episode again to clear it. At
+most SHOWN entries, failing ones first, then the newest; `episodesLeftOut` counts the rest. Only the episode's own
+words: never a token, nor a ServiceNow value beyond the connector's ticket id."""
 
 from __future__ import annotations
 
@@ -36,8 +37,7 @@ def _error(value: Any) -> dict[str, Any] | None:
             "at": _text(value.get("at")), "fix": FIX}  # fmt: skip
 
 
-def _entry(data: dict[str, Any], alert: Alert, read: set[str]) -> dict[str, Any] | None:
-    shown = _text(data.get("tenant")) or HOME_ID
+def _entry(data: dict[str, Any], alert: Alert, shown: str, read: set[str]) -> dict[str, Any] | None:
     tenant = HOME if shown == HOME_ID else shown
     checked = alert.covers(tenant) and tenant in read
     error = _error(data.get("error")) if checked else None
@@ -56,9 +56,11 @@ def episodes(store: TicketStore, alerts: list[Alert]) -> tuple[list[dict[str, An
     found = store.list_documents(PREFIX) if alerts else {}
     read = set(tenant_records.readable(store)) if found else set()
     kept = []
-    for data, _ in found.values():
-        alert = by_id.get(str(data.get("alert"))) if isinstance(data, dict) else None
-        entry = _entry(data, alert, read) if alert is not None else None
+    for name, (data, _) in found.items():
+        # whose it is by its name (engine.document_name), as the engine finds it: never by members a document holds
+        shown, _, alert_id = name.removeprefix(PREFIX).partition(":")
+        alert = by_id.get(alert_id) if isinstance(data, dict) and shown else None
+        entry = _entry(data, alert, shown, read) if alert is not None else None
         if entry is not None:
             kept.append(entry)
     failing = sorted((e for e in kept if e["error"]), key=lambda e: str(e["error"]["at"] or ""), reverse=True)

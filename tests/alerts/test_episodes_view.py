@@ -137,3 +137,16 @@ def test_a_tenant_s_failure_shows_by_its_id_and_goes_with_the_tenant_as_provisio
     assert removed.status_code == 200, removed.get_body()
     shown = {e["tenant"]: (e["state"], e["error"]) for e in episodes(msp)}
     assert shown[FABRIKAM.id] == ("opening", None) and shown["home"][1] is not None
+
+
+def test_an_episode_shows_under_the_tenant_and_alert_its_document_is_kept_for(harness):
+    """The engine finds an episode by its document's name (`alert-episode:{tenant}:{alert}`): a document whose own
+    members are missing or say otherwise never shows under another tenant (the home one) or another alert."""
+    other = "7d0c7b7e-5f0a-4c55-9d7e-2f1b1f4e8a01"
+    saved(harness, [{"id": "low", "tenants": "all", "below": 50}])
+    store = harness.services.store
+    store.put_document(f"alert-episode:{other}:low", {"alert": "low", "tenant": 7, "state": "open", "episode": 1,
+                                                      "since": None, "ticket": None}, None)  # fmt: skip
+    store.put_document("alert-episode:home:gone", {"alert": "low", "tenant": "home", "state": "open", "episode": 1,
+                                                   "since": None, "ticket": None}, None)  # fmt: skip
+    assert [(e["alert"], e["tenant"]) for e in episodes(harness)] == [("low", other)]
