@@ -19,20 +19,23 @@ from alerts.failures import FIX
 from alerts.model import HOME_ID, Alert
 from shared import tenant_records
 from shared.store import TicketStore
+from shared.text import clean_line
 from shared.tickets import HOME
 
 SHOWN = 1000  # entries; 100 alerts over many tenants could be more, yet most episodes are over and not shown
+DETAIL = 1000  # characters of an error's detail: the connector's own sentences are far shorter
+SHORT = 64  # a code, a time or a ticket id: longer is not one (store data is kept to what the engine writes)
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and len(value) <= SHORT else None
 
 
 def _error(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
     attempts = value.get("attempts")
-    return {"code": _text(value.get("code")) or "internal_error", "detail": _text(value.get("detail")) or "",
+    return {"code": _text(value.get("code")) or "internal_error", "detail": clean_line(value.get("detail"), DETAIL),
             "attempts": attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 1,
             "at": _text(value.get("at")), "fix": FIX}  # fmt: skip
 

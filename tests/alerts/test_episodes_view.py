@@ -150,3 +150,19 @@ def test_an_episode_shows_under_the_tenant_and_alert_its_document_is_kept_for(ha
     store.put_document("alert-episode:home:gone", {"alert": "low", "tenant": "home", "state": "open", "episode": 1,
                                                    "since": None, "ticket": None}, None)  # fmt: skip
     assert [(e["alert"], e["tenant"]) for e in episodes(harness)] == [("low", other)]
+
+
+def test_an_episode_s_huge_or_odd_members_are_bounded_and_its_detail_is_one_clean_line(harness):
+    """Store data: members far beyond what the engine writes never make the answer huge (1000 entries of them), and
+    a detail's run of spaces or control characters is one space, so the page's words stay short."""
+    saved(harness, [{"id": "low", "tenants": "all", "below": 50}])
+    huge = "9" * 60_000  # one document holds at most 500000 characters
+    error = {"code": huge, "detail": "ServiceNow\x00 did not" + " " * 60_000 + "answer." + "x" * 60_000,
+             "attempts": 2, "at": huge}  # fmt: skip
+    harness.services.store.put_document("alert-episode:home:low", {"alert": "low", "tenant": "home", "state": "open",
+                                        "episode": 1, "since": huge, "ticket": huge, "error": error}, None)  # fmt: skip
+    response = get_alerts(harness)
+    (shown,) = body(response)["episodes"]
+    assert len(response.get_body()) < 5_000
+    assert shown["error"]["detail"].startswith("ServiceNow did not answer.xxx") and shown["error"]["code"]
+    assert (shown["since"], shown["ticket"], shown["error"]["at"]) == (None, None, None)
