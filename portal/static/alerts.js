@@ -34,13 +34,13 @@ export async function open(back) {
 
 async function load() {
   const [alerts, tenants, tickets] = await Promise.allSettled([api("/api/alerts"), api("/api/tenants"),
-    api("/api/tickets?status=open&category=Infrastructure&tenant=all")]);
+    api("/api/tickets?status=all&category=Infrastructure&tenant=all")]);
   if (alerts.status === "rejected") throw alerts.reason;
   state.alerts = alerts.value.alerts || [];
   state.version = alerts.value.version;
   state.episodes = alerts.value.episodes || [];
   known.tenants = tenants.status === "fulfilled" ? tenants.value.tenants || [] : [];
-  // null: not read, so an episode's ticket missing from the open ones is not taken as closed
+  // every status, so a ticket deleted in ServiceNow (`missing`) is told from one a person closed; null: not read
   state.tickets = tickets.status === "fulfilled" ? tickets.value.tickets || [] : null;
   const saved = alerts.value.savedAt;
   $("alerts-saved").textContent = saved ? `Saved ${when(saved)}${alerts.value.savedBy ? ` by ${alerts.value.savedBy}`
@@ -71,16 +71,21 @@ function failed(episode, whose) {
     el("span", { className: "fix" }, `What to do: ${episode.error.fix}`));
 }
 
-// An episode's ticket in words: open (a link), closed by a person while the score is still across, or on its way.
+// An episode's ticket in words: open (a link), closed by a person or gone from ServiceNow while the score is still
+// across, or on its way. A ticket not listed is not taken as closed.
 function ticketWords(episode, whose) {
-  const open = state.tickets && state.tickets.find((t) => t.id === episode.ticket && !CLOSED.has(t.status));
+  const ticket = state.tickets && episode.ticket ? state.tickets.find((t) => t.id === episode.ticket) : undefined;
   if (episode.state === "over") return null;  // shown for its error only
   if (episode.state === "opening") return episode.error ? null : `Opening: its ticket is being made (${whose})`;
-  if (open) {
-    return [episode.state === "resolving" ? "The score recovered; resolving: " : "Open: ", ticketLink(open),
+  if (ticket && !CLOSED.has(ticket.status) && ticket.status !== "missing") {
+    return [episode.state === "resolving" ? "The score recovered; resolving: " : "Open: ", ticketLink(ticket),
       ` (${whose})`];
   }
-  if (episode.state === "open" && episode.ticket && state.tickets) {
+  if (episode.state === "open" && ticket && ticket.status === "missing") {
+    return `Ticket ${ticket.number || ""} is no longer in ServiceNow (deleted, or hidden from the connector); the `
+      + `score is still under the line (${whose})`;
+  }
+  if (episode.state === "open" && ticket) {
     return `Ticket closed by a person; the score is still under the line (${whose})`;
   }
   return episode.state === "resolving" ? `The score recovered; resolving its ticket (${whose})` : `Open (${whose})`;

@@ -172,6 +172,25 @@ def test_a_ticket_a_person_closed_while_the_score_is_across_is_said_on_the_view(
     assert cells(page)[3] == "Ticket closed by a person; the score is still under the line (This organization)"
 
 
+def test_a_ticket_deleted_in_servicenow_is_said_so_not_taken_as_closed_by_a_person(browser, portal):
+    """Its ticket `missing` (ServiceNow no longer shows the record): the view names it so, not as a person's close."""
+    setup = open_portal(browser, portal)
+    connect(setup, portal)
+    saved(setup, portal, [{"id": "low", "name": "Score low", "tenants": ["home"], "below": 100}])
+    assert setup.request.post(f"{portal.url}/api/recommendations/refresh").status == 200  # crossed: a ticket
+    (record,) = [r for r in portal.servicenow.records() if r.get("correlation_id") == "m365sec:alert/low"]
+    portal.servicenow.delete("incident", record["sys_id"])
+    portal.graph.home.set_score(1.0)  # the score moved: the note's read of the record finds it gone
+    assert setup.request.post(f"{portal.url}/api/recommendations/refresh").status == 200
+    tickets = setup.request.get(f"{portal.url}/api/tickets?status=all&tenant=all").json()["tickets"]
+    assert [t["status"] for t in tickets if t["recommendation"]["id"] == "alert/low"] == ["missing"]
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    page.wait_for_selector("#alert-table tbody tr[data-id='low'] .ticket")
+    assert cells(page)[3] == (f"Ticket {record['number']} is no longer in ServiceNow (deleted, or hidden from the "
+                              "connector); the score is still under the line (This organization)")  # fmt: skip
+
+
 def test_a_save_over_someone_elses_change_is_refused_and_offers_to_reload(browser, portal):
     page = open_portal(browser, portal)
     open_alerts(page)
