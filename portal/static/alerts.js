@@ -72,9 +72,11 @@ function failed(episode, whose) {
 }
 
 // An episode's ticket in words: open (a link), closed by a person or gone from ServiceNow while the score is still
-// across, or on its way. A ticket not listed is not taken as closed.
+// across, or on its way. A ticket not listed is not taken as closed; only the episode's own tenant's ticket is its
+// (as the engine takes it: alerts/tickets.py ticket_of), so one tenant's ticket never shows under another.
 function ticketWords(episode, whose) {
-  const ticket = state.tickets && episode.ticket ? state.tickets.find((t) => t.id === episode.ticket) : undefined;
+  const ticket = state.tickets && episode.ticket ? state.tickets.find((t) => t.id === episode.ticket
+    && (t.tenant || "home") === episode.tenant) : undefined;
   if (episode.state === "over") return null;  // shown for its error only
   if (episode.state === "opening") return episode.error ? null : `Opening: its ticket is being made (${whose})`;
   if (ticket && !CLOSED.has(ticket.status) && ticket.status !== "missing") {

@@ -13,6 +13,7 @@ import pytest
 from alerts.api import FIX
 from dev.entra import FABRIKAM
 from dev.servicenow import Fault
+from shared import services as services_module
 from tests.browser.test_portal import Portal, axe_violations, browser, connect, open_portal, portal, shoot
 from tests.browser.test_portal_tenants import several, tenants
 
@@ -189,6 +190,25 @@ def test_a_ticket_deleted_in_servicenow_is_said_so_not_taken_as_closed_by_a_pers
     page.wait_for_selector("#alert-table tbody tr[data-id='low'] .ticket")
     assert cells(page)[3] == (f"Ticket {record['number']} is no longer in ServiceNow (deleted, or hidden from the "
                               "connector); the score is still under the line (This organization)")  # fmt: skip
+
+
+def test_an_episode_naming_another_tenant_s_ticket_never_shows_that_ticket(browser, portal):
+    """As the engine never takes another tenant's ticket for an episode's (alerts/tickets.py ticket_of), the view
+    never shows one tenant's ticket under another, whatever an episode document names (written in the store)."""
+    setup = open_portal(browser, portal)
+    connect(setup, portal)
+    saved(setup, portal, [{"id": "low", "name": "Score low", "tenants": "all", "below": 100}])
+    assert setup.request.post(f"{portal.url}/api/recommendations/refresh").status == 200  # crossed: a ticket
+    (home,) = listed(setup, portal)["episodes"]
+    other = "7d0c7b7e-5f0a-4c55-9d7e-2f1b1f4e8a01"
+    services_module.get_services().store.put_document(f"alert-episode:{other}:low", {
+        "alert": "low", "tenant": other, "state": "open", "episode": 1, "since": home["since"],
+        "ticket": home["ticket"]}, None)  # fmt: skip
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    page.wait_for_selector("#alert-table tbody tr[data-id='low'] .ticket a")
+    assert page.locator("#alert-table tbody tr[data-id='low'] .ticket a").count() == 1
+    assert f"Open ({other})" in cells(page)[3]
 
 
 def test_a_save_over_someone_elses_change_is_refused_and_offers_to_reload(browser, portal):
