@@ -10,7 +10,7 @@ import { ADMIN, can } from "./roles.js";
 import { body, errors, fill, known, line, refused, tenantName, wire as wireForm } from "./alerts-form.js";
 import { when } from "./words.js";
 
-const state = { alerts: [], version: null, episodes: [], tickets: null, editing: null, back: "#" };
+const state = { alerts: [], version: null, episodes: [], leftOut: 0, tickets: null, editing: null, back: "#" };
 const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 const CLOSED = new Set(["resolved", "closed", "canceled"]);
 
@@ -39,6 +39,7 @@ async function load() {
   state.alerts = alerts.value.alerts || [];
   state.version = alerts.value.version;
   state.episodes = alerts.value.episodes || [];
+  state.leftOut = alerts.value.episodesLeftOut || 0;  // over the 1000 shown: an alert's may all be among them
   known.tenants = tenants.status === "fulfilled" ? tenants.value.tenants || [] : [];
   // every status, so a ticket deleted in ServiceNow (`missing`) is told from one a person closed; null: not read
   state.tickets = tickets.status === "fulfilled" ? tickets.value.tickets || [] : null;
@@ -54,7 +55,9 @@ function render() {
   $("alert-manage-head").hidden = !admin;
   $("alert-table").tBodies[0].replaceChildren(...state.alerts.map((a, i) => row(a, i, admin)));
   $("alert-table").closest(".scroll").hidden = !state.alerts.length;
-  $("alerts-summary").textContent = state.alerts.length ? count(state.alerts.length, "alert", "alerts")
+  const left = state.leftOut ? `. ${count(state.leftOut, "more episode is", "more episodes are")} not shown: the `
+    + "Alerts view shows 1000, the failing first, then the newest." : "";
+  $("alerts-summary").textContent = state.alerts.length ? count(state.alerts.length, "alert", "alerts") + left
     : `No alerts yet.${admin ? " New alert makes one." : ""}`;
 }
 
@@ -103,7 +106,7 @@ function episodesOf(alert) {
     const words = ticketWords(episode, whose);
     if (words) nodes.push(el("span", { className: "ticket" }, ...[words].flat()));
   }
-  return nodes.length ? nodes : ["None open"];
+  return nodes.length ? nodes : [state.leftOut ? "None among those shown" : "None open"];
 }
 
 function row(alert, i, admin) {

@@ -211,6 +211,24 @@ def test_an_episode_naming_another_tenant_s_ticket_never_shows_that_ticket(brows
     assert f"Open ({other})" in cells(page)[3]
 
 
+def test_episodes_over_the_1000_shown_are_said_to_be_left_out_not_none_open(browser, portal):
+    """GET /api/alerts shows at most 1000 episodes (docs/alerts.md#episodes-on-the-alerts-view): an alert whose
+    episodes are all among those left out is not said to have none open (documents as the engine writes them)."""
+    setup = open_portal(browser, portal)
+    saved(setup, portal, [{"id": "low", "tenants": "all", "below": 50}, {"id": "late", "tenants": "all", "below": 50}])
+    store = services_module.get_services().store
+    for n in range(1002):
+        alert, since = ("low", "2026-12-02T00:00:00+00:00") if n < 1000 else ("late", "2026-12-01T00:00:00+00:00")
+        store.put_document(f"alert-episode:t{n:04d}:{alert}", {"alert": alert, "tenant": f"t{n:04d}", "state": "open",
+                           "episode": 1, "since": since, "ticket": None}, None)  # fmt: skip
+    assert listed(setup, portal)["episodesLeftOut"] == 2
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    assert page.inner_text("#alerts-summary") == ("2 alerts. 2 more episodes are not shown: the Alerts view shows "
+                                                  "1000, the failing first, then the newest.")  # fmt: skip
+    assert cells(page, 1)[3] == "None among those shown"
+
+
 def test_a_save_over_someone_elses_change_is_refused_and_offers_to_reload(browser, portal):
     page = open_portal(browser, portal)
     open_alerts(page)
