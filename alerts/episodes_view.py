@@ -31,12 +31,17 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and len(value) <= SHORT else None
 
 
+def _count(value: Any, least: int) -> int:
+    """An integer from `least` that a browser reads exactly (JavaScript's safe integers), else `least`."""
+    good = isinstance(value, int) and not isinstance(value, bool) and least <= value <= 2**53 - 1
+    return value if good else least
+
+
 def _error(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
-    attempts = value.get("attempts")
     return {"code": _text(value.get("code")) or "internal_error", "detail": clean_line(value.get("detail"), DETAIL),
-            "attempts": attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 1,
+            "attempts": _count(value.get("attempts"), 1),
             "at": _text(value.get("at")), "fix": FIX}  # fmt: skip
 
 
@@ -47,9 +52,8 @@ def _entry(data: dict[str, Any], alert: Alert, shown: str, read: set[str]) -> di
     state = data.get("state") if data.get("state") in STATES else OVER
     if state == OVER and error is None:
         return None
-    number = data.get("episode")
     return {"alert": alert.id, "tenant": shown, "state": state,
-            "episode": number if isinstance(number, int) and not isinstance(number, bool) else 0,
+            "episode": _count(data.get("episode"), 0),
             "since": _text(data.get("since")), "ticket": _text(data.get("ticket")), "error": error}  # fmt: skip
 
 

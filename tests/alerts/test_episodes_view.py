@@ -166,3 +166,17 @@ def test_an_episode_s_huge_or_odd_members_are_bounded_and_its_detail_is_one_clea
     assert len(response.get_body()) < 5_000
     assert shown["error"]["detail"].startswith("ServiceNow did not answer.xxx") and shown["error"]["code"]
     assert (shown["since"], shown["ticket"], shown["error"]["at"]) == (None, None, None)
+
+
+def test_an_episode_s_numbers_are_what_the_answer_s_schema_says_whatever_is_stored(harness):
+    """docs/openapi.yaml AlertEpisode: `episode` an integer from 0, `attempts` from 1, each one a browser reads
+    exactly (at most 2**53 - 1); a stored number outside is not one."""
+    saved(harness, [{"id": "low", "tenants": "all", "below": 50}, {"id": "big", "tenants": "all", "below": 50}])
+    error = {"code": "servicenow_unavailable", "detail": "ServiceNow did not answer.", "at": None}
+    store = harness.services.store
+    store.put_document("alert-episode:home:low", {"state": "open", "episode": -3, "error": {**error, "attempts": -5}},
+                       None)  # fmt: skip
+    store.put_document("alert-episode:home:big", {"state": "open", "episode": 2**60, "error": {**error,
+                       "attempts": 2**60}}, None)  # fmt: skip
+    shown = {e["alert"]: (e["episode"], e["error"]["attempts"]) for e in episodes(harness)}
+    assert shown == {"low": (0, 1), "big": (0, 1)}
