@@ -10,7 +10,8 @@ import { ADMIN, can } from "./roles.js";
 import { body, errors, fill, known, line, refused, tenantName, wire as wireForm } from "./alerts-form.js";
 import { when } from "./words.js";
 
-const state = { alerts: [], version: null, episodes: [], leftOut: 0, tickets: null, editing: null, back: "#" };
+const state = { alerts: [], version: null, episodes: [], leftOut: 0, tickets: null, tenantsRead: false, editing: null,
+  back: "#" };
 const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 const CLOSED = new Set(["resolved", "closed", "canceled"]);
 
@@ -41,6 +42,7 @@ async function load() {
   state.episodes = alerts.value.episodes || [];
   state.leftOut = alerts.value.episodesLeftOut || 0;  // over the 1000 shown: an alert's may all be among them
   known.tenants = tenants.status === "fulfilled" ? tenants.value.tenants || [] : [];
+  state.tenantsRead = tenants.status === "fulfilled";
   // every status, so a ticket deleted in ServiceNow (`missing`) is told from one a person closed; null: not read
   state.tickets = tickets.status === "fulfilled" ? tickets.value.tickets || [] : null;
   const saved = alerts.value.savedAt;
@@ -77,11 +79,17 @@ function failed(episode, whose) {
 // An episode's ticket in words: open (a link), closed by a person or gone from ServiceNow while the score is still
 // across, or on its way. A ticket not listed is not taken as closed; only the episode's own tenant's ticket is its
 // (as the engine takes it: alerts/tickets.py ticket_of), so one tenant's ticket never shows under another.
-function ticketWords(episode, whose) {
+function ticketWords(alert, episode, whose) {
   const ticket = state.tickets && episode.ticket ? state.tickets.find((t) => t.id === episode.ticket
     && (t.tenant || "home") === episode.tenant) : undefined;
   if (episode.state === "over") return null;  // shown for its error only
+  if (episode.state === "opening" && !checks(alert, episode.tenant)) {
+    return `Waiting: the alert no longer checks ${whose}, so its ticket is not being made`;
+  }
   if (episode.state === "opening") return episode.error ? null : `Opening: its ticket is being made (${whose})`;
+  if (episode.state === "resolving" && !checks(alert, episode.tenant)) {
+    return `Waiting: the alert no longer checks ${whose}, so its ticket is not being resolved`;
+  }
   if (ticket && !CLOSED.has(ticket.status) && ticket.status !== "missing") {
     return [episode.state === "resolving" ? "The score recovered; resolving: " : "Open: ", ticketLink(ticket),
       ` (${whose})`];
@@ -96,6 +104,13 @@ function ticketWords(episode, whose) {
   return episode.state === "resolving" ? `The score recovered; resolving its ticket (${whose})` : `Open (${whose})`;
 }
 
+// Whether the alert still checks the tenant: in its tenants, and not removed (GET /api/tenants lists it). One it no
+// longer checks is never stepped again, so it waits (docs/alerts.md#removing-an-alert).
+function checks(alert, tenant) {
+  if (alert.tenants !== "all" && !(alert.tenants || []).includes(tenant)) return false;
+  return tenant === "home" || !state.tenantsRead || known.tenants.some((t) => !t.home && t.id === tenant);
+}
+
 // Each tenant's episode of an alert (GET /api/alerts `episodes`): what it is doing, and a failure as a problem.
 function episodesOf(alert) {
   const mine = state.episodes.filter((e) => e.alert === alert.id);
@@ -103,7 +118,7 @@ function episodesOf(alert) {
   for (const episode of mine) {
     const whose = tenantName(episode.tenant);
     if (episode.error) nodes.push(failed(episode, whose));
-    const words = ticketWords(episode, whose);
+    const words = ticketWords(alert, episode, whose);
     if (words) nodes.push(el("span", { className: "ticket" }, ...[words].flat()));
   }
   return nodes.length ? nodes : [state.leftOut ? "None among those shown" : "None open"];

@@ -229,6 +229,21 @@ def test_episodes_over_the_1000_shown_are_said_to_be_left_out_not_none_open(brow
     assert cells(page, 1)[3] == "None among those shown"
 
 
+def test_an_episode_of_a_tenant_the_alert_no_longer_checks_is_said_to_wait_not_to_be_under_way(browser, portal):
+    """A tenant removed (not in GET /api/tenants) or taken out of the alert: nothing steps its episode again
+    (docs/alerts.md#removing-an-alert), so its ticket is not said to be being made (a document as the engine writes
+    one, in the store)."""
+    setup = open_portal(browser, portal)
+    saved(setup, portal, [{"id": "low", "name": "Score low", "tenants": "all", "below": 50}])
+    other = "7d0c7b7e-5f0a-4c55-9d7e-2f1b1f4e8a01"
+    services_module.get_services().store.put_document(f"alert-episode:{other}:low", {
+        "alert": "low", "tenant": other, "state": "opening", "episode": 1, "since": "2026-12-01T00:00:00+00:00",
+        "ticket": None}, None)  # fmt: skip
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    assert cells(page)[3] == f"Waiting: the alert no longer checks {other}, so its ticket is not being made"
+
+
 def test_a_save_over_someone_elses_change_is_refused_and_offers_to_reload(browser, portal):
     page = open_portal(browser, portal)
     open_alerts(page)
