@@ -3,11 +3,12 @@ tenant) episode that is not over or that carries an error, so the Alerts view sa
 tenant, a ticket a person closed while the score is still across and a step that failed with its fix, instead of
 inferring it from the open tickets.
 
-One range read of the episode documents (`alert-episode:`, the store's list_documents by prefix). An episode of an
-alert no longer saved is left out; an error where the alert no longer checks the tenant (taken out of its tenants,
-the tenant removed) is not shown, as provisioning does not show it (alerts/failures.py): nothing would step the
-episode again to clear it. At most SHOWN entries, failing ones first, then the newest; `episodesLeftOut` counts
-the rest. Only the episode's own words: never a token, nor a ServiceNow value beyond the connector's ticket id."""
+One range read of the episode documents (`alert-episode:{tenant}:{alert}`, the store's list_documents by prefix), each
+shown under the tenant and alert its name says, as the engine finds it. An episode of an alert no longer saved is
+left out; an error where the alert no longer checks the tenant (taken out of its tenants, the tenant removed) is not
+shown, as provisioning does not show it (alerts/failures.py): nothing would step the episode again to clear it. At
+most SHOWN entries, failing ones first, then the newest; `episodesLeftOut` counts the rest. Only the episode's own
+words: never a token, nor a ServiceNow value beyond the connector's ticket id."""
 
 from __future__ import annotations
 
@@ -18,35 +19,41 @@ from alerts.failures import FIX
 from alerts.model import HOME_ID, Alert
 from shared import tenant_records
 from shared.store import TicketStore
+from shared.text import clean_line
 from shared.tickets import HOME
 
 SHOWN = 1000  # entries; 100 alerts over many tenants could be more, yet most episodes are over and not shown
+DETAIL = 1000  # characters of an error's detail: the connector's own sentences are far shorter
+SHORT = 64  # a code, a time or a ticket id: longer is not one (store data is kept to what the engine writes)
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and len(value) <= SHORT else None
+
+
+def _count(value: Any, least: int) -> int:
+    """An integer from `least` that a browser reads exactly (JavaScript's safe integers), else `least`."""
+    good = isinstance(value, int) and not isinstance(value, bool) and least <= value <= 2**53 - 1
+    return value if good else least
 
 
 def _error(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
-    attempts = value.get("attempts")
-    return {"code": _text(value.get("code")) or "internal_error", "detail": _text(value.get("detail")) or "",
-            "attempts": attempts if isinstance(attempts, int) and not isinstance(attempts, bool) else 1,
+    return {"code": _text(value.get("code")) or "internal_error", "detail": clean_line(value.get("detail"), DETAIL),
+            "attempts": _count(value.get("attempts"), 1),
             "at": _text(value.get("at")), "fix": FIX}  # fmt: skip
 
 
-def _entry(data: dict[str, Any], alert: Alert, read: set[str]) -> dict[str, Any] | None:
-    shown = _text(data.get("tenant")) or HOME_ID
+def _entry(data: dict[str, Any], alert: Alert, shown: str, read: set[str]) -> dict[str, Any] | None:
     tenant = HOME if shown == HOME_ID else shown
     checked = alert.covers(tenant) and tenant in read
     error = _error(data.get("error")) if checked else None
     state = data.get("state") if data.get("state") in STATES else OVER
     if state == OVER and error is None:
         return None
-    number = data.get("episode")
     return {"alert": alert.id, "tenant": shown, "state": state,
-            "episode": number if isinstance(number, int) and not isinstance(number, bool) else 0,
+            "episode": _count(data.get("episode"), 0),
             "since": _text(data.get("since")), "ticket": _text(data.get("ticket")), "error": error}  # fmt: skip
 
 
@@ -56,9 +63,11 @@ def episodes(store: TicketStore, alerts: list[Alert]) -> tuple[list[dict[str, An
     found = store.list_documents(PREFIX) if alerts else {}
     read = set(tenant_records.readable(store)) if found else set()
     kept = []
-    for data, _ in found.values():
-        alert = by_id.get(str(data.get("alert"))) if isinstance(data, dict) else None
-        entry = _entry(data, alert, read) if alert is not None else None
+    for name, (data, _) in found.items():
+        # whose it is by its name (engine.document_name), as the engine finds it: never by members a document holds
+        shown, _, alert_id = name.removeprefix(PREFIX).partition(":")
+        alert = by_id.get(alert_id) if isinstance(data, dict) and shown else None
+        entry = _entry(data, alert, shown, read) if alert is not None else None
         if entry is not None:
             kept.append(entry)
     failing = sorted((e for e in kept if e["error"]), key=lambda e: str(e["error"]["at"] or ""), reverse=True)

@@ -10,7 +10,8 @@ import { ADMIN, can } from "./roles.js";
 import { body, errors, fill, known, line, refused, tenantName, wire as wireForm } from "./alerts-form.js";
 import { when } from "./words.js";
 
-const state = { alerts: [], version: null, episodes: [], tickets: null, editing: null, back: "#" };
+const state = { alerts: [], version: null, episodes: [], leftOut: 0, tickets: null, tenantsRead: false, editing: null,
+  back: "#" };
 const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 const CLOSED = new Set(["resolved", "closed", "canceled"]);
 
@@ -34,13 +35,15 @@ export async function open(back) {
 
 async function load() {
   const [alerts, tenants, tickets] = await Promise.allSettled([api("/api/alerts"), api("/api/tenants"),
-    api("/api/tickets?status=open&category=Infrastructure&tenant=all")]);
+    api("/api/tickets?status=all&category=Infrastructure&tenant=all")]);
   if (alerts.status === "rejected") throw alerts.reason;
   state.alerts = alerts.value.alerts || [];
   state.version = alerts.value.version;
   state.episodes = alerts.value.episodes || [];
+  state.leftOut = alerts.value.episodesLeftOut || 0;  // over the 1000 shown: an alert's may all be among them
   known.tenants = tenants.status === "fulfilled" ? tenants.value.tenants || [] : [];
-  // null: not read, so an episode's ticket missing from the open ones is not taken as closed
+  state.tenantsRead = tenants.status === "fulfilled";
+  // every status, so a ticket deleted in ServiceNow (`missing`) is told from one a person closed; null: not read
   state.tickets = tickets.status === "fulfilled" ? tickets.value.tickets || [] : null;
   const saved = alerts.value.savedAt;
   $("alerts-saved").textContent = saved ? `Saved ${when(saved)}${alerts.value.savedBy ? ` by ${alerts.value.savedBy}`
@@ -54,7 +57,9 @@ function render() {
   $("alert-manage-head").hidden = !admin;
   $("alert-table").tBodies[0].replaceChildren(...state.alerts.map((a, i) => row(a, i, admin)));
   $("alert-table").closest(".scroll").hidden = !state.alerts.length;
-  $("alerts-summary").textContent = state.alerts.length ? count(state.alerts.length, "alert", "alerts")
+  const left = state.leftOut ? `. ${count(state.leftOut, "more episode is", "more episodes are")} not shown: the `
+    + "Alerts view shows 1000, the failing first, then the newest." : "";
+  $("alerts-summary").textContent = state.alerts.length ? count(state.alerts.length, "alert", "alerts") + left
     : `No alerts yet.${admin ? " New alert makes one." : ""}`;
 }
 
@@ -71,19 +76,39 @@ function failed(episode, whose) {
     el("span", { className: "fix" }, `What to do: ${episode.error.fix}`));
 }
 
-// An episode's ticket in words: open (a link), closed by a person while the score is still across, or on its way.
-function ticketWords(episode, whose) {
-  const open = state.tickets && state.tickets.find((t) => t.id === episode.ticket && !CLOSED.has(t.status));
+// An episode's ticket in words: open (a link), closed by a person or gone from ServiceNow while the score is still
+// across, or on its way. A ticket not listed is not taken as closed; only the episode's own tenant's ticket is its
+// (as the engine takes it: alerts/tickets.py ticket_of), so one tenant's ticket never shows under another.
+function ticketWords(alert, episode, whose) {
+  const ticket = state.tickets && episode.ticket ? state.tickets.find((t) => t.id === episode.ticket
+    && (t.tenant || "home") === episode.tenant) : undefined;
   if (episode.state === "over") return null;  // shown for its error only
+  if (episode.state === "opening" && !checks(alert, episode.tenant)) {
+    return `Waiting: the alert no longer checks ${whose}, so its ticket is not being made`;
+  }
   if (episode.state === "opening") return episode.error ? null : `Opening: its ticket is being made (${whose})`;
-  if (open) {
-    return [episode.state === "resolving" ? "The score recovered; resolving: " : "Open: ", ticketLink(open),
+  if (episode.state === "resolving" && !checks(alert, episode.tenant)) {
+    return `Waiting: the alert no longer checks ${whose}, so its ticket is not being resolved`;
+  }
+  if (ticket && !CLOSED.has(ticket.status) && ticket.status !== "missing") {
+    return [episode.state === "resolving" ? "The score recovered; resolving: " : "Open: ", ticketLink(ticket),
       ` (${whose})`];
   }
-  if (episode.state === "open" && episode.ticket && state.tickets) {
+  if (episode.state === "open" && ticket && ticket.status === "missing") {
+    return `Ticket ${ticket.number || ""} is no longer in ServiceNow (deleted, or hidden from the connector); the `
+      + `score is still under the line (${whose})`;
+  }
+  if (episode.state === "open" && ticket) {
     return `Ticket closed by a person; the score is still under the line (${whose})`;
   }
   return episode.state === "resolving" ? `The score recovered; resolving its ticket (${whose})` : `Open (${whose})`;
+}
+
+// Whether the alert still checks the tenant: in its tenants, and not removed (GET /api/tenants lists it). One it no
+// longer checks is never stepped again, so it waits (docs/alerts.md#removing-an-alert).
+function checks(alert, tenant) {
+  if (alert.tenants !== "all" && !(alert.tenants || []).includes(tenant)) return false;
+  return tenant === "home" || !state.tenantsRead || known.tenants.some((t) => !t.home && t.id === tenant);
 }
 
 // Each tenant's episode of an alert (GET /api/alerts `episodes`): what it is doing, and a failure as a problem.
@@ -93,10 +118,10 @@ function episodesOf(alert) {
   for (const episode of mine) {
     const whose = tenantName(episode.tenant);
     if (episode.error) nodes.push(failed(episode, whose));
-    const words = ticketWords(episode, whose);
+    const words = ticketWords(alert, episode, whose);
     if (words) nodes.push(el("span", { className: "ticket" }, ...[words].flat()));
   }
-  return nodes.length ? nodes : ["None open"];
+  return nodes.length ? nodes : [state.leftOut ? "None among those shown" : "None open"];
 }
 
 function row(alert, i, admin) {

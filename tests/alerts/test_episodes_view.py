@@ -137,3 +137,46 @@ def test_a_tenant_s_failure_shows_by_its_id_and_goes_with_the_tenant_as_provisio
     assert removed.status_code == 200, removed.get_body()
     shown = {e["tenant"]: (e["state"], e["error"]) for e in episodes(msp)}
     assert shown[FABRIKAM.id] == ("opening", None) and shown["home"][1] is not None
+
+
+def test_an_episode_shows_under_the_tenant_and_alert_its_document_is_kept_for(harness):
+    """The engine finds an episode by its document's name (`alert-episode:{tenant}:{alert}`): a document whose own
+    members are missing or say otherwise never shows under another tenant (the home one) or another alert."""
+    other = "7d0c7b7e-5f0a-4c55-9d7e-2f1b1f4e8a01"
+    saved(harness, [{"id": "low", "tenants": "all", "below": 50}])
+    store = harness.services.store
+    store.put_document(f"alert-episode:{other}:low", {"alert": "low", "tenant": 7, "state": "open", "episode": 1,
+                                                      "since": None, "ticket": None}, None)  # fmt: skip
+    store.put_document("alert-episode:home:gone", {"alert": "low", "tenant": "home", "state": "open", "episode": 1,
+                                                   "since": None, "ticket": None}, None)  # fmt: skip
+    assert [(e["alert"], e["tenant"]) for e in episodes(harness)] == [("low", other)]
+
+
+def test_an_episode_s_huge_or_odd_members_are_bounded_and_its_detail_is_one_clean_line(harness):
+    """Store data: members far beyond what the engine writes never make the answer huge (1000 entries of them), and
+    a detail's run of spaces or control characters is one space, so the page's words stay short."""
+    saved(harness, [{"id": "low", "tenants": "all", "below": 50}])
+    huge = "9" * 60_000  # one document holds at most 500000 characters
+    error = {"code": huge, "detail": "ServiceNow\x00 did not" + " " * 60_000 + "answer." + "x" * 60_000,
+             "attempts": 2, "at": huge}  # fmt: skip
+    harness.services.store.put_document("alert-episode:home:low", {"alert": "low", "tenant": "home", "state": "open",
+                                        "episode": 1, "since": huge, "ticket": huge, "error": error}, None)  # fmt: skip
+    response = get_alerts(harness)
+    (shown,) = body(response)["episodes"]
+    assert len(response.get_body()) < 5_000
+    assert shown["error"]["detail"].startswith("ServiceNow did not answer.xxx") and shown["error"]["code"]
+    assert (shown["since"], shown["ticket"], shown["error"]["at"]) == (None, None, None)
+
+
+def test_an_episode_s_numbers_are_what_the_answer_s_schema_says_whatever_is_stored(harness):
+    """docs/openapi.yaml AlertEpisode: `episode` an integer from 0, `attempts` from 1, each one a browser reads
+    exactly (at most 2**53 - 1); a stored number outside is not one."""
+    saved(harness, [{"id": "low", "tenants": "all", "below": 50}, {"id": "big", "tenants": "all", "below": 50}])
+    error = {"code": "servicenow_unavailable", "detail": "ServiceNow did not answer.", "at": None}
+    store = harness.services.store
+    store.put_document("alert-episode:home:low", {"state": "open", "episode": -3, "error": {**error, "attempts": -5}},
+                       None)  # fmt: skip
+    store.put_document("alert-episode:home:big", {"state": "open", "episode": 2**60, "error": {**error,
+                       "attempts": 2**60}}, None)  # fmt: skip
+    shown = {e["alert"]: (e["episode"], e["error"]["attempts"]) for e in episodes(harness)}
+    assert shown == {"low": (0, 1), "big": (0, 1)}

@@ -13,6 +13,7 @@ import pytest
 from alerts.api import FIX
 from dev.entra import FABRIKAM
 from dev.servicenow import Fault
+from shared import services as services_module
 from tests.browser.test_portal import Portal, axe_violations, browser, connect, open_portal, portal, shoot
 from tests.browser.test_portal_tenants import several, tenants
 
@@ -170,6 +171,77 @@ def test_a_ticket_a_person_closed_while_the_score_is_across_is_said_on_the_view(
     open_alerts(page)
     page.wait_for_selector("#alert-table tbody tr[data-id='low'] .ticket")
     assert cells(page)[3] == "Ticket closed by a person; the score is still under the line (This organization)"
+
+
+def test_a_ticket_deleted_in_servicenow_is_said_so_not_taken_as_closed_by_a_person(browser, portal):
+    """Its ticket `missing` (ServiceNow no longer shows the record): the view names it so, not as a person's close."""
+    setup = open_portal(browser, portal)
+    connect(setup, portal)
+    saved(setup, portal, [{"id": "low", "name": "Score low", "tenants": ["home"], "below": 100}])
+    assert setup.request.post(f"{portal.url}/api/recommendations/refresh").status == 200  # crossed: a ticket
+    (record,) = [r for r in portal.servicenow.records() if r.get("correlation_id") == "m365sec:alert/low"]
+    portal.servicenow.delete("incident", record["sys_id"])
+    portal.graph.home.set_score(1.0)  # the score moved: the note's read of the record finds it gone
+    assert setup.request.post(f"{portal.url}/api/recommendations/refresh").status == 200
+    tickets = setup.request.get(f"{portal.url}/api/tickets?status=all&tenant=all").json()["tickets"]
+    assert [t["status"] for t in tickets if t["recommendation"]["id"] == "alert/low"] == ["missing"]
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    page.wait_for_selector("#alert-table tbody tr[data-id='low'] .ticket")
+    assert cells(page)[3] == (f"Ticket {record['number']} is no longer in ServiceNow (deleted, or hidden from the "
+                              "connector); the score is still under the line (This organization)")  # fmt: skip
+
+
+def test_an_episode_naming_another_tenant_s_ticket_never_shows_that_ticket(browser, portal):
+    """As the engine never takes another tenant's ticket for an episode's (alerts/tickets.py ticket_of), the view
+    never shows one tenant's ticket under another, whatever an episode document names (written in the store)."""
+    setup = open_portal(browser, portal)
+    connect(setup, portal)
+    saved(setup, portal, [{"id": "low", "name": "Score low", "tenants": "all", "below": 100}])
+    assert setup.request.post(f"{portal.url}/api/recommendations/refresh").status == 200  # crossed: a ticket
+    (home,) = listed(setup, portal)["episodes"]
+    other = "7d0c7b7e-5f0a-4c55-9d7e-2f1b1f4e8a01"
+    services_module.get_services().store.put_document(f"alert-episode:{other}:low", {
+        "alert": "low", "tenant": other, "state": "open", "episode": 1, "since": home["since"],
+        "ticket": home["ticket"]}, None)  # fmt: skip
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    page.wait_for_selector("#alert-table tbody tr[data-id='low'] .ticket a")
+    assert page.locator("#alert-table tbody tr[data-id='low'] .ticket a").count() == 1
+    assert f"Open ({other})" in cells(page)[3]
+
+
+def test_episodes_over_the_1000_shown_are_said_to_be_left_out_not_none_open(browser, portal):
+    """GET /api/alerts shows at most 1000 episodes (docs/alerts.md#episodes-on-the-alerts-view): an alert whose
+    episodes are all among those left out is not said to have none open (documents as the engine writes them)."""
+    setup = open_portal(browser, portal)
+    saved(setup, portal, [{"id": "low", "tenants": "all", "below": 50}, {"id": "late", "tenants": "all", "below": 50}])
+    store = services_module.get_services().store
+    for n in range(1002):
+        alert, since = ("low", "2026-12-02T00:00:00+00:00") if n < 1000 else ("late", "2026-12-01T00:00:00+00:00")
+        store.put_document(f"alert-episode:t{n:04d}:{alert}", {"alert": alert, "tenant": f"t{n:04d}", "state": "open",
+                           "episode": 1, "since": since, "ticket": None}, None)  # fmt: skip
+    assert listed(setup, portal)["episodesLeftOut"] == 2
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    assert page.inner_text("#alerts-summary") == ("2 alerts. 2 more episodes are not shown: the Alerts view shows "
+                                                  "1000, the failing first, then the newest.")  # fmt: skip
+    assert cells(page, 1)[3] == "None among those shown"
+
+
+def test_an_episode_of_a_tenant_the_alert_no_longer_checks_is_said_to_wait_not_to_be_under_way(browser, portal):
+    """A tenant removed (not in GET /api/tenants) or taken out of the alert: nothing steps its episode again
+    (docs/alerts.md#removing-an-alert), so its ticket is not said to be being made (a document as the engine writes
+    one, in the store)."""
+    setup = open_portal(browser, portal)
+    saved(setup, portal, [{"id": "low", "name": "Score low", "tenants": "all", "below": 50}])
+    other = "7d0c7b7e-5f0a-4c55-9d7e-2f1b1f4e8a01"
+    services_module.get_services().store.put_document(f"alert-episode:{other}:low", {
+        "alert": "low", "tenant": other, "state": "opening", "episode": 1, "since": "2026-12-01T00:00:00+00:00",
+        "ticket": None}, None)  # fmt: skip
+    page = open_portal(browser, portal)
+    open_alerts(page)
+    assert cells(page)[3] == f"Waiting: the alert no longer checks {other}, so its ticket is not being made"
 
 
 def test_a_save_over_someone_elses_change_is_refused_and_offers_to_reload(browser, portal):
