@@ -321,8 +321,10 @@ def mod_count(record: dict[str, Any]) -> int | None:
 
 def resolution_stamp(record: dict[str, Any], now: str, held: str | None = None) -> str | None:
     """When ServiceNow says the record was resolved (`resolved_at`), else closed (`closed_at`), as an ISO time never
-    after `now`; None when it says neither (a stamp before `held`, the open version we held, is an earlier one's)."""
-    stamps = (_stamp(record.get(name), now, held) for name in ("resolved_at", "closed_at"))
+    after `now` nor the record's last update (done by then: a later one is a wrong clock or an import's); None when it
+    says neither (a stamp before `held`, the open version we held, is an earlier one's)."""
+    updated = _stamp(record.get("sys_updated_on"), now)
+    stamps = (_stamp(record.get(name), updated or now, held) for name in ("resolved_at", "closed_at"))
     return next((found for found in stamps if found), None)
 
 

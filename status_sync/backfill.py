@@ -24,6 +24,9 @@ from status_sync.reader import RecordReader, SyncResult
 
 CHUNK = 100  # sys_ids in one request (a URL far below the length where pysnc turns to the Batch API)
 MAX_REQUESTS = 2  # per run: 200 tickets, about 57,000 a day at a run every 5 minutes
+# Done tickets one store call looks at, at most: Table Storage cannot filter on a missing `resolved_at`, and a walk over
+# 100,000 stamped ones took 13.5 s on Azurite in one call; this is 5 of its pages, well under a second.
+SCAN = 5000
 
 
 class Backfill:
@@ -40,16 +43,15 @@ class Backfill:
         connection = self._services.connection
         for _ in range(MAX_REQUESTS):
             deadlines.check_run()
-            found = self._store.list_unstamped_done(after, CHUNK, connection.key)
+            found, more = self._store.list_unstamped_done(after, CHUNK, connection.key, SCAN)
             # an id added again: its earlier connection's tickets are never asked of this instance
             mine = [(t, etag) for t, etag in found if connection.serves(t) and SYS_ID.fullmatch(t.sys_id or "")]
             if mine:
                 self._stamp(mine, result)
-            if found:
-                after = found[-1][0].id
-            if len(found) < CHUNK:
+            if more is None:
                 self._save({"done": self._services.clock().isoformat()})
                 return
+            after = more
             self._save({"after": after})  # progress kept, should the next request fail or the run be cut short
 
     def _save(self, backfill: dict[str, Any]) -> None:

@@ -47,6 +47,10 @@ def check_size(name: str, text: str) -> None:
         )
 
 
+# Done tickets without a resolution time, and the id a walk goes on after (None: none left); `list_unstamped_done`
+Unstamped = tuple[list[tuple[Ticket, str]], str | None]
+
+
 class StoreConflict(Exception):
     """A conditional write lost: the row changed (ETag) or already exists."""
 
@@ -135,9 +139,11 @@ class TicketStore(Protocol):
         """(sys_id, ticket id) of linked tickets not closed or canceled, with `after` < sys_id <= `upto`, in
         sys_id order, at most `limit` of them, on `connection` ("": the default; the rolling sweep's slice)."""
 
-    def list_unstamped_done(self, after: str, limit: int, connection: str = "") -> list[tuple[Ticket, str]]:
+    def list_unstamped_done(self, after: str, limit: int, connection: str = "", scan: int = 5000) -> Unstamped:
         """Resolved or closed tickets with a sys_id and no `resolved_at` (stored before it existed), with their
-        ETags, ticket id > `after`, in id order, at most `limit`, on `connection` (status_sync/backfill.py)."""
+        ETags, ticket id > `after`, in id order, at most `limit`, on `connection` (status_sync/backfill.py); and the
+        id the next call goes on after, None at the end. A call looks at `scan` done tickets at most (Table Storage
+        filters no missing property), so it may find fewer than `limit`, even none, while more follow."""
 
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
         """The sync watermark and the last run's result, with its ETag."""

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, check_size, prefix_end
+from shared.store._models import IdempotencyRecord, OAuthState, StoreConflict, Unstamped, check_size, prefix_end
 from shared.store.sqlite_scores import SqliteSecureScores
 from shared.tickets import Ticket
 
@@ -293,7 +293,7 @@ class SqliteTicketStore(SqliteSecureScores):
             ).fetchall()
         return [(str(sys_id), str(ticket_id)) for sys_id, ticket_id in rows]
 
-    def list_unstamped_done(self, after: str, limit: int, connection: str = "") -> list[tuple[Ticket, str]]:
+    def list_unstamped_done(self, after: str, limit: int, connection: str = "", scan: int = 5000) -> Unstamped:
         with self._lock:
             rows = self._db.execute(
                 "SELECT data, version FROM tickets WHERE id > ? AND status IN ('resolved', 'closed') "
@@ -301,7 +301,8 @@ class SqliteTicketStore(SqliteSecureScores):
                 "AND COALESCE(json_extract(data, '$.connection'), '') = ? ORDER BY id LIMIT ?",
                 (after, connection, limit),
             ).fetchall()
-        return [(Ticket.from_record(json.loads(data)), str(version)) for data, version in rows]
+        found = [(Ticket.from_record(json.loads(data)), str(version)) for data, version in rows]
+        return found, found[-1][0].id if len(found) == limit else None  # SQLite filters it all: no `scan` needed
 
     def get_sync_state(self) -> tuple[dict[str, Any], str] | None:
         with self._lock:

@@ -11,7 +11,7 @@ import re
 import threading
 from typing import Any
 
-from shared.store._models import IdempotencyRecord, StoreConflict
+from shared.store._models import IdempotencyRecord, StoreConflict, Unstamped
 from shared.store.outage import client_options, outages_unavailable
 from shared.store.tables_documents import TableDocuments
 from shared.tickets import Ticket
@@ -382,18 +382,19 @@ class TableTicketStore(TableDocuments):
                 break
         return found
 
-    def list_unstamped_done(self, after: str, limit: int, connection: str = "") -> list[tuple[Ticket, str]]:
+    def list_unstamped_done(self, after: str, limit: int, connection: str = "", scan: int = 5000) -> Unstamped:
         """No null property is kept: the done ones are read with 4 small properties to check them; a match whole."""
         # spaces inside the parentheses: the SDK finds each @parameter as a word between spaces
         query = "PartitionKey eq @pk and RowKey gt @after and RowKey lt @claims and ( status eq @r or status eq @c )"
         parameters = {"pk": _TICKET_PARTITION, "after": after, "claims": "~", "r": "resolved", "c": "closed"}
         found: list[tuple[Ticket, str]] = []
         select = ["RowKey", "sys_id", "resolved_at", "connection"]
-        for e in self._table(TICKETS).query_entities(query, parameters=parameters, select=select):
+        entities = self._table(TICKETS).query_entities(query, parameters=parameters, select=select)
+        for looked, e in enumerate(entities, 1):
             if e.get("sys_id") and e.get("resolved_at") is None and str(e.get("connection") or "") == connection:
                 ticket = self.get_ticket(str(e["RowKey"]))
                 if ticket and ticket[0].resolved_at is None and ticket[0].status in ("resolved", "closed"):
                     found.append(ticket)
-                if len(found) >= limit:
-                    break
-        return found
+            if len(found) >= limit or looked >= scan:
+                return found, str(e["RowKey"])
+        return found, None

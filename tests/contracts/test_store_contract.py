@@ -416,12 +416,31 @@ def test_the_done_tickets_without_a_resolution_time_are_listed_by_id_on_their_co
     made(5, status="new")
     made(8, sys_id=None, status="pending")
     made(9, connection="second")
-    found = store.list_unstamped_done("", 3)
-    assert [t.id for t, _ in found] == [t.id for t in wanted[:3]]
+    found, more = store.list_unstamped_done("", 3)
+    assert [t.id for t, _ in found] == [t.id for t in wanted[:3]] and more == wanted[2].id
     assert [t for t, _ in found] == wanted[:3] and all(store.get_ticket(t.id)[1] == e for t, e in found)
-    assert [t.id for t, _ in store.list_unstamped_done(wanted[2].id, 3)] == [wanted[3].id]
-    assert store.list_unstamped_done(wanted[3].id, 3) == []
-    assert [t.id for t, _ in store.list_unstamped_done("", 10, "second")] == [f"{9:032x}"]
+    found, more = store.list_unstamped_done(wanted[2].id, 3)
+    assert [t.id for t, _ in found] == [wanted[3].id] and more is None
+    assert store.list_unstamped_done(wanted[3].id, 3) == ([], None)
+    assert [t.id for t, _ in store.list_unstamped_done("", 10, "second")[0]] == [f"{9:032x}"]
+
+
+def test_a_walk_over_many_stamped_done_tickets_is_bounded_per_call_and_says_where_it_goes_on(store):
+    """Table Storage cannot filter on a missing property: a call looks at no more than `scan` done tickets (100,000
+    stamped ones took 13.5 s in one call on Azurite) and says where the next goes on; followed, it finds them all."""
+    for n in range(1, 8):
+        stamped = None if n in (3, 7) else "2026-11-27T10:00:00+00:00"
+        store.begin_creation(replace(_ticket(f"{n:032x}", f"Control{n}"), status="closed", sys_id=f"{n:032x}",
+                                     resolved_at=stamped))  # fmt: skip
+    walked, after, calls = [], "", 0
+    while after is not None:
+        found, after = store.list_unstamped_done(after, 10, scan=2)
+        walked += [t.id for t, _ in found]
+        calls += 1
+        assert calls <= 4 and (after is None or len(found) <= 2)
+    assert walked == [f"{3:032x}", f"{7:032x}"]
+    if type(store).__name__ == "TableTicketStore":
+        assert calls == 4  # 2, 2, 2 and 1 looked at
 
 
 def test_begin_creation_takes_the_claim_only_from_the_holder_it_names(store):

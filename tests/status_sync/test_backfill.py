@@ -223,3 +223,20 @@ def test_a_ticket_changed_while_servicenow_was_asked_keeps_what_changed_it(conne
     kept, reopened = (store.get_ticket(ids[s])[0] for s in sys_ids)
     assert (kept.resolved_at, kept.secure_score, kept.status) == (closed, written_back, "closed")
     assert (reopened.resolved_at, reopened.status) == (None, "in_progress")
+
+
+def test_a_stamp_after_the_records_last_update_is_held_to_it_not_to_the_run(connected):
+    """An instance whose `resolved_at` says 2099 (a clock ahead, an import): the record was done by its last update,
+    so that is its resolution time; the run's clock would put a ticket closed months ago in this quarter's review."""
+    sys_ids = list(create_tickets(connected, 1))
+    connected.clock.advance(minutes=10)
+    connected.simulator.update("incident", sys_ids[0], state="6")
+    connected.simulator.update("incident", sys_ids[0], resolved_at="2099-01-01 00:00:00")
+    last_update = connected.clock().isoformat()
+    connected.clock.advance(minutes=5)
+    sync(connected)
+    stored_by_an_older_version(connected.services)
+    connected.clock.advance(days=20)  # within the refresh token's life
+
+    assert sync(connected).backfilled == 1
+    assert resolved_at(connected.services) == {sys_ids[0]: last_update}
