@@ -31,7 +31,7 @@ def list_alerts(req: func.HttpRequest) -> func.HttpResponse:
 
     def run(services: Services, _: Caller, inbound: Inbound) -> func.HttpResponse:
         saved = load(services.store)
-        listed, left_out = episodes(services.store, saved.alerts)
+        listed, left_out = episodes(services, saved.alerts)
         answer = {**shown(saved), "episodes": listed, "episodesLeftOut": left_out}
         return web.json_response(answer, headers=etag_header(saved))
 

@@ -7,8 +7,9 @@ One range read of the episode documents (`alert-episode:{tenant}:{alert}`, the s
 shown under the tenant and alert its name says, as the engine finds it. An episode of an alert no longer saved is
 left out; an error where the alert no longer checks the tenant (taken out of its tenants, the tenant removed) is not
 shown, as provisioning does not show it (alerts/failures.py): nothing would step the episode again to clear it. At
-most SHOWN entries, failing ones first, then the newest; `episodesLeftOut` counts the rest. Only the episode's own
-words: never a token, nor a ServiceNow value beyond the connector's ticket id."""
+most SHOWN entries, failing ones first, then the newest; `episodesLeftOut` counts the rest. An episode under way
+names its ticket as the store has it (`ticketDetails`: number, status, link), only if it is the episode's tenant's (as
+alerts/tickets.py ticket_of), so the page needs no list of tickets. Never a token."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from typing import Any
 from alerts.engine import OVER, PREFIX, STATES
 from alerts.failures import FIX
 from alerts.model import HOME_ID, Alert
+from alerts.tickets import ticket_of
 from shared import tenant_records
-from shared.store import TicketStore
+from shared.services import Services
 from shared.text import clean_line
 from shared.tickets import HOME
 
@@ -45,6 +47,13 @@ def _error(value: Any) -> dict[str, Any] | None:
             "at": _text(value.get("at")), "fix": FIX}  # fmt: skip
 
 
+def _details(services: Services, ticket_id: str | None, tenant: str) -> dict[str, Any] | None:
+    """The episode's ticket in the few words the page says, only if it is this tenant's (ticket_of)."""
+    ticket = ticket_of(services, ticket_id, tenant)
+    shown = ticket.to_json(services.settings.instance_url) if ticket else None
+    return {"number": shown["number"], "status": shown["status"], "url": shown["url"]} if shown else None
+
+
 def _entry(data: dict[str, Any], alert: Alert, shown: str, read: set[str]) -> dict[str, Any] | None:
     tenant = HOME if shown == HOME_ID else shown
     checked = alert.covers(tenant) and tenant in read
@@ -57,11 +66,12 @@ def _entry(data: dict[str, Any], alert: Alert, shown: str, read: set[str]) -> di
             "since": _text(data.get("since")), "ticket": _text(data.get("ticket")), "error": error}  # fmt: skip
 
 
-def episodes(store: TicketStore, alerts: list[Alert]) -> tuple[list[dict[str, Any]], int]:
-    """The episodes to show, failing first, then the newest; and how many were left out over SHOWN."""
+def episodes(services: Services, alerts: list[Alert]) -> tuple[list[dict[str, Any]], int]:
+    """The episodes to show, failing first, then the newest; and how many were left out over SHOWN. One ticket read
+    for each shown episode under way (an episode over says only its error)."""
     by_id = {a.id: a for a in alerts}
-    found = store.list_documents(PREFIX) if alerts else {}
-    read = set(tenant_records.readable(store)) if found else set()
+    found = services.store.list_documents(PREFIX) if alerts else {}
+    read = set(tenant_records.readable(services.store)) if found else set()
     kept = []
     for name, (data, _) in found.items():
         # whose it is by its name (engine.document_name), as the engine finds it: never by members a document holds
@@ -73,4 +83,8 @@ def episodes(store: TicketStore, alerts: list[Alert]) -> tuple[list[dict[str, An
     failing = sorted((e for e in kept if e["error"]), key=lambda e: str(e["error"]["at"] or ""), reverse=True)
     others = sorted((e for e in kept if not e["error"]), key=lambda e: str(e["since"] or ""), reverse=True)
     kept = failing + others
+    for entry in kept[:SHOWN]:
+        tenant = HOME if entry["tenant"] == HOME_ID else entry["tenant"]
+        under_way = entry["state"] != OVER
+        entry["ticketDetails"] = _details(services, entry["ticket"], tenant) if under_way else None
     return kept[:SHOWN], max(0, len(kept) - SHOWN)

@@ -1,7 +1,7 @@
 // The Alerts view (docs/alerts.md, docs/portal.md#alerts-a-falling-score-becomes-a-ticket): the score alerts
-// (GET /api/alerts) with each tenant's episode in words (its `episodes`: open with its ticket from GET /api/tickets,
-// a ticket a person closed, a step that failed and what to do), and for admins New, Edit and Remove, each a PUT of
-// the whole list with If-Match (the version read).
+// (GET /api/alerts) with each tenant's episode in words (its `episodes`: open with its ticket, a ticket a person
+// closed, a step that failed and what to do), and for admins New, Edit and Remove, each a PUT of the whole list with
+// If-Match (the version read).
 // A 412 says someone else changed the list and offers to reload it; a refusal shows under the form's fields.
 import { api } from "./api.js";
 import { $, el } from "./dom.js";
@@ -10,8 +10,7 @@ import { ADMIN, can } from "./roles.js";
 import { body, errors, fill, known, line, refused, tenantName, wire as wireForm } from "./alerts-form.js";
 import { when } from "./words.js";
 
-const state = { alerts: [], version: null, episodes: [], leftOut: 0, tickets: null, tenantsRead: false, editing: null,
-  back: "#" };
+const state = { alerts: [], version: null, episodes: [], leftOut: 0, tenantsRead: false, editing: null, back: "#" };
 const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 const CLOSED = new Set(["resolved", "closed", "canceled"]);
 
@@ -34,8 +33,7 @@ export async function open(back) {
 }
 
 async function load() {
-  const [alerts, tenants, tickets] = await Promise.allSettled([api("/api/alerts"), api("/api/tenants"),
-    api("/api/tickets?status=all&category=Infrastructure&tenant=all")]);
+  const [alerts, tenants] = await Promise.allSettled([api("/api/alerts"), api("/api/tenants")]);
   if (alerts.status === "rejected") throw alerts.reason;
   state.alerts = alerts.value.alerts || [];
   state.version = alerts.value.version;
@@ -43,8 +41,6 @@ async function load() {
   state.leftOut = alerts.value.episodesLeftOut || 0;  // over the 1000 shown: an alert's may all be among them
   known.tenants = tenants.status === "fulfilled" ? tenants.value.tenants || [] : [];
   state.tenantsRead = tenants.status === "fulfilled";
-  // every status, so a ticket deleted in ServiceNow (`missing`) is told from one a person closed; null: not read
-  state.tickets = tickets.status === "fulfilled" ? tickets.value.tickets || [] : null;
   const saved = alerts.value.savedAt;
   $("alerts-saved").textContent = saved ? `Saved ${when(saved)}${alerts.value.savedBy ? ` by ${alerts.value.savedBy}`
     : ""}.` : "";
@@ -77,11 +73,10 @@ function failed(episode, whose) {
 }
 
 // An episode's ticket in words: open (a link), closed by a person or gone from ServiceNow while the score is still
-// across, or on its way. A ticket not listed is not taken as closed; only the episode's own tenant's ticket is its
-// (as the engine takes it: alerts/tickets.py ticket_of), so one tenant's ticket never shows under another.
+// across, or on its way. Its `ticketDetails` are only ever the episode's own tenant's ticket (GET /api/alerts takes
+// it as the engine does), so one tenant's ticket never shows under another.
 function ticketWords(alert, episode, whose) {
-  const ticket = state.tickets && episode.ticket ? state.tickets.find((t) => t.id === episode.ticket
-    && (t.tenant || "home") === episode.tenant) : undefined;
+  const ticket = episode.ticketDetails || undefined;
   if (episode.state === "over") return null;  // shown for its error only
   if (episode.state === "opening" && !checks(alert, episode.tenant)) {
     return `Waiting: the alert no longer checks ${whose}, so its ticket is not being made`;

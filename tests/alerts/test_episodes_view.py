@@ -81,6 +81,23 @@ def test_a_ticket_a_person_closed_while_the_score_is_across_stays_an_open_episod
     assert (shown["state"], shown["error"]) == ("open", None)
     ticket = body(scored.call("get_ticket", path=f"/tickets/{shown['ticket']}", route_params={"id": shown["ticket"]}))
     assert ticket["status"] == "closed" and ticket["number"] == record["number"]
+    assert shown["ticketDetails"] == {"number": record["number"], "status": "closed", "url": ticket["url"]}
+
+
+def test_an_episode_names_its_ticket_only_if_it_is_its_own_tenant_s(scored):
+    """As the engine takes an episode's ticket (alerts/tickets.py ticket_of): an episode document naming another
+    tenant's ticket shows no ticket, so the page never shows one tenant's ticket under another."""
+    saved(scored, [{**low(scored), "tenants": "all"}])
+    refresh(scored)
+    (home,) = episodes(scored)
+    other = "7d0c7b7e-5f0a-4c55-9d7e-2f1b1f4e8a01"
+    document = {"alert": "low", "tenant": other, "state": "open", "episode": 1, "ticket": home["ticket"]}
+    scored.services.store.put_document(f"alert-episode:{other}:low", document, None)
+    shown = {e["tenant"]: (e["ticket"], e["ticketDetails"]) for e in episodes(scored)}
+    (record,) = alert_records(scored)
+    assert shown["home"][1] is not None and shown["home"][1]["number"] == record["number"]
+    assert shown["home"][1]["status"] == "new" and shown["home"][1]["url"]
+    assert shown[other] == (home["ticket"], None)
 
 
 def test_an_episode_over_is_not_shown_and_an_alert_removed_takes_its_episodes_with_it(scored):
