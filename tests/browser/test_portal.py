@@ -5,7 +5,7 @@ PICTURES=1 (`make pictures`) those the docs show go to docs/images/ too, so a pi
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,16 @@ def shoot(page: Any, name: str) -> Path:
     if PICTURES and name in docs_pictures():
         page.screenshot(path=str(IMAGES / f"{name}.png"))
     return path
+
+
+def answering(asked: list[str], accept: bool) -> Callable[[Any], None]:
+    """A dialog handler (`page.once("dialog", ...)`): notes the dialog's words in `asked`, then accepts or dismisses."""
+
+    def answer(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    return answer
 
 
 def row(page: Any, control_id: str) -> Any:

@@ -14,7 +14,7 @@ from alerts.api import FIX
 from dev.entra import FABRIKAM
 from dev.servicenow import Fault
 from shared import services as services_module
-from tests.browser.test_portal import Portal, axe_violations, browser, connect, open_portal, portal, shoot
+from tests.browser.test_portal import Portal, answering, axe_violations, browser, connect, open_portal, portal, shoot
 from tests.browser.test_portal_tenants import several, tenants
 
 __all__ = ["browser", "portal", "tenants"]  # fixtures, used by name
@@ -331,19 +331,12 @@ def test_leaving_the_form_with_unsaved_changes_asks_first(browser, portal):
     page.fill("#al-name", "Half done")
     asked: list[str] = []
 
-    def answering(accept: bool) -> Any:
-        def answer(dialog: Any) -> None:
-            asked.append(dialog.message)
-            dialog.accept() if accept else dialog.dismiss()
-
-        return answer
-
-    page.once("dialog", answering(False))
+    page.once("dialog", answering(asked, False))
     with page.expect_event("dialog"):
         page.click("#alerts-back")
     assert asked == ["Leave the alert without saving? Your changes are lost."]
     assert page.evaluate("location.hash") == "#alerts" and page.input_value("#al-name") == "Half done"
-    page.once("dialog", answering(True))
+    page.once("dialog", answering(asked, True))
     with page.expect_event("dialog"):
         page.go_back()  # the page before the view: the browser's Back asks too
     page.wait_for_selector("#alerts[hidden]", state="attached")

@@ -15,7 +15,7 @@ from create_ticket.routing.document import load
 from create_ticket.routing.saving import save as save_routes
 from create_ticket.routing.saving import version_of
 from shared import services as services_module
-from tests.browser.test_portal import Portal, axe_violations, browser, connect, open_portal, portal, shoot
+from tests.browser.test_portal import Portal, answering, axe_violations, browser, connect, open_portal, portal, shoot
 
 __all__ = ["browser", "portal"]  # fixtures, used by name
 
@@ -265,21 +265,14 @@ def test_moving_and_deleting_keep_the_focus_and_leaving_asks_before_dropping_cha
     # answered by a handler, so a click is never left waiting on a dialog that opened before it returned.
     asked: list[str] = []
 
-    def answering(accept: bool) -> Any:
-        def answer(dialog: Any) -> None:
-            asked.append(dialog.message)
-            dialog.accept() if accept else dialog.dismiss()
-
-        return answer
-
-    page.once("dialog", answering(False))
+    page.once("dialog", answering(asked, False))
     with page.expect_event("dialog"):
         page.click("#routes-back")
     assert asked == ["Leave the routes without saving? Your changes are lost."]
     page.wait_for_url("**#routes")
     assert page.evaluate("location.hash") == "#routes"
     assert page.is_visible("#routes") and names(page) == ["1. Third", "2. Second"]
-    page.once("dialog", answering(True))
+    page.once("dialog", answering(asked, True))
     page.click("#routes-discard")  # its confirmation is answered from within the click
     assert asked[1:] == ["Discard your changes to the routes? The saved list comes back."]
     page.locator("#rule-list > li").nth(2).wait_for()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dev.entra import FABRIKAM, NORTHWIND
-from tests.browser.test_portal import Portal, axe_violations, browser, open_portal, portal, shoot
+from tests.browser.test_portal import Portal, answering, axe_violations, browser, open_portal, portal, shoot
 from tests.browser.test_portal_tenants import several, tenants
 
 __all__ = ["browser", "portal", "tenants"]  # fixtures, used by name
@@ -204,20 +204,13 @@ def test_a_control_another_template_sets_is_named_under_the_controls(browser, po
     # Leaving the unsaved form asks first; staying keeps it as it was.
     asked: list[str] = []
 
-    def answering(accept: bool) -> Any:
-        def answer(dialog: Any) -> None:
-            asked.append(dialog.message)
-            dialog.accept() if accept else dialog.dismiss()
-
-        return answer
-
-    page.once("dialog", answering(False))
+    page.once("dialog", answering(asked, False))
     with page.expect_event("dialog"):
         page.click("#template-part .back")
     page.wait_for_url("**#templates/new")
     assert asked == ["Leave the template without saving? Your changes are lost."]
     assert page.evaluate("location.hash") == "#templates/new" and page.input_value("#tp-name") == "Accepted risk"
-    page.once("dialog", answering(True))
+    page.once("dialog", answering(asked, True))
     with page.expect_event("dialog"):
         page.click("#template-part .back")
     page.wait_for_selector("#templates-list-part:not([hidden]) #template-table tbody tr")
